@@ -1,0 +1,122 @@
+/**
+ * The one settings module read by the CDK stack (`infra/`) and the offline runtime (`local/`), so the
+ * two cannot drift. Plain constants: no environment, no I/O. Functions receive what they need of it
+ * through environment variables set by the stack (see `shared/config.ts`).
+ */
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** File suffixes the bucket notifies on, each also accepted gzip-compressed (`.csv.gz`, ...). */
+export const FILE_SUFFIXES = ['.csv', '.json', '.ndjson', '.jsonl', '.parquet'] as const;
+
+export const settings = {
+  /** Prefix of every resource name the offline runtime creates, and of the CloudFormation stack. */
+  appName: 'pulse',
+  stackName: 'PulseIngest',
+  /** Namespace of every Powertools metric. */
+  metricsNamespace: 'PulseIngest',
+
+  bucket: {
+    /** Objects under this prefix are ingested. */
+    incomingPrefix: 'incoming/',
+    /** Rejected records are written here as NDJSON, one reason per line. */
+    rejectsPrefix: 'rejects/',
+    suffixes: [...FILE_SUFFIXES, ...FILE_SUFFIXES.map((s) => `${s}.gz`)],
+  },
+
+  /** S3 ObjectCreated notifications, consumed by s3-trigger. */
+  fileEvents: {
+    batchSize: 5,
+    maxBatchingWindowSeconds: 0,
+    /** Deliveries before a message that could not be handled at all moves to the DLQ (3..10). */
+    maxReceiveCount: 5,
+    retentionDays: 14,
+  },
+
+  /** Packed signals, consumed by the scorer. */
+  signals: {
+    /**
+     * Byte budget of one packed message. SQS allows 1 MiB; SendMessageBatch 1 MiB in all. 256 KiB keeps
+     * four messages per batch call and batchSize × size (2.5 MiB) well under the 6 MB invocation payload.
+     */
+    maxMessageBytes: 256 * KiB,
+    /** The queue's MaximumMessageSize, set explicitly (the default would be 256 KiB too). */
+    queueMaximumMessageBytes: 256 * KiB,
+    batchSize: 10,
+    maxBatchingWindowSeconds: 1,
+    maxReceiveCount: 5,
+    retentionDays: 14,
+    /** SendMessageBatch limits. */
+    maxEntriesPerBatch: 10,
+    maxBatchBytes: 1 * MiB,
+    /** Attempts for entries that keep failing inside one send, with exponential backoff. */
+    sendAttempts: 6,
+    sendBaseDelayMs: 50,
+  },
+
+  /** Dead-letter queues keep messages for the longest time SQS allows. */
+  dlqRetentionDays: 14,
+  /** Queue visibility timeout = this × the consuming function's timeout (AWS recommends ≥ 6). */
+  visibilityTimeoutFactor: 6,
+
+  functions: {
+    s3Trigger: { timeoutSeconds: 300, memoryMb: 1024, reservedConcurrency: undefined as number | undefined },
+    scorer: { timeoutSeconds: 60, memoryMb: 512 },
+    dbPoller: { timeoutSeconds: 120, memoryMb: 512 },
+    kafkaConsumer: { timeoutSeconds: 120, memoryMb: 512 },
+  },
+  logRetentionDays: 30,
+
+  ledger: {
+    /** Claims of one object version before it stays FAILED for good. Below fileEvents.maxReceiveCount. */
+    maxAttempts: 3,
+    /** A worker's lease on a file; renewed by a heartbeat while it works. */
+    leaseSeconds: 120,
+    heartbeatSeconds: 20,
+    /** How many rejected-record reasons the ledger item keeps (all of them go to the quarantine). */
+    firstErrorsKept: 10,
+  },
+
+  limits: {
+    /** A record larger than this (bytes of its text, or of its JSON) is rejected. */
+    maxRecordBytes: 1 * MiB,
+    /** A normalised signal larger than this (JSON bytes) is rejected: it must fit a packed message. */
+    maxSignalBytes: 64 * KiB,
+    /** Decompressed bytes allowed per compressed byte, and at least this many in all. */
+    maxInflationRatio: 200,
+    minInflatedBytesAllowed: 64 * MiB,
+  },
+
+  scoring: {
+    /** |z| at or above this is an anomaly. */
+    zThreshold: 3,
+    /** Samples a series needs before anomalies are flagged. */
+    minSamples: 10,
+    /** Score items expire after this many days (DynamoDB TTL); dedupe holds within it. */
+    scoreTtlDays: 90,
+    /** Optimistic-concurrency retries on a series' version. */
+    maxSeriesConflicts: 20,
+  },
+
+  dbPoller: {
+    scheduleRateMinutes: 1,
+    batchSize: 500,
+    mode: 'mark' as 'mark' | 'watermark',
+  },
+
+  kafka: {
+    topic: 'pulse_signals',
+    batchSize: 500,
+    maxBatchingWindowSeconds: 1,
+    maximumRetryAttempts: 2,
+    startingPosition: 'TRIM_HORIZON' as const,
+  },
+} as const;
+
+export type Settings = typeof settings;
+
+/** The visibility timeout of a queue consumed by a function with this timeout. */
+export function visibilityTimeoutFor(functionTimeoutSeconds: number): number {
+  return functionTimeoutSeconds * settings.visibilityTimeoutFactor;
+}

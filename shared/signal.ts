@@ -1,0 +1,232 @@
+import { z } from 'zod';
+import { settings } from './settings.ts';
+
+/**
+ * The signal: one Zod schema for what every producer emits and the scorer reads, and one normaliser
+ * that turns an input record (a CSV row, a JSON object, a table row, a Kafka message) into it.
+ */
+
+export const ORIGIN_KINDS = ['s3', 'db', 'kafka'] as const;
+export type OriginKind = (typeof ORIGIN_KINDS)[number];
+
+export const OriginSchema = z.object({
+  kind: z.enum(ORIGIN_KINDS),
+  /** s3://bucket/key@etag#row, db:table:id, kafka:topic:partition:offset */
+  ref: z.string().min(1).max(2048),
+});
+export type Origin = z.infer<typeof OriginSchema>;
+
+export const AttributeValueSchema = z.union([z.string(), z.number(), z.boolean()]);
+
+const ISO_WITH_ZONE =
+  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(Z|z|[+-]\d{2}(?::?\d{2})?)$/;
+const NUMERIC = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+/** The normalised signal, as packed on the signals queue. */
+export const SignalSchema = z.object({
+  id: z.string().min(1).max(1024),
+  name: z.string().min(1).max(256),
+  value: z.number(),
+  source: z.string().min(1).max(1024),
+  timestamp: z.iso.datetime({ offset: false, precision: 3 }),
+  attributes: z.record(z.string(), AttributeValueSchema).optional(),
+  origin: OriginSchema,
+});
+export type Signal = z.infer<typeof SignalSchema>;
+
+/** A packed message on the signals queue: many signals from one origin. */
+export const SignalMessageSchema = z.object({
+  v: z.literal(1),
+  origin: z.object({ kind: z.enum(ORIGIN_KINDS), ref: z.string() }),
+  signals: z.array(z.unknown()),
+});
+export type SignalMessage = z.infer<typeof SignalMessageSchema>;
+
+/** Turns a number, a numeric string, a Date or a bigint into an ISO-8601 UTC timestamp. */
+function toIsoTimestamp(input: unknown): string | { error: string } {
+  let ms: number;
+  if (input instanceof Date) {
+    ms = input.getTime();
+  } else if (typeof input === 'bigint') {
+    return toIsoTimestamp(Number(input));
+  } else if (typeof input === 'number') {
+    if (!Number.isFinite(input)) return { error: 'timestamp must be a finite number' };
+    ms = Math.abs(input) >= 1e12 ? input : input * 1000;
+  } else if (typeof input === 'string') {
+    const s = input.trim();
+    if (s === '') return { error: 'timestamp is required' };
+    if (NUMERIC.test(s)) return toIsoTimestamp(Number(s));
+    const m = ISO_WITH_ZONE.exec(s);
+    if (!m) {
+      return {
+        error: /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$/.test(s)
+          ? `timestamp "${clip(s)}" has no time zone (add Z or an offset such as +02:00)`
+          : `timestamp "${clip(s)}" is neither ISO-8601 with a zone nor epoch seconds/milliseconds`,
+      };
+    }
+    const [, y, mo, d, h, mi, sec] = m;
+    if (!calendarValid(Number(y), Number(mo), Number(d), Number(h), Number(mi), Number(sec ?? 0))) {
+      return { error: `timestamp "${clip(s)}" is not a valid date and time` };
+    }
+    ms = Date.parse(s.replace(' ', 'T').replace(',', '.').replace(/([+-]\d{2})(\d{2})$/, '$1:$2'));
+  } else if (input === undefined || input === null) {
+    return { error: 'timestamp is required' };
+  } else {
+    return { error: `timestamp must be a string or a number, not ${typeName(input)}` };
+  }
+  const date = new Date(ms);
+  if (Number.isNaN(date.getTime()) || date.getUTCFullYear() < 1 || date.getUTCFullYear() > 9999) {
+    return { error: `timestamp ${clip(String(input))} is out of range` };
+  }
+  return date.toISOString();
+}
+
+function calendarValid(y: number, mo: number, d: number, h: number, mi: number, s: number): boolean {
+  if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 60) return false;
+  const daysInMonth = new Date(Date.UTC(y, mo, 0)).getUTCDate();
+  return d <= daysInMonth;
+}
+
+function toValue(input: unknown): number | { error: string } {
+  if (typeof input === 'number') {
+    return Number.isFinite(input) ? input : { error: `value must be finite, got ${input}` };
+  }
+  if (typeof input === 'bigint') {
+    const n = Number(input);
+    return Number.isSafeInteger(n) ? n : { error: `value ${input} is too large to represent exactly` };
+  }
+  if (typeof input === 'string') {
+    const s = input.trim();
+    if (!NUMERIC.test(s)) return { error: `value must be wholly numeric, got "${clip(input)}"` };
+    const n = Number(s);
+    return Number.isFinite(n) ? n : { error: `value "${clip(input)}" overflows a double` };
+  }
+  if (input === undefined || input === null) return { error: 'value is required' };
+  return { error: `value must be a number or a numeric string, not ${typeName(input)}` };
+}
+
+function toOptionalString(input: unknown, field: string, max: number): string | undefined | { error: string } {
+  if (input === undefined || input === null || input === '') return undefined;
+  if (typeof input === 'string') {
+    return input.length <= max ? input : { error: `${field} is longer than ${max} characters` };
+  }
+  if (typeof input === 'number' && Number.isFinite(input)) return String(input);
+  if (typeof input === 'bigint') return input.toString();
+  return { error: `${field} must be a string, not ${typeName(input)}` };
+}
+
+function toAttribute(input: unknown): string | number | boolean | undefined {
+  if (input === undefined || input === null) return undefined;
+  if (typeof input === 'string' || typeof input === 'boolean') return input;
+  if (typeof input === 'number') return Number.isFinite(input) ? input : String(input);
+  if (typeof input === 'bigint') return Number.isSafeInteger(Number(input)) ? Number(input) : input.toString();
+  if (input instanceof Date) return Number.isNaN(input.getTime()) ? String(input) : input.toISOString();
+  if (input instanceof Uint8Array) return Buffer.from(input).toString('base64');
+  return JSON.stringify(input, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
+}
+
+const KNOWN = new Set(['id', 'name', 'value', 'source', 'timestamp', 'attributes']);
+
+/** Where a record came from, and what to default to. */
+export interface SignalContext {
+  readonly origin: Origin;
+  /** Used when the record has no `source`: the object key, topic or table. */
+  readonly defaultSource: string;
+}
+
+export type NormaliseResult = { ok: true; signal: Signal } | { ok: false; reason: string };
+
+/**
+ * Validates one input record and normalises it into a {@link Signal}:
+ * `value` finite or a wholly numeric string; `timestamp` ISO-8601 with a zone or epoch seconds /
+ * milliseconds (≥ 1e12 means ms), normalised to ISO-8601 UTC; `id` and `source` defaulted from the
+ * origin; every other field kept in `attributes`. Never throws: a bad record yields a reason.
+ */
+export function normaliseSignal(record: unknown, ctx: SignalContext): NormaliseResult {
+  if (typeof record !== 'object' || record === null || Array.isArray(record)) {
+    return { ok: false, reason: `record must be an object, not ${typeName(record)}` };
+  }
+  const r = record as Record<string, unknown>;
+  const errors: string[] = [];
+
+  let name: string | undefined;
+  if (r.name === undefined || r.name === null || r.name === '') errors.push('name is required');
+  else if (typeof r.name !== 'string') errors.push(`name must be a string, not ${typeName(r.name)}`);
+  else if (r.name.trim() === '') errors.push('name is blank');
+  else if (r.name.length > 256) errors.push(`name is longer than 256 characters (${r.name.length})`);
+  else name = r.name;
+
+  const value = toValue(r.value);
+  if (typeof value !== 'number') errors.push(value.error);
+
+  const timestamp = toIsoTimestamp(r.timestamp);
+  if (typeof timestamp !== 'string') errors.push(timestamp.error);
+
+  const id = toOptionalString(r.id, 'id', 1024);
+  if (typeof id === 'object') errors.push(id.error);
+  const source = toOptionalString(r.source, 'source', 1024);
+  if (typeof source === 'object') errors.push(source.error);
+
+  if (errors.length > 0 || name === undefined || typeof value !== 'number' || typeof timestamp !== 'string') {
+    return { ok: false, reason: errors.join('; ') };
+  }
+
+  let attributes: Record<string, string | number | boolean> | undefined;
+  const put = (k: string, v: unknown) => {
+    const a = toAttribute(v);
+    if (a === undefined) return;
+    attributes ??= {};
+    attributes[k] = a;
+  };
+  for (const key of Object.keys(r)) {
+    if (KNOWN.has(key)) continue;
+    put(key, r[key]);
+  }
+  const nested = r.attributes;
+  if (nested !== undefined && nested !== null) {
+    if (typeof nested === 'object' && !Array.isArray(nested) && !(nested instanceof Date)) {
+      for (const [k, v] of Object.entries(nested)) put(k, v);
+    } else {
+      put('attributes', nested);
+    }
+  }
+
+  const signal: Signal = {
+    id: (id as string | undefined) ?? ctx.origin.ref,
+    name,
+    value,
+    source: (source as string | undefined) ?? ctx.defaultSource,
+    timestamp,
+    ...(attributes ? { attributes } : {}),
+    origin: ctx.origin,
+  };
+  const bytes = Buffer.byteLength(JSON.stringify(signal));
+  if (bytes > settings.limits.maxSignalBytes) {
+    return {
+      ok: false,
+      reason: `signal is ${bytes} bytes, more than the ${settings.limits.maxSignalBytes}-byte limit`,
+    };
+  }
+  return { ok: true, signal };
+}
+
+/** Validates a signal read back off the queue. */
+export function parseSignal(input: unknown): { ok: true; signal: Signal } | { ok: false; reason: string } {
+  const result = SignalSchema.safeParse(input);
+  if (result.success) return { ok: true, signal: result.data };
+  return {
+    ok: false,
+    reason: result.error.issues.map((i) => `${i.path.join('.') || 'signal'}: ${i.message}`).join('; '),
+  };
+}
+
+function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (v instanceof Date) return 'a date';
+  return `a ${typeof v}`;
+}
+
+function clip(s: string, max = 60): string {
+  return s.length > max ? `${s.slice(0, max)}…` : s;
+}
