@@ -122,7 +122,15 @@ const TRANSIENT_NAMES = new Set([
   'TimeoutError',
   'KMSThrottlingException',
 ]);
-const TRANSIENT_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND', 'UND_ERR_SOCKET']);
+const TRANSIENT_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EAI_AGAIN',
+  'ENOTFOUND',
+  'UND_ERR_SOCKET',
+]);
 
 /**
  * True when retrying later may succeed: our own transient errors, and AWS SDK or network errors that

@@ -68,7 +68,12 @@ function toIsoTimestamp(input: unknown): string | { error: string } {
     if (!calendarValid(Number(y), Number(mo), Number(d), Number(h), Number(mi), Number(sec ?? 0))) {
       return { error: `timestamp "${clip(s)}" is not a valid date and time` };
     }
-    ms = Date.parse(s.replace(' ', 'T').replace(',', '.').replace(/([+-]\d{2})(\d{2})$/, '$1:$2'));
+    ms = Date.parse(
+      s
+        .replace(' ', 'T')
+        .replace(',', '.')
+        .replace(/([+-]\d{2})(\d{2})$/, '$1:$2'),
+    );
   } else if (input === undefined || input === null) {
     return { error: 'timestamp is required' };
   } else {
@@ -105,7 +110,11 @@ function toValue(input: unknown): number | { error: string } {
   return { error: `value must be a number or a numeric string, not ${typeName(input)}` };
 }
 
-function toOptionalString(input: unknown, field: string, max: number): string | undefined | { error: string } {
+function toOptionalString(
+  input: unknown,
+  field: string,
+  max: number,
+): string | undefined | { error: string } {
   if (input === undefined || input === null || input === '') return undefined;
   if (typeof input === 'string') {
     return input.length <= max ? input : { error: `${field} is longer than ${max} characters` };
@@ -119,7 +128,8 @@ function toAttribute(input: unknown): string | number | boolean | undefined {
   if (input === undefined || input === null) return undefined;
   if (typeof input === 'string' || typeof input === 'boolean') return input;
   if (typeof input === 'number') return Number.isFinite(input) ? input : String(input);
-  if (typeof input === 'bigint') return Number.isSafeInteger(Number(input)) ? Number(input) : input.toString();
+  if (typeof input === 'bigint')
+    return Number.isSafeInteger(Number(input)) ? Number(input) : input.toString();
   if (input instanceof Date) return Number.isNaN(input.getTime()) ? String(input) : input.toISOString();
   if (input instanceof Uint8Array) return Buffer.from(input).toString('base64');
   return JSON.stringify(input, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));

@@ -1,0 +1,94 @@
+import { z } from 'zod';
+import { InvalidMessageError } from '../../shared/errors.ts';
+
+/** One object version to ingest, from an S3 notification or a backfill message. */
+export interface FileTask {
+  readonly bucket: string;
+  readonly key: string;
+  /** Without quotes; looked up with HeadObject when the event has none. */
+  readonly etag?: string;
+  readonly versionId?: string;
+  readonly size?: number;
+  readonly eventTime?: string;
+}
+
+const S3RecordSchema = z.object({
+  eventName: z.string(),
+  eventTime: z.string().optional(),
+  s3: z.object({
+    bucket: z.object({ name: z.string().min(1) }),
+    object: z.object({
+      key: z.string().min(1),
+      size: z.number().optional(),
+      eTag: z.string().optional(),
+      versionId: z.string().optional(),
+    }),
+  }),
+});
+
+const S3NotificationSchema = z.object({ Records: z.array(S3RecordSchema) });
+const TestEventSchema = z.object({ Event: z.literal('s3:TestEvent') });
+/** Sent by `pulse backfill` for objects that existed before the notification did. */
+const BackfillSchema = z.object({
+  v: z.literal(1),
+  kind: z.literal('backfill'),
+  bucket: z.string().min(1),
+  key: z.string().min(1),
+  etag: z.string().optional(),
+  size: z.number().optional(),
+  versionId: z.string().optional(),
+});
+
+/** S3 URL-encodes keys in notifications, with `+` for a space. */
+export function decodeS3Key(key: string): string {
+  return decodeURIComponent(key.replace(/\+/g, ' '));
+}
+
+export function stripQuotes(etag: string): string {
+  return etag.replace(/^"|"$/g, '');
+}
+
+/**
+ * Reads the body of one file-events message into the object versions it announces. The test event
+ * S3 sends when a notification is configured, and non-creation events, announce none.
+ * Throws InvalidMessageError for anything else.
+ */
+export function parseFileEvents(body: string): FileTask[] {
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch (err) {
+    throw new InvalidMessageError(`file event is not JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (TestEventSchema.safeParse(json).success) return [];
+  const backfill = BackfillSchema.safeParse(json);
+  if (backfill.success) {
+    const b = backfill.data;
+    return [
+      {
+        bucket: b.bucket,
+        key: b.key,
+        ...(b.etag ? { etag: stripQuotes(b.etag) } : {}),
+        ...(b.size !== undefined ? { size: b.size } : {}),
+        ...(b.versionId ? { versionId: b.versionId } : {}),
+      },
+    ];
+  }
+  const parsed = S3NotificationSchema.safeParse(json);
+  if (!parsed.success) {
+    throw new InvalidMessageError(
+      `file event is neither an S3 notification nor a backfill request: ${parsed.error.issues
+        .slice(0, 3)
+        .map((i) => `${i.path.join('.')}: ${i.message}`)
+        .join('; ')}`,
+    );
+  }
+  return parsed.data.Records.filter((r) => r.eventName.startsWith('ObjectCreated')).map((r) => ({
+    bucket: r.s3.bucket.name,
+    key: decodeS3Key(r.s3.object.key),
+    ...(r.s3.object.eTag ? { etag: stripQuotes(r.s3.object.eTag) } : {}),
+    ...(r.s3.object.versionId ? { versionId: r.s3.object.versionId } : {}),
+    ...(r.s3.object.size !== undefined ? { size: r.s3.object.size } : {}),
+    ...(r.eventTime ? { eventTime: r.eventTime } : {}),
+  }));
+}

@@ -1,0 +1,44 @@
+import { randomUUID } from 'node:crypto';
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import middy from '@middy/core';
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { createClients } from '../../shared/clients.ts';
+import { loadS3TriggerConfig } from '../../shared/config.ts';
+import { Ledger } from '../../shared/ledger.ts';
+import { createObservability } from '../../shared/observability.ts';
+import { parseFileEvents } from './events.ts';
+import { ingestFile } from './ingest.ts';
+
+const config = loadS3TriggerConfig();
+const clients = createClients(config);
+const { logger, metrics } = createObservability('s3-trigger');
+const ledger = new Ledger(clients.doc, config.ledgerTable, {
+  leaseSeconds: config.leaseSeconds,
+  maxAttempts: config.maxAttempts,
+});
+const processor = new BatchProcessor(EventType.SQS);
+
+async function recordHandler(record: SQSRecord): Promise<void> {
+  logger.appendKeys({ messageId: record.messageId });
+  try {
+    for (const task of parseFileEvents(record.body)) {
+      await ingestFile(task, {
+        ...clients,
+        ledger,
+        logger,
+        metrics,
+        config,
+        owner: `${record.messageId}/${randomUUID()}`,
+      });
+    }
+  } finally {
+    logger.removeKeys(['messageId']);
+  }
+}
+
+const lambdaHandler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> =>
+  processPartialResponse(event, recordHandler, processor, { context, processInParallel: false });
+
+export const handler = middy(lambdaHandler).use(injectLambdaContext(logger)).use(logMetrics(metrics));

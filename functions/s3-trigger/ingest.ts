@@ -1,0 +1,329 @@
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import { describeError, isTransient, LeaseLostError } from '../../shared/errors.ts';
+import type { CompletedStats, FileRef, FileStats, Ledger } from '../../shared/ledger.ts';
+import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/observability.ts';
+import { QuarantineWriter, rejectsKey } from '../../shared/quarantine.ts';
+import { SignalSender } from '../../shared/sender.ts';
+import { settings } from '../../shared/settings.ts';
+import { normaliseSignal } from '../../shared/signal.ts';
+import type { FileTask } from './events.ts';
+import { gunzipBounded } from './parsers/gzip.ts';
+import { detectFormat, parseTextRecords } from './parsers/index.ts';
+import { asyncBufferFromFile, parseParquet } from './parsers/parquet.ts';
+import type { ParsedRecord } from './parsers/types.ts';
+import {
+  counted,
+  headObject,
+  type ObjectVersion,
+  openObjectStream,
+  s3AsyncBuffer,
+  spoolToTempFile,
+} from './source.ts';
+
+export interface IngestConfig {
+  readonly signalsQueueUrl: string;
+  readonly quarantineBucket: string;
+  readonly heartbeatSeconds: number;
+  readonly maxMessageBytes: number;
+}
+
+/** What ingestion needs from the outside world; the handler builds it once per cold start. */
+export interface IngestDeps {
+  readonly s3: S3Client;
+  readonly sqs: SQSClient;
+  readonly ledger: Ledger;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly config: IngestConfig;
+  /** Lease owner: unique per invocation. */
+  readonly owner: string;
+  readonly now?: () => number;
+}
+
+export type IngestOutcome =
+  | { readonly status: 'SUCCESS'; readonly stats: CompletedStats }
+  | { readonly status: 'FAILED'; readonly stats?: CompletedStats; readonly error: string }
+  | {
+      readonly status: 'SKIPPED';
+      readonly reason:
+        | 'duplicate'
+        | 'in-progress'
+        | 'failed'
+        | 'skipped'
+        | 'exhausted'
+        | 'lease-lost'
+        | string;
+    };
+
+/** Errors that mean the object version is gone (deleted, or overwritten in an unversioned bucket). */
+function isObjectGone(err: unknown): boolean {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return (
+    e?.name === 'NoSuchKey' ||
+    e?.name === 'NoSuchVersion' ||
+    e?.name === 'PreconditionFailed' ||
+    (e?.name === 'NotFound' && e?.$metadata?.httpStatusCode === 404) ||
+    e?.$metadata?.httpStatusCode === 412
+  );
+}
+
+/**
+ * Ingests one object version exactly once: claim it in the ledger, stream and parse it, validate each
+ * record, pack valid signals onto the signals queue and quarantine the rest, then complete the ledger
+ * item. Permanent failures end the item FAILED and resolve; transient ones mark it FAILED (retryable)
+ * and throw so that SQS redelivers the event.
+ */
+export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<IngestOutcome> {
+  const { logger, metrics, ledger } = deps;
+  const now = deps.now ?? Date.now;
+
+  if (task.key.startsWith(settings.bucket.rejectsPrefix)) {
+    logger.warn('Ignoring an object under the rejects prefix', { key: task.key });
+    return { status: 'SKIPPED', reason: 'rejects are never ingested' };
+  }
+  if (task.key.endsWith('/')) return { status: 'SKIPPED', reason: 'folder marker' };
+
+  let etag = task.etag;
+  let versionId = task.versionId;
+  let size = task.size;
+  if (!etag) {
+    try {
+      const head = await headObject(deps.s3, task.bucket, task.key);
+      etag = head.etag;
+      versionId ??= head.versionId;
+      size ??= head.size;
+    } catch (err) {
+      if (isObjectGone(err)) return { status: 'SKIPPED', reason: 'object no longer exists' };
+      throw err;
+    }
+  }
+  const file: ObjectVersion = {
+    bucket: task.bucket,
+    key: task.key,
+    etag,
+    ...(versionId ? { versionId } : {}),
+  };
+  const meta = {
+    ...(versionId ? { versionId } : {}),
+    ...(size !== undefined ? { size } : {}),
+    ...(task.eventTime ? { eventTime: task.eventTime } : {}),
+  };
+  logger.appendKeys({ objectKey: task.key, etag });
+
+  const format = detectFormat(task.key);
+  if (!format) {
+    await ledger.skip(
+      file,
+      `unsupported file type: ${task.key} (expected ${settings.bucket.suffixes.join(' ')})`,
+      undefined,
+      meta,
+    );
+    metrics.addMetric(METRIC.filesSkipped, MetricUnit.Count, 1);
+    logger.warn('Skipped a file of an unsupported type');
+    return { status: 'SKIPPED', reason: 'unsupported file type' };
+  }
+
+  const claim = await ledger.claim(file, deps.owner, meta);
+  if (!claim.claimed) {
+    if (claim.reason === 'duplicate') await ledger.recordDuplicate(file);
+    if (claim.reason === 'exhausted') metrics.addMetric(METRIC.filesFailed, MetricUnit.Count, 1);
+    metrics.addMetric(METRIC.filesSkipped, MetricUnit.Count, 1);
+    logger.info('File not claimed', { reason: claim.reason, status: claim.item?.status });
+    return { status: 'SKIPPED', reason: claim.reason };
+  }
+  metrics.addMetric(METRIC.filesClaimed, MetricUnit.Count, 1);
+  logger.info('File claimed', { attempt: claim.attempt, format: format.format, gzip: format.gzip, size });
+
+  const started = now();
+  const base = `s3://${file.bucket}/${file.key}@${file.etag}`;
+  const sender = new SignalSender(
+    deps.sqs,
+    deps.config.signalsQueueUrl,
+    { kind: 's3', ref: base },
+    {
+      maxMessageBytes: deps.config.maxMessageBytes,
+    },
+  );
+  const quarantine = new QuarantineWriter(
+    deps.s3,
+    deps.config.quarantineBucket,
+    rejectsKey('s3', `${file.bucket}/${file.key}@${file.etag}`),
+  );
+  const stats = { records: 0, rejected: 0, bytesRead: 0 };
+  const firstErrors: string[] = [];
+  let lastBeat = started;
+  const heartbeatMs = deps.config.heartbeatSeconds * 1000;
+
+  const reject = async (
+    row: number | undefined,
+    reason: string,
+    extra: { record?: unknown; raw?: string },
+  ) => {
+    stats.rejected++;
+    if (firstErrors.length < settings.ledger.firstErrorsKept) {
+      firstErrors.push(row !== undefined ? `row ${row}: ${reason}` : reason);
+    }
+    await quarantine.write({
+      ref: row !== undefined ? `${base}#${row}` : base,
+      reason,
+      ...(row !== undefined ? { row } : {}),
+      ...extra,
+    });
+  };
+
+  const completed = (): CompletedStats => ({
+    ...snapshot(stats),
+    durationMs: now() - started,
+    firstErrors,
+  });
+
+  let cleanup: (() => Promise<void>) | undefined;
+  try {
+    const records = await openRecords(
+      deps.s3,
+      file,
+      format,
+      size,
+      (n) => {
+        stats.bytesRead += n;
+      },
+      (dispose) => {
+        cleanup = dispose;
+      },
+    );
+    for await (const rec of records) {
+      if (rec.error !== undefined) {
+        await reject(rec.row, rec.error, rec.raw !== undefined ? { raw: rec.raw } : {});
+      } else {
+        const ref = `${base}#${rec.row}`;
+        const result = normaliseSignal(rec.data, { origin: { kind: 's3', ref }, defaultSource: file.key });
+        if (result.ok) {
+          await sender.add(result.signal);
+          stats.records++;
+        } else {
+          await reject(rec.row, result.reason, { record: rec.data });
+        }
+      }
+      if (now() - lastBeat >= heartbeatMs) {
+        lastBeat = now();
+        await ledger.heartbeat(file, deps.owner, snapshot(stats));
+      }
+    }
+    await sender.flush();
+    const key = await quarantine.close();
+    const done = { ...completed(), ...(key ? { rejectsKey: key } : {}) };
+    await ledger.succeed(file, deps.owner, done);
+    emitFileMetrics(metrics, done, task.eventTime, now());
+    metrics.addMetric(METRIC.filesSucceeded, MetricUnit.Count, 1);
+    logger.info('File ingested', {
+      ...done,
+      firstErrors: undefined,
+      messages: sender.stats.messages,
+      requests: sender.stats.requests,
+    });
+    return { status: 'SUCCESS', stats: done };
+  } catch (err) {
+    if (err instanceof LeaseLostError) {
+      // Another worker reclaimed the file (our lease expired); it will finish it and the scorer drops repeats.
+      await quarantine.abort();
+      logger.warn('Lease lost mid-file; leaving the file to its new owner', { error: err.message });
+      return { status: 'SKIPPED', reason: 'lease-lost' };
+    }
+    if (isObjectGone(err)) {
+      await quarantine.abort();
+      await ledger.skip(
+        file,
+        'the object version was deleted or overwritten before it could be read',
+        deps.owner,
+        meta,
+      );
+      metrics.addMetric(METRIC.filesSkipped, MetricUnit.Count, 1);
+      logger.warn('Object version gone before it could be read');
+      return { status: 'SKIPPED', reason: 'object gone' };
+    }
+    const { type, message } = describeError(err);
+    if (isTransient(err)) {
+      await quarantine.abort();
+      logger.warn('Transient failure; the event will be redelivered', { errorType: type, error: message });
+      try {
+        await ledger.fail(file, deps.owner, {
+          ...completed(),
+          errorType: type,
+          errorMessage: message,
+          retryable: true,
+        });
+      } catch (ledgerErr) {
+        logger.error('Could not record the transient failure in the ledger', {
+          error: describeError(ledgerErr),
+        });
+      }
+      throw err;
+    }
+    // Permanent: what was valid before the failure is sent; the failure itself is quarantined with where it
+    // happened, and the item ends FAILED so that the event is acknowledged.
+    await sender.flush();
+    await quarantine.write({ ref: base, reason: `file failed: ${type}: ${message}` });
+    const key = await quarantine.close();
+    const failed = { ...completed(), ...(key ? { rejectsKey: key } : {}) };
+    await ledger.fail(file, deps.owner, {
+      ...failed,
+      errorType: type,
+      errorMessage: message,
+      retryable: false,
+    });
+    metrics.addMetric(METRIC.filesFailed, MetricUnit.Count, 1);
+    emitFileMetrics(metrics, failed, undefined, now());
+    logger.error('File failed permanently', { errorType: type, error: message, records: stats.records });
+    return { status: 'FAILED', stats: failed, error: `${type}: ${message}` };
+  } finally {
+    await cleanup?.();
+    logger.removeKeys(['objectKey', 'etag']);
+  }
+}
+
+function snapshot(s: FileStats): FileStats {
+  return { records: s.records, rejected: s.rejected, bytesRead: s.bytesRead };
+}
+
+function emitFileMetrics(
+  metrics: Metrics,
+  s: CompletedStats,
+  eventTime: string | undefined,
+  now: number,
+): void {
+  metrics.addMetric(METRIC.recordsIngested, MetricUnit.Count, s.records);
+  metrics.addMetric(METRIC.recordsRejected, MetricUnit.Count, s.rejected);
+  metrics.addMetric(METRIC.bytesRead, MetricUnit.Bytes, s.bytesRead);
+  const t = eventTime ? Date.parse(eventTime) : Number.NaN;
+  if (Number.isFinite(t))
+    metrics.addMetric(METRIC.fileLatency, MetricUnit.Milliseconds, Math.max(0, now - t));
+}
+
+/** Opens the object in the way its format needs: a byte stream for text, random access for Parquet. */
+async function openRecords(
+  s3: S3Client,
+  file: ObjectVersion,
+  format: { format: 'csv' | 'json' | 'ndjson' | 'parquet'; gzip: boolean },
+  size: number | undefined,
+  onBytes: (n: number) => void,
+  onCleanup: (dispose: () => Promise<void>) => void,
+): Promise<AsyncIterable<ParsedRecord>> {
+  const opts = { maxRecordBytes: settings.limits.maxRecordBytes };
+  if (format.format === 'parquet' && !format.gzip && size !== undefined) {
+    return parseParquet(s3AsyncBuffer(s3, file, size, onBytes), opts);
+  }
+  const object = await openObjectStream(s3, file);
+  let bytes: AsyncIterable<Buffer> = counted(object.body, onBytes);
+  const compressedSize = object.contentLength ?? size;
+  if (format.gzip || object.contentEncoding === 'gzip') bytes = gunzipBounded(bytes, compressedSize);
+  if (format.format === 'parquet') {
+    // Parquet needs random access: a compressed (or unsized) one is inflated to a temporary file first.
+    const spooled = await spoolToTempFile(bytes);
+    onCleanup(spooled.dispose);
+    return parseParquet(await asyncBufferFromFile(spooled.path), opts);
+  }
+  return parseTextRecords(format.format, bytes, opts);
+}
+
+export type { FileRef };

@@ -1,0 +1,108 @@
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { AsyncBuffer } from 'hyparquet';
+import type { FileRef } from '../../shared/ledger.ts';
+import { stripQuotes } from './events.ts';
+
+/** One object version as the ingester reads it. */
+export interface ObjectVersion extends FileRef {
+  readonly versionId?: string;
+}
+
+/** Counts bytes as they pass. */
+export async function* counted(
+  source: AsyncIterable<Uint8Array>,
+  onBytes: (n: number) => void,
+): AsyncGenerator<Buffer> {
+  for await (const chunk of source) {
+    onBytes(chunk.byteLength);
+    yield Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  }
+}
+
+function versionParams(obj: ObjectVersion) {
+  // A version id pins the exact object; without versioning, IfMatch makes sure the bytes still match the ETag.
+  return obj.versionId ? { VersionId: obj.versionId } : { IfMatch: `"${obj.etag}"` };
+}
+
+/** Streams the object's bytes (never held whole). */
+export async function openObjectStream(
+  s3: S3Client,
+  obj: ObjectVersion,
+): Promise<{ body: AsyncIterable<Uint8Array>; contentLength?: number; contentEncoding?: string }> {
+  const out = await s3.send(
+    new GetObjectCommand({ Bucket: obj.bucket, Key: obj.key, ...versionParams(obj) }),
+  );
+  if (!out.Body) throw new Error(`GetObject returned no body for s3://${obj.bucket}/${obj.key}`);
+  return {
+    body: out.Body as AsyncIterable<Uint8Array>,
+    ...(out.ContentLength !== undefined ? { contentLength: out.ContentLength } : {}),
+    ...(out.ContentEncoding ? { contentEncoding: out.ContentEncoding } : {}),
+  };
+}
+
+/** Looks up an object's current ETag, size and version when the event did not carry them. */
+export async function headObject(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+): Promise<{ etag: string; size?: number; versionId?: string }> {
+  const out = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+  return {
+    etag: stripQuotes(out.ETag ?? ''),
+    ...(out.ContentLength !== undefined ? { size: out.ContentLength } : {}),
+    ...(out.VersionId ? { versionId: out.VersionId } : {}),
+  };
+}
+
+/**
+ * A random-access view of an object for the Parquet reader: each slice is one ranged GET, so only the
+ * footer and the column chunks being read are ever in memory.
+ */
+export function s3AsyncBuffer(
+  s3: S3Client,
+  obj: ObjectVersion,
+  byteLength: number,
+  onBytes: (n: number) => void,
+): AsyncBuffer {
+  return {
+    byteLength,
+    async slice(start: number, end?: number): Promise<ArrayBuffer> {
+      const last = (end ?? byteLength) - 1;
+      if (last < start) return new ArrayBuffer(0);
+      const out = await s3.send(
+        new GetObjectCommand({
+          Bucket: obj.bucket,
+          Key: obj.key,
+          Range: `bytes=${start}-${last}`,
+          ...versionParams(obj),
+        }),
+      );
+      if (!out.Body) throw new Error('ranged GetObject returned no body');
+      const bytes = await out.Body.transformToByteArray();
+      onBytes(bytes.byteLength);
+      return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+    },
+  };
+}
+
+/** Writes a stream to a private temporary file; the caller removes it with the returned `dispose`. */
+export async function spoolToTempFile(
+  source: AsyncIterable<Buffer>,
+  dir = tmpdir(),
+): Promise<{ path: string; dispose: () => Promise<void> }> {
+  const folder = await mkdtemp(join(dir, 'pulse-'));
+  const path = join(folder, 'object');
+  const dispose = () => rm(folder, { recursive: true, force: true });
+  try {
+    await pipeline(source, createWriteStream(path, { mode: 0o600 }));
+  } catch (err) {
+    await dispose();
+    throw err;
+  }
+  return { path, dispose };
+}

@@ -1,0 +1,29 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { ClientConfig } from './config.ts';
+
+/**
+ * AWS clients, created once per cold start by a handler module and passed into the logic.
+ * The SDK's standard retry mode (with backoff and jitter) covers throttling and 5xx on whole calls.
+ * `AWS_ENDPOINT_URL` (read by the SDK itself) points them at local emulators offline.
+ */
+export interface AwsClients {
+  readonly s3: S3Client;
+  readonly sqs: SQSClient;
+  readonly ddb: DynamoDBClient;
+  readonly doc: DynamoDBDocumentClient;
+}
+
+const MAX_ATTEMPTS = 5;
+
+export function createClients(config: ClientConfig): AwsClients {
+  const s3 = new S3Client({ forcePathStyle: config.s3ForcePathStyle, maxAttempts: MAX_ATTEMPTS });
+  const sqs = new SQSClient({ maxAttempts: MAX_ATTEMPTS });
+  const ddb = new DynamoDBClient({ maxAttempts: MAX_ATTEMPTS });
+  const doc = DynamoDBDocumentClient.from(ddb, {
+    marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: false },
+  });
+  return { s3, sqs, ddb, doc };
+}

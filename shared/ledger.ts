@@ -1,0 +1,426 @@
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { type DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { LeaseLostError } from './errors.ts';
+
+/**
+ * The file ledger: one DynamoDB item per object version (pk = s3://bucket/key, sk = ETag), moved
+ * DISCOVERED → PROCESSING → SUCCESS | FAILED | SKIPPED by conditional writes only.
+ */
+
+export type FileStatus = 'DISCOVERED' | 'PROCESSING' | 'SUCCESS' | 'FAILED' | 'SKIPPED';
+
+/** One object version. */
+export interface FileRef {
+  readonly bucket: string;
+  readonly key: string;
+  readonly etag: string;
+}
+
+export interface FileStats {
+  readonly records: number;
+  readonly rejected: number;
+  readonly bytesRead: number;
+}
+
+export interface LedgerItem extends FileStats {
+  readonly pk: string;
+  readonly sk: string;
+  readonly bucket: string;
+  readonly key: string;
+  readonly etag: string;
+  readonly versionId?: string;
+  readonly status: FileStatus;
+  readonly attempts: number;
+  readonly leaseOwner?: string;
+  /** Epoch milliseconds. */
+  readonly leaseExpiresAt?: number;
+  readonly size?: number;
+  readonly durationMs?: number;
+  readonly errorType?: string;
+  readonly errorMessage?: string;
+  readonly firstErrors?: string[];
+  /** False once a failure is permanent: the item is never claimed again. */
+  readonly retryable?: boolean;
+  /** Duplicate events seen after SUCCESS. */
+  readonly duplicates?: number;
+  readonly rejectsKey?: string;
+  readonly eventTime?: string;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+  readonly startedAt?: string;
+  readonly finishedAt?: string;
+}
+
+/** What a claim found. */
+export type ClaimResult =
+  | { readonly claimed: true; readonly attempt: number }
+  | {
+      readonly claimed: false;
+      /**
+       * duplicate: already SUCCESS; in-progress: another worker holds a live lease; failed: FAILED for
+       * good (permanent, or out of attempts); skipped: SKIPPED; exhausted: a lease expired with no
+       * attempts left (the item has now been marked FAILED).
+       */
+      readonly reason: 'duplicate' | 'in-progress' | 'failed' | 'skipped' | 'exhausted';
+      readonly item?: LedgerItem;
+    };
+
+export interface LedgerOptions {
+  readonly leaseSeconds: number;
+  readonly maxAttempts: number;
+  /** Injectable clock (epoch ms) for tests. */
+  readonly now?: () => number;
+}
+
+export interface ClaimMeta {
+  readonly versionId?: string;
+  readonly size?: number;
+  readonly eventTime?: string;
+}
+
+export function ledgerKey(file: FileRef): { pk: string; sk: string } {
+  return { pk: `s3://${file.bucket}/${file.key}`, sk: file.etag };
+}
+
+export class Ledger {
+  readonly #doc: DynamoDBDocumentClient;
+  readonly #table: string;
+  readonly #opts: LedgerOptions;
+
+  constructor(doc: DynamoDBDocumentClient, table: string, opts: LedgerOptions) {
+    this.#doc = doc;
+    this.#table = table;
+    this.#opts = opts;
+  }
+
+  #now(): number {
+    return this.#opts.now?.() ?? Date.now();
+  }
+
+  /**
+   * Takes the lease on an object version. Succeeds only if no item exists, the item is DISCOVERED,
+   * it FAILED transiently with attempts left, or its PROCESSING lease expired with attempts left.
+   */
+  async claim(file: FileRef, owner: string, meta: ClaimMeta = {}): Promise<ClaimResult> {
+    const now = this.#now();
+    const iso = new Date(now).toISOString();
+    try {
+      const out = await this.#doc.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: ledgerKey(file),
+          ConditionExpression:
+            'attribute_not_exists(pk) OR #status = :discovered' +
+            ' OR (#status = :processing AND leaseExpiresAt < :now AND attempts < :max)' +
+            ' OR (#status = :failed AND retryable = :true AND attempts < :max)',
+          UpdateExpression:
+            'SET #status = :processing, leaseOwner = :owner, leaseExpiresAt = :expires,' +
+            ' attempts = if_not_exists(attempts, :zero) + :one, #bucket = :bucket, #key = :key, etag = :etag,' +
+            ' createdAt = if_not_exists(createdAt, :iso), updatedAt = :iso, startedAt = :iso,' +
+            ' records = :zero, rejected = :zero, bytesRead = :zero' +
+            (meta.versionId ? ', versionId = :versionId' : '') +
+            (meta.size !== undefined ? ', #size = :size' : '') +
+            (meta.eventTime ? ', eventTime = if_not_exists(eventTime, :eventTime)' : '') +
+            ' REMOVE errorType, errorMessage, firstErrors, finishedAt, durationMs, retryable',
+          ExpressionAttributeNames: {
+            '#status': 'status',
+            '#bucket': 'bucket',
+            '#key': 'key',
+            ...(meta.size !== undefined ? { '#size': 'size' } : {}),
+          },
+          ExpressionAttributeValues: {
+            ':discovered': 'DISCOVERED',
+            ':processing': 'PROCESSING',
+            ':failed': 'FAILED',
+            ':true': true,
+            ':now': now,
+            ':max': this.#opts.maxAttempts,
+            ':owner': owner,
+            ':expires': now + this.#opts.leaseSeconds * 1000,
+            ':zero': 0,
+            ':one': 1,
+            ':bucket': file.bucket,
+            ':key': file.key,
+            ':etag': file.etag,
+            ':iso': iso,
+            ...(meta.versionId ? { ':versionId': meta.versionId } : {}),
+            ...(meta.size !== undefined ? { ':size': meta.size } : {}),
+            ...(meta.eventTime ? { ':eventTime': meta.eventTime } : {}),
+          },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return { claimed: true, attempt: Number(out.Attributes?.attempts ?? 1) };
+    } catch (err) {
+      if (!(err instanceof ConditionalCheckFailedException)) throw err;
+    }
+    const item = await this.get(file);
+    if (!item) return { claimed: false, reason: 'in-progress' };
+    switch (item.status) {
+      case 'SUCCESS':
+        return { claimed: false, reason: 'duplicate', item };
+      case 'SKIPPED':
+        return { claimed: false, reason: 'skipped', item };
+      case 'FAILED':
+        return { claimed: false, reason: 'failed', item };
+      case 'PROCESSING':
+        if ((item.leaseExpiresAt ?? 0) < now && item.attempts >= this.#opts.maxAttempts) {
+          await this.#expire(file, item);
+          return { claimed: false, reason: 'exhausted', item };
+        }
+        return { claimed: false, reason: 'in-progress', item };
+      default:
+        // DISCOVERED between our write and read: another worker will claim it, or a redelivery will.
+        return { claimed: false, reason: 'in-progress', item };
+    }
+  }
+
+  /** A crashed worker's lease expired and no attempts are left: FAILED for good. */
+  async #expire(file: FileRef, item: LedgerItem): Promise<void> {
+    const iso = new Date(this.#now()).toISOString();
+    try {
+      await this.#doc.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: ledgerKey(file),
+          ConditionExpression: '#status = :processing AND leaseOwner = :owner AND leaseExpiresAt = :expires',
+          UpdateExpression:
+            'SET #status = :failed, retryable = :false, errorType = :type, errorMessage = :msg,' +
+            ' updatedAt = :iso, finishedAt = :iso REMOVE leaseOwner, leaseExpiresAt',
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: {
+            ':processing': 'PROCESSING',
+            ':owner': item.leaseOwner ?? '',
+            ':expires': item.leaseExpiresAt ?? 0,
+            ':failed': 'FAILED',
+            ':false': false,
+            ':type': 'LeaseExpiredError',
+            ':msg': `processing did not finish in ${item.attempts} attempts (the worker crashed or timed out each time)`,
+            ':iso': iso,
+          },
+        }),
+      );
+    } catch (err) {
+      if (!(err instanceof ConditionalCheckFailedException)) throw err;
+    }
+  }
+
+  /** Extends the lease and records progress. Throws LeaseLostError if another worker took it. */
+  async heartbeat(file: FileRef, owner: string, stats: FileStats): Promise<void> {
+    const now = this.#now();
+    await this.#ownedUpdate(file, owner, 'SET leaseExpiresAt = :expires, updatedAt = :iso, ' + STATS_SET, {
+      ':expires': now + this.#opts.leaseSeconds * 1000,
+      ':iso': new Date(now).toISOString(),
+      ...statsValues(stats),
+    });
+  }
+
+  /** PROCESSING → SUCCESS, by the lease owner only. */
+  async succeed(file: FileRef, owner: string, result: CompletedStats): Promise<void> {
+    const iso = new Date(this.#now()).toISOString();
+    await this.#ownedUpdate(
+      file,
+      owner,
+      `SET #status = :success, durationMs = :duration, updatedAt = :iso, finishedAt = :iso, ${STATS_SET}` +
+        (result.firstErrors.length ? ', firstErrors = :firstErrors' : '') +
+        (result.rejectsKey ? ', rejectsKey = :rejectsKey' : '') +
+        ' REMOVE leaseOwner, leaseExpiresAt',
+      {
+        ':success': 'SUCCESS',
+        ':duration': result.durationMs,
+        ':iso': iso,
+        ...statsValues(result),
+        ...(result.firstErrors.length ? { ':firstErrors': result.firstErrors } : {}),
+        ...(result.rejectsKey ? { ':rejectsKey': result.rejectsKey } : {}),
+      },
+    );
+  }
+
+  /**
+   * PROCESSING → FAILED, by the lease owner only. A retryable failure may be claimed again while
+   * attempts are left; a permanent one never is.
+   */
+  async fail(
+    file: FileRef,
+    owner: string,
+    failure: CompletedStats & { errorType: string; errorMessage: string; retryable: boolean },
+  ): Promise<void> {
+    const iso = new Date(this.#now()).toISOString();
+    await this.#ownedUpdate(
+      file,
+      owner,
+      'SET #status = :failed, retryable = :retryable, errorType = :type, errorMessage = :msg,' +
+        ` durationMs = :duration, updatedAt = :iso, finishedAt = :iso, ${STATS_SET}` +
+        (failure.firstErrors.length ? ', firstErrors = :firstErrors' : '') +
+        (failure.rejectsKey ? ', rejectsKey = :rejectsKey' : '') +
+        ' REMOVE leaseOwner, leaseExpiresAt',
+      {
+        ':failed': 'FAILED',
+        ':retryable': failure.retryable,
+        ':type': failure.errorType,
+        ':msg': failure.errorMessage,
+        ':duration': failure.durationMs,
+        ':iso': iso,
+        ...statsValues(failure),
+        ...(failure.firstErrors.length ? { ':firstErrors': failure.firstErrors } : {}),
+        ...(failure.rejectsKey ? { ':rejectsKey': failure.rejectsKey } : {}),
+      },
+    );
+  }
+
+  /**
+   * Records an object version that will not be ingested (unsupported type, gone before it could be
+   * read) as SKIPPED with the reason. Only an absent, DISCOVERED or own PROCESSING item is changed.
+   */
+  async skip(file: FileRef, reason: string, owner?: string, meta: ClaimMeta = {}): Promise<boolean> {
+    const iso = new Date(this.#now()).toISOString();
+    try {
+      await this.#doc.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: ledgerKey(file),
+          ConditionExpression:
+            'attribute_not_exists(pk) OR #status = :discovered OR (#status = :processing AND leaseOwner = :owner)',
+          UpdateExpression:
+            'SET #status = :skipped, #bucket = :bucket, #key = :key, etag = :etag, errorType = :type,' +
+            ' errorMessage = :msg, attempts = if_not_exists(attempts, :zero), records = :zero, rejected = :zero,' +
+            ' bytesRead = if_not_exists(bytesRead, :zero), createdAt = if_not_exists(createdAt, :iso),' +
+            ' updatedAt = :iso, finishedAt = :iso' +
+            (meta.versionId ? ', versionId = :versionId' : '') +
+            (meta.size !== undefined ? ', #size = :size' : '') +
+            ' REMOVE leaseOwner, leaseExpiresAt',
+          ExpressionAttributeNames: {
+            '#status': 'status',
+            '#bucket': 'bucket',
+            '#key': 'key',
+            ...(meta.size !== undefined ? { '#size': 'size' } : {}),
+          },
+          ExpressionAttributeValues: {
+            ':discovered': 'DISCOVERED',
+            ':processing': 'PROCESSING',
+            ':owner': owner ?? '',
+            ':skipped': 'SKIPPED',
+            ':bucket': file.bucket,
+            ':key': file.key,
+            ':etag': file.etag,
+            ':type': 'Skipped',
+            ':msg': reason,
+            ':zero': 0,
+            ':iso': iso,
+            ...(meta.versionId ? { ':versionId': meta.versionId } : {}),
+            ...(meta.size !== undefined ? { ':size': meta.size } : {}),
+          },
+        }),
+      );
+      return true;
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) return false;
+      throw err;
+    }
+  }
+
+  /** Counts a duplicate event for a version already ingested. */
+  async recordDuplicate(file: FileRef): Promise<void> {
+    const iso = new Date(this.#now()).toISOString();
+    try {
+      await this.#doc.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: ledgerKey(file),
+          ConditionExpression: '#status = :success',
+          UpdateExpression: 'ADD duplicates :one SET lastDuplicateAt = :iso',
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: { ':success': 'SUCCESS', ':one': 1, ':iso': iso },
+        }),
+      );
+    } catch (err) {
+      if (!(err instanceof ConditionalCheckFailedException)) throw err;
+    }
+  }
+
+  /** Registers a version as DISCOVERED (backfill) unless the ledger already knows it. */
+  async discover(file: FileRef, meta: ClaimMeta = {}): Promise<boolean> {
+    const iso = new Date(this.#now()).toISOString();
+    try {
+      await this.#doc.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: ledgerKey(file),
+          ConditionExpression: 'attribute_not_exists(pk)',
+          UpdateExpression:
+            'SET #status = :discovered, #bucket = :bucket, #key = :key, etag = :etag, attempts = :zero,' +
+            ' records = :zero, rejected = :zero, bytesRead = :zero, createdAt = :iso, updatedAt = :iso' +
+            (meta.size !== undefined ? ', #size = :size' : ''),
+          ExpressionAttributeNames: {
+            '#status': 'status',
+            '#bucket': 'bucket',
+            '#key': 'key',
+            ...(meta.size !== undefined ? { '#size': 'size' } : {}),
+          },
+          ExpressionAttributeValues: {
+            ':discovered': 'DISCOVERED',
+            ':bucket': file.bucket,
+            ':key': file.key,
+            ':etag': file.etag,
+            ':zero': 0,
+            ':iso': iso,
+            ...(meta.size !== undefined ? { ':size': meta.size } : {}),
+          },
+        }),
+      );
+      return true;
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) return false;
+      throw err;
+    }
+  }
+
+  async get(file: FileRef): Promise<LedgerItem | undefined> {
+    const out = await this.#doc.send(
+      new GetCommand({ TableName: this.#table, Key: ledgerKey(file), ConsistentRead: true }),
+    );
+    return out.Item as LedgerItem | undefined;
+  }
+
+  async #ownedUpdate(
+    file: FileRef,
+    owner: string,
+    update: string,
+    values: Record<string, unknown>,
+  ): Promise<void> {
+    try {
+      await this.#doc.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: ledgerKey(file),
+          ConditionExpression: '#status = :processing AND leaseOwner = :owner',
+          UpdateExpression: update,
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: { ':processing': 'PROCESSING', ':owner': owner, ...values },
+        }),
+      );
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) {
+        throw new LeaseLostError(
+          `lease on ${ledgerKey(file).pk}@${file.etag} is no longer held by ${owner}`,
+          {
+            cause: err,
+          },
+        );
+      }
+      throw err;
+    }
+  }
+}
+
+/** Totals written when a file finishes. */
+export interface CompletedStats extends FileStats {
+  readonly durationMs: number;
+  readonly firstErrors: string[];
+  readonly rejectsKey?: string;
+}
+
+const STATS_SET = 'records = :records, rejected = :rejected, bytesRead = :bytesRead';
+function statsValues(s: FileStats): Record<string, number> {
+  return { ':records': s.records, ':rejected': s.rejected, ':bytesRead': s.bytesRead };
+}

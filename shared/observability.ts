@@ -1,0 +1,34 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { settings } from './settings.ts';
+
+export type { Logger, Metrics };
+export { MetricUnit };
+
+/**
+ * Powertools Logger (JSON; level from POWERTOOLS_LOG_LEVEL / LOG_LEVEL) and Metrics (EMF, one
+ * namespace; the service name is the only default dimension) for one function.
+ */
+export function createObservability(serviceName: string): { logger: Logger; metrics: Metrics } {
+  const logger = new Logger({ serviceName });
+  const metrics = new Metrics({ namespace: settings.metricsNamespace, serviceName });
+  return { logger, metrics };
+}
+
+/** Metric names, one place, so dashboards and tests agree. */
+export const METRIC = {
+  filesClaimed: 'FilesClaimed',
+  filesSucceeded: 'FilesSucceeded',
+  filesFailed: 'FilesFailed',
+  filesSkipped: 'FilesSkipped',
+  recordsIngested: 'RecordsIngested',
+  recordsRejected: 'RecordsRejected',
+  bytesRead: 'BytesRead',
+  fileLatency: 'FileLatency',
+  signalsScored: 'SignalsScored',
+  signalsDuplicate: 'SignalsDuplicate',
+  signalsRejected: 'SignalsRejected',
+  anomalies: 'Anomalies',
+  scoringLatency: 'ScoringLatency',
+  seriesConflicts: 'SeriesConflicts',
+} as const;

@@ -1,0 +1,103 @@
+import { once } from 'node:events';
+import { PassThrough } from 'node:stream';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { settings } from './settings.ts';
+
+/**
+ * The quarantine: rejected records, with their reasons, as NDJSON under the bucket's `rejects/` prefix.
+ * Nothing rejected is dropped: every reject becomes a line that says what, where and why.
+ */
+export interface RejectEntry {
+  /** Where the record came from: s3://bucket/key@etag#row, db:table:id, kafka:topic:partition:offset. */
+  readonly ref: string;
+  readonly reason: string;
+  readonly row?: number;
+  /** The record as parsed, when it could be parsed. */
+  readonly record?: unknown;
+  /** The raw text, when it could not. */
+  readonly raw?: string;
+}
+
+/** `rejects/<kind>/<path>`: where the rejects of one file, message or batch go. */
+export function rejectsKey(kind: 's3' | 'db' | 'kafka' | 'scorer' | 'events', path: string): string {
+  return `${settings.bucket.rejectsPrefix}${kind}/${path}.ndjson`;
+}
+
+function line(entry: RejectEntry, at: string): string {
+  return `${JSON.stringify({ ...entry, at }, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}\n`;
+}
+
+/**
+ * Streams an unbounded number of rejects into one object through a multipart upload, so memory stays
+ * flat; nothing is written until the first reject.
+ */
+export class QuarantineWriter {
+  readonly #s3: S3Client;
+  readonly #bucket: string;
+  readonly key: string;
+  #stream: PassThrough | undefined;
+  #upload: Promise<unknown> | undefined;
+  count = 0;
+
+  constructor(s3: S3Client, bucket: string, key: string) {
+    this.#s3 = s3;
+    this.#bucket = bucket;
+    this.key = key;
+  }
+
+  async write(entry: RejectEntry): Promise<void> {
+    if (!this.#stream) {
+      this.#stream = new PassThrough();
+      const upload = new Upload({
+        client: this.#s3,
+        params: {
+          Bucket: this.#bucket,
+          Key: this.key,
+          Body: this.#stream,
+          ContentType: 'application/x-ndjson',
+        },
+        queueSize: 2,
+      });
+      this.#upload = upload.done();
+      this.#upload.catch(() => undefined);
+    }
+    this.count++;
+    if (!this.#stream.write(line(entry, new Date().toISOString()))) {
+      await Promise.race([once(this.#stream, 'drain'), this.#upload]);
+    }
+  }
+
+  /** Finishes the object; returns its key, or undefined when nothing was rejected. */
+  async close(): Promise<string | undefined> {
+    if (!this.#stream) return undefined;
+    this.#stream.end();
+    await this.#upload;
+    return this.key;
+  }
+
+  /** Gives up on a partial object (the next attempt rewrites it whole). */
+  async abort(): Promise<void> {
+    this.#stream?.destroy();
+    this.#stream = undefined;
+  }
+}
+
+/** Writes a small, bounded set of rejects in one PutObject. */
+export async function putRejects(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+  entries: readonly RejectEntry[],
+): Promise<void> {
+  if (entries.length === 0) return;
+  const at = new Date().toISOString();
+  await s3.send(
+    new PutObjectCommand({
+      Bucket: bucket,
+      Key: key,
+      Body: entries.map((e) => line(e, at)).join(''),
+      ContentType: 'application/x-ndjson',
+    }),
+  );
+}

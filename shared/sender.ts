@@ -1,0 +1,149 @@
+import {
+  SendMessageBatchCommand,
+  type SendMessageBatchRequestEntry,
+  type SQSClient,
+} from '@aws-sdk/client-sqs';
+import { PermanentError, SendFailedError } from './errors.ts';
+import { settings } from './settings.ts';
+import type { Origin, Signal } from './signal.ts';
+
+/**
+ * Packs signals into as few SQS messages as their byte budget allows (`{ v: 1, origin, signals }`),
+ * sends them with SendMessageBatch (≤ 10 entries, ≤ 1 MiB per call), retries only the entries that
+ * failed, with exponential backoff and jitter, and keeps one call in flight while the next is packed.
+ * `add` awaits when the previous call is still running: that is the backpressure on the parser.
+ */
+export interface SenderOptions {
+  readonly maxMessageBytes?: number;
+  readonly maxBatchBytes?: number;
+  readonly maxEntries?: number;
+  readonly attempts?: number;
+  readonly baseDelayMs?: number;
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+export interface SenderStats {
+  signals: number;
+  messages: number;
+  /** SendMessageBatch calls, retries included. */
+  requests: number;
+  /** Entries sent again after a partial failure. */
+  retriedEntries: number;
+}
+
+/** Bytes kept free in each message for SQS's own accounting. */
+const MESSAGE_SLACK = 512;
+
+export class SignalSender {
+  readonly stats: SenderStats = { signals: 0, messages: 0, requests: 0, retriedEntries: 0 };
+  readonly #sqs: SQSClient;
+  readonly #queueUrl: string;
+  readonly #head: string;
+  readonly #maxMessageBytes: number;
+  readonly #maxBatchBytes: number;
+  readonly #maxEntries: number;
+  readonly #attempts: number;
+  readonly #baseDelayMs: number;
+  readonly #sleep: (ms: number) => Promise<void>;
+
+  #parts: string[] = [];
+  #partsBytes = 0;
+  #entries: { body: string; bytes: number; count: number }[] = [];
+  #entriesBytes = 0;
+  #inflight: Promise<void> | undefined;
+
+  constructor(sqs: SQSClient, queueUrl: string, origin: Origin, opts: SenderOptions = {}) {
+    this.#sqs = sqs;
+    this.#queueUrl = queueUrl;
+    this.#head = `{"v":1,"origin":${JSON.stringify(origin)},"signals":[`;
+    this.#maxMessageBytes = (opts.maxMessageBytes ?? settings.signals.maxMessageBytes) - MESSAGE_SLACK;
+    this.#maxBatchBytes = opts.maxBatchBytes ?? settings.signals.maxBatchBytes;
+    this.#maxEntries = opts.maxEntries ?? settings.signals.maxEntriesPerBatch;
+    this.#attempts = opts.attempts ?? settings.signals.sendAttempts;
+    this.#baseDelayMs = opts.baseDelayMs ?? settings.signals.sendBaseDelayMs;
+    this.#sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+  }
+
+  /** Adds one signal; resolves once it is buffered (after any send it had to wait for). */
+  async add(signal: Signal): Promise<void> {
+    const json = JSON.stringify(signal);
+    const bytes = Buffer.byteLength(json);
+    const overhead = Buffer.byteLength(this.#head) + 2;
+    if (bytes + overhead > this.#maxMessageBytes) {
+      throw new PermanentError(`signal ${signal.id} is ${bytes} bytes, more than a message can carry`);
+    }
+    if (this.#partsBytes + bytes + overhead + this.#parts.length > this.#maxMessageBytes) {
+      await this.#closeMessage();
+    }
+    this.#parts.push(json);
+    this.#partsBytes += bytes;
+    this.stats.signals++;
+  }
+
+  /** Sends everything buffered and waits for every call to finish. */
+  async flush(): Promise<void> {
+    await this.#closeMessage();
+    if (this.#entries.length) await this.#dispatch();
+    await this.#inflight;
+  }
+
+  /** Signals accepted by `add` and not yet confirmed sent. */
+  get pending(): number {
+    return this.#parts.length + this.#entries.reduce((n, e) => n + e.count, 0);
+  }
+
+  async #closeMessage(): Promise<void> {
+    if (this.#parts.length === 0) return;
+    const body = `${this.#head}${this.#parts.join(',')}]}`;
+    const bytes = Buffer.byteLength(body);
+    const count = this.#parts.length;
+    this.#parts = [];
+    this.#partsBytes = 0;
+    if (this.#entries.length >= this.#maxEntries || this.#entriesBytes + bytes > this.#maxBatchBytes) {
+      await this.#dispatch();
+    }
+    this.#entries.push({ body, bytes, count });
+    this.#entriesBytes += bytes;
+    this.stats.messages++;
+  }
+
+  async #dispatch(): Promise<void> {
+    const entries = this.#entries;
+    this.#entries = [];
+    this.#entriesBytes = 0;
+    // One call in flight at a time: wait for the previous one (and surface its error) first.
+    await this.#inflight;
+    const call = this.#sendWithRetry(entries.map((e, i) => ({ Id: String(i), MessageBody: e.body })));
+    this.#inflight = call;
+    call.catch(() => undefined);
+  }
+
+  async #sendWithRetry(entries: SendMessageBatchRequestEntry[]): Promise<void> {
+    let remaining = entries;
+    for (let attempt = 1; ; attempt++) {
+      this.stats.requests++;
+      const out = await this.#sqs.send(
+        new SendMessageBatchCommand({ QueueUrl: this.#queueUrl, Entries: remaining }),
+      );
+      const failed = out.Failed ?? [];
+      if (failed.length === 0) return;
+      const senderFault = failed.find((f) => f.SenderFault);
+      if (senderFault) {
+        throw new PermanentError(
+          `SQS rejected a message: ${senderFault.Code ?? 'error'}: ${senderFault.Message ?? ''}`.trim(),
+        );
+      }
+      const ids = new Set(failed.map((f) => f.Id));
+      remaining = remaining.filter((e) => ids.has(e.Id));
+      if (attempt >= this.#attempts) {
+        throw new SendFailedError(
+          `${remaining.length} messages still failing after ${attempt} attempts: ${failed[0]?.Code ?? 'unknown'}`,
+          remaining.length,
+        );
+      }
+      this.stats.retriedEntries += remaining.length;
+      const cap = this.#baseDelayMs * 2 ** (attempt - 1);
+      await this.#sleep(cap / 2 + Math.random() * (cap / 2));
+    }
+  }
+}

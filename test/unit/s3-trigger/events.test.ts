@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { parseFileEvents } from '../../../functions/s3-trigger/events.ts';
+import { InvalidMessageError } from '../../../shared/errors.ts';
+
+const notification = (key: string, extra: Record<string, unknown> = {}) =>
+  JSON.stringify({
+    Records: [
+      {
+        eventName: 'ObjectCreated:Put',
+        eventTime: '2024-01-01T00:00:00.000Z',
+        s3: { bucket: { name: 'b' }, object: { key, size: 12, eTag: '"abc"', versionId: 'v1', ...extra } },
+      },
+    ],
+  });
+
+describe('parseFileEvents', () => {
+  it('reads bucket, decoded key, ETag without quotes, version and size', () => {
+    expect(parseFileEvents(notification('incoming/my+file%281%29.csv'))).toEqual([
+      {
+        bucket: 'b',
+        key: 'incoming/my file(1).csv',
+        etag: 'abc',
+        versionId: 'v1',
+        size: 12,
+        eventTime: '2024-01-01T00:00:00.000Z',
+      },
+    ]);
+  });
+
+  it('ignores the test event S3 sends when notifications are configured', () => {
+    expect(
+      parseFileEvents(JSON.stringify({ Service: 'Amazon S3', Event: 's3:TestEvent', Bucket: 'b' })),
+    ).toEqual([]);
+  });
+
+  it('ignores events that are not object creations', () => {
+    const body = JSON.parse(notification('incoming/a.csv'));
+    body.Records[0].eventName = 'ObjectRemoved:Delete';
+    expect(parseFileEvents(JSON.stringify(body))).toEqual([]);
+  });
+
+  it('reads a backfill request', () => {
+    expect(
+      parseFileEvents(
+        JSON.stringify({ v: 1, kind: 'backfill', bucket: 'b', key: 'incoming/x.json', etag: '"e"' }),
+      ),
+    ).toEqual([{ bucket: 'b', key: 'incoming/x.json', etag: 'e' }]);
+  });
+
+  it('throws InvalidMessageError for a body that is not an event', () => {
+    expect(() => parseFileEvents('{oops')).toThrow(InvalidMessageError);
+    expect(() => parseFileEvents(JSON.stringify({ hello: 'world' }))).toThrow(/neither an S3 notification/);
+  });
+});

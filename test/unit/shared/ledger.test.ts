@@ -1,0 +1,196 @@
+import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterEach, describe, expect, it } from 'vitest';
+import { LeaseLostError } from '../../../shared/errors.ts';
+import { Ledger, type LedgerItem } from '../../../shared/ledger.ts';
+
+const file = { bucket: 'b', key: 'incoming/a.csv', etag: 'e1' };
+const NOW = 1_700_000_000_000;
+const conditionFailed = () =>
+  new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
+const item = (over: Partial<LedgerItem>): LedgerItem => ({
+  pk: 's3://b/incoming/a.csv',
+  sk: 'e1',
+  bucket: 'b',
+  key: 'incoming/a.csv',
+  etag: 'e1',
+  status: 'PROCESSING',
+  attempts: 1,
+  records: 0,
+  rejected: 0,
+  bytesRead: 0,
+  createdAt: 'x',
+  updatedAt: 'x',
+  ...over,
+});
+
+describe('Ledger', () => {
+  const ddb = mockClient(DynamoDBDocumentClient);
+  const ledger = new Ledger(DynamoDBDocumentClient.from(new DynamoDBClient({})), 'ledger', {
+    leaseSeconds: 60,
+    maxAttempts: 3,
+    now: () => NOW,
+  });
+  afterEach(() => ddb.reset());
+
+  it('claims a new object version with one conditional write that sets the lease', async () => {
+    // Prepare
+    ddb.on(UpdateCommand).resolves({ Attributes: { attempts: 1 } });
+    // Act
+    const out = await ledger.claim(file, 'w1', { size: 10, versionId: 'v1' });
+    // Assess
+    expect(out).toEqual({ claimed: true, attempt: 1 });
+    const input = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
+    expect(input?.Key).toEqual({ pk: 's3://b/incoming/a.csv', sk: 'e1' });
+    expect(input?.ConditionExpression).toContain('attribute_not_exists(pk)');
+    expect(input?.ConditionExpression).toContain('leaseExpiresAt < :now AND attempts < :max');
+    expect(input?.ConditionExpression).toContain(
+      '#status = :failed AND retryable = :true AND attempts < :max',
+    );
+    expect(input?.ExpressionAttributeValues).toMatchObject({
+      ':processing': 'PROCESSING',
+      ':owner': 'w1',
+      ':expires': NOW + 60_000,
+      ':now': NOW,
+      ':max': 3,
+      ':size': 10,
+      ':versionId': 'v1',
+    });
+  });
+
+  it('reports a duplicate when the version already SUCCEEDED', async () => {
+    ddb.on(UpdateCommand).rejects(conditionFailed());
+    ddb.on(GetCommand).resolves({ Item: item({ status: 'SUCCESS' }) });
+    const out = await ledger.claim(file, 'w2');
+    expect(out).toMatchObject({ claimed: false, reason: 'duplicate' });
+  });
+
+  it('reports in-progress when another worker holds a live lease', async () => {
+    ddb.on(UpdateCommand).rejects(conditionFailed());
+    ddb.on(GetCommand).resolves({ Item: item({ leaseOwner: 'w1', leaseExpiresAt: NOW + 1000 }) });
+    expect(await ledger.claim(file, 'w2')).toMatchObject({ claimed: false, reason: 'in-progress' });
+  });
+
+  it('marks FAILED a version whose lease expired with no attempts left', async () => {
+    // Prepare
+    ddb.on(UpdateCommand).rejectsOnce(conditionFailed()).resolves({});
+    ddb.on(GetCommand).resolves({ Item: item({ leaseOwner: 'w1', leaseExpiresAt: NOW - 1, attempts: 3 }) });
+    // Act
+    const out = await ledger.claim(file, 'w2');
+    // Assess
+    expect(out).toMatchObject({ claimed: false, reason: 'exhausted' });
+    const expire = ddb.commandCalls(UpdateCommand)[1]?.args[0].input;
+    expect(expire?.ConditionExpression).toBe(
+      '#status = :processing AND leaseOwner = :owner AND leaseExpiresAt = :expires',
+    );
+    expect(expire?.ExpressionAttributeValues).toMatchObject({
+      ':failed': 'FAILED',
+      ':false': false,
+      ':type': 'LeaseExpiredError',
+    });
+  });
+
+  it('reports failed for a permanently FAILED version', async () => {
+    ddb.on(UpdateCommand).rejects(conditionFailed());
+    ddb.on(GetCommand).resolves({ Item: item({ status: 'FAILED', retryable: false }) });
+    expect(await ledger.claim(file, 'w2')).toMatchObject({ claimed: false, reason: 'failed' });
+  });
+
+  it('completes only as the lease owner', async () => {
+    // Prepare
+    ddb.on(UpdateCommand).resolves({});
+    // Act
+    await ledger.succeed(file, 'w1', {
+      records: 5,
+      rejected: 1,
+      bytesRead: 100,
+      durationMs: 7,
+      firstErrors: ['row 2: bad'],
+    });
+    // Assess
+    const input = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
+    expect(input?.ConditionExpression).toBe('#status = :processing AND leaseOwner = :owner');
+    expect(input?.ExpressionAttributeValues).toMatchObject({
+      ':owner': 'w1',
+      ':success': 'SUCCESS',
+      ':records': 5,
+      ':rejected': 1,
+      ':bytesRead': 100,
+      ':firstErrors': ['row 2: bad'],
+    });
+    expect(input?.UpdateExpression).toContain('REMOVE leaseOwner, leaseExpiresAt');
+  });
+
+  it('throws LeaseLostError when someone else owns the lease', async () => {
+    ddb.on(UpdateCommand).rejects(conditionFailed());
+    await expect(
+      ledger.heartbeat(file, 'w1', { records: 1, rejected: 0, bytesRead: 1 }),
+    ).rejects.toBeInstanceOf(LeaseLostError);
+    await expect(
+      ledger.fail(file, 'w1', {
+        records: 0,
+        rejected: 0,
+        bytesRead: 0,
+        durationMs: 1,
+        firstErrors: [],
+        errorType: 'X',
+        errorMessage: 'y',
+        retryable: false,
+      }),
+    ).rejects.toBeInstanceOf(LeaseLostError);
+  });
+
+  it('records a permanent failure as not retryable', async () => {
+    ddb.on(UpdateCommand).resolves({});
+    await ledger.fail(file, 'w1', {
+      records: 2,
+      rejected: 0,
+      bytesRead: 9,
+      durationMs: 1,
+      firstErrors: [],
+      errorType: 'MalformedFileError',
+      errorMessage: 'bad quote (at line 3)',
+      retryable: false,
+    });
+    expect(ddb.commandCalls(UpdateCommand)[0]?.args[0].input.ExpressionAttributeValues).toMatchObject({
+      ':failed': 'FAILED',
+      ':retryable': false,
+      ':type': 'MalformedFileError',
+      ':msg': 'bad quote (at line 3)',
+    });
+  });
+
+  it('extends the lease on heartbeat', async () => {
+    ddb.on(UpdateCommand).resolves({});
+    await ledger.heartbeat(file, 'w1', { records: 10, rejected: 0, bytesRead: 500 });
+    expect(ddb.commandCalls(UpdateCommand)[0]?.args[0].input.ExpressionAttributeValues).toMatchObject({
+      ':expires': NOW + 60_000,
+      ':records': 10,
+    });
+  });
+
+  it('skips only a version it does not find processed', async () => {
+    ddb.on(UpdateCommand).resolvesOnce({}).rejects(conditionFailed());
+    expect(await ledger.skip(file, 'unsupported file type')).toBe(true);
+    expect(await ledger.skip(file, 'unsupported file type')).toBe(false);
+    expect(ddb.commandCalls(UpdateCommand)[0]?.args[0].input.ExpressionAttributeValues).toMatchObject({
+      ':skipped': 'SKIPPED',
+      ':msg': 'unsupported file type',
+    });
+  });
+
+  it('counts a duplicate event on a SUCCESS item', async () => {
+    ddb.on(UpdateCommand).resolves({});
+    await ledger.recordDuplicate(file);
+    const input = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
+    expect(input?.UpdateExpression).toContain('ADD duplicates :one');
+    expect(input?.ConditionExpression).toBe('#status = :success');
+  });
+
+  it('registers a version as DISCOVERED only when it is new', async () => {
+    ddb.on(UpdateCommand).resolvesOnce({}).rejects(conditionFailed());
+    expect(await ledger.discover(file, { size: 3 })).toBe(true);
+    expect(await ledger.discover(file)).toBe(false);
+  });
+});

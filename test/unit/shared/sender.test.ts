@@ -1,0 +1,126 @@
+import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PermanentError, SendFailedError } from '../../../shared/errors.ts';
+import { SignalSender } from '../../../shared/sender.ts';
+import type { Signal } from '../../../shared/signal.ts';
+
+const origin = { kind: 's3' as const, ref: 's3://b/k@e' };
+const signal = (i: number, pad = 0): Signal => ({
+  id: `s3://b/k@e#${i}`,
+  name: 'cpu',
+  value: i,
+  source: 'k',
+  timestamp: '2024-01-01T00:00:00.000Z',
+  ...(pad ? { attributes: { pad: 'x'.repeat(pad) } } : {}),
+  origin: { kind: 's3', ref: `s3://b/k@e#${i}` },
+});
+const noSleep = async () => undefined;
+
+describe('SignalSender', () => {
+  const sqs = mockClient(SQSClient);
+  afterEach(() => sqs.reset());
+
+  it('packs many signals into one message and one SendMessageBatch call', async () => {
+    // Prepare
+    sqs.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
+    const sender = new SignalSender(new SQSClient({}), 'q', origin, { sleep: noSleep });
+    // Act
+    for (let i = 1; i <= 1000; i++) await sender.add(signal(i));
+    await sender.flush();
+    // Assess
+    expect(sqs).toHaveReceivedCommandTimes(SendMessageBatchCommand, 1);
+    const entries = sqs.commandCalls(SendMessageBatchCommand)[0]?.args[0].input.Entries ?? [];
+    expect(entries).toHaveLength(1);
+    const body = JSON.parse(entries[0]?.MessageBody ?? '{}');
+    expect(body.v).toBe(1);
+    expect(body.origin).toEqual(origin);
+    expect(body.signals).toHaveLength(1000);
+    expect(body.signals[999]).toEqual(signal(1000));
+    expect(sender.stats).toMatchObject({ signals: 1000, messages: 1, requests: 1 });
+  });
+
+  it('keeps every message under the byte budget and every call within 10 entries and 1 MiB', async () => {
+    // Prepare
+    sqs.on(SendMessageBatchCommand).resolves({ Failed: [] });
+    const sender = new SignalSender(new SQSClient({}), 'q', origin, {
+      maxMessageBytes: 64 * 1024,
+      sleep: noSleep,
+    });
+    // Act
+    for (let i = 1; i <= 5000; i++) await sender.add(signal(i, 200));
+    await sender.flush();
+    // Assess
+    const calls = sqs.commandCalls(SendMessageBatchCommand);
+    let total = 0;
+    for (const call of calls) {
+      const entries = call.args[0].input.Entries ?? [];
+      expect(entries.length).toBeLessThanOrEqual(10);
+      const bytes = entries.reduce((n, e) => n + Buffer.byteLength(e.MessageBody ?? ''), 0);
+      expect(bytes).toBeLessThanOrEqual(1024 * 1024);
+      for (const e of entries) {
+        expect(Buffer.byteLength(e.MessageBody ?? '')).toBeLessThanOrEqual(64 * 1024);
+        total += JSON.parse(e.MessageBody ?? '{}').signals.length;
+      }
+    }
+    expect(total).toBe(5000);
+    expect(calls.length).toBeGreaterThan(1);
+  });
+
+  it('retries only the entries that failed', async () => {
+    // Prepare
+    sqs
+      .on(SendMessageBatchCommand)
+      .resolvesOnce({ Failed: [{ Id: '1', Code: 'InternalError', SenderFault: false }] })
+      .resolves({ Failed: [] });
+    const sender = new SignalSender(new SQSClient({}), 'q', origin, {
+      maxMessageBytes: 4096,
+      sleep: noSleep,
+    });
+    // Act
+    for (let i = 1; i <= 30; i++) await sender.add(signal(i));
+    await sender.flush();
+    // Assess
+    const calls = sqs.commandCalls(SendMessageBatchCommand);
+    expect(calls).toHaveLength(2);
+    const first = calls[0]?.args[0].input.Entries ?? [];
+    const retry = calls[1]?.args[0].input.Entries ?? [];
+    expect(first.length).toBeGreaterThan(1);
+    expect(retry).toHaveLength(1);
+    expect(retry[0]).toEqual(first[1]);
+    expect(sender.stats.retriedEntries).toBe(1);
+  });
+
+  it('gives up with a transient SendFailedError after the configured attempts', async () => {
+    sqs
+      .on(SendMessageBatchCommand)
+      .resolves({ Failed: [{ Id: '0', Code: 'ServiceUnavailable', SenderFault: false }] });
+    const sender = new SignalSender(new SQSClient({}), 'q', origin, { attempts: 3, sleep: noSleep });
+    await sender.add(signal(1));
+    await expect(sender.flush()).rejects.toBeInstanceOf(SendFailedError);
+    expect(sqs).toHaveReceivedCommandTimes(SendMessageBatchCommand, 3);
+  });
+
+  it('fails permanently when SQS says the sender is at fault', async () => {
+    sqs
+      .on(SendMessageBatchCommand)
+      .resolves({ Failed: [{ Id: '0', Code: 'InvalidMessageContents', SenderFault: true }] });
+    const sender = new SignalSender(new SQSClient({}), 'q', origin, { sleep: noSleep });
+    await sender.add(signal(1));
+    await expect(sender.flush()).rejects.toBeInstanceOf(PermanentError);
+  });
+
+  it('refuses a signal larger than a message', async () => {
+    const sender = new SignalSender(new SQSClient({}), 'q', origin, {
+      maxMessageBytes: 2048,
+      sleep: noSleep,
+    });
+    await expect(sender.add(signal(1, 4000))).rejects.toBeInstanceOf(PermanentError);
+  });
+
+  it('sends nothing when nothing was added', async () => {
+    const sender = new SignalSender(new SQSClient({}), 'q', origin);
+    await sender.flush();
+    expect(sqs).not.toHaveReceivedCommand(SendMessageBatchCommand);
+  });
+});

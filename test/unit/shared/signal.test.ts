@@ -1,0 +1,153 @@
+import { describe, expect, it } from 'vitest';
+import { normaliseSignal, parseSignal } from '../../../shared/signal.ts';
+
+const ctx = { origin: { kind: 's3' as const, ref: 's3://b/in/k.csv@e1#7' }, defaultSource: 'in/k.csv' };
+const ok = (r: unknown) => {
+  const out = normaliseSignal(r, ctx);
+  if (!out.ok) throw new Error(`expected a signal, got: ${out.reason}`);
+  return out.signal;
+};
+const reason = (r: unknown) => {
+  const out = normaliseSignal(r, ctx);
+  if (out.ok) throw new Error('expected a rejection');
+  return out.reason;
+};
+
+describe('normaliseSignal', () => {
+  it('normalises a complete record and keeps every other field in attributes', () => {
+    // Prepare
+    const record = {
+      id: 'x-1',
+      name: 'cpu',
+      value: '12.5',
+      source: 'host-a',
+      timestamp: '2024-05-01T10:00:00+02:00',
+      region: 'eu',
+      up: true,
+      n: 3,
+    };
+    // Act
+    const s = ok(record);
+    // Assess
+    expect(s).toEqual({
+      id: 'x-1',
+      name: 'cpu',
+      value: 12.5,
+      source: 'host-a',
+      timestamp: '2024-05-01T08:00:00.000Z',
+      attributes: { region: 'eu', up: true, n: 3 },
+      origin: ctx.origin,
+    });
+    expect(parseSignal(s).ok).toBe(true);
+  });
+
+  it('defaults id to the origin ref and source to the origin', () => {
+    const s = ok({ name: 'cpu', value: 1, timestamp: 1_700_000_000 });
+    expect(s.id).toBe('s3://b/in/k.csv@e1#7');
+    expect(s.source).toBe('in/k.csv');
+    expect(s.attributes).toBeUndefined();
+  });
+
+  it.each([['12x'], [''], ['NaN'], ['Infinity'], ['-Infinity'], ['0x10'], ['1,000'], ['1e400']])(
+    'rejects the non-numeric or non-finite value %j',
+    (value) => {
+      expect(reason({ name: 'a', value, timestamp: 0 })).toMatch(/value/);
+    },
+  );
+
+  it.each([
+    ['42', 42],
+    ['-3.5', -3.5],
+    ['1e3', 1000],
+    ['.5', 0.5],
+    [' 7 ', 7],
+    [0, 0],
+  ])('accepts the wholly numeric value %j', (value, expected) => {
+    expect(ok({ name: 'a', value, timestamp: 0 }).value).toBe(expected);
+  });
+
+  it('rejects a non-finite number, a boolean and a missing value', () => {
+    expect(reason({ name: 'a', value: Number.POSITIVE_INFINITY, timestamp: 0 })).toMatch(/finite/);
+    expect(reason({ name: 'a', value: true, timestamp: 0 })).toMatch(/value must be a number/);
+    expect(reason({ name: 'a', timestamp: 0 })).toMatch(/value is required/);
+  });
+
+  it('reads epoch seconds and epoch milliseconds (>= 1e12 means ms), as numbers or strings', () => {
+    expect(ok({ name: 'a', value: 1, timestamp: 1_700_000_000 }).timestamp).toBe('2023-11-14T22:13:20.000Z');
+    expect(ok({ name: 'a', value: 1, timestamp: 1_700_000_000_123 }).timestamp).toBe(
+      '2023-11-14T22:13:20.123Z',
+    );
+    expect(ok({ name: 'a', value: 1, timestamp: '1700000000' }).timestamp).toBe('2023-11-14T22:13:20.000Z');
+    // Just below 1e12 is read as seconds: year 33658, beyond ISO-8601's four-digit years.
+    expect(reason({ name: 'a', value: 1, timestamp: 999_999_999_999 })).toMatch(/out of range/);
+    expect(ok({ name: 'a', value: 1, timestamp: 1e12 }).timestamp).toBe('2001-09-09T01:46:40.000Z');
+  });
+
+  it('normalises ISO-8601 with any zone to UTC and rejects one without a zone', () => {
+    expect(ok({ name: 'a', value: 1, timestamp: '2024-02-29T23:30:00-01:00' }).timestamp).toBe(
+      '2024-03-01T00:30:00.000Z',
+    );
+    expect(ok({ name: 'a', value: 1, timestamp: '2024-02-29 10:00:00.5Z' }).timestamp).toBe(
+      '2024-02-29T10:00:00.500Z',
+    );
+    expect(reason({ name: 'a', value: 1, timestamp: '2024-02-29T10:00:00' })).toMatch(/no time zone/);
+    expect(reason({ name: 'a', value: 1, timestamp: '2023-02-29T10:00:00Z' })).toMatch(/not a valid date/);
+    expect(reason({ name: 'a', value: 1, timestamp: 'yesterday' })).toMatch(/neither ISO-8601/);
+    expect(reason({ name: 'a', value: 1 })).toMatch(/timestamp is required/);
+  });
+
+  it('rejects a missing, blank, non-string or over-long name', () => {
+    expect(reason({ value: 1, timestamp: 0 })).toMatch(/name is required/);
+    expect(reason({ name: '   ', value: 1, timestamp: 0 })).toMatch(/blank/);
+    expect(reason({ name: 5, value: 1, timestamp: 0 })).toMatch(/name must be a string/);
+    expect(reason({ name: 'n'.repeat(257), value: 1, timestamp: 0 })).toMatch(/256/);
+    expect(ok({ name: 'n'.repeat(256), value: 1, timestamp: 0 }).name).toHaveLength(256);
+  });
+
+  it('reports every problem of a record at once', () => {
+    expect(reason({ value: 'x', timestamp: 'no' }).split('; ')).toHaveLength(3);
+  });
+
+  it('rejects something that is not an object', () => {
+    expect(reason([1, 2])).toMatch(/an array/);
+    expect(reason(null)).toMatch(/null/);
+  });
+
+  it('keeps nested values as JSON text and merges an attributes object', () => {
+    const s = ok({
+      name: 'a',
+      value: 1,
+      timestamp: 0,
+      tags: ['x'],
+      attributes: { zone: 'b', deep: { k: 1 } },
+      nothing: null,
+    });
+    expect(s.attributes).toEqual({ tags: '["x"]', zone: 'b', deep: '{"k":1}' });
+  });
+
+  it('accepts Date and bigint inputs (Parquet columns)', () => {
+    const s = ok({ name: 'a', value: 5n, timestamp: new Date('2024-01-01T00:00:00Z'), big: 2n ** 70n });
+    expect(s.value).toBe(5);
+    expect(s.timestamp).toBe('2024-01-01T00:00:00.000Z');
+    expect(s.attributes).toEqual({ big: (2n ** 70n).toString() });
+  });
+
+  it('rejects a signal too large for a packed message', () => {
+    expect(reason({ name: 'a', value: 1, timestamp: 0, blob: 'x'.repeat(70_000) })).toMatch(/byte limit/);
+  });
+});
+
+describe('parseSignal', () => {
+  it('rejects a signal off the queue whose value is not a number', () => {
+    const out = parseSignal({
+      id: 'a',
+      name: 'a',
+      value: '1',
+      source: 's',
+      timestamp: '2024-01-01T00:00:00.000Z',
+      origin: { kind: 's3', ref: 'r' },
+    });
+    expect(out.ok).toBe(false);
+    if (!out.ok) expect(out.reason).toMatch(/^value/);
+  });
+});
