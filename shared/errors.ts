@@ -93,6 +93,14 @@ export class SendFailedError extends TransientError {
   }
 }
 
+/** Another worker holds a live lease on the file; the event is retried later, never dropped. */
+export class FileBusyError extends TransientError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FileBusyError';
+  }
+}
+
 /** The worker no longer owns the ledger lease it is trying to use. */
 export class LeaseLostError extends PulseError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -1,6 +1,6 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
-import { describeError, isTransient, LeaseLostError } from '../../shared/errors.ts';
+import { describeError, FileBusyError, isTransient, LeaseLostError } from '../../shared/errors.ts';
 import type { CompletedStats, FileRef, FileStats, Ledger } from '../../shared/ledger.ts';
 import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/observability.ts';
 import { QuarantineWriter, rejectsKey } from '../../shared/quarantine.ts';
@@ -126,6 +126,11 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
 
   const claim = await ledger.claim(file, deps.owner, meta);
   if (!claim.claimed) {
+    if (claim.reason === 'in-progress') {
+      // Not acknowledged: if the worker holding the lease dies, this event is what brings the file back.
+      logger.info('File is being ingested by another worker; the event will be retried');
+      throw new FileBusyError(`s3://${file.bucket}/${file.key}@${file.etag} is being ingested by another worker`);
+    }
     if (claim.reason === 'duplicate') await ledger.recordDuplicate(file);
     if (claim.reason === 'exhausted') metrics.addMetric(METRIC.filesFailed, MetricUnit.Count, 1);
     metrics.addMetric(METRIC.filesSkipped, MetricUnit.Count, 1);

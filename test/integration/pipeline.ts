@@ -1,0 +1,147 @@
+/**
+ * A small harness for integration tests: per-test-file resources on the shared moto server, the real
+ * handlers wired to them through environment variables, and the SQS event-source emulation in front.
+ */
+import { ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { makeClients } from '../../local/clients.ts';
+import { resourceNames } from '../../local/names.ts';
+import { createResources } from '../../local/resources.ts';
+import { startSqsEventSource } from '../../local/sqs-event-source.ts';
+import type { LedgerItem } from '../../shared/ledger.ts';
+import { settings } from '../../shared/settings.ts';
+
+export type Handler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse | undefined>;
+
+export interface PipelineOptions {
+  readonly leaseSeconds?: number;
+  readonly heartbeatSeconds?: number;
+  readonly visibility?: { fileEvents?: number; signals?: number };
+}
+
+/** Environment the handlers read at import time (see shared/config.ts). */
+export function handlerEnv(endpoint: string, env: Awaited<ReturnType<typeof createResources>>, names: ReturnType<typeof resourceNames>, opts: PipelineOptions = {}): Record<string, string> {
+  return {
+    AWS_ENDPOINT_URL: endpoint,
+    AWS_REGION: 'us-east-1',
+    AWS_ACCESS_KEY_ID: 'test',
+    AWS_SECRET_ACCESS_KEY: 'test',
+    S3_FORCE_PATH_STYLE: 'true',
+    SIGNALS_QUEUE_URL: env.queues.signals.url,
+    LEDGER_TABLE: names.ledgerTable,
+    SCORES_TABLE: names.scoresTable,
+    QUARANTINE_BUCKET: names.bucket,
+    LEDGER_LEASE_SECONDS: String(opts.leaseSeconds ?? 3),
+    LEDGER_HEARTBEAT_SECONDS: String(opts.heartbeatSeconds ?? 1),
+    POWERTOOLS_METRICS_DISABLED: 'true',
+    POWERTOOLS_LOG_LEVEL: 'ERROR',
+  };
+}
+
+export async function setUpPipeline(endpoint: string, prefix: string, opts: PipelineOptions = {}) {
+  const clients = makeClients(endpoint);
+  const names = resourceNames(prefix);
+  const resources = await createResources(clients, names, {
+    visibilityTimeoutSeconds: {
+      fileEvents: opts.visibility?.fileEvents ?? 4,
+      signals: opts.visibility?.signals ?? 4,
+    },
+  });
+  const env = handlerEnv(endpoint, resources, names, opts);
+  Object.assign(process.env, env);
+  const s3Trigger = (await import('../../functions/s3-trigger/handler.ts')).handler as unknown as Handler;
+  const scorer = (await import('../../functions/scorer/handler.ts')).handler as unknown as Handler;
+
+  const sources: { stop(): Promise<void> }[] = [];
+  const start = (which: 'fileEvents' | 'signals', handler: Handler = which === 'fileEvents' ? s3Trigger : scorer) => {
+    const q = resources.queues[which];
+    const cfg = which === 'fileEvents' ? settings.fileEvents : settings.signals;
+    const source = startSqsEventSource({
+      sqs: clients.sqs,
+      queueUrl: q.url,
+      queueArn: q.arn,
+      batchSize: cfg.batchSize,
+      handler,
+    });
+    sources.push(source);
+    return source;
+  };
+
+  const ledgerItems = async (): Promise<LedgerItem[]> => {
+    const items: LedgerItem[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await clients.doc.send(new ScanCommand({ TableName: names.ledgerTable, ExclusiveStartKey: start, ConsistentRead: true }));
+      items.push(...((out.Items ?? []) as LedgerItem[]));
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return items;
+  };
+
+  const scoreItems = async (): Promise<Record<string, unknown>[]> => {
+    const items: Record<string, unknown>[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await clients.doc.send(new ScanCommand({ TableName: names.scoresTable, ExclusiveStartKey: start, ConsistentRead: true }));
+      items.push(...(out.Items ?? []));
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return items;
+  };
+
+  const queueDepth = async (which: 'fileEvents' | 'fileEventsDlq' | 'signals' | 'signalsDlq') => {
+    const out = await clients.sqs.send(
+      new GetQueueAttributesCommand({
+        QueueUrl: resources.queues[which].url,
+        AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+      }),
+    );
+    return Number(out.Attributes?.ApproximateNumberOfMessages ?? 0) + Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0);
+  };
+
+  /** Reads (and leaves to reappear after their visibility timeout) the messages on a queue. */
+  const peek = async (which: 'fileEventsDlq' | 'signalsDlq' | 'signals') => {
+    const out = await clients.sqs.send(
+      new ReceiveMessageCommand({ QueueUrl: resources.queues[which].url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 1 }),
+    );
+    return out.Messages ?? [];
+  };
+
+  const stopAll = async () => {
+    await Promise.all(sources.splice(0).map((s) => s.stop()));
+  };
+
+  return { clients, names, resources, env, s3Trigger, scorer, start, ledgerItems, scoreItems, queueDepth, peek, stopAll };
+}
+
+/** Polls until `check` returns a value that is not undefined/false, or fails with what it last saw. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined && v !== false) return v;
+      last = v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${String(last)})`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** A CSV of `rows` records for one series, every `badEvery`-th row with a non-numeric value. */
+export function csvFile(rows: number, opts: { name?: string; badEvery?: number } = {}): { text: string; good: number; bad: number } {
+  const lines = ['id,name,value,timestamp,host'];
+  let good = 0;
+  let bad = 0;
+  for (let i = 1; i <= rows; i++) {
+    const isBad = opts.badEvery !== undefined && i % opts.badEvery === 0;
+    if (isBad) bad++;
+    else good++;
+    lines.push(`,${opts.name ?? 'cpu'},${isBad ? 'n/a' : (i % 17) + 0.5},${1_700_000_000 + i},"host ${i % 3}"`);
+  }
+  return { text: `${lines.join('\r\n')}\r\n`, good, bad };
+}

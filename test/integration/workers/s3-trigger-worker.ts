@@ -1,0 +1,22 @@
+/**
+ * A stand-alone s3-trigger worker for crash tests: the real handler behind the SQS event-source
+ * emulation, in its own process, so that a test can kill it (SIGKILL) in the middle of a file.
+ * Configuration comes from the environment, exactly as in Lambda.
+ */
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { startSqsEventSource } from '../../../local/sqs-event-source.ts';
+import { settings } from '../../../shared/settings.ts';
+
+const queueUrl = process.argv[2];
+const queueArn = process.argv[3];
+if (!queueUrl || !queueArn) throw new Error('usage: s3-trigger-worker <file-events queue url> <queue arn>');
+
+const { handler } = await import('../../../functions/s3-trigger/handler.ts');
+startSqsEventSource({
+  sqs: new SQSClient({}),
+  queueUrl,
+  queueArn,
+  batchSize: settings.fileEvents.batchSize,
+  handler: handler as never,
+});
+process.stdout.write('ready\n');

@@ -1,0 +1,158 @@
+import { Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { sdkStreamMixin } from '@smithy/core/serde';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ingestFile } from '../../../functions/s3-trigger/ingest.ts';
+import { FileBusyError, LeaseLostError } from '../../../shared/errors.ts';
+import type { Ledger } from '../../../shared/ledger.ts';
+import { quietObservability } from '../../helpers/observability.ts';
+
+const task = (key: string) => ({ bucket: 'b', key, etag: 'e1', size: 100, versionId: 'v1' });
+const body = (data: string | Buffer) => ({ Body: sdkStreamMixin(Readable.from([Buffer.from(data)])) });
+const CSV = 'name,value,timestamp,host\r\ncpu,1,2024-01-01T00:00:00Z,a\r\ncpu,oops,2024-01-01T00:00:01Z,b\r\ncpu,3,1704067202,c\r\n';
+
+function fakeLedger(claim: Awaited<ReturnType<Ledger['claim']>> = { claimed: true, attempt: 1 }) {
+  return {
+    claim: vi.fn().mockResolvedValue(claim),
+    heartbeat: vi.fn().mockResolvedValue(undefined),
+    succeed: vi.fn().mockResolvedValue(undefined),
+    fail: vi.fn().mockResolvedValue(undefined),
+    skip: vi.fn().mockResolvedValue(true),
+    recordDuplicate: vi.fn().mockResolvedValue(undefined),
+  };
+}
+
+describe('ingestFile', () => {
+  const s3 = mockClient(S3Client);
+  const sqs = mockClient(SQSClient);
+  let obs: ReturnType<typeof quietObservability>;
+  const deps = (ledger: ReturnType<typeof fakeLedger>) => ({
+    s3: new S3Client({}),
+    sqs: new SQSClient({}),
+    ledger: ledger as unknown as Ledger,
+    logger: obs.logger,
+    metrics: obs.metrics,
+    config: { signalsQueueUrl: 'q', quarantineBucket: 'qb', heartbeatSeconds: 20, maxMessageBytes: 256 * 1024 },
+    owner: 'w1',
+  });
+  const sentSignals = () =>
+    sqs
+      .commandCalls(SendMessageBatchCommand)
+      .flatMap((c) => c.args[0].input.Entries ?? [])
+      .flatMap((e) => JSON.parse(e.MessageBody ?? '{}').signals);
+  beforeEach(() => {
+    obs = quietObservability();
+    sqs.on(SendMessageBatchCommand).resolves({ Failed: [] });
+    s3.on(PutObjectCommand).resolves({});
+  });
+  afterEach(() => {
+    s3.reset();
+    sqs.reset();
+  });
+
+  it('claims, sends valid rows packed, quarantines bad ones with reasons and completes the ledger item', async () => {
+    // Prepare
+    s3.on(GetObjectCommand).resolves(body(CSV));
+    const ledger = fakeLedger();
+    // Act
+    const out = await ingestFile(task('incoming/a.csv'), deps(ledger));
+    // Assess
+    expect(out.status).toBe('SUCCESS');
+    expect(ledger.claim).toHaveBeenCalledWith({ bucket: 'b', key: 'incoming/a.csv', etag: 'e1', versionId: 'v1' }, 'w1', { versionId: 'v1', size: 100 });
+    expect(s3).toHaveReceivedCommandWith(GetObjectCommand, { Bucket: 'b', Key: 'incoming/a.csv', VersionId: 'v1' });
+    const signals = sentSignals();
+    expect(signals.map((s: { id: string }) => s.id)).toEqual(['s3://b/incoming/a.csv@e1#1', 's3://b/incoming/a.csv@e1#3']);
+    expect(signals[1]).toMatchObject({ value: 3, source: 'incoming/a.csv', timestamp: '2024-01-01T00:00:02.000Z', attributes: { host: 'c' } });
+    expect(sqs).toHaveReceivedCommandTimes(SendMessageBatchCommand, 1);
+    const reject = s3.commandCalls(PutObjectCommand)[0]?.args[0].input;
+    expect(reject?.Key).toBe('rejects/s3/b/incoming/a.csv@e1.ndjson');
+    expect(ledger.succeed).toHaveBeenCalledWith(
+      expect.anything(),
+      'w1',
+      expect.objectContaining({ records: 2, rejected: 1, bytesRead: Buffer.byteLength(CSV), firstErrors: [expect.stringMatching(/^row 2: value must be wholly numeric/)], rejectsKey: 'rejects/s3/b/incoming/a.csv@e1.ndjson' }),
+    );
+    expect(obs.total('RecordsIngested')).toBe(2);
+    expect(obs.total('RecordsRejected')).toBe(1);
+  });
+
+  it('reads a gzip-compressed file', async () => {
+    s3.on(GetObjectCommand).resolves(body(gzipSync(CSV)));
+    const out = await ingestFile(task('incoming/a.csv.gz'), deps(fakeLedger()));
+    expect(out.status).toBe('SUCCESS');
+    expect(sentSignals()).toHaveLength(2);
+  });
+
+  it('skips a duplicate event for a version already ingested, sending nothing', async () => {
+    const ledger = fakeLedger({ claimed: false, reason: 'duplicate' });
+    const out = await ingestFile(task('incoming/a.csv'), deps(ledger));
+    expect(out).toEqual({ status: 'SKIPPED', reason: 'duplicate' });
+    expect(ledger.recordDuplicate).toHaveBeenCalled();
+    expect(s3).not.toHaveReceivedCommand(GetObjectCommand);
+    expect(sqs).not.toHaveReceivedCommand(SendMessageBatchCommand);
+  });
+
+  it('leaves an event for a file another worker is ingesting to be retried', async () => {
+    const ledger = fakeLedger({ claimed: false, reason: 'in-progress' });
+    await expect(ingestFile(task('incoming/a.csv'), deps(ledger))).rejects.toBeInstanceOf(FileBusyError);
+    expect(s3).not.toHaveReceivedCommand(GetObjectCommand);
+  });
+
+  it('ends a malformed file FAILED at once with where it broke, after sending the rows before it', async () => {
+    // Prepare
+    s3.on(GetObjectCommand).resolves(body('name,value,timestamp\ncpu,1,0\ncpu,"2,0\n'));
+    const ledger = fakeLedger();
+    // Act
+    const out = await ingestFile(task('incoming/bad.csv'), deps(ledger));
+    // Assess
+    expect(out.status).toBe('FAILED');
+    expect(ledger.fail).toHaveBeenCalledWith(
+      expect.anything(),
+      'w1',
+      expect.objectContaining({ retryable: false, errorType: 'MalformedFileError', errorMessage: expect.stringMatching(/line|byte|row/), records: 1 }),
+    );
+    expect(sentSignals()).toHaveLength(1);
+    const lines = String(s3.commandCalls(PutObjectCommand)[0]?.args[0].input.Body ?? '');
+    expect(lines).toMatch(/file failed: MalformedFileError/);
+  });
+
+  it('marks a transient failure retryable and throws so that SQS redelivers the event', async () => {
+    s3.on(GetObjectCommand).rejects(Object.assign(new Error('slow down'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } }));
+    const ledger = fakeLedger();
+    await expect(ingestFile(task('incoming/a.csv'), deps(ledger))).rejects.toThrow('slow down');
+    expect(ledger.fail).toHaveBeenCalledWith(expect.anything(), 'w1', expect.objectContaining({ retryable: true, errorType: 'SlowDown' }));
+  });
+
+  it('records a file of an unsupported type as SKIPPED without claiming it', async () => {
+    const ledger = fakeLedger();
+    const out = await ingestFile(task('incoming/notes.txt'), deps(ledger));
+    expect(out.status).toBe('SKIPPED');
+    expect(ledger.skip).toHaveBeenCalledWith(expect.anything(), expect.stringMatching(/unsupported file type/), undefined, expect.anything());
+    expect(ledger.claim).not.toHaveBeenCalled();
+  });
+
+  it('records a version deleted before it was read as SKIPPED', async () => {
+    s3.on(GetObjectCommand).rejects(Object.assign(new Error('gone'), { name: 'NoSuchVersion', $metadata: { httpStatusCode: 404 } }));
+    const ledger = fakeLedger();
+    const out = await ingestFile(task('incoming/a.csv'), deps(ledger));
+    expect(out).toEqual({ status: 'SKIPPED', reason: 'object gone' });
+    expect(ledger.skip).toHaveBeenCalledWith(expect.anything(), expect.stringMatching(/deleted or overwritten/), 'w1', expect.anything());
+  });
+
+  it('stops quietly when its lease was taken over', async () => {
+    s3.on(GetObjectCommand).resolves(body(CSV));
+    const ledger = fakeLedger();
+    ledger.succeed.mockRejectedValue(new LeaseLostError('lost'));
+    const out = await ingestFile(task('incoming/a.csv'), deps(ledger));
+    expect(out).toEqual({ status: 'SKIPPED', reason: 'lease-lost' });
+  });
+
+  it('never ingests objects under the rejects prefix', async () => {
+    const ledger = fakeLedger();
+    const out = await ingestFile(task('rejects/s3/x.csv'), deps(ledger));
+    expect(out.status).toBe('SKIPPED');
+    expect(ledger.claim).not.toHaveBeenCalled();
+  });
+});
