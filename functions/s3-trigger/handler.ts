@@ -18,7 +18,6 @@ const ledger = new Ledger(clients.doc, config.ledgerTable, {
   leaseSeconds: config.leaseSeconds,
   maxAttempts: config.maxAttempts,
 });
-const processor = new BatchProcessor(EventType.SQS);
 
 async function recordHandler(record: SQSRecord): Promise<void> {
   logger.appendKeys({ messageId: record.messageId });
@@ -39,6 +38,10 @@ async function recordHandler(record: SQSRecord): Promise<void> {
 }
 
 const lambdaHandler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> =>
-  processPartialResponse(event, recordHandler, processor, { context, processInParallel: false });
+  // A processor per invocation: it holds the batch's state, and the offline runtime may overlap invocations.
+  processPartialResponse(event, recordHandler, new BatchProcessor(EventType.SQS), {
+    context,
+    processInParallel: false,
+  });
 
 export const handler = middy(lambdaHandler).use(injectLambdaContext(logger)).use(logMetrics(metrics));

@@ -129,7 +129,9 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
     if (claim.reason === 'in-progress') {
       // Not acknowledged: if the worker holding the lease dies, this event is what brings the file back.
       logger.info('File is being ingested by another worker; the event will be retried');
-      throw new FileBusyError(`s3://${file.bucket}/${file.key}@${file.etag} is being ingested by another worker`);
+      throw new FileBusyError(
+        `s3://${file.bucket}/${file.key}@${file.etag} is being ingested by another worker`,
+      );
     }
     if (claim.reason === 'duplicate') await ledger.recordDuplicate(file);
     if (claim.reason === 'exhausted') metrics.addMetric(METRIC.filesFailed, MetricUnit.Count, 1);

@@ -29,15 +29,29 @@ describe('crash mid-file (moto)', () => {
     const file = csvFile(12_000, { name: 'crash' });
     child = spawn(
       process.execPath,
-      ['--import', 'tsx', 'test/integration/workers/s3-trigger-worker.ts', p.resources.queues.fileEvents.url, p.resources.queues.fileEvents.arn],
+      [
+        '--import',
+        'tsx',
+        'test/integration/workers/s3-trigger-worker.ts',
+        p.resources.queues.fileEvents.url,
+        p.resources.queues.fileEvents.arn,
+      ],
       // Small messages make many SendMessageBatch calls: a wide window to kill the worker mid-file.
-      { env: { ...process.env, ...p.env, SIGNALS_MAX_MESSAGE_BYTES: '4096' }, stdio: ['ignore', 'pipe', 'inherit'] },
+      {
+        env: { ...process.env, ...p.env, SIGNALS_MAX_MESSAGE_BYTES: '4096' },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
     );
-    const [ready] = await Promise.race([once(child.stdout as NodeJS.ReadableStream, 'data'), once(child, 'exit')]);
+    const [ready] = await Promise.race([
+      once(child.stdout as NodeJS.ReadableStream, 'data'),
+      once(child, 'exit'),
+    ]);
     expect(String(ready)).toContain('ready');
 
     // Act: drop the file, kill the worker as soon as its first signals are on the queue.
-    await p.clients.s3.send(new PutObjectCommand({ Bucket: p.names.bucket, Key: 'incoming/crash.csv', Body: file.text }));
+    await p.clients.s3.send(
+      new PutObjectCommand({ Bucket: p.names.bucket, Key: 'incoming/crash.csv', Body: file.text }),
+    );
     await waitFor('the worker to start sending', async () => (await p.queueDepth('signals')) > 0, 30_000);
     child.kill('SIGKILL');
     await once(child, 'exit');
@@ -48,20 +62,30 @@ describe('crash mid-file (moto)', () => {
     p.start('signals');
 
     // Assess
-    const done = await waitFor('the file to be finished by another worker', async () => {
-      const i = (await p.ledgerItems()).find((x) => x.key === 'incoming/crash.csv');
-      return i?.status === 'SUCCESS' ? i : undefined;
-    }, 90_000);
+    const done = await waitFor(
+      'the file to be finished by another worker',
+      async () => {
+        const i = (await p.ledgerItems()).find((x) => x.key === 'incoming/crash.csv');
+        return i?.status === 'SUCCESS' ? i : undefined;
+      },
+      90_000,
+    );
     expect(done).toMatchObject({ records: file.good, attempts: 2 });
-    const series = await waitFor('every row scored', async () => {
-      const s = (await p.scoreItems()).find((x) => x.kind === 'series' && x.name === 'crash');
-      return s && (s.count as number) >= file.good ? s : undefined;
-    }, 120_000);
+    const series = await waitFor(
+      'every row scored',
+      async () => {
+        const s = (await p.scoreItems()).find((x) => x.kind === 'series' && x.name === 'crash');
+        return s && (s.count as number) >= file.good ? s : undefined;
+      },
+      120_000,
+    );
     await new Promise((r) => setTimeout(r, 2000));
     const scores = (await p.scoreItems()).filter((x) => x.kind === 'score' && x.name === 'crash');
     expect(scores).toHaveLength(file.good);
     expect(new Set(scores.map((s) => s.id)).size).toBe(file.good);
-    expect((await p.scoreItems()).find((x) => x.kind === 'series' && x.name === 'crash')?.count).toBe(series.count);
+    expect((await p.scoreItems()).find((x) => x.kind === 'series' && x.name === 'crash')?.count).toBe(
+      series.count,
+    );
     expect(series.count).toBe(file.good);
   }, 300_000);
 });

@@ -2,8 +2,9 @@
  * A small harness for integration tests: per-test-file resources on the shared moto server, the real
  * handlers wired to them through environment variables, and the SQS event-source emulation in front.
  */
-import { ScanCommand } from '@aws-sdk/lib-dynamodb';
+
 import { GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { makeClients } from '../../local/clients.ts';
 import { resourceNames } from '../../local/names.ts';
@@ -21,7 +22,12 @@ export interface PipelineOptions {
 }
 
 /** Environment the handlers read at import time (see shared/config.ts). */
-export function handlerEnv(endpoint: string, env: Awaited<ReturnType<typeof createResources>>, names: ReturnType<typeof resourceNames>, opts: PipelineOptions = {}): Record<string, string> {
+export function handlerEnv(
+  endpoint: string,
+  env: Awaited<ReturnType<typeof createResources>>,
+  names: ReturnType<typeof resourceNames>,
+  opts: PipelineOptions = {},
+): Record<string, string> {
   return {
     AWS_ENDPOINT_URL: endpoint,
     AWS_REGION: 'us-east-1',
@@ -54,7 +60,10 @@ export async function setUpPipeline(endpoint: string, prefix: string, opts: Pipe
   const scorer = (await import('../../functions/scorer/handler.ts')).handler as unknown as Handler;
 
   const sources: { stop(): Promise<void> }[] = [];
-  const start = (which: 'fileEvents' | 'signals', handler: Handler = which === 'fileEvents' ? s3Trigger : scorer) => {
+  const start = (
+    which: 'fileEvents' | 'signals',
+    handler: Handler = which === 'fileEvents' ? s3Trigger : scorer,
+  ) => {
     const q = resources.queues[which];
     const cfg = which === 'fileEvents' ? settings.fileEvents : settings.signals;
     const source = startSqsEventSource({
@@ -72,7 +81,9 @@ export async function setUpPipeline(endpoint: string, prefix: string, opts: Pipe
     const items: LedgerItem[] = [];
     let start: Record<string, unknown> | undefined;
     do {
-      const out = await clients.doc.send(new ScanCommand({ TableName: names.ledgerTable, ExclusiveStartKey: start, ConsistentRead: true }));
+      const out = await clients.doc.send(
+        new ScanCommand({ TableName: names.ledgerTable, ExclusiveStartKey: start, ConsistentRead: true }),
+      );
       items.push(...((out.Items ?? []) as LedgerItem[]));
       start = out.LastEvaluatedKey;
     } while (start);
@@ -83,7 +94,9 @@ export async function setUpPipeline(endpoint: string, prefix: string, opts: Pipe
     const items: Record<string, unknown>[] = [];
     let start: Record<string, unknown> | undefined;
     do {
-      const out = await clients.doc.send(new ScanCommand({ TableName: names.scoresTable, ExclusiveStartKey: start, ConsistentRead: true }));
+      const out = await clients.doc.send(
+        new ScanCommand({ TableName: names.scoresTable, ExclusiveStartKey: start, ConsistentRead: true }),
+      );
       items.push(...(out.Items ?? []));
       start = out.LastEvaluatedKey;
     } while (start);
@@ -97,13 +110,21 @@ export async function setUpPipeline(endpoint: string, prefix: string, opts: Pipe
         AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
       }),
     );
-    return Number(out.Attributes?.ApproximateNumberOfMessages ?? 0) + Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0);
+    return (
+      Number(out.Attributes?.ApproximateNumberOfMessages ?? 0) +
+      Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0)
+    );
   };
 
   /** Reads (and leaves to reappear after their visibility timeout) the messages on a queue. */
   const peek = async (which: 'fileEventsDlq' | 'signalsDlq' | 'signals') => {
     const out = await clients.sqs.send(
-      new ReceiveMessageCommand({ QueueUrl: resources.queues[which].url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 1 }),
+      new ReceiveMessageCommand({
+        QueueUrl: resources.queues[which].url,
+        MaxNumberOfMessages: 10,
+        WaitTimeSeconds: 1,
+        VisibilityTimeout: 1,
+      }),
     );
     return out.Messages ?? [];
   };
@@ -112,11 +133,28 @@ export async function setUpPipeline(endpoint: string, prefix: string, opts: Pipe
     await Promise.all(sources.splice(0).map((s) => s.stop()));
   };
 
-  return { clients, names, resources, env, s3Trigger, scorer, start, ledgerItems, scoreItems, queueDepth, peek, stopAll };
+  return {
+    clients,
+    names,
+    resources,
+    env,
+    s3Trigger,
+    scorer,
+    start,
+    ledgerItems,
+    scoreItems,
+    queueDepth,
+    peek,
+    stopAll,
+  };
 }
 
 /** Polls until `check` returns a value that is not undefined/false, or fails with what it last saw. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false>,
+  timeoutMs = 60_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -133,7 +171,10 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
 }
 
 /** A CSV of `rows` records for one series, every `badEvery`-th row with a non-numeric value. */
-export function csvFile(rows: number, opts: { name?: string; badEvery?: number } = {}): { text: string; good: number; bad: number } {
+export function csvFile(
+  rows: number,
+  opts: { name?: string; badEvery?: number } = {},
+): { text: string; good: number; bad: number } {
   const lines = ['id,name,value,timestamp,host'];
   let good = 0;
   let bad = 0;
@@ -141,7 +182,9 @@ export function csvFile(rows: number, opts: { name?: string; badEvery?: number }
     const isBad = opts.badEvery !== undefined && i % opts.badEvery === 0;
     if (isBad) bad++;
     else good++;
-    lines.push(`,${opts.name ?? 'cpu'},${isBad ? 'n/a' : (i % 17) + 0.5},${1_700_000_000 + i},"host ${i % 3}"`);
+    lines.push(
+      `,${opts.name ?? 'cpu'},${isBad ? 'n/a' : (i % 17) + 0.5},${1_700_000_000 + i},"host ${i % 3}"`,
+    );
   }
   return { text: `${lines.join('\r\n')}\r\n`, good, bad };
 }

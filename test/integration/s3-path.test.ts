@@ -12,7 +12,9 @@ import { csvFile, setUpPipeline, waitFor } from './pipeline.ts';
 describe('S3 path (moto)', () => {
   let p: Awaited<ReturnType<typeof setUpPipeline>>;
   const put = async (key: string, body: string | Buffer) => {
-    const out = await p.clients.s3.send(new PutObjectCommand({ Bucket: p.names.bucket, Key: key, Body: body }));
+    const out = await p.clients.s3.send(
+      new PutObjectCommand({ Bucket: p.names.bucket, Key: key, Body: body }),
+    );
     return out.ETag?.replace(/"/g, '') ?? '';
   };
   const item = async (key: string) => (await p.ledgerItems()).find((i) => i.key === key);
@@ -21,8 +23,10 @@ describe('S3 path (moto)', () => {
       const i = await item(key);
       return i && ['SUCCESS', 'FAILED', 'SKIPPED'].includes(i.status) ? i : undefined;
     });
-  const scoresOf = async (prefix: string) => (await p.scoreItems()).filter((s) => s.kind === 'score' && String(s.originRef).startsWith(prefix));
-  const seriesOf = async (name: string) => (await p.scoreItems()).find((s) => s.kind === 'series' && s.name === name);
+  const scoresOf = async (prefix: string) =>
+    (await p.scoreItems()).filter((s) => s.kind === 'score' && String(s.originRef).startsWith(prefix));
+  const seriesOf = async (name: string) =>
+    (await p.scoreItems()).find((s) => s.kind === 'series' && s.name === name);
 
   beforeAll(async () => {
     p = await setUpPipeline(inject('motoEndpoint'), `s3p${randomBytes(3).toString('hex')}`);
@@ -43,9 +47,17 @@ describe('S3 path (moto)', () => {
     const etag = await put('incoming/e2e.csv', file.text);
     // Assess
     const ledger = await settled('incoming/e2e.csv');
-    expect(ledger).toMatchObject({ status: 'SUCCESS', etag, records: file.good, rejected: file.bad, attempts: 1 });
+    expect(ledger).toMatchObject({
+      status: 'SUCCESS',
+      etag,
+      records: file.good,
+      rejected: file.bad,
+      attempts: 1,
+    });
     expect(ledger.firstErrors?.[0]).toMatch(/^row 50: value must be wholly numeric, got "n\/a"/);
-    const rejects = await p.clients.s3.send(new GetObjectCommand({ Bucket: p.names.bucket, Key: String(ledger.rejectsKey) }));
+    const rejects = await p.clients.s3.send(
+      new GetObjectCommand({ Bucket: p.names.bucket, Key: String(ledger.rejectsKey) }),
+    );
     const lines = (await rejects.Body?.transformToString())?.trim().split('\n') ?? [];
     expect(lines).toHaveLength(file.bad);
     expect(JSON.parse(lines[0] ?? '{}')).toMatchObject({ row: 50, reason: expect.stringMatching(/value/) });
@@ -89,21 +101,38 @@ describe('S3 path (moto)', () => {
       Records: [
         {
           eventName: 'ObjectCreated:Put',
-          s3: { bucket: { name: p.names.bucket }, object: { key: 'incoming/dup.csv', eTag: etag, size: file.text.length } },
+          s3: {
+            bucket: { name: p.names.bucket },
+            object: { key: 'incoming/dup.csv', eTag: etag, size: file.text.length },
+          },
         },
       ],
     });
     // Act: three deliveries at once, straight into the handler (the notification of the put is a fourth).
     const event = () => sqsEventFactory([sqsRecordFactory(body)]);
-    const results = await Promise.all([p.s3Trigger(event(), ctx()), p.s3Trigger(event(), ctx()), p.s3Trigger(event(), ctx())]);
+    const results = await Promise.allSettled([
+      p.s3Trigger(event(), ctx()),
+      p.s3Trigger(event(), ctx()),
+      p.s3Trigger(event(), ctx()),
+    ]);
     p.start('fileEvents');
     p.start('signals');
     // Assess: one delivery ran the file; the others found it busy (retried later) or done (skipped).
-    expect(results.filter((r) => (r?.batchItemFailures?.length ?? 0) === 0).length).toBeGreaterThanOrEqual(1);
+    // (A batch whose only record failed makes the handler throw, as Lambda expects, so SQS redelivers it.)
+    const ran = results.filter(
+      (r) => r.status === 'fulfilled' && (r.value?.batchItemFailures?.length ?? 0) === 0,
+    );
+    expect(ran.length).toBeGreaterThanOrEqual(1);
     const ledger = await settled('incoming/dup.csv');
     expect(ledger).toMatchObject({ status: 'SUCCESS', attempts: 1, records: file.good });
-    await waitFor('dup series scored', async () => ((await seriesOf('e2e_dup'))?.count as number) >= file.good);
-    await waitFor('the fourth delivery counted as a duplicate', async () => ((await item('incoming/dup.csv'))?.duplicates ?? 0) >= 1);
+    await waitFor(
+      'dup series scored',
+      async () => ((await seriesOf('e2e_dup'))?.count as number) >= file.good,
+    );
+    await waitFor(
+      'the fourth delivery counted as a duplicate',
+      async () => ((await item('incoming/dup.csv'))?.duplicates ?? 0) >= 1,
+    );
     await new Promise((r) => setTimeout(r, 1500));
     const scores = await scoresOf(`s3://${p.names.bucket}/incoming/dup.csv@`);
     expect(scores).toHaveLength(file.good);
@@ -118,7 +147,12 @@ describe('S3 path (moto)', () => {
     await put('incoming/after.csv', 'name,value,timestamp\nok,1,0\n');
     // Assess
     const broken = await settled('incoming/broken.csv');
-    expect(broken).toMatchObject({ status: 'FAILED', retryable: false, errorType: 'MalformedFileError', attempts: 1 });
+    expect(broken).toMatchObject({
+      status: 'FAILED',
+      retryable: false,
+      errorType: 'MalformedFileError',
+      attempts: 1,
+    });
     expect(broken.errorMessage).toMatch(/line|byte/);
     expect(await settled('incoming/after.csv')).toMatchObject({ status: 'SUCCESS', records: 1 });
     expect(await p.queueDepth('fileEventsDlq')).toBe(0);
@@ -133,14 +167,25 @@ describe('S3 path (moto)', () => {
     await p.clients.sqs.send(
       new SendMessageCommand({
         QueueUrl: p.resources.queues.fileEvents.url,
-        MessageBody: JSON.stringify({ Records: [{ eventName: 'ObjectCreated:Put', s3: { bucket: { name: p.names.bucket }, object: { key: 'incoming/again.csv', eTag: first } } }] }),
+        MessageBody: JSON.stringify({
+          Records: [
+            {
+              eventName: 'ObjectCreated:Put',
+              s3: { bucket: { name: p.names.bucket }, object: { key: 'incoming/again.csv', eTag: first } },
+            },
+          ],
+        }),
       }),
     );
     const second = await put('incoming/again.csv', 'name,value,timestamp\nagain,2,0\nagain,3,0\n');
     // Assess
-    const v2 = await waitFor('second version', async () => (await p.ledgerItems()).find((i) => i.etag === second && i.status === 'SUCCESS'));
+    const v2 = await waitFor('second version', async () =>
+      (await p.ledgerItems()).find((i) => i.etag === second && i.status === 'SUCCESS'),
+    );
     expect(v2.records).toBe(2);
-    const v1 = await waitFor('duplicate counted', async () => (await p.ledgerItems()).find((i) => i.etag === first && (i.duplicates ?? 0) >= 1));
+    const v1 = await waitFor('duplicate counted', async () =>
+      (await p.ledgerItems()).find((i) => i.etag === first && (i.duplicates ?? 0) >= 1),
+    );
     expect(v1).toMatchObject({ status: 'SUCCESS', records: 1, attempts: 1 });
   });
 
@@ -148,12 +193,21 @@ describe('S3 path (moto)', () => {
     // Prepare
     p.start('fileEvents');
     // Act
-    await p.clients.sqs.send(new SendMessageCommand({ QueueUrl: p.resources.queues.fileEvents.url, MessageBody: 'this is not an S3 event' }));
+    await p.clients.sqs.send(
+      new SendMessageCommand({
+        QueueUrl: p.resources.queues.fileEvents.url,
+        MessageBody: 'this is not an S3 event',
+      }),
+    );
     // Assess
-    const dead = await waitFor('poison message in the DLQ', async () => {
-      const msgs = await p.peek('fileEventsDlq');
-      return msgs.find((m) => m.Body === 'this is not an S3 event');
-    }, 90_000);
+    const dead = await waitFor(
+      'poison message in the DLQ',
+      async () => {
+        const msgs = await p.peek('fileEventsDlq');
+        return msgs.find((m) => m.Body === 'this is not an S3 event');
+      },
+      90_000,
+    );
     expect(dead.Body).toBe('this is not an S3 event');
   });
 });

@@ -1,4 +1,10 @@
-import { allCustomMatcher } from 'aws-sdk-client-mock-vitest';
+import { allCustomMatcher, type CustomMatcher } from 'aws-sdk-client-mock-vitest';
 import { expect } from 'vitest';
 
 expect.extend(allCustomMatcher);
+
+declare module 'vitest' {
+  // biome-ignore lint/suspicious/noExplicitAny: the matcher types are generic over the received value
+  interface Assertion<T = any> extends CustomMatcher<T> {}
+  interface AsymmetricMatchersContaining extends CustomMatcher {}
+}

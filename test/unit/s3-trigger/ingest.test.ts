@@ -12,7 +12,8 @@ import { quietObservability } from '../../helpers/observability.ts';
 
 const task = (key: string) => ({ bucket: 'b', key, etag: 'e1', size: 100, versionId: 'v1' });
 const body = (data: string | Buffer) => ({ Body: sdkStreamMixin(Readable.from([Buffer.from(data)])) });
-const CSV = 'name,value,timestamp,host\r\ncpu,1,2024-01-01T00:00:00Z,a\r\ncpu,oops,2024-01-01T00:00:01Z,b\r\ncpu,3,1704067202,c\r\n';
+const CSV =
+  'name,value,timestamp,host\r\ncpu,1,2024-01-01T00:00:00Z,a\r\ncpu,oops,2024-01-01T00:00:01Z,b\r\ncpu,3,1704067202,c\r\n';
 
 function fakeLedger(claim: Awaited<ReturnType<Ledger['claim']>> = { claimed: true, attempt: 1 }) {
   return {
@@ -30,12 +31,17 @@ describe('ingestFile', () => {
   const sqs = mockClient(SQSClient);
   let obs: ReturnType<typeof quietObservability>;
   const deps = (ledger: ReturnType<typeof fakeLedger>) => ({
-    s3: new S3Client({}),
-    sqs: new SQSClient({}),
+    s3: new S3Client({ region: 'us-east-1' }),
+    sqs: new SQSClient({ region: 'us-east-1' }),
     ledger: ledger as unknown as Ledger,
     logger: obs.logger,
     metrics: obs.metrics,
-    config: { signalsQueueUrl: 'q', quarantineBucket: 'qb', heartbeatSeconds: 20, maxMessageBytes: 256 * 1024 },
+    config: {
+      signalsQueueUrl: 'q',
+      quarantineBucket: 'qb',
+      heartbeatSeconds: 20,
+      maxMessageBytes: 256 * 1024,
+    },
     owner: 'w1',
   });
   const sentSignals = () =>
@@ -61,18 +67,40 @@ describe('ingestFile', () => {
     const out = await ingestFile(task('incoming/a.csv'), deps(ledger));
     // Assess
     expect(out.status).toBe('SUCCESS');
-    expect(ledger.claim).toHaveBeenCalledWith({ bucket: 'b', key: 'incoming/a.csv', etag: 'e1', versionId: 'v1' }, 'w1', { versionId: 'v1', size: 100 });
-    expect(s3).toHaveReceivedCommandWith(GetObjectCommand, { Bucket: 'b', Key: 'incoming/a.csv', VersionId: 'v1' });
+    expect(ledger.claim).toHaveBeenCalledWith(
+      { bucket: 'b', key: 'incoming/a.csv', etag: 'e1', versionId: 'v1' },
+      'w1',
+      { versionId: 'v1', size: 100 },
+    );
+    expect(s3).toHaveReceivedCommandWith(GetObjectCommand, {
+      Bucket: 'b',
+      Key: 'incoming/a.csv',
+      VersionId: 'v1',
+    });
     const signals = sentSignals();
-    expect(signals.map((s: { id: string }) => s.id)).toEqual(['s3://b/incoming/a.csv@e1#1', 's3://b/incoming/a.csv@e1#3']);
-    expect(signals[1]).toMatchObject({ value: 3, source: 'incoming/a.csv', timestamp: '2024-01-01T00:00:02.000Z', attributes: { host: 'c' } });
+    expect(signals.map((s: { id: string }) => s.id)).toEqual([
+      's3://b/incoming/a.csv@e1#1',
+      's3://b/incoming/a.csv@e1#3',
+    ]);
+    expect(signals[1]).toMatchObject({
+      value: 3,
+      source: 'incoming/a.csv',
+      timestamp: '2024-01-01T00:00:02.000Z',
+      attributes: { host: 'c' },
+    });
     expect(sqs).toHaveReceivedCommandTimes(SendMessageBatchCommand, 1);
     const reject = s3.commandCalls(PutObjectCommand)[0]?.args[0].input;
     expect(reject?.Key).toBe('rejects/s3/b/incoming/a.csv@e1.ndjson');
     expect(ledger.succeed).toHaveBeenCalledWith(
       expect.anything(),
       'w1',
-      expect.objectContaining({ records: 2, rejected: 1, bytesRead: Buffer.byteLength(CSV), firstErrors: [expect.stringMatching(/^row 2: value must be wholly numeric/)], rejectsKey: 'rejects/s3/b/incoming/a.csv@e1.ndjson' }),
+      expect.objectContaining({
+        records: 2,
+        rejected: 1,
+        bytesRead: Buffer.byteLength(CSV),
+        firstErrors: [expect.stringMatching(/^row 2: value must be wholly numeric/)],
+        rejectsKey: 'rejects/s3/b/incoming/a.csv@e1.ndjson',
+      }),
     );
     expect(obs.total('RecordsIngested')).toBe(2);
     expect(obs.total('RecordsRejected')).toBe(1);
@@ -111,7 +139,12 @@ describe('ingestFile', () => {
     expect(ledger.fail).toHaveBeenCalledWith(
       expect.anything(),
       'w1',
-      expect.objectContaining({ retryable: false, errorType: 'MalformedFileError', errorMessage: expect.stringMatching(/line|byte|row/), records: 1 }),
+      expect.objectContaining({
+        retryable: false,
+        errorType: 'MalformedFileError',
+        errorMessage: expect.stringMatching(/line|byte|row/),
+        records: 1,
+      }),
     );
     expect(sentSignals()).toHaveLength(1);
     const lines = String(s3.commandCalls(PutObjectCommand)[0]?.args[0].input.Body ?? '');
@@ -119,26 +152,44 @@ describe('ingestFile', () => {
   });
 
   it('marks a transient failure retryable and throws so that SQS redelivers the event', async () => {
-    s3.on(GetObjectCommand).rejects(Object.assign(new Error('slow down'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } }));
+    s3.on(GetObjectCommand).rejects(
+      Object.assign(new Error('slow down'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } }),
+    );
     const ledger = fakeLedger();
     await expect(ingestFile(task('incoming/a.csv'), deps(ledger))).rejects.toThrow('slow down');
-    expect(ledger.fail).toHaveBeenCalledWith(expect.anything(), 'w1', expect.objectContaining({ retryable: true, errorType: 'SlowDown' }));
+    expect(ledger.fail).toHaveBeenCalledWith(
+      expect.anything(),
+      'w1',
+      expect.objectContaining({ retryable: true, errorType: 'SlowDown' }),
+    );
   });
 
   it('records a file of an unsupported type as SKIPPED without claiming it', async () => {
     const ledger = fakeLedger();
     const out = await ingestFile(task('incoming/notes.txt'), deps(ledger));
     expect(out.status).toBe('SKIPPED');
-    expect(ledger.skip).toHaveBeenCalledWith(expect.anything(), expect.stringMatching(/unsupported file type/), undefined, expect.anything());
+    expect(ledger.skip).toHaveBeenCalledWith(
+      expect.anything(),
+      expect.stringMatching(/unsupported file type/),
+      undefined,
+      expect.anything(),
+    );
     expect(ledger.claim).not.toHaveBeenCalled();
   });
 
   it('records a version deleted before it was read as SKIPPED', async () => {
-    s3.on(GetObjectCommand).rejects(Object.assign(new Error('gone'), { name: 'NoSuchVersion', $metadata: { httpStatusCode: 404 } }));
+    s3.on(GetObjectCommand).rejects(
+      Object.assign(new Error('gone'), { name: 'NoSuchVersion', $metadata: { httpStatusCode: 404 } }),
+    );
     const ledger = fakeLedger();
     const out = await ingestFile(task('incoming/a.csv'), deps(ledger));
     expect(out).toEqual({ status: 'SKIPPED', reason: 'object gone' });
-    expect(ledger.skip).toHaveBeenCalledWith(expect.anything(), expect.stringMatching(/deleted or overwritten/), 'w1', expect.anything());
+    expect(ledger.skip).toHaveBeenCalledWith(
+      expect.anything(),
+      expect.stringMatching(/deleted or overwritten/),
+      'w1',
+      expect.anything(),
+    );
   });
 
   it('stops quietly when its lease was taken over', async () => {

@@ -1,0 +1,210 @@
+import { type CsvError, type Options, Parser } from 'csv-parse';
+import { MalformedFileError } from '../../../shared/errors.ts';
+import { asBuffer, clipRaw, pieces, Utf8StreamValidator } from './bytes.ts';
+import type { ParsedRecord, ParserOptions } from './types.ts';
+
+/**
+ * The synchronous core of csv-parse, which its stream `Parser` wraps as `parser.api`. Driving it directly
+ * skips a Transform stream and an object-mode readable per record (about 15% faster on a 50 MB file) and
+ * lets UTF-8 validation, record numbering and error locations stay in step with the bytes fed.
+ */
+interface CsvCore {
+  parse(
+    buf: Buffer | undefined,
+    end: boolean,
+    push: (record: string[]) => void,
+    close: () => void,
+  ): Error | undefined;
+  readonly info: { readonly lines: number; readonly empty_lines: number };
+}
+
+const CSV_OPTIONS: Options = {
+  bom: true,
+  // Arrays, not objects: the header is checked and mapped here, and ragged rows become rejects.
+  relax_column_count: true,
+  // A quote inside an unquoted field (5'11") is kept as text, as spreadsheets and pandas read it, rather
+  // than failing the whole file; quoted fields still follow RFC 4180.
+  relax_quotes: true,
+  skip_empty_lines: true,
+  // Both, always: a file whose header ends in CRLF and rows in LF (or the reverse) still splits on every line.
+  record_delimiter: ['\r\n', '\n'],
+};
+
+function openCore(maxRecordBytes: number): CsvCore {
+  // csv-parse counts the field being read in bytes and the finished fields of the record in characters,
+  // so the limit is exact for ASCII and looser (up to 3×) for text made mostly of multi-byte characters.
+  const parser = new Parser({ ...CSV_OPTIONS, max_record_size: maxRecordBytes });
+  const core = (parser as unknown as { api?: CsvCore }).api;
+  if (typeof core?.parse !== 'function') {
+    throw new Error('csv-parse no longer exposes Parser#api; parsers/csv.ts needs updating');
+  }
+  return core;
+}
+
+/**
+ * Streams the records of a CSV file (RFC 4180: a header row, quoted fields with commas, doubled quotes and
+ * newlines; UTF-8 with an optional BOM; CRLF or LF line ends). Empty lines are skipped. `row` is the
+ * 1-based data record number (the header is not counted; empty lines are not records).
+ *
+ * - A row whose field count differs from the header's is rejected (`expected N fields, got M`).
+ * - A file that cannot be read further throws {@link MalformedFileError}: a header with an empty or
+ *   duplicate column name, a quoting error (where the record starts), bytes that are not UTF-8 (their
+ *   offset), or a record longer than `opts.maxRecordBytes` — csv-parse cannot skip past such a record
+ *   without holding it, and in practice it means an unbalanced quote, so the file fails there.
+ */
+export async function* parseCsv(
+  source: AsyncIterable<Buffer>,
+  opts: ParserOptions,
+): AsyncGenerator<ParsedRecord> {
+  const core = openCore(opts.maxRecordBytes);
+  const utf8 = new Utf8StreamValidator();
+  let header: Header | undefined;
+  let row = 0;
+  // Where the record being read started: the line after the last record, plus the empty lines skipped since.
+  let lastRecordEndLine = 0;
+  let emptyLinesAtLastRecord = 0;
+  let batch: ParsedRecord[] = [];
+
+  const recordStartLine = () => lastRecordEndLine + 1 + (core.info.empty_lines - emptyLinesAtLastRecord);
+  const push = (fields: string[]) => {
+    if (header === undefined) {
+      header = readHeader(fields, recordStartLine());
+    } else {
+      row++;
+      batch.push(toRecord(header, fields, row));
+    }
+    lastRecordEndLine = core.info.lines;
+    emptyLinesAtLastRecord = core.info.empty_lines;
+  };
+  const close = () => {};
+  const fail = (err: Error): MalformedFileError =>
+    toMalformed(err, header === undefined ? undefined : row + 1, recordStartLine(), opts.maxRecordBytes);
+
+  let bytes = 0;
+  for await (const chunk of source) {
+    for (const piece of pieces(asBuffer(chunk))) {
+      const bad = utf8.push(piece);
+      const valid = bad === -1 ? piece : piece.subarray(0, Math.max(0, bad - bytes));
+      bytes += piece.length;
+      const err = valid.length > 0 ? core.parse(valid, false, push, close) : undefined;
+      if (batch.length > 0) {
+        // Records completed before an error are still good: they go out first.
+        for (const rec of batch) yield rec;
+        batch = [];
+      }
+      if (err) throw fail(err);
+      if (bad !== -1) throw invalidUtf8(bad);
+    }
+  }
+  const bad = utf8.end();
+  if (bad !== -1) throw invalidUtf8(bad);
+  const err = core.parse(undefined, true, push, close);
+  for (const rec of batch) yield rec;
+  if (err) throw fail(err);
+}
+
+function invalidUtf8(byteOffset: number): MalformedFileError {
+  return new MalformedFileError('CSV is not valid UTF-8', { byteOffset });
+}
+
+function toMalformed(
+  err: Error,
+  row: number | undefined,
+  startLine: number,
+  maxRecordBytes: number,
+): MalformedFileError {
+  if (err instanceof MalformedFileError) return err;
+  const code = (err as Partial<CsvError>).code;
+  const line = (err as { lines?: unknown }).lines;
+  const here = {
+    ...(row !== undefined ? { row } : {}),
+    line: typeof line === 'number' ? line : startLine,
+  };
+  const opts = { cause: err };
+  switch (code) {
+    case 'CSV_QUOTE_NOT_CLOSED':
+      return new MalformedFileError(
+        `CSV quoted field is never closed (the record starts at line ${startLine})`,
+        { ...here, line: startLine },
+        opts,
+      );
+    case 'CSV_MAX_RECORD_SIZE':
+      return new MalformedFileError(
+        `CSV record is longer than ${maxRecordBytes} bytes (an unbalanced quote, or a delimiter other than a comma?)`,
+        { ...here, line: startLine },
+        opts,
+      );
+    case 'CSV_INVALID_CLOSING_QUOTE':
+    case 'CSV_NON_TRIMABLE_CHAR_AFTER_CLOSING_QUOTE':
+      return new MalformedFileError(
+        'CSV closing quote is followed by a character other than a comma or a line end',
+        here,
+        opts,
+      );
+    case 'INVALID_OPENING_QUOTE':
+      return new MalformedFileError(
+        'CSV field has a quote inside it without being quoted (RFC 4180: quote the field, double the quote)',
+        here,
+        opts,
+      );
+    default:
+      return new MalformedFileError(`CSV could not be parsed: ${err.message}`, here, opts);
+  }
+}
+
+interface Header {
+  readonly names: readonly string[];
+  /** A column named `__proto__` must be defined, not assigned, to become an own property. */
+  readonly unsafe: boolean;
+}
+
+function readHeader(fields: string[], line: number): Header {
+  const seen = new Map<string, number>();
+  for (let i = 0; i < fields.length; i++) {
+    const name = fields[i] as string;
+    if (name.trim() === '') {
+      throw new MalformedFileError(`CSV header: column ${i + 1} has no name`, { line });
+    }
+    const first = seen.get(name);
+    if (first !== undefined) {
+      throw new MalformedFileError(
+        `CSV header: duplicate column name "${clipRaw(name, 100)}" (columns ${first + 1} and ${i + 1})`,
+        { line },
+      );
+    }
+    seen.set(name, i);
+  }
+  return { names: fields, unsafe: seen.has('__proto__') };
+}
+
+function toRecord(header: Header, fields: string[], row: number): ParsedRecord {
+  const { names } = header;
+  if (fields.length !== names.length) {
+    return {
+      row,
+      error: `expected ${names.length} fields, got ${fields.length}`,
+      raw: clipRaw(toCsvLine(fields)),
+    };
+  }
+  const data: Record<string, string> = {};
+  if (header.unsafe) {
+    for (let i = 0; i < names.length; i++) {
+      Object.defineProperty(data, names[i] as string, {
+        value: fields[i],
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    }
+  } else {
+    for (let i = 0; i < names.length; i++) data[names[i] as string] = fields[i] as string;
+  }
+  return { row, data };
+}
+
+const NEEDS_QUOTES = /[",\r\n]/;
+
+/** The record written back as one CSV line (quoted where needed), for the quarantine. */
+function toCsvLine(fields: readonly string[]): string {
+  return fields.map((f) => (NEEDS_QUOTES.test(f) ? `"${f.replaceAll('"', '""')}"` : f)).join(',');
+}

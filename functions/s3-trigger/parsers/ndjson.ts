@@ -1,0 +1,128 @@
+import { isUtf8 } from 'node:buffer';
+import { clipRaw, firstInvalidUtf8, stripBom } from './bytes.ts';
+import type { ParsedRecord, ParserOptions } from './types.ts';
+
+const LF = 10;
+const CR = 13;
+const SPACE = 32;
+const TAB = 9;
+
+/** Bytes of an over-long line kept as its `raw` text. */
+const OVERLONG_HEAD_BYTES = 1024;
+
+/**
+ * Streams the records of an NDJSON / JSON Lines file: one JSON object per line, lines split on `\n` with
+ * a trailing `\r` removed, a leading BOM ignored, blank (whitespace-only) lines skipped. `row` is the
+ * 1-based physical line number, so blank lines still count.
+ *
+ * Every problem is confined to its line, which is rejected and parsing goes on: bytes that are not UTF-8,
+ * text that is not JSON (with `JSON.parse`'s reason), JSON that is not an object, or a line longer than
+ * `opts.maxRecordBytes` — whose bytes are dropped as they arrive, up to the next newline, so memory never
+ * holds more than about `maxRecordBytes` of one line.
+ */
+export async function* parseNdjson(
+  source: AsyncIterable<Buffer>,
+  opts: ParserOptions,
+): AsyncGenerator<ParsedRecord> {
+  const max = opts.maxRecordBytes;
+  let line = 0;
+  // The start of a line that continues into the next chunk.
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  // Set while skipping the rest of a line already known to be too long; holds its first bytes.
+  let overlongHead: Buffer | undefined;
+  let out: ParsedRecord[] = [];
+
+  for await (const chunk of stripBom(source)) {
+    let pos = 0;
+    const n = chunk.length;
+    while (pos < n) {
+      const nl = chunk.indexOf(LF, pos);
+      const end = nl === -1 ? n : nl;
+      if (overlongHead !== undefined) {
+        // dropping bytes until the end of the line
+      } else if (nl === -1 || pendingBytes > 0) {
+        const piece = chunk.subarray(pos, end);
+        // max + 1: the line may still end in a `\r`, which does not count.
+        if (pendingBytes + piece.length > max + 1) {
+          overlongHead = headOf(pending, piece);
+          pending = [];
+          pendingBytes = 0;
+        } else if (nl === -1) {
+          pending.push(piece);
+          pendingBytes += piece.length;
+        } else {
+          pending.push(piece);
+          const whole = Buffer.concat(pending, pendingBytes + piece.length);
+          pending = [];
+          pendingBytes = 0;
+          const rec = parseLine(whole, line + 1, max);
+          if (rec !== undefined) out.push(rec);
+        }
+      } else {
+        const rec = parseLine(chunk.subarray(pos, end), line + 1, max);
+        if (rec !== undefined) out.push(rec);
+      }
+      if (nl === -1) break;
+      line++;
+      if (overlongHead !== undefined) {
+        out.push(tooLong(line, max, overlongHead));
+        overlongHead = undefined;
+      }
+      pos = nl + 1;
+    }
+    if (out.length > 0) {
+      for (const rec of out) yield rec;
+      out = [];
+    }
+  }
+  // The last line, when the file does not end with a newline.
+  if (overlongHead !== undefined) {
+    yield tooLong(line + 1, max, overlongHead);
+  } else if (pendingBytes > 0) {
+    const rec = parseLine(Buffer.concat(pending, pendingBytes), line + 1, max);
+    if (rec !== undefined) yield rec;
+  }
+}
+
+function headOf(pending: Buffer[], piece: Buffer): Buffer {
+  const head = Buffer.concat([...pending, piece.subarray(0, OVERLONG_HEAD_BYTES)]);
+  return Buffer.from(head.subarray(0, OVERLONG_HEAD_BYTES));
+}
+
+function tooLong(row: number, max: number, head: Buffer): ParsedRecord {
+  return { row, error: `line is longer than ${max} bytes`, raw: `${head.toString('utf8')}…` };
+}
+
+/** One line's record, or undefined for a blank line. */
+function parseLine(buf: Buffer, row: number, max: number): ParsedRecord | undefined {
+  let len = buf.length;
+  if (len > 0 && buf[len - 1] === CR) len--;
+  let i = 0;
+  while (i < len) {
+    const b = buf[i];
+    if (b !== SPACE && b !== TAB && b !== CR) break;
+    i++;
+  }
+  if (i === len) return undefined;
+  if (len > max) return tooLong(row, max, buf.subarray(0, OVERLONG_HEAD_BYTES));
+  const bytes = len === buf.length ? buf : buf.subarray(0, len);
+  if (!isUtf8(bytes)) {
+    return {
+      row,
+      error: `line is not valid UTF-8 (byte ${firstInvalidUtf8(bytes)} of the line)`,
+      raw: clipRaw(bytes.toString('utf8')),
+    };
+  }
+  const text = bytes.toString('utf8');
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    return { row, error: `invalid JSON: ${(err as Error).message}`, raw: clipRaw(text) };
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { row, error: 'record must be an object', raw: clipRaw(text) };
+  }
+  return { row, data: value as Record<string, unknown> };
+}

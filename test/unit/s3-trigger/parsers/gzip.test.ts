@@ -1,0 +1,230 @@
+import { gzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { gunzipBounded } from '../../../../functions/s3-trigger/parsers/gzip.ts';
+import { InflationLimitError, MalformedFileError } from '../../../../shared/errors.ts';
+import { settings } from '../../../../shared/settings.ts';
+import { drain, prng, source, split } from './helpers.ts';
+
+const text = (n: number) => {
+  const rnd = prng(7);
+  return Buffer.from(Array.from({ length: n }, () => `${Math.floor(rnd() * 1e9)}`).join(','));
+};
+
+const MiB = 1024 * 1024;
+const zeroMember = gzipSync(Buffer.alloc(MiB), { level: 9 });
+/** `mib` MiB of zeros as concatenated gzip members: a bomb of about 1 KiB per MiB, built without compressing it. */
+const zeros = (mib: number) => Buffer.concat(Array.from({ length: mib }, () => zeroMember));
+
+/** About 2 MiB of gzip that does not compress to nothing. */
+const largeGz = gzipSync(text(500_000), { level: 1 });
+
+async function inflate(chunks: Buffer[], size?: number) {
+  const { records, error } = await drain(gunzipBounded(source(chunks), size));
+  return { bytes: Buffer.concat(records), error };
+}
+
+describe('gunzipBounded', () => {
+  it('inflates a gzip stream however it is chunked', async () => {
+    // Prepare
+    const plain = text(5_000);
+    const gz = gzipSync(plain);
+
+    for (const chunks of [[gz], split(gz, () => 1), split(gz, () => 4096)]) {
+      // Act
+      const { bytes, error } = await inflate(chunks, gz.length);
+
+      // Assess
+      expect(error).toBeUndefined();
+      expect(bytes.equals(plain)).toBe(true);
+    }
+  });
+
+  it('inflates concatenated gzip members as one stream', async () => {
+    // Prepare
+    const gz = Buffer.concat([gzipSync('a,b\n1,2\n'), gzipSync('3,4\n')]);
+
+    // Act
+    const { bytes, error } = await inflate([gz], gz.length);
+
+    // Assess
+    expect(error).toBeUndefined();
+    expect(bytes.toString()).toBe('a,b\n1,2\n3,4\n');
+  });
+
+  it('fails on input that does not start with the gzip magic bytes', async () => {
+    // Act
+    const { error } = await inflate([Buffer.from('a,b\n1,2\n')], 8);
+
+    // Assess
+    expect(error).toBeInstanceOf(MalformedFileError);
+    expect(error?.message).toContain('not a gzip stream');
+  });
+
+  it.each([
+    ['empty input', []],
+    ['a single byte', [Buffer.from([0x1f])]],
+  ])('fails on %s as not gzip', async (_name, chunks) => {
+    // Act
+    const { error } = await inflate(chunks);
+
+    // Assess
+    expect(error).toBeInstanceOf(MalformedFileError);
+    expect(error?.message).toContain('not a gzip stream');
+  });
+
+  it('fails on corrupt compressed data with a gzip error', async () => {
+    // Prepare
+    const gz = gzipSync(text(20_000));
+    for (let i = 100; i < 140; i++) gz[i] = 0xff;
+
+    // Act
+    const { error } = await inflate(
+      split(gz, () => 1000),
+      gz.length,
+    );
+
+    // Assess
+    expect(error).toBeInstanceOf(MalformedFileError);
+    expect(error).not.toBeInstanceOf(InflationLimitError);
+    expect(error?.message).toMatch(/^gzip: /);
+    expect((error as MalformedFileError).location.byteOffset).toEqual(expect.any(Number));
+  });
+
+  it('fails on a truncated stream, after inflating what was there', async () => {
+    // Prepare
+    const plain = text(20_000);
+    const gz = gzipSync(plain);
+
+    // Act
+    const { bytes, error } = await inflate([gz.subarray(0, gz.length - 100)]);
+
+    // Assess
+    expect(error).toBeInstanceOf(MalformedFileError);
+    expect(error?.message).toContain('truncated');
+    expect(plain.subarray(0, bytes.length).equals(bytes)).toBe(true);
+  });
+
+  it('stops a gzip bomb at the bound without inflating it all', async () => {
+    // Prepare
+    const gz = zeros(200);
+    const limits = { maxInflationRatio: 10, minInflatedBytesAllowed: MiB };
+    const bound = Math.max(10 * gz.length, MiB);
+    let inflated = 0;
+    let error: unknown;
+
+    // Act
+    try {
+      for await (const chunk of gunzipBounded(source(split(gz, () => 64 * 1024)), gz.length, limits)) {
+        inflated += chunk.length;
+      }
+    } catch (err) {
+      error = err;
+    }
+
+    // Assess
+    expect(error).toBeInstanceOf(InflationLimitError);
+    expect((error as Error).message).toContain(`past ${bound} bytes`);
+    expect((error as Error).message).toContain(`${gz.length} compressed bytes`);
+    expect(inflated).toBeLessThanOrEqual(bound);
+    expect(inflated).toBeGreaterThan(bound - 64 * 1024);
+    expect(inflated).toBeLessThan(200 * MiB);
+  });
+
+  it('bounds by the bytes read so far when the compressed size is unknown', async () => {
+    // Prepare
+    const gz = zeros(50);
+    const limits = { maxInflationRatio: 10, minInflatedBytesAllowed: MiB };
+
+    // Act
+    const { error } = await drain(gunzipBounded(source(split(gz, () => 16 * 1024)), undefined, limits));
+
+    // Assess
+    expect(error).toBeInstanceOf(InflationLimitError);
+  });
+
+  it('allows the minimum inflated size however well a stream compresses', async () => {
+    // Prepare
+    const plain = Buffer.alloc(2 * MiB, 'a');
+    const gz = gzipSync(plain, { level: 9 });
+    const limits = { maxInflationRatio: 2, minInflatedBytesAllowed: 2 * MiB };
+
+    // Act
+    const { records, error } = await drain(gunzipBounded(source([gz]), gz.length, limits));
+
+    // Assess
+    expect(error).toBeUndefined();
+    expect(Buffer.concat(records).length).toBe(plain.length);
+  });
+
+  it('uses the limits from settings by default', async () => {
+    // Prepare
+    const mib = settings.limits.minInflatedBytesAllowed / MiB + 1;
+    const gz = zeros(mib);
+
+    // Act
+    const { error } = await inflate([gz], gz.length);
+
+    // Assess
+    expect(gz.length * settings.limits.maxInflationRatio).toBeLessThan(mib * MiB);
+    expect(error).toBeInstanceOf(InflationLimitError);
+  });
+
+  it('pulls compressed bytes only as fast as inflated bytes are consumed', async () => {
+    // Prepare
+    const gz = largeGz;
+    let pulled = 0;
+    async function* counting() {
+      for (const chunk of split(gz, () => 4096)) {
+        pulled += chunk.length;
+        yield chunk;
+      }
+    }
+    const inflated = gunzipBounded(counting(), gz.length);
+
+    // Act
+    const first = await inflated.next();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const pulledAfterFirstChunk = pulled;
+    await inflated.return(undefined);
+
+    // Assess
+    expect(first.done).toBe(false);
+    expect(gz.length).toBeGreaterThan(MiB);
+    expect(pulledAfterFirstChunk).toBeLessThan(gz.length / 4);
+  });
+
+  it('lets errors of the source through unchanged', async () => {
+    // Prepare
+    const reset = Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+    async function* failing() {
+      yield gzipSync(text(1000)).subarray(0, 20);
+      throw reset;
+    }
+
+    // Act
+    const { error } = await drain(gunzipBounded(failing(), undefined));
+
+    // Assess
+    expect(error).toBe(reset);
+  });
+
+  it('releases the source when the consumer stops early', async () => {
+    // Prepare
+    const gz = largeGz;
+    let released = false;
+    async function* tracked() {
+      try {
+        for (const chunk of split(gz, () => 4096)) yield chunk;
+      } finally {
+        released = true;
+      }
+    }
+
+    // Act
+    for await (const _chunk of gunzipBounded(tracked(), gz.length)) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+
+    // Assess
+    expect(released).toBe(true);
+  });
+});
