@@ -13,7 +13,6 @@ const config = loadScorerConfig();
 const clients = createClients(config);
 const { logger, metrics } = createObservability('scorer');
 const model = zScoreModel({ threshold: config.zThreshold, minSamples: config.minSamples });
-const processor = new BatchProcessor(EventType.SQS);
 
 async function recordHandler(record: SQSRecord): Promise<void> {
   logger.appendKeys({ messageId: record.messageId });
@@ -32,6 +31,10 @@ async function recordHandler(record: SQSRecord): Promise<void> {
 }
 
 const lambdaHandler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> =>
-  processPartialResponse(event, recordHandler, processor, { context, processInParallel: false });
+  // A processor per invocation: it holds the batch's state, and the offline runtime may overlap invocations.
+  processPartialResponse(event, recordHandler, new BatchProcessor(EventType.SQS), {
+    context,
+    processInParallel: false,
+  });
 
 export const handler = middy(lambdaHandler).use(injectLambdaContext(logger)).use(logMetrics(metrics));
