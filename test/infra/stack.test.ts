@@ -65,9 +65,10 @@ describe('PulseStack template', () => {
 
     it('notifies the file-events queue on ObjectCreated under incoming/ for every supported suffix', () => {
       const [, notifications] = ofType('Custom::S3BucketNotifications')[0] ?? [];
-      const configs = (
-        notifications?.Properties.NotificationConfiguration as { QueueConfigurations: unknown[] }
-      ).QueueConfigurations as {
+      const configuration = notifications?.Properties.NotificationConfiguration as
+        | { QueueConfigurations: unknown[] }
+        | undefined;
+      const configs = (configuration?.QueueConfigurations ?? []) as {
         Events: string[];
         QueueArn: { 'Fn::GetAtt': string[] };
         Filter: { Key: { FilterRules: { Name: string; Value: string }[] } };
@@ -234,9 +235,8 @@ describe('PulseStack template', () => {
 
   describe('IAM', () => {
     const statementsOf = (fnPrefix: string) => {
-      const role = (
-        resources[logicalId(fnPrefix, 'AWS::Lambda::Function')]?.Properties.Role as { 'Fn::GetAtt': string[] }
-      )['Fn::GetAtt'][0];
+      const fn = resources[logicalId(fnPrefix, 'AWS::Lambda::Function')];
+      const role = (fn?.Properties.Role as { 'Fn::GetAtt': string[] } | undefined)?.['Fn::GetAtt'][0];
       return ofType('AWS::IAM::Policy')
         .filter(([, p]) => JSON.stringify(p.Properties.Roles).includes(`"${role}"`))
         .flatMap(
