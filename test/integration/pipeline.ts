@@ -4,8 +4,9 @@
  */
 
 import { GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
-import { ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { seriesKey } from '../../functions/scorer/scorer.ts';
 import { makeClients } from '../../local/clients.ts';
 import { resourceNames } from '../../local/names.ts';
 import { createResources } from '../../local/resources.ts';
@@ -103,6 +104,18 @@ export async function setUpPipeline(endpoint: string, prefix: string, opts: Pipe
     return items;
   };
 
+  /** The scorer's running state of one series (one read, not a scan). */
+  const series = async (source: string, name: string) => {
+    const out = await clients.doc.send(
+      new GetCommand({
+        TableName: names.scoresTable,
+        Key: { pk: seriesKey(source, name) },
+        ConsistentRead: true,
+      }),
+    );
+    return out.Item as { count: number; mean: number; m2: number; version: number } | undefined;
+  };
+
   const queueDepth = async (which: 'fileEvents' | 'fileEventsDlq' | 'signals' | 'signalsDlq') => {
     const out = await clients.sqs.send(
       new GetQueueAttributesCommand({
@@ -143,6 +156,7 @@ export async function setUpPipeline(endpoint: string, prefix: string, opts: Pipe
     start,
     ledgerItems,
     scoreItems,
+    series,
     queueDepth,
     peek,
     stopAll,

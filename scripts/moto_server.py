@@ -1,0 +1,85 @@
+"""Starts moto's server with one fix for the offline run: fast, isolated TransactWriteItems.
+
+moto 5.2.5 backs up a whole table (copy.deepcopy) once per item of every TransactWriteItems call, so
+a transaction gets slower as the table grows (measured: 3.2 s for 99 puts into a 2,500-item table),
+and concurrent transactions interleave. DynamoDB has neither problem. This launcher snapshots only
+the items a transaction touches, restores them when it is cancelled, and runs transactions one at a
+time. Everything else is moto as published. Usage: python moto_server.py -H 127.0.0.1 -p PORT
+"""
+
+import copy
+import threading
+
+import moto.dynamodb.models as ddb_models
+from moto.dynamodb.models.table import Table
+from moto.server import main
+
+_real_deepcopy = copy.deepcopy
+
+
+class _NoTableCopy:
+    """Stands in for the `copy` module inside moto's DynamoDB backend: tables are not deep-copied."""
+
+    def __getattr__(self, name):
+        return getattr(copy, name)
+
+    @staticmethod
+    def deepcopy(value, *args, **kwargs):
+        if isinstance(value, Table):
+            return value
+        return _real_deepcopy(value, *args, **kwargs)
+
+
+ddb_models.copy = _NoTableCopy()
+_original = ddb_models.DynamoDBBackend.transact_write_items
+_lock = threading.Lock()
+
+
+def _key_of(backend, op_type, op):
+    table = backend.tables.get(op.get("TableName"))
+    if table is None:
+        return None
+    if op_type != "Put":
+        return op.get("Key")
+    attrs = op.get("Item", {})
+    if table.hash_key_attr not in attrs:
+        return None
+    key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+    if table.range_key_attr is not None and table.range_key_attr in attrs:
+        key[table.range_key_attr] = attrs[table.range_key_attr]
+    return key
+
+
+def _transact_write_items(self, transact_items):
+    with _lock:
+        before = []
+        for entry in transact_items:
+            if len(entry) != 1:
+                continue
+            op_type, op = next(iter(entry.items()))
+            key = _key_of(self, op_type, op)
+            if key is None:
+                continue
+            try:
+                current = self.get_item(op["TableName"], key)
+            except Exception:  # an invalid key: moto's own validation reports it
+                continue
+            before.append((op["TableName"], key, _real_deepcopy(current.to_json()["Attributes"]) if current else None))
+        try:
+            return _original(self, transact_items)
+        except Exception:
+            for table_name, key, attrs in reversed(before):
+                if attrs is None:
+                    try:
+                        self.delete_item(table_name, key)
+                    except Exception:
+                        pass
+                else:
+                    self.put_item(table_name, attrs)
+            raise
+
+
+ddb_models.DynamoDBBackend.transact_write_items = _transact_write_items
+
+if __name__ == "__main__":
+    main()
