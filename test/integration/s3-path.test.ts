@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
+import { parquetWriteBuffer } from 'hyparquet-writer';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { sqsEventFactory, sqsRecordFactory } from '../helpers/factories.ts';
 import { csvFile, setUpPipeline, waitFor } from './pipeline.ts';
@@ -70,10 +71,20 @@ describe('S3 path (moto)', () => {
     expect(series?.count).toBe(file.good);
   });
 
-  it('ingests every format: JSON array, single JSON object, NDJSON, JSONL and gzip', async () => {
+  it('ingests every format: JSON array, single JSON object, NDJSON, JSONL, Parquet, and gzip', async () => {
     // Prepare
     p.start('fileEvents');
     const rec = (i: number) => ({ name: 'fmt', value: i, timestamp: '2024-06-01T00:00:00Z', tag: `t${i}` });
+    const parquet = Buffer.from(
+      parquetWriteBuffer({
+        columnData: [
+          { name: 'name', type: 'STRING', data: ['fmt', 'fmt', 'fmt'] },
+          { name: 'value', type: 'DOUBLE', data: Float64Array.from([10, 11, 12]) },
+          { name: 'timestamp', type: 'TIMESTAMP', data: [new Date(0), new Date(1000), new Date(2000)] },
+        ],
+        rowGroupSize: 2,
+      }),
+    );
     const files: [string, string | Buffer, number][] = [
       ['incoming/f.json', JSON.stringify([rec(1), rec(2), { name: 'fmt', value: 'bad', timestamp: 0 }]), 2],
       ['incoming/one.json', JSON.stringify(rec(3)), 1],
@@ -81,6 +92,8 @@ describe('S3 path (moto)', () => {
       ['incoming/f.jsonl', `${JSON.stringify(rec(6))}\r\n`, 1],
       ['incoming/f.csv.gz', gzipSync('name,value,timestamp\nfmt,7,1700000000000\nfmt,8,1700000000001\n'), 2],
       ['incoming/f.ndjson.gz', gzipSync(`${JSON.stringify(rec(9))}\n`), 1],
+      ['incoming/f.parquet', parquet, 3],
+      ['incoming/f.parquet.gz', gzipSync(parquet), 3],
     ];
     // Act
     for (const [key, body] of files) await put(key, body);
