@@ -1,0 +1,348 @@
+import type { CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
+import {
+  CreateTableCommand,
+  DeleteTableCommand,
+  DescribeTableCommand,
+  DescribeTimeToLiveCommand,
+  ResourceInUseException,
+  ResourceNotFoundException,
+  UpdateTimeToLiveCommand,
+} from '@aws-sdk/client-dynamodb';
+import type { NotificationConfiguration, QueueConfiguration } from '@aws-sdk/client-s3';
+import {
+  CreateBucketCommand,
+  DeleteBucketCommand,
+  DeleteObjectsCommand,
+  GetBucketNotificationConfigurationCommand,
+  HeadBucketCommand,
+  ListObjectVersionsCommand,
+  NoSuchBucket,
+  PutBucketNotificationConfigurationCommand,
+  PutBucketVersioningCommand,
+} from '@aws-sdk/client-s3';
+import type { QueueAttributeName } from '@aws-sdk/client-sqs';
+import {
+  CreateQueueCommand,
+  DeleteQueueCommand,
+  GetQueueAttributesCommand,
+  GetQueueUrlCommand,
+  QueueDoesNotExist,
+  SetQueueAttributesCommand,
+} from '@aws-sdk/client-sqs';
+import type { AwsClients } from '../shared/clients.ts';
+import { settings, visibilityTimeoutFor } from '../shared/settings.ts';
+import type { ResourceNames } from './names.ts';
+
+/** The queues a function consumes (each has a DLQ). */
+export type ConsumedQueue = 'fileEvents' | 'signals';
+export type QueueKey = ConsumedQueue | 'fileEventsDlq' | 'signalsDlq';
+
+export interface QueueRef {
+  readonly name: string;
+  readonly url: string;
+  readonly arn: string;
+}
+
+export interface CreateResourcesOptions {
+  /**
+   * Visibility timeout of a consumed queue, in seconds. Tests want short ones (1..5 s) so that
+   * failed messages come back quickly.
+   * @default visibilityTimeoutFor(the consuming function's timeout), as in the stack
+   */
+  readonly visibilityTimeoutSeconds?: Partial<Record<ConsumedQueue, number>>;
+  /**
+   * Deliveries before a message moves to the queue's DLQ.
+   * @default settings.fileEvents.maxReceiveCount / settings.signals.maxReceiveCount
+   */
+  readonly maxReceiveCount?: Partial<Record<ConsumedQueue, number>>;
+}
+
+export interface LocalResources {
+  readonly names: ResourceNames;
+  readonly bucket: string;
+  readonly queues: Readonly<Record<QueueKey, QueueRef>>;
+  readonly tables: { readonly ledger: string; readonly scores: string };
+}
+
+/** The clients createResources needs. */
+export type ResourceClients = Pick<AwsClients, 's3' | 'sqs' | 'ddb'>;
+
+const DAY_SECONDS = 86_400;
+
+/** Name of the ledger's index on status (partition) and updatedAt (sort). */
+export const LEDGER_STATUS_INDEX = 'byStatus';
+/** Attribute the scores table expires items on (DynamoDB TTL, epoch seconds). */
+export const SCORES_TTL_ATTRIBUTE = 'expiresAt';
+
+/** The consuming function's timeout, which the stack derives each queue's visibility timeout from. */
+const consumerTimeoutSeconds: Record<ConsumedQueue, number> = {
+  fileEvents: settings.functions.s3Trigger.timeoutSeconds,
+  signals: settings.functions.scorer.timeoutSeconds,
+};
+
+/**
+ * The attributes of a consumed queue, from the settings the stack also reads (and the overrides).
+ * `dlqArn` is the target of its RedrivePolicy.
+ */
+export function queueAttributes(
+  which: ConsumedQueue,
+  dlqArn: string,
+  options: CreateResourcesOptions = {},
+): Partial<Record<QueueAttributeName, string>> {
+  const cfg = settings[which];
+  const attributes: Partial<Record<QueueAttributeName, string>> = {
+    VisibilityTimeout: String(
+      options.visibilityTimeoutSeconds?.[which] ?? visibilityTimeoutFor(consumerTimeoutSeconds[which]),
+    ),
+    MessageRetentionPeriod: String(cfg.retentionDays * DAY_SECONDS),
+    RedrivePolicy: JSON.stringify({
+      deadLetterTargetArn: dlqArn,
+      maxReceiveCount: options.maxReceiveCount?.[which] ?? cfg.maxReceiveCount,
+    }),
+  };
+  if (which === 'signals') {
+    attributes.MaximumMessageSize = String(settings.signals.queueMaximumMessageBytes);
+  }
+  return attributes;
+}
+
+/** The attributes of a dead-letter queue. */
+export function dlqAttributes(): Partial<Record<QueueAttributeName, string>> {
+  return { MessageRetentionPeriod: String(settings.dlqRetentionDays * DAY_SECONDS) };
+}
+
+/**
+ * The bucket's notification configuration, as the stack declares it: ObjectCreated under
+ * `settings.bucket.incomingPrefix`, one queue configuration per suffix in `settings.bucket.suffixes`
+ * (S3 filters take one suffix each).
+ */
+export function bucketNotificationConfiguration(fileEventsQueueArn: string): NotificationConfiguration {
+  return {
+    QueueConfigurations: settings.bucket.suffixes.map(
+      (suffix): QueueConfiguration => ({
+        Id: `ingest${suffix.replace(/\./g, '-')}`,
+        QueueArn: fileEventsQueueArn,
+        Events: ['s3:ObjectCreated:*'],
+        Filter: {
+          Key: {
+            FilterRules: [
+              { Name: 'prefix', Value: settings.bucket.incomingPrefix },
+              { Name: 'suffix', Value: suffix },
+            ],
+          },
+        },
+      }),
+    ),
+  };
+}
+
+/** The ledger table: one item per object version, with an index to list items by status. */
+export function ledgerTableInput(tableName: string): CreateTableCommandInput {
+  return {
+    TableName: tableName,
+    BillingMode: 'PAY_PER_REQUEST',
+    AttributeDefinitions: [
+      { AttributeName: 'pk', AttributeType: 'S' },
+      { AttributeName: 'sk', AttributeType: 'S' },
+      { AttributeName: 'status', AttributeType: 'S' },
+      { AttributeName: 'updatedAt', AttributeType: 'S' },
+    ],
+    KeySchema: [
+      { AttributeName: 'pk', KeyType: 'HASH' },
+      { AttributeName: 'sk', KeyType: 'RANGE' },
+    ],
+    GlobalSecondaryIndexes: [
+      {
+        IndexName: LEDGER_STATUS_INDEX,
+        KeySchema: [
+          { AttributeName: 'status', KeyType: 'HASH' },
+          { AttributeName: 'updatedAt', KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: 'ALL' },
+      },
+    ],
+  };
+}
+
+/** The scores table: score items (dedupe by signal id) and series state, expiring on `expiresAt`. */
+export function scoresTableInput(tableName: string): CreateTableCommandInput {
+  return {
+    TableName: tableName,
+    BillingMode: 'PAY_PER_REQUEST',
+    AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
+    KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+  };
+}
+
+/**
+ * Creates (or brings up to date) the bucket, queues, DLQs and tables of one offline deployment, with
+ * the settings the CDK stack uses. Idempotent: run it on every start. Returns names, URLs and ARNs.
+ */
+export async function createResources(
+  clients: ResourceClients,
+  names: ResourceNames,
+  options: CreateResourcesOptions = {},
+): Promise<LocalResources> {
+  const [fileEventsDlq, signalsDlq] = await Promise.all([
+    ensureQueue(clients, names.fileEventsDlq, dlqAttributes()),
+    ensureQueue(clients, names.signalsDlq, dlqAttributes()),
+  ]);
+  // A RedrivePolicy can only name a DLQ that exists, hence two steps.
+  const [fileEvents, signals] = await Promise.all([
+    ensureQueue(clients, names.fileEventsQueue, queueAttributes('fileEvents', fileEventsDlq.arn, options)),
+    ensureQueue(clients, names.signalsQueue, queueAttributes('signals', signalsDlq.arn, options)),
+  ]);
+  await Promise.all([
+    ensureBucket(clients, names.bucket, fileEvents.arn),
+    ensureTable(clients, ledgerTableInput(names.ledgerTable)),
+    ensureTable(clients, scoresTableInput(names.scoresTable)).then(() =>
+      ensureTtl(clients, names.scoresTable, SCORES_TTL_ATTRIBUTE),
+    ),
+  ]);
+  return {
+    names,
+    bucket: names.bucket,
+    queues: { fileEvents, fileEventsDlq, signals, signalsDlq },
+    tables: { ledger: names.ledgerTable, scores: names.scoresTable },
+  };
+}
+
+/**
+ * Deletes what {@link createResources} made (every object version in the bucket included). Missing
+ * resources are ignored. For tests and `pulse local down`.
+ */
+export async function deleteResources(clients: ResourceClients, names: ResourceNames): Promise<void> {
+  const queues = [names.fileEventsQueue, names.signalsQueue, names.fileEventsDlq, names.signalsDlq];
+  await Promise.all([
+    emptyAndDeleteBucket(clients, names.bucket),
+    ...queues.map(async (name) => {
+      try {
+        const { QueueUrl } = await clients.sqs.send(new GetQueueUrlCommand({ QueueName: name }));
+        await clients.sqs.send(new DeleteQueueCommand({ QueueUrl }));
+      } catch (err) {
+        if (!(err instanceof QueueDoesNotExist)) throw err;
+      }
+    }),
+    ...[names.ledgerTable, names.scoresTable].map(async (TableName) => {
+      try {
+        await clients.ddb.send(new DeleteTableCommand({ TableName }));
+      } catch (err) {
+        if (!(err instanceof ResourceNotFoundException)) throw err;
+      }
+    }),
+  ]);
+}
+
+async function ensureQueue(
+  clients: ResourceClients,
+  name: string,
+  attributes: Partial<Record<QueueAttributeName, string>>,
+): Promise<QueueRef> {
+  // CreateQueue without attributes is idempotent; SetQueueAttributes then converges an existing queue.
+  const { QueueUrl: url } = await clients.sqs.send(new CreateQueueCommand({ QueueName: name }));
+  if (!url) throw new Error(`CreateQueue ${name} returned no QueueUrl`);
+  await clients.sqs.send(new SetQueueAttributesCommand({ QueueUrl: url, Attributes: attributes }));
+  const out = await clients.sqs.send(
+    new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] }),
+  );
+  const arn = out.Attributes?.QueueArn;
+  if (!arn) throw new Error(`GetQueueAttributes ${name} returned no QueueArn`);
+  return { name, url, arn };
+}
+
+async function ensureBucket(
+  clients: ResourceClients,
+  bucket: string,
+  fileEventsQueueArn: string,
+): Promise<void> {
+  try {
+    await clients.s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  } catch (err) {
+    const name = (err as Error).name;
+    if (name !== 'BucketAlreadyOwnedByYou' && name !== 'BucketAlreadyExists') throw err;
+    await clients.s3.send(new HeadBucketCommand({ Bucket: bucket }));
+  }
+  await clients.s3.send(
+    new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }),
+  );
+  const wanted = bucketNotificationConfiguration(fileEventsQueueArn);
+  const current = await clients.s3.send(new GetBucketNotificationConfigurationCommand({ Bucket: bucket }));
+  // Each put makes S3 send an s3:TestEvent to the queue: only put when something changed.
+  if (notificationKey(current) !== notificationKey(wanted)) {
+    await clients.s3.send(
+      new PutBucketNotificationConfigurationCommand({ Bucket: bucket, NotificationConfiguration: wanted }),
+    );
+  }
+}
+
+/** A canonical form of a notification configuration, to compare the stored one with the wanted one. */
+function notificationKey(config: NotificationConfiguration): string {
+  const queues = (config.QueueConfigurations ?? []).map((q) =>
+    JSON.stringify([
+      q.Id,
+      q.QueueArn,
+      [...(q.Events ?? [])].sort(),
+      (q.Filter?.Key?.FilterRules ?? []).map((r) => `${r.Name?.toLowerCase()}=${r.Value}`).sort(),
+    ]),
+  );
+  const others =
+    (config.TopicConfigurations?.length ?? 0) + (config.LambdaFunctionConfigurations?.length ?? 0);
+  return JSON.stringify([queues.sort(), others, config.EventBridgeConfiguration !== undefined]);
+}
+
+async function ensureTable(clients: ResourceClients, input: CreateTableCommandInput): Promise<void> {
+  try {
+    await clients.ddb.send(new CreateTableCommand(input));
+  } catch (err) {
+    if (!(err instanceof ResourceInUseException)) throw err;
+  }
+  for (let i = 0; ; i++) {
+    const { Table } = await clients.ddb.send(new DescribeTableCommand({ TableName: input.TableName }));
+    if (Table?.TableStatus === 'ACTIVE') return;
+    if (i >= 300) throw new Error(`table ${input.TableName} is still ${Table?.TableStatus} after 30 s`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function ensureTtl(clients: ResourceClients, tableName: string, attribute: string): Promise<void> {
+  const { TimeToLiveDescription: ttl } = await clients.ddb.send(
+    new DescribeTimeToLiveCommand({ TableName: tableName }),
+  );
+  if (ttl?.TimeToLiveStatus === 'ENABLED' && ttl.AttributeName === attribute) return;
+  await clients.ddb.send(
+    new UpdateTimeToLiveCommand({
+      TableName: tableName,
+      TimeToLiveSpecification: { Enabled: true, AttributeName: attribute },
+    }),
+  );
+}
+
+async function emptyAndDeleteBucket(clients: ResourceClients, bucket: string): Promise<void> {
+  try {
+    let keyMarker: string | undefined;
+    let versionIdMarker: string | undefined;
+    do {
+      const page = await clients.s3.send(
+        new ListObjectVersionsCommand({
+          Bucket: bucket,
+          KeyMarker: keyMarker,
+          VersionIdMarker: versionIdMarker,
+        }),
+      );
+      const objects = [...(page.Versions ?? []), ...(page.DeleteMarkers ?? [])].map((v) => ({
+        Key: v.Key,
+        VersionId: v.VersionId,
+      }));
+      if (objects.length > 0) {
+        await clients.s3.send(
+          new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: objects, Quiet: true } }),
+        );
+      }
+      keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+      versionIdMarker = page.IsTruncated ? page.NextVersionIdMarker : undefined;
+    } while (keyMarker !== undefined);
+    await clients.s3.send(new DeleteBucketCommand({ Bucket: bucket }));
+  } catch (err) {
+    if (!(err instanceof NoSuchBucket) && (err as Error).name !== 'NoSuchBucket') throw err;
+  }
+}
