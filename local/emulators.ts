@@ -173,7 +173,10 @@ async function startOn(
     // Through scripts/moto_server.py: moto itself, with TransactWriteItems made fast and isolated.
     const python = join(motoServer, '..', 'python');
     const launcher = join(root, 'scripts', 'moto_server.py');
-    child = spawn(python, [launcher, '-H', host, '-p', String(port)], { cwd: root, stdio: ['ignore', fd, fd] });
+    child = spawn(python, [launcher, '-H', host, '-p', String(port)], {
+      cwd: root,
+      stdio: ['ignore', fd, fd],
+    });
   } finally {
     closeSync(fd);
   }
