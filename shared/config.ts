@@ -121,3 +121,131 @@ export function loadScorerConfig(env: Env = process.env): ScorerConfig {
     scoreTtlDays: c.SCORE_TTL_DAYS,
   };
 }
+
+const identifier = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+/** Column mapping of the polled table: every name a plain SQL identifier, quoted when used. */
+export const DbColumnsSchema = z
+  .object({
+    id: z.string().regex(identifier),
+    name: z.string().regex(identifier),
+    value: z.string().regex(identifier),
+    source: z.string().regex(identifier).optional(),
+    timestamp: z.string().regex(identifier),
+    processed: z.string().regex(identifier),
+    updatedAt: z.string().regex(identifier),
+  })
+  .strict();
+export type DbColumns = z.infer<typeof DbColumnsSchema>;
+
+export interface DbPollerConfig extends ClientConfig {
+  readonly signalsQueueUrl: string;
+  /** Secrets Manager secret with the RDS-managed shape: username, password, host, port, dbname. */
+  readonly dbSecretArn: string;
+  /** TLS to the database; on by default, off only for a local emulator. */
+  readonly dbSsl: boolean;
+  readonly table: string;
+  readonly columns: DbColumns;
+  readonly mode: 'mark' | 'watermark';
+  readonly batchSize: number;
+  /** DynamoDB table holding the watermark (the ledger table, item `watermark#<table>`). */
+  readonly watermarkTable: string;
+  readonly maxQueueDepth: number;
+  readonly timeBudgetFraction: number;
+  readonly maxMessageBytes: number;
+}
+
+/** Reads the db-poller's configuration. Throws ConfigError when a variable is missing or wrong. */
+export function loadDbPollerConfig(env: Env = process.env): DbPollerConfig {
+  const c = parse(
+    {
+      ...common,
+      SIGNALS_QUEUE_URL: required('SIGNALS_QUEUE_URL'),
+      DB_SECRET_ARN: required('DB_SECRET_ARN'),
+      DB_SSL: z
+        .enum(['true', 'false'])
+        .default('true')
+        .transform((v) => v === 'true'),
+      DB_TABLE: z
+        .string()
+        .regex(identifier, 'DB_TABLE must be a plain SQL identifier')
+        .default(settings.dbPoller.table),
+      DB_COLUMNS: z
+        .string()
+        .optional()
+        .transform((v, ctx) => {
+          if (!v) return settings.dbPoller.columns;
+          try {
+            return DbColumnsSchema.parse({ ...settings.dbPoller.columns, ...JSON.parse(v) });
+          } catch {
+            ctx.addIssue({
+              code: 'custom',
+              message: 'DB_COLUMNS must be JSON mapping fields to plain SQL identifiers',
+            });
+            return z.NEVER;
+          }
+        }),
+      DB_MODE: z
+        .enum(['mark', 'watermark'], { error: 'DB_MODE must be mark or watermark' })
+        .default(settings.dbPoller.mode),
+      DB_BATCH_SIZE: positiveInt('DB_BATCH_SIZE', settings.dbPoller.batchSize),
+      WATERMARK_TABLE: required('WATERMARK_TABLE'),
+      MAX_QUEUE_DEPTH: positiveInt('MAX_QUEUE_DEPTH', settings.dbPoller.maxQueueDepth),
+      TIME_BUDGET_FRACTION: z.coerce.number().gt(0).lte(1).default(settings.dbPoller.timeBudgetFraction),
+      SIGNALS_MAX_MESSAGE_BYTES: positiveInt('SIGNALS_MAX_MESSAGE_BYTES', settings.signals.maxMessageBytes),
+    },
+    env,
+  );
+  return {
+    s3ForcePathStyle: c.S3_FORCE_PATH_STYLE,
+    signalsQueueUrl: c.SIGNALS_QUEUE_URL,
+    dbSecretArn: c.DB_SECRET_ARN,
+    dbSsl: c.DB_SSL,
+    table: c.DB_TABLE,
+    columns: c.DB_COLUMNS,
+    mode: c.DB_MODE,
+    batchSize: c.DB_BATCH_SIZE,
+    watermarkTable: c.WATERMARK_TABLE,
+    maxQueueDepth: c.MAX_QUEUE_DEPTH,
+    timeBudgetFraction: c.TIME_BUDGET_FRACTION,
+    maxMessageBytes: c.SIGNALS_MAX_MESSAGE_BYTES,
+  };
+}
+
+export interface KafkaConsumerConfig extends ClientConfig {
+  readonly signalsQueueUrl: string;
+  readonly quarantineBucket: string;
+  /** How record values are encoded. */
+  readonly valueFormat: 'json' | 'avro' | 'protobuf';
+  /** The Avro schema (JSON text) or Protobuf descriptor needed for those formats. */
+  readonly valueSchema?: string;
+  readonly maxMessageBytes: number;
+}
+
+/** Reads the kafka-consumer's configuration. Throws ConfigError when a variable is missing or wrong. */
+export function loadKafkaConsumerConfig(env: Env = process.env): KafkaConsumerConfig {
+  const c = parse(
+    {
+      ...common,
+      SIGNALS_QUEUE_URL: required('SIGNALS_QUEUE_URL'),
+      QUARANTINE_BUCKET: required('QUARANTINE_BUCKET'),
+      KAFKA_VALUE_FORMAT: z
+        .enum(['json', 'avro', 'protobuf'], { error: 'KAFKA_VALUE_FORMAT must be json, avro or protobuf' })
+        .default('json'),
+      KAFKA_VALUE_SCHEMA: z.string().optional(),
+      SIGNALS_MAX_MESSAGE_BYTES: positiveInt('SIGNALS_MAX_MESSAGE_BYTES', settings.signals.maxMessageBytes),
+    },
+    env,
+  );
+  if (c.KAFKA_VALUE_FORMAT !== 'json' && !c.KAFKA_VALUE_SCHEMA) {
+    throw new ConfigError(`KAFKA_VALUE_SCHEMA is not set (needed for ${c.KAFKA_VALUE_FORMAT} values)`);
+  }
+  return {
+    s3ForcePathStyle: c.S3_FORCE_PATH_STYLE,
+    signalsQueueUrl: c.SIGNALS_QUEUE_URL,
+    quarantineBucket: c.QUARANTINE_BUCKET,
+    valueFormat: c.KAFKA_VALUE_FORMAT,
+    ...(c.KAFKA_VALUE_SCHEMA ? { valueSchema: c.KAFKA_VALUE_SCHEMA } : {}),
+    maxMessageBytes: c.SIGNALS_MAX_MESSAGE_BYTES,
+  };
+}

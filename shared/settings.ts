@@ -101,8 +101,25 @@ export const settings = {
 
   dbPoller: {
     scheduleRateMinutes: 1,
+    /** Rows claimed (mark) or read (watermark) per round trip. */
     batchSize: 500,
     mode: 'mark' as 'mark' | 'watermark',
+    /** The seeds' table and its columns; both are configuration (DB_TABLE, DB_COLUMNS). */
+    table: 'signals',
+    columns: {
+      id: 'id',
+      name: 'name',
+      value: 'value',
+      source: 'source',
+      timestamp: 'timestamp',
+      processed: 'processed',
+      /** The column watermark mode orders by (with id as the tie-breaker). */
+      updatedAt: 'timestamp',
+    },
+    /** Stop early when the signals queue holds more visible messages than this (backpressure). */
+    maxQueueDepth: 10_000,
+    /** Share of the invocation's remaining time the poller may spend before it stops and returns. */
+    timeBudgetFraction: 0.8,
   },
 
   kafka: {

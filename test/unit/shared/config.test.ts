@@ -51,3 +51,36 @@ describe('config', () => {
     expect(c.s3ForcePathStyle).toBe(true);
   });
 });
+
+describe('producer config', () => {
+  const base = { SIGNALS_QUEUE_URL: 'q', DB_SECRET_ARN: 'arn:secret', WATERMARK_TABLE: 'ledger' };
+
+  it('defaults the db-poller to the seeds table in mark mode with TLS on', async () => {
+    const { loadDbPollerConfig } = await import('../../../shared/config.ts');
+    const c = loadDbPollerConfig(base);
+    expect(c).toMatchObject({
+      table: 'signals',
+      mode: 'mark',
+      dbSsl: true,
+      columns: { id: 'id', processed: 'processed' },
+    });
+  });
+
+  it('refuses a table or column name that is not a plain identifier', async () => {
+    const { loadDbPollerConfig } = await import('../../../shared/config.ts');
+    expect(() => loadDbPollerConfig({ ...base, DB_TABLE: 'signals; drop table x' })).toThrow(
+      /DB_TABLE must be a plain SQL identifier/,
+    );
+    expect(() => loadDbPollerConfig({ ...base, DB_COLUMNS: '{"name":"x\\" or 1=1"}' })).toThrow(/DB_COLUMNS/);
+  });
+
+  it('needs a schema for Avro or Protobuf Kafka values', async () => {
+    const { loadKafkaConsumerConfig } = await import('../../../shared/config.ts');
+    expect(() =>
+      loadKafkaConsumerConfig({ SIGNALS_QUEUE_URL: 'q', QUARANTINE_BUCKET: 'b', KAFKA_VALUE_FORMAT: 'avro' }),
+    ).toThrow('KAFKA_VALUE_SCHEMA is not set (needed for avro values)');
+    expect(loadKafkaConsumerConfig({ SIGNALS_QUEUE_URL: 'q', QUARANTINE_BUCKET: 'b' }).valueFormat).toBe(
+      'json',
+    );
+  });
+});
