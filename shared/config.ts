@@ -140,6 +140,8 @@ export type DbColumns = z.infer<typeof DbColumnsSchema>;
 
 export interface DbPollerConfig extends ClientConfig {
   readonly signalsQueueUrl: string;
+  /** Rows that fail validation are written here under rejects/db/. */
+  readonly quarantineBucket: string;
   /** Secrets Manager secret with the RDS-managed shape: username, password, host, port, dbname. */
   readonly dbSecretArn: string;
   /** TLS to the database; on by default, off only for a local emulator. */
@@ -162,6 +164,7 @@ export function loadDbPollerConfig(env: Env = process.env): DbPollerConfig {
       ...common,
       SIGNALS_QUEUE_URL: required('SIGNALS_QUEUE_URL'),
       DB_SECRET_ARN: required('DB_SECRET_ARN'),
+      QUARANTINE_BUCKET: required('QUARANTINE_BUCKET'),
       DB_SSL: z
         .enum(['true', 'false'])
         .default('true')
@@ -199,6 +202,7 @@ export function loadDbPollerConfig(env: Env = process.env): DbPollerConfig {
   return {
     s3ForcePathStyle: c.S3_FORCE_PATH_STYLE,
     signalsQueueUrl: c.SIGNALS_QUEUE_URL,
+    quarantineBucket: c.QUARANTINE_BUCKET,
     dbSecretArn: c.DB_SECRET_ARN,
     dbSsl: c.DB_SSL,
     table: c.DB_TABLE,
