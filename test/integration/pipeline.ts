@@ -13,6 +13,7 @@ import { createResources } from '../../local/resources.ts';
 import { startSqsEventSource } from '../../local/sqs-event-source.ts';
 import type { LedgerItem } from '../../shared/ledger.ts';
 import { settings } from '../../shared/settings.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 export type Handler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse | undefined>;
 
@@ -163,25 +164,13 @@ export async function setUpPipeline(endpoint: string, prefix: string, opts: Pipe
   };
 }
 
-/** Polls until `check` returns a value that is not undefined/false, or fails with what it last saw. */
-export async function waitFor<T>(
+/** Polls until `check` returns a value that is not undefined/false (see test/helpers/wait.ts). */
+export function waitFor<T>(
   what: string,
   check: () => Promise<T | undefined | false>,
   timeoutMs = 60_000,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined && v !== false) return v;
-      last = v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${String(last)})`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  return waitUntil(what, check, { timeoutMs, intervalMs: 200 });
 }
 
 /** A CSV of `rows` records for one series, every `badEvery`-th row with a non-numeric value. */
