@@ -103,7 +103,7 @@ export class Ledger {
    */
   async claim(file: FileRef, owner: string, meta: ClaimMeta = {}): Promise<ClaimResult> {
     const now = this.#now();
-    const iso = new Date(now).toISOString();
+    const id = identity(file, meta, new Date(now).toISOString());
     try {
       const out = await this.#doc.send(
         new UpdateCommand({
@@ -114,21 +114,14 @@ export class Ledger {
             ' OR (#status = :processing AND leaseExpiresAt < :now AND attempts < :max)' +
             ' OR (#status = :failed AND retryable = :true AND attempts < :max)',
           UpdateExpression:
-            'SET #status = :processing, leaseOwner = :owner, leaseExpiresAt = :expires,' +
-            ' attempts = if_not_exists(attempts, :zero) + :one, #bucket = :bucket, #key = :key, etag = :etag,' +
-            ' createdAt = if_not_exists(createdAt, :iso), updatedAt = :iso, startedAt = :iso,' +
+            `SET #status = :processing, leaseOwner = :owner, leaseExpiresAt = :expires, ${id.set},` +
+            ' attempts = if_not_exists(attempts, :zero) + :one, startedAt = :iso,' +
             ' records = :zero, rejected = :zero, bytesRead = :zero' +
-            (meta.versionId ? ', versionId = :versionId' : '') +
-            (meta.size !== undefined ? ', #size = :size' : '') +
             (meta.eventTime ? ', eventTime = if_not_exists(eventTime, :eventTime)' : '') +
             ' REMOVE errorType, errorMessage, firstErrors, finishedAt, durationMs, retryable',
-          ExpressionAttributeNames: {
-            '#status': 'status',
-            '#bucket': 'bucket',
-            '#key': 'key',
-            ...(meta.size !== undefined ? { '#size': 'size' } : {}),
-          },
+          ExpressionAttributeNames: id.names,
           ExpressionAttributeValues: {
+            ...id.values,
             ':discovered': 'DISCOVERED',
             ':processing': 'PROCESSING',
             ':failed': 'FAILED',
@@ -139,12 +132,6 @@ export class Ledger {
             ':expires': now + this.#opts.leaseSeconds * 1000,
             ':zero': 0,
             ':one': 1,
-            ':bucket': file.bucket,
-            ':key': file.key,
-            ':etag': file.etag,
-            ':iso': iso,
-            ...(meta.versionId ? { ':versionId': meta.versionId } : {}),
-            ...(meta.size !== undefined ? { ':size': meta.size } : {}),
             ...(meta.eventTime ? { ':eventTime': meta.eventTime } : {}),
           },
           ReturnValues: 'ALL_NEW',
@@ -273,7 +260,7 @@ export class Ledger {
    * read) as SKIPPED with the reason. Only an absent, DISCOVERED or own PROCESSING item is changed.
    */
   async skip(file: FileRef, reason: string, owner?: string, meta: ClaimMeta = {}): Promise<boolean> {
-    const iso = new Date(this.#now()).toISOString();
+    const id = identity(file, meta, new Date(this.#now()).toISOString());
     try {
       await this.#doc.send(
         new UpdateCommand({
@@ -282,33 +269,19 @@ export class Ledger {
           ConditionExpression:
             'attribute_not_exists(pk) OR #status = :discovered OR (#status = :processing AND leaseOwner = :owner)',
           UpdateExpression:
-            'SET #status = :skipped, #bucket = :bucket, #key = :key, etag = :etag, errorType = :type,' +
-            ' errorMessage = :msg, attempts = if_not_exists(attempts, :zero), records = :zero, rejected = :zero,' +
-            ' bytesRead = if_not_exists(bytesRead, :zero), createdAt = if_not_exists(createdAt, :iso),' +
-            ' updatedAt = :iso, finishedAt = :iso' +
-            (meta.versionId ? ', versionId = :versionId' : '') +
-            (meta.size !== undefined ? ', #size = :size' : '') +
-            ' REMOVE leaseOwner, leaseExpiresAt',
-          ExpressionAttributeNames: {
-            '#status': 'status',
-            '#bucket': 'bucket',
-            '#key': 'key',
-            ...(meta.size !== undefined ? { '#size': 'size' } : {}),
-          },
+            `SET #status = :skipped, ${id.set}, errorType = :type, errorMessage = :msg,` +
+            ' attempts = if_not_exists(attempts, :zero), records = :zero, rejected = :zero,' +
+            ' bytesRead = if_not_exists(bytesRead, :zero), finishedAt = :iso REMOVE leaseOwner, leaseExpiresAt',
+          ExpressionAttributeNames: id.names,
           ExpressionAttributeValues: {
+            ...id.values,
             ':discovered': 'DISCOVERED',
             ':processing': 'PROCESSING',
             ':owner': owner ?? '',
             ':skipped': 'SKIPPED',
-            ':bucket': file.bucket,
-            ':key': file.key,
-            ':etag': file.etag,
             ':type': 'Skipped',
             ':msg': reason,
             ':zero': 0,
-            ':iso': iso,
-            ...(meta.versionId ? { ':versionId': meta.versionId } : {}),
-            ...(meta.size !== undefined ? { ':size': meta.size } : {}),
           },
         }),
       );
@@ -340,32 +313,16 @@ export class Ledger {
 
   /** Registers a version as DISCOVERED (backfill) unless the ledger already knows it. */
   async discover(file: FileRef, meta: ClaimMeta = {}): Promise<boolean> {
-    const iso = new Date(this.#now()).toISOString();
+    const id = identity(file, meta, new Date(this.#now()).toISOString());
     try {
       await this.#doc.send(
         new UpdateCommand({
           TableName: this.#table,
           Key: ledgerKey(file),
           ConditionExpression: 'attribute_not_exists(pk)',
-          UpdateExpression:
-            'SET #status = :discovered, #bucket = :bucket, #key = :key, etag = :etag, attempts = :zero,' +
-            ' records = :zero, rejected = :zero, bytesRead = :zero, createdAt = :iso, updatedAt = :iso' +
-            (meta.size !== undefined ? ', #size = :size' : ''),
-          ExpressionAttributeNames: {
-            '#status': 'status',
-            '#bucket': 'bucket',
-            '#key': 'key',
-            ...(meta.size !== undefined ? { '#size': 'size' } : {}),
-          },
-          ExpressionAttributeValues: {
-            ':discovered': 'DISCOVERED',
-            ':bucket': file.bucket,
-            ':key': file.key,
-            ':etag': file.etag,
-            ':zero': 0,
-            ':iso': iso,
-            ...(meta.size !== undefined ? { ':size': meta.size } : {}),
-          },
+          UpdateExpression: `SET #status = :discovered, ${id.set}, attempts = :zero, records = :zero, rejected = :zero, bytesRead = :zero`,
+          ExpressionAttributeNames: id.names,
+          ExpressionAttributeValues: { ...id.values, ':discovered': 'DISCOVERED', ':zero': 0 },
         }),
       );
       return true;
@@ -421,6 +378,30 @@ export interface CompletedStats extends FileStats {
 }
 
 const STATS_SET = 'records = :records, rejected = :rejected, bytesRead = :bytesRead';
+
+/** The SET clause, names and values that record which object version an item is about. */
+function identity(file: FileRef, meta: ClaimMeta, iso: string) {
+  return {
+    set:
+      '#bucket = :bucket, #key = :key, etag = :etag, createdAt = if_not_exists(createdAt, :iso), updatedAt = :iso' +
+      (meta.versionId ? ', versionId = :versionId' : '') +
+      (meta.size !== undefined ? ', #size = :size' : ''),
+    names: {
+      '#status': 'status',
+      '#bucket': 'bucket',
+      '#key': 'key',
+      ...(meta.size !== undefined ? { '#size': 'size' } : {}),
+    },
+    values: {
+      ':bucket': file.bucket,
+      ':key': file.key,
+      ':etag': file.etag,
+      ':iso': iso,
+      ...(meta.versionId ? { ':versionId': meta.versionId } : {}),
+      ...(meta.size !== undefined ? { ':size': meta.size } : {}),
+    },
+  };
+}
 function statsValues(s: FileStats): Record<string, number> {
   return { ':records': s.records, ':rejected': s.rejected, ':bytesRead': s.bytesRead };
 }
