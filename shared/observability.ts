@@ -31,4 +31,6 @@ export const METRIC = {
   anomalies: 'Anomalies',
   scoringLatency: 'ScoringLatency',
   seriesConflicts: 'SeriesConflicts',
+  kafkaRecordsDecoded: 'KafkaRecordsDecoded',
+  kafkaRecordsQuarantined: 'KafkaRecordsQuarantined',
 } as const;

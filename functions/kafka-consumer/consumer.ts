@@ -1,0 +1,176 @@
+import type { ConsumerRecord } from '@aws-lambda-powertools/kafka/types';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import { describeError, isTransient } from '../../shared/errors.ts';
+import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/observability.ts';
+import { putRejects, type RejectEntry, rejectsKey } from '../../shared/quarantine.ts';
+import { type SenderOptions, SignalSender } from '../../shared/sender.ts';
+import { normaliseSignal } from '../../shared/signal.ts';
+import { decodeValue, type ValueFormat } from './decode.ts';
+
+export interface KafkaConsumeConfig {
+  readonly signalsQueueUrl: string;
+  readonly quarantineBucket: string;
+  readonly valueFormat: ValueFormat;
+  readonly maxMessageBytes: number;
+}
+
+/** What consuming needs from the outside world; the handler builds it once per cold start. */
+export interface KafkaConsumeDeps {
+  readonly s3: S3Client;
+  readonly sqs: SQSClient;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly config: KafkaConsumeConfig;
+  /** Backoff and batching of the sender; tests shorten the delays. */
+  readonly senderOptions?: Omit<SenderOptions, 'maxMessageBytes'>;
+}
+
+export interface PartitionSummary {
+  readonly topic: string;
+  readonly partition: number;
+  readonly firstOffset: number;
+  readonly lastOffset: number;
+  readonly sent: number;
+  readonly quarantined: number;
+  /** The quarantine object, when something was rejected. */
+  readonly rejectsKey?: string;
+}
+
+type Record = ConsumerRecord<unknown, unknown>;
+
+/** `kafka:<topic>:<partition>:<offset>`: the record's origin ref, and the signal id unless it brings its own. */
+export function kafkaRef(topic: string, partition: number, offset: number | string): string {
+  return `kafka:${topic}:${partition}:${offset}`;
+}
+
+/**
+ * Consumes one Kafka batch, one topic-partition after another, each in offset order: decode, validate
+ * with the shared signal schema, pack and send the valid signals (one sender per topic-partition), and
+ * quarantine the rest with topic, partition, offset and reason. A bad record never fails the batch, so
+ * it never blocks its partition. Only a failure to send or to quarantine (after the SDK's and the
+ * sender's retries) throws: the event source then retries the batch, whose offsets yield the same
+ * signal ids, and the scorer drops the repeats.
+ */
+export async function consumeKafkaRecords(
+  records: readonly Record[],
+  deps: KafkaConsumeDeps,
+): Promise<PartitionSummary[]> {
+  const summaries: PartitionSummary[] = [];
+  for (const group of groupByPartition(records)) {
+    summaries.push(await consumePartition(group, deps));
+  }
+  return summaries;
+}
+
+function groupByPartition(records: readonly Record[]): Record[][] {
+  const groups = new Map<string, Record[]>();
+  for (const r of records) {
+    const key = `${r.topic}\u0000${r.partition}`;
+    const group = groups.get(key);
+    if (group) group.push(r);
+    else groups.set(key, [r]);
+  }
+  return [...groups.values()];
+}
+
+async function consumePartition(records: Record[], deps: KafkaConsumeDeps): Promise<PartitionSummary> {
+  const { logger, metrics, config } = deps;
+  const first = records[0];
+  if (!first) throw new Error('empty partition group');
+  const { topic, partition } = first;
+  let firstOffset = first.offset;
+  let lastOffset = first.offset;
+  for (const r of records) {
+    firstOffset = Math.min(firstOffset, r.offset);
+    lastOffset = Math.max(lastOffset, r.offset);
+  }
+  const range = `${firstOffset}-${lastOffset}`;
+  logger.appendKeys({ kafkaTopicPartition: `${topic}-${partition}`, kafkaOffsets: range });
+  try {
+    const sender = new SignalSender(
+      deps.sqs,
+      config.signalsQueueUrl,
+      { kind: 'kafka', ref: kafkaRef(topic, partition, range) },
+      { ...deps.senderOptions, maxMessageBytes: config.maxMessageBytes },
+    );
+    const rejects: RejectEntry[] = [];
+    for (const record of records) {
+      const ref = kafkaRef(topic, partition, record.offset);
+      const decoded = decodeValue(record, config.valueFormat);
+      if (!decoded.ok) {
+        rejects.push({
+          ref,
+          reason: decoded.reason,
+          ...(decoded.raw !== undefined ? { raw: decoded.raw } : {}),
+        });
+        continue;
+      }
+      const result = normaliseSignal(withRecordTimestamp(decoded.value, record.timestamp), {
+        origin: { kind: 'kafka', ref },
+        defaultSource: topic,
+      });
+      if (!result.ok) {
+        rejects.push({
+          ref,
+          reason: result.reason,
+          raw: decoded.raw,
+          // Binary formats: the decoded record says more than its base64.
+          ...(config.valueFormat !== 'json' ? { record: decoded.value } : {}),
+        });
+        continue;
+      }
+      await sender.add(result.signal);
+    }
+
+    let key: string | undefined;
+    try {
+      await sender.flush();
+      if (rejects.length > 0) {
+        // Keyed by the whole batch's offsets: a retried batch rewrites the same object.
+        key = rejectsKey('kafka', `${topic}/${partition}/${range}`);
+        await putRejects(deps.s3, config.quarantineBucket, key, rejects);
+      }
+    } catch (err) {
+      logger.error('Kafka batch not delivered; the event source will retry it', {
+        error: describeError(err),
+        transient: isTransient(err),
+      });
+      throw err;
+    }
+
+    const sent = sender.stats.signals;
+    metrics.addMetric(METRIC.kafkaRecordsDecoded, MetricUnit.Count, sent);
+    metrics.addMetric(METRIC.kafkaRecordsQuarantined, MetricUnit.Count, rejects.length);
+    // Refs and counts only: record payloads and reasons (which quote values) stay in the quarantine.
+    logger.info('Kafka records consumed', {
+      records: records.length,
+      sent,
+      quarantined: rejects.length,
+      messages: sender.stats.messages,
+      ...(key ? { rejectsKey: key, firstRejected: rejects.slice(0, 5).map((r) => r.ref) } : {}),
+    });
+    return {
+      topic,
+      partition,
+      firstOffset,
+      lastOffset,
+      sent,
+      quarantined: rejects.length,
+      ...(key ? { rejectsKey: key } : {}),
+    };
+  } finally {
+    logger.removeKeys(['kafkaTopicPartition', 'kafkaOffsets']);
+  }
+}
+
+/**
+ * Every Kafka record carries a timestamp (producer create time or broker append time, epoch ms); a
+ * message without its own `timestamp` takes that one rather than being rejected.
+ */
+function withRecordTimestamp(value: unknown, timestamp: number): unknown {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return value;
+  const v = value as { timestamp?: unknown };
+  if (v.timestamp !== undefined && v.timestamp !== null) return value;
+  return { ...value, timestamp };
+}
