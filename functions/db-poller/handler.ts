@@ -1,0 +1,45 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
+import { createClients } from '../../shared/clients.ts';
+import { loadDbPollerConfig } from '../../shared/config.ts';
+import { createObservability } from '../../shared/observability.ts';
+import { createDbPool, LazyDbPool, readDbSecret } from './db.ts';
+import { parseSchedulerInvocation } from './events.ts';
+import { type PollSummary, poll } from './poller.ts';
+
+const config = loadDbPollerConfig();
+const clients = createClients(config);
+const secrets = new SecretsManagerClient({ maxAttempts: 5 });
+const { logger, metrics } = createObservability('db-poller');
+// The secret is read on the first invocation and the pool kept while the instance is warm.
+const db = new LazyDbPool(
+  () => readDbSecret(secrets, config.dbSecretArn),
+  (creds) => createDbPool(creds, { ssl: config.dbSsl }),
+);
+
+const lambdaHandler = async (event: unknown, context: Context): Promise<PollSummary> => {
+  logger.appendKeys({ ...parseSchedulerInvocation(event), table: config.table, mode: config.mode });
+  try {
+    const summary = await poll({
+      db: await db.get(),
+      ...clients,
+      logger,
+      metrics,
+      config,
+      remainingTimeMs: () => context.getRemainingTimeInMillis(),
+    });
+    logger.info('Poll finished', { ...summary });
+    return summary;
+  } catch (err) {
+    if (await db.invalidateOn(err))
+      logger.warn('Database refused the credentials; the secret is read again next time');
+    throw err;
+  }
+};
+
+export const handler = middy(lambdaHandler)
+  .use(injectLambdaContext(logger, { resetKeys: true }))
+  .use(logMetrics(metrics));

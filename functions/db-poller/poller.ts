@@ -1,0 +1,317 @@
+import type { S3Client } from '@aws-sdk/client-s3';
+import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { DbPollerConfig } from '../../shared/config.ts';
+import { type Logger, type Metrics, MetricUnit } from '../../shared/observability.ts';
+import { putRejects, type RejectEntry, rejectsKey } from '../../shared/quarantine.ts';
+import { type SenderOptions, SignalSender } from '../../shared/sender.ts';
+import { normaliseSignal, type Signal } from '../../shared/signal.ts';
+import { buildSql, type PolledRow, type PollerSql, versionTag } from './sql.ts';
+import { type Watermark, WatermarkStore } from './watermark.ts';
+
+/**
+ * The db-poller's logic: claim (mark) or read past a watermark (watermark) a batch of rows, validate
+ * them with the shared Signal schema, send the valid ones packed onto the signals queue, quarantine
+ * the rest, and record progress (mark the rows / advance the watermark); round after round, until the
+ * table is drained, the time budget is spent, the signals queue is too deep, or another poller moved
+ * the watermark first.
+ */
+
+/** The slice of `pg` the poller uses: a `pg.Pool` (or `pg.Client`) satisfies it. */
+export interface DbClient {
+  query(text: string, values?: unknown[]): Promise<{ rows: unknown[] }>;
+}
+/** One connection checked out of a pool, held for a transaction. */
+export interface DbSession extends DbClient {
+  /** Returns the connection; with an error, the pool destroys it instead. */
+  release(err?: Error | boolean): void;
+}
+export interface DbPool extends DbClient {
+  connect(): Promise<DbSession>;
+}
+
+/** Metric names of the poller (candidates for `METRIC` in shared/observability.ts). */
+export const POLLER_METRIC = {
+  rowsPolled: 'RowsPolled',
+  rowsSent: 'RowsSent',
+  rowsRejected: 'RowsRejected',
+  backpressureStops: 'PollerBackpressureStops',
+  timeBudgetStops: 'PollerTimeBudgetStops',
+  watermarkConflicts: 'WatermarkConflicts',
+} as const;
+
+export type PollerConfig = Pick<
+  DbPollerConfig,
+  | 'signalsQueueUrl'
+  | 'quarantineBucket'
+  | 'table'
+  | 'columns'
+  | 'mode'
+  | 'batchSize'
+  | 'watermarkTable'
+  | 'maxQueueDepth'
+  | 'timeBudgetFraction'
+  | 'maxMessageBytes'
+>;
+
+export interface PollerDeps {
+  readonly db: DbPool;
+  readonly sqs: SQSClient;
+  readonly s3: S3Client;
+  readonly doc: DynamoDBDocumentClient;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly config: PollerConfig;
+  /** The invocation's `context.getRemainingTimeInMillis`. */
+  readonly remainingTimeMs: () => number;
+  readonly now?: () => number;
+  /** For tests: the sender's retry timing. */
+  readonly senderOptions?: Omit<SenderOptions, 'maxMessageBytes'>;
+}
+
+export type StopReason = 'drained' | 'time-budget' | 'backpressure' | 'lost-race';
+
+export interface PollSummary {
+  readonly mode: 'mark' | 'watermark';
+  readonly rounds: number;
+  /** Rows claimed (mark) or read (watermark). */
+  readonly rows: number;
+  readonly sent: number;
+  readonly rejected: number;
+  readonly stoppedBy: StopReason;
+  readonly durationMs: number;
+  /** watermark mode: where it stands now. */
+  readonly watermark?: { readonly value: string; readonly id: string; readonly version: number };
+}
+
+interface RoundResult {
+  readonly rows: number;
+  readonly sent: number;
+  readonly rejected: number;
+  readonly lostRace?: boolean;
+}
+
+/** Runs rounds until drained or told to stop; throws on a failed send (after rolling back). */
+export async function poll(deps: PollerDeps): Promise<PollSummary> {
+  const { config, logger, metrics } = deps;
+  const now = deps.now ?? Date.now;
+  const started = now();
+  const deadline = started + config.timeBudgetFraction * deps.remainingTimeMs();
+  const sql = buildSql(config.table, config.columns);
+  const store =
+    config.mode === 'watermark'
+      ? new WatermarkStore(deps.doc, config.watermarkTable, config.table)
+      : undefined;
+  let watermark = store ? await store.read() : undefined;
+
+  let rounds = 0;
+  let rows = 0;
+  let sent = 0;
+  let rejected = 0;
+  let stoppedBy: StopReason;
+  for (;;) {
+    if (now() >= deadline) {
+      stoppedBy = 'time-budget';
+      metrics.addMetric(POLLER_METRIC.timeBudgetStops, MetricUnit.Count, 1);
+      break;
+    }
+    const depth = await queueDepth(deps.sqs, config.signalsQueueUrl);
+    if (depth > config.maxQueueDepth) {
+      stoppedBy = 'backpressure';
+      metrics.addMetric(POLLER_METRIC.backpressureStops, MetricUnit.Count, 1);
+      logger.warn('Signals queue is deep; stopping early', { depth, maxQueueDepth: config.maxQueueDepth });
+      break;
+    }
+    let round: RoundResult;
+    if (store) {
+      const out = await watermarkRound(deps, sql, store, watermark, now);
+      round = out;
+      if (out.watermark) watermark = out.watermark;
+    } else {
+      round = await markRound(deps, sql, now, deadline);
+    }
+    rounds++;
+    rows += round.rows;
+    sent += round.sent;
+    rejected += round.rejected;
+    if (round.lostRace) {
+      stoppedBy = 'lost-race';
+      metrics.addMetric(POLLER_METRIC.watermarkConflicts, MetricUnit.Count, 1);
+      logger.info('Another poller advanced the watermark first; stopping');
+      break;
+    }
+    // Fewer rows than asked for: drained (in mark mode, the rest is held by other pollers).
+    if (round.rows < config.batchSize) {
+      stoppedBy = 'drained';
+      break;
+    }
+  }
+  return {
+    mode: config.mode,
+    rounds,
+    rows,
+    sent,
+    rejected,
+    stoppedBy,
+    durationMs: now() - started,
+    ...(watermark ? { watermark } : {}),
+  };
+}
+
+async function queueDepth(sqs: SQSClient, queueUrl: string): Promise<number> {
+  const out = await sqs.send(
+    new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['ApproximateNumberOfMessages'] }),
+  );
+  return Number(out.Attributes?.ApproximateNumberOfMessages ?? 0);
+}
+
+/**
+ * mark: one transaction per batch. Claim with FOR UPDATE SKIP LOCKED, send the valid rows, quarantine
+ * the rejected ones, mark every claimed row processed, commit. Any failure rolls back: the rows stay
+ * unprocessed and are sent again, with the same ids, by a later round or invocation.
+ */
+async function markRound(
+  deps: PollerDeps,
+  sql: PollerSql,
+  now: () => number,
+  deadline: number,
+): Promise<RoundResult> {
+  const { config } = deps;
+  const session = await deps.db.connect();
+  let broken: Error | undefined;
+  try {
+    await session.query('BEGIN');
+    // If this invocation dies while holding the row locks, the server ends the session (and rolls
+    // back) once it has been idle past the invocation's end, instead of keeping the rows locked.
+    const idleMs = Math.max(10_000, Math.ceil(deps.remainingTimeMs() + 5_000));
+    await session.query("SELECT set_config('idle_in_transaction_session_timeout', $1, true)", [
+      String(idleMs),
+    ]);
+    const { rows } = (await session.query(sql.claim, [config.batchSize])) as { rows: PolledRow[] };
+    if (rows.length === 0) {
+      await session.query('COMMIT');
+      return { rows: 0, sent: 0, rejected: 0 };
+    }
+    const out = await sendRows(deps, rows, (row) => `db:${config.table}:${row.pulse_id}`, now);
+    await session.query(sql.markProcessed, [rows.map((r) => r.pulse_id)]);
+    await session.query('COMMIT');
+    deps.logger.debug('Batch committed', { ...out, msLeftInBudget: deadline - now() });
+    return out;
+  } catch (err) {
+    try {
+      await session.query('ROLLBACK');
+    } catch (rollbackErr) {
+      broken = rollbackErr as Error;
+    }
+    deps.logger.error('Batch rolled back; its rows stay unprocessed', { error: err as Error });
+    throw err;
+  } finally {
+    session.release(broken ?? false);
+  }
+}
+
+/**
+ * watermark: read-only on the database. Read the rows past `(updated_at, id)`, send them, then advance
+ * the watermark with a conditional write; a lost race stops this poller (what it sent is a duplicate
+ * of what the winner sent, and the scorer drops it by id).
+ */
+async function watermarkRound(
+  deps: PollerDeps,
+  sql: PollerSql,
+  store: WatermarkStore,
+  watermark: Watermark | undefined,
+  now: () => number,
+): Promise<RoundResult & { watermark?: Watermark }> {
+  const { config } = deps;
+  const { rows } = (
+    watermark
+      ? await deps.db.query(sql.readAfter, [watermark.value, watermark.id, config.batchSize])
+      : await deps.db.query(sql.readFirst, [config.batchSize])
+  ) as { rows: PolledRow[] };
+  const last = rows.at(-1);
+  if (!last || last.pulse_wm === null || last.pulse_wm === undefined)
+    return { rows: 0, sent: 0, rejected: 0 };
+  // A row's version is part of its id: an updated row is a new signal; re-reading one version is not.
+  const out = await sendRows(deps, rows, (row) => watermarkSignalId(config.table, row), now);
+  const next = await store.advance(watermark, { value: last.pulse_wm, id: last.pulse_id });
+  if (!next) return { ...out, lostRace: true };
+  return { ...out, watermark: next };
+}
+
+/** `db:<table>:<id>@<version>`: the id of one version of a row, in watermark mode. */
+export function watermarkSignalId(table: string, row: Pick<PolledRow, 'pulse_id' | 'pulse_wm'>): string {
+  return `db:${table}:${row.pulse_id}@${versionTag(String(row.pulse_wm))}`;
+}
+
+/** Validates rows, sends the valid ones packed, quarantines the rest; throws when the send fails. */
+async function sendRows(
+  deps: PollerDeps,
+  rows: readonly PolledRow[],
+  signalId: (row: PolledRow) => string,
+  now: () => number,
+): Promise<RoundResult> {
+  const { config, metrics } = deps;
+  const c = config.columns;
+  const valid: Signal[] = [];
+  const rejects: (RejectEntry & { id: string })[] = [];
+  for (const row of rows) {
+    const id = signalId(row);
+    const record: Record<string, unknown> = {
+      id,
+      name: row.pulse_name,
+      value: row.pulse_value,
+      ...(c.source ? { source: row.pulse_source } : {}),
+      timestamp: row.pulse_ts,
+    };
+    const result = normaliseSignal(record, {
+      origin: { kind: 'db', ref: id },
+      defaultSource: config.table,
+    });
+    if (result.ok) {
+      valid.push(result.signal);
+    } else {
+      rejects.push({
+        id: row.pulse_id,
+        ref: id,
+        reason: result.reason,
+        record: {
+          [c.id]: row.pulse_id,
+          [c.name]: row.pulse_name,
+          [c.value]: row.pulse_value,
+          ...(c.source ? { [c.source]: row.pulse_source } : {}),
+          [c.timestamp]: row.pulse_ts,
+        },
+      });
+    }
+  }
+
+  if (valid.length > 0) {
+    const sender = new SignalSender(
+      deps.sqs,
+      config.signalsQueueUrl,
+      { kind: 'db', ref: `db:${config.table}` },
+      { ...deps.senderOptions, maxMessageBytes: config.maxMessageBytes },
+    );
+    for (const signal of valid) await sender.add(signal);
+    await sender.flush();
+  }
+  const first = rejects[0];
+  const last = rejects.at(-1);
+  if (first && last) {
+    const date = new Date(now()).toISOString().slice(0, 10);
+    await putRejects(
+      deps.s3,
+      config.quarantineBucket,
+      rejectsKey('db', `${config.table}/${date}/${first.id}-${last.id}`),
+      rejects.map(({ id: _id, ...entry }) => entry),
+    );
+    deps.logger.warn('Rows rejected', {
+      rejected: rejects.length,
+      first: { ref: first.ref, reason: first.reason },
+    });
+  }
+  metrics.addMetric(POLLER_METRIC.rowsPolled, MetricUnit.Count, rows.length);
+  metrics.addMetric(POLLER_METRIC.rowsSent, MetricUnit.Count, valid.length);
+  if (rejects.length > 0) metrics.addMetric(POLLER_METRIC.rowsRejected, MetricUnit.Count, rejects.length);
+  return { rows: rows.length, sent: valid.length, rejected: rejects.length };
+}

@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { buildSql, quoteIdent, versionTag } from '../../../functions/db-poller/sql.ts';
+import { ConfigError } from '../../../shared/errors.ts';
+import { settings } from '../../../shared/settings.ts';
+
+describe('db-poller SQL', () => {
+  it('quotes every identifier from the table and column mapping', () => {
+    // Prepare
+    const columns = {
+      id: 'row_id',
+      name: 'metric',
+      value: 'reading',
+      source: 'origin_host',
+      timestamp: 'observed_at',
+      processed: 'done',
+      updatedAt: 'updated_at',
+    };
+    // Act
+    const sql = buildSql('Readings', columns);
+    // Assess
+    expect(sql.claim).toBe(
+      'SELECT t."row_id"::text AS pulse_id, t."metric" AS pulse_name, t."reading" AS pulse_value, ' +
+        't."origin_host" AS pulse_source, t."observed_at" AS pulse_ts FROM "Readings" AS t ' +
+        'WHERE t."done" = false ORDER BY t."row_id" LIMIT $1 FOR UPDATE SKIP LOCKED',
+    );
+    expect(sql.markProcessed).toBe('UPDATE "Readings" SET "done" = true WHERE "row_id" = ANY($1)');
+    expect(sql.readAfter).toContain('WHERE (t."updated_at", t."row_id") > ($1, $2)');
+    expect(sql.readAfter).toContain('t."updated_at"::text AS pulse_wm');
+    for (const text of Object.values(sql)) {
+      for (const name of ['Readings', ...Object.values(columns)]) {
+        expect(text.split(name).length - 1).toBe(text.split(`"${name}"`).length - 1);
+      }
+    }
+  });
+
+  it('leaves the source column out when the mapping has none (the table name becomes the source)', () => {
+    const { source: _source, ...columns } = settings.dbPoller.columns;
+    expect(buildSql('signals', columns).claim).not.toContain('pulse_source');
+  });
+
+  it('refuses anything that is not a plain identifier, so nothing unchecked reaches the SQL', () => {
+    expect(() => buildSql('signals; DROP TABLE x', settings.dbPoller.columns)).toThrow(ConfigError);
+    expect(() => buildSql('signals', { ...settings.dbPoller.columns, name: 'name"--' })).toThrow(
+      /not a plain SQL identifier/,
+    );
+    expect(() => quoteIdent('a b')).toThrow(ConfigError);
+    expect(quoteIdent('_x9')).toBe('"_x9"');
+  });
+
+  it('turns the text form of a timestamptz into one ISO version tag whatever the session time zone', () => {
+    expect(versionTag('2024-05-01 10:00:00.123456+00')).toBe('2024-05-01T10:00:00.123456Z');
+    expect(versionTag('2024-05-01 12:00:00.5+02')).toBe('2024-05-01T10:00:00.500000Z');
+    expect(versionTag('2024-05-01 04:30:00-05:30')).toBe('2024-05-01T10:00:00.000000Z');
+    expect(versionTag('2024-05-01 00:00:00+00')).toBe('2024-05-01T00:00:00.000000Z');
+    // timestamp without time zone keeps its wall clock; other types pass through.
+    expect(versionTag('2024-05-01 10:00:00.25')).toBe('2024-05-01T10:00:00.250000');
+    expect(versionTag('12345')).toBe('12345');
+  });
+});
