@@ -20,7 +20,27 @@ export const OUTPUTS = {
   scoresTable: 'ScoresTableName',
 } as const;
 
-export type PulseStackProps = StackProps;
+/** Environment variables naming the resources a function uses; `shared/config.ts` reads them. */
+export const ENV = {
+  signalsQueueUrl: 'SIGNALS_QUEUE_URL',
+  ledgerTable: 'LEDGER_TABLE',
+  scoresTable: 'SCORES_TABLE',
+  quarantineBucket: 'QUARANTINE_BUCKET',
+} as const;
+
+export interface PulseStackProps extends StackProps {
+  /**
+   * Keep the ingest bucket's server access logs in a bucket of their own.
+   * @default true
+   */
+  readonly serverAccessLogs?: boolean;
+}
+
+/** A queue consumed by a function, and the dead-letter queue behind it. */
+interface ConsumedQueue {
+  readonly queue: Queue;
+  readonly dlq: Queue;
+}
 
 /**
  * The S3 path: ingest bucket → file-events queue → s3-trigger → signals queue → scorer, with the file
@@ -29,6 +49,8 @@ export type PulseStackProps = StackProps;
  */
 export class PulseStack extends Stack {
   readonly bucket: Bucket;
+  /** Server access logs of the ingest bucket; undefined when `serverAccessLogs` is false. */
+  readonly accessLogs: Bucket | undefined;
   readonly fileEvents: Queue;
   readonly fileEventsDlq: Queue;
   readonly signals: Queue;
@@ -42,6 +64,16 @@ export class PulseStack extends Stack {
     super(scope, id, props);
     const fn = settings.functions;
 
+    this.accessLogs =
+      props.serverAccessLogs === false
+        ? undefined
+        : new Bucket(this, 'AccessLogs', {
+            encryption: BucketEncryption.S3_MANAGED,
+            blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
+            enforceSSL: true,
+            removalPolicy: RemovalPolicy.RETAIN,
+            lifecycleRules: [{ expiration: Duration.days(settings.bucket.accessLogsRetentionDays) }],
+          });
     this.bucket = new Bucket(this, 'IngestBucket', {
       versioned: true,
       encryption: BucketEncryption.S3_MANAGED,
@@ -49,29 +81,35 @@ export class PulseStack extends Stack {
       enforceSSL: true,
       removalPolicy: RemovalPolicy.RETAIN,
       lifecycleRules: [
-        { abortIncompleteMultipartUploadAfter: Duration.days(7) },
-        { noncurrentVersionExpiration: Duration.days(30) },
+        {
+          abortIncompleteMultipartUploadAfter: Duration.days(
+            settings.bucket.abortIncompleteMultipartUploadDays,
+          ),
+        },
       ],
+      ...(this.accessLogs
+        ? { serverAccessLogsBucket: this.accessLogs, serverAccessLogsPrefix: 'ingest/' }
+        : {}),
     });
 
-    this.fileEventsDlq = this.deadLetterQueue('FileEventsDlq');
-    this.fileEvents = new Queue(this, 'FileEvents', {
-      encryption: QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      visibilityTimeout: Duration.seconds(visibilityTimeoutFor(fn.s3Trigger.timeoutSeconds)),
-      retentionPeriod: Duration.days(settings.fileEvents.retentionDays),
-      deadLetterQueue: { queue: this.fileEventsDlq, maxReceiveCount: settings.fileEvents.maxReceiveCount },
+    const fileEvents = this.consumedQueue('FileEvents', {
+      consumerTimeoutSeconds: fn.s3Trigger.timeoutSeconds,
+      maxReceiveCount: settings.fileEvents.maxReceiveCount,
+      retentionDays: settings.fileEvents.retentionDays,
     });
-    this.signalsDlq = this.deadLetterQueue('SignalsDlq');
-    this.signals = new Queue(this, 'Signals', {
-      encryption: QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      visibilityTimeout: Duration.seconds(visibilityTimeoutFor(fn.scorer.timeoutSeconds)),
-      retentionPeriod: Duration.days(settings.signals.retentionDays),
+    this.fileEvents = fileEvents.queue;
+    this.fileEventsDlq = fileEvents.dlq;
+    const signals = this.consumedQueue('Signals', {
+      consumerTimeoutSeconds: fn.scorer.timeoutSeconds,
+      maxReceiveCount: settings.signals.maxReceiveCount,
+      retentionDays: settings.signals.retentionDays,
+      // Packed messages: set explicitly so the budget in the settings is the queue's limit too.
       maxMessageSizeBytes: settings.signals.queueMaximumMessageBytes,
-      deadLetterQueue: { queue: this.signalsDlq, maxReceiveCount: settings.signals.maxReceiveCount },
     });
+    this.signals = signals.queue;
+    this.signalsDlq = signals.dlq;
 
+    // S3 allows one filter rule per name, so each suffix is its own notification.
     const destination = new SqsDestination(this.fileEvents);
     for (const suffix of settings.bucket.suffixes) {
       this.bucket.addEventNotification(EventType.OBJECT_CREATED, destination, {
@@ -89,7 +127,7 @@ export class PulseStack extends Stack {
       removalPolicy: RemovalPolicy.RETAIN,
     });
     this.ledger.addGlobalSecondaryIndex({
-      indexName: 'byStatus',
+      indexName: settings.ledger.statusIndex,
       partitionKey: { name: 'status', type: AttributeType.STRING },
       sortKey: { name: 'updatedAt', type: AttributeType.STRING },
       projectionType: ProjectionType.ALL,
@@ -99,44 +137,25 @@ export class PulseStack extends Stack {
       billingMode: BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       encryption: TableEncryption.AWS_MANAGED,
-      timeToLiveAttribute: 'expiresAt',
+      timeToLiveAttribute: settings.scoring.ttlAttribute,
       removalPolicy: RemovalPolicy.RETAIN,
-    });
-
-    const incomingObjects = this.bucket.arnForObjects(`${settings.bucket.incomingPrefix}*`);
-    const rejectObjects = this.bucket.arnForObjects(`${settings.bucket.rejectsPrefix}*`);
-    const writeRejects = new PolicyStatement({
-      actions: ['s3:PutObject', 's3:AbortMultipartUpload'],
-      resources: [rejectObjects],
     });
 
     this.s3Trigger = new PulseFunction(this, 'S3Trigger', {
       name: 's3-trigger',
       timeoutSeconds: fn.s3Trigger.timeoutSeconds,
       memoryMb: fn.s3Trigger.memoryMb,
-      environment: {
-        SIGNALS_QUEUE_URL: this.signals.queueUrl,
-        LEDGER_TABLE: this.ledger.tableName,
-        QUARANTINE_BUCKET: this.bucket.bucketName,
-      },
+      reservedConcurrentExecutions: fn.s3Trigger.reservedConcurrency,
+      description: 'ObjectCreated → ledger claim → parse, validate, pack → signals queue',
     });
-    this.s3Trigger.addToRolePolicy(
-      new PolicyStatement({ actions: ['s3:GetObject', 's3:GetObjectVersion'], resources: [incomingObjects] }),
-    );
-    this.s3Trigger.addToRolePolicy(writeRejects);
-    this.s3Trigger.addToRolePolicy(
-      new PolicyStatement({
-        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
-        resources: [this.ledger.tableArn],
-      }),
-    );
-    this.signals.grantSendMessages(this.s3Trigger);
+    this.grantReadIncoming(this.s3Trigger);
+    this.grantQuarantine(this.s3Trigger);
+    this.grantLedger(this.s3Trigger);
+    this.grantSendSignals(this.s3Trigger);
     this.s3Trigger.addEventSource(
       new SqsEventSource(this.fileEvents, {
         batchSize: settings.fileEvents.batchSize,
-        ...(settings.fileEvents.maxBatchingWindowSeconds > 0
-          ? { maxBatchingWindow: Duration.seconds(settings.fileEvents.maxBatchingWindowSeconds) }
-          : {}),
+        maxBatchingWindow: Duration.seconds(settings.fileEvents.maxBatchingWindowSeconds),
         reportBatchItemFailures: true,
       }),
     );
@@ -145,24 +164,10 @@ export class PulseStack extends Stack {
       name: 'scorer',
       timeoutSeconds: fn.scorer.timeoutSeconds,
       memoryMb: fn.scorer.memoryMb,
-      environment: {
-        SCORES_TABLE: this.scores.tableName,
-        QUARANTINE_BUCKET: this.bucket.bucketName,
-      },
+      description: 'Signals queue → idempotent scores and series state',
     });
-    this.scorer.addToRolePolicy(
-      new PolicyStatement({
-        // TransactWriteItems is authorised through the actions of the items it holds (Put here).
-        actions: [
-          'dynamodb:GetItem',
-          'dynamodb:BatchGetItem',
-          'dynamodb:PutItem',
-          'dynamodb:ConditionCheckItem',
-        ],
-        resources: [this.scores.tableArn],
-      }),
-    );
-    this.scorer.addToRolePolicy(writeRejects);
+    this.grantScores(this.scorer);
+    this.grantQuarantine(this.scorer);
     this.scorer.addEventSource(
       new SqsEventSource(this.signals, {
         batchSize: settings.signals.batchSize,
@@ -182,11 +187,89 @@ export class PulseStack extends Stack {
     out(OUTPUTS.scoresTable, this.scores.tableName, 'Scores and series state');
   }
 
-  private deadLetterQueue(id: string): Queue {
-    return new Queue(this, id, {
+  /** Read access to objects (and their versions) under the incoming prefix only. */
+  grantReadIncoming(fn: PulseFunction): void {
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        // HeadObject is authorised by s3:GetObject (s3:GetObjectVersion with a version id).
+        actions: ['s3:GetObject', 's3:GetObjectVersion'],
+        resources: [this.bucket.arnForObjects(`${settings.bucket.incomingPrefix}*`)],
+      }),
+    );
+  }
+
+  /** Writes under the rejects prefix only (multipart uploads included), and `QUARANTINE_BUCKET`. */
+  grantQuarantine(fn: PulseFunction): void {
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        // lib-storage's Upload: Create/UploadPart/Complete are s3:PutObject; an aborted upload needs its own.
+        actions: ['s3:PutObject', 's3:AbortMultipartUpload'],
+        resources: [this.bucket.arnForObjects(`${settings.bucket.rejectsPrefix}*`)],
+      }),
+    );
+    fn.addEnvironment(ENV.quarantineBucket, this.bucket.bucketName);
+  }
+
+  /** Ledger reads and conditional writes, queries on the status index, and `LEDGER_TABLE`. */
+  grantLedger(fn: PulseFunction): void {
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Query'],
+        resources: [this.ledger.tableArn, `${this.ledger.tableArn}/index/${settings.ledger.statusIndex}`],
+      }),
+    );
+    fn.addEnvironment(ENV.ledgerTable, this.ledger.tableName);
+  }
+
+  /** Sending (batches) to the signals queue, and `SIGNALS_QUEUE_URL`. */
+  grantSendSignals(fn: PulseFunction): void {
+    this.signals.grantSendMessages(fn);
+    fn.addEnvironment(ENV.signalsQueueUrl, this.signals.queueUrl);
+  }
+
+  /** Score and series items: reads, conditional writes, transactions; and `SCORES_TABLE`. */
+  grantScores(fn: PulseFunction): void {
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        // TransactWriteItems has no action of its own: each item in it needs the action it performs.
+        actions: [
+          'dynamodb:GetItem',
+          'dynamodb:BatchGetItem',
+          'dynamodb:PutItem',
+          'dynamodb:UpdateItem',
+          'dynamodb:ConditionCheckItem',
+        ],
+        resources: [this.scores.tableArn],
+      }),
+    );
+    fn.addEnvironment(ENV.scoresTable, this.scores.tableName);
+  }
+
+  /** A queue consumed by a function, encrypted and TLS-only, with its DLQ. */
+  private consumedQueue(
+    id: string,
+    opts: {
+      readonly consumerTimeoutSeconds: number;
+      readonly maxReceiveCount: number;
+      readonly retentionDays: number;
+      readonly maxMessageSizeBytes?: number;
+    },
+  ): ConsumedQueue {
+    const dlq = new Queue(this, `${id}Dlq`, {
       encryption: QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
       retentionPeriod: Duration.days(settings.dlqRetentionDays),
+      maxMessageSizeBytes: opts.maxMessageSizeBytes,
     });
+    const queue = new Queue(this, id, {
+      encryption: QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      // A message must stay invisible while a consumer may still be working on it (and its retries).
+      visibilityTimeout: Duration.seconds(visibilityTimeoutFor(opts.consumerTimeoutSeconds)),
+      retentionPeriod: Duration.days(opts.retentionDays),
+      maxMessageSizeBytes: opts.maxMessageSizeBytes,
+      deadLetterQueue: { queue: dlq, maxReceiveCount: opts.maxReceiveCount },
+    });
+    return { queue, dlq };
   }
 }

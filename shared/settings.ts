@@ -23,6 +23,10 @@ export const settings = {
     /** Rejected records are written here as NDJSON, one reason per line. */
     rejectsPrefix: 'rejects/',
     suffixes: [...FILE_SUFFIXES, ...FILE_SUFFIXES.map((s) => `${s}.gz`)],
+    /** Parts of a multipart upload never completed are removed after this many days. */
+    abortIncompleteMultipartUploadDays: 7,
+    /** The bucket's server access logs (in their own bucket) are kept this many days. */
+    accessLogsRetentionDays: 90,
   },
 
   /** S3 ObjectCreated notifications, consumed by s3-trigger. */
@@ -76,6 +80,8 @@ export const settings = {
     heartbeatSeconds: 20,
     /** How many rejected-record reasons the ledger item keeps (all of them go to the quarantine). */
     firstErrorsKept: 10,
+    /** The ledger's index on status (partition) and updatedAt (sort). */
+    statusIndex: 'byStatus',
   },
 
   limits: {
@@ -97,6 +103,8 @@ export const settings = {
     scoreTtlDays: 90,
     /** Optimistic-concurrency retries on a series' version. */
     maxSeriesConflicts: 20,
+    /** Attribute the scores table expires items on (DynamoDB TTL, epoch seconds). */
+    ttlAttribute: 'expiresAt',
   },
 
   dbPoller: {

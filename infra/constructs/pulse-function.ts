@@ -2,7 +2,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
-import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import {
+  type BundlingOptions,
+  NodejsFunction,
+  type NodejsFunctionProps,
+  OutputFormat,
+} from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { settings } from '../../shared/settings.ts';
@@ -13,25 +18,54 @@ export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..
 /** Folder names under functions/. */
 export type FunctionName = 's3-trigger' | 'scorer' | 'db-poller' | 'kafka-consumer';
 
-/** The handler module of a function. */
+/** The handler module of a function: `functions/<name>/handler.ts` under the repository root. */
 export function handlerEntry(name: FunctionName): string {
   return join(REPO_ROOT, 'functions', name, 'handler.ts');
 }
 
-const RETENTION: Record<number, RetentionDays> = {
-  7: RetentionDays.ONE_WEEK,
-  14: RetentionDays.TWO_WEEKS,
-  30: RetentionDays.ONE_MONTH,
-  90: RetentionDays.THREE_MONTHS,
+/**
+ * The CloudWatch Logs retention for a number of days. RetentionDays' values are the days themselves;
+ * a number CloudWatch does not offer throws rather than silently becoming another retention.
+ */
+export function retentionFor(days: number): RetentionDays {
+  const allowed = Object.values(RetentionDays).filter((v): v is RetentionDays => typeof v === 'number');
+  const found = allowed.find((v) => v === days);
+  if (found === undefined) throw new Error(`CloudWatch Logs has no ${days}-day retention`);
+  return found;
+}
+
+/**
+ * esbuild options of every function. ESM bundles have no `require`; some dependencies still call it,
+ * so the banner defines one. The AWS SDK is bundled (not taken from the runtime) so the version tested
+ * is the version deployed.
+ */
+export const BUNDLING: Readonly<BundlingOptions> = {
+  format: OutputFormat.ESM,
+  target: 'node22',
+  minify: true,
+  sourceMap: true,
+  keepNames: true,
+  mainFields: ['module', 'main'],
+  externalModules: [],
+  banner:
+    "import { createRequire as __pulseCreateRequire } from 'node:module'; const require = __pulseCreateRequire(import.meta.url);",
 };
 
-export interface PulseFunctionProps {
-  /** The folder under functions/ holding `handler.ts`. */
+export interface PulseFunctionProps
+  extends Pick<
+    NodejsFunctionProps,
+    'vpc' | 'vpcSubnets' | 'securityGroups' | 'reservedConcurrentExecutions' | 'description'
+  > {
+  /** The folder under functions/ holding `handler.ts`; also the Powertools service name. */
   readonly name: FunctionName;
   readonly timeoutSeconds: number;
   readonly memoryMb: number;
-  /** Environment variables, added to the ones every function gets. @default none */
-  readonly environment?: Record<string, string>;
+  /**
+   * Environment variables, added to the ones every function gets. Prefer `addEnvironment` next to the
+   * grant on the resource the variable names.
+   * @default none
+   */
+  readonly environment?: Readonly<Record<string, string>>;
   /** @default settings.logRetentionDays */
   readonly logRetentionDays?: number;
 }
@@ -41,9 +75,13 @@ export interface PulseFunctionProps {
  * service name and metrics namespace, and an esbuild bundle (ESM, minified, AWS SDK included).
  */
 export class PulseFunction extends NodejsFunction {
+  /** The function's log group (retention from the settings). */
+  readonly logs: LogGroup;
+
   constructor(scope: Construct, id: string, props: PulseFunctionProps) {
-    const logGroup = new LogGroup(scope, `${id}Logs`, {
-      retention: RETENTION[props.logRetentionDays ?? settings.logRetentionDays] ?? RetentionDays.ONE_MONTH,
+    // The log group must exist before super() takes it, so it is a sibling of the function.
+    const logs = new LogGroup(scope, `${id}Logs`, {
+      retention: retentionFor(props.logRetentionDays ?? settings.logRetentionDays),
       removalPolicy: RemovalPolicy.DESTROY,
     });
     super(scope, id, {
@@ -53,28 +91,24 @@ export class PulseFunction extends NodejsFunction {
       architecture: Architecture.ARM_64,
       timeout: Duration.seconds(props.timeoutSeconds),
       memorySize: props.memoryMb,
-      logGroup,
+      logGroup: logs,
       projectRoot: REPO_ROOT,
       depsLockFilePath: join(REPO_ROOT, 'package-lock.json'),
       environment: {
         NODE_OPTIONS: '--enable-source-maps',
         POWERTOOLS_SERVICE_NAME: props.name,
         POWERTOOLS_METRICS_NAMESPACE: settings.metricsNamespace,
-        POWERTOOLS_LOG_LEVEL: 'INFO',
+        // Powertools Logger reads LOG_LEVEL when POWERTOOLS_LOG_LEVEL is not set.
+        LOG_LEVEL: 'INFO',
         ...props.environment,
       },
-      bundling: {
-        format: OutputFormat.ESM,
-        target: 'node22',
-        minify: true,
-        sourceMap: true,
-        keepNames: true,
-        mainFields: ['module', 'main'],
-        externalModules: [],
-        // Some dependencies still call require(); give ESM bundles one.
-        banner:
-          "import { createRequire as __pulseCreateRequire } from 'node:module'; const require = __pulseCreateRequire(import.meta.url);",
-      },
+      bundling: BUNDLING,
+      vpc: props.vpc,
+      vpcSubnets: props.vpcSubnets,
+      securityGroups: props.securityGroups,
+      reservedConcurrentExecutions: props.reservedConcurrentExecutions,
+      description: props.description,
     });
+    this.logs = logs;
   }
 }

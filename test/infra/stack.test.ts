@@ -1,277 +1,818 @@
-import { App } from 'aws-cdk-lib';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { App, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import {
+  BUNDLING,
+  handlerEntry,
+  PulseFunction,
+  REPO_ROOT,
+  retentionFor,
+} from '../../infra/constructs/pulse-function.ts';
 import { OUTPUTS, PulseStack } from '../../infra/pulse-stack.ts';
 import { settings, visibilityTimeoutFor } from '../../shared/settings.ts';
 
-type Resource = { Type: string; Properties: Record<string, unknown> };
+type Json = Record<string, unknown>;
+type Resource = { Type: string; Properties: Json; DeletionPolicy?: string };
+type Statement = { Effect: string; Action: string | string[]; Resource: unknown; Principal?: unknown };
 
-describe('PulseStack template', () => {
-  let template: Template;
-  let resources: Record<string, Resource>;
+const MiB = 1024 * 1024;
+/** Lambda's synchronous invocation payload limit, which an SQS batch must fit. */
+const LAMBDA_PAYLOAD_BYTES = 6 * 1000 * 1000;
+/** Every suffix the pipeline reads, spelled out so a change to the settings shows up here. */
+const EXPECTED_SUFFIXES = [
+  '.csv',
+  '.json',
+  '.ndjson',
+  '.jsonl',
+  '.parquet',
+  '.csv.gz',
+  '.json.gz',
+  '.ndjson.gz',
+  '.jsonl.gz',
+  '.parquet.gz',
+];
 
-  beforeAll(() => {
-    // Bundling is skipped here (the functions are bundled by `npm run synth`).
-    const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
-    template = Template.fromStack(new PulseStack(app, 'Test'));
-    resources = template.toJSON().Resources;
+/** The app's feature flags from cdk.json, so the template under test is the one `cdk synth` makes. */
+const cdkJsonContext = (JSON.parse(readFileSync(join(REPO_ROOT, 'cdk.json'), 'utf8')) as { context: Json })
+  .context;
+
+/** A fresh app with cdk.json's context and bundling skipped (the handlers are bundled by `cdk synth`). */
+const newApp = () => new App({ context: { ...cdkJsonContext, 'aws:cdk:bundling-stacks': [] } });
+
+let synthesized: Template | undefined;
+/** The stack's template; synthesized once, shared by the tests (they only read it). */
+function synth(): Template {
+  synthesized ??= Template.fromStack(new PulseStack(newApp(), 'Test'));
+  return synthesized;
+}
+
+const resourcesOf = (template: Template) => template.toJSON().Resources as Record<string, Resource>;
+
+/** The logical id CDK gives a top-level construct: its id and an 8-hex-digit hash. */
+function logicalId(template: Template, constructId: string, type: string): string {
+  const pattern = new RegExp(`^${constructId}[0-9A-F]{8}$`);
+  const found = Object.entries(resourcesOf(template)).find(([id, r]) => r.Type === type && pattern.test(id));
+  if (!found) throw new Error(`no ${type} named ${constructId}`);
+  return found[0];
+}
+
+function propsOf(template: Template, constructId: string, type: string): Json {
+  return resourcesOf(template)[logicalId(template, constructId, type)]?.Properties ?? {};
+}
+
+const fnProps = (template: Template, id: string) => propsOf(template, id, 'AWS::Lambda::Function');
+const queueProps = (template: Template, id: string) => propsOf(template, id, 'AWS::SQS::Queue');
+const arnOf = (template: Template, id: string, type: string) => ({
+  'Fn::GetAtt': [logicalId(template, id, type), 'Arn'],
+});
+const refOf = (template: Template, id: string, type: string) => ({ Ref: logicalId(template, id, type) });
+const actionsOf = (s: Statement) => [s.Action].flat();
+
+/** Every statement of the identity policies attached to a function's role. */
+function statementsOf(template: Template, fnId: string): Statement[] {
+  const role = (fnProps(template, fnId).Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0];
+  return Object.values(resourcesOf(template))
+    .filter((r) => r.Type === 'AWS::IAM::Policy')
+    .filter((p) => (p.Properties.Roles as { Ref: string }[]).some((r) => r.Ref === role))
+    .flatMap((p) => (p.Properties.PolicyDocument as { Statement: Statement[] }).Statement);
+}
+
+/** The statements of a function that grant an action. */
+const grantsOf = (template: Template, fnId: string, action: string) =>
+  statementsOf(template, fnId).filter((s) => s.Effect === 'Allow' && actionsOf(s).includes(action));
+
+describe('ingest bucket', () => {
+  it('is versioned, S3-encrypted, blocks all public access and is retained on stack deletion', () => {
+    // Prepare
+    const expected = {
+      VersioningConfiguration: { Status: 'Enabled' },
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }],
+      },
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      },
+    };
+
+    // Act
+    const template = synth();
+
+    // Assess
+    const bucket = resourcesOf(template)[logicalId(template, 'IngestBucket', 'AWS::S3::Bucket')];
+    expect(bucket?.Properties).toMatchObject(expected);
+    expect(bucket?.DeletionPolicy).toBe('Retain');
   });
 
-  const ofType = (type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
-  const logicalId = (prefix: string, type: string) => {
-    const found = ofType(type).find(([id]) => new RegExp(`^${prefix}[0-9A-F]{8}$`).test(id));
-    if (!found) throw new Error(`no ${type} named ${prefix}*`);
-    return found[0];
-  };
-  const fnTimeout = (prefix: string) =>
-    Number(resources[logicalId(prefix, 'AWS::Lambda::Function')]?.Properties.Timeout);
-  const queue = (prefix: string) => resources[logicalId(prefix, 'AWS::SQS::Queue')]?.Properties ?? {};
+  it('denies every request to the bucket and its objects that is not made over TLS', () => {
+    // Prepare
+    const bucketArn = arnOf(synth(), 'IngestBucket', 'AWS::S3::Bucket');
 
-  describe('ingest bucket', () => {
-    it('is versioned, encrypted, private and retained', () => {
-      template.hasResource('AWS::S3::Bucket', {
-        Properties: {
-          VersioningConfiguration: { Status: 'Enabled' },
-          BucketEncryption: {
-            ServerSideEncryptionConfiguration: [
-              { ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } },
-            ],
+    // Act
+    const template = synth();
+
+    // Assess
+    template.hasResourceProperties('AWS::S3::BucketPolicy', {
+      Bucket: refOf(template, 'IngestBucket', 'AWS::S3::Bucket'),
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          {
+            Effect: 'Deny',
+            Action: 's3:*',
+            Principal: { AWS: '*' },
+            Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+            Resource: [bucketArn, { 'Fn::Join': ['', [bucketArn, '/*']] }],
           },
-          PublicAccessBlockConfiguration: {
-            BlockPublicAcls: true,
-            BlockPublicPolicy: true,
-            IgnorePublicAcls: true,
-            RestrictPublicBuckets: true,
-          },
-        },
-        DeletionPolicy: 'Retain',
-      });
+        ]),
+      },
     });
+  });
 
-    it('denies every request not made over TLS', () => {
-      template.hasResourceProperties('AWS::S3::BucketPolicy', {
+  it('notifies the file-events queue of ObjectCreated under the incoming prefix, once per suffix', () => {
+    // Prepare
+    expect([...settings.bucket.suffixes].sort()).toEqual([...EXPECTED_SUFFIXES].sort());
+
+    // Act
+    const template = synth();
+
+    // Assess
+    const notifications = Object.values(resourcesOf(template)).filter(
+      (r) => r.Type === 'Custom::S3BucketNotifications',
+    );
+    expect(notifications).toHaveLength(1);
+    expect(notifications[0]?.Properties.BucketName).toEqual(
+      refOf(template, 'IngestBucket', 'AWS::S3::Bucket'),
+    );
+    const configuration = notifications[0]?.Properties.NotificationConfiguration as
+      | {
+          QueueConfigurations: {
+            Events: string[];
+            QueueArn: unknown;
+            Filter: { Key: { FilterRules: { Name: string; Value: string }[] } };
+          }[];
+        }
+      | undefined;
+    const configs = configuration?.QueueConfigurations ?? [];
+    expect(configs).toHaveLength(10);
+    const suffixes = configs.map((c) => {
+      expect(c.Events).toEqual(['s3:ObjectCreated:*']);
+      expect(c.QueueArn).toEqual(arnOf(template, 'FileEvents', 'AWS::SQS::Queue'));
+      const rules = Object.fromEntries(c.Filter.Key.FilterRules.map((r) => [r.Name.toLowerCase(), r.Value]));
+      expect(rules.prefix).toBe(settings.bucket.incomingPrefix);
+      return rules.suffix;
+    });
+    expect(suffixes.sort()).toEqual([...EXPECTED_SUFFIXES].sort());
+  });
+
+  it('lets only S3, for this bucket, send to the file-events queue', () => {
+    // Prepare
+    const queueArn = arnOf(synth(), 'FileEvents', 'AWS::SQS::Queue');
+
+    // Act
+    const template = synth();
+
+    // Assess
+    template.hasResourceProperties('AWS::SQS::QueuePolicy', {
+      Queues: [refOf(template, 'FileEvents', 'AWS::SQS::Queue')],
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Effect: 'Allow',
+            Principal: { Service: 's3.amazonaws.com' },
+            Action: Match.arrayWith(['sqs:SendMessage']),
+            Resource: queueArn,
+            Condition: { ArnLike: { 'aws:SourceArn': arnOf(template, 'IngestBucket', 'AWS::S3::Bucket') } },
+          }),
+        ]),
+      },
+    });
+  });
+
+  it('aborts multipart uploads left incomplete after the days in the settings', () => {
+    // Prepare
+    const days = settings.bucket.abortIncompleteMultipartUploadDays;
+
+    // Act
+    const template = synth();
+
+    // Assess
+    expect(propsOf(template, 'IngestBucket', 'AWS::S3::Bucket').LifecycleConfiguration).toEqual({
+      Rules: [{ AbortIncompleteMultipartUpload: { DaysAfterInitiation: days }, Status: 'Enabled' }],
+    });
+  });
+
+  it('writes server access logs to a private, encrypted, TLS-only bucket that expires them', () => {
+    // Prepare
+    const days = settings.bucket.accessLogsRetentionDays;
+
+    // Act
+    const template = synth();
+
+    // Assess
+    expect(propsOf(template, 'IngestBucket', 'AWS::S3::Bucket').LoggingConfiguration).toEqual({
+      DestinationBucketName: refOf(template, 'AccessLogs', 'AWS::S3::Bucket'),
+      LogFilePrefix: 'ingest/',
+    });
+    const logs = propsOf(template, 'AccessLogs', 'AWS::S3::Bucket');
+    expect(logs).toMatchObject({
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }],
+      },
+      PublicAccessBlockConfiguration: { BlockPublicAcls: true, RestrictPublicBuckets: true },
+      LifecycleConfiguration: { Rules: [{ ExpirationInDays: days, Status: 'Enabled' }] },
+    });
+    // Log delivery through the bucket policy, not an ACL.
+    expect(logs.AccessControl).toBeUndefined();
+    template.hasResourceProperties('AWS::S3::BucketPolicy', {
+      Bucket: refOf(template, 'AccessLogs', 'AWS::S3::Bucket'),
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+          Match.objectLike({ Effect: 'Allow', Principal: { Service: 'logging.s3.amazonaws.com' } }),
+        ]),
+      },
+    });
+  });
+});
+
+describe('queues', () => {
+  const consumed = [
+    ['FileEvents', 'FileEventsDlq', 'S3Trigger', settings.fileEvents],
+    ['Signals', 'SignalsDlq', 'Scorer', settings.signals],
+  ] as const;
+
+  it('encrypts both queues and both DLQs with SQS-managed keys', () => {
+    // Prepare
+    const ids = ['FileEvents', 'FileEventsDlq', 'Signals', 'SignalsDlq'];
+
+    // Act
+    const template = synth();
+
+    // Assess
+    template.resourceCountIs('AWS::SQS::Queue', ids.length);
+    for (const id of ids) expect(queueProps(template, id).SqsManagedSseEnabled).toBe(true);
+  });
+
+  it('refuses plain-HTTP access to both queues and both DLQs', () => {
+    // Prepare
+    const ids = ['FileEvents', 'FileEventsDlq', 'Signals', 'SignalsDlq'];
+
+    // Act
+    const template = synth();
+
+    // Assess
+    for (const id of ids) {
+      template.hasResourceProperties('AWS::SQS::QueuePolicy', {
+        Queues: [refOf(template, id, 'AWS::SQS::Queue')],
         PolicyDocument: {
           Statement: Match.arrayWith([
-            Match.objectLike({
+            {
               Effect: 'Deny',
-              Action: 's3:*',
+              Action: 'sqs:*',
               Principal: { AWS: '*' },
               Condition: { Bool: { 'aws:SecureTransport': 'false' } },
-            }),
+              Resource: arnOf(template, id, 'AWS::SQS::Queue'),
+            },
           ]),
         },
       });
-    });
+    }
+  });
 
-    it('notifies the file-events queue on ObjectCreated under incoming/ for every supported suffix', () => {
-      const [, notifications] = ofType('Custom::S3BucketNotifications')[0] ?? [];
-      const configuration = notifications?.Properties.NotificationConfiguration as
-        | { QueueConfigurations: unknown[] }
-        | undefined;
-      const configs = (configuration?.QueueConfigurations ?? []) as {
-        Events: string[];
-        QueueArn: { 'Fn::GetAtt': string[] };
-        Filter: { Key: { FilterRules: { Name: string; Value: string }[] } };
-      }[];
-      expect(configs).toHaveLength(10);
-      const suffixes = configs.map((c) => {
-        expect(c.Events).toEqual(['s3:ObjectCreated:*']);
-        expect(c.QueueArn['Fn::GetAtt'][0]).toBe(logicalId('FileEvents', 'AWS::SQS::Queue'));
-        const rules = Object.fromEntries(
-          c.Filter.Key.FilterRules.map((r) => [r.Name.toLowerCase(), r.Value]),
-        );
-        expect(rules.prefix).toBe('incoming/');
-        return rules.suffix;
+  it.each(consumed)(
+    '%s moves a message to %s after the maxReceiveCount in the settings, which is within 3..10',
+    (queue, dlq, _consumer, cfg) => {
+      // Prepare
+      const template = synth();
+
+      // Act
+      const redrive = queueProps(template, queue).RedrivePolicy as { maxReceiveCount: number };
+
+      // Assess
+      expect(redrive).toEqual({
+        deadLetterTargetArn: arnOf(template, dlq, 'AWS::SQS::Queue'),
+        maxReceiveCount: cfg.maxReceiveCount,
       });
-      expect(suffixes.sort()).toEqual(
-        [
-          '.csv',
-          '.json',
-          '.ndjson',
-          '.jsonl',
-          '.parquet',
-          '.csv.gz',
-          '.json.gz',
-          '.ndjson.gz',
-          '.jsonl.gz',
-          '.parquet.gz',
-        ].sort(),
-      );
-    });
+      expect(redrive.maxReceiveCount).toBeGreaterThanOrEqual(3);
+      expect(redrive.maxReceiveCount).toBeLessThanOrEqual(10);
+    },
+  );
+
+  it.each(consumed)(
+    '%s hides a message for at least six times the timeout of %s',
+    (queue, _dlq, consumer) => {
+      // Prepare
+      const template = synth();
+      const consumerTimeout = fnProps(template, consumer).Timeout as number;
+
+      // Act
+      const visibility = queueProps(template, queue).VisibilityTimeout as number;
+
+      // Assess
+      expect(visibility).toBeGreaterThanOrEqual(6 * consumerTimeout);
+      expect(visibility).toBe(visibilityTimeoutFor(consumerTimeout));
+    },
+  );
+
+  it.each(consumed)('%s keeps messages for the retention in the settings', (queue, _dlq, _consumer, cfg) => {
+    // Prepare
+    const template = synth();
+
+    // Act
+    const retention = queueProps(template, queue).MessageRetentionPeriod;
+
+    // Assess
+    expect(retention).toBe(cfg.retentionDays * 86_400);
   });
 
-  describe('queues', () => {
-    it.each([
-      ['FileEvents', 'FileEventsDlq', 'S3Trigger', settings.fileEvents.maxReceiveCount],
-      ['Signals', 'SignalsDlq', 'Scorer', settings.signals.maxReceiveCount],
-    ])(
-      '%s redrives to its DLQ after maxReceiveCount from the settings, within 3..10',
-      (name, dlq, consumer, max) => {
-        const q = queue(name);
-        expect(q.RedrivePolicy).toEqual({
-          deadLetterTargetArn: { 'Fn::GetAtt': [logicalId(dlq, 'AWS::SQS::Queue'), 'Arn'] },
-          maxReceiveCount: max,
-        });
-        expect(max).toBeGreaterThanOrEqual(3);
-        expect(max).toBeLessThanOrEqual(10);
-        expect(q.VisibilityTimeout).toBeGreaterThanOrEqual(6 * fnTimeout(consumer));
-        expect(q.VisibilityTimeout).toBe(visibilityTimeoutFor(fnTimeout(consumer)));
-      },
+  it('keeps dead letters for the DLQ retention in the settings, never redriving them further', () => {
+    // Prepare
+    const template = synth();
+
+    // Act
+    const dlqs = [queueProps(template, 'FileEventsDlq'), queueProps(template, 'SignalsDlq')];
+
+    // Assess
+    for (const dlq of dlqs) {
+      expect(dlq.MessageRetentionPeriod).toBe(settings.dlqRetentionDays * 86_400);
+      expect(dlq.RedrivePolicy).toBeUndefined();
+    }
+  });
+
+  it('sets the signals queue MaximumMessageSize to the settings, at most 1 MiB and at least the packing budget', () => {
+    // Prepare
+    const template = synth();
+
+    // Act
+    const max = queueProps(template, 'Signals').MaximumMessageSize as number;
+
+    // Assess
+    expect(max).toBe(settings.signals.queueMaximumMessageBytes);
+    expect(max).toBeLessThanOrEqual(MiB);
+    expect(settings.signals.maxMessageBytes).toBeLessThanOrEqual(max);
+    // Its DLQ must take whatever the queue holds.
+    expect(queueProps(template, 'SignalsDlq').MaximumMessageSize).toBe(max);
+  });
+
+  it('keeps a full scorer batch (batch size × MaximumMessageSize) under the 6 MB invocation payload', () => {
+    // Prepare
+    const template = synth();
+    const max = queueProps(template, 'Signals').MaximumMessageSize as number;
+
+    // Act
+    const mapping = Object.values(resourcesOf(template)).find(
+      (r) =>
+        r.Type === 'AWS::Lambda::EventSourceMapping' &&
+        JSON.stringify(r.Properties.FunctionName) ===
+          JSON.stringify(refOf(template, 'Scorer', 'AWS::Lambda::Function')),
     );
+    const batchSize = mapping?.Properties.BatchSize as number;
 
-    it('encrypts every queue and its DLQ, and refuses plain-HTTP access', () => {
-      const queues = ofType('AWS::SQS::Queue');
-      expect(queues).toHaveLength(4);
-      for (const [, q] of queues) expect(q.Properties.SqsManagedSseEnabled).toBe(true);
-      const policies = ofType('AWS::SQS::QueuePolicy');
-      const tlsDenied = policies.filter(([, p]) =>
-        JSON.stringify(p.Properties.PolicyDocument).includes('"aws:SecureTransport":"false"'),
-      );
-      expect(tlsDenied.length).toBe(4);
-    });
-
-    it('keeps dead letters for the longest time SQS allows', () => {
-      expect(queue('FileEventsDlq').MessageRetentionPeriod).toBe(settings.dlqRetentionDays * 86_400);
-      expect(queue('SignalsDlq').MessageRetentionPeriod).toBe(settings.dlqRetentionDays * 86_400);
-    });
-
-    it('sets the signals queue MaximumMessageSize explicitly, and the scorer batch fits the 6 MB payload', () => {
-      const max = queue('Signals').MaximumMessageSize as number;
-      expect(max).toBe(settings.signals.queueMaximumMessageBytes);
-      expect(max).toBeLessThanOrEqual(1024 * 1024);
-      expect(settings.signals.maxMessageBytes).toBeLessThanOrEqual(max);
-      const mapping = ofType('AWS::Lambda::EventSourceMapping').find(([, m]) =>
-        JSON.stringify(m.Properties.FunctionName).includes(logicalId('Scorer', 'AWS::Lambda::Function')),
-      );
-      const batchSize = mapping?.[1].Properties.BatchSize as number;
-      expect(batchSize * max).toBeLessThan(6 * 1000 * 1000);
-    });
+    // Assess
+    expect(batchSize).toBe(settings.signals.batchSize);
+    expect(batchSize * max).toBeLessThan(LAMBDA_PAYLOAD_BYTES);
   });
+});
 
-  describe('tables', () => {
-    it('keeps a ledger keyed by object and ETag, with a status index, on demand, PITR and SSE', () => {
-      template.hasResource('AWS::DynamoDB::Table', {
-        Properties: {
+describe('tables', () => {
+  it('keeps the ledger keyed by pk/sk with a byStatus index, on demand, with PITR and SSE, retained', () => {
+    // Prepare
+    const expected = {
+      KeySchema: [
+        { AttributeName: 'pk', KeyType: 'HASH' },
+        { AttributeName: 'sk', KeyType: 'RANGE' },
+      ],
+      AttributeDefinitions: Match.arrayWith([
+        { AttributeName: 'pk', AttributeType: 'S' },
+        { AttributeName: 'sk', AttributeType: 'S' },
+        { AttributeName: 'status', AttributeType: 'S' },
+        { AttributeName: 'updatedAt', AttributeType: 'S' },
+      ]),
+      BillingMode: 'PAY_PER_REQUEST',
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      SSESpecification: { SSEEnabled: true },
+      GlobalSecondaryIndexes: [
+        {
+          IndexName: settings.ledger.statusIndex,
           KeySchema: [
-            { AttributeName: 'pk', KeyType: 'HASH' },
-            { AttributeName: 'sk', KeyType: 'RANGE' },
+            { AttributeName: 'status', KeyType: 'HASH' },
+            { AttributeName: 'updatedAt', KeyType: 'RANGE' },
           ],
-          BillingMode: 'PAY_PER_REQUEST',
-          PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
-          SSESpecification: { SSEEnabled: true },
-          GlobalSecondaryIndexes: [
-            Match.objectLike({
-              IndexName: 'byStatus',
-              KeySchema: [
-                { AttributeName: 'status', KeyType: 'HASH' },
-                { AttributeName: 'updatedAt', KeyType: 'RANGE' },
-              ],
-            }),
-          ],
+          Projection: { ProjectionType: 'ALL' },
         },
-        DeletionPolicy: 'Retain',
-      });
-    });
-
-    it('keeps scores with a TTL attribute, on demand, PITR and SSE', () => {
-      template.hasResource('AWS::DynamoDB::Table', {
-        Properties: {
-          KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-          BillingMode: 'PAY_PER_REQUEST',
-          PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
-          SSESpecification: { SSEEnabled: true },
-          TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },
-        },
-        DeletionPolicy: 'Retain',
-      });
-    });
-  });
-
-  describe('functions', () => {
-    it.each([
-      ['S3Trigger', settings.functions.s3Trigger, ['SIGNALS_QUEUE_URL', 'LEDGER_TABLE', 'QUARANTINE_BUCKET']],
-      ['Scorer', settings.functions.scorer, ['SCORES_TABLE', 'QUARANTINE_BUCKET']],
-    ])(
-      '%s runs nodejs22.x on arm64 with its settings, its resources in env, and a log group',
-      (name, cfg, env) => {
-        const fn = resources[logicalId(name, 'AWS::Lambda::Function')]?.Properties ?? {};
-        expect(fn.Runtime).toBe('nodejs22.x');
-        expect(fn.Architectures).toEqual(['arm64']);
-        expect(fn.Timeout).toBe(cfg.timeoutSeconds);
-        expect(fn.MemorySize).toBe(cfg.memoryMb);
-        const variables = (fn.Environment as { Variables: Record<string, unknown> }).Variables;
-        expect(Object.keys(variables)).toEqual(
-          expect.arrayContaining([...env, 'NODE_OPTIONS', 'POWERTOOLS_SERVICE_NAME']),
-        );
-        expect(variables.NODE_OPTIONS).toBe('--enable-source-maps');
-        const logGroupId = (fn.LoggingConfig as { LogGroup: { Ref: string } }).LogGroup.Ref;
-        expect(resources[logGroupId]?.Properties.RetentionInDays).toBe(settings.logRetentionDays);
-      },
-    );
-
-    it('leaves the producers of the next issue out of the stack until they are built', () => {
-      expect(
-        ofType('AWS::Lambda::Function')
-          .map(([id]) => id)
-          .filter((id) => /Poller|Kafka/.test(id)),
-      ).toEqual([]);
-    });
-
-    it.each([
-      ['FileEvents', 'S3Trigger', settings.fileEvents.batchSize],
-      ['Signals', 'Scorer', settings.signals.batchSize],
-    ])(
-      '%s feeds %s with partial batch responses and the batch size from the settings',
-      (q, fn, batchSize) => {
-        template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
-          EventSourceArn: { 'Fn::GetAtt': [logicalId(q, 'AWS::SQS::Queue'), 'Arn'] },
-          FunctionName: { Ref: logicalId(fn, 'AWS::Lambda::Function') },
-          BatchSize: batchSize,
-          FunctionResponseTypes: ['ReportBatchItemFailures'],
-        });
-      },
-    );
-  });
-
-  describe('IAM', () => {
-    const statementsOf = (fnPrefix: string) => {
-      const fn = resources[logicalId(fnPrefix, 'AWS::Lambda::Function')];
-      const role = (fn?.Properties.Role as { 'Fn::GetAtt': string[] } | undefined)?.['Fn::GetAtt'][0];
-      return ofType('AWS::IAM::Policy')
-        .filter(([, p]) => JSON.stringify(p.Properties.Roles).includes(`"${role}"`))
-        .flatMap(
-          ([, p]) => (p.Properties.PolicyDocument as { Statement: Record<string, unknown>[] }).Statement,
-        );
+      ],
     };
-    const actions = (s: Record<string, unknown>) => [s.Action].flat() as string[];
 
-    it('grants no wildcard action and no wildcard resource to the pipeline functions', () => {
-      for (const fn of ['S3Trigger', 'Scorer']) {
-        for (const s of statementsOf(fn)) {
-          for (const a of actions(s)) expect(a).not.toMatch(/(^\*$)|(:\*$)/);
-          expect([s.Resource].flat()).not.toContain('*');
-        }
-      }
-    });
+    // Act
+    const template = synth();
 
-    it('lets the s3-trigger read only under incoming/ and write only under rejects/', () => {
-      const statements = statementsOf('S3Trigger');
-      const read = statements.find((s) => actions(s).includes('s3:GetObject'));
-      expect(JSON.stringify(read?.Resource)).toContain('/incoming/*');
-      const write = statements.find((s) => actions(s).includes('s3:PutObject'));
-      expect(JSON.stringify(write?.Resource)).toContain('/rejects/*');
-      expect(statements.some((s) => actions(s).includes('sqs:SendMessage'))).toBe(true);
-      expect(statements.some((s) => actions(s).includes('dynamodb:UpdateItem'))).toBe(true);
-    });
-
-    it('lets the scorer write scores and rejects, and read nothing from incoming/', () => {
-      const statements = statementsOf('Scorer');
-      expect(statements.some((s) => actions(s).includes('dynamodb:PutItem'))).toBe(true);
-      expect(statements.some((s) => actions(s).includes('s3:GetObject'))).toBe(false);
+    // Assess
+    expect(settings.ledger.statusIndex).toBe('byStatus');
+    template.hasResource('AWS::DynamoDB::Table', {
+      Properties: expected,
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
     });
   });
 
-  it('exports the outputs the CLI reads', () => {
-    for (const name of Object.values(OUTPUTS)) template.hasOutput(name, {});
+  it('keeps scores keyed by pk with a TTL on expiresAt, on demand, with PITR and SSE, retained', () => {
+    // Prepare
+    const expected = {
+      KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+      AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
+      BillingMode: 'PAY_PER_REQUEST',
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      SSESpecification: { SSEEnabled: true },
+      TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },
+    };
+
+    // Act
+    const template = synth();
+
+    // Assess
+    expect(settings.scoring.ttlAttribute).toBe('expiresAt');
+    template.hasResource('AWS::DynamoDB::Table', {
+      Properties: expected,
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+    });
+    template.resourceCountIs('AWS::DynamoDB::Table', 2);
+  });
+});
+
+describe('functions', () => {
+  const functions = [
+    ['S3Trigger', 's3-trigger', settings.functions.s3Trigger],
+    ['Scorer', 'scorer', settings.functions.scorer],
+  ] as const;
+
+  it.each(functions)(
+    '%s runs nodejs22.x on arm64 with the timeout and memory in the settings',
+    (id, _name, cfg) => {
+      // Prepare
+      const template = synth();
+
+      // Act
+      const fn = fnProps(template, id);
+
+      // Assess
+      expect(fn.Runtime).toBe('nodejs22.x');
+      expect(fn.Architectures).toEqual(['arm64']);
+      expect(fn.Handler).toBe('index.handler');
+      expect(fn.Timeout).toBe(cfg.timeoutSeconds);
+      expect(fn.MemorySize).toBe(cfg.memoryMb);
+    },
+  );
+
+  it.each(functions)('%s logs to its own log group kept for the retention in the settings', (id) => {
+    // Prepare
+    const template = synth();
+
+    // Act
+    const logGroup = (fnProps(template, id).LoggingConfig as { LogGroup: { Ref: string } }).LogGroup.Ref;
+
+    // Assess
+    expect(logGroup).toBe(logicalId(template, `${id}Logs`, 'AWS::Logs::LogGroup'));
+    expect(resourcesOf(template)[logGroup]?.Properties.RetentionInDays).toBe(settings.logRetentionDays);
+  });
+
+  it.each(functions)(
+    '%s gets source maps, its Powertools service name, the metrics namespace and the INFO log level',
+    (id, name) => {
+      // Prepare
+      const template = synth();
+
+      // Act
+      const env = (fnProps(template, id).Environment as { Variables: Json }).Variables;
+
+      // Assess
+      expect(env).toMatchObject({
+        NODE_OPTIONS: '--enable-source-maps',
+        POWERTOOLS_SERVICE_NAME: name,
+        POWERTOOLS_METRICS_NAMESPACE: settings.metricsNamespace,
+        LOG_LEVEL: 'INFO',
+      });
+    },
+  );
+
+  it('names the signals queue, the ledger and the quarantine bucket to the s3-trigger, and nothing else', () => {
+    // Prepare
+    const template = synth();
+
+    // Act
+    const env = (fnProps(template, 'S3Trigger').Environment as { Variables: Json }).Variables;
+
+    // Assess
+    expect(env.SIGNALS_QUEUE_URL).toEqual(refOf(template, 'Signals', 'AWS::SQS::Queue'));
+    expect(env.LEDGER_TABLE).toEqual(refOf(template, 'Ledger', 'AWS::DynamoDB::Table'));
+    expect(env.QUARANTINE_BUCKET).toEqual(refOf(template, 'IngestBucket', 'AWS::S3::Bucket'));
+    expect(env.SCORES_TABLE).toBeUndefined();
+  });
+
+  it('names the scores table and the quarantine bucket to the scorer, and nothing else', () => {
+    // Prepare
+    const template = synth();
+
+    // Act
+    const env = (fnProps(template, 'Scorer').Environment as { Variables: Json }).Variables;
+
+    // Assess
+    expect(env.SCORES_TABLE).toEqual(refOf(template, 'Scores', 'AWS::DynamoDB::Table'));
+    expect(env.QUARANTINE_BUCKET).toEqual(refOf(template, 'IngestBucket', 'AWS::S3::Bucket'));
+    expect(env.LEDGER_TABLE).toBeUndefined();
+    expect(env.SIGNALS_QUEUE_URL).toBeUndefined();
+  });
+
+  it('deploys only the s3-trigger and the scorer until the db-poller and kafka-consumer are wired', () => {
+    // Prepare
+    const template = synth();
+
+    // Act
+    const nodeFunctions = Object.values(resourcesOf(template)).filter(
+      (r) => r.Type === 'AWS::Lambda::Function' && r.Properties.Runtime === 'nodejs22.x',
+    );
+
+    // Assess
+    expect(nodeFunctions).toHaveLength(2);
+  });
+
+  it.each([
+    ['FileEvents', 'S3Trigger', settings.fileEvents],
+    ['Signals', 'Scorer', settings.signals],
+  ] as const)(
+    '%s feeds %s in batches from the settings, reporting partial batch failures',
+    (queue, fn, cfg) => {
+      // Prepare
+      const template = synth();
+
+      // Act
+      const expected = {
+        EventSourceArn: arnOf(template, queue, 'AWS::SQS::Queue'),
+        FunctionName: refOf(template, fn, 'AWS::Lambda::Function'),
+        BatchSize: cfg.batchSize,
+        MaximumBatchingWindowInSeconds: cfg.maxBatchingWindowSeconds,
+        FunctionResponseTypes: ['ReportBatchItemFailures'],
+      };
+
+      // Assess
+      template.hasResourceProperties('AWS::Lambda::EventSourceMapping', expected);
+      template.resourceCountIs('AWS::Lambda::EventSourceMapping', 2);
+    },
+  );
+});
+
+describe('IAM', () => {
+  it('grants no wildcard action ("*" or "service:*") in any identity policy of the stack', () => {
+    // Prepare
+    const template = synth();
+
+    // Act
+    const statements = Object.values(resourcesOf(template)).flatMap((r) => {
+      if (r.Type === 'AWS::IAM::Policy' || r.Type === 'AWS::IAM::ManagedPolicy') {
+        return (r.Properties.PolicyDocument as { Statement: Statement[] }).Statement;
+      }
+      if (r.Type === 'AWS::IAM::Role') {
+        const inline = (r.Properties.Policies ?? []) as { PolicyDocument: { Statement: Statement[] } }[];
+        return inline.flatMap((p) => p.PolicyDocument.Statement);
+      }
+      return [];
+    });
+
+    // Assess
+    expect(statements.length).toBeGreaterThan(0);
+    for (const s of statements) {
+      for (const action of actionsOf(s)) expect(action).not.toMatch(/\*/);
+    }
+  });
+
+  it.each(['S3Trigger', 'Scorer'])('grants %s no action on every resource ("*")', (fn) => {
+    // Prepare
+    const template = synth();
+
+    // Act
+    const resources = statementsOf(template, fn).flatMap((s) => [s.Resource].flat());
+
+    // Assess
+    expect(resources.length).toBeGreaterThan(0);
+    expect(resources).not.toContain('*');
+  });
+
+  it('lets the s3-trigger read objects and versions only under the incoming prefix', () => {
+    // Prepare
+    const template = synth();
+    const incoming = {
+      'Fn::Join': [
+        '',
+        [arnOf(template, 'IngestBucket', 'AWS::S3::Bucket'), `/${settings.bucket.incomingPrefix}*`],
+      ],
+    };
+
+    // Act
+    const reads = [
+      ...grantsOf(template, 'S3Trigger', 's3:GetObject'),
+      ...grantsOf(template, 'S3Trigger', 's3:GetObjectVersion'),
+    ];
+
+    // Assess
+    expect(reads.length).toBeGreaterThan(0);
+    for (const s of reads) expect(s.Resource).toEqual(incoming);
+  });
+
+  it.each(['S3Trigger', 'Scorer'])('lets %s write objects only under the rejects prefix', (fn) => {
+    // Prepare
+    const template = synth();
+    const rejects = {
+      'Fn::Join': [
+        '',
+        [arnOf(template, 'IngestBucket', 'AWS::S3::Bucket'), `/${settings.bucket.rejectsPrefix}*`],
+      ],
+    };
+
+    // Act
+    const writes = grantsOf(template, fn, 's3:PutObject');
+
+    // Assess
+    expect(writes).toHaveLength(1);
+    expect(writes[0]?.Resource).toEqual(rejects);
+    expect(actionsOf(writes[0] as Statement).sort()).toEqual(['s3:AbortMultipartUpload', 's3:PutObject']);
+  });
+
+  it('lets the s3-trigger read and write the ledger (and query its status index), and send signals', () => {
+    // Prepare
+    const template = synth();
+    const ledgerArn = arnOf(template, 'Ledger', 'AWS::DynamoDB::Table');
+
+    // Act
+    const ledger = grantsOf(template, 'S3Trigger', 'dynamodb:UpdateItem');
+    const send = grantsOf(template, 'S3Trigger', 'sqs:SendMessage');
+
+    // Assess
+    expect(ledger).toHaveLength(1);
+    expect(actionsOf(ledger[0] as Statement).sort()).toEqual([
+      'dynamodb:GetItem',
+      'dynamodb:PutItem',
+      'dynamodb:Query',
+      'dynamodb:UpdateItem',
+    ]);
+    expect(ledger[0]?.Resource).toEqual([
+      ledgerArn,
+      { 'Fn::Join': ['', [ledgerArn, `/index/${settings.ledger.statusIndex}`]] },
+    ]);
+    expect(send.map((s) => s.Resource)).toEqual([arnOf(template, 'Signals', 'AWS::SQS::Queue')]);
+    expect(grantsOf(template, 'S3Trigger', 'dynamodb:DeleteItem')).toEqual([]);
+  });
+
+  it('lets the scorer read and conditionally write scores, transactions included, on the scores table only', () => {
+    // Prepare
+    const template = synth();
+
+    // Act
+    const scores = grantsOf(template, 'Scorer', 'dynamodb:PutItem');
+
+    // Assess
+    expect(scores).toHaveLength(1);
+    expect(actionsOf(scores[0] as Statement).sort()).toEqual([
+      'dynamodb:BatchGetItem',
+      'dynamodb:ConditionCheckItem',
+      'dynamodb:GetItem',
+      'dynamodb:PutItem',
+      'dynamodb:UpdateItem',
+    ]);
+    expect(scores[0]?.Resource).toEqual(arnOf(template, 'Scores', 'AWS::DynamoDB::Table'));
+  });
+
+  it('gives the scorer no read of incoming files, no ledger access and no send to the signals queue', () => {
+    // Prepare
+    const template = synth();
+
+    // Act
+    const statements = statementsOf(template, 'Scorer');
+
+    // Assess
+    const ledgerArn = JSON.stringify(arnOf(template, 'Ledger', 'AWS::DynamoDB::Table'));
+    expect(statements.some((s) => actionsOf(s).includes('s3:GetObject'))).toBe(false);
+    expect(statements.some((s) => actionsOf(s).includes('sqs:SendMessage'))).toBe(false);
+    expect(statements.some((s) => JSON.stringify(s.Resource).includes(ledgerArn))).toBe(false);
+  });
+});
+
+describe('outputs', () => {
+  it('exports the names and URLs the CLI reads, under the names it expects', () => {
+    // Prepare
+    const template = synth();
+    const expected = {
+      BucketName: refOf(template, 'IngestBucket', 'AWS::S3::Bucket'),
+      FileEventsQueueUrl: refOf(template, 'FileEvents', 'AWS::SQS::Queue'),
+      FileEventsDlqUrl: refOf(template, 'FileEventsDlq', 'AWS::SQS::Queue'),
+      SignalsQueueUrl: refOf(template, 'Signals', 'AWS::SQS::Queue'),
+      SignalsDlqUrl: refOf(template, 'SignalsDlq', 'AWS::SQS::Queue'),
+      LedgerTableName: refOf(template, 'Ledger', 'AWS::DynamoDB::Table'),
+      ScoresTableName: refOf(template, 'Scores', 'AWS::DynamoDB::Table'),
+    };
+
+    // Act
+    const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
+
+    // Assess
+    expect(Object.values(OUTPUTS).sort()).toEqual(Object.keys(expected).sort());
+    for (const [name, value] of Object.entries(expected)) expect(outputs[name]?.Value).toEqual(value);
+  });
+});
+
+describe('PulseFunction', () => {
+  it('finds each handler at functions/<name>/handler.ts under the repository root', () => {
+    // Prepare
+    const names = ['s3-trigger', 'scorer', 'db-poller', 'kafka-consumer'] as const;
+
+    // Act
+    const entries = names.map((n) => handlerEntry(n));
+
+    // Assess
+    expect(entries).toEqual(names.map((n) => join(REPO_ROOT, 'functions', n, 'handler.ts')));
+    expect(existsSync(join(REPO_ROOT, 'package-lock.json'))).toBe(true);
+  });
+
+  it('bundles ESM for node22, minified with source maps and names, the AWS SDK included', () => {
+    // Prepare
+    const expected = {
+      target: 'node22',
+      minify: true,
+      sourceMap: true,
+      keepNames: true,
+      mainFields: ['module', 'main'],
+      externalModules: [],
+    };
+
+    // Act
+    const bundling = BUNDLING;
+
+    // Assess
+    expect(bundling).toMatchObject(expected);
+    expect(String(bundling.format)).toBe('esm');
+  });
+
+  it('gives the ESM bundle a working require through its banner', async () => {
+    // Prepare
+    const dir = mkdtempSync(join(tmpdir(), 'pulse-banner-'));
+    const module = join(dir, 'bundle.mjs');
+    writeFileSync(
+      module,
+      `${BUNDLING.banner}\nexport const path = require('node:path').posix.join('a', 'b');\n`,
+    );
+
+    // Act
+    const loaded = (await import(pathToFileURL(module).href)) as { path: string };
+
+    // Assess
+    expect(loaded.path).toBe('a/b');
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('refuses a log retention CloudWatch does not offer instead of picking another', () => {
+    // Prepare
+    const unsupported = 31;
+
+    // Act
+    const supported = retentionFor(settings.logRetentionDays);
+
+    // Assess
+    expect(supported).toBe(settings.logRetentionDays);
+    expect(() => retentionFor(unsupported)).toThrow('no 31-day retention');
+  });
+
+  it('adds a function with the shared defaults in a few lines, passing reserved concurrency through', () => {
+    // Prepare
+    const stack = new Stack(newApp(), 'Producers');
+    const cfg = settings.functions.dbPoller;
+
+    // Act
+    new PulseFunction(stack, 'DbPoller', {
+      name: 'db-poller',
+      timeoutSeconds: cfg.timeoutSeconds,
+      memoryMb: cfg.memoryMb,
+      reservedConcurrentExecutions: 1,
+      environment: { DB_MODE: settings.dbPoller.mode },
+    });
+
+    // Assess
+    Template.fromStack(stack).hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'nodejs22.x',
+      Architectures: ['arm64'],
+      Timeout: cfg.timeoutSeconds,
+      MemorySize: cfg.memoryMb,
+      ReservedConcurrentExecutions: 1,
+      Environment: {
+        Variables: Match.objectLike({
+          POWERTOOLS_SERVICE_NAME: 'db-poller',
+          DB_MODE: settings.dbPoller.mode,
+        }),
+      },
+    });
   });
 });
