@@ -1,10 +1,13 @@
 import { App } from 'aws-cdk-lib';
 import { settings } from '../shared/settings.ts';
+import { producersContext } from './producers.ts';
 import { PulseStack } from './pulse-stack.ts';
 
 /** The CDK app. Synthesizes offline: no lookups, no credentials, environment-agnostic. */
 const app = new App();
 new PulseStack(app, settings.stackName, {
-  description: 'Pulse Ingest: files into signals, scored exactly once',
+  description: 'Pulse Ingest: files, rows and messages into signals, scored exactly once',
+  // -c dbSecretArn=… -c dbVpcId=… -c dbSubnetIds=… -c dbSecurityGroupId=…; -c mskClusterArn=… or -c kafkaBootstrapServers=… -c kafkaSecretArn=…; -c kafkaTopic=…
+  ...producersContext((key) => app.node.tryGetContext(key)),
 });
 app.synth();

@@ -8,6 +8,7 @@ import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 import { settings, visibilityTimeoutFor } from '../shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
+import { type DatabaseContext, type KafkaContext, Producers } from './producers.ts';
 
 /** Names of the stack outputs; the CLI reads a deployed stack through them. */
 export const OUTPUTS = {
@@ -29,6 +30,10 @@ export const ENV = {
 } as const;
 
 export interface PulseStackProps extends StackProps {
+  /** The database the poller reads. @default none: the poller is deployed with its schedule disabled */
+  readonly database?: DatabaseContext;
+  /** The Kafka cluster and topic the consumer reads. @default none: no Kafka event source */
+  readonly kafka?: KafkaContext;
   /**
    * Keep the ingest bucket's server access logs in a bucket of their own.
    * @default true
@@ -59,6 +64,8 @@ export class PulseStack extends Stack {
   readonly scores: Table;
   readonly s3Trigger: PulseFunction;
   readonly scorer: PulseFunction;
+  /** The db-poller and the kafka-consumer. */
+  readonly producers: Producers;
 
   constructor(scope: Construct, id: string, props: PulseStackProps = {}) {
     super(scope, id, props);
@@ -175,6 +182,12 @@ export class PulseStack extends Stack {
         reportBatchItemFailures: true,
       }),
     );
+
+    this.producers = new Producers(this, 'Producers', {
+      resources: this,
+      ...(props.database ? { database: props.database } : {}),
+      ...(props.kafka ? { kafka: props.kafka } : {}),
+    });
 
     const out = (id: string, value: string, description: string) =>
       new CfnOutput(this, id, { value, description });

@@ -255,8 +255,10 @@ describe('queues', () => {
     const template = synth();
 
     // Assess
-    template.resourceCountIs('AWS::SQS::Queue', ids.length);
     for (const id of ids) expect(queueProps(template, id).SqsManagedSseEnabled).toBe(true);
+    for (const q of Object.values(resourcesOf(template)).filter((r) => r.Type === 'AWS::SQS::Queue')) {
+      expect(q.Properties.SqsManagedSseEnabled).toBe(true);
+    }
   });
 
   it('refuses plain-HTTP access to both queues and both DLQs', () => {
@@ -529,7 +531,7 @@ describe('functions', () => {
     expect(env.SIGNALS_QUEUE_URL).toBeUndefined();
   });
 
-  it('deploys only the s3-trigger and the scorer until the db-poller and kafka-consumer are wired', () => {
+  it('deploys the four pipeline functions', () => {
     // Prepare
     const template = synth();
 
@@ -539,7 +541,7 @@ describe('functions', () => {
     );
 
     // Assess
-    expect(nodeFunctions).toHaveLength(2);
+    expect(nodeFunctions).toHaveLength(4);
   });
 
   it.each([

@@ -1,0 +1,209 @@
+import { Duration, Fn } from 'aws-cdk-lib';
+import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
+import { type ISecurityGroup, type IVpc, SecurityGroup, Subnet, Vpc } from 'aws-cdk-lib/aws-ec2';
+import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import { StartingPosition } from 'aws-cdk-lib/aws-lambda';
+import {
+  AuthenticationMethod,
+  ManagedKafkaEventSource,
+  SelfManagedKafkaEventSource,
+  SqsDlq,
+} from 'aws-cdk-lib/aws-lambda-event-sources';
+import { Schedule, ScheduleExpression } from 'aws-cdk-lib/aws-scheduler';
+import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
+import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
+import { type IQueue, Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { settings } from '../shared/settings.ts';
+import { PulseFunction } from './constructs/pulse-function.ts';
+
+/**
+ * Where the database is, from context (`-c dbSecretArn=… -c dbVpcId=… -c dbSubnetIds=a,b -c dbSecurityGroupId=…`);
+ * never looked up, so synth stays offline.
+ */
+export interface DatabaseContext {
+  readonly secretArn: string;
+  readonly vpcId?: string;
+  readonly subnetIds?: readonly string[];
+  readonly securityGroupId?: string;
+}
+
+/** MSK (`-c mskClusterArn=… -c kafkaTopic=…`) or self-managed Kafka (`-c kafkaBootstrapServers=… -c kafkaTopic=… -c kafkaSecretArn=…`). */
+export type KafkaContext =
+  | { readonly kind: 'msk'; readonly clusterArn: string; readonly topic: string }
+  | {
+      readonly kind: 'self-managed';
+      readonly bootstrapServers: readonly string[];
+      readonly topic: string;
+      readonly secretArn: string;
+    };
+
+/** What the producers need of the stack: its resources, and grants that add the env var with the grant. */
+export interface ProducerResources {
+  readonly signals: IQueue;
+  readonly ledger: ITable;
+  grantSendSignals(fn: PulseFunction): void;
+  grantQuarantine(fn: PulseFunction): void;
+}
+
+export interface ProducersProps {
+  readonly resources: ProducerResources;
+  /** @default the poller is deployed with its schedule disabled */
+  readonly database?: DatabaseContext;
+  /** @default no Kafka event source */
+  readonly kafka?: KafkaContext;
+}
+
+/** The db-poller on an EventBridge Scheduler schedule, and the kafka-consumer behind its event source. */
+export class Producers extends Construct {
+  readonly dbPoller: PulseFunction;
+  readonly schedule: Schedule;
+  readonly kafkaConsumer: PulseFunction;
+  /** Kafka batches that still fail after the retries land here instead of blocking their partition. */
+  readonly kafkaFailures: Queue;
+
+  constructor(scope: Construct, id: string, props: ProducersProps) {
+    super(scope, id);
+    const { resources } = props;
+    const db = props.database;
+
+    let vpc: IVpc | undefined;
+    let securityGroups: ISecurityGroup[] | undefined;
+    if (db?.vpcId && db.subnetIds?.length) {
+      vpc = Vpc.fromVpcAttributes(this, 'DbVpc', {
+        vpcId: db.vpcId,
+        availabilityZones: Fn.getAzs(),
+        privateSubnetIds: [...db.subnetIds],
+      });
+      if (db.securityGroupId) {
+        securityGroups = [SecurityGroup.fromSecurityGroupId(this, 'DbSecurityGroup', db.securityGroupId)];
+      }
+    }
+
+    this.dbPoller = new PulseFunction(this, 'DbPoller', {
+      name: 'db-poller',
+      timeoutSeconds: settings.functions.dbPoller.timeoutSeconds,
+      memoryMb: settings.functions.dbPoller.memoryMb,
+      description: 'Scheduled: unprocessed rows (or rows past a watermark) → signals queue',
+      environment: {
+        DB_MODE: settings.dbPoller.mode,
+        DB_TABLE: settings.dbPoller.table,
+        DB_BATCH_SIZE: String(settings.dbPoller.batchSize),
+        // The RDS certificate authorities the Lambda runtime ships, so TLS to the database is verified.
+        NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
+        ...(db ? { DB_SECRET_ARN: db.secretArn } : {}),
+      },
+      ...(vpc
+        ? {
+            vpc,
+            vpcSubnets: {
+              subnets: (db?.subnetIds ?? []).map((s, i) => Subnet.fromSubnetId(this, `DbSubnet${i}`, s)),
+            },
+            ...(securityGroups ? { securityGroups } : {}),
+          }
+        : {}),
+    });
+    resources.grantSendSignals(this.dbPoller);
+    resources.grantQuarantine(this.dbPoller);
+    // Backpressure: the poller reads the signals queue's depth before each round.
+    this.dbPoller.addToRolePolicy(
+      new PolicyStatement({ actions: ['sqs:GetQueueAttributes'], resources: [resources.signals.queueArn] }),
+    );
+    // The watermark lives in the ledger table (item `watermark#<table>`), written conditionally.
+    this.dbPoller.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+        resources: [resources.ledger.tableArn],
+      }),
+    );
+    this.dbPoller.addEnvironment('WATERMARK_TABLE', resources.ledger.tableName);
+    if (db) Secret.fromSecretCompleteArn(this, 'DbSecret', db.secretArn).grantRead(this.dbPoller);
+
+    this.schedule = new Schedule(this, 'DbPollerSchedule', {
+      schedule: ScheduleExpression.rate(Duration.minutes(settings.dbPoller.scheduleRateMinutes)),
+      target: new LambdaInvoke(this.dbPoller, { retryAttempts: 0 }),
+      // Without a database the poller is deployed but never runs (see the README to enable it).
+      enabled: db !== undefined,
+      description: 'Polls the signals table for unprocessed rows',
+    });
+
+    this.kafkaFailures = new Queue(this, 'KafkaFailures', {
+      encryption: QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(settings.dlqRetentionDays),
+    });
+    this.kafkaConsumer = new PulseFunction(this, 'KafkaConsumer', {
+      name: 'kafka-consumer',
+      timeoutSeconds: settings.functions.kafkaConsumer.timeoutSeconds,
+      memoryMb: settings.functions.kafkaConsumer.memoryMb,
+      description: 'MSK / self-managed Kafka → decode, validate, pack → signals queue',
+    });
+    resources.grantSendSignals(this.kafkaConsumer);
+    resources.grantQuarantine(this.kafkaConsumer);
+
+    const k = props.kafka;
+    if (k) {
+      const common = {
+        topic: k.topic,
+        batchSize: settings.kafka.batchSize,
+        maxBatchingWindow: Duration.seconds(settings.kafka.maxBatchingWindowSeconds),
+        startingPosition: StartingPosition[settings.kafka.startingPosition],
+        // Kafka event sources retry a failing batch forever by default, stalling the partition.
+        retryAttempts: settings.kafka.maximumRetryAttempts,
+        bisectBatchOnError: true,
+        onFailure: new SqsDlq(this.kafkaFailures),
+      };
+      this.kafkaConsumer.addEventSource(
+        k.kind === 'msk'
+          ? new ManagedKafkaEventSource({ ...common, clusterArn: k.clusterArn })
+          : new SelfManagedKafkaEventSource({
+              ...common,
+              bootstrapServers: [...k.bootstrapServers],
+              secret: Secret.fromSecretCompleteArn(this, 'KafkaSecret', k.secretArn),
+              authenticationMethod: AuthenticationMethod.SASL_SCRAM_512_AUTH,
+            }),
+      );
+    }
+  }
+}
+
+/** Reads the producers' context from the app (`cdk synth -c key=value`). Throws on a half-given set. */
+export function producersContext(get: (key: string) => unknown): {
+  database?: DatabaseContext;
+  kafka?: KafkaContext;
+} {
+  const str = (key: string) => {
+    const v = get(key);
+    return typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined;
+  };
+  const list = (key: string) =>
+    str(key)
+      ?.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+  const out: { database?: DatabaseContext; kafka?: KafkaContext } = {};
+  const secretArn = str('dbSecretArn');
+  if (secretArn) {
+    const vpcId = str('dbVpcId');
+    const subnetIds = list('dbSubnetIds');
+    if (vpcId && !subnetIds?.length) throw new Error('-c dbVpcId needs -c dbSubnetIds=subnet-a,subnet-b');
+    const securityGroupId = str('dbSecurityGroupId');
+    out.database = {
+      secretArn,
+      ...(vpcId ? { vpcId } : {}),
+      ...(subnetIds ? { subnetIds } : {}),
+      ...(securityGroupId ? { securityGroupId } : {}),
+    };
+  }
+  const topic = str('kafkaTopic') ?? settings.kafka.topic;
+  const clusterArn = str('mskClusterArn');
+  const bootstrap = list('kafkaBootstrapServers');
+  if (clusterArn) out.kafka = { kind: 'msk', clusterArn, topic };
+  else if (bootstrap?.length) {
+    const kafkaSecret = str('kafkaSecretArn');
+    if (!kafkaSecret)
+      throw new Error('-c kafkaBootstrapServers needs -c kafkaSecretArn (SASL/SCRAM credentials)');
+    out.kafka = { kind: 'self-managed', bootstrapServers: bootstrap, topic, secretArn: kafkaSecret };
+  }
+  return out;
+}
