@@ -195,7 +195,7 @@ export class Ledger {
   /** Extends the lease and records progress. Throws LeaseLostError if another worker took it. */
   async heartbeat(file: FileRef, owner: string, stats: FileStats): Promise<void> {
     const now = this.#now();
-    await this.#ownedUpdate(file, owner, 'SET leaseExpiresAt = :expires, updatedAt = :iso, ' + STATS_SET, {
+    await this.#ownedUpdate(file, owner, `SET leaseExpiresAt = :expires, updatedAt = :iso, ${STATS_SET}`, {
       ':expires': now + this.#opts.leaseSeconds * 1000,
       ':iso': new Date(now).toISOString(),
       ...statsValues(stats),

@@ -53,7 +53,12 @@ describe('config', () => {
 });
 
 describe('producer config', () => {
-  const base = { SIGNALS_QUEUE_URL: 'q', DB_SECRET_ARN: 'arn:secret', WATERMARK_TABLE: 'ledger', QUARANTINE_BUCKET: 'b' };
+  const base = {
+    SIGNALS_QUEUE_URL: 'q',
+    DB_SECRET_ARN: 'arn:secret',
+    WATERMARK_TABLE: 'ledger',
+    QUARANTINE_BUCKET: 'b',
+  };
 
   it('defaults the db-poller to the seeds table in mark mode with TLS on', async () => {
     const { loadDbPollerConfig } = await import('../../../shared/config.ts');
