@@ -31,6 +31,12 @@ export const METRIC = {
   anomalies: 'Anomalies',
   scoringLatency: 'ScoringLatency',
   seriesConflicts: 'SeriesConflicts',
+  rowsPolled: 'RowsPolled',
+  rowsSent: 'RowsSent',
+  rowsRejected: 'RowsRejected',
+  pollerBackpressureStops: 'PollerBackpressureStops',
+  pollerTimeBudgetStops: 'PollerTimeBudgetStops',
+  watermarkConflicts: 'WatermarkConflicts',
   kafkaRecordsDecoded: 'KafkaRecordsDecoded',
   kafkaRecordsQuarantined: 'KafkaRecordsQuarantined',
 } as const;

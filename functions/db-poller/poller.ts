@@ -2,7 +2,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { DbPollerConfig } from '../../shared/config.ts';
-import { type Logger, type Metrics, MetricUnit } from '../../shared/observability.ts';
+import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/observability.ts';
 import { putRejects, type RejectEntry, rejectsKey } from '../../shared/quarantine.ts';
 import { type SenderOptions, SignalSender } from '../../shared/sender.ts';
 import { normaliseSignal, type Signal } from '../../shared/signal.ts';
@@ -29,16 +29,6 @@ export interface DbSession extends DbClient {
 export interface DbPool extends DbClient {
   connect(): Promise<DbSession>;
 }
-
-/** Metric names of the poller (candidates for `METRIC` in shared/observability.ts). */
-export const POLLER_METRIC = {
-  rowsPolled: 'RowsPolled',
-  rowsSent: 'RowsSent',
-  rowsRejected: 'RowsRejected',
-  backpressureStops: 'PollerBackpressureStops',
-  timeBudgetStops: 'PollerTimeBudgetStops',
-  watermarkConflicts: 'WatermarkConflicts',
-} as const;
 
 export type PollerConfig = Pick<
   DbPollerConfig,
@@ -112,13 +102,13 @@ export async function poll(deps: PollerDeps): Promise<PollSummary> {
   for (;;) {
     if (now() >= deadline) {
       stoppedBy = 'time-budget';
-      metrics.addMetric(POLLER_METRIC.timeBudgetStops, MetricUnit.Count, 1);
+      metrics.addMetric(METRIC.pollerTimeBudgetStops, MetricUnit.Count, 1);
       break;
     }
     const depth = await queueDepth(deps.sqs, config.signalsQueueUrl);
     if (depth > config.maxQueueDepth) {
       stoppedBy = 'backpressure';
-      metrics.addMetric(POLLER_METRIC.backpressureStops, MetricUnit.Count, 1);
+      metrics.addMetric(METRIC.pollerBackpressureStops, MetricUnit.Count, 1);
       logger.warn('Signals queue is deep; stopping early', { depth, maxQueueDepth: config.maxQueueDepth });
       break;
     }
@@ -136,7 +126,7 @@ export async function poll(deps: PollerDeps): Promise<PollSummary> {
     rejected += round.rejected;
     if (round.lostRace) {
       stoppedBy = 'lost-race';
-      metrics.addMetric(POLLER_METRIC.watermarkConflicts, MetricUnit.Count, 1);
+      metrics.addMetric(METRIC.watermarkConflicts, MetricUnit.Count, 1);
       logger.info('Another poller advanced the watermark first; stopping');
       break;
     }
@@ -310,8 +300,8 @@ async function sendRows(
       first: { ref: first.ref, reason: first.reason },
     });
   }
-  metrics.addMetric(POLLER_METRIC.rowsPolled, MetricUnit.Count, rows.length);
-  metrics.addMetric(POLLER_METRIC.rowsSent, MetricUnit.Count, valid.length);
-  if (rejects.length > 0) metrics.addMetric(POLLER_METRIC.rowsRejected, MetricUnit.Count, rejects.length);
+  metrics.addMetric(METRIC.rowsPolled, MetricUnit.Count, rows.length);
+  metrics.addMetric(METRIC.rowsSent, MetricUnit.Count, valid.length);
+  if (rejects.length > 0) metrics.addMetric(METRIC.rowsRejected, MetricUnit.Count, rejects.length);
   return { rows: rows.length, sent: valid.length, rejected: rejects.length };
 }
