@@ -70,9 +70,9 @@ export type ResourceClients = Pick<AwsClients, 's3' | 'sqs' | 'ddb'>;
 const DAY_SECONDS = 86_400;
 
 /** Name of the ledger's index on status (partition) and updatedAt (sort). */
-export const LEDGER_STATUS_INDEX = 'byStatus';
+export const LEDGER_STATUS_INDEX = settings.ledger.statusIndex;
 /** Attribute the scores table expires items on (DynamoDB TTL, epoch seconds). */
-export const SCORES_TTL_ATTRIBUTE = 'expiresAt';
+export const SCORES_TTL_ATTRIBUTE = settings.scoring.ttlAttribute;
 
 /** The consuming function's timeout, which the stack derives each queue's visibility timeout from. */
 const consumerTimeoutSeconds: Record<ConsumedQueue, number> = {
