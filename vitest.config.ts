@@ -16,7 +16,7 @@ export default defineConfig({
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
           setupFiles: ['test/setup/matchers.ts'],
-          globalSetup: ['test/setup/emulators.ts', 'test/setup/postgres.ts'],
+          globalSetup: ['test/setup/emulators.ts', 'test/setup/postgres.ts', 'test/setup/kafka.ts'],
           testTimeout: 120_000,
           hookTimeout: 300_000,
         },
