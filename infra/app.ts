@@ -9,5 +9,8 @@ new PulseStack(app, settings.stackName, {
   description: 'Pulse Ingest: files, rows and messages into signals, scored exactly once',
   // -c dbSecretArn=… -c dbVpcId=… -c dbSubnetIds=… -c dbSecurityGroupId=…; -c mskClusterArn=… or -c kafkaBootstrapServers=… -c kafkaSecretArn=…; -c kafkaTopic=…
   ...producersContext((key) => app.node.tryGetContext(key)),
+  ...(typeof app.node.tryGetContext('alarmEmail') === 'string'
+    ? { alarmEmail: app.node.tryGetContext('alarmEmail') }
+    : {}),
 });
 app.synth();

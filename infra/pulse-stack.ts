@@ -8,6 +8,7 @@ import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 import { settings, visibilityTimeoutFor } from '../shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
+import { Monitoring } from './monitoring.ts';
 import { type DatabaseContext, type KafkaContext, Producers } from './producers.ts';
 
 /** Names of the stack outputs; the CLI reads a deployed stack through them. */
@@ -19,6 +20,7 @@ export const OUTPUTS = {
   signalsDlq: 'SignalsDlqUrl',
   ledgerTable: 'LedgerTableName',
   scoresTable: 'ScoresTableName',
+  alarmTopic: 'AlarmTopicArn',
 } as const;
 
 /** Environment variables naming the resources a function uses; `shared/config.ts` reads them. */
@@ -34,6 +36,8 @@ export interface PulseStackProps extends StackProps {
   readonly database?: DatabaseContext;
   /** The Kafka cluster and topic the consumer reads. @default none: no Kafka event source */
   readonly kafka?: KafkaContext;
+  /** Subscribe this address to the alarm topic (`-c alarmEmail=…`). @default no subscription */
+  readonly alarmEmail?: string;
   /**
    * Keep the ingest bucket's server access logs in a bucket of their own.
    * @default true
@@ -66,6 +70,8 @@ export class PulseStack extends Stack {
   readonly scorer: PulseFunction;
   /** The db-poller and the kafka-consumer. */
   readonly producers: Producers;
+  /** Dashboard, alarms and the alarm topic. */
+  readonly monitoring: Monitoring;
 
   constructor(scope: Construct, id: string, props: PulseStackProps = {}) {
     super(scope, id, props);
@@ -189,6 +195,25 @@ export class PulseStack extends Stack {
       ...(props.kafka ? { kafka: props.kafka } : {}),
     });
 
+    this.monitoring = new Monitoring(this, 'Monitoring', {
+      fileEvents: this.fileEvents,
+      fileEventsDlq: this.fileEventsDlq,
+      signals: this.signals,
+      signalsDlq: this.signalsDlq,
+      kafkaFailures: this.producers.kafkaFailures,
+      ledger: this.ledger,
+      scores: this.scores,
+      functions: {
+        s3Trigger: this.s3Trigger,
+        scorer: this.scorer,
+        dbPoller: this.producers.dbPoller,
+        kafkaConsumer: this.producers.kafkaConsumer,
+      },
+      ...(props.alarmEmail ? { alarmEmail: props.alarmEmail } : {}),
+      pollerEnabled: props.database !== undefined,
+      kafkaEnabled: props.kafka !== undefined,
+    });
+
     const out = (id: string, value: string, description: string) =>
       new CfnOutput(this, id, { value, description });
     out(OUTPUTS.bucket, this.bucket.bucketName, 'Drop files under incoming/; rejects land under rejects/');
@@ -198,6 +223,7 @@ export class PulseStack extends Stack {
     out(OUTPUTS.signalsDlq, this.signalsDlq.queueUrl, 'Signal messages that could not be scored');
     out(OUTPUTS.ledgerTable, this.ledger.tableName, 'One item per object version');
     out(OUTPUTS.scoresTable, this.scores.tableName, 'Scores and series state');
+    out(OUTPUTS.alarmTopic, this.monitoring.topic.topicArn, 'Every alarm notifies this topic');
   }
 
   /** Read access to objects (and their versions) under the incoming prefix only. */

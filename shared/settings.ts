@@ -107,6 +107,21 @@ export const settings = {
     ttlAttribute: 'expiresAt',
   },
 
+  /** Alarm thresholds (CloudWatch, and the offline dashboard later). */
+  monitoring: {
+    /** A queue's oldest message older than this is an alarm (file-events, signals). */
+    maxMessageAgeSeconds: { fileEvents: 900, signals: 300 },
+    /** Function errors / throttles in one 5-minute period above this are an alarm. */
+    maxErrors: 0,
+    maxThrottles: 0,
+    /** Files ending FAILED in one 5-minute period above this are an alarm. */
+    maxFilesFailed: 0,
+    /** The poller is silent when it has not run successfully within this many schedule periods. */
+    pollerSilentPeriods: 3,
+    /** Kafka offset lag (records) above this is an alarm. */
+    maxKafkaOffsetLag: 10_000,
+  },
+
   dbPoller: {
     scheduleRateMinutes: 1,
     /** Rows claimed (mark) or read (watermark) per round trip. */

@@ -716,6 +716,9 @@ describe('outputs', () => {
       SignalsDlqUrl: refOf(template, 'SignalsDlq', 'AWS::SQS::Queue'),
       LedgerTableName: refOf(template, 'Ledger', 'AWS::DynamoDB::Table'),
       ScoresTableName: refOf(template, 'Scores', 'AWS::DynamoDB::Table'),
+      AlarmTopicArn: {
+        Ref: Object.keys(resourcesOf(template)).find((id) => id.startsWith('MonitoringAlarms')),
+      },
     };
 
     // Act

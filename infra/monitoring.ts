@@ -1,0 +1,245 @@
+import { Duration } from 'aws-cdk-lib';
+import {
+  Alarm,
+  ComparisonOperator,
+  type IMetric,
+  MathExpression,
+  Metric,
+  TreatMissingData,
+} from 'aws-cdk-lib/aws-cloudwatch';
+import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
+import type { Table } from 'aws-cdk-lib/aws-dynamodb';
+import { Alias } from 'aws-cdk-lib/aws-kms';
+import { Topic } from 'aws-cdk-lib/aws-sns';
+import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
+import type { Queue } from 'aws-cdk-lib/aws-sqs';
+import { MonitoringFacade, SnsAlarmActionStrategy } from 'cdk-monitoring-constructs';
+import { Construct } from 'constructs';
+import { METRIC } from '../shared/observability.ts';
+import { settings } from '../shared/settings.ts';
+import type { PulseFunction } from './constructs/pulse-function.ts';
+
+export interface MonitoringProps {
+  readonly fileEvents: Queue;
+  readonly fileEventsDlq: Queue;
+  readonly signals: Queue;
+  readonly signalsDlq: Queue;
+  readonly kafkaFailures: Queue;
+  readonly ledger: Table;
+  readonly scores: Table;
+  readonly functions: {
+    readonly s3Trigger: PulseFunction;
+    readonly scorer: PulseFunction;
+    readonly dbPoller: PulseFunction;
+    readonly kafkaConsumer: PulseFunction;
+  };
+  /** @default no email subscription */
+  readonly alarmEmail?: string;
+  /** The poller's schedule runs (a database was given): only then can it be silent. @default false */
+  readonly pollerEnabled?: boolean;
+  /** A Kafka event source exists: only then is there an offset lag. @default false */
+  readonly kafkaEnabled?: boolean;
+}
+
+const PERIOD = Duration.minutes(5);
+
+/** One Powertools (EMF) metric of one function: namespace from the settings, `service` the only dimension. */
+export function pulseMetric(name: string, service: string, statistic = 'Sum'): Metric {
+  return new Metric({
+    namespace: settings.metricsNamespace,
+    metricName: name,
+    dimensionsMap: { service },
+    statistic,
+    period: PERIOD,
+  });
+}
+
+/**
+ * The dashboard and the alarms, next to what they watch: cdk-monitoring-constructs for the standard
+ * queue, function and table widgets and alarms, and the pipeline's own metrics (files, records, rejects,
+ * scores, poller, Kafka) as business widgets. Every alarm notifies one SNS topic.
+ */
+export class Monitoring extends Construct {
+  readonly topic: Topic;
+  readonly facade: MonitoringFacade;
+  /** The alarms this construct declares itself (the facade's are in `facade.createdAlarms()`). */
+  readonly businessAlarms: Alarm[] = [];
+
+  constructor(scope: Construct, id: string, props: MonitoringProps) {
+    super(scope, id);
+    const m = settings.monitoring;
+    this.topic = new Topic(this, 'Alarms', {
+      displayName: 'Pulse Ingest alarms',
+      masterKey: Alias.fromAliasName(this, 'SnsKey', 'alias/aws/sns'),
+      enforceSSL: true,
+    });
+    if (props.alarmEmail) this.topic.addSubscription(new EmailSubscription(props.alarmEmail));
+
+    this.facade = new MonitoringFacade(this, 'Dashboard', {
+      alarmFactoryDefaults: {
+        alarmNamePrefix: settings.stackName,
+        actionsEnabled: true,
+        action: new SnsAlarmActionStrategy({ onAlarmTopic: this.topic }),
+        datapointsToAlarm: 1,
+      },
+      metricFactoryDefaults: {},
+    });
+    const f = this.facade;
+    f.addLargeHeader('Pulse Ingest');
+
+    // Business widgets: what went in, what came out.
+    f.monitorCustom({
+      alarmFriendlyName: 'Pipeline',
+      humanReadableName: 'Files, records and scores',
+      metricGroups: [
+        {
+          title: 'Files',
+          metrics: [METRIC.filesClaimed, METRIC.filesSucceeded, METRIC.filesFailed, METRIC.filesSkipped].map(
+            (n) => pulseMetric(n, 's3-trigger'),
+          ),
+        },
+        {
+          title: 'Records and rejects',
+          metrics: [
+            pulseMetric(METRIC.recordsIngested, 's3-trigger'),
+            pulseMetric(METRIC.recordsRejected, 's3-trigger'),
+            pulseMetric(METRIC.rowsSent, 'db-poller'),
+            pulseMetric(METRIC.rowsRejected, 'db-poller'),
+            pulseMetric(METRIC.kafkaRecordsDecoded, 'kafka-consumer'),
+            pulseMetric(METRIC.kafkaRecordsQuarantined, 'kafka-consumer'),
+          ],
+        },
+        {
+          title: 'Scorer throughput',
+          metrics: [
+            METRIC.signalsScored,
+            METRIC.signalsDuplicate,
+            METRIC.signalsRejected,
+            METRIC.anomalies,
+          ].map((n) => pulseMetric(n, 'scorer')),
+        },
+        {
+          title: 'Latency (ms)',
+          metrics: [
+            pulseMetric(METRIC.scoringLatency, 'scorer', 'p99'),
+            pulseMetric(METRIC.fileLatency, 's3-trigger', 'p99'),
+          ],
+        },
+        {
+          title: 'Poller',
+          metrics: [
+            pulseMetric(METRIC.rowsPolled, 'db-poller'),
+            pulseMetric(METRIC.pollerBackpressureStops, 'db-poller'),
+            pulseMetric(METRIC.pollerTimeBudgetStops, 'db-poller'),
+          ],
+        },
+        {
+          title: 'Kafka offset lag',
+          metrics: [this.kafkaLag(props.functions.kafkaConsumer.functionName)],
+        },
+      ],
+    });
+
+    // Queues: depth and oldest message age, and every DLQ alarms on its first message.
+    const queue = (q: Queue, dlq: Queue, name: string, maxAge?: number) =>
+      f.monitorSqsQueueWithDlq({
+        queue: q,
+        deadLetterQueue: dlq,
+        alarmFriendlyName: name,
+        humanReadableName: name,
+        ...(maxAge !== undefined
+          ? { addQueueMaxMessageAgeAlarm: { Critical: { maxAgeInSeconds: maxAge } } }
+          : {}),
+        addDeadLetterQueueMaxSizeAlarm: { Critical: { maxMessageCount: 0 } },
+      });
+    queue(props.fileEvents, props.fileEventsDlq, 'FileEvents', m.maxMessageAgeSeconds.fileEvents);
+    queue(props.signals, props.signalsDlq, 'Signals', m.maxMessageAgeSeconds.signals);
+    f.monitorSqsQueue({
+      queue: props.kafkaFailures,
+      alarmFriendlyName: 'KafkaFailures',
+      humanReadableName: 'Kafka batches that failed after retries',
+      addQueueMaxSizeAlarm: { Critical: { maxMessageCount: 0 } },
+    });
+
+    // Functions: invocations, errors, throttles, duration p99, concurrency.
+    for (const [name, fn] of Object.entries(props.functions)) {
+      f.monitorLambdaFunction({
+        lambdaFunction: fn,
+        alarmFriendlyName: name,
+        humanReadableName: name,
+        addFaultCountAlarm: { Critical: { maxErrorCount: m.maxErrors } },
+        addThrottlesCountAlarm: { Critical: { maxErrorCount: m.maxThrottles } },
+      });
+    }
+    f.monitorDynamoTable({
+      table: props.ledger,
+      alarmFriendlyName: 'Ledger',
+      humanReadableName: 'File ledger',
+    });
+    f.monitorDynamoTable({ table: props.scores, alarmFriendlyName: 'Scores', humanReadableName: 'Scores' });
+
+    // Business alarms.
+    this.alarm('FilesFailed', pulseMetric(METRIC.filesFailed, 's3-trigger'), {
+      threshold: m.maxFilesFailed,
+      description: 'Files ended FAILED: see the ledger (status FAILED) for what and where.',
+    });
+    if (props.pollerEnabled) {
+      const periods = m.pollerSilentPeriods;
+      const window = Duration.minutes(settings.dbPoller.scheduleRateMinutes * periods);
+      const ok = new MathExpression({
+        expression: 'invocations - errors',
+        usingMetrics: {
+          invocations: props.functions.dbPoller.metricInvocations({ period: window, statistic: 'Sum' }),
+          errors: props.functions.dbPoller.metricErrors({ period: window, statistic: 'Sum' }),
+        },
+        period: window,
+        label: 'successful poller runs',
+      });
+      this.alarm('PollerSilent', ok, {
+        threshold: 1,
+        comparison: ComparisonOperator.LESS_THAN_THRESHOLD,
+        missing: TreatMissingData.BREACHING,
+        description: `The db-poller has not run successfully in ${periods} schedule periods.`,
+      });
+    }
+    if (props.kafkaEnabled) {
+      this.alarm('KafkaOffsetLag', this.kafkaLag(props.functions.kafkaConsumer.functionName), {
+        threshold: m.maxKafkaOffsetLag,
+        description: 'The kafka-consumer is falling behind its topic.',
+      });
+    }
+  }
+
+  private kafkaLag(functionName: string): Metric {
+    return new Metric({
+      namespace: 'AWS/Lambda',
+      metricName: 'OffsetLag',
+      dimensionsMap: { FunctionName: functionName },
+      statistic: 'Maximum',
+      period: PERIOD,
+    });
+  }
+
+  private alarm(
+    id: string,
+    metric: IMetric,
+    opts: {
+      threshold: number;
+      description: string;
+      comparison?: ComparisonOperator;
+      missing?: TreatMissingData;
+    },
+  ): void {
+    const alarm = new Alarm(this, id, {
+      alarmName: `${settings.stackName}-${id}`,
+      alarmDescription: opts.description,
+      metric,
+      threshold: opts.threshold,
+      evaluationPeriods: 1,
+      comparisonOperator: opts.comparison ?? ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: opts.missing ?? TreatMissingData.NOT_BREACHING,
+    });
+    alarm.addAlarmAction(new SnsAction(this.topic));
+    this.businessAlarms.push(alarm);
+  }
+}
