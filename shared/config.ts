@@ -221,8 +221,10 @@ export interface KafkaConsumerConfig extends ClientConfig {
   readonly quarantineBucket: string;
   /** How record values are encoded. */
   readonly valueFormat: 'json' | 'avro' | 'protobuf';
-  /** The Avro schema (JSON text) or Protobuf descriptor needed for those formats. */
+  /** The Avro schema (JSON text) or the `.proto` text needed for those formats. */
   readonly valueSchema?: string;
+  /** Protobuf only: the fully qualified name of the value's message type, e.g. `pulse.Signal`. */
+  readonly valueMessageType?: string;
   readonly maxMessageBytes: number;
 }
 
@@ -237,6 +239,7 @@ export function loadKafkaConsumerConfig(env: Env = process.env): KafkaConsumerCo
         .enum(['json', 'avro', 'protobuf'], { error: 'KAFKA_VALUE_FORMAT must be json, avro or protobuf' })
         .default('json'),
       KAFKA_VALUE_SCHEMA: z.string().optional(),
+      KAFKA_VALUE_MESSAGE_TYPE: z.string().trim().optional(),
       SIGNALS_MAX_MESSAGE_BYTES: positiveInt('SIGNALS_MAX_MESSAGE_BYTES', settings.signals.maxMessageBytes),
     },
     env,
@@ -244,12 +247,18 @@ export function loadKafkaConsumerConfig(env: Env = process.env): KafkaConsumerCo
   if (c.KAFKA_VALUE_FORMAT !== 'json' && !c.KAFKA_VALUE_SCHEMA) {
     throw new ConfigError(`KAFKA_VALUE_SCHEMA is not set (needed for ${c.KAFKA_VALUE_FORMAT} values)`);
   }
+  if (c.KAFKA_VALUE_FORMAT === 'protobuf' && !c.KAFKA_VALUE_MESSAGE_TYPE) {
+    throw new ConfigError('KAFKA_VALUE_MESSAGE_TYPE is not set (needed for protobuf values)');
+  }
   return {
     s3ForcePathStyle: c.S3_FORCE_PATH_STYLE,
     signalsQueueUrl: c.SIGNALS_QUEUE_URL,
     quarantineBucket: c.QUARANTINE_BUCKET,
     valueFormat: c.KAFKA_VALUE_FORMAT,
     ...(c.KAFKA_VALUE_SCHEMA ? { valueSchema: c.KAFKA_VALUE_SCHEMA } : {}),
+    ...(c.KAFKA_VALUE_FORMAT === 'protobuf' && c.KAFKA_VALUE_MESSAGE_TYPE
+      ? { valueMessageType: c.KAFKA_VALUE_MESSAGE_TYPE }
+      : {}),
     maxMessageBytes: c.SIGNALS_MAX_MESSAGE_BYTES,
   };
 }

@@ -1,4 +1,5 @@
-import type { ConsumerRecord, SchemaConfig } from '@aws-lambda-powertools/kafka/types';
+import type { ConsumerRecord, SchemaConfig, SchemaMetadata } from '@aws-lambda-powertools/kafka/types';
+import type { IConversionOptions, Type } from 'protobufjs';
 import type { KafkaConsumerConfig } from '../../shared/config.ts';
 import { ConfigError } from '../../shared/errors.ts';
 import { settings } from '../../shared/settings.ts';
@@ -16,18 +17,15 @@ export type ValueFormat = KafkaConsumerConfig['valueFormat'];
  *   a JSON string look alike) and `console.error`s the base64 payload, which must stay out of the logs.
  * - avro: the utility decodes with avro-js; the schema is parsed here first, so a wrong schema stops
  *   the function at cold start instead of quarantining every record.
- * - protobuf: not wired (the utility needs a compiled protobufjs message type; the configuration holds
- *   only a schema string and no message type name).
+ * - protobuf: no value config either; {@link protobufValueType} and {@link withProtobufValues} decode the
+ *   value. The utility's protobuf deserializer (2.35.0) does `import { BufferReader } from 'protobufjs'`,
+ *   a named import from a CommonJS module that Node's ESM loader refuses, so it cannot even load outside
+ *   an esbuild bundle; and it hands back protobufjs message instances, not plain objects.
  */
 export async function kafkaSchemaConfig(
   config: Pick<KafkaConsumerConfig, 'valueFormat' | 'valueSchema'>,
 ): Promise<SchemaConfig | undefined> {
-  if (config.valueFormat === 'json') return undefined;
-  if (config.valueFormat === 'protobuf') {
-    throw new ConfigError(
-      'KAFKA_VALUE_FORMAT=protobuf is not supported yet: it needs a message type name next to KAFKA_VALUE_SCHEMA',
-    );
-  }
+  if (config.valueFormat !== 'avro') return undefined;
   const schema = config.valueSchema;
   if (!schema) throw new ConfigError('KAFKA_VALUE_SCHEMA is not set (needed for avro values)');
   const { default: avro } = await import('avro-js');
@@ -39,6 +37,148 @@ export async function kafkaSchemaConfig(
     });
   }
   return { value: { type: 'avro', schema } };
+}
+
+/** A protobuf message type parsed from the configured `.proto` text. */
+export type ProtobufValueType = Pick<Type, 'decode' | 'toObject' | 'fullName'>;
+
+/**
+ * Cold start: the configured protobuf message type, or undefined for other formats. The `.proto` is
+ * parsed with field names as written (`keepCase`) and every type resolved now, so a broken proto, an
+ * unknown message name or an unresolved field type stops the function instead of quarantining every
+ * record. Imports are not followed: the message and the types it uses must be in the one text.
+ */
+export async function protobufValueType(
+  config: Pick<KafkaConsumerConfig, 'valueFormat' | 'valueSchema' | 'valueMessageType'>,
+): Promise<ProtobufValueType | undefined> {
+  if (config.valueFormat !== 'protobuf') return undefined;
+  const { valueSchema: schema, valueMessageType: name } = config;
+  if (!schema) throw new ConfigError('KAFKA_VALUE_SCHEMA is not set (needed for protobuf values)');
+  if (!name) throw new ConfigError('KAFKA_VALUE_MESSAGE_TYPE is not set (needed for protobuf values)');
+  const { default: protobuf } = await import('protobufjs');
+  let root: InstanceType<typeof protobuf.Root>;
+  try {
+    root = protobuf.parse(schema, { keepCase: true }).root;
+    root.resolveAll();
+  } catch (err) {
+    throw new ConfigError(`KAFKA_VALUE_SCHEMA is not a valid .proto: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  // protobufjs also finds a bare or partial name in any package; only the fully qualified one is taken.
+  const wanted = `.${name.replace(/^\./, '')}`;
+  let type: Type | undefined;
+  let why = 'no such type';
+  try {
+    type = root.lookupType(name);
+  } catch (err) {
+    why = (err as Error).message;
+  }
+  if (type?.fullName !== wanted) {
+    const hint = type ? ` (did you mean ${type.fullName.slice(1)}?)` : `: ${why}`;
+    throw new ConfigError(
+      `KAFKA_VALUE_MESSAGE_TYPE ${name} is not a message type of KAFKA_VALUE_SCHEMA${hint}`,
+    );
+  }
+  return type;
+}
+
+/**
+ * How a decoded message becomes the plain object `normaliseSignal` reads, as for a JSON value:
+ * - longs as bigint: exact; `normaliseSignal` takes a bigint timestamp, refuses a `value` beyond 2^53
+ *   instead of rounding it, and keeps a large attribute as its decimal text;
+ * - enums by name, bytes as base64;
+ * - defaults on: a proto3 field without presence is never on the wire when zero, so `value: 0` must
+ *   come back as 0 rather than as "value is required" (fields in a oneof, proto3 `optional` included,
+ *   stay absent when unset).
+ */
+const TO_OBJECT: IConversionOptions = {
+  longs: BigInt,
+  enums: String,
+  bytes: String,
+  defaults: true,
+  oneofs: false,
+};
+
+/**
+ * The records with a `value` getter that decodes the protobuf message, lazily and per record like the
+ * utility's getters: a value that is not the message throws on access, and `decodeValue` quarantines it.
+ * `timestamp`, when absent from the wire (proto3: unset or 0), is left out so the record's Kafka
+ * timestamp applies, as for a JSON value without one.
+ */
+export function withProtobufValues(
+  records: readonly ConsumerRecord<unknown, unknown>[],
+  type: ProtobufValueType,
+): ConsumerRecord<unknown, unknown>[] {
+  return records.map(
+    (record) =>
+      Object.defineProperties(
+        {},
+        {
+          ...Object.getOwnPropertyDescriptors(record),
+          value: {
+            enumerable: true,
+            configurable: true,
+            get: () => decodeProtobuf(record.originalValue, record.valueSchemaMetadata, type),
+          },
+        },
+      ) as ConsumerRecord<unknown, unknown>,
+  );
+}
+
+function decodeProtobuf(
+  base64: string | null | undefined,
+  metadata: SchemaMetadata | undefined,
+  type: ProtobufValueType,
+): unknown {
+  if (base64 === null || base64 === undefined) return base64;
+  const buffer = Buffer.from(base64, 'base64');
+  let message: ReturnType<ProtobufValueType['decode']>;
+  try {
+    // A plain Uint8Array, not a Buffer: protobufjs's Buffer reader cuts a string that runs past the
+    // end short instead of failing, so a truncated value would decode.
+    const bytes = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+    message = type.decode(unframe(bytes, metadata));
+  } catch (err) {
+    throw new Error(`not a ${type.fullName.replace(/^\./, '')} message: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  const value = type.toObject(message, TO_OBJECT);
+  if (!Object.hasOwn(message, 'timestamp')) delete value.timestamp;
+  return value;
+}
+
+/**
+ * Skips what a schema registry leaves in front of the message when the event source mapping validates
+ * against one (`valueSchemaMetadata.schemaId` set; Lambda strips the magic byte and the schema id),
+ * as the Powertools utility does:
+ * - Glue (the id is a UUID): one varint, the message index;
+ * - Confluent (a numeric id): the message-index array, a zigzag varint count then that many zigzag
+ *   varints (a single 0 byte for the first message of the schema).
+ * Without a schema id the value is the bare message.
+ */
+function unframe(bytes: Uint8Array, metadata: SchemaMetadata | undefined): Uint8Array {
+  const schemaId = metadata?.schemaId;
+  if (schemaId === undefined || schemaId === '') return bytes;
+  if (schemaId.length > 10) return bytes.subarray(readVarint(bytes, 0).next);
+  const { value: zigzagCount, next } = readVarint(bytes, 0);
+  const count = (zigzagCount >>> 1) ^ -(zigzagCount & 1);
+  let at = next;
+  for (let i = 0; i < count; i++) at = readVarint(bytes, at).next;
+  return bytes.subarray(at);
+}
+
+/** One base-128 varint (up to 32 bits) at `at`. */
+function readVarint(bytes: Uint8Array, at: number): { value: number; next: number } {
+  let value = 0;
+  for (let i = 0; i < 5; i++) {
+    const byte = bytes[at + i];
+    if (byte === undefined) throw new Error('schema registry message index runs past the end of the value');
+    value |= (byte & 0x7f) << (7 * i);
+    if (byte < 0x80) return { value: value >>> 0, next: at + i + 1 };
+  }
+  throw new Error('schema registry message index is not a valid varint');
 }
 
 export type DecodeResult =

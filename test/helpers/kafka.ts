@@ -38,6 +38,11 @@ export interface KafkaRecordInput {
   /** @default 1_718_000_000_000 + offset */
   readonly timestamp?: number;
   readonly timestampType?: 'CREATE_TIME' | 'LOG_APPEND_TIME';
+  /**
+   * What the event source mapping adds when it validates against a schema registry: a numeric
+   * `schemaId` for Confluent, a UUID for Glue. Omitted from the record when undefined.
+   */
+  readonly valueSchemaMetadata?: { readonly dataFormat: string; readonly schemaId?: string };
 }
 
 export interface KafkaEventOptions {
@@ -76,6 +81,7 @@ export function kafkaEventFactory(
       headers: (input.headers ?? []).map((h) =>
         Object.fromEntries(Object.entries(h).map(([k, v]) => [k, [...Buffer.from(v, 'utf8')]])),
       ),
+      ...(input.valueSchemaMetadata ? { valueSchemaMetadata: { ...input.valueSchemaMetadata } } : {}),
     };
     grouped[group] ??= [];
     grouped[group].push(record);

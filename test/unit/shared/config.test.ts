@@ -88,4 +88,21 @@ describe('producer config', () => {
       'json',
     );
   });
+
+  it('needs the message type name next to the .proto for Protobuf Kafka values', async () => {
+    const { loadKafkaConsumerConfig } = await import('../../../shared/config.ts');
+    const protobuf = {
+      SIGNALS_QUEUE_URL: 'q',
+      QUARANTINE_BUCKET: 'b',
+      KAFKA_VALUE_FORMAT: 'protobuf',
+      KAFKA_VALUE_SCHEMA: 'syntax = "proto3"; package pulse; message Signal { string name = 1; }',
+    };
+    expect(() => loadKafkaConsumerConfig(protobuf)).toThrow(
+      new ConfigError('KAFKA_VALUE_MESSAGE_TYPE is not set (needed for protobuf values)'),
+    );
+    expect(loadKafkaConsumerConfig({ ...protobuf, KAFKA_VALUE_MESSAGE_TYPE: 'pulse.Signal' })).toMatchObject({
+      valueFormat: 'protobuf',
+      valueMessageType: 'pulse.Signal',
+    });
+  });
 });
