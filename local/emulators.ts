@@ -4,6 +4,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runInstallScript } from './install-script.ts';
 
 /**
  * The moto server (S3, SQS, DynamoDB) from TypeScript: install it into the repository's `.venv`, start
@@ -70,34 +71,21 @@ export async function ensureMotoInstalled(options: EnsureMotoOptions = {}): Prom
   const root = options.root ?? REPO_ROOT;
   const paths = motoPaths(root);
   if (isMotoInstalled(root)) return paths.motoServer;
-  const onOutput = options.onOutput ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const output: string[] = [];
-  const child = spawn('bash', [paths.script, 'install'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  const collect = (chunk: Buffer) => {
-    for (const line of chunk.toString('utf8').split('\n')) {
-      if (line.trim() === '') continue;
-      output.push(line);
-      onOutput(line);
-    }
-  };
-  child.stdout.on('data', collect);
-  child.stderr.on('data', collect);
-  const [code] = (await Promise.race([
-    once(child, 'exit'),
-    once(child, 'error').then(([err]) => {
-      throw new EmulatorUnavailableError(
-        `moto server is not installed and bash could not be run: ${err}. ${INSTALL_HINT}`,
-        {
-          cause: err,
-        },
-      );
-    }),
-  ])) as [number | null];
+  const run = await runInstallScript(paths.script, root, options.onOutput);
+  if (run.error) {
+    throw new EmulatorUnavailableError(
+      `moto server is not installed and bash could not be run: ${run.error}. ${INSTALL_HINT}`,
+      {
+        cause: run.error,
+      },
+    );
+  }
+  const { code } = run;
   if (code !== 0 || !existsSync(paths.motoServer)) {
     throw new EmulatorUnavailableError(
       `moto server (moto[server]==${MOTO_VERSION}) is missing: ${paths.motoServer} does not exist and ` +
         `'bash scripts/emulators.sh install' failed (exit ${code}).\n` +
-        `${output.slice(-10).join('\n')}\n${INSTALL_HINT}`,
+        `${run.tail.join('\n')}\n${INSTALL_HINT}`,
     );
   }
   return paths.motoServer;

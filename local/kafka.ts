@@ -14,6 +14,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, REPO_ROOT } from './emulators.ts';
+import { runInstallScript } from './install-script.ts';
 
 /**
  * A private Apache Kafka broker from TypeScript, for test setup and the offline runtime: Kafka 3.9 in
@@ -79,33 +80,20 @@ export async function ensureKafkaInstalled(options: EnsureKafkaOptions = {}): Pr
   const root = options.root ?? REPO_ROOT;
   const paths = kafkaPaths(root);
   if (isKafkaInstalled(root)) return paths.lib;
-  const onOutput = options.onOutput ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const output: string[] = [];
-  const child = spawn('bash', [paths.script, 'install'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  const collect = (chunk: Buffer) => {
-    for (const line of chunk.toString('utf8').split('\n')) {
-      if (line.trim() === '') continue;
-      output.push(line);
-      onOutput(line);
-    }
-  };
-  child.stdout.on('data', collect);
-  child.stderr.on('data', collect);
-  const [code] = (await Promise.race([
-    once(child, 'exit'),
-    once(child, 'error').then(([err]) => {
-      throw new KafkaUnavailableError(
-        `Kafka is not installed and bash could not be run: ${err}. ${INSTALL_HINT}`,
-        {
-          cause: err,
-        },
-      );
-    }),
-  ])) as [number | null];
+  const run = await runInstallScript(paths.script, root, options.onOutput);
+  if (run.error) {
+    throw new KafkaUnavailableError(
+      `Kafka is not installed and bash could not be run: ${run.error}. ${INSTALL_HINT}`,
+      {
+        cause: run.error,
+      },
+    );
+  }
+  const { code } = run;
   if (code !== 0 || !isKafkaInstalled(root)) {
     throw new KafkaUnavailableError(
       `Kafka ${KAFKA_VERSION} is missing from ${paths.lib} and 'bash scripts/kafka.sh install' failed (exit ${code}).\n` +
-        `${output.slice(-10).join('\n')}\n${INSTALL_HINT}`,
+        `${run.tail.join('\n')}\n${INSTALL_HINT}`,
     );
   }
   return paths.lib;
