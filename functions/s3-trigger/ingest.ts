@@ -1,7 +1,7 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { describeError, FileBusyError, isTransient, LeaseLostError } from '../../shared/errors.ts';
-import type { CompletedStats, FileRef, FileStats, Ledger } from '../../shared/ledger.ts';
+import type { CompletedStats, FileStats, Ledger } from '../../shared/ledger.ts';
 import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/observability.ts';
 import { QuarantineWriter, rejectsKey } from '../../shared/quarantine.ts';
 import { SignalSender } from '../../shared/sender.ts';
@@ -333,4 +333,3 @@ async function openRecords(
   return parseTextRecords(format.format, bytes, opts);
 }
 
-export type { FileRef };
