@@ -332,4 +332,3 @@ async function openRecords(
   }
   return parseTextRecords(format.format, bytes, opts);
 }
-
