@@ -21,6 +21,8 @@ PORT_FILE="$RUN_DIR/moto.port"
 LOG_FILE="$LOG_DIR/moto.log"
 HOST=127.0.0.1
 
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 say() { printf 'emulators: %s\n' "$*"; }
 die() {
   printf 'emulators: error: %s\n' "$*" >&2
@@ -162,16 +164,7 @@ cmd_stop() {
     say "moto not running (no live server in .pulse/run/moto.pid)"
     return 0
   fi
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do
-    kill -0 "$pid" 2>/dev/null || break
-    # A zombie (exited, not yet reaped by its parent) has stopped serving: done.
-    [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" = Z ] && break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null && [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" != Z ]; then
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
+  stop_pid "$pid" 5
   rm -f "$PID_FILE" "$PORT_FILE"
   say "moto stopped (pid $pid)"
 }

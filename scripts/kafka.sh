@@ -33,6 +33,8 @@ MVN="${MVN:-mvn}"
 # Marks our broker's command line, so that stop never touches another Java process.
 MARKER="-Dpulse.kafka=$BASE"
 
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 say() { printf 'kafka: %s\n' "$*"; }
 die() {
   printf 'kafka: error: %s\n' "$*" >&2
@@ -319,17 +321,7 @@ cmd_stop() {
     say "not running (no live broker in .pulse/run/kafka.pid)"
     return 0
   fi
-  kill -TERM "$pid" 2>/dev/null || true
-  # A controlled shutdown of a single node takes a few seconds.
-  for _ in $(seq 1 300); do
-    kill -0 "$pid" 2>/dev/null || break
-    [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" = Z ] && break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null && [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" != Z ]; then
-    say "pid $pid did not stop within 30 s: killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
+  stop_pid "$pid" 30
   rm -f "$PID_FILE" "$PORT_FILE"
   say "stopped (pid $pid)"
 }
