@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { DeleteMessageBatchCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import type { Context } from 'aws-lambda';
 import pg from 'pg';
@@ -11,6 +10,7 @@ import { lambdaContext } from '../../local/lambda-context.ts';
 import { resourceNames } from '../../local/names.ts';
 import { createResources, type LocalResources } from '../../local/resources.ts';
 import type { Signal } from '../../shared/signal.ts';
+import { countById, drainSignals as drainSignalsOf } from '../helpers/signals.ts';
 
 /**
  * The db-poller against a real PostgreSQL 15 (test/setup/postgres.ts) and moto (SQS, S3, DynamoDB,
@@ -66,40 +66,7 @@ describe('db-poller (PostgreSQL + moto)', () => {
   const invoke = (handler: Handler) =>
     handler({}, lambdaContext({ timeoutMs: 120_000, functionName: 'db-poller' }));
 
-  /** Receives and deletes every message on the signals queue; returns the signals they carry. */
-  const drainSignals = async (): Promise<Signal[]> => {
-    const signals: Signal[] = [];
-    for (let empty = 0; empty < 2; ) {
-      const out = await clients.sqs.send(
-        new ReceiveMessageCommand({
-          QueueUrl: resources.queues.signals.url,
-          MaxNumberOfMessages: 10,
-          WaitTimeSeconds: 0,
-          VisibilityTimeout: 60,
-        }),
-      );
-      const messages = out.Messages ?? [];
-      if (messages.length === 0) {
-        empty++;
-        continue;
-      }
-      empty = 0;
-      for (const m of messages)
-        signals.push(...(JSON.parse(m.Body ?? '{}') as { signals: Signal[] }).signals);
-      await clients.sqs.send(
-        new DeleteMessageBatchCommand({
-          QueueUrl: resources.queues.signals.url,
-          Entries: messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle })),
-        }),
-      );
-    }
-    return signals;
-  };
-  const countById = (signals: readonly Signal[]) => {
-    const counts = new Map<string, number>();
-    for (const s of signals) counts.set(s.id, (counts.get(s.id) ?? 0) + 1);
-    return counts;
-  };
+  const drainSignals = () => drainSignalsOf(clients.sqs, resources.queues.signals.url);
 
   beforeAll(async () => {
     const url = new URL(inject('postgresUrl'));

@@ -1,10 +1,5 @@
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import {
-  CreateQueueCommand,
-  DeleteMessageBatchCommand,
-  ReceiveMessageCommand,
-  SendMessageCommand,
-} from '@aws-sdk/client-sqs';
+import { CreateQueueCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { Context } from 'aws-lambda';
 import { type Admin, Kafka, logLevel, type Message, Partitioners, type Producer } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -17,7 +12,7 @@ import {
 } from '../../local/kafka-event-source.ts';
 import { resourceNames, uniquePrefix } from '../../local/names.ts';
 import { createResources, type LocalResources } from '../../local/resources.ts';
-import type { Signal } from '../../shared/signal.ts';
+import { countById, drainSignals as drainSignalsOf } from '../helpers/signals.ts';
 
 /**
  * The kafka-consumer against a real Kafka broker (test/setup/kafka.ts) and moto (SQS, S3): messages
@@ -112,41 +107,7 @@ describe('kafka-consumer (Kafka + moto)', () => {
     return source;
   };
 
-  /** Receives and deletes every message on the signals queue; returns the signals they carry. */
-  const drainSignals = async (): Promise<Signal[]> => {
-    const signals: Signal[] = [];
-    for (let empty = 0; empty < 2; ) {
-      const out = await clients.sqs.send(
-        new ReceiveMessageCommand({
-          QueueUrl: resources.queues.signals.url,
-          MaxNumberOfMessages: 10,
-          WaitTimeSeconds: 0,
-          VisibilityTimeout: 60,
-        }),
-      );
-      const messages = out.Messages ?? [];
-      if (messages.length === 0) {
-        empty++;
-        continue;
-      }
-      empty = 0;
-      for (const m of messages)
-        signals.push(...(JSON.parse(m.Body ?? '{}') as { signals: Signal[] }).signals);
-      await clients.sqs.send(
-        new DeleteMessageBatchCommand({
-          QueueUrl: resources.queues.signals.url,
-          Entries: messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle })),
-        }),
-      );
-    }
-    return signals;
-  };
-
-  const countById = (signals: readonly Signal[]) => {
-    const counts = new Map<string, number>();
-    for (const s of signals) counts.set(s.id, (counts.get(s.id) ?? 0) + 1);
-    return counts;
-  };
+  const drainSignals = () => drainSignalsOf(clients.sqs, resources.queues.signals.url);
 
   /** Every quarantine line under `rejects/kafka/<topic>/`, with the key it is in. */
   const quarantined = async (topic: string) => {
