@@ -1,10 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runInstallScript } from './install-script.ts';
+import { type InstallOptions, logTail, runInstallScript } from './install-script.ts';
 
 /**
  * The moto server (S3, SQS, DynamoDB) from TypeScript: install it into the repository's `.venv`, start
@@ -55,12 +55,7 @@ export function isMotoInstalled(root: string = REPO_ROOT): boolean {
     .some((d) => existsSync(join(lib, d, 'site-packages', `moto-${MOTO_VERSION}.dist-info`)));
 }
 
-export interface EnsureMotoOptions {
-  /** @default the repository root */
-  readonly root?: string;
-  /** Receives the install script's progress lines. @default written to stderr */
-  readonly onOutput?: (line: string) => void;
-}
+export type EnsureMotoOptions = InstallOptions;
 
 /**
  * Makes sure moto is installed in `.venv`, running `scripts/emulators.sh install` when it is not (on a
@@ -255,12 +250,4 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   await once(server, 'close');
   if (address === null || typeof address === 'string') throw new Error('could not find a free port');
   return address.port;
-}
-
-function logTail(file: string, lines = 15): string {
-  try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
 }

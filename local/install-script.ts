@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 
 /** What running one of the project's `scripts/*.sh install` steps gave. */
 export interface InstallRun {
@@ -35,4 +36,21 @@ export async function runInstallScript(
     once(child, 'error').then(([err]) => ({ code: null, error: err as Error })),
   ]);
   return { ...result, tail: output.slice(-10) };
+}
+
+/** Options of the `ensure…Installed` functions. */
+export interface InstallOptions {
+  /** @default the repository root */
+  readonly root?: string;
+  /** Receives the install script's progress lines. @default written to stderr */
+  readonly onOutput?: (line: string) => void;
+}
+
+/** The last lines of a server's log, for an error message; `(no log)` when there is none. */
+export function logTail(file: string, lines = 20): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
 }

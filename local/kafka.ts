@@ -1,20 +1,11 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, REPO_ROOT } from './emulators.ts';
-import { runInstallScript } from './install-script.ts';
+import { type InstallOptions, logTail, runInstallScript } from './install-script.ts';
 
 /**
  * A private Apache Kafka broker from TypeScript, for test setup and the offline runtime: Kafka 3.9 in
@@ -64,12 +55,7 @@ export function isKafkaInstalled(root: string = REPO_ROOT): boolean {
   }
 }
 
-export interface EnsureKafkaOptions {
-  /** @default the repository root */
-  readonly root?: string;
-  /** Receives the install script's progress lines. @default written to stderr */
-  readonly onOutput?: (line: string) => void;
-}
+export type EnsureKafkaOptions = InstallOptions;
 
 /**
  * Makes sure Kafka's jars are in `.pulse/kafka/lib`, running `scripts/kafka.sh install` when they are
@@ -383,14 +369,5 @@ export async function waitForKafka(brokers: string, timeoutMs = 10_000): Promise
   while (!(await isKafkaReady(brokers))) {
     if (Date.now() > deadline) throw new KafkaUnavailableError(`no Kafka broker answers at ${brokers}`);
     await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-function logTail(file: string, lines = 20): string {
-  try {
-    if (!existsSync(file)) return '(no log)';
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
   }
 }

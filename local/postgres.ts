@@ -1,18 +1,10 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import {
-  chownSync,
-  closeSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  rmSync,
-} from 'node:fs';
+import { chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { freePort, REPO_ROOT } from './emulators.ts';
+import { logTail } from './install-script.ts';
 
 /**
  * A private PostgreSQL server from TypeScript, for test setup and the offline runtime: a fresh data
@@ -276,13 +268,5 @@ export async function waitForPostgres(url: string, timeoutMs = 10_000): Promise<
   while (!(await isPostgresReady(url))) {
     if (Date.now() > deadline) throw new PostgresUnavailableError(`no PostgreSQL server answers at ${url}`);
     await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function logTail(file: string, lines = 15): string {
-  try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
   }
 }
