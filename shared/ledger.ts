@@ -204,23 +204,7 @@ export class Ledger {
 
   /** PROCESSING → SUCCESS, by the lease owner only. */
   async succeed(file: FileRef, owner: string, result: CompletedStats): Promise<void> {
-    const iso = new Date(this.#now()).toISOString();
-    await this.#ownedUpdate(
-      file,
-      owner,
-      `SET #status = :success, durationMs = :duration, updatedAt = :iso, finishedAt = :iso, ${STATS_SET}` +
-        (result.firstErrors.length ? ', firstErrors = :firstErrors' : '') +
-        (result.rejectsKey ? ', rejectsKey = :rejectsKey' : '') +
-        ' REMOVE leaseOwner, leaseExpiresAt',
-      {
-        ':success': 'SUCCESS',
-        ':duration': result.durationMs,
-        ':iso': iso,
-        ...statsValues(result),
-        ...(result.firstErrors.length ? { ':firstErrors': result.firstErrors } : {}),
-        ...(result.rejectsKey ? { ':rejectsKey': result.rejectsKey } : {}),
-      },
-    );
+    await this.#finish(file, owner, 'SUCCESS', result);
   }
 
   /**
@@ -232,25 +216,46 @@ export class Ledger {
     owner: string,
     failure: CompletedStats & { errorType: string; errorMessage: string; retryable: boolean },
   ): Promise<void> {
-    const iso = new Date(this.#now()).toISOString();
-    await this.#ownedUpdate(
+    await this.#finish(
       file,
       owner,
-      'SET #status = :failed, retryable = :retryable, errorType = :type, errorMessage = :msg,' +
-        ` durationMs = :duration, updatedAt = :iso, finishedAt = :iso, ${STATS_SET}` +
-        (failure.firstErrors.length ? ', firstErrors = :firstErrors' : '') +
-        (failure.rejectsKey ? ', rejectsKey = :rejectsKey' : '') +
-        ' REMOVE leaseOwner, leaseExpiresAt',
+      'FAILED',
+      failure,
+      'retryable = :retryable, errorType = :type, errorMessage = :msg, ',
       {
-        ':failed': 'FAILED',
         ':retryable': failure.retryable,
         ':type': failure.errorType,
         ':msg': failure.errorMessage,
-        ':duration': failure.durationMs,
+      },
+    );
+  }
+
+  /** Ends the owner's lease with a final status and the file's totals. */
+  async #finish(
+    file: FileRef,
+    owner: string,
+    status: 'SUCCESS' | 'FAILED',
+    result: CompletedStats,
+    extraSet = '',
+    extraValues: Record<string, unknown> = {},
+  ): Promise<void> {
+    const iso = new Date(this.#now()).toISOString();
+    const final = status === 'SUCCESS' ? ':success' : ':failed';
+    await this.#ownedUpdate(
+      file,
+      owner,
+      `SET #status = ${final}, ${extraSet}durationMs = :duration, updatedAt = :iso, finishedAt = :iso, ${STATS_SET}` +
+        (result.firstErrors.length ? ', firstErrors = :firstErrors' : '') +
+        (result.rejectsKey ? ', rejectsKey = :rejectsKey' : '') +
+        ' REMOVE leaseOwner, leaseExpiresAt',
+      {
+        [final]: status,
+        ':duration': result.durationMs,
         ':iso': iso,
-        ...statsValues(failure),
-        ...(failure.firstErrors.length ? { ':firstErrors': failure.firstErrors } : {}),
-        ...(failure.rejectsKey ? { ':rejectsKey': failure.rejectsKey } : {}),
+        ...extraValues,
+        ...statsValues(result),
+        ...(result.firstErrors.length ? { ':firstErrors': result.firstErrors } : {}),
+        ...(result.rejectsKey ? { ':rejectsKey': result.rejectsKey } : {}),
       },
     );
   }
