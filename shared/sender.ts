@@ -39,6 +39,8 @@ export class SignalSender {
   readonly #sqs: SQSClient;
   readonly #queueUrl: string;
   readonly #head: string;
+  /** Bytes of a message around its signals: the head and the closing `]}`. */
+  readonly #overhead: number;
   readonly #maxMessageBytes: number;
   readonly #maxBatchBytes: number;
   readonly #maxEntries: number;
@@ -56,6 +58,7 @@ export class SignalSender {
     this.#sqs = sqs;
     this.#queueUrl = queueUrl;
     this.#head = `{"v":1,"origin":${JSON.stringify(origin)},"signals":[`;
+    this.#overhead = Buffer.byteLength(this.#head) + 2;
     this.#maxMessageBytes = (opts.maxMessageBytes ?? settings.signals.maxMessageBytes) - MESSAGE_SLACK;
     this.#maxBatchBytes = opts.maxBatchBytes ?? settings.signals.maxBatchBytes;
     this.#maxEntries = opts.maxEntries ?? settings.signals.maxEntriesPerBatch;
@@ -68,7 +71,7 @@ export class SignalSender {
   async add(signal: Signal): Promise<void> {
     const json = JSON.stringify(signal);
     const bytes = Buffer.byteLength(json);
-    const overhead = Buffer.byteLength(this.#head) + 2;
+    const overhead = this.#overhead;
     if (bytes + overhead > this.#maxMessageBytes) {
       throw new PermanentError(`signal ${signal.id} is ${bytes} bytes, more than a message can carry`);
     }
