@@ -20,6 +20,7 @@ export const OUTPUTS = {
   signalsDlq: 'SignalsDlqUrl',
   ledgerTable: 'LedgerTableName',
   scoresTable: 'ScoresTableName',
+  kafkaFailuresQueue: 'KafkaFailuresQueueUrl',
   alarmTopic: 'AlarmTopicArn',
 } as const;
 
@@ -223,6 +224,11 @@ export class PulseStack extends Stack {
     out(OUTPUTS.signalsDlq, this.signalsDlq.queueUrl, 'Signal messages that could not be scored');
     out(OUTPUTS.ledgerTable, this.ledger.tableName, 'One item per object version');
     out(OUTPUTS.scoresTable, this.scores.tableName, 'Scores and series state');
+    out(
+      OUTPUTS.kafkaFailuresQueue,
+      this.producers.kafkaFailures.queueUrl,
+      'Kafka batches that failed every retry (on-failure destination)',
+    );
     out(OUTPUTS.alarmTopic, this.monitoring.topic.topicArn, 'Every alarm notifies this topic');
   }
 

@@ -97,6 +97,13 @@ export interface StartMotoOptions {
   readonly logFile?: string;
   /** @default 30_000 */
   readonly readyTimeoutMs?: number;
+  /**
+   * Keep S3, SQS and DynamoDB state in this file: loaded at start, written when the server is
+   * stopped with SIGTERM (scripts/moto_server.py). @default none: state lives in memory only
+   */
+  readonly stateFile?: string;
+  /** Let the server outlive this Node process (`pulse local up --detach`). @default false */
+  readonly detached?: boolean;
 }
 
 export interface MotoServer {
@@ -156,9 +163,11 @@ async function startOn(
     // Through scripts/moto_server.py: moto itself, with TransactWriteItems made fast and isolated.
     const python = join(motoServer, '..', 'python');
     const launcher = join(root, 'scripts', 'moto_server.py');
-    child = spawn(python, [launcher, '-H', host, '-p', String(port)], {
+    const state = options.stateFile ? ['--state', options.stateFile] : [];
+    child = spawn(python, [launcher, ...state, '-H', host, '-p', String(port)], {
       cwd: root,
       stdio: ['ignore', fd, fd],
+      detached: options.detached ?? false,
     });
   } finally {
     closeSync(fd);
@@ -166,7 +175,7 @@ async function startOn(
   const killOnExit = () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   };
-  process.once('exit', killOnExit);
+  if (!options.detached) process.once('exit', killOnExit);
   const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
 
   const endpoint = `http://${host}:${port}`;
@@ -212,6 +221,7 @@ async function startOn(
     await new Promise((r) => setTimeout(r, 50));
   }
   if (child.pid === undefined) throw new EmulatorUnavailableError('moto server started without a pid');
+  if (options.detached) child.unref();
   return { endpoint, port, pid: child.pid, logFile, stop: () => stop() };
 }
 

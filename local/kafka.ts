@@ -1,6 +1,15 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -98,6 +107,13 @@ export interface StartKafkaOptions {
   readonly brokerConfig?: Readonly<Record<string, string>>;
   /** @default 60_000 */
   readonly readyTimeoutMs?: number;
+  /**
+   * A folder kept across runs (the offline run's `.pulse/local/kafka`): storage formatted on first
+   * use, reused afterwards, never removed by stop(). @default a fresh folder, removed by stop()
+   */
+  readonly dir?: string;
+  /** Let the broker outlive this Node process (`pulse local up --detach`). @default false */
+  readonly detached?: boolean;
 }
 
 export interface KafkaBroker {
@@ -178,11 +194,13 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
     const port = options.port ?? (await freePort());
     let controllerPort = await freePort();
     while (controllerPort === port) controllerPort = await freePort();
-    const dir = mkdtempSync(join(base, 'tmp-'));
+    const keep = options.dir !== undefined;
+    if (keep) mkdirSync(options.dir, { recursive: true });
+    const dir = options.dir ?? mkdtempSync(join(base, 'tmp-'));
     try {
-      return await startOn({ java, lib, dir, port, controllerPort, options });
+      return await startOn({ java, lib, dir, port, controllerPort, options, keep });
     } catch (err) {
-      rmSync(dir, { recursive: true, force: true });
+      if (!keep) rmSync(dir, { recursive: true, force: true });
       lastError = err;
       if (!(err instanceof PortInUseError)) break;
     }
@@ -192,46 +210,7 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
 
 class PortInUseError extends KafkaUnavailableError {}
 
-function jvmArgs(lib: string, log4jFile: string, dir: string): string[] {
-  return [
-    '-Xms128m',
-    '-Xmx512m',
-    '-XX:+UseG1GC',
-    '-XX:MaxGCPauseMillis=20',
-    '-Djava.awt.headless=true',
-    `-Dlog4j.configuration=file:${log4jFile}`,
-    // Marks the process as ours (ps shows which folder it belongs to).
-    `-Dpulse.kafka=${dir}`,
-    '-cp',
-    `${lib}/*`,
-  ];
-}
-
-async function startOn(args: {
-  java: string;
-  lib: string;
-  dir: string;
-  port: number;
-  controllerPort: number;
-  options: StartKafkaOptions;
-}): Promise<KafkaBroker> {
-  const { java, lib, dir, port, controllerPort, options } = args;
-  const log4jFile = join(dir, 'log4j.properties');
-  const propsFile = join(dir, 'server.properties');
-  const logFile = join(dir, 'kafka.log');
-  writeFileSync(log4jFile, LOG4J);
-  writeFileSync(
-    propsFile,
-    serverProperties({
-      port,
-      controllerPort,
-      logDir: join(dir, 'data'),
-      ...(options.brokerConfig ? { extra: options.brokerConfig } : {}),
-    }),
-  );
-  const jvm = jvmArgs(lib, log4jFile, dir);
-
-  // Storage: a fresh cluster id, formatted once for this folder.
+async function formatStorage(java: string, jvm: string[], dir: string, propsFile: string): Promise<void> {
   try {
     const { stdout } = await execFileAsync(java, [...jvm, 'kafka.tools.StorageTool', 'random-uuid'], {
       cwd: dir,
@@ -259,18 +238,67 @@ async function startOn(args: {
       { cause: err },
     );
   }
+}
+
+function jvmArgs(lib: string, log4jFile: string, dir: string): string[] {
+  return [
+    '-Xms128m',
+    '-Xmx512m',
+    '-XX:+UseG1GC',
+    '-XX:MaxGCPauseMillis=20',
+    '-Djava.awt.headless=true',
+    `-Dlog4j.configuration=file:${log4jFile}`,
+    // Marks the process as ours (ps shows which folder it belongs to).
+    `-Dpulse.kafka=${dir}`,
+    '-cp',
+    `${lib}/*`,
+  ];
+}
+
+async function startOn(args: {
+  java: string;
+  lib: string;
+  dir: string;
+  port: number;
+  controllerPort: number;
+  options: StartKafkaOptions;
+  keep: boolean;
+}): Promise<KafkaBroker> {
+  const { java, lib, dir, port, controllerPort, options, keep } = args;
+  const detached = options.detached ?? false;
+  const log4jFile = join(dir, 'log4j.properties');
+  const propsFile = join(dir, 'server.properties');
+  const logFile = join(dir, 'kafka.log');
+  writeFileSync(log4jFile, LOG4J);
+  writeFileSync(
+    propsFile,
+    serverProperties({
+      port,
+      controllerPort,
+      logDir: join(dir, 'data'),
+      ...(options.brokerConfig ? { extra: options.brokerConfig } : {}),
+    }),
+  );
+  const jvm = jvmArgs(lib, log4jFile, dir);
+
+  // Storage: a fresh cluster id, formatted once for this folder (a kept folder is formatted already).
+  if (!existsSync(join(dir, 'data', 'meta.properties'))) await formatStorage(java, jvm, dir, propsFile);
 
   const fd = openSync(logFile, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(java, [...jvm, 'kafka.Kafka', propsFile], { cwd: dir, stdio: ['ignore', fd, fd] });
+    child = spawn(java, [...jvm, 'kafka.Kafka', propsFile], {
+      cwd: dir,
+      stdio: ['ignore', fd, fd],
+      detached,
+    });
   } finally {
     closeSync(fd);
   }
   const killOnExit = () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   };
-  process.once('exit', killOnExit);
+  if (!detached) process.once('exit', killOnExit);
   const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
   const brokers = `127.0.0.1:${port}`;
 
@@ -285,7 +313,7 @@ async function startOn(args: {
         await exited;
         clearTimeout(timer);
       }
-      rmSync(dir, { recursive: true, force: true });
+      if (!keep) rmSync(dir, { recursive: true, force: true });
     })();
     return stopping;
   };
@@ -319,6 +347,7 @@ async function startOn(args: {
     await new Promise((r) => setTimeout(r, 200));
   }
   if (child.pid === undefined) throw new KafkaUnavailableError('Kafka started without a pid');
+  if (detached) child.unref();
   return { brokers, port, pid: child.pid, dir, logFile, stop };
 }
 

@@ -38,6 +38,13 @@ export interface StartPostgresOptions {
   readonly install?: boolean;
   /** @default 60_000 */
   readonly readyTimeoutMs?: number;
+  /**
+   * A folder kept across runs (the offline run's `.pulse/local/postgres`): initialised on first use,
+   * reused afterwards, never removed by stop(). @default a fresh folder under `.pulse/postgres`, removed by stop()
+   */
+  readonly dir?: string;
+  /** Let the server outlive this Node process (`pulse local up --detach`). @default false */
+  readonly detached?: boolean;
 }
 
 export interface PostgresServer {
@@ -108,28 +115,35 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
   }
   const user = owner();
   const base = join(root, '.pulse', 'postgres');
-  mkdirSync(base, { recursive: true });
-  const dir = mkdtempSync(join(base, 'tmp-'));
+  mkdirSync(options.dir ?? base, { recursive: true });
+  const keep = options.dir !== undefined;
+  const dir = options.dir ?? mkdtempSync(join(base, 'tmp-'));
   if (user) chownSync(dir, user.uid, user.gid);
   const dataDir = join(dir, 'data');
   const ids = user ? { uid: user.uid, gid: user.gid } : {};
+  const remove = () => {
+    if (!keep) rmSync(dir, { recursive: true, force: true });
+  };
   try {
-    execFileSync(
-      join(binDir, 'initdb'),
-      [
-        '-D',
-        dataDir,
-        '--username=postgres',
-        '--auth=trust',
-        '--encoding=UTF8',
-        '--locale=C.UTF-8',
-        '--no-sync',
-        '--no-instructions',
-      ],
-      { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], ...ids },
-    );
+    if (!existsSync(join(dataDir, 'PG_VERSION'))) {
+      rmSync(dataDir, { recursive: true, force: true });
+      execFileSync(
+        join(binDir, 'initdb'),
+        [
+          '-D',
+          dataDir,
+          '--username=postgres',
+          '--auth=trust',
+          '--encoding=UTF8',
+          '--locale=C.UTF-8',
+          '--no-sync',
+          '--no-instructions',
+        ],
+        { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], ...ids },
+      );
+    }
   } catch (err) {
-    rmSync(dir, { recursive: true, force: true });
+    remove();
     throw new PostgresUnavailableError(
       `initdb failed: ${(err as { stderr?: Buffer }).stderr?.toString().trim() ?? err}`,
       { cause: err },
@@ -141,13 +155,17 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
   for (let attempt = 1; attempt <= attempts; attempt++) {
     const port = options.port ?? (await freePort());
     try {
-      return await startOn(binDir, dir, dataDir, port, ids, options.readyTimeoutMs ?? 60_000);
+      return await startOn(binDir, dir, dataDir, port, ids, {
+        readyTimeoutMs: options.readyTimeoutMs ?? 60_000,
+        keep,
+        detached: options.detached ?? false,
+      });
     } catch (err) {
       lastError = err;
       if (!(err instanceof PortInUseError)) break;
     }
   }
-  rmSync(dir, { recursive: true, force: true });
+  remove();
   throw lastError;
 }
 
@@ -159,8 +177,9 @@ async function startOn(
   dataDir: string,
   port: number,
   ids: { uid?: number; gid?: number },
-  readyTimeoutMs: number,
+  opts: { readyTimeoutMs: number; keep: boolean; detached: boolean },
 ): Promise<PostgresServer> {
+  const { readyTimeoutMs } = opts;
   const logFile = join(dir, `postgres-${port}.log`);
   const fd = openSync(logFile, 'a');
   let child: ChildProcess;
@@ -185,7 +204,7 @@ async function startOn(
         '-c',
         'max_connections=200',
       ],
-      { cwd: dir, stdio: ['ignore', fd, fd], ...ids },
+      { cwd: dir, stdio: ['ignore', fd, fd], detached: opts.detached, ...ids },
     );
   } finally {
     closeSync(fd);
@@ -193,7 +212,7 @@ async function startOn(
   const killOnExit = () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   };
-  process.once('exit', killOnExit);
+  if (!opts.detached) process.once('exit', killOnExit);
   const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
 
@@ -209,7 +228,7 @@ async function startOn(
       await exited;
       clearTimeout(timer);
     }
-    rmSync(dir, { recursive: true, force: true });
+    if (!opts.keep) rmSync(dir, { recursive: true, force: true });
   };
 
   const deadline = Date.now() + readyTimeoutMs;
@@ -244,6 +263,7 @@ async function startOn(
     await new Promise((r) => setTimeout(r, 100));
   }
   if (child.pid === undefined) throw new PostgresUnavailableError('postgres started without a pid');
+  if (opts.detached) child.unref();
   return { url, port, pid: child.pid, dataDir, stop };
 }
 

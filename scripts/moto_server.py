@@ -4,10 +4,21 @@ moto 5.2.5 backs up a whole table (copy.deepcopy) once per item of every Transac
 a transaction gets slower as the table grows (measured: 3.2 s for 99 puts into a 2,500-item table),
 and concurrent transactions interleave. DynamoDB has neither problem. This launcher snapshots only
 the items a transaction touches, restores them when it is cancelled, and runs transactions one at a
-time. Everything else is moto as published. Usage: python moto_server.py -H 127.0.0.1 -p PORT
+time. Everything else is moto as published.
+
+With `--state FILE` (the offline run), the S3, SQS and DynamoDB state is loaded from FILE at start and
+written back to it when the server is stopped with SIGTERM or SIGINT, so `pulse local down` then `up`
+keeps the bucket, queues and tables (moto itself keeps everything in memory only).
+
+Usage: python moto_server.py [--state FILE] -H 127.0.0.1 -p PORT
 """
 
 import copy
+import copyreg
+import os
+import pickle
+import signal
+import sys
 import threading
 
 import moto.dynamodb.models as ddb_models
@@ -81,5 +92,54 @@ def _transact_write_items(self, transact_items):
 
 ddb_models.DynamoDBBackend.transact_write_items = _transact_write_items
 
+PERSISTED = ("s3", "sqs", "dynamodb")
+
+# Backends hold locks; a lock is pickled as a new, unlocked one.
+copyreg.pickle(type(threading.RLock()), lambda _lock: (threading.RLock, ()))
+copyreg.pickle(type(threading.Lock()), lambda _lock: (threading.Lock, ()))
+
+
+def _load_state(path):
+    from moto.backends import get_backend
+
+    if not os.path.exists(path):
+        return
+    with open(path, "rb") as f:
+        state = pickle.load(f)
+    for name, regions in state.items():
+        backend = get_backend(name)
+        backend.clear()
+        backend.update(regions)
+    print(f"moto_server: state loaded from {path}", file=sys.stderr, flush=True)
+
+
+def _save_state(path):
+    from moto.backends import get_backend
+
+    with _lock:
+        blob = pickle.dumps({name: dict(get_backend(name)) for name in PERSISTED})
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(blob)
+    os.replace(tmp, path)
+    print(f"moto_server: state saved to {path} ({len(blob)} bytes)", file=sys.stderr, flush=True)
+
+
+def _persist_to(path):
+    _load_state(path)
+
+    def stop(signum, _frame):
+        try:
+            _save_state(path)
+        finally:
+            os._exit(0 if signum == signal.SIGTERM else 130)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--state":
+        _persist_to(sys.argv[2])
+        del sys.argv[1:3]
     main()

@@ -716,6 +716,9 @@ describe('outputs', () => {
       SignalsDlqUrl: refOf(template, 'SignalsDlq', 'AWS::SQS::Queue'),
       LedgerTableName: refOf(template, 'Ledger', 'AWS::DynamoDB::Table'),
       ScoresTableName: refOf(template, 'Scores', 'AWS::DynamoDB::Table'),
+      KafkaFailuresQueueUrl: {
+        Ref: Object.keys(resourcesOf(template)).find((id) => /^ProducersKafkaFailures[0-9A-F]{8}$/.test(id)),
+      },
       AlarmTopicArn: {
         Ref: Object.keys(resourcesOf(template)).find((id) => id.startsWith('MonitoringAlarms')),
       },

@@ -1,0 +1,266 @@
+/**
+ * The pipeline's state as `pulse status` (and the offline dashboard) show it: the ledger, the scored
+ * and rejected counts, the queues and their DLQs. Works on the offline run and on a deployed stack
+ * alike (see target.ts); it reads, it never changes anything.
+ */
+
+import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
+import { ScanCommand, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
+import type { FileStatus, LedgerItem } from '../shared/ledger.ts';
+import { settings } from '../shared/settings.ts';
+import type { Endpoints, QueueName, Target } from './target.ts';
+
+export interface FileRow {
+  readonly key: string;
+  readonly etag: string;
+  readonly status: FileStatus;
+  readonly records: number;
+  readonly rejected: number;
+  /** `ErrorType: message` of a FAILED file, else null. */
+  readonly error: string | null;
+  readonly attempts: number;
+  readonly updatedAt: string;
+  readonly durationMs?: number;
+  readonly firstErrors?: readonly string[];
+}
+
+export interface QueueDepth {
+  readonly visible: number;
+  readonly inFlight: number;
+}
+
+export interface Anomaly {
+  readonly id: string;
+  readonly source: string;
+  readonly name: string;
+  readonly value: number;
+  readonly score: number;
+  readonly timestamp: string;
+  readonly scoredAt: string;
+}
+
+export interface PulseStatus {
+  /** Ledger entries, most recently updated first. */
+  readonly files: readonly FileRow[];
+  /** Distinct signals in the scores table (one score item per signal id). */
+  readonly scored: number;
+  /** Samples the series states hold: equals `scored` when nothing was counted twice. */
+  readonly seriesSamples: number;
+  readonly series: number;
+  readonly anomalies: number;
+  readonly recentAnomalies: readonly Anomaly[];
+  /** Rejected records per source: s3 from the ledger, the others from their quarantine objects. */
+  readonly rejected: {
+    readonly s3: number;
+    readonly db: number;
+    readonly kafka: number;
+    readonly scorer: number;
+  };
+  /** Messages in the DLQs (file events, signals, Kafka failures). */
+  readonly dlq: number;
+  readonly queues: Readonly<Record<QueueName, QueueDepth>>;
+  readonly ledger: Readonly<Record<FileStatus, number>>;
+  readonly endpoints: Endpoints;
+  readonly at: string;
+}
+
+const QUEUES: readonly QueueName[] = [
+  'fileEvents',
+  'fileEventsDlq',
+  'signals',
+  'signalsDlq',
+  'kafkaFailures',
+];
+const DLQS: readonly QueueName[] = ['fileEventsDlq', 'signalsDlq', 'kafkaFailures'];
+const RECENT_ANOMALIES = 20;
+
+/**
+ * Collects {@link PulseStatus} snapshots. Keeps the line counts of quarantine objects it has read
+ * (by key and ETag), so that polling it (the dashboard does) reads each object once.
+ */
+export class StatusCollector {
+  readonly #target: Target;
+  readonly #rejectLines = new Map<string, number>();
+
+  constructor(target: Target) {
+    this.#target = target;
+  }
+
+  async collect(): Promise<PulseStatus> {
+    const [ledgerItems, scores, queues, rejected] = await Promise.all([
+      this.#ledger(),
+      this.#scores(),
+      this.#queues(),
+      this.#rejects(),
+    ]);
+    const files = ledgerItems
+      .filter((i) => i.pk.startsWith('s3://'))
+      .map(toFileRow)
+      .sort((a, b) => b.updatedAt.localeCompare(a.updatedAt));
+    const ledger = { DISCOVERED: 0, PROCESSING: 0, SUCCESS: 0, FAILED: 0, SKIPPED: 0 } as Record<
+      FileStatus,
+      number
+    >;
+    for (const f of files) ledger[f.status] = (ledger[f.status] ?? 0) + 1;
+    return {
+      files,
+      scored: scores.scored,
+      seriesSamples: scores.seriesSamples,
+      series: scores.series,
+      anomalies: scores.anomalies.length,
+      recentAnomalies: scores.anomalies
+        .sort((a, b) => b.scoredAt.localeCompare(a.scoredAt))
+        .slice(0, RECENT_ANOMALIES),
+      rejected: { s3: files.reduce((n, f) => n + f.rejected, 0), ...rejected },
+      dlq: DLQS.reduce((n, q) => n + queues[q].visible + queues[q].inFlight, 0),
+      queues,
+      ledger,
+      endpoints: this.#target.endpoints,
+      at: new Date().toISOString(),
+    };
+  }
+
+  async #scan<T>(input: ScanCommandInput): Promise<T[]> {
+    const items: T[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await this.#target.clients.doc.send(
+        new ScanCommand({ ...input, ExclusiveStartKey: start, ConsistentRead: true }),
+      );
+      items.push(...((out.Items ?? []) as T[]));
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return items;
+  }
+
+  #ledger(): Promise<LedgerItem[]> {
+    return this.#scan<LedgerItem>({ TableName: this.#target.ledgerTable });
+  }
+
+  async #scores() {
+    type Item = {
+      pk: string;
+      count?: number;
+      anomaly?: boolean;
+      id?: string;
+      source?: string;
+      name?: string;
+      value?: number;
+      score?: number;
+      timestamp?: string;
+      scoredAt?: string;
+    };
+    const items = await this.#scan<Item>({
+      TableName: this.#target.scoresTable,
+      ProjectionExpression: 'pk, #count, anomaly, id, #source, #name, #value, score, #ts, scoredAt',
+      ExpressionAttributeNames: {
+        '#count': 'count',
+        '#source': 'source',
+        '#name': 'name',
+        '#value': 'value',
+        '#ts': 'timestamp',
+      },
+    });
+    let scored = 0;
+    let seriesSamples = 0;
+    let series = 0;
+    const anomalies: Anomaly[] = [];
+    for (const i of items) {
+      if (i.pk.startsWith('score#')) {
+        scored++;
+        if (i.anomaly === true) {
+          anomalies.push({
+            id: i.id ?? i.pk.slice('score#'.length),
+            source: i.source ?? '',
+            name: i.name ?? '',
+            value: Number(i.value),
+            score: Number(i.score),
+            timestamp: i.timestamp ?? '',
+            scoredAt: i.scoredAt ?? '',
+          });
+        }
+      } else if (i.pk.startsWith('series#')) {
+        series++;
+        seriesSamples += Number(i.count ?? 0);
+      }
+    }
+    return { scored, seriesSamples, series, anomalies };
+  }
+
+  async #queues(): Promise<Record<QueueName, QueueDepth>> {
+    const entries = await Promise.all(
+      QUEUES.map(async (q) => {
+        const out = await this.#target.clients.sqs.send(
+          new GetQueueAttributesCommand({
+            QueueUrl: this.#target.queues[q],
+            AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+          }),
+        );
+        const depth: QueueDepth = {
+          visible: Number(out.Attributes?.ApproximateNumberOfMessages ?? 0),
+          inFlight: Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0),
+        };
+        return [q, depth] as const;
+      }),
+    );
+    return Object.fromEntries(entries) as Record<QueueName, QueueDepth>;
+  }
+
+  /** Lines (one reject each) of the quarantine objects of the db, kafka and scorer sources. */
+  async #rejects(): Promise<{ db: number; kafka: number; scorer: number }> {
+    const [db, kafka, scorer] = await Promise.all(
+      (['db', 'kafka', 'scorer'] as const).map((kind) =>
+        this.#rejectLinesUnder(`${settings.bucket.rejectsPrefix}${kind}/`),
+      ),
+    );
+    return { db: db ?? 0, kafka: kafka ?? 0, scorer: scorer ?? 0 };
+  }
+
+  async #rejectLinesUnder(prefix: string): Promise<number> {
+    const { s3 } = this.#target.clients;
+    let total = 0;
+    let token: string | undefined;
+    do {
+      const out = await s3.send(
+        new ListObjectsV2Command({ Bucket: this.#target.bucket, Prefix: prefix, ContinuationToken: token }),
+      );
+      for (const o of out.Contents ?? []) {
+        if (!o.Key) continue;
+        const cacheKey = `${o.Key}@${o.ETag}`;
+        let lines = this.#rejectLines.get(cacheKey);
+        if (lines === undefined) {
+          lines = await countLines(this.#target, o.Key);
+          this.#rejectLines.set(cacheKey, lines);
+        }
+        total += lines;
+      }
+      token = out.NextContinuationToken;
+    } while (token);
+    return total;
+  }
+}
+
+async function countLines(target: Target, key: string): Promise<number> {
+  const out = await target.clients.s3.send(new GetObjectCommand({ Bucket: target.bucket, Key: key }));
+  let lines = 0;
+  for await (const chunk of out.Body as AsyncIterable<Uint8Array>) {
+    for (const byte of chunk) if (byte === 0x0a) lines++;
+  }
+  return lines;
+}
+
+function toFileRow(i: LedgerItem): FileRow {
+  return {
+    key: i.key,
+    etag: i.etag,
+    status: i.status,
+    records: Number(i.records ?? 0),
+    rejected: Number(i.rejected ?? 0),
+    error: i.errorType ? `${i.errorType}: ${i.errorMessage ?? ''}`.trim() : null,
+    attempts: Number(i.attempts ?? 0),
+    updatedAt: i.updatedAt,
+    ...(i.durationMs !== undefined ? { durationMs: Number(i.durationMs) } : {}),
+    ...(i.firstErrors?.length ? { firstErrors: i.firstErrors } : {}),
+  };
+}

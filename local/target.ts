@@ -1,0 +1,137 @@
+/**
+ * Where a `pulse` command acts: the offline run (resources recorded in `.pulse/local/state.json`) or
+ * a deployed stack (`--stack NAME`: resources from its CloudFormation outputs, real AWS clients).
+ */
+
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { OUTPUTS } from '../infra/pulse-stack.ts';
+import type { AwsClients } from '../shared/clients.ts';
+import { destroyClients, makeClients } from './clients.ts';
+import { type LocalState, readState } from './state.ts';
+
+export interface Endpoints {
+  readonly s3: string;
+  readonly sqs: string;
+  readonly dynamodb: string;
+  /** A connection URL (offline run only). */
+  readonly postgres?: string;
+  /** `host:port` (offline run only). */
+  readonly kafka?: string;
+  readonly kafkaTopic?: string;
+  /** The offline dashboard page. */
+  readonly dashboard?: string;
+}
+
+export type QueueName = 'fileEvents' | 'fileEventsDlq' | 'signals' | 'signalsDlq' | 'kafkaFailures';
+
+export interface Target {
+  readonly kind: 'local' | 'aws';
+  /** The stack name, or `local`. */
+  readonly name: string;
+  readonly clients: AwsClients;
+  readonly bucket: string;
+  readonly ledgerTable: string;
+  readonly scoresTable: string;
+  /** Queue URLs. */
+  readonly queues: Readonly<Record<QueueName, string>>;
+  readonly endpoints: Endpoints;
+  /** Closes the clients' sockets. */
+  close(): void;
+}
+
+/** Raised when a command needs something that is not there (no local run, a missing output). */
+export class TargetUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TargetUnavailableError';
+  }
+}
+
+/** The offline run described by `state` (see `pulse local up`). */
+export function localTarget(state: LocalState | undefined): Target {
+  if (!state?.moto || !state.resources) {
+    throw new TargetUnavailableError(
+      'the offline pipeline is not up: run `npm run pulse -- local up --detach` first (or pass --stack NAME)',
+    );
+  }
+  const r = state.resources;
+  const clients = makeClients(state.moto.endpoint);
+  return {
+    kind: 'local',
+    name: 'local',
+    clients,
+    bucket: r.bucket,
+    ledgerTable: r.ledgerTable,
+    scoresTable: r.scoresTable,
+    queues: {
+      fileEvents: r.queues.fileEvents.url,
+      fileEventsDlq: r.queues.fileEventsDlq.url,
+      signals: r.queues.signals.url,
+      signalsDlq: r.queues.signalsDlq.url,
+      kafkaFailures: r.queues.kafkaFailures.url,
+    },
+    endpoints: {
+      s3: state.moto.endpoint,
+      sqs: state.moto.endpoint,
+      dynamodb: state.moto.endpoint,
+      ...(state.postgres ? { postgres: state.postgres.url } : {}),
+      ...(state.kafka ? { kafka: state.kafka.brokers, kafkaTopic: r.topic } : {}),
+      ...(state.runtime?.dashboard ? { dashboard: state.runtime.dashboard } : {}),
+    },
+    close: () => destroyClients(clients),
+  };
+}
+
+export function localTargetAt(home: string): Target {
+  return localTarget(readState(home));
+}
+
+/** A deployed stack, found by name in the default (or given) region with the default credentials. */
+export async function stackTarget(stackName: string, region?: string): Promise<Target> {
+  const cfn = new CloudFormationClient(region ? { region } : {});
+  let outputs: Record<string, string>;
+  try {
+    const out = await cfn.send(new DescribeStacksCommand({ StackName: stackName }));
+    const stack = out.Stacks?.[0];
+    if (!stack) throw new TargetUnavailableError(`stack ${stackName} not found`);
+    outputs = Object.fromEntries((stack.Outputs ?? []).map((o) => [o.OutputKey ?? '', o.OutputValue ?? '']));
+  } finally {
+    cfn.destroy();
+  }
+  const need = (key: string): string => {
+    const value = outputs[key];
+    if (!value) throw new TargetUnavailableError(`stack ${stackName} has no output ${key}`);
+    return value;
+  };
+  const s3 = new S3Client(region ? { region } : {});
+  const sqs = new SQSClient(region ? { region } : {});
+  const ddb = new DynamoDBClient(region ? { region } : {});
+  const doc = DynamoDBDocumentClient.from(ddb, { marshallOptions: { removeUndefinedValues: true } });
+  const clients = { s3, sqs, ddb, doc };
+  const resolvedRegion = await sqs.config.region();
+  return {
+    kind: 'aws',
+    name: stackName,
+    clients,
+    bucket: need(OUTPUTS.bucket),
+    ledgerTable: need(OUTPUTS.ledgerTable),
+    scoresTable: need(OUTPUTS.scoresTable),
+    queues: {
+      fileEvents: need(OUTPUTS.fileEventsQueue),
+      fileEventsDlq: need(OUTPUTS.fileEventsDlq),
+      signals: need(OUTPUTS.signalsQueue),
+      signalsDlq: need(OUTPUTS.signalsDlq),
+      kafkaFailures: need(OUTPUTS.kafkaFailuresQueue),
+    },
+    endpoints: {
+      s3: `https://s3.${resolvedRegion}.amazonaws.com`,
+      sqs: `https://sqs.${resolvedRegion}.amazonaws.com`,
+      dynamodb: `https://dynamodb.${resolvedRegion}.amazonaws.com`,
+    },
+    close: () => destroyClients(clients),
+  };
+}
