@@ -233,7 +233,7 @@ export async function deleteResources(clients: ResourceClients, names: ResourceN
   ]);
 }
 
-async function ensureQueue(
+export async function ensureQueue(
   clients: ResourceClients,
   name: string,
   attributes: Partial<Record<QueueAttributeName, string>>,
@@ -250,17 +250,31 @@ async function ensureQueue(
   return { name, url, arn };
 }
 
+async function bucketExists(clients: ResourceClients, bucket: string): Promise<boolean> {
+  try {
+    await clients.s3.send(new HeadBucketCommand({ Bucket: bucket }));
+    return true;
+  } catch (err) {
+    if ((err as Error).name === 'NotFound' || (err as Error).name === 'NoSuchBucket') return false;
+    throw err;
+  }
+}
+
 async function ensureBucket(
   clients: ResourceClients,
   bucket: string,
   fileEventsQueueArn: string,
 ): Promise<void> {
-  try {
-    await clients.s3.send(new CreateBucketCommand({ Bucket: bucket }));
-  } catch (err) {
-    const name = (err as Error).name;
-    if (name !== 'BucketAlreadyOwnedByYou' && name !== 'BucketAlreadyExists') throw err;
-    await clients.s3.send(new HeadBucketCommand({ Bucket: bucket }));
+  // Head first: in us-east-1 CreateBucket on a bucket one owns succeeds, and moto then replaces the
+  // bucket with an empty one, which would lose the offline run's objects.
+  if (!(await bucketExists(clients, bucket))) {
+    try {
+      await clients.s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    } catch (err) {
+      const name = (err as Error).name;
+      if (name !== 'BucketAlreadyOwnedByYou' && name !== 'BucketAlreadyExists') throw err;
+      await clients.s3.send(new HeadBucketCommand({ Bucket: bucket }));
+    }
   }
   await clients.s3.send(
     new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }),

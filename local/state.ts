@@ -37,6 +37,8 @@ export interface LocalState {
       Record<'fileEvents' | 'fileEventsDlq' | 'signals' | 'signalsDlq' | 'kafkaFailures', QueueRef>
     >;
     readonly dbSecretArn: string;
+    /** The offline run's database (the server's `pulse` database). */
+    readonly dbUrl: string;
     readonly dbTable: string;
     readonly topic: string;
   };

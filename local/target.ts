@@ -78,7 +78,7 @@ export function localTarget(state: LocalState | undefined): Target {
       s3: state.moto.endpoint,
       sqs: state.moto.endpoint,
       dynamodb: state.moto.endpoint,
-      ...(state.postgres ? { postgres: state.postgres.url } : {}),
+      ...(state.postgres ? { postgres: r.dbUrl } : {}),
       ...(state.kafka ? { kafka: state.kafka.brokers, kafkaTopic: r.topic } : {}),
       ...(state.runtime?.dashboard ? { dashboard: state.runtime.dashboard } : {}),
     },

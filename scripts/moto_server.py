@@ -15,6 +15,7 @@ Usage: python moto_server.py [--state FILE] -H 127.0.0.1 -p PORT
 
 import copy
 import copyreg
+import logging
 import os
 import pickle
 import signal
@@ -92,11 +93,32 @@ def _transact_write_items(self, transact_items):
 
 ddb_models.DynamoDBBackend.transact_write_items = _transact_write_items
 
-PERSISTED = ("s3", "sqs", "dynamodb")
+PERSISTED = ("s3", "sqs", "dynamodb", "secretsmanager")
 
 # Backends hold locks; a lock is pickled as a new, unlocked one.
 copyreg.pickle(type(threading.RLock()), lambda _lock: (threading.RLock, ()))
 copyreg.pickle(type(threading.Lock()), lambda _lock: (threading.Lock, ()))
+
+
+def _rebuild_key_store(items):
+    from moto.s3.utils import _VersionedKeyStore
+
+    store = _VersionedKeyStore()
+    for key, versions in items:
+        store.setlist(key, versions)
+    return store
+
+
+def _reduce_key_store(store):
+    # S3 keeps each key's versions in a dict subclass whose __setitem__ appends a version, so the
+    # default pickling (which restores items through __setitem__) would nest the version lists.
+    return (_rebuild_key_store, ([(key, dict.__getitem__(store, key)) for key in dict.keys(store)],))
+
+
+def _register_reducers():
+    from moto.s3.utils import _VersionedKeyStore
+
+    copyreg.pickle(_VersionedKeyStore, _reduce_key_store)
 
 
 def _load_state(path):
@@ -126,6 +148,9 @@ def _save_state(path):
 
 
 def _persist_to(path):
+    import moto.server as moto_server
+
+    _register_reducers()
     _load_state(path)
 
     def stop(signum, _frame):
@@ -134,11 +159,13 @@ def _persist_to(path):
         finally:
             os._exit(0 if signum == signal.SIGTERM else 130)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    # moto's main() installs its own SIGTERM/SIGINT handler by this name.
+    moto_server.signal_handler = stop
 
 
 if __name__ == "__main__":
+    # One log line per request would grow without bound in a long offline run.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     if len(sys.argv) > 2 and sys.argv[1] == "--state":
         _persist_to(sys.argv[2])
         del sys.argv[1:3]

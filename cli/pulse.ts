@@ -1,0 +1,392 @@
+/**
+ * `pulse`: runs the pipeline offline and operates it, offline or deployed (`--stack NAME`).
+ * Argument parsing and printing only; the work is in local/ (offline.ts, operations.ts, status.ts).
+ *
+ *   npm run pulse -- local up [--detach]     npm run pulse -- status [--json]
+ *   npm run pulse -- demo                    npm run pulse -- drop FILE…
+ */
+
+import { spawnSync } from 'node:child_process';
+import { resolve } from 'node:path';
+import { SingleBar } from 'cli-progress';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { REPO_ROOT } from '../local/emulators.ts';
+import { localDown, localUp, type Progress } from '../local/offline.ts';
+import {
+  backfill,
+  DLQ_SOURCES,
+  dropFiles,
+  ledgerEntries,
+  listDlq,
+  type RedrivableDlq,
+  redriveDlq,
+} from '../local/operations.ts';
+import { runRuntimeProcess } from '../local/runtime.ts';
+import { DEFAULT_HOME, readState } from '../local/state.ts';
+import { type PulseStatus, StatusCollector } from '../local/status.ts';
+import { localTarget, stackTarget, type Target } from '../local/target.ts';
+import type { FileStatus } from '../shared/ledger.ts';
+
+const FILE_STATUSES: readonly FileStatus[] = ['DISCOVERED', 'PROCESSING', 'SUCCESS', 'FAILED', 'SKIPPED'];
+
+interface GlobalOptions {
+  readonly home: string;
+  readonly stack?: string;
+  readonly region?: string;
+}
+
+const program = new Command('pulse')
+  .description('Pulse Ingest: run the pipeline offline, and operate it offline or deployed')
+  .option('--home <dir>', 'folder of the offline run (state, data, logs)', DEFAULT_HOME)
+  .option(
+    '--stack <name>',
+    'act on this deployed stack (outputs read from CloudFormation) instead of the offline run',
+  )
+  .option('--region <region>', 'AWS region of --stack (default: the SDK default)')
+  .showHelpAfterError();
+
+const globals = (): GlobalOptions => {
+  const o = program.opts<GlobalOptions>();
+  return { ...o, home: resolve(o.home) };
+};
+
+async function withTarget<T>(fn: (target: Target) => Promise<T>): Promise<T> {
+  const g = globals();
+  const target = g.stack ? await stackTarget(g.stack, g.region) : localTarget(readState(g.home));
+  try {
+    return await fn(target);
+  } finally {
+    target.close();
+  }
+}
+
+const positiveInt = (name: string) => (raw: string) => {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive integer`);
+  return n;
+};
+
+// ------------------------------------------------------------------------------------------- local
+
+const local = program.command('local').description('the offline pipeline on this machine');
+
+local
+  .command('up')
+  .description('install what is missing, start the emulators and the runtime (Ctrl-C stops them)')
+  .option('--detach', 'return once everything is ready, leaving it running (stop with `local down`)')
+  .option('--prefix <prefix>', 'resource name prefix')
+  .option('--any-port', 'use free ports rather than the usual ones (4566, 5433, 9092, 4580)')
+  .option('--lease-seconds <n>', 'ledger lease (default: as deployed)', positiveInt('--lease-seconds'))
+  .option(
+    '--visibility-seconds <n>',
+    'visibility timeout of the consumed queues (default: as deployed)',
+    positiveInt('--visibility-seconds'),
+  )
+  .option(
+    '--poll-seconds <n>',
+    'run the db-poller this often (default: its schedule)',
+    positiveInt('--poll-seconds'),
+  )
+  .action(
+    async (o: {
+      detach?: boolean;
+      prefix?: string;
+      anyPort?: boolean;
+      leaseSeconds?: number;
+      visibilitySeconds?: number;
+      pollSeconds?: number;
+    }) => {
+      const { home } = globals();
+      const started = Date.now();
+      const state = await localUp({
+        home,
+        progress: consoleProgress(),
+        ...(o.prefix ? { prefix: o.prefix } : {}),
+        ...(o.anyPort ? { anyPort: true } : {}),
+        ...(o.leaseSeconds ? { leaseSeconds: o.leaseSeconds } : {}),
+        ...(o.visibilitySeconds ? { visibilitySeconds: o.visibilitySeconds } : {}),
+        ...(o.pollSeconds ? { pollSeconds: o.pollSeconds } : {}),
+      });
+      const target = localTarget(state);
+      target.close();
+      const e = target.endpoints;
+      console.log(`\nPulse is up offline (${((Date.now() - started) / 1000).toFixed(1)} s).`);
+      console.log(`  dashboard   ${e.dashboard ?? '(none)'}`);
+      console.log(`  s3/sqs/ddb  ${e.s3}   bucket ${target.bucket}`);
+      console.log(`  postgres    ${e.postgres}   table ${state.resources?.dbTable}`);
+      console.log(`  kafka       ${e.kafka}   topic ${e.kafkaTopic}`);
+      console.log(`  runtime log ${state.runtime?.log}`);
+      console.log(
+        '\nTry: npm run pulse -- demo   |   npm run pulse -- drop FILE   |   npm run pulse -- status',
+      );
+      if (o.detach) return;
+      console.log('\nRunning in the foreground: Ctrl-C stops everything (data is kept).');
+      await new Promise<void>((resolveStop) => {
+        const stop = () => resolveStop();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      console.log('\nstopping…');
+      const stopped = await localDown({ home });
+      console.log(`stopped: ${stopped.join(', ') || 'nothing was running'}`);
+    },
+  );
+
+local
+  .command('down')
+  .description('stop everything `local up` started (by process id); data is kept unless --wipe')
+  .option('--wipe', 'also delete the data, so the next `up` starts from nothing')
+  .option('--runtime-only', 'stop only the runtime process; the emulators keep running')
+  .action(async (o: { wipe?: boolean; runtimeOnly?: boolean }) => {
+    const { home } = globals();
+    const stopped = await localDown({
+      home,
+      ...(o.wipe ? { wipe: true } : {}),
+      ...(o.runtimeOnly ? { runtimeOnly: true } : {}),
+    });
+    console.log(
+      `stopped: ${stopped.join(', ') || 'nothing was running'}${o.wipe ? `; removed ${home}` : ''}`,
+    );
+  });
+
+local
+  .command('runtime', { hidden: true })
+  .description('the runtime process itself (started by `local up`)')
+  .option('--dashboard-port <n>', 'port of the dashboard page', positiveInt('--dashboard-port'))
+  .action(async (o: { dashboardPort?: number }) => {
+    await runRuntimeProcess(globals().home, o.dashboardPort);
+  });
+
+// ------------------------------------------------------------------------------------------ demo
+
+program
+  .command('demo')
+  .description('put a little sample data in the bucket, the table and the topic')
+  .action(async () => {
+    const { runDemo } = await import('../local/demo.ts');
+    await withTarget(async (target) => {
+      const result = await runDemo({
+        s3: target.clients.s3,
+        bucket: target.bucket,
+        ...(target.endpoints.postgres ? { postgresUrl: target.endpoints.postgres } : {}),
+        ...(target.endpoints.kafka ? { kafkaBrokers: target.endpoints.kafka } : {}),
+        ...(target.endpoints.kafkaTopic ? { kafkaTopic: target.endpoints.kafkaTopic } : {}),
+      });
+      for (const f of result.files) console.log(`file     ${f.key}  (${f.records} records, ${f.bad} bad)`);
+      console.log(`rows     ${result.rows} inserted into the signals table (1 bad)`);
+      console.log(
+        `messages ${result.messages} produced to ${target.endpoints.kafkaTopic ?? '(no topic)'} (1 bad)`,
+      );
+      console.log('Watch them arrive: npm run pulse -- status');
+    });
+  });
+
+// ------------------------------------------------------------------------------------------ drop
+
+program
+  .command('drop')
+  .description('upload files to incoming/<basename> of the bucket')
+  .argument('<files...>', 'files to upload')
+  .option('--bucket <bucket>', 'a bucket of your own instead of the pipeline’s')
+  .action(async (files: string[], o: { bucket?: string }) => {
+    const run = async (s3: Target['clients']['s3'], bucket: string) => {
+      for (const d of await dropFiles(s3, bucket, files)) {
+        console.log(`dropped ${d.file} → s3://${d.bucket}/${d.key} (${d.bytes} bytes, etag ${d.etag})`);
+      }
+    };
+    if (o.bucket && !globals().stack && !readState(globals().home)?.moto) {
+      const { S3Client } = await import('@aws-sdk/client-s3');
+      const region = globals().region;
+      const s3 = new S3Client(region ? { region } : {});
+      try {
+        await run(s3, o.bucket);
+      } finally {
+        s3.destroy();
+      }
+      return;
+    }
+    await withTarget((target) => run(target.clients.s3, o.bucket ?? target.bucket));
+  });
+
+// ---------------------------------------------------------------------------------------- status
+
+program
+  .command('status')
+  .description('the ledger and the counts (scored, rejected, DLQ)')
+  .option('--json', 'print JSON (files, scored, rejected, dlq, endpoints, …)')
+  .action(async (o: { json?: boolean }) => {
+    await withTarget(async (target) => {
+      const status = await new StatusCollector(target).collect();
+      if (o.json) console.log(JSON.stringify(status, null, 2));
+      else printStatus(status);
+    });
+  });
+
+program
+  .command('ledger')
+  .description('the ledger: one line per object version')
+  .addOption(new Option('--status <status>', 'only entries in this state').choices(FILE_STATUSES))
+  .option('--json', 'print JSON')
+  .action(async (o: { status?: FileStatus; json?: boolean }) => {
+    await withTarget(async (target) => {
+      const items = await ledgerEntries(target, o.status);
+      if (o.json) {
+        console.log(JSON.stringify(items, null, 2));
+        return;
+      }
+      console.table(
+        items.map((i) => ({
+          key: i.key,
+          etag: i.etag.slice(0, 10),
+          status: i.status,
+          attempts: i.attempts,
+          records: i.records ?? 0,
+          rejected: i.rejected ?? 0,
+          updated: i.updatedAt,
+          error: i.errorType ? `${i.errorType}: ${i.errorMessage ?? ''}`.slice(0, 80) : '',
+        })),
+      );
+    });
+  });
+
+// ------------------------------------------------------------------------------------------- dlq
+
+const dlq = program.command('dlq').description('dead-letter queues');
+
+dlq
+  .command('list')
+  .description('peek at the messages in the DLQs (nothing is consumed)')
+  .option('--json', 'print JSON')
+  .action(async (o: { json?: boolean }) => {
+    await withTarget(async (target) => {
+      const messages = await listDlq(target);
+      if (o.json) console.log(JSON.stringify(messages, null, 2));
+      else if (messages.length === 0) console.log('the DLQs are empty');
+      else console.table(messages.map((m) => ({ ...m, body: m.body.slice(0, 100) })));
+    });
+  });
+
+dlq
+  .command('redrive')
+  .description('move DLQ messages back to their source queue (after the cause is fixed)')
+  .addOption(
+    new Option('--queue <queue>', 'only this DLQ').choices(Object.keys(DLQ_SOURCES) as RedrivableDlq[]),
+  )
+  .action(async (o: { queue?: RedrivableDlq }) => {
+    await withTarget(async (target) => {
+      const results = await redriveDlq(target, o.queue ? [o.queue] : undefined);
+      for (const r of results) {
+        console.log(
+          r.taskHandle
+            ? `${r.dlq} → ${r.to}: message move task started (${r.taskHandle})`
+            : `${r.dlq} → ${r.to}: ${r.moved} message(s) moved`,
+        );
+      }
+    });
+  });
+
+// -------------------------------------------------------------------------------------- backfill
+
+program
+  .command('backfill')
+  .description(
+    'enqueue objects under a prefix that the ledger has not seen (e.g. from before the notification)',
+  )
+  .requiredOption('--prefix <prefix>', 'key prefix, e.g. incoming/2024/')
+  .action(async (o: { prefix: string }) => {
+    await withTarget(async (target) => {
+      const bar = new SingleBar({
+        format: 'backfill [{bar}] {value}/{total} objects checked',
+        hideCursor: true,
+        noTTYOutput: true,
+        notTTYSchedule: 2000,
+      });
+      let started = false;
+      const result = await backfill(target, o.prefix, {
+        listed: (n) => process.stderr.write(`\rlisted ${n} objects`),
+        checked: (done, total) => {
+          if (!started) {
+            process.stderr.write('\n');
+            bar.start(total, 0);
+            started = true;
+          }
+          bar.update(done);
+        },
+      });
+      if (started) bar.stop();
+      else process.stderr.write('\n');
+      console.log(
+        `listed ${result.listed}: ${result.enqueued} enqueued, ${result.known} already in the ledger, ` +
+          `${result.unsupported} with an unsupported suffix`,
+      );
+    });
+  });
+
+// ----------------------------------------------------------------------------------------- synth
+
+program
+  .command('synth')
+  .description('print the CloudFormation template (cdk synth; no AWS credentials needed)')
+  .argument('[cdkArgs...]', 'more arguments for cdk synth, e.g. -c alarmEmail=ops@example.com')
+  .action((cdkArgs: string[]) => {
+    const out = spawnSync('npx', ['--no-install', 'cdk', 'synth', ...cdkArgs], {
+      cwd: REPO_ROOT,
+      stdio: 'inherit',
+    });
+    process.exitCode = out.status ?? 1;
+  });
+
+// -------------------------------------------------------------------------------------- printing
+
+function consoleProgress(): Progress {
+  let started = 0;
+  return {
+    step(message) {
+      started = Date.now();
+      process.stderr.write(`• ${message}… `);
+    },
+    done(detail) {
+      process.stderr.write(
+        `done (${((Date.now() - started) / 1000).toFixed(1)} s)${detail ? `: ${detail}` : ''}\n`,
+      );
+    },
+    detail(line) {
+      process.stderr.write(`\n    ${line}`);
+    },
+  };
+}
+
+function printStatus(s: PulseStatus): void {
+  const l = s.ledger;
+  console.log(
+    `files    ${s.files.length}  (SUCCESS ${l.SUCCESS}, PROCESSING ${l.PROCESSING}, FAILED ${l.FAILED}, SKIPPED ${l.SKIPPED}, DISCOVERED ${l.DISCOVERED})`,
+  );
+  console.log(`scored   ${s.scored} signals in ${s.series} series, ${s.anomalies} anomalies`);
+  console.log(
+    `rejected s3 ${s.rejected.s3}, db ${s.rejected.db}, kafka ${s.rejected.kafka}, scorer ${s.rejected.scorer}`,
+  );
+  console.log(
+    `queues   file-events ${s.queues.fileEvents.visible}+${s.queues.fileEvents.inFlight} in flight, ` +
+      `signals ${s.queues.signals.visible}+${s.queues.signals.inFlight} in flight`,
+  );
+  console.log(`dlq      ${s.dlq}${s.dlq > 0 ? '  (see: pulse dlq list)' : ''}`);
+  if (s.endpoints.dashboard) console.log(`dashboard ${s.endpoints.dashboard}`);
+  if (s.files.length > 0) {
+    console.table(
+      s.files.slice(0, 30).map((f) => ({
+        key: f.key,
+        status: f.status,
+        records: f.records,
+        rejected: f.rejected,
+        error: f.error?.slice(0, 80) ?? '',
+      })),
+    );
+    if (s.files.length > 30) console.log(`… and ${s.files.length - 30} more (pulse ledger)`);
+  }
+}
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  const e = err as Error;
+  console.error(`pulse: ${e.name && e.name !== 'Error' ? `${e.name}: ` : ''}${e.message}`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,314 @@
+/**
+ * What the `pulse` CLI does to a pipeline, offline or deployed (see target.ts): drop files, list the
+ * ledger, list and redrive the DLQs, backfill objects that predate the notification. Plain functions
+ * taking the target; the CLI (cli/pulse.ts) only parses arguments and prints.
+ */
+
+import { createReadStream, statSync } from 'node:fs';
+import { basename } from 'node:path';
+import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import {
+  DeleteMessageCommand,
+  GetQueueAttributesCommand,
+  type Message,
+  ReceiveMessageCommand,
+  SendMessageBatchCommand,
+  SendMessageCommand,
+  StartMessageMoveTaskCommand,
+} from '@aws-sdk/client-sqs';
+import { BatchGetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { Upload } from '@aws-sdk/lib-storage';
+import { type FileStatus, type LedgerItem, ledgerKey } from '../shared/ledger.ts';
+import { settings } from '../shared/settings.ts';
+import type { QueueName, Target } from './target.ts';
+
+// ---------------------------------------------------------------------------------------------- drop
+
+export interface Dropped {
+  readonly file: string;
+  readonly bucket: string;
+  readonly key: string;
+  readonly etag: string;
+  readonly bytes: number;
+}
+
+/** Uploads each file to `incoming/<basename>` (multipart for large files, streamed from disk). */
+export async function dropFiles(s3: S3Client, bucket: string, files: readonly string[]): Promise<Dropped[]> {
+  const dropped: Dropped[] = [];
+  for (const file of files) {
+    const bytes = statSync(file).size;
+    const key = `${settings.bucket.incomingPrefix}${basename(file)}`;
+    const out = await new Upload({
+      client: s3,
+      params: { Bucket: bucket, Key: key, Body: createReadStream(file) },
+      queueSize: 2,
+      partSize: 8 * 1024 * 1024,
+    }).done();
+    dropped.push({ file, bucket, key, etag: unquote(out.ETag ?? ''), bytes });
+  }
+  return dropped;
+}
+
+// -------------------------------------------------------------------------------------------- ledger
+
+/** Ledger items (files only, not the poller's watermark), most recently updated first. */
+export async function ledgerEntries(target: Target, status?: FileStatus): Promise<LedgerItem[]> {
+  const items: LedgerItem[] = [];
+  let start: Record<string, unknown> | undefined;
+  do {
+    const out = status
+      ? await target.clients.doc.send(
+          new QueryCommand({
+            TableName: target.ledgerTable,
+            IndexName: settings.ledger.statusIndex,
+            KeyConditionExpression: '#status = :status',
+            ExpressionAttributeNames: { '#status': 'status' },
+            ExpressionAttributeValues: { ':status': status },
+            ExclusiveStartKey: start,
+          }),
+        )
+      : await target.clients.doc.send(
+          new ScanCommand({ TableName: target.ledgerTable, ExclusiveStartKey: start }),
+        );
+    items.push(...((out.Items ?? []) as LedgerItem[]));
+    start = out.LastEvaluatedKey;
+  } while (start);
+  return items
+    .filter((i) => i.pk.startsWith('s3://'))
+    .sort((a, b) => String(b.updatedAt).localeCompare(String(a.updatedAt)));
+}
+
+// ----------------------------------------------------------------------------------------------- dlq
+
+export const DLQ_SOURCES = { fileEventsDlq: 'fileEvents', signalsDlq: 'signals' } as const;
+export type RedrivableDlq = keyof typeof DLQ_SOURCES;
+
+export interface DlqMessage {
+  readonly queue: QueueName;
+  readonly messageId: string;
+  readonly receiveCount: number;
+  readonly sentAt: string;
+  /** The body, cut to 300 characters. */
+  readonly body: string;
+}
+
+/**
+ * Peeks at up to `max` messages of each DLQ (and the Kafka failures queue): they are received with a
+ * 1-second visibility timeout, so they reappear at once and nothing is consumed.
+ */
+export async function listDlq(target: Target, max = 50): Promise<DlqMessage[]> {
+  const out: DlqMessage[] = [];
+  for (const queue of ['fileEventsDlq', 'signalsDlq', 'kafkaFailures'] as const) {
+    const seen = new Set<string>();
+    for (let round = 0; round < 5 && seen.size < max; round++) {
+      const got = await target.clients.sqs.send(
+        new ReceiveMessageCommand({
+          QueueUrl: target.queues[queue],
+          MaxNumberOfMessages: 10,
+          VisibilityTimeout: 1,
+          WaitTimeSeconds: 0,
+          MessageSystemAttributeNames: ['ApproximateReceiveCount', 'SentTimestamp'],
+        }),
+      );
+      const fresh = (got.Messages ?? []).filter((m) => m.MessageId && !seen.has(m.MessageId));
+      if (fresh.length === 0) break;
+      for (const m of fresh) {
+        seen.add(m.MessageId ?? '');
+        out.push({
+          queue,
+          messageId: m.MessageId ?? '',
+          receiveCount: Number(m.Attributes?.ApproximateReceiveCount ?? 0),
+          sentAt: new Date(Number(m.Attributes?.SentTimestamp ?? 0)).toISOString(),
+          body: (m.Body ?? '').slice(0, 300),
+        });
+      }
+    }
+  }
+  return out;
+}
+
+export interface RedriveResult {
+  readonly dlq: RedrivableDlq;
+  readonly to: QueueName;
+  /** Messages moved (offline), or `started` with the task handle (AWS). */
+  readonly moved: number;
+  readonly taskHandle?: string;
+}
+
+/**
+ * Moves each DLQ's messages back to its source queue. On AWS with SQS's own message move task; moto
+ * lacks it, so offline each message is sent to the source and deleted from the DLQ only after the
+ * send succeeded (a crash in between duplicates a message, which the ledger and the scorer absorb;
+ * it never loses one).
+ */
+export async function redriveDlq(
+  target: Target,
+  dlqs: readonly RedrivableDlq[] = ['fileEventsDlq', 'signalsDlq'],
+): Promise<RedriveResult[]> {
+  const results: RedriveResult[] = [];
+  for (const dlq of dlqs) {
+    const to = DLQ_SOURCES[dlq];
+    if (target.kind === 'aws') {
+      const arn = await queueArn(target, target.queues[dlq]);
+      const out = await target.clients.sqs.send(new StartMessageMoveTaskCommand({ SourceArn: arn }));
+      results.push({ dlq, to, moved: 0, ...(out.TaskHandle ? { taskHandle: out.TaskHandle } : {}) });
+      continue;
+    }
+    let moved = 0;
+    for (;;) {
+      const got = await target.clients.sqs.send(
+        new ReceiveMessageCommand({
+          QueueUrl: target.queues[dlq],
+          MaxNumberOfMessages: 10,
+          VisibilityTimeout: 30,
+          WaitTimeSeconds: 0,
+          MessageAttributeNames: ['All'],
+        }),
+      );
+      const messages = got.Messages ?? [];
+      if (messages.length === 0) break;
+      for (const m of messages) {
+        await moveOne(target, m, target.queues[dlq], target.queues[to]);
+        moved++;
+      }
+    }
+    results.push({ dlq, to, moved });
+  }
+  return results;
+}
+
+async function moveOne(target: Target, m: Message, from: string, to: string): Promise<void> {
+  await target.clients.sqs.send(
+    new SendMessageCommand({
+      QueueUrl: to,
+      MessageBody: m.Body ?? '',
+      ...(m.MessageAttributes && Object.keys(m.MessageAttributes).length > 0
+        ? { MessageAttributes: m.MessageAttributes }
+        : {}),
+    }),
+  );
+  await target.clients.sqs.send(new DeleteMessageCommand({ QueueUrl: from, ReceiptHandle: m.ReceiptHandle }));
+}
+
+async function queueArn(target: Target, url: string): Promise<string> {
+  const out = await target.clients.sqs.send(
+    new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] }),
+  );
+  const arn = out.Attributes?.QueueArn;
+  if (!arn) throw new Error(`no QueueArn for ${url}`);
+  return arn;
+}
+
+// ------------------------------------------------------------------------------------------ backfill
+
+export interface BackfillProgress {
+  /** Objects listed so far (the listing is paginated). */
+  listed(total: number): void;
+  /** Objects checked against the ledger so far. */
+  checked(done: number, total: number): void;
+}
+
+export interface BackfillResult {
+  readonly listed: number;
+  /** Objects whose suffix the pipeline does not read (not enqueued). */
+  readonly unsupported: number;
+  /** Objects the ledger already holds in their current version. */
+  readonly known: number;
+  readonly enqueued: number;
+}
+
+/**
+ * Lists the objects under `prefix` (paginated) and enqueues on the file-events queue a backfill
+ * message for each one whose current version the ledger has not seen. Objects whose suffix the
+ * bucket's notification would not match are counted, not enqueued.
+ */
+export async function backfill(
+  target: Target,
+  prefix: string,
+  progress: BackfillProgress = { listed: () => {}, checked: () => {} },
+): Promise<BackfillResult> {
+  const objects: { key: string; etag: string; size: number }[] = [];
+  let unsupported = 0;
+  let token: string | undefined;
+  do {
+    const out = await target.clients.s3.send(
+      new ListObjectsV2Command({ Bucket: target.bucket, Prefix: prefix, ContinuationToken: token }),
+    );
+    for (const o of out.Contents ?? []) {
+      if (!o.Key) continue;
+      if (!settings.bucket.suffixes.some((s) => o.Key?.endsWith(s))) {
+        unsupported++;
+        continue;
+      }
+      objects.push({ key: o.Key, etag: unquote(o.ETag ?? ''), size: Number(o.Size ?? 0) });
+    }
+    progress.listed(objects.length + unsupported);
+    token = out.NextContinuationToken;
+  } while (token);
+
+  let known = 0;
+  let enqueued = 0;
+  for (let i = 0; i < objects.length; i += 100) {
+    const chunk = objects.slice(i, i + 100);
+    const keys = chunk.map((o) => ledgerKey({ bucket: target.bucket, key: o.key, etag: o.etag }));
+    const seen = await existingKeys(target, keys);
+    const missing = chunk.filter((_o, n) => !seen.has(`${keys[n]?.pk}\n${keys[n]?.sk}`));
+    known += chunk.length - missing.length;
+    for (let j = 0; j < missing.length; j += 10) {
+      const entries = missing.slice(j, j + 10).map((o, n) => ({
+        Id: String(n),
+        MessageBody: JSON.stringify({
+          v: 1,
+          kind: 'backfill',
+          bucket: target.bucket,
+          key: o.key,
+          etag: o.etag,
+          size: o.size,
+        }),
+      }));
+      await sendAll(target, target.queues.fileEvents, entries);
+      enqueued += entries.length;
+    }
+    progress.checked(Math.min(i + 100, objects.length), objects.length);
+  }
+  return { listed: objects.length + unsupported, unsupported, known, enqueued };
+}
+
+async function existingKeys(target: Target, keys: { pk: string; sk: string }[]): Promise<Set<string>> {
+  const seen = new Set<string>();
+  let request:
+    | Record<string, { Keys: Record<string, unknown>[]; ProjectionExpression?: string }>
+    | undefined = {
+    [target.ledgerTable]: { Keys: keys, ProjectionExpression: 'pk, sk' },
+  };
+  for (let attempt = 0; request && Object.keys(request).length > 0; attempt++) {
+    if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)));
+    const out = await target.clients.doc.send(new BatchGetCommand({ RequestItems: request }));
+    for (const item of out.Responses?.[target.ledgerTable] ?? []) seen.add(`${item.pk}\n${item.sk}`);
+    request = out.UnprocessedKeys as typeof request;
+  }
+  return seen;
+}
+
+/** SendMessageBatch, resending the entries that failed, with backoff; throws after 8 tries. */
+async function sendAll(
+  target: Target,
+  queueUrl: string,
+  entries: { Id: string; MessageBody: string }[],
+): Promise<void> {
+  let pending = entries;
+  for (let attempt = 0; pending.length > 0; attempt++) {
+    if (attempt >= 8)
+      throw new Error(`could not enqueue ${pending.length} backfill message(s) on ${queueUrl}`);
+    if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)));
+    const out = await target.clients.sqs.send(
+      new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: pending }),
+    );
+    const failed = new Set((out.Failed ?? []).map((f) => f.Id));
+    pending = pending.filter((e) => failed.has(e.Id));
+  }
+}
+
+function unquote(etag: string): string {
+  return etag.replace(/^"|"$/g, '');
+}
