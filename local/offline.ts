@@ -7,7 +7,7 @@
  */
 
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import {
@@ -85,6 +85,8 @@ export async function localUp(options: UpOptions): Promise<LocalState> {
   const { home, progress } = options;
   const prefix = options.prefix ?? readState(home)?.prefix ?? settings.appName;
   mkdirSync(join(home, 'log'), { recursive: true });
+  // As root, PostgreSQL runs as the postgres user (see postgres.ts), which must reach its folder.
+  if (process.getuid?.() === 0) chmodSync(home, 0o755);
   const save = (change: (s: LocalState) => void) => updateState(home, prefix, change);
   save((s) => {
     s.options = {
@@ -103,34 +105,47 @@ export async function localUp(options: UpOptions): Promise<LocalState> {
   await ensureKafkaInstalled({ onOutput: progress.detail });
   progress.done();
 
-  // The three emulators start side by side.
+  // The three emulators start side by side; each is recorded as soon as it runs, so that `down`
+  // stops it even when another fails to start.
   progress.step('starting moto server, PostgreSQL and Kafka');
   const [moto, postgres, kafka] = await Promise.all([
     (async () => {
       if (isRunning(prev?.moto) && prev?.moto && (await isMotoReady(prev.moto.endpoint))) return prev.moto;
+      await stopProcess(prev?.moto); // running but not answering
       const stateFile = join(home, 'moto-state.pickle');
       const server = await startMoto({
         ...optionalPort(await port('moto', prev?.moto?.port)),
         stateFile,
         detached: true,
         logFile: join(home, 'log', 'moto.log'),
+        readyTimeoutMs: 120_000, // loading a large saved state takes a while
       });
-      return { pid: server.pid, marker: stateFile, port: server.port, endpoint: server.endpoint };
+      const record = { pid: server.pid, marker: stateFile, port: server.port, endpoint: server.endpoint };
+      save((s) => {
+        s.moto = record;
+      });
+      return record;
     })(),
     (async () => {
       if (isRunning(prev?.postgres) && prev?.postgres && (await isPostgresReady(prev.postgres.url)))
         return prev.postgres;
+      await stopProcess(prev?.postgres, 'SIGINT'); // running but not answering
       const dir = join(home, 'postgres');
       const server = await startPostgres({
         ...optionalPort(await port('postgres', prev?.postgres?.port)),
         dir,
         detached: true,
       });
-      return { pid: server.pid, marker: server.dataDir, port: server.port, url: server.url };
+      const record = { pid: server.pid, marker: server.dataDir, port: server.port, url: server.url };
+      save((s) => {
+        s.postgres = record;
+      });
+      return record;
     })(),
     (async () => {
       if (isRunning(prev?.kafka) && prev?.kafka && (await isKafkaReady(prev.kafka.brokers)))
         return prev.kafka;
+      await stopProcess(prev?.kafka);
       const dir = join(home, 'kafka');
       const broker = await startKafka({
         ...optionalPort(await port('kafka', prev?.kafka?.port)),
@@ -138,14 +153,18 @@ export async function localUp(options: UpOptions): Promise<LocalState> {
         detached: true,
         brokerConfig: { 'num.partitions': '3' },
       });
-      return { pid: broker.pid, marker: `-Dpulse.kafka=${dir}`, port: broker.port, brokers: broker.brokers };
+      const record = {
+        pid: broker.pid,
+        marker: `-Dpulse.kafka=${dir}`,
+        port: broker.port,
+        brokers: broker.brokers,
+      };
+      save((s) => {
+        s.kafka = record;
+      });
+      return record;
     })(),
   ]);
-  save((s) => {
-    s.moto = moto;
-    s.postgres = postgres;
-    s.kafka = kafka;
-  });
   progress.done(`${moto.endpoint}, postgres :${postgres.port}, kafka ${kafka.brokers}`);
 
   progress.step('creating the bucket, queues, tables, database table and topic');

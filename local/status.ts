@@ -4,6 +4,7 @@
  * alike (see target.ts); it reads, it never changes anything.
  */
 
+import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { ScanCommand, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
@@ -138,11 +139,16 @@ export class StatusCollector {
     return this.#scan<LedgerItem>({ TableName: this.#target.ledgerTable });
   }
 
+  /**
+   * Scored signals, series and anomalies, without reading every score item: the series and the
+   * anomalies are found with legacy ScanFilters (only matching items are returned, which keeps the
+   * emulator fast too), and the score items are counted — offline from the table's live ItemCount
+   * (moto keeps it exact), on AWS, where ItemCount lags by hours, with a COUNT scan.
+   */
   async #scores() {
-    type Item = {
+    type SeriesItem = { pk: string; count?: number };
+    type ScoreItem = {
       pk: string;
-      count?: number;
-      anomaly?: boolean;
       id?: string;
       source?: string;
       name?: string;
@@ -151,41 +157,59 @@ export class StatusCollector {
       timestamp?: string;
       scoredAt?: string;
     };
-    const items = await this.#scan<Item>({
-      TableName: this.#target.scoresTable,
-      ProjectionExpression: 'pk, #count, anomaly, id, #source, #name, #value, score, #ts, scoredAt',
-      ExpressionAttributeNames: {
-        '#count': 'count',
-        '#source': 'source',
-        '#name': 'name',
-        '#value': 'value',
-        '#ts': 'timestamp',
-      },
-    });
-    let scored = 0;
-    let seriesSamples = 0;
-    let series = 0;
-    const anomalies: Anomaly[] = [];
-    for (const i of items) {
-      if (i.pk.startsWith('score#')) {
-        scored++;
-        if (i.anomaly === true) {
-          anomalies.push({
-            id: i.id ?? i.pk.slice('score#'.length),
-            source: i.source ?? '',
-            name: i.name ?? '',
-            value: Number(i.value),
-            score: Number(i.score),
-            timestamp: i.timestamp ?? '',
-            scoredAt: i.scoredAt ?? '',
+    const table = this.#target.scoresTable;
+    const [seriesItems, anomalyItems] = await Promise.all([
+      this.#scan<SeriesItem>({
+        TableName: table,
+        ScanFilter: { pk: { ComparisonOperator: 'BEGINS_WITH', AttributeValueList: ['series#'] } },
+      }),
+      this.#scan<ScoreItem>({
+        TableName: table,
+        ScanFilter: { anomaly: { ComparisonOperator: 'EQ', AttributeValueList: [true] } },
+      }),
+    ]);
+    const scored =
+      this.#target.kind === 'local'
+        ? (await this.#itemCount(table)) - seriesItems.length
+        : await this.#count({
+            TableName: table,
+            ScanFilter: { pk: { ComparisonOperator: 'BEGINS_WITH', AttributeValueList: ['score#'] } },
           });
-        }
-      } else if (i.pk.startsWith('series#')) {
-        series++;
-        seriesSamples += Number(i.count ?? 0);
-      }
-    }
-    return { scored, seriesSamples, series, anomalies };
+    const anomalies: Anomaly[] = anomalyItems
+      .filter((i) => i.pk.startsWith('score#'))
+      .map((i) => ({
+        id: i.id ?? i.pk.slice('score#'.length),
+        source: i.source ?? '',
+        name: i.name ?? '',
+        value: Number(i.value),
+        score: Number(i.score),
+        timestamp: i.timestamp ?? '',
+        scoredAt: i.scoredAt ?? '',
+      }));
+    return {
+      scored,
+      series: seriesItems.length,
+      seriesSamples: seriesItems.reduce((n, i) => n + Number(i.count ?? 0), 0),
+      anomalies,
+    };
+  }
+
+  async #itemCount(table: string): Promise<number> {
+    const out = await this.#target.clients.ddb.send(new DescribeTableCommand({ TableName: table }));
+    return Number(out.Table?.ItemCount ?? 0);
+  }
+
+  async #count(input: ScanCommandInput): Promise<number> {
+    let count = 0;
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await this.#target.clients.doc.send(
+        new ScanCommand({ ...input, Select: 'COUNT', ExclusiveStartKey: start, ConsistentRead: true }),
+      );
+      count += out.Count ?? 0;
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return count;
   }
 
   async #queues(): Promise<Record<QueueName, QueueDepth>> {
