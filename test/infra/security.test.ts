@@ -100,15 +100,48 @@ describe.each(STACK_SHAPES)('security of the stack with %s', (_shape, context) =
     }
   });
 
-  it('encrypts the alarm topic and denies publishing to it other than over TLS', () => {
+  it('encrypts the alarm topic with a rotated key of its own and denies publishing to it other than over TLS', () => {
     // Prepare
     const [topic] = ofType(t, 'AWS::SNS::Topic');
     const [, policy] = ofType(t, 'AWS::SNS::TopicPolicy')[0] ?? [];
+    const keys = ofType(t, 'AWS::KMS::Key');
 
     // Assess
-    expect(topic?.[1].Properties.KmsMasterKeyId).toBeDefined();
+    expect(keys).toHaveLength(1);
+    const [keyId, key] = keys[0] as [string, Resource];
+    expect(topic?.[1].Properties.KmsMasterKeyId).toEqual(getAtt(keyId));
+    expect(key.Properties.EnableKeyRotation).toBe(true);
     expect(statementsOf(policy as Resource)).toContainEqual(
       expect.objectContaining({ Effect: 'Deny', Action: 'sns:Publish', Condition: NOT_TLS }),
+    );
+  });
+
+  it('lets CloudWatch alarms, of this account only, use the topic key and publish to the topic', () => {
+    // Prepare
+    const [, key] = ofType(t, 'AWS::KMS::Key')[0] ?? [];
+    const [, policy] = ofType(t, 'AWS::SNS::TopicPolicy')[0] ?? [];
+    const cloudwatch = { Service: 'cloudwatch.amazonaws.com' };
+    const sameAccount = { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } };
+
+    // Act
+    const keyPolicy = (key?.Properties.KeyPolicy as { Statement: Statement[] } | undefined)?.Statement;
+
+    // Assess
+    expect(keyPolicy).toContainEqual(
+      expect.objectContaining({
+        Effect: 'Allow',
+        Principal: cloudwatch,
+        Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+        Condition: sameAccount,
+      }),
+    );
+    expect(statementsOf(policy as Resource)).toContainEqual(
+      expect.objectContaining({
+        Effect: 'Allow',
+        Principal: cloudwatch,
+        Action: 'sns:Publish',
+        Condition: sameAccount,
+      }),
     );
   });
 
