@@ -9,6 +9,9 @@ export default defineConfig({
           include: ['test/unit/**/*.test.ts', 'test/infra/**/*.test.ts'],
           setupFiles: ['test/setup/matchers.ts'],
           testTimeout: 60_000,
+          // Infra tests synthesize stacks in hooks; with every file synthesizing in parallel, the first
+          // synthesis (loading aws-cdk-lib) can take longer than the 10 s default.
+          hookTimeout: 60_000,
         },
       },
       {

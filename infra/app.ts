@@ -1,4 +1,5 @@
-import { App } from 'aws-cdk-lib';
+import { App, Aspects } from 'aws-cdk-lib';
+import { AwsSolutionsChecks } from 'cdk-nag';
 import { settings } from '../shared/settings.ts';
 import { producersContext } from './producers.ts';
 import { PulseStack } from './pulse-stack.ts';
@@ -13,4 +14,7 @@ new PulseStack(app, settings.stackName, {
     ? { alarmEmail: app.node.tryGetContext('alarmEmail') }
     : {}),
 });
+// cdk-nag's AWS Solutions pack: an unsuppressed finding is an error annotation, and `cdk synth` fails on
+// it. Suppressions sit next to the resource they concern, each with its reason.
+Aspects.of(app).add(new AwsSolutionsChecks({ verbose: true }));
 app.synth();

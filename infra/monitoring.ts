@@ -1,4 +1,4 @@
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import {
   Alarm,
   ComparisonOperator,
@@ -9,7 +9,8 @@ import {
 } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import type { Table } from 'aws-cdk-lib/aws-dynamodb';
-import { Alias } from 'aws-cdk-lib/aws-kms';
+import { PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { Key } from 'aws-cdk-lib/aws-kms';
 import { Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { Queue } from 'aws-cdk-lib/aws-sqs';
@@ -61,6 +62,8 @@ export function pulseMetric(name: string, service: string, statistic = 'Sum'): M
  */
 export class Monitoring extends Construct {
   readonly topic: Topic;
+  /** The alarm topic's KMS key (customer managed, so CloudWatch can be allowed to use it). */
+  readonly key: Key;
   readonly facade: MonitoringFacade;
   /** The alarms this construct declares itself (the facade's are in `facade.createdAlarms()`). */
   readonly businessAlarms: Alarm[] = [];
@@ -68,11 +71,36 @@ export class Monitoring extends Construct {
   constructor(scope: Construct, id: string, props: MonitoringProps) {
     super(scope, id);
     const m = settings.monitoring;
+    // CloudWatch publishes alarms to an encrypted topic only if the key's policy lets it use the key, and
+    // the AWS managed alias/aws/sns key's policy cannot be changed: so a key of our own, rotated yearly.
+    const cloudwatch = new ServicePrincipal('cloudwatch.amazonaws.com');
+    const sameAccount = { StringEquals: { 'aws:SourceAccount': Stack.of(this).account } };
+    this.key = new Key(this, 'TopicKey', {
+      description: 'Pulse Ingest alarm topic: SNS encryption that CloudWatch alarms can publish through',
+      enableKeyRotation: true,
+    });
+    this.key.addToResourcePolicy(
+      new PolicyStatement({
+        principals: [cloudwatch],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+        resources: ['*'],
+        conditions: sameAccount,
+      }),
+    );
     this.topic = new Topic(this, 'Alarms', {
       displayName: 'Pulse Ingest alarms',
-      masterKey: Alias.fromAliasName(this, 'SnsKey', 'alias/aws/sns'),
+      masterKey: this.key,
       enforceSSL: true,
     });
+    // The topic's own policy replaces SNS's default one, so CloudWatch's publishing is allowed explicitly.
+    this.topic.addToResourcePolicy(
+      new PolicyStatement({
+        principals: [cloudwatch],
+        actions: ['sns:Publish'],
+        resources: [this.topic.topicArn],
+        conditions: sameAccount,
+      }),
+    );
     if (props.alarmEmail) this.topic.addSubscription(new EmailSubscription(props.alarmEmail));
 
     this.facade = new MonitoringFacade(this, 'Dashboard', {

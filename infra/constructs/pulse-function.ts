@@ -1,6 +1,7 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
 import {
   type BundlingOptions,
@@ -9,6 +10,7 @@ import {
   OutputFormat,
 } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { NagSuppressions } from 'cdk-nag';
 import type { Construct } from 'constructs';
 import { settings } from '../../shared/settings.ts';
 
@@ -51,6 +53,20 @@ export const BUNDLING: Readonly<BundlingOptions> = {
     "import { createRequire as __pulseCreateRequire } from 'node:module'; const require = __pulseCreateRequire(import.meta.url);",
 };
 
+/**
+ * What Lambda needs to attach a function to a VPC: the actions of AWSLambdaVPCAccessExecutionRole
+ * without its logs:* on every log group. AWS requires "*" for them (Describe* have no resource-level
+ * permissions, and the network interfaces do not exist before Lambda creates them).
+ */
+export const VPC_ENI_ACTIONS = [
+  'ec2:CreateNetworkInterface',
+  'ec2:DescribeNetworkInterfaces',
+  'ec2:DescribeSubnets',
+  'ec2:DeleteNetworkInterface',
+  'ec2:AssignPrivateIpAddresses',
+  'ec2:UnassignPrivateIpAddresses',
+] as const;
+
 export interface PulseFunctionProps
   extends Pick<
     NodejsFunctionProps,
@@ -72,7 +88,9 @@ export interface PulseFunctionProps
 
 /**
  * Every Pulse function: Node.js 22 on arm64, its own log group with retention, source maps, Powertools
- * service name and metrics namespace, and an esbuild bundle (ESM, minified, AWS SDK included).
+ * service name and metrics namespace, and an esbuild bundle (ESM, minified, AWS SDK included). Its role
+ * starts with writes to its own log group only (no AWSLambdaBasicExecutionRole, which allows writing to
+ * every log group); the stack grants the rest.
  */
 export class PulseFunction extends NodejsFunction {
   /** The function's log group (retention from the settings). */
@@ -84,6 +102,26 @@ export class PulseFunction extends NodejsFunction {
       retention: retentionFor(props.logRetentionDays ?? settings.logRetentionDays),
       removalPolicy: RemovalPolicy.DESTROY,
     });
+    const role = new Role(scope, `${id}Role`, {
+      assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
+      description: `Execution role of the ${props.name} function`,
+    });
+    logs.grantWrite(role);
+    if (props.vpc) {
+      role.addToPolicy(new PolicyStatement({ actions: [...VPC_ENI_ACTIONS], resources: ['*'] }));
+      NagSuppressions.addResourceSuppressions(
+        role,
+        [
+          {
+            id: 'AwsSolutions-IAM5',
+            reason:
+              'Lambda creates, describes and deletes the network interfaces of a VPC function; AWS allows these ec2 actions only on "*" (VPC_ENI_ACTIONS).',
+            appliesTo: ['Resource::*'],
+          },
+        ],
+        true,
+      );
+    }
     super(scope, id, {
       entry: handlerEntry(props.name),
       handler: 'handler',
@@ -92,6 +130,7 @@ export class PulseFunction extends NodejsFunction {
       timeout: Duration.seconds(props.timeoutSeconds),
       memorySize: props.memoryMb,
       logGroup: logs,
+      role,
       projectRoot: REPO_ROOT,
       depsLockFilePath: join(REPO_ROOT, 'package-lock.json'),
       environment: {
@@ -110,5 +149,12 @@ export class PulseFunction extends NodejsFunction {
       description: props.description,
     });
     this.logs = logs;
+    NagSuppressions.addResourceSuppressions(this, [
+      {
+        id: 'AwsSolutions-L1',
+        reason:
+          'Node.js 22 on purpose: the bundles target node22, the tests run on Node 22 (package.json "node" 22.x); moving to a newer runtime is its own change.',
+      },
+    ]);
   }
 }
