@@ -37,6 +37,12 @@ export interface DashboardOptions {
   readonly historySize?: number;
   /** The alarm thresholds. @default settings.monitoring, as the stack's alarms */
   readonly monitoring?: MonitoringSettings;
+  /**
+   * A collection that takes longer counts as failed (the AWS SDK has no request timeout by default, and
+   * an emulator that hangs must not freeze the page); its late result is dropped.
+   * @default max(10 s, 5 × sampleIntervalMs)
+   */
+  readonly sampleTimeoutMs?: number;
 }
 
 export interface Dashboard {
@@ -68,11 +74,21 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   if (!(intervalMs > 0)) throw new RangeError(`sampleIntervalMs must be > 0, got ${intervalMs}`);
   const history = new History(options.historySize ?? Math.ceil(HISTORY_MS / intervalMs));
   const monitoring = options.monitoring ?? settings.monitoring;
+  const timeoutMs = options.sampleTimeoutMs ?? Math.max(10_000, 5 * intervalMs);
 
   let snapshot: DashboardSnapshot = { status: null, alarms: [], error: null, sampleIntervalMs: intervalMs };
   const sample = async (): Promise<void> => {
+    let timeout: NodeJS.Timeout | undefined;
     try {
-      const status = await options.collector.collect();
+      const status = await Promise.race([
+        options.collector.collect(),
+        new Promise<never>((_, reject) => {
+          timeout = setTimeout(
+            () => reject(new Error(`collecting the status took longer than ${timeoutMs} ms`)),
+            timeoutMs,
+          );
+        }),
+      ]);
       history.push(toSample(status));
       snapshot = {
         status,
@@ -82,6 +98,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       };
     } catch (err) {
       snapshot = { ...snapshot, error: { message: describeError(err), at: new Date().toISOString() } };
+    } finally {
+      clearTimeout(timeout);
     }
   };
 

@@ -177,6 +177,28 @@ describe('startDashboard', () => {
     expect((await get('/')).status).toBe(200);
   });
 
+  it('counts a collection that hangs as failed after sampleTimeoutMs, and keeps sampling', async () => {
+    // Prepare
+    const collector = new FakeCollector();
+    const real = collector.collect.bind(collector);
+    let hang = true;
+    collector.collect = () => (hang ? new Promise<never>(() => {}) : real());
+    // Act
+    dashboard = await startDashboard({ collector, sampleIntervalMs: 20, sampleTimeoutMs: 50 });
+    const hung = await snapshot();
+    hang = false;
+    const recovered = await waitUntil('a sample after the hang', async () => {
+      const s = await snapshot();
+      return s.status ? s : undefined;
+    });
+    // Assess
+    expect(hung).toMatchObject({
+      status: null,
+      error: { message: 'Error: collecting the status took longer than 50 ms' },
+    });
+    expect(recovered.error).toBeNull();
+  });
+
   it('answers 404 for an unknown path and 405 for anything but GET and HEAD', async () => {
     // Prepare
     dashboard = await startDashboard({ collector: new FakeCollector(), sampleIntervalMs: 60_000 });
