@@ -35,7 +35,8 @@ describe('the synthesized template and the offline resources agree', () => {
     };
     const app = new App({ context: { ...cdkJson.context, 'aws:cdk:bundling-stacks': [] } });
     resources = Template.fromStack(new PulseStack(app, 'Parity')).toJSON().Resources;
-  });
+    // A synth takes 5 s on an idle machine and over 10 s (vitest's default hook timeout) on a busy one.
+  }, 60_000);
 
   it.each(['fileEvents', 'signals'] as const)(
     'creates the %s queue with the template’s attributes',

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../infra/constructs/pulse-function.ts';
 import { producersContext } from '../../infra/producers.ts';
 import { PulseStack } from '../../infra/pulse-stack.ts';
+import { ALARM_NAMES } from '../../local/alarms.ts';
 import { settings } from '../../shared/settings.ts';
 
 type Resource = { Type: string; Properties: Record<string, unknown> };
@@ -94,6 +95,17 @@ describe('dashboard and alarms', () => {
       MetricName: 'OffsetLag',
       Threshold: settings.monitoring.maxKafkaOffsetLag,
     });
+  });
+
+  it('declares every alarm the offline dashboard evaluates, under the same name', () => {
+    // Prepare
+    const wired = synth({
+      dbSecretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf',
+      mskClusterArn: 'arn:aws:kafka:eu-west-1:123456789012:cluster/pulse/abc',
+    });
+    // Assess
+    const declared = alarms(wired).map((a) => a.AlarmName);
+    for (const name of Object.values(ALARM_NAMES)) expect(declared, name).toContain(name);
   });
 
   it('subscribes an email address when one is given', () => {
