@@ -30,7 +30,7 @@ export default defineConfig({
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
           setupFiles: ['test/setup/matchers.ts'],
-          testTimeout: 300_000,
+          testTimeout: 480_000,
           hookTimeout: 300_000,
         },
       },

@@ -8,12 +8,20 @@
 
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { Context, SQSEvent } from 'aws-lambda';
+import { Kafka, logLevel } from 'kafkajs';
 import { settings } from '../shared/settings.ts';
+import type { ProducerHealth } from './alarms.ts';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, makeClients } from './clients.ts';
+import { startDashboard } from './dashboard.ts';
 import { type KafkaHandler, startKafkaEventSource } from './kafka-event-source.ts';
 import { lambdaContext } from './lambda-context.ts';
 import { type SqsHandler, startSqsEventSource } from './sqs-event-source.ts';
 import { type LocalState, readState, updateState } from './state.ts';
+import { StatusCollector } from './status.ts';
+import { localTarget } from './target.ts';
+
+/** How often the offline dashboard samples the pipeline's state. */
+export const DASHBOARD_SAMPLE_MS = 5000;
 
 export interface RuntimeLogger {
   info(message: string): void;
@@ -24,6 +32,8 @@ export interface RuntimeLogger {
 export interface Runtime {
   /** Stops polling and waits for the invocations in flight. */
   stop(): Promise<void>;
+  /** The poller's last success and the Kafka consumer group's lag, for the dashboard's alarms. */
+  producerHealth(): Promise<ProducerHealth>;
 }
 
 type Resources = NonNullable<LocalState['resources']>;
@@ -107,9 +117,10 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
     'pulse-scorer',
     settings.functions.scorer.timeoutSeconds,
   );
+  const pollPeriodMs = (state.options?.pollSeconds ?? settings.dbPoller.scheduleRateMinutes * 60) * 1000;
   const schedule = startSchedule(
     dbPoller.handler as unknown as (event: unknown, context: Context) => Promise<unknown>,
-    (state.options?.pollSeconds ?? settings.dbPoller.scheduleRateMinutes * 60) * 1000,
+    pollPeriodMs,
     prefixed(logger, 'pulse-db-poller'),
   );
   const kafkaSource = startKafkaEventSource({
@@ -132,9 +143,39 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
     },
   });
   await kafkaSource.ready;
+  const kafkaAdmin = new Kafka({
+    clientId: 'pulse-local-lag',
+    brokers: [kafka.brokers],
+    logLevel: logLevel.NOTHING,
+  }).admin();
+  await kafkaAdmin.connect();
+  const groupId = `${state.prefix}-kafka-consumer`;
 
   return {
+    async producerHealth() {
+      let kafkaOffsetLag: number | undefined;
+      try {
+        const [ends, committed] = await Promise.all([
+          kafkaAdmin.fetchTopicOffsets(r.topic),
+          kafkaAdmin.fetchOffsets({ groupId, topics: [r.topic] }),
+        ]);
+        const done = new Map(
+          (committed[0]?.partitions ?? []).map((p) => [p.partition, Math.max(0, Number(p.offset))]),
+        );
+        kafkaOffsetLag = ends.reduce(
+          (n, p) => n + Math.max(0, Number(p.high) - (done.get(p.partition) ?? 0)),
+          0,
+        );
+      } catch (err) {
+        logger.warn('could not read the Kafka consumer lag', err);
+      }
+      return {
+        poller: { ...schedule.health(), periodSeconds: Math.round(pollPeriodMs / 1000) },
+        ...(kafkaOffsetLag !== undefined ? { kafkaOffsetLag } : {}),
+      };
+    },
     async stop() {
+      await kafkaAdmin.disconnect().catch(() => {});
       await Promise.all([files.stop(), signals.stop(), schedule.stop(), kafkaSource.stop()]);
       clients.s3.destroy();
       clients.sqs.destroy();
@@ -151,7 +192,9 @@ export function startSchedule(
   handler: (event: unknown, context: Context) => Promise<unknown>,
   periodMs: number,
   logger: RuntimeLogger,
-): { stop(): Promise<void> } {
+): { stop(): Promise<void>; health(): { lastSuccessAt: string | null; since: string } } {
+  const since = new Date().toISOString();
+  let lastSuccessAt: string | null = null;
   let stopped = false;
   let running: Promise<void> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;
@@ -171,6 +214,7 @@ export function startSchedule(
             timeoutMs: settings.functions.dbPoller.timeoutSeconds * 1000,
           }),
         );
+        lastSuccessAt = new Date().toISOString();
       } catch (err) {
         logger.error('scheduled invocation failed', err);
       }
@@ -179,6 +223,7 @@ export function startSchedule(
   };
   timer = setTimeout(tick, 0);
   return {
+    health: () => ({ lastSuccessAt, since }),
     async stop() {
       stopped = true;
       clearTimeout(timer);
@@ -219,7 +264,19 @@ export async function runRuntimeProcess(home: string, dashboardPort?: number): P
     error: (m, ...extra) => console.error(`${stamp()} ERROR ${m}`, ...extra),
   };
   const runtime = await startRuntime(state, logger);
-  void dashboardPort;
+  const target = localTarget(state);
+  const collector = new StatusCollector(target);
+  const dashboard = await startDashboard({
+    collector: {
+      collect: async () => {
+        const [status, health] = await Promise.all([collector.collect(), runtime.producerHealth()]);
+        return { ...status, ...health };
+      },
+    },
+    port: dashboardPort ?? 0,
+    // Each sample scans the ledger and the scores table's series: keep the emulator's load low.
+    sampleIntervalMs: DASHBOARD_SAMPLE_MS,
+  });
   updateState(home, state.prefix, (s) => {
     s.runtime = {
       pid: process.pid,
@@ -227,6 +284,7 @@ export async function runRuntimeProcess(home: string, dashboardPort?: number): P
       log: s.runtime?.log ?? '',
       startedAt: s.runtime?.startedAt ?? stamp(),
       ready: true,
+      dashboard: dashboard.url,
     };
   });
   logger.info(`runtime ready (pid ${process.pid})`);
@@ -235,7 +293,8 @@ export async function runRuntimeProcess(home: string, dashboardPort?: number): P
     process.once('SIGINT', () => resolve('SIGINT'));
   });
   logger.info(`${signal}: stopping after the invocations in flight`);
-  await runtime.stop();
+  await Promise.all([runtime.stop(), dashboard.stop()]);
+  target.close();
   logger.info('runtime stopped');
   process.exit(0);
 }

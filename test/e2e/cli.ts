@@ -60,7 +60,7 @@ export function cli(): Cli {
             }),
           );
         },
-        { timeoutMs, intervalMs: 1000 },
+        { timeoutMs, intervalMs: 2000 },
       ),
   };
 }
