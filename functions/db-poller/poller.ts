@@ -136,6 +136,8 @@ export async function poll(deps: PollerDeps): Promise<PollSummary> {
       break;
     }
   }
+  // An empty run is a data point too (0 rows polled), not missing data.
+  if (rows === 0) metrics.addMetric(METRIC.rowsPolled, MetricUnit.Count, 0);
   return {
     mode: config.mode,
     rounds,

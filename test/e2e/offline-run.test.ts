@@ -218,7 +218,7 @@ describe('the offline run (pulse CLI end to end)', () => {
   it('loses nothing and scores nothing twice when the runtime is killed mid-file and restarted', async () => {
     // Prepare: a file big enough to be caught mid-way.
     const before = await c.status();
-    const rows = 60_000;
+    const rows = 20_000;
     const lines = ['name,value,timestamp'];
     for (let i = 0; i < rows; i++) lines.push(`crash_${i % 50},${i % 97},${1_700_000_000 + i}`);
     const path = file('crash.csv', `${lines.join('\n')}\n`);

@@ -1,0 +1,332 @@
+import { Readable } from 'node:stream';
+import { DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { DynamoDBDocumentClient, ScanCommand, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
+import { sdkStreamMixin } from '@smithy/core/serde';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterEach, describe, expect, it } from 'vitest';
+import { StatusCollector } from '../../../local/status.ts';
+import type { QueueName, Target } from '../../../local/target.ts';
+import type { AwsClients } from '../../../shared/clients.ts';
+import type { LedgerItem } from '../../../shared/ledger.ts';
+
+const BUCKET = 'pulse-bucket';
+const LEDGER = 'pulse-ledger';
+const SCORES = 'pulse-scores';
+const QUEUES: Record<QueueName, string> = {
+  fileEvents: 'http://127.0.0.1:5000/000000000000/pulse-file-events',
+  fileEventsDlq: 'http://127.0.0.1:5000/000000000000/pulse-file-events-dlq',
+  signals: 'http://127.0.0.1:5000/000000000000/pulse-signals',
+  signalsDlq: 'http://127.0.0.1:5000/000000000000/pulse-signals-dlq',
+  kafkaFailures: 'http://127.0.0.1:5000/000000000000/pulse-kafka-failures',
+};
+const ENDPOINTS = {
+  s3: 'http://127.0.0.1:5000',
+  sqs: 'http://127.0.0.1:5000',
+  dynamodb: 'http://127.0.0.1:5000',
+  dashboard: 'http://127.0.0.1:8080/',
+};
+const SERIES_FILTER: Pick<ScanCommandInput, 'ScanFilter'> = {
+  ScanFilter: { pk: { ComparisonOperator: 'BEGINS_WITH', AttributeValueList: ['series#'] } },
+};
+const ANOMALY_FILTER: Pick<ScanCommandInput, 'ScanFilter'> = {
+  ScanFilter: { anomaly: { ComparisonOperator: 'EQ', AttributeValueList: [true] } },
+};
+
+const common = { region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } };
+const clientsFactory = (): AwsClients => {
+  const ddb = new DynamoDBClient(common);
+  return {
+    s3: new S3Client({ ...common, forcePathStyle: true }),
+    sqs: new SQSClient(common),
+    ddb,
+    doc: DynamoDBDocumentClient.from(ddb, { marshallOptions: { removeUndefinedValues: true } }),
+  };
+};
+
+const targetFactory = (clients: AwsClients, kind: Target['kind'] = 'local'): Target => ({
+  kind,
+  name: kind === 'local' ? 'local' : 'PulseIngest',
+  clients,
+  bucket: BUCKET,
+  ledgerTable: LEDGER,
+  scoresTable: SCORES,
+  queues: QUEUES,
+  endpoints: ENDPOINTS,
+  close: () => {},
+});
+
+const ledgerItem = (key: string, over: Partial<LedgerItem> = {}): LedgerItem => ({
+  pk: `s3://${BUCKET}/${key}`,
+  sk: `etag-${key}`,
+  bucket: BUCKET,
+  key,
+  etag: `etag-${key}`,
+  status: 'SUCCESS',
+  attempts: 1,
+  records: 10,
+  rejected: 0,
+  bytesRead: 100,
+  createdAt: '2024-06-01T00:00:00.000Z',
+  updatedAt: '2024-06-01T00:00:00.000Z',
+  ...over,
+});
+
+/** A GetObject output whose body arrives in the given chunks (a fresh stream per call). */
+const objectBody = (...chunks: string[]) => ({
+  Body: sdkStreamMixin(Readable.from(chunks.map((c) => Buffer.from(c)))),
+});
+
+describe('StatusCollector', () => {
+  const clients = clientsFactory();
+  const s3 = mockClient(clients.s3);
+  const sqs = mockClient(clients.sqs);
+  const ddb = mockClient(clients.ddb);
+  const doc = mockClient(clients.doc);
+  afterEach(() => {
+    s3.reset();
+    sqs.reset();
+    ddb.reset();
+    doc.reset();
+  });
+
+  /** An empty pipeline: every scan, listing and queue empty. Tests add what they are about. */
+  const emptyPipeline = () => {
+    doc.on(ScanCommand).resolves({ Items: [], Count: 0 });
+    ddb.on(DescribeTableCommand).resolves({ Table: { ItemCount: 0 } });
+    sqs.on(GetQueueAttributesCommand).resolves({
+      Attributes: { ApproximateNumberOfMessages: '0', ApproximateNumberOfMessagesNotVisible: '0' },
+    });
+    s3.on(ListObjectsV2Command).resolves({});
+  };
+  const depth = (url: string, visible: number, inFlight: number) =>
+    sqs.on(GetQueueAttributesCommand, { QueueUrl: url }).resolves({
+      Attributes: {
+        ApproximateNumberOfMessages: String(visible),
+        ApproximateNumberOfMessagesNotVisible: String(inFlight),
+      },
+    });
+
+  it('lists the ledger files, most recent first, with their errors, counts by status and rejected records', async () => {
+    // Prepare
+    emptyPipeline();
+    const ok = ledgerItem('incoming/ok.csv', {
+      records: 20,
+      rejected: 2,
+      updatedAt: '2024-06-01T10:00:00.000Z',
+    });
+    const failed = ledgerItem('incoming/bad.json', {
+      status: 'FAILED',
+      attempts: 3,
+      rejected: 0,
+      errorType: 'MalformedFileError',
+      errorMessage: 'JSON ends early',
+      updatedAt: '2024-06-01T12:00:00.000Z',
+      durationMs: 1500,
+      firstErrors: ['row 1: value is required'],
+    });
+    const running = ledgerItem('incoming/big.ndjson', {
+      status: 'PROCESSING',
+      rejected: 5,
+      updatedAt: '2024-06-01T11:00:00.000Z',
+    });
+    const watermark = { pk: 'watermark#signals', sk: 'watermark', updatedAt: '2024-06-02T00:00:00.000Z' };
+    doc
+      .on(ScanCommand, { TableName: LEDGER })
+      .resolvesOnce({ Items: [ok, watermark], LastEvaluatedKey: { pk: watermark.pk, sk: watermark.sk } })
+      .resolvesOnce({ Items: [failed, running] });
+    // Act
+    const status = await new StatusCollector(targetFactory(clients)).collect();
+    // Assess
+    expect(status.files.map((f) => f.key)).toEqual([
+      'incoming/bad.json',
+      'incoming/big.ndjson',
+      'incoming/ok.csv',
+    ]);
+    expect(status.files[0]).toEqual({
+      key: 'incoming/bad.json',
+      etag: 'etag-incoming/bad.json',
+      status: 'FAILED',
+      records: 10,
+      rejected: 0,
+      error: 'MalformedFileError: JSON ends early',
+      attempts: 3,
+      updatedAt: '2024-06-01T12:00:00.000Z',
+      durationMs: 1500,
+      firstErrors: ['row 1: value is required'],
+    });
+    expect(status.files[2]?.error).toBeNull();
+    expect(status.ledger).toEqual({ DISCOVERED: 0, PROCESSING: 1, SUCCESS: 1, FAILED: 1, SKIPPED: 0 });
+    expect(status.rejected.s3).toBe(7);
+    expect(status.endpoints).toEqual(ENDPOINTS);
+    expect(Number.isNaN(Date.parse(status.at))).toBe(false);
+    expect(doc.commandCalls(ScanCommand, { TableName: LEDGER })[1]?.args[0].input.ExclusiveStartKey).toEqual({
+      pk: watermark.pk,
+      sk: watermark.sk,
+    });
+  });
+
+  it('counts the db, kafka and scorer rejects from the lines of their quarantine objects', async () => {
+    // Prepare
+    emptyPipeline();
+    s3.on(ListObjectsV2Command, { Prefix: 'rejects/db/' })
+      .resolvesOnce({
+        Contents: [{ Key: 'rejects/db/1.ndjson', ETag: '"d1"' }],
+        NextContinuationToken: 'more',
+      })
+      .resolvesOnce({ Contents: [{ Key: 'rejects/db/2.ndjson', ETag: '"d2"' }] });
+    s3.on(ListObjectsV2Command, { Prefix: 'rejects/kafka/' }).resolves({
+      Contents: [{ Key: 'rejects/kafka/1.ndjson', ETag: '"k1"' }],
+    });
+    s3.on(ListObjectsV2Command, { Prefix: 'rejects/scorer/' }).resolves({
+      Contents: [{ Key: 'rejects/scorer/1.ndjson', ETag: '"s1"' }],
+    });
+    s3.on(GetObjectCommand, { Key: 'rejects/db/1.ndjson' }).callsFake(() =>
+      objectBody('{"a":1}\n{"a', '":2}\n{"a":3}\n'),
+    );
+    s3.on(GetObjectCommand, { Key: 'rejects/db/2.ndjson' }).callsFake(() => objectBody('{"b":1}\n{"b":2}\n'));
+    s3.on(GetObjectCommand, { Key: 'rejects/kafka/1.ndjson' }).callsFake(() => objectBody('{"k":1}\n'));
+    s3.on(GetObjectCommand, { Key: 'rejects/scorer/1.ndjson' }).callsFake(() =>
+      objectBody('{"s":1}\n{"s":2}\n{"s":3}\n{"s":4}\n'),
+    );
+    doc
+      .on(ScanCommand, { TableName: LEDGER })
+      .resolves({ Items: [ledgerItem('incoming/a.csv', { rejected: 4 })] });
+    // Act
+    const status = await new StatusCollector(targetFactory(clients)).collect();
+    // Assess
+    expect(status.rejected).toEqual({ s3: 4, db: 5, kafka: 1, scorer: 4 });
+    expect(s3).toHaveReceivedCommandWith(ListObjectsV2Command, { Bucket: BUCKET, Prefix: 'rejects/db/' });
+    expect(s3.commandCalls(ListObjectsV2Command, { Prefix: 'rejects/db/' })[1]?.args[0].input).toMatchObject({
+      ContinuationToken: 'more',
+    });
+    expect(s3).toHaveReceivedCommandWith(GetObjectCommand, { Bucket: BUCKET, Key: 'rejects/db/1.ndjson' });
+  });
+
+  it('reads each quarantine object once per ETag across collections', async () => {
+    // Prepare
+    emptyPipeline();
+    s3.on(ListObjectsV2Command, { Prefix: 'rejects/kafka/' })
+      .resolvesOnce({ Contents: [{ Key: 'rejects/kafka/1.ndjson', ETag: '"v1"' }] })
+      .resolvesOnce({ Contents: [{ Key: 'rejects/kafka/1.ndjson', ETag: '"v1"' }] })
+      .resolves({ Contents: [{ Key: 'rejects/kafka/1.ndjson', ETag: '"v2"' }] });
+    s3.on(GetObjectCommand, { Key: 'rejects/kafka/1.ndjson' })
+      .callsFakeOnce(() => objectBody('{"k":1}\n{"k":2}\n'))
+      .callsFake(() => objectBody('{"k":1}\n{"k":2}\n{"k":3}\n'));
+    const collector = new StatusCollector(targetFactory(clients));
+    // Act
+    const first = await collector.collect();
+    const second = await collector.collect();
+    const getsAfterSecond = s3.commandCalls(GetObjectCommand).length;
+    const third = await collector.collect();
+    // Assess
+    expect(first.rejected.kafka).toBe(2);
+    expect(second.rejected.kafka).toBe(2);
+    expect(getsAfterSecond).toBe(1);
+    expect(third.rejected.kafka).toBe(3);
+    expect(s3).toHaveReceivedCommandTimes(GetObjectCommand, 2);
+  });
+
+  it('sums the visible and in-flight messages of the DLQs and the Kafka failures queue', async () => {
+    // Prepare
+    emptyPipeline();
+    depth(QUEUES.fileEvents, 100, 5);
+    depth(QUEUES.signals, 40, 10);
+    depth(QUEUES.fileEventsDlq, 2, 1);
+    depth(QUEUES.signalsDlq, 1, 0);
+    depth(QUEUES.kafkaFailures, 0, 3);
+    // Act
+    const status = await new StatusCollector(targetFactory(clients)).collect();
+    // Assess
+    expect(status.dlq).toBe(7);
+    expect(status.queues).toEqual({
+      fileEvents: { visible: 100, inFlight: 5 },
+      fileEventsDlq: { visible: 2, inFlight: 1 },
+      signals: { visible: 40, inFlight: 10 },
+      signalsDlq: { visible: 1, inFlight: 0 },
+      kafkaFailures: { visible: 0, inFlight: 3 },
+    });
+    expect(sqs).toHaveReceivedCommandWith(GetQueueAttributesCommand, {
+      QueueUrl: QUEUES.kafkaFailures,
+      AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+    });
+  });
+
+  it('offline, counts scored signals as the table item count less the series items, and lists anomalies', async () => {
+    // Prepare
+    emptyPipeline();
+    ddb.on(DescribeTableCommand, { TableName: SCORES }).resolves({ Table: { ItemCount: 50 } });
+    doc
+      .on(ScanCommand, { TableName: SCORES, ...SERIES_FILTER })
+      .resolvesOnce({ Items: [{ pk: 'series#["demo","cpu"]', count: 30 }], LastEvaluatedKey: { pk: 'x' } })
+      .resolvesOnce({ Items: [{ pk: 'series#["demo","mem"]', count: 18 }] });
+    doc.on(ScanCommand, { TableName: SCORES, ...ANOMALY_FILTER }).resolves({
+      Items: [
+        {
+          pk: 'score#a1',
+          id: 'a1',
+          source: 'demo',
+          name: 'cpu',
+          value: 99,
+          score: 4.2,
+          timestamp: '2024-06-01T10:00:00.000Z',
+          scoredAt: '2024-06-01T10:00:01.000Z',
+        },
+        {
+          pk: 'score#a2',
+          source: 'demo',
+          name: 'mem',
+          value: 1,
+          score: -3.5,
+          scoredAt: '2024-06-01T11:00:00.000Z',
+        },
+      ],
+    });
+    // Act
+    const status = await new StatusCollector(targetFactory(clients, 'local')).collect();
+    // Assess
+    expect(status.scored).toBe(48);
+    expect(status.series).toBe(2);
+    expect(status.seriesSamples).toBe(48);
+    expect(status.anomalies).toBe(2);
+    expect(status.recentAnomalies.map((a) => a.id)).toEqual(['a2', 'a1']);
+    expect(status.recentAnomalies[1]).toEqual({
+      id: 'a1',
+      source: 'demo',
+      name: 'cpu',
+      value: 99,
+      score: 4.2,
+      timestamp: '2024-06-01T10:00:00.000Z',
+      scoredAt: '2024-06-01T10:00:01.000Z',
+    });
+    expect(ddb).toHaveReceivedCommandWith(DescribeTableCommand, { TableName: SCORES });
+    expect(doc.commandCalls(ScanCommand).some((c) => c.args[0].input.Select === 'COUNT')).toBe(false);
+  });
+
+  it('on AWS, counts scored signals with a COUNT scan of the score items, not the lagging item count', async () => {
+    // Prepare
+    emptyPipeline();
+    ddb.on(DescribeTableCommand).resolves({ Table: { ItemCount: 9999 } });
+    doc
+      .on(ScanCommand, { TableName: SCORES, ...SERIES_FILTER })
+      .resolves({ Items: [{ pk: 'series#["demo","cpu"]', count: 42 }] });
+    doc
+      .on(ScanCommand, { TableName: SCORES, Select: 'COUNT' })
+      .resolvesOnce({ Count: 30, LastEvaluatedKey: { pk: 'score#m' } })
+      .resolvesOnce({ Count: 12 });
+    // Act
+    const status = await new StatusCollector(targetFactory(clients, 'aws')).collect();
+    // Assess
+    expect(status.scored).toBe(42);
+    expect(status.seriesSamples).toBe(42);
+    const counts = doc.commandCalls(ScanCommand, { Select: 'COUNT' }).map((c) => c.args[0].input);
+    expect(counts).toHaveLength(2);
+    expect(counts[0]).toMatchObject({
+      TableName: SCORES,
+      ScanFilter: { pk: { ComparisonOperator: 'BEGINS_WITH', AttributeValueList: ['score#'] } },
+    });
+    expect(counts[1]?.ExclusiveStartKey).toEqual({ pk: 'score#m' });
+    expect(ddb).not.toHaveReceivedCommand(DescribeTableCommand);
+  });
+});
