@@ -100,11 +100,12 @@ export async function listDlq(target: Target, max = 50): Promise<DlqMessage[]> {
   const out: DlqMessage[] = [];
   for (const queue of ['fileEventsDlq', 'signalsDlq', 'kafkaFailures'] as const) {
     const seen = new Set<string>();
-    for (let round = 0; round < 5 && seen.size < max; round++) {
+    // SQS samples servers: a few rounds more than strictly needed find the rest of a small queue.
+    for (let round = 0; round < Math.ceil(max / 10) + 2 && seen.size < max; round++) {
       const got = await target.clients.sqs.send(
         new ReceiveMessageCommand({
           QueueUrl: target.queues[queue],
-          MaxNumberOfMessages: 10,
+          MaxNumberOfMessages: Math.min(10, max - seen.size),
           VisibilityTimeout: 1,
           WaitTimeSeconds: 0,
           MessageSystemAttributeNames: ['ApproximateReceiveCount', 'SentTimestamp'],
@@ -112,7 +113,7 @@ export async function listDlq(target: Target, max = 50): Promise<DlqMessage[]> {
       );
       const fresh = (got.Messages ?? []).filter((m) => m.MessageId && !seen.has(m.MessageId));
       if (fresh.length === 0) break;
-      for (const m of fresh) {
+      for (const m of fresh.slice(0, max - seen.size)) {
         seen.add(m.MessageId ?? '');
         out.push({
           queue,

@@ -99,6 +99,12 @@ export async function stackTarget(stackName: string, region?: string): Promise<T
     const stack = out.Stacks?.[0];
     if (!stack) throw new TargetUnavailableError(`stack ${stackName} not found`);
     outputs = Object.fromEntries((stack.Outputs ?? []).map((o) => [o.OutputKey ?? '', o.OutputValue ?? '']));
+  } catch (err) {
+    // DescribeStacks answers a missing stack with a ValidationError.
+    if (err instanceof Error && /does not exist/.test(err.message)) {
+      throw new TargetUnavailableError(`stack ${stackName} not found: ${err.message}`);
+    }
+    throw err;
   } finally {
     cfn.destroy();
   }
@@ -106,6 +112,18 @@ export async function stackTarget(stackName: string, region?: string): Promise<T
     const value = outputs[key];
     if (!value) throw new TargetUnavailableError(`stack ${stackName} has no output ${key}`);
     return value;
+  };
+  const names = {
+    bucket: need(OUTPUTS.bucket),
+    ledgerTable: need(OUTPUTS.ledgerTable),
+    scoresTable: need(OUTPUTS.scoresTable),
+    queues: {
+      fileEvents: need(OUTPUTS.fileEventsQueue),
+      fileEventsDlq: need(OUTPUTS.fileEventsDlq),
+      signals: need(OUTPUTS.signalsQueue),
+      signalsDlq: need(OUTPUTS.signalsDlq),
+      kafkaFailures: need(OUTPUTS.kafkaFailuresQueue),
+    },
   };
   const s3 = new S3Client(region ? { region } : {});
   const sqs = new SQSClient(region ? { region } : {});
@@ -117,16 +135,7 @@ export async function stackTarget(stackName: string, region?: string): Promise<T
     kind: 'aws',
     name: stackName,
     clients,
-    bucket: need(OUTPUTS.bucket),
-    ledgerTable: need(OUTPUTS.ledgerTable),
-    scoresTable: need(OUTPUTS.scoresTable),
-    queues: {
-      fileEvents: need(OUTPUTS.fileEventsQueue),
-      fileEventsDlq: need(OUTPUTS.fileEventsDlq),
-      signals: need(OUTPUTS.signalsQueue),
-      signalsDlq: need(OUTPUTS.signalsDlq),
-      kafkaFailures: need(OUTPUTS.kafkaFailuresQueue),
-    },
+    ...names,
     endpoints: {
       s3: `https://s3.${resolvedRegion}.amazonaws.com`,
       sqs: `https://sqs.${resolvedRegion}.amazonaws.com`,

@@ -1,7 +1,8 @@
-import { allCustomMatcher, type CustomMatcher } from 'aws-sdk-client-mock-vitest';
+import { allCustomMatcherWithAliases, type CustomMatcher } from 'aws-sdk-client-mock-vitest';
 import { expect } from 'vitest';
 
-expect.extend(allCustomMatcher);
+// With the aliases (toReceiveCommandWith …), which the type declaration advertises too.
+expect.extend(allCustomMatcherWithAliases);
 
 declare module 'vitest' {
   // biome-ignore lint/suspicious/noExplicitAny: the matcher types are generic over the received value
