@@ -98,7 +98,24 @@ local
     }) => {
       const { home } = globals();
       const started = Date.now();
-      const state = await localUp({
+      // Ctrl-C (or SIGTERM) at any time, during start-up too, stops everything this run started.
+      let interrupt: () => void = () => {};
+      const interrupted = new Promise<void>((resolveStop) => {
+        interrupt = resolveStop;
+      });
+      let stopping = false;
+      const onSignal = () => {
+        stopping = true;
+        interrupt();
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      const stopAll = async () => {
+        console.log('\nstopping…');
+        const stopped = await localDown({ home });
+        console.log(`stopped: ${stopped.join(', ') || 'nothing was running'}`);
+      };
+      const up = localUp({
         home,
         progress: consoleProgress(),
         ...(o.prefix ? { prefix: o.prefix } : {}),
@@ -107,6 +124,13 @@ local
         ...(o.visibilitySeconds ? { visibilitySeconds: o.visibilitySeconds } : {}),
         ...(o.pollSeconds ? { pollSeconds: o.pollSeconds } : {}),
       });
+      const state = await Promise.race([up, interrupted.then(() => undefined)]);
+      if (stopping || !state) {
+        await up.catch(() => undefined); // let the start-up finish recording what it started
+        await stopAll();
+        process.exitCode = 130;
+        return;
+      }
       const target = localTarget(state);
       target.close();
       const e = target.endpoints;
@@ -119,16 +143,17 @@ local
       console.log(
         '\nTry: npm run pulse -- demo   |   npm run pulse -- drop FILE   |   npm run pulse -- status',
       );
-      if (o.detach) return;
+      if (o.detach) {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        return;
+      }
       console.log('\nRunning in the foreground: Ctrl-C stops everything (data is kept).');
-      await new Promise<void>((resolveStop) => {
-        const stop = () => resolveStop();
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      });
-      console.log('\nstopping…');
-      const stopped = await localDown({ home });
-      console.log(`stopped: ${stopped.join(', ') || 'nothing was running'}`);
+      // A pending promise alone does not keep Node running: a timer does, until a signal comes.
+      const keepAlive = setInterval(() => {}, 60_000);
+      await interrupted;
+      clearInterval(keepAlive);
+      await stopAll();
     },
   );
 
