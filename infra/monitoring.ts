@@ -162,6 +162,10 @@ export class Monitoring extends Construct {
           ],
         },
         {
+          title: 'Poller lag (ms, oldest row read)',
+          metrics: [pulseMetric(METRIC.pollerLag, 'db-poller', 'Maximum')],
+        },
+        {
           title: 'Kafka offset lag',
           metrics: [this.kafkaLag(props.functions.kafkaConsumer.functionName)],
         },

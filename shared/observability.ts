@@ -34,6 +34,8 @@ export const METRIC = {
   rowsPolled: 'RowsPolled',
   rowsSent: 'RowsSent',
   rowsRejected: 'RowsRejected',
+  /** Milliseconds from the oldest row's event time to the poll that read it (per round, the maximum). */
+  pollerLag: 'PollerLag',
   pollerBackpressureStops: 'PollerBackpressureStops',
   pollerTimeBudgetStops: 'PollerTimeBudgetStops',
   watermarkConflicts: 'WatermarkConflicts',

@@ -278,6 +278,9 @@ async function sendRows(
   }
 
   if (valid.length > 0) {
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const s of valid) oldest = Math.min(oldest, Date.parse(s.timestamp));
+    metrics.addMetric(METRIC.pollerLag, MetricUnit.Milliseconds, Math.max(0, now() - oldest));
     const sender = new SignalSender(
       deps.sqs,
       config.signalsQueueUrl,

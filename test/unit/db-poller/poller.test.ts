@@ -118,6 +118,25 @@ describe('db-poller poll()', () => {
       expect(obs.total('RowsPolled')).toBe(2);
     });
 
+    it('reports the poller lag: from the event time of the oldest polled row to the poll', async () => {
+      // Prepare: pgRow timestamps are 2024-05-01T10:00:00.00nZ; the poll runs one minute later.
+      const db = new FakeDb(claimResponder([[pgRow(1), pgRow(2)]]));
+      // Act
+      await poll(deps(db, { now: () => Date.parse('2024-05-01T10:01:00.001Z') }));
+      // Assess
+      expect(obs.recorded.PollerLag).toEqual([60_000]);
+    });
+
+    it('reports 0 rows polled, not no data, for an empty run', async () => {
+      // Prepare
+      const db = new FakeDb(claimResponder([[]]));
+      // Act
+      await poll(deps(db));
+      // Assess
+      expect(obs.recorded.RowsPolled).toEqual([0]);
+      expect(obs.recorded.PollerLag).toBeUndefined();
+    });
+
     it('rolls back when the send fails: no UPDATE, no COMMIT, the rows stay unprocessed', async () => {
       // Prepare
       sqs.on(SendMessageBatchCommand).resolves({
