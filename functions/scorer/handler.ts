@@ -7,34 +7,33 @@ import { createClients } from '../../shared/clients.ts';
 import { loadScorerConfig } from '../../shared/config.ts';
 import { createObservability } from '../../shared/observability.ts';
 import { zScoreModel } from './model.ts';
-import { scoreMessage } from './scorer.ts';
+import { type BatchResult, scoreBatch } from './scorer.ts';
 
 const config = loadScorerConfig();
 const clients = createClients(config);
 const { logger, metrics } = createObservability('scorer');
 const model = zScoreModel({ threshold: config.zThreshold, minSamples: config.minSamples });
 
-async function recordHandler(record: SQSRecord): Promise<void> {
-  logger.appendKeys({ messageId: record.messageId });
-  try {
-    const result = await scoreMessage(record.messageId, record.body, {
-      ...clients,
-      logger,
-      metrics,
-      model,
-      config,
-    });
-    logger.debug('Message scored', { ...result });
-  } finally {
-    logger.removeKeys(['messageId']);
-  }
-}
-
-const lambdaHandler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> =>
+const lambdaHandler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
+  // The whole batch is scored together, so that a series costs one state write per batch, not per message.
+  const scoring = scoreBatch(
+    event.Records.map((r) => ({ messageId: r.messageId, body: r.body })),
+    { ...clients, logger, metrics, model, config },
+  ).then((result) => {
+    const { failures, ...counts } = result;
+    logger.debug('Batch scored', { ...counts, failed: failures.size });
+    return result;
+  });
+  // Powertools still builds the partial batch response: a record fails when its message must come back.
+  const recordHandler = async (record: SQSRecord): Promise<void> => {
+    const result: BatchResult = await scoring;
+    if (result.failures.has(record.messageId)) throw result.failures.get(record.messageId);
+  };
   // A processor per invocation: it holds the batch's state, and the offline runtime may overlap invocations.
-  processPartialResponse(event, recordHandler, new BatchProcessor(EventType.SQS), {
+  return processPartialResponse(event, recordHandler, new BatchProcessor(EventType.SQS), {
     context,
     processInParallel: false,
   });
+};
 
 export const handler = middy(lambdaHandler).use(injectLambdaContext(logger)).use(logMetrics(metrics));

@@ -16,10 +16,12 @@ import { parseSignal, type Signal, SignalMessageSchema } from '../../shared/sign
 import { EMPTY_STATE, type ScoringModel, type SeriesState } from './model.ts';
 
 /**
- * Scores the signals of one packed message, each exactly once: a score item per signal id, written
- * only if absent, in the same DynamoDB transaction as the series state it changes, which is written
- * only if its version has not moved. Repeats are dropped; concurrent scorers retry on conflict and so
- * never lose an update. Invalid signals are quarantined, never retried.
+ * Scores the signals of one SQS batch (one or more packed messages), each exactly once: a score item
+ * per signal id, written only if absent, in the same DynamoDB transaction as the series state it
+ * changes, which is written only if its version has not moved. The batch's signals are grouped by
+ * series across all its messages, so a series costs one state write per transaction (up to 99 score
+ * items), not one per message or per signal. Repeats are dropped; concurrent scorers retry on conflict
+ * and so never lose an update. Invalid signals are quarantined, never retried.
  */
 export interface ScorerDeps {
   readonly doc: DynamoDBDocumentClient;
@@ -44,9 +46,28 @@ export interface MessageResult {
   conflicts: number;
 }
 
+/** One SQS message of the batch. */
+export interface InboundMessage {
+  readonly messageId: string;
+  readonly body: string;
+}
+
+export interface BatchResult extends MessageResult {
+  /** Series state writes: one per transaction. */
+  seriesWrites: number;
+  /**
+   * Messages that must be delivered again, with why: a series they carry a signal of could not be
+   * written (or their rejects could not be quarantined). What was committed before stays committed;
+   * on redelivery it is found scored and dropped.
+   */
+  readonly failures: Map<string, unknown>;
+}
+
 /** Items per transaction: DynamoDB allows 100; one is the series. */
 const CHUNK = 99;
 const SERIES_PARALLELISM = 4;
+/** BatchGetItem calls in flight while looking for already scored signals. */
+const LOOKUP_PARALLELISM = 4;
 
 /** Keys longer than this many bytes are hashed (DynamoDB allows 2048 for a partition key). */
 const MAX_KEY_BYTES = 1024;
@@ -64,87 +85,116 @@ interface StoredSeries extends SeriesState {
   readonly anomalies: number;
 }
 
+/** The signals of one series in this batch, and the messages that carried them. */
+interface SeriesWork {
+  readonly key: string;
+  readonly signals: Signal[];
+  readonly messageIds: Set<string>;
+}
+
+/**
+ * Scores one message on its own: a batch of one. Throws what made the message fail, so that a caller
+ * handling messages one by one gets it redelivered.
+ */
 export async function scoreMessage(
   messageId: string,
   body: string,
   deps: ScorerDeps,
 ): Promise<MessageResult> {
-  const now = deps.now ?? Date.now;
-  const result: MessageResult = { scored: 0, duplicates: 0, rejected: 0, anomalies: 0, conflicts: 0 };
-  const rejects: RejectEntry[] = [];
-  const valid: Signal[] = [];
+  const batch = await scoreBatch([{ messageId, body }], deps);
+  if (batch.failures.has(messageId)) throw batch.failures.get(messageId);
+  const { scored, duplicates, rejected, anomalies, conflicts } = batch;
+  return { scored, duplicates, rejected, anomalies, conflicts };
+}
 
-  let json: unknown;
-  try {
-    json = JSON.parse(body);
-  } catch (err) {
-    rejects.push({
-      ref: `sqs:${messageId}`,
-      reason: `message is not JSON: ${(err as Error).message}`,
-      raw: body,
-    });
-  }
-  if (json !== undefined) {
-    const envelope = SignalMessageSchema.safeParse(json);
-    if (!envelope.success) {
-      rejects.push({
-        ref: `sqs:${messageId}`,
-        reason: `message is not a signal batch: ${envelope.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
-        record: json,
-      });
-    } else {
-      envelope.data.signals.forEach((s, i) => {
-        const parsed = parseSignal(s);
-        if (parsed.ok) valid.push(parsed.signal);
-        else {
-          const ref =
-            typeof (s as { id?: unknown })?.id === 'string'
-              ? (s as { id: string }).id
-              : `sqs:${messageId}#${i}`;
-          rejects.push({ ref, reason: parsed.reason, record: s });
+/**
+ * Scores the signals of all `messages` together. Never throws for one message's sake: a message that
+ * must come back is in `failures`. It throws only when nothing could be decided (the lookup of already
+ * scored signals failed), and then every message should come back.
+ */
+export async function scoreBatch(
+  messages: readonly InboundMessage[],
+  deps: ScorerDeps,
+): Promise<BatchResult> {
+  const result: BatchResult = {
+    scored: 0,
+    duplicates: 0,
+    rejected: 0,
+    anomalies: 0,
+    conflicts: 0,
+    seriesWrites: 0,
+    failures: new Map(),
+  };
+
+  const parsed = messages.map((m) => ({ messageId: m.messageId, ...readMessage(m.messageId, m.body) }));
+  await Promise.all(
+    parsed
+      .filter((p) => p.rejects.length > 0)
+      .map(async (p) => {
+        try {
+          await quarantine(p.messageId, p.rejects, deps);
+          result.rejected += p.rejects.length;
+        } catch (err) {
+          result.failures.set(p.messageId, err);
         }
-      });
+      }),
+  );
+
+  // Group by series across the batch; a signal id seen twice is scored once.
+  const bySeries = new Map<string, SeriesWork>();
+  const seriesOfId = new Map<string, SeriesWork>();
+  for (const p of parsed) {
+    // A message whose rejects could not be quarantined comes back whole; its signals are scored then.
+    if (result.failures.has(p.messageId)) continue;
+    for (const s of p.valid) {
+      const seen = seriesOfId.get(s.id);
+      if (seen) {
+        result.duplicates++;
+        seen.messageIds.add(p.messageId);
+        continue;
+      }
+      const key = seriesKey(s.source, s.name);
+      let work = bySeries.get(key);
+      if (!work) {
+        work = { key, signals: [], messageIds: new Set() };
+        bySeries.set(key, work);
+      }
+      work.signals.push(s);
+      work.messageIds.add(p.messageId);
+      seriesOfId.set(s.id, work);
     }
   }
 
-  if (rejects.length) {
-    const day = new Date(now()).toISOString().slice(0, 10);
-    await putRejects(
-      deps.s3,
-      deps.config.quarantineBucket,
-      rejectsKey('scorer', `${day}/${messageId}`),
-      rejects,
-    );
-    result.rejected = rejects.length;
-    deps.logger.warn('Quarantined invalid signals', {
-      rejected: rejects.length,
-      firstReason: rejects[0]?.reason,
-    });
+  // Cheap reads first: a redelivered message finds its signals already scored.
+  const already = await existingScores(deps.doc, deps.config.scoresTable, [...seriesOfId.keys()]);
+  const queue: SeriesWork[] = [];
+  for (const work of bySeries.values()) {
+    const pending = work.signals.filter((s) => !already.has(s.id));
+    result.duplicates += work.signals.length - pending.length;
+    if (pending.length > 0) queue.push({ ...work, signals: pending });
   }
 
-  // One series at a time per series; a few series side by side.
-  const bySeries = new Map<string, Signal[]>();
-  const seen = new Set<string>();
-  for (const s of valid) {
-    if (seen.has(s.id)) {
-      result.duplicates++;
-      continue;
-    }
-    seen.add(s.id);
-    const key = seriesKey(s.source, s.name);
-    const list = bySeries.get(key);
-    if (list) list.push(s);
-    else bySeries.set(key, [s]);
-  }
-  const queue = [...bySeries.entries()];
   let latencySum = 0;
   const worker = async () => {
     for (let next = queue.shift(); next; next = queue.shift()) {
-      const r = await scoreSeries(next[0], next[1], deps);
+      const work = next;
+      const r = emptySeriesResult();
+      try {
+        await scoreSeries(work.key, work.signals, deps, r);
+      } catch (err) {
+        for (const id of work.messageIds) if (!result.failures.has(id)) result.failures.set(id, err);
+        deps.logger.warn('Series could not be scored; its messages will be redelivered', {
+          series: work.key,
+          messages: work.messageIds.size,
+          error: (err as Error).message,
+        });
+      }
+      // What was committed counts, even when a later chunk of the series failed.
       result.scored += r.scored;
       result.duplicates += r.duplicates;
       result.anomalies += r.anomalies;
       result.conflicts += r.conflicts;
+      result.seriesWrites += r.seriesWrites;
       latencySum += r.latencySum;
     }
   };
@@ -160,28 +210,98 @@ export async function scoreMessage(
   return result;
 }
 
+/** The valid signals of one message body, and the rejects (with reasons) of the rest. */
+function readMessage(messageId: string, body: string): { valid: Signal[]; rejects: RejectEntry[] } {
+  const valid: Signal[] = [];
+  const rejects: RejectEntry[] = [];
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch (err) {
+    rejects.push({
+      ref: `sqs:${messageId}`,
+      reason: `message is not JSON: ${(err as Error).message}`,
+      raw: body,
+    });
+    return { valid, rejects };
+  }
+  const envelope = SignalMessageSchema.safeParse(json);
+  if (!envelope.success) {
+    rejects.push({
+      ref: `sqs:${messageId}`,
+      reason: `message is not a signal batch: ${envelope.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+      record: json,
+    });
+    return { valid, rejects };
+  }
+  envelope.data.signals.forEach((s, i) => {
+    const parsed = parseSignal(s);
+    if (parsed.ok) valid.push(parsed.signal);
+    else {
+      const ref =
+        typeof (s as { id?: unknown })?.id === 'string' ? (s as { id: string }).id : `sqs:${messageId}#${i}`;
+      rejects.push({ ref, reason: parsed.reason, record: s });
+    }
+  });
+  return { valid, rejects };
+}
+
+async function quarantine(messageId: string, rejects: RejectEntry[], deps: ScorerDeps): Promise<void> {
+  const day = new Date((deps.now ?? Date.now)()).toISOString().slice(0, 10);
+  await putRejects(
+    deps.s3,
+    deps.config.quarantineBucket,
+    rejectsKey('scorer', `${day}/${messageId}`),
+    rejects,
+  );
+  deps.logger.warn('Quarantined invalid signals', {
+    messageId,
+    rejected: rejects.length,
+    firstReason: rejects[0]?.reason,
+  });
+}
+
+interface SeriesResult {
+  scored: number;
+  duplicates: number;
+  anomalies: number;
+  conflicts: number;
+  seriesWrites: number;
+  latencySum: number;
+}
+
+const emptySeriesResult = (): SeriesResult => ({
+  scored: 0,
+  duplicates: 0,
+  anomalies: 0,
+  conflicts: 0,
+  seriesWrites: 0,
+  latencySum: 0,
+});
+
+/**
+ * Writes the batch's signals of one series, up to 99 per transaction, each transaction with one
+ * conditional write of the series state. The state is read once; after a committed transaction the
+ * state it wrote is the one the next chunk starts from, and it is read again only after a conflict.
+ * Progress is kept in `out` as it is committed, so a caller sees it even when a later chunk fails.
+ */
 async function scoreSeries(
   key: string,
   signals: Signal[],
   deps: ScorerDeps,
-): Promise<{ scored: number; duplicates: number; anomalies: number; conflicts: number; latencySum: number }> {
+  out: SeriesResult,
+): Promise<void> {
   const now = deps.now ?? Date.now;
   const sleep = deps.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
-  const out = { scored: 0, duplicates: 0, anomalies: 0, conflicts: 0, latencySum: 0 };
   const table = deps.config.scoresTable;
 
-  // Cheap reads first: a redelivered message finds its signals already scored.
-  const already = await existingScores(
-    deps.doc,
-    table,
-    signals.map((s) => s.id),
-  );
-  let pending = signals.filter((s) => !already.has(s.id));
-  out.duplicates += signals.length - pending.length;
-
+  let stored = await getSeries(deps.doc, table, key);
+  let pending = signals;
+  let conflicts = 0;
   while (pending.length > 0) {
     const chunk = pending.slice(0, CHUNK);
-    const stored = await getSeries(deps.doc, table, key);
+    // Each signal is scored against the state of every value before it, its chunk's included: folding
+    // the chunk's values one by one into the stored state gives the merged state written below.
     let state: SeriesState = stored ?? EMPTY_STATE;
     const scoredAt = now();
     const iso = new Date(scoredAt).toISOString();
@@ -216,22 +336,17 @@ async function scoreSeries(
     });
     const first = chunk[0] as Signal;
     const version = stored?.version ?? 0;
-    const seriesItem = {
-      pk: key,
-      kind: 'series',
-      source: first.source,
-      name: first.name,
+    const next: StoredSeries = {
       count: state.count,
       mean: state.mean,
       m2: state.m2,
       anomalies: (stored?.anomalies ?? 0) + anomalies,
       version: version + 1,
-      updatedAt: iso,
     };
     const seriesPut = {
       Put: {
         TableName: table,
-        Item: seriesItem,
+        Item: { pk: key, kind: 'series', source: first.source, name: first.name, ...next, updatedAt: iso },
         ConditionExpression: stored ? '#version = :version' : 'attribute_not_exists(pk)',
         ...(stored
           ? {
@@ -243,9 +358,11 @@ async function scoreSeries(
     };
     try {
       await deps.doc.send(new TransactWriteCommand({ TransactItems: [...puts, seriesPut] }));
+      stored = next;
       pending = pending.slice(chunk.length);
       out.scored += chunk.length;
       out.anomalies += anomalies;
+      out.seriesWrites++;
       for (const s of chunk) out.latencySum += Math.max(0, scoredAt - Date.parse(s.timestamp));
       continue;
     } catch (err) {
@@ -257,9 +374,10 @@ async function scoreSeries(
       }
     }
     // Cancelled: some signals were scored meanwhile (drop them), or the series moved (re-read it), or both.
+    conflicts++;
     out.conflicts++;
-    if (out.conflicts > settings.scoring.maxSeriesConflicts) {
-      throw new TransientError(`series ${key} kept changing under us (${out.conflicts} conflicts)`);
+    if (conflicts > settings.scoring.maxSeriesConflicts) {
+      throw new TransientError(`series ${key} kept changing under us (${conflicts} conflicts)`);
     }
     const nowScored = await existingScores(
       deps.doc,
@@ -270,9 +388,9 @@ async function scoreSeries(
       pending = pending.filter((s) => !nowScored.has(s.id));
       out.duplicates += nowScored.size;
     }
-    await sleep(Math.random() * 20 * Math.min(out.conflicts, 10));
+    stored = await getSeries(deps.doc, table, key);
+    await sleep(Math.random() * 20 * Math.min(conflicts, 10));
   }
-  return out;
 }
 
 async function getSeries(
@@ -292,28 +410,31 @@ async function getSeries(
   };
 }
 
-/** Which of these signal ids already have a score item. */
+/** Which of these signal ids already have a score item (BatchGetItem, 100 keys a call, a few in flight). */
 async function existingScores(
   doc: DynamoDBDocumentClient,
   table: string,
   ids: string[],
 ): Promise<Set<string>> {
   const found = new Set<string>();
-  for (let i = 0; i < ids.length; i += 100) {
-    let keys: Record<string, unknown>[] | undefined = ids
-      .slice(i, i + 100)
-      .map((id) => ({ pk: scoreKey(id) }));
-    for (let round = 0; keys && keys.length > 0; round++) {
-      const out = await doc.send(
-        new BatchGetCommand({
-          RequestItems: { [table]: { Keys: keys, ProjectionExpression: 'id', ConsistentRead: true } },
-        }),
-      );
-      for (const item of out.Responses?.[table] ?? []) found.add(String(item.id));
-      keys = out.UnprocessedKeys?.[table]?.Keys as Record<string, unknown>[] | undefined;
-      if (keys?.length && round > 8) throw new TransientError('BatchGetItem kept leaving keys unprocessed');
-      if (keys?.length) await new Promise((r) => setTimeout(r, 20 * 2 ** round));
+  const groups: string[][] = [];
+  for (let i = 0; i < ids.length; i += 100) groups.push(ids.slice(i, i + 100));
+  const lookup = async () => {
+    for (let group = groups.shift(); group; group = groups.shift()) {
+      let keys: Record<string, unknown>[] | undefined = group.map((id) => ({ pk: scoreKey(id) }));
+      for (let round = 0; keys && keys.length > 0; round++) {
+        const out = await doc.send(
+          new BatchGetCommand({
+            RequestItems: { [table]: { Keys: keys, ProjectionExpression: 'id', ConsistentRead: true } },
+          }),
+        );
+        for (const item of out.Responses?.[table] ?? []) found.add(String(item.id));
+        keys = out.UnprocessedKeys?.[table]?.Keys as Record<string, unknown>[] | undefined;
+        if (keys?.length && round > 8) throw new TransientError('BatchGetItem kept leaving keys unprocessed');
+        if (keys?.length) await new Promise((r) => setTimeout(r, 20 * 2 ** round));
+      }
     }
-  }
+  };
+  await Promise.all(Array.from({ length: Math.min(LOOKUP_PARALLELISM, groups.length) }, lookup));
   return found;
 }

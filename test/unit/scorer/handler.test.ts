@@ -61,6 +61,24 @@ describe('scorer handler', () => {
     expect(out.batchItemFailures).toEqual([{ itemIdentifier: bad.messageId }]);
   });
 
+  it('scores the batch together: one transaction for a series spread over several messages', async () => {
+    // Prepare
+    ddb.on(BatchGetCommand).resolves({ Responses: { scores: [] } });
+    ddb.on(GetCommand).resolves({});
+    ddb.on(TransactWriteCommand).resolves({});
+    const records = [
+      sqsRecordFactory(message(signal('a', 'cpu'), signal('b', 'cpu'))),
+      sqsRecordFactory(message(signal('c', 'cpu'))),
+    ];
+    // Act
+    const out = await handler(sqsEventFactory(records), lambdaContextFactory());
+    // Assess
+    expect(out.batchItemFailures).toEqual([]);
+    const calls = ddb.commandCalls(TransactWriteCommand);
+    expect(calls).toHaveLength(1);
+    expect(calls[0]?.args[0].input.TransactItems).toHaveLength(4);
+  });
+
   it('acknowledges a message of invalid signals after quarantining them', async () => {
     s3.on(PutObjectCommand).resolves({});
     const record = sqsRecordFactory('{"not":"a batch"}');

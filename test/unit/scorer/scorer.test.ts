@@ -5,11 +5,12 @@ import {
   DynamoDBDocumentClient,
   GetCommand,
   TransactWriteCommand,
+  type TransactWriteCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { zScoreModel } from '../../../functions/scorer/model.ts';
-import { scoreKey, scoreMessage, seriesKey } from '../../../functions/scorer/scorer.ts';
+import { EMPTY_STATE, welford, zScoreModel } from '../../../functions/scorer/model.ts';
+import { scoreBatch, scoreKey, scoreMessage, seriesKey } from '../../../functions/scorer/scorer.ts';
 import { TransientError } from '../../../shared/errors.ts';
 import type { Signal } from '../../../shared/signal.ts';
 import { quietObservability } from '../../helpers/observability.ts';
@@ -26,9 +27,11 @@ const signal = (i: number, over: Partial<Signal> = {}): Signal => ({
 const body = (signals: unknown[]) =>
   JSON.stringify({ v: 1, origin: { kind: 's3', ref: 's3://b/k@e' }, signals });
 
+// One mock per client class for the file: a second mockClient of the same class would undo the first.
+const ddb = mockClient(DynamoDBDocumentClient);
+const s3 = mockClient(S3Client);
+
 describe('scoreMessage', () => {
-  const ddb = mockClient(DynamoDBDocumentClient);
-  const s3 = mockClient(S3Client);
   let obs: ReturnType<typeof quietObservability>;
   const deps = () => ({
     doc: DynamoDBDocumentClient.from(new DynamoDBClient({})),
@@ -155,10 +158,255 @@ describe('scoreMessage', () => {
     expect(out.scored).toBe(250);
     const calls = ddb.commandCalls(TransactWriteCommand);
     expect(calls.map((c) => c.args[0].input.TransactItems?.length)).toEqual([100, 100, 53]);
+    // The series is read once; each chunk starts from the state the previous one wrote.
+    expect(ddb.commandCalls(GetCommand)).toHaveLength(1);
+    const seriesPuts = calls.map((c) => c.args[0].input.TransactItems?.at(-1)?.Put);
+    expect(seriesPuts.map((p) => p?.ExpressionAttributeValues?.[':version'])).toEqual([undefined, 1, 2]);
+    expect(seriesPuts.map((p) => p?.Item?.count)).toEqual([99, 198, 250]);
   });
 
   it('keeps long keys within DynamoDB limits by hashing them', () => {
     expect(scoreKey('x'.repeat(5000)).length).toBeLessThan(100);
     expect(scoreKey('short')).toBe('score#short');
+  });
+});
+
+describe('scoreBatch', () => {
+  let obs: ReturnType<typeof quietObservability>;
+  const deps = () => ({
+    doc: DynamoDBDocumentClient.from(new DynamoDBClient({})),
+    s3: new S3Client({}),
+    logger: obs.logger,
+    metrics: obs.metrics,
+    model: zScoreModel({ threshold: 3, minSamples: 2 }),
+    config: { scoresTable: 'scores', quarantineBucket: 'qb', scoreTtlDays: 90 },
+    now: () => Date.parse('2024-01-01T00:00:01.000Z'),
+    sleep: async () => undefined,
+  });
+  const cpu = (i: number) => signal(i, { name: 'cpu' });
+  const mem = (i: number) => signal(i, { name: 'mem' });
+  type Items = NonNullable<TransactWriteCommandInput['TransactItems']>;
+  const transactions = (): Items[] =>
+    ddb.commandCalls(TransactWriteCommand).map((c) => c.args[0].input.TransactItems ?? []);
+  const seriesWrites = (items: Items) => items.filter((i) => i.Put?.Item?.kind === 'series');
+  beforeEach(() => {
+    obs = quietObservability();
+    ddb.on(BatchGetCommand).resolves({ Responses: { scores: [] } });
+    ddb.on(GetCommand).resolves({});
+    ddb.on(TransactWriteCommand).resolves({});
+    s3.on(PutObjectCommand).resolves({});
+  });
+  afterEach(() => {
+    ddb.reset();
+    s3.reset();
+  });
+
+  it('writes each series once per batch, however many messages carry it', async () => {
+    // Prepare: three messages, two series interleaved in each.
+    const messages = [
+      { messageId: 'm1', body: body([cpu(1), mem(2), cpu(3)]) },
+      { messageId: 'm2', body: body([mem(4), cpu(5)]) },
+      { messageId: 'm3', body: body([cpu(6), mem(7), mem(8)]) },
+    ];
+    // Act
+    const out = await scoreBatch(messages, deps());
+    // Assess
+    expect(out).toMatchObject({ scored: 8, duplicates: 0, seriesWrites: 2 });
+    expect(out.failures.size).toBe(0);
+    const txs = transactions();
+    expect(txs).toHaveLength(2);
+    const byName: Record<string, Items> = Object.fromEntries(
+      txs.map((items) => [String(seriesWrites(items)[0]?.Put?.Item?.name), items]),
+    );
+    expect(byName.cpu?.map((i) => i.Put?.Item?.id)).toEqual([
+      's3://b/k@e#1',
+      's3://b/k@e#3',
+      's3://b/k@e#5',
+      's3://b/k@e#6',
+      undefined,
+    ]);
+    expect(seriesWrites(byName.cpu ?? [])).toHaveLength(1);
+    expect(seriesWrites(byName.mem ?? [])[0]?.Put?.Item).toMatchObject({
+      pk: seriesKey('k', 'mem'),
+      count: 4,
+      version: 1,
+    });
+    // One series read each, and one lookup of already scored ids for the whole batch.
+    expect(ddb.commandCalls(GetCommand)).toHaveLength(2);
+    expect(ddb.commandCalls(BatchGetCommand)).toHaveLength(1);
+  });
+
+  it('writes the merged state: the same count, mean and M2 as folding every value of the batch', async () => {
+    // Prepare
+    const stored = [3, 4, 5].reduce(welford, EMPTY_STATE);
+    ddb.on(GetCommand).resolves({ Item: { pk: seriesKey('k', 'cpu'), ...stored, version: 7 } });
+    const values = [10, 11, 12, 13];
+    const messages = [
+      { messageId: 'm1', body: body([signal(1, { value: 10 }), signal(2, { value: 11 })]) },
+      { messageId: 'm2', body: body([signal(3, { value: 12 }), signal(4, { value: 13 })]) },
+    ];
+    // Act
+    await scoreBatch(messages, deps());
+    // Assess
+    const expected = [3, 4, 5, ...values].reduce(welford, EMPTY_STATE);
+    const [tx] = transactions();
+    const series = seriesWrites(tx ?? [])[0]?.Put;
+    expect(series?.Item?.count).toBe(expected.count);
+    expect(series?.Item?.mean).toBeCloseTo(expected.mean, 12);
+    expect(series?.Item?.m2).toBeCloseTo(expected.m2, 10);
+    expect(series?.ExpressionAttributeValues).toEqual({ ':version': 7 });
+    expect(series?.Item?.version).toBe(8);
+  });
+
+  it('drops the already scored subset of a redelivered batch and scores only the rest', async () => {
+    // Prepare: m1 was scored before (redelivered), m2 is new; both carry the cpu series.
+    ddb
+      .on(BatchGetCommand)
+      .resolves({ Responses: { scores: [{ id: 's3://b/k@e#1' }, { id: 's3://b/k@e#2' }] } });
+    const messages = [
+      { messageId: 'm1', body: body([cpu(1), cpu(2)]) },
+      { messageId: 'm2', body: body([cpu(3), mem(4)]) },
+    ];
+    // Act
+    const out = await scoreBatch(messages, deps());
+    // Assess
+    expect(out).toMatchObject({ scored: 2, duplicates: 2 });
+    const ids = transactions().flatMap((items) =>
+      items.filter((i) => i.Put?.Item?.kind === 'score').map((i) => i.Put?.Item?.id),
+    );
+    expect(ids.sort()).toEqual(['s3://b/k@e#3', 's3://b/k@e#4']);
+    expect(obs.total('SignalsDuplicate')).toBe(2);
+  });
+
+  it('skips a series whose signals of this batch were all scored before, without writing it', async () => {
+    ddb.on(BatchGetCommand).resolves({ Responses: { scores: [{ id: 's3://b/k@e#1' }] } });
+    const out = await scoreBatch([{ messageId: 'm1', body: body([cpu(1), mem(2)]) }], deps());
+    expect(out).toMatchObject({ scored: 1, duplicates: 1, seriesWrites: 1 });
+    expect(transactions()).toHaveLength(1);
+    expect(ddb.commandCalls(GetCommand)).toHaveLength(1);
+  });
+
+  it('retries with only the new signals when another scorer committed some of them meanwhile', async () => {
+    // Prepare: the lookup finds nothing; then the transaction is cancelled because #2 got scored in between.
+    ddb
+      .on(BatchGetCommand)
+      .resolvesOnce({ Responses: { scores: [] } })
+      .resolves({ Responses: { scores: [{ id: 's3://b/k@e#2' }] } });
+    ddb
+      .on(GetCommand)
+      .resolvesOnce({ Item: { pk: seriesKey('k', 'cpu'), count: 2, mean: 1, m2: 0, version: 3 } })
+      .resolves({ Item: { pk: seriesKey('k', 'cpu'), count: 3, mean: 1, m2: 0, version: 4 } });
+    ddb
+      .on(TransactWriteCommand)
+      .rejectsOnce(new TransactionCanceledException({ message: 'cancelled', $metadata: {} }))
+      .resolves({});
+    const messages = [
+      { messageId: 'm1', body: body([cpu(1), cpu(2)]) },
+      { messageId: 'm2', body: body([cpu(3)]) },
+    ];
+    // Act
+    const out = await scoreBatch(messages, deps());
+    // Assess
+    expect(out).toMatchObject({ scored: 2, duplicates: 1, conflicts: 1, seriesWrites: 1 });
+    expect(out.failures.size).toBe(0);
+    const [first, retry] = transactions();
+    expect(first).toHaveLength(4);
+    expect(retry?.map((i) => i.Put?.Item?.id)).toEqual(['s3://b/k@e#1', 's3://b/k@e#3', undefined]);
+    // The retry is conditioned on the re-read version and builds on the re-read state.
+    expect(seriesWrites(retry ?? [])[0]?.Put).toMatchObject({
+      ExpressionAttributeValues: { ':version': 4 },
+      Item: { count: 5, version: 5 },
+    });
+  });
+
+  it('re-reads a series whose version moved and retries on top of the new state', async () => {
+    // Prepare
+    ddb
+      .on(GetCommand)
+      .resolvesOnce({ Item: { pk: seriesKey('k', 'cpu'), count: 2, mean: 1, m2: 0, version: 3 } })
+      .resolves({ Item: { pk: seriesKey('k', 'cpu'), count: 10, mean: 1, m2: 0, version: 9 } });
+    ddb
+      .on(TransactWriteCommand)
+      .rejectsOnce(new TransactionCanceledException({ message: 'cancelled', $metadata: {} }))
+      .resolves({});
+    // Act
+    const out = await scoreBatch(
+      [
+        { messageId: 'm1', body: body([cpu(1)]) },
+        { messageId: 'm2', body: body([cpu(2)]) },
+      ],
+      deps(),
+    );
+    // Assess
+    expect(out).toMatchObject({ scored: 2, conflicts: 1, duplicates: 0 });
+    const [first, retry] = transactions().map((items) => seriesWrites(items)[0]?.Put);
+    expect(first).toMatchObject({ ExpressionAttributeValues: { ':version': 3 }, Item: { count: 4 } });
+    expect(retry).toMatchObject({
+      ExpressionAttributeValues: { ':version': 9 },
+      Item: { count: 12, version: 10 },
+    });
+  });
+
+  it('fails only the messages that carry a series that could not be written', async () => {
+    // Prepare: every write of the mem series is throttled.
+    ddb.on(TransactWriteCommand).callsFake((input: TransactWriteCommandInput) => {
+      if (input.TransactItems?.some((i) => i.Put?.Item?.name === 'mem')) {
+        throw Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+      }
+      return {};
+    });
+    const messages = [
+      { messageId: 'cpu-only', body: body([cpu(1)]) },
+      { messageId: 'both', body: body([cpu(2), mem(3)]) },
+      { messageId: 'mem-only', body: body([mem(4)]) },
+    ];
+    // Act
+    const out = await scoreBatch(messages, deps());
+    // Assess
+    expect([...out.failures.keys()].sort()).toEqual(['both', 'mem-only']);
+    expect(out.scored).toBe(2);
+  });
+
+  it('keeps the chunks already committed when a later chunk of the series fails', async () => {
+    ddb
+      .on(TransactWriteCommand)
+      .resolvesOnce({})
+      .rejects(Object.assign(new Error('boom'), { name: 'InternalServerError' }));
+    const signals = Array.from({ length: 120 }, (_, i) => cpu(i + 1));
+    const out = await scoreBatch(
+      [
+        { messageId: 'm1', body: body(signals.slice(0, 60)) },
+        { messageId: 'm2', body: body(signals.slice(60)) },
+      ],
+      deps(),
+    );
+    expect(out.scored).toBe(99);
+    expect([...out.failures.keys()].sort()).toEqual(['m1', 'm2']);
+  });
+
+  it('scores a signal id carried by two messages of the batch once', async () => {
+    const out = await scoreBatch(
+      [
+        { messageId: 'm1', body: body([cpu(1)]) },
+        { messageId: 'm2', body: body([cpu(1), cpu(2)]) },
+      ],
+      deps(),
+    );
+    expect(out).toMatchObject({ scored: 2, duplicates: 1 });
+    expect(transactions()[0]).toHaveLength(3);
+  });
+
+  it('redelivers a message whose rejects could not be quarantined, and scores the others', async () => {
+    s3.on(PutObjectCommand).rejects(Object.assign(new Error('slow down'), { name: 'SlowDown' }));
+    const out = await scoreBatch(
+      [
+        { messageId: 'bad', body: body([cpu(1), { nope: true }]) },
+        { messageId: 'good', body: body([cpu(2)]) },
+      ],
+      deps(),
+    );
+    expect([...out.failures.keys()]).toEqual(['bad']);
+    expect(out.scored).toBe(1);
+    expect(transactions()[0]?.[0]?.Put?.Item?.id).toBe('s3://b/k@e#2');
   });
 });
