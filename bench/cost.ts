@@ -179,7 +179,7 @@ ${row('**total**', `**${usd(packed.usd.total)}**`, `**${usd(perRow.usd.total)}**
 ## How each line is computed
 
 - **SQS, packed.** Sending is billed per 64 KiB of payload, not per call: the measured billed units
-  per 1,000 records (${i.sendBilledPer1k}) are about 16 times the calls (${i.sendCallsPer1k}), because a
+  per 1,000 records (${i.sendBilledPer1k}) are ${(i.sendBilledPer1k / i.sendCallsPer1k).toFixed(1)} times the calls (${i.sendCallsPer1k}), because a
   SendMessageBatch call carries up to 1 MiB. Packing saves requests per record, but every byte of
   signal JSON is still paid for. Receiving is billed the same way (the same payload comes back),
   deleting is one DeleteMessageBatch per ${a.sqsBatch} messages. Empty receives of idle long polling

@@ -307,8 +307,9 @@ function printTable(
         `peak RSS, ${c.large_file_mb} MB file (MB, maxRSS / VmHWM)`,
         `${c.peak_rss_mb_large} / ${round(c.rss_large.vmHwmMb ?? Number.NaN, 1)}`,
       ],
+      ['10 MB file through local S3/SQS servers, alone (MB/s)', String(c.rss_small.mb_per_s)],
       [
-        'large file through local S3/SQS servers (MB/s)',
+        `${c.large_file_mb} MB file through local S3/SQS servers, beside the scorer (MB/s)`,
         `${c.rss_large.mb_per_s} (${c.rss_large.records} records)`,
       ],
     ]),
@@ -316,13 +317,23 @@ function printTable(
   out.push('\nScorer (real handler, moto DynamoDB)');
   out.push(
     table([
-      ['series', 'signals', 'messages', 'batches', 'signals/s', 'items written/signal', 'DynamoDB calls'],
+      [
+        'series',
+        'signals',
+        'messages',
+        'batches',
+        'signals/s',
+        'slowest batch s',
+        'items written/signal',
+        'DynamoDB calls',
+      ],
       ...Object.values(r.scorer.runs).map((s) => [
         String(s.series),
         String(s.signals),
         String(s.messages),
         String(s.batches),
         String(s.signals_per_s),
+        String(s.slowest_batch_s),
         String(s.ddb_writes_per_signal),
         Object.entries(s.ddb_calls)
           .map(([k, v]) => `${k} ${v}`)
