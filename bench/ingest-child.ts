@@ -1,0 +1,95 @@
+/**
+ * One s3-trigger ingest in a process of its own, so that its peak RSS is the ingest's alone. The
+ * benchmark bundles this file with the functions' esbuild options and runs it with plain Node, as
+ * Lambda runs a bundle. Input: one JSON argument (endpoints, names, the file); output: one JSON line.
+ */
+import { readFileSync } from 'node:fs';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { ingestFile } from '../functions/s3-trigger/ingest.ts';
+import { Ledger } from '../shared/ledger.ts';
+import { createObservability } from '../shared/observability.ts';
+import { settings } from '../shared/settings.ts';
+import { countRequests, sum } from './lib.ts';
+
+export interface ChildInput {
+  readonly s3Endpoint: string;
+  readonly sqsEndpoint: string;
+  readonly queueUrl: string;
+  readonly ddbEndpoint: string;
+  readonly ledgerTable: string;
+  readonly quarantineBucket: string;
+  readonly bucket: string;
+  readonly key: string;
+  readonly etag: string;
+  readonly size: number;
+}
+
+export interface ChildOutput {
+  readonly status: string;
+  readonly records: number;
+  readonly seconds: number;
+  /** process.resourceUsage().maxRSS, in MiB. */
+  readonly maxRssMb: number;
+  /** VmHWM from /proc/self/status, in MiB (the kernel's own peak RSS), when readable. */
+  readonly vmHwmMb?: number;
+  readonly sqsRequests: number;
+}
+
+const input = JSON.parse(process.argv[2] ?? '{}') as ChildInput;
+const common = {
+  region: 'us-east-1',
+  credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+  maxAttempts: 5,
+};
+const s3 = new S3Client({ ...common, endpoint: input.s3Endpoint, forcePathStyle: true });
+const sqs = new SQSClient({ ...common, endpoint: input.sqsEndpoint });
+const ddb = new DynamoDBClient({ ...common, endpoint: input.ddbEndpoint });
+const doc = DynamoDBDocumentClient.from(ddb, { marshallOptions: { removeUndefinedValues: true } });
+const sqsCounts = countRequests(sqs);
+const { logger, metrics } = createObservability('s3-trigger');
+const ledger = new Ledger(doc, input.ledgerTable, {
+  leaseSeconds: settings.ledger.leaseSeconds,
+  maxAttempts: settings.ledger.maxAttempts,
+});
+
+const t0 = performance.now();
+const outcome = await ingestFile(
+  { bucket: input.bucket, key: input.key, etag: input.etag, size: input.size },
+  {
+    s3,
+    sqs,
+    ledger,
+    logger,
+    metrics,
+    owner: `bench-${process.pid}`,
+    config: {
+      signalsQueueUrl: input.queueUrl,
+      quarantineBucket: input.quarantineBucket,
+      heartbeatSeconds: settings.ledger.heartbeatSeconds,
+      maxMessageBytes: settings.signals.maxMessageBytes,
+    },
+  },
+);
+const seconds = (performance.now() - t0) / 1000;
+
+const hwm = (() => {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? Number(m[1]) / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+})();
+const out: ChildOutput = {
+  status: outcome.status,
+  records: outcome.status === 'SUCCESS' ? outcome.stats.records : 0,
+  seconds,
+  maxRssMb: process.resourceUsage().maxRSS / 1024,
+  ...(hwm !== undefined ? { vmHwmMb: hwm } : {}),
+  sqsRequests: sum(sqsCounts),
+};
+process.stdout.write(`${JSON.stringify(out)}\n`);
+for (const c of [s3, sqs, ddb]) c.destroy();
