@@ -6,11 +6,11 @@
 import { spawn } from 'node:child_process';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, DeleteQueueCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
-import { type Options, Parser } from 'csv-parse';
+import { Parser } from 'csv-parse';
 import { parse as parseSync } from 'csv-parse/sync';
 import { ingestFile } from '../functions/s3-trigger/ingest.ts';
 import { pieces } from '../functions/s3-trigger/parsers/bytes.ts';
-import { parseCsv } from '../functions/s3-trigger/parsers/csv.ts';
+import { CSV_OPTIONS, type CsvCore, parseCsv } from '../functions/s3-trigger/parsers/csv.ts';
 import { makeClients } from '../local/clients.ts';
 import type { LocalResources } from '../local/resources.ts';
 import type { AwsClients } from '../shared/clients.ts';
@@ -21,31 +21,13 @@ import { normaliseSignal } from '../shared/signal.ts';
 import type { ChildInput, ChildOutput } from './ingest-child.ts';
 import { countRequests, MB, median, type RequestCounts, round, sum, timed } from './lib.ts';
 
-/**
- * The options functions/s3-trigger/parsers/csv.ts gives csv-parse (its CSV_OPTIONS, not exported),
- * with its max_record_size. `rawParse` checks it reads the same number of records as parseCsv.
- */
-const CSV_OPTIONS: Options = {
-  bom: true,
-  relax_column_count: true,
-  relax_quotes: true,
-  skip_empty_lines: true,
-  record_delimiter: ['\r\n', '\n'],
-  max_record_size: settings.limits.maxRecordBytes,
-};
-
-interface CsvCore {
-  parse(
-    buf: Buffer | undefined,
-    end: boolean,
-    push: (r: string[]) => void,
-    close: () => void,
-  ): Error | undefined;
-}
-
 /** csv-parse alone, driven as parsers/csv.ts drives it (its synchronous core, 64 KiB pieces). Returns records. */
 export function rawParse(data: Buffer): number {
-  const core = (new Parser(CSV_OPTIONS) as unknown as { api: CsvCore }).api;
+  const core = (
+    new Parser({ ...CSV_OPTIONS, max_record_size: settings.limits.maxRecordBytes }) as unknown as {
+      api: CsvCore;
+    }
+  ).api;
   let records = 0;
   const push = () => {
     records++;
