@@ -26,6 +26,17 @@ export default defineConfig({
       },
       {
         test: {
+          // Faults, duplicates and hostile input (npm run test:reliability); moto from the global setup.
+          name: 'reliability',
+          include: ['test/reliability/**/*.test.ts'],
+          setupFiles: ['test/setup/matchers.ts'],
+          globalSetup: ['test/setup/emulators.ts'],
+          testTimeout: 300_000,
+          hookTimeout: 300_000,
+        },
+      },
+      {
+        test: {
           // The pulse CLI end to end: it installs and starts its own emulators (see test/e2e/cli.ts).
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],

@@ -21,6 +21,8 @@ export interface PipelineOptions {
   readonly leaseSeconds?: number;
   readonly heartbeatSeconds?: number;
   readonly visibility?: { fileEvents?: number; signals?: number };
+  /** Where the handlers send their AWS calls (e.g. a fault-injecting proxy). @default the emulator */
+  readonly handlerEndpoint?: string;
 }
 
 /** Environment the handlers read at import time (see shared/config.ts). */
@@ -36,7 +38,8 @@ export function handlerEnv(
     AWS_ACCESS_KEY_ID: 'test',
     AWS_SECRET_ACCESS_KEY: 'test',
     S3_FORCE_PATH_STYLE: 'true',
-    SIGNALS_QUEUE_URL: env.queues.signals.url,
+    // On the handlers' endpoint (the SQS client sends to the queue URL's host).
+    SIGNALS_QUEUE_URL: new URL(new URL(env.queues.signals.url).pathname, endpoint).toString(),
     LEDGER_TABLE: names.ledgerTable,
     SCORES_TABLE: names.scoresTable,
     QUARANTINE_BUCKET: names.bucket,
@@ -56,7 +59,7 @@ export async function setUpPipeline(endpoint: string, prefix: string, opts: Pipe
       signals: opts.visibility?.signals ?? 4,
     },
   });
-  const env = handlerEnv(endpoint, resources, names, opts);
+  const env = handlerEnv(opts.handlerEndpoint ?? endpoint, resources, names, opts);
   Object.assign(process.env, env);
   const s3Trigger = (await import('../../functions/s3-trigger/handler.ts')).handler as unknown as Handler;
   const scorer = (await import('../../functions/scorer/handler.ts')).handler as unknown as Handler;

@@ -1,0 +1,135 @@
+/**
+ * An HTTP proxy in front of the emulator that fails a share of the AWS calls passing through it, as
+ * throttled or failing services do: before the call (503, nothing applied: throttling) or after it
+ * (the emulator applied the call, the caller gets a 500: a lost response). Seeded, so a run is
+ * repeatable. Point the handlers' `AWS_ENDPOINT_URL` at `url`.
+ */
+
+import { createServer, request, type Server } from 'node:http';
+
+export interface FaultProxyOptions {
+  /** The emulator, e.g. `http://127.0.0.1:40123`. */
+  readonly target: string;
+  /** Share of calls failed before reaching the emulator (0..1). */
+  readonly before: number;
+  /** Share of calls applied by the emulator whose response is replaced by a 500 (0..1). */
+  readonly after: number;
+  readonly seed: number;
+}
+
+export interface FaultProxy {
+  readonly url: string;
+  /** Calls seen, failed before, failed after; per service (dynamodb, sqs, s3). */
+  readonly stats: Record<string, { calls: number; before: number; after: number }>;
+  /** Stops injecting faults (calls pass through untouched). */
+  heal(): void;
+  close(): Promise<void>;
+}
+
+/** mulberry32: a small seeded PRNG. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function serviceOf(headers: Record<string, string | string[] | undefined>): 'dynamodb' | 'sqs' | 's3' {
+  const target = String(headers['x-amz-target'] ?? '');
+  if (target.startsWith('DynamoDB')) return 'dynamodb';
+  if (target.startsWith('AmazonSQS')) return 'sqs';
+  const auth = String(headers.authorization ?? '');
+  if (auth.includes('/sqs/')) return 'sqs';
+  if (auth.includes('/dynamodb/')) return 'dynamodb';
+  return 's3';
+}
+
+/** An error response in the shape each service's protocol uses, so the SDK classifies it. */
+function errorResponse(service: string, status: number): { type: string; body: string } {
+  if (service === 's3') {
+    const code = status === 503 ? 'SlowDown' : 'InternalError';
+    return {
+      type: 'application/xml',
+      body: `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>injected fault</Message></Error>`,
+    };
+  }
+  const type = status === 503 ? 'ServiceUnavailable' : 'InternalFailure';
+  return {
+    type: 'application/x-amz-json-1.0',
+    body: JSON.stringify({ __type: type, message: 'injected fault' }),
+  };
+}
+
+export async function startFaultProxy(options: FaultProxyOptions): Promise<FaultProxy> {
+  const target = new URL(options.target);
+  const random = prng(options.seed);
+  let healed = false;
+  const stats: FaultProxy['stats'] = {};
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const service = serviceOf(req.headers);
+      const s = stats[service] ?? { calls: 0, before: 0, after: 0 };
+      stats[service] = s;
+      s.calls++;
+      const fail = (status: number) => {
+        const { type, body } = errorResponse(service, status);
+        res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+        res.end(body);
+      };
+      // Every service's first call is throttled and its second loses its response, whatever the dice
+      // say, so that each kind of fault surely happens on each service; then the shares apply.
+      const roll = s.calls === 1 ? 0 : s.calls === 2 ? options.before : random();
+      if (!healed && roll < options.before) {
+        s.before++;
+        fail(503);
+        return;
+      }
+      const dropAfter = !healed && roll < options.before + options.after;
+      const upstream = request(
+        {
+          host: target.hostname,
+          port: target.port,
+          method: req.method,
+          path: req.url,
+          headers: req.headers,
+        },
+        (up) => {
+          const body: Buffer[] = [];
+          up.on('data', (c: Buffer) => body.push(c));
+          up.on('end', () => {
+            if (dropAfter) {
+              s.after++;
+              fail(500);
+              return;
+            }
+            res.writeHead(up.statusCode ?? 502, up.headers);
+            res.end(Buffer.concat(body));
+          });
+        },
+      );
+      upstream.on('error', () => fail(502));
+      upstream.end(Buffer.concat(chunks));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    stats,
+    heal: () => {
+      healed = true;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
