@@ -128,17 +128,9 @@ export async function closeServer(server: Server): Promise<void> {
   await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));
 }
 
-/** A small, fast, deterministic PRNG (mulberry32), so every run benchmarks the same data. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../test/helpers/random.ts';
+
+export { prng };
 
 /** The header of the benchmark CSV: the seeds' columns (name, value, source, timestamp) plus two attributes. */
 export const CSV_HEADER = 'name,value,source,timestamp,host,region';

@@ -6,6 +6,7 @@
  */
 
 import { createServer, request, type Server } from 'node:http';
+import { prng } from '../helpers/random.ts';
 
 export interface FaultProxyOptions {
   /** The emulator, e.g. `http://127.0.0.1:40123`. */
@@ -24,18 +25,6 @@ export interface FaultProxy {
   /** Stops injecting faults (calls pass through untouched). */
   heal(): void;
   close(): Promise<void>;
-}
-
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function serviceOf(headers: Record<string, string | string[] | undefined>): 'dynamodb' | 'sqs' | 's3' {

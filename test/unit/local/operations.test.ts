@@ -1,8 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { type _Object, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { type _Object, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import {
   DeleteMessageCommand,
   GetQueueAttributesCommand,
@@ -10,10 +9,9 @@ import {
   ReceiveMessageCommand,
   SendMessageBatchCommand,
   SendMessageCommand,
-  SQSClient,
   StartMessageMoveTaskCommand,
 } from '@aws-sdk/client-sqs';
-import { BatchGetCommand, DynamoDBDocumentClient, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { BatchGetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { backfill, dropFiles, ledgerEntries, listDlq, redriveDlq } from '../../../local/operations.ts';
@@ -21,6 +19,7 @@ import type { QueueName, Target } from '../../../local/target.ts';
 import type { AwsClients } from '../../../shared/clients.ts';
 import type { LedgerItem } from '../../../shared/ledger.ts';
 import { settings } from '../../../shared/settings.ts';
+import { mockableClients } from '../../helpers/clients.ts';
 
 const BUCKET = 'pulse-bucket';
 const LEDGER = 'pulse-ledger';
@@ -32,17 +31,7 @@ const QUEUES: Record<QueueName, string> = {
   kafkaFailures: 'http://127.0.0.1:5000/000000000000/pulse-kafka-failures',
 };
 
-const common = { region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } };
-/** Real SDK clients (mocked per instance by each describe), as the offline run builds them. */
-const clientsFactory = (): AwsClients => {
-  const ddb = new DynamoDBClient(common);
-  return {
-    s3: new S3Client({ ...common, forcePathStyle: true }),
-    sqs: new SQSClient(common),
-    ddb,
-    doc: DynamoDBDocumentClient.from(ddb, { marshallOptions: { removeUndefinedValues: true } }),
-  };
-};
+const clientsFactory = mockableClients;
 
 const targetFactory = (clients: AwsClients, kind: Target['kind'] = 'local'): Target => ({
   kind,

@@ -1,8 +1,8 @@
 import { Readable } from 'node:stream';
-import { DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { DynamoDBDocumentClient, ScanCommand, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
+import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
+import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
+import { ScanCommand, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
 import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import { StatusCollector } from '../../../local/status.ts';
 import type { QueueName, Target } from '../../../local/target.ts';
 import type { AwsClients } from '../../../shared/clients.ts';
 import type { LedgerItem } from '../../../shared/ledger.ts';
+import { mockableClients } from '../../helpers/clients.ts';
 
 const BUCKET = 'pulse-bucket';
 const LEDGER = 'pulse-ledger';
@@ -34,16 +35,7 @@ const ANOMALY_FILTER: Pick<ScanCommandInput, 'ScanFilter'> = {
   ScanFilter: { anomaly: { ComparisonOperator: 'EQ', AttributeValueList: [true] } },
 };
 
-const common = { region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } };
-const clientsFactory = (): AwsClients => {
-  const ddb = new DynamoDBClient(common);
-  return {
-    s3: new S3Client({ ...common, forcePathStyle: true }),
-    sqs: new SQSClient(common),
-    ddb,
-    doc: DynamoDBDocumentClient.from(ddb, { marshallOptions: { removeUndefinedValues: true } }),
-  };
-};
+const clientsFactory = mockableClients;
 
 const targetFactory = (clients: AwsClients, kind: Target['kind'] = 'local'): Target => ({
   kind,

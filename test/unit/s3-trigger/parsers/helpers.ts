@@ -2,17 +2,9 @@ import type { ParsedRecord, ParserOptions } from '../../../../functions/s3-trigg
 
 export const OPTS: ParserOptions = { maxRecordBytes: 1024 * 1024 };
 
-/** Deterministic pseudo-random numbers in [0, 1) (mulberry32), so a failing split can be replayed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../../../helpers/random.ts';
+
+export { prng };
 
 /** `bytes` cut into consecutive chunks of the given sizes (the last takes the rest). */
 export function split(bytes: Buffer, sizes: (i: number) => number): Buffer[] {
