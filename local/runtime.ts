@@ -7,7 +7,7 @@
  */
 
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
-import type { Context, SQSEvent } from 'aws-lambda';
+import type { Context } from 'aws-lambda';
 import { Kafka, logLevel } from 'kafkajs';
 import { settings } from '../shared/settings.ts';
 import type { ProducerHealth } from './alarms.ts';
@@ -35,8 +35,6 @@ export interface Runtime {
   /** The poller's last success and the Kafka consumer group's lag, for the dashboard's alarms. */
   producerHealth(): Promise<ProducerHealth>;
 }
-
-type Resources = NonNullable<LocalState['resources']>;
 
 /** The functions' environment, as the stack sets it (see infra/), pointed at the emulators. */
 export function runtimeEnv(state: LocalState): Record<string, string> {
@@ -202,7 +200,8 @@ export function startSchedule(
     if (stopped) return;
     running = (async () => {
       const started = Date.now();
-      const event: SQSEvent | Record<string, string> = {
+      // EventBridge Scheduler's payload for a Lambda target.
+      const event = {
         scheduledTime: new Date(started).toISOString().replace(/\.\d{3}Z$/, 'Z'),
         executionId: crypto.randomUUID(),
       };
@@ -245,8 +244,6 @@ function required<T>(value: T | undefined, what: string): T {
   if (value === undefined) throw new Error(`the offline run's state has no ${what}: run \`pulse local up\``);
   return value;
 }
-
-export type { Resources };
 
 /**
  * The runtime process (`pulse local runtime`, started detached by `pulse local up`): starts the
