@@ -26,6 +26,15 @@ export default defineConfig({
       },
       {
         test: {
+          // Property-based and adversarial tests of the parsers (fast-check, fixed seeds): no emulators.
+          name: 'reliability',
+          include: ['test/reliability/**/*.test.ts'],
+          setupFiles: ['test/setup/matchers.ts'],
+          testTimeout: 120_000,
+        },
+      },
+      {
+        test: {
           // The pulse CLI end to end: it installs and starts its own emulators (see test/e2e/cli.ts).
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
