@@ -26,7 +26,8 @@ export default defineConfig({
       },
       {
         test: {
-          // Faults, duplicates and hostile input (npm run test:reliability); moto from the global setup.
+          // Faults, duplicates and hostile input (npm run test:reliability): fault-injected and duplicated
+          // deliveries against moto (from the global setup), and property-based tests of the parsers.
           name: 'reliability',
           include: ['test/reliability/**/*.test.ts'],
           setupFiles: ['test/setup/matchers.ts'],
