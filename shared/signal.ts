@@ -124,7 +124,7 @@ function toOptionalString(
   return { error: `${field} must be a string, not ${typeName(input)}` };
 }
 
-function toAttribute(input: unknown): string | number | boolean | undefined {
+function toAttribute(input: unknown): string | number | boolean | { error: string } | undefined {
   if (input === undefined || input === null) return undefined;
   if (typeof input === 'string' || typeof input === 'boolean') return input;
   if (typeof input === 'number') return Number.isFinite(input) ? input : String(input);
@@ -132,7 +132,12 @@ function toAttribute(input: unknown): string | number | boolean | undefined {
     return Number.isSafeInteger(Number(input)) ? Number(input) : input.toString();
   if (input instanceof Date) return Number.isNaN(input.getTime()) ? String(input) : input.toISOString();
   if (input instanceof Uint8Array) return Buffer.from(input).toString('base64');
-  return JSON.stringify(input, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
+  try {
+    return JSON.stringify(input, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
+  } catch (err) {
+    // A value nested deeper than the stack allows (or circular): rejected, never thrown.
+    return { error: `cannot be kept as an attribute (${(err as Error).message})` };
+  }
 }
 
 const KNOWN = new Set(['id', 'name', 'value', 'source', 'timestamp', 'attributes']);
@@ -182,9 +187,14 @@ export function normaliseSignal(record: unknown, ctx: SignalContext): NormaliseR
   }
 
   let attributes: Record<string, string | number | boolean> | undefined;
+  const attributeErrors: string[] = [];
   const put = (k: string, v: unknown) => {
     const a = toAttribute(v);
     if (a === undefined) return;
+    if (typeof a === 'object') {
+      attributeErrors.push(`${clip(k)} ${a.error}`);
+      return;
+    }
     attributes ??= {};
     attributes[k] = a;
   };
@@ -200,6 +210,7 @@ export function normaliseSignal(record: unknown, ctx: SignalContext): NormaliseR
       put('attributes', nested);
     }
   }
+  if (attributeErrors.length > 0) return { ok: false, reason: attributeErrors.join('; ') };
 
   const signal: Signal = {
     id: (id as string | undefined) ?? ctx.origin.ref,

@@ -113,6 +113,20 @@ describe('normaliseSignal', () => {
     expect(reason(null)).toMatch(/null/);
   });
 
+  it('rejects, never throws, an attribute nested deeper than the stack allows', () => {
+    // Prepare: 100,000 nested arrays (a short line of text; JSON.stringify overflows the stack on it).
+    let deep: unknown = [];
+    for (let i = 0; i < 100_000; i++) deep = [deep];
+    const record = { name: 'cpu', value: 1, timestamp: 0, a: deep };
+    // Act
+    const out = normaliseSignal(record, ctx);
+    // Assess
+    expect(out.ok).toBe(false);
+    expect(out.ok ? '' : out.reason).toMatch(
+      /^a cannot be kept as an attribute \(Maximum call stack size exceeded\)/,
+    );
+  });
+
   it('keeps nested values as JSON text and merges an attributes object', () => {
     const s = ok({
       name: 'a',
