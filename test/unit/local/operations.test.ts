@@ -15,35 +15,16 @@ import { BatchGetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamod
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { backfill, dropFiles, ledgerEntries, listDlq, redriveDlq } from '../../../local/operations.ts';
-import type { QueueName, Target } from '../../../local/target.ts';
+import type { Target } from '../../../local/target.ts';
 import type { AwsClients } from '../../../shared/clients.ts';
 import type { LedgerItem } from '../../../shared/ledger.ts';
 import { settings } from '../../../shared/settings.ts';
 import { mockableClients } from '../../helpers/clients.ts';
-
-const BUCKET = 'pulse-bucket';
-const LEDGER = 'pulse-ledger';
-const QUEUES: Record<QueueName, string> = {
-  fileEvents: 'http://127.0.0.1:5000/000000000000/pulse-file-events',
-  fileEventsDlq: 'http://127.0.0.1:5000/000000000000/pulse-file-events-dlq',
-  signals: 'http://127.0.0.1:5000/000000000000/pulse-signals',
-  signalsDlq: 'http://127.0.0.1:5000/000000000000/pulse-signals-dlq',
-  kafkaFailures: 'http://127.0.0.1:5000/000000000000/pulse-kafka-failures',
-};
+import { BUCKET, fakeTarget, LEDGER, QUEUES } from '../../helpers/target.ts';
 
 const clientsFactory = mockableClients;
 
-const targetFactory = (clients: AwsClients, kind: Target['kind'] = 'local'): Target => ({
-  kind,
-  name: kind === 'local' ? 'local' : 'PulseIngest',
-  clients,
-  bucket: BUCKET,
-  ledgerTable: LEDGER,
-  scoresTable: 'pulse-scores',
-  queues: QUEUES,
-  endpoints: { s3: 'http://127.0.0.1:5000', sqs: 'http://127.0.0.1:5000', dynamodb: 'http://127.0.0.1:5000' },
-  close: () => {},
-});
+const targetFactory = (clients: AwsClients, kind: Target['kind'] = 'local') => fakeTarget(clients, kind);
 
 const message = (id: string, over: Partial<Message> = {}): Message => ({
   MessageId: id,

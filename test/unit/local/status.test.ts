@@ -7,21 +7,12 @@ import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
 import { StatusCollector } from '../../../local/status.ts';
-import type { QueueName, Target } from '../../../local/target.ts';
+import type { Target } from '../../../local/target.ts';
 import type { AwsClients } from '../../../shared/clients.ts';
 import type { LedgerItem } from '../../../shared/ledger.ts';
 import { mockableClients } from '../../helpers/clients.ts';
+import { BUCKET, fakeTarget, LEDGER, QUEUES, SCORES } from '../../helpers/target.ts';
 
-const BUCKET = 'pulse-bucket';
-const LEDGER = 'pulse-ledger';
-const SCORES = 'pulse-scores';
-const QUEUES: Record<QueueName, string> = {
-  fileEvents: 'http://127.0.0.1:5000/000000000000/pulse-file-events',
-  fileEventsDlq: 'http://127.0.0.1:5000/000000000000/pulse-file-events-dlq',
-  signals: 'http://127.0.0.1:5000/000000000000/pulse-signals',
-  signalsDlq: 'http://127.0.0.1:5000/000000000000/pulse-signals-dlq',
-  kafkaFailures: 'http://127.0.0.1:5000/000000000000/pulse-kafka-failures',
-};
 const ENDPOINTS = {
   s3: 'http://127.0.0.1:5000',
   sqs: 'http://127.0.0.1:5000',
@@ -37,17 +28,8 @@ const ANOMALY_FILTER: Pick<ScanCommandInput, 'ScanFilter'> = {
 
 const clientsFactory = mockableClients;
 
-const targetFactory = (clients: AwsClients, kind: Target['kind'] = 'local'): Target => ({
-  kind,
-  name: kind === 'local' ? 'local' : 'PulseIngest',
-  clients,
-  bucket: BUCKET,
-  ledgerTable: LEDGER,
-  scoresTable: SCORES,
-  queues: QUEUES,
-  endpoints: ENDPOINTS,
-  close: () => {},
-});
+const targetFactory = (clients: AwsClients, kind: Target['kind'] = 'local') =>
+  fakeTarget(clients, kind, { endpoints: ENDPOINTS });
 
 const ledgerItem = (key: string, over: Partial<LedgerItem> = {}): LedgerItem => ({
   pk: `s3://${BUCKET}/${key}`,
