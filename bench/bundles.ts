@@ -1,16 +1,10 @@
-/**
- * The functions as Lambda gets them: each handler bundled by esbuild with the options the stack gives
- * NodejsFunction (infra/constructs/pulse-function.ts BUNDLING), its size, and the time a fresh Node
- * process takes to import it (the module-scope work of a cold start: config, clients, Powertools).
- */
-import { spawn } from 'node:child_process';
 import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { type BuildOptions, build } from 'esbuild';
 import { BUNDLING, type FunctionName, handlerEntry } from '../infra/constructs/pulse-function.ts';
-import { median, round } from './lib.ts';
+import { median, round, runNode } from './lib.ts';
 
 export const FUNCTIONS: readonly FunctionName[] = ['s3-trigger', 'scorer', 'db-poller', 'kafka-consumer'];
 
@@ -87,28 +81,19 @@ async function importOnce(
 ): Promise<{ importMs: number; processMs: number }> {
   const code = `const t=performance.now();await import(${JSON.stringify(pathToFileURL(js).href)});process.stdout.write(String(performance.now()-t));`;
   const t0 = performance.now();
-  const child = spawn(process.execPath, ['--input-type=module', '-e', code], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      AWS_REGION: 'us-east-1',
-      AWS_ACCESS_KEY_ID: 'test',
-      AWS_SECRET_ACCESS_KEY: 'test',
-      // As deployed (PulseFunction sets it): the source map is read when the bundle loads.
-      ...(sourceMaps ? { NODE_OPTIONS: '--enable-source-maps' } : {}),
-      POWERTOOLS_LOG_LEVEL: 'ERROR',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const {
+    code: code_,
+    out,
+    err,
+  } = await runNode(['--input-type=module', '-e', code], {
+    AWS_REGION: 'us-east-1',
+    AWS_ACCESS_KEY_ID: 'test',
+    AWS_SECRET_ACCESS_KEY: 'test',
+    // As deployed (PulseFunction sets it): the source map is read when the bundle loads.
+    ...(sourceMaps ? { NODE_OPTIONS: '--enable-source-maps' } : {}),
+    POWERTOOLS_LOG_LEVEL: 'ERROR',
+    ...env,
   });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => {
-    out += d;
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    err += d;
-  });
-  const code_ = await new Promise<number | null>((resolve) => child.on('close', resolve));
   const processMs = performance.now() - t0;
   if (code_ !== 0) throw new Error(`importing ${js} failed (exit ${code_}): ${err.slice(-2000)}`);
   return { importMs: Number(out), processMs };

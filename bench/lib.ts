@@ -2,11 +2,13 @@
  * Helpers the benchmark sections share: request counters, a DynamoDB-counting proxy, deterministic
  * data, timing. Nothing here is a test; it measures.
  */
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { SQSClient } from '@aws-sdk/client-sqs';
+import { prng } from '../test/helpers/random.ts';
 
 /** Requests sent on the wire, by command name (SDK retries included). */
 export type RequestCounts = Map<string, number>;
@@ -128,8 +130,6 @@ export async function closeServer(server: Server): Promise<void> {
   await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));
 }
 
-import { prng } from '../test/helpers/random.ts';
-
 export { prng };
 
 /** The header of the benchmark CSV: the seeds' columns (name, value, source, timestamp) plus two attributes. */
@@ -203,4 +203,25 @@ export async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number;
   const t0 = performance.now();
   const value = await fn();
   return { seconds: (performance.now() - t0) / 1000, value };
+}
+
+/** Runs this Node binary with `args` and only `env` (plus PATH); resolves with its exit code and output. */
+export async function runNode(
+  args: readonly string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; out: string; err: string }> {
+  const child = spawn(process.execPath, args, {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => {
+    out += d;
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    err += d;
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  return { code, out, err };
 }

@@ -1,9 +1,3 @@
-/**
- * CSV files through the s3-trigger: end to end on moto (the real ingestFile: ledger claim, streamed
- * GetObject, parse, validate, pack, SendMessageBatch), the parser alone on the same bytes, the stages
- * in between, and the seeds' way (read whole, one SendMessage per row) for comparison.
- */
-import { spawn } from 'node:child_process';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, DeleteQueueCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { Parser } from 'csv-parse';
@@ -19,7 +13,7 @@ import type { Logger, Metrics } from '../shared/observability.ts';
 import { settings } from '../shared/settings.ts';
 import { normaliseSignal } from '../shared/signal.ts';
 import type { ChildInput, ChildOutput } from './ingest-child.ts';
-import { countRequests, MB, median, type RequestCounts, round, sum, timed } from './lib.ts';
+import { countRequests, MB, median, type RequestCounts, round, runNode, sum, timed } from './lib.ts';
 
 /** csv-parse alone, driven as parsers/csv.ts drives it (its synchronous core, 64 KiB pieces). Returns records. */
 export function rawParse(data: Buffer): number {
@@ -288,24 +282,11 @@ export async function benchNaive(data: Buffer, rows: number, deps: E2eDeps): Pro
 
 /** Runs the bundled ingest child on one file and returns what it measured. */
 export async function runIngestChild(childJs: string, input: ChildInput): Promise<ChildOutput> {
-  const child = spawn(process.execPath, ['--enable-source-maps', childJs, JSON.stringify(input)], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      POWERTOOLS_LOG_LEVEL: 'ERROR',
-      POWERTOOLS_METRICS_DISABLED: 'true',
-      AWS_REGION: 'us-east-1',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const { code, out, err } = await runNode(['--enable-source-maps', childJs, JSON.stringify(input)], {
+    POWERTOOLS_LOG_LEVEL: 'ERROR',
+    POWERTOOLS_METRICS_DISABLED: 'true',
+    AWS_REGION: 'us-east-1',
   });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => {
-    out += d;
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    err += d;
-  });
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
   const last = out.trim().split('\n').pop() ?? '';
   if (code !== 0 || !last.startsWith('{')) {
     throw new Error(`ingest child failed (exit ${code}): ${err.slice(-2000)}${out.slice(-2000)}`);
