@@ -5,13 +5,15 @@ import {
 } from '@aws-sdk/client-sqs';
 import { PermanentError, SendFailedError } from './errors.ts';
 import { settings } from './settings.ts';
-import type { Origin, Signal } from './signal.ts';
+import { encodeSignal, type Origin, type Signal } from './signal.ts';
 
 /**
- * Packs signals into as few SQS messages as their byte budget allows (`{ v: 1, origin, signals }`),
+ * Packs signals into as few SQS messages as their byte budget allows (`{ v: 2, origin, signals }`, each
+ * signal without what the message's origin already says: see SignalMessageSchema),
  * sends them with SendMessageBatch (≤ 10 entries, ≤ 1 MiB per call), retries only the entries that
  * failed, with exponential backoff and jitter, and keeps one call in flight while the next is packed.
- * `add` awaits when the previous call is still running: that is the backpressure on the parser.
+ * `add` returns a promise only when the signal had to wait for the previous call to finish: that is the
+ * backpressure on the parser (and the common case costs no promise at all).
  */
 export interface SenderOptions {
   readonly maxMessageBytes?: number;
@@ -38,6 +40,7 @@ export class SignalSender {
   readonly stats: SenderStats = { signals: 0, messages: 0, requests: 0, retriedEntries: 0 };
   readonly #sqs: SQSClient;
   readonly #queueUrl: string;
+  readonly #origin: Origin;
   readonly #head: string;
   /** Bytes of a message around its signals: the head and the closing `]}`. */
   readonly #overhead: number;
@@ -57,7 +60,8 @@ export class SignalSender {
   constructor(sqs: SQSClient, queueUrl: string, origin: Origin, opts: SenderOptions = {}) {
     this.#sqs = sqs;
     this.#queueUrl = queueUrl;
-    this.#head = `{"v":1,"origin":${JSON.stringify(origin)},"signals":[`;
+    this.#origin = { kind: origin.kind, ref: origin.ref };
+    this.#head = `{"v":2,"origin":${JSON.stringify(this.#origin)},"signals":[`;
     this.#overhead = Buffer.byteLength(this.#head) + 2;
     this.#maxMessageBytes = (opts.maxMessageBytes ?? settings.signals.maxMessageBytes) - MESSAGE_SLACK;
     this.#maxBatchBytes = opts.maxBatchBytes ?? settings.signals.maxBatchBytes;
@@ -67,17 +71,25 @@ export class SignalSender {
     this.#sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
   }
 
-  /** Adds one signal; resolves once it is buffered (after any send it had to wait for). */
-  async add(signal: Signal): Promise<void> {
-    const json = JSON.stringify(signal);
+  /**
+   * Adds one signal. Returns undefined when it was buffered at once, or a promise that resolves once it
+   * is (after the send it had to wait for); await it before adding the next.
+   */
+  add(signal: Signal): Promise<void> | undefined {
+    const json = encodeSignal(signal, this.#origin);
     const bytes = Buffer.byteLength(json);
     const overhead = this.#overhead;
     if (bytes + overhead > this.#maxMessageBytes) {
       throw new PermanentError(`signal ${signal.id} is ${bytes} bytes, more than a message can carry`);
     }
     if (this.#partsBytes + bytes + overhead + this.#parts.length > this.#maxMessageBytes) {
-      await this.#closeMessage();
+      return this.#closeMessage().then(() => this.#push(json, bytes));
     }
+    this.#push(json, bytes);
+    return undefined;
+  }
+
+  #push(json: string, bytes: number): void {
     this.#parts.push(json);
     this.#partsBytes += bytes;
     this.stats.signals++;

@@ -34,28 +34,39 @@ export const SignalSchema = z.object({
 });
 export type Signal = z.infer<typeof SignalSchema>;
 
-/** A packed message on the signals queue: many signals from one origin. */
+/**
+ * A packed message on the signals queue: many signals from one origin. Version 1 carries whole signals.
+ * Version 2 (what the sender writes) leaves out what the message already says: a signal whose origin
+ * has the message's kind and a ref that extends the message's ref carries only the rest of the ref
+ * (`at`, e.g. `#17`), and its `id` only when it differs from that ref. {@link expandSignals} restores
+ * whole signals.
+ */
 export const SignalMessageSchema = z.object({
-  v: z.literal(1),
+  v: z.union([z.literal(1), z.literal(2)]),
   origin: z.object({ kind: z.enum(ORIGIN_KINDS), ref: z.string() }),
   signals: z.array(z.unknown()),
 });
 export type SignalMessage = z.infer<typeof SignalMessageSchema>;
 
+/** The range a signal's timestamp may take: years 0001 to 9999, in epoch milliseconds. */
+const MIN_MS = Date.parse('0001-01-01T00:00:00.000Z');
+const MAX_MS = Date.parse('9999-12-31T23:59:59.999Z');
+/** `2024-05-01T12:00:05.000Z`: already what a signal carries. */
+const CANONICAL_LENGTH = 24;
+
 /** Turns a number, a numeric string, a Date or a bigint into an ISO-8601 UTC timestamp. */
 function toIsoTimestamp(input: unknown): string | { error: string } {
   let ms: number;
-  if (input instanceof Date) {
-    ms = input.getTime();
-  } else if (typeof input === 'bigint') {
-    return toIsoTimestamp(Number(input));
-  } else if (typeof input === 'number') {
-    if (!Number.isFinite(input)) return { error: 'timestamp must be a finite number' };
-    ms = Math.abs(input) >= 1e12 ? input : input * 1000;
-  } else if (typeof input === 'string') {
-    const s = input.trim();
+  if (typeof input === 'string') {
+    const s = input.length === CANONICAL_LENGTH ? input : input.trim();
     if (s === '') return { error: 'timestamp is required' };
+    // The common cases first, without the general parse: epoch numbers, and timestamps already canonical
+    // (a round trip through Date proves the calendar date valid).
     if (NUMERIC.test(s)) return toIsoTimestamp(Number(s));
+    if (s.length === CANONICAL_LENGTH && s.charCodeAt(23) === 90 /* Z */) {
+      const t = Date.parse(s);
+      if (t >= MIN_MS && t <= MAX_MS && new Date(t).toISOString() === s) return s;
+    }
     const m = ISO_WITH_ZONE.exec(s);
     if (!m) {
       return {
@@ -74,16 +85,23 @@ function toIsoTimestamp(input: unknown): string | { error: string } {
         .replace(',', '.')
         .replace(/([+-]\d{2})(\d{2})$/, '$1:$2'),
     );
+  } else if (typeof input === 'number') {
+    if (!Number.isFinite(input)) return { error: 'timestamp must be a finite number' };
+    ms = Math.abs(input) >= 1e12 ? input : input * 1000;
+  } else if (input instanceof Date) {
+    ms = input.getTime();
+  } else if (typeof input === 'bigint') {
+    return toIsoTimestamp(Number(input));
   } else if (input === undefined || input === null) {
     return { error: 'timestamp is required' };
   } else {
     return { error: `timestamp must be a string or a number, not ${typeName(input)}` };
   }
-  const date = new Date(ms);
-  if (Number.isNaN(date.getTime()) || date.getUTCFullYear() < 1 || date.getUTCFullYear() > 9999) {
+  // NaN fails both comparisons.
+  if (!(ms >= MIN_MS && ms <= MAX_MS)) {
     return { error: `timestamp ${clip(String(input))} is out of range` };
   }
-  return date.toISOString();
+  return new Date(ms).toISOString();
 }
 
 function calendarValid(y: number, mo: number, d: number, h: number, mi: number, s: number): boolean {
@@ -186,31 +204,20 @@ export function normaliseSignal(record: unknown, ctx: SignalContext): NormaliseR
     return { ok: false, reason: errors.join('; ') };
   }
 
-  let attributes: Record<string, string | number | boolean> | undefined;
-  const attributeErrors: string[] = [];
-  const put = (k: string, v: unknown) => {
-    const a = toAttribute(v);
-    if (a === undefined) return;
-    if (typeof a === 'object') {
-      attributeErrors.push(`${clip(k)} ${a.error}`);
-      return;
-    }
-    attributes ??= {};
-    attributes[k] = a;
-  };
-  for (const key of Object.keys(r)) {
-    if (KNOWN.has(key)) continue;
-    put(key, r[key]);
+  const attrs: Attributes = { values: undefined, errors: undefined, chars: 0 };
+  for (const key in r) {
+    if (!Object.hasOwn(r, key) || KNOWN.has(key)) continue;
+    addAttribute(attrs, key, r[key]);
   }
   const nested = r.attributes;
   if (nested !== undefined && nested !== null) {
     if (typeof nested === 'object' && !Array.isArray(nested) && !(nested instanceof Date)) {
-      for (const [k, v] of Object.entries(nested)) put(k, v);
+      for (const [k, v] of Object.entries(nested)) addAttribute(attrs, k, v);
     } else {
-      put('attributes', nested);
+      addAttribute(attrs, 'attributes', nested);
     }
   }
-  if (attributeErrors.length > 0) return { ok: false, reason: attributeErrors.join('; ') };
+  if (attrs.errors !== undefined) return { ok: false, reason: attrs.errors.join('; ') };
 
   const signal: Signal = {
     id: (id as string | undefined) ?? ctx.origin.ref,
@@ -218,17 +225,93 @@ export function normaliseSignal(record: unknown, ctx: SignalContext): NormaliseR
     value,
     source: (source as string | undefined) ?? ctx.defaultSource,
     timestamp,
-    ...(attributes ? { attributes } : {}),
+    ...(attrs.values ? { attributes: attrs.values } : {}),
     origin: ctx.origin,
   };
-  const bytes = Buffer.byteLength(JSON.stringify(signal));
-  if (bytes > settings.limits.maxSignalBytes) {
-    return {
-      ok: false,
-      reason: `signal is ${bytes} bytes, more than the ${settings.limits.maxSignalBytes}-byte limit`,
-    };
+  // Serialising every signal only to measure it would cost as much as the rest of this function: a bound
+  // (every character escaped to six bytes) settles nearly all of them; the rest are measured exactly.
+  const chars = signal.id.length + name.length + signal.source.length + ctx.origin.ref.length + attrs.chars;
+  if (chars * 6 + SIGNAL_JSON_OVERHEAD > settings.limits.maxSignalBytes) {
+    const bytes = Buffer.byteLength(JSON.stringify(signal));
+    if (bytes > settings.limits.maxSignalBytes) {
+      return {
+        ok: false,
+        reason: `signal is ${bytes} bytes, more than the ${settings.limits.maxSignalBytes}-byte limit`,
+      };
+    }
   }
   return { ok: true, signal };
+}
+
+/** JSON bytes of a signal besides its strings: keys, punctuation, a number, a timestamp. */
+const SIGNAL_JSON_OVERHEAD = 160;
+
+/** The attributes of one record as they are gathered. */
+interface Attributes {
+  values: Record<string, string | number | boolean> | undefined;
+  errors: string[] | undefined;
+  /** Characters of keys and values so far, for the size bound. */
+  chars: number;
+}
+
+function addAttribute(attrs: Attributes, key: string, input: unknown): void {
+  const a = toAttribute(input);
+  if (a === undefined) return;
+  if (typeof a === 'object') {
+    attrs.errors ??= [];
+    attrs.errors.push(`${clip(key)} ${a.error}`);
+    return;
+  }
+  attrs.values ??= {};
+  if (key === '__proto__') {
+    // Assigned, it would set the prototype (and a primitive would be dropped without a word).
+    Object.defineProperty(attrs.values, key, {
+      value: a,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  } else {
+    attrs.values[key] = a;
+  }
+  // Keys: 6 bytes of punctuation each; numbers and booleans: at most 24 characters.
+  attrs.chars += key.length + 1 + (typeof a === 'string' ? a.length : 24);
+}
+
+/**
+ * The signals of a packed message as whole signals (not yet validated): a version 2 entry gets its
+ * origin and id back from the message's origin. Entries that are not objects are returned as they are,
+ * for validation to reject.
+ */
+export function expandSignals(message: SignalMessage): unknown[] {
+  if (message.v === 1) return message.signals;
+  const { kind, ref: base } = message.origin;
+  return message.signals.map((entry) => {
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return entry;
+    const { at, ...rest } = entry as { at?: unknown; id?: unknown; origin?: unknown };
+    if (rest.origin !== undefined) return rest;
+    const origin = { kind, ref: typeof at === 'string' ? `${base}${at}` : base };
+    return { ...rest, id: rest.id ?? origin.ref, origin };
+  });
+}
+
+/**
+ * One signal as a version 2 message entry (see {@link SignalMessageSchema}) under the message origin
+ * `message`: JSON text.
+ */
+export function encodeSignal(signal: Signal, message: Origin): string {
+  const { origin } = signal;
+  if (origin.kind !== message.kind || !origin.ref.startsWith(message.ref)) return JSON.stringify(signal);
+  // One object shape for every entry (JSON.stringify leaves undefined properties out).
+  return JSON.stringify({
+    at: origin.ref.slice(message.ref.length),
+    id: signal.id !== origin.ref ? signal.id : undefined,
+    name: signal.name,
+    value: signal.value,
+    source: signal.source,
+    timestamp: signal.timestamp,
+    attributes: signal.attributes,
+  });
 }
 
 /** Validates a signal read back off the queue. */

@@ -206,7 +206,8 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
         const ref = `${base}#${rec.row}`;
         const result = normaliseSignal(rec.data, { origin: { kind: 's3', ref }, defaultSource: file.key });
         if (result.ok) {
-          await sender.add(result.signal);
+          const backpressure = sender.add(result.signal);
+          if (backpressure) await backpressure;
           stats.records++;
         } else {
           await reject(rec.row, result.reason, { record: rec.data });

@@ -12,7 +12,7 @@ import { TransientError } from '../../shared/errors.ts';
 import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/observability.ts';
 import { putRejects, type RejectEntry, rejectsKey } from '../../shared/quarantine.ts';
 import { settings } from '../../shared/settings.ts';
-import { parseSignal, type Signal, SignalMessageSchema } from '../../shared/signal.ts';
+import { expandSignals, parseSignal, type Signal, SignalMessageSchema } from '../../shared/signal.ts';
 import { EMPTY_STATE, type ScoringModel, type SeriesState } from './model.ts';
 
 /**
@@ -234,7 +234,7 @@ function readMessage(messageId: string, body: string): { valid: Signal[]; reject
     });
     return { valid, rejects };
   }
-  envelope.data.signals.forEach((s, i) => {
+  expandSignals(envelope.data).forEach((s, i) => {
     const parsed = parseSignal(s);
     if (parsed.ok) valid.push(parsed.signal);
     else {

@@ -1,5 +1,5 @@
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import type { Signal } from '../../shared/signal.ts';
+import { expandSignals, type Signal, SignalMessageSchema } from '../../shared/signal.ts';
 
 /** Receives and deletes every message on a signals queue; returns the signals they carry. */
 export async function drainSignals(sqs: SQSClient, queueUrl: string): Promise<Signal[]> {
@@ -19,7 +19,7 @@ export async function drainSignals(sqs: SQSClient, queueUrl: string): Promise<Si
       continue;
     }
     empty = 0;
-    for (const m of messages) signals.push(...(JSON.parse(m.Body ?? '{}') as { signals: Signal[] }).signals);
+    for (const m of messages) signals.push(...decodeSignals(m.Body ?? ''));
     await sqs.send(
       new DeleteMessageBatchCommand({
         QueueUrl: queueUrl,
@@ -35,4 +35,9 @@ export function countById(signals: readonly Signal[]): Map<string, number> {
   const counts = new Map<string, number>();
   for (const s of signals) counts.set(s.id, (counts.get(s.id) ?? 0) + 1);
   return counts;
+}
+
+/** The whole signals a packed message body carries (either message version). */
+export function decodeSignals(body: string): Signal[] {
+  return expandSignals(SignalMessageSchema.parse(JSON.parse(body))) as Signal[];
 }

@@ -8,6 +8,7 @@ import { type PollerConfig, type PollerDeps, poll } from '../../../functions/db-
 import { settings } from '../../../shared/settings.ts';
 import type { Signal } from '../../../shared/signal.ts';
 import { quietObservability } from '../../helpers/observability.ts';
+import { decodeSignals } from '../../helpers/signals.ts';
 import { claimResponder, FakeDb, pgRow, type Responder } from './fake-db.ts';
 
 const QUEUE = 'https://sqs.us-east-1.amazonaws.com/123456789012/signals';
@@ -55,7 +56,7 @@ describe('db-poller poll()', () => {
     sqs
       .commandCalls(SendMessageBatchCommand)
       .flatMap((c) => c.args[0].input.Entries ?? [])
-      .flatMap((e) => (JSON.parse(e.MessageBody ?? '{}') as { signals: Signal[] }).signals);
+      .flatMap((e) => decodeSignals(e.MessageBody ?? ''));
 
   beforeEach(() => {
     obs = quietObservability();
@@ -93,7 +94,7 @@ describe('db-poller poll()', () => {
       const entries = sqs.commandCalls(SendMessageBatchCommand)[0]?.args[0].input.Entries ?? [];
       expect(entries).toHaveLength(1);
       expect(JSON.parse(entries[0]?.MessageBody ?? '{}')).toMatchObject({
-        v: 1,
+        v: 2,
         origin: { kind: 'db', ref: 'db:signals' },
       });
       expect(sentSignals()).toEqual([

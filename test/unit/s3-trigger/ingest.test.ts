@@ -9,6 +9,7 @@ import { ingestFile } from '../../../functions/s3-trigger/ingest.ts';
 import { FileBusyError, LeaseLostError } from '../../../shared/errors.ts';
 import type { Ledger } from '../../../shared/ledger.ts';
 import { quietObservability } from '../../helpers/observability.ts';
+import { decodeSignals } from '../../helpers/signals.ts';
 
 const task = (key: string) => ({ bucket: 'b', key, etag: 'e1', size: 100, versionId: 'v1' });
 const body = (data: string | Buffer) => ({ Body: sdkStreamMixin(Readable.from([Buffer.from(data)])) });
@@ -48,7 +49,7 @@ describe('ingestFile', () => {
     sqs
       .commandCalls(SendMessageBatchCommand)
       .flatMap((c) => c.args[0].input.Entries ?? [])
-      .flatMap((e) => JSON.parse(e.MessageBody ?? '{}').signals);
+      .flatMap((e) => decodeSignals(e.MessageBody ?? ''));
   beforeEach(() => {
     obs = quietObservability();
     sqs.on(SendMessageBatchCommand).resolves({ Failed: [] });

@@ -12,7 +12,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EMPTY_STATE, welford, zScoreModel } from '../../../functions/scorer/model.ts';
 import { scoreBatch, scoreKey, scoreMessage, seriesKey } from '../../../functions/scorer/scorer.ts';
 import { TransientError } from '../../../shared/errors.ts';
-import type { Signal } from '../../../shared/signal.ts';
+import { encodeSignal, type Signal } from '../../../shared/signal.ts';
 import { quietObservability } from '../../helpers/observability.ts';
 
 const signal = (i: number, over: Partial<Signal> = {}): Signal => ({
@@ -77,6 +77,22 @@ describe('scoreMessage', () => {
     expect(items[3]?.Put?.ConditionExpression).toBe('#version = :version');
     expect(items[3]?.Put?.ExpressionAttributeValues).toEqual({ ':version': 4 });
     expect(obs.total('SignalsScored')).toBe(3);
+  });
+
+  it('reads version 2 messages (entries relative to the message origin) as whole signals', async () => {
+    // Prepare: what SignalSender writes.
+    const origin = { kind: 's3' as const, ref: 's3://b/k@e' };
+    const entries = [signal(1), signal(2, { id: 'own-2' })].map((s) => encodeSignal(s, origin));
+    const v2 = `{"v":2,"origin":${JSON.stringify(origin)},"signals":[${entries.join(',')}]}`;
+    // Act
+    const out = await scoreMessage('m1', v2, deps());
+    // Assess
+    expect(out).toMatchObject({ scored: 2, rejected: 0 });
+    const items = ddb.commandCalls(TransactWriteCommand)[0]?.args[0].input.TransactItems ?? [];
+    expect(items.slice(0, 2).map((i) => [i.Put?.Item?.id, i.Put?.Item?.originRef])).toEqual([
+      ['s3://b/k@e#1', 's3://b/k@e#1'],
+      ['own-2', 's3://b/k@e#2'],
+    ]);
   });
 
   it('drops signals that are already scored (a redelivered message)', async () => {

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { PermanentError, SendFailedError } from '../../../shared/errors.ts';
 import { SignalSender } from '../../../shared/sender.ts';
 import type { Signal } from '../../../shared/signal.ts';
+import { decodeSignals } from '../../helpers/signals.ts';
 
 const origin = { kind: 's3' as const, ref: 's3://b/k@e' };
 const signal = (i: number, pad = 0): Signal => ({
@@ -33,10 +34,19 @@ describe('SignalSender', () => {
     const entries = sqs.commandCalls(SendMessageBatchCommand)[0]?.args[0].input.Entries ?? [];
     expect(entries).toHaveLength(1);
     const body = JSON.parse(entries[0]?.MessageBody ?? '{}');
-    expect(body.v).toBe(1);
+    expect(body.v).toBe(2);
     expect(body.origin).toEqual(origin);
-    expect(body.signals).toHaveLength(1000);
-    expect(body.signals[999]).toEqual(signal(1000));
+    // Each entry leaves out what the message's origin says: the ref is the rest after it, the id that ref.
+    expect(body.signals[999]).toEqual({
+      at: '#1000',
+      name: 'cpu',
+      value: 1000,
+      source: 'k',
+      timestamp: '2024-01-01T00:00:00.000Z',
+    });
+    const signals = decodeSignals(entries[0]?.MessageBody ?? '');
+    expect(signals).toHaveLength(1000);
+    expect(signals[999]).toEqual(signal(1000));
     expect(sender.stats).toMatchObject({ signals: 1000, messages: 1, requests: 1 });
   });
 
@@ -60,7 +70,7 @@ describe('SignalSender', () => {
       expect(bytes).toBeLessThanOrEqual(1024 * 1024);
       for (const e of entries) {
         expect(Buffer.byteLength(e.MessageBody ?? '')).toBeLessThanOrEqual(64 * 1024);
-        total += JSON.parse(e.MessageBody ?? '{}').signals.length;
+        total += decodeSignals(e.MessageBody ?? '').length;
       }
     }
     expect(total).toBe(5000);
@@ -78,7 +88,7 @@ describe('SignalSender', () => {
       sleep: noSleep,
     });
     // Act
-    for (let i = 1; i <= 30; i++) await sender.add(signal(i));
+    for (let i = 1; i <= 150; i++) await sender.add(signal(i));
     await sender.flush();
     // Assess
     const calls = sqs.commandCalls(SendMessageBatchCommand);
@@ -89,6 +99,42 @@ describe('SignalSender', () => {
     expect(retry).toHaveLength(1);
     expect(retry[0]).toEqual(first[1]);
     expect(sender.stats.retriedEntries).toBe(1);
+  });
+
+  it('returns a promise only when a signal must wait for the call in flight', async () => {
+    // Prepare: no call settles until released.
+    let release: (() => void) | undefined;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    sqs.on(SendMessageBatchCommand).callsFake(async () => {
+      await gate;
+      return { Failed: [] };
+    });
+    const sender = new SignalSender(new SQSClient({}), 'q', origin, {
+      maxMessageBytes: 1024,
+      maxEntries: 1,
+      sleep: noSleep,
+    });
+    // Act: add until a signal has to wait (a returned promise still pending after 20 ms).
+    const pendingAfter = async (p: Promise<void>) =>
+      Promise.race([p.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), 20))]);
+    let waited: Promise<void> | undefined;
+    let added = 0;
+    let returned = 0;
+    while (!waited && added < 1000) {
+      const p = sender.add(signal(++added));
+      if (!p) continue;
+      returned++;
+      if (await pendingAfter(p)) waited = p;
+    }
+    // Assess: most signals were buffered without a promise; the one that waits resolves once the call does.
+    expect(waited).toBeInstanceOf(Promise);
+    expect(returned).toBeLessThan(added / 2);
+    release?.();
+    await waited;
+    await sender.flush();
+    expect(sender.stats.signals).toBe(added);
   });
 
   it('gives up with a transient SendFailedError after the configured attempts', async () => {
@@ -115,7 +161,7 @@ describe('SignalSender', () => {
       maxMessageBytes: 2048,
       sleep: noSleep,
     });
-    await expect(sender.add(signal(1, 4000))).rejects.toBeInstanceOf(PermanentError);
+    expect(() => sender.add(signal(1, 4000))).toThrow(PermanentError);
   });
 
   it('sends nothing when nothing was added', async () => {

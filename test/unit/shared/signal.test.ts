@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { normaliseSignal, parseSignal } from '../../../shared/signal.ts';
+import {
+  encodeSignal,
+  expandSignals,
+  normaliseSignal,
+  parseSignal,
+  type Signal,
+} from '../../../shared/signal.ts';
 
 const ctx = { origin: { kind: 's3' as const, ref: 's3://b/in/k.csv@e1#7' }, defaultSource: 'in/k.csv' };
 const ok = (r: unknown) => {
@@ -148,6 +154,78 @@ describe('normaliseSignal', () => {
 
   it('rejects a signal too large for a packed message', () => {
     expect(reason({ name: 'a', value: 1, timestamp: 0, blob: 'x'.repeat(70_000) })).toMatch(/byte limit/);
+  });
+
+  it('measures a signal exactly when the bound cannot settle it: escaping counts, and near the limit passes', () => {
+    // 11,000 control characters are 66,000 bytes once escaped (\u0001): over 64 KiB though only 11,000 long.
+    expect(reason({ name: 'a', value: 1, timestamp: 0, blob: '\u0001'.repeat(11_000) })).toMatch(
+      /byte limit/,
+    );
+    // 60,000 plain characters: over the bound (× 6), under the limit once measured.
+    expect(ok({ name: 'a', value: 1, timestamp: 0, blob: 'x'.repeat(60_000) }).attributes?.blob).toHaveLength(
+      60_000,
+    );
+  });
+
+  it('takes a canonical timestamp as it is, and still rejects an impossible one of the same shape', () => {
+    expect(ok({ name: 'a', value: 1, timestamp: '2024-02-29T23:59:59.999Z' }).timestamp).toBe(
+      '2024-02-29T23:59:59.999Z',
+    );
+    expect(reason({ name: 'a', value: 1, timestamp: '2023-02-29T00:00:00.000Z' })).toMatch(
+      /not a valid date/,
+    );
+    expect(reason({ name: 'a', value: 1, timestamp: '2024-13-01T00:00:00.000Z' })).toMatch(
+      /not a valid date/,
+    );
+  });
+
+  it('keeps a column named __proto__ as an attribute instead of dropping it', () => {
+    const record = JSON.parse('{"name":"a","value":1,"timestamp":0,"__proto__":"p"}');
+    const s = ok(record);
+    expect(Object.hasOwn(s.attributes ?? {}, '__proto__')).toBe(true);
+    expect(JSON.parse(JSON.stringify(s)).attributes).toEqual(JSON.parse('{"__proto__":"p"}'));
+  });
+});
+
+describe('packed message entries (version 2)', () => {
+  const message = { kind: 's3' as const, ref: 's3://b/in/k.csv@e1' };
+  const base: Signal = {
+    id: 's3://b/in/k.csv@e1#7',
+    name: 'cpu',
+    value: 1.5,
+    source: 'in/k.csv',
+    timestamp: '2024-01-01T00:00:00.000Z',
+    origin: { kind: 's3', ref: 's3://b/in/k.csv@e1#7' },
+  };
+  const roundTrip = (signals: Signal[]) =>
+    expandSignals({
+      v: 2,
+      origin: message,
+      signals: signals.map((s) => JSON.parse(encodeSignal(s, message))),
+    });
+
+  it('leaves out the origin and the id an entry can take from its message, and restores them', () => {
+    expect(JSON.parse(encodeSignal(base, message))).toEqual({
+      at: '#7',
+      name: 'cpu',
+      value: 1.5,
+      source: 'in/k.csv',
+      timestamp: '2024-01-01T00:00:00.000Z',
+    });
+    expect(roundTrip([base])).toEqual([base]);
+  });
+
+  it("keeps an id of the record's own, attributes, and an origin the message does not cover", () => {
+    const own = { ...base, id: 'x-1', attributes: { host: 'a', n: 2, up: true } };
+    const foreign: Signal = { ...base, id: 'kafka:t:0:5', origin: { kind: 'kafka', ref: 'kafka:t:0:5' } };
+    expect(JSON.parse(encodeSignal(own, message)).id).toBe('x-1');
+    expect(JSON.parse(encodeSignal(foreign, message)).origin).toEqual(foreign.origin);
+    expect(roundTrip([own, foreign])).toEqual([own, foreign]);
+  });
+
+  it('hands version 1 signals and entries that are not objects through for validation to judge', () => {
+    expect(expandSignals({ v: 1, origin: message, signals: [base, 3] })).toEqual([base, 3]);
+    expect(expandSignals({ v: 2, origin: message, signals: [null, 'x'] })).toEqual([null, 'x']);
   });
 });
 
