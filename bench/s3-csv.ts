@@ -11,7 +11,7 @@ import type { AwsClients } from '../shared/clients.ts';
 import { Ledger } from '../shared/ledger.ts';
 import type { Logger, Metrics } from '../shared/observability.ts';
 import { settings } from '../shared/settings.ts';
-import { normaliseSignal } from '../shared/signal.ts';
+import { encodeSignal, normaliseSignal } from '../shared/signal.ts';
 import type { ChildInput, ChildOutput } from './ingest-child.ts';
 import { countRequests, MB, median, type RequestCounts, round, runNode, sum, timed } from './lib.ts';
 
@@ -49,7 +49,7 @@ async function parserModule(data: Buffer): Promise<number> {
   return n;
 }
 
-/** The parser, then validation and normalisation into signals, then their JSON (what packing costs). */
+/** The parser, then validation and normalisation into signals, then their packed JSON entries (what packing costs). */
 async function parseValidateSerialise(data: Buffer, serialise: boolean): Promise<number> {
   const base = 's3://bench/incoming/stage.csv@0123456789abcdef0123456789abcdef';
   let n = 0;
@@ -61,7 +61,7 @@ async function parseValidateSerialise(data: Buffer, serialise: boolean): Promise
       defaultSource: 'incoming/stage.csv',
     });
     if (!r.ok) throw new Error(r.reason);
-    if (serialise) bytes += Buffer.byteLength(JSON.stringify(r.signal));
+    if (serialise) bytes += Buffer.byteLength(encodeSignal(r.signal, { kind: 's3', ref: base }));
     n++;
   }
   return serialise ? bytes : n;

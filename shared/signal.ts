@@ -65,7 +65,7 @@ function toIsoTimestamp(input: unknown): string | { error: string } {
     if (NUMERIC.test(s)) return toIsoTimestamp(Number(s));
     if (s.length === CANONICAL_LENGTH && s.charCodeAt(23) === 90 /* Z */) {
       const t = Date.parse(s);
-      if (t >= MIN_MS && t <= MAX_MS && new Date(t).toISOString() === s) return s;
+      if (t >= MIN_MS && t <= MAX_MS && isoFromMs(t) === s) return s;
     }
     const m = ISO_WITH_ZONE.exec(s);
     if (!m) {
@@ -101,7 +101,35 @@ function toIsoTimestamp(input: unknown): string | { error: string } {
   if (!(ms >= MIN_MS && ms <= MAX_MS)) {
     return { error: `timestamp ${clip(String(input))} is out of range` };
   }
-  return new Date(ms).toISOString();
+  return isoFromMs(ms);
+}
+
+const DAY_MS = 86_400_000;
+/** The day {@link isoFromMs} formatted last, and its `YYYY-MM-DDT`. */
+let cachedDay = Number.NaN;
+let cachedDayText = '';
+const pad2 = (n: number) => (n < 10 ? `0${n}` : `${n}`);
+const pad3 = (n: number) => (n < 10 ? `00${n}` : n < 100 ? `0${n}` : `${n}`);
+
+/**
+ * `new Date(ms).toISOString()` for epoch milliseconds within years 0001–9999, about six times faster:
+ * the rows of a file mostly share their day, so its date text is kept and only the time is formatted.
+ * (`toISOString` costs more than parsing a CSV row.)
+ */
+export function isoFromMs(input: number): string {
+  const ms = Math.trunc(input); // as Date does
+  const day = Math.floor(ms / DAY_MS) * DAY_MS;
+  if (day !== cachedDay) {
+    cachedDay = day;
+    cachedDayText = new Date(day).toISOString().slice(0, 11);
+  }
+  let rest = ms - day;
+  const h = Math.floor(rest / 3_600_000);
+  rest -= h * 3_600_000;
+  const m = Math.floor(rest / 60_000);
+  rest -= m * 60_000;
+  const sec = Math.floor(rest / 1000);
+  return `${cachedDayText}${pad2(h)}:${pad2(m)}:${pad2(sec)}.${pad3(rest - sec * 1000)}Z`;
 }
 
 function calendarValid(y: number, mo: number, d: number, h: number, mi: number, s: number): boolean {

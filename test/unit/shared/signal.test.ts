@@ -1,7 +1,9 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   encodeSignal,
   expandSignals,
+  isoFromMs,
   normaliseSignal,
   parseSignal,
   type Signal,
@@ -241,5 +243,35 @@ describe('parseSignal', () => {
     });
     expect(out.ok).toBe(false);
     if (!out.ok) expect(out.reason).toMatch(/^value/);
+  });
+});
+
+describe('isoFromMs', () => {
+  const MIN = Date.parse('0001-01-01T00:00:00.000Z');
+  const MAX = Date.parse('9999-12-31T23:59:59.999Z');
+
+  it('formats exactly as Date#toISOString over the whole range, fractions and negatives included', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.integer({ min: MIN, max: MAX }), fc.double({ min: MIN, max: MAX, noNaN: true })),
+        (ms) => {
+          expect(isoFromMs(ms)).toBe(new Date(ms).toISOString());
+        },
+      ),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('formats the edges of a day and of the range, and consecutive calls across days', () => {
+    for (const iso of [
+      '1970-01-01T00:00:00.000Z',
+      '1969-12-31T23:59:59.999Z',
+      '2024-02-29T23:59:59.999Z',
+      '2024-03-01T00:00:00.000Z',
+      '0001-01-01T00:00:00.000Z',
+      '9999-12-31T23:59:59.999Z',
+    ]) {
+      expect(isoFromMs(Date.parse(iso))).toBe(iso);
+    }
   });
 });
