@@ -173,17 +173,40 @@ describe('parseParquet on arbitrary bytes', () => {
       rowGroupSize: 8,
     }),
   );
+  /** Nulls, booleans, a one-value dictionary and JSON: pages with definition levels and 0-bit indices. */
+  const sparse = new Uint8Array(
+    parquetWriteBuffer({
+      columnData: [
+        {
+          name: 'name',
+          type: 'STRING',
+          data: Array.from({ length: 30 }, (_, i) => (i % 4 ? `m-${i % 2}` : null)),
+        },
+        {
+          name: 'flag',
+          type: 'BOOLEAN',
+          data: Array.from({ length: 30 }, (_, i) => (i % 5 ? i % 3 === 0 : null)),
+        },
+        { name: 'n', type: 'INT32', data: Array.from({ length: 30 }, (_, i) => (i % 7 ? i * 1000 : null)) },
+        { name: 'tags', type: 'JSON', data: Array.from({ length: 30 }, (_, i) => ({ a: i })) },
+        { name: 'one', type: 'STRING', data: Array.from({ length: 30 }, () => 'same') },
+      ],
+      rowGroupSize: 10,
+    }),
+  );
   const par1 = Buffer.from('PAR1');
-  const mutated = fc
-    .array(fc.tuple(fc.nat({ max: valid.length - 1 }), fc.integer({ min: 0, max: 255 })), {
-      minLength: 1,
-      maxLength: 6,
-    })
-    .map((edits) => {
-      const copy = Uint8Array.from(valid);
-      for (const [at, byte] of edits) copy[at] = byte;
-      return copy;
-    });
+  const mutationOf = (file: Uint8Array) =>
+    fc
+      .array(fc.tuple(fc.nat({ max: file.length - 1 }), fc.integer({ min: 0, max: 255 })), {
+        minLength: 1,
+        maxLength: 6,
+      })
+      .map((edits) => {
+        const copy = Uint8Array.from(file);
+        for (const [at, byte] of edits) copy[at] = byte;
+        return copy;
+      });
+  const mutated = fc.oneof(mutationOf(valid), mutationOf(sparse));
   const parquetish = fc.oneof(
     randomBytes,
     randomBytes.map((b) => Buffer.concat([par1, b, par1])),
