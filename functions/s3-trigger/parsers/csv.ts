@@ -3,6 +3,8 @@ import { MalformedFileError } from '../../../shared/errors.ts';
 import { asBuffer, clipRaw, pieces, Utf8StreamValidator } from './bytes.ts';
 import type { ParsedRecord, ParserOptions } from './types.ts';
 
+const LF = 10;
+
 /**
  * The synchronous core of csv-parse, which its stream `Parser` wraps as `parser.api`. Driving it directly
  * skips a Transform stream and an object-mode readable per record (about 15% faster on a 50 MB file) and
@@ -81,13 +83,30 @@ export async function* parseCsv(
   const fail = (err: Error): MalformedFileError =>
     toMalformed(err, header === undefined ? undefined : row + 1, recordStartLine(), opts.maxRecordBytes);
 
+  /**
+   * Before failing on bytes that are not UTF-8: ends the parse at the last valid byte, so the records
+   * completed before it are read too. csv-parse holds back the last two bytes it is given (they may start
+   * a CRLF), so the record a line end just before the invalid byte completes is still inside it. A record
+   * the invalid byte cuts off is not complete: the last one read here, unless a line end came just before
+   * the invalid byte. If ending fails (an unclosed quote), it was on that cut-off record.
+   */
+  const endBeforeInvalid = () => {
+    const flushed: string[][] = [];
+    const err = core.parse(undefined, true, (fields) => flushed.push(fields), close);
+    if (err === undefined && lastByte !== LF) flushed.pop();
+    for (const fields of flushed) push(fields);
+  };
+
   let bytes = 0;
+  let lastByte = -1;
   for await (const chunk of source) {
     for (const piece of pieces(asBuffer(chunk))) {
       const bad = utf8.push(piece);
       const valid = bad === -1 ? piece : piece.subarray(0, Math.max(0, bad - bytes));
       bytes += piece.length;
       const err = valid.length > 0 ? core.parse(valid, false, push, close) : undefined;
+      if (valid.length > 0) lastByte = valid[valid.length - 1] as number;
+      if (err === undefined && bad !== -1) endBeforeInvalid();
       if (batch.length > 0) {
         // Records completed before an error are still good: they go out first.
         for (const rec of batch) yield rec;
@@ -98,7 +117,11 @@ export async function* parseCsv(
     }
   }
   const bad = utf8.end();
-  if (bad !== -1) throw invalidUtf8(bad);
+  if (bad !== -1) {
+    endBeforeInvalid();
+    for (const rec of batch) yield rec;
+    throw invalidUtf8(bad);
+  }
   const err = core.parse(undefined, true, push, close);
   for (const rec of batch) yield rec;
   if (err) throw fail(err);

@@ -1,4 +1,3 @@
-import { pipeline, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { InflationLimitError, MalformedFileError, PulseError } from '../../../shared/errors.ts';
 import { settings } from '../../../shared/settings.ts';
@@ -36,34 +35,82 @@ export async function* gunzipBounded(
       ? Math.max(limits.maxInflationRatio * compressedSize, limits.minInflatedBytesAllowed)
       : undefined;
   let read = 0;
-  const input = Readable.from(
-    checkedInput(source, (n) => {
-      read += n;
-    }),
-  );
+  const input = checkedInput(source, (n) => {
+    read += n;
+  });
   const gunzip = createGunzip();
-  // Errors reach the loop below through `gunzip`, which pipeline destroys with them.
-  pipeline(input, gunzip, () => {});
-  let inflated = 0;
+  // The stream is read in flowing mode and never paused, so every chunk zlib produces is in `inflated`
+  // before zlib reports an error: a zlib stream that fails destroys itself, and the chunks still in its
+  // own buffer are lost with it (a file cut short lost its last 16 KiB that way). Backpressure comes from
+  // the other side instead: the next compressed piece is written only once everything is consumed.
+  const inflated: Buffer[] = [];
+  let failure: unknown;
+  let ended = false;
+  let writing = false;
+  let inputDone = false;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  gunzip.on('data', (chunk: Buffer) => {
+    inflated.push(chunk);
+    notify();
+  });
+  gunzip.on('error', (err) => {
+    failure ??= err;
+    notify();
+  });
+  gunzip.on('end', () => {
+    ended = true;
+    notify();
+  });
+  let total = 0;
   try {
-    for await (const chunk of gunzip as AsyncIterable<Buffer>) {
-      inflated += chunk.length;
-      const bound = fixedBound ?? Math.max(limits.maxInflationRatio * read, limits.minInflatedBytesAllowed);
-      if (inflated > bound) {
-        throw new InflationLimitError(
-          `gzip stream inflates past ${bound} bytes (${inflated} bytes so far from ` +
-            `${compressedSize ?? `${read} read`} compressed bytes; at most ${limits.maxInflationRatio}× or ` +
-            `${limits.minInflatedBytesAllowed} bytes allowed)`,
-          { byteOffset: gunzip.bytesWritten },
-        );
+    for (;;) {
+      const chunk = inflated.shift();
+      if (chunk !== undefined) {
+        total += chunk.length;
+        const bound = fixedBound ?? Math.max(limits.maxInflationRatio * read, limits.minInflatedBytesAllowed);
+        if (total > bound) {
+          throw new InflationLimitError(
+            `gzip stream inflates past ${bound} bytes (${total} bytes so far from ` +
+              `${compressedSize ?? `${read} read`} compressed bytes; at most ${limits.maxInflationRatio}× or ` +
+              `${limits.minInflatedBytesAllowed} bytes allowed)`,
+            { byteOffset: gunzip.bytesWritten },
+          );
+        }
+        yield chunk;
+        continue;
       }
-      yield chunk;
+      if (failure !== undefined) throw failure;
+      if (ended) return;
+      if (!writing && !inputDone) {
+        const next = await input.next();
+        if (next.done === true) {
+          inputDone = true;
+          // Only now, with every piece inflated and consumed: a stream cut short fails here.
+          gunzip.end();
+        } else {
+          writing = true;
+          gunzip.write(next.value, (err) => {
+            if (err) failure ??= err;
+            writing = false;
+            notify();
+          });
+        }
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
     }
   } catch (err) {
-    throw toMalformed(err, gunzip.bytesWritten, inflated);
+    throw toMalformed(err, gunzip.bytesWritten, total);
   } finally {
-    input.destroy();
     gunzip.destroy();
+    await input.return(undefined);
   }
 }
 

@@ -7,7 +7,10 @@ const CR = 13;
 const SPACE = 32;
 const TAB = 9;
 
-/** Bytes of an over-long line kept as its `raw` text. */
+/**
+ * Bytes of an over-long line kept as its `raw` text: always its first ones (without the `\r` of a CRLF),
+ * however the line was split into chunks, so a reject is the same whatever the chunking.
+ */
 const OVERLONG_HEAD_BYTES = 1024;
 
 /**
@@ -40,7 +43,8 @@ export async function* parseNdjson(
       const nl = chunk.indexOf(LF, pos);
       const end = nl === -1 ? n : nl;
       if (overlongHead !== undefined) {
-        // dropping bytes until the end of the line
+        // Dropping bytes until the end of the line, but keeping its first ones whatever the chunking.
+        if (overlongHead.length < HEAD_KEPT) overlongHead = headOf([overlongHead], chunk.subarray(pos, end));
       } else if (nl === -1 || pendingBytes > 0) {
         const piece = chunk.subarray(pos, end);
         // max + 1: the line may still end in a `\r`, which does not count.
@@ -66,7 +70,7 @@ export async function* parseNdjson(
       if (nl === -1) break;
       line++;
       if (overlongHead !== undefined) {
-        out.push(tooLong(line, max, overlongHead));
+        out.push(tooLongFromHead(line, max, overlongHead));
         overlongHead = undefined;
       }
       pos = nl + 1;
@@ -78,19 +82,33 @@ export async function* parseNdjson(
   }
   // The last line, when the file does not end with a newline.
   if (overlongHead !== undefined) {
-    yield tooLong(line + 1, max, overlongHead);
+    yield tooLongFromHead(line + 1, max, overlongHead);
   } else if (pendingBytes > 0) {
     const rec = parseLine(Buffer.concat(pending, pendingBytes), line + 1, max);
     if (rec !== undefined) yield rec;
   }
 }
 
+/**
+ * One byte more than the raw text keeps: when the whole line fits, its `\r` is then seen and dropped
+ * (as {@link parseLine} drops it); when it does not, that byte is clipped off anyway.
+ */
+const HEAD_KEPT = OVERLONG_HEAD_BYTES + 1;
+
 function headOf(pending: Buffer[], piece: Buffer): Buffer {
-  const head = Buffer.concat([...pending, piece.subarray(0, OVERLONG_HEAD_BYTES)]);
-  return Buffer.from(head.subarray(0, OVERLONG_HEAD_BYTES));
+  const head = Buffer.concat([...pending, piece.subarray(0, HEAD_KEPT)]);
+  return Buffer.from(head.subarray(0, HEAD_KEPT));
 }
 
-function tooLong(row: number, max: number, head: Buffer): ParsedRecord {
+/** The reject of an over-long line from the head kept while its bytes were dropped. */
+function tooLongFromHead(row: number, max: number, head: Buffer): ParsedRecord {
+  const end = head.length > 0 && head[head.length - 1] === CR ? head.length - 1 : head.length;
+  return tooLong(row, max, head.subarray(0, end));
+}
+
+/** `line`: the line without its `\r`, or at least its first {@link OVERLONG_HEAD_BYTES} bytes. */
+function tooLong(row: number, max: number, line: Buffer): ParsedRecord {
+  const head = line.subarray(0, OVERLONG_HEAD_BYTES);
   return { row, error: `line is longer than ${max} bytes`, raw: `${head.toString('utf8')}…` };
 }
 
@@ -105,7 +123,7 @@ function parseLine(buf: Buffer, row: number, max: number): ParsedRecord | undefi
     i++;
   }
   if (i === len) return undefined;
-  if (len > max) return tooLong(row, max, buf.subarray(0, OVERLONG_HEAD_BYTES));
+  if (len > max) return tooLong(row, max, buf.subarray(0, len));
   const bytes = len === buf.length ? buf : buf.subarray(0, len);
   if (!isUtf8(bytes)) {
     return {

@@ -2,11 +2,17 @@ import { open, stat } from 'node:fs/promises';
 import {
   type AsyncBuffer,
   type ColumnData,
+  type ColumnMetaData,
   type FileMetaData,
+  type PageHeader,
   parquetMetadataAsync,
   parquetRead,
   parquetSchema,
+  type SchemaTree,
 } from 'hyparquet';
+// The page-header reader hyparquet decodes with, so the checks below see exactly what the decoder will see.
+// hyparquet's package exports its `src/*.js` modules; this one is not re-exported from the index.
+import { parquetHeader } from 'hyparquet/src/column.js';
 import { MalformedFileError } from '../../../shared/errors.ts';
 import type { ParsedRecord, ParserOptions } from './types.ts';
 
@@ -31,7 +37,7 @@ export interface ParquetRowGroup {
 export async function* parseParquet(file: AsyncBuffer, _opts: ParserOptions): AsyncGenerator<ParsedRecord> {
   const io = guardReads(file);
   const metadata = await readMetadata(io);
-  const columns = parquetSchema(metadata).children.map((c) => c.element.name);
+  const columns = columnNames(io, metadata);
   for (const group of groupsOf(metadata)) {
     const chunks = await readRowGroup(io, metadata, group, columns);
     const cursors = columns.map((name) => new ColumnCursor(name, chunks.get(name) ?? []));
@@ -100,6 +106,7 @@ function guardReads(file: AsyncBuffer): GuardedBuffer {
 
 function rethrow(io: GuardedBuffer, err: unknown, what: string, row?: number): never {
   if (typeof err === 'object' && err !== null && io.ioErrors.has(err)) throw err;
+  if (err instanceof MalformedFileError) throw err;
   const message = err instanceof Error ? err.message : String(err);
   throw new MalformedFileError(`Parquet ${what}: ${message}`, row !== undefined ? { row } : {}, {
     cause: err,
@@ -117,6 +124,14 @@ async function readMetadata(io: GuardedBuffer): Promise<FileMetaData> {
   }
 }
 
+function columnNames(io: GuardedBuffer, metadata: FileMetaData): string[] {
+  try {
+    return parquetSchema(metadata).children.map((c) => c.element.name);
+  } catch (err) {
+    rethrow(io, err, 'schema is not readable');
+  }
+}
+
 function groupsOf(metadata: FileMetaData): ParquetRowGroup[] {
   const groups: ParquetRowGroup[] = [];
   let rowStart = 0;
@@ -128,6 +143,11 @@ function groupsOf(metadata: FileMetaData): ParquetRowGroup[] {
   return groups;
 }
 
+/**
+ * Decodes one row group. Its column chunks are fetched first and their page headers checked (see
+ * {@link checkColumnChunk}); hyparquet then decodes from those same bytes, served from memory, so each
+ * byte is read from `io` once.
+ */
 async function readRowGroup(
   io: GuardedBuffer,
   metadata: FileMetaData,
@@ -137,8 +157,9 @@ async function readRowGroup(
   const chunks = new Map<string, ColumnData[]>(columns.map((c) => [c, []]));
   if (group.rowEnd === group.rowStart) return chunks;
   try {
+    const fetched = await fetchColumnChunks(io, metadata, group);
     await parquetRead({
-      file: io,
+      file: fetched.file,
       metadata,
       rowStart: group.rowStart,
       rowEnd: group.rowEnd,
@@ -150,6 +171,247 @@ async function readRowGroup(
     rethrow(io, err, `row group ${group.index} is corrupt`, group.rowStart + 1);
   }
   return chunks;
+}
+
+/** Where a column chunk's pages are in the file, as hyparquet computes it. */
+interface ChunkSpan {
+  readonly column: string;
+  readonly meta: ColumnMetaData;
+  readonly start: number;
+  readonly end: number;
+}
+
+/** Column chunks closer than this are fetched in one read (writers put them back to back). */
+const MAX_FETCH_GAP = 64 * 1024;
+
+/**
+ * Fetches a row group's column chunks, checks each one's pages, and returns a view of `io` that answers
+ * reads inside them from memory (anything else still goes to `io`).
+ */
+async function fetchColumnChunks(
+  io: GuardedBuffer,
+  metadata: FileMetaData,
+  group: ParquetRowGroup,
+): Promise<{ file: AsyncBuffer }> {
+  const spans = columnChunkSpans(io, metadata, group);
+  const sorted = [...spans].sort((a, b) => a.start - b.start);
+  const ranges: Array<{ start: number; end: number; bytes?: Uint8Array }> = [];
+  for (const { start, end } of sorted) {
+    const last = ranges.at(-1);
+    if (last !== undefined && start - last.end <= MAX_FETCH_GAP) last.end = Math.max(last.end, end);
+    else ranges.push({ start, end });
+  }
+  await Promise.all(
+    ranges.map(async (r) => {
+      r.bytes = new Uint8Array(await io.slice(r.start, r.end));
+      if (r.bytes.length !== r.end - r.start) {
+        throw new MalformedFileError(
+          `Parquet row group ${group.index}: bytes ${r.start}-${r.end} are past the end of the file`,
+          { row: group.rowStart + 1, byteOffset: r.start },
+        );
+      }
+    }),
+  );
+  const inMemory = (start: number, end: number) =>
+    ranges.find((r) => r.start <= start && end <= r.end) as { start: number; bytes: Uint8Array } | undefined;
+  const schema = parquetSchema(metadata);
+  for (const span of spans) {
+    const r = inMemory(span.start, span.end);
+    if (r === undefined) throw new Error('unreachable: every column chunk was fetched');
+    checkColumnChunk(r.bytes.subarray(span.start - r.start, span.end - r.start), span, schema, group);
+  }
+  return {
+    file: {
+      byteLength: io.byteLength,
+      slice(start: number, end = io.byteLength): ArrayBuffer | Promise<ArrayBuffer> {
+        const r = inMemory(start, end);
+        if (r === undefined) return io.slice(start, end);
+        const from = r.bytes.byteOffset + start - r.start;
+        return r.bytes.buffer.slice(from, from + end - start) as ArrayBuffer;
+      },
+    },
+  };
+}
+
+function columnChunkSpans(io: GuardedBuffer, metadata: FileMetaData, group: ParquetRowGroup): ChunkSpan[] {
+  const rowGroup = metadata.row_groups[group.index];
+  const spans: ChunkSpan[] = [];
+  for (const chunk of rowGroup?.columns ?? []) {
+    const meta = chunk.meta_data;
+    const column = meta?.path_in_schema?.join('.') ?? '?';
+    const where = { row: group.rowStart + 1 };
+    if (meta === undefined) {
+      throw new MalformedFileError(`Parquet row group ${group.index}: a column chunk has no metadata`, where);
+    }
+    // hyparquet reads a chunk from its dictionary page, or its first data page when it has none.
+    const start = toCount(meta.dictionary_page_offset || meta.data_page_offset);
+    const size = toCount(meta.total_compressed_size);
+    if (start === undefined || size === undefined || start + size > io.byteLength) {
+      throw new MalformedFileError(
+        `Parquet row group ${group.index}, column "${column}": the column chunk's offset and size ` +
+          `(${String(meta.dictionary_page_offset || meta.data_page_offset)}, ${String(meta.total_compressed_size)}) ` +
+          `do not fit in the ${io.byteLength}-byte file`,
+        where,
+      );
+    }
+    spans.push({ column, meta, start, end: start + size });
+  }
+  return spans;
+}
+
+/** `value` as a number when it is a non-negative safe integer (thrift gives i32 as number, i64 as bigint). */
+function toCount(value: unknown): number | undefined {
+  const n = typeof value === 'bigint' ? Number(value) : value;
+  return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+}
+
+/**
+ * Snappy, the one codec hyparquet decompresses itself, turns a 3-byte copy into at most 64 bytes. A page
+ * header claiming a larger ratio is corrupt, and would have hyparquet allocate its claimed size up front.
+ */
+const MAX_SNAPPY_RATIO = 22;
+
+/**
+ * Walks the page headers of one column chunk and rejects what hyparquet would decode without checking:
+ * sizes, counts and level lengths that are missing, not integers, negative, or more than the chunk and its
+ * row group allow. hyparquet (1.31 to 1.33) trusts them, and a corrupt one can send it into a synchronous
+ * loop that never returns (a missing `repetition_levels_byte_length` makes it read the same byte forever),
+ * which no timer can interrupt: the Lambda would run to its timeout and leave the file in limbo. Checked
+ * here, such a file fails with a {@link MalformedFileError} naming the row group, column and page.
+ */
+function checkColumnChunk(
+  bytes: Uint8Array,
+  span: ChunkSpan,
+  schema: SchemaTree,
+  group: ParquetRowGroup,
+): void {
+  const fail = (message: string, at: number) =>
+    new MalformedFileError(
+      `Parquet row group ${group.index}, column "${span.column}", at byte ${span.start + at}: ${message}`,
+      { row: group.rowStart + 1, byteOffset: span.start + at },
+    );
+  const expected = toCount(span.meta.num_values);
+  if (expected === undefined) {
+    throw fail(`the column chunk's value count ${String(span.meta.num_values)} is not a count`, 0);
+  }
+  const rows = group.rowEnd - group.rowStart;
+  const repeated = isRepeated(schema, span.meta.path_in_schema);
+  // hyparquet would throw this from inside its read loop, with the other columns' reads already started:
+  // their failures would then reject unobserved, and an unhandled rejection ends a Lambda invocation.
+  if (repeated === undefined) throw fail('the schema has no such column', 0);
+  // A column outside any list holds exactly one value (or null) per row; pages can then claim no more.
+  if (!repeated && expected !== rows) {
+    throw fail(`the column chunk holds ${expected} values for ${rows} rows`, 0);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let offset = 0;
+  let values = 0;
+  // Like hyparquet, a last lone byte is not taken for a page.
+  while (offset < bytes.length - 1) {
+    const reader = { view, offset };
+    let header: PageHeader;
+    try {
+      header = parquetHeader(reader);
+    } catch (err) {
+      throw fail(
+        `the page header is unreadable (${err instanceof Error ? err.message : String(err)})`,
+        offset,
+      );
+    }
+    const body = reader.offset;
+    const compressed = toCount(header.compressed_page_size);
+    const uncompressed = toCount(header.uncompressed_page_size);
+    if (compressed === undefined || uncompressed === undefined) {
+      throw fail(
+        `page sizes ${String(header.compressed_page_size)} and ${String(header.uncompressed_page_size)} are not byte counts`,
+        offset,
+      );
+    }
+    if (compressed > bytes.length - body) {
+      throw fail(
+        `the ${compressed}-byte page runs past the end of its ${bytes.length}-byte column chunk`,
+        offset,
+      );
+    }
+    if (uncompressed > MAX_SNAPPY_RATIO * compressed + 64) {
+      throw fail(`a ${compressed}-byte page cannot hold ${uncompressed} bytes uncompressed`, offset);
+    }
+    const problem = checkPageHeader(header, compressed, uncompressed);
+    if (problem !== undefined) throw fail(problem, offset);
+    values += dataValues(header);
+    if (values > expected) {
+      throw fail(`the pages hold more values than the column chunk's ${expected}`, offset);
+    }
+    offset = body + compressed;
+  }
+}
+
+/** What is wrong with a page header's counts, or undefined. Sizes are already checked. */
+function checkPageHeader(header: PageHeader, compressed: number, uncompressed: number): string | undefined {
+  switch (header.type) {
+    case 'DICTIONARY_PAGE': {
+      const d = header.dictionary_page_header;
+      const n = toCount(d?.num_values);
+      // Every dictionary value takes at least a bit (booleans), most at least a byte.
+      if (n === undefined || n > 8 * uncompressed) {
+        return `the dictionary page's value count ${String(d?.num_values)} does not fit in ${uncompressed} bytes`;
+      }
+      return undefined;
+    }
+    case 'DATA_PAGE': {
+      const d = header.data_page_header;
+      if (toCount(d?.num_values) === undefined || d?.encoding === undefined) {
+        return `the data page has no value count or no known encoding (${String(d?.num_values)}, ${String(d?.encoding)})`;
+      }
+      return undefined;
+    }
+    case 'DATA_PAGE_V2': {
+      const d = header.data_page_header_v2;
+      const n = toCount(d?.num_values);
+      const nulls = toCount(d?.num_nulls);
+      const rows = toCount(d?.num_rows);
+      if (n === undefined || nulls === undefined || rows === undefined || d?.encoding === undefined) {
+        return `the data page has no value, null or row count, or no known encoding`;
+      }
+      if (nulls > n || rows > n) return `the data page claims ${nulls} nulls and ${rows} rows in ${n} values`;
+      const rep = toCount(d.repetition_levels_byte_length);
+      const def = toCount(d.definition_levels_byte_length);
+      if (rep === undefined || def === undefined || rep + def > Math.min(compressed, uncompressed)) {
+        return (
+          `the data page's level lengths (${String(d.repetition_levels_byte_length)} and ` +
+          `${String(d.definition_levels_byte_length)} bytes) do not fit in the page`
+        );
+      }
+      return undefined;
+    }
+    case 'INDEX_PAGE':
+      return undefined;
+    default:
+      return `page type ${String(header.type)} is not a Parquet page type`;
+  }
+}
+
+/** The values a page adds to its column (dictionary and index pages add none). */
+function dataValues(header: PageHeader): number {
+  if (header.type === 'DATA_PAGE') return toCount(header.data_page_header?.num_values) ?? 0;
+  if (header.type === 'DATA_PAGE_V2') return toCount(header.data_page_header_v2?.num_values) ?? 0;
+  return 0;
+}
+
+/**
+ * Whether the column at `path` is inside a list (a REPEATED field on its way from the root); undefined
+ * when the schema has no such column.
+ */
+function isRepeated(schema: SchemaTree, path: readonly string[]): boolean | undefined {
+  let node = schema;
+  let repeated = false;
+  for (const name of path) {
+    const child = node.children.find((c) => c.element.name === name);
+    if (child === undefined) return undefined;
+    if (child.element.repetition_type === 'REPEATED') repeated = true;
+    node = child;
+  }
+  return repeated;
 }
 
 /** Reads one column's decoded chunks in row order. */

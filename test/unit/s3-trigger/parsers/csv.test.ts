@@ -202,6 +202,46 @@ describe('parseCsv', () => {
     expect((error as MalformedFileError).location).toEqual({ byteOffset: 6 });
   });
 
+  it.each([
+    ['LF', 'a,b\n1,2\n', [{ row: 1, data: { a: '1', b: '2' } }]],
+    ['CRLF', 'a,b\r\n1,2\r\n', [{ row: 1, data: { a: '1', b: '2' } }]],
+    ['an empty line', 'a,b\n1,2\n\n', [{ row: 1, data: { a: '1', b: '2' } }]],
+    ['a record it cuts off', 'a,b\n1,2\n3', [{ row: 1, data: { a: '1', b: '2' } }]],
+    ['a CR it cuts off from its LF', 'a,b\n1,2\n3,4\r', [{ row: 1, data: { a: '1', b: '2' } }]],
+    ['a quote it leaves open', 'a,b\n1,2\n"', [{ row: 1, data: { a: '1', b: '2' } }]],
+    ['a quoted line end', 'a,b\n1,2\n"3\n', [{ row: 1, data: { a: '1', b: '2' } }]],
+  ])(
+    'yields the records completed before bytes that are not UTF-8, after %s',
+    async (_name, head, expected) => {
+      // Prepare: csv-parse holds back the last two bytes it is given, which can end a record.
+      const bytes = Buffer.concat([Buffer.from(head), Buffer.from([0xff]), Buffer.from('x,y\n')]);
+
+      for (const { name, chunks } of chunkings(bytes)) {
+        // Act
+        const { records, error } = await drain(parseCsv(source(chunks), OPTS));
+
+        // Assess
+        expect(records, name).toEqual(expected);
+        expect(error, name).toBeInstanceOf(MalformedFileError);
+        expect((error as MalformedFileError).location, name).toEqual({ byteOffset: head.length });
+      }
+    },
+  );
+
+  it('yields the record completed before a multi-byte character cut off by the end of the file', async () => {
+    // Prepare
+    const bytes = Buffer.concat([Buffer.from('a,b\n1,2\n'), Buffer.from([0xe2, 0x82])]);
+
+    for (const { name, chunks } of chunkings(bytes)) {
+      // Act
+      const { records, error } = await drain(parseCsv(source(chunks), OPTS));
+
+      // Assess
+      expect(records, name).toEqual([{ row: 1, data: { a: '1', b: '2' } }]);
+      expect((error as MalformedFileError).location, name).toEqual({ byteOffset: 8 });
+    }
+  });
+
   it('fails on a record longer than maxRecordBytes, saying which row', async () => {
     // Prepare
     const text = `a,b\n1,2\n3,${'x'.repeat(200)}\n5,6\n`;

@@ -104,6 +104,29 @@ describe('gunzipBounded', () => {
     expect(plain.subarray(0, bytes.length).equals(bytes)).toBe(true);
   });
 
+  it.each([
+    ['one chunk', (gz: Buffer) => [gz]],
+    ['1000-byte chunks', (gz: Buffer) => split(gz, () => 1000)],
+    ['7-byte chunks', (gz: Buffer) => split(gz, () => 7)],
+  ])(
+    'yields every byte zlib inflated before reporting a stream cut in its trailer (%s)',
+    async (_name, chunk) => {
+      // Prepare: a text that stays about 60 KiB compressed, so zlib inflates it in several 16 KiB pieces.
+      const plain = text(7_000);
+      const gz = gzipSync(plain);
+      const cut = gz.subarray(0, gz.length - 1);
+
+      // Act
+      const { bytes, error } = await inflate(chunk(cut), cut.length);
+
+      // Assess: all of the text (only the trailer is missing), then the error.
+      expect(error).toBeInstanceOf(MalformedFileError);
+      expect(error?.message).toContain('truncated');
+      expect(bytes.length).toBe(plain.length);
+      expect(bytes.equals(plain)).toBe(true);
+    },
+  );
+
   it('stops a gzip bomb at the bound without inflating it all', async () => {
     // Prepare
     const gz = zeros(200);

@@ -145,6 +145,32 @@ describe('parseNdjson', () => {
     }
   });
 
+  it('keeps the same raw text for an over-long line however it is chunked: its first 1024 bytes', async () => {
+    // Prepare: lines of 300, 3000 and exactly 1024 bytes (with CRLF), over a limit of 100 bytes.
+    const short = `{"a":"${'y'.repeat(292)}"}`;
+    const long = `{"a":"${'z'.repeat(2992)}"}`;
+    const edge = 'w'.repeat(1024);
+    const text = Buffer.from(`${short}\r\n${long}\r\n{"a":2}\r\n${edge}\r\n`);
+    const opts = { maxRecordBytes: 100 };
+
+    for (const { name, chunks } of [
+      ...chunkings(text),
+      { name: '150-byte chunks', chunks: split(text, () => 150) },
+      { name: '900-byte chunks', chunks: split(text, () => 900) },
+    ]) {
+      // Act
+      const records = await collect(parseNdjson(source(chunks), opts));
+
+      // Assess
+      expect(records, name).toEqual([
+        { row: 1, error: 'line is longer than 100 bytes', raw: `${short}…` },
+        { row: 2, error: 'line is longer than 100 bytes', raw: `${long.slice(0, 1024)}…` },
+        { row: 3, data: { a: 2 } },
+        { row: 4, error: 'line is longer than 100 bytes', raw: `${edge}…` },
+      ]);
+    }
+  });
+
   it('accepts a line of exactly maxRecordBytes, not counting its \\r', async () => {
     // Prepare
     const line = `{"a":"${'x'.repeat(92)}"}`; // 100 bytes

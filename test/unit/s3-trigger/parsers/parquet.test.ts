@@ -1,6 +1,8 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { type AsyncBuffer, parquetMetadataAsync } from 'hyparquet';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -195,7 +197,78 @@ describe('parseParquet', () => {
     // Assess
     expect(records).toEqual([]);
     expect(error).toBeInstanceOf(MalformedFileError);
-    expect((error as MalformedFileError).location).toEqual({ row: 1 });
+    expect((error as MalformedFileError).location).toEqual({ row: 1, byteOffset: 4 });
+    expect(error?.message).toContain('row group 0, column "id", at byte 4');
+  });
+
+  it('fails a page header with a missing level length instead of decoding it forever', async () => {
+    // Prepare: a 20-row file (row groups of 8) with a corrupted page header in row group 1, found by the
+    // property tests; hyparquet decoded it in a synchronous loop that never returned. A hang cannot be
+    // stopped from inside the process, so the file is parsed in a child process with a deadline.
+    const path = fileURLToPath(
+      new URL('../../../fixtures/parquet/corrupt-page-header.parquet', import.meta.url),
+    );
+
+    // Act
+    const outcome = await parseInChild(path, 20_000);
+
+    // Assess
+    expect(outcome).toEqual({
+      rows: [1, 2, 3, 4, 5, 6, 7, 8],
+      error: {
+        name: 'MalformedFileError',
+        message: expect.stringContaining('row group 1, column "id", at byte 415'),
+        location: { row: 9, byteOffset: 415 },
+      },
+    });
+  });
+
+  it('fails a column chunk the schema does not have before decoding, leaving no rejection unhandled', async () => {
+    // Prepare: in the last row group, the "timestamp" chunk's path renamed and the "id" chunk's data
+    // corrupted. hyparquet threw on the unknown path from inside its read loop after starting the "id"
+    // read, whose failure then rejected with no handler: an unhandled rejection ends a Lambda invocation.
+    const bytes = new Uint8Array(sampleParquet());
+    const metadata = await parquetMetadataAsync(memoryBuffer(bytes.buffer));
+    bytes[Buffer.from(bytes).lastIndexOf('timestamp') + 8] = 0x51; // "timestamQ"
+    const id = metadata.row_groups[2]?.columns[0]?.meta_data;
+    const idEnd = Number(id?.data_page_offset) + Number(id?.total_compressed_size);
+    bytes.fill(0xff, idEnd - 30, idEnd);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+
+    try {
+      // Act
+      const { records, error } = await drain(parseParquet(memoryBuffer(bytes.buffer), OPTS));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+
+      // Assess
+      expect(records).toHaveLength(20);
+      expect(error).toBeInstanceOf(MalformedFileError);
+      expect(error?.message).toContain('row group 2, column "timestamQ"');
+      expect(error?.message).toContain('the schema has no such column');
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
+  it('fails a page that claims more values than its column chunk holds', async () => {
+    // Prepare: the first data page's num_values (field 5.1, zigzag varint 8 -> 0x10) set to 9 (0x12).
+    const bytes = new Uint8Array(sampleParquet(8, 8));
+    const metadata = await parquetMetadataAsync(memoryBuffer(bytes.buffer));
+    const idPage = Number(metadata.row_groups[0]?.columns[0]?.meta_data?.data_page_offset);
+    const at = findPageValueCount(bytes, idPage, 8);
+    bytes[at] = 0x12;
+
+    // Act
+    const { records, error } = await drain(parseParquet(memoryBuffer(bytes.buffer), OPTS));
+
+    // Assess
+    expect(records).toEqual([]);
+    expect(error).toBeInstanceOf(MalformedFileError);
+    expect(error?.message).toContain(`row group 0, column "id", at byte ${idPage}`);
+    expect(error?.message).toContain("more values than the column chunk's 8");
   });
 
   it('lets errors from reading the file through unchanged, so they stay retryable', async () => {
@@ -233,6 +306,55 @@ describe('parseParquet', () => {
     expect(records[24]).toMatchObject({ row: 25, data: { id: 25, name: 'metric-24' } });
   });
 });
+
+/**
+ * Byte offset of the data page header's `num_values` in the page header at `pageAt`: thrift compact field
+ * 8 (DataPageHeaderV2, a struct) then its field 1, an i32 zigzag varint equal to `count`.
+ */
+function findPageValueCount(bytes: Uint8Array, pageAt: number, count: number): number {
+  for (let i = pageAt; i < pageAt + 32; i++) {
+    if (bytes[i] === 0x5c && bytes[i + 1] === 0x15 && bytes[i + 2] === count * 2) return i + 2;
+  }
+  throw new Error(`no DataPageHeaderV2.num_values = ${count} near byte ${pageAt}`);
+}
+
+/** The rows and error of parsing a Parquet file in a child process, or a rejection if it outlives `ms`. */
+async function parseInChild(path: string, ms: number): Promise<unknown> {
+  const parser = fileURLToPath(
+    new URL('../../../../functions/s3-trigger/parsers/parquet.ts', import.meta.url),
+  );
+  const script = `
+    import { readFileSync } from 'node:fs';
+    const { parseParquet } = await import(${JSON.stringify(parser)});
+    const b = readFileSync(${JSON.stringify(path)});
+    const ab = b.buffer.slice(b.byteOffset, b.byteOffset + b.length);
+    const file = { byteLength: ab.byteLength, slice: (s, e) => ab.slice(s, e) };
+    const rows = [];
+    let error;
+    try {
+      for await (const r of parseParquet(file, { maxRecordBytes: 1048576 })) rows.push(r.row);
+    } catch (e) {
+      error = { name: e.name, message: e.message, location: e.location };
+    }
+    process.stdout.write(JSON.stringify({ rows, error }));
+  `;
+  await readFile(path); // a missing fixture fails here, not as a timeout
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', '--input-type=module', '-e', script],
+      { timeout: ms, killSignal: 'SIGKILL' },
+      (err, stdout, stderr) => {
+        if (err) {
+          const hung = err.killed ? `did not finish within ${ms} ms (a hang)` : stderr;
+          reject(new Error(`parsing ${path} in a child process failed: ${hung}`));
+        } else {
+          resolve(JSON.parse(stdout));
+        }
+      },
+    );
+  });
+}
 
 describe('asyncBufferFromFile', () => {
   it('returns exactly the requested byte ranges', async () => {
