@@ -95,12 +95,13 @@ export class QuarantineWriter {
   }
 
   /**
-   * Makes every reject written so far durable: completes the current object when it holds any, and
-   * sends later rejects to `nextKey`. Returns the completed object's key, or undefined when there was none.
+   * Makes every reject written so far durable: completes the current object when it holds any, and then
+   * sends later rejects to `nextKey`. Returns the completed object's key, or undefined when nothing was
+   * written since the last rotation (the current key is then kept).
    */
   async rotate(nextKey: string): Promise<string | undefined> {
     const done = await this.close();
-    this.#key = nextKey;
+    if (done !== undefined) this.#key = nextKey;
     return done;
   }
 
