@@ -213,7 +213,7 @@ export class Ledger {
           ConditionExpression: '#status = :processing AND leaseOwner = :owner AND leaseExpiresAt = :expires',
           UpdateExpression:
             'SET #status = :failed, retryable = :false, errorType = :type, errorMessage = :msg,' +
-            ' updatedAt = :iso, finishedAt = :iso REMOVE leaseOwner, leaseExpiresAt',
+            ' updatedAt = :iso, finishedAt = :iso REMOVE leaseOwner, leaseExpiresAt, checkpoint',
           ExpressionAttributeNames: { '#status': 'status' },
           ExpressionAttributeValues: {
             ':processing': 'PROCESSING',
