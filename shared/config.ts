@@ -57,6 +57,7 @@ export interface S3TriggerConfig extends ClientConfig {
   readonly quarantineBucket: string;
   readonly leaseSeconds: number;
   readonly heartbeatSeconds: number;
+  readonly checkpointSeconds: number;
   readonly maxAttempts: number;
   readonly maxMessageBytes: number;
 }
@@ -71,6 +72,7 @@ export function loadS3TriggerConfig(env: Env = process.env): S3TriggerConfig {
       QUARANTINE_BUCKET: required('QUARANTINE_BUCKET'),
       LEDGER_LEASE_SECONDS: positiveInt('LEDGER_LEASE_SECONDS', settings.ledger.leaseSeconds),
       LEDGER_HEARTBEAT_SECONDS: positiveInt('LEDGER_HEARTBEAT_SECONDS', settings.ledger.heartbeatSeconds),
+      LEDGER_CHECKPOINT_SECONDS: positiveInt('LEDGER_CHECKPOINT_SECONDS', settings.ledger.checkpointSeconds),
       LEDGER_MAX_ATTEMPTS: positiveInt('LEDGER_MAX_ATTEMPTS', settings.ledger.maxAttempts),
       SIGNALS_MAX_MESSAGE_BYTES: positiveInt('SIGNALS_MAX_MESSAGE_BYTES', settings.signals.maxMessageBytes),
     },
@@ -83,6 +85,7 @@ export function loadS3TriggerConfig(env: Env = process.env): S3TriggerConfig {
     quarantineBucket: c.QUARANTINE_BUCKET,
     leaseSeconds: c.LEDGER_LEASE_SECONDS,
     heartbeatSeconds: c.LEDGER_HEARTBEAT_SECONDS,
+    checkpointSeconds: c.LEDGER_CHECKPOINT_SECONDS,
     maxAttempts: c.LEDGER_MAX_ATTEMPTS,
     maxMessageBytes: c.SIGNALS_MAX_MESSAGE_BYTES,
   };

@@ -22,6 +22,30 @@ export interface FileStats {
   readonly bytesRead: number;
 }
 
+/**
+ * Where a retried attempt resumes an object version, and the totals up to there. Written only at a point
+ * where every valid signal before it has been sent (the sender flushed) and every reject before it is in
+ * a completed quarantine object (listed in `rejectsKeys`).
+ */
+export interface Checkpoint extends FileStats {
+  /**
+   * `byte`: uncompressed CSV or NDJSON, `position` is the byte offset where the next record starts;
+   * `rowGroup`: Parquet, `position` is the index of the next row group;
+   * `record`: anything else (a JSON array, any gzip file), `position` records were parsed already and are
+   * parsed again and skipped.
+   */
+  readonly kind: 'byte' | 'rowGroup' | 'record';
+  readonly position: number;
+  /** Row number of the last record before the checkpoint (0 when none). */
+  readonly row: number;
+  readonly firstErrors: string[];
+  /** Completed rejects objects holding every reject before the checkpoint, in file order. */
+  readonly rejectsKeys: string[];
+  /** The attempt that wrote it. */
+  readonly attempt: number;
+  readonly savedAt: string;
+}
+
 export interface LedgerItem extends FileStats {
   readonly pk: string;
   readonly sk: string;
@@ -44,6 +68,12 @@ export interface LedgerItem extends FileStats {
   /** Duplicate events seen after SUCCESS. */
   readonly duplicates?: number;
   readonly rejectsKey?: string;
+  /** Every rejects object of the file, in order, when there is more than one (see `Checkpoint`). */
+  readonly rejectsKeys?: string[];
+  /** While PROCESSING, or FAILED and retryable: where the next attempt resumes. */
+  readonly checkpoint?: Checkpoint;
+  /** The checkpoint the attempt that finished the file started from. */
+  readonly resumedFrom?: Checkpoint;
   readonly eventTime?: string;
   readonly createdAt: string;
   readonly updatedAt: string;
@@ -53,7 +83,12 @@ export interface LedgerItem extends FileStats {
 
 /** What a claim found. */
 export type ClaimResult =
-  | { readonly claimed: true; readonly attempt: number }
+  | {
+      readonly claimed: true;
+      readonly attempt: number;
+      /** Left by an earlier attempt: resume from it. */
+      readonly checkpoint?: Checkpoint;
+    }
   | {
       readonly claimed: false;
       /**
@@ -118,7 +153,7 @@ export class Ledger {
             ' attempts = if_not_exists(attempts, :zero) + :one, startedAt = :iso,' +
             ' records = :zero, rejected = :zero, bytesRead = :zero' +
             (meta.eventTime ? ', eventTime = if_not_exists(eventTime, :eventTime)' : '') +
-            ' REMOVE errorType, errorMessage, firstErrors, finishedAt, durationMs, retryable',
+            ' REMOVE errorType, errorMessage, firstErrors, finishedAt, durationMs, retryable, resumedFrom',
           ExpressionAttributeNames: id.names,
           ExpressionAttributeValues: {
             ...id.values,
@@ -137,7 +172,12 @@ export class Ledger {
           ReturnValues: 'ALL_NEW',
         }),
       );
-      return { claimed: true, attempt: Number(out.Attributes?.attempts ?? 1) };
+      const checkpoint = out.Attributes?.checkpoint as Checkpoint | undefined;
+      return {
+        claimed: true,
+        attempt: Number(out.Attributes?.attempts ?? 1),
+        ...(checkpoint ? { checkpoint } : {}),
+      };
     } catch (err) {
       if (!(err instanceof ConditionalCheckFailedException)) throw err;
     }
@@ -173,7 +213,7 @@ export class Ledger {
           ConditionExpression: '#status = :processing AND leaseOwner = :owner AND leaseExpiresAt = :expires',
           UpdateExpression:
             'SET #status = :failed, retryable = :false, errorType = :type, errorMessage = :msg,' +
-            ' updatedAt = :iso, finishedAt = :iso REMOVE leaseOwner, leaseExpiresAt',
+            ' updatedAt = :iso, finishedAt = :iso REMOVE leaseOwner, leaseExpiresAt, checkpoint',
           ExpressionAttributeNames: { '#status': 'status' },
           ExpressionAttributeValues: {
             ':processing': 'PROCESSING',
@@ -192,19 +232,29 @@ export class Ledger {
     }
   }
 
-  /** Extends the lease and records progress. Throws LeaseLostError if another worker took it. */
-  async heartbeat(file: FileRef, owner: string, stats: FileStats): Promise<void> {
+  /**
+   * Extends the lease and records progress, and a checkpoint when one is given (the caller has made
+   * everything before it durable). Throws LeaseLostError if another worker took the lease.
+   */
+  async heartbeat(file: FileRef, owner: string, stats: FileStats, checkpoint?: Checkpoint): Promise<void> {
     const now = this.#now();
-    await this.#ownedUpdate(file, owner, `SET leaseExpiresAt = :expires, updatedAt = :iso, ${STATS_SET}`, {
-      ':expires': now + this.#opts.leaseSeconds * 1000,
-      ':iso': new Date(now).toISOString(),
-      ...statsValues(stats),
-    });
+    await this.#ownedUpdate(
+      file,
+      owner,
+      `SET leaseExpiresAt = :expires, updatedAt = :iso, ${STATS_SET}` +
+        (checkpoint ? ', checkpoint = :checkpoint' : ''),
+      {
+        ':expires': now + this.#opts.leaseSeconds * 1000,
+        ':iso': new Date(now).toISOString(),
+        ...statsValues(stats),
+        ...(checkpoint ? { ':checkpoint': checkpoint } : {}),
+      },
+    );
   }
 
   /** PROCESSING → SUCCESS, by the lease owner only. */
   async succeed(file: FileRef, owner: string, result: CompletedStats): Promise<void> {
-    await this.#finish(file, owner, 'SUCCESS', result);
+    await this.#finish(file, owner, 'SUCCESS', result, false);
   }
 
   /**
@@ -221,6 +271,7 @@ export class Ledger {
       owner,
       'FAILED',
       failure,
+      failure.retryable,
       'retryable = :retryable, errorType = :type, errorMessage = :msg, ',
       {
         ':retryable': failure.retryable,
@@ -230,12 +281,16 @@ export class Ledger {
     );
   }
 
-  /** Ends the owner's lease with a final status and the file's totals. */
+  /**
+   * Ends the owner's lease with a final status and the file's totals. The checkpoint stays only for a
+   * retryable failure: the next attempt resumes from it.
+   */
   async #finish(
     file: FileRef,
     owner: string,
     status: 'SUCCESS' | 'FAILED',
     result: CompletedStats,
+    keepCheckpoint: boolean,
     extraSet = '',
     extraValues: Record<string, unknown> = {},
   ): Promise<void> {
@@ -247,7 +302,10 @@ export class Ledger {
       `SET #status = ${final}, ${extraSet}durationMs = :duration, updatedAt = :iso, finishedAt = :iso, ${STATS_SET}` +
         (result.firstErrors.length ? ', firstErrors = :firstErrors' : '') +
         (result.rejectsKey ? ', rejectsKey = :rejectsKey' : '') +
-        ' REMOVE leaseOwner, leaseExpiresAt',
+        (result.rejectsKeys?.length ? ', rejectsKeys = :rejectsKeys' : '') +
+        (result.resumedFrom ? ', resumedFrom = :resumedFrom' : '') +
+        ' REMOVE leaseOwner, leaseExpiresAt' +
+        (keepCheckpoint ? '' : ', checkpoint'),
       {
         [final]: status,
         ':duration': result.durationMs,
@@ -256,6 +314,8 @@ export class Ledger {
         ...statsValues(result),
         ...(result.firstErrors.length ? { ':firstErrors': result.firstErrors } : {}),
         ...(result.rejectsKey ? { ':rejectsKey': result.rejectsKey } : {}),
+        ...(result.rejectsKeys?.length ? { ':rejectsKeys': result.rejectsKeys } : {}),
+        ...(result.resumedFrom ? { ':resumedFrom': result.resumedFrom } : {}),
       },
     );
   }
@@ -276,7 +336,7 @@ export class Ledger {
           UpdateExpression:
             `SET #status = :skipped, ${id.set}, errorType = :type, errorMessage = :msg,` +
             ' attempts = if_not_exists(attempts, :zero), records = :zero, rejected = :zero,' +
-            ' bytesRead = if_not_exists(bytesRead, :zero), finishedAt = :iso REMOVE leaseOwner, leaseExpiresAt',
+            ' bytesRead = if_not_exists(bytesRead, :zero), finishedAt = :iso REMOVE leaseOwner, leaseExpiresAt, checkpoint',
           ExpressionAttributeNames: id.names,
           ExpressionAttributeValues: {
             ...id.values,
@@ -379,7 +439,12 @@ export class Ledger {
 export interface CompletedStats extends FileStats {
   readonly durationMs: number;
   readonly firstErrors: string[];
+  /** The first rejects object. */
   readonly rejectsKey?: string;
+  /** Every rejects object, in order, when checkpoints split the rejects over several. */
+  readonly rejectsKeys?: string[];
+  /** The checkpoint this attempt resumed from. */
+  readonly resumedFrom?: Checkpoint;
 }
 
 const STATS_SET = 'records = :records, rejected = :rejected, bytesRead = :bytesRead';

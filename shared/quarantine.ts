@@ -24,18 +24,29 @@ export function rejectsKey(kind: 's3' | 'db' | 'kafka' | 'scorer' | 'events', pa
   return `${settings.bucket.rejectsPrefix}${kind}/${path}.ndjson`;
 }
 
+/**
+ * The rejects object of the part of a file read after a checkpoint by one attempt:
+ * `<key without .ndjson>.from-row-<row>.attempt-<n>.ndjson`. The attempt keeps two workers that both
+ * believe they hold the lease (one of them about to learn it lost it) from overwriting each other's object.
+ */
+export function segmentKey(key: string, fromRow: number, attempt: number): string {
+  const stem = key.endsWith('.ndjson') ? key.slice(0, -'.ndjson'.length) : key;
+  return `${stem}.from-row-${fromRow}.attempt-${attempt}.ndjson`;
+}
+
 function line(entry: RejectEntry, at: string): string {
   return `${JSON.stringify({ ...entry, at }, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}\n`;
 }
 
 /**
  * Streams an unbounded number of rejects into one object through a multipart upload, so memory stays
- * flat; nothing is written until the first reject.
+ * flat; nothing is written until the first reject. At a checkpoint, {@link rotate} completes the object
+ * (a reject is durable only once its object is complete) and continues in a new one.
  */
 export class QuarantineWriter {
   readonly #s3: S3Client;
   readonly #bucket: string;
-  readonly key: string;
+  #key: string;
   #stream: PassThrough | undefined;
   #upload: Promise<unknown> | undefined;
   count = 0;
@@ -43,7 +54,12 @@ export class QuarantineWriter {
   constructor(s3: S3Client, bucket: string, key: string) {
     this.#s3 = s3;
     this.#bucket = bucket;
-    this.key = key;
+    this.#key = key;
+  }
+
+  /** The object the next reject goes to. */
+  get key(): string {
+    return this.#key;
   }
 
   async write(entry: RejectEntry): Promise<void> {
@@ -53,7 +69,7 @@ export class QuarantineWriter {
         client: this.#s3,
         params: {
           Bucket: this.#bucket,
-          Key: this.key,
+          Key: this.#key,
           Body: this.#stream,
           ContentType: 'application/x-ndjson',
         },
@@ -73,7 +89,20 @@ export class QuarantineWriter {
     if (!this.#stream) return undefined;
     this.#stream.end();
     await this.#upload;
-    return this.key;
+    this.#stream = undefined;
+    this.#upload = undefined;
+    return this.#key;
+  }
+
+  /**
+   * Makes every reject written so far durable: completes the current object when it holds any, and then
+   * sends later rejects to `nextKey`. Returns the completed object's key, or undefined when nothing was
+   * written since the last rotation (the current key is then kept).
+   */
+  async rotate(nextKey: string): Promise<string | undefined> {
+    const done = await this.close();
+    if (done !== undefined) this.#key = nextKey;
+    return done;
   }
 
   /** Gives up on a partial object (the next attempt rewrites it whole). */

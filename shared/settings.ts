@@ -78,6 +78,12 @@ export const settings = {
     /** A worker's lease on a file; renewed by a heartbeat while it works. */
     leaseSeconds: 120,
     heartbeatSeconds: 20,
+    /**
+     * A long file's progress is checkpointed (with the heartbeat that falls due after this many seconds):
+     * a retried attempt resumes there instead of starting over. Each checkpoint first flushes the signals
+     * buffered and completes the rejects object being written.
+     */
+    checkpointSeconds: 60,
     /** How many rejected-record reasons the ledger item keeps (all of them go to the quarantine). */
     firstErrorsKept: 10,
     /** The ledger's index on status (partition) and updatedAt (sort). */

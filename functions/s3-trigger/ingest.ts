@@ -1,30 +1,23 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { describeError, FileBusyError, isTransient, LeaseLostError } from '../../shared/errors.ts';
-import type { CompletedStats, FileStats, Ledger } from '../../shared/ledger.ts';
+import type { Checkpoint, CompletedStats, FileStats, Ledger } from '../../shared/ledger.ts';
 import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/observability.ts';
-import { QuarantineWriter, rejectsKey } from '../../shared/quarantine.ts';
+import { QuarantineWriter, rejectsKey, segmentKey } from '../../shared/quarantine.ts';
 import { SignalSender } from '../../shared/sender.ts';
 import { settings } from '../../shared/settings.ts';
 import { normaliseSignal } from '../../shared/signal.ts';
 import type { FileTask } from './events.ts';
-import { gunzipBounded } from './parsers/gzip.ts';
-import { detectFormat, parseTextRecords } from './parsers/index.ts';
-import { asyncBufferFromFile, parseParquet } from './parsers/parquet.ts';
-import type { ParsedRecord } from './parsers/types.ts';
-import {
-  counted,
-  headObject,
-  type ObjectVersion,
-  openObjectStream,
-  s3AsyncBuffer,
-  spoolToTempFile,
-} from './source.ts';
+import { detectFormat } from './parsers/index.ts';
+import { canResume, openRecords, Progress, type ResumePoint } from './records.ts';
+import { headObject, type ObjectVersion } from './source.ts';
 
 export interface IngestConfig {
   readonly signalsQueueUrl: string;
   readonly quarantineBucket: string;
   readonly heartbeatSeconds: number;
+  /** Progress is checkpointed this often (at the next heartbeat). @default settings.ledger.checkpointSeconds */
+  readonly checkpointSeconds?: number;
   readonly maxMessageBytes: number;
 }
 
@@ -140,7 +133,19 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
     return { status: 'SKIPPED', reason: claim.reason };
   }
   metrics.addMetric(METRIC.filesClaimed, MetricUnit.Count, 1);
-  logger.info('File claimed', { attempt: claim.attempt, format: format.format, gzip: format.gzip, size });
+  // A checkpoint left by an earlier attempt: everything before it is sent and quarantined already.
+  let resumedFrom: Checkpoint | undefined = claim.checkpoint;
+  if (resumedFrom && !canResume(format, resumedFrom)) {
+    logger.warn('Ignoring a checkpoint this format cannot resume from', { checkpoint: resumedFrom });
+    resumedFrom = undefined;
+  }
+  logger.info('File claimed', {
+    attempt: claim.attempt,
+    format: format.format,
+    gzip: format.gzip,
+    size,
+    ...(resumedFrom ? { resumedFrom } : {}),
+  });
 
   const started = now();
   const base = `s3://${file.bucket}/${file.key}@${file.etag}`;
@@ -152,15 +157,24 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
       maxMessageBytes: deps.config.maxMessageBytes,
     },
   );
+  const fileRejectsKey = rejectsKey('s3', `${file.bucket}/${file.key}@${file.etag}`);
   const quarantine = new QuarantineWriter(
     deps.s3,
     deps.config.quarantineBucket,
-    rejectsKey('s3', `${file.bucket}/${file.key}@${file.etag}`),
+    resumedFrom ? segmentKey(fileRejectsKey, resumedFrom.row + 1, claim.attempt) : fileRejectsKey,
   );
-  const stats = { records: 0, rejected: 0, bytesRead: 0 };
-  const firstErrors: string[] = [];
+  const stats = {
+    records: resumedFrom?.records ?? 0,
+    rejected: resumedFrom?.rejected ?? 0,
+    bytesRead: resumedFrom?.bytesRead ?? 0,
+  };
+  const firstErrors: string[] = [...(resumedFrom?.firstErrors ?? [])];
+  // Completed rejects objects, in file order (checkpoints complete one each when it holds rejects).
+  const rejectsKeys: string[] = [...(resumedFrom?.rejectsKeys ?? [])];
   let lastBeat = started;
+  let lastCheckpoint = started;
   const heartbeatMs = deps.config.heartbeatSeconds * 1000;
+  const checkpointMs = (deps.config.checkpointSeconds ?? settings.ledger.checkpointSeconds) * 1000;
 
   const reject = async (
     row: number | undefined,
@@ -183,11 +197,39 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
     ...snapshot(stats),
     durationMs: now() - started,
     firstErrors,
+    ...(resumedFrom ? { resumedFrom } : {}),
   });
+  /** Closes the rejects object; the totals with every rejects object of the file. */
+  const finalStats = async (): Promise<CompletedStats> => {
+    const key = await quarantine.close();
+    if (key) rejectsKeys.push(key);
+    return {
+      ...completed(),
+      ...(rejectsKeys[0] ? { rejectsKey: rejectsKeys[0] } : {}),
+      ...(rejectsKeys.length > 1 ? { rejectsKeys: [...rejectsKeys] } : {}),
+    };
+  };
+  /**
+   * Records `point` as where a retry resumes, once everything before it is durable: the valid signals
+   * sent (the sender flushed) and the rejects in completed objects.
+   */
+  const checkpoint = async (point: ResumePoint): Promise<void> => {
+    await sender.flush();
+    const closed = await quarantine.rotate(segmentKey(fileRejectsKey, point.row + 1, claim.attempt));
+    if (closed) rejectsKeys.push(closed);
+    await ledger.heartbeat(file, deps.owner, snapshot(stats), {
+      ...point,
+      ...snapshot(stats),
+      firstErrors: [...firstErrors],
+      rejectsKeys: [...rejectsKeys],
+      attempt: claim.attempt,
+      savedAt: new Date(now()).toISOString(),
+    });
+  };
 
   let cleanup: (() => Promise<void>) | undefined;
   try {
-    const records = await openRecords(
+    const { records, kind } = await openRecords(
       deps.s3,
       file,
       format,
@@ -198,8 +240,18 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
       (dispose) => {
         cleanup = dispose;
       },
+      resumedFrom,
     );
+    const progress = new Progress(kind, resumedFrom);
     for await (const rec of records) {
+      const point = now() - lastCheckpoint >= checkpointMs ? progress.before(rec) : undefined;
+      if (point) {
+        await checkpoint(point);
+        lastBeat = lastCheckpoint = now();
+      } else if (now() - lastBeat >= heartbeatMs) {
+        lastBeat = now();
+        await ledger.heartbeat(file, deps.owner, snapshot(stats));
+      }
       if (rec.error !== undefined) {
         await reject(rec.row, rec.error, rec.raw !== undefined ? { raw: rec.raw } : {});
       } else {
@@ -213,14 +265,10 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
           await reject(rec.row, result.reason, { record: rec.data });
         }
       }
-      if (now() - lastBeat >= heartbeatMs) {
-        lastBeat = now();
-        await ledger.heartbeat(file, deps.owner, snapshot(stats));
-      }
+      progress.done(rec);
     }
     await sender.flush();
-    const key = await quarantine.close();
-    const done = { ...completed(), ...(key ? { rejectsKey: key } : {}) };
+    const done = await finalStats();
     await ledger.succeed(file, deps.owner, done);
     emitFileMetrics(metrics, done, task.eventTime, now());
     metrics.addMetric(METRIC.filesSucceeded, MetricUnit.Count, 1);
@@ -272,8 +320,7 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
     // happened, and the item ends FAILED so that the event is acknowledged.
     await sender.flush();
     await quarantine.write({ ref: base, reason: `file failed: ${type}: ${message}` });
-    const key = await quarantine.close();
-    const failed = { ...completed(), ...(key ? { rejectsKey: key } : {}) };
+    const failed = await finalStats();
     await ledger.fail(file, deps.owner, {
       ...failed,
       errorType: type,
@@ -306,30 +353,4 @@ function emitFileMetrics(
   const t = eventTime ? Date.parse(eventTime) : Number.NaN;
   if (Number.isFinite(t))
     metrics.addMetric(METRIC.fileLatency, MetricUnit.Milliseconds, Math.max(0, now - t));
-}
-
-/** Opens the object in the way its format needs: a byte stream for text, random access for Parquet. */
-async function openRecords(
-  s3: S3Client,
-  file: ObjectVersion,
-  format: { format: 'csv' | 'json' | 'ndjson' | 'parquet'; gzip: boolean },
-  size: number | undefined,
-  onBytes: (n: number) => void,
-  onCleanup: (dispose: () => Promise<void>) => void,
-): Promise<AsyncIterable<ParsedRecord>> {
-  const opts = { maxRecordBytes: settings.limits.maxRecordBytes };
-  if (format.format === 'parquet' && !format.gzip && size !== undefined) {
-    return parseParquet(s3AsyncBuffer(s3, file, size, onBytes), opts);
-  }
-  const object = await openObjectStream(s3, file);
-  let bytes: AsyncIterable<Buffer> = counted(object.body, onBytes);
-  const compressedSize = object.contentLength ?? size;
-  if (format.gzip || object.contentEncoding === 'gzip') bytes = gunzipBounded(bytes, compressedSize);
-  if (format.format === 'parquet') {
-    // Parquet needs random access: a compressed (or unsized) one is inflated to a temporary file first.
-    const spooled = await spoolToTempFile(bytes);
-    onCleanup(spooled.dispose);
-    return parseParquet(await asyncBufferFromFile(spooled.path), opts);
-  }
-  return parseTextRecords(format.format, bytes, opts);
 }

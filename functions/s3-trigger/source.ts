@@ -29,13 +29,19 @@ function versionParams(obj: ObjectVersion) {
   return obj.versionId ? { VersionId: obj.versionId } : { IfMatch: `"${obj.etag}"` };
 }
 
-/** Streams the object's bytes (never held whole). */
+/** Streams the object's bytes (never held whole), from byte `fromByte` on when it is given (a ranged GET). */
 export async function openObjectStream(
   s3: S3Client,
   obj: ObjectVersion,
+  fromByte?: number,
 ): Promise<{ body: AsyncIterable<Uint8Array>; contentLength?: number; contentEncoding?: string }> {
   const out = await s3.send(
-    new GetObjectCommand({ Bucket: obj.bucket, Key: obj.key, ...versionParams(obj) }),
+    new GetObjectCommand({
+      Bucket: obj.bucket,
+      Key: obj.key,
+      ...(fromByte !== undefined ? { Range: `bytes=${fromByte}-` } : {}),
+      ...versionParams(obj),
+    }),
   );
   if (!out.Body) throw new Error(`GetObject returned no body for s3://${obj.bucket}/${obj.key}`);
   return {
@@ -43,6 +49,32 @@ export async function openObjectStream(
     ...(out.ContentLength !== undefined ? { contentLength: out.ContentLength } : {}),
     ...(out.ContentEncoding ? { contentEncoding: out.ContentEncoding } : {}),
   };
+}
+
+/**
+ * Reads bytes `[start, end)` of an object with one ranged GET (fewer when the object is shorter), counting
+ * them with `onBytes`.
+ */
+export async function readObjectRange(
+  s3: S3Client,
+  obj: ObjectVersion,
+  start: number,
+  end: number,
+  onBytes: (n: number) => void,
+): Promise<Buffer> {
+  if (end <= start) return Buffer.alloc(0);
+  const out = await s3.send(
+    new GetObjectCommand({
+      Bucket: obj.bucket,
+      Key: obj.key,
+      Range: `bytes=${start}-${end - 1}`,
+      ...versionParams(obj),
+    }),
+  );
+  if (!out.Body) throw new Error(`ranged GetObject returned no body for s3://${obj.bucket}/${obj.key}`);
+  const bytes = await out.Body.transformToByteArray();
+  onBytes(bytes.byteLength);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /** Looks up an object's current ETag, size and version when the event did not carry them. */

@@ -17,7 +17,8 @@ export interface CsvCore {
     push: (record: string[]) => void,
     close: () => void,
   ): Error | undefined;
-  readonly info: { readonly lines: number; readonly empty_lines: number };
+  /** `bytes`: bytes consumed (a BOM included); when a record is pushed, just past its record delimiter. */
+  readonly info: { readonly lines: number; readonly empty_lines: number; readonly bytes: number };
 }
 
 /** The options csv-parse runs with (bench/ parses with the same ones). */
@@ -47,7 +48,8 @@ function openCore(maxRecordBytes: number): CsvCore {
 /**
  * Streams the records of a CSV file (RFC 4180: a header row, quoted fields with commas, doubled quotes and
  * newlines; UTF-8 with an optional BOM; CRLF or LF line ends). Empty lines are skipped. `row` is the
- * 1-based data record number (the header is not counted; empty lines are not records).
+ * 1-based data record number (the header is not counted; empty lines are not records). With
+ * `opts.positions`, `end` is the byte offset just past the record's line end (BOM included).
  *
  * - A row whose field count differs from the header's is rejected (`expected N fields, got M`).
  * - A file that cannot be read further throws {@link MalformedFileError}: a header with an empty or
@@ -74,7 +76,8 @@ export async function* parseCsv(
       header = readHeader(fields, recordStartLine());
     } else {
       row++;
-      batch.push(toRecord(header, fields, row));
+      const rec = toRecord(header, fields, row);
+      batch.push(opts.positions ? { ...rec, end: core.info.bytes } : rec);
     }
     lastRecordEndLine = core.info.lines;
     emptyLinesAtLastRecord = core.info.empty_lines;
@@ -125,6 +128,29 @@ export async function* parseCsv(
   const err = core.parse(undefined, true, push, close);
   for (const rec of batch) yield rec;
   if (err) throw fail(err);
+}
+
+/**
+ * Byte length of the header record at the start of `prefix`: a BOM, the header and its line end (and any
+ * empty lines before it). Undefined when the header does not end within `prefix` and more of the file
+ * follows it (`atEnd` false): read more. A CSV file resumed from a checkpoint re-reads its header this way.
+ * Throws {@link MalformedFileError} when the file cannot be parsed that far.
+ */
+export function csvHeaderLength(prefix: Buffer, atEnd: boolean, maxRecordBytes: number): number | undefined {
+  const core = openCore(maxRecordBytes);
+  let end: number | undefined;
+  const err = core.parse(
+    prefix,
+    atEnd,
+    () => {
+      end ??= core.info.bytes;
+    },
+    () => {},
+  );
+  if (end !== undefined) return end;
+  if (err) throw toMalformed(err, undefined, 1, maxRecordBytes);
+  if (atEnd) throw new MalformedFileError('CSV has no header record');
+  return undefined;
 }
 
 function invalidUtf8(byteOffset: number): MalformedFileError {

@@ -22,6 +22,8 @@ const OVERLONG_HEAD_BYTES = 1024;
  * text that is not JSON (with `JSON.parse`'s reason), JSON that is not an object, or a line longer than
  * `opts.maxRecordBytes` — whose bytes are dropped as they arrive, up to the next newline, so memory never
  * holds more than about `maxRecordBytes` of one line.
+ *
+ * With `opts.positions`, `end` is the byte offset just past the record's newline (BOM included).
  */
 export async function* parseNdjson(
   source: AsyncIterable<Buffer>,
@@ -35,8 +37,13 @@ export async function* parseNdjson(
   // Set while skipping the rest of a line already known to be too long; holds its first bytes.
   let overlongHead: Buffer | undefined;
   let out: ParsedRecord[] = [];
+  // Stream offset of the current chunk's first byte, a stripped BOM included.
+  let chunkStart = 0;
+  const placed = (rec: ParsedRecord, end: number): ParsedRecord => (opts.positions ? { ...rec, end } : rec);
 
-  for await (const chunk of stripBom(source)) {
+  for await (const chunk of stripBom(source, (bom) => {
+    chunkStart += bom;
+  })) {
     let pos = 0;
     const n = chunk.length;
     while (pos < n) {
@@ -61,20 +68,21 @@ export async function* parseNdjson(
           pending = [];
           pendingBytes = 0;
           const rec = parseLine(whole, line + 1, max);
-          if (rec !== undefined) out.push(rec);
+          if (rec !== undefined) out.push(placed(rec, chunkStart + nl + 1));
         }
       } else {
         const rec = parseLine(chunk.subarray(pos, end), line + 1, max);
-        if (rec !== undefined) out.push(rec);
+        if (rec !== undefined) out.push(placed(rec, chunkStart + nl + 1));
       }
       if (nl === -1) break;
       line++;
       if (overlongHead !== undefined) {
-        out.push(tooLongFromHead(line, max, overlongHead));
+        out.push(placed(tooLongFromHead(line, max, overlongHead), chunkStart + nl + 1));
         overlongHead = undefined;
       }
       pos = nl + 1;
     }
+    chunkStart += n;
     if (out.length > 0) {
       for (const rec of out) yield rec;
       out = [];
@@ -82,10 +90,10 @@ export async function* parseNdjson(
   }
   // The last line, when the file does not end with a newline.
   if (overlongHead !== undefined) {
-    yield tooLongFromHead(line + 1, max, overlongHead);
+    yield placed(tooLongFromHead(line + 1, max, overlongHead), chunkStart);
   } else if (pendingBytes > 0) {
     const rec = parseLine(Buffer.concat(pending, pendingBytes), line + 1, max);
-    if (rec !== undefined) yield rec;
+    if (rec !== undefined) yield placed(rec, chunkStart);
   }
 }
 

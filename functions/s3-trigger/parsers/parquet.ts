@@ -32,19 +32,21 @@ export interface ParquetRowGroup {
  * stay `Date`; strings stay strings, binary stays `Uint8Array`; lists and structs keep their shape with
  * the same conversions inside. A file that is not Parquet or is corrupt throws {@link MalformedFileError};
  * errors from reading `file` itself (network, throttling) pass through unchanged, so they stay retryable.
- * `opts` is taken for symmetry with the text parsers: a row cannot outgrow the row group holding it.
+ * `opts.maxRecordBytes` is not used: a row cannot outgrow the row group holding it. `opts.fromRowGroup`
+ * starts at that row group (a checkpoint); with `opts.positions`, each row carries its `rowGroup`.
  */
-export async function* parseParquet(file: AsyncBuffer, _opts: ParserOptions): AsyncGenerator<ParsedRecord> {
+export async function* parseParquet(file: AsyncBuffer, opts: ParserOptions): AsyncGenerator<ParsedRecord> {
   const io = guardReads(file);
   const metadata = await readMetadata(io);
   const columns = columnNames(io, metadata);
   for (const group of groupsOf(metadata)) {
+    if (group.index < (opts.fromRowGroup ?? 0)) continue;
     const chunks = await readRowGroup(io, metadata, group, columns);
     const cursors = columns.map((name) => new ColumnCursor(name, chunks.get(name) ?? []));
     for (let r = group.rowStart; r < group.rowEnd; r++) {
       const data: Record<string, unknown> = {};
       for (const cursor of cursors) setOwn(data, cursor.name, convert(cursor.at(r)));
-      yield { row: r + 1, data };
+      yield opts.positions ? { row: r + 1, data, rowGroup: group.index } : { row: r + 1, data };
     }
   }
 }

@@ -1,21 +1,38 @@
+/** Where a record sits in its file, for checkpoints; only set when {@link ParserOptions.positions} is on. */
+export interface RecordPosition {
+  /**
+   * CSV and NDJSON: byte offset just past the record (its line end included), in the stream the parser
+   * was given, a BOM included. Reading may resume there: the next record starts at or after it.
+   */
+  readonly end?: number;
+  /** Parquet: 0-based index of the row group holding the row. */
+  readonly rowGroup?: number;
+}
+
 /** One record read from a file: either its fields, or why it could not be read. */
-export type ParsedRecord =
-  | {
-      /** 1-based record number: CSV data row (header excluded), JSON array element, NDJSON line, Parquet row. */
-      readonly row: number;
-      readonly data: Record<string, unknown>;
-      readonly error?: undefined;
-    }
-  | {
-      readonly row: number;
-      readonly data?: undefined;
-      /** Why the record was rejected, e.g. `expected 4 fields, got 5`. */
-      readonly error: string;
-      /** The raw text of the record, clipped, so a reject can be inspected and replayed. */
-      readonly raw?: string;
-    };
+export type ParsedRecord = RecordPosition &
+  (
+    | {
+        /** 1-based record number: CSV data row (header excluded), JSON array element, NDJSON line, Parquet row. */
+        readonly row: number;
+        readonly data: Record<string, unknown>;
+        readonly error?: undefined;
+      }
+    | {
+        readonly row: number;
+        readonly data?: undefined;
+        /** Why the record was rejected, e.g. `expected 4 fields, got 5`. */
+        readonly error: string;
+        /** The raw text of the record, clipped, so a reject can be inspected and replayed. */
+        readonly raw?: string;
+      }
+  );
 
 export interface ParserOptions {
   /** Records whose text is longer than this are rejected (and not held in memory whole). */
   readonly maxRecordBytes: number;
+  /** Records carry their {@link RecordPosition} (CSV, NDJSON, Parquet). @default false */
+  readonly positions?: boolean;
+  /** Parquet: start at this 0-based row group (a checkpoint), skipping the ones before it. @default 0 */
+  readonly fromRowGroup?: number;
 }

@@ -24,6 +24,7 @@ describe('config', () => {
       quarantineBucket: 'b',
       leaseSeconds: settings.ledger.leaseSeconds,
       heartbeatSeconds: settings.ledger.heartbeatSeconds,
+      checkpointSeconds: settings.ledger.checkpointSeconds,
       maxAttempts: settings.ledger.maxAttempts,
       maxMessageBytes: settings.signals.maxMessageBytes,
     });

@@ -3,12 +3,24 @@ import { DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LeaseLostError } from '../../../shared/errors.ts';
-import { Ledger, type LedgerItem } from '../../../shared/ledger.ts';
+import { type Checkpoint, Ledger, type LedgerItem } from '../../../shared/ledger.ts';
 
 const file = { bucket: 'b', key: 'incoming/a.csv', etag: 'e1' };
 const NOW = 1_700_000_000_000;
 const conditionFailed = () =>
   new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
+const CHECKPOINT: Checkpoint = {
+  kind: 'byte',
+  position: 4096,
+  row: 120,
+  records: 118,
+  rejected: 2,
+  bytesRead: 8192,
+  firstErrors: ['row 7: bad', 'row 9: bad'],
+  rejectsKeys: ['rejects/s3/b/incoming/a.csv@e1.ndjson'],
+  attempt: 1,
+  savedAt: '2023-11-14T22:13:20.000Z',
+};
 const item = (over: Partial<LedgerItem>): LedgerItem => ({
   pk: 's3://b/incoming/a.csv',
   sk: 'e1',
@@ -192,5 +204,107 @@ describe('Ledger', () => {
     ddb.on(UpdateCommand).resolvesOnce({}).rejects(conditionFailed());
     expect(await ledger.discover(file, { size: 3 })).toBe(true);
     expect(await ledger.discover(file)).toBe(false);
+  });
+
+  describe('checkpoints', () => {
+    it('hands a retried attempt the checkpoint an earlier attempt left', async () => {
+      // Prepare
+      ddb.on(UpdateCommand).resolves({ Attributes: { attempts: 2, checkpoint: CHECKPOINT } });
+      // Act
+      const out = await ledger.claim(file, 'w2');
+      // Assess
+      expect(out).toEqual({ claimed: true, attempt: 2, checkpoint: CHECKPOINT });
+      const input = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
+      expect(input?.ReturnValues).toBe('ALL_NEW');
+      // The checkpoint itself survives the claim; a previous attempt's resumedFrom does not.
+      expect(input?.UpdateExpression).not.toMatch(/REMOVE[^=]*checkpoint/);
+      expect(input?.UpdateExpression).toMatch(/REMOVE .*resumedFrom/);
+    });
+
+    it('claims a first attempt without a checkpoint', async () => {
+      ddb.on(UpdateCommand).resolves({ Attributes: { attempts: 1 } });
+      expect(await ledger.claim(file, 'w1')).toEqual({ claimed: true, attempt: 1 });
+    });
+
+    it('writes a checkpoint with the heartbeat, only as the lease owner', async () => {
+      // Prepare
+      ddb.on(UpdateCommand).resolves({});
+      // Act
+      await ledger.heartbeat(file, 'w1', { records: 118, rejected: 2, bytesRead: 8192 }, CHECKPOINT);
+      // Assess
+      const input = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
+      expect(input?.ConditionExpression).toBe('#status = :processing AND leaseOwner = :owner');
+      expect(input?.UpdateExpression).toContain('checkpoint = :checkpoint');
+      expect(input?.ExpressionAttributeValues).toMatchObject({
+        ':owner': 'w1',
+        ':checkpoint': CHECKPOINT,
+        ':expires': NOW + 60_000,
+        ':records': 118,
+      });
+    });
+
+    it('does not touch the checkpoint on a plain heartbeat', async () => {
+      ddb.on(UpdateCommand).resolves({});
+      await ledger.heartbeat(file, 'w1', { records: 1, rejected: 0, bytesRead: 1 });
+      expect(ddb.commandCalls(UpdateCommand)[0]?.args[0].input.UpdateExpression).not.toContain('checkpoint');
+    });
+
+    it('throws LeaseLostError when the lease was lost before the checkpoint was written', async () => {
+      ddb.on(UpdateCommand).rejects(conditionFailed());
+      await expect(
+        ledger.heartbeat(file, 'w1', { records: 118, rejected: 2, bytesRead: 8192 }, CHECKPOINT),
+      ).rejects.toBeInstanceOf(LeaseLostError);
+    });
+
+    it('drops the checkpoint on SUCCESS and records where the attempt resumed from and every rejects object', async () => {
+      // Prepare
+      ddb.on(UpdateCommand).resolves({});
+      const keys = [
+        'rejects/s3/b/incoming/a.csv@e1.ndjson',
+        'rejects/s3/b/incoming/a.csv@e1.from-row-121.attempt-2.ndjson',
+      ];
+      // Act
+      await ledger.succeed(file, 'w2', {
+        records: 300,
+        rejected: 4,
+        bytesRead: 9000,
+        durationMs: 5,
+        firstErrors: [],
+        rejectsKey: keys[0],
+        rejectsKeys: keys,
+        resumedFrom: CHECKPOINT,
+      });
+      // Assess
+      const input = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
+      expect(input?.UpdateExpression).toMatch(/REMOVE leaseOwner, leaseExpiresAt, checkpoint$/);
+      expect(input?.ExpressionAttributeValues).toMatchObject({
+        ':resumedFrom': CHECKPOINT,
+        ':rejectsKeys': keys,
+        ':rejectsKey': keys[0],
+      });
+    });
+
+    it('keeps the checkpoint through a retryable failure and drops it with a permanent one', async () => {
+      // Prepare
+      ddb.on(UpdateCommand).resolves({});
+      const failure = {
+        records: 2,
+        rejected: 0,
+        bytesRead: 9,
+        durationMs: 1,
+        firstErrors: [],
+        errorType: 'SlowDown',
+        errorMessage: 'slow down',
+      };
+      // Act
+      await ledger.fail(file, 'w1', { ...failure, retryable: true });
+      await ledger.fail(file, 'w1', { ...failure, retryable: false });
+      // Assess
+      const [retryable, permanent] = ddb
+        .commandCalls(UpdateCommand)
+        .map((c) => c.args[0].input.UpdateExpression);
+      expect(retryable).not.toContain('checkpoint');
+      expect(permanent).toMatch(/REMOVE leaseOwner, leaseExpiresAt, checkpoint$/);
+    });
   });
 });

@@ -1,0 +1,220 @@
+import type { S3Client } from '@aws-sdk/client-s3';
+import { MalformedFileError } from '../../shared/errors.ts';
+import type { Checkpoint } from '../../shared/ledger.ts';
+import { settings } from '../../shared/settings.ts';
+import { csvHeaderLength } from './parsers/csv.ts';
+import { gunzipBounded } from './parsers/gzip.ts';
+import { type DetectedFormat, parseTextRecords } from './parsers/index.ts';
+import { asyncBufferFromFile, parseParquet } from './parsers/parquet.ts';
+import type { ParsedRecord } from './parsers/types.ts';
+import {
+  counted,
+  type ObjectVersion,
+  openObjectStream,
+  readObjectRange,
+  s3AsyncBuffer,
+  spoolToTempFile,
+} from './source.ts';
+
+/**
+ * Opening an object version as a stream of records, from its start or from a checkpoint, and knowing
+ * where a checkpoint may be taken between two records.
+ *
+ * How each format resumes (the checkpoint's `kind`):
+ * - `byte` — uncompressed CSV and NDJSON: the byte offset where the next record starts. CSV reads its
+ *   header again (ranged GETs of the first bytes until the header record ends) and then the rest from the
+ *   offset; NDJSON reads from the offset.
+ * - `rowGroup` — Parquet (gzip-compressed too): the next row group; the ones before it are not decoded.
+ * - `record` — JSON, and any gzip text file: the number of records already parsed; they are parsed again
+ *   and skipped without being normalised or sent.
+ * Row numbers (and so signal ids) and record positions are always those of a read from the start.
+ */
+
+export type CheckpointKind = Checkpoint['kind'];
+
+/** Where a checkpoint between two records puts the next attempt. */
+export interface ResumePoint {
+  readonly kind: CheckpointKind;
+  readonly position: number;
+  /** Row number of the last record before the point. */
+  readonly row: number;
+}
+
+/** How a file of this format is checkpointed (`contentEncoding`: the object's Content-Encoding). */
+export function checkpointKind(format: DetectedFormat, contentEncoding?: string): CheckpointKind {
+  if (format.format === 'parquet') return 'rowGroup';
+  if (format.gzip || contentEncoding === 'gzip' || format.format === 'json') return 'record';
+  return 'byte';
+}
+
+/** Whether `checkpoint` can be resumed from for a file of this format (`record` always can). */
+export function canResume(format: DetectedFormat, checkpoint: Checkpoint): boolean {
+  return checkpoint.kind === 'record' || checkpoint.kind === checkpointKind(format);
+}
+
+export interface OpenedRecords {
+  readonly records: AsyncIterable<ParsedRecord>;
+  readonly kind: CheckpointKind;
+}
+
+/** A CSV header is re-read on resume in a window this large, then 4× larger until it ends inside one. */
+export const HEADER_WINDOW_BYTES = 1024;
+
+/**
+ * Opens the object in the way its format needs (a byte stream for text, random access for Parquet) and
+ * yields its records, from `resume` on when given: only records after the checkpoint, numbered as from
+ * the start. `onBytes` counts every byte fetched; `onCleanup` receives what removes temporary files.
+ */
+export async function openRecords(
+  s3: S3Client,
+  file: ObjectVersion,
+  format: DetectedFormat,
+  size: number | undefined,
+  onBytes: (n: number) => void,
+  onCleanup: (dispose: () => Promise<void>) => void,
+  resume?: ResumePoint,
+): Promise<OpenedRecords> {
+  const opts = { maxRecordBytes: settings.limits.maxRecordBytes, positions: true };
+  const fromRowGroup = resume?.kind === 'rowGroup' ? { fromRowGroup: resume.position } : {};
+  const skipping = resume?.kind === 'record' ? resume.position : 0;
+  if (format.format === 'parquet' && !format.gzip && size !== undefined) {
+    const records = parseParquet(s3AsyncBuffer(s3, file, size, onBytes), { ...opts, ...fromRowGroup });
+    return { records: skip(records, skipping), kind: 'rowGroup' };
+  }
+  if (resume?.kind === 'byte' && (format.format === 'csv' || format.format === 'ndjson')) {
+    return { records: fromOffset(s3, file, format.format, size, onBytes, resume), kind: 'byte' };
+  }
+  const object = await openObjectStream(s3, file);
+  let bytes: AsyncIterable<Buffer> = counted(object.body, onBytes);
+  const compressedSize = object.contentLength ?? size;
+  if (format.gzip || object.contentEncoding === 'gzip') bytes = gunzipBounded(bytes, compressedSize);
+  if (format.format === 'parquet') {
+    // Parquet needs random access: a compressed (or unsized) one is inflated to a temporary file first.
+    const spooled = await spoolToTempFile(bytes);
+    onCleanup(spooled.dispose);
+    const records = parseParquet(await asyncBufferFromFile(spooled.path), { ...opts, ...fromRowGroup });
+    return { records: skip(records, skipping), kind: 'rowGroup' };
+  }
+  return {
+    records: skip(parseTextRecords(format.format, bytes, opts), skipping),
+    kind: checkpointKind(format, object.contentEncoding),
+  };
+}
+
+async function* skip(records: AsyncIterable<ParsedRecord>, n: number): AsyncGenerator<ParsedRecord> {
+  let seen = 0;
+  for await (const rec of records) {
+    if (seen < n) seen++;
+    else yield rec;
+  }
+}
+
+/**
+ * The records of an uncompressed CSV or NDJSON file from a byte checkpoint. The parser is given a prefix
+ * and then the bytes from the offset: for CSV the header record; for NDJSON one newline, so that the first
+ * line read cannot be mistaken for the start of the file (a leading U+FEFF would be taken for a BOM).
+ * Rows, positions and error locations are shifted back to the whole file's.
+ */
+async function* fromOffset(
+  s3: S3Client,
+  file: ObjectVersion,
+  format: 'csv' | 'ndjson',
+  size: number | undefined,
+  onBytes: (n: number) => void,
+  resume: ResumePoint,
+): AsyncGenerator<ParsedRecord> {
+  const prefix = format === 'csv' ? await readCsvHeader(s3, file, size, onBytes) : Buffer.from('\n', 'utf8');
+  // NDJSON numbers physical lines: the newline added is one line.
+  const rowShift = format === 'csv' ? resume.row : resume.row - 1;
+  const byteShift = resume.position - prefix.length;
+  async function* bytes(): AsyncGenerator<Buffer> {
+    yield prefix;
+    if (size !== undefined && resume.position >= size) return;
+    const object = await openObjectStream(s3, file, resume.position);
+    yield* counted(object.body, onBytes);
+  }
+  try {
+    for await (const rec of parseTextRecords(format, bytes(), {
+      maxRecordBytes: settings.limits.maxRecordBytes,
+      positions: true,
+    })) {
+      yield {
+        ...rec,
+        row: rec.row + rowShift,
+        ...(rec.end !== undefined ? { end: rec.end + byteShift } : {}),
+      };
+    }
+  } catch (err) {
+    if (!(err instanceof MalformedFileError)) throw err;
+    const at = err.location;
+    throw new MalformedFileError(
+      `${err.message}, in the part read again from byte ${resume.position} after row ${resume.row}`,
+      {
+        ...(at.row !== undefined ? { row: at.row + rowShift } : {}),
+        ...(at.byteOffset !== undefined && at.byteOffset >= prefix.length
+          ? { byteOffset: at.byteOffset + byteShift }
+          : {}),
+      },
+      { cause: err },
+    );
+  }
+}
+
+/** The first bytes of a CSV object up to the end of its header record (a BOM included). */
+async function readCsvHeader(
+  s3: S3Client,
+  file: ObjectVersion,
+  size: number | undefined,
+  onBytes: (n: number) => void,
+): Promise<Buffer> {
+  const max = settings.limits.maxRecordBytes;
+  for (let window = HEADER_WINDOW_BYTES; ; window *= 4) {
+    const want = size !== undefined ? Math.min(window, size) : window;
+    const head = await readObjectRange(s3, file, 0, want, onBytes);
+    const atEnd = head.length < want || (size !== undefined && want >= size);
+    const length = csvHeaderLength(head, atEnd, max);
+    if (length !== undefined) return head.subarray(0, length);
+    if (window > 4 * max) {
+      // csv-parse fails a record past maxRecordBytes first; this only guards the loop.
+      throw new MalformedFileError(`CSV header is longer than ${max} bytes`, { row: 0 });
+    }
+  }
+}
+
+/**
+ * Follows the records as they are processed and says where a checkpoint may be taken before the next
+ * one: anywhere between two text records, only between row groups for Parquet.
+ */
+export class Progress {
+  readonly #kind: CheckpointKind;
+  /** Records parsed before this attempt's first one (the checkpoint resumed from, for `record`). */
+  #count: number;
+  #last: ParsedRecord | undefined;
+
+  constructor(kind: CheckpointKind, resume?: ResumePoint) {
+    this.#kind = kind;
+    this.#count = resume?.kind === 'record' ? resume.position : 0;
+  }
+
+  /** Where a checkpoint taken now, before `next` is processed, resumes; undefined when none can be. */
+  before(next: ParsedRecord): ResumePoint | undefined {
+    const last = this.#last;
+    if (last === undefined) return undefined;
+    switch (this.#kind) {
+      case 'byte':
+        return last.end !== undefined ? { kind: 'byte', position: last.end, row: last.row } : undefined;
+      case 'rowGroup':
+        return next.rowGroup !== undefined && next.rowGroup !== last.rowGroup
+          ? { kind: 'rowGroup', position: next.rowGroup, row: last.row }
+          : undefined;
+      case 'record':
+        return { kind: 'record', position: this.#count, row: last.row };
+    }
+  }
+
+  /** `rec` was processed (sent or rejected). */
+  done(rec: ParsedRecord): void {
+    this.#last = rec;
+    this.#count++;
+  }
+}

@@ -1,0 +1,370 @@
+import { Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { sdkStreamMixin } from '@smithy/core/serde';
+import { mockClient } from 'aws-sdk-client-mock';
+import { parquetWriteBuffer } from 'hyparquet-writer';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ingestFile } from '../../../functions/s3-trigger/ingest.ts';
+import { HEADER_WINDOW_BYTES } from '../../../functions/s3-trigger/records.ts';
+import { LeaseLostError } from '../../../shared/errors.ts';
+import type { Checkpoint, CompletedStats, FileStats, Ledger } from '../../../shared/ledger.ts';
+import type { Signal } from '../../../shared/signal.ts';
+import { quietObservability } from '../../helpers/observability.ts';
+import { decodeSignals } from '../../helpers/signals.ts';
+
+/**
+ * Checkpoints: a long file's progress is recorded only once everything before it is durable, and a
+ * retried attempt resumes from it with exactly the rows, ids, rejects and totals of an uninterrupted run.
+ */
+
+const BOM = '\uFEFF';
+const ROWS = 240;
+
+function csvText(): string {
+  const lines = [`${BOM}name,value,timestamp,note`];
+  for (let i = 1; i <= ROWS; i++) {
+    const value = i % 9 === 0 ? 'n/a' : String(i / 2);
+    // Quoted newlines, multi-byte characters, empty lines and a ragged row now and then.
+    const note = i % 5 === 0 ? `"line one\r\nline ${i} ünïcødé 😀"` : `plain ${i}`;
+    lines.push(
+      i % 31 === 0
+        ? `ckpt,${value},${1_700_000_000 + i},${note},extra`
+        : `ckpt,${value},${1_700_000_000 + i},${note}`,
+    );
+    if (i % 13 === 0) lines.push('');
+  }
+  return `${lines.join('\r\n')}\r\n`;
+}
+
+function ndjsonText(): string {
+  const lines: string[] = [];
+  for (let i = 1; i <= ROWS; i++) {
+    if (i % 11 === 0) lines.push('{not json');
+    else if (i % 17 === 0) lines.push('   ');
+    else
+      lines.push(
+        JSON.stringify({
+          name: 'ckpt',
+          value: i % 9 === 0 ? 'n/a' : i,
+          timestamp: 1_700_000_000 + i,
+          t: 'é😀',
+        }),
+      );
+  }
+  return lines.join('\n');
+}
+
+function jsonText(): string {
+  const rows = Array.from({ length: ROWS }, (_, i) => ({
+    name: 'ckpt',
+    value: i % 9 === 0 ? 'x' : i,
+    timestamp: 1_700_000_000 + i,
+  }));
+  return JSON.stringify(rows, null, 1);
+}
+
+function parquetBytes(): Buffer {
+  const ab = parquetWriteBuffer({
+    columnData: [
+      { name: 'name', type: 'STRING', data: Array.from({ length: ROWS }, () => 'ckpt') },
+      {
+        name: 'value',
+        type: 'STRING',
+        data: Array.from({ length: ROWS }, (_, i) => (i % 9 === 0 ? 'n/a' : String(i))),
+      },
+      {
+        name: 'timestamp',
+        type: 'INT64',
+        data: BigInt64Array.from({ length: ROWS }, (_, i) => BigInt(1_700_000_000 + i)),
+      },
+    ],
+    rowGroupSize: 40,
+  });
+  return Buffer.from(ab);
+}
+
+const FILES: Array<{ key: string; bytes: () => Buffer; kind: Checkpoint['kind'] }> = [
+  { key: 'incoming/c.csv', bytes: () => Buffer.from(csvText()), kind: 'byte' },
+  { key: 'incoming/c.ndjson', bytes: () => Buffer.from(ndjsonText()), kind: 'byte' },
+  { key: 'incoming/c.json', bytes: () => Buffer.from(jsonText()), kind: 'record' },
+  { key: 'incoming/c.csv.gz', bytes: () => gzipSync(csvText()), kind: 'record' },
+  { key: 'incoming/c.parquet', bytes: () => parquetBytes(), kind: 'rowGroup' },
+];
+
+/** Signals out of SendMessageBatch bodies (the packed message format). */
+const decode = (body: string): Signal[] => decodeSignals(body);
+
+interface Rejected {
+  readonly key: string;
+  readonly rows: number[];
+}
+
+function fakeLedger(claim: Awaited<ReturnType<Ledger['claim']>>) {
+  return {
+    claim: vi.fn().mockResolvedValue(claim),
+    heartbeat: vi
+      .fn<(f: unknown, o: string, s: FileStats, c?: Checkpoint) => Promise<void>>()
+      .mockResolvedValue(undefined),
+    succeed: vi
+      .fn<(f: unknown, o: string, r: CompletedStats) => Promise<void>>()
+      .mockResolvedValue(undefined),
+    fail: vi.fn().mockResolvedValue(undefined),
+    skip: vi.fn().mockResolvedValue(true),
+    recordDuplicate: vi.fn().mockResolvedValue(undefined),
+  };
+}
+
+describe('checkpoints', () => {
+  const s3 = mockClient(S3Client);
+  const sqs = mockClient(SQSClient);
+  let obs: ReturnType<typeof quietObservability>;
+  /** What happened, in order: sends (signal rows), completed rejects objects, checkpoints. */
+  let events: Array<
+    | { type: 'sent'; ids: string[] }
+    | { type: 'rejects'; key: string; rows: number[] }
+    | { type: 'checkpoint'; checkpoint: Checkpoint }
+  >;
+  let getRanges: Array<string | undefined>;
+
+  /** The object GetObject serves (ranged GETs included). */
+  let object: Buffer = Buffer.alloc(0);
+  const serve = (bytes: Buffer) => {
+    object = bytes;
+  };
+
+  const deps = (ledger: ReturnType<typeof fakeLedger>) => {
+    // Every reading of the clock moves it on: checkpoints fall due every few records.
+    let t = 0;
+    return {
+      s3: new S3Client({ region: 'us-east-1' }),
+      sqs: new SQSClient({ region: 'us-east-1' }),
+      ledger: ledger as unknown as Ledger,
+      logger: obs.logger,
+      metrics: obs.metrics,
+      config: {
+        signalsQueueUrl: 'q',
+        quarantineBucket: 'qb',
+        heartbeatSeconds: 1,
+        checkpointSeconds: 1,
+        maxMessageBytes: 2048,
+      },
+      owner: 'w1',
+      now: () => {
+        t += 97;
+        return t;
+      },
+    };
+  };
+
+  const sent = () => events.flatMap((e) => (e.type === 'sent' ? e.ids : []));
+  const rejected = (): Rejected[] =>
+    events.flatMap((e) => (e.type === 'rejects' ? [{ key: e.key, rows: e.rows }] : []));
+  const checkpoints = () => events.flatMap((e) => (e.type === 'checkpoint' ? [e.checkpoint] : []));
+  const rowOf = (id: string) => Number(id.slice(id.lastIndexOf('#') + 1));
+
+  beforeEach(() => {
+    obs = quietObservability();
+    events = [];
+    getRanges = [];
+    sqs.on(SendMessageBatchCommand).callsFake((input: { Entries?: { MessageBody?: string }[] }) => {
+      events.push({
+        type: 'sent',
+        ids: (input.Entries ?? []).flatMap((e) => decode(e.MessageBody ?? '').map((s) => s.id)),
+      });
+      return { Failed: [] };
+    });
+    s3.on(GetObjectCommand).callsFake((input: { Range?: string }) => {
+      getRanges.push(input.Range);
+      let slice = object;
+      const m = /^bytes=(\d+)-(\d*)$/.exec(input.Range ?? '');
+      if (m) slice = object.subarray(Number(m[1]), m[2] ? Number(m[2]) + 1 : object.length);
+      // Small chunks, so that records straddle chunk boundaries.
+      const chunks: Buffer[] = [];
+      for (let at = 0; at < slice.length; at += 700) chunks.push(Buffer.from(slice.subarray(at, at + 700)));
+      return { Body: sdkStreamMixin(Readable.from(chunks)), ContentLength: slice.length };
+    });
+    s3.on(PutObjectCommand).callsFake((input: { Key?: string; Body?: unknown }) => {
+      const rows = String(input.Body)
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { row?: number }).row ?? -1);
+      events.push({ type: 'rejects', key: String(input.Key), rows });
+      return {};
+    });
+  });
+  afterEach(() => {
+    s3.reset();
+    sqs.reset();
+  });
+
+  /** One uninterrupted run: its outcome, what it sent and rejected, and the checkpoints it wrote. */
+  async function uninterrupted(key: string, bytes: Buffer) {
+    serve(bytes);
+    const ledger = fakeLedger({ claimed: true, attempt: 1 });
+    ledger.heartbeat.mockImplementation(async (_f, _o, _s, checkpoint) => {
+      if (checkpoint) events.push({ type: 'checkpoint', checkpoint: structuredClone(checkpoint) });
+    });
+    const out = await ingestFile({ bucket: 'b', key, etag: 'e1', size: bytes.length }, deps(ledger));
+    const result = { out, ledger, sent: sent(), rejected: rejected(), checkpoints: checkpoints() };
+    events = [];
+    getRanges = [];
+    return result;
+  }
+
+  for (const f of FILES) {
+    it(`writes ${f.kind} checkpoints of ${f.key} only when every signal and reject before them is durable`, async () => {
+      // Prepare
+      const bytes = f.bytes();
+      serve(bytes);
+      const ledger = fakeLedger({ claimed: true, attempt: 1 });
+      const seen: Array<{ checkpoint: Checkpoint; sent: string[]; rejected: Rejected[] }> = [];
+      ledger.heartbeat.mockImplementation(async (_f, _o, _s, checkpoint) => {
+        if (checkpoint)
+          seen.push({ checkpoint: structuredClone(checkpoint), sent: sent(), rejected: rejected() });
+      });
+      // Act
+      const out = await ingestFile({ bucket: 'b', key: f.key, etag: 'e1', size: bytes.length }, deps(ledger));
+      // Assess
+      expect(out.status).toBe('SUCCESS');
+      const all = sent();
+      const allRejects = rejected().flatMap((r) => r.rows);
+      expect(seen.length).toBeGreaterThan(2);
+      for (const { checkpoint, sent: before, rejected: rejectsBefore } of seen) {
+        expect(checkpoint.kind).toBe(f.kind);
+        const validBefore = all.filter((id) => rowOf(id) <= checkpoint.row);
+        // Exactly the valid rows before it, all sent: nothing after it has been processed yet.
+        expect(before).toEqual(validBefore);
+        const rejectRowsBefore = allRejects.filter((r) => r <= checkpoint.row);
+        expect(rejectsBefore.flatMap((r) => r.rows).sort((a, b) => a - b)).toEqual(rejectRowsBefore);
+        expect(checkpoint.rejectsKeys).toEqual(rejectsBefore.map((r) => r.key));
+        expect(checkpoint.records).toBe(validBefore.length);
+        expect(checkpoint.rejected).toBe(rejectRowsBefore.length);
+      }
+      // Rejects objects: the file's own key first, then one per checkpointed segment, all in the ledger.
+      const done = ledger.succeed.mock.calls[0]?.[2];
+      expect(done?.rejectsKey).toBe(`rejects/s3/b/${f.key}@e1.ndjson`);
+      expect(done?.rejectsKeys).toEqual(rejected().map((r) => r.key));
+      expect(done?.rejectsKeys?.slice(1).every((k) => /\.from-row-\d+\.attempt-1\.ndjson$/.test(k))).toBe(
+        true,
+      );
+      expect(done?.resumedFrom).toBeUndefined();
+    });
+
+    it(`resumes ${f.key} from its ${f.kind} checkpoints with the rows, ids, rejects and totals of an uninterrupted run`, async () => {
+      // Prepare
+      const bytes = f.bytes();
+      const full = await uninterrupted(f.key, bytes);
+      expect(full.out.status).toBe('SUCCESS');
+      const total = full.ledger.succeed.mock.calls[0]?.[2] as CompletedStats;
+      const allRejectRows = full.rejected.flatMap((r) => r.rows);
+      const picks = [
+        full.checkpoints[0],
+        full.checkpoints[Math.floor(full.checkpoints.length / 2)],
+        full.checkpoints.at(-1),
+      ];
+      for (const checkpoint of picks) {
+        if (!checkpoint) throw new Error('the uninterrupted run wrote no checkpoint');
+        serve(bytes);
+        const ledger = fakeLedger({ claimed: true, attempt: 2, checkpoint });
+        // Act
+        const out = await ingestFile(
+          { bucket: 'b', key: f.key, etag: 'e1', size: bytes.length },
+          deps(ledger),
+        );
+        // Assess
+        expect(out.status).toBe('SUCCESS');
+        expect(sent()).toEqual(full.sent.filter((id) => rowOf(id) > checkpoint.row));
+        const rejects = rejected();
+        expect(rejects.flatMap((r) => r.rows)).toEqual(allRejectRows.filter((r) => r > checkpoint.row));
+        for (const r of rejects) {
+          const from = /@e1\.from-row-(\d+)\.attempt-2\.ndjson$/.exec(r.key);
+          expect(Number(from?.[1])).toBeGreaterThan(checkpoint.row);
+        }
+        const done = ledger.succeed.mock.calls[0]?.[2] as CompletedStats;
+        expect(done).toMatchObject({
+          records: total.records,
+          rejected: total.rejected,
+          resumedFrom: checkpoint,
+        });
+        expect(done.firstErrors).toEqual(total.firstErrors);
+        expect([...(done.rejectsKeys ?? (done.rejectsKey ? [done.rejectsKey] : []))]).toEqual([
+          ...checkpoint.rejectsKeys,
+          ...rejects.map((r) => r.key),
+        ]);
+        const readNow = done.bytesRead - checkpoint.bytesRead;
+        if (f.kind === 'byte') {
+          // Only the header window again (CSV) and the bytes from the offset.
+          expect(getRanges.at(-1)).toBe(`bytes=${checkpoint.position}-`);
+          const header = f.key.endsWith('.csv') ? HEADER_WINDOW_BYTES : 0;
+          expect(readNow).toBe(header + bytes.length - checkpoint.position);
+        }
+        // The footer again, and only the row groups from the checkpoint's.
+        if (f.kind === 'rowGroup') expect(readNow).toBeLessThan(total.bytesRead);
+        events = [];
+        getRanges = [];
+      }
+    });
+  }
+
+  it('re-reads only the header of a CSV before its checkpoint, with ranged GETs', async () => {
+    // Prepare
+    const text = csvText();
+    const bytes = Buffer.from(text);
+    const full = await uninterrupted('incoming/c.csv', bytes);
+    const checkpoint = full.checkpoints[1] as Checkpoint;
+    serve(bytes);
+    // Act
+    await ingestFile(
+      { bucket: 'b', key: 'incoming/c.csv', etag: 'e1', size: bytes.length },
+      deps(fakeLedger({ claimed: true, attempt: 2, checkpoint })),
+    );
+    // Assess
+    expect(getRanges).toEqual([`bytes=0-${HEADER_WINDOW_BYTES - 1}`, `bytes=${checkpoint.position}-`]);
+    // The checkpoint sits on a record boundary: the byte before it ends a line.
+    expect(bytes[checkpoint.position - 1]).toBe(0x0a);
+  });
+
+  it('stops as lease-lost, writing nothing more, when the lease is lost while a checkpoint is written', async () => {
+    // Prepare
+    const bytes = Buffer.from(csvText());
+    serve(bytes);
+    const ledger = fakeLedger({ claimed: true, attempt: 1 });
+    let sentBefore = -1;
+    ledger.heartbeat.mockImplementation(async (_f, _o, _s, checkpoint) => {
+      if (!checkpoint) return;
+      sentBefore = sent().length;
+      throw new LeaseLostError('taken over');
+    });
+    // Act
+    const out = await ingestFile(
+      { bucket: 'b', key: 'incoming/c.csv', etag: 'e1', size: bytes.length },
+      deps(ledger),
+    );
+    // Assess
+    expect(out).toEqual({ status: 'SKIPPED', reason: 'lease-lost' });
+    expect(ledger.succeed).not.toHaveBeenCalled();
+    expect(ledger.fail).not.toHaveBeenCalled();
+    expect(sentBefore).toBeGreaterThan(0);
+    expect(sent()).toHaveLength(sentBefore);
+  });
+
+  it('does not checkpoint a file read faster than the checkpoint interval', async () => {
+    // Prepare
+    const bytes = Buffer.from(csvText());
+    serve(bytes);
+    const ledger = fakeLedger({ claimed: true, attempt: 1 });
+    const d = deps(ledger);
+    // Act
+    const out = await ingestFile(
+      { bucket: 'b', key: 'incoming/c.csv', etag: 'e1', size: bytes.length },
+      { ...d, config: { ...d.config, heartbeatSeconds: 3600, checkpointSeconds: 3600 } },
+    );
+    // Assess
+    expect(out.status).toBe('SUCCESS');
+    expect(ledger.heartbeat).not.toHaveBeenCalled();
+    expect(rejected().map((r) => r.key)).toEqual(['rejects/s3/b/incoming/c.csv@e1.ndjson']);
+    expect(ledger.succeed.mock.calls[0]?.[2].rejectsKeys).toBeUndefined();
+  });
+});
