@@ -225,3 +225,27 @@ export async function runNode(
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
   return { code, out, err };
 }
+
+/**
+ * The quoted, CRLF-heavy variant of {@link csvBuffer}: every field quoted, a host with doubled quotes and
+ * a comma, and a note field holding a CRLF inside its quotes. At least `bytes` bytes; returns the data
+ * row count (each record spans two physical lines).
+ */
+export function csvQuotedBuffer(bytes: number, seed = 7): { data: Buffer; rows: number } {
+  const parts = [`"${CSV_HEADER.split(',').join('","')}","note"\r\n`];
+  let size = parts[0]?.length ?? 0;
+  let rows = 0;
+  const rand = prng(seed);
+  while (size < bytes) {
+    let block = '';
+    for (let i = rows; i < rows + 100; i++) {
+      const series = i % 50;
+      const value = (series * 10 + rand() * 4).toFixed(3);
+      block += `"cpu-${series}","${value}","web-${i % 7}","${1_714_564_800 + (i % 86_400)}","host ""${i % 13}"", rack ${i % 4}","${REGIONS[i % 3]}","line one, ${i}\r\nline two"\r\n`;
+    }
+    parts.push(block);
+    size += block.length;
+    rows += 100;
+  }
+  return { data: Buffer.from(parts.join('')), rows };
+}
