@@ -28,6 +28,7 @@ export const OUTPUTS = {
 /** Environment variables naming the resources a function uses; `shared/config.ts` reads them. */
 export const ENV = {
   signalsQueueUrl: 'SIGNALS_QUEUE_URL',
+  fileEventsQueueUrl: 'FILE_EVENTS_QUEUE_URL',
   ledgerTable: 'LEDGER_TABLE',
   scoresTable: 'SCORES_TABLE',
   quarantineBucket: 'QUARANTINE_BUCKET',
@@ -167,6 +168,12 @@ export class PulseStack extends Stack {
     this.grantQuarantine(this.s3Trigger);
     this.grantLedger(this.s3Trigger);
     this.grantSendSignals(this.s3Trigger);
+    // A long file near the function's timeout is handed over to a fresh invocation: a continuation
+    // message on the queue the function consumes.
+    this.s3Trigger.addToRolePolicy(
+      new PolicyStatement({ actions: ['sqs:SendMessage'], resources: [this.fileEvents.queueArn] }),
+    );
+    this.s3Trigger.addEnvironment(ENV.fileEventsQueueUrl, this.fileEvents.queueUrl);
     this.s3Trigger.addEventSource(
       new SqsEventSource(this.fileEvents, {
         batchSize: settings.fileEvents.batchSize,

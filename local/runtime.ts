@@ -48,6 +48,7 @@ export function runtimeEnv(state: LocalState): Record<string, string> {
     AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
     S3_FORCE_PATH_STYLE: 'true',
     SIGNALS_QUEUE_URL: r.queues.signals.url,
+    FILE_EVENTS_QUEUE_URL: r.queues.fileEvents.url,
     LEDGER_TABLE: r.ledgerTable,
     SCORES_TABLE: r.scoresTable,
     QUARANTINE_BUCKET: r.bucket,

@@ -22,6 +22,12 @@ const positiveInt = (name: string, fallback: number) =>
     .positive(`${name} must be positive`)
     .default(fallback);
 
+const positiveNumber = (name: string, fallback: number) =>
+  z.coerce
+    .number({ error: `${name} must be a number` })
+    .positive(`${name} must be positive`)
+    .default(fallback);
+
 const bool = z
   .enum(['true', 'false', '1', '0', ''])
   .optional()
@@ -60,6 +66,9 @@ export interface S3TriggerConfig extends ClientConfig {
   readonly checkpointSeconds: number;
   readonly maxAttempts: number;
   readonly maxMessageBytes: number;
+  /** Where a continuation of a long file is sent; without it, a file runs until the invocation ends. */
+  readonly fileEventsQueueUrl?: string;
+  readonly handOverBeforeTimeoutSeconds: number;
 }
 
 /** Reads the s3-trigger's configuration. Throws ConfigError when a variable is missing. */
@@ -75,12 +84,19 @@ export function loadS3TriggerConfig(env: Env = process.env): S3TriggerConfig {
       LEDGER_CHECKPOINT_SECONDS: positiveInt('LEDGER_CHECKPOINT_SECONDS', settings.ledger.checkpointSeconds),
       LEDGER_MAX_ATTEMPTS: positiveInt('LEDGER_MAX_ATTEMPTS', settings.ledger.maxAttempts),
       SIGNALS_MAX_MESSAGE_BYTES: positiveInt('SIGNALS_MAX_MESSAGE_BYTES', settings.signals.maxMessageBytes),
+      FILE_EVENTS_QUEUE_URL: z.url({ error: 'FILE_EVENTS_QUEUE_URL must be a URL' }).optional(),
+      HAND_OVER_BEFORE_TIMEOUT_SECONDS: positiveNumber(
+        'HAND_OVER_BEFORE_TIMEOUT_SECONDS',
+        settings.ledger.handOverBeforeTimeoutSeconds,
+      ),
     },
     env,
   );
   return {
     s3ForcePathStyle: c.S3_FORCE_PATH_STYLE,
     signalsQueueUrl: c.SIGNALS_QUEUE_URL,
+    ...(c.FILE_EVENTS_QUEUE_URL ? { fileEventsQueueUrl: c.FILE_EVENTS_QUEUE_URL } : {}),
+    handOverBeforeTimeoutSeconds: c.HAND_OVER_BEFORE_TIMEOUT_SECONDS,
     ledgerTable: c.LEDGER_TABLE,
     quarantineBucket: c.QUARANTINE_BUCKET,
     leaseSeconds: c.LEDGER_LEASE_SECONDS,

@@ -65,6 +65,8 @@ export interface LedgerItem extends FileStats {
   readonly firstErrors?: string[];
   /** False once a failure is permanent: the item is never claimed again. */
   readonly retryable?: boolean;
+  /** Times an invocation near its timeout handed the file over to a continuation. */
+  readonly handOvers?: number;
   /** Duplicate events seen after SUCCESS. */
   readonly duplicates?: number;
   readonly rejectsKey?: string;
@@ -249,6 +251,21 @@ export class Ledger {
         ...statsValues(stats),
         ...(checkpoint ? { ':checkpoint': checkpoint } : {}),
       },
+    );
+  }
+
+  /**
+   * Gives the lease up right after a checkpoint, so that a continuation claims the file at once: the lease
+   * expires now, and this attempt is not counted (it made progress, so a long file never runs out of
+   * attempts by being long). The item stays PROCESSING with its checkpoint. Lease owner only.
+   */
+  async handOver(file: FileRef, owner: string): Promise<void> {
+    const now = this.#now();
+    await this.#ownedUpdate(
+      file,
+      owner,
+      'SET leaseExpiresAt = :expired, updatedAt = :iso, attempts = attempts - :one, handOvers = if_not_exists(handOvers, :zero) + :one',
+      { ':expired': now - 1, ':iso': new Date(now).toISOString(), ':one': 1, ':zero': 0 },
     );
   }
 

@@ -21,6 +21,8 @@ export const METRIC = {
   filesSucceeded: 'FilesSucceeded',
   filesFailed: 'FilesFailed',
   filesSkipped: 'FilesSkipped',
+  /** Long files checkpointed and handed over to a fresh invocation before a timeout. */
+  filesContinued: 'FilesContinued',
   recordsIngested: 'RecordsIngested',
   recordsRejected: 'RecordsRejected',
   bytesRead: 'BytesRead',

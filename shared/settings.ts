@@ -84,6 +84,12 @@ export const settings = {
      * buffered and completes the rejects object being written.
      */
     checkpointSeconds: 60,
+    /**
+     * An invocation with less time than this left checkpoints, hands the file over (its lease expires at
+     * once and the attempt is not counted, since it made progress) and sends a continuation message to
+     * the file-events queue: a file of any length goes on in fresh invocations instead of timing out.
+     */
+    handOverBeforeTimeoutSeconds: 45,
     /** How many rejected-record reasons the ledger item keeps (all of them go to the quarantine). */
     firstErrorsKept: 10,
     /** The ledger's index on status (partition) and updatedAt (sort). */

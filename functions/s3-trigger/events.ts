@@ -28,16 +28,32 @@ const S3RecordSchema = z.object({
 
 const S3NotificationSchema = z.object({ Records: z.array(S3RecordSchema) });
 const TestEventSchema = z.object({ Event: z.literal('s3:TestEvent') });
-/** Sent by `pulse backfill` for objects that existed before the notification did. */
+/**
+ * Sent by `pulse backfill` for objects that existed before the notification did, and by the s3-trigger
+ * itself (`continue`) when it hands a long file over to a fresh invocation.
+ */
 const BackfillSchema = z.object({
   v: z.literal(1),
-  kind: z.literal('backfill'),
+  kind: z.enum(['backfill', 'continue']),
   bucket: z.string().min(1),
   key: z.string().min(1),
   etag: z.string().optional(),
   size: z.number().optional(),
   versionId: z.string().optional(),
 });
+
+/** The file-events message that asks for `task` to be ingested (or resumed) by another invocation. */
+export function continuationMessage(task: FileTask & { readonly etag: string }): string {
+  return JSON.stringify({
+    v: 1,
+    kind: 'continue',
+    bucket: task.bucket,
+    key: task.key,
+    etag: task.etag,
+    ...(task.size !== undefined ? { size: task.size } : {}),
+    ...(task.versionId ? { versionId: task.versionId } : {}),
+  });
+}
 
 /** S3 URL-encodes keys in notifications, with `+` for a space. */
 export function decodeS3Key(key: string): string {

@@ -2,13 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { createClients } from '../../shared/clients.ts';
 import { loadS3TriggerConfig } from '../../shared/config.ts';
 import { Ledger } from '../../shared/ledger.ts';
 import { createObservability } from '../../shared/observability.ts';
-import { parseFileEvents } from './events.ts';
+import { continuationMessage, parseFileEvents } from './events.ts';
 import { ingestFile } from './ingest.ts';
 
 const config = loadS3TriggerConfig();
@@ -19,7 +20,19 @@ const ledger = new Ledger(clients.doc, config.ledgerTable, {
   maxAttempts: config.maxAttempts,
 });
 
-async function recordHandler(record: SQSRecord): Promise<void> {
+/** A long file goes on in a fresh invocation: a continuation message on the file-events queue. */
+const continueLater = config.fileEventsQueueUrl
+  ? async (task: Parameters<typeof continuationMessage>[0]) => {
+      await clients.sqs.send(
+        new SendMessageCommand({
+          QueueUrl: config.fileEventsQueueUrl,
+          MessageBody: continuationMessage(task),
+        }),
+      );
+    }
+  : undefined;
+
+async function recordHandler(record: SQSRecord, context?: Context): Promise<void> {
   logger.appendKeys({ messageId: record.messageId });
   try {
     for (const task of parseFileEvents(record.body)) {
@@ -30,6 +43,9 @@ async function recordHandler(record: SQSRecord): Promise<void> {
         metrics,
         config,
         owner: `${record.messageId}/${randomUUID()}`,
+        ...(context && continueLater
+          ? { remainingMs: () => context.getRemainingTimeInMillis(), continueLater }
+          : {}),
       });
     }
   } finally {

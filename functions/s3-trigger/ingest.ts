@@ -19,6 +19,11 @@ export interface IngestConfig {
   /** Progress is checkpointed this often (at the next heartbeat). @default settings.ledger.checkpointSeconds */
   readonly checkpointSeconds?: number;
   readonly maxMessageBytes: number;
+  /**
+   * With less invocation time left than this, the file is checkpointed and handed over to a continuation.
+   * @default settings.ledger.handOverBeforeTimeoutSeconds
+   */
+  readonly handOverBeforeTimeoutSeconds?: number;
 }
 
 /** What ingestion needs from the outside world; the handler builds it once per cold start. */
@@ -32,10 +37,19 @@ export interface IngestDeps {
   /** Lease owner: unique per invocation. */
   readonly owner: string;
   readonly now?: () => number;
+  /** Milliseconds left in the invocation (`context.getRemainingTimeInMillis`). */
+  readonly remainingMs?: () => number;
+  /**
+   * Asks for the file to be carried on by another invocation (a continuation message on the file-events
+   * queue). Without it (or without `remainingMs`) a file runs until the invocation ends.
+   */
+  readonly continueLater?: (task: FileTask & { readonly etag: string }) => Promise<void>;
 }
 
 export type IngestOutcome =
   | { readonly status: 'SUCCESS'; readonly stats: CompletedStats }
+  /** Checkpointed and handed over to a continuation before the invocation's timeout. */
+  | { readonly status: 'CONTINUED'; readonly checkpoint: ResumePoint; readonly stats: FileStats }
   | { readonly status: 'FAILED'; readonly stats?: CompletedStats; readonly error: string }
   | {
       readonly status: 'SKIPPED';
@@ -175,6 +189,10 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
   let lastCheckpoint = started;
   const heartbeatMs = deps.config.heartbeatSeconds * 1000;
   const checkpointMs = (deps.config.checkpointSeconds ?? settings.ledger.checkpointSeconds) * 1000;
+  const handOverMs =
+    deps.continueLater && deps.remainingMs
+      ? (deps.config.handOverBeforeTimeoutSeconds ?? settings.ledger.handOverBeforeTimeoutSeconds) * 1000
+      : undefined;
 
   const reject = async (
     row: number | undefined,
@@ -244,6 +262,22 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
     );
     const progress = new Progress(kind, resumedFrom);
     for await (const rec of records) {
+      if (handOverMs !== undefined && (deps.remainingMs?.() ?? Number.POSITIVE_INFINITY) < handOverMs) {
+        const point = progress.before(rec);
+        if (point) {
+          // Out of time: make everything so far durable, then let a fresh invocation go on from here.
+          await checkpoint(point);
+          await ledger.handOver(file, deps.owner);
+          await quarantine.abort();
+          await deps.continueLater?.({ ...task, etag: file.etag, ...meta });
+          metrics.addMetric(METRIC.filesContinued, MetricUnit.Count, 1);
+          logger.info('Handed the file over to a continuation before the timeout', {
+            checkpoint: point,
+            ...snapshot(stats),
+          });
+          return { status: 'CONTINUED', checkpoint: point, stats: snapshot(stats) };
+        }
+      }
       const point = now() - lastCheckpoint >= checkpointMs ? progress.before(rec) : undefined;
       if (point) {
         await checkpoint(point);

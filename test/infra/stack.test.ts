@@ -503,7 +503,7 @@ describe('functions', () => {
     },
   );
 
-  it('names the signals queue, the ledger and the quarantine bucket to the s3-trigger, and nothing else', () => {
+  it('names the signals queue, the ledger, the quarantine bucket and its own queue (continuations) to the s3-trigger, and nothing else', () => {
     // Prepare
     const template = synth();
 
@@ -514,6 +514,7 @@ describe('functions', () => {
     expect(env.SIGNALS_QUEUE_URL).toEqual(refOf(template, 'Signals', 'AWS::SQS::Queue'));
     expect(env.LEDGER_TABLE).toEqual(refOf(template, 'Ledger', 'AWS::DynamoDB::Table'));
     expect(env.QUARANTINE_BUCKET).toEqual(refOf(template, 'IngestBucket', 'AWS::S3::Bucket'));
+    expect(env.FILE_EVENTS_QUEUE_URL).toEqual(refOf(template, 'FileEvents', 'AWS::SQS::Queue'));
     expect(env.SCORES_TABLE).toBeUndefined();
   });
 
@@ -645,7 +646,7 @@ describe('IAM', () => {
     expect(actionsOf(writes[0] as Statement).sort()).toEqual(['s3:AbortMultipartUpload', 's3:PutObject']);
   });
 
-  it('lets the s3-trigger read and conditionally update the ledger (no index, no put), and send signals', () => {
+  it('lets the s3-trigger read and conditionally update the ledger (no index, no put), send signals, and send continuations to its own queue', () => {
     // Prepare
     const template = synth();
     const ledgerArn = arnOf(template, 'Ledger', 'AWS::DynamoDB::Table');
@@ -658,8 +659,15 @@ describe('IAM', () => {
     expect(ledger).toHaveLength(1);
     expect(actionsOf(ledger[0] as Statement).sort()).toEqual(['dynamodb:GetItem', 'dynamodb:UpdateItem']);
     expect(ledger[0]?.Resource).toEqual(ledgerArn);
-    expect(send.map((s) => s.Resource)).toEqual([arnOf(template, 'Signals', 'AWS::SQS::Queue')]);
-    expect(actionsOf(send[0] as Statement)).toEqual(['sqs:SendMessage']);
+    // CDK merges the two statements into one with both queues.
+    expect(send.flatMap((s) => s.Resource)).toEqual(
+      expect.arrayContaining([
+        arnOf(template, 'Signals', 'AWS::SQS::Queue'),
+        arnOf(template, 'FileEvents', 'AWS::SQS::Queue'),
+      ]),
+    );
+    expect(send.flatMap((s) => s.Resource)).toHaveLength(2);
+    for (const s of send) expect(actionsOf(s)).toEqual(['sqs:SendMessage']);
     expect(grantsOf(template, 'S3Trigger', 'dynamodb:DeleteItem')).toEqual([]);
   });
 

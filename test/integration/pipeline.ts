@@ -23,6 +23,8 @@ export interface PipelineOptions {
   readonly visibility?: { fileEvents?: number; signals?: number };
   /** Where the handlers send their AWS calls (e.g. a fault-injecting proxy). @default the emulator */
   readonly handlerEndpoint?: string;
+  /** The s3-trigger's timeout as its event source enforces it. @default the event source's (900 s) */
+  readonly s3TriggerTimeoutSeconds?: number;
 }
 
 /** Environment the handlers read at import time (see shared/config.ts). */
@@ -40,6 +42,7 @@ export function handlerEnv(
     S3_FORCE_PATH_STYLE: 'true',
     // On the handlers' endpoint (the SQS client sends to the queue URL's host).
     SIGNALS_QUEUE_URL: new URL(new URL(env.queues.signals.url).pathname, endpoint).toString(),
+    FILE_EVENTS_QUEUE_URL: new URL(new URL(env.queues.fileEvents.url).pathname, endpoint).toString(),
     LEDGER_TABLE: names.ledgerTable,
     SCORES_TABLE: names.scoresTable,
     QUARANTINE_BUCKET: names.bucket,
@@ -77,6 +80,9 @@ export async function setUpPipeline(endpoint: string, prefix: string, opts: Pipe
       queueArn: q.arn,
       batchSize: cfg.batchSize,
       handler,
+      ...(which === 'fileEvents' && opts.s3TriggerTimeoutSeconds
+        ? { functionTimeoutSeconds: opts.s3TriggerTimeoutSeconds }
+        : {}),
     });
     sources.push(source);
     return source;

@@ -308,6 +308,72 @@ describe('checkpoints', () => {
     });
   }
 
+  for (const f of FILES) {
+    it(`hands ${f.key} over to continuations near the timeout; the chain sends exactly what one run sends`, async () => {
+      // Prepare
+      const bytes = f.bytes();
+      const full = await uninterrupted(f.key, bytes);
+      serve(bytes);
+      let checkpoint: Checkpoint | undefined;
+      const continued: unknown[] = [];
+      let invocations = 0;
+      let out: Awaited<ReturnType<typeof ingestFile>>;
+      // Act: each invocation has plenty of time for 40 records, then less than the hand-over margin.
+      do {
+        invocations++;
+        const ledger = {
+          ...fakeLedger({ claimed: true, attempt: 1, ...(checkpoint ? { checkpoint } : {}) }),
+          handOver: vi.fn().mockResolvedValue(undefined),
+        };
+        ledger.heartbeat.mockImplementation(async (_f, _o, _s, c) => {
+          if (c) checkpoint = structuredClone(c);
+        });
+        let calls = 0;
+        out = await ingestFile(
+          { bucket: 'b', key: f.key, etag: 'e1', size: bytes.length },
+          {
+            ...deps(ledger),
+            remainingMs: () => (++calls > 40 ? 1_000 : 600_000),
+            continueLater: async (task) => {
+              // The hand-over comes after the checkpoint that the continuation resumes from.
+              expect(ledger.handOver).toHaveBeenCalledTimes(1);
+              expect(ledger.heartbeat.mock.calls.at(-1)?.[3]).toBeDefined();
+              continued.push(task);
+            },
+          },
+        );
+        if (out.status === 'CONTINUED') expect(out.checkpoint.row).toBe(checkpoint?.row);
+        else expect(ledger.handOver).not.toHaveBeenCalled();
+      } while (out.status === 'CONTINUED' && invocations < 100);
+      // Assess: every valid row sent once, in order, and every reject kept, across the chain.
+      expect(out.status).toBe('SUCCESS');
+      expect(invocations).toBeGreaterThan(2);
+      expect(continued).toHaveLength(invocations - 1);
+      expect(continued[0]).toMatchObject({ bucket: 'b', key: f.key, etag: 'e1', size: bytes.length });
+      expect(sent()).toEqual(full.sent);
+      expect(
+        rejected()
+          .flatMap((r) => r.rows)
+          .sort((a, b) => a - b),
+      ).toEqual(full.rejected.flatMap((r) => r.rows).sort((a, b) => a - b));
+      if (out.status === 'SUCCESS') {
+        const total = full.ledger.succeed.mock.calls[0]?.[2] as CompletedStats;
+        expect(out.stats).toMatchObject({ records: total.records, rejected: total.rejected });
+      }
+    });
+  }
+
+  it('runs a file to its end when nothing can take it over (no continuation queue)', async () => {
+    const bytes = FILES[0]?.bytes() ?? Buffer.alloc(0);
+    serve(bytes);
+    const ledger = fakeLedger({ claimed: true, attempt: 1 });
+    const out = await ingestFile(
+      { bucket: 'b', key: 'incoming/c.csv', etag: 'e1', size: bytes.length },
+      { ...deps(ledger), remainingMs: () => 1 },
+    );
+    expect(out.status).toBe('SUCCESS');
+  });
+
   it('re-reads only the header of a CSV before its checkpoint, with ranged GETs', async () => {
     // Prepare
     const text = csvText();

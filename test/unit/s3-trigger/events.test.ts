@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseFileEvents } from '../../../functions/s3-trigger/events.ts';
+import { continuationMessage, parseFileEvents } from '../../../functions/s3-trigger/events.ts';
 import { InvalidMessageError } from '../../../shared/errors.ts';
 
 const notification = (key: string, extra: Record<string, unknown> = {}) =>
@@ -37,6 +37,12 @@ describe('parseFileEvents', () => {
     const body = JSON.parse(notification('incoming/a.csv'));
     body.Records[0].eventName = 'ObjectRemoved:Delete';
     expect(parseFileEvents(JSON.stringify(body))).toEqual([]);
+  });
+
+  it('reads back the continuation a worker sends for a long file', () => {
+    const task = { bucket: 'b', key: 'incoming/big file.csv', etag: 'e9', size: 5e9, versionId: 'v3' };
+    expect(parseFileEvents(continuationMessage(task))).toEqual([task]);
+    expect(JSON.parse(continuationMessage(task)).kind).toBe('continue');
   });
 
   it('reads a backfill request', () => {

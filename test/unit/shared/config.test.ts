@@ -27,7 +27,18 @@ describe('config', () => {
       checkpointSeconds: settings.ledger.checkpointSeconds,
       maxAttempts: settings.ledger.maxAttempts,
       maxMessageBytes: settings.signals.maxMessageBytes,
+      handOverBeforeTimeoutSeconds: settings.ledger.handOverBeforeTimeoutSeconds,
     });
+  });
+
+  it('reads the file-events queue for continuations, and refuses one that is not a URL', () => {
+    const base = { SIGNALS_QUEUE_URL: 'https://q', LEDGER_TABLE: 't', QUARANTINE_BUCKET: 'b' };
+    expect(loadS3TriggerConfig({ ...base, FILE_EVENTS_QUEUE_URL: 'https://sqs/f' }).fileEventsQueueUrl).toBe(
+      'https://sqs/f',
+    );
+    expect(() => loadS3TriggerConfig({ ...base, FILE_EVENTS_QUEUE_URL: 'file events' })).toThrow(
+      /FILE_EVENTS_QUEUE_URL must be a URL/,
+    );
   });
 
   it('rejects a malformed number', () => {

@@ -249,6 +249,27 @@ describe('Ledger', () => {
       expect(ddb.commandCalls(UpdateCommand)[0]?.args[0].input.UpdateExpression).not.toContain('checkpoint');
     });
 
+    it('hands a file over as its owner: the lease expires now and the attempt is given back', async () => {
+      // Prepare
+      ddb.on(UpdateCommand).resolves({});
+      // Act
+      await ledger.handOver(file, 'w1');
+      // Assess
+      const input = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
+      expect(input?.ConditionExpression).toBe('#status = :processing AND leaseOwner = :owner');
+      expect(input?.UpdateExpression).toContain('leaseExpiresAt = :expired');
+      expect(input?.UpdateExpression).toContain('attempts = attempts - :one');
+      expect(input?.UpdateExpression).not.toMatch(/checkpoint|#status =/);
+      // Already expired for the claim's `leaseExpiresAt < :now`.
+      expect(input?.ExpressionAttributeValues?.[':expired']).toBeLessThan(NOW);
+      expect(input?.ExpressionAttributeValues).toMatchObject({ ':owner': 'w1', ':one': 1 });
+    });
+
+    it('refuses to hand over a file whose lease another worker holds', async () => {
+      ddb.on(UpdateCommand).rejects(conditionFailed());
+      await expect(ledger.handOver(file, 'w1')).rejects.toBeInstanceOf(LeaseLostError);
+    });
+
     it('throws LeaseLostError when the lease was lost before the checkpoint was written', async () => {
       ddb.on(UpdateCommand).rejects(conditionFailed());
       await expect(
