@@ -111,3 +111,24 @@ export function goodRows(n: number, badEvery?: number): number[] {
   for (let i = 1; i <= n; i++) if (badEvery === undefined || i % badEvery !== 0) rows.push(i);
   return rows;
 }
+
+/** The body S3 sends the file-events queue for one ObjectCreated event. */
+export function objectCreated(
+  bucket: string,
+  key: string,
+  etag: string,
+  size: number,
+  versionId?: string,
+): string {
+  return JSON.stringify({
+    Records: [
+      {
+        eventName: 'ObjectCreated:Put',
+        s3: {
+          bucket: { name: bucket },
+          object: { key: encodeURIComponent(key), eTag: etag, size, ...(versionId ? { versionId } : {}) },
+        },
+      },
+    ],
+  });
+}
