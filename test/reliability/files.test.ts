@@ -20,7 +20,9 @@ describe('files deleted, malformed, or redelivered while processing', () => {
   let worker: Worker | undefined;
   const ctx = (): Context => lambdaContext({ functionName: 's3-trigger', timeoutMs: 300_000 });
   const put = async (key: string, body: string) => {
-    const out = await p.clients.s3.send(new PutObjectCommand({ Bucket: p.names.bucket, Key: key, Body: body }));
+    const out = await p.clients.s3.send(
+      new PutObjectCommand({ Bucket: p.names.bucket, Key: key, Body: body }),
+    );
     return { etag: out.ETag?.replace(/"/g, '') ?? '', versionId: out.VersionId };
   };
   const item = async (key: string) => (await p.ledgerItems()).find((i) => i.key === key);
@@ -63,11 +65,15 @@ describe('files deleted, malformed, or redelivered while processing', () => {
     const key = 'incoming/rfiles/deleted.csv';
     const file = csvFile(50, { name: 'rdeleted' });
     const { etag, versionId } = await put(key, file.text);
-    await p.clients.s3.send(new DeleteObjectCommand({ Bucket: p.names.bucket, Key: key, VersionId: versionId }));
+    await p.clients.s3.send(
+      new DeleteObjectCommand({ Bucket: p.names.bucket, Key: key, VersionId: versionId }),
+    );
 
     // Act: the event, then (with the event sources) S3's own notification of the put.
     const out = await p.s3Trigger(
-      sqsEventFactory([sqsRecordFactory(objectCreated(p.names.bucket, key, etag, file.text.length, versionId))]),
+      sqsEventFactory([
+        sqsRecordFactory(objectCreated(p.names.bucket, key, etag, file.text.length, versionId)),
+      ]),
       ctx(),
     );
     p.start('fileEvents');
@@ -97,7 +103,9 @@ describe('files deleted, malformed, or redelivered while processing', () => {
 
     // Act
     await p.s3Trigger(
-      sqsEventFactory([sqsRecordFactory(objectCreated(p.names.bucket, key, etag, file.text.length, versionId))]),
+      sqsEventFactory([
+        sqsRecordFactory(objectCreated(p.names.bucket, key, etag, file.text.length, versionId)),
+      ]),
       ctx(),
     );
     p.start('fileEvents');
@@ -192,13 +200,24 @@ describe('files deleted, malformed, or redelivered while processing', () => {
 
     // Act: once the first worker holds the file, a second one polls the same queue.
     const { etag } = await put(key, file.text);
-    await waitFor('the first worker to claim the file', async () => (await item(key))?.status === 'PROCESSING');
+    await waitFor(
+      'the first worker to claim the file',
+      async () => (await item(key))?.status === 'PROCESSING',
+    );
     const second = p.start('fileEvents');
     p.start('signals');
-    await waitFor('the event redelivered to the second worker', async () => second.stats.received > 0, 20_000);
+    await waitFor(
+      'the event redelivered to the second worker',
+      async () => second.stats.received > 0,
+      20_000,
+    );
     const busy = await item(key);
     const done = await settled(key);
-    await waitFor('rows scored', async () => ((await p.series(key, 'rslow'))?.count ?? 0) >= file.good, 90_000);
+    await waitFor(
+      'rows scored',
+      async () => ((await p.series(key, 'rslow'))?.count ?? 0) >= file.good,
+      90_000,
+    );
     await drained();
 
     // Assess: the second worker was told the file is busy (its delivery failed, to come back: a batch

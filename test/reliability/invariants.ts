@@ -27,7 +27,11 @@ export async function quarantineLines(p: Pipeline, under = ''): Promise<Quaranti
   let token: string | undefined;
   do {
     const out = await p.clients.s3.send(
-      new ListObjectsV2Command({ Bucket: p.names.bucket, Prefix: `rejects/${under}`, ContinuationToken: token }),
+      new ListObjectsV2Command({
+        Bucket: p.names.bucket,
+        Prefix: `rejects/${under}`,
+        ContinuationToken: token,
+      }),
     );
     for (const o of out.Contents ?? []) {
       const body = await p.clients.s3.send(new GetObjectCommand({ Bucket: p.names.bucket, Key: o.Key }));

@@ -42,7 +42,9 @@ describe('throttling on DynamoDB, SQS and S3', () => {
     // Act
     const etags: string[] = [];
     for (const f of files) {
-      const out = await p.clients.s3.send(new PutObjectCommand({ Bucket: p.names.bucket, Key: f.key, Body: f.text }));
+      const out = await p.clients.s3.send(
+        new PutObjectCommand({ Bucket: p.names.bucket, Key: f.key, Body: f.text }),
+      );
       etags.push(out.ETag?.replace(/"/g, '') ?? '');
     }
     await waitFor(
