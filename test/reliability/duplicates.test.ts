@@ -130,11 +130,16 @@ describe('duplicate and out-of-order deliveries', () => {
 
     // Act
     const etag1 = await put('incoming/overwrite.csv', v1.text);
-    await waitFor('the first version processing', async () =>
-      (await ledgerOf('incoming/overwrite.csv')).some((i) => i.etag === etag1 && i.status === 'PROCESSING'),
+    // Mid-way: claimed and already sending (so its bytes are being read, not about to be).
+    await waitFor(
+      'the first version being sent',
+      async () =>
+        (await p.queueDepth('signals')) > 0 &&
+        (await ledgerOf('incoming/overwrite.csv')).some((i) => i.etag === etag1 && i.status === 'PROCESSING'),
     );
     const etag2 = await put('incoming/overwrite.csv', v2.text);
-    p.start('fileEvents');
+    // The same worker takes the second version once done with the first (redelivery to a second worker
+    // while one holds a file is files.test.ts's scenario).
     p.start('signals');
     const ledger = await waitFor(
       'both versions settled',
@@ -142,7 +147,7 @@ describe('duplicate and out-of-order deliveries', () => {
         const items = await ledgerOf('incoming/overwrite.csv');
         return items.length === 2 && items.every((i) => i.status === 'SUCCESS') ? items : undefined;
       },
-      60_000,
+      120_000,
     );
     await waitFor(
       'both versions scored',
