@@ -240,6 +240,9 @@ describe('db-poller: concurrent pollers and crashes between send and commit', ()
             return session.query(text, values);
           },
           release: (err?: Error | boolean) => session.release(err),
+          on: (event: 'error', listener: (err: Error) => void) => session.on(event, listener),
+          removeListener: (event: 'error', listener: (err: Error) => void) =>
+            session.removeListener(event, listener),
         };
       },
     };
