@@ -26,12 +26,12 @@ export default defineConfig({
       },
       {
         test: {
-          // Faults, duplicates and hostile input (npm run test:reliability): fault-injected and duplicated
-          // deliveries against moto (from the global setup), and property-based tests of the parsers.
+          // Faults, duplicates, crashes and hostile input (npm run test:reliability; docs/reliability.md):
+          // against moto, PostgreSQL and Kafka from the global setup, and property-based parser tests.
           name: 'reliability',
           include: ['test/reliability/**/*.test.ts'],
           setupFiles: ['test/setup/matchers.ts'],
-          globalSetup: ['test/setup/emulators.ts'],
+          globalSetup: ['test/setup/emulators.ts', 'test/setup/postgres.ts', 'test/setup/kafka.ts'],
           testTimeout: 300_000,
           hookTimeout: 300_000,
         },

@@ -25,6 +25,9 @@ export interface DbClient {
 export interface DbSession extends DbClient {
   /** Returns the connection; with an error, the pool destroys it instead. */
   release(err?: Error | boolean): void;
+  /** A `pg` client emits `error` when its connection drops between queries. */
+  on?(event: 'error', listener: (err: Error) => void): unknown;
+  removeListener?(event: 'error', listener: (err: Error) => void): unknown;
 }
 export interface DbPool extends DbClient {
   connect(): Promise<DbSession>;
@@ -171,6 +174,13 @@ async function markRound(
   const { config } = deps;
   const session = await deps.db.connect();
   let broken: Error | undefined;
+  // pg-pool listens for a client's 'error' only while it is idle: a connection that drops while this
+  // transaction holds it (say, during the send) would otherwise be an uncaught exception that kills
+  // the process. Noted here instead; the next query fails, the batch rolls back, the client is destroyed.
+  const onError = (err: Error) => {
+    broken ??= err;
+  };
+  session.on?.('error', onError);
   try {
     await session.query('BEGIN');
     // If this invocation dies while holding the row locks, the server ends the session (and rolls
@@ -198,6 +208,7 @@ async function markRound(
     deps.logger.error('Batch rolled back; its rows stay unprocessed', { error: err as Error });
     throw err;
   } finally {
+    session.removeListener?.('error', onError);
     session.release(broken ?? false);
   }
 }

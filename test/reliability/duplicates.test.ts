@@ -4,7 +4,9 @@ import type { Context, SQSEvent } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { lambdaContext } from '../../local/lambda-context.ts';
 import { sqsEventFactory, sqsRecordFactory } from '../helpers/factories.ts';
+import { startWorker, type Worker } from '../helpers/workers.ts';
 import { csvFile, setUpPipeline, waitFor } from '../integration/pipeline.ts';
+import { type FaultProxy, startFaultProxy } from './fault-proxy.ts';
 
 /**
  * At-least-once delivery: S3 notifications and SQS messages arrive more than once, at the same time,
@@ -13,6 +15,8 @@ import { csvFile, setUpPipeline, waitFor } from '../integration/pipeline.ts';
  */
 describe('duplicate and out-of-order deliveries', () => {
   let p: Awaited<ReturnType<typeof setUpPipeline>>;
+  let slow: FaultProxy;
+  let worker: Worker | undefined;
   const ctx = (): Context => lambdaContext({ functionName: 's3-trigger', timeoutMs: 300_000 });
   const put = async (key: string, body: string) => {
     const out = await p.clients.s3.send(
@@ -41,12 +45,21 @@ describe('duplicate and out-of-order deliveries', () => {
       leaseSeconds: 3,
       heartbeatSeconds: 1,
     });
+    slow = await startFaultProxy({
+      target: inject('motoEndpoint'),
+      before: 0,
+      after: 0,
+      delayMs: 60,
+      seed: 4,
+    });
   });
   afterEach(async () => {
+    await worker?.kill();
     await p?.stopAll();
   });
   afterAll(async () => {
     await p?.stopAll();
+    await slow?.close();
   });
 
   it('ingests two objects once each when their events arrive 5 times each, concurrently and interleaved', async () => {
@@ -100,33 +113,46 @@ describe('duplicate and out-of-order deliveries', () => {
   });
 
   it('ingests both versions when an object is overwritten while its first version is processing', async () => {
-    // Prepare: a first version large enough to be caught mid-way, then new content under the key.
-    const v1 = csvFile(20_000, { name: 'overwrite' });
+    // Prepare: the first version is taken by a slow worker (its own process, every call 60 ms late),
+    // so that it is surely mid-way when the new content lands under the key.
+    const v1 = csvFile(3000, { name: 'overwrite' });
     const v2 = csvFile(300, { name: 'overwrite' });
-    p.start('fileEvents');
-    p.start('signals');
+    worker = await startWorker(
+      'test/integration/workers/s3-trigger-worker.ts',
+      [p.resources.queues.fileEvents.url, p.resources.queues.fileEvents.arn],
+      {
+        ...p.env,
+        AWS_ENDPOINT_URL: slow.url,
+        SIGNALS_QUEUE_URL: new URL(new URL(p.env.SIGNALS_QUEUE_URL ?? '').pathname, slow.url).toString(),
+        SIGNALS_MAX_MESSAGE_BYTES: '4096',
+      },
+    );
 
     // Act
     const etag1 = await put('incoming/overwrite.csv', v1.text);
+    // Mid-way: claimed and already sending (so its bytes are being read, not about to be).
     await waitFor(
-      'the first version processing',
+      'the first version being sent',
       async () =>
+        (await p.queueDepth('signals')) > 0 &&
         (await ledgerOf('incoming/overwrite.csv')).some((i) => i.etag === etag1 && i.status === 'PROCESSING'),
-      60_000,
     );
     const etag2 = await put('incoming/overwrite.csv', v2.text);
+    // The same worker takes the second version once done with the first (redelivery to a second worker
+    // while one holds a file is files.test.ts's scenario).
+    p.start('signals');
     const ledger = await waitFor(
       'both versions settled',
       async () => {
         const items = await ledgerOf('incoming/overwrite.csv');
         return items.length === 2 && items.every((i) => i.status === 'SUCCESS') ? items : undefined;
       },
-      180_000,
+      120_000,
     );
     await waitFor(
       'both versions scored',
       async () => (await scoresOf('incoming/overwrite.csv')).length >= v1.good + v2.good,
-      180_000,
+      120_000,
     );
 
     // Assess: two ledger entries (one per ETag), each version's records scored once, ids distinct by ETag.
@@ -134,7 +160,10 @@ describe('duplicate and out-of-order deliveries', () => {
     expect(ledger.find((i) => i.etag === etag2)).toMatchObject({ records: v2.good, attempts: 1 });
     const scores = await scoresOf('incoming/overwrite.csv');
     expect(scores).toHaveLength(v1.good + v2.good);
+    expect(new Set(scores.map((s) => s.id)).size).toBe(v1.good + v2.good);
     expect(scores.filter((s) => String(s.originRef).includes(`@${etag2}#`))).toHaveLength(v2.good);
     expect((await p.series('incoming/overwrite.csv', 'overwrite'))?.count).toBe(v1.good + v2.good);
+    expect(await p.queueDepth('fileEventsDlq')).toBe(0);
+    expect(await p.queueDepth('signalsDlq')).toBe(0);
   });
 });

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
@@ -162,6 +163,30 @@ describe('db-poller poll()', () => {
       const run = poll(deps(db));
       // Assess
       await expect(run).rejects.toThrow('socket hang up');
+      expect(db.released).toEqual([{ session: 1, err: lost }]);
+    });
+
+    it('survives the connection dropping while it holds the transaction: rolled back, destroyed, no uncaught error', async () => {
+      // Prepare: a session that, like a pg client, emits 'error' when its connection drops mid-send.
+      const lost = new Error('Connection terminated unexpectedly');
+      const claim = claimResponder([[pgRow(1)]]);
+      let dropped = false;
+      const db = new FakeDb((text, values) => (dropped && text !== 'ROLLBACK' ? lost : claim(text, values)));
+      const session = new EventEmitter();
+      const connect = db.connect.bind(db);
+      db.connect = async () => Object.assign(session, await connect());
+      let emitted: boolean | undefined;
+      sqs.on(SendMessageBatchCommand).callsFake(() => {
+        dropped = true;
+        emitted = session.emit('error', lost);
+        return { Successful: [{ Id: '0', MessageId: 'm', MD5OfMessageBody: '' }], Failed: [] };
+      });
+      // Act
+      const run = poll(deps(db));
+      // Assess: the error reached a listener (an unheard 'error' event throws), and the client is destroyed.
+      await expect(run).rejects.toThrow(lost);
+      expect(emitted).toBe(true);
+      expect(session.listenerCount('error')).toBe(0);
       expect(db.released).toEqual([{ session: 1, err: lost }]);
     });
 

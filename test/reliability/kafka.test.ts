@@ -1,0 +1,156 @@
+import type { Context } from 'aws-lambda';
+import { type Admin, Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { KafkaEvent } from '../../functions/kafka-consumer/events.ts';
+import { startKafkaEventSource } from '../../local/kafka-event-source.ts';
+import { uniquePrefix } from '../../local/names.ts';
+import { setUpPipeline, waitFor } from '../integration/pipeline.ts';
+import { expectExactlyOnce, type Pipeline } from './invariants.ts';
+
+/**
+ * The kafka-consumer behind the project's event-source emulation, against a real broker, feeding the
+ * real scorer: a batch delivered twice with the same offsets (a commit lost after the function
+ * returned), and poison records among good ones. Good records are scored once; bad ones are
+ * quarantined with topic, partition and offset, and never block their partition.
+ */
+
+type KafkaHandler = (event: KafkaEvent, context: Context) => Promise<unknown>;
+
+describe('kafka-consumer: redelivered batches and poison records', () => {
+  let p: Pipeline;
+  let handler: KafkaHandler;
+  let admin: Admin;
+  let producer: Producer;
+  const brokers = inject('kafkaBrokers');
+  const kafka = new Kafka({ clientId: 'reliability', brokers: [brokers], logLevel: logLevel.ERROR });
+  const sources: { stop(): Promise<void> }[] = [];
+
+  beforeAll(async () => {
+    p = await setUpPipeline(inject('motoEndpoint'), uniquePrefix('rkfk'), { visibility: { signals: 4 } });
+    handler = (await import('../../functions/kafka-consumer/handler.ts')).handler as unknown as KafkaHandler;
+    admin = kafka.admin();
+    await admin.connect();
+    producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    await producer.connect();
+  });
+  afterEach(async () => {
+    await Promise.all(sources.splice(0).map((s) => s.stop()));
+    await p?.stopAll();
+  });
+  afterAll(async () => {
+    await producer?.disconnect();
+    await admin?.disconnect();
+  });
+
+  /** A topic of two partitions holding `values` (null: a tombstone), alternating partitions; their refs. */
+  const topicWith = async (suffix: string, values: (string | null)[]) => {
+    const topic = `${p.names.prefix}-${suffix}`;
+    await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true });
+    const refs: string[] = [];
+    for (const partition of [0, 1]) {
+      const mine = values.filter((_, i) => i % 2 === partition);
+      const [meta] = await producer.send({
+        topic,
+        acks: -1,
+        messages: mine.map((value) => ({ value, partition })),
+      });
+      const base = Number(meta?.baseOffset);
+      let k = 0;
+      values.forEach((_, i) => {
+        if (i % 2 === partition) refs[i] = `kafka:${topic}:${partition}:${base + k++}`;
+      });
+    }
+    return { topic, refs };
+  };
+  const consume = async (topic: string, h: KafkaHandler) => {
+    const source = startKafkaEventSource({
+      brokers,
+      topic,
+      groupId: `${topic}-group`,
+      batchSize: 25,
+      maxBatchingWindowMs: 100,
+      handler: h,
+      retryDelayMs: 50,
+    });
+    sources.push(source);
+    await source.ready;
+    await source.idle();
+    return source;
+  };
+  const good = (name: string, i: number) =>
+    JSON.stringify({ name, value: (i % 9) + 0.25, source: 'rkfk', timestamp: 1_718_000_000 + i });
+
+  it('scores once every record of batches delivered twice with the same offsets', async () => {
+    // Prepare
+    const { topic, refs } = await topicWith(
+      'twice',
+      Array.from({ length: 120 }, (_, i) => good('rkfk_twice', i)),
+    );
+    let invocations = 0;
+    const twice: KafkaHandler = async (event, context) => {
+      invocations++;
+      await handler(event, context);
+      // The commit after the first run is lost: the same batch, same offsets, comes again.
+      return handler(event, context);
+    };
+
+    // Act
+    await consume(topic, twice);
+    p.start('signals');
+    await waitFor(
+      'every record scored, the queue drained',
+      async () =>
+        ((await p.series('rkfk', 'rkfk_twice'))?.count ?? 0) >= 120 && (await p.queueDepth('signals')) === 0,
+      60_000,
+    );
+
+    // Assess
+    expect(invocations).toBeGreaterThan(1);
+    await expectExactlyOnce(p, {
+      scope: (s) => s.id.startsWith(`kafka:${topic}:`),
+      scoredIds: refs,
+      series: [{ source: 'rkfk', name: 'rkfk_twice', count: 120 }],
+      quarantine: { under: `kafka/${topic}/`, refs: [] },
+    });
+  });
+
+  it('quarantines poison records with topic, partition and offset, and scores the good ones around them once', async () => {
+    // Prepare: 100 records, every 9th poison (not JSON, a non-numeric value, a tombstone, no name).
+    const poisons = [
+      '{"name": "rkfk_poison",',
+      JSON.stringify({ name: 'x', value: '12x' }),
+      null,
+      '{"value": 1}',
+    ];
+    const values = Array.from({ length: 100 }, (_, i) =>
+      i % 9 === 4 ? (poisons[i % poisons.length] ?? null) : good('rkfk_poison', i),
+    );
+    const { topic, refs } = await topicWith('poison', values);
+    const bad = refs.filter((_, i) => i % 9 === 4);
+    const fine = refs.filter((_, i) => i % 9 !== 4);
+
+    // Act
+    const source = await consume(topic, handler);
+    p.start('signals');
+    await waitFor(
+      'the good records scored, the queue drained',
+      async () =>
+        ((await p.series('rkfk', 'rkfk_poison'))?.count ?? 0) >= fine.length &&
+        (await p.queueDepth('signals')) === 0,
+      60_000,
+    );
+
+    // Assess: no batch failed for their sake; each poison record is in its partition's quarantine object.
+    expect(source.stats.failedInvocations).toBe(0);
+    const { quarantined } = await expectExactlyOnce(p, {
+      scope: (s) => s.id.startsWith(`kafka:${topic}:`),
+      scoredIds: fine,
+      series: [{ source: 'rkfk', name: 'rkfk_poison', count: fine.length }],
+      quarantine: { under: `kafka/${topic}/`, refs: bad },
+    });
+    for (const line of quarantined) {
+      const [, , partition] = line.ref.split(':');
+      expect(line.key.startsWith(`rejects/kafka/${topic}/${partition}/`)).toBe(true);
+    }
+  });
+});
