@@ -9,7 +9,7 @@ import { lambdaContext } from '../../local/lambda-context.ts';
 import { uniquePrefix } from '../../local/names.ts';
 import { loadDbPollerConfig } from '../../shared/config.ts';
 import { createObservability } from '../../shared/observability.ts';
-import type { Signal } from '../../shared/signal.ts';
+import { decodeSignals } from '../helpers/signals.ts';
 import { startWorker } from '../helpers/workers.ts';
 import { type Handler, setUpPipeline, waitFor } from '../integration/pipeline.ts';
 import { expectExactlyOnce, type Pipeline } from './invariants.ts';
@@ -124,7 +124,7 @@ describe('db-poller: concurrent pollers and crashes between send and commit', ()
   /** The scorer, counting what it is handed. */
   const countingScorer: Handler = async (event: SQSEvent, context) => {
     for (const r of event.Records) {
-      for (const s of (JSON.parse(r.body) as { signals: Signal[] }).signals) {
+      for (const s of decodeSignals(r.body)) {
         handed.set(s.id, (handed.get(s.id) ?? 0) + 1);
       }
     }

@@ -6,6 +6,7 @@ import { redriveDlq } from '../../local/operations.ts';
 import { createResources } from '../../local/resources.ts';
 import type { Target } from '../../local/target.ts';
 import type { Signal } from '../../shared/signal.ts';
+import { decodeSignals } from '../helpers/signals.ts';
 import { csvFile, setUpPipeline, waitFor } from '../integration/pipeline.ts';
 import { type FaultProxy, startFaultProxy } from './fault-proxy.ts';
 import { expectExactlyOnce, goodRows, type Pipeline, s3Ids } from './invariants.ts';
@@ -130,7 +131,7 @@ describe('poison messages: DLQ after maxReceiveCount, redriven once fixed', () =
     );
 
     // Assess
-    expect(JSON.parse(inDlq?.Body ?? '{}').signals.map((s: Signal) => s.id)).toEqual(poison.map((s) => s.id));
+    expect(decodeSignals(inDlq?.Body ?? '').map((s: Signal) => s.id)).toEqual(poison.map((s) => s.id));
     expect(beforeFix).toBeUndefined();
     expect(proxy.stats.dynamodb?.ruled ?? 0).toBeGreaterThan(0);
     expect(redriven).toEqual([{ dlq: 'signalsDlq', to: 'signals', moved: 1 }]);
