@@ -194,7 +194,8 @@ describe('files deleted, malformed, or redelivered while processing', () => {
         ...p.env,
         AWS_ENDPOINT_URL: slow.url,
         SIGNALS_QUEUE_URL: new URL(new URL(p.env.SIGNALS_QUEUE_URL ?? '').pathname, slow.url).toString(),
-        SIGNALS_MAX_MESSAGE_BYTES: '4096',
+        // Small messages (about 10 signals each), so that sending takes longer than the visibility timeout.
+        SIGNALS_MAX_MESSAGE_BYTES: '1536',
       },
     );
 
