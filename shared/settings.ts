@@ -104,6 +104,12 @@ export const settings = {
     /** Decompressed bytes allowed per compressed byte, and at least this many in all. */
     maxInflationRatio: 200,
     minInflatedBytesAllowed: 64 * MiB,
+    /**
+     * Parquet row groups are decoded in a worker thread held to a deadline and a heap: a corrupt file the
+     * decoder would loop on, or a tiny one claiming billions of rows, fails with a clear error instead of
+     * hanging the function or running it out of memory.
+     */
+    parquetDecoder: { baseSeconds: 30, perMiBSeconds: 2, heapMb: 384 },
   },
 
   scoring: {

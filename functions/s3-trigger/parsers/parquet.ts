@@ -1,4 +1,6 @@
+import { type ChildProcess, fork } from 'node:child_process';
 import { open, stat } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import {
   type AsyncBuffer,
   type ColumnData,
@@ -14,7 +16,8 @@ import {
 // hyparquet's package exports its `src/*.js` modules; this one is not re-exported from the index.
 import { parquetHeader } from 'hyparquet/src/column.js';
 import { MalformedFileError } from '../../../shared/errors.ts';
-import type { ParsedRecord, ParserOptions } from './types.ts';
+import { settings } from '../../../shared/settings.ts';
+import type { ParquetDecoderLimits, ParsedRecord, ParserOptions } from './types.ts';
 
 /** One row group: 0-based, half-open row range `[rowStart, rowEnd)` in the file. */
 export interface ParquetRowGroup {
@@ -39,15 +42,20 @@ export async function* parseParquet(file: AsyncBuffer, opts: ParserOptions): Asy
   const io = guardReads(file);
   const metadata = await readMetadata(io);
   const columns = columnNames(io, metadata);
-  for (const group of groupsOf(metadata)) {
-    if (group.index < (opts.fromRowGroup ?? 0)) continue;
-    const chunks = await readRowGroup(io, metadata, group, columns);
-    const cursors = columns.map((name) => new ColumnCursor(name, chunks.get(name) ?? []));
-    for (let r = group.rowStart; r < group.rowEnd; r++) {
-      const data: Record<string, unknown> = {};
-      for (const cursor of cursors) setOwn(data, cursor.name, convert(cursor.at(r)));
-      yield opts.positions ? { row: r + 1, data, rowGroup: group.index } : { row: r + 1, data };
+  const decoder = new RowGroupDecoder(opts.parquetDecoder ?? settings.limits.parquetDecoder);
+  try {
+    for (const group of groupsOf(metadata)) {
+      if (group.index < (opts.fromRowGroup ?? 0)) continue;
+      const chunks = await readRowGroup(io, metadata, group, columns, decoder);
+      const cursors = columns.map((name) => new ColumnCursor(name, chunks.get(name) ?? []));
+      for (let r = group.rowStart; r < group.rowEnd; r++) {
+        const data: Record<string, unknown> = {};
+        for (const cursor of cursors) setOwn(data, cursor.name, convert(cursor.at(r)));
+        yield opts.positions ? { row: r + 1, data, rowGroup: group.index } : { row: r + 1, data };
+      }
     }
+  } finally {
+    await decoder.close();
   }
 }
 
@@ -155,24 +163,207 @@ async function readRowGroup(
   metadata: FileMetaData,
   group: ParquetRowGroup,
   columns: readonly string[],
+  decoder: RowGroupDecoder,
 ): Promise<Map<string, ColumnData[]>> {
   const chunks = new Map<string, ColumnData[]>(columns.map((c) => [c, []]));
   if (group.rowEnd === group.rowStart) return chunks;
   try {
-    const fetched = await fetchColumnChunks(io, metadata, group);
-    await parquetRead({
-      file: fetched.file,
+    const { ranges } = await fetchColumnChunks(io, metadata, group);
+    const decoded = await decoder.decode({
       metadata,
+      byteLength: io.byteLength,
+      ranges,
       rowStart: group.rowStart,
       rowEnd: group.rowEnd,
-      onChunk: (chunk) => {
-        chunks.get(chunk.columnName)?.push(chunk);
-      },
+      index: group.index,
     });
+    for (const chunk of decoded) chunks.get(chunk.columnName)?.push(chunk);
   } catch (err) {
     rethrow(io, err, `row group ${group.index} is corrupt`, group.rowStart + 1);
   }
   return chunks;
+}
+
+/** The bytes of one row group's column chunks, and what to decode from them. */
+interface DecodeRequest {
+  readonly metadata: FileMetaData;
+  readonly byteLength: number;
+  readonly ranges: readonly FetchedRange[];
+  readonly rowStart: number;
+  readonly rowEnd: number;
+  readonly index: number;
+}
+
+type DecodeReply = { readonly chunks: ColumnData[] } | { readonly error: string };
+
+/** Decodes a row group from bytes already fetched (hyparquet; synchronous inside, whatever the input). */
+async function decodeRowGroup(req: DecodeRequest): Promise<ColumnData[]> {
+  const decoded: ColumnData[] = [];
+  await parquetRead({
+    file: inMemoryBuffer(req.byteLength, req.ranges),
+    metadata: req.metadata,
+    rowStart: req.rowStart,
+    rowEnd: req.rowEnd,
+    onChunk: (chunk) => {
+      decoded.push(chunk);
+    },
+  });
+  return decoded;
+}
+
+/** Set in the environment of the process this module starts to decode row groups. */
+const DECODER_ENV = 'PULSE_PARQUET_DECODER';
+
+type DecoderMessage = { readonly ready: true } | DecodeReply;
+
+// The decoder's side: this same module (or the function's bundle holding it), run as a child process.
+if (process.env[DECODER_ENV] === '1' && typeof process.send === 'function') {
+  process.on('message', (req: DecodeRequest) => {
+    decodeRowGroup(req).then(
+      (chunks) => process.send?.({ chunks } satisfies DecoderMessage),
+      (err: unknown) =>
+        process.send?.({ error: err instanceof Error ? err.message : String(err) } satisfies DecoderMessage),
+    );
+  });
+  // Its parent gone (ended, or killed), the decoder has nothing left to do.
+  process.on('disconnect', () => process.exit(0));
+  process.send({ ready: true } satisfies DecoderMessage);
+}
+
+/**
+ * Decodes row groups in a child process, one at a time, each held to a deadline (base + per MiB of its
+ * column chunks) and the process to a heap. hyparquet trusts what the file says inside its pages: a
+ * corrupt run length can keep it in a synchronous loop that no timer in the same thread can stop, and a
+ * few bytes can claim billions of rows. Here the child is killed and the file fails with a
+ * {@link MalformedFileError} saying which row group and why, instead of the function hanging until its
+ * timeout (leaving the file in limbo) or running out of memory. (A worker thread is not enough: a large
+ * allocation past a worker's heap limit aborts the whole process.)
+ *
+ * The child runs this module's own file: the function's bundle, or the TypeScript source under Node's
+ * type stripping (tests, the offline run). Where it cannot start (an older Node running the source), row
+ * groups are decoded in this process, without the guard.
+ */
+class RowGroupDecoder {
+  readonly #limits: ParquetDecoderLimits;
+  #child: Promise<ChildProcess | undefined> | undefined;
+
+  constructor(limits: ParquetDecoderLimits) {
+    this.#limits = limits;
+  }
+
+  async decode(req: DecodeRequest): Promise<ColumnData[]> {
+    let child = canRunSource() ? await (this.#child ??= this.#start()) : undefined;
+    if (child !== undefined && !child.connected) {
+      this.#child = this.#start();
+      child = await this.#child;
+    }
+    if (child === undefined) return decodeRowGroup(req);
+    const bytes = req.ranges.reduce((n, r) => n + r.bytes.length, 0);
+    const deadlineMs = (this.#limits.baseSeconds + (this.#limits.perMiBSeconds * bytes) / 2 ** 20) * 1000;
+    const where = { row: req.rowStart + 1 };
+    return new Promise<ColumnData[]>((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        child.off('message', onMessage);
+        child.off('exit', onExit);
+      };
+      const stop = (err: Error) => {
+        done();
+        this.#child = undefined;
+        child.kill('SIGKILL');
+        reject(err);
+      };
+      const timer = setTimeout(
+        () =>
+          stop(
+            new MalformedFileError(
+              `Parquet row group ${req.index} was not decoded within ${Math.round(deadlineMs / 1000)} s: ` +
+                'its pages make the decoder loop (corrupt data)',
+              where,
+            ),
+          ),
+        deadlineMs,
+      );
+      const onMessage = (reply: DecoderMessage) => {
+        if ('ready' in reply) return;
+        done();
+        if ('error' in reply) reject(new Error(reply.error));
+        else resolve(reply.chunks);
+      };
+      const onExit = (code: number | null, signal: string | null) =>
+        stop(
+          new MalformedFileError(
+            `Parquet row group ${req.index} (${req.rowEnd - req.rowStart} rows) could not be decoded within ` +
+              `${this.#limits.heapMb} MB: the decoder ended (${signal ?? `code ${code}`}); ` +
+              'write the file with smaller row groups',
+            where,
+          ),
+        );
+      child.on('message', onMessage);
+      child.once('exit', onExit);
+      child.send(req);
+    });
+  }
+
+  /** Starts the decoder process; undefined when it cannot start (it exits before saying it is ready). */
+  #start(): Promise<ChildProcess | undefined> {
+    return new Promise((resolve) => {
+      const child = fork(fileURLToPath(import.meta.url), [], {
+        env: { ...process.env, [DECODER_ENV]: '1' },
+        execArgv: [...childExecArgv(), `--max-old-space-size=${this.#limits.heapMb}`],
+        serialization: 'advanced',
+        stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
+      });
+      const failed = (why: string) => {
+        process.emitWarning(`Parquet decoder process unavailable, decoding in-process: ${why}`);
+        child.kill('SIGKILL');
+        resolve(undefined);
+      };
+      child.once('error', (err) => failed(err.message));
+      child.once('exit', (code, signal) => failed(`exited before it was ready (${signal ?? code})`));
+      child.on('message', function ready(m: DecoderMessage) {
+        if (!('ready' in m)) return;
+        child.off('message', ready);
+        child.removeAllListeners('error');
+        child.removeAllListeners('exit');
+        // A send to a child that died while idle reports here; decode() then sees it is not connected.
+        child.on('error', () => undefined);
+        // Not kept alive by the decoder: the function may end while it idles.
+        child.unref();
+        child.channel?.unref();
+        resolve(child);
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    const child = await this.#child;
+    this.#child = undefined;
+    child?.kill('SIGKILL');
+  }
+}
+
+/** The parent's Node options (loaders such as tsx's) without those that make Node run given code. */
+function childExecArgv(): string[] {
+  const out: string[] = [];
+  const args = process.execArgv;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string;
+    if (a.startsWith('--input-type') || a.startsWith('--max-old-space-size')) continue;
+    if (['-e', '--eval', '-p', '--print'].includes(a)) {
+      i++;
+      continue;
+    }
+    if (/^(--eval|--print)=/.test(a)) continue;
+    out.push(a);
+  }
+  return out;
+}
+
+/** Whether this module's file can run in a process of its own: a bundle, or TypeScript Node strips. */
+function canRunSource(): boolean {
+  if (!import.meta.url.endsWith('.ts')) return true;
+  return Boolean((process.features as { typescript?: string }).typescript);
 }
 
 /** Where a column chunk's pages are in the file, as hyparquet computes it. */
@@ -186,15 +377,19 @@ interface ChunkSpan {
 /** Column chunks closer than this are fetched in one read (writers put them back to back). */
 const MAX_FETCH_GAP = 64 * 1024;
 
-/**
- * Fetches a row group's column chunks, checks each one's pages, and returns a view of `io` that answers
- * reads inside them from memory (anything else still goes to `io`).
- */
+/** Bytes `[start, end)` of the file. */
+interface FetchedRange {
+  readonly start: number;
+  readonly end: number;
+  readonly bytes: Uint8Array;
+}
+
+/** Fetches a row group's column chunks (nearby ones in one read) and checks each one's pages. */
 async function fetchColumnChunks(
   io: GuardedBuffer,
   metadata: FileMetaData,
   group: ParquetRowGroup,
-): Promise<{ file: AsyncBuffer }> {
+): Promise<{ ranges: FetchedRange[] }> {
   const spans = columnChunkSpans(io, metadata, group);
   const sorted = [...spans].sort((a, b) => a.start - b.start);
   const ranges: Array<{ start: number; end: number; bytes?: Uint8Array }> = [];
@@ -222,15 +417,20 @@ async function fetchColumnChunks(
     if (r === undefined) throw new Error('unreachable: every column chunk was fetched');
     checkColumnChunk(r.bytes.subarray(span.start - r.start, span.end - r.start), span, schema, group);
   }
+  return { ranges: ranges as FetchedRange[] };
+}
+
+/** A file of `byteLength` bytes of which only `ranges` are known: what the decoder reads a row group from. */
+function inMemoryBuffer(byteLength: number, ranges: readonly FetchedRange[]): AsyncBuffer {
   return {
-    file: {
-      byteLength: io.byteLength,
-      slice(start: number, end = io.byteLength): ArrayBuffer | Promise<ArrayBuffer> {
-        const r = inMemory(start, end);
-        if (r === undefined) return io.slice(start, end);
-        const from = r.bytes.byteOffset + start - r.start;
-        return r.bytes.buffer.slice(from, from + end - start) as ArrayBuffer;
-      },
+    byteLength,
+    slice(start: number, end = byteLength): ArrayBuffer {
+      const r = ranges.find((x) => x.start <= start && end <= x.end);
+      if (r === undefined) {
+        throw new Error(`the decoder read bytes ${start}-${end}, outside the row group's column chunks`);
+      }
+      const from = r.bytes.byteOffset + start - r.start;
+      return r.bytes.buffer.slice(from, from + end - start) as ArrayBuffer;
     },
   };
 }

@@ -35,4 +35,15 @@ export interface ParserOptions {
   readonly positions?: boolean;
   /** Parquet: start at this 0-based row group (a checkpoint), skipping the ones before it. @default 0 */
   readonly fromRowGroup?: number;
+  /** Parquet: the decoder's limits. @default settings.limits.parquetDecoder */
+  readonly parquetDecoder?: ParquetDecoderLimits;
+}
+
+/** How long, and with how much memory, one Parquet row group may take to decode. */
+export interface ParquetDecoderLimits {
+  /** Seconds any row group may take, plus {@link perMiBSeconds} per MiB of its column chunks. */
+  readonly baseSeconds: number;
+  readonly perMiBSeconds: number;
+  /** Heap of the decoder's worker thread (old generation), in MB. */
+  readonly heapMb: number;
 }

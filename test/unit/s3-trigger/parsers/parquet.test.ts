@@ -12,6 +12,7 @@ import {
   parquetRowGroups,
   parseParquet,
 } from '../../../../functions/s3-trigger/parsers/parquet.ts';
+import type { ParquetDecoderLimits } from '../../../../functions/s3-trigger/parsers/types.ts';
 import { MalformedFileError } from '../../../../shared/errors.ts';
 import { collect, drain, OPTS } from './helpers.ts';
 
@@ -223,6 +224,59 @@ describe('parseParquet', () => {
     });
   });
 
+  it('stops a row group whose page data keeps the decoder looping, at its deadline', async () => {
+    // Prepare: an uncompressed dictionary page given bit width 0 and the run header 0x81 80 80 80 02,
+    // which overflows to a negative count: hyparquet's readRleBitPackedHybrid then never returns. Page
+    // headers are fine, so only the decoder process's deadline can stop it.
+    const path = fileURLToPath(
+      new URL('../../../fixtures/parquet/rle-negative-run.parquet', import.meta.url),
+    );
+
+    // Act
+    const outcome = await parseInChild(path, 30_000, { baseSeconds: 2, perMiBSeconds: 1, heapMb: 128 });
+
+    // Assess
+    expect(outcome).toEqual({
+      rows: [],
+      error: {
+        name: 'MalformedFileError',
+        message: expect.stringContaining('row group 0 was not decoded within 2 s'),
+        location: { row: 1 },
+      },
+    });
+  });
+
+  it('fails a tiny file that claims millions of rows when decoding it outgrows the decoder heap', async () => {
+    // Prepare: 4,000,000 nulls in one row group take 156 bytes on disk and far more than 16 MB decoded.
+    const dir = await mkdtemp(join(tmpdir(), 'parquet-bomb-'));
+    const path = join(dir, 'bomb.parquet');
+    const rows = 4_000_000;
+    await writeFile(
+      path,
+      Buffer.from(
+        parquetWriteBuffer({
+          columnData: [{ name: 'name', type: 'STRING', data: new Array(rows).fill(null) }],
+          rowGroupSize: rows,
+        }),
+      ),
+    );
+    try {
+      // Act
+      const outcome = await parseInChild(path, 60_000, { baseSeconds: 30, perMiBSeconds: 1, heapMb: 16 });
+      // Assess
+      expect(outcome).toEqual({
+        rows: [],
+        error: {
+          name: 'MalformedFileError',
+          message: expect.stringMatching(/row group 0 \(4000000 rows\) could not be decoded within 16 MB/),
+          location: { row: 1 },
+        },
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('fails a column chunk the schema does not have before decoding, leaving no rejection unhandled', async () => {
     // Prepare: in the last row group, the "timestamp" chunk's path renamed and the "id" chunk's data
     // corrupted. hyparquet threw on the unknown path from inside its read loop after starting the "id"
@@ -319,7 +373,7 @@ function findPageValueCount(bytes: Uint8Array, pageAt: number, count: number): n
 }
 
 /** The rows and error of parsing a Parquet file in a child process, or a rejection if it outlives `ms`. */
-async function parseInChild(path: string, ms: number): Promise<unknown> {
+async function parseInChild(path: string, ms: number, limits?: ParquetDecoderLimits): Promise<unknown> {
   const parser = fileURLToPath(
     new URL('../../../../functions/s3-trigger/parsers/parquet.ts', import.meta.url),
   );
@@ -332,7 +386,7 @@ async function parseInChild(path: string, ms: number): Promise<unknown> {
     const rows = [];
     let error;
     try {
-      for await (const r of parseParquet(file, { maxRecordBytes: 1048576 })) rows.push(r.row);
+      for await (const r of parseParquet(file, { maxRecordBytes: 1048576, parquetDecoder: ${JSON.stringify(limits)} })) rows.push(r.row);
     } catch (e) {
       error = { name: e.name, message: e.message, location: e.location };
     }
