@@ -252,8 +252,11 @@ class RowGroupDecoder {
   }
 
   async decode(req: DecodeRequest): Promise<ColumnData[]> {
-    let child = canRunSource() ? await (this.#child ??= this.#start()) : undefined;
+    if (!canRunSource()) return decodeRowGroup(req);
+    if (this.#child === undefined) this.#child = this.#start();
+    let child = await this.#child;
     if (child !== undefined && !child.connected) {
+      // It died while idle: a new one.
       this.#child = this.#start();
       child = await this.#child;
     }
