@@ -211,13 +211,13 @@ async function decodeRowGroup(req: DecodeRequest): Promise<ColumnData[]> {
   return decoded;
 }
 
-/** Set in the environment of the process this module starts to decode row groups. */
-const DECODER_ENV = 'PULSE_PARQUET_DECODER';
+/** The argument that tells the process this module starts that it is the row-group decoder. */
+const DECODER_ARG = '--pulse-parquet-decoder';
 
 type DecoderMessage = { readonly ready: true } | DecodeReply;
 
 // The decoder's side: this same module (or the function's bundle holding it), run as a child process.
-if (process.env[DECODER_ENV] === '1' && typeof process.send === 'function') {
+if (process.argv.includes(DECODER_ARG) && typeof process.send === 'function') {
   process.on('message', (req: DecodeRequest) => {
     decodeRowGroup(req).then(
       (chunks) => process.send?.({ chunks } satisfies DecoderMessage),
@@ -311,8 +311,7 @@ class RowGroupDecoder {
   /** Starts the decoder process; undefined when it cannot start (it exits before saying it is ready). */
   #start(): Promise<ChildProcess | undefined> {
     return new Promise((resolve) => {
-      const child = fork(fileURLToPath(import.meta.url), [], {
-        env: { ...process.env, [DECODER_ENV]: '1' },
+      const child = fork(fileURLToPath(import.meta.url), [DECODER_ARG], {
         execArgv: [...childExecArgv(), `--max-old-space-size=${this.#limits.heapMb}`],
         serialization: 'advanced',
         stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
