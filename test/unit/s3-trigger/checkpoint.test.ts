@@ -5,12 +5,12 @@ import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
 import { parquetWriteBuffer } from 'hyparquet-writer';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ingestFile } from '../../../functions/s3-trigger/ingest.ts';
 import { HEADER_WINDOW_BYTES } from '../../../functions/s3-trigger/records.ts';
 import { LeaseLostError } from '../../../shared/errors.ts';
-import type { Checkpoint, CompletedStats, FileStats, Ledger } from '../../../shared/ledger.ts';
-import type { Signal } from '../../../shared/signal.ts';
+import type { Checkpoint, CompletedStats, Ledger } from '../../../shared/ledger.ts';
+import { fakeLedger } from '../../helpers/ledger.ts';
 import { quietObservability } from '../../helpers/observability.ts';
 import { decodeSignals } from '../../helpers/signals.ts';
 
@@ -93,27 +93,9 @@ const FILES: Array<{ key: string; bytes: () => Buffer; kind: Checkpoint['kind'] 
   { key: 'incoming/c.parquet', bytes: () => parquetBytes(), kind: 'rowGroup' },
 ];
 
-/** Signals out of SendMessageBatch bodies (the packed message format). */
-const decode = (body: string): Signal[] => decodeSignals(body);
-
 interface Rejected {
   readonly key: string;
   readonly rows: number[];
-}
-
-function fakeLedger(claim: Awaited<ReturnType<Ledger['claim']>>) {
-  return {
-    claim: vi.fn().mockResolvedValue(claim),
-    heartbeat: vi
-      .fn<(f: unknown, o: string, s: FileStats, c?: Checkpoint) => Promise<void>>()
-      .mockResolvedValue(undefined),
-    succeed: vi
-      .fn<(f: unknown, o: string, r: CompletedStats) => Promise<void>>()
-      .mockResolvedValue(undefined),
-    fail: vi.fn().mockResolvedValue(undefined),
-    skip: vi.fn().mockResolvedValue(true),
-    recordDuplicate: vi.fn().mockResolvedValue(undefined),
-  };
 }
 
 describe('checkpoints', () => {
@@ -171,7 +153,7 @@ describe('checkpoints', () => {
     sqs.on(SendMessageBatchCommand).callsFake((input: { Entries?: { MessageBody?: string }[] }) => {
       events.push({
         type: 'sent',
-        ids: (input.Entries ?? []).flatMap((e) => decode(e.MessageBody ?? '').map((s) => s.id)),
+        ids: (input.Entries ?? []).flatMap((e) => decodeSignals(e.MessageBody ?? '').map((s) => s.id)),
       });
       return { Failed: [] };
     });
@@ -321,10 +303,7 @@ describe('checkpoints', () => {
       // Act: each invocation has plenty of time for 40 records, then less than the hand-over margin.
       do {
         invocations++;
-        const ledger = {
-          ...fakeLedger({ claimed: true, attempt: 1, ...(checkpoint ? { checkpoint } : {}) }),
-          handOver: vi.fn().mockResolvedValue(undefined),
-        };
+        const ledger = fakeLedger({ claimed: true, attempt: 1, ...(checkpoint ? { checkpoint } : {}) });
         ledger.heartbeat.mockImplementation(async (_f, _o, _s, c) => {
           if (c) checkpoint = structuredClone(c);
         });

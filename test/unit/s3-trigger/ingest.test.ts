@@ -4,10 +4,11 @@ import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ingestFile } from '../../../functions/s3-trigger/ingest.ts';
 import { FileBusyError, LeaseLostError } from '../../../shared/errors.ts';
 import type { Ledger } from '../../../shared/ledger.ts';
+import { fakeLedger } from '../../helpers/ledger.ts';
 import { quietObservability } from '../../helpers/observability.ts';
 import { decodeSignals } from '../../helpers/signals.ts';
 
@@ -15,17 +16,6 @@ const task = (key: string) => ({ bucket: 'b', key, etag: 'e1', size: 100, versio
 const body = (data: string | Buffer) => ({ Body: sdkStreamMixin(Readable.from([Buffer.from(data)])) });
 const CSV =
   'name,value,timestamp,host\r\ncpu,1,2024-01-01T00:00:00Z,a\r\ncpu,oops,2024-01-01T00:00:01Z,b\r\ncpu,3,1704067202,c\r\n';
-
-function fakeLedger(claim: Awaited<ReturnType<Ledger['claim']>> = { claimed: true, attempt: 1 }) {
-  return {
-    claim: vi.fn().mockResolvedValue(claim),
-    heartbeat: vi.fn().mockResolvedValue(undefined),
-    succeed: vi.fn().mockResolvedValue(undefined),
-    fail: vi.fn().mockResolvedValue(undefined),
-    skip: vi.fn().mockResolvedValue(true),
-    recordDuplicate: vi.fn().mockResolvedValue(undefined),
-  };
-}
 
 describe('ingestFile', () => {
   const s3 = mockClient(S3Client);
