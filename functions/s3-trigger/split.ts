@@ -87,6 +87,8 @@ function isBom(b: Buffer): boolean {
   return b.length >= 3 && b[0] === BOM[0] && b[1] === BOM[1] && b[2] === BOM[2];
 }
 
+const CR_AFTER_QUOTE = 'a closing quote is followed by a \\r that does not start a \\r\\n';
+
 /** Outside a quoted field. */
 const FIELD = 0;
 /** Inside a quoted field. */
@@ -134,7 +136,9 @@ export class CsvBoundaryScanner implements BoundaryScanner {
   constructor(onBoundary: OnBoundary, firstThreshold = 0, opts: SplitOptions = {}) {
     this.#onBoundary = onBoundary;
     this.#threshold = firstThreshold;
-    this.#max = opts.maxRecordBytes ?? settings.limits.maxRecordBytes;
+    const max = opts.maxRecordBytes ?? settings.limits.maxRecordBytes;
+    // csv-parse reads a max_record_size of 0 as no limit.
+    this.#max = max > 0 ? max : Number.POSITIVE_INFINITY;
   }
 
   get failure(): ScanFailure | undefined {
@@ -188,7 +192,7 @@ export class CsvBoundaryScanner implements BoundaryScanner {
         return;
       }
       case CLOSED_CR: {
-        this.#fail('a closing quote is followed by a \\r that does not start a \\r\\n', this.#bytes - 1);
+        this.#fail(CR_AFTER_QUOTE, this.#bytes - 1);
         return;
       }
       default:
@@ -260,7 +264,11 @@ export class CsvBoundaryScanner implements BoundaryScanner {
         } else if (c === CR && n === 1) {
           state = CLOSED_CR;
           pos = 1;
-        } else if (c === CR && buf[1] === LF) {
+        } else if (c === CR) {
+          if (buf[1] !== LF) {
+            this.#fail(CR_AFTER_QUOTE, base);
+            return;
+          }
           state = FIELD;
           pos = 2;
           this.#endLine(base + 2);
@@ -271,7 +279,7 @@ export class CsvBoundaryScanner implements BoundaryScanner {
       }
     } else if (state === CLOSED_CR) {
       if (buf[0] !== LF) {
-        this.#fail('a closing quote is followed by a \\r that does not start a \\r\\n', base - 1);
+        this.#fail(CR_AFTER_QUOTE, base - 1);
         return;
       }
       state = FIELD;
@@ -307,7 +315,11 @@ export class CsvBoundaryScanner implements BoundaryScanner {
         } else if (c === CR && q + 2 === n) {
           state = CLOSED_CR;
           pos = n;
-        } else if (c === CR && buf[q + 2] === LF) {
+        } else if (c === CR) {
+          if (buf[q + 2] !== LF) {
+            this.#fail(CR_AFTER_QUOTE, base + q + 1);
+            return;
+          }
           state = FIELD;
           pos = q + 3;
           this.#endLine(base + pos);
@@ -354,10 +366,9 @@ export class CsvBoundaryScanner implements BoundaryScanner {
     this.#bytes = base + n;
     if (this.#failure !== undefined) return;
     // Fail as soon as the record being read is too long, rather than at its end (or at the end of the file).
+    // More than one byte cannot be an empty line: this line will be a record, and fail there anyway.
     if (this.#bytes - this.#lineStart > this.#max) {
       this.#fail(`a record is longer than ${this.#max} bytes`, this.#lineStart);
-    } else if (this.#head !== undefined && this.#bytes > this.#max) {
-      this.#fail(`the header record ends past byte ${this.#max}`, this.#lineStart);
     }
   }
 
