@@ -122,10 +122,12 @@ export class CsvBoundaryScanner implements BoundaryScanner {
   #dataStart = 0;
   #bytes = 0;
   #state = FIELD;
-  /** Where the current record, or empty line, starts. */
+  /**
+   * Where the current record, or empty line, starts. A line is empty when nothing, or only the `\r` of a
+   * `\r\n`, precedes its `\n`: a quoted field, even an empty one, takes two bytes, so a line holding one
+   * is never taken for an empty line.
+   */
   #lineStart = 0;
-  /** The current record has a quoted field (so it is not an empty line, even if that field is empty). */
-  #quoted = false;
   /** The last byte of the previous chunk. */
   #prevByte = -1;
   #rows = 0;
@@ -197,7 +199,7 @@ export class CsvBoundaryScanner implements BoundaryScanner {
       }
       default:
         // QUOTE_AT_END: the last quote closes its field, and the record ends with the data.
-        if (this.#state === QUOTE_AT_END || this.#quoted || this.#bytes > this.#lineStart) {
+        if (this.#bytes > this.#lineStart) {
           this.#record(this.#lineStart, this.#bytes);
         }
     }
@@ -214,23 +216,24 @@ export class CsvBoundaryScanner implements BoundaryScanner {
     this.#head = undefined;
   }
 
-  /** A record (not an empty line) spanning [start, end), its delimiter included. */
-  #record(start: number, end: number): void {
+  /** A record (not an empty line) spanning [start, end), its delimiter included. False: the scan failed. */
+  #record(start: number, end: number): boolean {
     if (end - start > this.#max) {
       this.#fail(`a record is longer than ${this.#max} bytes`, start);
-      return;
+      return false;
     }
     if (this.#head !== undefined) {
       if (end > this.#max) {
         this.#fail(`the header record ends past byte ${this.#max}`, start);
-        return;
+        return false;
       }
       this.#header = Buffer.concat(this.#head).subarray(0, end);
       this.#head = undefined;
-      return;
+      return true;
     }
     const row = ++this.#rows;
     if (end >= this.#threshold) this.#threshold = this.#onBoundary(end, row);
+    return true;
   }
 
   #scan(buf: Buffer): void {
@@ -260,7 +263,7 @@ export class CsvBoundaryScanner implements BoundaryScanner {
         } else if (c === LF) {
           state = FIELD;
           pos = 1;
-          this.#endLine(base + 1);
+          if (!this.#endLine(base + 1)) return;
         } else if (c === CR && n === 1) {
           state = CLOSED_CR;
           pos = 1;
@@ -271,7 +274,7 @@ export class CsvBoundaryScanner implements BoundaryScanner {
           }
           state = FIELD;
           pos = 2;
-          this.#endLine(base + 2);
+          if (!this.#endLine(base + 2)) return;
         } else {
           this.#fail('a closing quote is followed by text', base);
           return;
@@ -284,13 +287,13 @@ export class CsvBoundaryScanner implements BoundaryScanner {
       }
       state = FIELD;
       pos = 1;
-      this.#endLine(base + 1);
+      if (!this.#endLine(base + 1)) return;
     }
 
     // Next quote and newline at or after some earlier pos; `n` when there is none in this chunk.
     let nextQuote = -1;
     let nextLf = -1;
-    while (pos < n && this.#failure === undefined) {
+    while (pos < n) {
       if (state === QUOTED) {
         const q = buf.indexOf(QUOTE, pos);
         if (q === -1) {
@@ -305,28 +308,32 @@ export class CsvBoundaryScanner implements BoundaryScanner {
         const c = buf[q + 1];
         if (c === QUOTE) {
           pos = q + 2;
-        } else if (c === COMMA) {
-          state = FIELD;
+          continue;
+        }
+        // A closing quote: the field ends. When the next one starts with a quote, it is opened right away,
+        // which spares searching for it (where every field is quoted, that is every other quote).
+        if (c === COMMA) {
           pos = q + 2;
         } else if (c === LF) {
-          state = FIELD;
           pos = q + 2;
-          this.#endLine(base + pos);
+          if (!this.#endLine(base + pos)) return;
         } else if (c === CR && q + 2 === n) {
           state = CLOSED_CR;
           pos = n;
+          break;
         } else if (c === CR) {
           if (buf[q + 2] !== LF) {
             this.#fail(CR_AFTER_QUOTE, base + q + 1);
             return;
           }
-          state = FIELD;
           pos = q + 3;
-          this.#endLine(base + pos);
+          if (!this.#endLine(base + pos)) return;
         } else {
           this.#fail('a closing quote is followed by text', base + q + 1);
           return;
         }
+        if (buf[pos] === QUOTE) pos++;
+        else state = FIELD;
         continue;
       }
       if (nextLf < pos) {
@@ -340,10 +347,7 @@ export class CsvBoundaryScanner implements BoundaryScanner {
       if (nextQuote < nextLf) {
         // A quote opens a quoted field only where a field starts; elsewhere it is text (relax_quotes).
         const prev = nextQuote > 0 ? buf[nextQuote - 1] : this.#prevByte;
-        if (prev === COMMA || prev === LF || base + nextQuote === this.#dataStart) {
-          state = QUOTED;
-          this.#quoted = true;
-        }
+        if (prev === COMMA || prev === LF || base + nextQuote === this.#dataStart) state = QUOTED;
         pos = nextQuote + 1;
         continue;
       }
@@ -351,20 +355,15 @@ export class CsvBoundaryScanner implements BoundaryScanner {
       // A record delimiter, `\n` or `\r\n`: an empty line unless something precedes it since the last one.
       const lf = base + nextLf;
       const start = this.#lineStart;
-      if (this.#quoted || lf - start > 1) {
-        this.#record(start, lf + 1);
-      } else if (lf - start === 1) {
-        const before = nextLf > 0 ? buf[nextLf - 1] : this.#prevByte;
-        if (before !== CR) this.#record(start, lf + 1);
-      }
+      const empty =
+        lf === start || (lf - start === 1 && (nextLf > 0 ? buf[nextLf - 1] : this.#prevByte) === CR);
+      if (!empty && !this.#record(start, lf + 1)) return;
       this.#lineStart = lf + 1;
-      this.#quoted = false;
       pos = nextLf + 1;
     }
     this.#state = state;
     this.#prevByte = buf[n - 1] as number;
     this.#bytes = base + n;
-    if (this.#failure !== undefined) return;
     // Fail as soon as the record being read is too long, rather than at its end (or at the end of the file).
     // More than one byte cannot be an empty line: this line will be a record, and fail there anyway.
     if (this.#bytes - this.#lineStart > this.#max) {
@@ -373,10 +372,10 @@ export class CsvBoundaryScanner implements BoundaryScanner {
   }
 
   /** A record that ends with a closing quote and its delimiter, just before `end`. */
-  #endLine(end: number): void {
-    this.#record(this.#lineStart, end);
+  #endLine(end: number): boolean {
+    const ok = this.#record(this.#lineStart, end);
     this.#lineStart = end;
-    this.#quoted = false;
+    return ok;
   }
 }
 
