@@ -457,11 +457,10 @@ export async function planSplit(
   targets: readonly number[],
   opts: SplitOptions = {},
 ): Promise<SplitPlan> {
-  for (let i = 1; i < targets.length; i++) {
-    if (!((targets[i] as number) > (targets[i - 1] as number))) {
-      throw new RangeError(
-        `planSplit: targets must be strictly ascending (${targets[i - 1]}, ${targets[i]})`,
-      );
+  for (let i = 0; i < targets.length; i++) {
+    const t = targets[i] as number;
+    if (!Number.isFinite(t) || (i > 0 && !(t > (targets[i - 1] as number)))) {
+      throw new RangeError(`planSplit: targets must be finite and strictly ascending (target ${i}: ${t})`);
     }
   }
   const points: SplitPoint[] = [];

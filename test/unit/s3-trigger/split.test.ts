@@ -268,14 +268,36 @@ describe('findBoundaries, CSV it will not split', () => {
     ]);
   });
 
-  it('is what the parser itself fails on (a few of the cases above, checked against it)', async () => {
-    for (const text of ['a,b\n1,2\n3,"never closed\n', 'id,,value\n', 'a,b,a\n']) {
-      // Act
-      const { error } = await sequential('csv', Buffer.from(text));
+  it.each([
+    ['an unclosed quote', 'a,b\n1,2\n3,"never closed\n'],
+    ['an empty column name', 'id,,value\n'],
+    ['a duplicate column name', 'a,b,a\n'],
+  ])('declines %s, on which csv-parse fails', async (_name, text) => {
+    // Act
+    const plan = await boundaries('csv', [text]);
+    const { error } = await sequential('csv', Buffer.from(text));
 
-      // Assess
-      expect(error).toBeInstanceOf(MalformedFileError);
-    }
+    // Assess
+    expect(plan.ok).toBe(false);
+    expect(error).toBeInstanceOf(MalformedFileError);
+  });
+
+  it('declines text after a closing quote, which csv-parse keeps as text but not as written', async () => {
+    // Prepare
+    const text = 'a,b\n"x""y"z,1\n"x"\0y,2\n';
+
+    // Act
+    const plan = await boundaries('csv', [text]);
+    const { records, error } = await sequential('csv', Buffer.from(text));
+
+    // Assess
+    expect(plan).toMatchObject({ ok: false, offset: 10 });
+    expect(error).toBeUndefined();
+    // The doubled quote is read as one and only the opening quote is put back; after a NUL, no quote is.
+    expect(records.map((r) => r.data)).toEqual([
+      { a: '"x"y"z', b: '1' },
+      { a: 'x\0y', b: '2' },
+    ]);
   });
 });
 
