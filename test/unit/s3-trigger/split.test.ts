@@ -60,32 +60,50 @@ async function sequential(format: SplitFormat, buf: Buffer, max = MAX) {
 }
 
 /**
- * The records a part starting at `point` yields, numbered and placed as in the whole file: the way
- * `fromOffset` in records.ts resumes, the header (CSV) or one newline (NDJSON) then the bytes from there.
+ * The records a part yields, numbered and placed as in the whole file: from `from` (a boundary; the start
+ * of the file when undefined) up to the byte `to` (the end of the file by default). A part after the first
+ * reads the way `fromOffset` in records.ts resumes: the header (CSV) or one newline (NDJSON), then its bytes.
  */
-async function resumed(
+async function part(
   format: SplitFormat,
   buf: Buffer,
-  point: SplitPoint,
+  from: SplitPoint | undefined,
+  to = buf.length,
   max = MAX,
 ): Promise<ParsedRecord[]> {
   const opts = { maxRecordBytes: max, positions: true };
-  const rest = buf.subarray(point.offset);
-  if (format === 'csv') {
-    const header = buf.subarray(0, csvHeaderLength(buf, true, max) as number);
-    const records = await collect(parseCsv(source([header, rest]), opts));
-    return records.map((r) => ({
-      ...r,
-      row: r.row + point.row,
-      end: (r.end as number) - header.length + point.offset,
-    }));
-  }
-  const records = await collect(parseNdjson(source([Buffer.from('\n'), rest]), opts));
+  const parse = format === 'csv' ? parseCsv : parseNdjson;
+  if (from === undefined) return collect(parse(source([buf.subarray(0, to)]), opts));
+  const bytes = buf.subarray(from.offset, to);
+  const prefix =
+    format === 'csv' ? buf.subarray(0, csvHeaderLength(buf, true, max) as number) : Buffer.from('\n');
+  // NDJSON numbers physical lines: the newline added is one.
+  const rowShift = format === 'csv' ? from.row : from.row - 1;
+  const records = await collect(parse(source([prefix, bytes]), opts));
   return records.map((r) => ({
     ...r,
-    row: r.row + point.row - 1,
-    end: (r.end as number) - 1 + point.offset,
+    row: r.row + rowShift,
+    end: (r.end as number) - prefix.length + from.offset,
   }));
+}
+
+/** Parts cut at every boundary, and each part from a boundary to the end, yield the whole file's records. */
+async function expectPartsAgree(
+  format: SplitFormat,
+  buf: Buffer,
+  points: readonly SplitPoint[],
+  records: readonly ParsedRecord[],
+  max = MAX,
+): Promise<void> {
+  const within = (from: SplitPoint | undefined, to: SplitPoint | undefined) =>
+    records.filter((r) => r.row > (from?.row ?? 0) && (to === undefined || r.row <= to.row));
+  for (let i = 0; i <= points.length; i++) {
+    const from = points[i - 1];
+    const to = points[i];
+    expect(await part(format, buf, from, to?.offset, max), `part ${i}`).toEqual(within(from, to));
+    if (from !== undefined)
+      expect(await part(format, buf, from, undefined, max)).toEqual(within(from, undefined));
+  }
 }
 
 describe('findBoundaries, CSV', () => {
@@ -508,9 +526,9 @@ async function scanAndParse(format: SplitFormat, buf: Buffer, sizes: readonly nu
 
 /**
  * The property the fan-out stands on: when the scanner says yes, its boundaries are exactly csv-parse's
- * record ends and rows, csv-parse reads the whole file without failing, and a part read from any boundary
- * yields exactly the records that follow it, numbered and placed as in the whole file. When csv-parse
- * fails, the scanner says no. Chunking changes nothing.
+ * record ends and rows, csv-parse reads the whole file without failing, and a part read between two
+ * boundaries (or from one to the end) yields exactly the records between them, numbered and placed as in
+ * the whole file. When csv-parse fails, the scanner says no. Chunking changes nothing.
  */
 async function expectCsvAgreement(
   buf: Buffer,
@@ -530,9 +548,7 @@ async function expectCsvAgreement(
     rows: records.length,
     bytes: buf.length,
   });
-  for (const point of plan.points) {
-    expect(await resumed('csv', buf, point, max)).toEqual(records.filter((r) => r.row > point.row));
-  }
+  await expectPartsAgree('csv', buf, plan.points, records, max);
 }
 
 describe('findBoundaries against the parsers (property)', () => {
@@ -596,9 +612,7 @@ describe('findBoundaries against the parsers (property)', () => {
           start = p.offset;
         }
         expect(start).toBe(buf.length);
-        for (const point of points) {
-          expect(await resumed('ndjson', buf, point)).toEqual(records.filter((r) => r.row > point.row));
-        }
+        await expectPartsAgree('ndjson', buf, points, records);
       }),
       { numRuns: 300 },
     );
