@@ -96,10 +96,11 @@ export class StatusCollector {
       this.#rejects(),
     ]);
     const files = ledgerItems
-      .filter((i) => i.pk.startsWith('s3://'))
+      // A split file's parts are its own business: the file's item says how it went.
+      .filter((i) => i.pk.startsWith('s3://') && i.part === undefined)
       .map(toFileRow)
       .sort((a, b) => b.updatedAt.localeCompare(a.updatedAt));
-    const ledger = { DISCOVERED: 0, PROCESSING: 0, SUCCESS: 0, FAILED: 0, SKIPPED: 0 } as Record<
+    const ledger = { DISCOVERED: 0, PROCESSING: 0, SPLIT: 0, SUCCESS: 0, FAILED: 0, SKIPPED: 0 } as Record<
       FileStatus,
       number
     >;

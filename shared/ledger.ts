@@ -1,19 +1,47 @@
-import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { type DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { ConditionalCheckFailedException, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
+import {
+  BatchWriteCommand,
+  type DynamoDBDocumentClient,
+  GetCommand,
+  QueryCommand,
+  TransactWriteCommand,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb';
 import { LeaseLostError } from './errors.ts';
 
 /**
  * The file ledger: one DynamoDB item per object version (pk = s3://bucket/key, sk = ETag), moved
  * DISCOVERED → PROCESSING → SUCCESS | FAILED | SKIPPED by conditional writes only.
+ *
+ * A large file that is split (fan-out) goes PROCESSING → SPLIT: its parts are items of their own
+ * (sk = `<etag>#part-000007`), each claimed, checkpointed and finished like a file. A part that ends
+ * (SUCCESS, or FAILED for good) counts itself on the file item in the same transaction, and whoever sees
+ * the count complete moves the file SPLIT → SUCCESS | FAILED with the totals of its parts.
  */
 
-export type FileStatus = 'DISCOVERED' | 'PROCESSING' | 'SUCCESS' | 'FAILED' | 'SKIPPED';
+export type FileStatus = 'DISCOVERED' | 'PROCESSING' | 'SPLIT' | 'SUCCESS' | 'FAILED' | 'SKIPPED';
 
-/** One object version. */
+/** One object version, or one part of it (`part`) when the version was split. */
 export interface FileRef {
   readonly bucket: string;
   readonly key: string;
   readonly etag: string;
+  /** 0-based part number: the ref is to that part's item. */
+  readonly part?: number;
+}
+
+/**
+ * What one part of a split file covers. `byte` (uncompressed CSV/NDJSON): bytes `[start, end)`, starting at
+ * a record boundary; `rowGroup` (Parquet): row groups `[start, end)`. `row` is the row number of the last
+ * record before the part (0 for the first), `endRow` that of the part's last record: the parts' rows are
+ * numbered exactly as in a read of the whole file.
+ */
+export interface PartRange {
+  readonly kind: 'byte' | 'rowGroup';
+  readonly start: number;
+  readonly end: number;
+  readonly row: number;
+  readonly endRow: number;
 }
 
 export interface FileStats {
@@ -76,6 +104,13 @@ export interface LedgerItem extends FileStats {
   readonly checkpoint?: Checkpoint;
   /** The checkpoint the attempt that finished the file started from. */
   readonly resumedFrom?: Checkpoint;
+  /** A part's item: its number and what it covers. */
+  readonly part?: number;
+  readonly range?: PartRange;
+  /** A split file: how many parts, how many have ended, and how many of those FAILED. */
+  readonly parts?: number;
+  readonly partsDone?: number;
+  readonly partsFailed?: number;
   readonly eventTime?: string;
   readonly createdAt: string;
   readonly updatedAt: string;
@@ -90,15 +125,20 @@ export type ClaimResult =
       readonly attempt: number;
       /** Left by an earlier attempt: resume from it. */
       readonly checkpoint?: Checkpoint;
+      /** A file: the number of parts an earlier attempt split it into (their items exist). */
+      readonly parts?: number;
+      /** A part: what it covers. */
+      readonly range?: PartRange;
     }
   | {
       readonly claimed: false;
       /**
        * duplicate: already SUCCESS; in-progress: another worker holds a live lease; failed: FAILED for
        * good (permanent, or out of attempts); skipped: SKIPPED; exhausted: a lease expired with no
-       * attempts left (the item has now been marked FAILED).
+       * attempts left (the item has now been marked FAILED); split: the file was split and its parts
+       * carry it on.
        */
-      readonly reason: 'duplicate' | 'in-progress' | 'failed' | 'skipped' | 'exhausted';
+      readonly reason: 'duplicate' | 'in-progress' | 'failed' | 'skipped' | 'exhausted' | 'split';
       readonly item?: LedgerItem;
     };
 
@@ -116,7 +156,29 @@ export interface ClaimMeta {
 }
 
 export function ledgerKey(file: FileRef): { pk: string; sk: string } {
-  return { pk: `s3://${file.bucket}/${file.key}`, sk: file.etag };
+  return {
+    pk: `s3://${file.bucket}/${file.key}`,
+    sk: file.part === undefined ? file.etag : partSortKey(file.etag, file.part),
+  };
+}
+
+/** A part's sort key: after its file's, in part order. */
+export function partSortKey(etag: string, part: number): string {
+  return `${etag}#part-${String(part).padStart(6, '0')}`;
+}
+
+/** The file a part belongs to. */
+export function wholeFile(ref: FileRef): FileRef {
+  return { bucket: ref.bucket, key: ref.key, etag: ref.etag };
+}
+
+/** How a split file ended, from the totals of its parts. */
+export interface SplitOutcome {
+  readonly status: 'SUCCESS' | 'FAILED';
+  readonly stats: CompletedStats;
+  readonly parts: number;
+  readonly partsFailed: number;
+  readonly eventTime?: string;
 }
 
 export class Ledger {
@@ -175,10 +237,14 @@ export class Ledger {
         }),
       );
       const checkpoint = out.Attributes?.checkpoint as Checkpoint | undefined;
+      const parts = out.Attributes?.parts as number | undefined;
+      const range = out.Attributes?.range as PartRange | undefined;
       return {
         claimed: true,
         attempt: Number(out.Attributes?.attempts ?? 1),
         ...(checkpoint ? { checkpoint } : {}),
+        ...(parts !== undefined ? { parts: Number(parts) } : {}),
+        ...(range ? { range } : {}),
       };
     } catch (err) {
       if (!(err instanceof ConditionalCheckFailedException)) throw err;
@@ -190,6 +256,8 @@ export class Ledger {
         return { claimed: false, reason: 'duplicate', item };
       case 'SKIPPED':
         return { claimed: false, reason: 'skipped', item };
+      case 'SPLIT':
+        return { claimed: false, reason: 'split', item };
       case 'FAILED':
         return { claimed: false, reason: 'failed', item };
       case 'PROCESSING':
@@ -208,8 +276,9 @@ export class Ledger {
   async #expire(file: FileRef, item: LedgerItem): Promise<void> {
     const iso = new Date(this.#now()).toISOString();
     try {
-      await this.#doc.send(
-        new UpdateCommand({
+      await this.#write(
+        file,
+        {
           TableName: this.#table,
           Key: ledgerKey(file),
           ConditionExpression: '#status = :processing AND leaseOwner = :owner AND leaseExpiresAt = :expires',
@@ -227,11 +296,214 @@ export class Ledger {
             ':msg': `processing did not finish in ${item.attempts} attempts (the worker crashed or timed out each time)`,
             ':iso': iso,
           },
-        }),
+        },
+        { failed: true },
       );
     } catch (err) {
       if (!(err instanceof ConditionalCheckFailedException)) throw err;
     }
+  }
+
+  /**
+   * One conditional update; when it ends a part (`endsPart`), in a transaction with the count of ended
+   * parts on its file, so that each part is counted exactly once. A failed condition on the item itself
+   * throws ConditionalCheckFailedException either way.
+   */
+  async #write(file: FileRef, update: ConditionalUpdate, endsPart?: { failed: boolean }): Promise<void> {
+    if (file.part === undefined || !endsPart) {
+      await this.#doc.send(new UpdateCommand(update));
+      return;
+    }
+    try {
+      await this.#doc.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            { Update: update },
+            {
+              Update: {
+                TableName: this.#table,
+                Key: ledgerKey(wholeFile(file)),
+                ConditionExpression: 'attribute_exists(parts)',
+                UpdateExpression: `ADD partsDone :one${endsPart.failed ? ', partsFailed :one' : ''}`,
+                ExpressionAttributeValues: { ':one': 1 },
+              },
+            },
+          ],
+        }),
+      );
+    } catch (err) {
+      if (!(err instanceof TransactionCanceledException)) throw err;
+      const [own, count] = err.CancellationReasons ?? [];
+      if (own?.Code === 'ConditionalCheckFailed') {
+        throw new ConditionalCheckFailedException({
+          message: own.Message ?? 'condition failed',
+          $metadata: {},
+        });
+      }
+      if (count?.Code === 'ConditionalCheckFailed') {
+        throw new Error(`part ${file.part} of ${ledgerKey(file).pk}@${file.etag} has no split file item`, {
+          cause: err,
+        });
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Records how the owner split the file: one item per part (DISCOVERED, with its range), then `parts`
+   * on the file item. Until `parts` is set no part has been announced, so a plan left half-written by a
+   * crashed attempt is simply written again.
+   */
+  async planParts(
+    file: FileRef,
+    owner: string,
+    ranges: readonly PartRange[],
+    meta: ClaimMeta = {},
+  ): Promise<void> {
+    const iso = new Date(this.#now()).toISOString();
+    const items = ranges.map((range, part) => ({
+      ...ledgerKey({ ...wholeFile(file), part }),
+      bucket: file.bucket,
+      key: file.key,
+      etag: file.etag,
+      ...(meta.versionId ? { versionId: meta.versionId } : {}),
+      status: 'DISCOVERED' as FileStatus,
+      part,
+      range,
+      attempts: 0,
+      records: 0,
+      rejected: 0,
+      bytesRead: 0,
+      createdAt: iso,
+      updatedAt: iso,
+    }));
+    for (let i = 0; i < items.length; i += 25) {
+      let pending: Record<string, unknown>[] | undefined = items
+        .slice(i, i + 25)
+        .map((Item) => ({ PutRequest: { Item } }));
+      for (let round = 0; pending?.length; round++) {
+        if (round > 0) await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** round)));
+        if (round > 8) throw new Error(`could not write the parts of ${ledgerKey(file).pk}@${file.etag}`);
+        const out = await this.#doc.send(
+          new BatchWriteCommand({ RequestItems: { [this.#table]: pending as never } }),
+        );
+        pending = out.UnprocessedItems?.[this.#table] as Record<string, unknown>[] | undefined;
+      }
+    }
+    await this.#ownedUpdate(
+      file,
+      owner,
+      'SET parts = :parts, partsDone = if_not_exists(partsDone, :zero), partsFailed = if_not_exists(partsFailed, :zero), updatedAt = :iso',
+      { ':parts': ranges.length, ':zero': 0, ':iso': iso },
+    );
+  }
+
+  /** PROCESSING → SPLIT once every part is announced: the lease ends, the parts carry the file. Owner only. */
+  async markSplit(file: FileRef, owner: string): Promise<void> {
+    await this.#ownedUpdate(
+      file,
+      owner,
+      'SET #status = :split, updatedAt = :iso REMOVE leaseOwner, leaseExpiresAt, checkpoint',
+      { ':split': 'SPLIT', ':iso': new Date(this.#now()).toISOString() },
+    );
+  }
+
+  /** The part items of a split file, in part order. */
+  async parts(file: FileRef): Promise<LedgerItem[]> {
+    const key = ledgerKey(wholeFile(file));
+    const items: LedgerItem[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await this.#doc.send(
+        new QueryCommand({
+          TableName: this.#table,
+          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+          ExpressionAttributeValues: { ':pk': key.pk, ':prefix': `${file.etag}#part-` },
+          ConsistentRead: true,
+          ExclusiveStartKey: start,
+        }),
+      );
+      items.push(...((out.Items ?? []) as LedgerItem[]));
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return items;
+  }
+
+  /**
+   * Ends a split file once all its parts have ended: SUCCESS when every part succeeded, else FAILED (for
+   * good), with the totals, first errors and rejects objects of its parts in part order. Anyone may call it
+   * any number of times; one call ends the file and gets its outcome, the others get undefined.
+   */
+  async finishSplit(file: FileRef, firstErrorsKept: number): Promise<SplitOutcome | undefined> {
+    const whole = wholeFile(file);
+    const item = await this.get(whole);
+    if (item?.status !== 'SPLIT' || item.parts === undefined) return undefined;
+    if (Number(item.partsDone ?? 0) < Number(item.parts)) return undefined;
+    const parts = (await this.parts(whole)).filter(
+      (p) => p.part !== undefined && p.part < Number(item.parts),
+    );
+    parts.sort((a, b) => Number(a.part) - Number(b.part));
+    const failed = parts.filter((p) => p.status !== 'SUCCESS');
+    const rejectsKeys = parts.flatMap((p) => p.rejectsKeys ?? (p.rejectsKey ? [p.rejectsKey] : []));
+    const firstErrors = parts.flatMap((p) => p.firstErrors ?? []).slice(0, firstErrorsKept);
+    const now = this.#now();
+    const started = Date.parse(item.startedAt ?? item.createdAt);
+    const stats: CompletedStats = {
+      records: parts.reduce((n, p) => n + Number(p.records ?? 0), 0),
+      rejected: parts.reduce((n, p) => n + Number(p.rejected ?? 0), 0),
+      bytesRead: parts.reduce((n, p) => n + Number(p.bytesRead ?? 0), 0),
+      durationMs: Number.isFinite(started) ? Math.max(0, now - started) : 0,
+      firstErrors,
+      ...(rejectsKeys[0] ? { rejectsKey: rejectsKeys[0] } : {}),
+      ...(rejectsKeys.length > 1 ? { rejectsKeys } : {}),
+    };
+    const status = failed.length > 0 ? 'FAILED' : 'SUCCESS';
+    const firstFailure = failed[0];
+    const iso = new Date(now).toISOString();
+    try {
+      await this.#doc.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: ledgerKey(whole),
+          ConditionExpression: '#status = :split AND partsDone = :parts',
+          UpdateExpression:
+            `SET #status = :status, durationMs = :duration, updatedAt = :iso, finishedAt = :iso, ${STATS_SET}` +
+            (firstErrors.length ? ', firstErrors = :firstErrors' : '') +
+            (stats.rejectsKey ? ', rejectsKey = :rejectsKey' : '') +
+            (stats.rejectsKeys ? ', rejectsKeys = :rejectsKeys' : '') +
+            (firstFailure ? ', retryable = :false, errorType = :type, errorMessage = :msg' : ''),
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: {
+            ':split': 'SPLIT',
+            ':parts': Number(item.parts),
+            ':status': status,
+            ':duration': stats.durationMs,
+            ':iso': iso,
+            ...statsValues(stats),
+            ...(firstErrors.length ? { ':firstErrors': firstErrors } : {}),
+            ...(stats.rejectsKey ? { ':rejectsKey': stats.rejectsKey } : {}),
+            ...(stats.rejectsKeys ? { ':rejectsKeys': stats.rejectsKeys } : {}),
+            ...(firstFailure
+              ? {
+                  ':false': false,
+                  ':type': firstFailure.errorType ?? 'PartFailed',
+                  ':msg': `${failed.length} of ${parts.length} parts failed; part ${firstFailure.part} (rows after ${firstFailure.range?.row ?? '?'}): ${firstFailure.errorMessage ?? firstFailure.status}`,
+                }
+              : {}),
+          },
+        }),
+      );
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) return undefined;
+      throw err;
+    }
+    return {
+      status,
+      stats,
+      parts: parts.length,
+      partsFailed: failed.length,
+      ...(item.eventTime ? { eventTime: item.eventTime } : {}),
+    };
   }
 
   /**
@@ -334,6 +606,8 @@ export class Ledger {
         ...(result.rejectsKeys?.length ? { ':rejectsKeys': result.rejectsKeys } : {}),
         ...(result.resumedFrom ? { ':resumedFrom': result.resumedFrom } : {}),
       },
+      // A part that ends for good counts itself on its file (a retryable failure has not ended).
+      status === 'SUCCESS' || !keepCheckpoint ? { failed: status === 'FAILED' } : undefined,
     );
   }
 
@@ -426,17 +700,20 @@ export class Ledger {
     owner: string,
     update: string,
     values: Record<string, unknown>,
+    endsPart?: { failed: boolean },
   ): Promise<void> {
     try {
-      await this.#doc.send(
-        new UpdateCommand({
+      await this.#write(
+        file,
+        {
           TableName: this.#table,
           Key: ledgerKey(file),
           ConditionExpression: '#status = :processing AND leaseOwner = :owner',
           UpdateExpression: update,
           ExpressionAttributeNames: { '#status': 'status' },
           ExpressionAttributeValues: { ':processing': 'PROCESSING', ':owner': owner, ...values },
-        }),
+        },
+        endsPart,
       );
     } catch (err) {
       if (err instanceof ConditionalCheckFailedException) {
@@ -462,6 +739,16 @@ export interface CompletedStats extends FileStats {
   readonly rejectsKeys?: string[];
   /** The checkpoint this attempt resumed from. */
   readonly resumedFrom?: Checkpoint;
+}
+
+/** One conditional UpdateItem, as a command or as an item of a transaction. */
+interface ConditionalUpdate {
+  readonly TableName: string;
+  readonly Key: Record<string, unknown>;
+  readonly ConditionExpression: string;
+  readonly UpdateExpression: string;
+  readonly ExpressionAttributeNames?: Record<string, string>;
+  readonly ExpressionAttributeValues?: Record<string, unknown>;
 }
 
 const STATS_SET = 'records = :records, rejected = :rejected, bytesRead = :bytesRead';

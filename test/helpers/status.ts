@@ -15,7 +15,7 @@ export function pulseStatusFactory(overrides: PulseStatusOverrides = {}): PulseS
   const { queues, ...rest } = overrides;
   const depth = (q: QueueName): QueueDepth => ({ visible: 0, inFlight: 0, ...queues?.[q] });
   const files = rest.files ?? [];
-  const ledger = { DISCOVERED: 0, PROCESSING: 0, SUCCESS: 0, FAILED: 0, SKIPPED: 0 };
+  const ledger = { DISCOVERED: 0, PROCESSING: 0, SPLIT: 0, SUCCESS: 0, FAILED: 0, SKIPPED: 0 };
   for (const f of files) ledger[f.status]++;
   const all: Record<QueueName, QueueDepth> = {
     fileEvents: depth('fileEvents'),

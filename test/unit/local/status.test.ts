@@ -131,7 +131,14 @@ describe('StatusCollector', () => {
       firstErrors: ['row 1: value is required'],
     });
     expect(status.files[2]?.error).toBeNull();
-    expect(status.ledger).toEqual({ DISCOVERED: 0, PROCESSING: 1, SUCCESS: 1, FAILED: 1, SKIPPED: 0 });
+    expect(status.ledger).toEqual({
+      DISCOVERED: 0,
+      PROCESSING: 1,
+      SPLIT: 0,
+      SUCCESS: 1,
+      FAILED: 1,
+      SKIPPED: 0,
+    });
     expect(status.rejected.s3).toBe(7);
     expect(status.endpoints).toEqual(ENDPOINTS);
     expect(Number.isNaN(Date.parse(status.at))).toBe(false);

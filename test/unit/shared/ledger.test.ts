@@ -1,9 +1,20 @@
-import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import {
+  ConditionalCheckFailedException,
+  DynamoDBClient,
+  TransactionCanceledException,
+} from '@aws-sdk/client-dynamodb';
+import {
+  BatchWriteCommand,
+  DynamoDBDocumentClient,
+  GetCommand,
+  QueryCommand,
+  TransactWriteCommand,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LeaseLostError } from '../../../shared/errors.ts';
-import { type Checkpoint, Ledger, type LedgerItem } from '../../../shared/ledger.ts';
+import { type Checkpoint, Ledger, type LedgerItem, type PartRange } from '../../../shared/ledger.ts';
 
 const file = { bucket: 'b', key: 'incoming/a.csv', etag: 'e1' };
 const NOW = 1_700_000_000_000;
@@ -326,6 +337,203 @@ describe('Ledger', () => {
         .map((c) => c.args[0].input.UpdateExpression);
       expect(retryable).not.toContain('checkpoint');
       expect(permanent).toMatch(/REMOVE leaseOwner, leaseExpiresAt, checkpoint$/);
+    });
+  });
+
+  describe('split files', () => {
+    const part = (n: number) => ({ ...file, part: n });
+    const RANGES: PartRange[] = [
+      { kind: 'byte', start: 0, end: 1000, row: 0, endRow: 40 },
+      { kind: 'byte', start: 1000, end: 2100, row: 40, endRow: 81 },
+    ];
+    const partItem = (n: number, over: Partial<LedgerItem>): LedgerItem =>
+      item({
+        sk: `e1#part-00000${n}`,
+        part: n,
+        range: RANGES[n] as PartRange,
+        status: 'SUCCESS',
+        ...over,
+      });
+    const done = { records: 5, rejected: 1, bytesRead: 100, durationMs: 7, firstErrors: ['row 2: bad'] };
+
+    it('keys a part after its file, in part order', async () => {
+      // Prepare
+      ddb.on(UpdateCommand).resolves({ Attributes: { attempts: 1, range: RANGES[1] } });
+      // Act
+      const out = await ledger.claim(part(1), 'w1');
+      // Assess
+      expect(out).toEqual({ claimed: true, attempt: 1, range: RANGES[1] });
+      expect(ddb.commandCalls(UpdateCommand)[0]?.args[0].input.Key).toEqual({
+        pk: 's3://b/incoming/a.csv',
+        sk: 'e1#part-000001',
+      });
+    });
+
+    it('records the plan: each part DISCOVERED with its range, then the count on the file as its owner', async () => {
+      // Prepare
+      ddb.on(BatchWriteCommand).resolves({});
+      ddb.on(UpdateCommand).resolves({});
+      // Act
+      await ledger.planParts(file, 'w1', RANGES, { versionId: 'v1' });
+      // Assess
+      const puts = ddb.commandCalls(BatchWriteCommand)[0]?.args[0].input.RequestItems?.ledger ?? [];
+      expect(puts.map((r) => r.PutRequest?.Item)).toEqual([
+        expect.objectContaining({
+          sk: 'e1#part-000000',
+          status: 'DISCOVERED',
+          part: 0,
+          range: RANGES[0],
+          versionId: 'v1',
+        }),
+        expect.objectContaining({
+          sk: 'e1#part-000001',
+          status: 'DISCOVERED',
+          part: 1,
+          range: RANGES[1],
+          attempts: 0,
+        }),
+      ]);
+      const update = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
+      expect(update?.Key).toEqual({ pk: 's3://b/incoming/a.csv', sk: 'e1' });
+      expect(update?.ConditionExpression).toBe('#status = :processing AND leaseOwner = :owner');
+      expect(update?.ExpressionAttributeValues).toMatchObject({ ':parts': 2, ':owner': 'w1' });
+    });
+
+    it('reports a SPLIT file as split, not in progress', async () => {
+      ddb.on(UpdateCommand).rejects(conditionFailed());
+      ddb.on(GetCommand).resolves({ Item: item({ status: 'SPLIT', parts: 2 }) });
+      expect(await ledger.claim(file, 'w2')).toMatchObject({ claimed: false, reason: 'split' });
+    });
+
+    it('ends a part and counts it on its file in one transaction; a retryable failure is not counted', async () => {
+      // Prepare
+      ddb.on(TransactWriteCommand).resolves({});
+      ddb.on(UpdateCommand).resolves({});
+      const failure = { ...done, errorType: 'X', errorMessage: 'y' };
+      // Act
+      await ledger.succeed(part(0), 'w1', done);
+      await ledger.fail(part(1), 'w1', { ...failure, retryable: false });
+      await ledger.fail(part(1), 'w1', { ...failure, retryable: true });
+      // Assess
+      const [ok, failed] = ddb.commandCalls(TransactWriteCommand).map((c) => c.args[0].input.TransactItems);
+      expect(ok?.[0]?.Update?.Key).toEqual({ pk: 's3://b/incoming/a.csv', sk: 'e1#part-000000' });
+      expect(ok?.[0]?.Update?.ConditionExpression).toBe('#status = :processing AND leaseOwner = :owner');
+      expect(ok?.[1]?.Update).toMatchObject({
+        Key: { pk: 's3://b/incoming/a.csv', sk: 'e1' },
+        ConditionExpression: 'attribute_exists(parts)',
+        UpdateExpression: 'ADD partsDone :one',
+      });
+      expect(failed?.[1]?.Update?.UpdateExpression).toBe('ADD partsDone :one, partsFailed :one');
+      // The retryable failure: a plain update of the part, nothing counted.
+      expect(ddb.commandCalls(UpdateCommand)).toHaveLength(1);
+    });
+
+    it('throws LeaseLostError when the transaction fails on the part, not on the count', async () => {
+      // Prepare
+      ddb.on(TransactWriteCommand).rejects(
+        new TransactionCanceledException({
+          message: 'cancelled',
+          $metadata: {},
+          CancellationReasons: [{ Code: 'ConditionalCheckFailed' }, { Code: 'None' }],
+        }),
+      );
+      // Act / Assess
+      await expect(ledger.succeed(part(0), 'w1', done)).rejects.toBeInstanceOf(LeaseLostError);
+    });
+
+    it('ends the file once every part has: totals, first errors and rejects objects in part order', async () => {
+      // Prepare
+      ddb.on(GetCommand).resolves({
+        Item: item({
+          status: 'SPLIT',
+          parts: 2,
+          partsDone: 2,
+          partsFailed: 0,
+          startedAt: '2023-11-14T22:13:10.000Z',
+        }),
+      });
+      ddb.on(QueryCommand).resolves({
+        Items: [
+          partItem(1, {
+            records: 30,
+            rejected: 2,
+            bytesRead: 1100,
+            firstErrors: ['row 50: b'],
+            rejectsKey: 'r1',
+          }),
+          partItem(0, {
+            records: 39,
+            rejected: 1,
+            bytesRead: 1000,
+            firstErrors: ['row 3: a'],
+            rejectsKeys: ['r0', 'r0b'],
+          }),
+        ],
+      });
+      ddb.on(UpdateCommand).resolves({});
+      // Act
+      const out = await ledger.finishSplit(file, 10);
+      // Assess
+      expect(out).toMatchObject({
+        status: 'SUCCESS',
+        parts: 2,
+        partsFailed: 0,
+        stats: {
+          records: 69,
+          rejected: 3,
+          bytesRead: 2100,
+          durationMs: 10_000,
+          firstErrors: ['row 3: a', 'row 50: b'],
+          rejectsKey: 'r0',
+          rejectsKeys: ['r0', 'r0b', 'r1'],
+        },
+      });
+      const update = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
+      expect(update?.ConditionExpression).toBe('#status = :split AND partsDone = :parts');
+      expect(update?.ExpressionAttributeValues).toMatchObject({
+        ':status': 'SUCCESS',
+        ':records': 69,
+        ':parts': 2,
+      });
+    });
+
+    it('ends the file FAILED for good when a part failed, naming it', async () => {
+      // Prepare
+      ddb
+        .on(GetCommand)
+        .resolves({ Item: item({ status: 'SPLIT', parts: 2, partsDone: 2, partsFailed: 1 }) });
+      ddb.on(QueryCommand).resolves({
+        Items: [
+          partItem(0, {}),
+          partItem(1, { status: 'FAILED', errorType: 'MalformedFileError', errorMessage: 'unclosed quote' }),
+        ],
+      });
+      ddb.on(UpdateCommand).resolves({});
+      // Act
+      const out = await ledger.finishSplit(file, 10);
+      // Assess
+      expect(out).toMatchObject({ status: 'FAILED', partsFailed: 1 });
+      expect(ddb.commandCalls(UpdateCommand)[0]?.args[0].input.ExpressionAttributeValues).toMatchObject({
+        ':status': 'FAILED',
+        ':false': false,
+        ':type': 'MalformedFileError',
+        ':msg': '1 of 2 parts failed; part 1 (rows after 40): unclosed quote',
+      });
+    });
+
+    it('leaves the file alone while parts are still running, or when another caller ended it first', async () => {
+      // Prepare
+      ddb.on(GetCommand).resolvesOnce({ Item: item({ status: 'SPLIT', parts: 2, partsDone: 1 }) });
+      // Act
+      const running = await ledger.finishSplit(file, 10);
+      ddb.on(GetCommand).resolves({ Item: item({ status: 'SPLIT', parts: 2, partsDone: 2 }) });
+      ddb.on(QueryCommand).resolves({ Items: [partItem(0, {}), partItem(1, {})] });
+      ddb.on(UpdateCommand).rejects(conditionFailed());
+      const raced = await ledger.finishSplit(file, 10);
+      // Assess
+      expect(running).toBeUndefined();
+      expect(raced).toBeUndefined();
+      expect(ddb.commandCalls(UpdateCommand)).toHaveLength(1);
     });
   });
 });
