@@ -301,12 +301,14 @@ export class PulseStack extends Stack {
 
   /**
    * Ledger reads and conditional updates (shared/ledger.ts claims, renews and ends a lease with
-   * UpdateItem and reads an item with GetItem), and `LEDGER_TABLE`. The status index is for operators.
+   * UpdateItem, in a transaction when a part of a split file ends, and reads an item with GetItem), the
+   * part items of a split file (BatchWriteItem to record them, Query to read them back), and
+   * `LEDGER_TABLE`. The status index is for operators.
    */
   grantLedger(fn: PulseFunction): void {
     fn.addToRolePolicy(
       new PolicyStatement({
-        actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+        actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:BatchWriteItem', 'dynamodb:Query'],
         resources: [this.ledger.tableArn],
       }),
     );

@@ -69,6 +69,8 @@ export interface S3TriggerConfig extends ClientConfig {
   /** Where a continuation of a long file is sent; without it, a file runs until the invocation ends. */
   readonly fileEventsQueueUrl?: string;
   readonly handOverBeforeTimeoutSeconds: number;
+  /** Fan-out of large files (only with `fileEventsQueueUrl`): see settings.fanOut. */
+  readonly fanOut: { readonly minBytes: number; readonly partBytes: number; readonly maxParts: number };
 }
 
 /** Reads the s3-trigger's configuration. Throws ConfigError when a variable is missing. */
@@ -89,6 +91,8 @@ export function loadS3TriggerConfig(env: Env = process.env): S3TriggerConfig {
         'HAND_OVER_BEFORE_TIMEOUT_SECONDS',
         settings.ledger.handOverBeforeTimeoutSeconds,
       ),
+      FAN_OUT_MIN_BYTES: positiveInt('FAN_OUT_MIN_BYTES', settings.fanOut.minBytes),
+      FAN_OUT_PART_BYTES: positiveInt('FAN_OUT_PART_BYTES', settings.fanOut.partBytes),
     },
     env,
   );
@@ -104,6 +108,11 @@ export function loadS3TriggerConfig(env: Env = process.env): S3TriggerConfig {
     checkpointSeconds: c.LEDGER_CHECKPOINT_SECONDS,
     maxAttempts: c.LEDGER_MAX_ATTEMPTS,
     maxMessageBytes: c.SIGNALS_MAX_MESSAGE_BYTES,
+    fanOut: {
+      minBytes: c.FAN_OUT_MIN_BYTES,
+      partBytes: c.FAN_OUT_PART_BYTES,
+      maxParts: settings.fanOut.maxParts,
+    },
   };
 }
 

@@ -23,6 +23,9 @@ export const METRIC = {
   filesSkipped: 'FilesSkipped',
   /** Long files checkpointed and handed over to a fresh invocation before a timeout. */
   filesContinued: 'FilesContinued',
+  /** Large files split into parts (fan-out), and the parts announced. */
+  filesSplit: 'FilesSplit',
+  partsAnnounced: 'PartsAnnounced',
   recordsIngested: 'RecordsIngested',
   recordsRejected: 'RecordsRejected',
   bytesRead: 'BytesRead',

@@ -31,7 +31,11 @@ export const settings = {
 
   /** S3 ObjectCreated notifications, consumed by s3-trigger. */
   fileEvents: {
-    batchSize: 5,
+    /**
+     * One file (or part of a split file) per invocation: the parts of a split file run side by side in
+     * invocations of their own instead of one after another in a batch.
+     */
+    batchSize: 1,
     maxBatchingWindowSeconds: 0,
     /** Deliveries before a message that could not be handled at all moves to the DLQ (3..10). */
     maxReceiveCount: 5,
@@ -94,6 +98,18 @@ export const settings = {
     firstErrorsKept: 10,
     /** The ledger's index on status (partition) and updatedAt (sort). */
     statusIndex: 'byStatus',
+  },
+
+  /**
+   * Fan-out: an uncompressed CSV, NDJSON or Parquet object of at least `minBytes` is split into parts of
+   * about `partBytes` (CSV/NDJSON at record boundaries, Parquet at row groups), each a message on the
+   * file-events queue ingested by an invocation of its own; at most `maxParts` (larger files get larger
+   * parts). `FAN_OUT_MIN_BYTES` / `FAN_OUT_PART_BYTES` override the first two.
+   */
+  fanOut: {
+    minBytes: 128 * MiB,
+    partBytes: 64 * MiB,
+    maxParts: 200,
   },
 
   limits: {

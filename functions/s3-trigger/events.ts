@@ -10,6 +10,8 @@ export interface FileTask {
   readonly versionId?: string;
   readonly size?: number;
   readonly eventTime?: string;
+  /** One part of a split file (a `part` message): the part's number. */
+  readonly part?: number;
 }
 
 const S3RecordSchema = z.object({
@@ -30,28 +32,44 @@ const S3NotificationSchema = z.object({ Records: z.array(S3RecordSchema) });
 const TestEventSchema = z.object({ Event: z.literal('s3:TestEvent') });
 /**
  * Sent by `pulse backfill` for objects that existed before the notification did, and by the s3-trigger
- * itself (`continue`) when it hands a long file over to a fresh invocation.
+ * itself: `continue` when it hands a long file (or part) over to a fresh invocation, `part` for each part
+ * of a large file it split.
  */
-const BackfillSchema = z.object({
-  v: z.literal(1),
-  kind: z.enum(['backfill', 'continue']),
-  bucket: z.string().min(1),
-  key: z.string().min(1),
-  etag: z.string().optional(),
-  size: z.number().optional(),
-  versionId: z.string().optional(),
-});
+const BackfillSchema = z
+  .object({
+    v: z.literal(1),
+    kind: z.enum(['backfill', 'continue', 'part']),
+    bucket: z.string().min(1),
+    key: z.string().min(1),
+    etag: z.string().optional(),
+    size: z.number().optional(),
+    versionId: z.string().optional(),
+    part: z.number().int().nonnegative().optional(),
+  })
+  .refine((m) => m.kind !== 'part' || (m.part !== undefined && m.etag !== undefined), {
+    message: 'a part message names its etag and part',
+  });
 
 /** The file-events message that asks for `task` to be ingested (or resumed) by another invocation. */
 export function continuationMessage(task: FileTask & { readonly etag: string }): string {
+  return taskMessage('continue', task);
+}
+
+/** The file-events message that announces one part of a split file. */
+export function partMessage(task: FileTask & { readonly etag: string; readonly part: number }): string {
+  return taskMessage('part', task);
+}
+
+function taskMessage(kind: 'continue' | 'part', task: FileTask & { readonly etag: string }): string {
   return JSON.stringify({
     v: 1,
-    kind: 'continue',
+    kind,
     bucket: task.bucket,
     key: task.key,
     etag: task.etag,
     ...(task.size !== undefined ? { size: task.size } : {}),
     ...(task.versionId ? { versionId: task.versionId } : {}),
+    ...(task.part !== undefined ? { part: task.part } : {}),
   });
 }
 
@@ -87,6 +105,7 @@ export function parseFileEvents(body: string): FileTask[] {
         ...(b.etag ? { etag: stripQuotes(b.etag) } : {}),
         ...(b.size !== undefined ? { size: b.size } : {}),
         ...(b.versionId ? { versionId: b.versionId } : {}),
+        ...(b.part !== undefined ? { part: b.part } : {}),
       },
     ];
   }

@@ -2,14 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
-import { SendMessageCommand } from '@aws-sdk/client-sqs';
+import { SendMessageBatchCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { createClients } from '../../shared/clients.ts';
 import { loadS3TriggerConfig } from '../../shared/config.ts';
 import { Ledger } from '../../shared/ledger.ts';
 import { createObservability } from '../../shared/observability.ts';
-import { continuationMessage, parseFileEvents } from './events.ts';
+import { continuationMessage, parseFileEvents, partMessage } from './events.ts';
 import { ingestFile } from './ingest.ts';
 
 const config = loadS3TriggerConfig();
@@ -32,6 +32,27 @@ const continueLater = config.fileEventsQueueUrl
     }
   : undefined;
 
+/** The parts of a split file, announced on the file-events queue ten to a request. */
+const announceParts = config.fileEventsQueueUrl
+  ? async (parts: readonly Parameters<typeof partMessage>[0][]) => {
+      for (let i = 0; i < parts.length; i += 10) {
+        let entries = parts
+          .slice(i, i + 10)
+          .map((p) => ({ Id: String(p.part), MessageBody: partMessage(p) }));
+        for (let round = 0; entries.length > 0; round++) {
+          if (round >= 5)
+            throw new Error(`SQS kept refusing part messages: ${entries.map((e) => e.Id).join(', ')}`);
+          if (round > 0) await new Promise((r) => setTimeout(r, 100 * 2 ** round));
+          const out = await clients.sqs.send(
+            new SendMessageBatchCommand({ QueueUrl: config.fileEventsQueueUrl, Entries: entries }),
+          );
+          const failed = new Set((out.Failed ?? []).map((f) => f.Id));
+          entries = entries.filter((e) => failed.has(e.Id));
+        }
+      }
+    }
+  : undefined;
+
 async function recordHandler(record: SQSRecord, context?: Context): Promise<void> {
   logger.appendKeys({ messageId: record.messageId });
   try {
@@ -46,6 +67,7 @@ async function recordHandler(record: SQSRecord, context?: Context): Promise<void
         ...(context && continueLater
           ? { remainingMs: () => context.getRemainingTimeInMillis(), continueLater }
           : {}),
+        ...(announceParts ? { announceParts } : {}),
       });
     }
   } finally {

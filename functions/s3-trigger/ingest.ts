@@ -1,15 +1,31 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
-import { describeError, FileBusyError, isTransient, LeaseLostError } from '../../shared/errors.ts';
-import type { Checkpoint, CompletedStats, FileStats, Ledger } from '../../shared/ledger.ts';
+import {
+  describeError,
+  FileBusyError,
+  isTransient,
+  LeaseLostError,
+  MalformedFileError,
+} from '../../shared/errors.ts';
+import type {
+  Checkpoint,
+  ClaimMeta,
+  ClaimResult,
+  CompletedStats,
+  FileRef,
+  FileStats,
+  Ledger,
+  SplitOutcome,
+} from '../../shared/ledger.ts';
 import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/observability.ts';
 import { QuarantineWriter, rejectsKey, segmentKey } from '../../shared/quarantine.ts';
 import { SignalSender } from '../../shared/sender.ts';
 import { settings } from '../../shared/settings.ts';
 import { normaliseSignal } from '../../shared/signal.ts';
 import type { FileTask } from './events.ts';
-import { detectFormat } from './parsers/index.ts';
-import { canResume, openRecords, Progress, type ResumePoint } from './records.ts';
+import { type FanOutOptions, planParts, splittable } from './fan-out.ts';
+import { type DetectedFormat, detectFormat } from './parsers/index.ts';
+import { canResume, openRecords, Progress, type ReadLimit, type ResumePoint } from './records.ts';
 import { headObject, type ObjectVersion } from './source.ts';
 
 export interface IngestConfig {
@@ -24,6 +40,8 @@ export interface IngestConfig {
    * @default settings.ledger.handOverBeforeTimeoutSeconds
    */
   readonly handOverBeforeTimeoutSeconds?: number;
+  /** Splitting large files into parts (only with `announceParts`). Without it, files are read whole. */
+  readonly fanOut?: FanOutOptions;
 }
 
 /** What ingestion needs from the outside world; the handler builds it once per cold start. */
@@ -44,13 +62,27 @@ export interface IngestDeps {
    * queue). Without it (or without `remainingMs`) a file runs until the invocation ends.
    */
   readonly continueLater?: (task: FileTask & { readonly etag: string }) => Promise<void>;
+  /**
+   * Announces the parts of a split file (one file-events message each). Without it no file is split.
+   */
+  readonly announceParts?: (
+    parts: readonly (FileTask & { readonly etag: string; readonly part: number })[],
+  ) => Promise<void>;
+}
+
+/** For a part: which part, and how the file ended when this part was the last to end. */
+interface PartOutcome {
+  readonly part?: number;
+  readonly file?: SplitOutcome['status'];
 }
 
 export type IngestOutcome =
-  | { readonly status: 'SUCCESS'; readonly stats: CompletedStats }
+  | ({ readonly status: 'SUCCESS'; readonly stats: CompletedStats } & PartOutcome)
   /** Checkpointed and handed over to a continuation before the invocation's timeout. */
   | { readonly status: 'CONTINUED'; readonly checkpoint: ResumePoint; readonly stats: FileStats }
-  | { readonly status: 'FAILED'; readonly stats?: CompletedStats; readonly error: string }
+  /** Split into `parts`, each announced on the file-events queue. */
+  | { readonly status: 'SPLIT'; readonly parts: number }
+  | ({ readonly status: 'FAILED'; readonly stats?: CompletedStats; readonly error: string } & PartOutcome)
   | {
       readonly status: 'SKIPPED';
       readonly reason:
@@ -60,6 +92,7 @@ export type IngestOutcome =
         | 'skipped'
         | 'exhausted'
         | 'lease-lost'
+        | 'split'
         | string;
     };
 
@@ -79,11 +112,11 @@ function isObjectGone(err: unknown): boolean {
  * Ingests one object version exactly once: claim it in the ledger, stream and parse it, validate each
  * record, pack valid signals onto the signals queue and quarantine the rest, then complete the ledger
  * item. Permanent failures end the item FAILED and resolve; transient ones mark it FAILED (retryable)
- * and throw so that SQS redelivers the event.
+ * and throw so that SQS redelivers the event. A large object is split instead (fan-out, `fan-out.ts`):
+ * its parts are announced on the file-events queue and each comes back here as a task with a `part`.
  */
 export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<IngestOutcome> {
   const { logger, metrics, ledger } = deps;
-  const now = deps.now ?? Date.now;
 
   if (task.key.startsWith(settings.bucket.rejectsPrefix)) {
     logger.warn('Ignoring an object under the rejects prefix', { key: task.key });
@@ -116,48 +149,177 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
     ...(size !== undefined ? { size } : {}),
     ...(task.eventTime ? { eventTime: task.eventTime } : {}),
   };
-  logger.appendKeys({ objectKey: task.key, etag });
-
-  const format = detectFormat(task.key);
-  if (!format) {
-    await ledger.skip(
-      file,
-      `unsupported file type: ${task.key} (expected ${settings.bucket.suffixes.join(' ')})`,
-      undefined,
-      meta,
-    );
-    metrics.addMetric(METRIC.filesSkipped, MetricUnit.Count, 1);
-    logger.warn('Skipped a file of an unsupported type');
-    return { status: 'SKIPPED', reason: 'unsupported file type' };
-  }
-
-  const claim = await ledger.claim(file, deps.owner, meta);
-  if (!claim.claimed) {
-    if (claim.reason === 'in-progress') {
-      // Not acknowledged: if the worker holding the lease dies, this event is what brings the file back.
-      logger.info('File is being ingested by another worker; the event will be retried');
-      throw new FileBusyError(
-        `s3://${file.bucket}/${file.key}@${file.etag} is being ingested by another worker`,
+  logger.appendKeys({ objectKey: task.key, etag, ...(task.part !== undefined ? { part: task.part } : {}) });
+  try {
+    const format = detectFormat(task.key);
+    if (!format) {
+      await ledger.skip(
+        file,
+        `unsupported file type: ${task.key} (expected ${settings.bucket.suffixes.join(' ')})`,
+        undefined,
+        meta,
       );
+      metrics.addMetric(METRIC.filesSkipped, MetricUnit.Count, 1);
+      logger.warn('Skipped a file of an unsupported type');
+      return { status: 'SKIPPED', reason: 'unsupported file type' };
     }
-    if (claim.reason === 'duplicate') await ledger.recordDuplicate(file);
-    if (claim.reason === 'exhausted') metrics.addMetric(METRIC.filesFailed, MetricUnit.Count, 1);
-    metrics.addMetric(METRIC.filesSkipped, MetricUnit.Count, 1);
-    logger.info('File not claimed', { reason: claim.reason, status: claim.item?.status });
-    return { status: 'SKIPPED', reason: claim.reason };
+    const subject = task.part !== undefined ? { ...file, part: task.part } : file;
+    const claim = await ledger.claim(subject, deps.owner, meta);
+    if (!claim.claimed) {
+      if (claim.reason === 'in-progress') {
+        // Not acknowledged: if the worker holding the lease dies, this event is what brings the file back.
+        logger.info('File is being ingested by another worker; the event will be retried');
+        throw new FileBusyError(
+          `s3://${file.bucket}/${file.key}@${file.etag}${task.part !== undefined ? ` part ${task.part}` : ''} is being ingested by another worker`,
+        );
+      }
+      if (task.part !== undefined) {
+        // The part ended before (this is a redelivery): if the invocation that ended it died before it could
+        // end the file, this does.
+        await finishSplitFile(file, deps);
+        logger.info('Part not claimed', { reason: claim.reason, status: claim.item?.status });
+        return { status: 'SKIPPED', reason: claim.reason };
+      }
+      if (claim.reason === 'duplicate') await ledger.recordDuplicate(file);
+      if (claim.reason === 'exhausted') metrics.addMetric(METRIC.filesFailed, MetricUnit.Count, 1);
+      metrics.addMetric(METRIC.filesSkipped, MetricUnit.Count, 1);
+      logger.info('File not claimed', { reason: claim.reason, status: claim.item?.status });
+      return { status: 'SKIPPED', reason: claim.reason };
+    }
+    metrics.addMetric(METRIC.filesClaimed, MetricUnit.Count, 1);
+    if (task.part === undefined && !claim.checkpoint && deps.announceParts && size !== undefined) {
+      const fanOut = deps.config.fanOut;
+      if (claim.parts !== undefined || (fanOut && splittable(format, size, fanOut))) {
+        const split = await splitFile(task, file, format, size, meta, claim.parts, deps);
+        if (split) return split;
+      }
+    }
+    if (task.part !== undefined && !claim.range) {
+      throw new Error(`part ${task.part} of s3://${file.bucket}/${file.key}@${file.etag} has no range`);
+    }
+    return await readAndSend(task, file, format, size, meta, claim, deps);
+  } finally {
+    logger.removeKeys(['objectKey', 'etag', 'part']);
   }
-  metrics.addMetric(METRIC.filesClaimed, MetricUnit.Count, 1);
+}
+
+/**
+ * Splits a large file into parts: plans them (or takes the plan an earlier attempt recorded), records
+ * them in the ledger, announces each on the file-events queue, and leaves the file SPLIT. Undefined when
+ * the file is not split after all (the plan found a reason not to): it is then read whole.
+ */
+async function splitFile(
+  task: FileTask,
+  file: ObjectVersion,
+  format: DetectedFormat,
+  size: number,
+  meta: ClaimMeta,
+  plannedParts: number | undefined,
+  deps: IngestDeps,
+): Promise<IngestOutcome | undefined> {
+  const { ledger, logger, metrics } = deps;
+  const now = deps.now ?? Date.now;
+  let parts = plannedParts;
+  if (parts === undefined) {
+    const fanOut = deps.config.fanOut as FanOutOptions;
+    let bytesRead = 0;
+    let lastBeat = now();
+    const plan = await planParts(
+      deps.s3,
+      file,
+      format,
+      size,
+      fanOut,
+      (n) => {
+        bytesRead += n;
+      },
+      async () => {
+        // A long scan keeps the lease.
+        if (now() - lastBeat < deps.config.heartbeatSeconds * 1000) return;
+        lastBeat = now();
+        await ledger.heartbeat(file, deps.owner, { records: 0, rejected: 0, bytesRead });
+      },
+    );
+    if (!plan.split) {
+      logger.info('Not split; the file is read whole', { reason: plan.reason, size });
+      return undefined;
+    }
+    await ledger.planParts(file, deps.owner, plan.ranges, meta);
+    parts = plan.ranges.length;
+    logger.info('Split into parts', { parts, size, scannedBytes: bytesRead, kind: plan.ranges[0]?.kind });
+  }
+  const announce = deps.announceParts as NonNullable<IngestDeps['announceParts']>;
+  await announce(Array.from({ length: parts }, (_, part) => ({ ...task, etag: file.etag, ...meta, part })));
+  await ledger.markSplit(file, deps.owner);
+  metrics.addMetric(METRIC.filesSplit, MetricUnit.Count, 1);
+  metrics.addMetric(METRIC.partsAnnounced, MetricUnit.Count, parts);
+  // Parts can all have ended before the file was marked SPLIT; then no part could end the file.
+  await finishSplitFile(file, deps);
+  return { status: 'SPLIT', parts };
+}
+
+/** Ends a split file if every part has ended (whoever calls it first when they have). */
+async function finishSplitFile(file: ObjectVersion, deps: IngestDeps): Promise<SplitOutcome | undefined> {
+  const done = await deps.ledger.finishSplit(file, settings.ledger.firstErrorsKept);
+  if (!done) return undefined;
+  const { metrics, logger } = deps;
+  metrics.addMetric(
+    done.status === 'SUCCESS' ? METRIC.filesSucceeded : METRIC.filesFailed,
+    MetricUnit.Count,
+    1,
+  );
+  const t = done.eventTime ? Date.parse(done.eventTime) : Number.NaN;
+  if (Number.isFinite(t)) {
+    const now = deps.now ?? Date.now;
+    metrics.addMetric(METRIC.fileLatency, MetricUnit.Milliseconds, Math.max(0, now() - t));
+  }
+  logger.info(done.status === 'SUCCESS' ? 'Split file ingested' : 'Split file failed', {
+    ...done.stats,
+    firstErrors: undefined,
+    parts: done.parts,
+    partsFailed: done.partsFailed,
+  });
+  return done;
+}
+
+/**
+ * Reads the claimed file (or part) and sends its records: from the checkpoint an earlier attempt left, or
+ * the part's start; to the end of the file or the part.
+ */
+async function readAndSend(
+  task: FileTask,
+  file: ObjectVersion,
+  format: DetectedFormat,
+  size: number | undefined,
+  meta: ClaimMeta,
+  claim: Extract<ClaimResult, { claimed: true }>,
+  deps: IngestDeps,
+): Promise<IngestOutcome> {
+  const { logger, metrics, ledger } = deps;
+  const now = deps.now ?? Date.now;
+  const range = claim.range;
+  const part = task.part;
+  /** The ledger item this run owns: the file's, or its part's. */
+  const subject: FileRef = part !== undefined ? { ...file, part } : file;
   // A checkpoint left by an earlier attempt: everything before it is sent and quarantined already.
   let resumedFrom: Checkpoint | undefined = claim.checkpoint;
   if (resumedFrom && !canResume(format, resumedFrom)) {
     logger.warn('Ignoring a checkpoint this format cannot resume from', { checkpoint: resumedFrom });
     resumedFrom = undefined;
   }
-  logger.info('File claimed', {
+  // Where reading starts: the checkpoint, else the part's first record (after its start).
+  const partStart: ResumePoint | undefined =
+    range && (range.start > 0 || range.row > 0)
+      ? { kind: range.kind, position: range.start, row: range.row }
+      : undefined;
+  const start: ResumePoint | undefined = resumedFrom ?? partStart;
+  const until: ReadLimit | undefined = range ? { kind: range.kind, position: range.end } : undefined;
+  logger.info(part !== undefined ? 'Part claimed' : 'File claimed', {
     attempt: claim.attempt,
     format: format.format,
     gzip: format.gzip,
     size,
+    ...(range ? { range } : {}),
     ...(resumedFrom ? { resumedFrom } : {}),
   });
 
@@ -175,7 +337,7 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
   const quarantine = new QuarantineWriter(
     deps.s3,
     deps.config.quarantineBucket,
-    resumedFrom ? segmentKey(fileRejectsKey, resumedFrom.row + 1, claim.attempt) : fileRejectsKey,
+    start ? segmentKey(fileRejectsKey, start.row + 1, claim.attempt) : fileRejectsKey,
   );
   const stats = {
     records: resumedFrom?.records ?? 0,
@@ -235,7 +397,7 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
     await sender.flush();
     const closed = await quarantine.rotate(segmentKey(fileRejectsKey, point.row + 1, claim.attempt));
     if (closed) rejectsKeys.push(closed);
-    await ledger.heartbeat(file, deps.owner, snapshot(stats), {
+    await ledger.heartbeat(subject, deps.owner, snapshot(stats), {
       ...point,
       ...snapshot(stats),
       firstErrors: [...firstErrors],
@@ -244,6 +406,8 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
       savedAt: new Date(now()).toISOString(),
     });
   };
+  /** A part ends for good (counted on its file); the last part to end ends the file. */
+  const partEnded = async () => (part !== undefined ? finishSplitFile(file, deps) : undefined);
 
   let cleanup: (() => Promise<void>) | undefined;
   try {
@@ -258,16 +422,18 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
       (dispose) => {
         cleanup = dispose;
       },
-      resumedFrom,
+      start,
+      until,
     );
     const progress = new Progress(kind, resumedFrom);
+    let lastRow = start?.row ?? 0;
     for await (const rec of records) {
       if (handOverMs !== undefined && (deps.remainingMs?.() ?? Number.POSITIVE_INFINITY) < handOverMs) {
         const point = progress.before(rec);
         if (point) {
           // Out of time: make everything so far durable, then let a fresh invocation go on from here.
           await checkpoint(point);
-          await ledger.handOver(file, deps.owner);
+          await ledger.handOver(subject, deps.owner);
           await quarantine.abort();
           await deps.continueLater?.({ ...task, etag: file.etag, ...meta });
           metrics.addMetric(METRIC.filesContinued, MetricUnit.Count, 1);
@@ -284,7 +450,7 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
         lastBeat = lastCheckpoint = now();
       } else if (now() - lastBeat >= heartbeatMs) {
         lastBeat = now();
-        await ledger.heartbeat(file, deps.owner, snapshot(stats));
+        await ledger.heartbeat(subject, deps.owner, snapshot(stats));
       }
       if (rec.error !== undefined) {
         await reject(rec.row, rec.error, rec.raw !== undefined ? { raw: rec.raw } : {});
@@ -299,20 +465,35 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
           await reject(rec.row, result.reason, { record: rec.data });
         }
       }
+      lastRow = rec.row;
       progress.done(rec);
+    }
+    if (range && lastRow !== range.endRow) {
+      // The plan and the parser disagree on where records end: never expected (the scan gives up on
+      // anything it is unsure of); loud, so that it is found.
+      throw new MalformedFileError(
+        `part ${part} was planned to end at row ${range.endRow} but its last row read is ${lastRow}: the split does not match the parser`,
+        { row: lastRow },
+      );
     }
     await sender.flush();
     const done = await finalStats();
-    await ledger.succeed(file, deps.owner, done);
-    emitFileMetrics(metrics, done, task.eventTime, now());
-    metrics.addMetric(METRIC.filesSucceeded, MetricUnit.Count, 1);
-    logger.info('File ingested', {
+    await ledger.succeed(subject, deps.owner, done);
+    emitFileMetrics(metrics, done, part === undefined ? task.eventTime : undefined, now());
+    if (part === undefined) metrics.addMetric(METRIC.filesSucceeded, MetricUnit.Count, 1);
+    logger.info(part !== undefined ? 'Part ingested' : 'File ingested', {
       ...done,
       firstErrors: undefined,
       messages: sender.stats.messages,
       requests: sender.stats.requests,
     });
-    return { status: 'SUCCESS', stats: done };
+    const file_ = await partEnded();
+    return {
+      status: 'SUCCESS',
+      stats: done,
+      ...(part !== undefined ? { part } : {}),
+      ...(file_ ? { file: file_.status } : {}),
+    };
   } catch (err) {
     if (err instanceof LeaseLostError) {
       // Another worker reclaimed the file (our lease expired); it will finish it and the scorer drops repeats.
@@ -320,7 +501,7 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
       logger.warn('Lease lost mid-file; leaving the file to its new owner', { error: err.message });
       return { status: 'SKIPPED', reason: 'lease-lost' };
     }
-    if (isObjectGone(err)) {
+    if (isObjectGone(err) && part === undefined) {
       await quarantine.abort();
       await ledger.skip(
         file,
@@ -337,7 +518,7 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
       await quarantine.abort();
       logger.warn('Transient failure; the event will be redelivered', { errorType: type, error: message });
       try {
-        await ledger.fail(file, deps.owner, {
+        await ledger.fail(subject, deps.owner, {
           ...completed(),
           errorType: type,
           errorMessage: message,
@@ -350,24 +531,37 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
       }
       throw err;
     }
-    // Permanent: what was valid before the failure is sent; the failure itself is quarantined with where it
-    // happened, and the item ends FAILED so that the event is acknowledged.
+    // Permanent (for a part, the object gone too): what was valid before the failure is sent; the failure
+    // itself is quarantined with where it happened, and the item ends FAILED so that the event is acknowledged.
     await sender.flush();
-    await quarantine.write({ ref: base, reason: `file failed: ${type}: ${message}` });
+    await quarantine.write({
+      ref: base,
+      reason: `${part !== undefined ? `part ${part} ` : 'file '}failed: ${type}: ${message}`,
+    });
     const failed = await finalStats();
-    await ledger.fail(file, deps.owner, {
+    await ledger.fail(subject, deps.owner, {
       ...failed,
       errorType: type,
       errorMessage: message,
       retryable: false,
     });
-    metrics.addMetric(METRIC.filesFailed, MetricUnit.Count, 1);
+    if (part === undefined) metrics.addMetric(METRIC.filesFailed, MetricUnit.Count, 1);
     emitFileMetrics(metrics, failed, undefined, now());
-    logger.error('File failed permanently', { errorType: type, error: message, records: stats.records });
-    return { status: 'FAILED', stats: failed, error: `${type}: ${message}` };
+    logger.error(part !== undefined ? 'Part failed permanently' : 'File failed permanently', {
+      errorType: type,
+      error: message,
+      records: stats.records,
+    });
+    const file_ = await partEnded();
+    return {
+      status: 'FAILED',
+      stats: failed,
+      error: `${type}: ${message}`,
+      ...(part !== undefined ? { part } : {}),
+      ...(file_ ? { file: file_.status } : {}),
+    };
   } finally {
     await cleanup?.();
-    logger.removeKeys(['objectKey', 'etag']);
   }
 }
 

@@ -60,10 +60,17 @@ export interface OpenedRecords {
 /** A CSV header is re-read on resume in a window this large, then 4× larger until it ends inside one. */
 export const HEADER_WINDOW_BYTES = 1024;
 
+/** Where reading stops: before byte `position` (CSV/NDJSON) or row group `position` (Parquet). */
+export interface ReadLimit {
+  readonly kind: 'byte' | 'rowGroup';
+  readonly position: number;
+}
+
 /**
  * Opens the object in the way its format needs (a byte stream for text, random access for Parquet) and
  * yields its records, from `resume` on when given: only records after the checkpoint, numbered as from
- * the start. `onBytes` counts every byte fetched; `onCleanup` receives what removes temporary files.
+ * the start; and up to `until` when given (one part of a split file, which ends at a record boundary or
+ * row group). `onBytes` counts every byte fetched; `onCleanup` receives what removes temporary files.
  */
 export async function openRecords(
   s3: S3Client,
@@ -73,18 +80,23 @@ export async function openRecords(
   onBytes: (n: number) => void,
   onCleanup: (dispose: () => Promise<void>) => void,
   resume?: ResumePoint,
+  until?: ReadLimit,
 ): Promise<OpenedRecords> {
   const opts = { maxRecordBytes: settings.limits.maxRecordBytes, positions: true };
-  const fromRowGroup = resume?.kind === 'rowGroup' ? { fromRowGroup: resume.position } : {};
+  const fromRowGroup = {
+    ...(resume?.kind === 'rowGroup' ? { fromRowGroup: resume.position } : {}),
+    ...(until?.kind === 'rowGroup' ? { toRowGroup: until.position } : {}),
+  };
+  const endByte = until?.kind === 'byte' ? until.position : undefined;
   const skipping = resume?.kind === 'record' ? resume.position : 0;
   if (format.format === 'parquet' && !format.gzip && size !== undefined) {
     const records = parseParquet(s3AsyncBuffer(s3, file, size, onBytes), { ...opts, ...fromRowGroup });
     return { records: skip(records, skipping), kind: 'rowGroup' };
   }
   if (resume?.kind === 'byte' && (format.format === 'csv' || format.format === 'ndjson')) {
-    return { records: fromOffset(s3, file, format.format, size, onBytes, resume), kind: 'byte' };
+    return { records: fromOffset(s3, file, format.format, size, onBytes, resume, endByte), kind: 'byte' };
   }
-  const object = await openObjectStream(s3, file);
+  const object = await openObjectStream(s3, file, undefined, endByte);
   let bytes: AsyncIterable<Buffer> = counted(object.body, onBytes);
   const compressedSize = object.contentLength ?? size;
   if (format.gzip || object.contentEncoding === 'gzip') bytes = gunzipBounded(bytes, compressedSize);
@@ -122,6 +134,7 @@ async function* fromOffset(
   size: number | undefined,
   onBytes: (n: number) => void,
   resume: ResumePoint,
+  end?: number,
 ): AsyncGenerator<ParsedRecord> {
   const prefix = format === 'csv' ? await readCsvHeader(s3, file, size, onBytes) : Buffer.from('\n', 'utf8');
   // NDJSON numbers physical lines: the newline added is one line.
@@ -130,7 +143,8 @@ async function* fromOffset(
   async function* bytes(): AsyncGenerator<Buffer> {
     yield prefix;
     if (size !== undefined && resume.position >= size) return;
-    const object = await openObjectStream(s3, file, resume.position);
+    if (end !== undefined && resume.position >= end) return;
+    const object = await openObjectStream(s3, file, resume.position, end);
     yield* counted(object.body, onBytes);
   }
   try {

@@ -29,17 +29,22 @@ function versionParams(obj: ObjectVersion) {
   return obj.versionId ? { VersionId: obj.versionId } : { IfMatch: `"${obj.etag}"` };
 }
 
-/** Streams the object's bytes (never held whole), from byte `fromByte` on when it is given (a ranged GET). */
+/**
+ * Streams the object's bytes (never held whole): all of them, or bytes `[fromByte, toByte)` with a ranged
+ * GET when either is given.
+ */
 export async function openObjectStream(
   s3: S3Client,
   obj: ObjectVersion,
   fromByte?: number,
+  toByte?: number,
 ): Promise<{ body: AsyncIterable<Uint8Array>; contentLength?: number; contentEncoding?: string }> {
+  const ranged = fromByte !== undefined || toByte !== undefined;
   const out = await s3.send(
     new GetObjectCommand({
       Bucket: obj.bucket,
       Key: obj.key,
-      ...(fromByte !== undefined ? { Range: `bytes=${fromByte}-` } : {}),
+      ...(ranged ? { Range: `bytes=${fromByte ?? 0}-${toByte !== undefined ? toByte - 1 : ''}` } : {}),
       ...versionParams(obj),
     }),
   );

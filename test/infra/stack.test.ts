@@ -646,7 +646,7 @@ describe('IAM', () => {
     expect(actionsOf(writes[0] as Statement).sort()).toEqual(['s3:AbortMultipartUpload', 's3:PutObject']);
   });
 
-  it('lets the s3-trigger read and conditionally update the ledger (no index, no put), send signals, and send continuations to its own queue', () => {
+  it('lets the s3-trigger read and conditionally update the ledger, write and query the parts of a split file (table only, no index), send signals, and send continuations to its own queue', () => {
     // Prepare
     const template = synth();
     const ledgerArn = arnOf(template, 'Ledger', 'AWS::DynamoDB::Table');
@@ -657,7 +657,12 @@ describe('IAM', () => {
 
     // Assess
     expect(ledger).toHaveLength(1);
-    expect(actionsOf(ledger[0] as Statement).sort()).toEqual(['dynamodb:GetItem', 'dynamodb:UpdateItem']);
+    expect(actionsOf(ledger[0] as Statement).sort()).toEqual([
+      'dynamodb:BatchWriteItem',
+      'dynamodb:GetItem',
+      'dynamodb:Query',
+      'dynamodb:UpdateItem',
+    ]);
     expect(ledger[0]?.Resource).toEqual(ledgerArn);
     // CDK merges the two statements into one with both queues.
     expect(send.flatMap((s) => s.Resource)).toEqual(

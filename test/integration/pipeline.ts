@@ -25,6 +25,8 @@ export interface PipelineOptions {
   readonly handlerEndpoint?: string;
   /** The s3-trigger's timeout as its event source enforces it. @default the event source's (900 s) */
   readonly s3TriggerTimeoutSeconds?: number;
+  /** s3-trigger invocations at once (the parts of a split file run side by side). @default 1 */
+  readonly s3TriggerConcurrency?: number;
 }
 
 /** Environment the handlers read at import time (see shared/config.ts). */
@@ -49,7 +51,7 @@ export function handlerEnv(
     LEDGER_LEASE_SECONDS: String(opts.leaseSeconds ?? 3),
     LEDGER_HEARTBEAT_SECONDS: String(opts.heartbeatSeconds ?? 1),
     POWERTOOLS_METRICS_DISABLED: 'true',
-    POWERTOOLS_LOG_LEVEL: 'ERROR',
+    POWERTOOLS_LOG_LEVEL: process.env.PULSE_TEST_LOG_LEVEL ?? 'ERROR',
   };
 }
 
@@ -82,6 +84,9 @@ export async function setUpPipeline(endpoint: string, prefix: string, opts: Pipe
       handler,
       ...(which === 'fileEvents' && opts.s3TriggerTimeoutSeconds
         ? { functionTimeoutSeconds: opts.s3TriggerTimeoutSeconds }
+        : {}),
+      ...(which === 'fileEvents' && opts.s3TriggerConcurrency
+        ? { concurrency: opts.s3TriggerConcurrency }
         : {}),
     });
     sources.push(source);

@@ -36,7 +36,7 @@ export interface ParquetRowGroup {
  * the same conversions inside. A file that is not Parquet or is corrupt throws {@link MalformedFileError};
  * errors from reading `file` itself (network, throttling) pass through unchanged, so they stay retryable.
  * `opts.maxRecordBytes` is not used: a row cannot outgrow the row group holding it. `opts.fromRowGroup`
- * starts at that row group (a checkpoint); with `opts.positions`, each row carries its `rowGroup`.
+ * starts at that row group (a checkpoint), `opts.toRowGroup` stops before that one (a part); with `opts.positions`, each row carries its `rowGroup`.
  */
 export async function* parseParquet(file: AsyncBuffer, opts: ParserOptions): AsyncGenerator<ParsedRecord> {
   const io = guardReads(file);
@@ -46,6 +46,7 @@ export async function* parseParquet(file: AsyncBuffer, opts: ParserOptions): Asy
   try {
     for (const group of groupsOf(metadata)) {
       if (group.index < (opts.fromRowGroup ?? 0)) continue;
+      if (opts.toRowGroup !== undefined && group.index >= opts.toRowGroup) break;
       const chunks = await readRowGroup(io, metadata, group, columns, decoder);
       const cursors = columns.map((name) => new ColumnCursor(name, chunks.get(name) ?? []));
       for (let r = group.rowStart; r < group.rowEnd; r++) {

@@ -35,6 +35,8 @@ export interface ParserOptions {
   readonly positions?: boolean;
   /** Parquet: start at this 0-based row group (a checkpoint), skipping the ones before it. @default 0 */
   readonly fromRowGroup?: number;
+  /** Parquet: stop before this 0-based row group (one part of a split file). @default every row group */
+  readonly toRowGroup?: number;
   /** Parquet: the decoder's limits. @default settings.limits.parquetDecoder */
   readonly parquetDecoder?: ParquetDecoderLimits;
 }

@@ -6,10 +6,12 @@ import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ingestFile } from '../../../functions/s3-trigger/ingest.ts';
+import { planParts } from '../../../functions/s3-trigger/fan-out.ts';
+import { type IngestOutcome, ingestFile } from '../../../functions/s3-trigger/ingest.ts';
+import { detectFormat } from '../../../functions/s3-trigger/parsers/index.ts';
 import { HEADER_WINDOW_BYTES } from '../../../functions/s3-trigger/records.ts';
 import { LeaseLostError } from '../../../shared/errors.ts';
-import type { Checkpoint, CompletedStats, Ledger } from '../../../shared/ledger.ts';
+import type { Checkpoint, CompletedStats, Ledger, PartRange } from '../../../shared/ledger.ts';
 import { fakeLedger } from '../../helpers/ledger.ts';
 import { quietObservability } from '../../helpers/observability.ts';
 import { decodeSignals } from '../../helpers/signals.ts';
@@ -411,5 +413,113 @@ describe('checkpoints', () => {
     expect(ledger.heartbeat).not.toHaveBeenCalled();
     expect(rejected().map((r) => r.key)).toEqual(['rejects/s3/b/incoming/c.csv@e1.ndjson']);
     expect(ledger.succeed.mock.calls[0]?.[2].rejectsKeys).toBeUndefined();
+  });
+
+  describe('fan-out', () => {
+    const SPLITTABLE = FILES.filter((f) => f.kind !== 'record');
+    const fanOut = (size: number) => ({ minBytes: 1, partBytes: Math.ceil(size / 5), maxParts: 10 });
+
+    for (const f of SPLITTABLE) {
+      it(`ingests the parts of ${f.key}, in any order, as exactly one uninterrupted run`, async () => {
+        // Prepare
+        const bytes = f.bytes();
+        const whole = await uninterrupted(f.key, bytes);
+        const format = detectFormat(f.key);
+        if (!format) throw new Error(`no format for ${f.key}`);
+        const plan = await planParts(
+          new S3Client({ region: 'us-east-1' }),
+          { bucket: 'b', key: f.key, etag: 'e1' },
+          format,
+          bytes.length,
+          fanOut(bytes.length),
+          () => {},
+        );
+        if (!plan.split) throw new Error(`not split: ${plan.reason}`);
+        getRanges = [];
+        // Act: the parts from last to first.
+        const outs: IngestOutcome[] = [];
+        for (const [part, range] of [...plan.ranges.entries()].reverse()) {
+          const ledger = fakeLedger({ claimed: true, attempt: 1, range });
+          outs.push(
+            await ingestFile({ bucket: 'b', key: f.key, etag: 'e1', size: bytes.length, part }, deps(ledger)),
+          );
+          expect(ledger.succeed.mock.calls[0]?.[0]).toMatchObject({ part });
+          expect(ledger.finishSplit).toHaveBeenCalledTimes(1);
+        }
+        // Assess
+        expect(plan.ranges.length).toBeGreaterThanOrEqual(3);
+        expect(outs.every((o) => o.status === 'SUCCESS')).toBe(true);
+        expect([...sent()].sort()).toEqual([...whole.sent].sort());
+        const rows = (r: Rejected[]) => r.flatMap((x) => x.rows).sort((a, b) => a - b);
+        expect(rows(rejected())).toEqual(rows(whole.rejected));
+        const total = (key: 'records' | 'rejected') =>
+          outs.reduce((n, o) => n + (o.status === 'SUCCESS' ? o.stats[key] : 0), 0);
+        const done = whole.out.status === 'SUCCESS' ? whole.out.stats : undefined;
+        expect(total('records')).toBe(done?.records);
+        expect(total('rejected')).toBe(done?.rejected);
+        if (f.kind === 'byte') {
+          // Each part reads its own bytes only (a CSV part also its header's first bytes).
+          for (const range of plan.ranges) {
+            if (range.start > 0) expect(getRanges).toContain(`bytes=${range.start}-${range.end - 1}`);
+          }
+        }
+      });
+    }
+
+    it('splits a large file instead of reading it: parts recorded, announced, the file left SPLIT', async () => {
+      // Prepare
+      const bytes = Buffer.from(csvText());
+      serve(bytes);
+      const ledger = fakeLedger({ claimed: true, attempt: 1 });
+      const announced: number[] = [];
+      const base = deps(ledger);
+      // Act
+      const out = await ingestFile(
+        { bucket: 'b', key: 'incoming/c.csv', etag: 'e1', size: bytes.length },
+        {
+          ...base,
+          config: { ...base.config, fanOut: fanOut(bytes.length) },
+          announceParts: async (parts) => {
+            announced.push(...parts.map((p) => p.part));
+          },
+        },
+      );
+      // Assess
+      const ranges = ledger.planParts.mock.calls[0]?.[2] as PartRange[];
+      expect(out).toEqual({ status: 'SPLIT', parts: ranges.length });
+      expect(announced).toEqual(ranges.map((_, i) => i));
+      expect(ledger.markSplit).toHaveBeenCalledTimes(1);
+      expect(ledger.finishSplit).toHaveBeenCalledTimes(1);
+      expect(sent()).toEqual([]);
+      expect(ledger.succeed).not.toHaveBeenCalled();
+    });
+
+    it('fails a part whose last row is not where the plan said, loudly', async () => {
+      // Prepare: a plan that ends part 0 one row early (as if the scan had been wrong).
+      const bytes = Buffer.from(ndjsonText());
+      serve(bytes);
+      const range: PartRange = {
+        kind: 'byte',
+        start: 0,
+        end: bytes.indexOf('\n', 2000) + 1,
+        row: 0,
+        endRow: 1,
+      };
+      const ledger = fakeLedger({ claimed: true, attempt: 1, range });
+      // Act
+      const out = await ingestFile(
+        { bucket: 'b', key: 'incoming/c.ndjson', etag: 'e1', size: bytes.length, part: 0 },
+        deps(ledger),
+      );
+      // Assess
+      expect(out).toMatchObject({ status: 'FAILED', part: 0 });
+      expect(out.status === 'FAILED' && out.error).toMatch(
+        /planned to end at row 1 but its last row read is \d+/,
+      );
+      expect(ledger.fail.mock.calls[0]?.[2]).toMatchObject({
+        retryable: false,
+        errorType: 'MalformedFileError',
+      });
+    });
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { continuationMessage, parseFileEvents } from '../../../functions/s3-trigger/events.ts';
+import { continuationMessage, parseFileEvents, partMessage } from '../../../functions/s3-trigger/events.ts';
 import { InvalidMessageError } from '../../../shared/errors.ts';
 
 const notification = (key: string, extra: Record<string, unknown> = {}) =>
@@ -43,6 +43,20 @@ describe('parseFileEvents', () => {
     const task = { bucket: 'b', key: 'incoming/big file.csv', etag: 'e9', size: 5e9, versionId: 'v3' };
     expect(parseFileEvents(continuationMessage(task))).toEqual([task]);
     expect(JSON.parse(continuationMessage(task)).kind).toBe('continue');
+  });
+
+  it('reads back the announcement of one part of a split file, and its continuation', () => {
+    const task = { bucket: 'b', key: 'incoming/big.csv', etag: 'e9', size: 5e9, versionId: 'v3', part: 7 };
+    expect(parseFileEvents(partMessage(task))).toEqual([task]);
+    expect(JSON.parse(partMessage(task)).kind).toBe('part');
+    expect(parseFileEvents(continuationMessage(task))).toEqual([task]);
+  });
+
+  it('refuses a part message without its part number or etag', () => {
+    const body = { v: 1, kind: 'part', bucket: 'b', key: 'incoming/big.csv', etag: 'e9' };
+    expect(() => parseFileEvents(JSON.stringify(body))).toThrow(/neither an S3 notification nor a backfill/);
+    expect(() => parseFileEvents(JSON.stringify({ ...body, etag: undefined, part: 1 }))).toThrow();
+    expect(() => parseFileEvents(JSON.stringify({ ...body, part: -1 }))).toThrow();
   });
 
   it('reads a backfill request', () => {

@@ -28,7 +28,22 @@ describe('config', () => {
       maxAttempts: settings.ledger.maxAttempts,
       maxMessageBytes: settings.signals.maxMessageBytes,
       handOverBeforeTimeoutSeconds: settings.ledger.handOverBeforeTimeoutSeconds,
+      fanOut: settings.fanOut,
     });
+  });
+
+  it('reads the fan-out threshold and part size, and refuses a part size that is not a positive whole number', () => {
+    const base = { SIGNALS_QUEUE_URL: 'https://q', LEDGER_TABLE: 't', QUARANTINE_BUCKET: 'b' };
+    expect(
+      loadS3TriggerConfig({ ...base, FAN_OUT_MIN_BYTES: '1000', FAN_OUT_PART_BYTES: '500' }).fanOut,
+    ).toEqual({
+      minBytes: 1000,
+      partBytes: 500,
+      maxParts: settings.fanOut.maxParts,
+    });
+    expect(() => loadS3TriggerConfig({ ...base, FAN_OUT_PART_BYTES: '0' })).toThrow(
+      /FAN_OUT_PART_BYTES must be positive/,
+    );
   });
 
   it('reads the file-events queue for continuations, and refuses one that is not a URL', () => {
