@@ -71,11 +71,15 @@ describe('db-poller (PostgreSQL + moto)', () => {
   beforeAll(async () => {
     const url = new URL(inject('postgresUrl'));
     admin = new pg.Client({ connectionString: url.toString() });
+    // The test's own connections: a server ending one while it idles is not what these tests are about,
+    // and without a listener it would be an uncaught error. The pollers' own connections are not covered.
+    admin.on('error', (err) => console.warn(`[db-poller test] admin connection: ${err.message}`));
     await admin.connect();
     await admin.query(`CREATE DATABASE "${dbName}"`);
     const dbUrl = new URL(url);
     dbUrl.pathname = `/${dbName}`;
     db = new pg.Pool({ connectionString: dbUrl.toString(), max: 4 });
+    db.on('error', (err) => console.warn(`[db-poller test] pool connection: ${err.message}`));
 
     resources = await createResources(clients, names, { visibilityTimeoutSeconds: { signals: 60 } });
     const sm = new SecretsManagerClient({ endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
