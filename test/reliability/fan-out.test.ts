@@ -1,0 +1,114 @@
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { uniquePrefix } from '../../local/names.ts';
+import type { LedgerItem } from '../../shared/ledger.ts';
+import { startWorker, type Worker } from '../helpers/workers.ts';
+import { csvFile, setUpPipeline, waitFor } from '../integration/pipeline.ts';
+import { type FaultProxy, startFaultProxy } from './fault-proxy.ts';
+import { expectExactlyOnce, goodRows, type Pipeline, s3Ids } from './invariants.ts';
+
+/**
+ * A split file whose part worker is killed with SIGKILL mid-part: the part's item stays PROCESSING and its
+ * message in flight; once the lease and the visibility timeout expire, another worker claims that part
+ * again (attempt 2) and re-sends its rows with the same ids. The other parts are not touched again, the
+ * part is counted once on its file, and the file ends SUCCESS with exact totals.
+ */
+describe('a part of a split file killed mid-part', () => {
+  let p: Pipeline;
+  let slow: FaultProxy;
+  let worker: Worker | undefined;
+
+  beforeAll(async () => {
+    // Read by the handlers (the in-process one and the worker's): files of 20 kB and more, parts of ~80 kB.
+    process.env.FAN_OUT_MIN_BYTES = '20000';
+    process.env.FAN_OUT_PART_BYTES = '80000';
+    const moto = inject('motoEndpoint');
+    p = await setUpPipeline(moto, uniquePrefix('rfan'), {
+      leaseSeconds: 2,
+      heartbeatSeconds: 1,
+      visibility: { fileEvents: 3, signals: 4 },
+    });
+    // The worker's calls go through a proxy adding latency: a window of seconds to kill it mid-part.
+    slow = await startFaultProxy({ target: moto, before: 0, after: 0, delayMs: 150, seed: 3 });
+  });
+  afterAll(async () => {
+    await worker?.kill();
+    await p?.stopAll();
+    await slow?.close();
+    delete process.env.FAN_OUT_MIN_BYTES;
+    delete process.env.FAN_OUT_PART_BYTES;
+  });
+
+  it('finishes the killed part in a second attempt: the file SUCCESS, each row scored once', async () => {
+    // Prepare: 6,000 rows (about 240 kB: three parts), every 250th bad.
+    const key = 'incoming/rfan/split.csv';
+    const rows = 6000;
+    const file = csvFile(rows, { name: 'rfan', badEvery: 250 });
+    worker = await startWorker(
+      'test/integration/workers/s3-trigger-worker.ts',
+      [p.resources.queues.fileEvents.url, p.resources.queues.fileEvents.arn],
+      {
+        ...p.env,
+        AWS_ENDPOINT_URL: slow.url,
+        SIGNALS_QUEUE_URL: new URL(new URL(p.env.SIGNALS_QUEUE_URL ?? '').pathname, slow.url).toString(),
+        FILE_EVENTS_QUEUE_URL: new URL(
+          new URL(p.env.FILE_EVENTS_QUEUE_URL ?? '').pathname,
+          slow.url,
+        ).toString(),
+        SIGNALS_MAX_MESSAGE_BYTES: '2048',
+      },
+    );
+
+    // Act: the worker splits the file and takes a part; kill it once that part is sending.
+    const put = await p.clients.s3.send(
+      new PutObjectCommand({ Bucket: p.names.bucket, Key: key, Body: file.text }),
+    );
+    const etag = put.ETag?.replace(/"/g, '') ?? '';
+    const parts = async (): Promise<LedgerItem[]> =>
+      (await p.ledgerItems()).filter((i) => i.key === key && i.part !== undefined);
+    const running = await waitFor(
+      'a part being sent',
+      async () =>
+        (await p.queueDepth('signals')) > 0 && (await parts()).find((i) => i.status === 'PROCESSING'),
+      60_000,
+    );
+    expect(await worker.kill()).toBe('SIGKILL');
+    p.start('fileEvents');
+    p.start('signals');
+    const done = await waitFor(
+      'the file SUCCESS',
+      async () => {
+        const item = (await p.ledgerItems()).find((i) => i.key === key && i.part === undefined);
+        return item?.status === 'SUCCESS' ? item : undefined;
+      },
+      120_000,
+    );
+    await waitFor(
+      'every row scored and the queue drained',
+      async () =>
+        ((await p.series(key, 'rfan'))?.count ?? 0) >= file.good && (await p.queueDepth('signals')) === 0,
+      120_000,
+    );
+
+    // Assess
+    const all = await parts();
+    expect(all.length).toBeGreaterThanOrEqual(3);
+    expect(done).toMatchObject({
+      parts: all.length,
+      partsDone: all.length,
+      partsFailed: 0,
+      records: file.good,
+      rejected: file.bad,
+    });
+    expect(all.every((i) => i.status === 'SUCCESS')).toBe(true);
+    expect(all.find((i) => i.part === running.part)?.attempts).toBe(2);
+    const bad = Array.from({ length: rows / 250 }, (_, i) => (i + 1) * 250);
+    await expectExactlyOnce(p, {
+      scope: (s) => s.originRef.includes(`/${key}@`),
+      scoredIds: s3Ids(p.names.bucket, key, etag, goodRows(rows, 250)),
+      series: [{ source: key, name: 'rfan', count: file.good }],
+      ledgerKeys: (k) => k === key,
+      quarantine: { under: 's3/', refs: s3Ids(p.names.bucket, key, etag, bad) },
+    });
+  });
+});
