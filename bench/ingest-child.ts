@@ -2,12 +2,16 @@
  * One s3-trigger ingest in a process of its own, so that its peak RSS is the ingest's alone. The
  * benchmark bundles this file with the functions' esbuild options and runs it with plain Node, as
  * Lambda runs a bundle. Input: one JSON argument (endpoints, names, the file); output: one JSON line.
+ * With `fanOut`, the file is split (the parts announced are returned, not sent); with `part`, one part
+ * of a split file is ingested.
  */
+
 import { readFileSync } from 'node:fs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { FanOutOptions } from '../functions/s3-trigger/fan-out.ts';
 import { ingestFile } from '../functions/s3-trigger/ingest.ts';
 import { Ledger } from '../shared/ledger.ts';
 import { createObservability } from '../shared/observability.ts';
@@ -25,6 +29,8 @@ export interface ChildInput {
   readonly key: string;
   readonly etag: string;
   readonly size: number;
+  readonly fanOut?: FanOutOptions;
+  readonly part?: number;
 }
 
 export interface ChildOutput {
@@ -36,6 +42,8 @@ export interface ChildOutput {
   /** VmHWM from /proc/self/status, in MiB (the kernel's own peak RSS), when readable. */
   readonly vmHwmMb?: number;
   readonly sqsRequests: number;
+  /** With `fanOut`: the parts the file was split into. */
+  readonly parts?: number;
 }
 
 const input = JSON.parse(process.argv[2] ?? '{}') as ChildInput;
@@ -55,10 +63,24 @@ const ledger = new Ledger(doc, input.ledgerTable, {
   maxAttempts: settings.ledger.maxAttempts,
 });
 
+let announced = 0;
 const t0 = performance.now();
 const outcome = await ingestFile(
-  { bucket: input.bucket, key: input.key, etag: input.etag, size: input.size },
   {
+    bucket: input.bucket,
+    key: input.key,
+    etag: input.etag,
+    size: input.size,
+    ...(input.part !== undefined ? { part: input.part } : {}),
+  },
+  {
+    ...(input.fanOut
+      ? {
+          announceParts: async (parts) => {
+            announced += parts.length;
+          },
+        }
+      : {}),
     s3,
     sqs,
     ledger,
@@ -70,6 +92,7 @@ const outcome = await ingestFile(
       quarantineBucket: input.quarantineBucket,
       heartbeatSeconds: settings.ledger.heartbeatSeconds,
       maxMessageBytes: settings.signals.maxMessageBytes,
+      ...(input.fanOut ? { fanOut: input.fanOut } : {}),
     },
   },
 );
@@ -90,6 +113,7 @@ const out: ChildOutput = {
   maxRssMb: process.resourceUsage().maxRSS / 1024,
   ...(hwm !== undefined ? { vmHwmMb: hwm } : {}),
   sqsRequests: sum(sqsCounts),
+  ...(outcome.status === 'SPLIT' ? { parts: announced } : {}),
 };
 process.stdout.write(`${JSON.stringify(out)}\n`);
 for (const c of [s3, sqs, ddb]) c.destroy();

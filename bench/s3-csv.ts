@@ -293,3 +293,64 @@ export async function runIngestChild(childJs: string, input: ChildInput): Promis
   }
   return JSON.parse(last) as ChildOutput;
 }
+
+export interface FanOutResult {
+  readonly file_mb: number;
+  readonly parts: number;
+  /** Part processes run at once (the machine's cores). */
+  readonly concurrency: number;
+  /** The coordinator: claim, the boundary scan over the whole file, the part items. */
+  readonly plan_seconds: number;
+  /** From the first part started to the last part done. */
+  readonly parts_seconds: number;
+  /** The file end to end: plan + parts. */
+  readonly mb_per_s: number;
+  /** One part's own rate, the median. */
+  readonly part_mb_per_s: number;
+  readonly records: number;
+}
+
+/**
+ * Fan-out end to end: a coordinator process splits the file (its scan reads every byte), then the parts
+ * are ingested by separate processes, `concurrency` at a time, as Lambda would run them side by side.
+ * `run` starts one bundled ingest child on the file with the extra input given.
+ */
+export async function benchFanOut(
+  size: number,
+  rows: number,
+  parts: number,
+  concurrency: number,
+  run: (extra: Partial<ChildInput>) => Promise<ChildOutput>,
+): Promise<FanOutResult> {
+  const t0 = performance.now();
+  const plan = await run({ fanOut: { minBytes: 1, partBytes: Math.ceil(size / parts), maxParts: parts } });
+  const planSeconds = (performance.now() - t0) / 1000;
+  const count = plan.parts;
+  if (plan.status !== 'SPLIT' || !count) throw new Error(`fan-out coordinator ended ${plan.status}`);
+  const t1 = performance.now();
+  const queue = Array.from({ length: count }, (_, i) => i);
+  const outs: ChildOutput[] = [];
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      for (let part = queue.shift(); part !== undefined; part = queue.shift()) {
+        const out = await run({ part });
+        if (out.status !== 'SUCCESS') throw new Error(`part ${part} ended ${out.status}`);
+        outs.push(out);
+      }
+    }),
+  );
+  const partsSeconds = (performance.now() - t1) / 1000;
+  const records = outs.reduce((n, o) => n + o.records, 0);
+  if (records !== rows) throw new Error(`fan-out sent ${records} of ${rows} records`);
+  const rates = outs.map((o) => size / count / MB / o.seconds).sort((a, b) => a - b);
+  return {
+    file_mb: round(size / MB, 1),
+    parts: count,
+    concurrency,
+    plan_seconds: round(planSeconds, 2),
+    parts_seconds: round(partsSeconds, 2),
+    mb_per_s: round(size / MB / (planSeconds + partsSeconds), 2),
+    part_mb_per_s: round(rates[Math.floor(rates.length / 2)] ?? 0, 2),
+    records,
+  };
+}

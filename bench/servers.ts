@@ -48,18 +48,23 @@ export async function startFileS3Server(): Promise<FileS3Server> {
       res.end('<Error><Code>PreconditionFailed</Code><Message>ETag does not match</Message></Error>');
       return;
     }
-    res.writeHead(200, {
+    // `bytes=a-b` or `bytes=a-` (ranged GETs of the parts of a split file and of a CSV header).
+    const range = /^bytes=(\d+)-(\d*)$/.exec(String(req.headers.range ?? ''));
+    const start = range ? Number(range[1]) : 0;
+    const end = range?.[2] ? Math.min(Number(range[2]), file.size - 1) : file.size - 1;
+    res.writeHead(range ? 206 : 200, {
       'content-type': 'text/csv',
-      'content-length': String(file.size),
+      'content-length': String(Math.max(0, end - start + 1)),
       etag: `"${file.etag}"`,
       'last-modified': new Date(0).toUTCString(),
       'accept-ranges': 'bytes',
+      ...(range ? { 'content-range': `bytes ${start}-${end}/${file.size}` } : {}),
     });
-    if (req.method === 'HEAD') {
+    if (req.method === 'HEAD' || end < start) {
       res.end();
       return;
     }
-    createReadStream(file.path).pipe(res);
+    createReadStream(file.path, { start, end }).pipe(res);
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
