@@ -11,14 +11,16 @@ import { encodeSignal, type Origin, type Signal } from './signal.ts';
  * Packs signals into as few SQS messages as their byte budget allows (`{ v: 2, origin, signals }`, each
  * signal without what the message's origin already says: see SignalMessageSchema),
  * sends them with SendMessageBatch (≤ 10 entries, ≤ 1 MiB per call), retries only the entries that
- * failed, with exponential backoff and jitter, and keeps one call in flight while the next is packed.
- * `add` returns a promise only when the signal had to wait for the previous call to finish: that is the
- * backpressure on the parser (and the common case costs no promise at all).
+ * failed, with exponential backoff and jitter, and keeps up to `maxInFlight` calls in flight while the
+ * next is packed. `add` returns a promise only when the signal had to wait for a call to finish: that is
+ * the backpressure on the parser (and the common case costs no promise at all).
  */
 export interface SenderOptions {
   readonly maxMessageBytes?: number;
   readonly maxBatchBytes?: number;
   readonly maxEntries?: number;
+  /** SendMessageBatch calls at once. @default settings.signals.maxInFlightBatches */
+  readonly maxInFlight?: number;
   readonly attempts?: number;
   readonly baseDelayMs?: number;
   readonly sleep?: (ms: number) => Promise<void>;
@@ -55,7 +57,11 @@ export class SignalSender {
   #partsBytes = 0;
   #entries: { body: string; bytes: number; count: number }[] = [];
   #entriesBytes = 0;
-  #inflight: Promise<void> | undefined;
+  readonly #maxInFlight: number;
+  /** Calls not yet settled (they never reject: a failure is kept in `#failure`). */
+  readonly #inflight = new Set<Promise<void>>();
+  /** The first call that failed for good: thrown by the next add that waits, and by `flush`. */
+  #failure: { error: unknown } | undefined;
 
   constructor(sqs: SQSClient, queueUrl: string, origin: Origin, opts: SenderOptions = {}) {
     this.#sqs = sqs;
@@ -66,6 +72,7 @@ export class SignalSender {
     this.#maxMessageBytes = (opts.maxMessageBytes ?? settings.signals.maxMessageBytes) - MESSAGE_SLACK;
     this.#maxBatchBytes = opts.maxBatchBytes ?? settings.signals.maxBatchBytes;
     this.#maxEntries = opts.maxEntries ?? settings.signals.maxEntriesPerBatch;
+    this.#maxInFlight = opts.maxInFlight ?? settings.signals.maxInFlightBatches;
     this.#attempts = opts.attempts ?? settings.signals.sendAttempts;
     this.#baseDelayMs = opts.baseDelayMs ?? settings.signals.sendBaseDelayMs;
     this.#sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
@@ -95,11 +102,16 @@ export class SignalSender {
     this.stats.signals++;
   }
 
-  /** Sends everything buffered and waits for every call to finish. */
+  /** Sends everything buffered and waits for every call to finish; throws if any failed. */
   async flush(): Promise<void> {
     await this.#closeMessage();
     if (this.#entries.length) await this.#dispatch();
-    await this.#inflight;
+    while (this.#inflight.size > 0) await Promise.all(this.#inflight);
+    this.#throwFailure();
+  }
+
+  #throwFailure(): void {
+    if (this.#failure) throw this.#failure.error;
   }
 
   /** Signals accepted by `add` and not yet confirmed sent. */
@@ -126,11 +138,18 @@ export class SignalSender {
     const entries = this.#entries;
     this.#entries = [];
     this.#entriesBytes = 0;
-    // One call in flight at a time: wait for the previous one (and surface its error) first.
-    await this.#inflight;
-    const call = this.#sendWithRetry(entries.map((e, i) => ({ Id: String(i), MessageBody: e.body })));
-    this.#inflight = call;
-    call.catch(() => undefined);
+    // Up to `maxInFlight` calls at once, so that the time SQS takes to answer one is spent filling the
+    // next: wait for a slot (and surface any failure) first.
+    while (this.#inflight.size >= this.#maxInFlight) await Promise.race(this.#inflight);
+    this.#throwFailure();
+    const call: Promise<void> = this.#sendWithRetry(
+      entries.map((e, i) => ({ Id: String(i), MessageBody: e.body })),
+    )
+      .catch((error: unknown) => {
+        this.#failure ??= { error };
+      })
+      .finally(() => this.#inflight.delete(call));
+    this.#inflight.add(call);
   }
 
   async #sendWithRetry(entries: SendMessageBatchRequestEntry[]): Promise<void> {

@@ -137,6 +137,60 @@ describe('SignalSender', () => {
     expect(sender.stats.signals).toBe(added);
   });
 
+  it('keeps up to maxInFlight calls in flight while it packs the next, never more', async () => {
+    // Prepare: every call waits 5 ms; count how many are open at once.
+    let open = 0;
+    let most = 0;
+    sqs.on(SendMessageBatchCommand).callsFake(async () => {
+      open++;
+      most = Math.max(most, open);
+      await new Promise((r) => setTimeout(r, 5));
+      open--;
+      return { Failed: [] };
+    });
+    const sender = new SignalSender(new SQSClient({}), 'q', origin, {
+      maxMessageBytes: 1024,
+      maxEntries: 1,
+      maxInFlight: 3,
+      sleep: noSleep,
+    });
+    // Act
+    for (let i = 1; i <= 300; i++) await sender.add(signal(i));
+    await sender.flush();
+    // Assess
+    expect(most).toBe(3);
+    expect(open).toBe(0);
+    const sent = sqs
+      .commandCalls(SendMessageBatchCommand)
+      .flatMap((c) => (c.args[0].input.Entries ?? []).flatMap((e) => decodeSignals(e.MessageBody ?? '')));
+    expect(sent.map((x) => x.value)).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+  });
+
+  it('surfaces a call that failed while others were in flight, at the latest on flush', async () => {
+    // Prepare: the second call fails for good (sender at fault); the others succeed.
+    let n = 0;
+    sqs.on(SendMessageBatchCommand).callsFake(async () => {
+      const call = ++n;
+      await new Promise((r) => setTimeout(r, 2));
+      return call === 2
+        ? { Failed: [{ Id: '0', Code: 'InvalidMessageContents', SenderFault: true }] }
+        : { Failed: [] };
+    });
+    const sender = new SignalSender(new SQSClient({}), 'q', origin, {
+      maxMessageBytes: 1024,
+      maxEntries: 1,
+      maxInFlight: 3,
+      sleep: noSleep,
+    });
+    // Act
+    const run = async () => {
+      for (let i = 1; i <= 40; i++) await sender.add(signal(i));
+      await sender.flush();
+    };
+    // Assess
+    await expect(run()).rejects.toBeInstanceOf(PermanentError);
+  });
+
   it('gives up with a transient SendFailedError after the configured attempts', async () => {
     sqs
       .on(SendMessageBatchCommand)
