@@ -186,7 +186,7 @@ describe('files deleted, malformed, or redelivered while processing', () => {
   it('lets the worker holding a file finish it when the event is redelivered to another worker meanwhile', async () => {
     // Prepare: a slow first worker (its own process, every call 60 ms late); visibility timeout 2 s.
     const key = 'incoming/rfiles/slow.csv';
-    const file = csvFile(2000, { name: 'rslow' });
+    const file = csvFile(3000, { name: 'rslow' });
     worker = await startWorker(
       'test/integration/workers/s3-trigger-worker.ts',
       [p.resources.queues.fileEvents.url, p.resources.queues.fileEvents.arn],
@@ -208,12 +208,16 @@ describe('files deleted, malformed, or redelivered while processing', () => {
     const second = p.start('fileEvents');
     p.start('signals');
     await waitFor(
-      'the event redelivered to the second worker',
-      async () => second.stats.received > 0,
+      'the event redelivered to the second worker, and refused',
+      async () => second.stats.failedInvocations + second.stats.itemFailures > 0,
       20_000,
     );
     const busy = await item(key);
+    // Stopped once refused, so that however slow the first worker is, the event is not delivered again
+    // (and again) until it reaches maxReceiveCount; a poller started after the file is done drains it.
+    await second.stop();
     const done = await settled(key);
+    p.start('fileEvents');
     await waitFor(
       'rows scored',
       async () => ((await p.series(key, 'rslow'))?.count ?? 0) >= file.good,
@@ -228,7 +232,7 @@ describe('files deleted, malformed, or redelivered while processing', () => {
     expect(done).toMatchObject({ status: 'SUCCESS', attempts: 1, records: file.good });
     await expectExactlyOnce(p, {
       scope: (s) => s.originRef.includes(`/${key}@`),
-      scoredIds: s3Ids(p.names.bucket, key, etag, goodRows(2000)),
+      scoredIds: s3Ids(p.names.bucket, key, etag, goodRows(3000)),
       series: [{ source: key, name: 'rslow', count: file.good }],
       ledgerKeys: (k) => k === key,
     });
