@@ -7,7 +7,7 @@ import {
   TransactWriteCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { LeaseLostError } from './errors.ts';
+import { LeaseLostError, TransientError } from './errors.ts';
 
 /**
  * The file ledger: one DynamoDB item per object version (pk = s3://bucket/key, sk = ETag), moved
@@ -314,38 +314,51 @@ export class Ledger {
       await this.#doc.send(new UpdateCommand(update));
       return;
     }
-    try {
-      await this.#doc.send(
-        new TransactWriteCommand({
-          TransactItems: [
-            { Update: update },
-            {
-              Update: {
-                TableName: this.#table,
-                Key: ledgerKey(wholeFile(file)),
-                ConditionExpression: 'attribute_exists(parts)',
-                UpdateExpression: `ADD partsDone :one${endsPart.failed ? ', partsFailed :one' : ''}`,
-                ExpressionAttributeValues: { ':one': 1 },
-              },
-            },
-          ],
-        }),
-      );
-    } catch (err) {
-      if (!(err instanceof TransactionCanceledException)) throw err;
-      const [own, count] = err.CancellationReasons ?? [];
-      if (own?.Code === 'ConditionalCheckFailed') {
-        throw new ConditionalCheckFailedException({
-          message: own.Message ?? 'condition failed',
-          $metadata: {},
-        });
+    const command = new TransactWriteCommand({
+      TransactItems: [
+        { Update: update },
+        {
+          Update: {
+            TableName: this.#table,
+            Key: ledgerKey(wholeFile(file)),
+            ConditionExpression: 'attribute_exists(parts)',
+            UpdateExpression: `ADD partsDone :one${endsPart.failed ? ', partsFailed :one' : ''}`,
+            ExpressionAttributeValues: { ':one': 1 },
+          },
+        },
+      ],
+    });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#doc.send(command);
+        return;
+      } catch (err) {
+        if (!(err instanceof TransactionCanceledException)) throw err;
+        const [own, count] = err.CancellationReasons ?? [];
+        if (own?.Code === 'ConditionalCheckFailed') {
+          throw new ConditionalCheckFailedException({
+            message: own.Message ?? 'condition failed',
+            $metadata: {},
+          });
+        }
+        if (count?.Code === 'ConditionalCheckFailed') {
+          throw new Error(`part ${file.part} of ${ledgerKey(file).pk}@${file.etag} has no split file item`, {
+            cause: err,
+          });
+        }
+        // Parts ending at the same moment write the same file item: a cancelled transaction applied
+        // nothing, so it is tried again; as is one cancelled by throttling.
+        const codes = (err.CancellationReasons ?? []).map((r) => r.Code ?? 'None');
+        if (!codes.some((c) => RETRIED_CANCELLATIONS.has(c))) throw err;
+        if (attempt >= TRANSACTION_ATTEMPTS) {
+          throw new TransientError(
+            `ending part ${file.part} of ${ledgerKey(file).pk}@${file.etag}: transaction cancelled ${attempt} times (${codes.join(', ')})`,
+            { cause: err },
+          );
+        }
+        const cap = 25 * 2 ** attempt;
+        await new Promise((r) => setTimeout(r, cap / 2 + Math.random() * (cap / 2)));
       }
-      if (count?.Code === 'ConditionalCheckFailed') {
-        throw new Error(`part ${file.part} of ${ledgerKey(file).pk}@${file.etag} has no split file item`, {
-          cause: err,
-        });
-      }
-      throw err;
     }
   }
 
@@ -740,6 +753,15 @@ export interface CompletedStats extends FileStats {
   /** The checkpoint this attempt resumed from. */
   readonly resumedFrom?: Checkpoint;
 }
+
+/** Why a transaction may be cancelled without anything being wrong with it: tried again. */
+const RETRIED_CANCELLATIONS = new Set([
+  'TransactionConflict',
+  'ThrottlingError',
+  'ProvisionedThroughputExceeded',
+  'RequestLimitExceeded',
+]);
+const TRANSACTION_ATTEMPTS = 8;
 
 /** One conditional UpdateItem, as a command or as an item of a transaction. */
 interface ConditionalUpdate {

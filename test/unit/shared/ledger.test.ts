@@ -441,6 +441,24 @@ describe('Ledger', () => {
       await expect(ledger.succeed(part(0), 'w1', done)).rejects.toBeInstanceOf(LeaseLostError);
     });
 
+    it('tries a transaction again that a concurrent part cancelled (nothing was applied)', async () => {
+      // Prepare: two parts end at once; DynamoDB cancels one transaction with TransactionConflict.
+      ddb
+        .on(TransactWriteCommand)
+        .rejectsOnce(
+          new TransactionCanceledException({
+            message: 'cancelled',
+            $metadata: {},
+            CancellationReasons: [{ Code: 'None' }, { Code: 'TransactionConflict' }],
+          }),
+        )
+        .resolves({});
+      // Act
+      await ledger.succeed(part(1), 'w1', done);
+      // Assess
+      expect(ddb.commandCalls(TransactWriteCommand)).toHaveLength(2);
+    });
+
     it('ends the file once every part has: totals, first errors and rejects objects in part order', async () => {
       // Prepare
       ddb.on(GetCommand).resolves({
