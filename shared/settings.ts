@@ -62,7 +62,7 @@ export const settings = {
      * SendMessageBatch calls a sender keeps in flight: the next batch is packed while SQS answers the
      * others, so its latency is hidden. Each holds up to maxBatchBytes (a few MB of memory in all).
      */
-    maxInFlightBatches: 3,
+    maxInFlightBatches: 2,
     /** Attempts for entries that keep failing inside one send, with exponential backoff. */
     sendAttempts: 6,
     sendBaseDelayMs: 50,
