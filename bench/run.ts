@@ -16,6 +16,7 @@ import { createObservability } from '../shared/observability.ts';
 import { type BundleResult, benchBundles, bundle } from './bundles.ts';
 import { type CostInputs, costMarkdown, costModel } from './cost.ts';
 import { benchCsvCandidates, formatCsvCandidates } from './csv-candidates.ts';
+import type { ChildInput } from './ingest-child.ts';
 import { csvBuffer, MB, round, startDynamoCountingProxy, writeCsvFile } from './lib.ts';
 import {
   benchEndToEnd,
@@ -88,22 +89,26 @@ async function main(): Promise<void> {
     log(`naive on moto: ${round(naiveData.data.length / 1024, 0)} KiB CSV, one SendMessage per row`);
     const naive = await benchNaive(naiveData.data, naiveData.rows, deps);
 
-    const rss = async (path: string, size: number, key: string) => {
+    /** Serves a local file as an object and runs the bundled ingest child on it (`extra`: fan-out, part). */
+    const serveAndIngest = (path: string, size: number, key: string) => {
       const etag = `${key.replace(/\W/g, '')}${size}`;
       s3Files.add('bench-files', key, { path, size, etag });
-      return runIngestChild(child.js, {
-        s3Endpoint: s3Files.endpoint,
-        sqsEndpoint: sink.endpoint,
-        queueUrl: sink.queueUrl,
-        ddbEndpoint: moto.endpoint,
-        ledgerTable: resources.tables.ledger,
-        quarantineBucket: resources.bucket,
-        bucket: 'bench-files',
-        key,
-        etag,
-        size,
-      });
+      return (extra: Partial<ChildInput> = {}) =>
+        runIngestChild(child.js, {
+          s3Endpoint: s3Files.endpoint,
+          sqsEndpoint: sink.endpoint,
+          queueUrl: sink.queueUrl,
+          ddbEndpoint: moto.endpoint,
+          ledgerTable: resources.tables.ledger,
+          quarantineBucket: resources.bucket,
+          bucket: 'bench-files',
+          key,
+          etag,
+          size,
+          ...extra,
+        });
     };
+    const rss = (path: string, size: number, key: string) => serveAndIngest(path, size, key)();
     log('peak RSS: 10 MB file in a fresh process');
     const rssSmall = await rss(smallPath, small.data.length, `incoming/rss-small-${Date.now()}.csv`);
     // The large run takes minutes of one core; it overlaps the scorer section to keep the benchmark
@@ -149,25 +154,15 @@ async function main(): Promise<void> {
     // run as many at a time as there are cores (on Lambda, every part has an invocation of its own).
     const fanPath = join(WORK, 'fan-out.csv');
     const fan = await writeCsvFile(fanPath, FAN_OUT_BYTES);
-    const fanKey = `incoming/fan-out-${Date.now()}.csv`;
-    s3Files.add('bench-files', fanKey, { path: fanPath, size: fan.size, etag: `fanout${fan.size}` });
     log(
       `fan-out: ${round(fan.size / MB, 0)} MB CSV in ${FAN_OUT_PARTS} parts, ${cpus().length} part processes at a time`,
     );
-    const fanOut = await benchFanOut(fan.size, fan.rows, FAN_OUT_PARTS, cpus().length, (extra) =>
-      runIngestChild(child.js, {
-        s3Endpoint: s3Files.endpoint,
-        sqsEndpoint: sink.endpoint,
-        queueUrl: sink.queueUrl,
-        ddbEndpoint: moto.endpoint,
-        ledgerTable: resources.tables.ledger,
-        quarantineBucket: resources.bucket,
-        bucket: 'bench-files',
-        key: fanKey,
-        etag: `fanout${fan.size}`,
-        size: fan.size,
-        ...extra,
-      }),
+    const fanOut = await benchFanOut(
+      fan.size,
+      fan.rows,
+      FAN_OUT_PARTS,
+      cpus().length,
+      serveAndIngest(fanPath, fan.size, `incoming/fan-out-${Date.now()}.csv`),
     );
     rmSync(fanPath, { force: true });
 

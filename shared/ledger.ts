@@ -480,22 +480,15 @@ export class Ledger {
           Key: ledgerKey(whole),
           ConditionExpression: '#status = :split AND partsDone = :parts',
           UpdateExpression:
-            `SET #status = :status, durationMs = :duration, updatedAt = :iso, finishedAt = :iso, ${STATS_SET}` +
-            (firstErrors.length ? ', firstErrors = :firstErrors' : '') +
-            (stats.rejectsKey ? ', rejectsKey = :rejectsKey' : '') +
-            (stats.rejectsKeys ? ', rejectsKeys = :rejectsKeys' : '') +
+            `SET #status = :status, ${completedSet(stats)}` +
             (firstFailure ? ', retryable = :false, errorType = :type, errorMessage = :msg' : ''),
           ExpressionAttributeNames: { '#status': 'status' },
           ExpressionAttributeValues: {
             ':split': 'SPLIT',
             ':parts': Number(item.parts),
             ':status': status,
-            ':duration': stats.durationMs,
             ':iso': iso,
-            ...statsValues(stats),
-            ...(firstErrors.length ? { ':firstErrors': firstErrors } : {}),
-            ...(stats.rejectsKey ? { ':rejectsKey': stats.rejectsKey } : {}),
-            ...(stats.rejectsKeys ? { ':rejectsKeys': stats.rejectsKeys } : {}),
+            ...completedValues(stats),
             ...(firstFailure
               ? {
                   ':false': false,
@@ -601,24 +594,10 @@ export class Ledger {
     await this.#ownedUpdate(
       file,
       owner,
-      `SET #status = ${final}, ${extraSet}durationMs = :duration, updatedAt = :iso, finishedAt = :iso, ${STATS_SET}` +
-        (result.firstErrors.length ? ', firstErrors = :firstErrors' : '') +
-        (result.rejectsKey ? ', rejectsKey = :rejectsKey' : '') +
-        (result.rejectsKeys?.length ? ', rejectsKeys = :rejectsKeys' : '') +
-        (result.resumedFrom ? ', resumedFrom = :resumedFrom' : '') +
+      `SET #status = ${final}, ${extraSet}${completedSet(result)}` +
         ' REMOVE leaseOwner, leaseExpiresAt' +
         (keepCheckpoint ? '' : ', checkpoint'),
-      {
-        [final]: status,
-        ':duration': result.durationMs,
-        ':iso': iso,
-        ...extraValues,
-        ...statsValues(result),
-        ...(result.firstErrors.length ? { ':firstErrors': result.firstErrors } : {}),
-        ...(result.rejectsKey ? { ':rejectsKey': result.rejectsKey } : {}),
-        ...(result.rejectsKeys?.length ? { ':rejectsKeys': result.rejectsKeys } : {}),
-        ...(result.resumedFrom ? { ':resumedFrom': result.resumedFrom } : {}),
-      },
+      { [final]: status, ':iso': iso, ...extraValues, ...completedValues(result) },
       // A part that ends for good counts itself on its file (a retryable failure has not ended).
       status === 'SUCCESS' || !keepCheckpoint ? { failed: status === 'FAILED' } : undefined,
     );
@@ -774,6 +753,27 @@ interface ConditionalUpdate {
 }
 
 const STATS_SET = 'records = :records, rejected = :rejected, bytesRead = :bytesRead';
+
+/** The SET clauses of a finished item's totals (`:iso` is the caller's), and their values. */
+function completedSet(r: CompletedStats): string {
+  return (
+    `durationMs = :duration, updatedAt = :iso, finishedAt = :iso, ${STATS_SET}` +
+    (r.firstErrors.length ? ', firstErrors = :firstErrors' : '') +
+    (r.rejectsKey ? ', rejectsKey = :rejectsKey' : '') +
+    (r.rejectsKeys?.length ? ', rejectsKeys = :rejectsKeys' : '') +
+    (r.resumedFrom ? ', resumedFrom = :resumedFrom' : '')
+  );
+}
+function completedValues(r: CompletedStats): Record<string, unknown> {
+  return {
+    ':duration': r.durationMs,
+    ...statsValues(r),
+    ...(r.firstErrors.length ? { ':firstErrors': r.firstErrors } : {}),
+    ...(r.rejectsKey ? { ':rejectsKey': r.rejectsKey } : {}),
+    ...(r.rejectsKeys?.length ? { ':rejectsKeys': r.rejectsKeys } : {}),
+    ...(r.resumedFrom ? { ':resumedFrom': r.resumedFrom } : {}),
+  };
+}
 
 /** The SET clause, names and values that record which object version an item is about. */
 function identity(file: FileRef, meta: ClaimMeta, iso: string) {
