@@ -27,7 +27,14 @@ import { type PulseStatus, StatusCollector } from '../local/status.ts';
 import { localTarget, stackTarget, type Target } from '../local/target.ts';
 import type { FileStatus } from '../shared/ledger.ts';
 
-const FILE_STATUSES: readonly FileStatus[] = ['DISCOVERED', 'PROCESSING', 'SUCCESS', 'FAILED', 'SKIPPED'];
+const FILE_STATUSES: readonly FileStatus[] = [
+  'DISCOVERED',
+  'PROCESSING',
+  'SPLIT',
+  'SUCCESS',
+  'FAILED',
+  'SKIPPED',
+];
 
 interface GlobalOptions {
   readonly home: string;
@@ -263,6 +270,8 @@ program
         items.map((i) => ({
           key: i.key,
           etag: i.etag.slice(0, 10),
+          // A split file's parts are listed under it, by number.
+          part: i.part ?? (i.parts !== undefined ? `${i.partsDone ?? 0}/${i.parts} done` : ''),
           status: i.status,
           attempts: i.attempts,
           records: i.records ?? 0,
