@@ -487,12 +487,12 @@ async function readAndSend(
       messages: sender.stats.messages,
       requests: sender.stats.requests,
     });
-    const file_ = await partEnded();
+    const fileEnded = await partEnded();
     return {
       status: 'SUCCESS',
       stats: done,
       ...(part !== undefined ? { part } : {}),
-      ...(file_ ? { file: file_.status } : {}),
+      ...(fileEnded ? { file: fileEnded.status } : {}),
     };
   } catch (err) {
     if (err instanceof LeaseLostError) {
@@ -552,13 +552,13 @@ async function readAndSend(
       error: message,
       records: stats.records,
     });
-    const file_ = await partEnded();
+    const fileEnded = await partEnded();
     return {
       status: 'FAILED',
       stats: failed,
       error: `${type}: ${message}`,
       ...(part !== undefined ? { part } : {}),
-      ...(file_ ? { file: file_.status } : {}),
+      ...(fileEnded ? { file: fileEnded.status } : {}),
     };
   } finally {
     await cleanup?.();
