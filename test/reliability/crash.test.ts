@@ -1,7 +1,7 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { uniquePrefix } from '../../local/names.ts';
-import { startWorker, type Worker } from '../helpers/workers.ts';
+import { startS3TriggerWorkerVia, type Worker } from '../helpers/workers.ts';
 import { csvFile, setUpPipeline, waitFor } from '../integration/pipeline.ts';
 import { type FaultProxy, startFaultProxy } from './fault-proxy.ts';
 import { expectExactlyOnce, goodRows, type Pipeline, s3Ids } from './invariants.ts';
@@ -37,16 +37,9 @@ describe('s3-trigger killed mid-file', () => {
     // Prepare
     const key = 'incoming/rcrash/killed.csv';
     const file = csvFile(3000, { name: 'rcrash', badEvery: 250 });
-    worker = await startWorker(
-      'test/integration/workers/s3-trigger-worker.ts',
-      [p.resources.queues.fileEvents.url, p.resources.queues.fileEvents.arn],
-      {
-        ...p.env,
-        AWS_ENDPOINT_URL: slow.url,
-        SIGNALS_QUEUE_URL: new URL(new URL(p.env.SIGNALS_QUEUE_URL ?? '').pathname, slow.url).toString(),
-        SIGNALS_MAX_MESSAGE_BYTES: '4096',
-      },
-    );
+    worker = await startS3TriggerWorkerVia(p, slow.url, {
+      SIGNALS_MAX_MESSAGE_BYTES: '4096',
+    });
 
     // Act: the worker takes the file; kill it once its first signals are on the queue.
     const put = await p.clients.s3.send(

@@ -4,7 +4,7 @@ import type { Context, SQSEvent } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { lambdaContext } from '../../local/lambda-context.ts';
 import { sqsEventFactory, sqsRecordFactory } from '../helpers/factories.ts';
-import { startWorker, type Worker } from '../helpers/workers.ts';
+import { startS3TriggerWorkerVia, type Worker } from '../helpers/workers.ts';
 import { csvFile, setUpPipeline, waitFor } from '../integration/pipeline.ts';
 import { type FaultProxy, startFaultProxy } from './fault-proxy.ts';
 
@@ -117,16 +117,9 @@ describe('duplicate and out-of-order deliveries', () => {
     // so that it is surely mid-way when the new content lands under the key.
     const v1 = csvFile(3000, { name: 'overwrite' });
     const v2 = csvFile(300, { name: 'overwrite' });
-    worker = await startWorker(
-      'test/integration/workers/s3-trigger-worker.ts',
-      [p.resources.queues.fileEvents.url, p.resources.queues.fileEvents.arn],
-      {
-        ...p.env,
-        AWS_ENDPOINT_URL: slow.url,
-        SIGNALS_QUEUE_URL: new URL(new URL(p.env.SIGNALS_QUEUE_URL ?? '').pathname, slow.url).toString(),
-        SIGNALS_MAX_MESSAGE_BYTES: '4096',
-      },
-    );
+    worker = await startS3TriggerWorkerVia(p, slow.url, {
+      SIGNALS_MAX_MESSAGE_BYTES: '4096',
+    });
 
     // Act
     const etag1 = await put('incoming/overwrite.csv', v1.text);

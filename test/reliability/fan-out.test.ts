@@ -2,7 +2,7 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { uniquePrefix } from '../../local/names.ts';
 import type { LedgerItem } from '../../shared/ledger.ts';
-import { startWorker, type Worker } from '../helpers/workers.ts';
+import { startS3TriggerWorkerVia, type Worker } from '../helpers/workers.ts';
 import { csvFile, setUpPipeline, waitFor } from '../integration/pipeline.ts';
 import { type FaultProxy, startFaultProxy } from './fault-proxy.ts';
 import { expectExactlyOnce, goodRows, type Pipeline, s3Ids } from './invariants.ts';
@@ -44,20 +44,9 @@ describe('a part of a split file killed mid-part', () => {
     const key = 'incoming/rfan/split.csv';
     const rows = 6000;
     const file = csvFile(rows, { name: 'rfan', badEvery: 250 });
-    worker = await startWorker(
-      'test/integration/workers/s3-trigger-worker.ts',
-      [p.resources.queues.fileEvents.url, p.resources.queues.fileEvents.arn],
-      {
-        ...p.env,
-        AWS_ENDPOINT_URL: slow.url,
-        SIGNALS_QUEUE_URL: new URL(new URL(p.env.SIGNALS_QUEUE_URL ?? '').pathname, slow.url).toString(),
-        FILE_EVENTS_QUEUE_URL: new URL(
-          new URL(p.env.FILE_EVENTS_QUEUE_URL ?? '').pathname,
-          slow.url,
-        ).toString(),
-        SIGNALS_MAX_MESSAGE_BYTES: '2048',
-      },
-    );
+    worker = await startS3TriggerWorkerVia(p, slow.url, {
+      SIGNALS_MAX_MESSAGE_BYTES: '2048',
+    });
 
     // Act: the worker splits the file and takes a part; kill it once that part is sending.
     const put = await p.clients.s3.send(

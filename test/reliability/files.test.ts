@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vi
 import { lambdaContext } from '../../local/lambda-context.ts';
 import { uniquePrefix } from '../../local/names.ts';
 import { sqsEventFactory, sqsRecordFactory } from '../helpers/factories.ts';
-import { startWorker, type Worker } from '../helpers/workers.ts';
+import { startS3TriggerWorkerVia, type Worker } from '../helpers/workers.ts';
 import { csvFile, setUpPipeline, waitFor } from '../integration/pipeline.ts';
 import { type FaultProxy, startFaultProxy } from './fault-proxy.ts';
 import { expectExactlyOnce, goodRows, objectCreated, type Pipeline, s3Ids } from './invariants.ts';
@@ -187,17 +187,10 @@ describe('files deleted, malformed, or redelivered while processing', () => {
     // Prepare: a slow first worker (its own process, every call 60 ms late); visibility timeout 2 s.
     const key = 'incoming/rfiles/slow.csv';
     const file = csvFile(3000, { name: 'rslow' });
-    worker = await startWorker(
-      'test/integration/workers/s3-trigger-worker.ts',
-      [p.resources.queues.fileEvents.url, p.resources.queues.fileEvents.arn],
-      {
-        ...p.env,
-        AWS_ENDPOINT_URL: slow.url,
-        SIGNALS_QUEUE_URL: new URL(new URL(p.env.SIGNALS_QUEUE_URL ?? '').pathname, slow.url).toString(),
-        // Small messages (about 10 signals each), so that sending takes longer than the visibility timeout.
-        SIGNALS_MAX_MESSAGE_BYTES: '1536',
-      },
-    );
+    worker = await startS3TriggerWorkerVia(p, slow.url, {
+      // Small messages (about 10 signals each), so that sending takes longer than the visibility timeout.
+      SIGNALS_MAX_MESSAGE_BYTES: '1536',
+    });
 
     // Act: once the first worker holds the file, a second one polls the same queue.
     const { etag } = await put(key, file.text);
