@@ -1,10 +1,19 @@
 import { CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import { AttributeType, BillingMode, ProjectionType, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
-import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import { PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
-import { BlockPublicAccess, Bucket, BucketEncryption, type CfnBucket, EventType } from 'aws-cdk-lib/aws-s3';
-import { SqsDestination } from 'aws-cdk-lib/aws-s3-notifications';
-import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
+import {
+  BlockPublicAccess,
+  Bucket,
+  BucketEncryption,
+  type BucketNotificationDestinationConfig,
+  BucketNotificationDestinationType,
+  type CfnBucket,
+  EventType,
+  type IBucket,
+  type IBucketNotificationDestination,
+} from 'aws-cdk-lib/aws-s3';
+import { type IQueue, Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { NagSuppressions } from 'cdk-nag';
 import type { Construct } from 'constructs';
 import { settings, visibilityTimeoutFor } from '../shared/settings.ts';
@@ -126,7 +135,7 @@ export class PulseStack extends Stack {
     this.signalsDlq = signals.dlq;
 
     // S3 allows one filter rule per name, so each suffix is its own notification.
-    const destination = new SqsDestination(this.fileEvents);
+    const destination = new AccountBoundQueueDestination(this.fileEvents);
     for (const suffix of settings.bucket.suffixes) {
       this.bucket.addEventNotification(EventType.OBJECT_CREATED, destination, {
         prefix: settings.bucket.incomingPrefix,
@@ -369,5 +378,31 @@ export class PulseStack extends Stack {
       deadLetterQueue: { queue: dlq, maxReceiveCount: opts.maxReceiveCount },
     });
     return { queue, dlq };
+  }
+}
+
+/**
+ * S3 event notifications to a queue, like `SqsDestination`, but S3 may send only for this bucket *in this
+ * account*: the bucket's ARN names no account, so a bucket of the same name in another account (after ours
+ * is deleted) could otherwise keep sending. The queue is SQS-managed encrypted, so no key policy is needed.
+ */
+class AccountBoundQueueDestination implements IBucketNotificationDestination {
+  constructor(private readonly queue: IQueue) {}
+
+  bind(_scope: Construct, bucket: IBucket): BucketNotificationDestinationConfig {
+    this.queue.grantSendMessages(
+      new ServicePrincipal('s3.amazonaws.com', {
+        conditions: {
+          ArnLike: { 'aws:SourceArn': bucket.bucketArn },
+          StringEquals: { 'aws:SourceAccount': Stack.of(bucket).account },
+        },
+      }),
+    );
+    // The queue (and so its policy) must exist before S3 checks it can send there.
+    return {
+      arn: this.queue.queueArn,
+      type: BucketNotificationDestinationType.QUEUE,
+      dependencies: [this.queue],
+    };
   }
 }

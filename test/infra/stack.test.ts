@@ -170,7 +170,7 @@ describe('ingest bucket', () => {
     expect(suffixes.sort()).toEqual([...EXPECTED_SUFFIXES].sort());
   });
 
-  it('lets only S3, for this bucket, send to the file-events queue', () => {
+  it('lets only S3, for this bucket in this account, send to the file-events queue', () => {
     // Prepare
     const queueArn = arnOf(synth(), 'FileEvents', 'AWS::SQS::Queue');
 
@@ -187,7 +187,10 @@ describe('ingest bucket', () => {
             Principal: { Service: 's3.amazonaws.com' },
             Action: Match.arrayWith(['sqs:SendMessage']),
             Resource: queueArn,
-            Condition: { ArnLike: { 'aws:SourceArn': arnOf(template, 'IngestBucket', 'AWS::S3::Bucket') } },
+            Condition: {
+              ArnLike: { 'aws:SourceArn': arnOf(template, 'IngestBucket', 'AWS::S3::Bucket') },
+              StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } },
+            },
           }),
         ]),
       },
