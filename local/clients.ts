@@ -3,6 +3,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { AwsClients } from '../shared/clients.ts';
+import { SQS_CLIENT_OPTIONS } from '../shared/sqs-protocol.ts';
 
 /** The region the offline runtime uses; emulated ARNs and event records carry it. */
 export const LOCAL_REGION = 'us-east-1';
@@ -27,7 +28,7 @@ export function makeClients(endpoint: string, options: MakeClientsOptions = {}):
     maxAttempts: options.maxAttempts ?? 3,
   };
   const s3 = new S3Client({ ...common, forcePathStyle: true });
-  const sqs = new SQSClient(common);
+  const sqs = new SQSClient({ ...common, ...SQS_CLIENT_OPTIONS });
   const ddb = new DynamoDBClient(common);
   const doc = DynamoDBDocumentClient.from(ddb, { marshallOptions: { removeUndefinedValues: true } });
   return { s3, sqs, ddb, doc };

@@ -3,6 +3,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { ClientConfig } from './config.ts';
+import { SQS_CLIENT_OPTIONS } from './sqs-protocol.ts';
 
 /**
  * AWS clients, created once per cold start by a handler module and passed into the logic.
@@ -20,7 +21,7 @@ const MAX_ATTEMPTS = 5;
 
 export function createClients(config: ClientConfig): AwsClients {
   const s3 = new S3Client({ forcePathStyle: config.s3ForcePathStyle, maxAttempts: MAX_ATTEMPTS });
-  const sqs = new SQSClient({ maxAttempts: MAX_ATTEMPTS });
+  const sqs = new SQSClient({ ...SQS_CLIENT_OPTIONS, maxAttempts: MAX_ATTEMPTS });
   const ddb = new DynamoDBClient({ maxAttempts: MAX_ATTEMPTS });
   const doc = DynamoDBDocumentClient.from(ddb, {
     marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: false },
