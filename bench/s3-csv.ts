@@ -61,7 +61,8 @@ async function parseValidateSerialise(data: Buffer, serialise: boolean): Promise
       defaultSource: 'incoming/stage.csv',
     });
     if (!r.ok) throw new Error(r.reason);
-    if (serialise) bytes += Buffer.byteLength(encodeSignal(r.signal, { kind: 's3', ref: base }));
+    if (serialise)
+      bytes += Buffer.byteLength(encodeSignal(r.signal, { kind: 's3', ref: base }, 'incoming/stage.csv'));
     n++;
   }
   return serialise ? bytes : n;

@@ -8,14 +8,17 @@ import { settings } from './settings.ts';
 import { encodeSignal, type Origin, type Signal } from './signal.ts';
 
 /**
- * Packs signals into as few SQS messages as their byte budget allows (`{ v: 2, origin, signals }`, each
- * signal without what the message's origin already says: see SignalMessageSchema),
+ * Packs signals into as few SQS messages as their byte budget allows (`{ v: 3, origin, source, signals }`,
+ * each signal an array without what the message's origin and default source already say: see
+ * SignalMessageSchema),
  * sends them with SendMessageBatch (≤ 10 entries, ≤ 1 MiB per call), retries only the entries that
  * failed, with exponential backoff and jitter, and keeps up to `maxInFlight` calls in flight while the
  * next is packed. `add` returns a promise only when the signal had to wait for a call to finish: that is
  * the backpressure on the parser (and the common case costs no promise at all).
  */
 export interface SenderOptions {
+  /** The source most signals have (the object key, table or topic): left out of each signal that has it. */
+  readonly defaultSource?: string;
   readonly maxMessageBytes?: number;
   readonly maxBatchBytes?: number;
   readonly maxEntries?: number;
@@ -43,6 +46,7 @@ export class SignalSender {
   readonly #sqs: SQSClient;
   readonly #queueUrl: string;
   readonly #origin: Origin;
+  readonly #source: string | undefined;
   readonly #head: string;
   /** Bytes of a message around its signals: the head and the closing `]}`. */
   readonly #overhead: number;
@@ -54,7 +58,10 @@ export class SignalSender {
   readonly #sleep: (ms: number) => Promise<void>;
 
   #parts: string[] = [];
+  /** UTF-8 bytes of `#parts[0..#measured)`; the rest are counted in characters only. */
   #partsBytes = 0;
+  #measured = 0;
+  #unmeasuredChars = 0;
   #entries: { body: string; bytes: number; count: number }[] = [];
   #entriesBytes = 0;
   readonly #maxInFlight: number;
@@ -67,7 +74,9 @@ export class SignalSender {
     this.#sqs = sqs;
     this.#queueUrl = queueUrl;
     this.#origin = { kind: origin.kind, ref: origin.ref };
-    this.#head = `{"v":2,"origin":${JSON.stringify(this.#origin)},"signals":[`;
+    this.#source = opts.defaultSource;
+    const source = this.#source !== undefined ? `"source":${JSON.stringify(this.#source)},` : '';
+    this.#head = `{"v":3,"origin":${JSON.stringify(this.#origin)},${source}"signals":[`;
     this.#overhead = Buffer.byteLength(this.#head) + 2;
     this.#maxMessageBytes = (opts.maxMessageBytes ?? settings.signals.maxMessageBytes) - MESSAGE_SLACK;
     this.#maxBatchBytes = opts.maxBatchBytes ?? settings.signals.maxBatchBytes;
@@ -83,23 +92,41 @@ export class SignalSender {
    * is (after the send it had to wait for); await it before adding the next.
    */
   add(signal: Signal): Promise<void> | undefined {
-    const json = encodeSignal(signal, this.#origin);
-    const bytes = Buffer.byteLength(json);
+    const json = encodeSignal(signal, this.#origin, this.#source);
     const overhead = this.#overhead;
-    if (bytes + overhead > this.#maxMessageBytes) {
-      throw new PermanentError(`signal ${signal.id} is ${bytes} bytes, more than a message can carry`);
+    const max = this.#maxMessageBytes;
+    // A UTF-8 byte count costs a native call per signal; a character is at most 3 bytes, so the signal
+    // is measured only when that bound does not settle whether it fits (see #measure).
+    const room = max - overhead - this.#parts.length;
+    if (json.length * 3 > max - overhead) {
+      const bytes = Buffer.byteLength(json);
+      if (bytes + overhead > max) {
+        throw new PermanentError(`signal ${signal.id} is ${bytes} bytes, more than a message can carry`);
+      }
     }
-    if (this.#partsBytes + bytes + overhead + this.#parts.length > this.#maxMessageBytes) {
-      return this.#closeMessage().then(() => this.#push(json, bytes));
+    if (this.#partsBytes + (this.#unmeasuredChars + json.length) * 3 > room) {
+      this.#measure();
+      if (this.#partsBytes + Buffer.byteLength(json) > room) {
+        return this.#closeMessage().then(() => this.#push(json));
+      }
     }
-    this.#push(json, bytes);
+    this.#push(json);
     return undefined;
   }
 
-  #push(json: string, bytes: number): void {
+  #push(json: string): void {
     this.#parts.push(json);
-    this.#partsBytes += bytes;
+    this.#unmeasuredChars += json.length;
     this.stats.signals++;
+  }
+
+  /** Counts the bytes of the parts not yet measured, all in one call. */
+  #measure(): void {
+    if (this.#unmeasuredChars === 0) return;
+    const fresh = this.#parts.length === this.#measured ? [] : this.#parts.slice(this.#measured);
+    this.#partsBytes += Buffer.byteLength(fresh.join(''));
+    this.#measured = this.#parts.length;
+    this.#unmeasuredChars = 0;
   }
 
   /** Sends everything buffered and waits for every call to finish; throws if any failed. */
@@ -126,6 +153,8 @@ export class SignalSender {
     const count = this.#parts.length;
     this.#parts = [];
     this.#partsBytes = 0;
+    this.#measured = 0;
+    this.#unmeasuredChars = 0;
     if (this.#entries.length >= this.#maxEntries || this.#entriesBytes + bytes > this.#maxBatchBytes) {
       await this.#dispatch();
     }

@@ -35,15 +35,22 @@ export const SignalSchema = z.object({
 export type Signal = z.infer<typeof SignalSchema>;
 
 /**
- * A packed message on the signals queue: many signals from one origin. Version 1 carries whole signals.
- * Version 2 (what the sender writes) leaves out what the message already says: a signal whose origin
- * has the message's kind and a ref that extends the message's ref carries only the rest of the ref
- * (`at`, e.g. `#17`), and its `id` only when it differs from that ref. {@link expandSignals} restores
- * whole signals.
+ * A packed message on the signals queue: many signals from one origin.
+ * - Version 1 carries whole signals.
+ * - Version 2 leaves out what the message already says: a signal whose origin has the message's kind and
+ *   a ref that extends the message's ref carries only the rest of the ref (`at`, e.g. `#17`), and its `id`
+ *   only when it differs from that ref.
+ * - Version 3 (what the sender writes) does the same in an array per signal, without key names, and with
+ *   the message's default `source`: `[at, name, value, timestamp, attributes?, source?, id?]`, where
+ *   `source` is left out (or null) when it is the message's and `id` when it is the origin's ref;
+ *   `attributes` is null when a later element is present and there are none. A signal the message's
+ *   origin does not cover is a whole signal object.
+ * {@link expandSignals} restores whole signals from any version.
  */
 export const SignalMessageSchema = z.object({
-  v: z.union([z.literal(1), z.literal(2)]),
+  v: z.union([z.literal(1), z.literal(2), z.literal(3)]),
   origin: z.object({ kind: z.enum(ORIGIN_KINDS), ref: z.string() }),
+  source: z.string().optional(),
   signals: z.array(z.unknown()),
 });
 export type SignalMessage = z.infer<typeof SignalMessageSchema>;
@@ -307,13 +314,29 @@ function addAttribute(attrs: Attributes, key: string, input: unknown): void {
 }
 
 /**
- * The signals of a packed message as whole signals (not yet validated): a version 2 entry gets its
- * origin and id back from the message's origin. Entries that are not objects are returned as they are,
- * for validation to reject.
+ * The signals of a packed message as whole signals (not yet validated): a version 2 or 3 entry gets its
+ * origin, id (and source) back from the message. Entries of another shape are returned as they are, for
+ * validation to reject.
  */
 export function expandSignals(message: SignalMessage): unknown[] {
   if (message.v === 1) return message.signals;
   const { kind, ref: base } = message.origin;
+  if (message.v === 3) {
+    return message.signals.map((entry) => {
+      if (!Array.isArray(entry)) return entry;
+      const [at, name, value, timestamp, attributes, source, id] = entry as unknown[];
+      const ref = typeof at === 'string' ? `${base}${at}` : base;
+      return {
+        id: id ?? ref,
+        name,
+        value,
+        source: source ?? message.source,
+        timestamp,
+        ...(attributes !== undefined && attributes !== null ? { attributes } : {}),
+        origin: { kind, ref },
+      };
+    });
+  }
   return message.signals.map((entry) => {
     if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return entry;
     const { at, ...rest } = entry as { at?: unknown; id?: unknown; origin?: unknown };
@@ -324,22 +347,31 @@ export function expandSignals(message: SignalMessage): unknown[] {
 }
 
 /**
- * One signal as a version 2 message entry (see {@link SignalMessageSchema}) under the message origin
- * `message`: JSON text.
+ * One signal as a version 3 message entry (see {@link SignalMessageSchema}) under the message origin
+ * `message` whose default source is `source`: JSON text.
  */
-export function encodeSignal(signal: Signal, message: Origin): string {
+export function encodeSignal(signal: Signal, message: Origin, source?: string): string {
   const { origin } = signal;
   if (origin.kind !== message.kind || !origin.ref.startsWith(message.ref)) return JSON.stringify(signal);
-  // One object shape for every entry (JSON.stringify leaves undefined properties out).
-  return JSON.stringify({
-    at: origin.ref.slice(message.ref.length),
-    id: signal.id !== origin.ref ? signal.id : undefined,
-    name: signal.name,
-    value: signal.value,
-    source: signal.source,
-    timestamp: signal.timestamp,
-    attributes: signal.attributes,
-  });
+  const at = origin.ref.slice(message.ref.length);
+  const attributes = signal.attributes ?? null;
+  if (signal.id !== origin.ref) {
+    return JSON.stringify([
+      at,
+      signal.name,
+      signal.value,
+      signal.timestamp,
+      attributes,
+      signal.source === source ? null : signal.source,
+      signal.id,
+    ]);
+  }
+  if (signal.source !== source) {
+    return JSON.stringify([at, signal.name, signal.value, signal.timestamp, attributes, signal.source]);
+  }
+  if (attributes !== null)
+    return JSON.stringify([at, signal.name, signal.value, signal.timestamp, attributes]);
+  return JSON.stringify([at, signal.name, signal.value, signal.timestamp]);
 }
 
 /** Validates a signal read back off the queue. */

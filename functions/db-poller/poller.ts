@@ -296,7 +296,7 @@ async function sendRows(
       deps.sqs,
       config.signalsQueueUrl,
       { kind: 'db', ref: `db:${config.table}` },
-      { ...deps.senderOptions, maxMessageBytes: config.maxMessageBytes },
+      { ...deps.senderOptions, maxMessageBytes: config.maxMessageBytes, defaultSource: config.table },
     );
     for (const signal of valid) await sender.add(signal);
     await sender.flush();

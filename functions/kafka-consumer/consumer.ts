@@ -92,7 +92,7 @@ async function consumePartition(records: Record[], deps: KafkaConsumeDeps): Prom
       deps.sqs,
       config.signalsQueueUrl,
       { kind: 'kafka', ref: kafkaRef(topic, partition, range) },
-      { ...deps.senderOptions, maxMessageBytes: config.maxMessageBytes },
+      { ...deps.senderOptions, maxMessageBytes: config.maxMessageBytes, defaultSource: topic },
     );
     const rejects: RejectEntry[] = [];
     for (const record of records) {

@@ -329,9 +329,7 @@ async function readAndSend(
     deps.sqs,
     deps.config.signalsQueueUrl,
     { kind: 's3', ref: base },
-    {
-      maxMessageBytes: deps.config.maxMessageBytes,
-    },
+    { maxMessageBytes: deps.config.maxMessageBytes, defaultSource: file.key },
   );
   const fileRejectsKey = rejectsKey('s3', `${file.bucket}/${file.key}@${file.etag}`);
   const quarantine = new QuarantineWriter(

@@ -113,7 +113,12 @@ export async function openRecords(
   };
 }
 
-async function* skip(records: AsyncIterable<ParsedRecord>, n: number): AsyncGenerator<ParsedRecord> {
+/** The records after the first `n` (the records themselves when `n` is 0: a generator per record costs). */
+function skip(records: AsyncIterable<ParsedRecord>, n: number): AsyncIterable<ParsedRecord> {
+  return n > 0 ? skipping(records, n) : records;
+}
+
+async function* skipping(records: AsyncIterable<ParsedRecord>, n: number): AsyncGenerator<ParsedRecord> {
   let seen = 0;
   for await (const rec of records) {
     if (seen < n) seen++;

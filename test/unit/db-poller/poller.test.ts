@@ -95,7 +95,7 @@ describe('db-poller poll()', () => {
       const entries = sqs.commandCalls(SendMessageBatchCommand)[0]?.args[0].input.Entries ?? [];
       expect(entries).toHaveLength(1);
       expect(JSON.parse(entries[0]?.MessageBody ?? '{}')).toMatchObject({
-        v: 2,
+        v: 3,
         origin: { kind: 'db', ref: 'db:signals' },
       });
       expect(sentSignals()).toEqual([

@@ -12,7 +12,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EMPTY_STATE, welford, zScoreModel } from '../../../functions/scorer/model.ts';
 import { scoreBatch, scoreKey, scoreMessage, seriesKey } from '../../../functions/scorer/scorer.ts';
 import { TransientError } from '../../../shared/errors.ts';
-import { encodeSignal, type Signal } from '../../../shared/signal.ts';
+import { encodeSignal, type Origin, type Signal } from '../../../shared/signal.ts';
 import { quietObservability } from '../../helpers/observability.ts';
 
 const signal = (i: number, over: Partial<Signal> = {}): Signal => ({
@@ -79,21 +79,41 @@ describe('scoreMessage', () => {
     expect(obs.total('SignalsScored')).toBe(3);
   });
 
-  it('reads version 2 messages (entries relative to the message origin) as whole signals', async () => {
-    // Prepare: what SignalSender writes.
-    const origin = { kind: 's3' as const, ref: 's3://b/k@e' };
-    const entries = [signal(1), signal(2, { id: 'own-2' })].map((s) => encodeSignal(s, origin));
-    const v2 = `{"v":2,"origin":${JSON.stringify(origin)},"signals":[${entries.join(',')}]}`;
-    // Act
-    const out = await scoreMessage('m1', v2, deps());
-    // Assess
-    expect(out).toMatchObject({ scored: 2, rejected: 0 });
-    const items = ddb.commandCalls(TransactWriteCommand)[0]?.args[0].input.TransactItems ?? [];
-    expect(items.slice(0, 2).map((i) => [i.Put?.Item?.id, i.Put?.Item?.originRef])).toEqual([
-      ['s3://b/k@e#1', 's3://b/k@e#1'],
-      ['own-2', 's3://b/k@e#2'],
-    ]);
-  });
+  it.each([
+    [
+      '3',
+      (origin: Origin) => {
+        const entries = [signal(1), signal(2, { id: 'own-2' })].map((s) => encodeSignal(s, origin, 'k'));
+        return `{"v":3,"origin":${JSON.stringify(origin)},"source":"k","signals":[${entries.join(',')}]}`;
+      },
+    ],
+    [
+      '2',
+      (origin: Origin) => {
+        const { timestamp, value } = signal(1);
+        const entries = [
+          { at: '#1', name: 'cpu', value, source: 'k', timestamp },
+          { at: '#2', id: 'own-2', name: 'cpu', value, source: 'k', timestamp },
+        ];
+        return JSON.stringify({ v: 2, origin, signals: entries });
+      },
+    ],
+  ])(
+    'reads version %s messages (entries relative to the message origin) as whole signals',
+    async (_v, body) => {
+      // Prepare: what SignalSender writes (version 3), or wrote before (version 2).
+      const origin = { kind: 's3' as const, ref: 's3://b/k@e' };
+      // Act
+      const out = await scoreMessage('m1', body(origin), deps());
+      // Assess
+      expect(out).toMatchObject({ scored: 2, rejected: 0 });
+      const items = ddb.commandCalls(TransactWriteCommand)[0]?.args[0].input.TransactItems ?? [];
+      expect(items.slice(0, 2).map((i) => [i.Put?.Item?.id, i.Put?.Item?.originRef])).toEqual([
+        ['s3://b/k@e#1', 's3://b/k@e#1'],
+        ['own-2', 's3://b/k@e#2'],
+      ]);
+    },
+  );
 
   it('drops signals that are already scored (a redelivered message)', async () => {
     ddb

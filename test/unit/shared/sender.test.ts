@@ -25,7 +25,7 @@ describe('SignalSender', () => {
   it('packs many signals into one message and one SendMessageBatch call', async () => {
     // Prepare
     sqs.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
-    const sender = new SignalSender(new SQSClient({}), 'q', origin, { sleep: noSleep });
+    const sender = new SignalSender(new SQSClient({}), 'q', origin, { sleep: noSleep, defaultSource: 'k' });
     // Act
     for (let i = 1; i <= 1000; i++) await sender.add(signal(i));
     await sender.flush();
@@ -34,16 +34,12 @@ describe('SignalSender', () => {
     const entries = sqs.commandCalls(SendMessageBatchCommand)[0]?.args[0].input.Entries ?? [];
     expect(entries).toHaveLength(1);
     const body = JSON.parse(entries[0]?.MessageBody ?? '{}');
-    expect(body.v).toBe(2);
+    expect(body.v).toBe(3);
     expect(body.origin).toEqual(origin);
-    // Each entry leaves out what the message's origin says: the ref is the rest after it, the id that ref.
-    expect(body.signals[999]).toEqual({
-      at: '#1000',
-      name: 'cpu',
-      value: 1000,
-      source: 'k',
-      timestamp: '2024-01-01T00:00:00.000Z',
-    });
+    expect(body.source).toBe('k');
+    // Each entry leaves out what the message says: the ref is the rest after its origin's, the id that ref,
+    // the source the message's.
+    expect(body.signals[999]).toEqual(['#1000', 'cpu', 1000, '2024-01-01T00:00:00.000Z']);
     const signals = decodeSignals(entries[0]?.MessageBody ?? '');
     expect(signals).toHaveLength(1000);
     expect(signals[999]).toEqual(signal(1000));
@@ -75,6 +71,47 @@ describe('SignalSender', () => {
     }
     expect(total).toBe(5000);
     expect(calls.length).toBeGreaterThan(1);
+  });
+
+  it.each([
+    ['ASCII', 'x'],
+    ['2-byte', 'é'],
+    ['3-byte', '€'],
+    ['4-byte (surrogate pairs)', '😀'],
+    ['mixed', 'aé€😀'],
+  ])('fills messages to the byte budget, never over it, with %s characters', async (_label, unit) => {
+    // Prepare: signals of varied lengths in characters, so that the byte count cannot be guessed from them.
+    sqs.on(SendMessageBatchCommand).resolves({ Failed: [] });
+    const max = 16 * 1024;
+    const sender = new SignalSender(new SQSClient({}), 'q', origin, { maxMessageBytes: max, sleep: noSleep });
+    const signals = Array.from({ length: 3000 }, (_, i) => ({
+      ...signal(i + 1),
+      attributes: { pad: unit.repeat(1 + ((i * 37) % 90)) },
+    }));
+    // Act
+    for (const s of signals) await sender.add(s);
+    await sender.flush();
+    // Assess: every message within the budget less the slack kept for SQS; each but the last too full to
+    // take the first signal of the next; all signals there, in order.
+    const bodies = sqs
+      .commandCalls(SendMessageBatchCommand)
+      .flatMap((c) => c.args[0].input.Entries ?? [])
+      .map((e) => e.MessageBody ?? '');
+    const limit = max - 512;
+    const decoded = bodies.map((b) => decodeSignals(b));
+    bodies.forEach((body, i) => {
+      const bytes = Buffer.byteLength(body);
+      expect(bytes).toBeLessThanOrEqual(limit);
+      const next = decoded[i + 1]?.[0];
+      if (next) {
+        const entry = JSON.parse(body).signals.length > 0 ? 1 : 0;
+        const nextBytes = Buffer.byteLength(
+          JSON.stringify(['#', next.name, next.value, next.timestamp, next.attributes]),
+        );
+        expect(bytes + entry + nextBytes).toBeGreaterThan(limit - 40);
+      }
+    });
+    expect(decoded.flat()).toEqual(signals);
   });
 
   it('retries only the entries that failed', async () => {

@@ -189,45 +189,63 @@ describe('normaliseSignal', () => {
   });
 });
 
-describe('packed message entries (version 2)', () => {
+describe('packed message entries (version 3)', () => {
   const message = { kind: 's3' as const, ref: 's3://b/in/k.csv@e1' };
+  const source = 'in/k.csv';
   const base: Signal = {
     id: 's3://b/in/k.csv@e1#7',
     name: 'cpu',
     value: 1.5,
-    source: 'in/k.csv',
+    source,
     timestamp: '2024-01-01T00:00:00.000Z',
     origin: { kind: 's3', ref: 's3://b/in/k.csv@e1#7' },
   };
+  const entry = (s: Signal) => JSON.parse(encodeSignal(s, message, source));
   const roundTrip = (signals: Signal[]) =>
-    expandSignals({
-      v: 2,
-      origin: message,
-      signals: signals.map((s) => JSON.parse(encodeSignal(s, message))),
-    });
+    expandSignals({ v: 3, origin: message, source, signals: signals.map(entry) });
 
-  it('leaves out the origin and the id an entry can take from its message, and restores them', () => {
-    expect(JSON.parse(encodeSignal(base, message))).toEqual({
-      at: '#7',
-      name: 'cpu',
-      value: 1.5,
-      source: 'in/k.csv',
-      timestamp: '2024-01-01T00:00:00.000Z',
-    });
+  it('leaves out the origin, the id and the source an entry can take from its message, and restores them', () => {
+    expect(entry(base)).toEqual(['#7', 'cpu', 1.5, '2024-01-01T00:00:00.000Z']);
     expect(roundTrip([base])).toEqual([base]);
   });
 
-  it("keeps an id of the record's own, attributes, and an origin the message does not cover", () => {
-    const own = { ...base, id: 'x-1', attributes: { host: 'a', n: 2, up: true } };
+  it("keeps attributes, a source and an id of the record's own, and an origin the message does not cover", () => {
+    const attrs = { ...base, attributes: { host: 'a', n: 2, up: true } };
+    const ownSource = { ...base, source: 'web-1' };
+    const ownId = { ...base, id: 'x-1' };
+    const all = { ...attrs, source: 'web-2', id: 'x-2' };
     const foreign: Signal = { ...base, id: 'kafka:t:0:5', origin: { kind: 'kafka', ref: 'kafka:t:0:5' } };
-    expect(JSON.parse(encodeSignal(own, message)).id).toBe('x-1');
-    expect(JSON.parse(encodeSignal(foreign, message)).origin).toEqual(foreign.origin);
-    expect(roundTrip([own, foreign])).toEqual([own, foreign]);
+    expect(entry(attrs)).toEqual(['#7', 'cpu', 1.5, base.timestamp, { host: 'a', n: 2, up: true }]);
+    expect(entry(ownSource)).toEqual(['#7', 'cpu', 1.5, base.timestamp, null, 'web-1']);
+    expect(entry(ownId)).toEqual(['#7', 'cpu', 1.5, base.timestamp, null, null, 'x-1']);
+    expect(entry(all)).toEqual(['#7', 'cpu', 1.5, base.timestamp, attrs.attributes, 'web-2', 'x-2']);
+    expect(entry(foreign)).toEqual(foreign);
+    expect(roundTrip([attrs, ownSource, ownId, all, foreign])).toEqual([
+      attrs,
+      ownSource,
+      ownId,
+      all,
+      foreign,
+    ]);
   });
 
-  it('hands version 1 signals and entries that are not objects through for validation to judge', () => {
+  it('restores no source when neither the entry nor the message has one, for validation to reject', () => {
+    const [s] = expandSignals({ v: 3, origin: message, signals: [['#7', 'cpu', 1.5, base.timestamp]] });
+    expect(parseSignal(s)).toMatchObject({ ok: false, reason: expect.stringContaining('source') });
+  });
+
+  it('still reads version 2 messages (entries as objects relative to the message origin)', () => {
+    const v2 = [
+      { at: '#7', name: 'cpu', value: 1.5, source, timestamp: base.timestamp },
+      { at: '#7', id: 'x-1', name: 'cpu', value: 1.5, source, timestamp: base.timestamp },
+    ];
+    expect(expandSignals({ v: 2, origin: message, signals: v2 })).toEqual([base, { ...base, id: 'x-1' }]);
+  });
+
+  it('hands version 1 signals and entries of another shape through for validation to judge', () => {
     expect(expandSignals({ v: 1, origin: message, signals: [base, 3] })).toEqual([base, 3]);
     expect(expandSignals({ v: 2, origin: message, signals: [null, 'x'] })).toEqual([null, 'x']);
+    expect(expandSignals({ v: 3, origin: message, signals: [null, 'x'] })).toEqual([null, 'x']);
   });
 });
 
