@@ -3,6 +3,7 @@
  * (request counts, items written, records per message, CPU-bound ingest rate) and list prices. Writes
  * docs/cost.md; the numbers in it come from bench/results.json of the same run.
  */
+import { settings } from '../shared/settings.ts';
 
 /** us-east-1 list prices (on-demand / pay-per-request), as published in 2025; free tiers ignored. */
 export const PRICES = {
@@ -20,8 +21,8 @@ export const PRICES = {
  * - Latencies of single calls inside one region, typical published figures.
  */
 export const ASSUMPTIONS = {
-  s3TriggerMemoryMb: 1024,
-  scorerMemoryMb: 512,
+  s3TriggerMemoryMb: settings.functions.s3Trigger.memoryMb,
+  scorerMemoryMb: settings.functions.scorer.memoryMb,
   vcpuAtMb: 1769,
   sqsSendMessageMs: 5,
   ddbGetItemMs: 4,
