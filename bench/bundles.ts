@@ -14,6 +14,7 @@ const MAPPED = new Set([
   'target',
   'minify',
   'sourceMap',
+  'sourcesContent',
   'keepNames',
   'mainFields',
   'externalModules',
@@ -34,6 +35,7 @@ export function esbuildOptions(entry: string, outfile: string): BuildOptions {
     minify: BUNDLING.minify ?? false,
     // NodejsFunction's `--sourcemap` writes index.mjs.map next to the bundle, linked by a comment.
     sourcemap: BUNDLING.sourceMap ? 'linked' : false,
+    sourcesContent: BUNDLING.sourcesContent ?? true,
     keepNames: BUNDLING.keepNames ?? false,
     ...(BUNDLING.mainFields ? { mainFields: [...BUNDLING.mainFields] } : {}),
     external: [...(BUNDLING.externalModules ?? [])],
