@@ -782,7 +782,10 @@ export function formatCsvCandidates(r: CsvCandidatesResult): string {
   return `${out.join('\n')}\n`;
 }
 
-/** `npm run bench:csv`: run the comparison, print it, and replace the csv_candidates section of results.json. */
+/**
+ * `npm run bench:csv`: run the comparison, print it, and replace the csv_candidates section of results.json.
+ * With `--json`, print only the result as JSON (how `npm run bench` runs it, in a process of its own).
+ */
 async function main(): Promise<void> {
   const t0 = performance.now();
   const log = (msg: string) =>
@@ -790,6 +793,10 @@ async function main(): Promise<void> {
       `bench:csv [${((performance.now() - t0) / 1000).toFixed(0).padStart(3)} s] ${msg}\n`,
     );
   const result = await benchCsvCandidates({ log });
+  if (process.argv.includes('--json')) {
+    process.stdout.write(JSON.stringify(result));
+    return;
+  }
   process.stdout.write(formatCsvCandidates(result));
   const path = join(REPO_ROOT, 'bench', 'results.json');
   const results = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
