@@ -409,7 +409,7 @@ async function readAndSend(
 
   let cleanup: (() => Promise<void>) | undefined;
   try {
-    const { records, kind } = await openRecords(
+    const { batches, kind } = await openRecords(
       deps.s3,
       file,
       format,
@@ -425,46 +425,48 @@ async function readAndSend(
     );
     const progress = new Progress(kind, resumedFrom);
     let lastRow = start?.row ?? 0;
-    for await (const rec of records) {
-      if (handOverMs !== undefined && (deps.remainingMs?.() ?? Number.POSITIVE_INFINITY) < handOverMs) {
-        const point = progress.before(rec);
+    for await (const batch of batches) {
+      for (const rec of batch) {
+        if (handOverMs !== undefined && (deps.remainingMs?.() ?? Number.POSITIVE_INFINITY) < handOverMs) {
+          const point = progress.before(rec);
+          if (point) {
+            // Out of time: make everything so far durable, then let a fresh invocation go on from here.
+            await checkpoint(point);
+            await ledger.handOver(subject, deps.owner);
+            await quarantine.abort();
+            await deps.continueLater?.({ ...task, etag: file.etag, ...meta });
+            metrics.addMetric(METRIC.filesContinued, MetricUnit.Count, 1);
+            logger.info('Handed the file over to a continuation before the timeout', {
+              checkpoint: point,
+              ...snapshot(stats),
+            });
+            return { status: 'CONTINUED', checkpoint: point, stats: snapshot(stats) };
+          }
+        }
+        const point = now() - lastCheckpoint >= checkpointMs ? progress.before(rec) : undefined;
         if (point) {
-          // Out of time: make everything so far durable, then let a fresh invocation go on from here.
           await checkpoint(point);
-          await ledger.handOver(subject, deps.owner);
-          await quarantine.abort();
-          await deps.continueLater?.({ ...task, etag: file.etag, ...meta });
-          metrics.addMetric(METRIC.filesContinued, MetricUnit.Count, 1);
-          logger.info('Handed the file over to a continuation before the timeout', {
-            checkpoint: point,
-            ...snapshot(stats),
-          });
-          return { status: 'CONTINUED', checkpoint: point, stats: snapshot(stats) };
+          lastBeat = lastCheckpoint = now();
+        } else if (now() - lastBeat >= heartbeatMs) {
+          lastBeat = now();
+          await ledger.heartbeat(subject, deps.owner, snapshot(stats));
         }
-      }
-      const point = now() - lastCheckpoint >= checkpointMs ? progress.before(rec) : undefined;
-      if (point) {
-        await checkpoint(point);
-        lastBeat = lastCheckpoint = now();
-      } else if (now() - lastBeat >= heartbeatMs) {
-        lastBeat = now();
-        await ledger.heartbeat(subject, deps.owner, snapshot(stats));
-      }
-      if (rec.error !== undefined) {
-        await reject(rec.row, rec.error, rec.raw !== undefined ? { raw: rec.raw } : {});
-      } else {
-        const ref = `${base}#${rec.row}`;
-        const result = normaliseSignal(rec.data, { origin: { kind: 's3', ref }, defaultSource: file.key });
-        if (result.ok) {
-          const backpressure = sender.add(result.signal);
-          if (backpressure) await backpressure;
-          stats.records++;
+        if (rec.error !== undefined) {
+          await reject(rec.row, rec.error, rec.raw !== undefined ? { raw: rec.raw } : {});
         } else {
-          await reject(rec.row, result.reason, { record: rec.data });
+          const ref = `${base}#${rec.row}`;
+          const result = normaliseSignal(rec.data, { origin: { kind: 's3', ref }, defaultSource: file.key });
+          if (result.ok) {
+            const backpressure = sender.add(result.signal);
+            if (backpressure) await backpressure;
+            stats.records++;
+          } else {
+            await reject(rec.row, result.reason, { record: rec.data });
+          }
         }
+        lastRow = rec.row;
+        progress.done(rec);
       }
-      lastRow = rec.row;
-      progress.done(rec);
     }
     if (range && lastRow !== range.endRow) {
       // The plan and the parser disagree on where records end: never expected (the scan gives up on

@@ -4,9 +4,9 @@ import type { Checkpoint } from '../../shared/ledger.ts';
 import { settings } from '../../shared/settings.ts';
 import { csvHeaderLength } from './parsers/csv.ts';
 import { gunzipBounded } from './parsers/gzip.ts';
-import { type DetectedFormat, parseTextRecords } from './parsers/index.ts';
+import { type DetectedFormat, parseTextBatches } from './parsers/index.ts';
 import { asyncBufferFromFile, parseParquet } from './parsers/parquet.ts';
-import type { ParsedRecord } from './parsers/types.ts';
+import type { ParsedRecord, RecordBatches } from './parsers/types.ts';
 import {
   counted,
   type ObjectVersion,
@@ -53,7 +53,8 @@ export function canResume(format: DetectedFormat, checkpoint: Checkpoint): boole
 }
 
 export interface OpenedRecords {
-  readonly records: AsyncIterable<ParsedRecord>;
+  /** The records, several at a time (see {@link RecordBatches}). */
+  readonly batches: RecordBatches;
   readonly kind: CheckpointKind;
 }
 
@@ -91,10 +92,10 @@ export async function openRecords(
   const skipping = resume?.kind === 'record' ? resume.position : 0;
   if (format.format === 'parquet' && !format.gzip && size !== undefined) {
     const records = parseParquet(s3AsyncBuffer(s3, file, size, onBytes), { ...opts, ...fromRowGroup });
-    return { records: skip(records, skipping), kind: 'rowGroup' };
+    return { batches: skip(singly(records), skipping), kind: 'rowGroup' };
   }
   if (resume?.kind === 'byte' && (format.format === 'csv' || format.format === 'ndjson')) {
-    return { records: fromOffset(s3, file, format.format, size, onBytes, resume, endByte), kind: 'byte' };
+    return { batches: fromOffset(s3, file, format.format, size, onBytes, resume, endByte), kind: 'byte' };
   }
   const object = await openObjectStream(s3, file, undefined, endByte);
   let bytes: AsyncIterable<Buffer> = counted(object.body, onBytes);
@@ -105,25 +106,34 @@ export async function openRecords(
     const spooled = await spoolToTempFile(bytes);
     onCleanup(spooled.dispose);
     const records = parseParquet(await asyncBufferFromFile(spooled.path), { ...opts, ...fromRowGroup });
-    return { records: skip(records, skipping), kind: 'rowGroup' };
+    return { batches: skip(singly(records), skipping), kind: 'rowGroup' };
   }
   return {
-    records: skip(parseTextRecords(format.format, bytes, opts), skipping),
+    batches: skip(parseTextBatches(format.format, bytes, opts), skipping),
     kind: checkpointKind(format, object.contentEncoding),
   };
 }
 
-/** The records after the first `n` (the records themselves when `n` is 0: a generator per record costs). */
-function skip(records: AsyncIterable<ParsedRecord>, n: number): AsyncIterable<ParsedRecord> {
-  return n > 0 ? skipping(records, n) : records;
+/** The records after the first `n` (the batches themselves when `n` is 0). */
+function skip(batches: RecordBatches, n: number): RecordBatches {
+  return n > 0 ? skipping(batches, n) : batches;
 }
 
-async function* skipping(records: AsyncIterable<ParsedRecord>, n: number): AsyncGenerator<ParsedRecord> {
-  let seen = 0;
-  for await (const rec of records) {
-    if (seen < n) seen++;
-    else yield rec;
+async function* skipping(batches: RecordBatches, n: number): AsyncGenerator<readonly ParsedRecord[]> {
+  let left = n;
+  for await (const batch of batches) {
+    if (left >= batch.length) {
+      left -= batch.length;
+    } else {
+      yield left > 0 ? batch.slice(left) : batch;
+      left = 0;
+    }
   }
+}
+
+/** Records one per batch (Parquet yields its rows one by one). */
+async function* singly(records: AsyncIterable<ParsedRecord>): AsyncGenerator<readonly ParsedRecord[]> {
+  for await (const rec of records) yield [rec];
 }
 
 /**
@@ -140,7 +150,7 @@ async function* fromOffset(
   onBytes: (n: number) => void,
   resume: ResumePoint,
   end?: number,
-): AsyncGenerator<ParsedRecord> {
+): AsyncGenerator<readonly ParsedRecord[]> {
   const prefix = format === 'csv' ? await readCsvHeader(s3, file, size, onBytes) : Buffer.from('\n', 'utf8');
   // NDJSON numbers physical lines: the newline added is one line.
   const rowShift = format === 'csv' ? resume.row : resume.row - 1;
@@ -153,15 +163,15 @@ async function* fromOffset(
     yield* counted(object.body, onBytes);
   }
   try {
-    for await (const rec of parseTextRecords(format, bytes(), {
+    for await (const batch of parseTextBatches(format, bytes(), {
       maxRecordBytes: settings.limits.maxRecordBytes,
       positions: true,
     })) {
-      yield {
+      yield batch.map((rec) => ({
         ...rec,
         row: rec.row + rowShift,
         ...(rec.end !== undefined ? { end: rec.end + byteShift } : {}),
-      };
+      }));
     }
   } catch (err) {
     if (!(err instanceof MalformedFileError)) throw err;

@@ -1,7 +1,7 @@
 import { type CsvError, type Options, Parser } from 'csv-parse';
 import { MalformedFileError } from '../../../shared/errors.ts';
 import { asBuffer, clipRaw, pieces, Utf8StreamValidator } from './bytes.ts';
-import type { ParsedRecord, ParserOptions } from './types.ts';
+import { eachRecord, type ParsedRecord, type ParserOptions } from './types.ts';
 
 const LF = 10;
 
@@ -57,10 +57,15 @@ function openCore(maxRecordBytes: number): CsvCore {
  *   offset), or a record longer than `opts.maxRecordBytes` — csv-parse cannot skip past such a record
  *   without holding it, and in practice it means an unbalanced quote, so the file fails there.
  */
-export async function* parseCsv(
+export function parseCsv(source: AsyncIterable<Buffer>, opts: ParserOptions): AsyncGenerator<ParsedRecord> {
+  return eachRecord(parseCsvBatches(source, opts));
+}
+
+/** {@link parseCsv}'s records, as many at a time as each piece of input completes (never an empty batch). */
+export async function* parseCsvBatches(
   source: AsyncIterable<Buffer>,
   opts: ParserOptions,
-): AsyncGenerator<ParsedRecord> {
+): AsyncGenerator<ParsedRecord[]> {
   const core = openCore(opts.maxRecordBytes);
   const utf8 = new Utf8StreamValidator();
   let header: Header | undefined;
@@ -112,7 +117,7 @@ export async function* parseCsv(
       if (err === undefined && bad !== -1) endBeforeInvalid();
       if (batch.length > 0) {
         // Records completed before an error are still good: they go out first.
-        for (const rec of batch) yield rec;
+        yield batch;
         batch = [];
       }
       if (err) throw fail(err);
@@ -122,11 +127,11 @@ export async function* parseCsv(
   const bad = utf8.end();
   if (bad !== -1) {
     endBeforeInvalid();
-    for (const rec of batch) yield rec;
+    if (batch.length > 0) yield batch;
     throw invalidUtf8(bad);
   }
   const err = core.parse(undefined, true, push, close);
-  for (const rec of batch) yield rec;
+  if (batch.length > 0) yield batch;
   if (err) throw fail(err);
 }
 

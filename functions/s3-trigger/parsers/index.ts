@@ -1,8 +1,8 @@
 import { UnsupportedFormatError } from '../../../shared/errors.ts';
-import { parseCsv } from './csv.ts';
-import { parseJson } from './json.ts';
-import { parseNdjson } from './ndjson.ts';
-import type { ParsedRecord, ParserOptions } from './types.ts';
+import { parseCsvBatches } from './csv.ts';
+import { parseJsonBatches } from './json.ts';
+import { parseNdjsonBatches } from './ndjson.ts';
+import { eachRecord, type ParsedRecord, type ParserOptions, type RecordBatches } from './types.ts';
 
 export type FileFormat = 'csv' | 'json' | 'ndjson' | 'parquet';
 /** Formats read from a byte stream (Parquet needs random access instead). */
@@ -42,13 +42,22 @@ export function parseTextRecords(
   source: AsyncIterable<Buffer>,
   opts: ParserOptions,
 ): AsyncGenerator<ParsedRecord> {
+  return eachRecord(parseTextBatches(format, source, opts));
+}
+
+/** {@link parseTextRecords}, several records at a time. */
+export function parseTextBatches(
+  format: TextFormat,
+  source: AsyncIterable<Buffer>,
+  opts: ParserOptions,
+): RecordBatches {
   switch (format) {
     case 'csv':
-      return parseCsv(source, opts);
+      return parseCsvBatches(source, opts);
     case 'json':
-      return parseJson(source, opts);
+      return parseJsonBatches(source, opts);
     case 'ndjson':
-      return parseNdjson(source, opts);
+      return parseNdjsonBatches(source, opts);
     default:
       throw new UnsupportedFormatError(`not a text format: ${String(format satisfies never)}`);
   }

@@ -1,7 +1,7 @@
 import { type ParsedTokenInfo, Tokenizer, TokenParser, TokenType } from '@streamparser/json';
 import { MalformedFileError } from '../../../shared/errors.ts';
 import { clipRaw, stripBom, Utf8StreamValidator } from './bytes.ts';
-import type { ParsedRecord, ParserOptions } from './types.ts';
+import { eachRecord, type ParsedRecord, type ParserOptions } from './types.ts';
 
 /** Containers nested deeper than this make the file malformed (no record needs more; it bounds the work). */
 export const MAX_JSON_DEPTH = 64;
@@ -20,10 +20,15 @@ const OPEN_BRACE = 0x7b;
  *   longer than `opts.maxRecordBytes` (the parser must hold a record whole, so memory is bounded by
  *   failing there rather than by skipping it).
  */
-export async function* parseJson(
+export function parseJson(source: AsyncIterable<Buffer>, opts: ParserOptions): AsyncGenerator<ParsedRecord> {
+  return eachRecord(parseJsonBatches(source, opts));
+}
+
+/** {@link parseJson}'s records, as many at a time as each piece completes (never an empty batch). */
+export async function* parseJsonBatches(
   source: AsyncIterable<Buffer>,
   opts: ParserOptions,
-): AsyncGenerator<ParsedRecord> {
+): AsyncGenerator<ParsedRecord[]> {
   const max = opts.maxRecordBytes;
   /** Stream offset of the next byte read. */
   let offset = 0;
@@ -56,7 +61,8 @@ export async function* parseJson(
     offset += piece.length;
     if (input.length > 0) {
       const err = doc.write(input);
-      for (const rec of doc.take()) yield rec;
+      const records = doc.take();
+      if (records.length > 0) yield records;
       if (err) throw err;
     }
     if (bad !== -1) throw invalidUtf8(bad);
@@ -65,7 +71,8 @@ export async function* parseJson(
   if (bad !== -1) throw invalidUtf8(bad);
   if (doc === undefined) return;
   const err = doc.end(offset);
-  for (const rec of doc.take()) yield rec;
+  const records = doc.take();
+  if (records.length > 0) yield records;
   if (err) throw err;
 }
 

@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { clipRaw, firstInvalidUtf8, stripBom } from './bytes.ts';
-import type { ParsedRecord, ParserOptions } from './types.ts';
+import { eachRecord, type ParsedRecord, type ParserOptions } from './types.ts';
 
 const LF = 10;
 const CR = 13;
@@ -25,10 +25,18 @@ const OVERLONG_HEAD_BYTES = 1024;
  *
  * With `opts.positions`, `end` is the byte offset just past the record's newline (BOM included).
  */
-export async function* parseNdjson(
+export function parseNdjson(
   source: AsyncIterable<Buffer>,
   opts: ParserOptions,
 ): AsyncGenerator<ParsedRecord> {
+  return eachRecord(parseNdjsonBatches(source, opts));
+}
+
+/** {@link parseNdjson}'s records, as many at a time as each chunk completes (never an empty batch). */
+export async function* parseNdjsonBatches(
+  source: AsyncIterable<Buffer>,
+  opts: ParserOptions,
+): AsyncGenerator<ParsedRecord[]> {
   const max = opts.maxRecordBytes;
   let line = 0;
   // The start of a line that continues into the next chunk.
@@ -84,16 +92,16 @@ export async function* parseNdjson(
     }
     chunkStart += n;
     if (out.length > 0) {
-      for (const rec of out) yield rec;
+      yield out;
       out = [];
     }
   }
   // The last line, when the file does not end with a newline.
   if (overlongHead !== undefined) {
-    yield placed(tooLongFromHead(line + 1, max, overlongHead), chunkStart);
+    yield [placed(tooLongFromHead(line + 1, max, overlongHead), chunkStart)];
   } else if (pendingBytes > 0) {
     const rec = parseLine(Buffer.concat(pending, pendingBytes), line + 1, max);
-    if (rec !== undefined) yield placed(rec, chunkStart);
+    if (rec !== undefined) yield [placed(rec, chunkStart)];
   }
 }
 

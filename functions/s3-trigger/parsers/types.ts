@@ -28,6 +28,18 @@ export type ParsedRecord = RecordPosition &
       }
   );
 
+/**
+ * Records in file order, several at a time: as many as one piece of input completed. Ingest iterates these
+ * (an async generator step per record costs about as much as normalising it); the per-record parsers
+ * (`parseCsv`, …) are the same records one by one.
+ */
+export type RecordBatches = AsyncIterable<readonly ParsedRecord[]>;
+
+/** The records of `batches` one at a time. */
+export async function* eachRecord(batches: RecordBatches): AsyncGenerator<ParsedRecord> {
+  for await (const batch of batches) yield* batch;
+}
+
 export interface ParserOptions {
   /** Records whose text is longer than this are rejected (and not held in memory whole). */
   readonly maxRecordBytes: number;
