@@ -20,6 +20,8 @@ export interface SenderOptions {
   /** The source most signals have (the object key, table or topic): left out of each signal that has it. */
   readonly defaultSource?: string;
   readonly maxMessageBytes?: number;
+  /** @default settings.signals.maxSignalsPerMessage */
+  readonly maxSignalsPerMessage?: number;
   readonly maxBatchBytes?: number;
   readonly maxEntries?: number;
   /** SendMessageBatch calls at once. @default settings.signals.maxInFlightBatches */
@@ -51,6 +53,7 @@ export class SignalSender {
   /** Bytes of a message around its signals: the head and the closing `]}`. */
   readonly #overhead: number;
   readonly #maxMessageBytes: number;
+  readonly #maxSignals: number;
   readonly #maxBatchBytes: number;
   readonly #maxEntries: number;
   readonly #attempts: number;
@@ -79,6 +82,7 @@ export class SignalSender {
     this.#head = `{"v":3,"origin":${JSON.stringify(this.#origin)},${source}"signals":[`;
     this.#overhead = Buffer.byteLength(this.#head) + 2;
     this.#maxMessageBytes = (opts.maxMessageBytes ?? settings.signals.maxMessageBytes) - MESSAGE_SLACK;
+    this.#maxSignals = opts.maxSignalsPerMessage ?? settings.signals.maxSignalsPerMessage;
     this.#maxBatchBytes = opts.maxBatchBytes ?? settings.signals.maxBatchBytes;
     this.#maxEntries = opts.maxEntries ?? settings.signals.maxEntriesPerBatch;
     this.#maxInFlight = opts.maxInFlight ?? settings.signals.maxInFlightBatches;
@@ -104,6 +108,7 @@ export class SignalSender {
         throw new PermanentError(`signal ${signal.id} is ${bytes} bytes, more than a message can carry`);
       }
     }
+    if (this.#parts.length >= this.#maxSignals) return this.#closeMessage().then(() => this.#push(json));
     if (this.#partsBytes + (this.#unmeasuredChars + json.length) * 3 > room) {
       this.#measure();
       if (this.#partsBytes + Buffer.byteLength(json) > room) {

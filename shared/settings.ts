@@ -51,6 +51,11 @@ export const settings = {
     maxMessageBytes: 256 * KiB,
     /** The queue's MaximumMessageSize, set explicitly (the default would be 256 KiB too). */
     queueMaximumMessageBytes: 256 * KiB,
+    /**
+     * Signals in one packed message at most, whatever their size: a scorer invocation scores at most
+     * batchSize × this (20,000), so its duration does not grow as signals get smaller on the wire.
+     */
+    maxSignalsPerMessage: 2000,
     batchSize: 10,
     maxBatchingWindowSeconds: 1,
     maxReceiveCount: 5,

@@ -114,6 +114,26 @@ describe('SignalSender', () => {
     expect(decoded.flat()).toEqual(signals);
   });
 
+  it('puts at most maxSignalsPerMessage signals in a message, however small they are', async () => {
+    // Prepare
+    sqs.on(SendMessageBatchCommand).resolves({ Failed: [] });
+    const sender = new SignalSender(new SQSClient({}), 'q', origin, {
+      maxSignalsPerMessage: 300,
+      defaultSource: 'k',
+      sleep: noSleep,
+    });
+    // Act
+    for (let i = 1; i <= 1000; i++) await sender.add(signal(i));
+    await sender.flush();
+    // Assess
+    const bodies = sqs
+      .commandCalls(SendMessageBatchCommand)
+      .flatMap((c) => c.args[0].input.Entries ?? [])
+      .map((e) => decodeSignals(e.MessageBody ?? ''));
+    expect(bodies.map((b) => b.length)).toEqual([300, 300, 300, 100]);
+    expect(bodies.flat()).toEqual(Array.from({ length: 1000 }, (_, i) => signal(i + 1)));
+  });
+
   it('retries only the entries that failed', async () => {
     // Prepare
     sqs
