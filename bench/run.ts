@@ -79,14 +79,6 @@ async function main(): Promise<void> {
   const largePath = join(WORK, 'large.csv');
   const large = await writeCsvFile(largePath, LARGE_BYTES);
 
-  log('in-memory parser stages on the 10 MB file');
-  const stages = await benchStages(small.data, small.rows);
-  // Before the emulators start, so that the parsers have the machine to themselves (about 40 s); in a
-  // process of its own, because running csv-parse with other options (and six other parsers) here would
-  // leave the JIT's view of csv-parse's code polluted for the end-to-end runs (about 20% slower).
-  log('CSV parser candidates (own process): cases, then best of 3 on the 10 MB file and its quoted variant');
-  const csvCandidates = await candidatesInChild();
-
   const moto = await startMoto();
   const proxy = await startDynamoCountingProxy(moto.endpoint);
   const s3Files = await startFileS3Server();
@@ -97,10 +89,19 @@ async function main(): Promise<void> {
     const resources = await createResources(clients, names);
     const deps = { endpoint: moto.endpoint, clients, resources, logger, metrics };
 
+    log('in-memory parser stages on the 10 MB file');
+    const stages = await benchStages(small.data, small.rows);
+    // At once after the stages: a process left idle for a while has V8 shrink its young generation, and the
+    // next seconds of parsing pay for it in collections (about 30% slower), which a busy function does not.
     log('end to end on moto: 10 MB CSV, 3 runs');
     const e2e = await benchEndToEnd(small.data, small.rows, 3, deps);
     log(`naive on moto: ${round(naiveData.data.length / 1024, 0)} KiB CSV, one SendMessage per row`);
     const naive = await benchNaive(naiveData.data, naiveData.rows, deps);
+    // In a process of its own, because running csv-parse with other options (and six other parsers) here
+    // would leave the JIT's view of csv-parse's code polluted for the runs after it (about 20% slower); moto
+    // is idle by then.
+    log('CSV parser candidates (own process): cases, then best of 3 on the 10 MB file and its quoted variant');
+    const csvCandidates = await candidatesInChild();
 
     /** Serves a local file as an object and runs the bundled ingest child on it (`extra`: fan-out, part). */
     const serveAndIngest = (path: string, size: number, key: string) => {
