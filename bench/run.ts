@@ -100,7 +100,9 @@ async function main(): Promise<void> {
     // In a process of its own, because running csv-parse with other options (and six other parsers) here
     // would leave the JIT's view of csv-parse's code polluted for the runs after it (about 20% slower); moto
     // is idle by then.
-    log('CSV parser candidates (own process): cases, then best of 3 on the 10 MB file and its quoted variant');
+    log(
+      'CSV parser candidates (own process): cases, then best of 3 on the 10 MB file and its quoted variant',
+    );
     const csvCandidates = await candidatesInChild();
 
     /** Serves a local file as an object and runs the bundled ingest child on it (`extra`: fan-out, part). */
