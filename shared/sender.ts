@@ -128,8 +128,7 @@ export class SignalSender {
   /** Counts the bytes of the parts not yet measured, all in one call. */
   #measure(): void {
     if (this.#unmeasuredChars === 0) return;
-    const fresh = this.#parts.length === this.#measured ? [] : this.#parts.slice(this.#measured);
-    this.#partsBytes += Buffer.byteLength(fresh.join(''));
+    this.#partsBytes += Buffer.byteLength(this.#parts.slice(this.#measured).join(''));
     this.#measured = this.#parts.length;
     this.#unmeasuredChars = 0;
   }
