@@ -5,7 +5,7 @@ import {
 } from '@aws-sdk/client-sqs';
 import { PermanentError, SendFailedError } from './errors.ts';
 import { settings } from './settings.ts';
-import { encodeSignal, type Origin, type Signal } from './signal.ts';
+import { type Origin, type Signal, signalEntry } from './signal.ts';
 
 /**
  * Packs signals into as few SQS messages as their byte budget allows (`{ v: 3, origin, source, signals }`,
@@ -42,6 +42,14 @@ export interface SenderStats {
 
 /** Bytes kept free in each message for SQS's own accounting. */
 const MESSAGE_SLACK = 512;
+/**
+ * The part of a message's byte budget filled in bulk: signals wait unserialised and are serialised together,
+ * in one `JSON.stringify`, once the size they are expected to take reaches it. Past it each signal is
+ * serialised and measured on its own, so that the message is filled exactly.
+ */
+const BULK_FILL = 0.9;
+/** Signals of a sender measured one by one before their typical size is known. */
+const LEARNING_SIGNALS = 16;
 
 export class SignalSender {
   readonly stats: SenderStats = { signals: 0, messages: 0, requests: 0, retriedEntries: 0 };
@@ -52,7 +60,9 @@ export class SignalSender {
   readonly #head: string;
   /** Bytes of a message around its signals: the head and the closing `]}`. */
   readonly #overhead: number;
-  readonly #maxMessageBytes: number;
+  /** Bytes a message's signals (and the commas between them) may take. */
+  readonly #room: number;
+  readonly #bulkRoom: number;
   readonly #maxSignals: number;
   readonly #maxBatchBytes: number;
   readonly #maxEntries: number;
@@ -60,11 +70,16 @@ export class SignalSender {
   readonly #baseDelayMs: number;
   readonly #sleep: (ms: number) => Promise<void>;
 
-  #parts: string[] = [];
-  /** UTF-8 bytes of `#parts[0..#measured)`; the rest are counted in characters only. */
-  #partsBytes = 0;
-  #measured = 0;
-  #unmeasuredChars = 0;
+  // The open message: serialised chunks (JSON texts of one or more entries, without brackets) and then
+  // entries not yet serialised.
+  #chunks: string[] = [];
+  /** Exact UTF-8 bytes of `#chunks` joined by commas. */
+  #bytes = 0;
+  #unserialised: unknown[] = [];
+  /** Signals in the open message, serialised or not. */
+  #count = 0;
+  /** Bytes a signal has taken (its comma included), as last measured; undefined until measured. */
+  #bytesPerSignal: number | undefined;
   #entries: { body: string; bytes: number; count: number }[] = [];
   #entriesBytes = 0;
   readonly #maxInFlight: number;
@@ -81,7 +96,8 @@ export class SignalSender {
     const source = this.#source !== undefined ? `"source":${JSON.stringify(this.#source)},` : '';
     this.#head = `{"v":3,"origin":${JSON.stringify(this.#origin)},${source}"signals":[`;
     this.#overhead = Buffer.byteLength(this.#head) + 2;
-    this.#maxMessageBytes = (opts.maxMessageBytes ?? settings.signals.maxMessageBytes) - MESSAGE_SLACK;
+    this.#room = (opts.maxMessageBytes ?? settings.signals.maxMessageBytes) - MESSAGE_SLACK - this.#overhead;
+    this.#bulkRoom = this.#room * BULK_FILL;
     this.#maxSignals = opts.maxSignalsPerMessage ?? settings.signals.maxSignalsPerMessage;
     this.#maxBatchBytes = opts.maxBatchBytes ?? settings.signals.maxBatchBytes;
     this.#maxEntries = opts.maxEntries ?? settings.signals.maxEntriesPerBatch;
@@ -96,45 +112,84 @@ export class SignalSender {
    * is (after the send it had to wait for); await it before adding the next.
    */
   add(signal: Signal): Promise<void> | undefined {
-    const json = encodeSignal(signal, this.#origin, this.#source);
-    const overhead = this.#overhead;
-    const max = this.#maxMessageBytes;
-    // A UTF-8 byte count costs a native call per signal; a character is at most 3 bytes, so the signal
-    // is measured only when that bound does not settle whether it fits (see #measure).
-    const room = max - overhead - this.#parts.length;
-    if (json.length * 3 > max - overhead) {
-      const bytes = Buffer.byteLength(json);
-      if (bytes + overhead > max) {
-        throw new PermanentError(`signal ${signal.id} is ${bytes} bytes, more than a message can carry`);
-      }
+    const entry = signalEntry(signal, this.#origin, this.#source);
+    this.stats.signals++;
+    const perSignal = this.#bytesPerSignal;
+    if (
+      perSignal !== undefined &&
+      this.#count < this.#maxSignals &&
+      this.#bytes + (this.#unserialised.length + 1) * perSignal <= this.#bulkRoom
+    ) {
+      this.#unserialised.push(entry);
+      this.#count++;
+      return undefined;
     }
-    if (this.#parts.length >= this.#maxSignals) return this.#closeMessage().then(() => this.#push(json));
-    if (this.#partsBytes + (this.#unmeasuredChars + json.length) * 3 > room) {
-      this.#measure();
-      if (this.#partsBytes + Buffer.byteLength(json) > room) {
-        return this.#closeMessage().then(() => this.#push(json));
-      }
+    return this.#addMeasured(entry);
+  }
+
+  /** Serialises the waiting entries, then adds `entry` measured on its own (see {@link BULK_FILL}). */
+  #addMeasured(entry: unknown): Promise<void> | undefined {
+    const waited = this.#serialiseWaiting();
+    if (waited) return waited.then(() => this.#addMeasured(entry));
+    const json = JSON.stringify(entry);
+    const bytes = Buffer.byteLength(json);
+    if (bytes > this.#room) {
+      throw new PermanentError(
+        `signal ${this.#idOf(entry)} is ${bytes} bytes, more than a message can carry`,
+      );
     }
-    this.#push(json);
+    if (this.#count >= this.#maxSignals || this.#bytes + 1 + bytes > this.#room) {
+      return this.#closeMessage().then(() => this.#append(json, bytes, 1));
+    }
+    this.#append(json, bytes, 1);
     return undefined;
   }
 
-  #push(json: string): void {
-    this.#parts.push(json);
-    this.#unmeasuredChars += json.length;
-    this.stats.signals++;
+  #append(json: string, bytes: number, count: number): void {
+    this.#bytes += this.#chunks.length > 0 ? bytes + 1 : bytes;
+    this.#chunks.push(json);
+    this.#count += count;
+    if (this.#bytesPerSignal === undefined && this.#count >= LEARNING_SIGNALS) {
+      this.#bytesPerSignal = (this.#bytes + 1) / this.#count;
+    }
   }
 
-  /** Counts the bytes of the parts not yet measured, all in one call. */
-  #measure(): void {
-    if (this.#unmeasuredChars === 0) return;
-    this.#partsBytes += Buffer.byteLength(this.#parts.slice(this.#measured).join(''));
-    this.#measured = this.#parts.length;
-    this.#unmeasuredChars = 0;
+  /**
+   * Serialises the entries waiting in the open message in one go. When they take more room than was
+   * left (they were larger than the signals measured before), they are added again one by one.
+   */
+  #serialiseWaiting(): Promise<void> | undefined {
+    const waiting = this.#unserialised;
+    if (waiting.length === 0) return undefined;
+    this.#unserialised = [];
+    this.#count -= waiting.length;
+    const text = JSON.stringify(waiting);
+    const bytes = Buffer.byteLength(text) - 2;
+    this.#bytesPerSignal = (bytes + 1) / waiting.length;
+    if (this.#bytes + 1 + bytes <= this.#room) {
+      this.#append(text.slice(1, -1), bytes, waiting.length);
+      return undefined;
+    }
+    return this.#addEachMeasured(waiting, 0);
+  }
+
+  #addEachMeasured(entries: readonly unknown[], from: number): Promise<void> | undefined {
+    for (let i = from; i < entries.length; i++) {
+      const waited = this.#addMeasured(entries[i]);
+      if (waited) return waited.then(() => this.#addEachMeasured(entries, i + 1));
+    }
+    return undefined;
+  }
+
+  /** A signal's id, from its entry (for an error message). */
+  #idOf(entry: unknown): string {
+    if (!Array.isArray(entry)) return String((entry as { id?: unknown }).id);
+    return String(entry[6] ?? `${this.#origin.ref}${entry[0]}`);
   }
 
   /** Sends everything buffered and waits for every call to finish; throws if any failed. */
   async flush(): Promise<void> {
+    await this.#serialiseWaiting();
     await this.#closeMessage();
     if (this.#entries.length) await this.#dispatch();
     while (this.#inflight.size > 0) await Promise.all(this.#inflight);
@@ -147,18 +202,18 @@ export class SignalSender {
 
   /** Signals accepted by `add` and not yet confirmed sent. */
   get pending(): number {
-    return this.#parts.length + this.#entries.reduce((n, e) => n + e.count, 0);
+    return this.#count + this.#entries.reduce((n, e) => n + e.count, 0);
   }
 
+  /** Closes the open message (its entries serialised) into an entry of the next SendMessageBatch call. */
   async #closeMessage(): Promise<void> {
-    if (this.#parts.length === 0) return;
-    const body = `${this.#head}${this.#parts.join(',')}]}`;
-    const bytes = Buffer.byteLength(body);
-    const count = this.#parts.length;
-    this.#parts = [];
-    this.#partsBytes = 0;
-    this.#measured = 0;
-    this.#unmeasuredChars = 0;
+    if (this.#count === 0) return;
+    const body = `${this.#head}${this.#chunks.join(',')}]}`;
+    const bytes = this.#overhead + this.#bytes;
+    const count = this.#count;
+    this.#chunks = [];
+    this.#bytes = 0;
+    this.#count = 0;
     if (this.#entries.length >= this.#maxEntries || this.#entriesBytes + bytes > this.#maxBatchBytes) {
       await this.#dispatch();
     }

@@ -353,15 +353,17 @@ export function expandSignals(message: SignalMessage): unknown[] {
 
 /**
  * One signal as a version 3 message entry (see {@link SignalMessageSchema}) under the message origin
- * `message` whose default source is `source`: JSON text.
+ * `message` whose default source is `source`: an array, or the whole signal when the message's origin
+ * does not cover it. Serialised with the other entries of its message, in one `JSON.stringify`.
  */
-export function encodeSignal(signal: Signal, message: Origin, source?: string): string {
+export function signalEntry(signal: Signal, message: Origin, source?: string): unknown {
   const { origin } = signal;
-  if (origin.kind !== message.kind || !origin.ref.startsWith(message.ref)) return JSON.stringify(signal);
+  if (origin.kind !== message.kind || !origin.ref.startsWith(message.ref)) return signal;
   const at = origin.ref.slice(message.ref.length);
   const attributes = signal.attributes ?? null;
+  // Trailing elements that say nothing are left out (an array literal per case: this runs once per signal).
   if (signal.id !== origin.ref) {
-    return JSON.stringify([
+    return [
       at,
       signal.name,
       signal.value,
@@ -369,14 +371,17 @@ export function encodeSignal(signal: Signal, message: Origin, source?: string): 
       attributes,
       signal.source === source ? null : signal.source,
       signal.id,
-    ]);
+    ];
   }
-  if (signal.source !== source) {
-    return JSON.stringify([at, signal.name, signal.value, signal.timestamp, attributes, signal.source]);
-  }
-  if (attributes !== null)
-    return JSON.stringify([at, signal.name, signal.value, signal.timestamp, attributes]);
-  return JSON.stringify([at, signal.name, signal.value, signal.timestamp]);
+  if (signal.source !== source)
+    return [at, signal.name, signal.value, signal.timestamp, attributes, signal.source];
+  if (attributes !== null) return [at, signal.name, signal.value, signal.timestamp, attributes];
+  return [at, signal.name, signal.value, signal.timestamp];
+}
+
+/** {@link signalEntry} as JSON text. */
+export function encodeSignal(signal: Signal, message: Origin, source?: string): string {
+  return JSON.stringify(signalEntry(signal, message, source));
 }
 
 /** Validates a signal read back off the queue. */

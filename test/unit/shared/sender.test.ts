@@ -114,6 +114,26 @@ describe('SignalSender', () => {
     expect(decoded.flat()).toEqual(signals);
   });
 
+  it('keeps messages within the budget when signals grow larger than the ones before them', async () => {
+    // Prepare: signals are serialised many at a time at the size the earlier ones took; here small ones
+    // are followed by ones ten times larger, then small ones again.
+    sqs.on(SendMessageBatchCommand).resolves({ Failed: [] });
+    const max = 16 * 1024;
+    const sender = new SignalSender(new SQSClient({}), 'q', origin, { maxMessageBytes: max, sleep: noSleep });
+    const signals = Array.from({ length: 900 }, (_, i) => signal(i + 1, i >= 300 && i < 600 ? 400 : 20));
+    // Act
+    for (const s of signals) await sender.add(s);
+    await sender.flush();
+    // Assess
+    const bodies = sqs
+      .commandCalls(SendMessageBatchCommand)
+      .flatMap((c) => c.args[0].input.Entries ?? [])
+      .map((e) => e.MessageBody ?? '');
+    for (const body of bodies) expect(Buffer.byteLength(body)).toBeLessThanOrEqual(max - 512);
+    expect(bodies.flatMap((b) => decodeSignals(b))).toEqual(signals);
+    expect(sender.pending).toBe(0);
+  });
+
   it('puts at most maxSignalsPerMessage signals in a message, however small they are', async () => {
     // Prepare
     sqs.on(SendMessageBatchCommand).resolves({ Failed: [] });
