@@ -5,7 +5,7 @@ import { settings } from '../../shared/settings.ts';
 import { csvHeaderLength } from './parsers/csv.ts';
 import { gunzipBounded } from './parsers/gzip.ts';
 import { type DetectedFormat, parseTextBatches } from './parsers/index.ts';
-import { asyncBufferFromFile, parseParquet } from './parsers/parquet.ts';
+import { asyncBufferFromFile, parseParquetBatches } from './parsers/parquet.ts';
 import type { ParsedRecord, RecordBatches } from './parsers/types.ts';
 import {
   counted,
@@ -91,8 +91,8 @@ export async function openRecords(
   const endByte = until?.kind === 'byte' ? until.position : undefined;
   const skipping = resume?.kind === 'record' ? resume.position : 0;
   if (format.format === 'parquet' && !format.gzip && size !== undefined) {
-    const records = parseParquet(s3AsyncBuffer(s3, file, size, onBytes), { ...opts, ...fromRowGroup });
-    return { batches: skip(singly(records), skipping), kind: 'rowGroup' };
+    const batches = parseParquetBatches(s3AsyncBuffer(s3, file, size, onBytes), { ...opts, ...fromRowGroup });
+    return { batches: skip(batches, skipping), kind: 'rowGroup' };
   }
   if (resume?.kind === 'byte' && (format.format === 'csv' || format.format === 'ndjson')) {
     return { batches: fromOffset(s3, file, format.format, size, onBytes, resume, endByte), kind: 'byte' };
@@ -105,8 +105,11 @@ export async function openRecords(
     // Parquet needs random access: a compressed (or unsized) one is inflated to a temporary file first.
     const spooled = await spoolToTempFile(bytes);
     onCleanup(spooled.dispose);
-    const records = parseParquet(await asyncBufferFromFile(spooled.path), { ...opts, ...fromRowGroup });
-    return { batches: skip(singly(records), skipping), kind: 'rowGroup' };
+    const batches = parseParquetBatches(await asyncBufferFromFile(spooled.path), {
+      ...opts,
+      ...fromRowGroup,
+    });
+    return { batches: skip(batches, skipping), kind: 'rowGroup' };
   }
   return {
     batches: skip(parseTextBatches(format.format, bytes, opts), skipping),
@@ -129,11 +132,6 @@ async function* skipping(batches: RecordBatches, n: number): AsyncGenerator<read
       left = 0;
     }
   }
-}
-
-/** Records one per batch (Parquet yields its rows one by one). */
-async function* singly(records: AsyncIterable<ParsedRecord>): AsyncGenerator<readonly ParsedRecord[]> {
-  for await (const rec of records) yield [rec];
 }
 
 /**

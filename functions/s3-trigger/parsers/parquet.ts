@@ -17,7 +17,7 @@ import {
 import { parquetHeader } from 'hyparquet/src/column.js';
 import { MalformedFileError } from '../../../shared/errors.ts';
 import { settings } from '../../../shared/settings.ts';
-import type { ParquetDecoderLimits, ParsedRecord, ParserOptions } from './types.ts';
+import { eachRecord, type ParquetDecoderLimits, type ParsedRecord, type ParserOptions } from './types.ts';
 
 /** One row group: 0-based, half-open row range `[rowStart, rowEnd)` in the file. */
 export interface ParquetRowGroup {
@@ -28,7 +28,7 @@ export interface ParquetRowGroup {
 
 /**
  * Streams the rows of a Parquet file, one row group in memory at a time (its column chunks are fetched
- * together, decoded into columns, and rows are built from them one by one as they are consumed).
+ * together, decoded into columns, and rows are built from them as they are consumed).
  * `row` is the 1-based row number in the file.
  *
  * Values: INT64 becomes a number when it is a safe integer, else its decimal string; timestamps and dates
@@ -38,7 +38,18 @@ export interface ParquetRowGroup {
  * `opts.maxRecordBytes` is not used: a row cannot outgrow the row group holding it. `opts.fromRowGroup`
  * starts at that row group (a checkpoint), `opts.toRowGroup` stops before that one (a part); with `opts.positions`, each row carries its `rowGroup`.
  */
-export async function* parseParquet(file: AsyncBuffer, opts: ParserOptions): AsyncGenerator<ParsedRecord> {
+export function parseParquet(file: AsyncBuffer, opts: ParserOptions): AsyncGenerator<ParsedRecord> {
+  return eachRecord(parseParquetBatches(file, opts));
+}
+
+/** Rows built at a time, within one row group. */
+const ROWS_PER_BATCH = 1024;
+
+/** {@link parseParquet}'s rows, up to {@link ROWS_PER_BATCH} at a time (never an empty batch). */
+export async function* parseParquetBatches(
+  file: AsyncBuffer,
+  opts: ParserOptions,
+): AsyncGenerator<ParsedRecord[]> {
   const io = guardReads(file);
   const metadata = await readMetadata(io);
   const columns = columnNames(io, metadata);
@@ -49,10 +60,15 @@ export async function* parseParquet(file: AsyncBuffer, opts: ParserOptions): Asy
       if (opts.toRowGroup !== undefined && group.index >= opts.toRowGroup) break;
       const chunks = await readRowGroup(io, metadata, group, columns, decoder);
       const cursors = columns.map((name) => new ColumnCursor(name, chunks.get(name) ?? []));
-      for (let r = group.rowStart; r < group.rowEnd; r++) {
-        const data: Record<string, unknown> = {};
-        for (const cursor of cursors) setOwn(data, cursor.name, convert(cursor.at(r)));
-        yield opts.positions ? { row: r + 1, data, rowGroup: group.index } : { row: r + 1, data };
+      for (let start = group.rowStart; start < group.rowEnd; start += ROWS_PER_BATCH) {
+        const end = Math.min(group.rowEnd, start + ROWS_PER_BATCH);
+        const batch: ParsedRecord[] = [];
+        for (let r = start; r < end; r++) {
+          const data: Record<string, unknown> = {};
+          for (const cursor of cursors) setOwn(data, cursor.name, convert(cursor.at(r)));
+          batch.push(opts.positions ? { row: r + 1, data, rowGroup: group.index } : { row: r + 1, data });
+        }
+        yield batch;
       }
     }
   } finally {
