@@ -16,6 +16,7 @@ import { ingestFile } from '../functions/s3-trigger/ingest.ts';
 import { Ledger } from '../shared/ledger.ts';
 import { createObservability } from '../shared/observability.ts';
 import { settings } from '../shared/settings.ts';
+import { SQS_CLIENT_OPTIONS } from '../shared/sqs-protocol.ts';
 import { countRequests, sum } from './lib.ts';
 
 export interface ChildInput {
@@ -53,7 +54,8 @@ const common = {
   maxAttempts: 5,
 };
 const s3 = new S3Client({ ...common, endpoint: input.s3Endpoint, forcePathStyle: true });
-const sqs = new SQSClient({ ...common, endpoint: input.sqsEndpoint });
+// The function's own SQS options (shared/clients.ts), so that the child sends as s3-trigger does.
+const sqs = new SQSClient({ ...common, endpoint: input.sqsEndpoint, ...SQS_CLIENT_OPTIONS });
 const ddb = new DynamoDBClient({ ...common, endpoint: input.ddbEndpoint });
 const doc = DynamoDBDocumentClient.from(ddb, { marshallOptions: { removeUndefinedValues: true } });
 const sqsCounts = countRequests(sqs);
