@@ -236,7 +236,7 @@ export function normaliseSignal(record: unknown, ctx: SignalContext): NormaliseR
   if (typeof source === 'object') errors.push(source.error);
 
   if (errors.length > 0 || name === undefined || typeof value !== 'number' || typeof timestamp !== 'string') {
-    return { ok: false, reason: errors.join('; ') };
+    return { ok: false, reason: `${errors.join('; ')}${nearMisses(r)}` };
   }
 
   const attrs: Attributes = { values: undefined, errors: undefined, chars: 0 };
@@ -281,6 +281,29 @@ export function normaliseSignal(record: unknown, ctx: SignalContext): NormaliseR
     }
   }
   return { ok: true, signal };
+}
+
+const REQUIRED = ['name', 'value', 'timestamp'] as const;
+
+/**
+ * For required fields the record lacks: its keys that differ from them only in case or surrounding spaces
+ * (a `Name` or ` value` column), named in the reason, since each such record is otherwise rejected with
+ * no hint why.
+ */
+function nearMisses(r: Record<string, unknown>): string {
+  const found: string[] = [];
+  for (const field of REQUIRED) {
+    if (r[field] !== undefined) continue;
+    for (const key in r) {
+      if (key !== field && Object.hasOwn(r, key) && key.trim().toLowerCase() === field) {
+        found.push(`"${clip(key)}"`);
+        break;
+      }
+    }
+  }
+  return found.length > 0
+    ? ` (the record has ${found.join(', ')}: field names are matched exactly, in lower case)`
+    : '';
 }
 
 /** JSON bytes of a signal besides its strings: keys, punctuation, a number, a timestamp. */

@@ -106,6 +106,11 @@ describe('normaliseSignal', () => {
 
   it('rejects a missing, blank, non-string or over-long name', () => {
     expect(reason({ value: 1, timestamp: 0 })).toMatch(/name is required/);
+    // A field named in another case or with spaces around it is pointed out.
+    expect(reason({ Name: 'a', ' value ': 1, timestamp: 0 })).toBe(
+      'name is required; value is required (the record has "Name", " value ": field names are matched exactly, in lower case)',
+    );
+    expect(reason({ name: 'a', VALUE: '1', value: '2', timestamp: 'x' })).not.toMatch(/the record has/);
     expect(reason({ name: '   ', value: 1, timestamp: 0 })).toMatch(/blank/);
     expect(reason({ name: 5, value: 1, timestamp: 0 })).toMatch(/name must be a string/);
     expect(reason({ name: 'n'.repeat(257), value: 1, timestamp: 0 })).toMatch(/256/);
