@@ -13,6 +13,7 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { FanOutOptions } from '../functions/s3-trigger/fan-out.ts';
 import { ingestFile } from '../functions/s3-trigger/ingest.ts';
+import { limitHeapGrowth } from '../shared/heap.ts';
 import { Ledger } from '../shared/ledger.ts';
 import { createObservability } from '../shared/observability.ts';
 import { settings } from '../shared/settings.ts';
@@ -46,6 +47,9 @@ export interface ChildOutput {
   /** With `fanOut`: the parts the file was split into. */
   readonly parts?: number;
 }
+
+// As the function's handler does (shared/heap.ts).
+limitHeapGrowth(settings.functions.s3Trigger.heapGrowingPercent);
 
 const input = JSON.parse(process.argv[2] ?? '{}') as ChildInput;
 const common = {

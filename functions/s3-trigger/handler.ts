@@ -7,11 +7,14 @@ import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { createClients } from '../../shared/clients.ts';
 import { loadS3TriggerConfig } from '../../shared/config.ts';
+import { limitHeapGrowth } from '../../shared/heap.ts';
 import { Ledger } from '../../shared/ledger.ts';
 import { createObservability } from '../../shared/observability.ts';
+import { settings } from '../../shared/settings.ts';
 import { continuationMessage, parseFileEvents, partMessage } from './events.ts';
 import { ingestFile } from './ingest.ts';
 
+limitHeapGrowth(settings.functions.s3Trigger.heapGrowingPercent);
 const config = loadS3TriggerConfig();
 const clients = createClients(config);
 const { logger, metrics } = createObservability('s3-trigger');
