@@ -53,7 +53,8 @@ function openCore(maxRecordBytes: number): CsvCore {
  *
  * - A row whose field count differs from the header's is rejected (`expected N fields, got M`).
  * - A file that cannot be read further throws {@link MalformedFileError}: a header with an empty or
- *   duplicate column name, a quoting error (where the record starts), bytes that are not UTF-8 (their
+ *   duplicate column name, or one single column holding semicolons, tabs or vertical bars (another
+ *   separator), a quoting error (where the record starts), bytes that are not UTF-8 (their
  *   offset), or a record longer than `opts.maxRecordBytes` — csv-parse cannot skip past such a record
  *   without holding it, and in practice it means an unbalanced quote, so the file fails there.
  */
@@ -213,7 +214,23 @@ interface Header {
   readonly unsafe: boolean;
 }
 
+/** Separators other files use, named for the error a header split by one of them gets. */
+const OTHER_SEPARATORS: readonly (readonly [string, string])[] = [
+  [';', 'semicolons'],
+  ['\t', 'tabs'],
+  ['|', 'vertical bars'],
+];
+
 function readHeader(fields: string[], line: number): Header {
+  const only = fields.length === 1 ? (fields[0] as string) : undefined;
+  const other = only !== undefined ? OTHER_SEPARATORS.find(([sep]) => only.includes(sep)) : undefined;
+  if (only !== undefined && other !== undefined) {
+    // Every row of such a file would be one field, and rejected: the file fails once, saying why.
+    throw new MalformedFileError(
+      `CSV header is a single column, "${clipRaw(only, 100)}": fields must be separated by commas, and it has ${other[1]}`,
+      { line },
+    );
+  }
   const seen = new Map<string, number>();
   for (let i = 0; i < fields.length; i++) {
     const name = fields[i] as string;

@@ -133,6 +133,34 @@ describe('parseCsv', () => {
     expect((error as MalformedFileError).location).toEqual({ line: 1 });
   });
 
+  it.each([
+    ['semicolons', 'name;value;timestamp\ncpu;1;1700000000\n'],
+    ['tabs', 'name\tvalue\ttimestamp\ncpu\t1\t1700000000\n'],
+    ['vertical bars', '\uFEFFname|value|timestamp\r\ncpu|1|1700000000\r\n'],
+  ])('fails on a header that is one column separated by %s, naming the separator', async (sep, text) => {
+    // Act
+    const { records, error } = await drain(parse(text));
+
+    // Assess
+    expect(records).toEqual([]);
+    expect(error).toBeInstanceOf(MalformedFileError);
+    expect(error?.message).toMatch(
+      new RegExp(
+        `^CSV header is a single column, ".*": fields must be separated by commas, and it has ${sep} \\(at line 1\\)$`,
+      ),
+    );
+    expect((error as MalformedFileError).location).toEqual({ line: 1 });
+  });
+
+  it('reads a single-column file whose header holds no other separator', async () => {
+    // Act
+    const { records, error } = await drain(parse('name\ncpu\n'));
+
+    // Assess: a record without value or timestamp is for validation to reject, not the parser.
+    expect(error).toBeUndefined();
+    expect(records).toEqual([{ row: 1, data: { name: 'cpu' } }]);
+  });
+
   it('fails on an empty column name, naming its position', async () => {
     // Act
     const { error } = await drain(parse('\nid,,value\n1,2,3\n'));
