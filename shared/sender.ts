@@ -113,7 +113,6 @@ export class SignalSender {
    */
   add(signal: Signal): Promise<void> | undefined {
     const entry = signalEntry(signal, this.#origin, this.#source);
-    this.stats.signals++;
     const perSignal = this.#bytesPerSignal;
     if (
       perSignal !== undefined &&
@@ -122,9 +121,13 @@ export class SignalSender {
     ) {
       this.#unserialised.push(entry);
       this.#count++;
+      this.stats.signals++;
       return undefined;
     }
-    return this.#addMeasured(entry);
+    // Counted once accepted: a signal too large for any message throws here.
+    const added = this.#addMeasured(entry);
+    this.stats.signals++;
+    return added;
   }
 
   /** Serialises the waiting entries, then adds `entry` measured on its own (see {@link BULK_FILL}). */

@@ -293,6 +293,8 @@ describe('SignalSender', () => {
       sleep: noSleep,
     });
     expect(() => sender.add(signal(1, 4000))).toThrow(PermanentError);
+    expect(sender.stats.signals).toBe(0);
+    expect(sender.pending).toBe(0);
   });
 
   it('sends nothing when nothing was added', async () => {
