@@ -21,6 +21,12 @@ const noSleep = async () => undefined;
 describe('SignalSender', () => {
   const sqs = mockClient(SQSClient);
   afterEach(() => sqs.reset());
+  /** The bodies of every message sent, in order. */
+  const sentBodies = () =>
+    sqs
+      .commandCalls(SendMessageBatchCommand)
+      .flatMap((c) => c.args[0].input.Entries ?? [])
+      .map((e) => e.MessageBody ?? '');
 
   it('packs many signals into one message and one SendMessageBatch call', async () => {
     // Prepare
@@ -93,10 +99,7 @@ describe('SignalSender', () => {
     await sender.flush();
     // Assess: every message within the budget less the slack kept for SQS; each but the last too full to
     // take the first signal of the next; all signals there, in order.
-    const bodies = sqs
-      .commandCalls(SendMessageBatchCommand)
-      .flatMap((c) => c.args[0].input.Entries ?? [])
-      .map((e) => e.MessageBody ?? '');
+    const bodies = sentBodies();
     const limit = max - 512;
     const decoded = bodies.map((b) => decodeSignals(b));
     bodies.forEach((body, i) => {
@@ -125,10 +128,7 @@ describe('SignalSender', () => {
     for (const s of signals) await sender.add(s);
     await sender.flush();
     // Assess
-    const bodies = sqs
-      .commandCalls(SendMessageBatchCommand)
-      .flatMap((c) => c.args[0].input.Entries ?? [])
-      .map((e) => e.MessageBody ?? '');
+    const bodies = sentBodies();
     for (const body of bodies) expect(Buffer.byteLength(body)).toBeLessThanOrEqual(max - 512);
     expect(bodies.flatMap((b) => decodeSignals(b))).toEqual(signals);
     expect(sender.pending).toBe(0);
@@ -146,10 +146,7 @@ describe('SignalSender', () => {
     for (let i = 1; i <= 1000; i++) await sender.add(signal(i));
     await sender.flush();
     // Assess
-    const bodies = sqs
-      .commandCalls(SendMessageBatchCommand)
-      .flatMap((c) => c.args[0].input.Entries ?? [])
-      .map((e) => decodeSignals(e.MessageBody ?? ''));
+    const bodies = sentBodies().map((b) => decodeSignals(b));
     expect(bodies.map((b) => b.length)).toEqual([300, 300, 300, 100]);
     expect(bodies.flat()).toEqual(Array.from({ length: 1000 }, (_, i) => signal(i + 1)));
   });
@@ -237,9 +234,7 @@ describe('SignalSender', () => {
     // Assess
     expect(most).toBe(3);
     expect(open).toBe(0);
-    const sent = sqs
-      .commandCalls(SendMessageBatchCommand)
-      .flatMap((c) => (c.args[0].input.Entries ?? []).flatMap((e) => decodeSignals(e.MessageBody ?? '')));
+    const sent = sentBodies().flatMap((b) => decodeSignals(b));
     expect(sent.map((x) => x.value)).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
   });
 
