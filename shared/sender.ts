@@ -112,7 +112,14 @@ export class SignalSender {
    * is (after the send it had to wait for); await it before adding the next.
    */
   add(signal: Signal): Promise<void> | undefined {
-    const entry = signalEntry(signal, this.#origin, this.#source);
+    return this.addEntry(signalEntry(signal, this.#origin, this.#source));
+  }
+
+  /**
+   * {@link add} for a signal already made into its entry under this sender's origin and default source
+   * (`signalEntry`, `normaliseEntry`).
+   */
+  addEntry(entry: unknown): Promise<void> | undefined {
     const perSignal = this.#bytesPerSignal;
     if (
       perSignal !== undefined &&

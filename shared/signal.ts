@@ -203,6 +203,19 @@ export interface SignalContext {
 }
 
 export type NormaliseResult = { ok: true; signal: Signal } | { ok: false; reason: string };
+export type EntryResult = { ok: true; entry: unknown[] } | { ok: false; reason: string };
+
+/** What a valid record holds of a signal; where it came from is added by the caller. */
+interface SignalFields {
+  readonly name: string;
+  readonly value: number;
+  readonly timestamp: string;
+  readonly id: string | undefined;
+  readonly source: string | undefined;
+  readonly attributes: Record<string, string | number | boolean> | undefined;
+  /** Characters of the name and the attributes, for the size bound. */
+  readonly chars: number;
+}
 
 /**
  * Validates one input record and normalises it into a {@link Signal}:
@@ -211,8 +224,70 @@ export type NormaliseResult = { ok: true; signal: Signal } | { ok: false; reason
  * origin; every other field kept in `attributes`. Never throws: a bad record yields a reason.
  */
 export function normaliseSignal(record: unknown, ctx: SignalContext): NormaliseResult {
+  const fields = readFields(record);
+  if (typeof fields === 'string') return { ok: false, reason: fields };
+  const { ref } = ctx.origin;
+  const signal = toSignal(fields, ctx);
+  const tooLarge = sizeError(
+    fields.chars + ref.length + signal.id.length + signal.source.length,
+    () => signal,
+  );
+  return tooLarge === undefined ? { ok: true, signal } : { ok: false, reason: tooLarge };
+}
+
+/**
+ * {@link normaliseSignal} for a record whose origin ref is `message.ref` followed by `at` (`#17`), made
+ * straight into its entry in a message of that origin whose default source is `source`: the same entry
+ * {@link signalEntry} makes of the signal, without building the signal, its origin or its ref.
+ */
+export function normaliseEntry(record: unknown, at: string, message: Origin, source: string): EntryResult {
+  const fields = readFields(record);
+  if (typeof fields === 'string') return { ok: false, reason: fields };
+  const refChars = message.ref.length + at.length;
+  const tooLarge = sizeError(
+    fields.chars + refChars + (fields.id?.length ?? refChars) + (fields.source ?? source).length,
+    () =>
+      toSignal(fields, { origin: { kind: message.kind, ref: `${message.ref}${at}` }, defaultSource: source }),
+  );
+  if (tooLarge !== undefined) return { ok: false, reason: tooLarge };
+  const { name, value, timestamp } = fields;
+  const attributes = fields.attributes ?? null;
+  const ownSource = fields.source !== undefined && fields.source !== source ? fields.source : null;
+  if (fields.id !== undefined && fields.id !== `${message.ref}${at}`) {
+    return { ok: true, entry: [at, name, value, timestamp, attributes, ownSource, fields.id] };
+  }
+  if (ownSource !== null) return { ok: true, entry: [at, name, value, timestamp, attributes, ownSource] };
+  if (attributes !== null) return { ok: true, entry: [at, name, value, timestamp, attributes] };
+  return { ok: true, entry: [at, name, value, timestamp] };
+}
+
+function toSignal(fields: SignalFields, ctx: SignalContext): Signal {
+  const id = fields.id ?? ctx.origin.ref;
+  const source = fields.source ?? ctx.defaultSource;
+  const { name, value, timestamp, attributes } = fields;
+  // Two literals rather than a spread: this runs once per record.
+  return attributes
+    ? { id, name, value, source, timestamp, attributes, origin: ctx.origin }
+    : { id, name, value, source, timestamp, origin: ctx.origin };
+}
+
+/**
+ * Why a signal is too large, or undefined. Serialising every signal only to measure it would cost as
+ * much as normalising it: a bound on its `chars` (every character escaped to six bytes) settles nearly
+ * all of them; the rest are measured exactly.
+ */
+function sizeError(chars: number, signal: () => Signal): string | undefined {
+  if (chars * 6 + SIGNAL_JSON_OVERHEAD <= settings.limits.maxSignalBytes) return undefined;
+  const bytes = Buffer.byteLength(JSON.stringify(signal()));
+  return bytes > settings.limits.maxSignalBytes
+    ? `signal is ${bytes} bytes, more than the ${settings.limits.maxSignalBytes}-byte limit`
+    : undefined;
+}
+
+/** Validates a record's fields: the fields of its signal, or why it is rejected. */
+function readFields(record: unknown): SignalFields | string {
   if (typeof record !== 'object' || record === null || Array.isArray(record)) {
-    return { ok: false, reason: `record must be an object, not ${typeName(record)}` };
+    return `record must be an object, not ${typeName(record)}`;
   }
   const r = record as Record<string, unknown>;
   const errors: string[] = [];
@@ -236,7 +311,7 @@ export function normaliseSignal(record: unknown, ctx: SignalContext): NormaliseR
   if (typeof source === 'object') errors.push(source.error);
 
   if (errors.length > 0 || name === undefined || typeof value !== 'number' || typeof timestamp !== 'string') {
-    return { ok: false, reason: `${errors.join('; ')}${nearMisses(r)}` };
+    return `${errors.join('; ')}${nearMisses(r)}`;
   }
 
   const attrs: Attributes = { values: undefined, errors: undefined, chars: 0 };
@@ -252,35 +327,16 @@ export function normaliseSignal(record: unknown, ctx: SignalContext): NormaliseR
       addAttribute(attrs, 'attributes', nested);
     }
   }
-  if (attrs.errors !== undefined) return { ok: false, reason: attrs.errors.join('; ') };
-
-  const signalId = (id as string | undefined) ?? ctx.origin.ref;
-  const signalSource = (source as string | undefined) ?? ctx.defaultSource;
-  // Two literals rather than a spread: this runs once per record.
-  const signal: Signal = attrs.values
-    ? {
-        id: signalId,
-        name,
-        value,
-        source: signalSource,
-        timestamp,
-        attributes: attrs.values,
-        origin: ctx.origin,
-      }
-    : { id: signalId, name, value, source: signalSource, timestamp, origin: ctx.origin };
-  // Serialising every signal only to measure it would cost as much as the rest of this function: a bound
-  // (every character escaped to six bytes) settles nearly all of them; the rest are measured exactly.
-  const chars = signal.id.length + name.length + signal.source.length + ctx.origin.ref.length + attrs.chars;
-  if (chars * 6 + SIGNAL_JSON_OVERHEAD > settings.limits.maxSignalBytes) {
-    const bytes = Buffer.byteLength(JSON.stringify(signal));
-    if (bytes > settings.limits.maxSignalBytes) {
-      return {
-        ok: false,
-        reason: `signal is ${bytes} bytes, more than the ${settings.limits.maxSignalBytes}-byte limit`,
-      };
-    }
-  }
-  return { ok: true, signal };
+  if (attrs.errors !== undefined) return attrs.errors.join('; ');
+  return {
+    name,
+    value,
+    timestamp,
+    id: id as string | undefined,
+    source: source as string | undefined,
+    attributes: attrs.values,
+    chars: name.length + attrs.chars,
+  };
 }
 
 const REQUIRED = ['name', 'value', 'timestamp'] as const;

@@ -21,7 +21,7 @@ import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/obse
 import { QuarantineWriter, rejectsKey, segmentKey } from '../../shared/quarantine.ts';
 import { SignalSender } from '../../shared/sender.ts';
 import { settings } from '../../shared/settings.ts';
-import { normaliseSignal } from '../../shared/signal.ts';
+import { normaliseEntry } from '../../shared/signal.ts';
 import type { FileTask } from './events.ts';
 import { type FanOutOptions, planParts, splittable } from './fan-out.ts';
 import { type DetectedFormat, detectFormat } from './parsers/index.ts';
@@ -325,12 +325,12 @@ async function readAndSend(
 
   const started = now();
   const base = `s3://${file.bucket}/${file.key}@${file.etag}`;
-  const sender = new SignalSender(
-    deps.sqs,
-    deps.config.signalsQueueUrl,
-    { kind: 's3', ref: base },
-    { maxMessageBytes: deps.config.maxMessageBytes, defaultSource: file.key },
-  );
+  // Each record's origin is this ref followed by `#<row>`: its entry is made under it directly.
+  const messageOrigin = { kind: 's3', ref: base } as const;
+  const sender = new SignalSender(deps.sqs, deps.config.signalsQueueUrl, messageOrigin, {
+    maxMessageBytes: deps.config.maxMessageBytes,
+    defaultSource: file.key,
+  });
   const fileRejectsKey = rejectsKey('s3', `${file.bucket}/${file.key}@${file.etag}`);
   const quarantine = new QuarantineWriter(
     deps.s3,
@@ -454,10 +454,9 @@ async function readAndSend(
         if (rec.error !== undefined) {
           await reject(rec.row, rec.error, rec.raw !== undefined ? { raw: rec.raw } : {});
         } else {
-          const ref = `${base}#${rec.row}`;
-          const result = normaliseSignal(rec.data, { origin: { kind: 's3', ref }, defaultSource: file.key });
+          const result = normaliseEntry(rec.data, `#${rec.row}`, messageOrigin, file.key);
           if (result.ok) {
-            const backpressure = sender.add(result.signal);
+            const backpressure = sender.addEntry(result.entry);
             if (backpressure) await backpressure;
             stats.records++;
           } else {

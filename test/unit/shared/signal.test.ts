@@ -4,9 +4,11 @@ import {
   encodeSignal,
   expandSignals,
   isoFromMs,
+  normaliseEntry,
   normaliseSignal,
   parseSignal,
   type Signal,
+  signalEntry,
 } from '../../../shared/signal.ts';
 
 const ctx = { origin: { kind: 's3' as const, ref: 's3://b/in/k.csv@e1#7' }, defaultSource: 'in/k.csv' };
@@ -296,5 +298,72 @@ describe('isoFromMs', () => {
     ]) {
       expect(isoFromMs(Date.parse(iso))).toBe(iso);
     }
+  });
+});
+
+describe('normaliseEntry', () => {
+  const message = { kind: 's3' as const, ref: 's3://b/in/k.csv@e1' };
+  const source = 'in/k.csv';
+  const anyValue = fc.oneof(
+    fc.constant(undefined),
+    fc.constant(null),
+    fc.constant(''),
+    fc.string({ maxLength: 8 }),
+    fc.boolean(),
+    fc.integer(),
+    fc.double(),
+    fc.constantFrom('12.5', ' 7 ', '1e3', 'NaN', '12x', '1700000000', '1700000000000'),
+    fc.constantFrom('2024-05-01T12:00:05.000Z', '2024-05-01 12:00:05+02:00', '2024-02-30T00:00:00Z'),
+    // Ids equal to the origin's ref, sources equal to the default: left out of the entry.
+    fc.constantFrom('s3://b/in/k.csv@e1#7', source, 'other.csv'),
+    // Near and over the signal size limit: measured exactly.
+    fc.constantFrom('x'.repeat(12_000), 'é'.repeat(30_000), 'y'.repeat(70_000)),
+    fc.dictionary(fc.string({ maxLength: 4 }), fc.oneof(fc.string({ maxLength: 4 }), fc.integer())),
+  );
+  const record = fc.record(
+    {
+      name: anyValue,
+      value: anyValue,
+      timestamp: anyValue,
+      id: anyValue,
+      source: anyValue,
+      attributes: anyValue,
+      Name: anyValue,
+      host: anyValue,
+    },
+    { requiredKeys: [] },
+  );
+
+  it("makes the entry signalEntry makes of normaliseSignal's signal, or gives its reason", () => {
+    fc.assert(
+      fc.property(record, fc.integer({ min: 1, max: 1_000_000 }), fc.boolean(), (generated, row, ownRef) => {
+        const at = `#${row}`;
+        // Sometimes the record's id is its own origin ref, which the entry leaves out.
+        const rec = ownRef ? { ...generated, id: `${message.ref}${at}` } : generated;
+        const whole = normaliseSignal(rec, {
+          origin: { kind: 's3', ref: `${message.ref}${at}` },
+          defaultSource: source,
+        });
+        const direct = normaliseEntry(rec, at, message, source);
+        if (whole.ok) expect(direct).toEqual({ ok: true, entry: signalEntry(whole.signal, message, source) });
+        else expect(direct).toEqual(whole);
+      }),
+      { seed: 20261201, numRuns: 3000 },
+    );
+  });
+
+  it('leaves out what the message says, and keeps what it does not', () => {
+    const base = { name: 'cpu', value: '1.5', timestamp: 1_700_000_000 };
+    const entry = (rec: object, row = 7) => {
+      const out = normaliseEntry(rec, `#${row}`, message, source);
+      if (!out.ok) throw new Error(out.reason);
+      return out.entry;
+    };
+    const ts = '2023-11-14T22:13:20.000Z';
+    expect(entry(base)).toEqual(['#7', 'cpu', 1.5, ts]);
+    expect(entry({ ...base, id: 's3://b/in/k.csv@e1#7', source })).toEqual(['#7', 'cpu', 1.5, ts]);
+    expect(entry({ ...base, host: 'h' })).toEqual(['#7', 'cpu', 1.5, ts, { host: 'h' }]);
+    expect(entry({ ...base, source: 'web-1' })).toEqual(['#7', 'cpu', 1.5, ts, null, 'web-1']);
+    expect(entry({ ...base, id: 'own' })).toEqual(['#7', 'cpu', 1.5, ts, null, null, 'own']);
   });
 });
