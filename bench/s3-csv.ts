@@ -11,7 +11,7 @@ import type { AwsClients } from '../shared/clients.ts';
 import { Ledger } from '../shared/ledger.ts';
 import type { Logger, Metrics } from '../shared/observability.ts';
 import { settings } from '../shared/settings.ts';
-import { encodeSignal, normaliseSignal } from '../shared/signal.ts';
+import { normaliseEntry } from '../shared/signal.ts';
 import type { ChildInput, ChildOutput } from './ingest-child.ts';
 import { countRequests, MB, median, type RequestCounts, round, runNode, sum, timed } from './lib.ts';
 
@@ -49,20 +49,22 @@ async function parserModule(data: Buffer): Promise<number> {
   return n;
 }
 
-/** The parser, then validation and normalisation into signals, then their packed JSON entries (what packing costs). */
+/**
+ * The parser, then validation and normalisation into message entries (as ingest does), then their JSON
+ * (what packing costs).
+ */
 async function parseValidateSerialise(data: Buffer, serialise: boolean): Promise<number> {
-  const base = 's3://bench/incoming/stage.csv@0123456789abcdef0123456789abcdef';
+  const message = {
+    kind: 's3',
+    ref: 's3://bench/incoming/stage.csv@0123456789abcdef0123456789abcdef',
+  } as const;
   let n = 0;
   let bytes = 0;
   for await (const rec of parseCsv(chunks(data), { maxRecordBytes: settings.limits.maxRecordBytes })) {
     if (!rec.data) continue;
-    const r = normaliseSignal(rec.data, {
-      origin: { kind: 's3', ref: `${base}#${rec.row}` },
-      defaultSource: 'incoming/stage.csv',
-    });
+    const r = normaliseEntry(rec.data, `#${rec.row}`, message, 'incoming/stage.csv');
     if (!r.ok) throw new Error(r.reason);
-    if (serialise)
-      bytes += Buffer.byteLength(encodeSignal(r.signal, { kind: 's3', ref: base }, 'incoming/stage.csv'));
+    if (serialise) bytes += Buffer.byteLength(JSON.stringify(r.entry));
     n++;
   }
   return serialise ? bytes : n;
