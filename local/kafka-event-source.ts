@@ -542,6 +542,11 @@ export function startKafkaEventSource(options: KafkaEventSourceOptions): KafkaEv
   ready.catch(() => undefined);
   consumer.on(consumer.events.GROUP_JOIN, () => resolveReady());
   consumer.on(consumer.events.CRASH, (e) => {
+    if (e.payload.restart) {
+      // A retriable error (a broker still loading its group coordinator, say): kafkajs restarts the consumer.
+      logger.warn('the Kafka consumer crashed and is restarting', e.payload.error);
+      return;
+    }
     logger.error('the Kafka consumer crashed', e.payload.error);
     rejectReady(e.payload.error);
   });
