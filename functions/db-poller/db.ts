@@ -1,6 +1,6 @@
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import pg from 'pg';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ConfigError } from '../../shared/errors.ts';
 import type { DbPool } from './poller.ts';
 

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * What EventBridge Scheduler passes: the schedule target's `Input`, verbatim. The poller needs nothing

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { InvalidMessageError } from '../../shared/errors.ts';
 
 /** One object version to ingest, from an S3 notification or a backfill message. */
