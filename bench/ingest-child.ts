@@ -7,6 +7,7 @@
  */
 
 import { readFileSync } from 'node:fs';
+import { isMainThread } from 'node:worker_threads';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
@@ -48,78 +49,87 @@ export interface ChildOutput {
   readonly parts?: number;
 }
 
-// As the function's handler does (shared/heap.ts).
-limitHeapGrowth(settings.functions.s3Trigger.heapGrowingPercent);
+/**
+ * The bundle also runs in the CSV parser's thread and the Parquet decoder's process (parsers/csv-thread.ts,
+ * parsers/parquet.ts load the bundle they are part of): only the main thread of the process the benchmark
+ * started ingests.
+ */
+if (isMainThread && process.argv[2]?.startsWith('{')) await main();
 
-const input = JSON.parse(process.argv[2] ?? '{}') as ChildInput;
-const common = {
-  region: 'us-east-1',
-  credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
-  maxAttempts: 5,
-};
-const s3 = new S3Client({ ...common, endpoint: input.s3Endpoint, forcePathStyle: true });
-// The function's own SQS options (shared/clients.ts), so that the child sends as s3-trigger does.
-const sqs = new SQSClient({ ...common, endpoint: input.sqsEndpoint, ...SQS_CLIENT_OPTIONS });
-const ddb = new DynamoDBClient({ ...common, endpoint: input.ddbEndpoint });
-const doc = DynamoDBDocumentClient.from(ddb, { marshallOptions: { removeUndefinedValues: true } });
-const sqsCounts = countRequests(sqs);
-const { logger, metrics } = createObservability('s3-trigger');
-const ledger = new Ledger(doc, input.ledgerTable, {
-  leaseSeconds: settings.ledger.leaseSeconds,
-  maxAttempts: settings.ledger.maxAttempts,
-});
+async function main(): Promise<void> {
+  // As the function's handler does (shared/heap.ts).
+  limitHeapGrowth(settings.functions.s3Trigger.heapGrowingPercent);
 
-let announced = 0;
-const t0 = performance.now();
-const outcome = await ingestFile(
-  {
-    bucket: input.bucket,
-    key: input.key,
-    etag: input.etag,
-    size: input.size,
-    ...(input.part !== undefined ? { part: input.part } : {}),
-  },
-  {
-    ...(input.fanOut
-      ? {
-          announceParts: async (parts) => {
-            announced += parts.length;
-          },
-        }
-      : {}),
-    s3,
-    sqs,
-    ledger,
-    logger,
-    metrics,
-    owner: `bench-${process.pid}`,
-    config: {
-      signalsQueueUrl: input.queueUrl,
-      quarantineBucket: input.quarantineBucket,
-      heartbeatSeconds: settings.ledger.heartbeatSeconds,
-      maxMessageBytes: settings.signals.maxMessageBytes,
-      ...(input.fanOut ? { fanOut: input.fanOut } : {}),
+  const input = JSON.parse(process.argv[2] ?? '{}') as ChildInput;
+  const common = {
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    maxAttempts: 5,
+  };
+  const s3 = new S3Client({ ...common, endpoint: input.s3Endpoint, forcePathStyle: true });
+  // The function's own SQS options (shared/clients.ts), so that the child sends as s3-trigger does.
+  const sqs = new SQSClient({ ...common, endpoint: input.sqsEndpoint, ...SQS_CLIENT_OPTIONS });
+  const ddb = new DynamoDBClient({ ...common, endpoint: input.ddbEndpoint });
+  const doc = DynamoDBDocumentClient.from(ddb, { marshallOptions: { removeUndefinedValues: true } });
+  const sqsCounts = countRequests(sqs);
+  const { logger, metrics } = createObservability('s3-trigger');
+  const ledger = new Ledger(doc, input.ledgerTable, {
+    leaseSeconds: settings.ledger.leaseSeconds,
+    maxAttempts: settings.ledger.maxAttempts,
+  });
+
+  let announced = 0;
+  const t0 = performance.now();
+  const outcome = await ingestFile(
+    {
+      bucket: input.bucket,
+      key: input.key,
+      etag: input.etag,
+      size: input.size,
+      ...(input.part !== undefined ? { part: input.part } : {}),
     },
-  },
-);
-const seconds = (performance.now() - t0) / 1000;
+    {
+      ...(input.fanOut
+        ? {
+            announceParts: async (parts) => {
+              announced += parts.length;
+            },
+          }
+        : {}),
+      s3,
+      sqs,
+      ledger,
+      logger,
+      metrics,
+      owner: `bench-${process.pid}`,
+      config: {
+        signalsQueueUrl: input.queueUrl,
+        quarantineBucket: input.quarantineBucket,
+        heartbeatSeconds: settings.ledger.heartbeatSeconds,
+        maxMessageBytes: settings.signals.maxMessageBytes,
+        ...(input.fanOut ? { fanOut: input.fanOut } : {}),
+      },
+    },
+  );
+  const seconds = (performance.now() - t0) / 1000;
 
-const hwm = (() => {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
-    return m ? Number(m[1]) / 1024 : undefined;
-  } catch {
-    return undefined;
-  }
-})();
-const out: ChildOutput = {
-  status: outcome.status,
-  records: outcome.status === 'SUCCESS' ? outcome.stats.records : 0,
-  seconds,
-  maxRssMb: process.resourceUsage().maxRSS / 1024,
-  ...(hwm !== undefined ? { vmHwmMb: hwm } : {}),
-  sqsRequests: sum(sqsCounts),
-  ...(outcome.status === 'SPLIT' ? { parts: announced } : {}),
-};
-process.stdout.write(`${JSON.stringify(out)}\n`);
-for (const c of [s3, sqs, ddb]) c.destroy();
+  const hwm = (() => {
+    try {
+      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+      return m ? Number(m[1]) / 1024 : undefined;
+    } catch {
+      return undefined;
+    }
+  })();
+  const out: ChildOutput = {
+    status: outcome.status,
+    records: outcome.status === 'SUCCESS' ? outcome.stats.records : 0,
+    seconds,
+    maxRssMb: process.resourceUsage().maxRSS / 1024,
+    ...(hwm !== undefined ? { vmHwmMb: hwm } : {}),
+    sqsRequests: sum(sqsCounts),
+    ...(outcome.status === 'SPLIT' ? { parts: announced } : {}),
+  };
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+  for (const c of [s3, sqs, ddb]) c.destroy();
+}

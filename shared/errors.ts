@@ -44,10 +44,13 @@ export class PermanentError extends PulseError {
 /** A file that cannot be parsed any further: what went wrong and where. */
 export class MalformedFileError extends PermanentError {
   readonly location: ErrorLocation;
+  /** The message without the location. */
+  readonly reason: string;
   constructor(message: string, location: ErrorLocation = {}, options?: { cause?: unknown }) {
     super(`${message}${formatLocation(location)}`, options);
     this.name = 'MalformedFileError';
     this.location = location;
+    this.reason = message;
   }
 }
 

@@ -78,18 +78,32 @@ export const settings = {
   /** Queue visibility timeout = this × the consuming function's timeout (AWS recommends ≥ 6). */
   visibilityTimeoutFactor: 6,
 
+  lambda: {
+    /** Lambda gives CPU in proportion to memory: one whole vCPU per this many MB. */
+    mbPerVcpu: 1769,
+  },
+
   functions: {
     /**
      * s3-trigger is CPU-bound (parsing and packing), and Lambda gives CPU in proportion to memory, one
-     * whole vCPU at 1,769 MB: below that a file takes longer in the same proportion, so the GB-seconds per
-     * file (the cost) stay the same while it runs slower. Its memory use is flat (about 190 MB), with the
-     * heap allowed to grow by `heapGrowingPercent` between full collections (shared/heap.ts).
+     * whole vCPU per 1,769 MB. With two (3,538 MB) a CSV file is parsed on one while its records are
+     * validated, packed and sent on the other (`parseThread`); with less, a file takes longer in
+     * proportion, and the GB-seconds per file (the cost) stay about the same. Its memory use is flat (about
+     * 200 MB), with the heap allowed to grow by `heapGrowingPercent` between full collections
+     * (shared/heap.ts).
      */
     s3Trigger: {
       timeoutSeconds: 300,
-      memoryMb: 1769,
+      memoryMb: 3538,
       reservedConcurrency: undefined as number | undefined,
       heapGrowingPercent: 100,
+      /**
+       * CSV parsing on a thread of its own (`parsers/csv-thread.ts`), so that the parser and the work on
+       * its records use two CPUs: `auto` for objects of at least `parseThreadMinBytes` when the function
+       * has two vCPUs' worth of memory (2 × `lambda.mbPerVcpu`) or, off Lambda, two CPUs.
+       */
+      parseThread: 'auto' as 'auto' | 'on' | 'off',
+      parseThreadMinBytes: 1 * MiB,
     },
     scorer: { timeoutSeconds: 60, memoryMb: 512 },
     dbPoller: { timeoutSeconds: 120, memoryMb: 512 },

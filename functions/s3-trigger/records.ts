@@ -3,6 +3,7 @@ import { MalformedFileError } from '../../shared/errors.ts';
 import type { Checkpoint } from '../../shared/ledger.ts';
 import { settings } from '../../shared/settings.ts';
 import { csvHeaderLength } from './parsers/csv.ts';
+import { useParseThread } from './parsers/csv-thread.ts';
 import { gunzipBounded } from './parsers/gzip.ts';
 import { type DetectedFormat, parseTextBatches } from './parsers/index.ts';
 import { asyncBufferFromFile, parseParquetBatches } from './parsers/parquet.ts';
@@ -83,7 +84,11 @@ export async function openRecords(
   resume?: ResumePoint,
   until?: ReadLimit,
 ): Promise<OpenedRecords> {
-  const opts = { maxRecordBytes: settings.limits.maxRecordBytes, positions: true };
+  const opts = {
+    maxRecordBytes: settings.limits.maxRecordBytes,
+    positions: true,
+    parseThread: format.format === 'csv' && useParseThread(size),
+  };
   const fromRowGroup = {
     ...(resume?.kind === 'rowGroup' ? { fromRowGroup: resume.position } : {}),
     ...(until?.kind === 'rowGroup' ? { toRowGroup: until.position } : {}),
@@ -95,7 +100,10 @@ export async function openRecords(
     return { batches: skip(batches, skipping), kind: 'rowGroup' };
   }
   if (resume?.kind === 'byte' && (format.format === 'csv' || format.format === 'ndjson')) {
-    return { batches: fromOffset(s3, file, format.format, size, onBytes, resume, endByte), kind: 'byte' };
+    return {
+      batches: fromOffset(s3, file, format.format, size, onBytes, resume, endByte, opts.parseThread),
+      kind: 'byte',
+    };
   }
   const object = await openObjectStream(s3, file, undefined, endByte);
   let bytes: AsyncIterable<Buffer> = counted(object.body, onBytes);
@@ -147,7 +155,8 @@ async function* fromOffset(
   size: number | undefined,
   onBytes: (n: number) => void,
   resume: ResumePoint,
-  end?: number,
+  end: number | undefined,
+  parseThread: boolean,
 ): AsyncGenerator<readonly ParsedRecord[]> {
   const prefix = format === 'csv' ? await readCsvHeader(s3, file, size, onBytes) : Buffer.from('\n', 'utf8');
   // NDJSON numbers physical lines: the newline added is one line.
@@ -164,6 +173,7 @@ async function* fromOffset(
     for await (const batch of parseTextBatches(format, bytes(), {
       maxRecordBytes: settings.limits.maxRecordBytes,
       positions: true,
+      parseThread,
     })) {
       yield batch.map((rec) => ({
         ...rec,

@@ -1,6 +1,7 @@
 import { type CsvError, type Options, Parser } from 'csv-parse';
 import { MalformedFileError } from '../../../shared/errors.ts';
 import { asBuffer, clipRaw, pieces, Utf8StreamValidator } from './bytes.ts';
+import { csvFieldBatchesInThread } from './csv-thread.ts';
 import { eachRecord, type ParsedRecord, type ParserOptions } from './types.ts';
 
 const LF = 10;
@@ -67,14 +68,38 @@ export async function* parseCsvBatches(
   source: AsyncIterable<Buffer>,
   opts: ParserOptions,
 ): AsyncGenerator<ParsedRecord[]> {
+  const fieldBatches = opts.parseThread
+    ? csvFieldBatchesInThread(source, opts)
+    : csvFieldBatches(source, opts);
+  let row = 0;
+  for await (const { header, records, ends } of fieldBatches) {
+    const batch: ParsedRecord[] = new Array(records.length);
+    for (let i = 0; i < records.length; i++) {
+      row++;
+      batch[i] = toRecord(header, records[i] as string[], row, opts.positions ? ends[i] : undefined);
+    }
+    yield batch;
+  }
+}
+
+/**
+ * The data records of a CSV file as csv-parse splits them into fields, as many at a time as each piece of
+ * input completes (never an empty batch), after the header (checked here, and given with each batch).
+ * `ends[i]` is the byte offset just past record i's line end. Fails as {@link parseCsv} documents.
+ */
+export async function* csvFieldBatches(
+  source: AsyncIterable<Buffer>,
+  opts: Pick<ParserOptions, 'maxRecordBytes'>,
+): AsyncGenerator<CsvFieldBatch> {
   const core = openCore(opts.maxRecordBytes);
   const utf8 = new Utf8StreamValidator();
-  let header: Header | undefined;
+  let header: CsvHeader | undefined;
   let row = 0;
   // Where the record being read started: the line after the last record, plus the empty lines skipped since.
   let lastRecordEndLine = 0;
   let emptyLinesAtLastRecord = 0;
-  let batch: ParsedRecord[] = [];
+  let records: string[][] = [];
+  let ends: number[] = [];
 
   const recordStartLine = () => lastRecordEndLine + 1 + (core.info.empty_lines - emptyLinesAtLastRecord);
   const push = (fields: string[]) => {
@@ -82,8 +107,8 @@ export async function* parseCsvBatches(
       header = readHeader(fields, recordStartLine());
     } else {
       row++;
-      const rec = toRecord(header, fields, row);
-      batch.push(opts.positions ? { ...rec, end: core.info.bytes } : rec);
+      records.push(fields);
+      ends.push(core.info.bytes);
     }
     lastRecordEndLine = core.info.lines;
     emptyLinesAtLastRecord = core.info.empty_lines;
@@ -91,6 +116,12 @@ export async function* parseCsvBatches(
   const close = () => {};
   const fail = (err: Error): MalformedFileError =>
     toMalformed(err, header === undefined ? undefined : row + 1, recordStartLine(), opts.maxRecordBytes);
+  const take = (): CsvFieldBatch => {
+    const out = { header: header as CsvHeader, records, ends };
+    records = [];
+    ends = [];
+    return out;
+  };
 
   /**
    * Before failing on bytes that are not UTF-8: ends the parse at the last valid byte, so the records
@@ -116,11 +147,8 @@ export async function* parseCsvBatches(
       const err = valid.length > 0 ? core.parse(valid, false, push, close) : undefined;
       if (valid.length > 0) lastByte = valid[valid.length - 1] as number;
       if (err === undefined && bad !== -1) endBeforeInvalid();
-      if (batch.length > 0) {
-        // Records completed before an error are still good: they go out first.
-        yield batch;
-        batch = [];
-      }
+      // Records completed before an error are still good: they go out first.
+      if (records.length > 0) yield take();
       if (err) throw fail(err);
       if (bad !== -1) throw invalidUtf8(bad);
     }
@@ -128,11 +156,11 @@ export async function* parseCsvBatches(
   const bad = utf8.end();
   if (bad !== -1) {
     endBeforeInvalid();
-    if (batch.length > 0) yield batch;
+    if (records.length > 0) yield take();
     throw invalidUtf8(bad);
   }
   const err = core.parse(undefined, true, push, close);
-  if (batch.length > 0) yield batch;
+  if (records.length > 0) yield take();
   if (err) throw fail(err);
 }
 
@@ -208,10 +236,23 @@ function toMalformed(
   }
 }
 
-interface Header {
+/** Data records of a CSV file, in fields (see {@link csvFieldBatches}). */
+export interface CsvFieldBatch {
+  readonly header: CsvHeader;
+  readonly records: string[][];
+  /** Byte offset just past each record's line end (a BOM included). */
+  readonly ends: ArrayLike<number>;
+}
+
+export interface CsvHeader {
   readonly names: readonly string[];
   /** A column named `__proto__` must be defined, not assigned, to become an own property. */
   readonly unsafe: boolean;
+}
+
+/** The header of these (checked) column names. */
+export function csvHeader(names: readonly string[]): CsvHeader {
+  return { names, unsafe: names.includes('__proto__') };
 }
 
 /** Separators other files use, named for the error a header split by one of them gets. */
@@ -221,7 +262,7 @@ const OTHER_SEPARATORS: readonly (readonly [string, string])[] = [
   ['|', 'vertical bars'],
 ];
 
-function readHeader(fields: string[], line: number): Header {
+function readHeader(fields: string[], line: number): CsvHeader {
   const only = fields.length === 1 ? (fields[0] as string) : undefined;
   const other = only !== undefined ? OTHER_SEPARATORS.find(([sep]) => only.includes(sep)) : undefined;
   if (only !== undefined && other !== undefined) {
@@ -246,17 +287,15 @@ function readHeader(fields: string[], line: number): Header {
     }
     seen.set(name, i);
   }
-  return { names: fields, unsafe: seen.has('__proto__') };
+  return csvHeader(fields);
 }
 
-function toRecord(header: Header, fields: string[], row: number): ParsedRecord {
+function toRecord(header: CsvHeader, fields: string[], row: number, end: number | undefined): ParsedRecord {
   const { names } = header;
   if (fields.length !== names.length) {
-    return {
-      row,
-      error: `expected ${names.length} fields, got ${fields.length}`,
-      raw: clipRaw(toCsvLine(fields)),
-    };
+    const error = `expected ${names.length} fields, got ${fields.length}`;
+    const raw = clipRaw(toCsvLine(fields));
+    return end !== undefined ? { row, error, raw, end } : { row, error, raw };
   }
   const data: Record<string, string> = {};
   if (header.unsafe) {
@@ -271,7 +310,7 @@ function toRecord(header: Header, fields: string[], row: number): ParsedRecord {
   } else {
     for (let i = 0; i < names.length; i++) data[names[i] as string] = fields[i] as string;
   }
-  return { row, data };
+  return end !== undefined ? { row, data, end } : { row, data };
 }
 
 const NEEDS_QUOTES = /[",\r\n]/;

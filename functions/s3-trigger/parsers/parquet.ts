@@ -17,6 +17,7 @@ import {
 import { parquetHeader } from 'hyparquet/src/column.js';
 import { MalformedFileError } from '../../../shared/errors.ts';
 import { settings } from '../../../shared/settings.ts';
+import { canRunModuleFile } from './runnable.ts';
 import { eachRecord, type ParquetDecoderLimits, type ParsedRecord, type ParserOptions } from './types.ts';
 
 /** One row group: 0-based, half-open row range `[rowStart, rowEnd)` in the file. */
@@ -269,7 +270,7 @@ class RowGroupDecoder {
   }
 
   async decode(req: DecodeRequest): Promise<ColumnData[]> {
-    if (!canRunSource()) return decodeRowGroup(req);
+    if (!canRunModuleFile(import.meta.url)) return decodeRowGroup(req);
     if (this.#child === undefined) this.#child = this.#start();
     let child = await this.#child;
     if (child !== undefined && !child.connected) {
@@ -377,12 +378,6 @@ function childExecArgv(): string[] {
     out.push(a);
   }
   return out;
-}
-
-/** Whether this module's file can run in a process of its own: a bundle, or TypeScript Node strips. */
-function canRunSource(): boolean {
-  if (!import.meta.url.endsWith('.ts')) return true;
-  return Boolean((process.features as { typescript?: string }).typescript);
 }
 
 /** Where a column chunk's pages are in the file, as hyparquet computes it. */

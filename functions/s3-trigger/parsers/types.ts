@@ -45,6 +45,11 @@ export interface ParserOptions {
   readonly maxRecordBytes: number;
   /** Records carry their {@link RecordPosition} (CSV, NDJSON, Parquet). @default false */
   readonly positions?: boolean;
+  /**
+   * CSV: csv-parse runs on a thread of its own (`csv-thread.ts`), so that parsing and the work on the
+   * records (validation, packing, sending) use two CPUs. Same records, same errors. @default false
+   */
+  readonly parseThread?: boolean;
   /** Parquet: start at this 0-based row group (a checkpoint), skipping the ones before it. @default 0 */
   readonly fromRowGroup?: number;
   /** Parquet: stop before this 0-based row group (one part of a split file). @default every row group */

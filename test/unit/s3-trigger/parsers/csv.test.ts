@@ -1,11 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { parseCsv } from '../../../../functions/s3-trigger/parsers/csv.ts';
 import { MalformedFileError } from '../../../../shared/errors.ts';
-import { chunkings, collect, drain, OPTS, source } from './helpers.ts';
+import { chunkings, collect, drain, OPTS as INLINE, source } from './helpers.ts';
 
-const parse = (text: string | Buffer, opts = OPTS) => parseCsv(source([Buffer.from(text)]), opts);
+// Every case holds whether csv-parse runs in the calling thread or on a thread of its own (csv-thread.ts).
+describe.each([
+  { where: 'in the calling thread', OPTS: INLINE },
+  { where: 'on its own thread', OPTS: { ...INLINE, parseThread: true } },
+])('parseCsv, parsing $where', ({ OPTS }) => {
+  const parse = (text: string | Buffer, opts = OPTS) => parseCsv(source([Buffer.from(text)]), opts);
 
-describe('parseCsv', () => {
   it('maps each data row onto the header, values as strings, rows numbered from 1', async () => {
     // Prepare
     const text = 'name,value,timestamp\ncpu,0.5,2024-01-01T00:00:00Z\nmem,12,1700000000\n';
@@ -275,7 +279,7 @@ describe('parseCsv', () => {
     const text = `a,b\n1,2\n3,${'x'.repeat(200)}\n5,6\n`;
 
     // Act
-    const { records, error } = await drain(parse(text, { maxRecordBytes: 100 }));
+    const { records, error } = await drain(parse(text, { ...OPTS, maxRecordBytes: 100 }));
 
     // Assess
     expect(records).toEqual([{ row: 1, data: { a: '1', b: '2' } }]);

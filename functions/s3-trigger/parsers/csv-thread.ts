@@ -1,0 +1,376 @@
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { type ErrorLocation, MalformedFileError, TransientError } from '../../../shared/errors.ts';
+import { settings } from '../../../shared/settings.ts';
+import { asBuffer, pieces } from './bytes.ts';
+import { type CsvFieldBatch, type CsvHeader, csvFieldBatches, csvHeader } from './csv.ts';
+import { canRunModuleFile } from './runnable.ts';
+import type { ParserOptions } from './types.ts';
+
+/**
+ * csv-parse on a thread of its own. Parsing is about half of what ingesting a CSV file costs; the other
+ * half (validation, packing, sending) then runs on the main thread at the same time, on a second CPU.
+ *
+ * The thread runs {@link csvFieldBatches} itself (UTF-8 check, header, csv-parse), so its records and
+ * errors are the ones the same bytes give in the main thread. Bytes go to it in pieces of at most
+ * 64 KiB, at most {@link AHEAD} pieces ahead of what it has parsed (memory stays flat whatever the file);
+ * the fields of each piece's records come back as one string, their lengths and counts, and the
+ * records' end offsets (a structured clone per field would cost more than the parse saves).
+ *
+ * The thread runs this module's own file: the function's bundle, or the TypeScript source under Node's
+ * type stripping (tests, the offline run, the bench). It is started on first use, kept for later files
+ * (it does not keep the process alive), and serves any number of files at once. If it dies, the files
+ * it was parsing fail with a {@link TransientError} (their events are retried) and later files are
+ * parsed in the main thread.
+ */
+
+/** Pieces sent to the thread and not yet parsed, per file. */
+const AHEAD = 8;
+const WORKER_MARK = 'pulseCsvParseThread';
+
+/**
+ * Whether a CSV object of `size` bytes is parsed on a thread of its own
+ * (`settings.functions.s3Trigger.parseThread`): `auto` when it is large enough to be worth the hand-off
+ * and the process has two CPUs. On Lambda that is from 3,538 MB: Lambda gives one vCPU's worth of CPU
+ * per 1,769 MB, whatever the number of CPUs the function sees.
+ */
+export function useParseThread(size: number | undefined): boolean {
+  const { parseThread, parseThreadMinBytes } = settings.functions.s3Trigger;
+  if (parseThread === 'off' || broken || !canRunModuleFile(import.meta.url)) return false;
+  if (parseThread === 'on') return true;
+  return size !== undefined && size >= parseThreadMinBytes && cpus() >= 2;
+}
+
+function cpus(): number {
+  const lambdaMb = Number(process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE);
+  if (lambdaMb > 0) return Math.floor(lambdaMb / settings.lambda.mbPerVcpu);
+  return availableParallelism();
+}
+
+/** {@link csvFieldBatches}, parsed on the thread. */
+export async function* csvFieldBatchesInThread(
+  source: AsyncIterable<Buffer>,
+  opts: Pick<ParserOptions, 'maxRecordBytes'>,
+): AsyncGenerator<CsvFieldBatch> {
+  if (!broken) current ??= new ParseThread();
+  const thread = current;
+  if (thread === undefined) {
+    yield* csvFieldBatches(source, opts);
+    return;
+  }
+  const session = thread.open(opts.maxRecordBytes);
+  try {
+    const input = source[Symbol.asyncIterator]();
+    let unparsed = 0;
+    let ended = false;
+    let header: CsvHeader | undefined;
+    for (;;) {
+      while (!ended && unparsed < AHEAD) {
+        const next = await input.next();
+        if (next.done) {
+          session.send({ s: session.id, end: true });
+          ended = true;
+        } else {
+          for (const piece of pieces(asBuffer(next.value))) {
+            const copy = new Uint8Array(piece);
+            session.send({ s: session.id, chunk: copy }, [copy.buffer]);
+            unparsed++;
+          }
+        }
+      }
+      const reply = await session.next();
+      if (reply.parsed) unparsed--;
+      if (reply.batch) {
+        if (reply.batch.names) header = csvHeader(reply.batch.names);
+        yield decode(reply.batch, header as CsvHeader);
+      }
+      if (reply.error) throw toError(reply.error);
+      if (reply.done) return;
+    }
+  } finally {
+    session.close();
+  }
+}
+
+/** A batch's fields, as sent between the threads. */
+interface WireBatch {
+  /** The header's names, with the first batch of a file. */
+  readonly names?: string[];
+  readonly text: string;
+  readonly lengths: Int32Array;
+  /** Fields of each record. */
+  readonly counts: Int32Array;
+  readonly ends: Float64Array;
+}
+
+interface WireError {
+  readonly malformed: boolean;
+  readonly name: string;
+  readonly reason: string;
+  readonly location: ErrorLocation;
+}
+
+type ToThread =
+  | { readonly s: number; readonly open: { readonly maxRecordBytes: number } }
+  | { readonly s: number; readonly chunk: Uint8Array }
+  | { readonly s: number; readonly end: true }
+  | { readonly s: number; readonly close: true };
+
+interface FromThread {
+  readonly s: number;
+  /** A piece (or the end) was parsed. */
+  readonly parsed?: boolean;
+  readonly batch?: WireBatch;
+  readonly error?: WireError;
+  /** The file ended: nothing follows. */
+  readonly done?: boolean;
+}
+
+function encode(batch: CsvFieldBatch, withNames: boolean): { batch: WireBatch; transfer: ArrayBuffer[] } {
+  const { records } = batch;
+  let fields = 0;
+  for (const r of records) fields += r.length;
+  const parts: string[] = new Array(fields);
+  const lengths = new Int32Array(fields);
+  const counts = new Int32Array(records.length);
+  let k = 0;
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i] as string[];
+    counts[i] = r.length;
+    for (const f of r) {
+      parts[k] = f;
+      lengths[k++] = f.length;
+    }
+  }
+  const ends = Float64Array.from(batch.ends);
+  return {
+    batch: {
+      ...(withNames ? { names: [...batch.header.names] } : {}),
+      text: parts.join(''),
+      lengths,
+      counts,
+      ends,
+    },
+    transfer: [lengths.buffer, counts.buffer, ends.buffer],
+  };
+}
+
+function decode(wire: WireBatch, header: CsvHeader): CsvFieldBatch {
+  const { text, lengths, counts } = wire;
+  const records: string[][] = new Array(counts.length);
+  let at = 0;
+  let k = 0;
+  for (let i = 0; i < counts.length; i++) {
+    const n = counts[i] as number;
+    const fields: string[] = new Array(n);
+    for (let j = 0; j < n; j++) {
+      const end = at + (lengths[k++] as number);
+      fields[j] = text.slice(at, end);
+      at = end;
+    }
+    records[i] = fields;
+  }
+  return { header, records, ends: wire.ends };
+}
+
+function toWireError(err: unknown): WireError {
+  if (err instanceof MalformedFileError) {
+    return { malformed: true, name: err.name, reason: err.reason, location: err.location };
+  }
+  const e = err instanceof Error ? err : new Error(String(err));
+  return { malformed: false, name: e.name, reason: e.message, location: {} };
+}
+
+function toError(wire: WireError): Error {
+  if (wire.malformed) return new MalformedFileError(wire.reason, wire.location);
+  const err = new Error(wire.reason);
+  err.name = wire.name;
+  return err;
+}
+
+/**
+ * Ends the thread as a crash would: the files it is parsing fail with a {@link TransientError}, and the
+ * files after them are parsed in the calling thread. For tests.
+ */
+export async function terminateParseThread(): Promise<void> {
+  await current?.terminate();
+}
+
+/** The thread in use (started on first use); undefined once it died. */
+let current: ParseThread | undefined;
+/** The thread died: files are parsed in the main thread from now on. */
+let broken = false;
+
+class Session {
+  readonly #replies: FromThread[] = [];
+  #waiter: { resolve: (r: FromThread) => void; reject: (e: Error) => void } | undefined;
+  #failure: Error | undefined;
+
+  readonly id: number;
+  readonly #thread: ParseThread;
+
+  constructor(id: number, thread: ParseThread) {
+    this.id = id;
+    this.#thread = thread;
+  }
+
+  send(message: ToThread, transfer?: ArrayBuffer[]): void {
+    this.#thread.post(message, transfer);
+  }
+
+  deliver(reply: FromThread): void {
+    const waiter = this.#waiter;
+    if (waiter) {
+      this.#waiter = undefined;
+      waiter.resolve(reply);
+    } else {
+      this.#replies.push(reply);
+    }
+  }
+
+  fail(err: Error): void {
+    this.#failure = err;
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    waiter?.reject(err);
+  }
+
+  next(): Promise<FromThread> {
+    const reply = this.#replies.shift();
+    if (reply) return Promise.resolve(reply);
+    if (this.#failure) return Promise.reject(this.#failure);
+    return new Promise((resolve, reject) => {
+      this.#waiter = { resolve, reject };
+    });
+  }
+
+  close(): void {
+    this.#thread.close(this);
+  }
+}
+
+class ParseThread {
+  readonly #worker: Worker;
+  readonly #sessions = new Map<number, Session>();
+  #nextId = 1;
+
+  constructor() {
+    this.#worker = new Worker(fileURLToPath(import.meta.url), { workerData: { [WORKER_MARK]: true } });
+    this.#worker.on('message', (reply: FromThread) => this.#sessions.get(reply.s)?.deliver(reply));
+    this.#worker.on('error', (err) => this.#died(err.message));
+    this.#worker.on('exit', (code) => this.#died(`it exited (code ${code})`));
+    // The thread keeps the process alive only while it parses: the process (a test, the offline run) may
+    // end while it idles. (After the listeners: a message listener refs the worker again.)
+    this.#worker.unref();
+  }
+
+  open(maxRecordBytes: number): Session {
+    const session = new Session(this.#nextId++, this);
+    if (this.#sessions.size === 0) this.#worker.ref();
+    this.#sessions.set(session.id, session);
+    this.post({ s: session.id, open: { maxRecordBytes } });
+    return session;
+  }
+
+  post(message: ToThread, transfer?: ArrayBuffer[]): void {
+    this.#worker.postMessage(message, transfer);
+  }
+
+  close(session: Session): void {
+    if (!this.#sessions.delete(session.id) || broken) return;
+    this.post({ s: session.id, close: true });
+    if (this.#sessions.size === 0) this.#worker.unref();
+  }
+
+  async terminate(): Promise<void> {
+    await this.#worker.terminate();
+  }
+
+  #died(why: string): void {
+    if (current === this) current = undefined;
+    broken = true;
+    const err = new TransientError(`the CSV parser thread failed (${why}); the file is parsed again`);
+    for (const session of this.#sessions.values()) session.fail(err);
+    this.#sessions.clear();
+  }
+}
+
+/** The thread's side: one parse per file (session), fed piece by piece. */
+function serve(port: NonNullable<typeof parentPort>): void {
+  const feeds = new Map<number, Feed>();
+  port.on('message', (m: ToThread) => {
+    if ('open' in m) {
+      const feed = new Feed();
+      feeds.set(m.s, feed);
+      void run(m.s, feed, m.open.maxRecordBytes).finally(() => feeds.delete(m.s));
+    } else if ('chunk' in m) {
+      feeds.get(m.s)?.push(m.chunk);
+    } else if ('end' in m) {
+      feeds.get(m.s)?.push(null);
+    } else {
+      feeds.get(m.s)?.abandon();
+      feeds.delete(m.s);
+    }
+  });
+
+  async function run(s: number, feed: Feed, maxRecordBytes: number): Promise<void> {
+    let pending: CsvFieldBatch | undefined;
+    let namesSent = false;
+    const reply = (extra: Omit<FromThread, 's' | 'batch'>) => {
+      if (pending === undefined) {
+        port.postMessage({ s, ...extra } satisfies FromThread);
+        return;
+      }
+      const { batch, transfer } = encode(pending, !namesSent);
+      namesSent = true;
+      pending = undefined;
+      port.postMessage({ s, batch, ...extra } satisfies FromThread, transfer);
+    };
+    // Each piece taken after the first says that the one before it is parsed (and its records are out).
+    const bytes = feed.bytes(() => reply({ parsed: true }));
+    try {
+      for await (const batch of csvFieldBatches(bytes, { maxRecordBytes })) {
+        if (pending !== undefined) reply({});
+        pending = batch;
+      }
+      if (!feed.abandoned) reply({ parsed: true, done: true });
+    } catch (err) {
+      if (!feed.abandoned) reply({ parsed: true, error: toWireError(err) });
+    }
+  }
+}
+
+/** The pieces of one file, as they arrive; `null` ends them. */
+class Feed {
+  readonly #queue: (Uint8Array | null)[] = [];
+  #wake: (() => void) | undefined;
+  abandoned = false;
+
+  push(piece: Uint8Array | null): void {
+    this.#queue.push(piece);
+    this.#wake?.();
+    this.#wake = undefined;
+  }
+
+  abandon(): void {
+    this.abandoned = true;
+    this.push(null);
+  }
+
+  async *bytes(onTaken: () => void): AsyncGenerator<Buffer> {
+    let first = true;
+    for (;;) {
+      if (!first) onTaken();
+      first = false;
+      while (this.#queue.length === 0) await new Promise<void>((r) => (this.#wake = r));
+      const piece = this.#queue.shift() as Uint8Array | null;
+      if (piece === null || this.abandoned) return;
+      yield asBuffer(piece);
+    }
+  }
+}
+
+if (!isMainThread && parentPort && (workerData as Record<string, unknown> | null)?.[WORKER_MARK] === true) {
+  serve(parentPort);
+}
