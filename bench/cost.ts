@@ -3,6 +3,7 @@
  * (request counts, items written, records per message, CPU-bound ingest rate) and list prices. Writes
  * docs/cost.md; the numbers in it come from bench/results.json of the same run.
  */
+import { availableParallelism } from 'node:os';
 import { settings } from '../shared/settings.ts';
 
 /** us-east-1 list prices (on-demand / pay-per-request), as published in 2025; free tiers ignored. */
@@ -23,7 +24,12 @@ export const PRICES = {
 export const ASSUMPTIONS = {
   s3TriggerMemoryMb: settings.functions.s3Trigger.memoryMb,
   scorerMemoryMb: settings.functions.scorer.memoryMb,
-  vcpuAtMb: 1769,
+  vcpuAtMb: settings.lambda.mbPerVcpu,
+  /**
+   * CPUs the measured ingest used: its CSV parser runs on a thread of its own where there are two
+   * (parsers/csv-thread.ts), so it uses up to two.
+   */
+  benchCpus: Math.min(2, availableParallelism()),
   sqsSendMessageMs: 5,
   ddbGetItemMs: 4,
   ddbBatchGetMs: 10,
@@ -96,7 +102,7 @@ function scorerSeconds(n: number, calls: Record<string, number>, itemsPerSignal:
 
 export function costModel(i: CostInputs): { packed: DesignCost; perRow: DesignCost } {
   const a = ASSUMPTIONS;
-  const cpuShare = Math.min(1, a.s3TriggerMemoryMb / a.vcpuAtMb);
+  const cpuShare = Math.min(1, a.s3TriggerMemoryMb / a.vcpuAtMb / a.benchCpus);
   const messages = M / i.recordsPerMessage;
   // Receiving bills each 64 KiB of payload returned, as sending does; deleting is one request per 10.
   const packedSqs = i.sendBilledPer1k * 1000 * 2 + messages / a.sqsBatch;
@@ -188,8 +194,9 @@ ${row('**total**', `**${usd(packed.usd.total)}**`, `**${usd(perRow.usd.total)}**
 - **SQS, per row.** One SendMessage per record (each under 64 KiB), then receive and delete ${a.sqsBatch}
   at a time: ${num(perRow.sqsRequests)} requests.
 - **Lambda compute.** The s3-trigger is CPU-bound: ${num(i.ingestRecordsPerS)} records/s in one process
-  on the benchmark machine, scaled by the CPU share of a ${a.s3TriggerMemoryMb} MB function
-  (${a.s3TriggerMemoryMb}/${a.vcpuAtMb} of a vCPU), assuming a benchmark core is worth a Lambda vCPU.
+  on the benchmark machine, using ${a.benchCpus} of its cores (the CSV parser runs on a thread of its own),
+  scaled by the CPU of a ${a.s3TriggerMemoryMb} MB function (${a.s3TriggerMemoryMb}/${a.vcpuAtMb} vCPUs, counted up to
+  the ${a.benchCpus} used), assuming a benchmark core is worth a Lambda vCPU.
   The per-row producer additionally waits about ${a.sqsSendMessageMs} ms on each SendMessage (one at a
   time, as the seeds did). The scorer's time is modelled from its measured DynamoDB calls per signal
   with assumed in-region latencies (GetItem ${a.ddbGetItemMs} ms, BatchGetItem ${a.ddbBatchGetMs} ms,

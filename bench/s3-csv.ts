@@ -109,7 +109,16 @@ export interface E2eResult {
   readonly file_mb: number;
   readonly records: number;
   readonly runs_s: number[];
+  /** Median of the runs. */
   readonly mb_per_s: number;
+  /**
+   * csv-parse alone on the same bytes, once just before each run (the machine's speed drifts by tens of
+   * percent over minutes, so the two are compared round by round), and the median of those.
+   */
+  readonly raw_parse_runs_s: number[];
+  readonly raw_parse_mb_per_s: number;
+  /** Each run's throughput over its round's bare parse. */
+  readonly ratio_per_round: number[];
   readonly sqs_requests: Record<string, number>;
   readonly sqs_requests_per_1k_records: number;
   /** SQS bills each 64 KiB of a call's payload as one request. */
@@ -180,6 +189,7 @@ export async function benchEndToEnd(
     maxAttempts: settings.ledger.maxAttempts,
   });
   const runs: number[] = [];
+  const rawRuns: number[] = [];
   let firstRun: { requests: Record<string, number>; billed: number; messages: number } | undefined;
   for (let i = 0; i < reps; i++) {
     const key = `incoming/bench-e2e-${Date.now().toString(36)}-${i}.csv`;
@@ -190,6 +200,8 @@ export async function benchEndToEnd(
     counts.clear();
     billed.billed = 0;
     billed.messages = 0;
+    const raw = await timed(async () => rawParse(data));
+    rawRuns.push(raw.seconds);
     const { seconds, value: outcome } = await withQueue(
       clients,
       `${resources.names.prefix}-e2e-${i}`,
@@ -232,6 +244,9 @@ export async function benchEndToEnd(
     records: rows,
     runs_s: runs.map((s) => round(s, 2)),
     mb_per_s: round(data.length / MB / median(runs), 2),
+    raw_parse_runs_s: rawRuns.map((s) => round(s, 3)),
+    raw_parse_mb_per_s: round(data.length / MB / median(rawRuns), 2),
+    ratio_per_round: runs.map((s, i) => round((rawRuns[i] as number) / s, 2)),
     sqs_requests: run.requests,
     sqs_requests_per_1k_records: round((requests / rows) * 1000, 3),
     sqs_billed_requests_per_1k_records: round((run.billed / rows) * 1000, 3),
