@@ -89,7 +89,7 @@ export const settings = {
      * whole vCPU per 1,769 MB. With two (3,538 MB) a CSV file is parsed on one while its records are
      * validated, packed and sent on the other (`parseThread`); with less, a file takes longer in
      * proportion, and the GB-seconds per file (the cost) stay about the same. Its memory use is flat (about
-     * 200 MB), with the heap allowed to grow by `heapGrowingPercent` between full collections
+     * 260 MB with the parse thread), with the heap allowed to grow by `heapGrowingPercent` between full collections
      * (shared/heap.ts).
      */
     s3Trigger: {

@@ -250,15 +250,39 @@ export function normaliseEntry(record: unknown, at: string, message: Origin, sou
       toSignal(fields, { origin: { kind: message.kind, ref: `${message.ref}${at}` }, defaultSource: source }),
   );
   if (tooLarge !== undefined) return { ok: false, reason: tooLarge };
-  const { name, value, timestamp } = fields;
-  const attributes = fields.attributes ?? null;
   const ownSource = fields.source !== undefined && fields.source !== source ? fields.source : null;
-  if (fields.id !== undefined && fields.id !== `${message.ref}${at}`) {
-    return { ok: true, entry: [at, name, value, timestamp, attributes, ownSource, fields.id] };
-  }
-  if (ownSource !== null) return { ok: true, entry: [at, name, value, timestamp, attributes, ownSource] };
-  if (attributes !== null) return { ok: true, entry: [at, name, value, timestamp, attributes] };
-  return { ok: true, entry: [at, name, value, timestamp] };
+  const ownId = fields.id !== undefined && fields.id !== `${message.ref}${at}` ? fields.id : null;
+  return {
+    ok: true,
+    entry: entryOf(
+      at,
+      fields.name,
+      fields.value,
+      fields.timestamp,
+      fields.attributes ?? null,
+      ownSource,
+      ownId,
+    ),
+  };
+}
+
+/**
+ * A version 3 entry: the trailing elements that say nothing (no own id, no own source, no attributes) left
+ * out. An array literal per case: this runs once per signal.
+ */
+function entryOf(
+  at: string,
+  name: string,
+  value: number,
+  timestamp: string,
+  attributes: Signal['attributes'] | null,
+  ownSource: string | null,
+  ownId: string | null,
+): unknown[] {
+  if (ownId !== null) return [at, name, value, timestamp, attributes, ownSource, ownId];
+  if (ownSource !== null) return [at, name, value, timestamp, attributes, ownSource];
+  if (attributes !== null) return [at, name, value, timestamp, attributes];
+  return [at, name, value, timestamp];
 }
 
 function toSignal(fields: SignalFields, ctx: SignalContext): Signal {
@@ -438,24 +462,15 @@ export function expandSignals(message: SignalMessage): unknown[] {
 export function signalEntry(signal: Signal, message: Origin, source?: string): unknown {
   const { origin } = signal;
   if (origin.kind !== message.kind || !origin.ref.startsWith(message.ref)) return signal;
-  const at = origin.ref.slice(message.ref.length);
-  const attributes = signal.attributes ?? null;
-  // Trailing elements that say nothing are left out (an array literal per case: this runs once per signal).
-  if (signal.id !== origin.ref) {
-    return [
-      at,
-      signal.name,
-      signal.value,
-      signal.timestamp,
-      attributes,
-      signal.source === source ? null : signal.source,
-      signal.id,
-    ];
-  }
-  if (signal.source !== source)
-    return [at, signal.name, signal.value, signal.timestamp, attributes, signal.source];
-  if (attributes !== null) return [at, signal.name, signal.value, signal.timestamp, attributes];
-  return [at, signal.name, signal.value, signal.timestamp];
+  return entryOf(
+    origin.ref.slice(message.ref.length),
+    signal.name,
+    signal.value,
+    signal.timestamp,
+    signal.attributes ?? null,
+    signal.source === source ? null : signal.source,
+    signal.id === origin.ref ? null : signal.id,
+  );
 }
 
 /** {@link signalEntry} as JSON text. */

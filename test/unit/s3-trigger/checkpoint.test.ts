@@ -5,13 +5,14 @@ import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
 import { parquetWriteBuffer } from 'hyparquet-writer';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { planParts } from '../../../functions/s3-trigger/fan-out.ts';
 import { type IngestOutcome, ingestFile } from '../../../functions/s3-trigger/ingest.ts';
 import { detectFormat } from '../../../functions/s3-trigger/parsers/index.ts';
 import { HEADER_WINDOW_BYTES } from '../../../functions/s3-trigger/records.ts';
 import { LeaseLostError } from '../../../shared/errors.ts';
 import type { Checkpoint, CompletedStats, Ledger, PartRange } from '../../../shared/ledger.ts';
+import { settings } from '../../../shared/settings.ts';
 import { fakeLedger } from '../../helpers/ledger.ts';
 import { quietObservability } from '../../helpers/observability.ts';
 import { decodeSignals } from '../../helpers/signals.ts';
@@ -100,9 +101,20 @@ interface Rejected {
   readonly rows: number[];
 }
 
-describe('checkpoints', () => {
-  const s3 = mockClient(S3Client);
-  const sqs = mockClient(SQSClient);
+// One mock of each client for both runs below (a second mockClient of a class would take over from the first).
+const s3 = mockClient(S3Client);
+const sqs = mockClient(SQSClient);
+
+// Every case holds whether CSV is parsed in the calling thread or on a thread of its own (csv-thread.ts).
+describe.each(['off', 'on'] as const)('checkpoints (CSV parse thread %s)', (parseThread) => {
+  const s3Trigger = settings.functions.s3Trigger as { parseThread: 'auto' | 'on' | 'off' };
+  const before = s3Trigger.parseThread;
+  beforeAll(() => {
+    s3Trigger.parseThread = parseThread;
+  });
+  afterAll(() => {
+    s3Trigger.parseThread = before;
+  });
   let obs: ReturnType<typeof quietObservability>;
   /** What happened, in order: sends (signal rows), completed rejects objects, checkpoints. */
   let events: Array<
@@ -211,7 +223,7 @@ describe('checkpoints', () => {
       // Act
       const out = await ingestFile({ bucket: 'b', key: f.key, etag: 'e1', size: bytes.length }, deps(ledger));
       // Assess
-      expect(out.status).toBe('SUCCESS');
+      expect(out, JSON.stringify(out)).toMatchObject({ status: 'SUCCESS' });
       const all = sent();
       const allRejects = rejected().flatMap((r) => r.rows);
       expect(seen.length).toBeGreaterThan(2);
