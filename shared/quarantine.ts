@@ -1,6 +1,11 @@
 import { once } from 'node:events';
 import { PassThrough } from 'node:stream';
-import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import {
+  DeleteObjectsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { settings } from './settings.ts';
 
@@ -30,8 +35,58 @@ export function rejectsKey(kind: 's3' | 'db' | 'kafka' | 'scorer' | 'events', pa
  * believe they hold the lease (one of them about to learn it lost it) from overwriting each other's object.
  */
 export function segmentKey(key: string, fromRow: number, attempt: number): string {
+  return `${segmentPrefix(key)}${fromRow}.attempt-${attempt}.ndjson`;
+}
+
+/** What every {@link segmentKey} of the rejects object `key` starts with. */
+function segmentPrefix(key: string): string {
   const stem = key.endsWith('.ndjson') ? key.slice(0, -'.ndjson'.length) : key;
-  return `${stem}.from-row-${fromRow}.attempt-${attempt}.ndjson`;
+  return `${stem}.from-row-`;
+}
+
+/**
+ * Deletes the rejects segments of a file (`fileKey`: its {@link rejectsKey}) that earlier attempts completed
+ * and that no longer count. An attempt completes a segment at each checkpoint before it records the
+ * checkpoint; one that died in between left a segment whose rejects the next attempt, resuming from the
+ * checkpoint before, writes again. Kept: `keep` (the keys the ledger lists for the file), every segment of
+ * this attempt or a later one, and segments starting outside `rows` (the other parts of a split file).
+ * Returns how many were deleted.
+ */
+export async function deleteStaleSegments(
+  s3: S3Client,
+  bucket: string,
+  fileKey: string,
+  attempt: number,
+  keep: readonly string[],
+  rows?: { readonly first: number; readonly last: number },
+): Promise<number> {
+  const prefix = segmentPrefix(fileKey);
+  const kept = new Set(keep);
+  const stale: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await s3.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+    );
+    for (const { Key } of page.Contents ?? []) {
+      const m = Key ? /^(\d+)\.attempt-(\d+)\.ndjson$/.exec(Key.slice(prefix.length)) : null;
+      if (!Key || !m || kept.has(Key)) continue;
+      const fromRow = Number(m[1]);
+      if (Number(m[2]) >= attempt) continue;
+      if (rows && (fromRow < rows.first || fromRow > rows.last)) continue;
+      stale.push(Key);
+    }
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  for (let i = 0; i < stale.length; i += 1000) {
+    await s3.send(
+      new DeleteObjectsCommand({
+        Bucket: bucket,
+        Delete: { Objects: stale.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true },
+      }),
+    );
+  }
+  return stale.length;
 }
 
 function line(entry: RejectEntry, at: string): string {

@@ -18,7 +18,7 @@ import type {
   SplitOutcome,
 } from '../../shared/ledger.ts';
 import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/observability.ts';
-import { QuarantineWriter, rejectsKey, segmentKey } from '../../shared/quarantine.ts';
+import { deleteStaleSegments, QuarantineWriter, rejectsKey, segmentKey } from '../../shared/quarantine.ts';
 import { SignalSender } from '../../shared/sender.ts';
 import { settings } from '../../shared/settings.ts';
 import { normaliseEntry } from '../../shared/signal.ts';
@@ -381,11 +381,30 @@ async function readAndSend(
   const finalStats = async (): Promise<CompletedStats> => {
     const key = await quarantine.close();
     if (key) rejectsKeys.push(key);
+    if (claim.attempt > 1) await removeStaleRejects();
     return {
       ...completed(),
       ...(rejectsKeys[0] ? { rejectsKey: rejectsKeys[0] } : {}),
       ...(rejectsKeys.length > 1 ? { rejectsKeys: [...rejectsKeys] } : {}),
     };
+  };
+  /** Rejects an earlier attempt completed and this one wrote again (see deleteStaleSegments). */
+  const removeStaleRejects = async () => {
+    try {
+      const removed = await deleteStaleSegments(
+        deps.s3,
+        deps.config.quarantineBucket,
+        fileRejectsKey,
+        claim.attempt,
+        rejectsKeys,
+        range ? { first: range.row + 1, last: range.endRow } : undefined,
+      );
+      if (removed > 0)
+        logger.info('Deleted rejects an earlier attempt wrote and this one wrote again', { removed });
+    } catch (err) {
+      // Only duplicates are left: every reject is in a segment the ledger lists.
+      logger.warn('Could not delete the rejects segments of earlier attempts', { error: describeError(err) });
+    }
   };
   /**
    * Records `point` as where a retry resumes, once everything before it is durable: the valid signals

@@ -1,6 +1,12 @@
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -355,6 +361,39 @@ describe.each(['off', 'on'] as const)('checkpoints (CSV parse thread %s)', (pars
       }
     });
   }
+
+  it('deletes the rejects segment an attempt completed but died before recording, when the next attempt ends', async () => {
+    // Prepare: attempt 1 recorded the first checkpoint, then completed a segment at the next and died
+    const bytes = FILES[0]?.bytes() ?? Buffer.alloc(0);
+    const full = await uninterrupted('incoming/c.csv', bytes);
+    const [first, second] = full.checkpoints;
+    if (!first || !second) throw new Error('expected two checkpoints');
+    const fileKey = 'rejects/s3/b/incoming/c.csv@e1.ndjson';
+    const orphan = `rejects/s3/b/incoming/c.csv@e1.from-row-${second.row + 1}.attempt-1.ndjson`;
+    const listed = [fileKey, ...first.rejectsKeys, orphan];
+    s3.on(ListObjectsV2Command).callsFake((input: { Prefix?: string }) => ({
+      Contents: listed.filter((k) => k.startsWith(input.Prefix ?? '')).map((Key) => ({ Key })),
+    }));
+    const deleted: string[] = [];
+    s3.on(DeleteObjectsCommand).callsFake((input: { Delete?: { Objects?: { Key?: string }[] } }) => {
+      deleted.push(...(input.Delete?.Objects ?? []).map((o) => o.Key ?? ''));
+      return {};
+    });
+    serve(bytes);
+    const ledger = fakeLedger({ claimed: true, attempt: 2, checkpoint: first });
+
+    // Act
+    const out = await ingestFile(
+      { bucket: 'b', key: 'incoming/c.csv', etag: 'e1', size: bytes.length },
+      deps(ledger),
+    );
+
+    // Assess: only the orphan goes; what the ledger lists stays
+    expect(out.status).toBe('SUCCESS');
+    expect(deleted).toEqual([orphan]);
+    const done = ledger.succeed.mock.calls[0]?.[2] as CompletedStats;
+    expect(done.rejectsKeys ?? []).not.toContain(orphan);
+  });
 
   it('runs a file to its end when nothing can take it over (no continuation queue)', async () => {
     const bytes = FILES[0]?.bytes() ?? Buffer.alloc(0);
