@@ -186,7 +186,10 @@ describe('files deleted, malformed, or redelivered while processing', () => {
   it('lets the worker holding a file finish it when the event is redelivered to another worker meanwhile', async () => {
     // Prepare: a slow first worker (its own process, every call 60 ms late); visibility timeout 2 s.
     const key = 'incoming/rfiles/slow.csv';
-    const file = csvFile(3000, { name: 'rslow' });
+    // Rows enough that the first worker is still sending well after the redelivery and the refusal (at 3,000
+    // it once finished between the refusal and the check below).
+    const rows = 6000;
+    const file = csvFile(rows, { name: 'rslow' });
     worker = await startS3TriggerWorkerVia(p, slow.url, {
       // Small messages (about 10 signals each), so that sending takes longer than the visibility timeout.
       SIGNALS_MAX_MESSAGE_BYTES: '1536',
@@ -225,7 +228,7 @@ describe('files deleted, malformed, or redelivered while processing', () => {
     expect(done).toMatchObject({ status: 'SUCCESS', attempts: 1, records: file.good });
     await expectExactlyOnce(p, {
       scope: (s) => s.originRef.includes(`/${key}@`),
-      scoredIds: s3Ids(p.names.bucket, key, etag, goodRows(3000)),
+      scoredIds: s3Ids(p.names.bucket, key, etag, goodRows(rows)),
       series: [{ source: key, name: 'rslow', count: file.good }],
       ledgerKeys: (k) => k === key,
     });
