@@ -39,6 +39,12 @@ const common = {
   POWERTOOLS_SERVICE_NAME: z.string().optional(),
 };
 
+/** The memory Lambda gives the running function, in MB (its runtime sets it); undefined off Lambda. */
+export function lambdaMemoryMb(env: Env = process.env): number | undefined {
+  const mb = Number(env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE);
+  return mb > 0 ? mb : undefined;
+}
+
 function parse<T extends z.ZodRawShape>(shape: T, env: Env): z.infer<z.ZodObject<T>> {
   const result = z.object(shape).safeParse(env);
   if (!result.success) {

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { lambdaMemoryMb } from '../../../shared/config.ts';
 import { type ErrorLocation, MalformedFileError, TransientError } from '../../../shared/errors.ts';
 import { settings } from '../../../shared/settings.ts';
 import { asBuffer, pieces } from './bytes.ts';
@@ -43,8 +44,8 @@ export function useParseThread(size: number | undefined): boolean {
 }
 
 function cpus(): number {
-  const lambdaMb = Number(process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE);
-  if (lambdaMb > 0) return Math.floor(lambdaMb / settings.lambda.mbPerVcpu);
+  const lambdaMb = lambdaMemoryMb();
+  if (lambdaMb !== undefined) return Math.floor(lambdaMb / settings.lambda.mbPerVcpu);
   return availableParallelism();
 }
 

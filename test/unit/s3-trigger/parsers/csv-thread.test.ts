@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseCsvBatches } from '../../../../functions/s3-trigger/parsers/csv.ts';
-import { terminateParseThread } from '../../../../functions/s3-trigger/parsers/csv-thread.ts';
+import { terminateParseThread, useParseThread } from '../../../../functions/s3-trigger/parsers/csv-thread.ts';
 import type { ParsedRecord, ParserOptions } from '../../../../functions/s3-trigger/parsers/types.ts';
 import { MalformedFileError, TransientError } from '../../../../shared/errors.ts';
 import { drain, OPTS, prng, source, split } from './helpers.ts';
@@ -29,6 +29,21 @@ async function records(chunks: Buffer[], opts = THREAD): Promise<ParsedRecord[]>
 }
 
 describe('CSV parsed on its own thread', () => {
+  it('is used for objects of 1 MiB or more on a Lambda of two vCPUs (3,538 MB), not on one of one', () => {
+    const before = process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE;
+    try {
+      process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE = '3538';
+      expect(useParseThread(2 ** 20)).toBe(true);
+      expect(useParseThread(2 ** 20 - 1)).toBe(false);
+      expect(useParseThread(undefined)).toBe(false);
+      process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE = '3537';
+      expect(useParseThread(100 * 2 ** 20)).toBe(false);
+    } finally {
+      if (before === undefined) delete process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE;
+      else process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE = before;
+    }
+  });
+
   it('gives the records, rows and end offsets the calling thread gives, whatever the chunking', async () => {
     // Prepare: large enough for many 64 KiB pieces, and chunks both smaller and larger than a piece
     const bytes = sampleCsv(40_000);
