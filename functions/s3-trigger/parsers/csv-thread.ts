@@ -61,10 +61,10 @@ export async function* csvFieldBatchesInThread(
     return;
   }
   const session = thread.open(opts.maxRecordBytes);
+  const input = source[Symbol.asyncIterator]();
+  let ended = false;
   try {
-    const input = source[Symbol.asyncIterator]();
     let unparsed = 0;
-    let ended = false;
     let header: CsvHeader | undefined;
     for (;;) {
       while (!ended && unparsed < AHEAD) {
@@ -91,6 +91,9 @@ export async function* csvFieldBatchesInThread(
     }
   } finally {
     session.close();
+    // Left part way (a hand-over, an error): the source is closed, as `for await` closes it (an S3 body's
+    // socket is released). What ended the read matters more than a failure to close.
+    if (!ended) await Promise.resolve(input.return?.()).catch(() => undefined);
   }
 }
 

@@ -82,14 +82,24 @@ describe('CSV parsed on its own thread', () => {
     // Prepare
     const bytes = sampleCsv(20_000);
 
+    let closed = false;
+    async function* body() {
+      try {
+        yield* source(split(bytes, () => 65_536));
+      } finally {
+        closed = true;
+      }
+    }
+
     // Act: read one batch, then stop (as a hand-over before the timeout does)
-    for await (const batch of parseCsvBatches(source(split(bytes, () => 65_536)), THREAD)) {
+    for await (const batch of parseCsvBatches(body(), THREAD)) {
       expect(batch.length).toBeGreaterThan(0);
       break;
     }
     const next = await records(split(bytes, () => 65_536));
 
-    // Assess
+    // Assess: the source was closed (an S3 body's socket released), and the next file is whole
+    expect(closed).toBe(true);
     expect(next).toEqual(await records([bytes], INLINE));
   });
 
