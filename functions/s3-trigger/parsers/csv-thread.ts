@@ -80,7 +80,7 @@ export async function* csvFieldBatchesInThread(
           }
         }
       }
-      const reply = await session.next();
+      const reply = await session.take();
       if (reply.parsed) unparsed--;
       if (reply.batch) {
         if (reply.batch.names) header = csvHeader(reply.batch.names);
@@ -206,31 +206,20 @@ let current: ParseThread | undefined;
 /** The thread died: files are parsed in the main thread from now on. */
 let broken = false;
 
-class Session {
-  readonly #replies: FromThread[] = [];
-  #waiter: { resolve: (r: FromThread) => void; reject: (e: Error) => void } | undefined;
+/**
+ * Messages waiting for their reader, in order: `take` resolves with the next one, or rejects once `fail`
+ * was called and none is left. (Both sides of the thread read their messages this way.)
+ */
+class Mailbox<T> {
+  readonly #items: T[] = [];
+  #waiter: { resolve: (item: T) => void; reject: (e: Error) => void } | undefined;
   #failure: Error | undefined;
 
-  readonly id: number;
-  readonly #thread: ParseThread;
-
-  constructor(id: number, thread: ParseThread) {
-    this.id = id;
-    this.#thread = thread;
-  }
-
-  send(message: ToThread, transfer?: ArrayBuffer[]): void {
-    this.#thread.post(message, transfer);
-  }
-
-  deliver(reply: FromThread): void {
+  put(item: T): void {
     const waiter = this.#waiter;
-    if (waiter) {
-      this.#waiter = undefined;
-      waiter.resolve(reply);
-    } else {
-      this.#replies.push(reply);
-    }
+    this.#waiter = undefined;
+    if (waiter) waiter.resolve(item);
+    else this.#items.push(item);
   }
 
   fail(err: Error): void {
@@ -240,13 +229,28 @@ class Session {
     waiter?.reject(err);
   }
 
-  next(): Promise<FromThread> {
-    const reply = this.#replies.shift();
-    if (reply) return Promise.resolve(reply);
+  take(): Promise<T> {
+    if (this.#items.length > 0) return Promise.resolve(this.#items.shift() as T);
     if (this.#failure) return Promise.reject(this.#failure);
     return new Promise((resolve, reject) => {
       this.#waiter = { resolve, reject };
     });
+  }
+}
+
+/** One file being parsed on the thread, seen from the calling thread. */
+class Session extends Mailbox<FromThread> {
+  readonly id: number;
+  readonly #thread: ParseThread;
+
+  constructor(id: number, thread: ParseThread) {
+    super();
+    this.id = id;
+    this.#thread = thread;
+  }
+
+  send(message: ToThread, transfer?: ArrayBuffer[]): void {
+    this.#thread.post(message, transfer);
   }
 
   close(): void {
@@ -261,7 +265,7 @@ class ParseThread {
 
   constructor() {
     this.#worker = new Worker(fileURLToPath(import.meta.url), { workerData: { [WORKER_MARK]: true } });
-    this.#worker.on('message', (reply: FromThread) => this.#sessions.get(reply.s)?.deliver(reply));
+    this.#worker.on('message', (reply: FromThread) => this.#sessions.get(reply.s)?.put(reply));
     this.#worker.on('error', (err) => this.#died(err.message));
     this.#worker.on('exit', (code) => this.#died(`it exited (code ${code})`));
     // The thread keeps the process alive only while it parses: the process (a test, the offline run) may
@@ -347,14 +351,11 @@ function serve(port: NonNullable<typeof parentPort>): void {
 
 /** The pieces of one file, as they arrive; `null` ends them. */
 class Feed {
-  readonly #queue: (Uint8Array | null)[] = [];
-  #wake: (() => void) | undefined;
+  readonly #pieces = new Mailbox<Uint8Array | null>();
   abandoned = false;
 
   push(piece: Uint8Array | null): void {
-    this.#queue.push(piece);
-    this.#wake?.();
-    this.#wake = undefined;
+    this.#pieces.put(piece);
   }
 
   abandon(): void {
@@ -363,12 +364,9 @@ class Feed {
   }
 
   async *bytes(onTaken: () => void): AsyncGenerator<Buffer> {
-    let first = true;
-    for (;;) {
+    for (let first = true; ; first = false) {
       if (!first) onTaken();
-      first = false;
-      while (this.#queue.length === 0) await new Promise<void>((r) => (this.#wake = r));
-      const piece = this.#queue.shift() as Uint8Array | null;
+      const piece = await this.#pieces.take();
       if (piece === null || this.abandoned) return;
       yield asBuffer(piece);
     }
