@@ -187,8 +187,9 @@ ${row('**total**', `**${usd(packed.usd.total)}**`, `**${usd(perRow.usd.total)}**
 
 - **SQS, packed.** Sending is billed per 64 KiB of payload, not per call: the measured billed units
   per 1,000 records (${i.sendBilledPer1k}) are ${(i.sendBilledPer1k / i.sendCallsPer1k).toFixed(1)} times the calls (${i.sendCallsPer1k}), because a
-  SendMessageBatch call carries up to 1 MiB. Packing saves requests per record, but every byte of
-  signal JSON is still paid for. Receiving is billed the same way (the same payload comes back),
+  SendMessageBatch call carries up to 1 MiB. Packing saves requests per record, and deflating each
+  message (\`settings.signals.deflateLevel\`) saves most of its bytes, but every byte sent is still
+  paid for. Receiving is billed the same way (the same payload comes back),
   deleting is one DeleteMessageBatch per ${a.sqsBatch} messages. Empty receives of idle long polling
   are not counted.
 - **SQS, per row.** One SendMessage per record (each under 64 KiB), then receive and delete ${a.sqsBatch}
@@ -218,8 +219,8 @@ ${row('**total**', `**${usd(packed.usd.total)}**`, `**${usd(perRow.usd.total)}**
   cost twice a plain write. Per-batch aggregation keeps the series writes near zero per signal; what
   remains is the score item itself at ${a.wruPerTransactionalItem} WRU.
 - Packing removes almost all per-record SQS and Lambda request cost. What is left in SQS scales with
-  payload bytes: each CSV byte becomes several bytes of signal JSON (the id and \`origin.ref\` repeat
-  the object key and ETag in every signal).
+  payload bytes: a message carries each signal once, without what the message already says (origin,
+  id, default source), deflated: a message of ${i.recordsPerMessage.toFixed(0)} records is ${((i.sendBilledPer1k / 1000) * i.recordsPerMessage).toFixed(2)} billed 64 KiB units on average.
 - The per-row design costs more in every line, and most in SQS requests and DynamoDB writes.
 `;
 }

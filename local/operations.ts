@@ -20,6 +20,7 @@ import { BatchGetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamod
 import { Upload } from '@aws-sdk/lib-storage';
 import { type FileStatus, type LedgerItem, ledgerKey } from '../shared/ledger.ts';
 import { settings } from '../shared/settings.ts';
+import { readableMessageBody } from '../shared/signal.ts';
 import type { QueueName, Target } from './target.ts';
 
 // ---------------------------------------------------------------------------------------------- drop
@@ -88,7 +89,7 @@ export interface DlqMessage {
   readonly messageId: string;
   readonly receiveCount: number;
   readonly sentAt: string;
-  /** The body, cut to 300 characters. */
+  /** The body (a deflated signal message inflated), cut to 300 characters. */
   readonly body: string;
 }
 
@@ -120,7 +121,7 @@ export async function listDlq(target: Target, max = 50): Promise<DlqMessage[]> {
           messageId: m.MessageId ?? '',
           receiveCount: Number(m.Attributes?.ApproximateReceiveCount ?? 0),
           sentAt: new Date(Number(m.Attributes?.SentTimestamp ?? 0)).toISOString(),
-          body: (m.Body ?? '').slice(0, 300),
+          body: readableMessageBody(m.Body ?? '').slice(0, 300),
         });
       }
     }

@@ -5,12 +5,13 @@ import {
 } from '@aws-sdk/client-sqs';
 import { PermanentError, SendFailedError } from './errors.ts';
 import { settings } from './settings.ts';
-import { type Origin, type Signal, signalEntry } from './signal.ts';
+import { deflateMessage, type Origin, type Signal, signalEntry } from './signal.ts';
 
 /**
  * Packs signals into as few SQS messages as their byte budget allows (`{ v: 3, origin, source, signals }`,
  * each signal an array without what the message's origin and default source already say: see
- * SignalMessageSchema),
+ * SignalMessageSchema; then deflated into a version 4 message when `deflateLevel` is above 0 and that
+ * makes it smaller),
  * sends them with SendMessageBatch (≤ 10 entries, ≤ 1 MiB per call), retries only the entries that
  * failed, with exponential backoff and jitter, and keeps up to `maxInFlight` calls in flight while the
  * next is packed. `add` returns a promise only when the signal had to wait for a call to finish: that is
@@ -22,6 +23,8 @@ export interface SenderOptions {
   readonly maxMessageBytes?: number;
   /** @default settings.signals.maxSignalsPerMessage */
   readonly maxSignalsPerMessage?: number;
+  /** @default settings.signals.deflateLevel (0: messages go as plain JSON) */
+  readonly deflateLevel?: number;
   readonly maxBatchBytes?: number;
   readonly maxEntries?: number;
   /** SendMessageBatch calls at once. @default settings.signals.maxInFlightBatches */
@@ -36,6 +39,8 @@ export interface SenderStats {
   messages: number;
   /** SendMessageBatch calls, retries included. */
   requests: number;
+  /** Message bodies' bytes, as sent (once each; deflated when that made them smaller). */
+  bytes: number;
   /** Entries sent again after a partial failure. */
   retriedEntries: number;
 }
@@ -52,7 +57,7 @@ const BULK_FILL = 0.9;
 const LEARNING_SIGNALS = 16;
 
 export class SignalSender {
-  readonly stats: SenderStats = { signals: 0, messages: 0, requests: 0, retriedEntries: 0 };
+  readonly stats: SenderStats = { signals: 0, messages: 0, requests: 0, bytes: 0, retriedEntries: 0 };
   readonly #sqs: SQSClient;
   readonly #queueUrl: string;
   readonly #origin: Origin;
@@ -64,6 +69,7 @@ export class SignalSender {
   readonly #room: number;
   readonly #bulkRoom: number;
   readonly #maxSignals: number;
+  readonly #deflateLevel: number;
   readonly #maxBatchBytes: number;
   readonly #maxEntries: number;
   readonly #attempts: number;
@@ -99,6 +105,7 @@ export class SignalSender {
     this.#room = (opts.maxMessageBytes ?? settings.signals.maxMessageBytes) - MESSAGE_SLACK - this.#overhead;
     this.#bulkRoom = this.#room * BULK_FILL;
     this.#maxSignals = opts.maxSignalsPerMessage ?? settings.signals.maxSignalsPerMessage;
+    this.#deflateLevel = opts.deflateLevel ?? settings.signals.deflateLevel;
     this.#maxBatchBytes = opts.maxBatchBytes ?? settings.signals.maxBatchBytes;
     this.#maxEntries = opts.maxEntries ?? settings.signals.maxEntriesPerBatch;
     this.#maxInFlight = opts.maxInFlight ?? settings.signals.maxInFlightBatches;
@@ -218,12 +225,22 @@ export class SignalSender {
   /** Closes the open message (its entries serialised) into an entry of the next SendMessageBatch call. */
   async #closeMessage(): Promise<void> {
     if (this.#count === 0) return;
-    const body = `${this.#head}${this.#chunks.join(',')}]}`;
-    const bytes = this.#overhead + this.#bytes;
+    let body = `${this.#head}${this.#chunks.join(',')}]}`;
+    let bytes = this.#overhead + this.#bytes;
     const count = this.#count;
     this.#chunks = [];
     this.#bytes = 0;
     this.#count = 0;
+    if (this.#deflateLevel > 0) {
+      const deflated = deflateMessage(body, this.#origin, count, this.#deflateLevel);
+      // The origin's ref may hold any character: measured in UTF-8.
+      const deflatedBytes = Buffer.byteLength(deflated);
+      if (deflatedBytes < bytes) {
+        body = deflated;
+        bytes = deflatedBytes;
+      }
+    }
+    this.stats.bytes += bytes;
     if (this.#entries.length >= this.#maxEntries || this.#entriesBytes + bytes > this.#maxBatchBytes) {
       await this.#dispatch();
     }

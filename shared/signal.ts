@@ -1,3 +1,4 @@
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import * as z from 'zod';
 import { settings } from './settings.ts';
 
@@ -45,7 +46,9 @@ export type Signal = z.infer<typeof SignalSchema>;
  *   `source` is left out (or null) when it is the message's and `id` when it is the origin's ref;
  *   `attributes` is null when a later element is present and there are none. A signal the message's
  *   origin does not cover is a whole signal object.
- * {@link expandSignals} restores whole signals from any version.
+ * - Version 4 wraps one of these: see {@link DeflatedMessageSchema}.
+ * {@link readSignalMessage} reads any version from a message body; {@link expandSignals} restores whole
+ * signals from it.
  */
 export const SignalMessageSchema = z.object({
   v: z.union([z.literal(1), z.literal(2), z.literal(3)]),
@@ -54,6 +57,95 @@ export const SignalMessageSchema = z.object({
   signals: z.array(z.unknown()),
 });
 export type SignalMessage = z.infer<typeof SignalMessageSchema>;
+
+/**
+ * A version 4 message (what the sender writes when `settings.signals.deflateLevel` is above 0 and it
+ * makes the message smaller): the JSON text of a version 1–3 message, compressed with raw DEFLATE
+ * (RFC 1951) and base64-encoded in `deflated`. Its origin and signal count stay readable for whoever
+ * looks at a queue or a DLQ; `count` is for them only.
+ */
+export const DeflatedMessageSchema = z.object({
+  v: z.literal(4),
+  origin: SignalMessageSchema.shape.origin,
+  count: z.number().int().nonnegative(),
+  deflated: z.string().min(1),
+});
+
+/**
+ * The most a version 4 message may inflate to. The sender deflates messages of at most
+ * `maxMessageBytes` (≤ 1 MiB, the SQS limit), so this only stops a corrupt or hostile body from taking
+ * the scorer's memory.
+ */
+const MAX_INFLATED_BYTES = 8 * 1024 * 1024;
+
+/** `text`, a version 1–3 message with `count` signals under `origin`, as a version 4 message body. */
+export function deflateMessage(text: string, origin: Origin, count: number, level: number): string {
+  const deflated = deflateRawSync(text, { level }).toString('base64');
+  return `{"v":4,"origin":${JSON.stringify({ kind: origin.kind, ref: origin.ref })},"count":${count},"deflated":"${deflated}"}`;
+}
+
+export type ReadMessage =
+  | { ok: true; message: SignalMessage }
+  /** `json` is the body's JSON when it parsed (else keep the body's text). */
+  | { ok: false; reason: string; json?: unknown };
+
+/** The packed message in an SQS message body, of any version, or why it is not one. */
+export function readSignalMessage(body: string): ReadMessage {
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch (err) {
+    return { ok: false, reason: `message is not JSON: ${(err as Error).message}` };
+  }
+  let inner = json;
+  if ((json as { v?: unknown } | null)?.v === 4) {
+    const text = inflateMessage(json);
+    if (typeof text !== 'string') return { ok: false, reason: text.error, json };
+    try {
+      inner = JSON.parse(text);
+    } catch (err) {
+      return {
+        ok: false,
+        reason: `message's inflated signals are not JSON: ${(err as Error).message}`,
+        json,
+      };
+    }
+  }
+  const message = SignalMessageSchema.safeParse(inner);
+  if (!message.success) return { ok: false, reason: notABatch(message.error), json: inner };
+  return { ok: true, message: message.data };
+}
+
+/** The JSON text a version 4 message wraps. */
+function inflateMessage(json: unknown): string | { error: string } {
+  const wrapper = DeflatedMessageSchema.safeParse(json);
+  if (!wrapper.success) return { error: notABatch(wrapper.error) };
+  try {
+    return inflateRawSync(Buffer.from(wrapper.data.deflated, 'base64'), {
+      maxOutputLength: MAX_INFLATED_BYTES,
+    }).toString('utf8');
+  } catch (err) {
+    return { error: `message's deflated signals do not inflate: ${(err as Error).message}` };
+  }
+}
+
+/**
+ * The text of a message body for people: a version 4 message's inflated message, or the body as it is
+ * (when it is not one, or does not inflate).
+ */
+export function readableMessageBody(body: string): string {
+  if (!body.startsWith('{"v":4,')) return body;
+  try {
+    const text = inflateMessage(JSON.parse(body));
+    return typeof text === 'string' ? text : body;
+  } catch {
+    return body;
+  }
+}
+
+function notABatch(error: z.ZodError): string {
+  return `message is not a signal batch: ${error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`;
+}
 
 /** The range a signal's timestamp may take: years 0001 to 9999, in epoch milliseconds. */
 const MIN_MS = Date.parse('0001-01-01T00:00:00.000Z');

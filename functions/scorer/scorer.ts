@@ -12,7 +12,7 @@ import { TransientError } from '../../shared/errors.ts';
 import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/observability.ts';
 import { putRejects, type RejectEntry, rejectsKey } from '../../shared/quarantine.ts';
 import { settings } from '../../shared/settings.ts';
-import { expandSignals, parseSignal, type Signal, SignalMessageSchema } from '../../shared/signal.ts';
+import { expandSignals, parseSignal, readSignalMessage, type Signal } from '../../shared/signal.ts';
 import { EMPTY_STATE, type ScoringModel, type SeriesState } from './model.ts';
 
 /**
@@ -214,27 +214,16 @@ export async function scoreBatch(
 function readMessage(messageId: string, body: string): { valid: Signal[]; rejects: RejectEntry[] } {
   const valid: Signal[] = [];
   const rejects: RejectEntry[] = [];
-  let json: unknown;
-  try {
-    json = JSON.parse(body);
-  } catch (err) {
+  const read = readSignalMessage(body);
+  if (!read.ok) {
     rejects.push({
       ref: `sqs:${messageId}`,
-      reason: `message is not JSON: ${(err as Error).message}`,
-      raw: body,
+      reason: read.reason,
+      ...(read.json === undefined ? { raw: body } : { record: read.json }),
     });
     return { valid, rejects };
   }
-  const envelope = SignalMessageSchema.safeParse(json);
-  if (!envelope.success) {
-    rejects.push({
-      ref: `sqs:${messageId}`,
-      reason: `message is not a signal batch: ${envelope.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
-      record: json,
-    });
-    return { valid, rejects };
-  }
-  expandSignals(envelope.data).forEach((s, i) => {
+  expandSignals(read.message).forEach((s, i) => {
     const parsed = parseSignal(s);
     if (parsed.ok) valid.push(parsed.signal);
     else {

@@ -1,5 +1,5 @@
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import { expandSignals, type Signal, SignalMessageSchema } from '../../shared/signal.ts';
+import { expandSignals, readSignalMessage, type Signal } from '../../shared/signal.ts';
 
 /** Receives and deletes every message on a signals queue; returns the signals they carry. */
 export async function drainSignals(sqs: SQSClient, queueUrl: string): Promise<Signal[]> {
@@ -37,7 +37,9 @@ export function countById(signals: readonly Signal[]): Map<string, number> {
   return counts;
 }
 
-/** The whole signals a packed message body carries (either message version). */
+/** The whole signals a packed message body carries (any message version). */
 export function decodeSignals(body: string): Signal[] {
-  return expandSignals(SignalMessageSchema.parse(JSON.parse(body))) as Signal[];
+  const read = readSignalMessage(body);
+  if (!read.ok) throw new Error(read.reason);
+  return expandSignals(read.message) as Signal[];
 }

@@ -1,20 +1,22 @@
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { AwsClientStub } from 'aws-sdk-client-mock';
+import { readSignalMessage } from '../../../shared/signal.ts';
 
-/** The packed messages the mocked SQS client received, in order. */
+/** The packed messages the mocked SQS client received, in order (a deflated message as the one it wraps). */
 export function sentMessages(sqs: AwsClientStub<SQSClient>) {
   return sqs
     .commandCalls(SendMessageBatchCommand)
     .flatMap((call) => call.args[0].input.Entries ?? [])
-    .map(
-      (e) =>
-        JSON.parse(e.MessageBody ?? '{}') as {
-          v: number;
-          origin: { kind: string; ref: string };
-          signals: { id: string; [k: string]: unknown }[];
-        },
-    );
+    .map((e) => {
+      const read = readSignalMessage(e.MessageBody ?? '');
+      if (!read.ok) throw new Error(read.reason);
+      return read.message as {
+        v: number;
+        origin: { kind: string; ref: string };
+        signals: { id: string; [k: string]: unknown }[];
+      };
+    });
 }
 
 /** Every signal the mocked SQS client received, in order. */

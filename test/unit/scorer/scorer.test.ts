@@ -12,7 +12,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EMPTY_STATE, welford, zScoreModel } from '../../../functions/scorer/model.ts';
 import { scoreBatch, scoreKey, scoreMessage, seriesKey } from '../../../functions/scorer/scorer.ts';
 import { TransientError } from '../../../shared/errors.ts';
-import { encodeSignal, type Origin, type Signal } from '../../../shared/signal.ts';
+import { deflateMessage, encodeSignal, type Origin, type Signal } from '../../../shared/signal.ts';
 import { quietObservability } from '../../helpers/observability.ts';
 
 const signal = (i: number, over: Partial<Signal> = {}): Signal => ({
@@ -178,6 +178,22 @@ describe('scoreMessage', () => {
     const lines = String(s3.commandCalls(PutObjectCommand)[0]?.args[0].input.Body).trim().split('\n');
     expect(JSON.parse(lines[0] ?? '{}')).toMatchObject({ ref: 'sqs:m9', raw: 'not json' });
     expect(ddb.commandCalls(TransactWriteCommand)).toHaveLength(0);
+  });
+
+  it('scores a deflated (version 4) message as its plain message, and quarantines one that does not inflate', async () => {
+    const origin: Origin = { kind: 's3', ref: 's3://b/k@e' };
+    const plain = body([signal(1), signal(2)]);
+    const out = await scoreMessage('m1', deflateMessage(plain, origin, 2, 1), deps());
+    expect(out).toMatchObject({ scored: 2, rejected: 0 });
+    const corrupt = JSON.stringify({ v: 4, origin, count: 2, deflated: 'AAAA' });
+    const bad = await scoreMessage('m2', corrupt, deps());
+    expect(bad).toMatchObject({ scored: 0, rejected: 1 });
+    const lines = String(s3.commandCalls(PutObjectCommand)[0]?.args[0].input.Body).trim().split('\n');
+    expect(JSON.parse(lines[0] ?? '{}')).toMatchObject({
+      ref: 'sqs:m2',
+      reason: expect.stringMatching(/^message's deflated signals do not inflate/),
+      record: { v: 4, count: 2 },
+    });
   });
 
   it('splits a large series into transactions of at most 100 items', async () => {

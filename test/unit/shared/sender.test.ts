@@ -3,7 +3,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PermanentError, SendFailedError } from '../../../shared/errors.ts';
 import { SignalSender } from '../../../shared/sender.ts';
-import type { Signal } from '../../../shared/signal.ts';
+import { readableMessageBody, type Signal } from '../../../shared/signal.ts';
 import { decodeSignals } from '../../helpers/signals.ts';
 
 const origin = { kind: 's3' as const, ref: 's3://b/k@e' };
@@ -29,9 +29,13 @@ describe('SignalSender', () => {
       .map((e) => e.MessageBody ?? '');
 
   it('packs many signals into one message and one SendMessageBatch call', async () => {
-    // Prepare
+    // Prepare: plain JSON messages (deflation is the next test's)
     sqs.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
-    const sender = new SignalSender(new SQSClient({}), 'q', origin, { sleep: noSleep, defaultSource: 'k' });
+    const sender = new SignalSender(new SQSClient({}), 'q', origin, {
+      sleep: noSleep,
+      defaultSource: 'k',
+      deflateLevel: 0,
+    });
     // Act
     for (let i = 1; i <= 1000; i++) await sender.add(signal(i));
     await sender.flush();
@@ -50,6 +54,64 @@ describe('SignalSender', () => {
     expect(signals).toHaveLength(1000);
     expect(signals[999]).toEqual(signal(1000));
     expect(sender.stats).toMatchObject({ signals: 1000, messages: 1, requests: 1 });
+  });
+
+  it('deflates each message into a version 4 message that reads back as the same signals', async () => {
+    // Prepare
+    sqs.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
+    const plain = new SignalSender(new SQSClient({}), 'q', origin, {
+      sleep: noSleep,
+      defaultSource: 'k',
+      deflateLevel: 0,
+    });
+    const deflating = new SignalSender(new SQSClient({}), 'q', origin, {
+      sleep: noSleep,
+      defaultSource: 'k',
+    });
+    const signals = Array.from({ length: 24_000 }, (_, i) => ({
+      ...signal(i + 1),
+      value: (i * 7919) % 1000,
+      attributes: { host: `host-${i % 13}`, note: `taken on rack ${i % 4} of room ${i % 9}` },
+    }));
+    // Act
+    for (const s of signals) await plain.add(s);
+    await plain.flush();
+    const plainBodies = sentBodies();
+    sqs.resetHistory();
+    for (const s of signals) await deflating.add(s);
+    await deflating.flush();
+    // Assess: the same messages, each wrapped with its origin and count readable, and at least 3 times
+    // smaller; the same signals back, in order; stats count the bytes sent.
+    const bodies = sentBodies();
+    expect(bodies).toHaveLength(plainBodies.length);
+    bodies.forEach((body, i) => {
+      const wrapper = JSON.parse(body);
+      expect(Object.keys(wrapper)).toEqual(['v', 'origin', 'count', 'deflated']);
+      expect(wrapper).toMatchObject({ v: 4, origin, count: decodeSignals(plainBodies[i] ?? '').length });
+      expect(Buffer.byteLength(body) * 3).toBeLessThan(Buffer.byteLength(plainBodies[i] ?? ''));
+      expect(readableMessageBody(body)).toBe(plainBodies[i]);
+    });
+    expect(bodies.flatMap((b) => decodeSignals(b))).toEqual(signals);
+    const bytes = (list: string[]) => list.reduce((n, b) => n + Buffer.byteLength(b), 0);
+    expect(deflating.stats.bytes).toBe(bytes(bodies));
+    expect(plain.stats.bytes).toBe(bytes(plainBodies));
+    // Smaller messages: more of them in each call (4 plain 256 KiB messages fill one).
+    expect(deflating.stats.requests).toBeLessThan(plain.stats.requests);
+  });
+
+  it('sends a message as plain JSON when deflating would not make it smaller', async () => {
+    // Prepare: one small signal, which the wrapper and base64 make larger than its plain message.
+    sqs.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
+    const sender = new SignalSender(new SQSClient({}), 'q', origin, { sleep: noSleep });
+    // Act
+    await sender.add(signal(1));
+    await sender.flush();
+    // Assess
+    const bodies = sentBodies();
+    expect(bodies).toHaveLength(1);
+    expect(JSON.parse(bodies[0] ?? '').v).toBe(3);
+    expect(decodeSignals(bodies[0] ?? '')).toEqual([signal(1)]);
+    expect(sender.stats.bytes).toBe(Buffer.byteLength(bodies[0] ?? ''));
   });
 
   it('keeps every message under the byte budget and every call within 10 entries and 1 MiB', async () => {
@@ -89,7 +151,11 @@ describe('SignalSender', () => {
     // Prepare: signals of varied lengths in characters, so that the byte count cannot be guessed from them.
     sqs.on(SendMessageBatchCommand).resolves({ Failed: [] });
     const max = 16 * 1024;
-    const sender = new SignalSender(new SQSClient({}), 'q', origin, { maxMessageBytes: max, sleep: noSleep });
+    const sender = new SignalSender(new SQSClient({}), 'q', origin, {
+      maxMessageBytes: max,
+      sleep: noSleep,
+      deflateLevel: 0,
+    });
     const signals = Array.from({ length: 3000 }, (_, i) => ({
       ...signal(i + 1),
       attributes: { pad: unit.repeat(1 + ((i * 37) % 90)) },
@@ -122,7 +188,11 @@ describe('SignalSender', () => {
     // are followed by ones ten times larger, then small ones again.
     sqs.on(SendMessageBatchCommand).resolves({ Failed: [] });
     const max = 16 * 1024;
-    const sender = new SignalSender(new SQSClient({}), 'q', origin, { maxMessageBytes: max, sleep: noSleep });
+    const sender = new SignalSender(new SQSClient({}), 'q', origin, {
+      maxMessageBytes: max,
+      sleep: noSleep,
+      deflateLevel: 0,
+    });
     const signals = Array.from({ length: 900 }, (_, i) => signal(i + 1, i >= 300 && i < 600 ? 400 : 20));
     // Act
     for (const s of signals) await sender.add(s);

@@ -1,12 +1,16 @@
+import { deflateRawSync } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  deflateMessage,
   encodeSignal,
   expandSignals,
   isoFromMs,
   normaliseEntry,
   normaliseSignal,
   parseSignal,
+  readableMessageBody,
+  readSignalMessage,
   type Signal,
   signalEntry,
 } from '../../../shared/signal.ts';
@@ -253,6 +257,55 @@ describe('packed message entries (version 3)', () => {
     expect(expandSignals({ v: 1, origin: message, signals: [base, 3] })).toEqual([base, 3]);
     expect(expandSignals({ v: 2, origin: message, signals: [null, 'x'] })).toEqual([null, 'x']);
     expect(expandSignals({ v: 3, origin: message, signals: [null, 'x'] })).toEqual([null, 'x']);
+  });
+});
+
+describe('readSignalMessage', () => {
+  const origin = { kind: 's3' as const, ref: 's3://b/in/k.csv@e1' };
+  const v3 = { v: 3, origin, source: 'in/k.csv', signals: [['#7', 'cpu', 1.5, '2024-01-01T00:00:00.000Z']] };
+  const wrap = (deflated: string) => JSON.stringify({ v: 4, origin, count: 1, deflated });
+  const failure = (body: string) => {
+    const read = readSignalMessage(body);
+    if (read.ok) throw new Error('expected a failure');
+    return read;
+  };
+
+  it('reads a plain message and the same message deflated (version 4)', () => {
+    const text = JSON.stringify(v3);
+    const body = deflateMessage(text, origin, 1, 1);
+    expect(JSON.parse(body)).toMatchObject({ v: 4, origin, count: 1 });
+    expect(readSignalMessage(text)).toEqual({ ok: true, message: v3 });
+    expect(readSignalMessage(body)).toEqual({ ok: true, message: v3 });
+    expect(readableMessageBody(body)).toBe(text);
+    expect(readableMessageBody(text)).toBe(text);
+  });
+
+  it('says why a body is not a message: not JSON, a bad wrapper, data that does not inflate or is not a message', () => {
+    expect(failure('not json')).toMatchObject({ reason: expect.stringMatching(/^message is not JSON/) });
+    expect(failure(JSON.stringify({ v: 4, origin }))).toMatchObject({
+      reason: expect.stringMatching(/^message is not a signal batch: .*deflated/),
+      json: { v: 4, origin },
+    });
+    expect(failure(wrap('not deflate data'))).toMatchObject({
+      reason: expect.stringMatching(/^message's deflated signals do not inflate/),
+    });
+    expect(failure(wrap(deflateRawSync('{"v":3,').toString('base64')))).toMatchObject({
+      reason: expect.stringMatching(/^message's inflated signals are not JSON/),
+    });
+    // A version 4 message inside another is not a message.
+    const nested = deflateMessage(deflateMessage(JSON.stringify(v3), origin, 1, 1), origin, 1, 1);
+    expect(failure(nested)).toMatchObject({
+      reason: expect.stringMatching(/^message is not a signal batch: v/),
+    });
+    expect(readableMessageBody(wrap('not deflate data'))).toBe(wrap('not deflate data'));
+  });
+
+  it('refuses to inflate past 8 MiB, whatever the body claims', () => {
+    const bomb = deflateRawSync(Buffer.alloc(9 * 1024 * 1024, 32)).toString('base64');
+    expect(bomb.length).toBeLessThan(64 * 1024);
+    expect(failure(wrap(bomb))).toMatchObject({
+      reason: expect.stringMatching(/^message's deflated signals do not inflate: .*(buffer|length|size)/i),
+    });
   });
 });
 
