@@ -43,8 +43,9 @@ export type Signal = z.infer<typeof SignalSchema>;
  *   only when it differs from that ref.
  * - Version 3 (what the sender writes) does the same in an array per signal, without key names, and with
  *   the message's default `source`: `[at, name, value, timestamp, attributes?, source?, id?]`, where
- *   `source` is left out (or null) when it is the message's and `id` when it is the origin's ref;
- *   `attributes` is null when a later element is present and there are none. A signal the message's
+ *   `timestamp` is the signal's, or its epoch milliseconds (what entries made from records carry: shorter,
+ *   and not formatted by the producer); `source` is left out (or null) when it is the message's and `id`
+ *   when it is the origin's ref; `attributes` is null when a later element is present and there are none. A signal the message's
  *   origin does not cover is a whole signal object.
  * - Version 4 wraps one of these: see {@link DeflatedMessageSchema}.
  * {@link readSignalMessage} reads any version from a message body; {@link expandSignals} restores whole
@@ -153,18 +154,21 @@ const MAX_MS = Date.parse('9999-12-31T23:59:59.999Z');
 /** `2024-05-01T12:00:05.000Z`: already what a signal carries. */
 const CANONICAL_LENGTH = 24;
 
-/** Turns a number, a numeric string, a Date or a bigint into an ISO-8601 UTC timestamp. */
-function toIsoTimestamp(input: unknown): string | { error: string } {
+/**
+ * Turns a number, a numeric string, an ISO-8601 string with a zone, a Date or a bigint into whole epoch
+ * milliseconds (a signal's timestamp is their {@link isoFromMs}).
+ */
+function toEpochMs(input: unknown): number | { error: string } {
   let ms: number;
   if (typeof input === 'string') {
     const s = input.length === CANONICAL_LENGTH ? input : input.trim();
     if (s === '') return { error: 'timestamp is required' };
     // The common cases first, without the general parse: epoch numbers, and timestamps already canonical
     // (a round trip through Date proves the calendar date valid).
-    if (NUMERIC.test(s)) return toIsoTimestamp(Number(s));
+    if (NUMERIC.test(s)) return toEpochMs(Number(s));
     if (s.length === CANONICAL_LENGTH && s.charCodeAt(23) === 90 /* Z */) {
       const t = Date.parse(s);
-      if (t >= MIN_MS && t <= MAX_MS && isoFromMs(t) === s) return s;
+      if (t >= MIN_MS && t <= MAX_MS && isoFromMs(t) === s) return t;
     }
     const m = ISO_WITH_ZONE.exec(s);
     if (!m) {
@@ -190,7 +194,7 @@ function toIsoTimestamp(input: unknown): string | { error: string } {
   } else if (input instanceof Date) {
     ms = input.getTime();
   } else if (typeof input === 'bigint') {
-    return toIsoTimestamp(Number(input));
+    return toEpochMs(Number(input));
   } else if (input === undefined || input === null) {
     return { error: 'timestamp is required' };
   } else {
@@ -200,7 +204,12 @@ function toIsoTimestamp(input: unknown): string | { error: string } {
   if (!(ms >= MIN_MS && ms <= MAX_MS)) {
     return { error: `timestamp ${clip(String(input))} is out of range` };
   }
-  return isoFromMs(ms);
+  return Math.trunc(ms) + 0; // as Date does; + 0 turns -0 into 0
+}
+
+/** A packed entry's epoch-millisecond timestamp as a signal's, or as it is when out of range. */
+function timestampOfEntry(input: unknown): unknown {
+  return typeof input === 'number' && input >= MIN_MS && input <= MAX_MS ? isoFromMs(input) : input;
 }
 
 const DAY_MS = 86_400_000;
@@ -301,7 +310,8 @@ export type EntryResult = { ok: true; entry: unknown[] } | { ok: false; reason: 
 interface SignalFields {
   readonly name: string;
   readonly value: number;
-  readonly timestamp: string;
+  /** Epoch milliseconds. */
+  readonly timestamp: number;
   readonly id: string | undefined;
   readonly source: string | undefined;
   readonly attributes: Record<string, string | number | boolean> | undefined;
@@ -366,7 +376,7 @@ function entryOf(
   at: string,
   name: string,
   value: number,
-  timestamp: string,
+  timestamp: string | number,
   attributes: Signal['attributes'] | null,
   ownSource: string | null,
   ownId: string | null,
@@ -380,7 +390,8 @@ function entryOf(
 function toSignal(fields: SignalFields, ctx: SignalContext): Signal {
   const id = fields.id ?? ctx.origin.ref;
   const source = fields.source ?? ctx.defaultSource;
-  const { name, value, timestamp, attributes } = fields;
+  const { name, value, attributes } = fields;
+  const timestamp = isoFromMs(fields.timestamp);
   // Two literals rather than a spread: this runs once per record.
   return attributes
     ? { id, name, value, source, timestamp, attributes, origin: ctx.origin }
@@ -418,15 +429,15 @@ function readFields(record: unknown): SignalFields | string {
   const value = toValue(r.value);
   if (typeof value !== 'number') errors.push(value.error);
 
-  const timestamp = toIsoTimestamp(r.timestamp);
-  if (typeof timestamp !== 'string') errors.push(timestamp.error);
+  const timestamp = toEpochMs(r.timestamp);
+  if (typeof timestamp !== 'number') errors.push(timestamp.error);
 
   const id = toOptionalString(r.id, 'id', 1024);
   if (typeof id === 'object') errors.push(id.error);
   const source = toOptionalString(r.source, 'source', 1024);
   if (typeof source === 'object') errors.push(source.error);
 
-  if (errors.length > 0 || name === undefined || typeof value !== 'number' || typeof timestamp !== 'string') {
+  if (errors.length > 0 || name === undefined || typeof value !== 'number' || typeof timestamp !== 'number') {
     return `${errors.join('; ')}${nearMisses(r)}`;
   }
 
@@ -531,7 +542,7 @@ export function expandSignals(message: SignalMessage): unknown[] {
         name,
         value,
         source: source ?? message.source,
-        timestamp,
+        timestamp: timestampOfEntry(timestamp),
         ...(attributes !== undefined && attributes !== null ? { attributes } : {}),
         origin: { kind, ref },
       };

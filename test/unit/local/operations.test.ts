@@ -15,6 +15,7 @@ import { BatchGetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamod
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { backfill, dropFiles, ledgerEntries, listDlq, redriveDlq } from '../../../local/operations.ts';
+import { deflateMessage } from '../../../shared/signal.ts';
 import type { Target } from '../../../local/target.ts';
 import type { AwsClients } from '../../../shared/clients.ts';
 import type { LedgerItem } from '../../../shared/ledger.ts';
@@ -196,6 +197,21 @@ describe('listDlq', () => {
     expect(sqs).toHaveReceivedCommandWith(ReceiveMessageCommand, { QueueUrl: QUEUES.signalsDlq });
     expect(sqs).not.toHaveReceivedCommand(DeleteMessageCommand);
     expect(sqs).not.toHaveReceivedCommand(SendMessageCommand);
+  });
+
+  it('shows what a deflated signal message wraps', async () => {
+    // Prepare
+    const plain = JSON.stringify({ v: 3, origin: { kind: 's3', ref: 's3://b/k@e' }, signals: [['#2', 'cpu', 1]] });
+    const deflated = deflateMessage(plain, { kind: 's3', ref: 's3://b/k@e' }, 1, 1);
+    sqs.on(ReceiveMessageCommand).resolves({});
+    sqs
+      .on(ReceiveMessageCommand, { QueueUrl: QUEUES.signalsDlq })
+      .resolvesOnce({ Messages: [message('s1', { Body: deflated })] })
+      .resolves({});
+    // Act
+    const messages = await listDlq(targetFactory(clients));
+    // Assess
+    expect(messages.map((m) => m.body)).toEqual([plain]);
   });
 
   it('lists at most max messages of a queue', async () => {

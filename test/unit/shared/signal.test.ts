@@ -253,6 +253,16 @@ describe('packed message entries (version 3)', () => {
     expect(expandSignals({ v: 2, origin: message, signals: v2 })).toEqual([base, { ...base, id: 'x-1' }]);
   });
 
+  it('restores an epoch-millisecond timestamp, and leaves one out of range for validation to reject', () => {
+    const at = (timestamp: unknown) =>
+      expandSignals({ v: 3, origin: message, source, signals: [['#7', 'cpu', 1.5, timestamp]] });
+    expect(at(Date.parse(base.timestamp))).toEqual([base]);
+    expect(at(1.5)).toEqual([{ ...base, timestamp: '1970-01-01T00:00:00.001Z' }]);
+    const [far] = at(1e20);
+    expect(far).toMatchObject({ timestamp: 1e20 });
+    expect(parseSignal(far)).toMatchObject({ ok: false, reason: expect.stringContaining('timestamp') });
+  });
+
   it('hands version 1 signals and entries of another shape through for validation to judge', () => {
     expect(expandSignals({ v: 1, origin: message, signals: [base, 3] })).toEqual([base, 3]);
     expect(expandSignals({ v: 2, origin: message, signals: [null, 'x'] })).toEqual([null, 'x']);
@@ -387,7 +397,7 @@ describe('normaliseEntry', () => {
     { requiredKeys: [] },
   );
 
-  it("makes the entry signalEntry makes of normaliseSignal's signal, or gives its reason", () => {
+  it("makes the entry signalEntry makes of normaliseSignal's signal (with epoch milliseconds), or gives its reason", () => {
     fc.assert(
       fc.property(record, fc.integer({ min: 1, max: 1_000_000 }), fc.boolean(), (generated, row, ownRef) => {
         const at = `#${row}`;
@@ -398,8 +408,18 @@ describe('normaliseEntry', () => {
           defaultSource: source,
         });
         const direct = normaliseEntry(rec, at, message, source);
-        if (whole.ok) expect(direct).toEqual({ ok: true, entry: signalEntry(whole.signal, message, source) });
-        else expect(direct).toEqual(whole);
+        if (!whole.ok) {
+          expect(direct).toEqual(whole);
+          return;
+        }
+        if (!direct.ok) throw new Error(direct.reason);
+        const expected = [...(signalEntry(whole.signal, message, source) as unknown[])];
+        expected[3] = Date.parse(whole.signal.timestamp);
+        expect(direct.entry).toEqual(expected);
+        // The scorer's side: the entry expands into the same signal.
+        expect(expandSignals({ v: 3, origin: message, source, signals: [direct.entry] })).toEqual([
+          whole.signal,
+        ]);
       }),
       { seed: 20261201, numRuns: 3000 },
     );
@@ -412,7 +432,7 @@ describe('normaliseEntry', () => {
       if (!out.ok) throw new Error(out.reason);
       return out.entry;
     };
-    const ts = '2023-11-14T22:13:20.000Z';
+    const ts = 1_700_000_000_000;
     expect(entry(base)).toEqual(['#7', 'cpu', 1.5, ts]);
     expect(entry({ ...base, id: 's3://b/in/k.csv@e1#7', source })).toEqual(['#7', 'cpu', 1.5, ts]);
     expect(entry({ ...base, host: 'h' })).toEqual(['#7', 'cpu', 1.5, ts, { host: 'h' }]);
