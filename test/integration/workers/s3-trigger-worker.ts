@@ -13,7 +13,9 @@ if (!queueUrl || !queueArn) throw new Error('usage: s3-trigger-worker <file-even
 
 const { handler } = await import('../../../functions/s3-trigger/handler.ts');
 startSqsEventSource({
-  sqs: new SQSClient({}),
+  // The event source stands for Lambda's own poller: it reads the queue where it is, not through the
+  // proxy the handler's calls may go through (AWS_ENDPOINT_URL).
+  sqs: new SQSClient({ endpoint: new URL(queueUrl).origin }),
   queueUrl,
   queueArn,
   batchSize: settings.fileEvents.batchSize,
