@@ -11,7 +11,22 @@ export { MetricUnit };
  */
 export function createObservability(serviceName: string): { logger: Logger; metrics: Metrics } {
   const logger = new Logger({ serviceName });
-  const metrics = new Metrics({ namespace: settings.metricsNamespace, serviceName });
+  const metrics = new Metrics({
+    namespace: settings.metricsNamespace,
+    serviceName,
+    // Metrics' own messages (one string each) go through the function's logger. Its warning that an
+    // invocation had no metrics to publish (an event acknowledged without work) is routine here: logged
+    // at DEBUG instead of as an unstructured console line per such invocation.
+    logger: {
+      debug: (message: unknown) => logger.debug(String(message)),
+      info: (message: unknown) => logger.info(String(message)),
+      warn: (message: unknown) =>
+        String(message).startsWith('No application metrics')
+          ? logger.debug(String(message))
+          : logger.warn(String(message)),
+      error: (message: unknown) => logger.error(String(message)),
+    },
+  });
   return { logger, metrics };
 }
 
