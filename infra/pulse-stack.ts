@@ -1,4 +1,4 @@
-import { CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, type CfnResource, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import { AttributeType, BillingMode, ProjectionType, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
 import { PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
@@ -228,6 +228,14 @@ export class PulseStack extends Stack {
       ...(props.database ? { database: props.database } : {}),
       ...(props.kafka ? { kafka: props.kafka } : {}),
     });
+
+    // The scorer reads every message version the producers have written, and a producer's new code may
+    // write one an older scorer cannot read (version 4, deflated, did): CloudFormation updates the scorer
+    // before the functions that send to it, so no message is quarantined for its version during a deploy.
+    const scorerFunction = this.scorer.node.defaultChild as CfnResource;
+    for (const producer of [this.s3Trigger, this.producers.dbPoller, this.producers.kafkaConsumer]) {
+      (producer.node.defaultChild as CfnResource).addDependency(scorerFunction);
+    }
 
     this.monitoring = new Monitoring(this, 'Monitoring', {
       fileEvents: this.fileEvents,

@@ -548,6 +548,23 @@ describe('functions', () => {
     expect(nodeFunctions).toHaveLength(4);
   });
 
+  it('updates the scorer before the functions that send to it (a new message version is readable first)', () => {
+    // Prepare
+    const template = synth();
+    const scorer = logicalId(template, 'Scorer', 'AWS::Lambda::Function');
+
+    // Act
+    const dependsOn = (id: string) =>
+      (resourcesOf(template)[logicalId(template, id, 'AWS::Lambda::Function')] as { DependsOn?: string[] })
+        .DependsOn ?? [];
+
+    // Assess
+    for (const producer of ['S3Trigger', 'ProducersDbPoller', 'ProducersKafkaConsumer']) {
+      expect(dependsOn(producer), producer).toContain(scorer);
+    }
+    expect(dependsOn('Scorer')).not.toContain(logicalId(template, 'S3Trigger', 'AWS::Lambda::Function'));
+  });
+
   it.each([
     ['FileEvents', 'S3Trigger', settings.fileEvents],
     ['Signals', 'Scorer', settings.signals],
