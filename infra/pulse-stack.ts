@@ -234,7 +234,10 @@ export class PulseStack extends Stack {
     // before the functions that send to it, so no message is quarantined for its version during a deploy.
     const scorerFunction = this.scorer.node.defaultChild as CfnResource;
     for (const producer of [this.s3Trigger, this.producers.dbPoller, this.producers.kafkaConsumer]) {
-      (producer.node.defaultChild as CfnResource).addDependency(scorerFunction);
+      (producer.node.defaultChild as CfnResource).addResourceDependency(
+        scorerFunction,
+        'the scorer reads the message versions the producer writes',
+      );
     }
 
     this.monitoring = new Monitoring(this, 'Monitoring', {

@@ -15,11 +15,11 @@ import { BatchGetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamod
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { backfill, dropFiles, ledgerEntries, listDlq, redriveDlq } from '../../../local/operations.ts';
-import { deflateMessage } from '../../../shared/signal.ts';
 import type { Target } from '../../../local/target.ts';
 import type { AwsClients } from '../../../shared/clients.ts';
 import type { LedgerItem } from '../../../shared/ledger.ts';
 import { settings } from '../../../shared/settings.ts';
+import { deflateMessage } from '../../../shared/signal.ts';
 import { mockableClients } from '../../helpers/clients.ts';
 import { BUCKET, fakeTarget, LEDGER, QUEUES } from '../../helpers/target.ts';
 
@@ -201,7 +201,11 @@ describe('listDlq', () => {
 
   it('shows what a deflated signal message wraps', async () => {
     // Prepare
-    const plain = JSON.stringify({ v: 3, origin: { kind: 's3', ref: 's3://b/k@e' }, signals: [['#2', 'cpu', 1]] });
+    const plain = JSON.stringify({
+      v: 3,
+      origin: { kind: 's3', ref: 's3://b/k@e' },
+      signals: [['#2', 'cpu', 1]],
+    });
     const deflated = deflateMessage(plain, { kind: 's3', ref: 's3://b/k@e' }, 1, 1);
     sqs.on(ReceiveMessageCommand).resolves({});
     sqs
