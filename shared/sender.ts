@@ -3,7 +3,7 @@ import {
   type SendMessageBatchRequestEntry,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
-import { PermanentError, SendFailedError } from './errors.ts';
+import { ConfigError, PermanentError, SendFailedError } from './errors.ts';
 import { settings } from './settings.ts';
 import { deflateMessage, type Origin, type Signal, signalEntry } from './signal.ts';
 
@@ -106,6 +106,11 @@ export class SignalSender {
     this.#bulkRoom = this.#room * BULK_FILL;
     this.#maxSignals = opts.maxSignalsPerMessage ?? settings.signals.maxSignalsPerMessage;
     this.#deflateLevel = opts.deflateLevel ?? settings.signals.deflateLevel;
+    if (!Number.isInteger(this.#deflateLevel) || this.#deflateLevel < 0 || this.#deflateLevel > 9) {
+      throw new ConfigError(
+        `signals deflateLevel must be a whole number from 0 (off) to 9, not ${this.#deflateLevel}`,
+      );
+    }
     this.#maxBatchBytes = opts.maxBatchBytes ?? settings.signals.maxBatchBytes;
     this.#maxEntries = opts.maxEntries ?? settings.signals.maxEntriesPerBatch;
     this.#maxInFlight = opts.maxInFlight ?? settings.signals.maxInFlightBatches;

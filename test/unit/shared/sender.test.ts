@@ -99,6 +99,14 @@ describe('SignalSender', () => {
     expect(deflating.stats.requests).toBeLessThan(plain.stats.requests);
   });
 
+  it('refuses a deflate level zlib does not have, before sending anything', () => {
+    for (const deflateLevel of [-1, 10, 1.5, Number.NaN]) {
+      expect(() => new SignalSender(new SQSClient({}), 'q', origin, { deflateLevel })).toThrow(
+        /deflateLevel must be a whole number from 0 \(off\) to 9/,
+      );
+    }
+  });
+
   it('sends a message as plain JSON when deflating would not make it smaller', async () => {
     // Prepare: one small signal, which the wrapper and base64 make larger than its plain message.
     sqs.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
