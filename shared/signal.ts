@@ -45,8 +45,8 @@ export type Signal = z.infer<typeof SignalSchema>;
  *   the message's default `source`: `[at, name, value, timestamp, attributes?, source?, id?]`, where
  *   `timestamp` is the signal's, or its epoch milliseconds (what entries made from records carry: shorter,
  *   and not formatted by the producer); `source` is left out (or null) when it is the message's and `id`
- *   when it is the origin's ref; `attributes` is null when a later element is present and there are none. A signal the message's
- *   origin does not cover is a whole signal object.
+ *   when it is the origin's ref; `attributes` is null when a later element is present and there are
+ *   none. A signal the message's origin does not cover is a whole signal object.
  * - Version 4 wraps one of these: see {@link DeflatedMessageSchema}.
  * {@link readSignalMessage} reads any version from a message body; {@link expandSignals} restores whole
  * signals from it.
