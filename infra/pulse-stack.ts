@@ -187,6 +187,7 @@ export class PulseStack extends Stack {
       new SqsEventSource(this.fileEvents, {
         batchSize: settings.fileEvents.batchSize,
         maxBatchingWindow: Duration.seconds(settings.fileEvents.maxBatchingWindowSeconds),
+        maxConcurrency: settings.fileEvents.maxConcurrency,
         reportBatchItemFailures: true,
       }),
     );

@@ -37,6 +37,13 @@ export const settings = {
      */
     batchSize: 1,
     maxBatchingWindowSeconds: 0,
+    /**
+     * s3-trigger invocations the queue's event source runs at once (its maximum concurrency, 2..1000):
+     * files and the parts of split files beyond it wait on the queue, not in throttled invocations, so
+     * a burst of uploads or a file split into hundreds of parts cannot take the account's concurrency or
+     * flood the signals queue and the scorer.
+     */
+    maxConcurrency: 50,
     /** Deliveries before a message that could not be handled at all moves to the DLQ (3..10). */
     maxReceiveCount: 5,
     retentionDays: 14,

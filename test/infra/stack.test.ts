@@ -565,6 +565,30 @@ describe('functions', () => {
     expect(dependsOn('Scorer')).not.toContain(logicalId(template, 'S3Trigger', 'AWS::Lambda::Function'));
   });
 
+  it('caps the s3-trigger invocations its queue runs at once (files and parts wait on the queue)', () => {
+    // Prepare
+    const template = synth();
+
+    // Act
+    const mappings = Object.values(resourcesOf(template)).filter(
+      (r) => r.Type === 'AWS::Lambda::EventSourceMapping',
+    );
+    const of = (queue: string) =>
+      mappings.find(
+        (r) =>
+          JSON.stringify(r.Properties.EventSourceArn) ===
+          JSON.stringify(arnOf(template, queue, 'AWS::SQS::Queue')),
+      )?.Properties;
+
+    // Assess
+    expect(settings.fileEvents.maxConcurrency).toBeGreaterThanOrEqual(2);
+    expect(settings.fileEvents.maxConcurrency).toBeLessThanOrEqual(1000);
+    expect(of('FileEvents')?.ScalingConfig).toEqual({
+      MaximumConcurrency: settings.fileEvents.maxConcurrency,
+    });
+    expect(of('Signals')?.ScalingConfig).toBeUndefined();
+  });
+
   it.each([
     ['FileEvents', 'S3Trigger', settings.fileEvents],
     ['Signals', 'Scorer', settings.signals],
