@@ -199,6 +199,10 @@ export class Ledger {
   /**
    * Takes the lease on an object version. Succeeds only if no item exists, the item is DISCOVERED,
    * it FAILED transiently with attempts left, or its PROCESSING lease expired with attempts left.
+   * A split file whose plan is recorded (`parts` set) is claimed after its lease expired even with no
+   * attempts left: all that is left to do is announcing the parts it recorded and marking it SPLIT, which
+   * reads nothing and may be repeated. Failing it instead would leave parts that may already run, or were
+   * never announced, under a FAILED file. The queue's receive count still bounds the tries.
    */
   async claim(file: FileRef, owner: string, meta: ClaimMeta = {}): Promise<ClaimResult> {
     const now = this.#now();
@@ -211,6 +215,7 @@ export class Ledger {
           ConditionExpression:
             'attribute_not_exists(pk) OR #status = :discovered' +
             ' OR (#status = :processing AND leaseExpiresAt < :now AND attempts < :max)' +
+            ' OR (#status = :processing AND leaseExpiresAt < :now AND attribute_exists(parts))' +
             ' OR (#status = :failed AND retryable = :true AND attempts < :max)',
           UpdateExpression:
             `SET #status = :processing, leaseOwner = :owner, leaseExpiresAt = :expires, ${id.set},` +

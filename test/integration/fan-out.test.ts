@@ -4,7 +4,10 @@ import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { partMessage } from '../../functions/s3-trigger/events.ts';
-import type { LedgerItem } from '../../shared/ledger.ts';
+import { planParts } from '../../functions/s3-trigger/fan-out.ts';
+import { detectFormat } from '../../functions/s3-trigger/parsers/index.ts';
+import { Ledger, type LedgerItem } from '../../shared/ledger.ts';
+import { settings } from '../../shared/settings.ts';
 import { setUpPipeline, waitFor } from './pipeline.ts';
 
 /**
@@ -217,6 +220,67 @@ describe('fan-out: large files split into parts ingested side by side (moto)', (
     const after = (await p.ledgerItems()).find((i) => i.key === key && i.part === undefined);
     expect(after).toMatchObject({ status: 'SUCCESS', records: rows, rejected: 0, attempts: 1 });
     expect(after?.duplicates ?? 0).toBe(1);
+  }, 300_000);
+
+  it('announces the recorded parts of a file whose coordinator ran out of attempts after planning', async () => {
+    // Prepare: 6,000 NDJSON lines (about 400 kB). The plan is made on a copy outside incoming/ (no event;
+    // the same bytes give the same ETag and the same ranges).
+    const rows = 6_000;
+    const lines = Array.from({ length: rows }, (_, n) =>
+      JSON.stringify({
+        name: 'fan_coord',
+        value: n % 7,
+        timestamp: 1_700_000_000 + n,
+        pad: 'p'.repeat(n % 30),
+      }),
+    );
+    const body = Buffer.from(`${lines.join('\n')}\n`);
+    const key = 'incoming/fan-out-coordinator.ndjson';
+    const etag = await put('staging/fan-out-coordinator.ndjson', body);
+    const format = detectFormat(key);
+    if (!format) throw new Error('no format');
+    const plan = await planParts(
+      p.clients.s3,
+      { bucket: p.names.bucket, key: 'staging/fan-out-coordinator.ndjson', etag },
+      format,
+      body.length,
+      { minBytes: 50_000, partBytes: 100_000, maxParts: 200 },
+      () => {},
+    );
+    if (!plan.split) throw new Error(`not split: ${plan.reason}`);
+    // Three coordinators in turn, a minute ago: the first recorded the plan, each died before marking the
+    // file SPLIT; the last lease has expired and no attempts are left.
+    let now = Date.now() - 60_000;
+    const dead = new Ledger(p.clients.doc, p.names.ledgerTable, {
+      leaseSeconds: 1,
+      maxAttempts: settings.ledger.maxAttempts,
+      now: () => now,
+    });
+    const file = { bucket: p.names.bucket, key, etag };
+    for (let attempt = 1; attempt <= settings.ledger.maxAttempts; attempt++) {
+      expect(await dead.claim(file, `dead-${attempt}`, { size: body.length })).toMatchObject({
+        claimed: true,
+      });
+      if (attempt === 1) await dead.planParts(file, 'dead-1', plan.ranges, { size: body.length });
+      now += 2_000;
+    }
+    // Act: the object's S3 event comes (again).
+    expect(await put(key, body)).toBe(etag);
+    const ended = await waitFor(
+      `${key} ended`,
+      async () =>
+        (await p.ledgerItems()).find(
+          (i) => i.key === key && i.part === undefined && (i.status === 'SUCCESS' || i.status === 'FAILED'),
+        ),
+      180_000,
+    );
+    // Assess: the parts were announced and ingested; the file ended SUCCESS, not FAILED as expired.
+    expect(ended).toMatchObject({ status: 'SUCCESS', records: rows, rejected: 0, parts: plan.ranges.length });
+    expect(ended.attempts).toBe(settings.ledger.maxAttempts + 1);
+    const ids = await scoredIds(key, etag, 'fan_coord', rows);
+    expect(new Set(ids).size).toBe(rows);
+    expect(ids).toHaveLength(rows);
+    expect((await partItems(key)).every((x) => x.status === 'SUCCESS' && x.attempts === 1)).toBe(true);
   }, 300_000);
 
   it('reads a CSV whole when the scan is unsure of its quoting (text after a closing quote)', async () => {

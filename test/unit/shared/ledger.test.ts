@@ -114,6 +114,19 @@ describe('Ledger', () => {
     });
   });
 
+  it('claims a split file whose plan is recorded after its lease expired, even with no attempts left', async () => {
+    // Prepare: the coordinator recorded 4 parts, then died; attempts are used up.
+    ddb.on(UpdateCommand).resolves({ Attributes: { attempts: 4, parts: 4 } });
+    // Act
+    const out = await ledger.claim(file, 'w2');
+    // Assess: claimed to announce the recorded parts (only `parts` lifts the limit).
+    expect(out).toEqual({ claimed: true, attempt: 4, parts: 4 });
+    const input = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
+    expect(input?.ConditionExpression).toContain(
+      '(#status = :processing AND leaseExpiresAt < :now AND attribute_exists(parts))',
+    );
+  });
+
   it('reports failed for a permanently FAILED version', async () => {
     ddb.on(UpdateCommand).rejects(conditionFailed());
     ddb.on(GetCommand).resolves({ Item: item({ status: 'FAILED', retryable: false }) });
