@@ -183,9 +183,12 @@ async function* fromOffset(
     }
   } catch (err) {
     if (!(err instanceof MalformedFileError)) throw err;
+    // The reason, not the message: the message's location counts from the re-read's start. Rows and bytes
+    // are shifted to the whole file's; physical lines cannot be (the lines before the offset are not
+    // known), so the location has none.
     const at = err.location;
     throw new MalformedFileError(
-      `${err.message}, in the part read again from byte ${resume.position} after row ${resume.row}`,
+      `${err.reason}, reading from byte ${resume.position} (after row ${resume.row})`,
       {
         ...(at.row !== undefined ? { row: at.row + rowShift } : {}),
         ...(at.byteOffset !== undefined && at.byteOffset >= prefix.length

@@ -208,7 +208,7 @@ function toMalformed(
   switch (code) {
     case 'CSV_QUOTE_NOT_CLOSED':
       return new MalformedFileError(
-        `CSV quoted field is never closed (the record starts at line ${startLine})`,
+        'CSV quoted field is never closed: the location is where its record starts',
         { ...here, line: startLine },
         opts,
       );

@@ -424,6 +424,29 @@ describe.each(['off', 'on'] as const)('checkpoints (CSV parse thread %s)', (pars
     expect(bytes[checkpoint.position - 1]).toBe(0x0a);
   });
 
+  it('fails a CSV that breaks after its checkpoint at the row of the whole file, with no line of the re-read', async () => {
+    // Prepare: a quoted field that never closes after the last row.
+    const bytes = Buffer.from(`${csvText()}ckpt,1,1700009999,"never closed\r\nckpt,2,1700009999,x\r\n`);
+    const full = await uninterrupted('incoming/c.csv', bytes);
+    const whole = full.ledger.fail.mock.calls[0]?.[2]?.errorMessage ?? '';
+    const location = /\(at row (\d+), line \d+\)$/.exec(whole);
+    expect(whole).toMatch(/^CSV quoted field is never closed/);
+    expect(location?.[1]).toBe(String(ROWS + 1));
+    const checkpoint = full.checkpoints.at(-1) as Checkpoint;
+    serve(bytes);
+    const ledger = fakeLedger({ claimed: true, attempt: 2, checkpoint });
+    // Act
+    const out = await ingestFile(
+      { bucket: 'b', key: 'incoming/c.csv', etag: 'e1', size: bytes.length },
+      deps(ledger),
+    );
+    // Assess: the same row; the re-read's own row and line are nowhere in the message.
+    expect(out.status).toBe('FAILED');
+    expect(ledger.fail.mock.calls[0]?.[2]?.errorMessage).toBe(
+      `CSV quoted field is never closed: the location is where its record starts, reading from byte ${checkpoint.position} (after row ${checkpoint.row}) (at row ${location?.[1]})`,
+    );
+  });
+
   it('stops as lease-lost, writing nothing more, when the lease is lost while a checkpoint is written', async () => {
     // Prepare
     const bytes = Buffer.from(csvText());
