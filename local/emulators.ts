@@ -160,7 +160,8 @@ async function startOn(
   const fd = openSync(logFile, 'a');
   let child: ChildProcess;
   try {
-    // Through scripts/moto_server.py: moto itself, with TransactWriteItems made fast and isolated.
+    // Through scripts/moto_server.py: moto itself, with TransactWriteItems made fast and isolated, and scans
+    // and sends that do not slow down as a table or queue grows.
     const python = join(motoServer, '..', 'python');
     const launcher = join(root, 'scripts', 'moto_server.py');
     const state = options.stateFile ? ['--state', options.stateFile] : [];

@@ -133,7 +133,8 @@ cmd_start() {
 
   mkdir -p "$RUN_DIR" "$LOG_DIR"
   printf '\n=== %s moto_server -H %s -p %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$HOST" "$port" >>"$LOG_FILE"
-  # moto through our launcher (scripts/moto_server.py): fast, isolated TransactWriteItems.
+  # moto through our launcher (scripts/moto_server.py): fast, isolated TransactWriteItems; scans and sends
+  # that do not slow down as a table or queue grows.
   nohup "$VENV/bin/python" "$ROOT/scripts/moto_server.py" -H "$HOST" -p "$port" >>"$LOG_FILE" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$PID_FILE"
