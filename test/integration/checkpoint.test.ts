@@ -1,12 +1,12 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { gzipSync } from 'node:zlib';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parseParquet } from '../../functions/s3-trigger/parsers/parquet.ts';
 import type { Checkpoint, LedgerItem } from '../../shared/ledger.ts';
+import { startS3TriggerWorkerVia, type Worker } from '../helpers/workers.ts';
+import { type FaultProxy, startFaultProxy } from '../reliability/fault-proxy.ts';
 import { csvFile, setUpPipeline, waitFor } from './pipeline.ts';
 
 /**
@@ -16,7 +16,8 @@ import { csvFile, setUpPipeline, waitFor } from './pipeline.ts';
  */
 describe('resume from a checkpoint after a crash (moto)', () => {
   let p: Awaited<ReturnType<typeof setUpPipeline>>;
-  let child: ChildProcess | undefined;
+  let slow: FaultProxy;
+  let child: Worker | undefined;
 
   beforeAll(async () => {
     // Read by the in-process handler when setUpPipeline imports it, and passed on to the worker below.
@@ -26,42 +27,27 @@ describe('resume from a checkpoint after a crash (moto)', () => {
       heartbeatSeconds: 1,
       visibility: { fileEvents: 4, signals: 4 },
     });
+    // The worker's calls go through a proxy adding latency, so that a file takes seconds whatever the
+    // emulator's speed: time for checkpoints to be written before the worker is killed.
+    slow = await startFaultProxy({
+      target: inject('motoEndpoint'),
+      before: 0,
+      after: 0,
+      delayMs: 40,
+      seed: 1,
+    });
   });
   afterEach(async () => {
-    child?.kill('SIGKILL');
+    await child?.kill();
     child = undefined;
     await p?.stopAll();
   });
   afterAll(async () => {
     await p?.stopAll();
+    await slow?.close();
   });
 
   const item = async (key: string) => (await p.ledgerItems()).find((i) => i.key === key);
-
-  /** Starts a stand-alone worker on the file-events queue, as crash.test.ts does. */
-  async function startWorker(): Promise<ChildProcess> {
-    const worker = spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        'test/integration/workers/s3-trigger-worker.ts',
-        p.resources.queues.fileEvents.url,
-        p.resources.queues.fileEvents.arn,
-      ],
-      // Small messages make many SendMessageBatch calls: the file takes long enough to checkpoint.
-      {
-        env: { ...process.env, ...p.env, SIGNALS_MAX_MESSAGE_BYTES: '1024', LEDGER_CHECKPOINT_SECONDS: '1' },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    );
-    const [ready] = await Promise.race([
-      once(worker.stdout as NodeJS.ReadableStream, 'data'),
-      once(worker, 'exit'),
-    ]);
-    expect(String(ready)).toContain('ready');
-    return worker;
-  }
 
   /**
    * Drops the file, kills the worker once a checkpoint holding rejects is in the ledger, lets an
@@ -72,8 +58,11 @@ describe('resume from a checkpoint after a crash (moto)', () => {
     body: Buffer,
     expected: { good: number; bad: number; badRows: number[]; series: string },
   ): Promise<{ done: LedgerItem; resumedFrom: Checkpoint }> {
-    // Prepare
-    child = await startWorker();
+    // Prepare: small messages make many SendMessageBatch calls.
+    child = await startS3TriggerWorkerVia(p, slow.url, {
+      SIGNALS_MAX_MESSAGE_BYTES: '1024',
+      LEDGER_CHECKPOINT_SECONDS: '1',
+    });
 
     // Act: drop the file, kill the worker right after a checkpoint that covers some rejects.
     await p.clients.s3.send(new PutObjectCommand({ Bucket: p.names.bucket, Key: key, Body: body }));
@@ -82,14 +71,15 @@ describe('resume from a checkpoint after a crash (moto)', () => {
       async () => {
         const i = await item(key);
         if (i?.status !== 'PROCESSING' && i?.status !== undefined) {
-          throw new Error(`${key} ended ${i.status} before it could be killed after a checkpoint`);
+          throw new Error(
+            `${key} ended ${i.status} in ${i.durationMs} ms, before it could be killed after a checkpoint`,
+          );
         }
         return i?.checkpoint && i.checkpoint.rejectsKeys.length > 0 ? i.checkpoint : undefined;
       },
       60_000,
     );
-    child.kill('SIGKILL');
-    await once(child, 'exit');
+    await child.kill();
     child = undefined;
     const killed = await item(key);
     expect(killed?.status).toBe('PROCESSING');
