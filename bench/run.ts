@@ -77,6 +77,7 @@ async function main(): Promise<void> {
   const smallPath = join(WORK, 'small.csv');
   writeFileSync(smallPath, small.data);
   const largePath = join(WORK, 'large.csv');
+  const large = await writeCsvFile(largePath, LARGE_BYTES);
 
   const moto = await startMoto();
   const proxy = await startDynamoCountingProxy(moto.endpoint);
@@ -123,10 +124,6 @@ async function main(): Promise<void> {
           ...extra,
         });
     };
-    // Written only now: the kernel writes a gigabyte of new pages back to disk over the following minute,
-    // which would take CPU from the throughput rounds above if they ran then.
-    log(`writing the ${round(LARGE_BYTES / MB, 0)} MB file of the large peak-RSS run`);
-    const large = await writeCsvFile(largePath, LARGE_BYTES);
     const rss = (path: string, size: number, key: string) => serveAndIngest(path, size, key)();
     log('peak RSS: 10 MB file in a fresh process');
     const rssSmall = await rss(smallPath, small.data.length, `incoming/rss-small-${Date.now()}.csv`);
