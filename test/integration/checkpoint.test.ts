@@ -5,8 +5,8 @@ import { parquetWriteBuffer } from 'hyparquet-writer';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parseParquet } from '../../functions/s3-trigger/parsers/parquet.ts';
 import type { Checkpoint, LedgerItem } from '../../shared/ledger.ts';
+import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
 import { startS3TriggerWorkerVia, type Worker } from '../helpers/workers.ts';
-import { type FaultProxy, startFaultProxy } from '../reliability/fault-proxy.ts';
 import { csvFile, setUpPipeline, waitFor } from './pipeline.ts';
 
 /**

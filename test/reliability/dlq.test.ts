@@ -6,9 +6,9 @@ import { redriveDlq } from '../../local/operations.ts';
 import { createResources } from '../../local/resources.ts';
 import type { Target } from '../../local/target.ts';
 import type { Signal } from '../../shared/signal.ts';
+import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
 import { decodeSignals } from '../helpers/signals.ts';
 import { csvFile, setUpPipeline, waitFor } from '../integration/pipeline.ts';
-import { type FaultProxy, startFaultProxy } from './fault-proxy.ts';
 import { expectExactlyOnce, goodRows, type Pipeline, s3Ids } from './invariants.ts';
 
 /**

@@ -4,9 +4,9 @@ import type { Context, SQSEvent } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { lambdaContext } from '../../local/lambda-context.ts';
 import { sqsEventFactory, sqsRecordFactory } from '../helpers/factories.ts';
+import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
 import { startS3TriggerWorkerVia, type Worker } from '../helpers/workers.ts';
 import { csvFile, setUpPipeline, waitFor } from '../integration/pipeline.ts';
-import { type FaultProxy, startFaultProxy } from './fault-proxy.ts';
 
 /**
  * At-least-once delivery: S3 notifications and SQS messages arrive more than once, at the same time,

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
 import { csvFile, setUpPipeline, waitFor } from '../integration/pipeline.ts';
-import { type FaultProxy, startFaultProxy } from './fault-proxy.ts';
 
 /**
  * Throttled and failing services: every AWS call of the handlers (S3, SQS, DynamoDB) goes through a

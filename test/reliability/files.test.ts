@@ -4,9 +4,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vi
 import { lambdaContext } from '../../local/lambda-context.ts';
 import { uniquePrefix } from '../../local/names.ts';
 import { sqsEventFactory, sqsRecordFactory } from '../helpers/factories.ts';
+import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
 import { startS3TriggerWorkerVia, type Worker } from '../helpers/workers.ts';
 import { csvFile, setUpPipeline, waitFor } from '../integration/pipeline.ts';
-import { type FaultProxy, startFaultProxy } from './fault-proxy.ts';
 import { expectExactlyOnce, goodRows, objectCreated, type Pipeline, s3Ids } from './invariants.ts';
 
 /**
