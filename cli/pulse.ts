@@ -351,7 +351,7 @@ program
       else process.stderr.write('\n');
       console.log(
         `listed ${result.listed}: ${result.enqueued} enqueued, ${result.known} already in the ledger, ` +
-          `${result.unsupported} with an unsupported suffix`,
+          `${result.ignored} folder markers or rejects ignored`,
       );
     });
   });

@@ -134,14 +134,16 @@ export class PulseStack extends Stack {
     this.signals = signals.queue;
     this.signalsDlq = signals.dlq;
 
-    // S3 allows one filter rule per name, so each suffix is its own notification.
-    const destination = new AccountBoundQueueDestination(this.fileEvents);
-    for (const suffix of settings.bucket.suffixes) {
-      this.bucket.addEventNotification(EventType.OBJECT_CREATED, destination, {
+    // Every object under the prefix, whatever its name: S3's suffix filters are case-sensitive, so filtering
+    // on `.csv` would never tell s3-trigger of a `REPORT.CSV` (which it reads) nor of a `data.tsv` (which it
+    // records as SKIPPED, with the reason): such files would sit in the bucket unseen.
+    this.bucket.addEventNotification(
+      EventType.OBJECT_CREATED,
+      new AccountBoundQueueDestination(this.fileEvents),
+      {
         prefix: settings.bucket.incomingPrefix,
-        suffix,
-      });
-    }
+      },
+    );
 
     this.ledger = new Table(this, 'Ledger', {
       partitionKey: { name: 'pk', type: AttributeType.STRING },

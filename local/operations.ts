@@ -212,8 +212,8 @@ export interface BackfillProgress {
 
 export interface BackfillResult {
   readonly listed: number;
-  /** Objects whose suffix the pipeline does not read (not enqueued). */
-  readonly unsupported: number;
+  /** Folder markers and rejects, which s3-trigger never records (not enqueued). */
+  readonly ignored: number;
   /** Objects the ledger already holds in their current version. */
   readonly known: number;
   readonly enqueued: number;
@@ -221,8 +221,9 @@ export interface BackfillResult {
 
 /**
  * Lists the objects under `prefix` (paginated) and enqueues on the file-events queue a backfill
- * message for each one whose current version the ledger has not seen. Objects whose suffix the
- * bucket's notification would not match are counted, not enqueued.
+ * message for each one whose current version the ledger has not seen, as the bucket's notification
+ * would have: s3-trigger reads the types it knows and records any other as SKIPPED, with the reason.
+ * Folder markers and rejects, which it never records, are counted, not enqueued.
  */
 export async function backfill(
   target: Target,
@@ -230,7 +231,7 @@ export async function backfill(
   progress: BackfillProgress = { listed: () => {}, checked: () => {} },
 ): Promise<BackfillResult> {
   const objects: { key: string; etag: string; size: number }[] = [];
-  let unsupported = 0;
+  let ignored = 0;
   let token: string | undefined;
   do {
     const out = await target.clients.s3.send(
@@ -238,13 +239,13 @@ export async function backfill(
     );
     for (const o of out.Contents ?? []) {
       if (!o.Key) continue;
-      if (!settings.bucket.suffixes.some((s) => o.Key?.endsWith(s))) {
-        unsupported++;
+      if (neverRecorded(o.Key)) {
+        ignored++;
         continue;
       }
       objects.push({ key: o.Key, etag: unquote(o.ETag ?? ''), size: Number(o.Size ?? 0) });
     }
-    progress.listed(objects.length + unsupported);
+    progress.listed(objects.length + ignored);
     token = out.NextContinuationToken;
   } while (token);
 
@@ -273,7 +274,12 @@ export async function backfill(
     }
     progress.checked(Math.min(i + 100, objects.length), objects.length);
   }
-  return { listed: objects.length + unsupported, unsupported, known, enqueued };
+  return { listed: objects.length + ignored, ignored, known, enqueued };
+}
+
+/** Keys s3-trigger acknowledges without a ledger item: folder markers, and rejects it wrote itself. */
+function neverRecorded(key: string): boolean {
+  return key.endsWith('/') || key.startsWith(settings.bucket.rejectsPrefix);
 }
 
 async function existingKeys(target: Target, keys: { pk: string; sk: string }[]): Promise<Set<string>> {

@@ -8,7 +8,7 @@ import {
   ResourceNotFoundException,
   UpdateTimeToLiveCommand,
 } from '@aws-sdk/client-dynamodb';
-import type { NotificationConfiguration, QueueConfiguration } from '@aws-sdk/client-s3';
+import type { NotificationConfiguration } from '@aws-sdk/client-s3';
 import {
   CreateBucketCommand,
   DeleteBucketCommand,
@@ -112,27 +112,20 @@ export function dlqAttributes(): Partial<Record<QueueAttributeName, string>> {
 }
 
 /**
- * The bucket's notification configuration, as the stack declares it: ObjectCreated under
- * `settings.bucket.incomingPrefix`, one queue configuration per suffix in `settings.bucket.suffixes`
- * (S3 filters take one suffix each).
+ * The bucket's notification configuration, as the stack declares it: ObjectCreated of every object under
+ * `settings.bucket.incomingPrefix` (s3-trigger reads the types it knows, in any letter case, and records
+ * the others as SKIPPED).
  */
 export function bucketNotificationConfiguration(fileEventsQueueArn: string): NotificationConfiguration {
   return {
-    QueueConfigurations: settings.bucket.suffixes.map(
-      (suffix): QueueConfiguration => ({
-        Id: `ingest${suffix.replace(/\./g, '-')}`,
+    QueueConfigurations: [
+      {
+        Id: 'ingest',
         QueueArn: fileEventsQueueArn,
         Events: ['s3:ObjectCreated:*'],
-        Filter: {
-          Key: {
-            FilterRules: [
-              { Name: 'prefix', Value: settings.bucket.incomingPrefix },
-              { Name: 'suffix', Value: suffix },
-            ],
-          },
-        },
-      }),
-    ),
+        Filter: { Key: { FilterRules: [{ Name: 'prefix', Value: settings.bucket.incomingPrefix }] } },
+      },
+    ],
   };
 }
 

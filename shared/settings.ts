@@ -7,7 +7,11 @@
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-/** File suffixes the bucket notifies on, each also accepted gzip-compressed (`.csv.gz`, ...). */
+/**
+ * File suffixes s3-trigger reads, each also gzip-compressed (`.csv.gz`, ...), in any letter case. The bucket
+ * notifies on every object under the incoming prefix, whatever its name: an object of another type is
+ * recorded in the ledger as SKIPPED with the reason, rather than never being seen.
+ */
 export const FILE_SUFFIXES = ['.csv', '.json', '.ndjson', '.jsonl', '.parquet'] as const;
 
 export const settings = {
@@ -22,6 +26,7 @@ export const settings = {
     incomingPrefix: 'incoming/',
     /** Rejected records are written here as NDJSON, one reason per line. */
     rejectsPrefix: 'rejects/',
+    /** What s3-trigger reads (named in the reason an object of another type is skipped with). */
     suffixes: [...FILE_SUFFIXES, ...FILE_SUFFIXES.map((s) => `${s}.gz`)],
     /** Parts of a multipart upload never completed are removed after this many days. */
     abortIncompleteMultipartUploadDays: 7,

@@ -275,7 +275,8 @@ describe('the offline run (pulse CLI end to end)', () => {
 
   it('redrives a DLQ message and backfills objects the ledger has not seen, without scoring twice', async () => {
     // Prepare: forget two files in the ledger (as if their events were lost), put one of them back as a
-    // message in the file-events DLQ, and add an object the pipeline does not read.
+    // message in the file-events DLQ, and add an object of a type the pipeline does not read (it is
+    // notified all the same, and recorded as SKIPPED with the reason).
     const before = await c.status();
     const ledgerTable = state.resources?.ledgerTable ?? '';
     const forget = async (key: string) => {
@@ -310,7 +311,7 @@ describe('the offline run (pulse CLI end to end)', () => {
     const s = await c.waitForStatus(
       'both files back in the ledger',
       (st) =>
-        st.files.length === before.files.length &&
+        st.files.length === before.files.length + 1 &&
         st.files.every((f) => f.status !== 'PROCESSING' && f.status !== 'DISCOVERED') &&
         settled(st) &&
         st.dlq === 0,
@@ -320,9 +321,14 @@ describe('the offline run (pulse CLI end to end)', () => {
     expect(listed).toHaveLength(1);
     expect(listed[0]?.queue).toBe('fileEventsDlq');
     expect(redrive).toContain('fileEventsDlq → fileEvents: 1 message(s) moved');
-    // a.csv may be back already (redriven first) or not yet: one or two enqueued, never more.
-    expect(fill).toMatch(/enqueued/);
-    expect(fill).toContain('1 with an unsupported suffix');
+    // a.csv may be back already (redriven first) or not yet, and notes.txt recorded already or not yet:
+    // one to three enqueued.
+    expect(fill).toMatch(/: [123] enqueued/);
+    expect(fill).toContain('0 folder markers or rejects ignored');
+    expect(s.files.find((x) => x.key === 'incoming/notes.txt')).toMatchObject({
+      status: 'SKIPPED',
+      error: expect.stringContaining('unsupported file type: incoming/notes.txt'),
+    });
     for (const f of [redriven, backfilled]) {
       expect(s.files.find((x) => x.key === f?.key)).toMatchObject({ status: 'SUCCESS', records: f?.records });
     }

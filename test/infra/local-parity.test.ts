@@ -64,7 +64,7 @@ describe('the synthesized template and the offline resources agree', () => {
     );
   });
 
-  it('notifies on the same events, prefix and suffixes', () => {
+  it('notifies on the same events and filter rules', () => {
     // Prepare
     const custom = Object.values(resources).find((r) => r.Type === 'Custom::S3BucketNotifications');
     type Configs = {

@@ -118,7 +118,7 @@ describe('createResources', () => {
     });
   });
 
-  it('enables versioning and notifies the file-events queue of ObjectCreated under incoming/ for each suffix', async () => {
+  it('enables versioning and notifies the file-events queue of every object created under incoming/', async () => {
     // Act
     const versioning = await clients.s3.send(new GetBucketVersioningCommand({ Bucket: names.bucket }));
     const notification = await clients.s3.send(
@@ -127,17 +127,12 @@ describe('createResources', () => {
     // Assess
     expect(versioning.Status).toBe('Enabled');
     const configs = notification.QueueConfigurations ?? [];
-    expect(configs).toHaveLength(settings.bucket.suffixes.length);
-    const suffixes = configs.map((c) => {
-      expect(c.QueueArn).toBe(resources.queues.fileEvents.arn);
-      expect(c.Events).toEqual(['s3:ObjectCreated:*']);
-      const rules = Object.fromEntries(
-        (c.Filter?.Key?.FilterRules ?? []).map((r) => [r.Name?.toLowerCase(), r.Value]),
-      );
-      expect(rules.prefix).toBe(settings.bucket.incomingPrefix);
-      return rules.suffix;
-    });
-    expect(suffixes.sort()).toEqual([...settings.bucket.suffixes].sort());
+    expect(configs).toHaveLength(1);
+    expect(configs[0]?.QueueArn).toBe(resources.queues.fileEvents.arn);
+    expect(configs[0]?.Events).toEqual(['s3:ObjectCreated:*']);
+    expect((configs[0]?.Filter?.Key?.FilterRules ?? []).map((r) => [r.Name?.toLowerCase(), r.Value])).toEqual(
+      [['prefix', settings.bucket.incomingPrefix]],
+    );
   });
 
   it('creates the ledger table with its byStatus index and the scores table with TTL on expiresAt', async () => {
@@ -202,26 +197,28 @@ describe('S3 notifications to the file-events queue', () => {
     await deleteResources(clients, names);
   });
 
-  it('delivers ObjectCreated for incoming/a.csv, and nothing for incoming/a.txt or other/a.csv', async () => {
+  it('delivers ObjectCreated for incoming/a.csv and incoming/A.TXT, and nothing for other/a.csv', async () => {
     // Act
     const put = await clients.s3.send(
       new PutObjectCommand({ Bucket: names.bucket, Key: 'incoming/a.csv', Body: 'x,y\n1,2\n' }),
     );
-    await clients.s3.send(new PutObjectCommand({ Bucket: names.bucket, Key: 'incoming/a.txt', Body: 'x' }));
+    await clients.s3.send(new PutObjectCommand({ Bucket: names.bucket, Key: 'incoming/A.TXT', Body: 'x' }));
     await clients.s3.send(new PutObjectCommand({ Bucket: names.bucket, Key: 'other/a.csv', Body: 'x' }));
     const messages = await drain(resources.queues.fileEvents.url);
     // Assess
-    expect(messages).toHaveLength(1);
-    const body = JSON.parse(messages[0]?.Body ?? '{}');
-    expect(body.Records).toHaveLength(1);
-    const record = body.Records[0];
+    const records = messages.flatMap((m) => JSON.parse(m.Body ?? '{}').Records ?? []);
+    expect(
+      records.map((r: { s3: { object: { key: string } } }) => decodeURIComponent(r.s3.object.key)).sort(),
+    ).toEqual(['incoming/A.TXT', 'incoming/a.csv']);
+    const record = records.find(
+      (r: { s3: { object: { key: string } } }) => decodeURIComponent(r.s3.object.key) === 'incoming/a.csv',
+    );
     expect(record).toMatchObject({
       eventSource: 'aws:s3',
       eventName: 'ObjectCreated:Put',
       awsRegion: 'us-east-1',
       s3: { bucket: { name: names.bucket, arn: `arn:aws:s3:::${names.bucket}` }, object: { size: 8 } },
     });
-    expect(decodeURIComponent(record.s3.object.key)).toBe('incoming/a.csv');
     expect(record.s3.object.eTag).toBe(put.ETag?.replace(/"/g, ''));
   });
 

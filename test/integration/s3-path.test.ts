@@ -106,6 +106,25 @@ describe('S3 path (moto)', () => {
     expect((await item('incoming/f.ndjson'))?.rejected).toBe(1);
   });
 
+  it('hears of every object under incoming/: an upper-case REPORT.CSV is ingested, other types are SKIPPED with the reason', async () => {
+    // Prepare: S3 matches notification suffixes case-sensitively, so neither would be heard of with `.csv`
+    // rules; each must end in the ledger rather than sit in the bucket unseen.
+    p.start('fileEvents');
+    const csv = 'name,value,timestamp\nupper,1,1700000000\nupper,2,1700000001\n';
+    // Act
+    await put('incoming/REPORT.CSV', csv);
+    await put('incoming/Data Export.TSV', 'name\tvalue\n');
+    await put('incoming/README', 'notes');
+    // Assess
+    expect(await settled('incoming/REPORT.CSV')).toMatchObject({ status: 'SUCCESS', records: 2 });
+    for (const key of ['incoming/Data Export.TSV', 'incoming/README']) {
+      expect(await settled(key)).toMatchObject({
+        status: 'SKIPPED',
+        errorMessage: expect.stringContaining(`unsupported file type: ${key} (expected .csv .json`),
+      });
+    }
+  });
+
   it('delivers the same event 3 times concurrently: one run, each row sent once, no duplicate scores', async () => {
     // Prepare
     const file = csvFile(300, { name: 'e2e_dup' });

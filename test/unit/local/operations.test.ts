@@ -374,7 +374,7 @@ describe('backfill', () => {
       ),
     );
 
-  it('lists every page, skips unsupported suffixes and enqueues only the objects the ledger has not seen', async () => {
+  it('lists every page, skips folder markers and rejects, and enqueues every object the ledger has not seen', async () => {
     // Prepare
     const page1 = Array.from({ length: 12 }, (_, n) => object(`incoming/p1-${n}.csv`));
     const page2 = [
@@ -383,8 +383,11 @@ describe('backfill', () => {
       object('incoming/s.json'),
     ];
     s3.on(ListObjectsV2Command)
-      .resolvesOnce({ Contents: [...page1, object('incoming/readme.txt')], NextContinuationToken: 'page-2' })
-      .resolvesOnce({ Contents: [object('incoming/sheet.xlsx'), ...page2] });
+      .resolvesOnce({
+        Contents: [...page1, object('incoming/readme.txt'), object('incoming/2024/')],
+        NextContinuationToken: 'page-2',
+      })
+      .resolvesOnce({ Contents: [object('incoming/sheet.xlsx'), object('rejects/s3/x.ndjson'), ...page2] });
     // The ledger holds p1-0 and (on the retry of its unprocessed keys) r.parquet.
     doc
       .on(BatchGetCommand)
@@ -400,7 +403,8 @@ describe('backfill', () => {
     // Act
     const result = await backfill(targetFactory(clients), 'incoming/', progress);
     // Assess
-    expect(result).toEqual({ listed: 17, unsupported: 2, known: 2, enqueued: 13 });
+    // Objects of types s3-trigger does not read are enqueued too: it records them as SKIPPED, with the reason.
+    expect(result).toEqual({ listed: 19, ignored: 2, known: 2, enqueued: 15 });
     expect(s3).toHaveReceivedCommandTimes(ListObjectsV2Command, 2);
     expect(s3).toHaveReceivedNthCommandWith(ListObjectsV2Command, 1, { Bucket: BUCKET, Prefix: 'incoming/' });
     expect(s3.commandCalls(ListObjectsV2Command)[0]?.args[0].input.ContinuationToken).toBeUndefined();
@@ -412,7 +416,7 @@ describe('backfill', () => {
 
     const gets = doc.commandCalls(BatchGetCommand).map((c) => c.args[0].input.RequestItems);
     expect(gets).toHaveLength(2);
-    expect(gets[0]?.[LEDGER]?.Keys).toHaveLength(15);
+    expect(gets[0]?.[LEDGER]?.Keys).toHaveLength(17);
     expect(gets[0]?.[LEDGER]?.Keys).toContainEqual({
       pk: `s3://${BUCKET}/incoming/q.ndjson.gz`,
       sk: 'etag-q',
@@ -430,7 +434,13 @@ describe('backfill', () => {
     }
     const sent = bodies(batches);
     expect(sent.map((m) => m.key).sort()).toEqual(
-      [...page1.slice(1).map((o) => o.Key), 'incoming/q.ndjson.gz', 'incoming/s.json'].sort(),
+      [
+        ...page1.slice(1).map((o) => o.Key),
+        'incoming/readme.txt',
+        'incoming/sheet.xlsx',
+        'incoming/q.ndjson.gz',
+        'incoming/s.json',
+      ].sort(),
     );
     expect(sent).toContainEqual({
       v: 1,
@@ -441,8 +451,8 @@ describe('backfill', () => {
       size: 42,
     });
 
-    expect(progress.listed.mock.calls).toEqual([[13], [17]]);
-    expect(progress.checked).toHaveBeenLastCalledWith(15, 15);
+    expect(progress.listed.mock.calls).toEqual([[14], [19]]);
+    expect(progress.checked).toHaveBeenLastCalledWith(17, 17);
   });
 
   it('resends only the entries a batch reported as failed', async () => {
@@ -464,7 +474,7 @@ describe('backfill', () => {
     // Act
     const result = await backfill(targetFactory(clients), 'incoming/');
     // Assess
-    expect(result).toEqual({ listed: 3, unsupported: 0, known: 0, enqueued: 3 });
+    expect(result).toEqual({ listed: 3, ignored: 0, known: 0, enqueued: 3 });
     const calls = sqs.commandCalls(SendMessageBatchCommand);
     expect(calls).toHaveLength(2);
     expect(calls[0]?.args[0].input.Entries).toHaveLength(3);
@@ -486,7 +496,7 @@ describe('backfill', () => {
     // Act
     const result = await backfill(targetFactory(clients), 'incoming/', progress);
     // Assess
-    expect(result).toEqual({ listed: 150, unsupported: 0, known: 150, enqueued: 0 });
+    expect(result).toEqual({ listed: 150, ignored: 0, known: 150, enqueued: 0 });
     const sizes = doc
       .commandCalls(BatchGetCommand)
       .map((c) => c.args[0].input.RequestItems?.[LEDGER]?.Keys?.length);

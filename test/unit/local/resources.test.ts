@@ -47,21 +47,18 @@ describe('queueAttributes', () => {
 });
 
 describe('bucketNotificationConfiguration', () => {
-  it('sends ObjectCreated under the incoming prefix to the queue, one configuration per suffix', () => {
+  it('sends ObjectCreated of every object under the incoming prefix to the queue, whatever its suffix', () => {
     // Act
     const config = bucketNotificationConfiguration('arn:q');
     // Assess
-    const queues = config.QueueConfigurations ?? [];
-    expect(queues).toHaveLength(settings.bucket.suffixes.length);
-    expect(queues.map((q) => q.Filter?.Key?.FilterRules?.[1]?.Value)).toEqual([...settings.bucket.suffixes]);
-    expect(new Set(queues.map((q) => q.Id)).size).toBe(queues.length);
-    for (const q of queues) {
-      expect(q).toMatchObject({ QueueArn: 'arn:q', Events: ['s3:ObjectCreated:*'] });
-      expect(q.Filter?.Key?.FilterRules?.[0]).toEqual({
-        Name: 'prefix',
-        Value: settings.bucket.incomingPrefix,
-      });
-    }
+    expect(config.QueueConfigurations).toEqual([
+      {
+        Id: 'ingest',
+        QueueArn: 'arn:q',
+        Events: ['s3:ObjectCreated:*'],
+        Filter: { Key: { FilterRules: [{ Name: 'prefix', Value: settings.bucket.incomingPrefix }] } },
+      },
+    ]);
   });
 });
 
