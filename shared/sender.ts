@@ -6,6 +6,7 @@ import {
 import { ConfigError, PermanentError, SendFailedError } from './errors.ts';
 import { settings } from './settings.ts';
 import { deflateMessage, type Origin, type Signal, signalEntry } from './signal.ts';
+import { sqsSafeJson } from './sqs-text.ts';
 
 /**
  * Packs signals into as few SQS messages as their byte budget allows (`{ v: 3, origin, source, signals }`,
@@ -100,7 +101,7 @@ export class SignalSender {
     this.#origin = { kind: origin.kind, ref: origin.ref };
     this.#source = opts.defaultSource;
     const source = this.#source !== undefined ? `"source":${JSON.stringify(this.#source)},` : '';
-    this.#head = `{"v":3,"origin":${JSON.stringify(this.#origin)},${source}"signals":[`;
+    this.#head = sqsSafeJson(`{"v":3,"origin":${JSON.stringify(this.#origin)},${source}"signals":[`);
     this.#overhead = Buffer.byteLength(this.#head) + 2;
     this.#room = (opts.maxMessageBytes ?? settings.signals.maxMessageBytes) - MESSAGE_SLACK - this.#overhead;
     this.#bulkRoom = this.#room * BULK_FILL;
@@ -153,7 +154,7 @@ export class SignalSender {
   #addMeasured(entry: unknown): Promise<void> | undefined {
     const waited = this.#serialiseWaiting();
     if (waited) return waited.then(() => this.#addMeasured(entry));
-    const json = JSON.stringify(entry);
+    const json = sqsSafeJson(JSON.stringify(entry));
     const bytes = Buffer.byteLength(json);
     if (bytes > this.#room) {
       throw new PermanentError(
@@ -185,7 +186,7 @@ export class SignalSender {
     if (waiting.length === 0) return undefined;
     this.#unserialised = [];
     this.#count -= waiting.length;
-    const text = JSON.stringify(waiting);
+    const text = sqsSafeJson(JSON.stringify(waiting));
     const bytes = Buffer.byteLength(text) - 2;
     this.#bytesPerSignal = (bytes + 1) / waiting.length;
     if (this.#bytes + 1 + bytes <= this.#room) {

@@ -1,6 +1,7 @@
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import * as z from 'zod';
 import { settings } from './settings.ts';
+import { sqsSafeJson } from './sqs-text.ts';
 
 /**
  * The signal: one Zod schema for what every producer emits and the scorer reads, and one normaliser
@@ -82,7 +83,7 @@ const MAX_INFLATED_BYTES = 8 * 1024 * 1024;
 /** `text`, a version 1–3 message with `count` signals under `origin`, as a version 4 message body. */
 export function deflateMessage(text: string, origin: Origin, count: number, level: number): string {
   const deflated = deflateRawSync(text, { level }).toString('base64');
-  return `{"v":4,"origin":${JSON.stringify({ kind: origin.kind, ref: origin.ref })},"count":${count},"deflated":"${deflated}"}`;
+  return `{"v":4,"origin":${sqsSafeJson(JSON.stringify({ kind: origin.kind, ref: origin.ref }))},"count":${count},"deflated":"${deflated}"}`;
 }
 
 export type ReadMessage =

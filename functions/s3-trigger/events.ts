@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { InvalidMessageError } from '../../shared/errors.ts';
+import { sqsSafeJson } from '../../shared/sqs-text.ts';
 
 /** One object version to ingest, from an S3 notification or a backfill message. */
 export interface FileTask {
@@ -61,16 +62,18 @@ export function partMessage(task: FileTask & { readonly etag: string; readonly p
 }
 
 function taskMessage(kind: 'continue' | 'part', task: FileTask & { readonly etag: string }): string {
-  return JSON.stringify({
-    v: 1,
-    kind,
-    bucket: task.bucket,
-    key: task.key,
-    etag: task.etag,
-    ...(task.size !== undefined ? { size: task.size } : {}),
-    ...(task.versionId ? { versionId: task.versionId } : {}),
-    ...(task.part !== undefined ? { part: task.part } : {}),
-  });
+  return sqsSafeJson(
+    JSON.stringify({
+      v: 1,
+      kind,
+      bucket: task.bucket,
+      key: task.key,
+      etag: task.etag,
+      ...(task.size !== undefined ? { size: task.size } : {}),
+      ...(task.versionId ? { versionId: task.versionId } : {}),
+      ...(task.part !== undefined ? { part: task.part } : {}),
+    }),
+  );
 }
 
 /** S3 URL-encodes keys in notifications, with `+` for a space. */

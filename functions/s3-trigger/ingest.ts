@@ -531,8 +531,9 @@ async function readAndSend(
       logger.warn('Object version gone before it could be read');
       return { status: 'SKIPPED', reason: 'object gone' };
     }
-    const { type, message } = describeError(err);
-    if (isTransient(err)) {
+    /** Leaves the file for the event's next delivery: nothing of this attempt's rejects kept, the item retryable. */
+    const retryLater = async (cause: unknown): Promise<never> => {
+      const { type, message } = describeError(cause);
       await quarantine.abort();
       logger.warn('Transient failure; the event will be redelivered', { errorType: type, error: message });
       try {
@@ -547,34 +548,46 @@ async function readAndSend(
           error: describeError(ledgerErr),
         });
       }
-      throw err;
-    }
+      throw cause;
+    };
+    if (isTransient(err)) return await retryLater(err);
     // Permanent (for a part, the object gone too): what was valid before the failure is sent; the failure
     // itself is quarantined with where it happened, and the item ends FAILED so that the event is acknowledged.
-    await sender.flush();
+    const { type, message } = describeError(err);
+    let reason = message;
+    try {
+      await sender.flush();
+    } catch (flushErr) {
+      // A send that failed for good (SQS refusing a message: the error being handled, or a call still in
+      // flight) ends the file like any other permanent failure, rather than being thrown again from here.
+      if (isTransient(flushErr)) return await retryLater(flushErr);
+      if (flushErr !== err) {
+        reason = `${message}; and sending the signals read before it failed: ${describeError(flushErr).message}`;
+      }
+    }
     await quarantine.write({
       ref: base,
-      reason: `${part !== undefined ? `part ${part} ` : 'file '}failed: ${type}: ${message}`,
+      reason: `${part !== undefined ? `part ${part} ` : 'file '}failed: ${type}: ${reason}`,
     });
     const failed = await finalStats();
     await ledger.fail(subject, deps.owner, {
       ...failed,
       errorType: type,
-      errorMessage: message,
+      errorMessage: reason,
       retryable: false,
     });
     if (part === undefined) metrics.addMetric(METRIC.filesFailed, MetricUnit.Count, 1);
     emitFileMetrics(metrics, failed, undefined, now());
     logger.error(part !== undefined ? 'Part failed permanently' : 'File failed permanently', {
       errorType: type,
-      error: message,
+      error: reason,
       records: stats.records,
     });
     const fileEnded = await partEnded();
     return {
       status: 'FAILED',
       stats: failed,
-      error: `${type}: ${message}`,
+      error: `${type}: ${reason}`,
       ...(part !== undefined ? { part } : {}),
       ...(fileEnded ? { file: fileEnded.status } : {}),
     };

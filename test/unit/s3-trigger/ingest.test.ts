@@ -142,6 +142,53 @@ describe('ingestFile', () => {
     expect(lines).toMatch(/file failed: MalformedFileError/);
   });
 
+  it('ends the file FAILED with the reason when SQS refuses a message for good, instead of throwing', async () => {
+    // Prepare
+    s3.on(GetObjectCommand).resolves(body(CSV));
+    sqs
+      .on(SendMessageBatchCommand)
+      .resolves({ Failed: [{ Id: '0', Code: 'InvalidMessageContents', SenderFault: true, Message: 'bad' }] });
+    const ledger = fakeLedger();
+    // Act
+    const out = await ingestFile(task('incoming/a.csv'), deps(ledger));
+    // Assess
+    expect(out).toMatchObject({
+      status: 'FAILED',
+      error: expect.stringMatching(/SQS rejected a message: InvalidMessageContents/),
+    });
+    expect(ledger.fail).toHaveBeenCalledWith(
+      expect.anything(),
+      'w1',
+      expect.objectContaining({ retryable: false, errorType: 'PermanentError' }),
+    );
+    const quarantined = s3
+      .commandCalls(PutObjectCommand)
+      .map((c) => String(c.args[0].input.Body ?? ''))
+      .join('');
+    expect(quarantined).toMatch(/file failed: PermanentError: SQS rejected a message/);
+  });
+
+  it('retries the file when the send before a permanent failure fails transiently', async () => {
+    // Prepare: a row, then a quoting error; the row's message gets no answer SQS can be sure of
+    s3.on(GetObjectCommand).resolves(body('name,value,timestamp\ncpu,1,0\ncpu,"2,0\n'));
+    sqs
+      .on(SendMessageBatchCommand)
+      .rejects(
+        Object.assign(new Error('throttled'), {
+          name: 'ThrottlingException',
+          $metadata: { httpStatusCode: 400 },
+        }),
+      );
+    const ledger = fakeLedger();
+    // Act / Assess: not ended FAILED with that row unsent, but left for the event's next delivery
+    await expect(ingestFile(task('incoming/bad.csv'), deps(ledger))).rejects.toThrow('throttled');
+    expect(ledger.fail).toHaveBeenCalledWith(
+      expect.anything(),
+      'w1',
+      expect.objectContaining({ retryable: true, errorType: 'ThrottlingException' }),
+    );
+  });
+
   it('marks a transient failure retryable and throws so that SQS redelivers the event', async () => {
     s3.on(GetObjectCommand).rejects(
       Object.assign(new Error('slow down'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } }),

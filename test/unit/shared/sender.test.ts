@@ -99,6 +99,45 @@ describe('SignalSender', () => {
     expect(deflating.stats.requests).toBeLessThan(plain.stats.requests);
   });
 
+  it('escapes U+FFFE and U+FFFF, which SQS refuses in a body and JSON.stringify leaves as they are', async () => {
+    // Prepare: valid Unicode in any input; SQS answers InvalidMessageContents for the whole message.
+    sqs.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
+    const odd = (i: number): Signal => ({
+      ...signal(i),
+      name: `cpu\uFFFF${i}`,
+      attributes: { note: 'a\uFFFEb' },
+      source: 'k\uFFFF',
+    });
+    for (const deflateLevel of [0, 1]) {
+      sqs.resetHistory();
+      const sender = new SignalSender(
+        new SQSClient({}),
+        'q',
+        { kind: 's3', ref: 's3://b/k\uFFFF@e' },
+        {
+          sleep: noSleep,
+          defaultSource: 'k',
+          deflateLevel,
+        },
+      );
+      // Act: one signal (measured alone) and enough for the bulk path
+      for (let i = 1; i <= 40; i++)
+        await sender.add({ ...odd(i), origin: { kind: 's3', ref: `s3://b/k\uFFFF@e#${i}` } });
+      await sender.flush();
+      // Assess
+      const bodies = sentBodies();
+      expect(bodies.length).toBeGreaterThan(0);
+      for (const b of bodies) expect(b).not.toMatch(/[\uFFFE\uFFFF]/);
+      const back = bodies.flatMap((b) => decodeSignals(b));
+      expect(back).toHaveLength(40);
+      expect(back[39]).toEqual({
+        ...odd(40),
+        origin: { kind: 's3', ref: 's3://b/k\uFFFF@e#40' },
+        id: 's3://b/k@e#40',
+      });
+    }
+  });
+
   it('refuses a deflate level zlib does not have, before sending anything', () => {
     for (const deflateLevel of [-1, 10, 1.5, Number.NaN]) {
       expect(() => new SignalSender(new SQSClient({}), 'q', origin, { deflateLevel })).toThrow(
