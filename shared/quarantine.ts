@@ -89,8 +89,18 @@ export async function deleteStaleSegments(
   return stale.length;
 }
 
+const withBigints = (_k: string, v: unknown) => (typeof v === 'bigint' ? v.toString() : v);
+
 function line(entry: RejectEntry, at: string): string {
-  return `${JSON.stringify({ ...entry, at }, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}\n`;
+  try {
+    return `${JSON.stringify({ ...entry, at }, withBigints)}\n`;
+  } catch (err) {
+    // A record nested deeper than the stack allows (or circular) cannot be written as JSON: the reject is
+    // kept all the same, with its reason and why its record is not there, rather than failing the whole file.
+    const { record: _dropped, ...rest } = entry;
+    const why = `the record could not be written as JSON (${(err as Error).message})`;
+    return `${JSON.stringify({ ...rest, recordOmitted: why, at }, withBigints)}\n`;
+  }
 }
 
 /**

@@ -171,14 +171,12 @@ describe('ingestFile', () => {
   it('retries the file when the send before a permanent failure fails transiently', async () => {
     // Prepare: a row, then a quoting error; the row's message gets no answer SQS can be sure of
     s3.on(GetObjectCommand).resolves(body('name,value,timestamp\ncpu,1,0\ncpu,"2,0\n'));
-    sqs
-      .on(SendMessageBatchCommand)
-      .rejects(
-        Object.assign(new Error('throttled'), {
-          name: 'ThrottlingException',
-          $metadata: { httpStatusCode: 400 },
-        }),
-      );
+    sqs.on(SendMessageBatchCommand).rejects(
+      Object.assign(new Error('throttled'), {
+        name: 'ThrottlingException',
+        $metadata: { httpStatusCode: 400 },
+      }),
+    );
     const ledger = fakeLedger();
     // Act / Assess: not ended FAILED with that row unsent, but left for the event's next delivery
     await expect(ingestFile(task('incoming/bad.csv'), deps(ledger))).rejects.toThrow('throttled');
@@ -187,6 +185,31 @@ describe('ingestFile', () => {
       'w1',
       expect.objectContaining({ retryable: true, errorType: 'ThrottlingException' }),
     );
+  });
+
+  it('quarantines a record nested too deeply to be written back as JSON, and reads on', async () => {
+    // Prepare: JSON.parse reads the nesting, JSON.stringify (the attribute, then the reject) cannot
+    const deep = `{"name":"cpu","value":1,"timestamp":0,"x":${'['.repeat(100_000)}${']'.repeat(100_000)}}`;
+    s3.on(GetObjectCommand).resolves(body(`${deep}\n{"name":"cpu","value":2,"timestamp":0}\n`));
+    const ledger = fakeLedger();
+    // Act
+    const out = await ingestFile(task('incoming/deep.ndjson'), deps(ledger));
+    // Assess
+    expect(out).toMatchObject({ status: 'SUCCESS', stats: { records: 1, rejected: 1 } });
+    expect(sentSignals()).toHaveLength(1);
+    const lines = s3
+      .commandCalls(PutObjectCommand)
+      .map((c) => String(c.args[0].input.Body ?? ''))
+      .join('')
+      .trim()
+      .split('\n');
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0] ?? '{}')).toMatchObject({
+      ref: 's3://b/incoming/deep.ndjson@e1#1',
+      row: 1,
+      reason: expect.stringMatching(/^x cannot be kept as an attribute/),
+      recordOmitted: expect.stringMatching(/^the record could not be written as JSON/),
+    });
   });
 
   it('marks a transient failure retryable and throws so that SQS redelivers the event', async () => {
