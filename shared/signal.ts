@@ -467,7 +467,9 @@ function readFields(record: unknown): SignalFields | string {
   };
 }
 
-const REQUIRED = ['name', 'value', 'timestamp'] as const;
+/** The fields every record must have (a CSV header naming none of them is not a header: parsers/csv.ts). */
+export const REQUIRED_FIELDS = ['name', 'value', 'timestamp'] as const;
+const REQUIRED = REQUIRED_FIELDS;
 
 /**
  * For required fields the record lacks: its keys that differ from them only in case or surrounding spaces

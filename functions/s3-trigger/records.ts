@@ -2,6 +2,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { MalformedFileError } from '../../shared/errors.ts';
 import type { Checkpoint } from '../../shared/ledger.ts';
 import { settings } from '../../shared/settings.ts';
+import { REQUIRED_FIELDS } from '../../shared/signal.ts';
 import { csvHeaderLength } from './parsers/csv.ts';
 import { useParseThread } from './parsers/csv-thread.ts';
 import { gunzipBounded } from './parsers/gzip.ts';
@@ -88,6 +89,7 @@ export async function openRecords(
     maxRecordBytes: settings.limits.maxRecordBytes,
     positions: true,
     parseThread: format.format === 'csv' && useParseThread(size),
+    expectColumns: REQUIRED_FIELDS,
   };
   const fromRowGroup = {
     ...(resume?.kind === 'rowGroup' ? { fromRowGroup: resume.position } : {}),
@@ -174,6 +176,7 @@ async function* fromOffset(
       maxRecordBytes: settings.limits.maxRecordBytes,
       positions: true,
       parseThread,
+      expectColumns: REQUIRED_FIELDS,
     })) {
       yield batch.map((rec) => ({
         ...rec,

@@ -52,7 +52,7 @@ function cpus(): number {
 /** {@link csvFieldBatches}, parsed on the thread. */
 export async function* csvFieldBatchesInThread(
   source: AsyncIterable<Buffer>,
-  opts: Pick<ParserOptions, 'maxRecordBytes'>,
+  opts: Pick<ParserOptions, 'maxRecordBytes' | 'expectColumns'>,
 ): AsyncGenerator<CsvFieldBatch> {
   if (!broken) current ??= new ParseThread();
   const thread = current;
@@ -60,7 +60,10 @@ export async function* csvFieldBatchesInThread(
     yield* csvFieldBatches(source, opts);
     return;
   }
-  const session = thread.open(opts.maxRecordBytes);
+  const session = thread.open({
+    maxRecordBytes: opts.maxRecordBytes,
+    ...(opts.expectColumns ? { expectColumns: [...opts.expectColumns] } : {}),
+  });
   const input = source[Symbol.asyncIterator]();
   let ended = false;
   try {
@@ -97,6 +100,9 @@ export async function* csvFieldBatchesInThread(
   }
 }
 
+/** The options of one file's parse, as sent to the thread. */
+type ThreadParseOptions = Pick<ParserOptions, 'maxRecordBytes' | 'expectColumns'>;
+
 /** A batch's fields, as sent between the threads. */
 interface WireBatch {
   /** The header's names, with the first batch of a file. */
@@ -116,7 +122,7 @@ interface WireError {
 }
 
 type ToThread =
-  | { readonly s: number; readonly open: { readonly maxRecordBytes: number } }
+  | { readonly s: number; readonly open: ThreadParseOptions }
   | { readonly s: number; readonly chunk: Uint8Array }
   | { readonly s: number; readonly end: true }
   | { readonly s: number; readonly close: true };
@@ -273,11 +279,11 @@ class ParseThread {
     this.#worker.unref();
   }
 
-  open(maxRecordBytes: number): Session {
+  open(opts: ThreadParseOptions): Session {
     const session = new Session(this.#nextId++, this);
     if (this.#sessions.size === 0) this.#worker.ref();
     this.#sessions.set(session.id, session);
-    this.post({ s: session.id, open: { maxRecordBytes } });
+    this.post({ s: session.id, open: opts });
     return session;
   }
 
@@ -311,7 +317,7 @@ function serve(port: NonNullable<typeof parentPort>): void {
     if ('open' in m) {
       const feed = new Feed();
       feeds.set(m.s, feed);
-      void run(m.s, feed, m.open.maxRecordBytes).finally(() => feeds.delete(m.s));
+      void run(m.s, feed, m.open).finally(() => feeds.delete(m.s));
     } else if ('chunk' in m) {
       feeds.get(m.s)?.push(m.chunk);
     } else if ('end' in m) {
@@ -322,7 +328,7 @@ function serve(port: NonNullable<typeof parentPort>): void {
     }
   });
 
-  async function run(s: number, feed: Feed, maxRecordBytes: number): Promise<void> {
+  async function run(s: number, feed: Feed, opts: ThreadParseOptions): Promise<void> {
     let pending: CsvFieldBatch | undefined;
     let namesSent = false;
     const reply = (extra: Omit<FromThread, 's' | 'batch'>) => {
@@ -338,7 +344,7 @@ function serve(port: NonNullable<typeof parentPort>): void {
     // Each piece taken after the first says that the one before it is parsed (and its records are out).
     const bytes = feed.bytes(() => reply({ parsed: true }));
     try {
-      for await (const batch of csvFieldBatches(bytes, { maxRecordBytes })) {
+      for await (const batch of csvFieldBatches(bytes, opts)) {
         if (pending !== undefined) reply({});
         pending = batch;
       }

@@ -89,7 +89,7 @@ export async function* parseCsvBatches(
  */
 export async function* csvFieldBatches(
   source: AsyncIterable<Buffer>,
-  opts: Pick<ParserOptions, 'maxRecordBytes'>,
+  opts: Pick<ParserOptions, 'maxRecordBytes' | 'expectColumns'>,
 ): AsyncGenerator<CsvFieldBatch> {
   const core = openCore(opts.maxRecordBytes);
   const utf8 = new Utf8StreamValidator();
@@ -104,7 +104,7 @@ export async function* csvFieldBatches(
   const recordStartLine = () => lastRecordEndLine + 1 + (core.info.empty_lines - emptyLinesAtLastRecord);
   const push = (fields: string[]) => {
     if (header === undefined) {
-      header = readHeader(fields, recordStartLine());
+      header = readHeader(fields, recordStartLine(), opts.expectColumns);
     } else {
       row++;
       records.push(fields);
@@ -262,7 +262,22 @@ const OTHER_SEPARATORS: readonly (readonly [string, string])[] = [
   ['|', 'vertical bars'],
 ];
 
-function readHeader(fields: string[], line: number): CsvHeader {
+function readHeader(fields: string[], line: number, expectColumns?: readonly string[]): CsvHeader {
+  const crAt = fields.findIndex((f) => f.includes('\r'));
+  if (crAt !== -1) {
+    // csv-parse ends records at LF or CRLF only: a file whose lines end in a lone CR is one long record,
+    // which would be taken for its header.
+    throw new MalformedFileError(
+      `CSV header: column ${crAt + 1}'s name holds a carriage return ("${clipRaw(JSON.stringify(fields[crAt]).slice(1, -1), 100)}"): the file's lines seem to end in a lone CR (classic Mac OS); save it with LF or CRLF line ends`,
+      { line },
+    );
+  }
+  if (expectColumns !== undefined && !fields.some((f) => expectColumns.includes(f.trim().toLowerCase()))) {
+    throw new MalformedFileError(
+      `CSV header names none of the columns ${expectColumns.join(', ')}: its first line, "${clipRaw(toCsvLine(fields), 100)}", looks like data; a CSV file's first line must name its columns`,
+      { line },
+    );
+  }
   const only = fields.length === 1 ? (fields[0] as string) : undefined;
   const other = only !== undefined ? OTHER_SEPARATORS.find(([sep]) => only.includes(sep)) : undefined;
   if (only !== undefined && other !== undefined) {

@@ -50,6 +50,12 @@ export interface ParserOptions {
    * records (validation, packing, sending) use two CPUs. Same records, same errors. @default false
    */
   readonly parseThread?: boolean;
+  /**
+   * CSV: the columns a record needs (lower case). A header naming none of them, even in another letter case
+   * or with spaces around, fails the file: it is most likely a first data row, and the file has no header
+   * (that row would otherwise be read as the header, and be neither sent nor rejected). @default no check
+   */
+  readonly expectColumns?: readonly string[];
   /** Parquet: start at this 0-based row group (a checkpoint), skipping the ones before it. @default 0 */
   readonly fromRowGroup?: number;
   /** Parquet: stop before this 0-based row group (one part of a split file). @default every row group */

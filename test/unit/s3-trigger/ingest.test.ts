@@ -212,6 +212,20 @@ describe('ingestFile', () => {
     });
   });
 
+  it('ends a CSV file without a header FAILED, rather than taking its first row for the header', async () => {
+    // Prepare
+    s3.on(GetObjectCommand).resolves(body('cpu,1,2024-01-01T00:00:00Z\n'));
+    const ledger = fakeLedger();
+    // Act
+    const out = await ingestFile(task('incoming/headless.csv'), deps(ledger));
+    // Assess
+    expect(out).toMatchObject({
+      status: 'FAILED',
+      error: expect.stringContaining('CSV header names none of the columns name, value, timestamp'),
+    });
+    expect(sentSignals()).toHaveLength(0);
+  });
+
   it('marks a transient failure retryable and throws so that SQS redelivers the event', async () => {
     s3.on(GetObjectCommand).rejects(
       Object.assign(new Error('slow down'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } }),

@@ -165,6 +165,40 @@ describe.each([
     expect(records).toEqual([{ row: 1, data: { name: 'cpu' } }]);
   });
 
+  it('fails a file whose lines end in a lone CR, instead of reading it as one header and no rows', async () => {
+    // Act
+    const { records, error } = await drain(parse('name,value,timestamp\rcpu,1,0\rcpu,2,0\r'));
+
+    // Assess
+    expect(records).toEqual([]);
+    expect(error).toBeInstanceOf(MalformedFileError);
+    expect(error?.message).toBe(
+      'CSV header: column 3\'s name holds a carriage return ("timestamp\\rcpu"): the file\'s lines seem to end in a lone CR (classic Mac OS); save it with LF or CRLF line ends (at line 1)',
+    );
+  });
+
+  it('with expectColumns, fails a file whose first line names none of them: it has no header', async () => {
+    // Prepare: one row alone would otherwise be read as the header, and be neither sent nor rejected
+    const opts = { ...OPTS, expectColumns: ['name', 'value', 'timestamp'] };
+
+    // Act
+    const one = await drain(parse('cpu,1,2024-01-01T00:00:00Z\n', opts));
+    const many = await drain(parse('cpu,1,0\nmem,2,0\n', opts));
+    const nearly = await drain(parse(' Name,VALUE ,Timestamp\ncpu,1,0\n', opts));
+
+    // Assess
+    for (const { records, error } of [one, many]) {
+      expect(records).toEqual([]);
+      expect(error).toBeInstanceOf(MalformedFileError);
+      expect(error?.message).toMatch(
+        /^CSV header names none of the columns name, value, timestamp: its first line, "cpu,1,[^"]+", looks like data; a CSV file's first line must name its columns \(at line 1\)$/,
+      );
+    }
+    // Names that differ in case or spaces are a header (each row is then rejected with a hint).
+    expect(nearly.error).toBeUndefined();
+    expect(nearly.records).toEqual([{ row: 1, data: { ' Name': 'cpu', 'VALUE ': '1', Timestamp: '0' } }]);
+  });
+
   it('fails on an empty column name, naming its position', async () => {
     // Act
     const { error } = await drain(parse('\nid,,value\n1,2,3\n'));
