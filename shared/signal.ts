@@ -162,7 +162,11 @@ const CANONICAL_LENGTH = 24;
 function toEpochMs(input: unknown): number | { error: string } {
   let ms: number;
   if (typeof input === 'string') {
-    const s = input.length === CANONICAL_LENGTH ? input : input.trim();
+    // The canonical shape (a digit first, Z last) needs no trimming; anything else is trimmed.
+    const s =
+      input.length === CANONICAL_LENGTH && isDigit(input.charCodeAt(0)) && input.charCodeAt(23) === 90
+        ? input
+        : input.trim();
     if (s === '') return { error: 'timestamp is required' };
     // The common cases first, without the general parse: epoch numbers, and timestamps already canonical
     // (a round trip through Date proves the calendar date valid).
@@ -179,16 +183,26 @@ function toEpochMs(input: unknown): number | { error: string } {
           : `timestamp "${clip(s)}" is neither ISO-8601 with a zone nor epoch seconds/milliseconds`,
       };
     }
-    const [, y, mo, d, h, mi, sec] = m;
+    const [, y, mo, d, h, mi, sec, fraction, zone = 'Z'] = m;
     if (!calendarValid(Number(y), Number(mo), Number(d), Number(h), Number(mi), Number(sec ?? 0))) {
       return { error: `timestamp "${clip(s)}" is not a valid date and time` };
     }
-    ms = Date.parse(
-      s
-        .replace(' ', 'T')
-        .replace(',', '.')
-        .replace(/([+-]\d{2})(\d{2})$/, '$1:$2'),
-    );
+    if (sec === '60') {
+      return {
+        error: `timestamp "${clip(s)}" is a leap second (:60), which a signal's timestamp cannot hold`,
+      };
+    }
+    // Rebuilt in the one form Date.parse reads: T, a dot, and the offset as Z or ±hh:mm (±hh and ±hhmm
+    // are ISO-8601 too).
+    const offset =
+      zone === 'Z' || zone === 'z'
+        ? 'Z'
+        : zone.length === 3
+          ? `${zone}:00`
+          : zone.length === 5
+            ? `${zone.slice(0, 3)}:${zone.slice(3)}`
+            : zone;
+    ms = Date.parse(`${y}-${mo}-${d}T${h}:${mi}:${sec ?? '00'}${fraction ? `.${fraction}` : ''}${offset}`);
   } else if (typeof input === 'number') {
     if (!Number.isFinite(input)) return { error: 'timestamp must be a finite number' };
     ms = Math.abs(input) >= 1e12 ? input : input * 1000;
@@ -239,6 +253,10 @@ export function isoFromMs(input: number): string {
   rest -= m * 60_000;
   const sec = Math.floor(rest / 1000);
   return `${cachedDayText}${pad2(h)}:${pad2(m)}:${pad2(sec)}.${pad3(rest - sec * 1000)}Z`;
+}
+
+function isDigit(c: number): boolean {
+  return c >= 48 && c <= 57;
 }
 
 function calendarValid(y: number, mo: number, d: number, h: number, mi: number, s: number): boolean {

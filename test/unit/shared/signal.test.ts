@@ -192,6 +192,20 @@ describe('normaliseSignal', () => {
     );
   });
 
+  it('reads an hour-only offset, pads of any length, and names a leap second as the reason it is refused', () => {
+    const at = (timestamp: unknown) => ok({ name: 'a', value: 1, timestamp }).timestamp;
+    expect(at('2024-01-01T05:30:00+05')).toBe('2024-01-01T00:30:00.000Z');
+    expect(at('2024-01-01T05:30:00-0130')).toBe('2024-01-01T07:00:00.000Z');
+    expect(at('2024-01-01 05:30:00,25+05:30')).toBe('2024-01-01T00:00:00.250Z');
+    // 24 characters, the canonical length, with spaces around: trimmed like any other length
+    expect(at('  2024-01-01T00:00:00Z  ')).toBe('2024-01-01T00:00:00.000Z');
+    expect(at(' 2024-01-01T00:00:00.5Z ')).toBe('2024-01-01T00:00:00.500Z');
+    expect(at('    1704067200000       ')).toBe('2024-01-01T00:00:00.000Z');
+    expect(reason({ name: 'a', value: 1, timestamp: '2016-12-31T23:59:60Z' })).toBe(
+      'timestamp "2016-12-31T23:59:60Z" is a leap second (:60), which a signal\'s timestamp cannot hold',
+    );
+  });
+
   it('keeps a column named __proto__ as an attribute instead of dropping it', () => {
     const record = JSON.parse('{"name":"a","value":1,"timestamp":0,"__proto__":"p"}');
     const s = ok(record);
