@@ -468,7 +468,15 @@ function readFields(record: unknown): SignalFields | string {
   const nested = r.attributes;
   if (nested !== undefined && nested !== null) {
     if (typeof nested === 'object' && !Array.isArray(nested) && !(nested instanceof Date)) {
-      for (const [k, v] of Object.entries(nested)) addAttribute(attrs, k, v);
+      for (const [k, v] of Object.entries(nested)) {
+        if (attrs.values !== undefined && Object.hasOwn(attrs.values, k)) {
+          // Keeping either value would drop the other without a word.
+          attrs.errors ??= [];
+          attrs.errors.push(`${clip(k)} is given twice, as a field and inside attributes`);
+          continue;
+        }
+        addAttribute(attrs, k, v);
+      }
     } else {
       addAttribute(attrs, 'attributes', nested);
     }

@@ -206,6 +206,18 @@ describe('normaliseSignal', () => {
     );
   });
 
+  it('rejects a record giving an attribute both as a field and inside attributes, rather than keep one', () => {
+    expect(
+      reason({ name: 'a', value: 1, timestamp: 0, host: 'web-1', attributes: { host: 'web-2', rack: 'r1' } }),
+    ).toBe('host is given twice, as a field and inside attributes');
+    expect(
+      ok({ name: 'a', value: 1, timestamp: 0, host: 'web-1', attributes: { rack: 'r1' } }).attributes,
+    ).toEqual({
+      host: 'web-1',
+      rack: 'r1',
+    });
+  });
+
   it('keeps a column named __proto__ as an attribute instead of dropping it', () => {
     const record = JSON.parse('{"name":"a","value":1,"timestamp":0,"__proto__":"p"}');
     const s = ok(record);
