@@ -52,8 +52,17 @@ export async function openObjectStream(
   return {
     body: out.Body as AsyncIterable<Uint8Array>,
     ...(out.ContentLength !== undefined ? { contentLength: out.ContentLength } : {}),
-    ...(out.ContentEncoding ? { contentEncoding: out.ContentEncoding } : {}),
+    ...(out.ContentEncoding ? { contentEncoding: contentCoding(out.ContentEncoding) } : {}),
   };
+}
+
+/**
+ * A Content-Encoding in the one spelling the readers compare with: content codings are case-insensitive,
+ * and `x-gzip` is `gzip` (RFC 9110, 8.4.1).
+ */
+export function contentCoding(header: string): string {
+  const coding = header.trim().toLowerCase();
+  return coding === 'x-gzip' ? 'gzip' : coding;
 }
 
 /**

@@ -104,6 +104,16 @@ describe('ingestFile', () => {
     expect(sentSignals()).toHaveLength(2);
   });
 
+  it('reads a plain-named object stored with Content-Encoding gzip in any spelling (GZIP, x-gzip)', async () => {
+    for (const ContentEncoding of ['gzip', 'GZIP', ' x-gzip ']) {
+      sqs.resetHistory();
+      s3.on(GetObjectCommand).resolves({ ...body(gzipSync(CSV)), ContentEncoding });
+      const out = await ingestFile(task('incoming/a.csv'), deps(fakeLedger()));
+      expect({ ContentEncoding, status: out.status }).toEqual({ ContentEncoding, status: 'SUCCESS' });
+      expect(sentSignals()).toHaveLength(2);
+    }
+  });
+
   it('skips a duplicate event for a version already ingested, sending nothing', async () => {
     const ledger = fakeLedger({ claimed: false, reason: 'duplicate' });
     const out = await ingestFile(task('incoming/a.csv'), deps(ledger));
