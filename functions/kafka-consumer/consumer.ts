@@ -165,12 +165,16 @@ async function consumePartition(records: Record[], deps: KafkaConsumeDeps): Prom
 }
 
 /**
- * Every Kafka record carries a timestamp (producer create time or broker append time, epoch ms); a
- * message without its own `timestamp` takes that one rather than being rejected.
+ * A message without its own `timestamp` takes its Kafka record's (producer create time or broker
+ * append time). That one is always epoch milliseconds, so it goes in as a Date: as a bare number the
+ * normaliser's "below 1e12 means epoch seconds" rule, meant for payload timestamps, would read a
+ * pre-2001 record timestamp as seconds. A negative one is Kafka's NO_TIMESTAMP (-1): the message then
+ * has no timestamp at all and is quarantined as such ("timestamp is required").
  */
-function withRecordTimestamp(value: unknown, timestamp: number): unknown {
+function withRecordTimestamp(value: unknown, timestamp: number | undefined): unknown {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return value;
   const v = value as { timestamp?: unknown };
   if (v.timestamp !== undefined && v.timestamp !== null) return value;
-  return { ...value, timestamp };
+  if (timestamp === undefined || !Number.isFinite(timestamp) || timestamp < 0) return value;
+  return { ...value, timestamp: new Date(timestamp) };
 }

@@ -1,42 +1,178 @@
-import type { ConsumerRecord, SchemaConfig, SchemaMetadata } from '@aws-lambda-powertools/kafka/types';
+import { isUtf8 } from 'node:buffer';
+import type { ConsumerRecord, SchemaMetadata } from '@aws-lambda-powertools/kafka/types';
+import type { AvroType, ParseOptions, UnionType } from 'avro-js';
 import type { IConversionOptions, Type } from 'protobufjs';
 import type { KafkaConsumerConfig } from '../../shared/config.ts';
 import { ConfigError } from '../../shared/errors.ts';
 import { settings } from '../../shared/settings.ts';
+import { firstInvalidUtf8 } from '../../shared/utf8.ts';
 
 /** Characters of a rejected value kept in the quarantine line. */
 export const RAW_CLIP_CHARS = 2048;
 
 export type ValueFormat = KafkaConsumerConfig['valueFormat'];
 
+type Records = ConsumerRecord<unknown, unknown>[];
+
 /**
- * The schema config handed to the Powertools `kafkaConsumer` wrapper, built once at cold start.
+ * Cold start: what gives the records their decoded `value`, for the configured format. The Powertools
+ * `kafkaConsumer` wrapper gets no schema config: each record's `value` getter then decodes the base64
+ * value to UTF-8 text, lazily, and the binary formats replace that getter with their own.
  *
- * - json: no value config on purpose. The utility then decodes the value to UTF-8 text and we parse it
- *   ourselves: its JSON deserializer does not fail on bad JSON, it returns the text (so "not JSON" and
- *   a JSON string look alike) and `console.error`s the base64 payload, which must stay out of the logs.
- * - avro: the utility decodes with avro-js; the schema is parsed here first, so a wrong schema stops
- *   the function at cold start instead of quarantining every record.
- * - protobuf: no value config either; {@link protobufValueType} and {@link withProtobufValues} decode the
- *   value. The utility's protobuf deserializer (2.35.0) does `import { BufferReader } from 'protobufjs'`,
- *   a named import from a CommonJS module that Node's ESM loader refuses, so it cannot even load outside
- *   an esbuild bundle; and it hands back protobufjs message instances, not plain objects.
+ * - json: that text, which {@link decodeValue} parses: the utility's JSON deserializer does not fail on
+ *   bad JSON, it returns the text (so "not JSON" and a JSON string look alike) and `console.error`s the
+ *   base64 payload, which must stay out of the logs.
+ * - avro: {@link avroValueType} and {@link withAvroValues}. The utility's Avro deserializer (2.35.0)
+ *   parses the schema without options, so a union's value comes back wrapped in its branch name
+ *   (`{"double": 0.5}` for a nullable double) and a long beyond 2^53 fails the record.
+ * - protobuf: {@link protobufValueType} and {@link withProtobufValues}. The utility's protobuf
+ *   deserializer (2.35.0) does `import { BufferReader } from 'protobufjs'`, a named import from a
+ *   CommonJS module that Node's ESM loader refuses, so it cannot even load outside an esbuild bundle; and
+ *   it hands back protobufjs message instances, not plain objects.
+ *
+ * A schema or message type that is wrong stops the function here instead of quarantining every record.
  */
-export async function kafkaSchemaConfig(
+export async function valueDecoder(
+  config: Pick<KafkaConsumerConfig, 'valueFormat' | 'valueSchema' | 'valueMessageType'>,
+): Promise<(records: readonly ConsumerRecord<unknown, unknown>[]) => Records> {
+  const avroType = await avroValueType(config);
+  if (avroType) return (records) => withAvroValues(records, avroType);
+  const protobufType = await protobufValueType(config);
+  if (protobufType) return (records) => withProtobufValues(records, protobufType);
+  return (records) => [...records];
+}
+
+/** An Avro type parsed from the configured schema (see {@link avroValueType}). */
+export type AvroValueType = Pick<AvroType, 'fromBuffer' | 'getName'>;
+
+/**
+ * Cold start: the configured Avro schema as a type, or undefined for other formats. It reads a value as
+ * a JSON one would be:
+ * - a union's value as it is, not wrapped in an object named after its branch (`0.5`, not
+ *   `{"double": 0.5}`): producers declare an optional field as `["null", T]`, and `normaliseSignal`
+ *   would refuse the wrapped value, or keep a wrapped attribute as JSON text;
+ * - a long as a number within 2^53, beyond as an exact bigint, as protobuf longs are: `normaliseSignal`
+ *   refuses such a `value` instead of rounding it and keeps such an attribute as its decimal text (avro-js
+ *   would throw "potential precision loss" and the record be quarantined).
+ * Both are avro-js extension points (`typeHook`, `LongType.using`, `LogicalType`): it has no option to
+ * leave unions unwrapped.
+ */
+export async function avroValueType(
   config: Pick<KafkaConsumerConfig, 'valueFormat' | 'valueSchema'>,
-): Promise<SchemaConfig | undefined> {
+): Promise<AvroValueType | undefined> {
   if (config.valueFormat !== 'avro') return undefined;
   const schema = config.valueSchema;
   if (!schema) throw new ConfigError('KAFKA_VALUE_SCHEMA is not set (needed for avro values)');
   const { default: avro } = await import('avro-js');
   try {
-    avro.parse(schema);
+    return avro.parse(schema, { typeHook: avroTypeHook(avro) });
   } catch (err) {
     throw new ConfigError(`KAFKA_VALUE_SCHEMA is not a valid Avro schema: ${(err as Error).message}`, {
       cause: err,
     });
   }
-  return { value: { type: 'avro', schema } };
+}
+
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const MIN_LONG = -(2n ** 63n);
+const MAX_LONG = 2n ** 63n - 1n;
+
+/** The parse hook of {@link avroValueType}: every long as {@link AvroLong}, every union unwrapped. */
+function avroTypeHook(avro: AvroJs): NonNullable<ParseOptions['typeHook']> {
+  const long = avro.types.LongType.using<AvroLong>({
+    fromBuffer: (buffer) => {
+      const n = buffer.readBigInt64LE(0);
+      return n >= MIN_SAFE && n <= MAX_SAFE ? Number(n) : n;
+    },
+    toBuffer: (n) => {
+      const buffer = Buffer.alloc(8);
+      buffer.writeBigInt64LE(BigInt(n));
+      return buffer;
+    },
+    // A default in the schema is a JSON number; toJSON gives a bigint back as its exact text.
+    fromJSON: (json) =>
+      typeof json === 'number' && Number.isSafeInteger(json) ? json : BigInt(json as string | number),
+    toJSON: (n) => (typeof n === 'bigint' ? n.toString() : n),
+    isValid: (n) =>
+      (typeof n === 'number' && Number.isSafeInteger(n)) ||
+      (typeof n === 'bigint' && n >= MIN_LONG && n <= MAX_LONG),
+    compare: (a, b) => (a < b ? -1 : a > b ? 1 : 0),
+  });
+
+  /** A union whose values are its branches' own: a logical type over the union avro-js builds. */
+  class UnwrappedUnion extends avro.types.LogicalType {
+    protected override _fromValue(wrapped: unknown): unknown {
+      // null, or an object with one property: the branch's name, and its value.
+      return wrapped === null ? null : Object.values(wrapped as object)[0];
+    }
+
+    protected override _toValue(value: unknown): unknown {
+      if (value === null) return null;
+      for (const branch of (this.getUnderlyingType() as UnionType).getTypes()) {
+        const name = branch.getName() ?? branch.getName(true);
+        if (name !== undefined && name !== 'null' && branch.isValid(value)) return { [name]: value };
+      }
+      throw new Error('the value matches no branch of the union');
+    }
+  }
+
+  // The logical type parses the same union schema again for the union underneath: that one passes.
+  const unions = new WeakSet<object>();
+  return (attrs, opts) => {
+    if (Array.isArray(attrs)) {
+      if (unions.has(attrs)) return undefined;
+      unions.add(attrs);
+      return new UnwrappedUnion(attrs, opts);
+    }
+    const type = typeof attrs === 'object' && attrs !== null ? (attrs as { type?: unknown }).type : undefined;
+    return type === 'long' ? long : undefined;
+  };
+}
+
+/** A decoded Avro long: a number within 2^53, a bigint beyond. */
+type AvroLong = number | bigint;
+type AvroJs = typeof import('avro-js').default;
+
+/**
+ * The records with a `value` getter that decodes the Avro value, lazily and per record like the
+ * utility's getters: a value that is not one of the schema throws on access, and `decodeValue`
+ * quarantines it. A registry's framing is not expected: the event source mapping strips Confluent's
+ * magic byte and schema id, and Avro has no message indexes.
+ */
+export function withAvroValues(
+  records: readonly ConsumerRecord<unknown, unknown>[],
+  type: AvroValueType,
+): Records {
+  return withValueGetter(records, (record) => decodeAvro(record.originalValue, type));
+}
+
+function decodeAvro(base64: string | null | undefined, type: AvroValueType): unknown {
+  if (base64 === null || base64 === undefined) return base64;
+  try {
+    return type.fromBuffer(Buffer.from(base64, 'base64'));
+  } catch (err) {
+    const name = type.getName();
+    const what = name ? `a ${name} ${type.getName(true) ?? 'value'}` : 'a value of the Avro schema';
+    throw new Error(`not ${what}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Each record with its `value` getter replaced by `decode`, every other property as it is. */
+function withValueGetter(
+  records: readonly ConsumerRecord<unknown, unknown>[],
+  decode: (record: ConsumerRecord<unknown, unknown>) => unknown,
+): Records {
+  return records.map(
+    (record) =>
+      Object.defineProperties(
+        {},
+        {
+          ...Object.getOwnPropertyDescriptors(record),
+          value: { enumerable: true, configurable: true, get: () => decode(record) },
+        },
+      ) as ConsumerRecord<unknown, unknown>,
+  );
 }
 
 /** A protobuf message type parsed from the configured `.proto` text. */
@@ -109,20 +245,9 @@ const TO_OBJECT: IConversionOptions = {
 export function withProtobufValues(
   records: readonly ConsumerRecord<unknown, unknown>[],
   type: ProtobufValueType,
-): ConsumerRecord<unknown, unknown>[] {
-  return records.map(
-    (record) =>
-      Object.defineProperties(
-        {},
-        {
-          ...Object.getOwnPropertyDescriptors(record),
-          value: {
-            enumerable: true,
-            configurable: true,
-            get: () => decodeProtobuf(record.originalValue, record.valueSchemaMetadata, type),
-          },
-        },
-      ) as ConsumerRecord<unknown, unknown>,
+): Records {
+  return withValueGetter(records, (record) =>
+    decodeProtobuf(record.originalValue, record.valueSchemaMetadata, type),
   );
 }
 
@@ -186,9 +311,12 @@ export type DecodeResult =
   | { readonly ok: false; readonly reason: string; readonly raw?: string };
 
 /**
- * Decodes one record's value. Never throws: the utility's lazy `value` getter throws per record
- * (bad base64, bad Avro), and each failure becomes a reason for the quarantine.
- * `raw` is the decoded text for JSON, the base64 value for binary formats, clipped either way.
+ * Decodes one record's value. Never throws: the lazy `value` getter (the utility's, or the one of
+ * {@link valueDecoder}) throws per record (bad base64, a value not of the schema), and each failure
+ * becomes a reason for the quarantine.
+ * `raw` is the decoded text for JSON, the base64 value for binary formats and for JSON that is not
+ * UTF-8 (its text would hide the bytes), clipped either way. Such JSON is quarantined, not repaired
+ * with U+FFFD, as the S3 path fails such a file.
  */
 export function decodeValue(record: ConsumerRecord<unknown, unknown>, format: ValueFormat): DecodeResult {
   let value: unknown;
@@ -205,6 +333,18 @@ export function decodeValue(record: ConsumerRecord<unknown, unknown>, format: Va
   if (format !== 'json') return { ok: true, value, raw: clip(record.originalValue) };
 
   const text = String(value);
+  // The utility decodes leniently, each byte that is not UTF-8 becoming U+FFFD: the original bytes are
+  // checked only when the text holds one, which a valid value may too.
+  if (text.includes('\uFFFD')) {
+    const original = Buffer.from(record.originalValue ?? '', 'base64');
+    if (!isUtf8(original)) {
+      return {
+        ok: false,
+        reason: `value is not valid UTF-8 (at byte ${firstInvalidUtf8(original)})`,
+        raw: clip(record.originalValue ?? ''),
+      };
+    }
+  }
   const bytes = Buffer.byteLength(text);
   if (bytes > settings.limits.maxRecordBytes) {
     return {

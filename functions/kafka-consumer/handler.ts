@@ -8,26 +8,18 @@ import { createClients } from '../../shared/clients.ts';
 import { loadKafkaConsumerConfig } from '../../shared/config.ts';
 import { createObservability } from '../../shared/observability.ts';
 import { consumeKafkaRecords, type PartitionSummary } from './consumer.ts';
-import { kafkaSchemaConfig, protobufValueType, withProtobufValues } from './decode.ts';
+import { valueDecoder } from './decode.ts';
 import { describeOffsetRanges, type KafkaEvent, parseKafkaEvent } from './events.ts';
 
 const config = loadKafkaConsumerConfig();
 const clients = createClients(config);
 const { logger, metrics } = createObservability('kafka-consumer');
-const schemaConfig = await kafkaSchemaConfig(config);
-const protobufType = await protobufValueType(config);
+const decodeValues = await valueDecoder(config);
 
 // The Powertools wrapper decodes lazily: each record's `value` getter decodes (and may throw) on access.
-// Protobuf values get their getter here (see kafkaSchemaConfig for why not from the wrapper).
-const consume = kafkaConsumer(
-  (event: ConsumerRecords<unknown, unknown>) =>
-    consumeKafkaRecords(protobufType ? withProtobufValues(event.records, protobufType) : event.records, {
-      ...clients,
-      logger,
-      metrics,
-      config,
-    }),
-  schemaConfig,
+// Avro and Protobuf values get their getter from decodeValues (see valueDecoder for why not from the wrapper).
+const consume = kafkaConsumer((event: ConsumerRecords<unknown, unknown>) =>
+  consumeKafkaRecords(decodeValues(event.records), { ...clients, logger, metrics, config }),
 );
 
 const lambdaHandler = async (event: unknown, context: Context): Promise<PartitionSummary[]> => {

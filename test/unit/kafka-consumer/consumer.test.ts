@@ -93,6 +93,30 @@ describe('consumeKafkaRecords', () => {
     expect(sentSignals(sqs)[0]?.timestamp).toBe('2024-06-10T08:00:00.123Z');
   });
 
+  it('reads the Kafka record timestamp as milliseconds, even before 2001, and a negative one as none', async () => {
+    // Prepare
+    sqs.on(SendMessageBatchCommand).resolves({ Failed: [] });
+    s3.on(PutObjectCommand).resolves({});
+    const noTimestamp = { name: 'cpu', value: 1 };
+    // Act
+    await consume([
+      { offset: 1, value: noTimestamp, timestamp: -1 }, // Kafka's NO_TIMESTAMP
+      { offset: 2, value: noTimestamp, timestamp: 946_681_200_000 }, // below 1e12, yet milliseconds
+      { offset: 3, value: noTimestamp, timestamp: 1_718_006_400_000 },
+      // The message's own timestamp keeps its meaning: below 1e12 is epoch seconds.
+      { offset: 4, value: { ...noTimestamp, timestamp: 946_681_200 }, timestamp: -1 },
+    ]);
+    // Assess
+    expect(sentSignals(sqs).map((s) => [s.id, s.timestamp])).toEqual([
+      ['kafka:pulse_signals:0:2', '1999-12-31T23:00:00.000Z'],
+      ['kafka:pulse_signals:0:3', '2024-06-10T08:00:00.000Z'],
+      ['kafka:pulse_signals:0:4', '1999-12-31T23:00:00.000Z'],
+    ]);
+    expect(quarantined(s3)['rejects/kafka/pulse_signals/0/1-4.ndjson']).toEqual([
+      expect.objectContaining({ ref: 'kafka:pulse_signals:0:1', reason: 'timestamp is required' }),
+    ]);
+  });
+
   it('sends each partition of an event under its own origin, and quarantines each under its own key', async () => {
     // Prepare
     sqs.on(SendMessageBatchCommand).resolves({ Failed: [] });
@@ -207,6 +231,36 @@ describe('consumeKafkaRecords', () => {
       'kafka:pulse_signals:0:101',
       'kafka:pulse_signals:0:102',
     ]);
+  });
+
+  it('quarantines a value that is not UTF-8, naming the byte, instead of sending it with U+FFFD', async () => {
+    // Prepare
+    sqs.on(SendMessageBatchCommand).resolves({ Failed: [] });
+    s3.on(PutObjectCommand).resolves({});
+    const latin1 = Buffer.concat([
+      Buffer.from('{"name":"temp_'),
+      Buffer.from([0xb0]), // the Latin-1 degree sign
+      Buffer.from('C","value":21.5,"timestamp":"2024-06-10T08:00:00Z"}'),
+    ]);
+    // Act
+    const out = await consume([
+      { offset: 1, value: new Uint8Array(latin1) },
+      { offset: 2, value: good('temp_\uFFFDC') }, // a real U+FFFD is valid UTF-8
+      { offset: 3, value: good('cpu') },
+    ]);
+    // Assess
+    expect(sentSignals(sqs).map((s) => [s.id, s.name])).toEqual([
+      ['kafka:pulse_signals:0:2', 'temp_\uFFFDC'],
+      ['kafka:pulse_signals:0:3', 'cpu'],
+    ]);
+    expect(quarantined(s3)['rejects/kafka/pulse_signals/0/1-3.ndjson']).toEqual([
+      expect.objectContaining({
+        ref: 'kafka:pulse_signals:0:1',
+        reason: 'value is not valid UTF-8 (at byte 14)',
+        raw: latin1.toString('base64'),
+      }),
+    ]);
+    expect(out[0]).toMatchObject({ sent: 2, quarantined: 1 });
   });
 
   it('clips the raw text of a large rejected value', async () => {

@@ -6,8 +6,10 @@ import protobuf from 'protobufjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { consumeKafkaRecords } from '../../../functions/kafka-consumer/consumer.ts';
 import {
-  kafkaSchemaConfig,
+  avroValueType,
   protobufValueType,
+  valueDecoder,
+  withAvroValues,
   withProtobufValues,
 } from '../../../functions/kafka-consumer/decode.ts';
 import { ConfigError } from '../../../shared/errors.ts';
@@ -46,23 +48,37 @@ message Signal {
 }
 `;
 
-describe('kafkaSchemaConfig', () => {
-  it('hands JSON values to the consumer as text, so it can tell "not JSON" from a JSON string', async () => {
+describe('valueDecoder', () => {
+  it('leaves JSON values as the utility hands them, text, so the consumer can tell "not JSON" from a JSON string', async () => {
     // Prepare
-    const config = { valueFormat: 'json' as const };
+    const records = await consumerRecordsOf(kafkaEventFactory([{ value: '"just a string"' }]));
     // Act
-    const schemaConfig = await kafkaSchemaConfig(config);
+    const decode = await valueDecoder({ valueFormat: 'json' });
     // Assess
-    expect(schemaConfig).toBeUndefined();
+    expect(decode(records).map((r) => r.value)).toEqual(['"just a string"']);
   });
 
-  it('configures Avro decoding with the schema from the configuration', async () => {
+  it('gives Avro and Protobuf values the getter of their format', async () => {
     // Prepare
-    const config = { valueFormat: 'avro' as const, valueSchema: AVRO_SCHEMA };
+    const value = avro.parse(AVRO_SCHEMA).toBuffer({ name: 'cpu', value: 0.5, timestamp: 1, host: 'h1' });
+    const records = await consumerRecordsOf(kafkaEventFactory([{ value: new Uint8Array(value) }]));
     // Act
-    const schemaConfig = await kafkaSchemaConfig(config);
+    const decode = await valueDecoder({ valueFormat: 'avro', valueSchema: AVRO_SCHEMA });
     // Assess
-    expect(schemaConfig).toEqual({ value: { type: 'avro', schema: AVRO_SCHEMA } });
+    expect(decode(records).map((r) => r.value)).toEqual([
+      { name: 'cpu', value: 0.5, timestamp: 1, host: 'h1' },
+    ]);
+  });
+});
+
+describe('avroValueType', () => {
+  it('has nothing to do for JSON or Protobuf values', async () => {
+    // Prepare
+    const config = { valueFormat: 'protobuf' as const, valueSchema: PROTO };
+    // Act
+    const type = await avroValueType(config);
+    // Assess
+    expect(type).toBeUndefined();
   });
 
   it('fails at cold start on an Avro schema that does not parse, instead of quarantining every record', async () => {
@@ -72,19 +88,62 @@ describe('kafkaSchemaConfig', () => {
       valueSchema: '{"type":"record","name":"S","fields":"nope"}',
     };
     // Act
-    const act = kafkaSchemaConfig(config);
+    const act = avroValueType(config);
     // Assess
     await expect(act).rejects.toThrow(ConfigError);
     await expect(act).rejects.toThrow(/KAFKA_VALUE_SCHEMA is not a valid Avro schema/);
   });
 
-  it('leaves protobuf values out of the utility config, since the consumer decodes them itself', async () => {
+  it('reads each union as its branch value, at any depth, and still writes it back', async () => {
     // Prepare
-    const config = { valueFormat: 'protobuf' as const, valueSchema: PROTO };
+    const schema = {
+      type: 'record',
+      name: 'Signal',
+      namespace: 'pulse',
+      fields: [
+        { name: 'value', type: ['null', 'double'], default: null },
+        { name: 'tags', type: { type: 'array', items: ['null', 'string', 'long'] } },
+        {
+          name: 'place',
+          type: [
+            'null',
+            { type: 'record', name: 'Place', fields: [{ name: 'room', type: ['null', 'string'] }] },
+          ],
+        },
+        { name: 'other', type: ['null', 'Place'], default: null },
+      ],
+    };
+    const bytes = avro.parse(schema).toBuffer({
+      value: { double: 0.5 },
+      tags: [null, { string: 'a' }, { long: -5 }],
+      place: { 'pulse.Place': { room: { string: 'K1' } } },
+      other: null,
+    });
+    const type = await avroValueType({ valueFormat: 'avro', valueSchema: JSON.stringify(schema) });
     // Act
-    const schemaConfig = await kafkaSchemaConfig(config);
+    const value = type?.fromBuffer(bytes);
     // Assess
-    expect(schemaConfig).toBeUndefined();
+    expect(value).toEqual({ value: 0.5, tags: [null, 'a', -5], place: { room: 'K1' }, other: null });
+    expect((type as ReturnType<typeof avro.parse>).toBuffer(value)).toEqual(bytes);
+  });
+
+  it('reads a long within 2^53 as a number and beyond as an exact bigint', async () => {
+    // Prepare
+    const schema = { type: 'array', items: 'long' };
+    // Longs written as zigzag varints, by hand: avro-js cannot write one beyond 2^53.
+    const zigzag = (n: bigint) => {
+      let z = BigInt.asUintN(64, (n << 1n) ^ (n >> 63n));
+      const out: number[] = [];
+      for (; z > 0x7fn; z >>= 7n) out.push(Number((z & 0x7fn) | 0x80n));
+      return [...out, Number(z)];
+    };
+    const longs = [-1n, 1_718_006_400_000n, 2n ** 53n + 1n, -(2n ** 63n), 2n ** 63n - 1n];
+    const bytes = Buffer.from([...zigzag(BigInt(longs.length)), ...longs.flatMap(zigzag), 0]);
+    const type = await avroValueType({ valueFormat: 'avro', valueSchema: JSON.stringify(schema) });
+    // Act
+    const value = type?.fromBuffer(bytes);
+    // Assess
+    expect(value).toEqual([-1, 1_718_006_400_000, 2n ** 53n + 1n, -(2n ** 63n), 2n ** 63n - 1n]);
   });
 });
 
@@ -180,6 +239,24 @@ afterEach(() => {
 });
 
 describe('consumeKafkaRecords with Avro values', () => {
+  async function consumeAvro(event: ReturnType<typeof kafkaEventFactory>, schema = AVRO_SCHEMA) {
+    const type = await avroValueType({ valueFormat: 'avro', valueSchema: schema });
+    if (!type) throw new Error('no Avro type');
+    const { logger, metrics } = quietObservability();
+    return consumeKafkaRecords(withAvroValues(await consumerRecordsOf(event), type), {
+      s3: new S3Client({ region: 'us-east-1' }),
+      sqs: new SQSClient({ region: 'us-east-1' }),
+      logger,
+      metrics,
+      config: {
+        signalsQueueUrl: 'q',
+        quarantineBucket: 'qb',
+        valueFormat: 'avro',
+        maxMessageBytes: 256 * 1024,
+      },
+    });
+  }
+
   it('sends Avro-encoded signals and quarantines a value that is not Avro, without its payload in the reason', async () => {
     // Prepare
     sqs.on(SendMessageBatchCommand).resolves({ Failed: [] });
@@ -197,21 +274,8 @@ describe('consumeKafkaRecords with Avro values', () => {
       { offset: 2, value: new Uint8Array([0xff, 0xff, 0xff]) },
       { offset: 3, value: new Uint8Array(failing) },
     ]);
-    const schemaConfig = await kafkaSchemaConfig({ valueFormat: 'avro', valueSchema: AVRO_SCHEMA });
-    const { logger, metrics } = quietObservability();
     // Act
-    const out = await consumeKafkaRecords(await consumerRecordsOf(event, schemaConfig), {
-      s3: new S3Client({ region: 'us-east-1' }),
-      sqs: new SQSClient({ region: 'us-east-1' }),
-      logger,
-      metrics,
-      config: {
-        signalsQueueUrl: 'q',
-        quarantineBucket: 'qb',
-        valueFormat: 'avro',
-        maxMessageBytes: 256 * 1024,
-      },
-    });
+    const out = await consumeAvro(event);
     // Assess
     expect(sentSignals(sqs)).toEqual([
       {
@@ -226,14 +290,108 @@ describe('consumeKafkaRecords with Avro values', () => {
     ]);
     const lines = quarantined(s3)['rejects/kafka/pulse_signals/0/1-3.ndjson'] ?? [];
     expect(lines.map((l) => l.ref)).toEqual(['kafka:pulse_signals:0:2', 'kafka:pulse_signals:0:3']);
-    expect(lines[0]?.reason).toMatch(
-      /^value could not be decoded as avro: Failed to deserialize Avro message/,
-    );
+    expect(lines[0]?.reason).toMatch(/^value could not be decoded as avro: not a pulse\.Signal record: /);
     expect(lines[0]?.reason).not.toContain('schema');
     expect(lines[0]?.raw).toBe(Buffer.from([0xff, 0xff, 0xff]).toString('base64'));
     expect(lines[1]?.reason).toBe('value must be finite, got NaN');
     expect(lines[1]?.record).toMatchObject({ name: 'cpu', host: 'h2' });
     expect(out[0]).toMatchObject({ sent: 1, quarantined: 2 });
+  });
+
+  it('sends signals whose fields are nullable unions, taking the Kafka timestamp for a null one', async () => {
+    // Prepare
+    sqs.on(SendMessageBatchCommand).resolves({ Failed: [] });
+    const schema = {
+      type: 'record',
+      name: 'Signal',
+      namespace: 'pulse',
+      fields: [
+        { name: 'name', type: 'string' },
+        { name: 'value', type: ['null', 'double'], default: null },
+        { name: 'timestamp', type: ['null', 'long'], default: null },
+        { name: 'host', type: ['null', 'string'], default: null },
+      ],
+    };
+    const type = avro.parse(schema);
+    const event = kafkaEventFactory([
+      {
+        offset: 1,
+        value: new Uint8Array(
+          type.toBuffer({
+            name: 'cpu',
+            value: { double: 0.5 },
+            timestamp: { long: 1_718_006_400_000 },
+            host: { string: 'h1' },
+          }),
+        ),
+      },
+      {
+        offset: 2,
+        value: new Uint8Array(
+          type.toBuffer({ name: 'mem', value: { double: 2 }, timestamp: null, host: null }),
+        ),
+        timestamp: 1_718_006_460_000,
+      },
+    ]);
+    // Act
+    const out = await consumeAvro(event, JSON.stringify(schema));
+    // Assess
+    expect(sentSignals(sqs)).toEqual([
+      {
+        id: 'kafka:pulse_signals:0:1',
+        name: 'cpu',
+        value: 0.5,
+        source: 'pulse_signals',
+        timestamp: '2024-06-10T08:00:00.000Z',
+        attributes: { host: 'h1' },
+        origin: { kind: 'kafka', ref: 'kafka:pulse_signals:0:1' },
+      },
+      {
+        id: 'kafka:pulse_signals:0:2',
+        name: 'mem',
+        value: 2,
+        source: 'pulse_signals',
+        timestamp: '2024-06-10T08:01:00.000Z',
+        origin: { kind: 'kafka', ref: 'kafka:pulse_signals:0:2' },
+      },
+    ]);
+    expect(out[0]).toMatchObject({ sent: 2, quarantined: 0 });
+  });
+
+  it('keeps a long beyond 2^53 exact: as an attribute its decimal text, as the value a reason', async () => {
+    // Prepare
+    sqs.on(SendMessageBatchCommand).resolves({ Failed: [] });
+    s3.on(PutObjectCommand).resolves({});
+    const schema = JSON.stringify({
+      type: 'record',
+      name: 'Signal',
+      fields: [
+        { name: 'name', type: 'string' },
+        { name: 'value', type: 'long' },
+        { name: 'trace_id', type: 'long' },
+      ],
+    });
+    // name "cpu", then zigzag varints: 1 and 2^53 + 1 (trace), 2^53 + 1 and 1 (value).
+    const big = [0x82, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x20];
+    const event = kafkaEventFactory([
+      { offset: 1, value: new Uint8Array([6, ...Buffer.from('cpu'), 2, ...big]) },
+      { offset: 2, value: new Uint8Array([6, ...Buffer.from('cpu'), ...big, 2]) },
+    ]);
+    // Act
+    const out = await consumeAvro(event, schema);
+    // Assess
+    expect(sentSignals(sqs)).toEqual([
+      expect.objectContaining({
+        id: 'kafka:pulse_signals:0:1',
+        value: 1,
+        attributes: { trace_id: '9007199254740993' },
+      }),
+    ]);
+    const lines = quarantined(s3)['rejects/kafka/pulse_signals/0/1-2.ndjson'] ?? [];
+    expect(lines.map((l) => [l.ref, l.reason])).toEqual([
+      ['kafka:pulse_signals:0:2', 'value 9007199254740993 is too large to represent exactly'],
+    ]);
+    expect(out[0]).toMatchObject({ sent: 1, quarantined: 1 });
   });
 });
 
