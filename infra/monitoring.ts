@@ -157,6 +157,8 @@ export class Monitoring extends Construct {
           title: 'Poller',
           metrics: [
             pulseMetric(METRIC.rowsPolled, 'db-poller'),
+            pulseMetric(METRIC.rowsReread, 'db-poller'),
+            pulseMetric(METRIC.watermarkNullRows, 'db-poller'),
             pulseMetric(METRIC.pollerBackpressureStops, 'db-poller'),
             pulseMetric(METRIC.pollerTimeBudgetStops, 'db-poller'),
           ],

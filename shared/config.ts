@@ -189,6 +189,8 @@ export interface DbPollerConfig extends ClientConfig {
   readonly maxQueueDepth: number;
   readonly timeBudgetFraction: number;
   readonly maxMessageBytes: number;
+  /** watermark mode: how far behind the watermark each poll reads again (0: not at all). */
+  readonly watermarkLookbackSeconds: number;
 }
 
 /** Reads the db-poller's configuration. Throws ConfigError when a variable is missing or wrong. */
@@ -229,6 +231,11 @@ export function loadDbPollerConfig(env: Env = process.env): DbPollerConfig {
       WATERMARK_TABLE: required('WATERMARK_TABLE'),
       MAX_QUEUE_DEPTH: positiveInt('MAX_QUEUE_DEPTH', settings.dbPoller.maxQueueDepth),
       TIME_BUDGET_FRACTION: z.coerce.number().gt(0).lte(1).default(settings.dbPoller.timeBudgetFraction),
+      DB_WATERMARK_LOOKBACK_SECONDS: z.coerce
+        .number({ error: 'DB_WATERMARK_LOOKBACK_SECONDS must be a whole number of seconds, 0 or more' })
+        .int('DB_WATERMARK_LOOKBACK_SECONDS must be a whole number of seconds, 0 or more')
+        .min(0, 'DB_WATERMARK_LOOKBACK_SECONDS must be a whole number of seconds, 0 or more')
+        .default(settings.dbPoller.watermarkLookbackSeconds),
       SIGNALS_MAX_MESSAGE_BYTES: positiveInt('SIGNALS_MAX_MESSAGE_BYTES', settings.signals.maxMessageBytes),
     },
     env,
@@ -247,6 +254,7 @@ export function loadDbPollerConfig(env: Env = process.env): DbPollerConfig {
     maxQueueDepth: c.MAX_QUEUE_DEPTH,
     timeBudgetFraction: c.TIME_BUDGET_FRACTION,
     maxMessageBytes: c.SIGNALS_MAX_MESSAGE_BYTES,
+    watermarkLookbackSeconds: c.DB_WATERMARK_LOOKBACK_SECONDS,
   };
 }
 

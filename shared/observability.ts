@@ -59,6 +59,10 @@ export const METRIC = {
   pollerBackpressureStops: 'PollerBackpressureStops',
   pollerTimeBudgetStops: 'PollerTimeBudgetStops',
   watermarkConflicts: 'WatermarkConflicts',
+  /** watermark mode, every poll: rows whose watermark column is NULL (never read; quarantined). */
+  watermarkNullRows: 'WatermarkNullRows',
+  /** watermark mode: rows read again by the lookback (not counted in RowsPolled / RowsSent). */
+  rowsReread: 'RowsReread',
   kafkaRecordsDecoded: 'KafkaRecordsDecoded',
   kafkaRecordsQuarantined: 'KafkaRecordsQuarantined',
 } as const;

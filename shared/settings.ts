@@ -233,6 +233,12 @@ export const settings = {
     maxQueueDepth: 10_000,
     /** Share of the invocation's remaining time the poller may spend before it stops and returns. */
     timeBudgetFraction: 0.8,
+    /**
+     * watermark mode: each poll first reads again the rows this many seconds behind the watermark, so a
+     * row committed after a poll read past its position is still sent (the scorer drops the repeats). 0
+     * turns it off (DB_WATERMARK_LOOKBACK_SECONDS). See docs/db-poller.md.
+     */
+    watermarkLookbackSeconds: 60,
   },
 
   kafka: {

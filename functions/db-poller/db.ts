@@ -46,7 +46,36 @@ export interface DbPoolOptions {
   readonly connectionTimeoutMillis?: number;
 }
 
-/** A `pg.Pool` for the credentials; the session runs in UTC so timestamps render the same everywhere. */
+/** Postgres type OIDs (`pg.types.builtins`): `timestamp` and `timestamptz`. */
+const TIMESTAMP_OID = 1114;
+const TIMESTAMPTZ_OID = 1184;
+
+/**
+ * Reads a `timestamp without time zone` (text form `2024-05-01 10:00:00[.ffffff][ BC]`) as UTC. pg's
+ * default parses it as the process's local time, so the same row would give a different instant under
+ * another `TZ`.
+ */
+export function parseTimestampAsUtc(text: string): unknown {
+  const parseTimestamptz = pg.types.getTypeParser(TIMESTAMPTZ_OID, 'text');
+  if (/^-?infinity$/.test(text)) return parseTimestamptz(text);
+  return parseTimestamptz(text.replace(/( BC)?$/, '+00$1'));
+}
+
+/**
+ * The pool's type parsers: pg's defaults, but `timestamp without time zone` read as UTC. Passed per pool
+ * (pg's `types` option), so the global parsers other pools in the process use stay as they are.
+ */
+export const dbTypes: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === TIMESTAMP_OID && format !== 'binary'
+      ? parseTimestampAsUtc
+      : pg.types.getTypeParser(oid, format)) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+/**
+ * A `pg.Pool` for the credentials; the session runs in UTC and `timestamp without time zone` values are
+ * read as UTC, so timestamps render and parse the same whatever the process's `TZ`.
+ */
 export function createDbPool(creds: DbCredentials, opts: DbPoolOptions): pg.Pool {
   return new pg.Pool({
     host: creds.host,
@@ -61,6 +90,7 @@ export function createDbPool(creds: DbCredentials, opts: DbPoolOptions): pg.Pool
     connectionTimeoutMillis: opts.connectionTimeoutMillis ?? 10_000,
     idleTimeoutMillis: 0,
     options: '-c TimeZone=UTC',
+    types: dbTypes,
     application_name: 'pulse-db-poller',
   });
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -6,7 +7,7 @@ import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/obse
 import { putRejects, type RejectEntry, rejectsKey } from '../../shared/quarantine.ts';
 import { type SenderOptions, SignalSender } from '../../shared/sender.ts';
 import { normaliseSignal, type Signal } from '../../shared/signal.ts';
-import { buildSql, type PolledRow, type PollerSql, versionTag } from './sql.ts';
+import { buildSql, lookbackFrom, type PolledRow, type PollerSql, versionTag } from './sql.ts';
 import { type Watermark, WatermarkStore } from './watermark.ts';
 
 /**
@@ -35,6 +36,7 @@ export interface DbPool extends DbClient {
 
 export type PollerConfig = Pick<
   DbPollerConfig,
+  | 'watermarkLookbackSeconds'
   | 'signalsQueueUrl'
   | 'quarantineBucket'
   | 'table'
@@ -67,8 +69,12 @@ export type StopReason = 'drained' | 'time-budget' | 'backpressure' | 'lost-race
 export interface PollSummary {
   readonly mode: 'mark' | 'watermark';
   readonly rounds: number;
-  /** Rows claimed (mark) or read (watermark). */
+  /** Rows claimed (mark) or read past the watermark (watermark). */
   readonly rows: number;
+  /** watermark mode: rows read again by the lookback (their sends and rejects are not in `sent`, `rejected`). */
+  readonly reread?: number;
+  /** watermark mode: rows whose watermark column is NULL (quarantined, never sent). */
+  readonly nullWatermark?: number;
   readonly sent: number;
   readonly rejected: number;
   readonly stoppedBy: StopReason;
@@ -96,9 +102,12 @@ export async function poll(deps: PollerDeps): Promise<PollSummary> {
       ? new WatermarkStore(deps.doc, config.watermarkTable, config.table)
       : undefined;
   let watermark = store ? await store.read() : undefined;
+  const nullWatermark = store ? await quarantineNullWatermarks(deps, sql, now) : undefined;
+  let reread = watermark ? rereadWindow(config, watermark) : undefined;
 
   let rounds = 0;
   let rows = 0;
+  let rereadRows = 0;
   let sent = 0;
   let rejected = 0;
   let stoppedBy: StopReason;
@@ -116,6 +125,13 @@ export async function poll(deps: PollerDeps): Promise<PollSummary> {
       break;
     }
     let round: RoundResult;
+    if (reread) {
+      // Not a round: `rounds` counts the reads past the watermark.
+      const out = await rereadRound(deps, sql, reread, now);
+      rereadRows += out.rows;
+      reread = out.next;
+      continue;
+    }
     if (store) {
       const out = await watermarkRound(deps, sql, store, watermark, now);
       round = out;
@@ -145,6 +161,7 @@ export async function poll(deps: PollerDeps): Promise<PollSummary> {
     mode: config.mode,
     rounds,
     rows,
+    ...(store ? { reread: rereadRows, nullWatermark } : {}),
     sent,
     rejected,
     stoppedBy,
@@ -194,7 +211,9 @@ async function markRound(
       await session.query('COMMIT');
       return { rows: 0, sent: 0, rejected: 0 };
     }
-    const out = await sendRows(deps, rows, (row) => `db:${config.table}:${row.pulse_id}`, now);
+    const out = await sendRows(deps, rows, (row) => `db:${config.table}:${row.pulse_id}`, now, {
+      versioned: false,
+    });
     await session.query(sql.markProcessed, [rows.map((r) => r.pulse_id)]);
     await session.query('COMMIT');
     deps.logger.debug('Batch committed', { ...out, msLeftInBudget: deadline - now() });
@@ -235,10 +254,130 @@ async function watermarkRound(
   if (!last || last.pulse_wm === null || last.pulse_wm === undefined)
     return { rows: 0, sent: 0, rejected: 0 };
   // A row's version is part of its id: an updated row is a new signal; re-reading one version is not.
-  const out = await sendRows(deps, rows, (row) => watermarkSignalId(config.table, row), now);
+  const out = await sendRows(deps, rows, (row) => watermarkSignalId(config.table, row), now, {
+    versioned: true,
+  });
   const next = await store.advance(watermark, { value: last.pulse_wm, id: last.pulse_id });
   if (!next) return { ...out, lostRace: true };
   return { ...out, watermark: next };
+}
+
+/** What the lookback still has to read again: past `after` (from `from` at first) up to `upTo`. */
+interface RereadWindow {
+  readonly from: string;
+  readonly after?: { readonly value: string; readonly id: string };
+  readonly upTo: Watermark;
+}
+
+/** The lookback window behind the watermark, or undefined when it is off or does not apply. */
+function rereadWindow(config: PollerConfig, watermark: Watermark): RereadWindow | undefined {
+  const seconds = config.watermarkLookbackSeconds;
+  if (!(seconds > 0)) return undefined;
+  const from = lookbackFrom(watermark.value, seconds);
+  return from === undefined ? undefined : { from, upTo: watermark };
+}
+
+/**
+ * watermark, the lookback: reads a page of the rows at or behind the watermark (within the window) and
+ * sends them again with their versioned ids: a row committed after an earlier poll had read past its
+ * position is sent now, and the ones already sent are dropped by the scorer. The watermark is not moved.
+ */
+async function rereadRound(
+  deps: PollerDeps,
+  sql: PollerSql,
+  window: RereadWindow,
+  now: () => number,
+): Promise<RoundResult & { next?: RereadWindow }> {
+  const { config } = deps;
+  const { upTo } = window;
+  const { rows } = (
+    window.after
+      ? await deps.db.query(sql.rereadAfter, [
+          window.after.value,
+          window.after.id,
+          upTo.value,
+          upTo.id,
+          config.batchSize,
+        ])
+      : await deps.db.query(sql.rereadFirst, [window.from, upTo.value, upTo.id, config.batchSize])
+  ) as { rows: PolledRow[] };
+  if (rows.length === 0) return { rows: 0, sent: 0, rejected: 0 };
+  const out = await sendRows(deps, rows, (row) => watermarkSignalId(config.table, row), now, {
+    versioned: true,
+    reread: true,
+  });
+  const last = rows.at(-1);
+  if (rows.length < config.batchSize || !last || last.pulse_wm === null || last.pulse_wm === undefined)
+    return out;
+  return { ...out, next: { ...window, after: { value: last.pulse_wm, id: last.pulse_id } } };
+}
+
+/**
+ * watermark: rows whose watermark column is NULL have no position, so no read ever returns them. Each poll
+ * counts them (a metric, also when 0) and quarantines the first `batchSize` of them, by id, with the
+ * reason, under a key that a poll finding the same rows overwrites (so one object per day while they stay).
+ */
+async function quarantineNullWatermarks(
+  deps: PollerDeps,
+  sql: PollerSql,
+  now: () => number,
+): Promise<number> {
+  const { config, metrics } = deps;
+  const c = config.columns;
+  const { rows } = (await deps.db.query(sql.readNullWatermark, [config.batchSize])) as { rows: PolledRow[] };
+  const count = Number(rows[0]?.pulse_nulls ?? 0);
+  metrics.addMetric(METRIC.watermarkNullRows, MetricUnit.Count, count);
+  if (rows.length === 0) return 0;
+  const reason = `${c.updatedAt} is NULL: watermark mode cannot order this row`;
+  const rejects = rows.map((row) => ({
+    id: row.pulse_id,
+    ref: `db:${config.table}:${row.pulse_id}`,
+    reason,
+    record: rowRecord(c, row),
+  }));
+  const key = rejectsKey('db', rejectsPath(config.table, new Date(now()), rejects, 'watermark-null'));
+  await putRejects(
+    deps.s3,
+    config.quarantineBucket,
+    key,
+    rejects.map(({ id: _id, ...entry }) => entry),
+  );
+  deps.logger.warn('Rows with a NULL watermark column are never read; quarantined', {
+    column: c.updatedAt,
+    count,
+    quarantined: rejects.length,
+    key,
+  });
+  return count;
+}
+
+/** Ids used as they are in a rejects key: short, and plain in any key and tool (`-` joins two of them). */
+const PLAIN_ID = /^[A-Za-z0-9_]{1,40}$/;
+
+/**
+ * The path under `rejects/db/` of one batch's rejects: `<table>/<date>/[<kind>/]<first>-<last>[.<digest>]`.
+ * The first and last rejected ids are kept as they are when plain (`11-16`), else shown cut down to safe
+ * characters; the digest (a sha256 of every reject's ref) is added then, and whenever `kind` is given or
+ * the refs carry versions (watermark mode), so that the key stays under S3's 1,024 bytes whatever the ids
+ * (at most ~190 bytes), and the rejects of another batch, or of another version of the same rows, never
+ * overwrite these, while the same batch read again overwrites its own object.
+ */
+export function rejectsPath(
+  table: string,
+  day: Date,
+  rejects: readonly { readonly id: string; readonly ref: string }[],
+  kind?: 'versioned' | 'watermark-null',
+): string {
+  const first = rejects[0]?.id ?? '';
+  const last = rejects.at(-1)?.id ?? '';
+  const plain = PLAIN_ID.test(first) && PLAIN_ID.test(last);
+  const shown = (id: string) => (PLAIN_ID.test(id) ? id : id.replace(/[^A-Za-z0-9_]/g, '_').slice(0, 24));
+  const ids = `${shown(first)}-${shown(last)}`;
+  const dir = `${table}/${day.toISOString().slice(0, 10)}/${kind === 'watermark-null' ? `${kind}/` : ''}`;
+  if (plain && !kind) return `${dir}${ids}`;
+  const hash = createHash('sha256');
+  for (const r of rejects) hash.update(r.ref).update('\n');
+  return `${dir}${ids}.${hash.digest('hex').slice(0, 16)}`;
 }
 
 /** `db:<table>:<id>@<version>`: the id of one version of a row, in watermark mode. */
@@ -246,12 +385,28 @@ export function watermarkSignalId(table: string, row: Pick<PolledRow, 'pulse_id'
   return `db:${table}:${row.pulse_id}@${versionTag(String(row.pulse_wm))}`;
 }
 
-/** Validates rows, sends the valid ones packed, quarantines the rest; throws when the send fails. */
+/** A polled row as the table holds it, by its column names (for a reject). */
+function rowRecord(c: PollerConfig['columns'], row: PolledRow): Record<string, unknown> {
+  return {
+    [c.id]: row.pulse_id,
+    [c.name]: row.pulse_name,
+    [c.value]: row.pulse_value,
+    ...(c.source ? { [c.source]: row.pulse_source } : {}),
+    [c.timestamp]: row.pulse_ts,
+  };
+}
+
+/**
+ * Validates rows, sends the valid ones packed, quarantines the rest; throws when the send fails.
+ * `versioned`: the signal ids carry the row's version (watermark mode), so the rejects key must too.
+ * `reread`: rows read again by the lookback, counted apart from the rows polled.
+ */
 async function sendRows(
   deps: PollerDeps,
   rows: readonly PolledRow[],
   signalId: (row: PolledRow) => string,
   now: () => number,
+  opts: { readonly versioned: boolean; readonly reread?: boolean },
 ): Promise<RoundResult> {
   const { config, metrics } = deps;
   const c = config.columns;
@@ -277,21 +432,17 @@ async function sendRows(
         id: row.pulse_id,
         ref: id,
         reason: result.reason,
-        record: {
-          [c.id]: row.pulse_id,
-          [c.name]: row.pulse_name,
-          [c.value]: row.pulse_value,
-          ...(c.source ? { [c.source]: row.pulse_source } : {}),
-          [c.timestamp]: row.pulse_ts,
-        },
+        record: rowRecord(c, row),
       });
     }
   }
 
-  if (valid.length > 0) {
+  if (valid.length > 0 && !opts.reread) {
     let oldest = Number.POSITIVE_INFINITY;
     for (const s of valid) oldest = Math.min(oldest, Date.parse(s.timestamp));
     metrics.addMetric(METRIC.pollerLag, MetricUnit.Milliseconds, Math.max(0, now() - oldest));
+  }
+  if (valid.length > 0) {
     const sender = new SignalSender(
       deps.sqs,
       config.signalsQueueUrl,
@@ -302,13 +453,14 @@ async function sendRows(
     await sender.flush();
   }
   const first = rejects[0];
-  const last = rejects.at(-1);
-  if (first && last) {
-    const date = new Date(now()).toISOString().slice(0, 10);
+  if (first) {
     await putRejects(
       deps.s3,
       config.quarantineBucket,
-      rejectsKey('db', `${config.table}/${date}/${first.id}-${last.id}`),
+      rejectsKey(
+        'db',
+        rejectsPath(config.table, new Date(now()), rejects, opts.versioned ? 'versioned' : undefined),
+      ),
       rejects.map(({ id: _id, ...entry }) => entry),
     );
     deps.logger.warn('Rows rejected', {
@@ -316,8 +468,12 @@ async function sendRows(
       first: { ref: first.ref, reason: first.reason },
     });
   }
-  metrics.addMetric(METRIC.rowsPolled, MetricUnit.Count, rows.length);
-  metrics.addMetric(METRIC.rowsSent, MetricUnit.Count, valid.length);
-  if (rejects.length > 0) metrics.addMetric(METRIC.rowsRejected, MetricUnit.Count, rejects.length);
+  if (opts.reread) {
+    metrics.addMetric(METRIC.rowsReread, MetricUnit.Count, rows.length);
+  } else {
+    metrics.addMetric(METRIC.rowsPolled, MetricUnit.Count, rows.length);
+    metrics.addMetric(METRIC.rowsSent, MetricUnit.Count, valid.length);
+    if (rejects.length > 0) metrics.addMetric(METRIC.rowsRejected, MetricUnit.Count, rejects.length);
+  }
   return { rows: rows.length, sent: valid.length, rejected: rejects.length };
 }

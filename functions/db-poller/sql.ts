@@ -26,6 +26,8 @@ export const COL = {
   timestamp: 'pulse_ts',
   /** The watermark column as Postgres renders it as text: exact (microseconds), round-trips as a parameter. */
   watermark: 'pulse_wm',
+  /** How many rows have a NULL watermark column. */
+  nulls: 'pulse_nulls',
 } as const;
 
 /** A row as the poller's SELECTs return it. */
@@ -38,6 +40,8 @@ export interface PolledRow {
   readonly pulse_ts: unknown;
   /** Watermark mode only. */
   readonly pulse_wm?: string | null;
+  /** {@link PollerSql.readNullWatermark} only: how many rows have a NULL watermark column (bigint as text). */
+  readonly pulse_nulls?: string | number;
 }
 
 export interface PollerSql {
@@ -49,6 +53,18 @@ export interface PollerSql {
   readonly readFirst: string;
   /** watermark: `$1` = watermark value (text), `$2` = id (text), `$3` = limit. */
   readonly readAfter: string;
+  /**
+   * watermark, the lookback's first page: rows from `$1` (the window's lower bound, text) up to and
+   * including the watermark (`$2` value, `$3` id); `$4` = limit.
+   */
+  readonly rereadFirst: string;
+  /** watermark, the lookback's next pages: past `($1, $2)` up to and including `($3, $4)`; `$5` = limit. */
+  readonly rereadAfter: string;
+  /**
+   * watermark: `$1` = limit. Rows whose watermark column is NULL (no position, so never read by the
+   * statements above), by id, each with the count of all of them.
+   */
+  readonly readNullWatermark: string;
 }
 
 /** Builds the poller's statements for a table and its column mapping. */
@@ -83,6 +99,15 @@ export function buildSql(table: string, columns: DbColumns): PollerSql {
     readAfter:
       `SELECT ${wmFields} FROM ${t} AS t WHERE (${c.updatedAt}, ${c.id}) > ($1, $2) ` +
       `ORDER BY ${c.updatedAt}, ${c.id} LIMIT $3`,
+    rereadFirst:
+      `SELECT ${wmFields} FROM ${t} AS t WHERE ${c.updatedAt} >= $1 AND (${c.updatedAt}, ${c.id}) <= ($2, $3) ` +
+      `ORDER BY ${c.updatedAt}, ${c.id} LIMIT $4`,
+    rereadAfter:
+      `SELECT ${wmFields} FROM ${t} AS t WHERE (${c.updatedAt}, ${c.id}) > ($1, $2) ` +
+      `AND (${c.updatedAt}, ${c.id}) <= ($3, $4) ORDER BY ${c.updatedAt}, ${c.id} LIMIT $5`,
+    readNullWatermark:
+      `SELECT ${fields}, count(*) OVER () AS ${COL.nulls} FROM ${t} AS t WHERE ${c.updatedAt} IS NULL ` +
+      `ORDER BY ${c.id} LIMIT $1`,
   };
 }
 
@@ -108,4 +133,29 @@ export function versionTag(text: string): string {
   const date = new Date(utcSeconds * 1000);
   if (Number.isNaN(date.getTime())) return text;
   return `${date.toISOString().slice(0, 19)}.${micros}Z`;
+}
+
+/**
+ * The lower bound of watermark mode's lookback window: the watermark's text form moved back `seconds`, in
+ * a form Postgres casts back to the column's type (ISO-8601, with `Z` for a `timestamptz`, without a zone
+ * for a `timestamp`); sub-millisecond digits are dropped, which only widens the window. Undefined when
+ * the watermark column is not a timestamp (a version counter, a date): the lookback does not apply.
+ */
+export function lookbackFrom(text: string, seconds: number): string | undefined {
+  const m = PG_TIMESTAMP.exec(text);
+  if (!m) return undefined;
+  const [, y, mo, d, h, mi, s, frac, sign, oh, om, os] = m;
+  const offsetSeconds = sign
+    ? (sign === '-' ? -1 : 1) * (Number(oh) * 3600 + Number(om ?? 0) * 60 + Number(os ?? 0))
+    : 0;
+  // setUTCFullYear, not Date.UTC, which reads years 0-99 as 1900-1999.
+  const date = new Date(0);
+  date.setUTCFullYear(Number(y), Number(mo) - 1, Number(d));
+  date.setUTCHours(Number(h), Number(mi), Number(s), Math.floor(Number(`0.${frac ?? '0'}`) * 1000));
+  const ms = date.getTime() - (offsetSeconds + seconds) * 1000;
+  date.setTime(ms);
+  const year = date.getUTCFullYear();
+  if (Number.isNaN(ms) || year < 1 || year > 9999) return undefined;
+  const iso = date.toISOString();
+  return sign ? iso : iso.slice(0, -1);
 }

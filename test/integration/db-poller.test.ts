@@ -192,7 +192,7 @@ describe('db-poller (PostgreSQL + moto)', () => {
     expect(rows[0]?.n).toBe(0);
   });
 
-  it('watermark mode after rows are added and updated: none missed, none repeated', async () => {
+  it('watermark mode after rows are added and updated: none missed, repeats only from the lookback and identical', async () => {
     // Prepare: 1,200 rows, read in rounds of 500.
     await db.query(TABLE_DDL('wm_rows'));
     await db.query(`
@@ -215,21 +215,31 @@ describe('db-poller (PostgreSQL + moto)', () => {
     const third = await invoke(handler);
     const thirdSignals = await drainSignals();
     // Assess
-    expect(first).toMatchObject({ rows: 1200, sent: 1200, rounds: 3 });
+    expect(first).toMatchObject({ rows: 1200, sent: 1200, rounds: 3, reread: 0 });
     expect(firstSignals).toHaveLength(1200);
-    expect(second).toMatchObject({ rows: 250, sent: 250 });
-    expect(third).toMatchObject({ rows: 0, sent: 0 });
-    expect(thirdSignals).toEqual([]);
-    const all = [...firstSignals, ...secondSignals];
+    // The lookback (60 s behind the watermark) reads again every row up to the watermark (the 1,200 span
+    // 1.2 s) less the 100 updated since, which are now past it; the next poll, those 100 updated versions.
+    expect(second).toMatchObject({ rows: 250, sent: 250, reread: 1100 });
+    expect(third).toMatchObject({ rows: 0, sent: 0, reread: 100 });
+    // What the lookback sends again is the same signal, id and all: the scorer drops it.
+    const byId = new Map(firstSignals.map((s) => [s.id, s]));
+    const repeats: Signal[] = [];
+    for (const s of [...secondSignals, ...thirdSignals]) {
+      if (byId.has(s.id)) repeats.push(s);
+      else byId.set(s.id, s);
+    }
+    expect(repeats).toHaveLength(1100 + 100);
+    for (const s of repeats) expect(s).toEqual(byId.get(s.id));
+    const all = [...byId.values()];
     const counts = countById(all);
-    expect(counts.size).toBe(all.length);
+    expect(counts.size).toBe(1200 + 250);
     // Every version of every row: 1,200 originals, 150 added, 100 updated versions.
     const rowIds = (signals: Signal[]) =>
       new Set(signals.map((s) => s.id.replace(/^db:wm_rows:(\d+)@.*$/, '$1')));
     expect(rowIds(firstSignals).size).toBe(1200);
-    const updated = secondSignals.filter((s) => s.value >= 100000);
+    const updated = all.filter((s) => s.value >= 100000);
     expect(updated).toHaveLength(100);
-    expect(secondSignals.filter((s) => s.value >= 5000 && s.value < 100000)).toHaveLength(150);
+    expect(all.filter((s) => s.value >= 5000 && s.value < 100000)).toHaveLength(150);
     expect(firstSignals.find((s) => s.id.startsWith('db:wm_rows:12@'))?.id).toBe(
       'db:wm_rows:12@2024-05-01T00:00:00.012017Z',
     );
@@ -246,5 +256,84 @@ describe('db-poller (PostgreSQL + moto)', () => {
       'SELECT count(*)::int AS n FROM wm_rows WHERE processed',
     );
     expect(unchanged[0]?.n).toBe(0);
+  });
+
+  it('watermark mode sends a row whose transaction commits after a poll read past its timestamp (lookback)', async () => {
+    // Prepare: "timestamp" is set when a transaction starts; a slow one commits after a faster one was polled.
+    await db.query(TABLE_DDL('wm_late'));
+    await db.query('ALTER TABLE wm_late ALTER COLUMN timestamp SET DEFAULT now()');
+    const handler = await coldStart(env('wm_late', 'watermark'));
+    const slow = await db.connect();
+    await slow.query('BEGIN');
+    await slow.query(`INSERT INTO wm_late (name, value) VALUES ('slow', 1)`);
+    await new Promise((r) => setTimeout(r, 50));
+    await db.query(`INSERT INTO wm_late (name, value) VALUES ('fast', 2)`);
+    const first = await invoke(handler);
+    const firstSignals = await drainSignals();
+    await slow.query('COMMIT');
+    slow.release();
+    // Act
+    const second = await invoke(handler);
+    const secondSignals = await drainSignals();
+    // Assess
+    expect(first).toMatchObject({ rows: 1, sent: 1 });
+    expect(firstSignals.map((s) => s.name)).toEqual(['fast']);
+    expect(second).toMatchObject({ rows: 0, reread: 2 });
+    expect(secondSignals.map((s) => s.name).sort()).toEqual(['fast', 'slow']);
+    expect(secondSignals.find((s) => s.name === 'fast')).toEqual(firstSignals[0]);
+  });
+
+  it('watermark mode quarantines rows whose watermark column is NULL instead of never reading them', async () => {
+    // Prepare: the default mapping orders by "timestamp"; one row has none.
+    await db.query(TABLE_DDL('wm_null'));
+    await db.query(`
+      INSERT INTO wm_null (name, value, source, timestamp) VALUES
+        ('a', 1, 'h', '2024-05-01T00:00:00Z'), ('no-ts', 2, 'h', NULL), ('c', 3, 'h', '2024-05-01T00:00:01Z')`);
+    const handler = await coldStart(env('wm_null', 'watermark'));
+    // Act
+    const summary = await invoke(handler);
+    const again = await invoke(handler);
+    // Assess
+    expect(summary).toMatchObject({ rows: 2, sent: 2, nullWatermark: 1 });
+    expect(again).toMatchObject({ rows: 0, reread: 2, nullWatermark: 1 });
+    expect((await drainSignals()).map((s) => s.name).sort()).toEqual(['a', 'a', 'c', 'c']);
+    const { ListObjectsV2Command, GetObjectCommand } = await import('@aws-sdk/client-s3');
+    const day = new Date().toISOString().slice(0, 10);
+    const listed = await clients.s3.send(
+      new ListObjectsV2Command({ Bucket: names.bucket, Prefix: `rejects/db/wm_null/${day}/watermark-null/` }),
+    );
+    expect(listed.Contents).toHaveLength(1);
+    const body = await clients.s3.send(
+      new GetObjectCommand({ Bucket: names.bucket, Key: listed.Contents?.[0]?.Key ?? '' }),
+    );
+    const lines = ((await body.Body?.transformToString()) ?? '')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines.map((l: { ref: string; reason: string }) => [l.ref, l.reason])).toEqual([
+      ['db:wm_null:2', 'timestamp is NULL: watermark mode cannot order this row'],
+    ]);
+  });
+
+  it('reads a timestamp without time zone as UTC whatever the poller process time zone', async () => {
+    // Prepare
+    await db.query(TABLE_DDL('local_ts'));
+    await db.query('ALTER TABLE local_ts ALTER COLUMN timestamp TYPE timestamp without time zone');
+    await db.query(`INSERT INTO local_ts (name, value) VALUES ('cpu', 1)`);
+    await db.query(`UPDATE local_ts SET timestamp = '2024-05-01 10:00:00'`);
+    const handler = await coldStart(env('local_ts', 'mark'));
+    const tz = process.env.TZ;
+    process.env.TZ = 'America/New_York';
+    // Act
+    let summary: PollSummary;
+    try {
+      summary = await invoke(handler);
+    } finally {
+      if (tz === undefined) delete process.env.TZ;
+      else process.env.TZ = tz;
+    }
+    // Assess
+    expect(summary).toMatchObject({ rows: 1, sent: 1 });
+    expect((await drainSignals()).map((s) => s.timestamp)).toEqual(['2024-05-01T10:00:00.000Z']);
   });
 });

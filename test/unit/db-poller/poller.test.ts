@@ -5,7 +5,12 @@ import { GetQueueAttributesCommand, SendMessageBatchCommand, SQSClient } from '@
 import { DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type PollerConfig, type PollerDeps, poll } from '../../../functions/db-poller/poller.ts';
+import {
+  type PollerConfig,
+  type PollerDeps,
+  poll,
+  rejectsPath,
+} from '../../../functions/db-poller/poller.ts';
 import { settings } from '../../../shared/settings.ts';
 import type { Signal } from '../../../shared/signal.ts';
 import { quietObservability } from '../../helpers/observability.ts';
@@ -25,6 +30,7 @@ const baseConfig: PollerConfig = {
   maxQueueDepth: 1000,
   timeBudgetFraction: 0.8,
   maxMessageBytes: settings.signals.maxMessageBytes,
+  watermarkLookbackSeconds: settings.dbPoller.watermarkLookbackSeconds,
 };
 
 describe('db-poller poll()', () => {
@@ -238,6 +244,76 @@ describe('db-poller poll()', () => {
       expect(obs.total('RowsRejected')).toBe(6);
     });
 
+    it("keeps the rejects key of long or unsafe ids well under S3's 1,024 bytes, one key per batch", async () => {
+      // Prepare: text keys, 600 characters or holding a slash, in two batches; S3 refuses keys over 1,024 bytes.
+      s3.on(PutObjectCommand).callsFake(async (input: { Key: string }) => {
+        if (Buffer.byteLength(input.Key) > 1024)
+          throw Object.assign(new Error('too long'), { name: 'KeyTooLongError' });
+        return {};
+      });
+      const bad = { pulse_value: 'bad' };
+      const db = new FakeDb(
+        claimResponder([
+          [
+            { ...pgRow(0, bad), pulse_id: 'a'.repeat(600) },
+            { ...pgRow(0, bad), pulse_id: `${'b'.repeat(600)}/x` },
+          ],
+          [
+            { ...pgRow(0, bad), pulse_id: 'a'.repeat(601) },
+            { ...pgRow(0, bad), pulse_id: `${'b'.repeat(600)}/y` },
+          ],
+        ]),
+      );
+      // Act
+      const first = await poll(deps(db, { now: () => Date.UTC(2024, 4, 2, 3) }));
+      const second = await poll(deps(db, { now: () => Date.UTC(2024, 4, 2, 3) }));
+      // Assess
+      expect(first).toMatchObject({ rows: 2, rejected: 2 });
+      expect(second).toMatchObject({ rows: 2, rejected: 2 });
+      expect(db.verbs().filter((v) => v === 'COMMIT')).toHaveLength(2);
+      const keys = s3.commandCalls(PutObjectCommand).map((c) => c.args[0].input.Key ?? '');
+      expect(keys).toHaveLength(2);
+      for (const key of keys) {
+        expect(Buffer.byteLength(key)).toBeLessThan(256);
+        expect(key).toMatch(/^rejects\/db\/signals\/2024-05-02\/a{24}-b{24}\.[0-9a-f]{16}\.ndjson$/);
+      }
+      expect(new Set(keys).size).toBe(2);
+    });
+
+    it('bounds the rejects path whatever the table name and ids, and keeps plain ids as they are', () => {
+      // Prepare
+      const day = new Date(Date.UTC(2024, 4, 2));
+      const table = 't'.repeat(63);
+      const huge = [
+        { id: 'é/'.repeat(5000), ref: 'r1' },
+        { id: 'z'.repeat(10_000), ref: 'r2' },
+      ];
+      // Act
+      const long = rejectsPath(table, day, huge);
+      const plain = rejectsPath('signals', day, [
+        { id: '11', ref: 'db:signals:11' },
+        { id: '16', ref: 'db:signals:16' },
+      ]);
+      // Assess
+      expect(Buffer.byteLength(long)).toBeLessThan(200);
+      expect(plain).toBe('signals/2024-05-02/11-16');
+      // Ids that only differ past what the key shows, or that read the same once joined, get their own keys.
+      expect(
+        rejectsPath('s', day, [
+          { id: 'a-b', ref: 'a-b' },
+          { id: 'c', ref: 'c' },
+        ]),
+      ).not.toBe(
+        rejectsPath('s', day, [
+          { id: 'a', ref: 'a' },
+          { id: 'b-c', ref: 'b-c' },
+        ]),
+      );
+      expect(rejectsPath('s', day, [{ id: 'x'.repeat(50), ref: '1' }])).not.toBe(
+        rejectsPath('s', day, [{ id: 'x'.repeat(51), ref: '2' }]),
+      );
+    });
+
     it('loops round after round until a round comes back short (drained)', async () => {
       // Prepare
       const db = new FakeDb(
@@ -307,10 +383,24 @@ describe('db-poller poll()', () => {
       ...pgRow(id, overrides),
       pulse_wm: wm,
     });
-    const watermarkResponder = (batches: unknown[][]): Responder => {
+    const isNullCheck = (text: string) => text.includes('IS NULL ORDER BY');
+    const isReread = (text: string) => text.includes(') <= (');
+    /** Answers the forward reads from `batches`, the NULL check from `nulls`, the lookback from `reread`. */
+    const watermarkResponder = (
+      batches: unknown[][],
+      { nulls = [], reread = [] }: { nulls?: unknown[]; reread?: unknown[][] } = {},
+    ): Responder => {
       const queue = [...batches];
-      return (text) => (text.startsWith('SELECT') ? (queue.shift() ?? []) : new Error(`unexpected ${text}`));
+      const back = [...reread];
+      return (text) => {
+        if (!text.startsWith('SELECT')) return new Error(`unexpected ${text}`);
+        if (isNullCheck(text)) return nulls;
+        if (isReread(text)) return back.shift() ?? [];
+        return queue.shift() ?? [];
+      };
     };
+    /** The forward reads (past the watermark), in order. */
+    const forwardReads = (db: FakeDb) => db.queries.filter((q) => !isNullCheck(q.text) && !isReread(q.text));
 
     it('reads past the stored watermark, sends versioned ids, and advances it with a conditional write', async () => {
       // Prepare
@@ -329,12 +419,12 @@ describe('db-poller poll()', () => {
       );
       // Act
       const summary = await poll(deps(db, { config: { mode: 'watermark' } }));
-      // Assess
-      expect(db.verbs()).toEqual(['SELECT']);
-      expect(db.queries[0]?.text).toMatch(
+      // Assess: the NULL check, the lookback (nothing there), then the read past the watermark.
+      expect(db.verbs()).toEqual(['SELECT', 'SELECT', 'SELECT']);
+      expect(db.queries[2]?.text).toMatch(
         /WHERE \(t\."timestamp", t\."id"\) > \(\$1, \$2\) ORDER BY t\."timestamp", t\."id" LIMIT \$3$/,
       );
-      expect(db.queries[0]?.values).toEqual(['2024-05-01 09:00:00+00', '7', 3]);
+      expect(db.queries[2]?.values).toEqual(['2024-05-01 09:00:00+00', '7', 3]);
       expect(sentSignals().map((s) => s.id)).toEqual([
         'db:signals:8@2024-05-01T10:00:00.123456Z',
         'db:signals:9@2024-05-01T10:00:00.000000Z',
@@ -375,9 +465,12 @@ describe('db-poller poll()', () => {
       // Act
       const summary = await poll(deps(db, { config: { mode: 'watermark' } }));
       // Assess
-      expect(db.queries[0]?.text).toMatch(/WHERE t\."timestamp" IS NOT NULL ORDER BY/);
-      expect(db.queries[0]?.values).toEqual([3]);
-      expect(db.queries[1]?.values).toEqual(['2024-05-01 10:00:02+00', '3', 3]);
+      const reads = forwardReads(db);
+      expect(reads[0]?.text).toMatch(/WHERE t\."timestamp" IS NOT NULL ORDER BY/);
+      expect(reads[0]?.values).toEqual([3]);
+      expect(reads[1]?.values).toEqual(['2024-05-01 10:00:02+00', '3', 3]);
+      // No watermark yet: nothing to look back at.
+      expect(db.queries.filter((q) => isReread(q.text))).toEqual([]);
       const puts = doc.commandCalls(PutCommand).map((c) => c.args[0].input);
       expect(puts[0]).toMatchObject({
         ConditionExpression: 'attribute_not_exists(pk)',
@@ -413,8 +506,143 @@ describe('db-poller poll()', () => {
       // Assess
       expect(summary).toMatchObject({ rounds: 1, rows: 3, stoppedBy: 'lost-race' });
       expect(summary.watermark).toMatchObject({ version: 4 });
-      expect(db.queries).toHaveLength(1);
+      expect(forwardReads(db)).toHaveLength(1);
       expect(obs.total('WatermarkConflicts')).toBe(1);
+    });
+
+    it('keeps the rejects of each version of a row: a second version rejected the same day gets its own key', async () => {
+      // Prepare: row 1 rejected, then updated (a new watermark value) and rejected again; then the
+      // first version's batch read once more (a retry) writes its own object again.
+      let stored: Record<string, unknown> | undefined;
+      doc.on(GetCommand).callsFake(async () => ({ Item: stored }));
+      doc.on(PutCommand).callsFake(async (input: { Item: Record<string, unknown> }) => {
+        stored = input.Item;
+        return {};
+      });
+      const v1 = wmRow(1, '2024-05-01 10:00:00+00', { pulse_value: 'twelve' });
+      const v2 = wmRow(1, '2024-05-01 11:00:00+00', { pulse_value: 'thirteen' });
+      const config = { mode: 'watermark' as const, watermarkLookbackSeconds: 0 };
+      const at = () => Date.UTC(2024, 4, 2, 3);
+      // Act
+      await poll(deps(new FakeDb(watermarkResponder([[v1]])), { config, now: at }));
+      await poll(deps(new FakeDb(watermarkResponder([[v2]])), { config, now: at }));
+      stored = undefined;
+      await poll(deps(new FakeDb(watermarkResponder([[v1]])), { config, now: at }));
+      // Assess
+      const puts = s3.commandCalls(PutObjectCommand).map((c) => c.args[0].input);
+      const keys = puts.map((p) => p.Key ?? '');
+      expect(keys).toHaveLength(3);
+      expect(keys[0]).toMatch(/^rejects\/db\/signals\/2024-05-02\/1-1\.[0-9a-f]{16}\.ndjson$/);
+      expect(keys[1]).not.toBe(keys[0]);
+      expect(keys[2]).toBe(keys[0]);
+      expect(String(puts[0]?.Body)).toContain('"ref":"db:signals:1@2024-05-01T10:00:00.000000Z"');
+      expect(String(puts[1]?.Body)).toContain('"ref":"db:signals:1@2024-05-01T11:00:00.000000Z"');
+    });
+
+    it('quarantines rows whose watermark column is NULL, every poll, and counts them in a metric', async () => {
+      // Prepare: two rows have no watermark value (the count comes with each row, as bigint text).
+      doc.on(GetCommand).resolves({});
+      doc.on(PutCommand).resolves({});
+      const nulls = [
+        { ...pgRow(4), pulse_nulls: '2' },
+        { ...pgRow(9, { pulse_value: 'bad' }), pulse_nulls: '2' },
+      ];
+      const config = {
+        mode: 'watermark' as const,
+        columns: { ...baseConfig.columns, updatedAt: 'updated_at' },
+      };
+      const at = () => Date.UTC(2024, 4, 2, 3);
+      // Act
+      const first = await poll(deps(new FakeDb(watermarkResponder([[]], { nulls })), { config, now: at }));
+      const again = await poll(deps(new FakeDb(watermarkResponder([[]], { nulls })), { config, now: at }));
+      const none = await poll(deps(new FakeDb(watermarkResponder([[]])), { config, now: at }));
+      // Assess
+      expect(first).toMatchObject({ nullWatermark: 2, rows: 0, sent: 0 });
+      expect(again).toMatchObject({ nullWatermark: 2 });
+      expect(none).toMatchObject({ nullWatermark: 0 });
+      expect(obs.recorded.WatermarkNullRows).toEqual([2, 2, 0]);
+      expect(sentSignals()).toEqual([]);
+      const puts = s3.commandCalls(PutObjectCommand).map((c) => c.args[0].input);
+      expect(puts).toHaveLength(2);
+      // The same rows found again overwrite their object; they are not new rejects.
+      expect(puts[1]?.Key).toBe(puts[0]?.Key);
+      expect(puts[0]?.Key).toMatch(
+        /^rejects\/db\/signals\/2024-05-02\/watermark-null\/4-9\.[0-9a-f]{16}\.ndjson$/,
+      );
+      const lines = String(puts[0]?.Body)
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { ref: string; reason: string; record: Record<string, unknown> });
+      expect(lines.map((l) => [l.ref, l.reason])).toEqual([
+        ['db:signals:4', 'updated_at is NULL: watermark mode cannot order this row'],
+        ['db:signals:9', 'updated_at is NULL: watermark mode cannot order this row'],
+      ]);
+      expect(lines[0]?.record).toMatchObject({ id: '4', name: 'cpu' });
+      expect(obs.recorded.RowsRejected).toBeUndefined();
+    });
+
+    it('reads the rows within the lookback behind the watermark again, so a row committed late is sent', async () => {
+      // Prepare: the watermark stands at (10:05, 2); row 3 was committed after that poll with 10:04:30.
+      doc.on(GetCommand).resolves({ Item: { value: '2024-05-01 10:05:00+00', id: '2', version: 4 } });
+      doc.on(PutCommand).resolves({});
+      const db = new FakeDb(
+        watermarkResponder([[wmRow(4, '2024-05-01 10:06:00+00')]], {
+          reread: [
+            [
+              wmRow(3, '2024-05-01 10:04:30+00'),
+              wmRow(1, '2024-05-01 10:04:45+00'),
+              wmRow(2, '2024-05-01 10:05:00+00'),
+            ],
+            [],
+          ],
+        }),
+      );
+      // Act
+      const summary = await poll(deps(db, { config: { mode: 'watermark', watermarkLookbackSeconds: 90 } }));
+      // Assess: the window from 90 s behind the watermark, up to and including it, paged by (value, id).
+      const rereads = db.queries.filter((q) => isReread(q.text));
+      expect(rereads.map((q) => q.values)).toEqual([
+        ['2024-05-01T10:03:30.000Z', '2024-05-01 10:05:00+00', '2', 3],
+        ['2024-05-01 10:05:00+00', '2', '2024-05-01 10:05:00+00', '2', 3],
+      ]);
+      expect(rereads[0]?.text).toMatch(
+        /WHERE t\."timestamp" >= \$1 AND \(t\."timestamp", t\."id"\) <= \(\$2, \$3\) ORDER BY t\."timestamp", t\."id" LIMIT \$4$/,
+      );
+      expect(sentSignals().map((s) => s.id)).toEqual([
+        'db:signals:3@2024-05-01T10:04:30.000000Z',
+        'db:signals:1@2024-05-01T10:04:45.000000Z',
+        'db:signals:2@2024-05-01T10:05:00.000000Z',
+        'db:signals:4@2024-05-01T10:06:00.000000Z',
+      ]);
+      // The watermark moves only with the rows read past it.
+      expect(doc).toHaveReceivedCommandWith(PutCommand, {
+        Item: expect.objectContaining({ value: '2024-05-01 10:06:00+00', id: '4', version: 5 }),
+      });
+      expect(summary).toMatchObject({ rounds: 1, rows: 1, sent: 1, reread: 3, stoppedBy: 'drained' });
+      expect(obs.total('RowsPolled')).toBe(1);
+      expect(obs.total('RowsReread')).toBe(3);
+    });
+
+    it("looks back the settings' 60 s by default, and not at all when the lookback is 0 or the column is no timestamp", async () => {
+      // Prepare
+      const item = (value: string) => ({ Item: { value, id: '2', version: 4 } });
+      doc.on(PutCommand).resolves({});
+      const rereadsOf = async (value: string, config: Partial<PollerConfig>) => {
+        doc.on(GetCommand).resolves(item(value));
+        const db = new FakeDb(watermarkResponder([[]]));
+        await poll(deps(db, { config: { mode: 'watermark', ...config } }));
+        return db.queries.filter((q) => isReread(q.text)).map((q) => q.values?.[0]);
+      };
+      // Act
+      const byDefault = await rereadsOf('2024-05-01 10:05:00.5+00', {});
+      const wallClock = await rereadsOf('2024-05-01 10:05:00', {});
+      const off = await rereadsOf('2024-05-01 10:05:00+00', { watermarkLookbackSeconds: 0 });
+      const counter = await rereadsOf('12345', {});
+      // Assess
+      expect(byDefault).toEqual(['2024-05-01T10:04:00.500Z']);
+      expect(wallClock).toEqual(['2024-05-01T10:04:00.000']);
+      expect(off).toEqual([]);
+      expect(counter).toEqual([]);
     });
 
     it('does not advance the watermark when the send fails', async () => {

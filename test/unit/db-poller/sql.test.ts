@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildSql, quoteIdent, versionTag } from '../../../functions/db-poller/sql.ts';
+import { buildSql, lookbackFrom, quoteIdent, versionTag } from '../../../functions/db-poller/sql.ts';
 import { ConfigError } from '../../../shared/errors.ts';
 import { settings } from '../../../shared/settings.ts';
 
@@ -55,5 +55,22 @@ describe('db-poller SQL', () => {
     // timestamp without time zone keeps its wall clock; other types pass through.
     expect(versionTag('2024-05-01 10:00:00.25')).toBe('2024-05-01T10:00:00.250000');
     expect(versionTag('12345')).toBe('12345');
+  });
+
+  it('moves a watermark back by the lookback in a form Postgres casts back to the column type', () => {
+    expect(lookbackFrom('2024-05-01 10:00:00.123456+00', 60)).toBe('2024-05-01T09:59:00.123Z');
+    expect(lookbackFrom('2024-05-01 12:00:00+02', 30)).toBe('2024-05-01T09:59:30.000Z');
+    expect(lookbackFrom('2024-05-01 00:00:10', 60)).toBe('2024-04-30T23:59:10.000');
+    // Not a timestamp (a version counter, a date), or out of the ISO range: no lookback.
+    expect(lookbackFrom('12345', 60)).toBeUndefined();
+    expect(lookbackFrom('2024-05-01', 60)).toBeUndefined();
+    expect(lookbackFrom('0001-01-01 00:00:10+00', 60)).toBeUndefined();
+  });
+
+  it('reads the rows with a NULL watermark column by id, each with the count of all of them', () => {
+    const sql = buildSql('signals', { ...settings.dbPoller.columns, updatedAt: 'updated_at' });
+    expect(sql.readNullWatermark).toMatch(
+      /, count\(\*\) OVER \(\) AS pulse_nulls FROM "signals" AS t WHERE t\."updated_at" IS NULL ORDER BY t\."id" LIMIT \$1$/,
+    );
   });
 });

@@ -95,7 +95,23 @@ describe('producer config', () => {
       mode: 'mark',
       dbSsl: true,
       columns: { id: 'id', processed: 'processed' },
+      watermarkLookbackSeconds: 60,
     });
+  });
+
+  it('reads the watermark lookback in whole seconds, 0 turning it off, and refuses anything else', async () => {
+    const { loadDbPollerConfig } = await import('../../../shared/config.ts');
+    expect(loadDbPollerConfig({ ...base, DB_WATERMARK_LOOKBACK_SECONDS: '0' }).watermarkLookbackSeconds).toBe(
+      0,
+    );
+    expect(
+      loadDbPollerConfig({ ...base, DB_WATERMARK_LOOKBACK_SECONDS: '300' }).watermarkLookbackSeconds,
+    ).toBe(300);
+    for (const bad of ['-1', '1.5', 'soon']) {
+      expect(() => loadDbPollerConfig({ ...base, DB_WATERMARK_LOOKBACK_SECONDS: bad })).toThrow(
+        /DB_WATERMARK_LOOKBACK_SECONDS must be a whole number of seconds, 0 or more/,
+      );
+    }
   });
 
   it('refuses a table or column name that is not a plain identifier', async () => {
