@@ -238,23 +238,23 @@ afterEach(() => {
   s3.reset();
 });
 
+/** consumeKafkaRecords on records whose values the given format's getter decodes. */
+function consume(records: Parameters<typeof consumeKafkaRecords>[0], valueFormat: 'avro' | 'protobuf') {
+  const { logger, metrics } = quietObservability();
+  return consumeKafkaRecords(records, {
+    s3: new S3Client({ region: 'us-east-1' }),
+    sqs: new SQSClient({ region: 'us-east-1' }),
+    logger,
+    metrics,
+    config: { signalsQueueUrl: 'q', quarantineBucket: 'qb', valueFormat, maxMessageBytes: 256 * 1024 },
+  });
+}
+
 describe('consumeKafkaRecords with Avro values', () => {
   async function consumeAvro(event: ReturnType<typeof kafkaEventFactory>, schema = AVRO_SCHEMA) {
     const type = await avroValueType({ valueFormat: 'avro', valueSchema: schema });
     if (!type) throw new Error('no Avro type');
-    const { logger, metrics } = quietObservability();
-    return consumeKafkaRecords(withAvroValues(await consumerRecordsOf(event), type), {
-      s3: new S3Client({ region: 'us-east-1' }),
-      sqs: new SQSClient({ region: 'us-east-1' }),
-      logger,
-      metrics,
-      config: {
-        signalsQueueUrl: 'q',
-        quarantineBucket: 'qb',
-        valueFormat: 'avro',
-        maxMessageBytes: 256 * 1024,
-      },
-    });
+    return consume(withAvroValues(await consumerRecordsOf(event), type), 'avro');
   }
 
   it('sends Avro-encoded signals and quarantines a value that is not Avro, without its payload in the reason', async () => {
@@ -406,19 +406,7 @@ describe('consumeKafkaRecords with Protobuf values', () => {
       valueMessageType: 'pulse.Signal',
     });
     if (!type) throw new Error('no protobuf type');
-    const { logger, metrics } = quietObservability();
-    return consumeKafkaRecords(withProtobufValues(await consumerRecordsOf(event), type), {
-      s3: new S3Client({ region: 'us-east-1' }),
-      sqs: new SQSClient({ region: 'us-east-1' }),
-      logger,
-      metrics,
-      config: {
-        signalsQueueUrl: 'q',
-        quarantineBucket: 'qb',
-        valueFormat: 'protobuf',
-        maxMessageBytes: 256 * 1024,
-      },
-    });
+    return consume(withProtobufValues(await consumerRecordsOf(event), type), 'protobuf');
   }
 
   it('sends Protobuf-encoded signals and quarantines a value that is not the message, without failing the batch', async () => {
