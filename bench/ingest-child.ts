@@ -14,6 +14,7 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { FanOutOptions } from '../functions/s3-trigger/fan-out.ts';
 import { ingestFile } from '../functions/s3-trigger/ingest.ts';
+import { DOC_TRANSLATE_CONFIG } from '../shared/clients.ts';
 import { limitHeapGrowth } from '../shared/heap.ts';
 import { Ledger } from '../shared/ledger.ts';
 import { createObservability } from '../shared/observability.ts';
@@ -70,7 +71,7 @@ async function main(): Promise<void> {
   // The function's own SQS options (shared/clients.ts), so that the child sends as s3-trigger does.
   const sqs = new SQSClient({ ...common, endpoint: input.sqsEndpoint, ...SQS_CLIENT_OPTIONS });
   const ddb = new DynamoDBClient({ ...common, endpoint: input.ddbEndpoint });
-  const doc = DynamoDBDocumentClient.from(ddb, { marshallOptions: { removeUndefinedValues: true } });
+  const doc = DynamoDBDocumentClient.from(ddb, DOC_TRANSLATE_CONFIG);
   const sqsCounts = countRequests(sqs);
   const { logger, metrics } = createObservability('s3-trigger');
   const ledger = new Ledger(doc, input.ledgerTable, {

@@ -2,7 +2,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import type { AwsClients } from '../shared/clients.ts';
+import { type AwsClients, DOC_TRANSLATE_CONFIG } from '../shared/clients.ts';
 import { SQS_CLIENT_OPTIONS } from '../shared/sqs-protocol.ts';
 
 /** The region the offline runtime uses; emulated ARNs and event records carry it. */
@@ -30,7 +30,7 @@ export function makeClients(endpoint: string, options: MakeClientsOptions = {}):
   const s3 = new S3Client({ ...common, forcePathStyle: true });
   const sqs = new SQSClient({ ...common, ...SQS_CLIENT_OPTIONS });
   const ddb = new DynamoDBClient(common);
-  const doc = DynamoDBDocumentClient.from(ddb, { marshallOptions: { removeUndefinedValues: true } });
+  const doc = DynamoDBDocumentClient.from(ddb, DOC_TRANSLATE_CONFIG);
   return { s3, sqs, ddb, doc };
 }
 

@@ -21,6 +21,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { type FileStatus, type LedgerItem, ledgerKey } from '../shared/ledger.ts';
 import { settings } from '../shared/settings.ts';
 import { readableMessageBody } from '../shared/signal.ts';
+import { sqsSafeJson } from '../shared/sqs-text.ts';
 import type { QueueName, Target } from './target.ts';
 
 // ---------------------------------------------------------------------------------------------- drop
@@ -260,14 +261,16 @@ export async function backfill(
     for (let j = 0; j < missing.length; j += 10) {
       const entries = missing.slice(j, j + 10).map((o, n) => ({
         Id: String(n),
-        MessageBody: JSON.stringify({
-          v: 1,
-          kind: 'backfill',
-          bucket: target.bucket,
-          key: o.key,
-          etag: o.etag,
-          size: o.size,
-        }),
+        MessageBody: sqsSafeJson(
+          JSON.stringify({
+            v: 1,
+            kind: 'backfill',
+            bucket: target.bucket,
+            key: o.key,
+            etag: o.etag,
+            size: o.size,
+          }),
+        ),
       }));
       await sendAll(target, target.queues.fileEvents, entries);
       enqueued += entries.length;

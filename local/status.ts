@@ -36,7 +36,8 @@ export interface Anomaly {
   readonly source: string;
   readonly name: string;
   readonly value: number;
-  readonly score: number;
+  /** null when the model gave none (a constant series broken by another value). */
+  readonly score: number | null;
   readonly timestamp: string;
   readonly scoredAt: string;
 }
@@ -150,6 +151,7 @@ export class StatusCollector {
     type SeriesItem = { pk: string; count?: number };
     type ScoreItem = {
       pk: string;
+      kind?: string;
       id?: string;
       source?: string;
       name?: string;
@@ -162,7 +164,8 @@ export class StatusCollector {
     const [seriesItems, anomalyItems] = await Promise.all([
       this.#scan<SeriesItem>({
         TableName: table,
-        ScanFilter: { pk: { ComparisonOperator: 'BEGINS_WITH', AttributeValueList: ['series#'] } },
+        // By kind, not key prefix: a hashed key has a prefix of its own (functions/scorer/scorer.ts).
+        ScanFilter: { kind: { ComparisonOperator: 'EQ', AttributeValueList: ['series'] } },
       }),
       this.#scan<ScoreItem>({
         TableName: table,
@@ -174,16 +177,17 @@ export class StatusCollector {
         ? (await this.#itemCount(table)) - seriesItems.length
         : await this.#count({
             TableName: table,
-            ScanFilter: { pk: { ComparisonOperator: 'BEGINS_WITH', AttributeValueList: ['score#'] } },
+            ScanFilter: { kind: { ComparisonOperator: 'EQ', AttributeValueList: ['score'] } },
           });
     const anomalies: Anomaly[] = anomalyItems
-      .filter((i) => i.pk.startsWith('score#'))
+      .filter((i) => i.kind === 'score')
       .map((i) => ({
-        id: i.id ?? i.pk.slice('score#'.length),
+        id: i.id ?? i.pk.replace(/^score#/, ''),
         source: i.source ?? '',
         name: i.name ?? '',
         value: Number(i.value),
-        score: Number(i.score),
+        // null: the model gave none (a constant series broken by another value is an anomaly without one).
+        score: i.score === null || i.score === undefined ? null : Number(i.score),
         timestamp: i.timestamp ?? '',
         scoredAt: i.scoredAt ?? '',
       }));

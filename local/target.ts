@@ -9,7 +9,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { OUTPUTS } from '../infra/pulse-stack.ts';
-import type { AwsClients } from '../shared/clients.ts';
+import { type AwsClients, DOC_TRANSLATE_CONFIG } from '../shared/clients.ts';
 import { destroyClients, makeClients } from './clients.ts';
 import { type LocalState, readState } from './state.ts';
 
@@ -128,7 +128,7 @@ export async function stackTarget(stackName: string, region?: string): Promise<T
   const s3 = new S3Client(region ? { region } : {});
   const sqs = new SQSClient(region ? { region } : {});
   const ddb = new DynamoDBClient(region ? { region } : {});
-  const doc = DynamoDBDocumentClient.from(ddb, { marshallOptions: { removeUndefinedValues: true } });
+  const doc = DynamoDBDocumentClient.from(ddb, DOC_TRANSLATE_CONFIG);
   const clients = { s3, sqs, ddb, doc };
   const resolvedRegion = await sqs.config.region();
   return {

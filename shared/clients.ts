@@ -19,12 +19,25 @@ export interface AwsClients {
 
 const MAX_ATTEMPTS = 5;
 
+/**
+ * How the document clients translate items. Numbers are doubles everywhere in Pulse (a series' mean and
+ * M2 grow past 2^53 with values of a few hundred million): written as they are, read back as numbers.
+ * The SDK's defaults refuse to write a number past 2^53 and read one back as a BigInt, which fails for
+ * `2e+16`: a series holding one could never be updated again.
+ */
+export const DOC_TRANSLATE_CONFIG = {
+  marshallOptions: {
+    removeUndefinedValues: true,
+    convertClassInstanceToMap: false,
+    allowImpreciseNumbers: true,
+  },
+  unmarshallOptions: { wrapNumbers: (text: string) => Number(text) },
+} as const;
+
 export function createClients(config: ClientConfig): AwsClients {
   const s3 = new S3Client({ forcePathStyle: config.s3ForcePathStyle, maxAttempts: MAX_ATTEMPTS });
   const sqs = new SQSClient({ ...SQS_CLIENT_OPTIONS, maxAttempts: MAX_ATTEMPTS });
   const ddb = new DynamoDBClient({ maxAttempts: MAX_ATTEMPTS });
-  const doc = DynamoDBDocumentClient.from(ddb, {
-    marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: false },
-  });
+  const doc = DynamoDBDocumentClient.from(ddb, DOC_TRANSLATE_CONFIG);
   return { s3, sqs, ddb, doc };
 }

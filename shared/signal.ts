@@ -24,11 +24,30 @@ const ISO_WITH_ZONE =
   /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(Z|z|[+-]\d{2}(?::?\d{2})?)$/;
 const NUMERIC = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
 
+/**
+ * The magnitudes a value may have (or be 0): what the scorer keeps in DynamoDB, whose numbers range from
+ * 1e-130 to 1e126, must hold the series' sum of squared deviations too.
+ */
+export const VALUE_RANGE = { max: 1e50, min: 1e-100 } as const;
+
+/** Why a (finite) value is outside {@link VALUE_RANGE}, or undefined. */
+function valueRangeError(n: number): string | undefined {
+  const m = Math.abs(n);
+  if (m > VALUE_RANGE.max) return `value ${n} is beyond ±${VALUE_RANGE.max}, more than a series can keep`;
+  if (m !== 0 && m < VALUE_RANGE.min) {
+    return `value ${n} is nearer 0 than ${VALUE_RANGE.min}, less than a series can keep (0 itself is fine)`;
+  }
+  return undefined;
+}
+
 /** The normalised signal, as packed on the signals queue. */
 export const SignalSchema = z.object({
   id: z.string().min(1).max(1024),
   name: z.string().min(1).max(256),
-  value: z.number(),
+  value: z.number().check((ctx) => {
+    const error = Number.isFinite(ctx.value) ? valueRangeError(ctx.value) : undefined;
+    if (error) ctx.issues.push({ code: 'custom', message: error, input: ctx.value });
+  }),
   source: z.string().min(1).max(1024),
   timestamp: z.iso.datetime({ offset: false, precision: 3 }),
   attributes: z.record(z.string(), AttributeValueSchema).optional(),
@@ -266,8 +285,12 @@ function calendarValid(y: number, mo: number, d: number, h: number, mi: number, 
 }
 
 function toValue(input: unknown): number | { error: string } {
+  const inRange = (n: number) => {
+    const error = valueRangeError(n);
+    return error === undefined ? n : { error };
+  };
   if (typeof input === 'number') {
-    return Number.isFinite(input) ? input : { error: `value must be finite, got ${input}` };
+    return Number.isFinite(input) ? inRange(input) : { error: `value must be finite, got ${input}` };
   }
   if (typeof input === 'bigint') {
     const n = Number(input);
@@ -277,7 +300,7 @@ function toValue(input: unknown): number | { error: string } {
     const s = input.trim();
     if (!NUMERIC.test(s)) return { error: `value must be wholly numeric, got "${clip(input)}"` };
     const n = Number(s);
-    return Number.isFinite(n) ? n : { error: `value "${clip(input)}" overflows a double` };
+    return Number.isFinite(n) ? inRange(n) : { error: `value "${clip(input)}" overflows a double` };
   }
   if (input === undefined || input === null) return { error: 'value is required' };
   return { error: `value must be a number or a numeric string, not ${typeName(input)}` };

@@ -8,7 +8,7 @@ import {
   TransactWriteCommand,
   type TransactWriteCommandInput,
 } from '@aws-sdk/lib-dynamodb';
-import { TransientError } from '../../shared/errors.ts';
+import { PermanentError, TransientError } from '../../shared/errors.ts';
 import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/observability.ts';
 import { putRejects, type RejectEntry, rejectsKey } from '../../shared/quarantine.ts';
 import { settings } from '../../shared/settings.ts';
@@ -71,14 +71,26 @@ const LOOKUP_PARALLELISM = 4;
 
 /** Keys longer than this many bytes are hashed (DynamoDB allows 2048 for a partition key). */
 const MAX_KEY_BYTES = 1024;
-function boundedKey(prefix: string, raw: string): string {
-  const key = `${prefix}${raw}`;
+/**
+ * `<kind>#<raw>`, or `<kind>-sha256#<hex>` when that is too long: a hashed key has a prefix of its own,
+ * so that no raw id (which may read `sha256:…`) can take the key of another one.
+ */
+function boundedKey(kind: 'score' | 'series', raw: string): string {
+  const key = `${kind}#${raw}`;
   if (Buffer.byteLength(key) <= MAX_KEY_BYTES) return key;
-  return `${prefix}sha256:${createHash('sha256').update(raw).digest('hex')}`;
+  return `${kind}-sha256#${createHash('sha256').update(raw).digest('hex')}`;
 }
-export const scoreKey = (id: string) => boundedKey('score#', id);
+export const scoreKey = (id: string) => boundedKey('score', id);
 export const seriesKey = (source: string, name: string) =>
-  boundedKey('series#', JSON.stringify([source, name]));
+  boundedKey('series', JSON.stringify([source, name]));
+
+/**
+ * A computed number as DynamoDB can keep it: it refuses a magnitude below 1e-130 (a score or an M2 of
+ * values that differ in their last digits can be that small), which is 0 to every use of it.
+ */
+function storable(x: number): number {
+  return Math.abs(x) < 1e-130 ? 0 : x;
+}
 
 interface StoredSeries extends SeriesState {
   readonly version: number;
@@ -311,7 +323,7 @@ async function scoreSeries(
             source: s.source,
             value: s.value,
             timestamp: s.timestamp,
-            score: score.score,
+            score: score.score === null ? null : storable(score.score),
             anomaly: score.anomaly,
             model: deps.model.name,
             samples: state.count - 1,
@@ -327,8 +339,8 @@ async function scoreSeries(
     const version = stored?.version ?? 0;
     const next: StoredSeries = {
       count: state.count,
-      mean: state.mean,
-      m2: state.m2,
+      mean: storable(state.mean),
+      m2: storable(state.m2),
       anomalies: (stored?.anomalies ?? 0) + anomalies,
       version: version + 1,
     };
@@ -360,6 +372,15 @@ async function scoreSeries(
         (err as Error).name !== 'TransactionConflictException'
       ) {
         throw err;
+      }
+      const invalid = (err as TransactionCanceledException).CancellationReasons?.find(
+        (r) => r.Code === 'ValidationError',
+      );
+      if (invalid) {
+        // Not a conflict: retrying would be refused the same way.
+        throw new PermanentError(
+          `series ${key}: DynamoDB refused the write: ${invalid.Message ?? 'ValidationError'}`,
+        );
       }
     }
     // Cancelled: some signals were scored meanwhile (drop them), or the series moved (re-read it), or both.

@@ -2,7 +2,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import type { AwsClients } from '../../shared/clients.ts';
+import { type AwsClients, DOC_TRANSLATE_CONFIG } from '../../shared/clients.ts';
 
 const common = { region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } };
 
@@ -13,6 +13,6 @@ export function mockableClients(): AwsClients {
     s3: new S3Client({ ...common, forcePathStyle: true }),
     sqs: new SQSClient(common),
     ddb,
-    doc: DynamoDBDocumentClient.from(ddb, { marshallOptions: { removeUndefinedValues: true } }),
+    doc: DynamoDBDocumentClient.from(ddb, DOC_TRANSLATE_CONFIG),
   };
 }

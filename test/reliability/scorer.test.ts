@@ -65,6 +65,39 @@ describe('scorer: duplicate deliveries, concurrent series writers, expired visib
     await p?.stopAll();
   });
 
+  it('keeps series whose sums pass 2^53, values past it, and values that differ only in their last digits', async () => {
+    // Prepare: byte counts (M2 passes 2^53 at the second value), a value of 1e16, and tiny values whose
+    // deviations square below DynamoDB's smallest number (1e-130).
+    const series = (name: string, values: number[]): Signal[] =>
+      values.map((value, i) => ({
+        id: `range:${name}:${i}`,
+        name,
+        value,
+        source: 'rel-range',
+        timestamp: new Date(1_700_000_000_000 + i * 1000).toISOString(),
+        origin: { kind: 'kafka', ref: `range:${name}:${i}` },
+      }));
+    const big = series('range-bytes', [1e9, 2e9, 3e9, 4e9, 1e16]);
+    const tiny = series('range-tiny', [1e-90, 1e-90 * (1 + 2 ** -52), 1e-90, 1e-90 * (1 + 2 ** -51)]);
+    const event = (s: Signal[]) => sqsEventFactory(s.map((x) => sqsRecordFactory(body([x]))));
+
+    // Act: one signal a message and a batch each, so each is a separate write of its series
+    const failures: unknown[] = [];
+    for (const s of [...big, ...tiny])
+      failures.push(...((await p.scorer(event([s]), ctx()))?.batchItemFailures ?? []));
+
+    // Assess
+    expect(failures).toEqual([]);
+    const items = await p.scoreItems();
+    const of = (name: string) => items.find((i) => i.kind === 'series' && i.name === name);
+    expect(of('range-bytes')).toMatchObject({ count: 5 });
+    expect(Number(of('range-bytes')?.m2)).toBeGreaterThan(2 ** 53);
+    expect(of('range-tiny')).toMatchObject({ count: 4 });
+    const scores = items.filter((i) => i.kind === 'score' && String(i.id).startsWith('range:'));
+    expect(scores).toHaveLength(9);
+    expect(scores.find((i) => i.id === 'range:range-bytes:4')).toMatchObject({ value: 1e16 });
+  });
+
   it('scores once the messages delivered twice, at the same time, to two scorers', async () => {
     // Prepare: 6 messages of 40 signals, each delivered to both scorers (distinct message ids).
     const all = signals('twice', 'twice', 0, 240);

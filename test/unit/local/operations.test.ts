@@ -455,6 +455,19 @@ describe('backfill', () => {
     expect(progress.checked).toHaveBeenLastCalledWith(17, 17);
   });
 
+  it('escapes in its messages the U+FFFE and U+FFFF an S3 key may hold, which SQS refuses', async () => {
+    // Prepare
+    s3.on(ListObjectsV2Command).resolves({ Contents: [object('incoming/b\uFFFF\uFFFE.csv')] });
+    doc.on(BatchGetCommand).resolves({ Responses: { [LEDGER]: [] } });
+    sqs.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
+    // Act
+    await backfill(targetFactory(clients), 'incoming/');
+    // Assess
+    const entry = sqs.commandCalls(SendMessageBatchCommand)[0]?.args[0].input.Entries?.[0];
+    expect(entry?.MessageBody).not.toMatch(/[\uFFFE\uFFFF]/);
+    expect(JSON.parse(entry?.MessageBody ?? '{}').key).toBe('incoming/b\uFFFF\uFFFE.csv');
+  });
+
   it('resends only the entries a batch reported as failed', async () => {
     // Prepare
     s3.on(ListObjectsV2Command).resolves({

@@ -20,7 +20,7 @@ const ENDPOINTS = {
   dashboard: 'http://127.0.0.1:8080/',
 };
 const SERIES_FILTER: Pick<ScanCommandInput, 'ScanFilter'> = {
-  ScanFilter: { pk: { ComparisonOperator: 'BEGINS_WITH', AttributeValueList: ['series#'] } },
+  ScanFilter: { kind: { ComparisonOperator: 'EQ', AttributeValueList: ['series'] } },
 };
 const ANOMALY_FILTER: Pick<ScanCommandInput, 'ScanFilter'> = {
   ScanFilter: { anomaly: { ComparisonOperator: 'EQ', AttributeValueList: [true] } },
@@ -246,6 +246,7 @@ describe('StatusCollector', () => {
       Items: [
         {
           pk: 'score#a1',
+          kind: 'score',
           id: 'a1',
           source: 'demo',
           name: 'cpu',
@@ -256,11 +257,23 @@ describe('StatusCollector', () => {
         },
         {
           pk: 'score#a2',
+          kind: 'score',
           source: 'demo',
           name: 'mem',
           value: 1,
           score: -3.5,
           scoredAt: '2024-06-01T11:00:00.000Z',
+        },
+        {
+          // A long id's hashed key, and no score: a constant series broken by another value.
+          pk: `score-sha256#${'0'.repeat(64)}`,
+          kind: 'score',
+          id: `${'x'.repeat(1100)}`,
+          source: 'demo',
+          name: 'flat',
+          value: 6,
+          score: null,
+          scoredAt: '2024-06-01T09:00:00.000Z',
         },
       ],
     });
@@ -270,8 +283,9 @@ describe('StatusCollector', () => {
     expect(status.scored).toBe(48);
     expect(status.series).toBe(2);
     expect(status.seriesSamples).toBe(48);
-    expect(status.anomalies).toBe(2);
-    expect(status.recentAnomalies.map((a) => a.id)).toEqual(['a2', 'a1']);
+    expect(status.anomalies).toBe(3);
+    expect(status.recentAnomalies.map((a) => a.id)).toEqual(['a2', 'a1', 'x'.repeat(1100)]);
+    expect(status.recentAnomalies[2]?.score).toBeNull();
     expect(status.recentAnomalies[1]).toEqual({
       id: 'a1',
       source: 'demo',
@@ -305,7 +319,7 @@ describe('StatusCollector', () => {
     expect(counts).toHaveLength(2);
     expect(counts[0]).toMatchObject({
       TableName: SCORES,
-      ScanFilter: { pk: { ComparisonOperator: 'BEGINS_WITH', AttributeValueList: ['score#'] } },
+      ScanFilter: { kind: { ComparisonOperator: 'EQ', AttributeValueList: ['score'] } },
     });
     expect(counts[1]?.ExclusiveStartKey).toEqual({ pk: 'score#m' });
     expect(ddb).not.toHaveReceivedCommand(DescribeTableCommand);

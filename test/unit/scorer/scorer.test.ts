@@ -11,7 +11,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EMPTY_STATE, welford, zScoreModel } from '../../../functions/scorer/model.ts';
 import { scoreBatch, scoreKey, scoreMessage, seriesKey } from '../../../functions/scorer/scorer.ts';
-import { TransientError } from '../../../shared/errors.ts';
+import { PermanentError, TransientError } from '../../../shared/errors.ts';
 import { deflateMessage, encodeSignal, type Origin, type Signal } from '../../../shared/signal.ts';
 import { quietObservability } from '../../helpers/observability.ts';
 
@@ -150,6 +150,33 @@ describe('scoreMessage', () => {
       .on(TransactWriteCommand)
       .rejects(new TransactionCanceledException({ message: 'cancelled', $metadata: {} }));
     await expect(scoreMessage('m1', body([signal(1)]), deps())).rejects.toBeInstanceOf(TransientError);
+  });
+
+  it("fails for good, with DynamoDB's reason, a write it refuses as invalid, instead of retrying it as a conflict", async () => {
+    ddb.on(TransactWriteCommand).rejects(
+      new TransactionCanceledException({
+        message: 'cancelled',
+        $metadata: {},
+        CancellationReasons: [{ Code: 'None' }, { Code: 'ValidationError', Message: 'Number overflow' }],
+      }),
+    );
+    const act = scoreMessage('m1', body([signal(1)]), deps());
+    await expect(act).rejects.toBeInstanceOf(PermanentError);
+    await expect(act).rejects.toThrow(/DynamoDB refused the write: Number overflow/);
+    expect(ddb.commandCalls(TransactWriteCommand)).toHaveLength(1);
+  });
+
+  it('quarantines a value beyond what a series can keep, and scores the rest', async () => {
+    const out = await scoreMessage('m1', body([signal(1), { ...signal(2), value: 1e60 }]), deps());
+    expect(out).toMatchObject({ scored: 1, rejected: 1 });
+  });
+
+  it('never gives a hashed key to a raw id that reads like one', () => {
+    const long = 'L'.repeat(1024);
+    const hashed = scoreKey(long);
+    expect(hashed).toMatch(/^score-sha256#[0-9a-f]{64}$/);
+    expect(scoreKey(`sha256:${hashed.slice('score-sha256#'.length)}`)).not.toBe(hashed);
+    expect(scoreKey(hashed)).not.toBe(hashed);
   });
 
   it('quarantines invalid signals and scores the rest', async () => {

@@ -218,6 +218,18 @@ describe('normaliseSignal', () => {
     });
   });
 
+  it('rejects a value beyond ±1e50 or nearer 0 than 1e-100, which a series could not keep', () => {
+    expect(reason({ name: 'a', value: '2e50', timestamp: 0 })).toBe(
+      'value 2e+50 is beyond ±1e+50, more than a series can keep',
+    );
+    expect(reason({ name: 'a', value: -1e-120, timestamp: 0 })).toBe(
+      'value -1e-120 is nearer 0 than 1e-100, less than a series can keep (0 itself is fine)',
+    );
+    for (const value of [0, -1e50, 1e-100, 123456789012345680000]) {
+      expect(ok({ name: 'a', value, timestamp: 0 }).value).toBe(value);
+    }
+  });
+
   it('keeps a column named __proto__ as an attribute instead of dropping it', () => {
     const record = JSON.parse('{"name":"a","value":1,"timestamp":0,"__proto__":"p"}');
     const s = ok(record);
