@@ -138,13 +138,17 @@ export async function scoreBatch(
     failures: new Map(),
   };
 
-  const parsed = messages.map((m) => ({ messageId: m.messageId, ...readMessage(m.messageId, m.body) }));
+  const parsed = messages.map((m) => ({
+    messageId: m.messageId,
+    body: m.body,
+    ...readMessage(m.messageId, m.body),
+  }));
   await Promise.all(
     parsed
       .filter((p) => p.rejects.length > 0)
       .map(async (p) => {
         try {
-          await quarantine(p.messageId, p.rejects, deps);
+          await quarantine(p.messageId, p.body, p.rejects, deps);
           result.rejected += p.rejects.length;
         } catch (err) {
           result.failures.set(p.messageId, err);
@@ -247,14 +251,20 @@ function readMessage(messageId: string, body: string): { valid: Signal[]; reject
   return { valid, rejects };
 }
 
-async function quarantine(messageId: string, rejects: RejectEntry[], deps: ScorerDeps): Promise<void> {
+/**
+ * Writes a message's rejects to `rejects/scorer/<day>/<digest of the body>`: the same message delivered
+ * again, or redriven from the DLQ with a new message id, overwrites its own object the same day instead of
+ * adding a second copy of its rejects.
+ */
+async function quarantine(
+  messageId: string,
+  body: string,
+  rejects: RejectEntry[],
+  deps: ScorerDeps,
+): Promise<void> {
   const day = new Date((deps.now ?? Date.now)()).toISOString().slice(0, 10);
-  await putRejects(
-    deps.s3,
-    deps.config.quarantineBucket,
-    rejectsKey('scorer', `${day}/${messageId}`),
-    rejects,
-  );
+  const digest = createHash('sha256').update(body).digest('hex').slice(0, 32);
+  await putRejects(deps.s3, deps.config.quarantineBucket, rejectsKey('scorer', `${day}/${digest}`), rejects);
   deps.logger.warn('Quarantined invalid signals', {
     messageId,
     rejected: rejects.length,

@@ -180,17 +180,16 @@ describe('scoreMessage', () => {
   });
 
   it('quarantines invalid signals and scores the rest', async () => {
-    // Act
-    const out = await scoreMessage(
-      'm1',
-      body([signal(1), { ...signal(2), value: 'NaN' }, { nope: true }]),
-      deps(),
-    );
-    // Assess
+    // Act: the message, then the same body again under another message id (redriven from the DLQ)
+    const text = body([signal(1), { ...signal(2), value: 'NaN' }, { nope: true }]);
+    const out = await scoreMessage('m1', text, deps());
+    await scoreMessage('m2', text, deps());
+    // Assess: one rejects object for the body, whatever the message id
     expect(out).toMatchObject({ scored: 1, rejected: 2 });
     const put = s3.commandCalls(PutObjectCommand)[0]?.args[0].input;
     expect(put?.Bucket).toBe('qb');
-    expect(put?.Key).toBe('rejects/scorer/2024-01-01/m1.ndjson');
+    expect(put?.Key).toMatch(/^rejects\/scorer\/2024-01-01\/[0-9a-f]{32}\.ndjson$/);
+    expect(s3.commandCalls(PutObjectCommand)[1]?.args[0].input.Key).toBe(put?.Key);
     const lines = String(put?.Body)
       .trim()
       .split('\n')
