@@ -315,6 +315,10 @@ dlq
             ? `${r.dlq} → ${r.to}: message move task started (${r.taskHandle})`
             : `${r.dlq} → ${r.to}: ${r.moved} message(s) moved`,
         );
+        for (const k of r.kept ?? []) {
+          console.log(`  kept in ${r.dlq}: message ${k.messageId}, which ${r.to} refused: ${k.reason}`);
+        }
+        if (r.kept?.length) process.exitCode = 1;
       }
     });
   });

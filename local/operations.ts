@@ -136,7 +136,16 @@ export interface RedriveResult {
   /** Messages moved (offline), or `started` with the task handle (AWS). */
   readonly moved: number;
   readonly taskHandle?: string;
+  /** Offline: messages the source queue refused (too large, characters SQS forbids), left in the DLQ. */
+  readonly kept?: readonly { readonly messageId: string; readonly reason: string }[];
 }
+
+/** SQS errors that refuse one message rather than the queue or the call: that message stays in its DLQ. */
+const REFUSES_THE_MESSAGE = new Set([
+  'InvalidMessageContents',
+  'InvalidParameterValue',
+  'InvalidParameterValueException',
+]);
 
 /**
  * Moves each DLQ's messages back to its source queue. On AWS with SQS's own message move task; moto
@@ -158,6 +167,7 @@ export async function redriveDlq(
       continue;
     }
     let moved = 0;
+    const kept = new Map<string, string>();
     for (;;) {
       const got = await target.clients.sqs.send(
         new ReceiveMessageCommand({
@@ -168,29 +178,44 @@ export async function redriveDlq(
           MessageAttributeNames: ['All'],
         }),
       );
-      const messages = got.Messages ?? [];
+      const messages = (got.Messages ?? []).filter((m) => !kept.has(m.MessageId ?? ''));
       if (messages.length === 0) break;
       for (const m of messages) {
-        await moveOne(target, m, target.queues[dlq], target.queues[to]);
-        moved++;
+        const refused = await moveOne(target, m, target.queues[dlq], target.queues[to]);
+        if (refused === undefined) moved++;
+        else kept.set(m.MessageId ?? '', refused);
       }
     }
-    results.push({ dlq, to, moved });
+    const keptList = [...kept].map(([messageId, reason]) => ({ messageId, reason }));
+    results.push({ dlq, to, moved, ...(keptList.length > 0 ? { kept: keptList } : {}) });
   }
   return results;
 }
 
-async function moveOne(target: Target, m: Message, from: string, to: string): Promise<void> {
-  await target.clients.sqs.send(
-    new SendMessageCommand({
-      QueueUrl: to,
-      MessageBody: m.Body ?? '',
-      ...(m.MessageAttributes && Object.keys(m.MessageAttributes).length > 0
-        ? { MessageAttributes: m.MessageAttributes }
-        : {}),
-    }),
-  );
+/**
+ * Sends one message to its source queue, then deletes it from the DLQ. Returns why the source queue
+ * refused that message (it is left in the DLQ); throws, naming the queue, when the send failed otherwise.
+ */
+async function moveOne(target: Target, m: Message, from: string, to: string): Promise<string | undefined> {
+  try {
+    await target.clients.sqs.send(
+      new SendMessageCommand({
+        QueueUrl: to,
+        MessageBody: m.Body ?? '',
+        ...(m.MessageAttributes && Object.keys(m.MessageAttributes).length > 0
+          ? { MessageAttributes: m.MessageAttributes }
+          : {}),
+      }),
+    );
+  } catch (err) {
+    const e = err as Error;
+    if (REFUSES_THE_MESSAGE.has(e.name)) return `${e.name}: ${e.message}`;
+    throw new Error(`could not send message ${m.MessageId} to ${to}: ${e.name}: ${e.message}`, {
+      cause: err,
+    });
+  }
   await target.clients.sqs.send(new DeleteMessageCommand({ QueueUrl: from, ReceiptHandle: m.ReceiptHandle }));
+  return undefined;
 }
 
 async function queueArn(target: Target, url: string): Promise<string> {
@@ -315,6 +340,14 @@ async function sendAll(
     const out = await target.clients.sqs.send(
       new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: pending }),
     );
+    const refused = out.Failed?.find((f) => f.SenderFault);
+    if (refused) {
+      // Sending it again would be refused the same way.
+      const body = pending.find((e) => e.Id === refused.Id)?.MessageBody ?? '{}';
+      throw new Error(
+        `SQS refused the backfill message of ${String(JSON.parse(body).key)}: ${refused.Code ?? 'error'}: ${refused.Message ?? ''}`.trim(),
+      );
+    }
     const failed = new Set((out.Failed ?? []).map((f) => f.Id));
     pending = pending.filter((e) => failed.has(e.Id));
   }

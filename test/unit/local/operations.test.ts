@@ -312,9 +312,45 @@ describe('redriveDlq', () => {
     // Act
     const act = redriveDlq(targetFactory(clients), ['fileEventsDlq']);
     // Assess
-    await expect(act).rejects.toThrow('QueueDoesNotExist');
+    await expect(act).rejects.toThrow(
+      `could not send message m1 to ${QUEUES.fileEvents}: Error: QueueDoesNotExist`,
+    );
     expect(sqs).toHaveReceivedCommandTimes(SendMessageCommand, 1);
     expect(sqs).not.toHaveReceivedCommand(DeleteMessageCommand);
+  });
+
+  it('offline, leaves in the DLQ a message its source queue refuses, says why, and moves the others', async () => {
+    // Prepare
+    sqs.on(ReceiveMessageCommand).resolves({});
+    sqs
+      .on(ReceiveMessageCommand, { QueueUrl: QUEUES.signalsDlq })
+      .resolvesOnce({ Messages: [message('big'), message('ok')] })
+      // The refused message comes back once its visibility runs out: it is not tried again.
+      .resolvesOnce({ Messages: [message('big')] })
+      .resolves({});
+    sqs.on(SendMessageCommand, { MessageBody: '{"id":"big"}' }).rejects(
+      Object.assign(new Error('Message must be shorter than 262144 bytes.'), {
+        name: 'InvalidParameterValue',
+      }),
+    );
+    sqs.on(SendMessageCommand, { MessageBody: '{"id":"ok"}' }).resolves({ MessageId: 'new' });
+    sqs.on(DeleteMessageCommand).resolves({});
+    // Act
+    const results = await redriveDlq(targetFactory(clients), ['signalsDlq']);
+    // Assess
+    expect(results).toEqual([
+      {
+        dlq: 'signalsDlq',
+        to: 'signals',
+        moved: 1,
+        kept: [
+          { messageId: 'big', reason: 'InvalidParameterValue: Message must be shorter than 262144 bytes.' },
+        ],
+      },
+    ]);
+    expect(sqs).toHaveReceivedCommandTimes(SendMessageCommand, 2);
+    expect(sqs).toHaveReceivedCommandTimes(DeleteMessageCommand, 1);
+    expect(sqs).toHaveReceivedCommandWith(DeleteMessageCommand, { ReceiptHandle: 'rh-ok' });
   });
 
   it("on AWS, starts SQS's message move task from the DLQ's ARN and moves nothing itself", async () => {
@@ -466,6 +502,20 @@ describe('backfill', () => {
     const entry = sqs.commandCalls(SendMessageBatchCommand)[0]?.args[0].input.Entries?.[0];
     expect(entry?.MessageBody).not.toMatch(/[\uFFFE\uFFFF]/);
     expect(JSON.parse(entry?.MessageBody ?? '{}').key).toBe('incoming/b\uFFFF\uFFFE.csv');
+  });
+
+  it("stops at once, naming the object, when SQS refuses a backfill message as the sender's fault", async () => {
+    // Prepare
+    s3.on(ListObjectsV2Command).resolves({ Contents: [object('incoming/a.csv'), object('incoming/b.csv')] });
+    doc.on(BatchGetCommand).resolves({ Responses: { [LEDGER]: [] } });
+    sqs.on(SendMessageBatchCommand).resolves({
+      Failed: [{ Id: '1', SenderFault: true, Code: 'InvalidMessageContents', Message: 'bad character' }],
+    });
+    // Act / Assess
+    await expect(backfill(targetFactory(clients), 'incoming/')).rejects.toThrow(
+      'SQS refused the backfill message of incoming/b.csv: InvalidMessageContents: bad character',
+    );
+    expect(sqs).toHaveReceivedCommandTimes(SendMessageBatchCommand, 1);
   });
 
   it('resends only the entries a batch reported as failed', async () => {
