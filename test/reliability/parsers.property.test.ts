@@ -6,7 +6,7 @@ import { gunzipBounded } from '../../functions/s3-trigger/parsers/gzip.ts';
 import { parseTextRecords, type TextFormat } from '../../functions/s3-trigger/parsers/index.ts';
 import { parseParquet } from '../../functions/s3-trigger/parsers/parquet.ts';
 import { MalformedFileError } from '../../shared/errors.ts';
-import { normaliseSignal } from '../../shared/signal.ts';
+import { normaliseSignal, VALUE_RANGE } from '../../shared/signal.ts';
 import {
   CTX,
   drain,
@@ -253,7 +253,7 @@ describe('parseParquet on arbitrary bytes', () => {
   });
 });
 
-/** What writers put in the files: names with separators, quotes and newlines; finite values; timestamps. */
+/** What writers put in the files: names with separators, quotes and newlines; values a series keeps; timestamps. */
 const textUnit = fc.oneof(
   {
     weight: 1,
@@ -266,7 +266,10 @@ const signalRecord = fc.record({
   name: text(40).filter((s) => s.trim() !== '' && s.length <= 256),
   value: fc.oneof(
     fc.integer(),
-    fc.double({ noNaN: true, noDefaultInfinity: true }).map((v) => (v === 0 ? 0 : v)),
+    // Values a series can keep (VALUE_RANGE: 0, or 1e-100 to 1e50 in magnitude).
+    fc
+      .double({ min: -VALUE_RANGE.max, max: VALUE_RANGE.max, noNaN: true })
+      .map((v) => (Math.abs(v) < VALUE_RANGE.min ? 0 : v)),
   ),
   timestamp: fc.oneof(
     fc
