@@ -518,7 +518,6 @@ function readFields(record: unknown): SignalFields | string {
 
 /** The fields every record must have (a CSV header naming none of them is not a header: parsers/csv.ts). */
 export const REQUIRED_FIELDS = ['name', 'value', 'timestamp'] as const;
-const REQUIRED = REQUIRED_FIELDS;
 
 /**
  * For required fields the record lacks: its keys that differ from them only in case or surrounding spaces
@@ -527,7 +526,7 @@ const REQUIRED = REQUIRED_FIELDS;
  */
 function nearMisses(r: Record<string, unknown>): string {
   const found: string[] = [];
-  for (const field of REQUIRED) {
+  for (const field of REQUIRED_FIELDS) {
     if (r[field] !== undefined) continue;
     for (const key in r) {
       if (key !== field && Object.hasOwn(r, key) && key.trim().toLowerCase() === field) {
