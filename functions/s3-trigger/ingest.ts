@@ -428,7 +428,7 @@ async function readAndSend(
 
   let cleanup: (() => Promise<void>) | undefined;
   try {
-    const { batches, kind } = await openRecords(
+    const { batches, kind, leftOut } = await openRecords(
       deps.s3,
       file,
       format,
@@ -485,6 +485,11 @@ async function readAndSend(
         lastRow = rec.row;
         progress.done(rec);
       }
+    }
+    for (const reason of leftOut) {
+      // Not a record, so no row: kept with the file's rejects, and counted with them.
+      logger.warn('Part of the file is not records and was left out', { reason });
+      await reject(undefined, reason, {});
     }
     if (range && lastRow !== range.endRow) {
       // The plan and the parser disagree on where records end: never expected (the scan gives up on

@@ -5,7 +5,7 @@ import { settings } from '../../shared/settings.ts';
 import { REQUIRED_FIELDS } from '../../shared/signal.ts';
 import { csvHeaderLength } from './parsers/csv.ts';
 import { useParseThread } from './parsers/csv-thread.ts';
-import { gunzipBounded } from './parsers/gzip.ts';
+import { gunzipBounded, trailingDataReason } from './parsers/gzip.ts';
 import { type DetectedFormat, parseTextBatches } from './parsers/index.ts';
 import { asyncBufferFromFile, parseParquetBatches } from './parsers/parquet.ts';
 import type { ParsedRecord, RecordBatches } from './parsers/types.ts';
@@ -58,6 +58,11 @@ export interface OpenedRecords {
   /** The records, several at a time (see {@link RecordBatches}). */
   readonly batches: RecordBatches;
   readonly kind: CheckpointKind;
+  /**
+   * What was found in the file besides its records and is not one (bytes after the end of a gzip
+   * stream), each with why it was left out: filled as the file is read, complete once `batches` ends.
+   */
+  readonly leftOut: readonly string[];
 }
 
 /** A CSV header is re-read on resume in a window this large, then 4× larger until it ends inside one. */
@@ -99,18 +104,24 @@ export async function openRecords(
   const skipping = resume?.kind === 'record' ? resume.position : 0;
   if (format.format === 'parquet' && !format.gzip && size !== undefined) {
     const batches = parseParquetBatches(s3AsyncBuffer(s3, file, size, onBytes), { ...opts, ...fromRowGroup });
-    return { batches: skip(batches, skipping), kind: 'rowGroup' };
+    return { batches: skip(batches, skipping), kind: 'rowGroup', leftOut: [] };
   }
   if (resume?.kind === 'byte' && (format.format === 'csv' || format.format === 'ndjson')) {
     return {
       batches: fromOffset(s3, file, format.format, size, onBytes, resume, endByte, opts.parseThread),
       kind: 'byte',
+      leftOut: [],
     };
   }
   const object = await openObjectStream(s3, file, undefined, endByte);
   let bytes: AsyncIterable<Buffer> = counted(object.body, onBytes);
   const compressedSize = object.contentLength ?? size;
-  if (format.gzip || object.contentEncoding === 'gzip') bytes = gunzipBounded(bytes, compressedSize);
+  const leftOut: string[] = [];
+  if (format.gzip || object.contentEncoding === 'gzip') {
+    bytes = gunzipBounded(bytes, compressedSize, settings.limits, (trailing) => {
+      leftOut.push(`${trailingDataReason(trailing)}: left out; every record before it was read`);
+    });
+  }
   if (format.format === 'parquet') {
     // Parquet needs random access: a compressed (or unsized) one is inflated to a temporary file first.
     const spooled = await spoolToTempFile(bytes);
@@ -119,11 +130,12 @@ export async function openRecords(
       ...opts,
       ...fromRowGroup,
     });
-    return { batches: skip(batches, skipping), kind: 'rowGroup' };
+    return { batches: skip(batches, skipping), kind: 'rowGroup', leftOut };
   }
   return {
     batches: skip(parseTextBatches(format.format, bytes, opts), skipping),
     kind: checkpointKind(format, object.contentEncoding),
+    leftOut,
   };
 }
 

@@ -1,7 +1,7 @@
-import { createGunzip } from 'node:zlib';
+import { crc32, createInflateRaw } from 'node:zlib';
 import { InflationLimitError, MalformedFileError, PulseError } from '../../../shared/errors.ts';
 import { settings } from '../../../shared/settings.ts';
-import { asBuffer, pieces } from './bytes.ts';
+import { asBuffer } from './bytes.ts';
 
 /** How far a compressed stream may inflate (defaults: `settings.limits`). */
 export interface InflationLimits {
@@ -11,165 +11,415 @@ export interface InflationLimits {
   readonly minInflatedBytesAllowed: number;
 }
 
-/** Compressed bytes fed to zlib at once: keeps zlib's error position (`bytesWritten`) precise to this. */
+/** Compressed bytes fed to zlib at once: keeps the inflater's writes short (each is a thread-pool round trip). */
 const FEED_BYTES = 16 * 1024;
 
+/** Bytes after the last gzip member that are neither another member nor zero padding. */
+export interface TrailingData {
+  /** Compressed-stream offset where they start. */
+  readonly byteOffset: number;
+  readonly bytes: number;
+  /** Their first bytes, in hex (at most 32 bytes). */
+  readonly head: string;
+}
+
+/** The bytes of a trailing-data notice's `head`. */
+const TRAILING_HEAD_BYTES = 32;
+
 /**
- * Inflates a gzip stream (several concatenated members too, as zlib does), with backpressure: nothing is
- * inflated faster than the consumer reads it.
+ * Inflates a gzip stream (several concatenated members too), with backpressure: nothing is inflated
+ * faster than the consumer reads it.
+ *
+ * Members are read one by one (header, raw deflate data, then the CRC-32 and length trailer, checked), so
+ * that every inflated byte is passed on before any error, and so that what follows the last member is
+ * known for what it is: zero bytes (padding) are allowed; anything else that does not start a member is
+ * {@link TrailingData}, given to `onTrailingData` once the stream ends (without it, a
+ * {@link MalformedFileError} after every inflated byte).
  *
  * It stops with {@link InflationLimitError} as soon as the output passes
  * `max(maxInflationRatio × compressedSize, minInflatedBytesAllowed)` — a gzip bomb is never inflated
  * whole. When `compressedSize` is unknown, the compressed bytes read so far stand in for it.
  * Input that does not start with the gzip magic bytes, or is corrupt or truncated, throws
- * {@link MalformedFileError} (`byteOffset`: compressed bytes zlib had consumed without error, to within
+ * {@link MalformedFileError} (`byteOffset`: in the compressed stream, where the member, header or trailer
+ * at fault starts, or for corrupt deflate data the bytes zlib had consumed without error, to within
  * 16 KiB). Errors of `source` itself pass through unchanged.
  */
 export async function* gunzipBounded(
   source: AsyncIterable<Buffer>,
   compressedSize: number | undefined,
   limits: InflationLimits = settings.limits,
+  onTrailingData?: (trailing: TrailingData) => void,
 ): AsyncGenerator<Buffer> {
   const fixedBound =
     compressedSize !== undefined
       ? Math.max(limits.maxInflationRatio * compressedSize, limits.minInflatedBytesAllowed)
       : undefined;
-  let read = 0;
-  const input = checkedInput(source, (n) => {
-    read += n;
-  });
-  const gunzip = createGunzip();
-  // The stream is read in flowing mode and never paused, so every chunk zlib produces is in `inflated`
-  // before zlib reports an error: a zlib stream that fails destroys itself, and the chunks still in its
-  // own buffer are lost with it (a file cut short lost its last 16 KiB that way). Backpressure comes from
-  // the other side instead: the next compressed piece is written only once everything is consumed.
-  const inflated: Buffer[] = [];
-  let failure: unknown;
-  let ended = false;
-  let writing = false;
-  let inputDone = false;
-  let wake: (() => void) | undefined;
-  const notify = () => {
-    const w = wake;
-    wake = undefined;
-    w?.();
-  };
-  gunzip.on('data', (chunk: Buffer) => {
-    inflated.push(chunk);
-    notify();
-  });
-  gunzip.on('error', (err) => {
-    failure ??= err;
-    notify();
-  });
-  gunzip.on('end', () => {
-    ended = true;
-    notify();
-  });
+  const input = new ByteQueue(source);
   let total = 0;
+  let members = 0;
+  /** Counts an inflated chunk; throws once the output passes the bound. */
+  const count = (chunk: Buffer): Buffer => {
+    total += chunk.length;
+    const bound =
+      fixedBound ?? Math.max(limits.maxInflationRatio * input.offset, limits.minInflatedBytesAllowed);
+    if (total > bound) {
+      throw new InflationLimitError(
+        `gzip stream inflates past ${bound} bytes (${total} bytes so far from ` +
+          `${compressedSize ?? `${input.offset} read`} compressed bytes; at most ${limits.maxInflationRatio}× or ` +
+          `${limits.minInflatedBytesAllowed} bytes allowed)`,
+        { byteOffset: input.offset },
+      );
+    }
+    return chunk;
+  };
   try {
     for (;;) {
-      const chunk = inflated.shift();
-      if (chunk !== undefined) {
-        total += chunk.length;
-        const bound = fixedBound ?? Math.max(limits.maxInflationRatio * read, limits.minInflatedBytesAllowed);
-        if (total > bound) {
-          throw new InflationLimitError(
-            `gzip stream inflates past ${bound} bytes (${total} bytes so far from ` +
-              `${compressedSize ?? `${read} read`} compressed bytes; at most ${limits.maxInflationRatio}× or ` +
-              `${limits.minInflatedBytesAllowed} bytes allowed)`,
-            { byteOffset: gunzip.bytesWritten },
-          );
-        }
-        yield chunk;
-        continue;
+      // Between members: the end, zero padding, another member, or trailing data.
+      const memberStart = input.offset;
+      const head = await input.peek(2);
+      if (head.length === 0) {
+        if (members === 0) throw new MalformedFileError('not a gzip stream (empty)', { byteOffset: 0 });
+        return;
       }
-      if (failure !== undefined) throw failure;
-      if (ended) return;
-      if (!writing && !inputDone) {
-        const next = await input.next();
-        if (next.done === true) {
-          inputDone = true;
-          // Only now, with every piece inflated and consumed: a stream cut short fails here.
-          gunzip.end();
-        } else {
-          writing = true;
-          gunzip.write(next.value, (err) => {
-            if (err) failure ??= err;
-            writing = false;
-            notify();
-          });
+      // A lone 1f at the very end is taken for a member cut short.
+      if (members > 0 && (head[0] !== 0x1f || (head.length > 1 && head[1] !== 0x8b))) {
+        const trailing = await input.drainTrailing();
+        if (trailing === undefined) return;
+        if (onTrailingData) {
+          onTrailingData(trailing);
+          return;
         }
-        continue;
+        throw trailingError(trailing);
       }
-      await new Promise<void>((resolve) => {
-        wake = resolve;
-      });
+      const header = await readHeader(input, members === 0);
+      members++;
+      const inflater = new MemberInflater();
+      let dataEnded = false;
+      try {
+        for (;;) {
+          for (let chunk = inflater.take(); chunk !== undefined; chunk = inflater.take()) yield count(chunk);
+          if (inflater.ended || dataEnded) break;
+          const piece = await input.take(FEED_BYTES);
+          if (piece.length === 0) {
+            // The file ends: zlib fails if the member's data is cut short (else the trailer is missing).
+            await inflater.end();
+            break;
+          }
+          const unconsumed = await inflater.write(piece);
+          // An inflater takes all it is given until its data ends: the rest is the trailer and what follows.
+          if (unconsumed > 0) {
+            input.unshift(piece.subarray(piece.length - unconsumed));
+            dataEnded = true;
+          }
+        }
+        await inflater.finished();
+        for (let chunk = inflater.take(); chunk !== undefined; chunk = inflater.take()) yield count(chunk);
+      } catch (err) {
+        throw toMalformed(err, inflater.consumed + header.end, total);
+      } finally {
+        inflater.destroy();
+      }
+      const trailer = await input.take(8);
+      if (trailer.length < 8) {
+        throw malformed(
+          `unexpected end of file in the trailer of the member at byte ${memberStart} (the file is truncated)`,
+          input.offset - trailer.length,
+        );
+      }
+      if (trailer.readUInt32LE(0) !== inflater.crc) {
+        throw malformed(
+          `incorrect data check in the member at byte ${memberStart} (CRC-32 mismatch)`,
+          input.offset - 8,
+        );
+      }
+      if (trailer.readUInt32LE(4) !== inflater.size % 2 ** 32) {
+        throw malformed(`incorrect length check in the member at byte ${memberStart}`, input.offset - 8);
+      }
     }
-  } catch (err) {
-    throw toMalformed(err, gunzip.bytesWritten, total);
   } finally {
-    gunzip.destroy();
-    await input.return(undefined);
+    await input.close();
   }
+}
+
+function malformed(reason: string, byteOffset: number): MalformedFileError {
+  return new MalformedFileError(`gzip: ${reason}`, { byteOffset });
+}
+
+/** What trailing data is, in words (its first bytes in hex). */
+export function trailingDataReason(t: TrailingData): string {
+  const what = t.bytes === 1 ? '1 byte' : `${t.bytes} bytes`;
+  return `gzip: ${what} after the end of the compressed data (from byte ${t.byteOffset}) ${t.bytes === 1 ? 'is' : 'are'} not gzip (${t.bytes > TRAILING_HEAD_BYTES ? 'starting ' : ''}hex ${t.head})`;
+}
+
+function trailingError(t: TrailingData): MalformedFileError {
+  return new MalformedFileError(trailingDataReason(t), { byteOffset: t.byteOffset });
 }
 
 function toMalformed(err: unknown, consumed: number, inflated: number): unknown {
   if (err instanceof PulseError) return err;
   const code = (err as { code?: unknown }).code;
   if (typeof code !== 'string' || !code.startsWith('Z_')) return err;
-  const message = (err as Error).message;
-  const hint =
-    code === 'Z_BUF_ERROR'
-      ? ' (the file is truncated)'
-      : message === 'incorrect header check' && inflated > 0
-        ? ' (data after the last gzip member is not gzip)'
-        : '';
-  return new MalformedFileError(`gzip: ${message}${hint}`, { byteOffset: consumed }, { cause: err });
+  const hint = code === 'Z_BUF_ERROR' ? ', the file is truncated' : '';
+  return new MalformedFileError(
+    `gzip: ${(err as Error).message} (after ${inflated} inflated bytes${hint})`,
+    { byteOffset: consumed },
+    { cause: err },
+  );
 }
 
+const FHCRC = 0x02;
+const FEXTRA = 0x04;
+const FNAME = 0x08;
+const FCOMMENT = 0x10;
+const RESERVED_FLAGS = 0xe0;
+
 /**
- * Checks the gzip magic bytes (1f 8b) and re-chunks the input for zlib: large chunks are cut to
- * {@link FEED_BYTES}, and tiny ones gathered up to it (each zlib write costs a thread-pool round trip).
+ * Reads one member's header (RFC 1952): the magic bytes, deflate, and the optional extra field, name,
+ * comment and header CRC. Returns the stream offset where its deflate data starts.
  */
-async function* checkedInput(
-  source: AsyncIterable<Uint8Array>,
-  onBytes: (n: number) => void,
-): AsyncGenerator<Buffer> {
-  let head: Buffer | undefined = Buffer.alloc(0);
-  let gathered: Buffer[] = [];
-  let gatheredBytes = 0;
-  for await (const chunk of source) {
-    let buf = asBuffer(chunk);
-    onBytes(buf.length);
-    if (head !== undefined) {
-      head = head.length === 0 ? buf : Buffer.concat([head, buf]);
-      if (head.length < 2) continue;
-      if (head[0] !== 0x1f || head[1] !== 0x8b) {
-        throw new MalformedFileError('not a gzip stream (it does not start with the bytes 1f 8b)', {
-          byteOffset: 0,
-        });
-      }
-      buf = head;
-      head = undefined;
+async function readHeader(input: ByteQueue, first: boolean): Promise<{ end: number }> {
+  const start = input.offset;
+  const fixed = await input.take(10);
+  if (fixed.length < 2 || fixed[0] !== 0x1f || fixed[1] !== 0x8b) {
+    if (first) {
+      throw new MalformedFileError(
+        fixed.length < 2
+          ? `not a gzip stream (${fixed.length === 0 ? 'empty' : 'one byte long'})`
+          : 'not a gzip stream (it does not start with the bytes 1f 8b)',
+        { byteOffset: 0 },
+      );
     }
-    if (gatheredBytes + buf.length < FEED_BYTES) {
-      gathered.push(buf);
-      gatheredBytes += buf.length;
-      continue;
-    }
-    if (gatheredBytes > 0) {
-      gathered.push(buf);
-      buf = Buffer.concat(gathered, gatheredBytes + buf.length);
-      gathered = [];
-      gatheredBytes = 0;
-    }
-    yield* pieces(buf, FEED_BYTES);
+    throw malformed(`a member at byte ${start} is cut short (the file is truncated)`, start);
   }
-  if (head !== undefined) {
-    throw new MalformedFileError(`not a gzip stream (${head.length === 0 ? 'empty' : 'one byte long'})`, {
-      byteOffset: 0,
+  if (fixed.length < 10)
+    throw malformed(`the header at byte ${start} is cut short (the file is truncated)`, start);
+  if (fixed[2] !== 8) throw malformed(`unknown compression method ${fixed[2]} at byte ${start}`, start);
+  const flags = fixed[3] as number;
+  if (flags & RESERVED_FLAGS) throw malformed(`reserved header flags set at byte ${start}`, start);
+  const seen: Buffer[] = [fixed];
+  const need = async (n: number): Promise<Buffer> => {
+    const b = await input.take(n);
+    if (b.length < n)
+      throw malformed(`the header at byte ${start} is cut short (the file is truncated)`, start);
+    seen.push(b);
+    return b;
+  };
+  if (flags & FEXTRA) {
+    const len = (await need(2)).readUInt16LE(0);
+    await need(len);
+  }
+  for (const flag of [FNAME, FCOMMENT]) {
+    if (!(flags & flag)) continue;
+    for (;;) {
+      const b = await need(1);
+      if (b[0] === 0) break;
+      if (input.offset - start > MAX_HEADER_BYTES) {
+        throw malformed(
+          `the header at byte ${start} has a name or comment longer than ${MAX_HEADER_BYTES} bytes`,
+          start,
+        );
+      }
+    }
+  }
+  if (flags & FHCRC) {
+    const headerCrc = crc32(Buffer.concat(seen)) & 0xffff;
+    if ((await need(2)).readUInt16LE(0) !== headerCrc) {
+      throw malformed(`incorrect header check at byte ${start} (header CRC mismatch)`, start);
+    }
+  }
+  return { end: input.offset };
+}
+
+/** A name or comment this long is not a gzip header worth reading on. */
+const MAX_HEADER_BYTES = 64 * 1024;
+
+/** The compressed bytes, taken a given number at a time, with what was taken too far put back. */
+class ByteQueue {
+  /** Stream offset of the next byte taken. */
+  offset = 0;
+  readonly #source: AsyncIterator<Uint8Array>;
+  #buffers: Buffer[] = [];
+  #buffered = 0;
+  #done = false;
+
+  constructor(source: AsyncIterable<Uint8Array>) {
+    this.#source = source[Symbol.asyncIterator]();
+  }
+
+  /** Reads from the source until `n` bytes are buffered or it ends. */
+  async #fill(n: number): Promise<void> {
+    while (this.#buffered < n && !this.#done) {
+      const next = await this.#source.next();
+      if (next.done === true) {
+        this.#done = true;
+      } else if (next.value.length > 0) {
+        const buf = asBuffer(next.value);
+        this.#buffers.push(buf);
+        this.#buffered += buf.length;
+      }
+    }
+  }
+
+  /** The next `n` bytes without taking them (fewer at the end). */
+  async peek(n: number): Promise<Buffer> {
+    await this.#fill(n);
+    return this.#front(Math.min(n, this.#buffered), false);
+  }
+
+  /** The next `n` bytes (fewer only at the end). */
+  async take(n: number): Promise<Buffer> {
+    await this.#fill(n);
+    const out = this.#front(Math.min(n, this.#buffered), true);
+    this.offset += out.length;
+    return out;
+  }
+
+  /** Puts bytes just taken back in front. */
+  unshift(buf: Buffer): void {
+    this.#buffers.unshift(buf);
+    this.#buffered += buf.length;
+    this.offset -= buf.length;
+  }
+
+  #front(n: number, consume: boolean): Buffer {
+    const first = this.#buffers[0];
+    if (n === 0 || first === undefined) return Buffer.alloc(0);
+    let out: Buffer;
+    if (first.length >= n) {
+      out = first.subarray(0, n);
+      if (consume) {
+        if (first.length === n) this.#buffers.shift();
+        else this.#buffers[0] = first.subarray(n);
+      }
+    } else {
+      const parts: Buffer[] = [];
+      let got = 0;
+      for (const b of this.#buffers) {
+        parts.push(b.subarray(0, n - got));
+        got += Math.min(b.length, n - got);
+        if (got === n) break;
+      }
+      out = Buffer.concat(parts, n);
+      if (consume) {
+        let left = n;
+        while (left > 0) {
+          const b = this.#buffers[0] as Buffer;
+          if (b.length <= left) {
+            this.#buffers.shift();
+            left -= b.length;
+          } else {
+            this.#buffers[0] = b.subarray(left);
+            left = 0;
+          }
+        }
+      }
+    }
+    if (consume) this.#buffered -= n;
+    return out;
+  }
+
+  /**
+   * Takes everything left: undefined when it is only zero bytes (padding), else what it is. Only its
+   * first bytes are kept.
+   */
+  async drainTrailing(): Promise<TrailingData | undefined> {
+    const byteOffset = this.offset;
+    let bytes = 0;
+    let head = Buffer.alloc(0);
+    let zeros = true;
+    for (;;) {
+      const piece = await this.take(FEED_BYTES);
+      if (piece.length === 0) break;
+      if (head.length < TRAILING_HEAD_BYTES) {
+        head = Buffer.concat([head, piece.subarray(0, TRAILING_HEAD_BYTES - head.length)]);
+      }
+      if (zeros && piece.some((b) => b !== 0)) zeros = false;
+      bytes += piece.length;
+    }
+    return zeros ? undefined : { byteOffset, bytes, head: head.toString('hex') };
+  }
+
+  /** Releases the source (an S3 body's socket) when it was left part way. */
+  async close(): Promise<void> {
+    if (!this.#done) await this.#source.return?.(undefined);
+  }
+}
+
+/** One member's deflate data through zlib, its output kept with its CRC-32 and length. */
+class MemberInflater {
+  crc = 0;
+  size = 0;
+  ended = false;
+  readonly #zlib = createInflateRaw();
+  readonly #out: Buffer[] = [];
+  #fed = 0;
+  #failure: unknown;
+  /** The write in progress: settled by its callback, or by an error (a failing zlib stream may not call it). */
+  #pending: { resolve: (unconsumed: number) => void; reject: (err: unknown) => void } | undefined;
+  readonly #end: Promise<void>;
+
+  constructor() {
+    // Flowing, never paused: every chunk zlib produces is kept before it reports an error (a zlib stream
+    // that fails destroys itself with what it still held). The consumer's pace is kept by writing the next
+    // piece only once the output so far is taken.
+    this.#zlib.on('data', (chunk: Buffer) => {
+      this.crc = crc32(chunk, this.crc);
+      this.size += chunk.length;
+      this.#out.push(chunk);
+    });
+    this.#end = new Promise<void>((resolve, reject) => {
+      this.#zlib.on('end', () => {
+        this.ended = true;
+        resolve();
+      });
+      this.#zlib.on('error', (err) => {
+        this.#failure ??= err;
+        this.#settle(err);
+        reject(err);
+      });
+    });
+    this.#end.catch(() => undefined);
+  }
+
+  /** Compressed bytes zlib consumed. */
+  get consumed(): number {
+    return this.#zlib.bytesWritten;
+  }
+
+  take(): Buffer | undefined {
+    return this.#out.shift();
+  }
+
+  /** Writes `piece`; resolves with how many of its bytes zlib did not consume (its data ended before). */
+  write(piece: Buffer): Promise<number> {
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    this.#fed += piece.length;
+    return new Promise((resolve, reject) => {
+      this.#pending = { resolve, reject };
+      this.#zlib.write(piece, (err) => this.#settle(err ?? undefined));
     });
   }
-  if (gatheredBytes > 0) yield Buffer.concat(gathered, gatheredBytes);
+
+  #settle(err: unknown): void {
+    const pending = this.#pending;
+    this.#pending = undefined;
+    const failure = err ?? this.#failure;
+    if (failure !== undefined) pending?.reject(failure);
+    else pending?.resolve(this.#fed - this.#zlib.bytesWritten);
+  }
+
+  /** The compressed bytes ended: zlib passes on the last of its output, or fails if its data was cut short. */
+  end(): Promise<void> {
+    if (!this.ended) this.#zlib.end();
+    return this.#end;
+  }
+
+  /** Waits for zlib to pass on the last of its output. */
+  finished(): Promise<void> {
+    return this.#end;
+  }
+
+  destroy(): void {
+    this.#zlib.destroy();
+  }
 }

@@ -104,6 +104,36 @@ describe('ingestFile', () => {
     expect(sentSignals()).toHaveLength(2);
   });
 
+  it('reads a gzip file with bytes after its end, and keeps those bytes as a reject with where they start', async () => {
+    // Prepare: a line end appended to the compressed file, as some tools do.
+    const gz = gzipSync(CSV);
+    s3.on(GetObjectCommand).resolves(body(Buffer.concat([gz, Buffer.from('\n')])));
+    const ledger = fakeLedger();
+
+    // Act
+    const out = await ingestFile(task('incoming/a.csv.gz'), deps(ledger));
+
+    // Assess: every row as usual, and the extra byte quarantined (a file-level reject, without a row).
+    expect(out.status).toBe('SUCCESS');
+    expect(sentSignals()).toHaveLength(2);
+    const reason = `gzip: 1 byte after the end of the compressed data (from byte ${gz.length}) is not gzip (hex 0a): left out; every record before it was read`;
+    expect(ledger.succeed).toHaveBeenCalledWith(
+      expect.anything(),
+      'w1',
+      expect.objectContaining({
+        records: 2,
+        rejected: 2,
+        firstErrors: [expect.stringMatching(/^row 2: /), reason],
+      }),
+    );
+    const rejects = String(s3.commandCalls(PutObjectCommand)[0]?.args[0].input.Body)
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(rejects[1]).toMatchObject({ ref: 's3://b/incoming/a.csv.gz@e1', reason });
+    expect(rejects[1].row).toBeUndefined();
+  });
+
   it('reads a plain-named object stored with Content-Encoding gzip in any spelling (GZIP, x-gzip)', async () => {
     for (const ContentEncoding of ['gzip', 'GZIP', ' x-gzip ']) {
       sqs.resetHistory();

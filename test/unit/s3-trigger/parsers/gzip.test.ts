@@ -1,6 +1,6 @@
-import { gzipSync } from 'node:zlib';
+import { crc32, deflateRawSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { gunzipBounded } from '../../../../functions/s3-trigger/parsers/gzip.ts';
+import { gunzipBounded, type TrailingData } from '../../../../functions/s3-trigger/parsers/gzip.ts';
 import { InflationLimitError, MalformedFileError } from '../../../../shared/errors.ts';
 import { settings } from '../../../../shared/settings.ts';
 import { drain, prng, source, split } from './helpers.ts';
@@ -126,6 +126,119 @@ describe('gunzipBounded', () => {
       expect(bytes.equals(plain)).toBe(true);
     },
   );
+
+  describe('after the last member', () => {
+    const plain = text(20_000);
+    const gz = gzipSync(plain);
+
+    it.each([
+      ['a line end', Buffer.from('\n')],
+      ['a few bytes of text', Buffer.from('junk data here\n')],
+      ['64 KiB of text', Buffer.alloc(64 * 1024, 'x')],
+      ['text that starts with the first magic byte', Buffer.from([0x1f, 0x20, 0x41])],
+    ])('passes on every inflated byte, then reports %s with where it starts', async (_name, tail) => {
+      // Prepare
+      const file = Buffer.concat([gz, tail]);
+      for (const chunks of [[file], split(file, () => 1000), split(file, () => 7)]) {
+        const seen: TrailingData[] = [];
+
+        // Act
+        const { records, error } = await drain(
+          gunzipBounded(source(chunks), file.length, settings.limits, (t) => seen.push(t)),
+        );
+
+        // Assess
+        expect(error).toBeUndefined();
+        expect(Buffer.concat(records).equals(plain)).toBe(true);
+        expect(seen).toEqual([
+          { byteOffset: gz.length, bytes: tail.length, head: tail.subarray(0, 32).toString('hex') },
+        ]);
+      }
+    });
+
+    it('fails after every inflated byte when nobody takes the trailing data', async () => {
+      // Act
+      const { bytes, error } = await inflate([Buffer.concat([gz, Buffer.from('\n')])]);
+
+      // Assess
+      expect(bytes.equals(plain)).toBe(true);
+      expect(error).toBeInstanceOf(MalformedFileError);
+      expect((error as MalformedFileError).reason).toBe(
+        `gzip: 1 byte after the end of the compressed data (from byte ${gz.length}) is not gzip (hex 0a)`,
+      );
+      expect((error as MalformedFileError).location.byteOffset).toBe(gz.length);
+    });
+
+    it('allows zero bytes (padding)', async () => {
+      // Prepare
+      const seen: TrailingData[] = [];
+
+      // Act
+      const { records, error } = await drain(
+        gunzipBounded(source([gz, Buffer.alloc(512)]), undefined, settings.limits, (t) => seen.push(t)),
+      );
+
+      // Assess
+      expect(error).toBeUndefined();
+      expect(Buffer.concat(records).equals(plain)).toBe(true);
+      expect(seen).toEqual([]);
+    });
+  });
+
+  it('reads a member header with an extra field, a name, a comment and a header CRC', async () => {
+    // Prepare: RFC 1952, flags FHCRC | FEXTRA | FNAME | FCOMMENT.
+    const plain = Buffer.from('name,value\na,1\n');
+    const fixed = Buffer.from([0x1f, 0x8b, 8, 0x1e, 0, 0, 0, 0, 0, 3]);
+    const extra = Buffer.concat([Buffer.from([4, 0]), Buffer.from('AB\x02\x00', 'latin1')]);
+    const head = Buffer.concat([fixed, extra, Buffer.from('data.csv\0comment\0')]);
+    const hcrc = Buffer.alloc(2);
+    hcrc.writeUInt16LE(crc32(head) & 0xffff);
+    const trailer = Buffer.alloc(8);
+    trailer.writeUInt32LE(crc32(plain), 0);
+    trailer.writeUInt32LE(plain.length, 4);
+    const gz = Buffer.concat([head, hcrc, deflateRawSync(plain), trailer]);
+
+    // Act
+    const { bytes, error } = await inflate(split(gz, () => 3));
+
+    // Assess
+    expect(error).toBeUndefined();
+    expect(bytes.equals(plain)).toBe(true);
+  });
+
+  it.each([
+    ['its CRC-32', 0, /incorrect data check in the member at byte 0/],
+    ['its length', 4, /incorrect length check in the member at byte 0/],
+  ])('fails a member whose trailer does not match %s, after its bytes', async (_name, at, message) => {
+    // Prepare
+    const plain = text(2_000);
+    const gz = gzipSync(plain);
+    gz[gz.length - 8 + at] = ((gz[gz.length - 8 + at] as number) + 1) & 0xff;
+
+    // Act
+    const { bytes, error } = await inflate([gz]);
+
+    // Assess
+    expect(bytes.equals(plain)).toBe(true);
+    expect(error).toBeInstanceOf(MalformedFileError);
+    expect(error?.message).toMatch(message);
+    expect((error as MalformedFileError).location.byteOffset).toBe(gz.length - 8);
+  });
+
+  it('fails a second member cut inside its header as truncated', async () => {
+    // Prepare
+    const first = gzipSync('a,b\n');
+    const gz = Buffer.concat([first, gzipSync('1,2\n').subarray(0, 5)]);
+
+    // Act
+    const { bytes, error } = await inflate([gz]);
+
+    // Assess
+    expect(bytes.toString()).toBe('a,b\n');
+    expect(error).toBeInstanceOf(MalformedFileError);
+    expect(error?.message).toContain('truncated');
+    expect((error as MalformedFileError).location.byteOffset).toBe(first.length);
+  });
 
   it('stops a gzip bomb at the bound without inflating it all', async () => {
     // Prepare
