@@ -235,6 +235,12 @@ export class Monitoring extends Construct {
         missing: TreatMissingData.BREACHING,
         description: `The db-poller has not run successfully in ${periods} schedule periods.`,
       });
+      // Watermark mode only (the metric is never sent in mark mode: missing data is not breaching).
+      this.alarm('WatermarkNullRows', pulseMetric(METRIC.watermarkNullRows, 'db-poller', 'Maximum'), {
+        threshold: 0,
+        description:
+          'Rows of the polled table have a NULL watermark column: watermark mode never reads them. They are quarantined under rejects/db/<table>/<date>/watermark-null/ (see docs/db-poller.md).',
+      });
     }
     if (props.kafkaEnabled) {
       this.alarm('KafkaOffsetLag', this.kafkaLag(props.functions.kafkaConsumer.functionName), {

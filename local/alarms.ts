@@ -37,6 +37,8 @@ export interface ProducerHealth {
     readonly since: string;
     /** The schedule's period. */
     readonly periodSeconds: number;
+    /** Rows with a NULL watermark column the last successful watermark-mode run counted (none in mark mode). */
+    readonly watermarkNullRows?: number;
   };
   /** Records between the Kafka consumer group's committed offsets and the topic's end, all partitions. */
   readonly kafkaOffsetLag?: number;
@@ -60,6 +62,7 @@ export const ALARM_NAMES = {
   fileEventsAge: `${prefix}-FileEvents-Queue-Message-Age-Max-Critical`,
   signalsAge: `${prefix}-Signals-Queue-Message-Age-Max-Critical`,
   pollerSilent: `${prefix}-PollerSilent`,
+  watermarkNullRows: `${prefix}-WatermarkNullRows`,
   kafkaOffsetLag: `${prefix}-KafkaOffsetLag`,
 } as const;
 
@@ -72,6 +75,8 @@ export const ALARM_APPROXIMATIONS = {
     'SQS does not report the age of the oldest message (CloudWatch does). Offline: ALARM when the queue held messages at every sample of the last maxMessageAgeSeconds and its depth never went down, so no message need have left it.',
   pollerSilent:
     'CloudWatch counts successful invocations in pollerSilentPeriods schedule periods; offline compares the time since the last successful run (or since the schedule started) with the same window.',
+  watermarkNullRows:
+    'CloudWatch takes the maximum of the WatermarkNullRows metric over 5 minutes; offline uses the count of the last successful poll.',
   kafkaOffsetLag:
     'CloudWatch reads the event source mapping’s OffsetLag; offline uses the lag the Kafka event source reports, when it reports one.',
 } as const;
@@ -80,7 +85,7 @@ const FILES_FAILED_WINDOW_MS = 5 * 60_000;
 
 /**
  * The offline alarms, in a fixed order: the three DLQs, files FAILED, the oldest-message age of the two
- * consumed queues, poller silence, Kafka offset lag. Pure: `status.at` is "now".
+ * consumed queues, poller silence, rows the poller cannot read (NULL watermark), Kafka offset lag. Pure: `status.at` is "now".
  *
  * @param history samples oldest first; those at or after `status.at` are ignored (the status is the newest)
  */
@@ -112,6 +117,7 @@ export function evaluateAlarms(
       monitoring.maxMessageAgeSeconds.signals,
     ),
     pollerSilentAlarm(status, now, monitoring.pollerSilentPeriods),
+    watermarkNullRowsAlarm(status),
     kafkaLagAlarm(status, monitoring.maxKafkaOffsetLag),
   ];
 }
@@ -187,6 +193,25 @@ function messageAgeAlarm(
         state: 'OK',
         reason: `${queue} (now ${depthNow}) emptied or shrank within the last ${maxAgeSeconds} s`,
       };
+}
+
+function watermarkNullRowsAlarm(status: PulseStatus & ProducerHealth): AlarmEvaluation {
+  const name = ALARM_NAMES.watermarkNullRows;
+  const count = status.poller?.watermarkNullRows;
+  if (!status.poller) {
+    return { name, state: 'INSUFFICIENT_DATA', reason: 'no db-poller runs are reported to the dashboard' };
+  }
+  if (count === undefined) {
+    // As in CloudWatch, where the metric is missing (mark mode, or no run yet) and missing is not breaching.
+    return { name, state: 'OK', reason: 'no watermark-mode poll has counted rows with a NULL watermark' };
+  }
+  return count > 0
+    ? {
+        name,
+        state: 'ALARM',
+        reason: `${plural(count, 'row')} with a NULL watermark column at the last poll (threshold: > 0): never read, quarantined`,
+      }
+    : { name, state: 'OK', reason: 'no row has a NULL watermark column' };
 }
 
 function pollerSilentAlarm(

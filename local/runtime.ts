@@ -191,9 +191,14 @@ export function startSchedule(
   handler: (event: unknown, context: Context) => Promise<unknown>,
   periodMs: number,
   logger: RuntimeLogger,
-): { stop(): Promise<void>; health(): { lastSuccessAt: string | null; since: string } } {
+): {
+  stop(): Promise<void>;
+  health(): { lastSuccessAt: string | null; since: string; watermarkNullRows?: number };
+} {
   const since = new Date().toISOString();
   let lastSuccessAt: string | null = null;
+  /** The last successful run's count of rows with a NULL watermark (watermark mode only). */
+  let watermarkNullRows: number | undefined;
   let stopped = false;
   let running: Promise<void> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;
@@ -207,14 +212,15 @@ export function startSchedule(
         executionId: crypto.randomUUID(),
       };
       try {
-        await handler(
+        const summary = (await handler(
           event,
           lambdaContext({
             functionName: 'pulse-db-poller',
             timeoutMs: settings.functions.dbPoller.timeoutSeconds * 1000,
           }),
-        );
+        )) as { nullWatermark?: unknown } | undefined;
         lastSuccessAt = new Date().toISOString();
+        watermarkNullRows = typeof summary?.nullWatermark === 'number' ? summary.nullWatermark : undefined;
       } catch (err) {
         logger.error('scheduled invocation failed', err);
       }
@@ -223,7 +229,11 @@ export function startSchedule(
   };
   timer = setTimeout(tick, 0);
   return {
-    health: () => ({ lastSuccessAt, since }),
+    health: () => ({
+      lastSuccessAt,
+      since,
+      ...(watermarkNullRows !== undefined ? { watermarkNullRows } : {}),
+    }),
     async stop() {
       stopped = true;
       clearTimeout(timer);

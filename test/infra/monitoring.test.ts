@@ -97,6 +97,21 @@ describe('dashboard and alarms', () => {
     });
   });
 
+  it('alarms on rows the poller cannot read (a NULL watermark column), only when the poller is deployed', () => {
+    // Prepare
+    const wired = synth({ dbSecretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf' });
+    // Assess
+    expect(named(t, 'WatermarkNullRows')).toHaveLength(0);
+    expect(named(wired, 'WatermarkNullRows')[0]).toMatchObject({
+      MetricName: 'WatermarkNullRows',
+      Dimensions: [{ Name: 'service', Value: 'db-poller' }],
+      Statistic: 'Maximum',
+      Threshold: 0,
+      ComparisonOperator: 'GreaterThanThreshold',
+      TreatMissingData: 'notBreaching',
+    });
+  });
+
   it('declares every alarm the offline dashboard evaluates, under the same name', () => {
     // Prepare
     const wired = synth({

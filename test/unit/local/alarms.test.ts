@@ -44,6 +44,7 @@ describe('evaluateAlarms', () => {
       'PulseIngest-FileEvents-Queue-Message-Age-Max-Critical',
       'PulseIngest-Signals-Queue-Message-Age-Max-Critical',
       'PulseIngest-PollerSilent',
+      'PulseIngest-WatermarkNullRows',
       'PulseIngest-KafkaOffsetLag',
     ]);
   });
@@ -60,6 +61,7 @@ describe('evaluateAlarms', () => {
       [ALARM_NAMES.fileEventsAge]: 'OK',
       [ALARM_NAMES.signalsAge]: 'OK',
       [ALARM_NAMES.pollerSilent]: 'INSUFFICIENT_DATA',
+      [ALARM_NAMES.watermarkNullRows]: 'INSUFFICIENT_DATA',
       [ALARM_NAMES.kafkaOffsetLag]: 'INSUFFICIENT_DATA',
     });
   });
@@ -212,6 +214,30 @@ describe('evaluateAlarms', () => {
     it('counts a poller that never succeeded as silent from when its schedule started', () => {
       expect(stateOf(ALARM_NAMES.pollerSilent, poller(null, window - 5)).state).toBe('OK');
       expect(stateOf(ALARM_NAMES.pollerSilent, poller(null, window + 5)).state).toBe('ALARM');
+    });
+  });
+
+  describe('rows with a NULL watermark column', () => {
+    const poller = (watermarkNullRows?: number) => ({
+      poller: {
+        lastSuccessAt: iso(NOW),
+        since: iso(NOW - 3_600_000),
+        periodSeconds: 60,
+        ...(watermarkNullRows !== undefined ? { watermarkNullRows } : {}),
+      },
+    });
+
+    it('alarms when the last poll counted any, saying how many', () => {
+      expect(stateOf(ALARM_NAMES.watermarkNullRows, poller(3))).toMatchObject({
+        state: 'ALARM',
+        reason:
+          '3 rows with a NULL watermark column at the last poll (threshold: > 0): never read, quarantined',
+      });
+    });
+
+    it('is OK when the last poll counted none, or the poller reports no count (mark mode), as missing data is', () => {
+      expect(stateOf(ALARM_NAMES.watermarkNullRows, poller(0)).state).toBe('OK');
+      expect(stateOf(ALARM_NAMES.watermarkNullRows, poller()).state).toBe('OK');
     });
   });
 
