@@ -23,6 +23,22 @@ export function clipRaw(text: string, max = MAX_RAW_CHARS): string {
   return text.length > max ? `${text.slice(0, max)}…` : text;
 }
 
+/**
+ * Why a file is not UTF-8, in words, from the first bad byte's offset and value (when known): a file
+ * starting with FF or FE is most likely UTF-16 (its byte-order mark); other bytes, a legacy 8-bit encoding.
+ */
+export function notUtf8Reason(what: string, bad: number, byte: number | undefined): string {
+  if (byte === undefined) return `${what} is not valid UTF-8`;
+  if (bad === 0 && (byte === 0xff || byte === 0xfe)) {
+    return `${what} is not UTF-8: it starts with the byte ${hexByte(byte)}, as UTF-16 text with a byte-order mark does: save it as UTF-8`;
+  }
+  return `${what} is not valid UTF-8 (byte ${hexByte(byte)}; text saved as Latin-1 or Windows-1252 has such bytes: save it as UTF-8)`;
+}
+
+function hexByte(b: number): string {
+  return b.toString(16).toUpperCase().padStart(2, '0');
+}
+
 /** A Buffer view of `chunk` (no copy). */
 export function asBuffer(chunk: Uint8Array): Buffer {
   return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
@@ -106,6 +122,9 @@ export class Utf8StreamValidator {
     this.#offset = startOffset;
   }
 
+  /** The value of the invalid byte found (its offset is what `push` or `end` returned). */
+  badByte: number | undefined;
+
   /** Checks the next chunk; returns the stream offset of the first invalid byte, or -1. */
   push(chunk: Buffer): number {
     const base = this.#offset;
@@ -117,7 +136,7 @@ export class Utf8StreamValidator {
       const take = Math.min(want, chunk.length);
       for (let k = 0; k < take; k++) {
         const c = chunk[k] as number;
-        if (c < 0x80 || c > 0xbf) return this.#carryOffset;
+        if (c < 0x80 || c > 0xbf) return this.#bad(carry[0], this.#carryOffset);
       }
       const joined = Buffer.concat([carry, chunk.subarray(0, take)]);
       if (take < want) {
@@ -125,14 +144,17 @@ export class Utf8StreamValidator {
         return -1;
       }
       this.#carry = undefined;
-      if (!isUtf8(joined)) return this.#carryOffset;
+      if (!isUtf8(joined)) return this.#bad(carry[0], this.#carryOffset);
       start = take;
     }
     const tail = incompleteTailStart(chunk);
     const end = Math.max(start, tail);
     if (end > start) {
       const body = chunk.subarray(start, end);
-      if (!isUtf8(body)) return base + start + firstInvalidUtf8(body);
+      if (!isUtf8(body)) {
+        const at = firstInvalidUtf8(body);
+        return this.#bad(body[at], base + start + at);
+      }
     }
     if (end < chunk.length) {
       this.#carry = Buffer.from(chunk.subarray(end));
@@ -143,6 +165,11 @@ export class Utf8StreamValidator {
 
   /** At the end of the stream: the offset of a character left incomplete, or -1. */
   end(): number {
-    return this.#carry !== undefined ? this.#carryOffset : -1;
+    return this.#carry !== undefined ? this.#bad(this.#carry[0], this.#carryOffset) : -1;
+  }
+
+  #bad(byte: number | undefined, offset: number): number {
+    this.badByte = byte;
+    return offset;
   }
 }

@@ -1,6 +1,6 @@
 import { type CsvError, type Options, Parser } from 'csv-parse';
 import { MalformedFileError } from '../../../shared/errors.ts';
-import { asBuffer, clipRaw, pieces, Utf8StreamValidator } from './bytes.ts';
+import { asBuffer, clipRaw, notUtf8Reason, pieces, Utf8StreamValidator } from './bytes.ts';
 import { csvFieldBatchesInThread } from './csv-thread.ts';
 import { eachRecord, type ParsedRecord, type ParserOptions } from './types.ts';
 
@@ -150,14 +150,14 @@ export async function* csvFieldBatches(
       // Records completed before an error are still good: they go out first.
       if (records.length > 0) yield take();
       if (err) throw fail(err);
-      if (bad !== -1) throw invalidUtf8(bad);
+      if (bad !== -1) throw invalidUtf8(bad, utf8.badByte);
     }
   }
   const bad = utf8.end();
   if (bad !== -1) {
     endBeforeInvalid();
     if (records.length > 0) yield take();
-    throw invalidUtf8(bad);
+    throw invalidUtf8(bad, utf8.badByte);
   }
   const err = core.parse(undefined, true, push, close);
   if (records.length > 0) yield take();
@@ -187,8 +187,8 @@ export function csvHeaderLength(prefix: Buffer, atEnd: boolean, maxRecordBytes: 
   return undefined;
 }
 
-function invalidUtf8(byteOffset: number): MalformedFileError {
-  return new MalformedFileError('CSV is not valid UTF-8', { byteOffset });
+function invalidUtf8(byteOffset: number, byte: number | undefined): MalformedFileError {
+  return new MalformedFileError(notUtf8Reason('CSV', byteOffset, byte), { byteOffset });
 }
 
 function toMalformed(
@@ -273,6 +273,12 @@ function readHeader(fields: string[], line: number, expectColumns?: readonly str
     );
   }
   if (expectColumns !== undefined && !fields.some((f) => expectColumns.includes(f.trim().toLowerCase()))) {
+    if (/^sep=.?$/i.test(toCsvLine(fields))) {
+      throw new MalformedFileError(
+        `CSV starts with Excel's separator line "${toCsvLine(fields)}": remove that line, so that the first line names the columns`,
+        { line },
+      );
+    }
     throw new MalformedFileError(
       `CSV header names none of the columns ${expectColumns.join(', ')}: its first line, "${clipRaw(toCsvLine(fields), 100)}", looks like data; a CSV file's first line must name its columns`,
       { line },

@@ -1,6 +1,6 @@
 import { type ParsedTokenInfo, Tokenizer, TokenParser, TokenType } from '@streamparser/json';
 import { MalformedFileError } from '../../../shared/errors.ts';
-import { clipRaw, stripBom, Utf8StreamValidator } from './bytes.ts';
+import { clipRaw, notUtf8Reason, stripBom, Utf8StreamValidator } from './bytes.ts';
 import { eachRecord, type ParsedRecord, type ParserOptions } from './types.ts';
 
 /** Containers nested deeper than this make the file malformed (no record needs more; it bounds the work). */
@@ -45,7 +45,7 @@ export async function* parseJsonBatches(
       const first = firstNonWhitespace(input);
       if (first === -1) {
         offset += piece.length;
-        if (bad !== -1) throw invalidUtf8(bad);
+        if (bad !== -1) throw invalidUtf8(bad, utf8.badByte);
         continue;
       }
       const b = input[first] as number;
@@ -65,10 +65,10 @@ export async function* parseJsonBatches(
       if (records.length > 0) yield records;
       if (err) throw err;
     }
-    if (bad !== -1) throw invalidUtf8(bad);
+    if (bad !== -1) throw invalidUtf8(bad, utf8.badByte);
   }
   const bad = utf8?.end() ?? -1;
-  if (bad !== -1) throw invalidUtf8(bad);
+  if (bad !== -1) throw invalidUtf8(bad, utf8?.badByte);
   if (doc === undefined) return;
   const err = doc.end(offset);
   const records = doc.take();
@@ -76,8 +76,8 @@ export async function* parseJsonBatches(
   if (err) throw err;
 }
 
-function invalidUtf8(byteOffset: number): MalformedFileError {
-  return new MalformedFileError('JSON is not valid UTF-8', { byteOffset });
+function invalidUtf8(byteOffset: number, byte: number | undefined): MalformedFileError {
+  return new MalformedFileError(notUtf8Reason('JSON', byteOffset, byte), { byteOffset });
 }
 
 function firstNonWhitespace(buf: Buffer): number {

@@ -256,6 +256,46 @@ describe.each([
     expect((error as MalformedFileError).location).toEqual({ byteOffset: 10 });
   });
 
+  it.each([
+    [
+      'UTF-16 (a byte-order mark), naming it',
+      Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('a,b\r\n1,2\r\n', 'utf16le')]),
+      'CSV is not UTF-8: it starts with the byte FF, as UTF-16 text with a byte-order mark does: save it as UTF-8',
+      0,
+    ],
+    [
+      'Latin-1, naming the byte',
+      Buffer.from('a,b\n1,M\xfcnchen\n', 'latin1'),
+      'CSV is not valid UTF-8 (byte FC; text saved as Latin-1 or Windows-1252 has such bytes: save it as UTF-8)',
+      7,
+    ],
+  ])('fails on a file in %s, whatever the chunking', async (_name, bytes, reason, byteOffset) => {
+    for (const { name, chunks } of chunkings(bytes)) {
+      // Act
+      const { error } = await drain(parseCsv(source(chunks), OPTS));
+
+      // Assess
+      expect(error, name).toBeInstanceOf(MalformedFileError);
+      expect((error as MalformedFileError).reason, name).toBe(reason);
+      expect((error as MalformedFileError).location, name).toEqual({ byteOffset });
+    }
+  });
+
+  it("fails a file that starts with Excel's separator line, saying to remove it", async () => {
+    // Act
+    const { error } = await drain(
+      parse('sep=,\nname,value,timestamp\ncpu,1,0\n', {
+        ...OPTS,
+        expectColumns: ['name', 'value', 'timestamp'],
+      }),
+    );
+
+    // Assess
+    expect((error as MalformedFileError).reason).toBe(
+      `CSV starts with Excel's separator line "sep=,": remove that line, so that the first line names the columns`,
+    );
+  });
+
   it('fails on a multi-byte character cut off by the end of the file, with its offset', async () => {
     // Prepare
     const bytes = Buffer.concat([Buffer.from('a,b\n1,'), Buffer.from([0xe2, 0x82])]);

@@ -131,6 +131,18 @@ describe('parseJson', () => {
     expect(locationOf(error)).toEqual({ byteOffset: 2 });
   });
 
+  it('fails on a UTF-16 file, naming its byte-order mark', async () => {
+    // Act
+    const { error } = await drain(
+      parse(Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from('[{"name":"a"}]', 'utf16le').swap16()])),
+    );
+
+    // Assess
+    expect((error as MalformedFileError).reason).toBe(
+      'JSON is not UTF-8: it starts with the byte FE, as UTF-16 text with a byte-order mark does: save it as UTF-8',
+    );
+  });
+
   it('fails on a file that ends inside the top-level value', async () => {
     // Act
     const { records, error } = await drain(parse('[{"a":1}, {"b":"unfinished'));
