@@ -1,4 +1,4 @@
-import { crc32, createInflateRaw } from 'node:zlib';
+import { crc32, createInflateRaw, inflateRawSync } from 'node:zlib';
 import { InflationLimitError, MalformedFileError, PulseError } from '../../../shared/errors.ts';
 import { settings } from '../../../shared/settings.ts';
 import { asBuffer } from './bytes.ts';
@@ -93,6 +93,18 @@ export async function* gunzipBounded(
       }
       const header = await readHeader(input, members === 0);
       members++;
+      // A small member is inflated at once, without a stream (a file of many small members, as appending
+      // to a .gz makes, would otherwise cost a zlib stream and a thread-pool round trip each).
+      const front = await input.peekFront(FEED_BYTES);
+      const whole =
+        inflateWhole(front) ??
+        (front.length < FEED_BYTES ? inflateWhole(await input.peek(FEED_BYTES)) : undefined);
+      if (whole !== undefined) {
+        await input.take(whole.consumed);
+        if (whole.out.length > 0) yield count(whole.out);
+        await readTrailer(input, memberStart, crc32(whole.out), whole.out.length);
+        continue;
+      }
       const inflater = new MemberInflater();
       let dataEnded = false;
       try {
@@ -119,25 +131,51 @@ export async function* gunzipBounded(
       } finally {
         inflater.destroy();
       }
-      const trailer = await input.take(8);
-      if (trailer.length < 8) {
-        throw malformed(
-          `unexpected end of file in the trailer of the member at byte ${memberStart} (the file is truncated)`,
-          input.offset - trailer.length,
-        );
-      }
-      if (trailer.readUInt32LE(0) !== inflater.crc) {
-        throw malformed(
-          `incorrect data check in the member at byte ${memberStart} (CRC-32 mismatch)`,
-          input.offset - 8,
-        );
-      }
-      if (trailer.readUInt32LE(4) !== inflater.size % 2 ** 32) {
-        throw malformed(`incorrect length check in the member at byte ${memberStart}`, input.offset - 8);
-      }
+      await readTrailer(input, memberStart, inflater.crc, inflater.size);
     }
   } finally {
     await input.close();
+  }
+}
+
+/** Output of a member inflated at once, up to this: a larger one goes through the stream, bounded as it goes. */
+const WHOLE_MAX_OUTPUT = 256 * 1024;
+
+/**
+ * The member whose deflate data starts `bytes` inflated at once, and the bytes it took; undefined when its
+ * data does not end within them, inflates past {@link WHOLE_MAX_OUTPUT}, or fails (the stream then reads
+ * it, and reports any error as it does).
+ */
+function inflateWhole(bytes: Buffer): { out: Buffer; consumed: number } | undefined {
+  if (bytes.length === 0) return undefined;
+  try {
+    const { buffer, engine } = inflateRawSync(bytes, {
+      info: true,
+      maxOutputLength: WHOLE_MAX_OUTPUT,
+    }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+    return { out: buffer, consumed: engine.bytesWritten };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads a member's trailer and checks it against the CRC-32 and length of what the member inflated to. */
+async function readTrailer(input: ByteQueue, memberStart: number, crc: number, size: number): Promise<void> {
+  const trailer = await input.take(8);
+  if (trailer.length < 8) {
+    throw malformed(
+      `unexpected end of file in the trailer of the member at byte ${memberStart} (the file is truncated)`,
+      input.offset - trailer.length,
+    );
+  }
+  if (trailer.readUInt32LE(0) !== crc) {
+    throw malformed(
+      `incorrect data check in the member at byte ${memberStart} (CRC-32 mismatch)`,
+      input.offset - 8,
+    );
+  }
+  if (trailer.readUInt32LE(4) !== size % 2 ** 32) {
+    throw malformed(`incorrect length check in the member at byte ${memberStart}`, input.offset - 8);
   }
 }
 
@@ -264,6 +302,13 @@ class ByteQueue {
   async peek(n: number): Promise<Buffer> {
     await this.#fill(n);
     return this.#front(Math.min(n, this.#buffered), false);
+  }
+
+  /** Up to `n` of the next bytes without taking them, without copying: what the first buffer holds. */
+  async peekFront(n: number): Promise<Buffer> {
+    await this.#fill(1);
+    const first = this.#buffers[0];
+    return first === undefined ? Buffer.alloc(0) : first.subarray(0, n);
   }
 
   /** The next `n` bytes (fewer only at the end). */

@@ -51,6 +51,26 @@ describe('gunzipBounded', () => {
     expect(bytes.toString()).toBe('a,b\n1,2\n3,4\n');
   });
 
+  it('inflates thousands of members, small and large, however they are chunked', async () => {
+    // Prepare: one-line members (as appending to a .gz makes), and members inflating past 256 KiB (read
+    // as a stream) among them.
+    const parts = Array.from({ length: 3000 }, (_, i) =>
+      i % 1000 === 500 ? text(60_000 + i) : Buffer.from(`cpu,${i},2024-01-01T00:00:00Z\n`),
+    );
+    const gz = Buffer.concat(parts.map((p) => gzipSync(p)));
+    const plain = Buffer.concat(parts);
+    const rnd = prng(11);
+
+    for (const chunks of [[gz], split(gz, () => 1 + Math.floor(rnd() * 70_000)), split(gz, () => 4096)]) {
+      // Act
+      const { bytes, error } = await inflate(chunks, gz.length);
+
+      // Assess
+      expect(error).toBeUndefined();
+      expect(bytes.equals(plain)).toBe(true);
+    }
+  });
+
   it('fails on input that does not start with the gzip magic bytes', async () => {
     // Act
     const { error } = await inflate([Buffer.from('a,b\n1,2\n')], 8);
