@@ -298,6 +298,34 @@ describe('consumeKafkaRecords with Avro values', () => {
     expect(out[0]).toMatchObject({ sent: 1, quarantined: 2 });
   });
 
+  it('quarantines a value with a string that is not UTF-8, and keeps a U+FFFD the value really holds', async () => {
+    // Prepare: 'cpX' with its X made a byte that is not UTF-8 (the decoder would read it as U+FFFD).
+    sqs.on(SendMessageBatchCommand).resolves({ Failed: [] });
+    s3.on(PutObjectCommand).resolves({});
+    const type = avro.parse(AVRO_SCHEMA);
+    const bad = type.toBuffer({ name: 'cpX', value: 0.5, timestamp: 1_718_006_400_000, host: 'h1' });
+    bad[bad.indexOf('X')] = 0xff;
+    const real = type.toBuffer({ name: 'cpu', value: 1, timestamp: 1_718_006_400_000, host: 'h\uFFFD' });
+    const event = kafkaEventFactory([
+      { offset: 1, value: new Uint8Array(bad) },
+      { offset: 2, value: new Uint8Array(real) },
+    ]);
+
+    // Act
+    const out = await consumeAvro(event);
+
+    // Assess
+    expect(sentSignals(sqs).map((s) => s.attributes)).toEqual([{ host: 'h\uFFFD' }]);
+    const lines = quarantined(s3)['rejects/kafka/pulse_signals/0/1-2.ndjson'] ?? [];
+    expect(lines.map((l) => [l.ref, l.reason])).toEqual([
+      [
+        'kafka:pulse_signals:0:1',
+        'value could not be decoded as avro: not a pulse.Signal record: a string field is not valid UTF-8',
+      ],
+    ]);
+    expect(out[0]).toMatchObject({ sent: 1, quarantined: 1 });
+  });
+
   it('sends signals whose fields are nullable unions, taking the Kafka timestamp for a null one', async () => {
     // Prepare
     sqs.on(SendMessageBatchCommand).resolves({ Failed: [] });
@@ -408,6 +436,35 @@ describe('consumeKafkaRecords with Protobuf values', () => {
     if (!type) throw new Error('no protobuf type');
     return consume(withProtobufValues(await consumerRecordsOf(event), type), 'protobuf');
   }
+
+  it('quarantines a message with a string that is not UTF-8, and keeps a U+FFFD the message really holds', async () => {
+    // Prepare
+    sqs.on(SendMessageBatchCommand).resolves({ Failed: [] });
+    s3.on(PutObjectCommand).resolves({});
+    const bad = Buffer.from(encode({ name: 'cpX', value: 0.5, timestamp: '1718006400000', host: 'h1' }));
+    bad[bad.indexOf('X')] = 0xc3;
+    const real = encode({ name: 'cpu', value: 1, timestamp: '1718006400000', host: 'h\uFFFD' });
+    const event = kafkaEventFactory([
+      { offset: 1, value: new Uint8Array(bad) },
+      { offset: 2, value: real },
+    ]);
+
+    // Act
+    const out = await consumeProtobuf(event);
+
+    // Assess
+    expect(sentSignals(sqs).map((s) => [s.name, (s.attributes as { host?: string }).host])).toEqual([
+      ['cpu', 'h\uFFFD'],
+    ]);
+    const lines = quarantined(s3)['rejects/kafka/pulse_signals/0/1-2.ndjson'] ?? [];
+    expect(lines.map((l) => [l.ref, l.reason])).toEqual([
+      [
+        'kafka:pulse_signals:0:1',
+        'value could not be decoded as protobuf: not a pulse.Signal message: a string field is not valid UTF-8',
+      ],
+    ]);
+    expect(out[0]).toMatchObject({ sent: 1, quarantined: 1 });
+  });
 
   it('sends Protobuf-encoded signals and quarantines a value that is not the message, without failing the batch', async () => {
     // Prepare
