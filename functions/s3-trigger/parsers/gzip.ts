@@ -127,6 +127,10 @@ export async function* gunzipBounded(
         await inflater.finished();
         for (let chunk = inflater.take(); chunk !== undefined; chunk = inflater.take()) yield count(chunk);
       } catch (err) {
+        // What zlib inflated before it failed (the last of a member cut short) is passed on first.
+        if (!(err instanceof PulseError)) {
+          for (let chunk = inflater.take(); chunk !== undefined; chunk = inflater.take()) yield count(chunk);
+        }
         throw toMalformed(err, inflater.consumed + header.end, total);
       } finally {
         inflater.destroy();

@@ -1,4 +1,4 @@
-import { crc32, deflateRawSync, gzipSync } from 'node:zlib';
+import { constants, crc32, deflateRawSync, gzipSync, inflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { gunzipBounded, type TrailingData } from '../../../../functions/s3-trigger/parsers/gzip.ts';
 import { InflationLimitError, MalformedFileError } from '../../../../shared/errors.ts';
@@ -122,6 +122,48 @@ describe('gunzipBounded', () => {
     expect(error).toBeInstanceOf(MalformedFileError);
     expect(error?.message).toContain('truncated');
     expect(plain.subarray(0, bytes.length).equals(bytes)).toBe(true);
+  });
+
+  it('passes on what zlib inflated before corrupt data, but for its last 16 KiB at most, then fails', async () => {
+    // Prepare: the first corruption (within a 16 KiB piece, past output of several 16 KiB chunks) that
+    // zlib reports as such (others inflate to other bytes, caught by the member's CRC-32 at its end).
+    const plain = text(60_000);
+    const gz = gzipSync(plain);
+    let found = false;
+    for (let at = 12_000; at < 20_000 && !found; at += 250) {
+      const bad = Buffer.from(gz);
+      bad.fill(0xff, at, at + 40);
+      const { bytes, error } = await inflate([bad], bad.length);
+      if (!(error instanceof MalformedFileError) || error.message.includes('incorrect data check')) continue;
+      found = true;
+      const recoverable = inflateRawSync(bad.subarray(10, at), { finishFlush: constants.Z_SYNC_FLUSH });
+
+      // Assess
+      expect(error.message).toMatch(/^gzip: /);
+      expect(bytes.equals(plain.subarray(0, bytes.length))).toBe(true);
+      expect(bytes.length).toBeGreaterThanOrEqual(recoverable.length - 16 * 1024);
+      expect(bytes.length).toBeGreaterThan(0);
+    }
+    expect(found).toBe(true);
+  });
+
+  it('passes on all zlib can inflate of a member cut short, then fails', async () => {
+    // Prepare: cut in the middle of the deflate data of a member that inflates past 256 KiB.
+    const plain = text(100_000);
+    const gz = gzipSync(plain);
+    const cut = gz.subarray(0, Math.floor(gz.length / 2));
+    const recoverable = inflateRawSync(cut.subarray(10), { finishFlush: constants.Z_SYNC_FLUSH });
+
+    for (const chunks of [[cut], split(cut, () => 1000)]) {
+      // Act
+      const { bytes, error } = await inflate(chunks, cut.length);
+
+      // Assess
+      expect(error).toBeInstanceOf(MalformedFileError);
+      expect(error?.message).toContain('truncated');
+      expect(bytes.length).toBe(recoverable.length);
+      expect(bytes.equals(plain.subarray(0, bytes.length))).toBe(true);
+    }
   });
 
   it.each([
