@@ -270,26 +270,15 @@ function decodeProtobuf(
       cause: err,
     });
   }
-  if (!stringsIntact(message, buffer, 0)) {
+  // protobufjs reads string bytes that are not UTF-8 as other characters, without a word: every string
+  // of the message (its own fields: enums are numbers and bytes are arrays there, not text) must be, in
+  // UTF-8, bytes of the message.
+  if (someString(message, (text) => text !== '' && !buffer.includes(Buffer.from(text, 'utf8')), 0)) {
     throw new Error(`not a ${type.fullName.replace(/^\./, '')} message: a string field is not valid UTF-8`);
   }
   const value = type.toObject(message, TO_OBJECT);
   if (!Object.hasOwn(message, 'timestamp')) delete value.timestamp;
   return value;
-}
-
-/**
- * Whether every string of a decoded protobuf message is, in UTF-8, bytes of the message: protobufjs reads
- * string bytes that are not UTF-8 as other characters, without a word (a different series name). The
- * message's own fields are walked (enums are numbers and bytes are arrays there, not text).
- */
-function stringsIntact(value: unknown, raw: Buffer, depth: number): boolean {
-  if (typeof value === 'string') return value === '' || raw.includes(Buffer.from(value, 'utf8'));
-  if (typeof value !== 'object' || value === null || depth > 64 || ArrayBuffer.isView(value)) return true;
-  for (const v of Array.isArray(value) ? value : Object.values(value)) {
-    if (!stringsIntact(v, raw, depth + 1)) return false;
-  }
-  return true;
 }
 
 /** U+FFFD, what a decoder puts for bytes that are not UTF-8, in UTF-8. */
@@ -301,17 +290,18 @@ const REPLACEMENT_UTF8 = Buffer.from('\uFFFD');
  * bytes hold no U+FFFD of their own, some string was not UTF-8, and the value is refused.
  */
 function checkedStrings(value: unknown, raw: Buffer): unknown {
-  if (hasReplacementChar(value, 0) && !raw.includes(REPLACEMENT_UTF8)) {
+  if (someString(value, (text) => text.includes('\uFFFD'), 0) && !raw.includes(REPLACEMENT_UTF8)) {
     throw new Error('a string field is not valid UTF-8');
   }
   return value;
 }
 
-function hasReplacementChar(value: unknown, depth: number): boolean {
-  if (typeof value === 'string') return value.includes('\uFFFD');
+/** Whether a string anywhere in a decoded value (not in its byte arrays) passes `test`. */
+function someString(value: unknown, test: (text: string) => boolean, depth: number): boolean {
+  if (typeof value === 'string') return test(value);
   if (typeof value !== 'object' || value === null || depth > 64 || ArrayBuffer.isView(value)) return false;
   for (const v of Array.isArray(value) ? value : Object.values(value)) {
-    if (hasReplacementChar(v, depth + 1)) return true;
+    if (someString(v, test, depth + 1)) return true;
   }
   return false;
 }
