@@ -77,10 +77,8 @@ export async function* gunzipBounded(
       // Between members: the end, zero padding, another member, or trailing data.
       const memberStart = input.offset;
       const head = await input.peek(2);
-      if (head.length === 0) {
-        if (members === 0) throw new MalformedFileError('not a gzip stream (empty)', { byteOffset: 0 });
-        return;
-      }
+      // The end (an empty stream is not gzip: readHeader says so).
+      if (head.length === 0 && members > 0) return;
       // A lone 1f at the very end is taken for a member cut short.
       if (members > 0 && (head[0] !== 0x1f || (head.length > 1 && head[1] !== 0x8b))) {
         const trailing = await input.drainTrailing();
