@@ -1,5 +1,6 @@
-"""Starts moto's server with fixes for the offline run: fast, isolated TransactWriteItems, and scans and
-SendMessage that do not slow down as a table or queue grows (see each fix below).
+"""Starts moto's server with fixes for the offline run: fast, isolated TransactWriteItems, scans and
+SendMessage that do not slow down as a table or queue grows, and request limits AWS enforces and moto does
+not (see each fix below, and docs/aws-fidelity.md).
 
 moto 5.2.5 backs up a whole table (copy.deepcopy) once per item of every TransactWriteItems call, so
 a transaction gets slower as the table grows (measured: 3.2 s for 99 puts into a 2,500-item table),
@@ -79,11 +80,14 @@ def _transact_write_items(self, transact_items):
                 current = self.get_item(op["TableName"], key)
             except Exception:  # an invalid key: moto's own validation reports it
                 continue
-            before.append((op["TableName"], key, _real_deepcopy(current.to_json()["Attributes"]) if current else None))
+            attrs = _real_deepcopy(current.to_json()["Attributes"]) if current else None
+            before.append((op["TableName"], key, attrs, op_type))
         try:
-            return _original(self, transact_items)
+            result = _original(self, transact_items)
+            _check_transaction_size(self, before)
+            return result
         except Exception:
-            for table_name, key, attrs in reversed(before):
+            for table_name, key, attrs, _op_type in reversed(before):
                 if attrs is None:
                     try:
                         self.delete_item(table_name, key)
@@ -92,6 +96,26 @@ def _transact_write_items(self, transact_items):
                 else:
                     self.put_item(table_name, attrs)
             raise
+
+
+def _check_transaction_size(backend, before):
+    """DynamoDB refuses a transaction whose items total more than 4 MB (checked here after moto applied it,
+    so the caller's rollback undoes it): a Put counts the item it writes, an Update the item as updated, a
+    Delete or ConditionCheck the item it names."""
+    total = 0
+    for table_name, key, attrs, op_type in before:
+        if op_type in ("Put", "Update"):
+            try:
+                current = backend.get_item(table_name, key)
+            except Exception:
+                current = None
+            total += current.size() if current else 0
+        else:
+            total += _item_bytes(attrs)
+    if total > DYNAMODB_TRANSACTION_MAX_BYTES:
+        raise MockValidationException(
+            f"Transaction request cannot be larger than 4 MB (the items of this one total {total} bytes)"
+        )
 
 
 ddb_models.DynamoDBBackend.transact_write_items = _transact_write_items
@@ -191,6 +215,119 @@ def _sending(fn):
 sqs_models.Queue.attributes = property(_attributes)
 sqs_models.SQSBackend.send_message = _sending(sqs_models.SQSBackend.send_message)
 sqs_models.Queue.add_message = _sending(sqs_models.Queue.add_message)
+
+# AWS request limits moto does not enforce (or enforces differently), so that the offline run is never kinder
+# than AWS (docs/aws-fidelity.md). Each raises the error AWS documents for it.
+import re  # noqa: E402
+
+import moto.dynamodb.responses as ddb_responses  # noqa: E402
+import moto.s3.responses as s3_responses  # noqa: E402
+from moto.dynamodb.exceptions import MockValidationException  # noqa: E402
+from moto.dynamodb.models.dynamo_type import DynamoType  # noqa: E402
+from moto.dynamodb.models.utilities import bytesize  # noqa: E402
+from moto.s3.exceptions import MalformedXML  # noqa: E402
+from moto.sqs.exceptions import BatchRequestTooLong, InvalidParameterValue, SQSException  # noqa: E402
+
+# SQS: a message may hold only these characters (the SendMessage API reference); others are refused with
+# InvalidMessageContents. moto accepts any.
+_SQS_INVALID_CHARACTER = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_SQS_INVALID_CONTENTS = (
+    "Invalid characters found. Valid unicode characters are #x9 | #xA | #xD | #x20 to #xD7FF | "
+    "#xE000 to #xFFFD | #x10000 to #x10FFFF"
+)
+
+
+class InvalidMessageContents(SQSException):
+    def __init__(self) -> None:
+        super().__init__("InvalidMessageContents", _SQS_INVALID_CONTENTS)
+
+
+def _utf8_length(text):
+    # A lone surrogate (which the check above refuses anyway) must not break the count.
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+_original_validate_message = sqs_models.SQSBackend._validate_message
+
+
+def _validate_message(self, queue, message_body, *args, **kwargs):
+    # SQS measures a message in bytes; moto compares characters, so a body of multi-byte characters could
+    # pass moto at up to four times the queue's MaximumMessageSize.
+    if _SQS_INVALID_CHARACTER.search(message_body):
+        raise InvalidMessageContents()
+    if _utf8_length(message_body) > queue.maximum_message_size:
+        raise InvalidParameterValue(
+            "One or more parameters are invalid. Reason: Message must be shorter than "
+            f"{queue.maximum_message_size} bytes."
+        )
+    return _original_validate_message(self, queue, message_body, *args, **kwargs)
+
+
+_original_send_message_batch = sqs_models.SQSBackend.send_message_batch
+
+
+def _send_message_batch(self, queue_name, entries):
+    # The batch's total is in bytes too; an entry with characters SQS refuses fails on its own (the result
+    # of each entry is reported individually), the others are sent.
+    total = sum(_utf8_length(entry["MessageBody"]) for entry in entries.values())
+    if total > sqs_models.MAXIMUM_MESSAGE_LENGTH:
+        raise BatchRequestTooLong(total)
+    refused = []
+    valid = {}
+    for index, entry in entries.items():
+        if _SQS_INVALID_CHARACTER.search(entry["MessageBody"]):
+            refused.append(
+                {"Id": entry["Id"], "SenderFault": True, "Code": "InvalidMessageContents",
+                 "Message": _SQS_INVALID_CONTENTS}
+            )
+        else:
+            valid[index] = entry
+    messages, failed = _original_send_message_batch(self, queue_name, valid) if valid else ([], [])
+    return messages, refused + failed
+
+
+sqs_models.SQSBackend._validate_message = _validate_message
+sqs_models.SQSBackend.send_message_batch = _send_message_batch
+
+# DynamoDB: BatchWriteItem takes at most 25 put or delete requests (moto takes any number), and the items
+# of one TransactWriteItems may total at most 4 MB (moto checks only the 100-item count).
+DYNAMODB_BATCH_WRITE_MAX = 25
+DYNAMODB_TRANSACTION_MAX_BYTES = 4 * 1024 * 1024
+_original_batch_write_item = ddb_responses.DynamoHandler.batch_write_item
+
+
+def _batch_write_item(self):
+    count = sum(len(requests) for requests in self.body.get("RequestItems", {}).values())
+    if count > DYNAMODB_BATCH_WRITE_MAX:
+        raise MockValidationException(
+            "1 validation error detected: Value at 'requestItems' failed to satisfy constraint: "
+            "Map value must satisfy constraint: [Member must have length less than or equal to "
+            f"{DYNAMODB_BATCH_WRITE_MAX}, Member must have length greater than or equal to 1]"
+        )
+    return _original_batch_write_item(self)
+
+
+def _item_bytes(attrs):
+    return sum(bytesize(name) + DynamoType(value).size() for name, value in (attrs or {}).items())
+
+
+ddb_responses.DynamoHandler.batch_write_item = _batch_write_item
+
+# S3: DeleteObjects takes at most 1,000 keys; more is a MalformedXML error (moto deletes any number).
+S3_DELETE_OBJECTS_MAX = 1000
+_original_delete_keys = s3_responses.S3Response._bucket_response_delete_keys
+
+
+def _bucket_response_delete_keys(self, bucket_name, *args, **kwargs):
+    import xmltodict
+
+    objects = xmltodict.parse(self.body, strip_whitespace=False).get("Delete", {}).get("Object", [])
+    if isinstance(objects, list) and len(objects) > S3_DELETE_OBJECTS_MAX:
+        raise MalformedXML()
+    return _original_delete_keys(self, bucket_name, *args, **kwargs)
+
+
+s3_responses.S3Response._bucket_response_delete_keys = _bucket_response_delete_keys
 
 PERSISTED = ("s3", "sqs", "dynamodb", "secretsmanager")
 
