@@ -10,6 +10,7 @@ import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { ScanCommand, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
 import type { FileStatus, LedgerItem } from '../shared/ledger.ts';
 import { settings } from '../shared/settings.ts';
+import { listKafkaFailures } from './kafka-replay.ts';
 import type { Endpoints, QueueName, Target } from './target.ts';
 
 export interface FileRow {
@@ -59,8 +60,10 @@ export interface PulseStatus {
     readonly kafka: number;
     readonly scorer: number;
   };
-  /** Messages in the DLQs (file events, signals, Kafka failures). */
+  /** Messages in the DLQs (file events, signals) and notices of Kafka failure objects not replayed yet. */
   readonly dlq: number;
+  /** Objects of the Kafka failures bucket (batches the event source discarded): not replayed yet, and replayed. */
+  readonly kafkaFailures: { readonly awaitingReplay: number; readonly replayed: number };
   readonly queues: Readonly<Record<QueueName, QueueDepth>>;
   readonly ledger: Readonly<Record<FileStatus, number>>;
   readonly endpoints: Endpoints;
@@ -90,11 +93,12 @@ export class StatusCollector {
   }
 
   async collect(): Promise<PulseStatus> {
-    const [ledgerItems, scores, queues, rejected] = await Promise.all([
+    const [ledgerItems, scores, queues, rejected, kafkaFailures] = await Promise.all([
       this.#ledger(),
       this.#scores(),
       this.#queues(),
       this.#rejects(),
+      listKafkaFailures(this.#target),
     ]);
     const files = ledgerItems
       // A split file's parts are its own business: the file's item says how it went.
@@ -117,6 +121,10 @@ export class StatusCollector {
         .slice(0, RECENT_ANOMALIES),
       rejected: { s3: files.reduce((n, f) => n + f.rejected, 0), ...rejected },
       dlq: DLQS.reduce((n, q) => n + queues[q].visible + queues[q].inFlight, 0),
+      kafkaFailures: {
+        awaitingReplay: kafkaFailures.filter((f) => f.status !== 'replayed').length,
+        replayed: kafkaFailures.filter((f) => f.status === 'replayed').length,
+      },
       queues,
       ledger,
       endpoints: this.#target.endpoints,

@@ -37,6 +37,7 @@ export function pulseStatusFactory(overrides: PulseStatusOverrides = {}): PulseS
     recentAnomalies: [],
     rejected: { s3: files.reduce((n, f) => n + f.rejected, 0), db: 0, kafka: 0, scorer: 0 },
     dlq,
+    kafkaFailures: { awaitingReplay: 0, replayed: 0 },
     queues: all,
     ledger,
     endpoints: {
