@@ -60,7 +60,11 @@ export interface PulseStatus {
     readonly kafka: number;
     readonly scorer: number;
   };
-  /** Messages in the DLQs (file events, signals) and notices of Kafka failure objects not replayed yet. */
+  /**
+   * What could not be handled at all: messages in the two DLQs (file events, signals) and the Kafka
+   * batches in the failures bucket not replayed yet. (The notices queue is not counted: S3 puts a test
+   * event there too.)
+   */
   readonly dlq: number;
   /** Objects of the Kafka failures bucket (batches the event source discarded): not replayed yet, and replayed. */
   readonly kafkaFailures: { readonly awaitingReplay: number; readonly replayed: number };
@@ -77,7 +81,7 @@ const QUEUES: readonly QueueName[] = [
   'signalsDlq',
   'kafkaFailures',
 ];
-const DLQS: readonly QueueName[] = ['fileEventsDlq', 'signalsDlq', 'kafkaFailures'];
+const DLQS: readonly QueueName[] = ['fileEventsDlq', 'signalsDlq'];
 const RECENT_ANOMALIES = 20;
 
 /**
@@ -100,6 +104,7 @@ export class StatusCollector {
       this.#rejects(),
       listKafkaFailures(this.#target),
     ]);
+    const awaitingReplay = kafkaFailures.filter((f) => f.status !== 'replayed').length;
     const files = ledgerItems
       // A split file's parts are its own business: the file's item says how it went.
       .filter((i) => i.pk.startsWith('s3://') && i.part === undefined)
@@ -120,11 +125,8 @@ export class StatusCollector {
         .sort((a, b) => b.scoredAt.localeCompare(a.scoredAt))
         .slice(0, RECENT_ANOMALIES),
       rejected: { s3: files.reduce((n, f) => n + f.rejected, 0), ...rejected },
-      dlq: DLQS.reduce((n, q) => n + queues[q].visible + queues[q].inFlight, 0),
-      kafkaFailures: {
-        awaitingReplay: kafkaFailures.filter((f) => f.status !== 'replayed').length,
-        replayed: kafkaFailures.filter((f) => f.status === 'replayed').length,
-      },
+      dlq: DLQS.reduce((n, q) => n + queues[q].visible + queues[q].inFlight, awaitingReplay),
+      kafkaFailures: { awaitingReplay, replayed: kafkaFailures.length - awaitingReplay },
       queues,
       ledger,
       endpoints: this.#target.endpoints,

@@ -24,9 +24,10 @@ export function pulseStatusFactory(overrides: PulseStatusOverrides = {}): PulseS
     signalsDlq: depth('signalsDlq'),
     kafkaFailures: depth('kafkaFailures'),
   };
-  const dlq = (['fileEventsDlq', 'signalsDlq', 'kafkaFailures'] as const).reduce(
+  const awaitingReplay = rest.kafkaFailures?.awaitingReplay ?? 0;
+  const dlq = (['fileEventsDlq', 'signalsDlq'] as const).reduce(
     (n, q) => n + all[q].visible + all[q].inFlight,
-    0,
+    awaitingReplay,
   );
   return {
     files,
