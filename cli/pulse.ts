@@ -11,6 +11,7 @@ import { resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { REPO_ROOT } from '../local/emulators.ts';
+import type { ReplayInvoker } from '../local/kafka-replay.ts';
 import { localDown, localUp, type Progress } from '../local/offline.ts';
 import {
   backfill,
@@ -21,7 +22,7 @@ import {
   type RedrivableDlq,
   redriveDlq,
 } from '../local/operations.ts';
-import { runRuntimeProcess } from '../local/runtime.ts';
+import { runRuntimeProcess, runtimeEnv } from '../local/runtime.ts';
 import { DEFAULT_HOME, readState } from '../local/state.ts';
 import { type PulseStatus, StatusCollector } from '../local/status.ts';
 import { localTarget, stackTarget, type Target } from '../local/target.ts';
@@ -323,6 +324,71 @@ dlq
     });
   });
 
+// ----------------------------------------------------------------------------------------- kafka
+
+const kafka = program.command('kafka').description('the Kafka event source');
+
+kafka
+  .command('replay')
+  .description(
+    'feed the batches in the Kafka failures bucket back through the kafka-consumer (each record is scored once)',
+  )
+  .option('--dry-run', 'list the failure objects and what replay would do; invoke and change nothing')
+  .option('--json', 'print JSON')
+  .action(async (o: { dryRun?: boolean; json?: boolean }) => {
+    const { replayKafkaFailures } = await import('../local/kafka-replay.ts');
+    await withTarget(async (target) => {
+      const invoker = o.dryRun ? undefined : await replayInvoker(target);
+      const result = await replayKafkaFailures(target, invoker, {
+        ...(o.dryRun ? { dryRun: true } : {}),
+        ...(o.json
+          ? {}
+          : {
+              onObject: (e, outcome) => {
+                if (outcome === 'skipped') return;
+                console.log(
+                  `${outcome === 'replayed' ? 'replayed' : 'FAILED  '} ${e.key}  ${e.ranges ?? ''}${e.error ? `  ${e.error}` : ''}`,
+                );
+              },
+            }),
+      });
+      if (o.json) console.log(JSON.stringify(result, null, 2));
+      else if (o.dryRun) {
+        if (result.entries.length === 0) console.log('the Kafka failures bucket is empty');
+        for (const e of result.entries) {
+          const what =
+            e.status === 'replayed'
+              ? `replayed ${e.replayedAt ?? ''}`
+              : `would replay (${e.status}${e.error ? `: ${e.error}` : ''})`;
+          console.log(`${e.key}  ${e.lastModified}  ${e.size} bytes  ${what}`);
+        }
+      } else {
+        console.log(
+          `${result.replayed} replayed, ${result.failed.length} failed again, ${result.skipped} already replayed; ` +
+            `${result.noticesDeleted} notice(s) cleared`,
+        );
+      }
+      if (result.failed.length > 0) process.exitCode = 1;
+    });
+  });
+
+/** The deployed kafka-consumer (`--stack`), or offline its real handler with the offline run's environment. */
+async function replayInvoker(target: Target): Promise<ReplayInvoker> {
+  const { handlerInvoker, lambdaInvoker } = await import('../local/kafka-invokers.ts');
+  if (target.kind === 'aws') {
+    const { LambdaClient } = await import('@aws-sdk/client-lambda');
+    const region = globals().region;
+    if (!target.kafkaConsumerFunction) throw new Error(`stack ${target.name} names no kafka-consumer`);
+    return lambdaInvoker(new LambdaClient(region ? { region } : {}), target.kafkaConsumerFunction);
+  }
+  const state = readState(globals().home);
+  if (!state) throw new Error('the offline pipeline is not up: run `npm run pulse -- local up --detach`');
+  // The handler module reads its configuration when imported: the environment comes first.
+  Object.assign(process.env, runtimeEnv(state));
+  const { handler } = await import('../functions/kafka-consumer/handler.ts');
+  return handlerInvoker(handler as unknown as Parameters<typeof handlerInvoker>[0]);
+}
+
 // -------------------------------------------------------------------------------------- backfill
 
 program
@@ -408,6 +474,9 @@ function printStatus(s: PulseStatus): void {
       `signals ${s.queues.signals.visible}+${s.queues.signals.inFlight} in flight`,
   );
   console.log(`dlq      ${s.dlq}${s.dlq > 0 ? '  (see: pulse dlq list)' : ''}`);
+  console.log(
+    `kafka    ${s.kafkaFailures.awaitingReplay} failed batch(es) await replay${s.kafkaFailures.awaitingReplay > 0 ? '  (see: pulse kafka replay --dry-run)' : ''}, ${s.kafkaFailures.replayed} replayed`,
+  );
   if (s.endpoints.dashboard) console.log(`dashboard ${s.endpoints.dashboard}`);
   if (s.files.length > 0) {
     console.table(

@@ -25,6 +25,7 @@ export interface MonitoringProps {
   readonly fileEventsDlq: Queue;
   readonly signals: Queue;
   readonly signalsDlq: Queue;
+  /** The Kafka failures bucket's notices: one message per failure object not yet replayed. */
   readonly kafkaFailures: Queue;
   readonly ledger: Table;
   readonly scores: Table;
@@ -191,7 +192,7 @@ export class Monitoring extends Construct {
     f.monitorSqsQueue({
       queue: props.kafkaFailures,
       alarmFriendlyName: 'KafkaFailures',
-      humanReadableName: 'Kafka batches that failed after retries',
+      humanReadableName: 'Kafka batches in the on-failure bucket, not yet replayed (pulse kafka replay)',
       addQueueMaxSizeAlarm: { Critical: { maxMessageCount: 0 } },
     });
 

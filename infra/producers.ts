@@ -2,26 +2,22 @@ import { type CfnResource, Duration, Fn, Stack } from 'aws-cdk-lib';
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
 import { type ISecurityGroup, type IVpc, SecurityGroup, Subnet, Vpc } from 'aws-cdk-lib/aws-ec2';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
-import {
-  type DlqDestinationConfig,
-  type IEventSourceDlq,
-  type IEventSourceMapping,
-  type IFunction,
-  StartingPosition,
-} from 'aws-cdk-lib/aws-lambda';
+import { StartingPosition } from 'aws-cdk-lib/aws-lambda';
 import {
   AuthenticationMethod,
   ManagedKafkaEventSource,
   SelfManagedKafkaEventSource,
 } from 'aws-cdk-lib/aws-lambda-event-sources';
+import type { IBucket, IBucketNotificationDestination } from 'aws-cdk-lib/aws-s3';
 import { Schedule, ScheduleExpression } from 'aws-cdk-lib/aws-scheduler';
 import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
-import { type IQueue, Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
+import type { IQueue, Queue } from 'aws-cdk-lib/aws-sqs';
 import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
-import { settings } from '../shared/settings.ts';
+import { type KafkaPollerMode, kafkaRetryPolicy, settings } from '../shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
+import { KafkaFailures, S3WriteOnlyKafkaDestination } from './kafka-failures.ts';
 
 /**
  * Where the database is, from context (`-c dbSecretArn=… -c dbVpcId=… -c dbSubnetIds=a,b -c dbSecurityGroupId=…`);
@@ -34,15 +30,27 @@ export interface DatabaseContext {
   readonly securityGroupId?: string;
 }
 
+/**
+ * How the Kafka event source mapping's pollers run (`-c kafkaPollerMode=provisioned|on-demand`,
+ * `-c kafkaMinPollers=… -c kafkaMaxPollers=…`). @default settings.kafka.pollerMode and provisionedPollers
+ */
+export interface KafkaPollers {
+  readonly mode: KafkaPollerMode;
+  /** Provisioned mode only. */
+  readonly minimum?: number;
+  readonly maximum?: number;
+}
+
 /** MSK (`-c mskClusterArn=… -c kafkaTopic=…`) or self-managed Kafka (`-c kafkaBootstrapServers=… -c kafkaTopic=… -c kafkaSecretArn=…`). */
-export type KafkaContext =
+export type KafkaContext = (
   | { readonly kind: 'msk'; readonly clusterArn: string; readonly topic: string }
   | {
       readonly kind: 'self-managed';
       readonly bootstrapServers: readonly string[];
       readonly topic: string;
       readonly secretArn: string;
-    };
+    }
+) & { readonly pollers?: KafkaPollers };
 
 /** What the producers need of the stack: its resources, and grants that add the env var with the grant. */
 export interface ProducerResources {
@@ -58,6 +66,10 @@ export interface ProducersProps {
   readonly database?: DatabaseContext;
   /** @default no Kafka event source */
   readonly kafka?: KafkaContext;
+  /** Where the Kafka failures bucket's server access logs go. @default none */
+  readonly accessLogs?: IBucket;
+  /** S3 notifications to a queue, bound to this account (the stack's). */
+  readonly noticeDestination: (queue: Queue) => IBucketNotificationDestination;
 }
 
 /** The db-poller on an EventBridge Scheduler schedule, and the kafka-consumer behind its event source. */
@@ -65,8 +77,8 @@ export class Producers extends Construct {
   readonly dbPoller: PulseFunction;
   readonly schedule: Schedule;
   readonly kafkaConsumer: PulseFunction;
-  /** Kafka batches that still fail after the retries land here instead of blocking their partition. */
-  readonly kafkaFailures: Queue;
+  /** The Kafka event source's on-failure bucket (batches that failed every retry, records included) and its notices. */
+  readonly kafkaFailures: KafkaFailures;
 
   constructor(scope: Construct, id: string, props: ProducersProps) {
     super(scope, id);
@@ -139,18 +151,10 @@ export class Producers extends Construct {
     });
     this.suppressSchedulerInvokeQualifiers();
 
-    this.kafkaFailures = new Queue(this, 'KafkaFailures', {
-      encryption: QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      retentionPeriod: Duration.days(settings.dlqRetentionDays),
+    this.kafkaFailures = new KafkaFailures(this, 'KafkaFailures', {
+      ...(props.accessLogs ? { accessLogs: props.accessLogs } : {}),
+      noticeDestination: props.noticeDestination,
     });
-    NagSuppressions.addResourceSuppressions(this.kafkaFailures, [
-      {
-        id: 'AwsSolutions-SQS3',
-        reason:
-          'This queue is the dead-letter destination itself (the Kafka event source on-failure destination, which cdk-nag does not recognise as a DLQ); it alarms on its first message.',
-      },
-    ]);
     this.kafkaConsumer = new PulseFunction(this, 'KafkaConsumer', {
       name: 'kafka-consumer',
       timeoutSeconds: settings.functions.kafkaConsumer.timeoutSeconds,
@@ -162,16 +166,28 @@ export class Producers extends Construct {
 
     const k = props.kafka;
     if (k) {
+      const pollers = k.pollers ?? { mode: settings.kafka.pollerMode };
+      const policy = kafkaRetryPolicy(pollers.mode);
       const common = {
         topic: k.topic,
         batchSize: settings.kafka.batchSize,
         maxBatchingWindow: Duration.seconds(settings.kafka.maxBatchingWindowSeconds),
         startingPosition: StartingPosition[settings.kafka.startingPosition],
-        // Kafka event sources retry a failing batch forever by default, stalling the partition.
-        retryAttempts: settings.kafka.maximumRetryAttempts,
-        bisectBatchOnError: true,
-        onFailure: new SendOnlySqsDlq(this.kafkaFailures),
+        onFailure: new S3WriteOnlyKafkaDestination(this.kafkaFailures.bucket),
+        // Lambda accepts the error handling controls on a Kafka mapping in provisioned mode only; there
+        // they bound the retries, so a failing batch reaches the bucket instead of stalling its partition.
+        ...(pollers.mode === 'provisioned'
+          ? {
+              provisionedPollerConfig: {
+                minimumPollers: pollers.minimum ?? settings.kafka.provisionedPollers.minimum,
+                maximumPollers: pollers.maximum ?? settings.kafka.provisionedPollers.maximum,
+              },
+              retryAttempts: policy.maximumRetryAttempts,
+              bisectBatchOnError: policy.bisectBatchOnFunctionError,
+            }
+          : {}),
       };
+      this.suppressKafkaDestinationObjects();
       if (k.kind === 'msk') {
         NagSuppressions.addResourceSuppressions(
           this.kafkaConsumer.role ?? this.kafkaConsumer,
@@ -202,6 +218,26 @@ export class Producers extends Construct {
   }
 
   /**
+   * cdk-nag IAM5 on exactly `<failures bucket>/*` in the kafka-consumer's policy: the event source mapping
+   * writes each discarded batch under a key of its own choosing (a UUID in it) in that one bucket.
+   */
+  private suppressKafkaDestinationObjects(): void {
+    const bucketId = Stack.of(this).getLogicalId(this.kafkaFailures.bucket.node.defaultChild as CfnResource);
+    NagSuppressions.addResourceSuppressions(
+      this.kafkaConsumer.role ?? this.kafkaConsumer,
+      [
+        {
+          id: 'AwsSolutions-IAM5',
+          reason:
+            'The Kafka event source mapping writes each discarded batch to the on-failure bucket under a key Lambda chooses (with a random UUID); the wildcard is the object key in that one bucket, which holds nothing else.',
+          appliesTo: [`Resource::<${bucketId}.Arn>/*`],
+        },
+      ],
+      true,
+    );
+  }
+
+  /**
    * EventBridge Scheduler's LambdaInvoke target grants lambda:InvokeFunction on the poller and on
    * `<poller ARN>:*` (its versions and aliases) through one stack-level role; only that second ARN is
    * suppressed, on that role.
@@ -226,21 +262,6 @@ export class Producers extends Construct {
         true,
       );
     }
-  }
-}
-
-/**
- * An SQS on-failure destination whose grant is only sqs:SendMessage, the one action Lambda needs to
- * deliver a discarded batch's record (SqsDlq's grantSendMessages adds GetQueueAttributes and GetQueueUrl).
- */
-export class SendOnlySqsDlq implements IEventSourceDlq {
-  constructor(private readonly queue: IQueue) {}
-
-  bind(_target: IEventSourceMapping, targetHandler: IFunction): DlqDestinationConfig {
-    targetHandler.addToRolePolicy(
-      new PolicyStatement({ actions: ['sqs:SendMessage'], resources: [this.queue.queueArn] }),
-    );
-    return { destination: this.queue.queueArn };
   }
 }
 
@@ -275,12 +296,40 @@ export function producersContext(get: (key: string) => unknown): {
   const topic = str('kafkaTopic') ?? settings.kafka.topic;
   const clusterArn = str('mskClusterArn');
   const bootstrap = list('kafkaBootstrapServers');
-  if (clusterArn) out.kafka = { kind: 'msk', clusterArn, topic };
+  const pollers = kafkaPollersContext(str);
+  if (clusterArn) out.kafka = { kind: 'msk', clusterArn, topic, pollers };
   else if (bootstrap?.length) {
     const kafkaSecret = str('kafkaSecretArn');
     if (!kafkaSecret)
       throw new Error('-c kafkaBootstrapServers needs -c kafkaSecretArn (SASL/SCRAM credentials)');
-    out.kafka = { kind: 'self-managed', bootstrapServers: bootstrap, topic, secretArn: kafkaSecret };
+    out.kafka = { kind: 'self-managed', bootstrapServers: bootstrap, topic, secretArn: kafkaSecret, pollers };
   }
   return out;
+}
+
+/** `-c kafkaPollerMode=provisioned|on-demand -c kafkaMinPollers=1 -c kafkaMaxPollers=3`, checked as Lambda would. */
+function kafkaPollersContext(str: (key: string) => string | undefined): KafkaPollers {
+  const mode = str('kafkaPollerMode') ?? settings.kafka.pollerMode;
+  if (mode !== 'provisioned' && mode !== 'on-demand') {
+    throw new Error(`-c kafkaPollerMode must be provisioned or on-demand, got ${mode}`);
+  }
+  const count = (key: string, max: number): number | undefined => {
+    const raw = str(key);
+    if (raw === undefined) return undefined;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 1 || n > max) throw new Error(`-c ${key} must be 1..${max}, got ${raw}`);
+    return n;
+  };
+  const minimum = count('kafkaMinPollers', 200);
+  const maximum = count('kafkaMaxPollers', 2000);
+  if (mode === 'on-demand') {
+    if (minimum !== undefined || maximum !== undefined) {
+      throw new Error('-c kafkaMinPollers / kafkaMaxPollers apply to -c kafkaPollerMode=provisioned only');
+    }
+    return { mode };
+  }
+  const min = minimum ?? settings.kafka.provisionedPollers.minimum;
+  const max = maximum ?? Math.max(min, settings.kafka.provisionedPollers.maximum);
+  if (min > max) throw new Error(`-c kafkaMinPollers (${min}) must not exceed -c kafkaMaxPollers (${max})`);
+  return { mode, minimum: min, maximum: max };
 }

@@ -30,7 +30,9 @@ export const OUTPUTS = {
   signalsDlq: 'SignalsDlqUrl',
   ledgerTable: 'LedgerTableName',
   scoresTable: 'ScoresTableName',
-  kafkaFailuresQueue: 'KafkaFailuresQueueUrl',
+  kafkaFailuresBucket: 'KafkaFailuresBucketName',
+  kafkaFailureNotices: 'KafkaFailureNoticesQueueUrl',
+  kafkaConsumerFunction: 'KafkaConsumerFunctionName',
   alarmTopic: 'AlarmTopicArn',
 } as const;
 
@@ -230,6 +232,8 @@ export class PulseStack extends Stack {
       resources: this,
       ...(props.database ? { database: props.database } : {}),
       ...(props.kafka ? { kafka: props.kafka } : {}),
+      ...(this.accessLogs ? { accessLogs: this.accessLogs } : {}),
+      noticeDestination: (queue) => new AccountBoundQueueDestination(queue),
     });
 
     // The scorer reads every message version the producers have written, and a producer's new code may
@@ -248,7 +252,7 @@ export class PulseStack extends Stack {
       fileEventsDlq: this.fileEventsDlq,
       signals: this.signals,
       signalsDlq: this.signalsDlq,
-      kafkaFailures: this.producers.kafkaFailures,
+      kafkaFailures: this.producers.kafkaFailures.notices,
       ledger: this.ledger,
       scores: this.scores,
       functions: {
@@ -272,9 +276,19 @@ export class PulseStack extends Stack {
     out(OUTPUTS.ledgerTable, this.ledger.tableName, 'One item per object version');
     out(OUTPUTS.scoresTable, this.scores.tableName, 'Scores and series state');
     out(
-      OUTPUTS.kafkaFailuresQueue,
-      this.producers.kafkaFailures.queueUrl,
-      'Kafka batches that failed every retry (on-failure destination)',
+      OUTPUTS.kafkaFailuresBucket,
+      this.producers.kafkaFailures.bucket.bucketName,
+      'Kafka batches that failed every retry, records included (on-failure destination): pulse kafka replay',
+    );
+    out(
+      OUTPUTS.kafkaFailureNotices,
+      this.producers.kafkaFailures.notices.queueUrl,
+      'One notice per object in the Kafka failures bucket not yet replayed (alarms on the first)',
+    );
+    out(
+      OUTPUTS.kafkaConsumerFunction,
+      this.producers.kafkaConsumer.functionName,
+      'The kafka-consumer, which pulse kafka replay invokes with each stored batch',
     );
     out(OUTPUTS.alarmTopic, this.monitoring.topic.topicArn, 'Every alarm notifies this topic');
   }
@@ -400,7 +414,7 @@ export class PulseStack extends Stack {
  * account*: the bucket's ARN names no account, so a bucket of the same name in another account (after ours
  * is deleted) could otherwise keep sending. The queue is SQS-managed encrypted, so no key policy is needed.
  */
-class AccountBoundQueueDestination implements IBucketNotificationDestination {
+export class AccountBoundQueueDestination implements IBucketNotificationDestination {
   constructor(private readonly queue: IQueue) {}
 
   bind(_scope: Construct, bucket: IBucket): BucketNotificationDestinationConfig {

@@ -84,7 +84,7 @@ export const ALARM_APPROXIMATIONS = {
 const FILES_FAILED_WINDOW_MS = 5 * 60_000;
 
 /**
- * The offline alarms, in a fixed order: the three DLQs, files FAILED, the oldest-message age of the two
+ * The offline alarms, in a fixed order: the two DLQs and the Kafka failures bucket's notices, files FAILED, the oldest-message age of the two
  * consumed queues, poller silence, rows the poller cannot read (NULL watermark), Kafka offset lag. Pure: `status.at` is "now".
  *
  * @param history samples oldest first; those at or after `status.at` are ignored (the status is the newest)

@@ -181,7 +181,13 @@ function renderTiles(st) {
     tile('DLQ depth (all)', st.dlq, 'dlq-depth', st.dlq > 0),
     tile('file-events DLQ', depth('fileEventsDlq'), 'dlq-fileEventsDlq', depth('fileEventsDlq') > 0),
     tile('signals DLQ', depth('signalsDlq'), 'dlq-signalsDlq', depth('signalsDlq') > 0),
-    tile('Kafka failures', depth('kafkaFailures'), 'dlq-kafkaFailures', depth('kafkaFailures') > 0)
+    tile('Kafka failures', depth('kafkaFailures'), 'dlq-kafkaFailures', depth('kafkaFailures') > 0),
+    tile(
+      'Kafka batches awaiting replay',
+      st.kafkaFailures.awaitingReplay,
+      'kafka-awaiting-replay',
+      st.kafkaFailures.awaitingReplay > 0
+    )
   );
 }
 

@@ -12,7 +12,7 @@ import {
   logLevel,
 } from 'kafkajs';
 import type { KafkaEvent, KafkaEventRecord } from '../functions/kafka-consumer/events.ts';
-import { settings } from '../shared/settings.ts';
+import { type KafkaPollerMode, kafkaRetryPolicy, settings } from '../shared/settings.ts';
 import { LOCAL_REGION } from './clients.ts';
 import { LOCAL_ACCOUNT_ID, lambdaContext } from './lambda-context.ts';
 import { MAX_INVOCATION_PAYLOAD_BYTES } from './sqs-event-source.ts';
@@ -23,10 +23,13 @@ import { MAX_INVOCATION_PAYLOAD_BYTES } from './sqs-event-source.ts';
  * the event shape Lambda sends (records grouped by `<topic>-<partition>`, key and value base64,
  * header values as byte arrays), and commit a batch's offsets only after the handler returned.
  *
- * A batch whose invocation throws (or times out) is not committed: it is retried, up to
- * `maximumRetryAttempts` times after the first attempt (-1: forever, Lambda's default, which stalls the
- * partition), optionally split in halves on error; a batch still failing then goes to `onFailure` (the
- * stack's on-failure destination) and the offsets move past it, so it never blocks its partition.
+ * A batch whose invocation throws (or times out) is not committed. What happens next is the mapping's
+ * error handling in its poller mode (`kafkaRetryPolicy`): in provisioned mode, with bisection, a failing
+ * batch of more than one record is split in two at once and each half delivered on its own (a split does
+ * not count as a retry); a batch that cannot be split is retried up to `maximumRetryAttempts` times after
+ * its first attempt, then goes to `onFailure` (the stack's on-failure destination) and the offsets move
+ * past it, so it never blocks its partition. In on-demand mode (no error handling controls) a failing
+ * batch is retried whole, forever: its partition stalls until the function succeeds.
  *
  * Differences from Lambda: one invocation holds records of one partition (Lambda may mix partitions of
  * a poll), and partitions are consumed one at a time unless `partitionsConsumedConcurrently` says
@@ -45,12 +48,17 @@ export interface KafkaEventSourceLogger {
   error(message: string, ...extra: unknown[]): void;
 }
 
-/** Where a batch went that failed every retry: what Lambda sends its on-failure destination. */
+/**
+ * A batch that failed every retry, as the event source hands it to its on-failure destination (see
+ * kafka-failure-destinations.ts for what each kind of destination receives of it).
+ */
 export interface KafkaBatchFailure {
-  /** The invocation record (metadata only, as Lambda sends an SQS or SNS destination). */
+  /** The invocation record (metadata only: all an SQS or SNS destination receives). */
   readonly record: KafkaFailureRecord;
-  /** The event of the last failed attempt (an S3 destination gets this too). */
+  /** The event of the last failed attempt (an S3 destination receives it too, as `payload`). */
   readonly event: KafkaEvent;
+  /** The `<topic>-<partition>` the batch came from. */
+  readonly topicPartition: string;
   readonly error: unknown;
 }
 
@@ -78,8 +86,8 @@ export interface KafkaFailureRecord {
       string,
       {
         readonly firstRecordOffset: string;
-        readonly firstRecordTimestamp: string;
         readonly lastRecordOffset: string;
+        readonly firstRecordTimestamp: string;
         readonly lastRecordTimestamp: string;
       }
     >;
@@ -103,9 +111,18 @@ export interface KafkaEventSourceOptions {
   readonly clusterArn?: string;
   /** Read a new group's partitions from the start (TRIM_HORIZON) or only new records (LATEST). @default settings.kafka.startingPosition */
   readonly startingPosition?: 'TRIM_HORIZON' | 'LATEST';
-  /** Retries after the first attempt; -1 retries forever. @default settings.kafka.maximumRetryAttempts */
+  /**
+   * The mapping's poller mode, which decides the two options below unless they are given: see
+   * `kafkaRetryPolicy` (provisioned: the settings; on-demand: retry forever, never split).
+   * @default settings.kafka.pollerMode
+   */
+  readonly pollerMode?: KafkaPollerMode;
+  /**
+   * Retries after the first attempt; -1 retries forever (in provisioned mode with an on-failure
+   * destination Lambda applies 10 instead). @default kafkaRetryPolicy(pollerMode)
+   */
   readonly maximumRetryAttempts?: number;
-  /** Split a batch still failing after its retries in halves, each retried on its own. @default true */
+  /** Split a failing batch of more than one record in halves at once, each delivered on its own. @default kafkaRetryPolicy(pollerMode) */
   readonly bisectBatchOnFunctionError?: boolean;
   /**
    * Receives each batch that failed every retry; the offsets then move past it. A throw is retried
@@ -240,10 +257,11 @@ export function kafkaFailureRecord(
     const last = records[records.length - 1];
     if (!first || !last) continue;
     batchSize += records.length;
+    // In the order of Lambda's documented example.
     recordsInfo[key] = {
       firstRecordOffset: String(first.offset),
-      firstRecordTimestamp: new Date(first.timestamp).toISOString(),
       lastRecordOffset: String(last.offset),
+      firstRecordTimestamp: new Date(first.timestamp).toISOString(),
       lastRecordTimestamp: new Date(last.timestamp).toISOString(),
     };
   }
@@ -304,6 +322,7 @@ export interface BatchProcessorOptions
     | 'batchSize'
     | 'eventSource'
     | 'clusterArn'
+    | 'pollerMode'
     | 'maximumRetryAttempts'
     | 'bisectBatchOnFunctionError'
     | 'onFailure'
@@ -343,11 +362,16 @@ export function createBatchProcessor(
     throw new RangeError(`batchSize must be 1..10000, got ${batchSize}`);
   }
   const eventSource = options.eventSource ?? 'aws:kafka';
-  const maxRetries = options.maximumRetryAttempts ?? settings.kafka.maximumRetryAttempts;
-  if (!Number.isInteger(maxRetries) || maxRetries < -1) {
-    throw new RangeError(`maximumRetryAttempts must be -1 (forever) or a count, got ${maxRetries}`);
+  const mode = options.pollerMode ?? settings.kafka.pollerMode;
+  const policy = kafkaRetryPolicy(mode);
+  const givenRetries = options.maximumRetryAttempts ?? policy.maximumRetryAttempts;
+  if (!Number.isInteger(givenRetries) || givenRetries < -1) {
+    throw new RangeError(`maximumRetryAttempts must be -1 (forever) or a count, got ${givenRetries}`);
   }
-  const bisect = options.bisectBatchOnFunctionError ?? true;
+  // "When you configure both infinite retries and an on-failure destination, Lambda automatically
+  // applies a maximum of 10 retry attempts" (provisioned mode, where retries can be configured at all).
+  const maxRetries = mode === 'provisioned' && givenRetries === -1 && options.onFailure ? 10 : givenRetries;
+  const bisect = options.bisectBatchOnFunctionError ?? policy.bisectBatchOnFunctionError;
   const retryDelayMs = options.retryDelayMs ?? 500;
   const timeoutMs =
     (options.functionTimeoutSeconds ?? settings.functions.kafkaConsumer.timeoutSeconds) * 1000;
@@ -417,7 +441,7 @@ export function createBatchProcessor(
       }
     };
 
-    /** Delivers records (one invocation, retried, bisected, discarded); false when stopped first. */
+    /** Delivers records (one invocation, bisected, retried, discarded); false when stopped first. */
     const deliver = async (records: KafkaEventRecord[]): Promise<boolean> => {
       const event = buildKafkaEvent(records, eventOpts);
       const last = records[records.length - 1];
@@ -436,6 +460,14 @@ export function createBatchProcessor(
         stats.failedInvocations++;
         lastError = outcome.error;
         const range = `${topic}-${partition}@${records[0]?.offset}-${last.offset}`;
+        // "When your function returns an error, split the batch into two smaller batches and retry each
+        // separately"; splitting does not count towards the retry quota.
+        if (bisect && records.length > 1) {
+          logger.warn(`${functionName} failed ${range}; splitting it in two`, outcome.error);
+          stats.bisections++;
+          const mid = Math.ceil(records.length / 2);
+          return (await deliver(records.slice(0, mid))) && (await deliver(records.slice(mid)));
+        }
         if (maxRetries !== -1 && attempts > maxRetries) {
           logger.warn(
             `${functionName} failed ${range} ${attempts} time(s); giving up on this batch`,
@@ -446,14 +478,10 @@ export function createBatchProcessor(
         logger.warn(`${functionName} failed ${range} (attempt ${attempts}); retrying`, outcome.error);
         await sleep(Math.min(30_000, retryDelayMs * 2 ** (attempts - 1)));
       }
-      if (bisect && records.length > 1) {
-        stats.bisections++;
-        const mid = Math.ceil(records.length / 2);
-        return (await deliver(records.slice(0, mid))) && (await deliver(records.slice(mid)));
-      }
       const failure: KafkaBatchFailure = {
         record: kafkaFailureRecord(event, { functionArn, invokeCount: attempts }),
         event,
+        topicPartition: `${topic}-${partition}`,
         error: lastError,
       };
       for (let tries = 1; ; tries++) {

@@ -10,19 +10,23 @@ export interface ResourceNames {
   readonly fileEventsDlq: string;
   readonly signalsQueue: string;
   readonly signalsDlq: string;
+  /** The Kafka event source's on-failure destination (a bucket of its own, as in the stack). */
+  readonly kafkaFailuresBucket: string;
+  /** One S3 notification per object created in the Kafka failures bucket (the alarm's queue). */
+  readonly kafkaFailureNotices: string;
   readonly ledgerTable: string;
   readonly scoresTable: string;
 }
 
-/** The longest suffix appended to the prefix of a bucket name (`-ingest`); S3 allows 63 characters. */
-const BUCKET_SUFFIX = '-ingest';
-const MAX_PREFIX_LENGTH = 63 - BUCKET_SUFFIX.length;
+/** The longest suffix appended to the prefix of a bucket name (`-kafka-failures`); S3 allows 63 characters. */
+const KAFKA_FAILURES_SUFFIX = '-kafka-failures';
+const MAX_PREFIX_LENGTH = 63 - KAFKA_FAILURES_SUFFIX.length;
 const PREFIX_PATTERN = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/;
 
 /**
  * Resource names for a prefix such as `pulse` (the default, `settings.appName`) or a unique per-test
  * prefix (see {@link uniquePrefix}). The prefix is lower-cased; it must then be letters, digits and
- * inner hyphens, at most 56 characters, so that `<prefix>-ingest` is a valid S3 bucket name.
+ * inner hyphens, at most 48 characters, so that `<prefix>-kafka-failures` is a valid S3 bucket name.
  * @throws RangeError when it is not.
  */
 export function resourceNames(prefix: string = settings.appName): ResourceNames {
@@ -35,11 +39,13 @@ export function resourceNames(prefix: string = settings.appName): ResourceNames 
   }
   return {
     prefix: p,
-    bucket: `${p}${BUCKET_SUFFIX}`,
+    bucket: `${p}-ingest`,
     fileEventsQueue: `${p}-file-events`,
     fileEventsDlq: `${p}-file-events-dlq`,
     signalsQueue: `${p}-signals`,
     signalsDlq: `${p}-signals-dlq`,
+    kafkaFailuresBucket: `${p}${KAFKA_FAILURES_SUFFIX}`,
+    kafkaFailureNotices: `${p}-kafka-failure-notices`,
     ledgerTable: `${p}-ledger`,
     scoresTable: `${p}-scores`,
   };

@@ -25,7 +25,7 @@ import { logTail } from './install-script.ts';
 import { ensureKafkaInstalled, isKafkaReady, startKafka } from './kafka.ts';
 import { resourceNames } from './names.ts';
 import { ensurePostgresInstalled, isPostgresReady, startPostgres } from './postgres.ts';
-import { createResources, dlqAttributes, ensureQueue } from './resources.ts';
+import { createResources } from './resources.ts';
 import {
   isRunning,
   type LocalState,
@@ -197,15 +197,15 @@ async function createLocalResources(
       names,
       visibility ? { visibilityTimeoutSeconds: { fileEvents: visibility, signals: visibility } } : {},
     );
-    const kafkaFailures = await ensureQueue(clients, `${prefix}-kafka-failures`, dlqAttributes());
     const dbUrl = await ensureDatabase(postgresUrl);
     const dbSecretArn = await ensureDbSecret(endpoint, `${prefix}/db`, dbUrl);
     await ensureTopic(brokers, settings.kafka.topic);
     return {
       bucket: names.bucket,
+      kafkaFailuresBucket: created.kafkaFailuresBucket,
       ledgerTable: names.ledgerTable,
       scoresTable: names.scoresTable,
-      queues: { ...created.queues, kafkaFailures },
+      queues: created.queues,
       dbSecretArn,
       dbUrl,
       dbTable: settings.dbPoller.table,

@@ -35,7 +35,8 @@ import type { ResourceNames } from './names.ts';
 
 /** The queues a function consumes (each has a DLQ). */
 export type ConsumedQueue = 'fileEvents' | 'signals';
-export type QueueKey = ConsumedQueue | 'fileEventsDlq' | 'signalsDlq';
+/** `kafkaFailures`: the notices of the Kafka failures bucket (one per object created there). */
+export type QueueKey = ConsumedQueue | 'fileEventsDlq' | 'signalsDlq' | 'kafkaFailures';
 
 export interface QueueRef {
   readonly name: string;
@@ -60,6 +61,8 @@ export interface CreateResourcesOptions {
 export interface LocalResources {
   readonly names: ResourceNames;
   readonly bucket: string;
+  /** The Kafka event source's on-failure destination. */
+  readonly kafkaFailuresBucket: string;
   readonly queues: Readonly<Record<QueueKey, QueueRef>>;
   readonly tables: { readonly ledger: string; readonly scores: string };
 }
@@ -129,6 +132,18 @@ export function bucketNotificationConfiguration(fileEventsQueueArn: string): Not
   };
 }
 
+/**
+ * The Kafka failures bucket's notification configuration, as the stack declares it: every object created
+ * there (a batch the Kafka event source discarded) is a message on the notices queue, which alarms.
+ */
+export function kafkaFailuresNotificationConfiguration(noticesQueueArn: string): NotificationConfiguration {
+  return {
+    QueueConfigurations: [
+      { Id: 'kafka-failures', QueueArn: noticesQueueArn, Events: ['s3:ObjectCreated:*'] },
+    ],
+  };
+}
+
 /** The ledger table: one item per object version, with an index to list items by status. */
 export function ledgerTableInput(tableName: string): CreateTableCommandInput {
   return {
@@ -176,9 +191,10 @@ export async function createResources(
   names: ResourceNames,
   options: CreateResourcesOptions = {},
 ): Promise<LocalResources> {
-  const [fileEventsDlq, signalsDlq] = await Promise.all([
+  const [fileEventsDlq, signalsDlq, kafkaFailures] = await Promise.all([
     ensureQueue(clients, names.fileEventsDlq, dlqAttributes()),
     ensureQueue(clients, names.signalsDlq, dlqAttributes()),
+    ensureQueue(clients, names.kafkaFailureNotices, dlqAttributes()),
   ]);
   // A RedrivePolicy can only name a DLQ that exists, hence two steps.
   const [fileEvents, signals] = await Promise.all([
@@ -186,7 +202,12 @@ export async function createResources(
     ensureQueue(clients, names.signalsQueue, queueAttributes('signals', signalsDlq.arn, options)),
   ]);
   await Promise.all([
-    ensureBucket(clients, names.bucket, fileEvents.arn),
+    ensureBucket(clients, names.bucket, bucketNotificationConfiguration(fileEvents.arn)),
+    ensureBucket(
+      clients,
+      names.kafkaFailuresBucket,
+      kafkaFailuresNotificationConfiguration(kafkaFailures.arn),
+    ),
     ensureTable(clients, ledgerTableInput(names.ledgerTable)),
     ensureTable(clients, scoresTableInput(names.scoresTable)).then(() =>
       ensureTtl(clients, names.scoresTable, SCORES_TTL_ATTRIBUTE),
@@ -195,7 +216,8 @@ export async function createResources(
   return {
     names,
     bucket: names.bucket,
-    queues: { fileEvents, fileEventsDlq, signals, signalsDlq },
+    kafkaFailuresBucket: names.kafkaFailuresBucket,
+    queues: { fileEvents, fileEventsDlq, signals, signalsDlq, kafkaFailures },
     tables: { ledger: names.ledgerTable, scores: names.scoresTable },
   };
 }
@@ -205,9 +227,16 @@ export async function createResources(
  * resources are ignored. For tests and `pulse local down`.
  */
 export async function deleteResources(clients: ResourceClients, names: ResourceNames): Promise<void> {
-  const queues = [names.fileEventsQueue, names.signalsQueue, names.fileEventsDlq, names.signalsDlq];
+  const queues = [
+    names.fileEventsQueue,
+    names.signalsQueue,
+    names.fileEventsDlq,
+    names.signalsDlq,
+    names.kafkaFailureNotices,
+  ];
   await Promise.all([
     emptyAndDeleteBucket(clients, names.bucket),
+    emptyAndDeleteBucket(clients, names.kafkaFailuresBucket),
     ...queues.map(async (name) => {
       try {
         const { QueueUrl } = await clients.sqs.send(new GetQueueUrlCommand({ QueueName: name }));
@@ -253,10 +282,11 @@ async function bucketExists(clients: ResourceClients, bucket: string): Promise<b
   }
 }
 
+/** Creates (or keeps) a versioned bucket with this notification configuration. */
 async function ensureBucket(
   clients: ResourceClients,
   bucket: string,
-  fileEventsQueueArn: string,
+  wanted: NotificationConfiguration,
 ): Promise<void> {
   // Head first: in us-east-1 CreateBucket on a bucket one owns succeeds, and moto then replaces the
   // bucket with an empty one, which would lose the offline run's objects.
@@ -272,7 +302,6 @@ async function ensureBucket(
   await clients.s3.send(
     new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }),
   );
-  const wanted = bucketNotificationConfiguration(fileEventsQueueArn);
   const current = await clients.s3.send(new GetBucketNotificationConfigurationCommand({ Bucket: bucket }));
   // Each put makes S3 send an s3:TestEvent to the queue: only put when something changed.
   if (notificationKey(current) !== notificationKey(wanted)) {

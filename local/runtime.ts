@@ -6,7 +6,6 @@
  * from shared/settings.ts, as in the stack.
  */
 
-import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { Context } from 'aws-lambda';
 import { Kafka, logLevel } from 'kafkajs';
 import { settings } from '../shared/settings.ts';
@@ -14,7 +13,9 @@ import type { ProducerHealth } from './alarms.ts';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, makeClients } from './clients.ts';
 import { startDashboard } from './dashboard.ts';
 import { type KafkaHandler, startKafkaEventSource } from './kafka-event-source.ts';
+import { emulatedMappingUuid, s3OnFailureDestination } from './kafka-failure-destinations.ts';
 import { lambdaContext } from './lambda-context.ts';
+import { resourceNames } from './names.ts';
 import { type SqsHandler, startSqsEventSource } from './sqs-event-source.ts';
 import { type LocalState, readState, updateState } from './state.ts';
 import { StatusCollector } from './status.ts';
@@ -122,24 +123,23 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
     pollPeriodMs,
     prefixed(logger, 'pulse-db-poller'),
   );
+  const groupId = `${state.prefix}-kafka-consumer`;
   const kafkaSource = startKafkaEventSource({
     brokers: kafka.brokers,
     topic: r.topic,
-    groupId: `${state.prefix}-kafka-consumer`,
+    groupId,
     batchSize: settings.kafka.batchSize,
     maxBatchingWindowMs: settings.kafka.maxBatchingWindowSeconds * 1000,
     handler: kafkaConsumer.handler as unknown as KafkaHandler,
     functionName: 'pulse-kafka-consumer',
     logger: prefixed(logger, 'pulse-kafka-consumer'),
-    // The on-failure destination, as the stack's SqsDlq: the batch's description goes to a queue.
-    onFailure: async (failure) => {
-      await clients.sqs.send(
-        new SendMessageCommand({
-          QueueUrl: r.queues.kafkaFailures.url,
-          MessageBody: JSON.stringify(failure),
-        }),
-      );
-    },
+    // The stack's poller mode and on-failure destination: the failures bucket, records included.
+    pollerMode: settings.kafka.pollerMode,
+    onFailure: s3OnFailureDestination({
+      s3: clients.s3,
+      bucket: r.kafkaFailuresBucket ?? resourceNames(state.prefix).kafkaFailuresBucket,
+      esmUuid: emulatedMappingUuid(groupId),
+    }),
   });
   await kafkaSource.ready;
   const kafkaAdmin = new Kafka({
@@ -148,7 +148,6 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
     logLevel: logLevel.NOTHING,
   }).admin();
   await kafkaAdmin.connect();
-  const groupId = `${state.prefix}-kafka-consumer`;
 
   return {
     async producerHealth() {

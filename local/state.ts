@@ -31,9 +31,12 @@ export interface LocalState {
   };
   resources?: {
     readonly bucket: string;
+    /** The Kafka event source's on-failure destination (absent in a state written before it existed). */
+    readonly kafkaFailuresBucket?: string;
     readonly ledgerTable: string;
     readonly scoresTable: string;
     readonly queues: Readonly<
+      // kafkaFailures: the notices of the Kafka failures bucket (one per failure object).
       Record<'fileEvents' | 'fileEventsDlq' | 'signals' | 'signalsDlq' | 'kafkaFailures', QueueRef>
     >;
     readonly dbSecretArn: string;

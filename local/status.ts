@@ -10,6 +10,7 @@ import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { ScanCommand, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
 import type { FileStatus, LedgerItem } from '../shared/ledger.ts';
 import { settings } from '../shared/settings.ts';
+import { listKafkaFailures } from './kafka-replay.ts';
 import type { Endpoints, QueueName, Target } from './target.ts';
 
 export interface FileRow {
@@ -59,8 +60,14 @@ export interface PulseStatus {
     readonly kafka: number;
     readonly scorer: number;
   };
-  /** Messages in the DLQs (file events, signals, Kafka failures). */
+  /**
+   * What could not be handled at all: messages in the two DLQs (file events, signals) and the Kafka
+   * batches in the failures bucket not replayed yet. (The notices queue is not counted: S3 puts a test
+   * event there too.)
+   */
   readonly dlq: number;
+  /** Objects of the Kafka failures bucket (batches the event source discarded): not replayed yet, and replayed. */
+  readonly kafkaFailures: { readonly awaitingReplay: number; readonly replayed: number };
   readonly queues: Readonly<Record<QueueName, QueueDepth>>;
   readonly ledger: Readonly<Record<FileStatus, number>>;
   readonly endpoints: Endpoints;
@@ -74,7 +81,7 @@ const QUEUES: readonly QueueName[] = [
   'signalsDlq',
   'kafkaFailures',
 ];
-const DLQS: readonly QueueName[] = ['fileEventsDlq', 'signalsDlq', 'kafkaFailures'];
+const DLQS: readonly QueueName[] = ['fileEventsDlq', 'signalsDlq'];
 const RECENT_ANOMALIES = 20;
 
 /**
@@ -90,12 +97,14 @@ export class StatusCollector {
   }
 
   async collect(): Promise<PulseStatus> {
-    const [ledgerItems, scores, queues, rejected] = await Promise.all([
+    const [ledgerItems, scores, queues, rejected, kafkaFailures] = await Promise.all([
       this.#ledger(),
       this.#scores(),
       this.#queues(),
       this.#rejects(),
+      listKafkaFailures(this.#target),
     ]);
+    const awaitingReplay = kafkaFailures.filter((f) => f.status !== 'replayed').length;
     const files = ledgerItems
       // A split file's parts are its own business: the file's item says how it went.
       .filter((i) => i.pk.startsWith('s3://') && i.part === undefined)
@@ -116,7 +125,8 @@ export class StatusCollector {
         .sort((a, b) => b.scoredAt.localeCompare(a.scoredAt))
         .slice(0, RECENT_ANOMALIES),
       rejected: { s3: files.reduce((n, f) => n + f.rejected, 0), ...rejected },
-      dlq: DLQS.reduce((n, q) => n + queues[q].visible + queues[q].inFlight, 0),
+      dlq: DLQS.reduce((n, q) => n + queues[q].visible + queues[q].inFlight, awaitingReplay),
+      kafkaFailures: { awaitingReplay, replayed: kafkaFailures.length - awaitingReplay },
       queues,
       ledger,
       endpoints: this.#target.endpoints,

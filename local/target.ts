@@ -11,6 +11,7 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { OUTPUTS } from '../infra/pulse-stack.ts';
 import { type AwsClients, DOC_TRANSLATE_CONFIG } from '../shared/clients.ts';
 import { destroyClients, makeClients } from './clients.ts';
+import { resourceNames } from './names.ts';
 import { type LocalState, readState } from './state.ts';
 
 export interface Endpoints {
@@ -26,6 +27,7 @@ export interface Endpoints {
   readonly dashboard?: string;
 }
 
+/** `kafkaFailures`: the notices of the Kafka failures bucket, one message per failure object not yet replayed. */
 export type QueueName = 'fileEvents' | 'fileEventsDlq' | 'signals' | 'signalsDlq' | 'kafkaFailures';
 
 export interface Target {
@@ -36,6 +38,10 @@ export interface Target {
   readonly bucket: string;
   readonly ledgerTable: string;
   readonly scoresTable: string;
+  /** The Kafka event source's on-failure destination (batches that failed every retry, records included). */
+  readonly kafkaFailuresBucket: string;
+  /** The deployed kafka-consumer (`pulse kafka replay --stack` invokes it); offline, the runtime's handler. */
+  readonly kafkaConsumerFunction?: string;
   /** Queue URLs. */
   readonly queues: Readonly<Record<QueueName, string>>;
   readonly endpoints: Endpoints;
@@ -67,6 +73,7 @@ export function localTarget(state: LocalState | undefined): Target {
     bucket: r.bucket,
     ledgerTable: r.ledgerTable,
     scoresTable: r.scoresTable,
+    kafkaFailuresBucket: r.kafkaFailuresBucket ?? resourceNames(state.prefix).kafkaFailuresBucket,
     queues: {
       fileEvents: r.queues.fileEvents.url,
       fileEventsDlq: r.queues.fileEventsDlq.url,
@@ -117,12 +124,14 @@ export async function stackTarget(stackName: string, region?: string): Promise<T
     bucket: need(OUTPUTS.bucket),
     ledgerTable: need(OUTPUTS.ledgerTable),
     scoresTable: need(OUTPUTS.scoresTable),
+    kafkaFailuresBucket: need(OUTPUTS.kafkaFailuresBucket),
+    kafkaConsumerFunction: need(OUTPUTS.kafkaConsumerFunction),
     queues: {
       fileEvents: need(OUTPUTS.fileEventsQueue),
       fileEventsDlq: need(OUTPUTS.fileEventsDlq),
       signals: need(OUTPUTS.signalsQueue),
       signalsDlq: need(OUTPUTS.signalsDlq),
-      kafkaFailures: need(OUTPUTS.kafkaFailuresQueue),
+      kafkaFailures: need(OUTPUTS.kafkaFailureNotices),
     },
   };
   const s3 = new S3Client(region ? { region } : {});

@@ -245,10 +245,67 @@ export const settings = {
     topic: 'pulse_signals',
     batchSize: 500,
     maxBatchingWindowSeconds: 1,
-    maximumRetryAttempts: 2,
     startingPosition: 'TRIM_HORIZON' as const,
+    /**
+     * How the event source mapping's pollers scale (`-c kafkaPollerMode=provisioned|on-demand`). Lambda
+     * lets a Kafka mapping bound its retries and split failing batches only in provisioned mode
+     * (docs: "Configuring error handling controls for Kafka event sources"); in on-demand mode a batch
+     * whose invocation fails is retried whole until it succeeds or its records leave the topic, which
+     * stalls its partition. Provisioned is the default: a failing batch reaches the on-failure bucket,
+     * records and all, after its retries, and nothing waits on the topic's retention to be lost. It costs
+     * event poller units (EPU-hours) for `provisionedPollers.minimum` pollers at least.
+     */
+    pollerMode: 'provisioned' as KafkaPollerMode,
+    /** Provisioned mode (`-c kafkaMinPollers=… -c kafkaMaxPollers=…`): 1..200 and 1..2000; Lambda caps the maximum at the topic's partitions. */
+    provisionedPollers: { minimum: 1, maximum: 3 },
+    /** Provisioned mode only: retries after the first attempt (0..10000; Lambda's default is -1, forever). */
+    maximumRetryAttempts: 2 as number,
+    /** Provisioned mode only: a failing batch of more than one record is split in two, each half retried on its own. */
+    bisectBatchOnFunctionError: true as boolean,
+    /**
+     * The on-failure destination, an S3 bucket of its own: Lambda writes each discarded batch there as
+     * one JSON object (the invocation record with the whole event as `payload`); `pulse kafka replay`
+     * feeds them back. Objects expire after `retentionDays` (longer than a topic's usual 7 days, so a
+     * failure is not lost sooner than the topic would have lost it), older versions after
+     * `noncurrentRetentionDays`.
+     */
+    failures: {
+      retentionDays: 35,
+      noncurrentRetentionDays: 7,
+      /** The ledger item recording a replay of one failure object: `<prefix><object key>`. */
+      replayKeyPrefix: 'kafka-failure#',
+    },
   },
 } as const;
+
+/** The Kafka event source mapping's poller scaling mode (see `settings.kafka.pollerMode`). */
+export type KafkaPollerMode = 'provisioned' | 'on-demand';
+
+/** What the Kafka event source mapping does with a batch whose invocation fails, in one poller mode. */
+export interface KafkaRetryPolicy {
+  readonly mode: KafkaPollerMode;
+  /** Retries after the first attempt; -1 retries until the records leave the topic. */
+  readonly maximumRetryAttempts: number;
+  readonly bisectBatchOnFunctionError: boolean;
+}
+
+/**
+ * The retry policy a Kafka mapping has in `mode`, for the stack (what it may set) and the offline event
+ * source (what it emulates). Provisioned mode: the settings, except that Lambda applies at most 10
+ * retries when retries are infinite and an on-failure destination is set. On-demand mode: the error
+ * handling controls are not available, so a failing batch is retried whole, forever, never split.
+ */
+export function kafkaRetryPolicy(
+  mode: KafkaPollerMode,
+  kafka: Pick<Settings['kafka'], 'maximumRetryAttempts' | 'bisectBatchOnFunctionError'> = settings.kafka,
+): KafkaRetryPolicy {
+  if (mode === 'on-demand') return { mode, maximumRetryAttempts: -1, bisectBatchOnFunctionError: false };
+  return {
+    mode,
+    maximumRetryAttempts: kafka.maximumRetryAttempts === -1 ? 10 : kafka.maximumRetryAttempts,
+    bisectBatchOnFunctionError: kafka.bisectBatchOnFunctionError,
+  };
+}
 
 export type Settings = typeof settings;
 

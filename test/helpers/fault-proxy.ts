@@ -20,11 +20,11 @@ export interface FaultProxyOptions {
   /** Share of calls answered with the service's throttling error, nothing applied (0..1). @default 0 */
   readonly throttle?: number;
   /**
-   * Fails every call it returns a status for (500 or 503: a service error; 400: throttling), whatever
-   * the shares say, until `heal()`. Sees the service, the `X-Amz-Target` operation (or S3's method and
+   * Fails every call it returns a status for (500 or 503: a service error; 400: throttling; 403: access
+   * denied, which no SDK retries), whatever the shares say, until `heal()`. Sees the service, the `X-Amz-Target` operation (or S3's method and
    * path) and the request body.
    */
-  readonly failWhen?: (call: ProxiedCall) => 400 | 500 | 503 | undefined;
+  readonly failWhen?: (call: ProxiedCall) => 400 | 403 | 500 | 503 | undefined;
   /** Latency added to every call before it is forwarded (a slow network), in ms. @default 0 */
   readonly delayMs?: number;
   readonly seed: number;
@@ -71,7 +71,8 @@ function serviceOf(headers: Record<string, string | string[] | undefined>): Serv
 /** An error response in the shape each service's protocol uses, so the SDK classifies it. */
 function errorResponse(service: string, status: number, seq: number): { type: string; body: string } {
   if (service === 's3') {
-    const code = status === 503 || status === 400 ? 'SlowDown' : 'InternalError';
+    const code =
+      status === 403 ? 'AccessDenied' : status === 503 || status === 400 ? 'SlowDown' : 'InternalError';
     return {
       type: 'application/xml',
       body: `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>injected fault</Message></Error>`,
@@ -82,7 +83,14 @@ function errorResponse(service: string, status: number, seq: number): { type: st
     service === 'dynamodb' && seq % 2 === 0
       ? 'ProvisionedThroughputExceededException'
       : 'ThrottlingException';
-  const type = status === 400 ? throttled : status === 503 ? 'ServiceUnavailable' : 'InternalFailure';
+  const type =
+    status === 400
+      ? throttled
+      : status === 403
+        ? 'AccessDeniedException'
+        : status === 503
+          ? 'ServiceUnavailable'
+          : 'InternalFailure';
   return {
     type: 'application/x-amz-json-1.0',
     body: JSON.stringify({ __type: type, message: 'injected fault' }),

@@ -24,9 +24,10 @@ export function pulseStatusFactory(overrides: PulseStatusOverrides = {}): PulseS
     signalsDlq: depth('signalsDlq'),
     kafkaFailures: depth('kafkaFailures'),
   };
-  const dlq = (['fileEventsDlq', 'signalsDlq', 'kafkaFailures'] as const).reduce(
+  const awaitingReplay = rest.kafkaFailures?.awaitingReplay ?? 0;
+  const dlq = (['fileEventsDlq', 'signalsDlq'] as const).reduce(
     (n, q) => n + all[q].visible + all[q].inFlight,
-    0,
+    awaitingReplay,
   );
   return {
     files,
@@ -37,6 +38,7 @@ export function pulseStatusFactory(overrides: PulseStatusOverrides = {}): PulseS
     recentAnomalies: [],
     rejected: { s3: files.reduce((n, f) => n + f.rejected, 0), db: 0, kafka: 0, scorer: 0 },
     dlq,
+    kafkaFailures: { awaitingReplay: 0, replayed: 0 },
     queues: all,
     ledger,
     endpoints: {

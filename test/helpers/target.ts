@@ -4,6 +4,7 @@ import type { AwsClients } from '../../shared/clients.ts';
 export const BUCKET = 'pulse-bucket';
 export const LEDGER = 'pulse-ledger';
 export const SCORES = 'pulse-scores';
+export const KAFKA_FAILURES_BUCKET = 'pulse-kafka-failures';
 const ENDPOINT = 'http://127.0.0.1:5000';
 export const QUEUES: Record<QueueName, string> = {
   fileEvents: `${ENDPOINT}/000000000000/pulse-file-events`,
@@ -26,6 +27,7 @@ export function fakeTarget(
     bucket: BUCKET,
     ledgerTable: LEDGER,
     scoresTable: SCORES,
+    kafkaFailuresBucket: KAFKA_FAILURES_BUCKET,
     queues: QUEUES,
     endpoints: { s3: ENDPOINT, sqs: ENDPOINT, dynamodb: ENDPOINT },
     close: () => {},

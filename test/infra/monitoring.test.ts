@@ -48,7 +48,7 @@ describe('dashboard and alarms', () => {
     for (const a of alarms(t)) expect(a.AlarmActions).toEqual([{ Ref: topicId }]);
   });
 
-  it('alarms on the first message in every DLQ and in the Kafka on-failure queue', () => {
+  it('alarms on the first message in every DLQ and on the first notice of a Kafka failure object', () => {
     for (const q of ['FileEvents-DLQ', 'Signals-DLQ', 'KafkaFailures']) {
       const [a] = named(t, q);
       expect(a, q).toMatchObject({ Threshold: 0, ComparisonOperator: 'GreaterThanThreshold' });

@@ -80,7 +80,7 @@ describe('producers in the stack', () => {
     expect(kafka).toHaveLength(0);
   });
 
-  it('reads MSK with bounded retries, bisection and an on-failure queue, so a bad batch never stalls a partition', () => {
+  it('reads MSK in provisioned mode with bounded retries, bisection and the failures bucket, so a bad batch never stalls a partition', () => {
     // Act
     const t = synth({
       mskClusterArn: 'arn:aws:kafka:eu-west-1:123456789012:cluster/pulse/abc',
@@ -92,10 +92,140 @@ describe('producers in the stack', () => {
       Topics: ['pulse_signals'],
       BatchSize: settings.kafka.batchSize,
       StartingPosition: settings.kafka.startingPosition,
+      ProvisionedPollerConfig: {
+        MinimumPollers: settings.kafka.provisionedPollers.minimum,
+        MaximumPollers: settings.kafka.provisionedPollers.maximum,
+      },
       MaximumRetryAttempts: settings.kafka.maximumRetryAttempts,
-      BisectBatchOnFunctionError: true,
+      BisectBatchOnFunctionError: settings.kafka.bisectBatchOnFunctionError,
       DestinationConfig: {
-        OnFailure: { Destination: { 'Fn::GetAtt': [Match.stringLikeRegexp('KafkaFailures'), 'Arn'] } },
+        OnFailure: {
+          Destination: { 'Fn::GetAtt': [Match.stringLikeRegexp('^ProducersKafkaFailuresBucket'), 'Arn'] },
+        },
+      },
+    });
+  });
+
+  it('in on-demand mode sets only what Lambda accepts there: the failures bucket, no retry, bisection or pollers', () => {
+    // Act
+    const t = synth({
+      mskClusterArn: 'arn:aws:kafka:eu-west-1:123456789012:cluster/pulse/abc',
+      kafkaPollerMode: 'on-demand',
+    });
+    // Assess
+    const [mapping] = Object.values(resources(t)).filter(
+      (r) => r.Type === 'AWS::Lambda::EventSourceMapping' && 'Topics' in r.Properties,
+    );
+    expect(mapping?.Properties).toMatchObject({
+      DestinationConfig: {
+        OnFailure: {
+          Destination: { 'Fn::GetAtt': [expect.stringMatching(/^ProducersKafkaFailuresBucket/), 'Arn'] },
+        },
+      },
+    });
+    for (const prop of [
+      'ProvisionedPollerConfig',
+      'MaximumRetryAttempts',
+      'BisectBatchOnFunctionError',
+      'MaximumRecordAgeInSeconds',
+      'FunctionResponseTypes',
+    ]) {
+      expect(mapping?.Properties, prop).not.toHaveProperty(prop);
+    }
+  });
+
+  it('takes the provisioned pollers from context, and refuses what Lambda would refuse', () => {
+    // Act
+    const t = synth({
+      mskClusterArn: 'arn:aws:kafka:eu-west-1:123456789012:cluster/pulse/abc',
+      kafkaPollerMode: 'provisioned',
+      kafkaMinPollers: '2',
+      kafkaMaxPollers: '6',
+    });
+    // Assess
+    t.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      ProvisionedPollerConfig: { MinimumPollers: 2, MaximumPollers: 6 },
+    });
+    const msk = { mskClusterArn: 'arn:aws:kafka:eu-west-1:123456789012:cluster/pulse/abc' };
+    expect(() => synth({ ...msk, kafkaPollerMode: 'fast' })).toThrow('-c kafkaPollerMode must be');
+    expect(() => synth({ ...msk, kafkaMinPollers: '201' })).toThrow('-c kafkaMinPollers must be 1..200');
+    expect(() => synth({ ...msk, kafkaMinPollers: '5', kafkaMaxPollers: '4' })).toThrow('must not exceed');
+    expect(() => synth({ ...msk, kafkaPollerMode: 'on-demand', kafkaMaxPollers: '4' })).toThrow(
+      'apply to -c kafkaPollerMode=provisioned only',
+    );
+  });
+
+  it('keeps failed Kafka batches in a bucket of their own: encrypted, versioned, TLS only, private, expiring after the documented retention', () => {
+    // Act
+    const t = synth();
+    // Assess
+    const [bucket] = Object.entries(resources(t)).filter(
+      ([id, r]) => r.Type === 'AWS::S3::Bucket' && id.startsWith('ProducersKafkaFailuresBucket'),
+    );
+    expect(bucket?.[1].Properties).toMatchObject({
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }],
+      },
+      VersioningConfiguration: { Status: 'Enabled' },
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      },
+      LifecycleConfiguration: {
+        Rules: [
+          expect.objectContaining({
+            ExpirationInDays: settings.kafka.failures.retentionDays,
+            NoncurrentVersionExpiration: { NoncurrentDays: settings.kafka.failures.noncurrentRetentionDays },
+          }),
+        ],
+      },
+    });
+  });
+
+  it('lets the kafka-consumer only put objects into and list the failures bucket, in this account', () => {
+    // Act
+    const t = synth({ mskClusterArn: 'arn:aws:kafka:eu-west-1:123456789012:cluster/pulse/abc' });
+    // Assess
+    const role = (fnProps(t, 'ProducersKafkaConsumer').Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0];
+    const statements = Object.values(resources(t))
+      .filter(
+        (r) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties.Roles).includes(`"${role}"`),
+      )
+      .flatMap((r) => (r.Properties.PolicyDocument as { Statement: Record<string, unknown>[] }).Statement)
+      .filter((st) => JSON.stringify(st.Resource).includes('ProducersKafkaFailuresBucket'));
+    const bucketArn = { 'Fn::GetAtt': [expect.stringMatching(/^ProducersKafkaFailuresBucket/), 'Arn'] };
+    const condition = { StringEquals: { 's3:ResourceAccount': { Ref: 'AWS::AccountId' } } };
+    expect(statements).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          Action: 's3:PutObject',
+          Resource: { 'Fn::Join': ['', [bucketArn, '/*']] },
+          Condition: condition,
+        }),
+        expect.objectContaining({ Action: 's3:ListBucket', Resource: bucketArn, Condition: condition }),
+      ]),
+    );
+    expect(statements.flatMap((st) => [st.Action].flat())).toEqual(
+      expect.arrayContaining(['s3:PutObject', 's3:ListBucket']),
+    );
+    expect(statements.flatMap((st) => [st.Action].flat()).sort()).toEqual(['s3:ListBucket', 's3:PutObject']);
+  });
+
+  it('notifies the notices queue of every object created in the failures bucket', () => {
+    // Act
+    const t = synth();
+    // Assess
+    t.hasResourceProperties('Custom::S3BucketNotifications', {
+      BucketName: { Ref: Match.stringLikeRegexp('^ProducersKafkaFailuresBucket') },
+      NotificationConfiguration: {
+        QueueConfigurations: [
+          {
+            Events: ['s3:ObjectCreated:*'],
+            QueueArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^ProducersKafkaFailuresNotices'), 'Arn'] },
+          },
+        ],
       },
     });
   });

@@ -38,6 +38,7 @@ describe.each(STACK_SHAPES)('security of the stack with %s', (_shape, context) =
     expect(buckets.map(([id]) => id.replace(/[0-9A-F]{8}$/, '')).sort()).toEqual([
       'AccessLogs',
       'IngestBucket',
+      'ProducersKafkaFailuresBucket',
     ]);
     for (const [id, bucket] of buckets) {
       expect(bucket.Properties.BucketEncryption, id).toEqual({

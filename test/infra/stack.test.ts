@@ -128,7 +128,10 @@ describe('ingest bucket', () => {
     // Assess: one configuration, no suffix rule (S3 matches suffixes case-sensitively: a `.csv` rule would
     // never announce a `REPORT.CSV`, nor a file of another type that s3-trigger records as SKIPPED).
     const notifications = Object.values(resourcesOf(template)).filter(
-      (r) => r.Type === 'Custom::S3BucketNotifications',
+      (r) =>
+        r.Type === 'Custom::S3BucketNotifications' &&
+        JSON.stringify(r.Properties.BucketName) ===
+          JSON.stringify(refOf(template, 'IngestBucket', 'AWS::S3::Bucket')),
     );
     expect(notifications).toHaveLength(1);
     expect(notifications[0]?.Properties.BucketName).toEqual(
@@ -748,9 +751,9 @@ describe('outputs', () => {
       SignalsDlqUrl: refOf(template, 'SignalsDlq', 'AWS::SQS::Queue'),
       LedgerTableName: refOf(template, 'Ledger', 'AWS::DynamoDB::Table'),
       ScoresTableName: refOf(template, 'Scores', 'AWS::DynamoDB::Table'),
-      KafkaFailuresQueueUrl: {
-        Ref: Object.keys(resourcesOf(template)).find((id) => /^ProducersKafkaFailures[0-9A-F]{8}$/.test(id)),
-      },
+      KafkaFailuresBucketName: refOf(template, 'ProducersKafkaFailuresBucket', 'AWS::S3::Bucket'),
+      KafkaFailureNoticesQueueUrl: refOf(template, 'ProducersKafkaFailuresNotices', 'AWS::SQS::Queue'),
+      KafkaConsumerFunctionName: refOf(template, 'ProducersKafkaConsumer', 'AWS::Lambda::Function'),
       AlarmTopicArn: {
         Ref: Object.keys(resourcesOf(template)).find((id) => id.startsWith('MonitoringAlarms')),
       },

@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { CreateQueueCommand } from '@aws-sdk/client-sqs';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ALARM_NAMES } from '../../local/alarms.ts';
@@ -28,28 +27,7 @@ describe('offline dashboard (chromium, moto)', () => {
   beforeAll(async () => {
     const endpoint = inject('motoEndpoint');
     p = await setUpPipeline(endpoint, `dash${randomBytes(3).toString('hex')}`);
-    // setUpPipeline makes no Kafka on-failure queue; the status reads one, as the stack has one.
-    const { QueueUrl: kafkaFailures } = await p.clients.sqs.send(
-      new CreateQueueCommand({ QueueName: `${p.names.prefix}-kafka-failures` }),
-    );
-    if (!kafkaFailures) throw new Error('CreateQueue returned no QueueUrl');
-    const target: Target = {
-      kind: 'local',
-      name: 'local',
-      clients: p.clients,
-      bucket: p.names.bucket,
-      ledgerTable: p.names.ledgerTable,
-      scoresTable: p.names.scoresTable,
-      queues: {
-        fileEvents: p.resources.queues.fileEvents.url,
-        fileEventsDlq: p.resources.queues.fileEventsDlq.url,
-        signals: p.resources.queues.signals.url,
-        signalsDlq: p.resources.queues.signalsDlq.url,
-        kafkaFailures,
-      },
-      endpoints: { s3: endpoint, sqs: endpoint, dynamodb: endpoint },
-      close: () => {},
-    };
+    const target: Target = p.target;
     dashboard = await startDashboard({ collector: new StatusCollector(target), sampleIntervalMs: 500 });
   });
 

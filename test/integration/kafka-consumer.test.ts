@@ -1,5 +1,5 @@
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { CreateQueueCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { CreateQueueCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import type { Context } from 'aws-lambda';
 import { type Admin, Kafka, logLevel, type Message, Partitioners, type Producer } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -10,6 +10,7 @@ import {
   type KafkaEventSourceOptions,
   startKafkaEventSource,
 } from '../../local/kafka-event-source.ts';
+import { sqsOnFailureDestination } from '../../local/kafka-failure-destinations.ts';
 import { resourceNames, uniquePrefix } from '../../local/names.ts';
 import { createResources, type LocalResources } from '../../local/resources.ts';
 import { countById, drainSignals as drainSignalsOf } from '../helpers/signals.ts';
@@ -256,14 +257,8 @@ describe('kafka-consumer (Kafka + moto)', () => {
       batchSize: 10,
       maximumRetryAttempts: 1,
       bisectBatchOnFunctionError: true,
-      onFailure: async (f) => {
-        await clients.sqs.send(
-          new SendMessageCommand({
-            QueueUrl: failureQueue.QueueUrl,
-            MessageBody: JSON.stringify(f.record),
-          }),
-        );
-      },
+      // An SQS destination: Lambda sends it the invocation record only (offsets, not the records).
+      onFailure: sqsOnFailureDestination({ sqs: clients.sqs, queueUrl: failureQueue.QueueUrl ?? '' }),
     });
     await source.ready;
     await source.idle();
@@ -290,10 +285,11 @@ describe('kafka-consumer (Kafka + moto)', () => {
       }),
     });
     expect(source.stats).toMatchObject({ discardedBatches: 1, discardedRecords: 1 });
-    // Each failing batch was tried twice (maximumRetryAttempts 1), then split in halves:
-    // 10-19 → 15-19 → 15-17 → 17 alone, which went to the on-failure queue.
+    // Each failing batch was split in halves at once (a split is no retry): 10-19 → 15-19 → 15-17 →
+    // 17 alone, which was tried twice (maximumRetryAttempts 1), then went to the on-failure queue.
     expect(source.stats.bisections).toBe(3);
-    expect(warnings.filter((w) => w.includes('giving up'))).toHaveLength(4);
+    expect(warnings.filter((w) => w.includes('giving up'))).toHaveLength(1);
+    expect(record).not.toHaveProperty('payload');
     for (const o of await offsets(topic, groupId)) expect(o.committed).toBe(o.end);
   });
 });

@@ -11,6 +11,7 @@ import { makeClients } from '../../local/clients.ts';
 import { resourceNames } from '../../local/names.ts';
 import { createResources } from '../../local/resources.ts';
 import { startSqsEventSource } from '../../local/sqs-event-source.ts';
+import type { Target } from '../../local/target.ts';
 import type { LedgerItem } from '../../shared/ledger.ts';
 import { settings } from '../../shared/settings.ts';
 import { waitUntil } from '../helpers/wait.ts';
@@ -131,7 +132,9 @@ export async function setUpPipeline(endpoint: string, prefix: string, opts: Pipe
     return out.Item as { count: number; mean: number; m2: number; version: number } | undefined;
   };
 
-  const queueDepth = async (which: 'fileEvents' | 'fileEventsDlq' | 'signals' | 'signalsDlq') => {
+  const queueDepth = async (
+    which: 'fileEvents' | 'fileEventsDlq' | 'signals' | 'signalsDlq' | 'kafkaFailures',
+  ) => {
     const out = await clients.sqs.send(
       new GetQueueAttributesCommand({
         QueueUrl: resources.queues[which].url,
@@ -157,6 +160,26 @@ export async function setUpPipeline(endpoint: string, prefix: string, opts: Pipe
     return out.Messages ?? [];
   };
 
+  /** The pipeline as a `pulse` command sees it (see local/target.ts), on these clients. */
+  const target: Target = {
+    kind: 'local',
+    name: 'local',
+    clients,
+    bucket: names.bucket,
+    ledgerTable: names.ledgerTable,
+    scoresTable: names.scoresTable,
+    kafkaFailuresBucket: resources.kafkaFailuresBucket,
+    queues: {
+      fileEvents: resources.queues.fileEvents.url,
+      fileEventsDlq: resources.queues.fileEventsDlq.url,
+      signals: resources.queues.signals.url,
+      signalsDlq: resources.queues.signalsDlq.url,
+      kafkaFailures: resources.queues.kafkaFailures.url,
+    },
+    endpoints: { s3: endpoint, sqs: endpoint, dynamodb: endpoint },
+    close: () => {},
+  };
+
   const stopAll = async () => {
     await Promise.all(sources.splice(0).map((s) => s.stop()));
   };
@@ -175,6 +198,7 @@ export async function setUpPipeline(endpoint: string, prefix: string, opts: Pipe
     queueDepth,
     peek,
     stopAll,
+    target,
   };
 }
 

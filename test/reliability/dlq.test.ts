@@ -49,24 +49,7 @@ describe('poison messages: DLQ after maxReceiveCount, redriven once fixed', () =
       visibilityTimeoutSeconds: { fileEvents: 2, signals: 2 },
       maxReceiveCount: { fileEvents: 2, signals: 2 },
     });
-    const q = p.resources.queues;
-    target = {
-      kind: 'local',
-      name: 'local',
-      clients: p.clients,
-      bucket: p.names.bucket,
-      ledgerTable: p.names.ledgerTable,
-      scoresTable: p.names.scoresTable,
-      queues: {
-        fileEvents: q.fileEvents.url,
-        fileEventsDlq: q.fileEventsDlq.url,
-        signals: q.signals.url,
-        signalsDlq: q.signalsDlq.url,
-        kafkaFailures: q.signalsDlq.url,
-      },
-      endpoints: { s3: moto, sqs: moto, dynamodb: moto },
-      close: () => {},
-    };
+    target = p.target;
   });
   afterEach(async () => {
     broken.clear();

@@ -1,17 +1,25 @@
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import type { Context } from 'aws-lambda';
 import { type Admin, Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { KafkaEvent } from '../../functions/kafka-consumer/events.ts';
-import { startKafkaEventSource } from '../../local/kafka-event-source.ts';
+import { type KafkaEvent, parseKafkaEvent } from '../../functions/kafka-consumer/events.ts';
+import { type KafkaEventSourceOptions, startKafkaEventSource } from '../../local/kafka-event-source.ts';
+import { emulatedMappingUuid, s3OnFailureDestination } from '../../local/kafka-failure-destinations.ts';
+import { handlerInvoker } from '../../local/kafka-invokers.ts';
+import { listKafkaFailures, replayKafkaFailures } from '../../local/kafka-replay.ts';
 import { uniquePrefix } from '../../local/names.ts';
+import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
 import { setUpPipeline, waitFor } from '../integration/pipeline.ts';
 import { expectExactlyOnce, type Pipeline } from './invariants.ts';
 
 /**
  * The kafka-consumer behind the project's event-source emulation, against a real broker, feeding the
  * real scorer: a batch delivered twice with the same offsets (a commit lost after the function
- * returned), and poison records among good ones. Good records are scored once; bad ones are
- * quarantined with topic, partition and offset, and never block their partition.
+ * returned), poison records among good ones, and a sustained failure of the consumer's sends. Good
+ * records are scored once; bad ones are quarantined with topic, partition and offset, and never block
+ * their partition; batches that failed every retry land in the failures bucket, records included, and
+ * `pulse kafka replay` scores each of their records once. The handlers reach moto through a fault proxy
+ * that passes everything through until a scenario breaks something.
  */
 
 type KafkaHandler = (event: KafkaEvent, context: Context) => Promise<unknown>;
@@ -21,12 +29,27 @@ describe('kafka-consumer: redelivered batches and poison records', () => {
   let handler: KafkaHandler;
   let admin: Admin;
   let producer: Producer;
+  let proxy: FaultProxy;
+  /** The signals queue refuses the consumer's sends (AccessDenied: a bad deploy, a disabled key). */
+  let refuseSignals = false;
   const brokers = inject('kafkaBrokers');
   const kafka = new Kafka({ clientId: 'reliability', brokers: [brokers], logLevel: logLevel.ERROR });
   const sources: { stop(): Promise<void> }[] = [];
 
   beforeAll(async () => {
-    p = await setUpPipeline(inject('motoEndpoint'), uniquePrefix('rkfk'), { visibility: { signals: 4 } });
+    const moto = inject('motoEndpoint');
+    proxy = await startFaultProxy({
+      target: moto,
+      before: 0,
+      after: 0,
+      seed: 20,
+      failWhen: ({ service, operation }) =>
+        refuseSignals && service === 'sqs' && operation.endsWith('.SendMessageBatch') ? 403 : undefined,
+    });
+    p = await setUpPipeline(moto, uniquePrefix('rkfk'), {
+      visibility: { signals: 4 },
+      handlerEndpoint: proxy.url,
+    });
     handler = (await import('../../functions/kafka-consumer/handler.ts')).handler as unknown as KafkaHandler;
     admin = kafka.admin();
     await admin.connect();
@@ -34,12 +57,14 @@ describe('kafka-consumer: redelivered batches and poison records', () => {
     await producer.connect();
   });
   afterEach(async () => {
+    refuseSignals = false;
     await Promise.all(sources.splice(0).map((s) => s.stop()));
     await p?.stopAll();
   });
   afterAll(async () => {
     await producer?.disconnect();
     await admin?.disconnect();
+    await proxy?.close();
   });
 
   /** A topic of two partitions holding `values` (null: a tombstone), alternating partitions; their refs. */
@@ -62,7 +87,7 @@ describe('kafka-consumer: redelivered batches and poison records', () => {
     }
     return { topic, refs };
   };
-  const consume = async (topic: string, h: KafkaHandler) => {
+  const consume = async (topic: string, h: KafkaHandler, more: Partial<KafkaEventSourceOptions> = {}) => {
     const source = startKafkaEventSource({
       brokers,
       topic,
@@ -71,6 +96,7 @@ describe('kafka-consumer: redelivered batches and poison records', () => {
       maxBatchingWindowMs: 100,
       handler: h,
       retryDelayMs: 50,
+      ...more,
     });
     sources.push(source);
     await source.ready;
@@ -152,5 +178,89 @@ describe('kafka-consumer: redelivered batches and poison records', () => {
       const [, , partition] = line.ref.split(':');
       expect(line.key.startsWith(`rejects/kafka/${topic}/${partition}/`)).toBe(true);
     }
+  });
+
+  it('keeps the batches of a sustained failure in the failures bucket, records included; replay after the fix scores each record once, and a second replay does nothing', async () => {
+    // Prepare: 10 records on two partitions; the signals queue refuses the consumer's sends.
+    const { topic, refs } = await topicWith(
+      'outage',
+      Array.from({ length: 10 }, (_, i) => good('rkfk_outage', i)),
+    );
+    const bucket = p.resources.kafkaFailuresBucket;
+    refuseSignals = true;
+
+    // Act: the event source as deployed (provisioned mode: bounded retries, bisection), S3 destination.
+    const source = await consume(topic, handler, {
+      pollerMode: 'provisioned',
+      onFailure: s3OnFailureDestination({
+        s3: p.clients.s3,
+        bucket,
+        esmUuid: emulatedMappingUuid(`${topic}-group`),
+      }),
+    });
+
+    // Assess: nothing was scored, every record was discarded (the offsets moved on) into the bucket,
+    // each object as Lambda writes it, holding the whole event; the notices queue alarms.
+    expect(source.stats).toMatchObject({ recordsDelivered: 0, discardedRecords: 10 });
+    const objects = await listKafkaFailures(p.target);
+    expect(objects).toHaveLength(source.stats.discardedBatches);
+    const stored: string[] = [];
+    for (const o of objects) {
+      expect(o.key).toMatch(
+        new RegExp(
+          `^aws/lambda/[0-9a-f-]{36}/${topic}-[01]/\\d{4}/\\d{2}/\\d{2}/\\d{4}-\\d{2}-\\d{2}T\\d{2}\\.\\d{2}\\.\\d{2}-[0-9a-f-]{36}$`,
+        ),
+      );
+      const body = await p.clients.s3.send(new GetObjectCommand({ Bucket: bucket, Key: o.key }));
+      const record = JSON.parse((await body.Body?.transformToString()) ?? '{}');
+      expect(Object.keys(record)).toEqual([
+        'requestContext',
+        'responseContext',
+        'version',
+        'timestamp',
+        'KafkaBatchInfo',
+        'payload',
+      ]);
+      expect(record.requestContext).toMatchObject({
+        condition: 'RetryAttemptsExhausted',
+        approximateInvokeCount: 3,
+      });
+      const event = parseKafkaEvent(JSON.parse(record.payload));
+      for (const r of Object.values(event.records).flat())
+        stored.push(`kafka:${r.topic}:${r.partition}:${r.offset}`);
+    }
+    expect(stored.sort()).toEqual([...refs].sort());
+    await waitFor(
+      'a notice per failure object',
+      async () => (await p.queueDepth('kafkaFailures')) >= objects.length,
+      30_000,
+    );
+
+    // Act: the cause is fixed; replay, let the scorer drain, then replay again.
+    refuseSignals = false;
+    const replay = handlerInvoker(handler as Parameters<typeof handlerInvoker>[0]);
+    const first = await replayKafkaFailures(p.target, replay);
+    p.start('signals');
+    await waitFor(
+      'every record scored, the queue drained',
+      async () =>
+        ((await p.series('rkfk', 'rkfk_outage'))?.count ?? 0) >= 10 && (await p.queueDepth('signals')) === 0,
+      60_000,
+    );
+    const second = await replayKafkaFailures(p.target, replay);
+
+    // Assess: each object replayed once, each record scored once, the notices gone, nothing redone.
+    expect(first).toMatchObject({ replayed: objects.length, failed: [], skipped: 0 });
+    expect(second).toMatchObject({ replayed: 0, failed: [], skipped: objects.length });
+    expect((await listKafkaFailures(p.target)).map((e) => [e.status, e.attempts])).toEqual(
+      objects.map(() => ['replayed', 1]),
+    );
+    expect(await p.queueDepth('kafkaFailures')).toBe(0);
+    await expectExactlyOnce(p, {
+      scope: (s) => s.id.startsWith(`kafka:${topic}:`),
+      scoredIds: refs,
+      series: [{ source: 'rkfk', name: 'rkfk_outage', count: 10 }],
+      quarantine: { under: `kafka/${topic}/`, refs: [] },
+    });
   });
 });

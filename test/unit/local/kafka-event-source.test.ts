@@ -217,7 +217,10 @@ describe('createBatchProcessor (fake consumer)', () => {
       if (calls < 3) throw new Error('SQS unavailable');
     };
     const stats = newStats();
-    const process = createBatchProcessor(base({ handler, maximumRetryAttempts: 2 }), stats);
+    const process = createBatchProcessor(
+      base({ handler, maximumRetryAttempts: 2, bisectBatchOnFunctionError: false }),
+      stats,
+    );
     const fake = fakePayload(
       't',
       0,
@@ -304,12 +307,127 @@ describe('createBatchProcessor (fake consumer)', () => {
     expect(stats).toMatchObject({ discardedBatches: 1, discardedRecords: 1, recordsDelivered: 7 });
   });
 
-  it('with retries forever (-1) the partition stalls: nothing committed, nothing discarded, until stopped', async () => {
+  it('in on-demand mode retries a failing batch whole, forever: nothing split, committed or discarded, until stopped', async () => {
+    // Prepare
+    let running = true;
+    let calls = 0;
+    const sizes: number[] = [];
+    const onFailure = vi.fn();
+    const stats = newStats();
+    const process = createBatchProcessor(
+      base({
+        pollerMode: 'on-demand',
+        onFailure,
+        handler: async (event) => {
+          sizes.push(Object.values(event.records).flat().length);
+          if (++calls >= 5) running = false;
+          throw new Error('always');
+        },
+      }),
+      stats,
+    );
+    const fake = fakePayload(
+      't',
+      0,
+      [0, 1, 2].map((o) => message(o, signal(o))),
+      [],
+      { running: () => running },
+    );
+
+    // Act
+    await process(fake.payload);
+
+    // Assess
+    expect(sizes).toEqual([3, 3, 3, 3, 3]);
+    expect(stats.bisections).toBe(0);
+    expect(onFailure).not.toHaveBeenCalled();
+    expect(fake.commits).toEqual([]);
+  });
+
+  it('in provisioned mode splits a failing batch at once (a split is no retry), then retries the record that fails', async () => {
+    // Prepare
+    const log: string[] = [];
+    const process = createBatchProcessor(
+      base({
+        batchSize: 4,
+        pollerMode: 'provisioned',
+        maximumRetryAttempts: 1,
+        bisectBatchOnFunctionError: true,
+        handler: async (event) => {
+          log.push(`invoke ${range(event)}`);
+          if (
+            Object.values(event.records)
+              .flat()
+              .some((r) => r.offset === 2)
+          )
+            throw new Error('poison');
+        },
+        onFailure: (f) => {
+          log.push(`onFailure ${range(f.event)} after ${f.record.requestContext.approximateInvokeCount}`);
+        },
+      }),
+    );
+    const fake = fakePayload(
+      't',
+      0,
+      [0, 1, 2, 3].map((o) => message(o, signal(o))),
+      log,
+    );
+
+    // Act
+    await process(fake.payload);
+
+    // Assess
+    expect(log).toEqual([
+      'invoke 0-3',
+      'invoke 0-1',
+      'commit 2',
+      'invoke 2-3',
+      'invoke 2-2',
+      'invoke 2-2',
+      'onFailure 2-2 after 2',
+      'commit 3',
+      'invoke 3-3',
+      'commit 4',
+    ]);
+  });
+
+  it('in provisioned mode, infinite retries with an on-failure destination give up after 10 retries, as Lambda does', async () => {
+    // Prepare
+    let calls = 0;
+    const failures: KafkaBatchFailure[] = [];
+    const process = createBatchProcessor(
+      base({
+        pollerMode: 'provisioned',
+        maximumRetryAttempts: -1,
+        bisectBatchOnFunctionError: false,
+        handler: async () => {
+          calls++;
+          throw new Error('always');
+        },
+        onFailure: (f) => {
+          failures.push(f);
+        },
+      }),
+    );
+    const fake = fakePayload('t', 0, [message(0, signal(0))], []);
+
+    // Act
+    await process(fake.payload);
+
+    // Assess
+    expect(calls).toBe(11);
+    expect(failures.map((f) => f.record.requestContext.approximateInvokeCount)).toEqual([11]);
+    expect(fake.committed()).toBe('1');
+  });
+
+  it('with retries forever (-1) and no destination the partition stalls: nothing committed, nothing discarded, until stopped', async () => {
     let running = true;
     let calls = 0;
     const onFailure = vi.fn();
     const process = createBatchProcessor(
       base({
+        pollerMode: 'on-demand',
         maximumRetryAttempts: -1,
         onFailure,
         handler: async () => {

@@ -13,6 +13,8 @@ describe('resourceNames', () => {
       fileEventsDlq: 'pulse-file-events-dlq',
       signalsQueue: 'pulse-signals',
       signalsDlq: 'pulse-signals-dlq',
+      kafkaFailuresBucket: 'pulse-kafka-failures',
+      kafkaFailureNotices: 'pulse-kafka-failure-notices',
       ledgerTable: 'pulse-ledger',
       scoresTable: 'pulse-scores',
     });
@@ -24,7 +26,7 @@ describe('resourceNames', () => {
     expect(resourceNames('Team-A').bucket).toBe('team-a-ingest');
   });
 
-  it.each(['', '-a', 'a-', 'a_b', 'a.b', 'a--b', 'xn-a', 'a b', 'x'.repeat(57)])(
+  it.each(['', '-a', 'a-', 'a_b', 'a.b', 'a--b', 'xn-a', 'a b', 'x'.repeat(49)])(
     'rejects %j, which would not make a valid bucket name',
     (prefix) => {
       // Act / Assess
@@ -32,9 +34,9 @@ describe('resourceNames', () => {
     },
   );
 
-  it('accepts a prefix of 56 characters: the bucket name is then 63, the most S3 allows', () => {
+  it('accepts a prefix of 48 characters: the Kafka failures bucket name is then 63, the most S3 allows', () => {
     // Assess
-    expect(resourceNames('x'.repeat(56)).bucket).toHaveLength(63);
+    expect(resourceNames('x'.repeat(48)).kafkaFailuresBucket).toHaveLength(63);
   });
 });
 

@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
-import { ScanCommand, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
+import { BatchGetCommand, ScanCommand, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
 import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -11,7 +11,7 @@ import type { Target } from '../../../local/target.ts';
 import type { AwsClients } from '../../../shared/clients.ts';
 import type { LedgerItem } from '../../../shared/ledger.ts';
 import { mockableClients } from '../../helpers/clients.ts';
-import { BUCKET, fakeTarget, LEDGER, QUEUES, SCORES } from '../../helpers/target.ts';
+import { BUCKET, fakeTarget, KAFKA_FAILURES_BUCKET, LEDGER, QUEUES, SCORES } from '../../helpers/target.ts';
 
 const ENDPOINTS = {
   s3: 'http://127.0.0.1:5000',
@@ -209,18 +209,30 @@ describe('StatusCollector', () => {
     expect(s3).toHaveReceivedCommandTimes(GetObjectCommand, 2);
   });
 
-  it('sums the visible and in-flight messages of the DLQs and the Kafka failures queue', async () => {
-    // Prepare
+  it('counts as dead letters the DLQ messages (visible and in flight) and the Kafka failure objects not replayed, not the notices', async () => {
+    // Prepare: two failure objects, one replayed; three notices (one an S3 test event).
     emptyPipeline();
     depth(QUEUES.fileEvents, 100, 5);
     depth(QUEUES.signals, 40, 10);
     depth(QUEUES.fileEventsDlq, 2, 1);
     depth(QUEUES.signalsDlq, 1, 0);
     depth(QUEUES.kafkaFailures, 0, 3);
+    s3.on(ListObjectsV2Command, { Bucket: KAFKA_FAILURES_BUCKET }).resolves({
+      Contents: [
+        { Key: 'aws/lambda/u/t-0/a', ETag: '"ea"', Size: 1, LastModified: new Date('2024-06-01T00:00:00Z') },
+        { Key: 'aws/lambda/u/t-0/b', ETag: '"eb"', Size: 1, LastModified: new Date('2024-06-01T00:01:00Z') },
+      ],
+    });
+    doc.on(BatchGetCommand).resolves({
+      Responses: {
+        [LEDGER]: [{ pk: 'kafka-failure#aws/lambda/u/t-0/a', sk: 'ea', replayStatus: 'REPLAYED' }],
+      },
+    });
     // Act
     const status = await new StatusCollector(targetFactory(clients)).collect();
     // Assess
-    expect(status.dlq).toBe(7);
+    expect(status.kafkaFailures).toEqual({ awaitingReplay: 1, replayed: 1 });
+    expect(status.dlq).toBe(5);
     expect(status.queues).toEqual({
       fileEvents: { visible: 100, inFlight: 5 },
       fileEventsDlq: { visible: 2, inFlight: 1 },

@@ -13,6 +13,7 @@ const queue = (name: string) => ({
 });
 const resources: NonNullable<LocalState['resources']> = {
   bucket: 'pulse-unit-bucket',
+  kafkaFailuresBucket: 'pulse-unit-kafka-failures',
   ledgerTable: 'pulse-unit-ledger',
   scoresTable: 'pulse-unit-scores',
   queues: {
@@ -128,7 +129,9 @@ describe('stackTarget', () => {
       [OUTPUTS.fileEventsDlq, 'https://sqs.eu-west-1.amazonaws.com/123456789012/file-events-dlq'],
       [OUTPUTS.signalsQueue, 'https://sqs.eu-west-1.amazonaws.com/123456789012/signals'],
       [OUTPUTS.signalsDlq, 'https://sqs.eu-west-1.amazonaws.com/123456789012/signals-dlq'],
-      [OUTPUTS.kafkaFailuresQueue, 'https://sqs.eu-west-1.amazonaws.com/123456789012/kafka-failures'],
+      [OUTPUTS.kafkaFailuresBucket, 'pulseingest-kafkafailures-abc'],
+      [OUTPUTS.kafkaFailureNotices, 'https://sqs.eu-west-1.amazonaws.com/123456789012/kafka-failures'],
+      [OUTPUTS.kafkaConsumerFunction, 'PulseIngest-KafkaConsumer-1'],
       [OUTPUTS.alarmTopic, 'arn:aws:sns:eu-west-1:123456789012:alarms'],
     ].map(([OutputKey, OutputValue]) => ({ OutputKey, OutputValue }));
   const stack = (Outputs: Output[]) => ({
@@ -155,6 +158,8 @@ describe('stackTarget', () => {
       bucket: 'pulseingest-bucket-abc',
       ledgerTable: 'PulseIngest-Ledger-1',
       scoresTable: 'PulseIngest-Scores-1',
+      kafkaFailuresBucket: 'pulseingest-kafkafailures-abc',
+      kafkaConsumerFunction: 'PulseIngest-KafkaConsumer-1',
       queues: {
         fileEvents: 'https://sqs.eu-west-1.amazonaws.com/123456789012/file-events',
         fileEventsDlq: 'https://sqs.eu-west-1.amazonaws.com/123456789012/file-events-dlq',
