@@ -1,4 +1,6 @@
 import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Rule } from 'aws-cdk-lib/aws-events';
+import { SqsQueue } from 'aws-cdk-lib/aws-events-targets';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type {
   DlqDestinationConfig,
@@ -6,35 +8,25 @@ import type {
   IEventSourceMapping,
   IFunction,
 } from 'aws-cdk-lib/aws-lambda';
-import {
-  BlockPublicAccess,
-  Bucket,
-  BucketEncryption,
-  EventType,
-  type IBucket,
-  type IBucketNotificationDestination,
-} from 'aws-cdk-lib/aws-s3';
+import { BlockPublicAccess, Bucket, BucketEncryption, type IBucket } from 'aws-cdk-lib/aws-s3';
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
-import { settings } from '../shared/settings.ts';
+import { kafkaFailureNoticePattern, settings } from '../shared/settings.ts';
 
 export interface KafkaFailuresProps {
   /** Where the bucket's server access logs go. @default none (cdk-nag then reports the bucket) */
   readonly accessLogs?: IBucket;
-  /**
-   * Delivers the bucket's ObjectCreated notifications to the notices queue (the stack's S3 → SQS
-   * destination, bound to this account).
-   */
-  readonly noticeDestination: (queue: Queue) => IBucketNotificationDestination;
 }
 
 /**
  * The Kafka event source's on-failure destination: a bucket of its own where Lambda writes each batch it
  * discards after its retries, as one JSON object holding the invocation record and the whole event
  * (`payload`), so the records outlive the topic's retention and `pulse kafka replay` can feed them back.
- * Every object created there also lands, as an S3 notification, on the `notices` queue, whose first
- * message is an alarm (the bucket itself has no metric a first object would move at once).
+ * Every object created there also lands, as S3's "Object Created" event routed by an EventBridge rule, on
+ * the `notices` queue, whose first message is an alarm (the bucket itself has no metric a first object would
+ * move at once). EventBridge rather than an S3 → SQS notification: S3 sends such a notification's queue a
+ * test event whenever the configuration is written, which would fire the alarm at every deploy.
  */
 export class KafkaFailures extends Construct {
   readonly bucket: Bucket;
@@ -51,6 +43,7 @@ export class KafkaFailures extends Construct {
       // Lambda's docs recommend versioning on an S3 destination: an overwritten key keeps its records.
       versioned: true,
       removalPolicy: RemovalPolicy.RETAIN,
+      eventBridgeEnabled: true,
       lifecycleRules: [
         {
           expiration: Duration.days(f.retentionDays),
@@ -71,12 +64,17 @@ export class KafkaFailures extends Construct {
       {
         id: 'AwsSolutions-SQS3',
         reason:
-          'No function consumes this queue: it holds one S3 notification per Kafka failure object, alarms on its first message, and `pulse kafka replay` deletes the notices of what it replayed. A DLQ behind it would never receive anything.',
+          'No function consumes this queue: it holds one "Object Created" event per Kafka failure object (routed by an EventBridge rule), alarms on its first message, and `pulse kafka replay` deletes the notices of what it replayed. A DLQ behind it would never receive anything.',
       },
     ]);
     // Every key: the key Lambda gives a failure object is documented for Kinesis and DynamoDB streams
     // (`aws/lambda/<ESM-UUID>/<shard>/…`), not for Kafka, and nothing else writes to this bucket.
-    this.bucket.addEventNotification(EventType.OBJECT_CREATED, props.noticeDestination(this.notices));
+    const pattern = kafkaFailureNoticePattern(this.bucket.bucketName);
+    new Rule(this, 'ObjectCreated', {
+      description: 'A Kafka batch the event source discarded was written to the failures bucket',
+      eventPattern: { source: pattern.source, detailType: pattern['detail-type'], detail: pattern.detail },
+      targets: [new SqsQueue(this.notices)],
+    });
   }
 }
 

@@ -8,11 +8,11 @@ import {
   ManagedKafkaEventSource,
   SelfManagedKafkaEventSource,
 } from 'aws-cdk-lib/aws-lambda-event-sources';
-import type { IBucket, IBucketNotificationDestination } from 'aws-cdk-lib/aws-s3';
+import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import { Schedule, ScheduleExpression } from 'aws-cdk-lib/aws-scheduler';
 import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
-import type { IQueue, Queue } from 'aws-cdk-lib/aws-sqs';
+import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
 import { type KafkaPollerMode, kafkaRetryPolicy, settings } from '../shared/settings.ts';
@@ -68,8 +68,6 @@ export interface ProducersProps {
   readonly kafka?: KafkaContext;
   /** Where the Kafka failures bucket's server access logs go. @default none */
   readonly accessLogs?: IBucket;
-  /** S3 notifications to a queue, bound to this account (the stack's). */
-  readonly noticeDestination: (queue: Queue) => IBucketNotificationDestination;
 }
 
 /** The db-poller on an EventBridge Scheduler schedule, and the kafka-consumer behind its event source. */
@@ -153,7 +151,6 @@ export class Producers extends Construct {
 
     this.kafkaFailures = new KafkaFailures(this, 'KafkaFailures', {
       ...(props.accessLogs ? { accessLogs: props.accessLogs } : {}),
-      noticeDestination: props.noticeDestination,
     });
     this.kafkaConsumer = new PulseFunction(this, 'KafkaConsumer', {
       name: 'kafka-consumer',

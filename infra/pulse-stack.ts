@@ -233,7 +233,6 @@ export class PulseStack extends Stack {
       ...(props.database ? { database: props.database } : {}),
       ...(props.kafka ? { kafka: props.kafka } : {}),
       ...(this.accessLogs ? { accessLogs: this.accessLogs } : {}),
-      noticeDestination: (queue) => new AccountBoundQueueDestination(queue),
     });
 
     // The scorer reads every message version the producers have written, and a producer's new code may

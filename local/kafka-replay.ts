@@ -291,22 +291,23 @@ export async function replayKafkaFailures(
   return { entries: after, replayed, failed, skipped, noticesDeleted };
 }
 
-/** The object keys an S3 notification names (an `s3:TestEvent` names none). */
+/**
+ * The object key an S3 "Object Created" event (as EventBridge delivers it to the notices queue) names; none
+ * for anything else. EventBridge events carry the key as it is, not URL-encoded.
+ */
 export function noticeKeys(body: string): string[] {
   try {
-    const parsed = JSON.parse(body) as { Records?: { s3?: { object?: { key?: string } } }[] };
-    // S3 event notifications URL-encode the key, with `+` for a space.
-    return (parsed.Records ?? [])
-      .map((r) => r.s3?.object?.key)
-      .filter((k): k is string => typeof k === 'string')
-      .map((k) => decodeURIComponent(k.replace(/\+/g, ' ')));
+    const parsed = JSON.parse(body) as { 'detail-type'?: unknown; detail?: { object?: { key?: unknown } } };
+    const key = parsed.detail?.object?.key;
+    return parsed['detail-type'] === 'Object Created' && typeof key === 'string' ? [key] : [];
   } catch {
     return [];
   }
 }
 
 /**
- * Deletes the notices whose objects are settled (replayed, or gone from the bucket) and test events;
+ * Deletes the notices whose objects are settled (replayed, or gone from the bucket), and messages that are
+ * not notices;
  * the others are received with a short visibility timeout, so they are soon visible (and alarming) again.
  */
 async function deleteSettledNotices(target: Target, settled: (key: string) => boolean): Promise<number> {

@@ -12,8 +12,10 @@ export interface ResourceNames {
   readonly signalsDlq: string;
   /** The Kafka event source's on-failure destination (a bucket of its own, as in the stack). */
   readonly kafkaFailuresBucket: string;
-  /** One S3 notification per object created in the Kafka failures bucket (the alarm's queue). */
+  /** One "Object Created" event per object in the Kafka failures bucket (the alarm's queue). */
   readonly kafkaFailureNotices: string;
+  /** The EventBridge rule that routes the failures bucket's "Object Created" events to the notices queue. */
+  readonly kafkaFailuresRule: string;
   readonly ledgerTable: string;
   readonly scoresTable: string;
 }
@@ -46,6 +48,7 @@ export function resourceNames(prefix: string = settings.appName): ResourceNames 
     signalsDlq: `${p}-signals-dlq`,
     kafkaFailuresBucket: `${p}${KAFKA_FAILURES_SUFFIX}`,
     kafkaFailureNotices: `${p}-kafka-failure-notices`,
+    kafkaFailuresRule: `${p}-kafka-failure-created`,
     ledgerTable: `${p}-ledger`,
     scoresTable: `${p}-scores`,
   };

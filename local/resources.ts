@@ -8,6 +8,13 @@ import {
   ResourceNotFoundException,
   UpdateTimeToLiveCommand,
 } from '@aws-sdk/client-dynamodb';
+import {
+  DeleteRuleCommand,
+  type EventBridgeClient,
+  PutRuleCommand,
+  PutTargetsCommand,
+  RemoveTargetsCommand,
+} from '@aws-sdk/client-eventbridge';
 import type { NotificationConfiguration } from '@aws-sdk/client-s3';
 import {
   CreateBucketCommand,
@@ -30,7 +37,7 @@ import {
   SetQueueAttributesCommand,
 } from '@aws-sdk/client-sqs';
 import type { AwsClients } from '../shared/clients.ts';
-import { settings, visibilityTimeoutFor } from '../shared/settings.ts';
+import { kafkaFailureNoticePattern, settings, visibilityTimeoutFor } from '../shared/settings.ts';
 import type { ResourceNames } from './names.ts';
 
 /** The queues a function consumes (each has a DLQ). */
@@ -68,7 +75,7 @@ export interface LocalResources {
 }
 
 /** The clients createResources needs. */
-export type ResourceClients = Pick<AwsClients, 's3' | 'sqs' | 'ddb'>;
+export type ResourceClients = Pick<AwsClients, 's3' | 'sqs' | 'ddb'> & { readonly events: EventBridgeClient };
 
 const DAY_SECONDS = 86_400;
 
@@ -133,15 +140,12 @@ export function bucketNotificationConfiguration(fileEventsQueueArn: string): Not
 }
 
 /**
- * The Kafka failures bucket's notification configuration, as the stack declares it: every object created
- * there (a batch the Kafka event source discarded) is a message on the notices queue, which alarms.
+ * The Kafka failures bucket's notification configuration, as the stack declares it: its events go to
+ * EventBridge, where a rule ({@link kafkaFailureNoticePattern}) puts each "Object Created" (a batch the
+ * Kafka event source discarded) on the notices queue, which alarms.
  */
-export function kafkaFailuresNotificationConfiguration(noticesQueueArn: string): NotificationConfiguration {
-  return {
-    QueueConfigurations: [
-      { Id: 'kafka-failures', QueueArn: noticesQueueArn, Events: ['s3:ObjectCreated:*'] },
-    ],
-  };
+export function kafkaFailuresNotificationConfiguration(): NotificationConfiguration {
+  return { EventBridgeConfiguration: {} };
 }
 
 /** The ledger table: one item per object version, with an index to list items by status. */
@@ -203,10 +207,8 @@ export async function createResources(
   ]);
   await Promise.all([
     ensureBucket(clients, names.bucket, bucketNotificationConfiguration(fileEvents.arn)),
-    ensureBucket(
-      clients,
-      names.kafkaFailuresBucket,
-      kafkaFailuresNotificationConfiguration(kafkaFailures.arn),
+    ensureBucket(clients, names.kafkaFailuresBucket, kafkaFailuresNotificationConfiguration()).then(() =>
+      ensureNoticeRule(clients, names, kafkaFailures.arn),
     ),
     ensureTable(clients, ledgerTableInput(names.ledgerTable)),
     ensureTable(clients, scoresTableInput(names.scoresTable)).then(() =>
@@ -234,6 +236,7 @@ export async function deleteResources(clients: ResourceClients, names: ResourceN
     names.signalsDlq,
     names.kafkaFailureNotices,
   ];
+  await deleteNoticeRule(clients, names);
   await Promise.all([
     emptyAndDeleteBucket(clients, names.bucket),
     emptyAndDeleteBucket(clients, names.kafkaFailuresBucket),
@@ -308,6 +311,32 @@ async function ensureBucket(
     await clients.s3.send(
       new PutBucketNotificationConfigurationCommand({ Bucket: bucket, NotificationConfiguration: wanted }),
     );
+  }
+}
+
+/**
+ * The EventBridge rule (on the default bus) that puts the failures bucket's "Object Created" events on the
+ * notices queue, as the stack's rule does. PutRule and PutTargets replace what exists: idempotent.
+ */
+async function ensureNoticeRule(clients: ResourceClients, names: ResourceNames, queueArn: string) {
+  await clients.events.send(
+    new PutRuleCommand({
+      Name: names.kafkaFailuresRule,
+      EventPattern: JSON.stringify(kafkaFailureNoticePattern(names.kafkaFailuresBucket)),
+      State: 'ENABLED',
+    }),
+  );
+  await clients.events.send(
+    new PutTargetsCommand({ Rule: names.kafkaFailuresRule, Targets: [{ Id: 'notices', Arn: queueArn }] }),
+  );
+}
+
+async function deleteNoticeRule(clients: ResourceClients, names: ResourceNames): Promise<void> {
+  try {
+    await clients.events.send(new RemoveTargetsCommand({ Rule: names.kafkaFailuresRule, Ids: ['notices'] }));
+    await clients.events.send(new DeleteRuleCommand({ Name: names.kafkaFailuresRule }));
+  } catch (err) {
+    if ((err as Error).name !== 'ResourceNotFoundException') throw err;
   }
 }
 

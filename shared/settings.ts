@@ -313,3 +313,22 @@ export type Settings = typeof settings;
 export function visibilityTimeoutFor(functionTimeoutSeconds: number): number {
   return functionTimeoutSeconds * settings.visibilityTimeoutFactor;
 }
+
+/**
+ * The EventBridge pattern of the events that put a notice on the Kafka failure notices queue: S3's "Object
+ * Created" events of the failures bucket. The bucket sends its events to EventBridge rather than straight
+ * to the queue because EventBridge sends no test event when the configuration is written (an S3 → SQS
+ * notification does), so the queue's first message, and so its alarm, is always a real failure. The stack's
+ * rule and the offline run's rule are both built from this.
+ */
+export function kafkaFailureNoticePattern(bucketName: string): {
+  readonly source: string[];
+  readonly 'detail-type': string[];
+  readonly detail: { readonly bucket: { readonly name: string[] } };
+} {
+  return {
+    source: ['aws.s3'],
+    'detail-type': ['Object Created'],
+    detail: { bucket: { name: [bucketName] } },
+  };
+}

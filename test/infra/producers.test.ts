@@ -213,19 +213,45 @@ describe('producers in the stack', () => {
     expect(statements.flatMap((st) => [st.Action].flat()).sort()).toEqual(['s3:ListBucket', 's3:PutObject']);
   });
 
-  it('notifies the notices queue of every object created in the failures bucket', () => {
+  it('routes every object created in the failures bucket to the notices queue through EventBridge (no S3 test event)', () => {
     // Act
     const t = synth();
     // Assess
+    const bucket = { Ref: Match.stringLikeRegexp('^ProducersKafkaFailuresBucket') };
     t.hasResourceProperties('Custom::S3BucketNotifications', {
-      BucketName: { Ref: Match.stringLikeRegexp('^ProducersKafkaFailuresBucket') },
-      NotificationConfiguration: {
-        QueueConfigurations: [
-          {
-            Events: ['s3:ObjectCreated:*'],
-            QueueArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^ProducersKafkaFailuresNotices'), 'Arn'] },
-          },
-        ],
+      BucketName: bucket,
+      NotificationConfiguration: { EventBridgeConfiguration: {} },
+    });
+    t.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.s3'],
+        'detail-type': ['Object Created'],
+        detail: { bucket: { name: [bucket] } },
+      },
+      State: 'ENABLED',
+      Targets: [
+        {
+          Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^ProducersKafkaFailuresNotices'), 'Arn'] },
+          Id: Match.anyValue(),
+        },
+      ],
+    });
+    // EventBridge may send to the queue only for this rule.
+    t.hasResourceProperties('AWS::SQS::QueuePolicy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Action: Match.arrayWith(['sqs:SendMessage']),
+            Principal: { Service: 'events.amazonaws.com' },
+            Condition: {
+              ArnEquals: {
+                'aws:SourceArn': {
+                  'Fn::GetAtt': [Match.stringLikeRegexp('^ProducersKafkaFailuresObjectCreated'), 'Arn'],
+                },
+              },
+            },
+          }),
+        ]),
       },
     });
   });

@@ -51,12 +51,15 @@ const objectFactory = (offset: number, opts: { payload?: boolean } = {}) =>
 
 const body = (text: string) => sdkStreamMixin(Readable.from([Buffer.from(text)]));
 
-/** An S3 event notification for a key (URL-encoded, as S3 sends it). */
+/** S3's "Object Created" event for a key, as EventBridge puts it on the notices queue (the key as it is). */
 const notice = (id: string, key: string) => ({
   MessageId: id,
   ReceiptHandle: `rh-${id}`,
   Body: JSON.stringify({
-    Records: [{ s3: { object: { key: encodeURIComponent(key).replace(/%2F/g, '/') } } }],
+    version: '0',
+    'detail-type': 'Object Created',
+    source: 'aws.s3',
+    detail: { version: '0', bucket: { name: 'failures' }, object: { key, size: 10, etag: 'e' } },
   }),
 });
 
@@ -235,11 +238,12 @@ describe('replayKafkaFailures (mocked S3, SQS and DynamoDB)', () => {
 });
 
 describe('noticeKeys', () => {
-  it('reads the URL-encoded keys of an S3 notification; a test event names none', () => {
+  it('reads the key of an "Object Created" event as it is; anything else names none', () => {
     // Act / Assess
+    expect(noticeKeys(notice('1', 'aws/lambda/a b+c=d').Body)).toEqual(['aws/lambda/a b+c=d']);
     expect(
-      noticeKeys(JSON.stringify({ Records: [{ s3: { object: { key: 'aws/lambda/a+b%3Dc' } } }] })),
-    ).toEqual(['aws/lambda/a b=c']);
+      noticeKeys(JSON.stringify({ 'detail-type': 'Object Deleted', detail: { object: { key: 'k' } } })),
+    ).toEqual([]);
     expect(noticeKeys(JSON.stringify({ Event: 's3:TestEvent' }))).toEqual([]);
     expect(noticeKeys('not json')).toEqual([]);
   });

@@ -15,6 +15,7 @@ describe('resourceNames', () => {
       signalsDlq: 'pulse-signals-dlq',
       kafkaFailuresBucket: 'pulse-kafka-failures',
       kafkaFailureNotices: 'pulse-kafka-failure-notices',
+      kafkaFailuresRule: 'pulse-kafka-failure-created',
       ledgerTable: 'pulse-ledger',
       scoresTable: 'pulse-scores',
     });
