@@ -464,6 +464,38 @@ describe('db-poller (PostgreSQL + moto)', () => {
     expect(await withinHorizon(item?.value ?? 'infinity', settings.dbPoller.watermarkSkewSeconds)).toBe(true);
   });
 
+  it('watermark mode bounds a timestamp without time zone column by the same clock, and leaves a bigint version counter unbounded', async () => {
+    // Prepare: a wall-clock timestamp column (read as UTC) and a version counter, each with a row far ahead.
+    await db.query(TABLE_DDL('wm_local'));
+    await db.query('ALTER TABLE wm_local ALTER COLUMN timestamp TYPE timestamp without time zone');
+    await db.query(`
+      INSERT INTO wm_local (name, value, source, timestamp) VALUES
+        ('now', 1, 'h', now() AT TIME ZONE 'UTC'), ('far', 2, 'h', '2999-01-01 00:00:00')`);
+    await db.query(TABLE_DDL('wm_counter'));
+    await db.query('ALTER TABLE wm_counter ADD COLUMN version bigint');
+    await db.query(`
+      INSERT INTO wm_counter (name, value, source, timestamp, version) VALUES
+        ('one', 1, 'h', now(), 1), ('big', 2, 'h', now(), 9000000000000000000)`);
+    const local = await coldStart(env('wm_local', 'watermark'));
+    const localSummary = await invoke(local);
+    const localSignals = await drainSignals();
+    const counter = await coldStart({
+      ...env('wm_counter', 'watermark'),
+      DB_COLUMNS: JSON.stringify({ updatedAt: 'version' }),
+    });
+    // Act
+    const counterSummary = await invoke(counter);
+    const counterSignals = await drainSignals();
+    // Assess
+    expect(localSignals.map((s) => s.name)).toEqual(['now']);
+    expect(localSummary).toMatchObject({ rows: 1, outOfRange: 1, stalled: 0 });
+    const { lines } = await quarantined('wm_local', 'watermark-out-of-range');
+    expect(lines.map((l) => l.ref)).toEqual(['db:wm_local:2@2999-01-01T00:00:00.000000']);
+    expect(counterSignals.map((s) => s.name)).toEqual(['one', 'big']);
+    expect(counterSummary).toMatchObject({ rows: 2, watermark: { value: '9000000000000000000', id: '2' } });
+    expect(counterSummary).not.toHaveProperty('horizon');
+  });
+
   it('reads a timestamp without time zone as UTC whatever the poller process time zone', async () => {
     // Prepare
     await db.query(TABLE_DDL('local_ts'));
