@@ -8,14 +8,7 @@ import { type SenderOptions, SignalSender } from '../../shared/sender.ts';
 import { normaliseSignal, type Signal } from '../../shared/signal.ts';
 import { rejectsPath, rowRecord, watermarkSignalId } from './rejects.ts';
 import { buildSql, lookbackFrom, type PolledRow, type PollerSql } from './sql.ts';
-import {
-  countStalled,
-  type Horizon,
-  quarantineNullWatermarks,
-  quarantineOutOfRange,
-  readHorizon,
-  rewindTarget,
-} from './unreadable.ts';
+import { type Horizon, startWatermark } from './unreadable.ts';
 import { type Watermark, WatermarkStore } from './watermark.ts';
 
 /**
@@ -207,60 +200,6 @@ export async function poll(deps: PollerDeps): Promise<PollSummary> {
   };
 }
 
-/** What watermark mode finds before its first read. */
-interface WatermarkStart {
-  readonly watermark: Watermark | undefined;
-  readonly nullWatermark: number;
-  /** Undefined when the watermark column is not clock-typed. */
-  readonly horizon?: Horizon;
-  readonly outOfRange?: number;
-  readonly stalled?: number;
-  readonly rewound?: PollSummary['rewound'];
-  /** Another poller moved the watermark while this one moved it back. */
-  readonly lostRace?: boolean;
-}
-
-/**
- * watermark mode, before the reads: the watermark, the rows no read returns (NULL; on a clock-typed column,
- * out of the readable range) counted and quarantined, the stall counted, and a watermark found past the
- * horizon moved back (a conditional write, as an advance), so that a stall left by an older version heals.
- */
-async function startWatermark(
-  deps: PollerDeps,
-  sql: PollerSql,
-  store: WatermarkStore,
-  now: () => number,
-): Promise<WatermarkStart> {
-  const { metrics, logger } = deps;
-  const found = await store.read();
-  const nullWatermark = await quarantineNullWatermarks(deps, sql, now);
-  const horizon = await readHorizon(deps, sql);
-  if (!horizon) return { watermark: found, nullWatermark };
-  const outOfRange = await quarantineOutOfRange(deps, sql.horizon, horizon, now);
-  const stall = found ? await countStalled(deps, sql.horizon, horizon, found) : { stalled: 0, beyond: false };
-  metrics.addMetric(METRIC.watermarkStalledRows, MetricUnit.Count, stall.stalled);
-  if (stall.stalled > 0) {
-    logger.warn('Rows the watermark left out of reach: no read returns them', {
-      stalled: stall.stalled,
-      watermark: found,
-      horizon: horizon.horizon,
-    });
-  }
-  const base = { nullWatermark, horizon, outOfRange, stalled: stall.stalled };
-  if (!found || !stall.beyond) return { ...base, watermark: found };
-  const to = await rewindTarget(deps, sql.horizon, horizon, found);
-  const moved = await store.advance(found, to, { rewound: true });
-  if (!moved) return { ...base, watermark: found, lostRace: true };
-  const from = { value: found.value, id: found.id };
-  logger.warn("The watermark lay past the database's now() plus the skew; moved back", {
-    from,
-    to,
-    advancedAt: found.advancedAt,
-    horizon: horizon.horizon,
-  });
-  return { ...base, watermark: moved, rewound: { from, to } };
-}
-
 async function queueDepth(sqs: SQSClient, queueUrl: string): Promise<number> {
   const out = await sqs.send(
     new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['ApproximateNumberOfMessages'] }),
@@ -337,21 +276,7 @@ async function watermarkRound(
   now: () => number,
 ): Promise<RoundResult & { watermark?: Watermark }> {
   const { config } = deps;
-  // On a clock-typed column, nothing past the horizon is read, so the watermark never moves past it.
-  const { rows } = (
-    horizon
-      ? watermark
-        ? await deps.db.query(sql.horizon.readAfter, [
-            watermark.value,
-            watermark.id,
-            config.batchSize,
-            horizon.horizon,
-          ])
-        : await deps.db.query(sql.horizon.readFirst, [config.batchSize, horizon.horizon])
-      : watermark
-        ? await deps.db.query(sql.readAfter, [watermark.value, watermark.id, config.batchSize])
-        : await deps.db.query(sql.readFirst, [config.batchSize])
-  ) as { rows: PolledRow[] };
+  const rows = await readPast(deps, sql, watermark, horizon);
   const last = rows.at(-1);
   if (!last || last.pulse_wm === null || last.pulse_wm === undefined)
     return { rows: 0, sent: 0, rejected: 0 };
@@ -362,6 +287,28 @@ async function watermarkRound(
   const next = await store.advance(watermark, { value: last.pulse_wm, id: last.pulse_id });
   if (!next) return { ...out, lostRace: true };
   return { ...out, watermark: next };
+}
+
+/**
+ * The next batch past the watermark (from the first row without one). On a clock-typed column, within the
+ * horizon: nothing past it is read, so the watermark never moves past it.
+ */
+async function readPast(
+  deps: PollerDeps,
+  sql: PollerSql,
+  watermark: Watermark | undefined,
+  horizon: Horizon | undefined,
+): Promise<PolledRow[]> {
+  const { db, config } = deps;
+  const limit = config.batchSize;
+  const out = horizon
+    ? watermark
+      ? await db.query(sql.horizon.readAfter, [watermark.value, watermark.id, limit, horizon.horizon])
+      : await db.query(sql.horizon.readFirst, [limit, horizon.horizon])
+    : watermark
+      ? await db.query(sql.readAfter, [watermark.value, watermark.id, limit])
+      : await db.query(sql.readFirst, [limit]);
+  return out.rows as PolledRow[];
 }
 
 /** What the lookback still has to read again: past `after` (from `from` at first) up to `upTo`. */

@@ -1,6 +1,6 @@
 import { METRIC, MetricUnit } from '../../shared/observability.ts';
 import { putRejects, rejectsKey } from '../../shared/quarantine.ts';
-import type { PollerDeps } from './poller.ts';
+import type { PollerDeps, PollSummary } from './poller.ts';
 import { rejectsPath, rowRecord, watermarkSignalId } from './rejects.ts';
 import {
   type HorizonSql,
@@ -11,7 +11,7 @@ import {
   type StallRow,
   versionTag,
 } from './sql.ts';
-import type { Watermark } from './watermark.ts';
+import type { Watermark, WatermarkStore } from './watermark.ts';
 
 /**
  * watermark mode: the rows a read past the watermark cannot return, and the watermark positions that would
@@ -32,11 +32,65 @@ export interface Horizon {
   readonly lookback: boolean;
 }
 
+/** What watermark mode finds before its first read. */
+export interface WatermarkStart {
+  readonly watermark: Watermark | undefined;
+  readonly nullWatermark: number;
+  /** Undefined when the watermark column is not clock-typed. */
+  readonly horizon?: Horizon;
+  readonly outOfRange?: number;
+  readonly stalled?: number;
+  readonly rewound?: PollSummary['rewound'];
+  /** Another poller moved the watermark while this one moved it back. */
+  readonly lostRace?: boolean;
+}
+
+/**
+ * watermark mode, before the reads: the watermark, the rows no read returns (NULL; on a clock-typed column,
+ * out of the readable range) counted and quarantined, the stall counted, and a watermark found past the
+ * horizon moved back (a conditional write, as an advance), so that a stall left by an older version heals.
+ */
+export async function startWatermark(
+  deps: PollerDeps,
+  sql: PollerSql,
+  store: WatermarkStore,
+  now: () => number,
+): Promise<WatermarkStart> {
+  const { metrics, logger } = deps;
+  const found = await store.read();
+  const nullWatermark = await quarantineNullWatermarks(deps, sql, now);
+  const horizon = await readHorizon(deps, sql);
+  if (!horizon) return { watermark: found, nullWatermark };
+  const outOfRange = await quarantineOutOfRange(deps, sql.horizon, horizon, now);
+  const stall = found ? await countStalled(deps, sql.horizon, horizon, found) : { stalled: 0, beyond: false };
+  metrics.addMetric(METRIC.watermarkStalledRows, MetricUnit.Count, stall.stalled);
+  if (stall.stalled > 0) {
+    logger.warn('Rows the watermark left out of reach: no read returns them', {
+      stalled: stall.stalled,
+      watermark: found,
+      horizon: horizon.horizon,
+    });
+  }
+  const base = { nullWatermark, horizon, outOfRange, stalled: stall.stalled };
+  if (!found || !stall.beyond) return { ...base, watermark: found };
+  const to = await rewindTarget(deps, sql.horizon, horizon, found);
+  const moved = await store.advance(found, to, { rewound: true });
+  if (!moved) return { ...base, watermark: found, lostRace: true };
+  const from = { value: found.value, id: found.id };
+  logger.warn("The watermark lay past the database's now() plus the skew; moved back", {
+    from,
+    to,
+    advancedAt: found.advancedAt,
+    horizon: horizon.horizon,
+  });
+  return { ...base, watermark: moved, rewound: { from, to } };
+}
+
 /**
  * The watermark column's type and the database's clock (one statement). Undefined when the column is not
  * clock-typed (a version counter): nothing bounds it.
  */
-export async function readHorizon(deps: PollerDeps, sql: PollerSql): Promise<Horizon | undefined> {
+async function readHorizon(deps: PollerDeps, sql: PollerSql): Promise<Horizon | undefined> {
   const { rows } = (await deps.db.query(sql.probe, [deps.config.watermarkSkewSeconds])) as {
     rows: ProbeRow[];
   };
@@ -50,7 +104,7 @@ export async function readHorizon(deps: PollerDeps, sql: PollerSql): Promise<Hor
  * (a metric, also when 0) and quarantines the first `batchSize` of them, by id, with the reason, under a key
  * that a poll finding the same rows overwrites (so one object per day while they stay).
  */
-export async function quarantineNullWatermarks(
+async function quarantineNullWatermarks(
   deps: PollerDeps,
   sql: PollerSql,
   now: () => number,
@@ -85,7 +139,7 @@ export async function quarantineNullWatermarks(
  * also when 0) and quarantines the first `batchSize` of them in watermark order, each under its version's
  * ref, under a key that a poll finding the same rows overwrites.
  */
-export async function quarantineOutOfRange(
+async function quarantineOutOfRange(
   deps: PollerDeps,
   sql: HorizonSql,
   horizon: Horizon,
@@ -118,7 +172,7 @@ export async function quarantineOutOfRange(
 }
 
 /** Why a row out of the readable range is not read (`value`: the watermark column's text form). */
-export function outOfRangeReason(column: string, value: string, skewSeconds: number): string {
+function outOfRangeReason(column: string, value: string, skewSeconds: number): string {
   if (value === 'infinity' || value === '-infinity') {
     return `${column} is '${value}': watermark mode never reads this row`;
   }
@@ -135,7 +189,7 @@ export function outOfRangeReason(column: string, value: string, skewSeconds: num
  * stall: a watermark past the horizon, or the database's clock gone back. Also says whether the watermark
  * lies past the horizon.
  */
-export async function countStalled(
+async function countStalled(
   deps: PollerDeps,
   sql: HorizonSql,
   horizon: Horizon,
@@ -161,7 +215,7 @@ export async function countStalled(
  * resumes after the last row dated before `advancedAt` less the lookback and the skew (no later than the
  * horizon); before every row when there is none, or when the item does not say when it was advanced.
  */
-export async function rewindTarget(
+async function rewindTarget(
   deps: PollerDeps,
   sql: HorizonSql,
   horizon: Horizon,
