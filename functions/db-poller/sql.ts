@@ -156,6 +156,18 @@ export function buildSql(table: string, columns: DbColumns): PollerSql {
   const order = `ORDER BY ${c.updatedAt}, ${c.id}`;
   const readable = (horizon: string) =>
     `${c.updatedAt} > '-infinity'::timestamptz AND ${c.updatedAt} <= ${horizon}::timestamptz`;
+  const minusInfinity = `${c.updatedAt} = '-infinity'::timestamptz`;
+  const pastHorizon = `${c.updatedAt} > $1::timestamptz`;
+  // The out-of-range read's branches carry their sort keys (the column and the key, typed) for the merge.
+  const orderedFields = `${wmFields}, ${c.updatedAt} AS pulse_at, ${c.id} AS pulse_key`;
+  const outputs = [
+    COL.id,
+    COL.name,
+    COL.value,
+    ...(c.source ? [COL.source] : []),
+    COL.timestamp,
+    COL.watermark,
+  ];
 
   return {
     claim:
@@ -185,9 +197,14 @@ export function buildSql(table: string, columns: DbColumns): PollerSql {
       readAfter:
         `SELECT ${wmFields} FROM ${t} AS t WHERE (${c.updatedAt}, ${c.id}) > ($1, $2) AND ${readable('$4')} ` +
         `${order} LIMIT $3`,
+      // Two index range scans merged, not one OR, which PostgreSQL reads as a scan of the whole index.
       readOutOfRange:
-        `SELECT ${wmFields}, count(*) OVER () AS ${COL.count} FROM ${t} AS t ` +
-        `WHERE ${c.updatedAt} > $1::timestamptz OR ${c.updatedAt} = '-infinity'::timestamptz ${order} LIMIT $2`,
+        `SELECT ${outputs.map((o) => `o.${o}`).join(', ')}, ` +
+        `(SELECT count(*) FROM ${t} AS t WHERE ${minusInfinity}) + ` +
+        `(SELECT count(*) FROM ${t} AS t WHERE ${pastHorizon}) AS ${COL.count} FROM (` +
+        `(SELECT ${orderedFields} FROM ${t} AS t WHERE ${minusInfinity} ORDER BY ${c.id} LIMIT $2) UNION ALL ` +
+        `(SELECT ${orderedFields} FROM ${t} AS t WHERE ${pastHorizon} ${order} LIMIT $2)` +
+        ') AS o ORDER BY o.pulse_at, o.pulse_key LIMIT $2',
       countStalled:
         `SELECT count(*) AS ${COL.count}, ($3::timestamptz > $2::timestamptz) AS pulse_beyond FROM ${t} AS t ` +
         `WHERE ${c.updatedAt} >= $1::timestamptz - make_interval(secs => $5) AND ${c.updatedAt} <= $2::timestamptz ` +
