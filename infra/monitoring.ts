@@ -160,6 +160,8 @@ export class Monitoring extends Construct {
             pulseMetric(METRIC.rowsPolled, 'db-poller'),
             pulseMetric(METRIC.rowsReread, 'db-poller'),
             pulseMetric(METRIC.watermarkNullRows, 'db-poller'),
+            pulseMetric(METRIC.watermarkOutOfRangeRows, 'db-poller', 'Maximum'),
+            pulseMetric(METRIC.watermarkStalledRows, 'db-poller', 'Maximum'),
             pulseMetric(METRIC.pollerBackpressureStops, 'db-poller'),
             pulseMetric(METRIC.pollerTimeBudgetStops, 'db-poller'),
           ],
@@ -241,6 +243,12 @@ export class Monitoring extends Construct {
         threshold: 0,
         description:
           'Rows of the polled table have a NULL watermark column: watermark mode never reads them. They are quarantined under rejects/db/<table>/<date>/watermark-null/ (see docs/db-poller.md).',
+      });
+      // Watermark mode on a timestamp or date column only (missing data is not breaching).
+      this.alarm('WatermarkStalled', pulseMetric(METRIC.watermarkStalledRows, 'db-poller', 'Maximum'), {
+        threshold: 0,
+        description:
+          "Rows written in the last moments by the database's clock sit more than the lookback behind the watermark: no poll reads them. The poll that counts them moves a watermark found past the database's now() plus the skew back; if this stays in ALARM, see docs/db-poller.md (stalls).",
       });
     }
     if (props.kafkaEnabled) {

@@ -39,6 +39,11 @@ export interface ProducerHealth {
     readonly periodSeconds: number;
     /** Rows with a NULL watermark column the last successful watermark-mode run counted (none in mark mode). */
     readonly watermarkNullRows?: number;
+    /**
+     * Rows the watermark had left out of reach, as the last successful watermark-mode run on a timestamp
+     * column counted them (none in mark mode or on a version counter).
+     */
+    readonly watermarkStalledRows?: number;
   };
   /** Records between the Kafka consumer group's committed offsets and the topic's end, all partitions. */
   readonly kafkaOffsetLag?: number;
@@ -63,6 +68,7 @@ export const ALARM_NAMES = {
   signalsAge: `${prefix}-Signals-Queue-Message-Age-Max-Critical`,
   pollerSilent: `${prefix}-PollerSilent`,
   watermarkNullRows: `${prefix}-WatermarkNullRows`,
+  watermarkStalled: `${prefix}-WatermarkStalled`,
   kafkaOffsetLag: `${prefix}-KafkaOffsetLag`,
 } as const;
 
@@ -77,6 +83,8 @@ export const ALARM_APPROXIMATIONS = {
     'CloudWatch counts successful invocations in pollerSilentPeriods schedule periods; offline compares the time since the last successful run (or since the schedule started) with the same window.',
   watermarkNullRows:
     'CloudWatch takes the maximum of the WatermarkNullRows metric over 5 minutes; offline uses the count of the last successful poll.',
+  watermarkStalled:
+    'CloudWatch takes the maximum of the WatermarkStalledRows metric over 5 minutes; offline uses the count of the last successful poll.',
   kafkaOffsetLag:
     'CloudWatch reads the event source mapping’s OffsetLag; offline uses the lag the Kafka event source reports, when it reports one.',
 } as const;
@@ -84,8 +92,9 @@ export const ALARM_APPROXIMATIONS = {
 const FILES_FAILED_WINDOW_MS = 5 * 60_000;
 
 /**
- * The offline alarms, in a fixed order: the two DLQs and the Kafka failures bucket's notices, files FAILED, the oldest-message age of the two
- * consumed queues, poller silence, rows the poller cannot read (NULL watermark), Kafka offset lag. Pure: `status.at` is "now".
+ * The offline alarms, in a fixed order: the two DLQs and the Kafka failures bucket's notices, files FAILED,
+ * the oldest-message age of the two consumed queues, poller silence, rows the poller cannot read (NULL
+ * watermark, a stalled watermark), Kafka offset lag. Pure: `status.at` is "now".
  *
  * @param history samples oldest first; those at or after `status.at` are ignored (the status is the newest)
  */
@@ -118,6 +127,7 @@ export function evaluateAlarms(
     ),
     pollerSilentAlarm(status, now, monitoring.pollerSilentPeriods),
     watermarkNullRowsAlarm(status),
+    watermarkStalledAlarm(status),
     kafkaLagAlarm(status, monitoring.maxKafkaOffsetLag),
   ];
 }
@@ -212,6 +222,25 @@ function watermarkNullRowsAlarm(status: PulseStatus & ProducerHealth): AlarmEval
         reason: `${plural(count, 'row')} with a NULL watermark column at the last poll (threshold: > 0): never read, quarantined`,
       }
     : { name, state: 'OK', reason: 'no row has a NULL watermark column' };
+}
+
+function watermarkStalledAlarm(status: PulseStatus & ProducerHealth): AlarmEvaluation {
+  const name = ALARM_NAMES.watermarkStalled;
+  if (!status.poller) {
+    return { name, state: 'INSUFFICIENT_DATA', reason: 'no db-poller runs are reported to the dashboard' };
+  }
+  const count = status.poller.watermarkStalledRows;
+  if (count === undefined) {
+    // As in CloudWatch, where the metric is missing (mark mode, a version counter, no run yet).
+    return { name, state: 'OK', reason: 'no watermark-mode poll on a timestamp column has counted a stall' };
+  }
+  return count > 0
+    ? {
+        name,
+        state: 'ALARM',
+        reason: `${plural(count, 'recent row')} more than the lookback behind the watermark at the last poll (threshold: > 0): no poll reads them`,
+      }
+    : { name, state: 'OK', reason: 'no recent row is out of the watermark’s reach' };
 }
 
 function pollerSilentAlarm(

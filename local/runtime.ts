@@ -192,12 +192,19 @@ export function startSchedule(
   logger: RuntimeLogger,
 ): {
   stop(): Promise<void>;
-  health(): { lastSuccessAt: string | null; since: string; watermarkNullRows?: number };
+  health(): {
+    lastSuccessAt: string | null;
+    since: string;
+    watermarkNullRows?: number;
+    watermarkStalledRows?: number;
+  };
 } {
   const since = new Date().toISOString();
   let lastSuccessAt: string | null = null;
   /** The last successful run's count of rows with a NULL watermark (watermark mode only). */
   let watermarkNullRows: number | undefined;
+  /** The last successful run's count of rows a stalled watermark left behind (watermark mode, timestamp column). */
+  let watermarkStalledRows: number | undefined;
   let stopped = false;
   let running: Promise<void> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;
@@ -217,9 +224,10 @@ export function startSchedule(
             functionName: 'pulse-db-poller',
             timeoutMs: settings.functions.dbPoller.timeoutSeconds * 1000,
           }),
-        )) as { nullWatermark?: unknown } | undefined;
+        )) as { nullWatermark?: unknown; stalled?: unknown } | undefined;
         lastSuccessAt = new Date().toISOString();
         watermarkNullRows = typeof summary?.nullWatermark === 'number' ? summary.nullWatermark : undefined;
+        watermarkStalledRows = typeof summary?.stalled === 'number' ? summary.stalled : undefined;
       } catch (err) {
         logger.error('scheduled invocation failed', err);
       }
@@ -232,6 +240,7 @@ export function startSchedule(
       lastSuccessAt,
       since,
       ...(watermarkNullRows !== undefined ? { watermarkNullRows } : {}),
+      ...(watermarkStalledRows !== undefined ? { watermarkStalledRows } : {}),
     }),
     async stop() {
       stopped = true;

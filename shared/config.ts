@@ -191,6 +191,8 @@ export interface DbPollerConfig extends ClientConfig {
   readonly maxMessageBytes: number;
   /** watermark mode: how far behind the watermark each poll reads again (0: not at all). */
   readonly watermarkLookbackSeconds: number;
+  /** watermark mode: how far past the database's `now()` a row may lie and still be read. */
+  readonly watermarkSkewSeconds: number;
 }
 
 /** Reads the db-poller's configuration. Throws ConfigError when a variable is missing or wrong. */
@@ -236,10 +238,25 @@ export function loadDbPollerConfig(env: Env = process.env): DbPollerConfig {
         .int('DB_WATERMARK_LOOKBACK_SECONDS must be a whole number of seconds, 0 or more')
         .min(0, 'DB_WATERMARK_LOOKBACK_SECONDS must be a whole number of seconds, 0 or more')
         .default(settings.dbPoller.watermarkLookbackSeconds),
+      DB_WATERMARK_SKEW_SECONDS: z.coerce
+        .number({ error: 'DB_WATERMARK_SKEW_SECONDS must be a whole number of seconds, 0 or more' })
+        .int('DB_WATERMARK_SKEW_SECONDS must be a whole number of seconds, 0 or more')
+        .min(0, 'DB_WATERMARK_SKEW_SECONDS must be a whole number of seconds, 0 or more')
+        .default(settings.dbPoller.watermarkSkewSeconds),
       SIGNALS_MAX_MESSAGE_BYTES: positiveInt('SIGNALS_MAX_MESSAGE_BYTES', settings.signals.maxMessageBytes),
     },
     env,
   );
+  const lookback = c.DB_WATERMARK_LOOKBACK_SECONDS;
+  const skew = c.DB_WATERMARK_SKEW_SECONDS;
+  if (lookback > 0 && skew >= lookback) {
+    // A row `skew` ahead moves the watermark that far past the present; a row written just after it, with
+    // the present as its time, would then sit `skew` behind the watermark: never read unless within the lookback.
+    throw new ConfigError(
+      `DB_WATERMARK_SKEW_SECONDS (${skew}) must be less than DB_WATERMARK_LOOKBACK_SECONDS (${lookback}): ` +
+        'rows written after one that far ahead would fall behind the lookback and never be read',
+    );
+  }
   return {
     s3ForcePathStyle: c.S3_FORCE_PATH_STYLE,
     signalsQueueUrl: c.SIGNALS_QUEUE_URL,
@@ -254,8 +271,27 @@ export function loadDbPollerConfig(env: Env = process.env): DbPollerConfig {
     maxQueueDepth: c.MAX_QUEUE_DEPTH,
     timeBudgetFraction: c.TIME_BUDGET_FRACTION,
     maxMessageBytes: c.SIGNALS_MAX_MESSAGE_BYTES,
-    watermarkLookbackSeconds: c.DB_WATERMARK_LOOKBACK_SECONDS,
+    watermarkLookbackSeconds: lookback,
+    watermarkSkewSeconds: skew,
   };
+}
+
+/**
+ * What an operator must hear about a db-poller configuration that works but can lose rows, logged once
+ * at cold start: watermark mode ordered by the event's own time (the default mapping) instead of a time
+ * the database sets when it writes the row.
+ */
+export function dbPollerConfigWarnings(
+  config: Pick<DbPollerConfig, 'mode' | 'columns' | 'watermarkLookbackSeconds'>,
+): string[] {
+  const { mode, columns } = config;
+  if (mode !== 'watermark' || columns.updatedAt !== columns.timestamp) return [];
+  return [
+    `watermark mode orders rows by "${columns.updatedAt}", the event time (DB_COLUMNS updatedAt = timestamp): ` +
+      `a row whose event time is more than ${config.watermarkLookbackSeconds} s (DB_WATERMARK_LOOKBACK_SECONDS) ` +
+      'behind the newest one read when it is written is never read. Map updatedAt to a column the database ' +
+      'sets on every write (updated_at = clock_timestamp() in a trigger), or use mark mode (docs/db-poller.md).',
+  ];
 }
 
 export interface KafkaConsumerConfig extends ClientConfig {

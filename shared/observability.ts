@@ -61,6 +61,16 @@ export const METRIC = {
   watermarkConflicts: 'WatermarkConflicts',
   /** watermark mode, every poll: rows whose watermark column is NULL (never read; quarantined). */
   watermarkNullRows: 'WatermarkNullRows',
+  /**
+   * watermark mode on a timestamp/date column, every poll: rows dated past the database's now() plus the
+   * skew (`'infinity'` too) or `'-infinity'` (not read, the watermark not moved; quarantined).
+   */
+  watermarkOutOfRangeRows: 'WatermarkOutOfRangeRows',
+  /**
+   * watermark mode on a timestamp/date column, every poll: rows of the last moments by the database's clock
+   * that sit more than the lookback behind the watermark, so no read returns them (a stalled watermark).
+   */
+  watermarkStalledRows: 'WatermarkStalledRows',
   /** watermark mode: rows read again by the lookback (not counted in RowsPolled / RowsSent). */
   rowsReread: 'RowsReread',
   kafkaRecordsDecoded: 'KafkaRecordsDecoded',

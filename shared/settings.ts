@@ -239,6 +239,15 @@ export const settings = {
      * turns it off (DB_WATERMARK_LOOKBACK_SECONDS). See docs/db-poller.md.
      */
     watermarkLookbackSeconds: 60,
+    /**
+     * watermark mode, on a timestamp or date column: no poll reads a row whose watermark column lies past
+     * the database's `now()` plus this many seconds (a clock ahead, a typo, `'infinity'`), so the watermark
+     * never moves past it either; such rows are quarantined until the database's clock reaches them
+     * (DB_WATERMARK_SKEW_SECONDS). Must be below the lookback: a row this far ahead moves the watermark
+     * this far past the present, and rows written after it must still fall within the lookback. See
+     * docs/db-poller.md.
+     */
+    watermarkSkewSeconds: 10,
   },
 
   kafka: {

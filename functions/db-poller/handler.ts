@@ -4,7 +4,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { createClients } from '../../shared/clients.ts';
-import { loadDbPollerConfig } from '../../shared/config.ts';
+import { dbPollerConfigWarnings, loadDbPollerConfig } from '../../shared/config.ts';
 import { createObservability } from '../../shared/observability.ts';
 import { createDbPool, LazyDbPool, readDbSecret } from './db.ts';
 import { parseSchedulerInvocation } from './events.ts';
@@ -14,6 +14,8 @@ const config = loadDbPollerConfig();
 const clients = createClients(config);
 const secrets = new SecretsManagerClient({ maxAttempts: 5 });
 const { logger, metrics } = createObservability('db-poller');
+// Once per cold start: a configuration that works but can lose rows (watermark mode on the event time).
+for (const warning of dbPollerConfigWarnings(config)) logger.warn(warning, { table: config.table });
 // The secret is read on the first invocation and the pool kept while the instance is warm.
 const db = new LazyDbPool(
   () => readDbSecret(secrets, config.dbSecretArn),

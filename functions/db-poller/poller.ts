@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -7,7 +6,9 @@ import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/obse
 import { putRejects, type RejectEntry, rejectsKey } from '../../shared/quarantine.ts';
 import { type SenderOptions, SignalSender } from '../../shared/sender.ts';
 import { normaliseSignal, type Signal } from '../../shared/signal.ts';
-import { buildSql, lookbackFrom, type PolledRow, type PollerSql, versionTag } from './sql.ts';
+import { rejectsPath, rowRecord, watermarkSignalId } from './rejects.ts';
+import { buildSql, lookbackFrom, type PolledRow, type PollerSql } from './sql.ts';
+import { type Horizon, startWatermark } from './unreadable.ts';
 import { type Watermark, WatermarkStore } from './watermark.ts';
 
 /**
@@ -37,6 +38,7 @@ export interface DbPool extends DbClient {
 export type PollerConfig = Pick<
   DbPollerConfig,
   | 'watermarkLookbackSeconds'
+  | 'watermarkSkewSeconds'
   | 'signalsQueueUrl'
   | 'quarantineBucket'
   | 'table'
@@ -75,6 +77,23 @@ export interface PollSummary {
   readonly reread?: number;
   /** watermark mode: rows whose watermark column is NULL (quarantined, never sent). */
   readonly nullWatermark?: number;
+  /**
+   * watermark mode, clock-typed column: rows dated past {@link horizon} (`'infinity'` too) or `'-infinity'`:
+   * quarantined, not read.
+   */
+  readonly outOfRange?: number;
+  /**
+   * watermark mode, clock-typed column: rows the watermark found at the start of the poll had left out of
+   * reach (see `countStalled`); 0 when there was no watermark yet.
+   */
+  readonly stalled?: number;
+  /** watermark mode, clock-typed column: the database's `now()` plus the skew; nothing past it was read. */
+  readonly horizon?: string;
+  /** watermark mode: the watermark was found past {@link horizon} and moved back, from and to. */
+  readonly rewound?: {
+    readonly from: { readonly value: string; readonly id: string };
+    readonly to: { readonly value: string; readonly id: string };
+  };
   readonly sent: number;
   readonly rejected: number;
   readonly stoppedBy: StopReason;
@@ -101,8 +120,9 @@ export async function poll(deps: PollerDeps): Promise<PollSummary> {
     config.mode === 'watermark'
       ? new WatermarkStore(deps.doc, config.watermarkTable, config.table)
       : undefined;
-  let watermark = store ? await store.read() : undefined;
-  const nullWatermark = store ? await quarantineNullWatermarks(deps, sql, now) : undefined;
+  const start = store ? await startWatermark(deps, sql, store, now) : undefined;
+  let watermark = start?.watermark;
+  const horizon = start?.horizon;
   let reread = watermark ? rereadWindow(config, watermark) : undefined;
 
   let rounds = 0;
@@ -112,6 +132,12 @@ export async function poll(deps: PollerDeps): Promise<PollSummary> {
   let rejected = 0;
   let stoppedBy: StopReason;
   for (;;) {
+    if (start?.lostRace) {
+      stoppedBy = 'lost-race';
+      metrics.addMetric(METRIC.watermarkConflicts, MetricUnit.Count, 1);
+      logger.info('Another poller moved the watermark first; stopping');
+      break;
+    }
     if (now() >= deadline) {
       stoppedBy = 'time-budget';
       metrics.addMetric(METRIC.pollerTimeBudgetStops, MetricUnit.Count, 1);
@@ -133,7 +159,7 @@ export async function poll(deps: PollerDeps): Promise<PollSummary> {
       continue;
     }
     if (store) {
-      const out = await watermarkRound(deps, sql, store, watermark, now);
+      const out = await watermarkRound(deps, sql, store, watermark, horizon, now);
       round = out;
       if (out.watermark) watermark = out.watermark;
     } else {
@@ -161,7 +187,11 @@ export async function poll(deps: PollerDeps): Promise<PollSummary> {
     mode: config.mode,
     rounds,
     rows,
-    ...(store ? { reread: rereadRows, nullWatermark } : {}),
+    ...(store ? { reread: rereadRows, nullWatermark: start?.nullWatermark } : {}),
+    ...(start?.horizon
+      ? { outOfRange: start.outOfRange, stalled: start.stalled, horizon: start.horizon.horizon }
+      : {}),
+    ...(start?.rewound ? { rewound: start.rewound } : {}),
     sent,
     rejected,
     stoppedBy,
@@ -242,14 +272,11 @@ async function watermarkRound(
   sql: PollerSql,
   store: WatermarkStore,
   watermark: Watermark | undefined,
+  horizon: Horizon | undefined,
   now: () => number,
 ): Promise<RoundResult & { watermark?: Watermark }> {
   const { config } = deps;
-  const { rows } = (
-    watermark
-      ? await deps.db.query(sql.readAfter, [watermark.value, watermark.id, config.batchSize])
-      : await deps.db.query(sql.readFirst, [config.batchSize])
-  ) as { rows: PolledRow[] };
+  const rows = await readPast(deps, sql, watermark, horizon);
   const last = rows.at(-1);
   if (!last || last.pulse_wm === null || last.pulse_wm === undefined)
     return { rows: 0, sent: 0, rejected: 0 };
@@ -260,6 +287,28 @@ async function watermarkRound(
   const next = await store.advance(watermark, { value: last.pulse_wm, id: last.pulse_id });
   if (!next) return { ...out, lostRace: true };
   return { ...out, watermark: next };
+}
+
+/**
+ * The next batch past the watermark (from the first row without one). On a clock-typed column, within the
+ * horizon: nothing past it is read, so the watermark never moves past it.
+ */
+async function readPast(
+  deps: PollerDeps,
+  sql: PollerSql,
+  watermark: Watermark | undefined,
+  horizon: Horizon | undefined,
+): Promise<PolledRow[]> {
+  const { db, config } = deps;
+  const limit = config.batchSize;
+  const out = horizon
+    ? watermark
+      ? await db.query(sql.horizon.readAfter, [watermark.value, watermark.id, limit, horizon.horizon])
+      : await db.query(sql.horizon.readFirst, [limit, horizon.horizon])
+    : watermark
+      ? await db.query(sql.readAfter, [watermark.value, watermark.id, limit])
+      : await db.query(sql.readFirst, [limit]);
+  return out.rows as PolledRow[];
 }
 
 /** What the lookback still has to read again: past `after` (from `from` at first) up to `upTo`. */
@@ -310,90 +359,6 @@ async function rereadRound(
   if (rows.length < config.batchSize || !last || last.pulse_wm === null || last.pulse_wm === undefined)
     return out;
   return { ...out, next: { ...window, after: { value: last.pulse_wm, id: last.pulse_id } } };
-}
-
-/**
- * watermark: rows whose watermark column is NULL have no position, so no read ever returns them. Each poll
- * counts them (a metric, also when 0) and quarantines the first `batchSize` of them, by id, with the
- * reason, under a key that a poll finding the same rows overwrites (so one object per day while they stay).
- */
-async function quarantineNullWatermarks(
-  deps: PollerDeps,
-  sql: PollerSql,
-  now: () => number,
-): Promise<number> {
-  const { config, metrics } = deps;
-  const c = config.columns;
-  const { rows } = (await deps.db.query(sql.readNullWatermark, [config.batchSize])) as { rows: PolledRow[] };
-  const count = Number(rows[0]?.pulse_nulls ?? 0);
-  metrics.addMetric(METRIC.watermarkNullRows, MetricUnit.Count, count);
-  if (rows.length === 0) return 0;
-  const reason = `${c.updatedAt} is NULL: watermark mode cannot order this row`;
-  const rejects = rows.map((row) => ({
-    id: row.pulse_id,
-    ref: `db:${config.table}:${row.pulse_id}`,
-    reason,
-    record: rowRecord(c, row),
-  }));
-  const key = rejectsKey('db', rejectsPath(config.table, new Date(now()), rejects, 'watermark-null'));
-  await putRejects(
-    deps.s3,
-    config.quarantineBucket,
-    key,
-    rejects.map(({ id: _id, ...entry }) => entry),
-  );
-  deps.logger.warn('Rows with a NULL watermark column are never read; quarantined', {
-    column: c.updatedAt,
-    count,
-    quarantined: rejects.length,
-    key,
-  });
-  return count;
-}
-
-/** Ids used as they are in a rejects key: short, and plain in any key and tool (`-` joins two of them). */
-const PLAIN_ID = /^[A-Za-z0-9_]{1,40}$/;
-
-/**
- * The path under `rejects/db/` of one batch's rejects: `<table>/<date>/[<kind>/]<first>-<last>[.<digest>]`.
- * The first and last rejected ids are kept as they are when plain (`11-16`), else shown cut down to safe
- * characters; the digest (a sha256 of every reject's ref) is added then, and whenever `kind` is given or
- * the refs carry versions (watermark mode), so that the key stays under S3's 1,024 bytes whatever the ids
- * (at most ~190 bytes), and the rejects of another batch, or of another version of the same rows, never
- * overwrite these, while the same batch read again overwrites its own object.
- */
-export function rejectsPath(
-  table: string,
-  day: Date,
-  rejects: readonly { readonly id: string; readonly ref: string }[],
-  kind?: 'versioned' | 'watermark-null',
-): string {
-  const first = rejects[0]?.id ?? '';
-  const last = rejects.at(-1)?.id ?? '';
-  const plain = PLAIN_ID.test(first) && PLAIN_ID.test(last);
-  const shown = (id: string) => (PLAIN_ID.test(id) ? id : id.replace(/[^A-Za-z0-9_]/g, '_').slice(0, 24));
-  const ids = `${shown(first)}-${shown(last)}`;
-  const dir = `${table}/${day.toISOString().slice(0, 10)}/${kind === 'watermark-null' ? `${kind}/` : ''}`;
-  if (plain && !kind) return `${dir}${ids}`;
-  const hash = createHash('sha256');
-  for (const r of rejects) hash.update(r.ref).update('\n');
-  return `${dir}${ids}.${hash.digest('hex').slice(0, 16)}`;
-}
-
-/** `db:<table>:<id>@<version>`: the id of one version of a row, in watermark mode. */
-export function watermarkSignalId(table: string, row: Pick<PolledRow, 'pulse_id' | 'pulse_wm'>): string {
-  return `db:${table}:${row.pulse_id}@${versionTag(String(row.pulse_wm))}`;
-}
-
-/** A polled row as the table holds it, by its column names (for a reject). */
-function rowRecord(c: PollerConfig['columns'], row: PolledRow): Record<string, unknown> {
-  return {
-    [c.id]: row.pulse_id,
-    [c.name]: row.pulse_name,
-    [c.value]: row.pulse_value,
-    ...(c.source ? { [c.source]: row.pulse_source } : {}),
-    [c.timestamp]: row.pulse_ts,
-  };
 }
 
 /**

@@ -28,6 +28,8 @@ export const COL = {
   watermark: 'pulse_wm',
   /** How many rows have a NULL watermark column. */
   nulls: 'pulse_nulls',
+  /** How many rows a count or a windowed read matched (bigint as text). */
+  count: 'pulse_count',
 } as const;
 
 /** A row as the poller's SELECTs return it. */
@@ -42,6 +44,63 @@ export interface PolledRow {
   readonly pulse_wm?: string | null;
   /** {@link PollerSql.readNullWatermark} only: how many rows have a NULL watermark column (bigint as text). */
   readonly pulse_nulls?: string | number;
+  /** {@link HorizonSql.readOutOfRange} only: how many rows lie out of the readable range (bigint as text). */
+  readonly pulse_count?: string | number;
+}
+
+/** What {@link PollerSql.probe} returns: the watermark column's type and the database's clock, as text. */
+export interface ProbeRow {
+  /** `pg_typeof` of the watermark column: `timestamp with time zone`, `bigint`, ... */
+  readonly pulse_type: string;
+  /** The database's `now()`. */
+  readonly pulse_now: string;
+  /** The database's `now()` plus the skew: no row past it is read. */
+  readonly pulse_horizon: string;
+}
+
+/** What {@link HorizonSql.countStalled} returns. */
+export interface StallRow {
+  /** Rows of the fresh window that sit behind the watermark's reach (bigint as text). */
+  readonly pulse_count: string | number;
+  /** Whether the watermark lies past the horizon (stored there by a version without the horizon). */
+  readonly pulse_beyond: boolean;
+}
+
+/** Types whose values the database's clock orders: watermark mode bounds its reads by `now()` for these. */
+const CLOCK_TYPES = new Set(['timestamp with time zone', 'timestamp without time zone', 'date']);
+
+/** Whether a watermark column of this type (`pg_typeof`) is bounded by the database's clock. */
+export function isClockType(type: string): boolean {
+  return CLOCK_TYPES.has(type);
+}
+
+/**
+ * watermark mode on a clock-typed column (timestamp, timestamptz, date): the statements that keep the reads
+ * within the database's clock. `'-infinity'` and values past the horizon (`now()` plus the skew; `'infinity'`
+ * too) are out of the readable range. Bounds are `timestamptz` parameters compared with the column (a
+ * `timestamp` is read as UTC, the session's zone), so the column's index serves them.
+ */
+export interface HorizonSql {
+  /** `$1` = limit, `$2` = horizon. As {@link PollerSql.readFirst}, within the readable range. */
+  readonly readFirst: string;
+  /** `$1` = value, `$2` = id, `$3` = limit, `$4` = horizon. As {@link PollerSql.readAfter}, within the readable range. */
+  readonly readAfter: string;
+  /**
+   * `$1` = horizon, `$2` = limit. Rows out of the readable range (past the horizon, or `'-infinity'`), in
+   * watermark order, each with the count of all of them.
+   */
+  readonly readOutOfRange: string;
+  /**
+   * `$1` = now, `$2` = horizon, `$3` = watermark value, `$4` = lookback seconds, `$5` = fresh seconds. How
+   * many rows of the fresh window (from `$5` seconds before now up to the horizon) lie more than the lookback
+   * behind the watermark, so that no read returns them; and whether the watermark lies past the horizon.
+   */
+  readonly countStalled: string;
+  /**
+   * `$1` = instant, `$2` = horizon (timestamptz text). The position of the last row dated before the earlier
+   * of the two (greatest value, then id), `'-infinity'` left out: where a watermark moved back resumes.
+   */
+  readonly lastBefore: string;
 }
 
 export interface PollerSql {
@@ -65,6 +124,13 @@ export interface PollerSql {
    * statements above), by id, each with the count of all of them.
    */
   readonly readNullWatermark: string;
+  /**
+   * watermark: `$1` = skew seconds. The watermark column's type, and the database's clock: `now()`, and
+   * `now()` plus the skew (the horizon).
+   */
+  readonly probe: string;
+  /** The statements of a clock-typed watermark column. */
+  readonly horizon: HorizonSql;
 }
 
 /** Builds the poller's statements for a table and its column mapping. */
@@ -87,6 +153,21 @@ export function buildSql(table: string, columns: DbColumns): PollerSql {
     `${c.timestamp} AS ${COL.timestamp}`,
   ].join(', ');
   const wmFields = `${fields}, ${c.updatedAt}::text AS ${COL.watermark}`;
+  const order = `ORDER BY ${c.updatedAt}, ${c.id}`;
+  const readable = (horizon: string) =>
+    `${c.updatedAt} > '-infinity'::timestamptz AND ${c.updatedAt} <= ${horizon}::timestamptz`;
+  const minusInfinity = `${c.updatedAt} = '-infinity'::timestamptz`;
+  const pastHorizon = `${c.updatedAt} > $1::timestamptz`;
+  // The out-of-range read's branches carry their sort keys (the column and the key, typed) for the merge.
+  const orderedFields = `${wmFields}, ${c.updatedAt} AS pulse_at, ${c.id} AS pulse_key`;
+  const outputs = [
+    COL.id,
+    COL.name,
+    COL.value,
+    ...(c.source ? [COL.source] : []),
+    COL.timestamp,
+    COL.watermark,
+  ];
 
   return {
     claim:
@@ -108,6 +189,31 @@ export function buildSql(table: string, columns: DbColumns): PollerSql {
     readNullWatermark:
       `SELECT ${fields}, count(*) OVER () AS ${COL.nulls} FROM ${t} AS t WHERE ${c.updatedAt} IS NULL ` +
       `ORDER BY ${c.id} LIMIT $1`,
+    probe:
+      `SELECT pg_typeof((SELECT ${c.updatedAt} FROM ${t} AS t LIMIT 0))::text AS pulse_type, ` +
+      'now()::text AS pulse_now, (now() + make_interval(secs => $1))::text AS pulse_horizon',
+    horizon: {
+      readFirst: `SELECT ${wmFields} FROM ${t} AS t WHERE ${readable('$2')} ${order} LIMIT $1`,
+      readAfter:
+        `SELECT ${wmFields} FROM ${t} AS t WHERE (${c.updatedAt}, ${c.id}) > ($1, $2) AND ${readable('$4')} ` +
+        `${order} LIMIT $3`,
+      // Two index range scans merged, not one OR, which PostgreSQL reads as a scan of the whole index.
+      readOutOfRange:
+        `SELECT ${outputs.map((o) => `o.${o}`).join(', ')}, ` +
+        `(SELECT count(*) FROM ${t} AS t WHERE ${minusInfinity}) + ` +
+        `(SELECT count(*) FROM ${t} AS t WHERE ${pastHorizon}) AS ${COL.count} FROM (` +
+        `(SELECT ${orderedFields} FROM ${t} AS t WHERE ${minusInfinity} ORDER BY ${c.id} LIMIT $2) UNION ALL ` +
+        `(SELECT ${orderedFields} FROM ${t} AS t WHERE ${pastHorizon} ${order} LIMIT $2)` +
+        ') AS o ORDER BY o.pulse_at, o.pulse_key LIMIT $2',
+      countStalled:
+        `SELECT count(*) AS ${COL.count}, ($3::timestamptz > $2::timestamptz) AS pulse_beyond FROM ${t} AS t ` +
+        `WHERE ${c.updatedAt} >= $1::timestamptz - make_interval(secs => $5) AND ${c.updatedAt} <= $2::timestamptz ` +
+        `AND ${c.updatedAt} < $3::timestamptz - make_interval(secs => $4)`,
+      lastBefore:
+        `SELECT ${c.updatedAt}::text AS ${COL.watermark}, ${c.id}::text AS ${COL.id} FROM ${t} AS t ` +
+        `WHERE ${c.updatedAt} > '-infinity'::timestamptz AND ${c.updatedAt} < LEAST($1::timestamptz, $2::timestamptz) ` +
+        `ORDER BY ${c.updatedAt} DESC, ${c.id} DESC LIMIT 1`,
+    },
   };
 }
 

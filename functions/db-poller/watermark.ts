@@ -13,6 +13,8 @@ export interface Watermark {
   readonly id: string;
   /** 0 when no item exists yet. */
   readonly version: number;
+  /** When it was last moved (ISO-8601, the poller's clock), when the item says. */
+  readonly advancedAt?: string;
 }
 
 export interface WatermarkItem {
@@ -23,6 +25,8 @@ export interface WatermarkItem {
   readonly version: number;
   readonly table: string;
   readonly advancedAt: string;
+  /** Set when a poll moved the watermark back (it lay past the database's clock): where it was. */
+  readonly rewoundFrom?: { readonly value: string; readonly id: string };
 }
 
 export const watermarkKey = (table: string) => ({ pk: `watermark#${table}`, sk: 'watermark' as const });
@@ -45,25 +49,34 @@ export class WatermarkStore {
     );
     const item = out.Item as Partial<WatermarkItem> | undefined;
     if (!item || typeof item.value !== 'string' || typeof item.id !== 'string') return undefined;
-    return { value: item.value, id: item.id, version: Number(item.version ?? 0) };
+    return {
+      value: item.value,
+      id: item.id,
+      version: Number(item.version ?? 0),
+      ...(typeof item.advancedAt === 'string' ? { advancedAt: item.advancedAt } : {}),
+    };
   }
 
   /**
    * Moves the watermark from `from` (version 0: no item yet) to `to`. Returns the new watermark, or
-   * undefined when another poller moved it first (the race is lost; nothing is written).
+   * undefined when another poller moved it first (the race is lost; nothing is written). `rewound`: the
+   * move is backwards, and the item keeps where it came from.
    */
   async advance(
     from: Watermark | undefined,
     to: { value: string; id: string },
+    opts: { readonly rewound?: boolean } = {},
   ): Promise<Watermark | undefined> {
     const version = (from?.version ?? 0) + 1;
+    const advancedAt = new Date().toISOString();
     const item: WatermarkItem = {
       ...watermarkKey(this.#dbTable),
       value: to.value,
       id: to.id,
       version,
       table: this.#dbTable,
-      advancedAt: new Date().toISOString(),
+      advancedAt,
+      ...(opts.rewound && from ? { rewoundFrom: { value: from.value, id: from.id } } : {}),
     };
     try {
       await this.#doc.send(
@@ -83,7 +96,7 @@ export class WatermarkStore {
       if (isConditionFailed(err)) return undefined;
       throw err;
     }
-    return { value: to.value, id: to.id, version };
+    return { value: to.value, id: to.id, version, advancedAt };
   }
 }
 

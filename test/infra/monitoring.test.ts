@@ -112,6 +112,22 @@ describe('dashboard and alarms', () => {
     });
   });
 
+  it('alarms on a stalled watermark (recent rows out of its reach), only when the poller is deployed', () => {
+    // Prepare
+    const wired = synth({ dbSecretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf' });
+    // Assess
+    expect(named(t, 'WatermarkStalled')).toHaveLength(0);
+    expect(named(wired, 'WatermarkStalled')[0]).toMatchObject({
+      MetricName: 'WatermarkStalledRows',
+      Namespace: settings.metricsNamespace,
+      Dimensions: [{ Name: 'service', Value: 'db-poller' }],
+      Statistic: 'Maximum',
+      Threshold: 0,
+      ComparisonOperator: 'GreaterThanThreshold',
+      TreatMissingData: 'notBreaching',
+    });
+  });
+
   it('declares every alarm the offline dashboard evaluates, under the same name', () => {
     // Prepare
     const wired = synth({

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { GetCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import type { Context } from 'aws-lambda';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
@@ -9,8 +9,10 @@ import { destroyClients, LOCAL_CREDENTIALS, LOCAL_REGION, makeClients } from '..
 import { lambdaContext } from '../../local/lambda-context.ts';
 import { resourceNames } from '../../local/names.ts';
 import { createResources, type LocalResources } from '../../local/resources.ts';
+import { settings } from '../../shared/settings.ts';
 import type { Signal } from '../../shared/signal.ts';
 import { countById, drainSignals as drainSignalsOf } from '../helpers/signals.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 /**
  * The db-poller against a real PostgreSQL 15 (test/setup/postgres.ts) and moto (SQS, S3, DynamoDB,
@@ -313,6 +315,185 @@ describe('db-poller (PostgreSQL + moto)', () => {
     expect(lines.map((l: { ref: string; reason: string }) => [l.ref, l.reason])).toEqual([
       ['db:wm_null:2', 'timestamp is NULL: watermark mode cannot order this row'],
     ]);
+  });
+
+  /** Every line of the quarantine objects under `rejects/db/<table>/<today>/<folder>/`, and the objects' keys. */
+  const quarantined = async (table: string, folder: string) => {
+    const { ListObjectsV2Command, GetObjectCommand } = await import('@aws-sdk/client-s3');
+    const day = new Date().toISOString().slice(0, 10);
+    const listed = await clients.s3.send(
+      new ListObjectsV2Command({ Bucket: names.bucket, Prefix: `rejects/db/${table}/${day}/${folder}/` }),
+    );
+    const keys = (listed.Contents ?? []).map((o) => o.Key ?? '');
+    const lines: { ref: string; reason: string }[] = [];
+    for (const key of keys) {
+      const body = await clients.s3.send(new GetObjectCommand({ Bucket: names.bucket, Key: key }));
+      for (const l of ((await body.Body?.transformToString()) ?? '').trim().split('\n'))
+        lines.push(JSON.parse(l));
+    }
+    return { keys, lines };
+  };
+  const watermarkItem = async (table: string) =>
+    (
+      await clients.doc.send(
+        new GetCommand({ TableName: names.ledgerTable, Key: { pk: `watermark#${table}`, sk: 'watermark' } }),
+      )
+    ).Item as { value: string; id: string; version: number } | undefined;
+  /** Whether a watermark value lies within the database's now() plus `skew` seconds (asked of the database). */
+  const withinHorizon = async (value: string, skew: number) =>
+    (
+      await db.query<{ ok: boolean }>('SELECT $1::timestamptz <= now() + make_interval(secs => $2) AS ok', [
+        value,
+        skew,
+      ])
+    ).rows[0]?.ok;
+
+  it("watermark mode never reads past the database's now() plus the skew: far-future, 'infinity' and '-infinity' rows are quarantined and later rows still read", async () => {
+    // Prepare: with the default mapping the watermark is the event time; three rows lie out of range.
+    await db.query(TABLE_DDL('wm_future'));
+    await db.query('CREATE INDEX ON wm_future (timestamp, id)');
+    await db.query(`
+      INSERT INTO wm_future (name, value, source, timestamp) VALUES
+        ('a', 1, 'h', now() - interval '30 seconds'), ('far', 2, 'h', '2999-01-01T00:00:00Z'),
+        ('inf', 3, 'h', 'infinity'), ('b', 4, 'h', now() - interval '20 seconds'), ('ninf', 5, 'h', '-infinity')`);
+    const handler = await coldStart(env('wm_future', 'watermark'));
+    // Act: a poll, two rows written after it, another poll.
+    const first = await invoke(handler);
+    await db.query(
+      `INSERT INTO wm_future (name, value, source, timestamp) VALUES ('c', 6, 'h', now()), ('d', 7, 'h', now())`,
+    );
+    const second = await invoke(handler);
+    const signals = await drainSignals();
+    // Assess: every row within the horizon sent (a and b again by the lookback), none of the other three.
+    expect([...new Set(signals.map((s) => s.name))].sort()).toEqual(['a', 'b', 'c', 'd']);
+    expect(countById(signals).size).toBe(4);
+    expect(first).toMatchObject({ rows: 2, sent: 2, outOfRange: 3, stalled: 0 });
+    expect(second).toMatchObject({ rows: 2, sent: 2, reread: 2, outOfRange: 3, stalled: 0 });
+    const item = await watermarkItem('wm_future');
+    expect(item).toMatchObject({ id: '7' });
+    expect(await withinHorizon(item?.value ?? 'infinity', settings.dbPoller.watermarkSkewSeconds)).toBe(true);
+    expect(second.watermark?.value).toBe(item?.value);
+    // Quarantined by both polls under one key, in watermark order, each with its version and reason.
+    const { keys, lines } = await quarantined('wm_future', 'watermark-out-of-range');
+    expect(keys).toHaveLength(1);
+    expect(lines.map((l) => [l.ref, l.reason])).toEqual([
+      ['db:wm_future:5@-infinity', "timestamp is '-infinity': watermark mode never reads this row"],
+      [
+        'db:wm_future:2@2999-01-01T00:00:00.000000Z',
+        `timestamp 2999-01-01T00:00:00.000000Z is past the database's now() + ${settings.dbPoller.watermarkSkewSeconds} s: not read, and the watermark not moved, until the database's clock reaches it`,
+      ],
+      ['db:wm_future:3@infinity', "timestamp is 'infinity': watermark mode never reads this row"],
+    ]);
+  });
+
+  it("watermark mode reads a row dated past the horizon, like any other, once the database's clock reaches it", async () => {
+    // Prepare: a 1 s skew; one row 3 s ahead of the database's clock.
+    await db.query(TABLE_DDL('wm_ahead'));
+    await db.query(`
+      INSERT INTO wm_ahead (name, value, source, timestamp) VALUES
+        ('now', 1, 'h', now()), ('ahead', 2, 'h', now() + interval '3 seconds')`);
+    const handler = await coldStart({ ...env('wm_ahead', 'watermark'), DB_WATERMARK_SKEW_SECONDS: '1' });
+    const first = await invoke(handler);
+    const firstSignals = await drainSignals();
+    // Act: once the database's clock (plus the skew) reaches it.
+    await waitUntil("the database's clock to reach the row", async () => {
+      const { rows } = await db.query<{ due: boolean }>(
+        `SELECT now() + interval '1 second' >= timestamp AS due FROM wm_ahead WHERE name = 'ahead'`,
+      );
+      return rows[0]?.due === true;
+    });
+    const second = await invoke(handler);
+    const secondSignals = await drainSignals();
+    // Assess: held (quarantined, the watermark behind it) then read past the watermark, under the same id.
+    expect(first).toMatchObject({ rows: 1, outOfRange: 1 });
+    expect(firstSignals.map((s) => s.name)).toEqual(['now']);
+    const { lines } = await quarantined('wm_ahead', 'watermark-out-of-range');
+    expect(lines).toHaveLength(1);
+    expect(second).toMatchObject({ rows: 1, sent: 1, outOfRange: 0, stalled: 0 });
+    const ahead = secondSignals.find((s) => s.name === 'ahead');
+    expect(ahead?.id).toBe(lines[0]?.ref);
+    expect((await watermarkItem('wm_ahead'))?.id).toBe('2');
+  });
+
+  it('watermark mode heals a watermark an older version left in the future: the stranded rows are sent, the stall counted once', async () => {
+    // Prepare: rows read before the stall, then an older version moved the watermark to 2999 (40 s ago) and
+    // five rows were written since: more than the lookback behind that watermark, so never read.
+    await db.query(TABLE_DDL('wm_heal'));
+    await db.query(`
+      INSERT INTO wm_heal (name, value, source, timestamp) VALUES
+        ('before', 1, 'h', now() - interval '302 seconds'), ('before', 2, 'h', now() - interval '301 seconds'),
+        ('before', 3, 'h', now() - interval '300 seconds'), ('far', 4, 'h', '2999-01-01T00:00:00Z')`);
+    await db.query(`
+      INSERT INTO wm_heal (name, value, source, timestamp)
+      SELECT 'stranded', 10 + i, 'h', now() - interval '30 seconds' + i * interval '5 seconds'
+      FROM generate_series(1, 5) AS i`);
+    await clients.doc.send(
+      new PutCommand({
+        TableName: names.ledgerTable,
+        Item: {
+          pk: 'watermark#wm_heal',
+          sk: 'watermark',
+          value: '2999-01-01 00:00:00+00',
+          id: '4',
+          version: 7,
+          table: 'wm_heal',
+          advancedAt: new Date(Date.now() - 40_000).toISOString(),
+        },
+      }),
+    );
+    const handler = await coldStart(env('wm_heal', 'watermark'));
+    // Act
+    const healing = await invoke(handler);
+    const after = await invoke(handler);
+    const signals = await drainSignals();
+    // Assess: moved back to the last row before the stall (less lookback and skew), the five rows sent.
+    const stranded = signals.filter((s) => s.name === 'stranded');
+    expect(countById(stranded).size).toBe(5);
+    expect(signals.some((s) => s.name === 'far')).toBe(false);
+    expect(healing).toMatchObject({
+      stalled: 5,
+      rewound: { from: { value: '2999-01-01 00:00:00+00', id: '4' }, to: { id: '3' } },
+      rows: 5,
+      sent: 5,
+      outOfRange: 1,
+    });
+    expect(after).toMatchObject({ stalled: 0, rows: 0 });
+    expect(after).not.toHaveProperty('rewound');
+    const item = await watermarkItem('wm_heal');
+    expect(item).toMatchObject({ id: '9', version: 9 });
+    expect(await withinHorizon(item?.value ?? 'infinity', settings.dbPoller.watermarkSkewSeconds)).toBe(true);
+  });
+
+  it('watermark mode bounds a timestamp without time zone column by the same clock, and leaves a bigint version counter unbounded', async () => {
+    // Prepare: a wall-clock timestamp column (read as UTC) and a version counter, each with a row far ahead.
+    await db.query(TABLE_DDL('wm_local'));
+    await db.query('ALTER TABLE wm_local ALTER COLUMN timestamp TYPE timestamp without time zone');
+    await db.query(`
+      INSERT INTO wm_local (name, value, source, timestamp) VALUES
+        ('now', 1, 'h', now() AT TIME ZONE 'UTC'), ('far', 2, 'h', '2999-01-01 00:00:00')`);
+    await db.query(TABLE_DDL('wm_counter'));
+    await db.query('ALTER TABLE wm_counter ADD COLUMN version bigint');
+    await db.query(`
+      INSERT INTO wm_counter (name, value, source, timestamp, version) VALUES
+        ('one', 1, 'h', now(), 1), ('big', 2, 'h', now(), 9000000000000000000)`);
+    const local = await coldStart(env('wm_local', 'watermark'));
+    const localSummary = await invoke(local);
+    const localSignals = await drainSignals();
+    const counter = await coldStart({
+      ...env('wm_counter', 'watermark'),
+      DB_COLUMNS: JSON.stringify({ updatedAt: 'version' }),
+    });
+    // Act
+    const counterSummary = await invoke(counter);
+    const counterSignals = await drainSignals();
+    // Assess
+    expect(localSignals.map((s) => s.name)).toEqual(['now']);
+    expect(localSummary).toMatchObject({ rows: 1, outOfRange: 1, stalled: 0 });
+    const { lines } = await quarantined('wm_local', 'watermark-out-of-range');
+    expect(lines.map((l) => l.ref)).toEqual(['db:wm_local:2@2999-01-01T00:00:00.000000']);
+    expect(counterSignals.map((s) => s.name)).toEqual(['one', 'big']);
+    expect(counterSummary).toMatchObject({ rows: 2, watermark: { value: '9000000000000000000', id: '2' } });
+    expect(counterSummary).not.toHaveProperty('horizon');
   });
 
   it('reads a timestamp without time zone as UTC whatever the poller process time zone', async () => {

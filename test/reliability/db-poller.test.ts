@@ -4,11 +4,13 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import type { DbPool, PollSummary } from '../../functions/db-poller/poller.ts';
 import { poll } from '../../functions/db-poller/poller.ts';
+import { watermarkSignalId } from '../../functions/db-poller/rejects.ts';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/clients.ts';
 import { lambdaContext } from '../../local/lambda-context.ts';
 import { uniquePrefix } from '../../local/names.ts';
 import { loadDbPollerConfig } from '../../shared/config.ts';
 import { createObservability } from '../../shared/observability.ts';
+import { settings } from '../../shared/settings.ts';
 import { decodeSignals } from '../helpers/signals.ts';
 import { startWorker } from '../helpers/workers.ts';
 import { type Handler, setUpPipeline, waitFor } from '../integration/pipeline.ts';
@@ -274,5 +276,124 @@ describe('db-poller: concurrent pollers and crashes between send and commit', ()
       series: [{ source: 'rdb', name: table, count: 150 }],
       quarantine: { under: `db/${table}/`, refs: [] },
     });
+  });
+
+  it("watermark mode with a far-future row and 'infinity' among the rows, and a stall an older version left: every row scored once", async () => {
+    // Prepare: 40 rows from 2 min ago, with a row dated 2999 and one dated 'infinity' among them; the
+    // watermark is the event time (the default mapping). Metrics on, to read the stall metric's EMF.
+    const table = 'rdb_future';
+    const skew = settings.dbPoller.watermarkSkewSeconds;
+    await db.query(`
+      CREATE TABLE "${table}" (
+        id bigserial PRIMARY KEY, name text, value double precision, source text,
+        timestamp timestamptz, processed boolean NOT NULL DEFAULT false)`);
+    await db.query(`CREATE INDEX ON "${table}" (timestamp, id)`);
+    const insertRows = (n: number, from: string, step: string) =>
+      db.query(`
+        INSERT INTO "${table}" (name, value, source, timestamp)
+        SELECT '${table}', (i % 13) * 1.5, 'rdb', now() - interval '${from}' + i * interval '${step}'
+        FROM generate_series(1, ${n}) AS i`);
+    await insertRows(20, '120 seconds', '1 second');
+    await db.query(`
+      INSERT INTO "${table}" (name, value, source, timestamp) VALUES
+        ('${table}', 1, 'rdb', '2999-06-01T00:00:00Z'), ('${table}', 2, 'rdb', 'infinity')`);
+    await insertRows(20, '100 seconds', '1 second');
+    const outOfRange = (
+      await db.query<{ id: string }>(`SELECT id::text FROM "${table}" WHERE timestamp > now() ORDER BY id`)
+    ).rows.map((r) => r.id);
+    const handler = await coldStart({ ...env(table, 'watermark'), POWERTOOLS_METRICS_DISABLED: 'false' });
+    const stalledMetric: number[] = [];
+    const pollOnce = async () => {
+      const write = process.stdout.write.bind(process.stdout);
+      const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+        const text = String(chunk);
+        if (!text.includes('"CloudWatchMetrics"')) return write(chunk);
+        for (const line of text.split('\n').filter((l) => l.includes('"WatermarkStalledRows"')))
+          stalledMetric.push(
+            Number((JSON.parse(line) as { WatermarkStalledRows: number }).WatermarkStalledRows),
+          );
+        return true;
+      });
+      try {
+        return await invoke(handler);
+      } finally {
+        spy.mockRestore();
+      }
+    };
+
+    // Act: a poll; 30 more rows; a poll; then an older version's poll moves the watermark to the 2999 row
+    // (as it did before the horizon) and 20 rows are written behind it; two polls of this version.
+    const first = await pollOnce();
+    await insertRows(30, '5 seconds', '100 milliseconds');
+    const second = await pollOnce();
+    const { GetCommand, PutCommand } = await import('@aws-sdk/lib-dynamodb');
+    const key = { pk: `watermark#${table}`, sk: 'watermark' };
+    const current = await p.clients.doc.send(
+      new GetCommand({ TableName: p.names.ledgerTable, Key: key, ConsistentRead: true }),
+    );
+    await p.clients.doc.send(
+      new PutCommand({
+        TableName: p.names.ledgerTable,
+        Item: {
+          ...key,
+          value: '2999-06-01 00:00:00+00',
+          id: outOfRange[0],
+          version: Number(current.Item?.version) + 1,
+          table,
+          advancedAt: new Date().toISOString(),
+        },
+      }),
+    );
+    await insertRows(20, '3 seconds', '100 milliseconds');
+    const healing = await pollOnce();
+    const healed = await pollOnce();
+    p.start('signals', countingScorer);
+    const normal = (
+      await db.query<{ id: string; wm: string }>(
+        `SELECT id::text, timestamp::text AS wm FROM "${table}" WHERE timestamp <= now() ORDER BY id`,
+      )
+    ).rows.map((r) => watermarkSignalId(table, { pulse_id: r.id, pulse_wm: r.wm }));
+    // Every message was sent before the scorer started: once the queue is empty, all are scored.
+    await waitFor(
+      `${table}: the signals queue drained`,
+      async () => (await p.queueDepth('signals')) === 0,
+      90_000,
+    );
+
+    // Assess: each of the 90 rows within the clock scored once; the two others quarantined, not scored.
+    expect(normal).toHaveLength(90);
+    const { quarantined } = await expectExactlyOnce(p, {
+      scope: scope(table),
+      scoredIds: normal,
+      series: [{ source: 'rdb', name: table, count: 90 }],
+      quarantine: {
+        under: `db/${table}/`,
+        refs: [
+          `db:${table}:${outOfRange[0]}@2999-06-01T00:00:00.000000Z`,
+          `db:${table}:${outOfRange[1]}@infinity`,
+        ],
+      },
+    });
+    expect(quarantined.map((l) => l.reason)).toEqual([
+      expect.stringContaining(`is past the database's now() + ${skew} s`),
+      "timestamp is 'infinity': watermark mode never reads this row",
+    ]);
+    expect(quarantined.every((l) => l.key.includes('/watermark-out-of-range/'))).toBe(true);
+    // The watermark within the database's now() plus the skew after every poll of this version.
+    for (const s of [first, second, healing, healed]) {
+      const { rows } = await db.query<{ ok: boolean }>(
+        'SELECT $1::timestamptz <= now() + make_interval(secs => $2) AS ok',
+        [s.watermark?.value, skew],
+      );
+      expect(rows[0]?.ok, `watermark ${s.watermark?.value}`).toBe(true);
+    }
+    expect([first, second, healing, healed].map((s) => s.outOfRange)).toEqual([2, 2, 2, 2]);
+    // The stall: none at first; counted (summary and metric) by the poll that found the watermark in the
+    // future and moved it back; cleared at the next.
+    expect(healing.rewound?.from).toEqual({ value: '2999-06-01 00:00:00+00', id: outOfRange[0] });
+    expect(healing.stalled).toBeGreaterThanOrEqual(20);
+    expect([first.stalled, second.stalled, healed.stalled]).toEqual([0, 0, 0]);
+    expect(stalledMetric).toEqual([0, 0, healing.stalled, 0]);
+    expect(await unprocessed(table)).toBe(92);
   });
 });

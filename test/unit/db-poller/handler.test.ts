@@ -148,6 +148,40 @@ describe('db-poller handler', () => {
     expect(pg.created).toHaveLength(0);
   });
 
+  it('warns once at cold start when watermark mode runs on the event time, and not when it runs on a commit time', async () => {
+    // Prepare
+    const written: string[] = [];
+    for (const stream of [process.stdout, process.stderr]) {
+      vi.spyOn(stream, 'write').mockImplementation((chunk: string | Uint8Array) => {
+        written.push(String(chunk));
+        return true;
+      });
+    }
+    vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'WARN');
+    vi.stubEnv('DB_MODE', 'watermark');
+    const warnings = () =>
+      written
+        .flatMap((chunk) => chunk.split('\n'))
+        .filter((line) => line.includes('watermark mode orders rows by'))
+        .map((line) => JSON.parse(line) as { level: string; message: string; table: string });
+    // Act
+    await coldStart();
+    const onEventTime = warnings();
+    written.length = 0;
+    vi.stubEnv('DB_COLUMNS', JSON.stringify({ updatedAt: 'updated_at' }));
+    await coldStart();
+    const onCommitTime = warnings();
+    // Assess
+    expect(onEventTime).toEqual([
+      expect.objectContaining({
+        level: 'WARN',
+        table: 'signals',
+        message: expect.stringMatching(/^watermark mode orders rows by "timestamp", the event time/),
+      }),
+    ]);
+    expect(onCommitTime).toEqual([]);
+  });
+
   it('fails at cold start with a ConfigError when DB_SECRET_ARN is not set', async () => {
     vi.stubEnv('DB_SECRET_ARN', undefined as unknown as string);
     await expect(coldStart()).rejects.toThrow('DB_SECRET_ARN is not set');

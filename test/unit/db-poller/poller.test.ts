@@ -5,12 +5,8 @@ import { GetQueueAttributesCommand, SendMessageBatchCommand, SQSClient } from '@
 import { DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  type PollerConfig,
-  type PollerDeps,
-  poll,
-  rejectsPath,
-} from '../../../functions/db-poller/poller.ts';
+import { type PollerConfig, type PollerDeps, poll } from '../../../functions/db-poller/poller.ts';
+import { rejectsPath } from '../../../functions/db-poller/rejects.ts';
 import { settings } from '../../../shared/settings.ts';
 import type { Signal } from '../../../shared/signal.ts';
 import { quietObservability } from '../../helpers/observability.ts';
@@ -31,6 +27,7 @@ const baseConfig: PollerConfig = {
   timeBudgetFraction: 0.8,
   maxMessageBytes: settings.signals.maxMessageBytes,
   watermarkLookbackSeconds: settings.dbPoller.watermarkLookbackSeconds,
+  watermarkSkewSeconds: settings.dbPoller.watermarkSkewSeconds,
 };
 
 describe('db-poller poll()', () => {
@@ -385,22 +382,51 @@ describe('db-poller poll()', () => {
     });
     const isNullCheck = (text: string) => text.includes('IS NULL ORDER BY');
     const isReread = (text: string) => text.includes(') <= (');
-    /** Answers the forward reads from `batches`, the NULL check from `nulls`, the lookback from `reread`. */
-    const watermarkResponder = (
-      batches: unknown[][],
-      { nulls = [], reread = [] }: { nulls?: unknown[]; reread?: unknown[][] } = {},
-    ): Responder => {
+    const isProbe = (text: string) => text.includes('pg_typeof');
+    const isOutOfRange = (text: string) => text.includes("= '-infinity'::timestamptz ORDER BY");
+    const isStallCount = (text: string) => text.includes('AS pulse_beyond');
+    const isLastBefore = (text: string) => text.includes('DESC LIMIT 1');
+    const isCheck = (text: string) =>
+      [isNullCheck, isReread, isProbe, isOutOfRange, isStallCount, isLastBefore].some((f) => f(text));
+    /** The database's clock as the fakes report it: 10:10 on 2024-05-01, a 10 s skew. */
+    const DB_NOW = '2024-05-01 10:10:00.000001+00';
+    const HORIZON = '2024-05-01 10:10:10.000001+00';
+    interface Checks {
+      nulls?: unknown[];
+      reread?: unknown[][];
+      /** The watermark column's type (`pg_typeof`). */
+      type?: string;
+      outOfRange?: unknown[];
+      stall?: { pulse_count: string; pulse_beyond: boolean };
+      lastBefore?: unknown[];
+    }
+    /**
+     * Answers the forward reads from `batches`, the NULL check from `nulls`, the lookback from `reread`, and
+     * the horizon's statements from the rest (a timestamptz column, nothing out of range, no stall).
+     */
+    const watermarkResponder = (batches: unknown[][], checks: Checks = {}): Responder => {
       const queue = [...batches];
-      const back = [...reread];
+      const back = [...(checks.reread ?? [])];
       return (text) => {
         if (!text.startsWith('SELECT')) return new Error(`unexpected ${text}`);
-        if (isNullCheck(text)) return nulls;
+        if (isNullCheck(text)) return checks.nulls ?? [];
         if (isReread(text)) return back.shift() ?? [];
+        if (isProbe(text))
+          return [
+            {
+              pulse_type: checks.type ?? 'timestamp with time zone',
+              pulse_now: DB_NOW,
+              pulse_horizon: HORIZON,
+            },
+          ];
+        if (isOutOfRange(text)) return checks.outOfRange ?? [];
+        if (isStallCount(text)) return [checks.stall ?? { pulse_count: '0', pulse_beyond: false }];
+        if (isLastBefore(text)) return checks.lastBefore ?? [];
         return queue.shift() ?? [];
       };
     };
     /** The forward reads (past the watermark), in order. */
-    const forwardReads = (db: FakeDb) => db.queries.filter((q) => !isNullCheck(q.text) && !isReread(q.text));
+    const forwardReads = (db: FakeDb) => db.queries.filter((q) => !isCheck(q.text));
 
     it('reads past the stored watermark, sends versioned ids, and advances it with a conditional write', async () => {
       // Prepare
@@ -419,12 +445,14 @@ describe('db-poller poll()', () => {
       );
       // Act
       const summary = await poll(deps(db, { config: { mode: 'watermark' } }));
-      // Assess: the NULL check, the lookback (nothing there), then the read past the watermark.
-      expect(db.verbs()).toEqual(['SELECT', 'SELECT', 'SELECT']);
-      expect(db.queries[2]?.text).toMatch(
-        /WHERE \(t\."timestamp", t\."id"\) > \(\$1, \$2\) ORDER BY t\."timestamp", t\."id" LIMIT \$3$/,
+      // Assess: the checks (NULL, the database's clock, out of range, stall), the lookback (nothing there),
+      // then the read past the watermark, up to the database's now() plus the skew.
+      expect(db.queries.map((q) => q.text.split(' ')[0])).toEqual(Array(6).fill('SELECT'));
+      const [read] = forwardReads(db);
+      expect(read?.text).toMatch(
+        /WHERE \(t\."timestamp", t\."id"\) > \(\$1, \$2\) AND t\."timestamp" > '-infinity'::timestamptz AND t\."timestamp" <= \$4::timestamptz ORDER BY t\."timestamp", t\."id" LIMIT \$3$/,
       );
-      expect(db.queries[2]?.values).toEqual(['2024-05-01 09:00:00+00', '7', 3]);
+      expect(read?.values).toEqual(['2024-05-01 09:00:00+00', '7', 3, HORIZON]);
       expect(sentSignals().map((s) => s.id)).toEqual([
         'db:signals:8@2024-05-01T10:00:00.123456Z',
         'db:signals:9@2024-05-01T10:00:00.000000Z',
@@ -466,9 +494,11 @@ describe('db-poller poll()', () => {
       const summary = await poll(deps(db, { config: { mode: 'watermark' } }));
       // Assess
       const reads = forwardReads(db);
-      expect(reads[0]?.text).toMatch(/WHERE t\."timestamp" IS NOT NULL ORDER BY/);
-      expect(reads[0]?.values).toEqual([3]);
-      expect(reads[1]?.values).toEqual(['2024-05-01 10:00:02+00', '3', 3]);
+      expect(reads[0]?.text).toMatch(
+        /WHERE t\."timestamp" > '-infinity'::timestamptz AND t\."timestamp" <= \$2::timestamptz ORDER BY/,
+      );
+      expect(reads[0]?.values).toEqual([3, HORIZON]);
+      expect(reads[1]?.values).toEqual(['2024-05-01 10:00:02+00', '3', 3, HORIZON]);
       // No watermark yet: nothing to look back at.
       expect(db.queries.filter((q) => isReread(q.text))).toEqual([]);
       const puts = doc.commandCalls(PutCommand).map((c) => c.args[0].input);
@@ -657,6 +687,234 @@ describe('db-poller poll()', () => {
       // Assess
       await expect(run).rejects.toThrow(/still failing/);
       expect(doc).not.toHaveReceivedCommand(PutCommand);
+    });
+
+    describe("bounded by the database's clock", () => {
+      const rowsOutOfRange = [
+        wmRow(4, '-infinity', { pulse_ts: Number.NEGATIVE_INFINITY, pulse_count: '3' }),
+        wmRow(7, '2999-01-01 00:00:00+00', { pulse_count: '3' }),
+        wmRow(9, 'infinity', { pulse_ts: Number.POSITIVE_INFINITY, pulse_count: '3' }),
+      ];
+
+      it("reads nothing past now() plus the skew, and quarantines what lies there (and '-infinity') with the reason, every poll under one key", async () => {
+        // Prepare
+        let stored: Record<string, unknown> | undefined;
+        doc.on(GetCommand).callsFake(async () => ({ Item: stored }));
+        doc.on(PutCommand).callsFake(async (input: { Item: Record<string, unknown> }) => {
+          stored = input.Item;
+          return {};
+        });
+        const at = () => Date.UTC(2024, 4, 1, 10, 10);
+        const config = { mode: 'watermark' as const };
+        const db = () =>
+          new FakeDb(
+            watermarkResponder([[wmRow(1, '2024-05-01 10:00:00+00'), wmRow(2, '2024-05-01 10:09:59+00')]], {
+              outOfRange: rowsOutOfRange,
+            }),
+          );
+        // Act
+        const first = await poll(deps(db(), { config, now: at }));
+        const again = await poll(deps(db(), { config, now: at }));
+        // Assess: only the rows within the horizon are sent; the watermark stays at the last of them.
+        expect(first).toMatchObject({ rows: 2, sent: 2, outOfRange: 3, stalled: 0, horizon: HORIZON });
+        expect(first.watermark).toMatchObject({ value: '2024-05-01 10:09:59+00', id: '2' });
+        expect(again).toMatchObject({ outOfRange: 3, stalled: 0 });
+        expect(sentSignals().map((s) => s.id)).toEqual([
+          'db:signals:1@2024-05-01T10:00:00.000000Z',
+          'db:signals:2@2024-05-01T10:09:59.000000Z',
+          'db:signals:1@2024-05-01T10:00:00.000000Z',
+          'db:signals:2@2024-05-01T10:09:59.000000Z',
+        ]);
+        expect(obs.recorded.WatermarkOutOfRangeRows).toEqual([3, 3]);
+        const puts = s3.commandCalls(PutObjectCommand).map((c) => c.args[0].input);
+        expect(puts).toHaveLength(2);
+        expect(puts[1]?.Key).toBe(puts[0]?.Key);
+        expect(puts[0]?.Key).toMatch(
+          /^rejects\/db\/signals\/2024-05-01\/watermark-out-of-range\/4-9\.[0-9a-f]{16}\.ndjson$/,
+        );
+        const lines = String(puts[0]?.Body)
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l) as { ref: string; reason: string });
+        expect(lines.map((l) => [l.ref, l.reason])).toEqual([
+          ['db:signals:4@-infinity', "timestamp is '-infinity': watermark mode never reads this row"],
+          [
+            'db:signals:7@2999-01-01T00:00:00.000000Z',
+            "timestamp 2999-01-01T00:00:00.000000Z is past the database's now() + 10 s: not read, and the watermark not moved, until the database's clock reaches it",
+          ],
+          ['db:signals:9@infinity', "timestamp is 'infinity': watermark mode never reads this row"],
+        ]);
+        expect(obs.recorded.RowsRejected).toBeUndefined();
+      });
+
+      it("takes the horizon from the database's clock with the configured skew, not from the function's", async () => {
+        // Prepare
+        doc.on(GetCommand).resolves({});
+        doc.on(PutCommand).resolves({});
+        const db = new FakeDb(watermarkResponder([[]]));
+        // Act
+        const summary = await poll(
+          deps(db, { config: { mode: 'watermark', watermarkSkewSeconds: 42 }, now: () => 0 }),
+        );
+        // Assess
+        const probe = db.queries.find((q) => q.text.includes('pg_typeof'));
+        expect(probe?.values).toEqual([42]);
+        expect(
+          db.queries.find((q) => q.text.includes("= '-infinity'::timestamptz ORDER BY"))?.values,
+        ).toEqual([HORIZON, 3]);
+        expect(forwardReads(db)[0]?.values).toEqual([3, HORIZON]);
+        expect(summary.horizon).toBe(HORIZON);
+      });
+
+      it('counts the rows a watermark stored past the horizon left behind, and moves it back to where they start', async () => {
+        // Prepare: an older version moved the watermark to 2999 at 10:05:30; rows written since are stranded.
+        doc.on(GetCommand).resolves({
+          Item: {
+            value: '2999-01-01 00:00:00+00',
+            id: '7',
+            version: 12,
+            advancedAt: '2024-05-01T10:05:30.000Z',
+          },
+        });
+        doc.on(PutCommand).resolves({});
+        const db = new FakeDb(
+          watermarkResponder([[wmRow(8, '2024-05-01 10:05:00+00'), wmRow(10, '2024-05-01 10:09:00+00')]], {
+            stall: { pulse_count: '4', pulse_beyond: true },
+            lastBefore: [{ pulse_wm: '2024-05-01 10:04:19+00', pulse_id: '6' }],
+          }),
+        );
+        // Act
+        const summary = await poll(
+          deps(db, { config: { mode: 'watermark', watermarkLookbackSeconds: 60, watermarkSkewSeconds: 10 } }),
+        );
+        // Assess: the stall counted in the fresh window behind the stored watermark's lookback.
+        const stall = db.queries.find((q) => q.text.includes('AS pulse_beyond'));
+        expect(stall?.values).toEqual([DB_NOW, HORIZON, '2999-01-01 00:00:00+00', 60, 50]);
+        expect(obs.recorded.WatermarkStalledRows).toEqual([4]);
+        // Moved back (conditionally) to the last row before advancedAt less the lookback and the skew.
+        expect(db.queries.find((q) => q.text.includes('DESC LIMIT 1'))?.values).toEqual([
+          '2024-05-01T10:04:20.000Z',
+          HORIZON,
+        ]);
+        const puts = doc.commandCalls(PutCommand).map((c) => c.args[0].input);
+        expect(puts[0]).toMatchObject({
+          Item: {
+            value: '2024-05-01 10:04:19+00',
+            id: '6',
+            version: 13,
+            rewoundFrom: { value: '2999-01-01 00:00:00+00', id: '7' },
+          },
+          ConditionExpression: '#version = :version',
+          ExpressionAttributeValues: { ':version': 12 },
+        });
+        // The reads resume there: the stranded rows are sent, and the watermark advances from the new version.
+        expect(forwardReads(db)[0]?.values).toEqual(['2024-05-01 10:04:19+00', '6', 3, HORIZON]);
+        expect(sentSignals().map((s) => s.id)).toEqual([
+          'db:signals:8@2024-05-01T10:05:00.000000Z',
+          'db:signals:10@2024-05-01T10:09:00.000000Z',
+        ]);
+        expect(puts[1]).toMatchObject({
+          Item: { value: '2024-05-01 10:09:00+00', id: '10', version: 14 },
+          ExpressionAttributeValues: { ':version': 13 },
+        });
+        expect(puts[1]?.Item).not.toHaveProperty('rewoundFrom');
+        expect(summary).toMatchObject({
+          stalled: 4,
+          rows: 2,
+          rewound: {
+            from: { value: '2999-01-01 00:00:00+00', id: '7' },
+            to: { value: '2024-05-01 10:04:19+00', id: '6' },
+          },
+          watermark: { value: '2024-05-01 10:09:00+00', version: 14 },
+        });
+      });
+
+      it('moves a watermark past the horizon back before every row when none is dated before the stall', async () => {
+        // Prepare: no advancedAt on the item (written by hand), and no row before the instant.
+        doc.on(GetCommand).resolves({ Item: { value: 'infinity', id: '9', version: 2 } });
+        doc.on(PutCommand).resolves({});
+        const db = new FakeDb(
+          watermarkResponder([[wmRow(1, '2024-05-01 10:00:00+00')]], {
+            stall: { pulse_count: '1', pulse_beyond: true },
+          }),
+        );
+        // Act
+        const summary = await poll(deps(db, { config: { mode: 'watermark' } }));
+        // Assess
+        expect(db.queries.find((q) => q.text.includes('DESC LIMIT 1'))?.values).toEqual([
+          '-infinity',
+          HORIZON,
+        ]);
+        expect(summary.rewound?.to).toEqual({ value: '-infinity', id: '9' });
+        expect(forwardReads(db)[0]?.values).toEqual(['-infinity', '9', 3, HORIZON]);
+        expect(summary).toMatchObject({ rows: 1, sent: 1, stoppedBy: 'drained' });
+      });
+
+      it('stops without reading when another poller moves the watermark while this one moves it back', async () => {
+        // Prepare
+        doc.on(GetCommand).resolves({
+          Item: {
+            value: '2999-01-01 00:00:00+00',
+            id: '7',
+            version: 12,
+            advancedAt: '2024-05-01T10:05:30.000Z',
+          },
+        });
+        doc
+          .on(PutCommand)
+          .rejects(
+            new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }),
+          );
+        const db = new FakeDb(
+          watermarkResponder([[wmRow(8, '2024-05-01 10:05:00+00')]], {
+            stall: { pulse_count: '1', pulse_beyond: true },
+          }),
+        );
+        // Act
+        const summary = await poll(deps(db, { config: { mode: 'watermark' } }));
+        // Assess
+        expect(summary).toMatchObject({ rounds: 0, rows: 0, stoppedBy: 'lost-race', stalled: 1 });
+        expect(summary).not.toHaveProperty('rewound');
+        expect(forwardReads(db)).toEqual([]);
+        expect(sentSignals()).toEqual([]);
+        expect(obs.total('WatermarkConflicts')).toBe(1);
+      });
+
+      it('reports no stall, and moves nothing, under a watermark within the horizon', async () => {
+        // Prepare
+        doc.on(GetCommand).resolves({ Item: { value: '2024-05-01 10:09:00+00', id: '5', version: 3 } });
+        doc.on(PutCommand).resolves({});
+        const db = new FakeDb(watermarkResponder([[]]));
+        // Act
+        const summary = await poll(deps(db, { config: { mode: 'watermark' } }));
+        // Assess
+        expect(summary).toMatchObject({ stalled: 0, outOfRange: 0, rows: 0 });
+        expect(summary).not.toHaveProperty('rewound');
+        expect(obs.recorded.WatermarkStalledRows).toEqual([0]);
+        expect(db.queries.filter((q) => q.text.includes('DESC LIMIT 1'))).toEqual([]);
+        expect(doc).not.toHaveReceivedCommand(PutCommand);
+      });
+
+      it('leaves a watermark column that is no timestamp (a version counter) unbounded, with no clock checks', async () => {
+        // Prepare
+        doc.on(GetCommand).resolves({ Item: { value: '41', id: '5', version: 3 } });
+        doc.on(PutCommand).resolves({});
+        const db = new FakeDb(watermarkResponder([[wmRow(6, '42')]], { type: 'bigint' }));
+        // Act
+        const summary = await poll(deps(db, { config: { mode: 'watermark' } }));
+        // Assess
+        const [read] = forwardReads(db);
+        expect(read?.text).not.toContain('infinity');
+        expect(read?.values).toEqual(['41', '5', 3]);
+        expect(
+          db.queries.filter((q) => q.text.includes('pulse_beyond') || q.text.includes('pulse_count')),
+        ).toEqual([]);
+        expect(summary).toMatchObject({ rows: 1, sent: 1 });
+        expect(summary).not.toHaveProperty('horizon');
+        expect(summary).not.toHaveProperty('stalled');
+        expect(obs.recorded.WatermarkStalledRows).toBeUndefined();
+        expect(obs.recorded.WatermarkOutOfRangeRows).toBeUndefined();
+      });
     });
   });
 });

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { buildSql, lookbackFrom, quoteIdent, versionTag } from '../../../functions/db-poller/sql.ts';
+import {
+  buildSql,
+  isClockType,
+  lookbackFrom,
+  quoteIdent,
+  versionTag,
+} from '../../../functions/db-poller/sql.ts';
 import { ConfigError } from '../../../shared/errors.ts';
 import { settings } from '../../../shared/settings.ts';
 
@@ -26,7 +32,8 @@ describe('db-poller SQL', () => {
     expect(sql.markProcessed).toBe('UPDATE "Readings" SET "done" = true WHERE "row_id" = ANY($1)');
     expect(sql.readAfter).toContain('WHERE (t."updated_at", t."row_id") > ($1, $2)');
     expect(sql.readAfter).toContain('t."updated_at"::text AS pulse_wm');
-    for (const text of Object.values(sql)) {
+    const { horizon, ...statements } = sql;
+    for (const text of [...Object.values(statements), ...Object.values(horizon)]) {
       for (const name of ['Readings', ...Object.values(columns)]) {
         expect(text.split(name).length - 1).toBe(text.split(`"${name}"`).length - 1);
       }
@@ -71,6 +78,61 @@ describe('db-poller SQL', () => {
     const sql = buildSql('signals', { ...settings.dbPoller.columns, updatedAt: 'updated_at' });
     expect(sql.readNullWatermark).toMatch(
       /, count\(\*\) OVER \(\) AS pulse_nulls FROM "signals" AS t WHERE t\."updated_at" IS NULL ORDER BY t\."id" LIMIT \$1$/,
+    );
+  });
+
+  it("takes the watermark column's type and the horizon from the database's clock, in one statement", () => {
+    const sql = buildSql('signals', { ...settings.dbPoller.columns, updatedAt: 'updated_at' });
+    expect(sql.probe).toBe(
+      'SELECT pg_typeof((SELECT t."updated_at" FROM "signals" AS t LIMIT 0))::text AS pulse_type, ' +
+        'now()::text AS pulse_now, (now() + make_interval(secs => $1))::text AS pulse_horizon',
+    );
+    expect(['timestamp with time zone', 'timestamp without time zone', 'date'].map(isClockType)).toEqual([
+      true,
+      true,
+      true,
+    ]);
+    expect(['bigint', 'integer', 'text', 'numeric'].some(isClockType)).toBe(false);
+  });
+
+  it("reads a clock-typed watermark column only within '-infinity' < value <= the horizon, by the index order", () => {
+    // Prepare
+    const sql = buildSql('signals', { ...settings.dbPoller.columns, updatedAt: 'updated_at' });
+    const readable = `t."updated_at" > '-infinity'::timestamptz AND t."updated_at" <=`;
+    const fields =
+      't."id"::text AS pulse_id, t."name" AS pulse_name, t."value" AS pulse_value, t."source" AS pulse_source, ' +
+      't."timestamp" AS pulse_ts, t."updated_at"::text AS pulse_wm';
+    // Act
+    const h = sql.horizon;
+    // Assess
+    expect(h.readFirst).toMatch(
+      /WHERE t\."updated_at" > '-infinity'::timestamptz AND t\."updated_at" <= \$2::timestamptz ORDER BY t\."updated_at", t\."id" LIMIT \$1$/,
+    );
+    expect(h.readAfter).toContain(
+      `WHERE (t."updated_at", t."id") > ($1, $2) AND ${readable} $4::timestamptz`,
+    );
+    expect(h.readAfter).toMatch(/ORDER BY t\."updated_at", t\."id" LIMIT \$3$/);
+    expect(h.readOutOfRange).toBe(
+      'SELECT o.pulse_id, o.pulse_name, o.pulse_value, o.pulse_source, o.pulse_ts, o.pulse_wm, ' +
+        `(SELECT count(*) FROM "signals" AS t WHERE t."updated_at" = '-infinity'::timestamptz) + ` +
+        '(SELECT count(*) FROM "signals" AS t WHERE t."updated_at" > $1::timestamptz) AS pulse_count FROM (' +
+        `(SELECT ${fields}, t."updated_at" AS pulse_at, t."id" AS pulse_key FROM "signals" AS t ` +
+        `WHERE t."updated_at" = '-infinity'::timestamptz ORDER BY t."id" LIMIT $2) UNION ALL ` +
+        `(SELECT ${fields}, t."updated_at" AS pulse_at, t."id" AS pulse_key FROM "signals" AS t ` +
+        'WHERE t."updated_at" > $1::timestamptz ORDER BY t."updated_at", t."id" LIMIT $2)' +
+        ') AS o ORDER BY o.pulse_at, o.pulse_key LIMIT $2',
+    );
+    // No OR: PostgreSQL answers `a > $1 OR a = '-infinity'` by scanning the whole index.
+    for (const text of Object.values(h)) expect(text).not.toContain(' OR ');
+    expect(h.countStalled).toBe(
+      'SELECT count(*) AS pulse_count, ($3::timestamptz > $2::timestamptz) AS pulse_beyond FROM "signals" AS t ' +
+        'WHERE t."updated_at" >= $1::timestamptz - make_interval(secs => $5) AND t."updated_at" <= $2::timestamptz ' +
+        'AND t."updated_at" < $3::timestamptz - make_interval(secs => $4)',
+    );
+    expect(h.lastBefore).toBe(
+      'SELECT t."updated_at"::text AS pulse_wm, t."id"::text AS pulse_id FROM "signals" AS t ' +
+        `WHERE t."updated_at" > '-infinity'::timestamptz AND t."updated_at" < LEAST($1::timestamptz, $2::timestamptz) ` +
+        'ORDER BY t."updated_at" DESC, t."id" DESC LIMIT 1',
     );
   });
 });

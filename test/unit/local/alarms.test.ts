@@ -45,6 +45,7 @@ describe('evaluateAlarms', () => {
       'PulseIngest-Signals-Queue-Message-Age-Max-Critical',
       'PulseIngest-PollerSilent',
       'PulseIngest-WatermarkNullRows',
+      'PulseIngest-WatermarkStalled',
       'PulseIngest-KafkaOffsetLag',
     ]);
   });
@@ -62,6 +63,7 @@ describe('evaluateAlarms', () => {
       [ALARM_NAMES.signalsAge]: 'OK',
       [ALARM_NAMES.pollerSilent]: 'INSUFFICIENT_DATA',
       [ALARM_NAMES.watermarkNullRows]: 'INSUFFICIENT_DATA',
+      [ALARM_NAMES.watermarkStalled]: 'INSUFFICIENT_DATA',
       [ALARM_NAMES.kafkaOffsetLag]: 'INSUFFICIENT_DATA',
     });
   });
@@ -238,6 +240,31 @@ describe('evaluateAlarms', () => {
     it('is OK when the last poll counted none, or the poller reports no count (mark mode), as missing data is', () => {
       expect(stateOf(ALARM_NAMES.watermarkNullRows, poller(0)).state).toBe('OK');
       expect(stateOf(ALARM_NAMES.watermarkNullRows, poller()).state).toBe('OK');
+    });
+  });
+
+  describe('a stalled watermark', () => {
+    const poller = (watermarkStalledRows?: number) => ({
+      poller: {
+        lastSuccessAt: iso(NOW),
+        since: iso(NOW - 3_600_000),
+        periodSeconds: 60,
+        ...(watermarkStalledRows !== undefined ? { watermarkStalledRows } : {}),
+      },
+    });
+
+    it('alarms when the last poll counted recent rows out of the watermark’s reach, saying how many', () => {
+      expect(stateOf(ALARM_NAMES.watermarkStalled, poller(12))).toMatchObject({
+        state: 'ALARM',
+        reason:
+          '12 recent rows more than the lookback behind the watermark at the last poll (threshold: > 0): no poll reads them',
+      });
+    });
+
+    it('clears once a poll counts none, and is OK when no poll reports a count (mark mode), as missing data is', () => {
+      expect(stateOf(ALARM_NAMES.watermarkStalled, poller(0)).state).toBe('OK');
+      expect(stateOf(ALARM_NAMES.watermarkStalled, poller()).state).toBe('OK');
+      expect(stateOf(ALARM_NAMES.watermarkStalled, {}).state).toBe('INSUFFICIENT_DATA');
     });
   });
 

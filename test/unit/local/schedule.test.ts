@@ -9,9 +9,9 @@ async function until(check: () => boolean): Promise<void> {
 }
 
 describe('startSchedule (the poller schedule of the offline run)', () => {
-  it('reports the last successful run and its count of rows with a NULL watermark', async () => {
+  it('reports the last successful run and its counts of rows with a NULL watermark and of stalled rows', async () => {
     // Prepare
-    const handler = vi.fn().mockResolvedValue({ mode: 'watermark', nullWatermark: 4 });
+    const handler = vi.fn().mockResolvedValue({ mode: 'watermark', nullWatermark: 4, stalled: 7 });
 
     // Act
     const schedule = startSchedule(handler, 60_000, logger);
@@ -20,7 +20,11 @@ describe('startSchedule (the poller schedule of the offline run)', () => {
 
     // Assess
     expect(handler).toHaveBeenCalledTimes(1);
-    expect(schedule.health()).toMatchObject({ watermarkNullRows: 4, lastSuccessAt: expect.any(String) });
+    expect(schedule.health()).toMatchObject({
+      watermarkNullRows: 4,
+      watermarkStalledRows: 7,
+      lastSuccessAt: expect.any(String),
+    });
   });
 
   it('reports no count for a mark-mode run, and no success for a failed one', async () => {
@@ -35,7 +39,9 @@ describe('startSchedule (the poller schedule of the offline run)', () => {
 
     // Assess
     expect(mark.health().watermarkNullRows).toBeUndefined();
+    expect(mark.health().watermarkStalledRows).toBeUndefined();
     expect(failing.health()).toMatchObject({ lastSuccessAt: null });
     expect(failing.health().watermarkNullRows).toBeUndefined();
+    expect(failing.health().watermarkStalledRows).toBeUndefined();
   });
 });

@@ -114,6 +114,51 @@ describe('producer config', () => {
     }
   });
 
+  it('reads the watermark skew in whole seconds, and refuses one that is not below the lookback', async () => {
+    // Prepare
+    const { loadDbPollerConfig } = await import('../../../shared/config.ts');
+    // Act
+    const byDefault = loadDbPollerConfig(base);
+    const set = loadDbPollerConfig({ ...base, DB_WATERMARK_SKEW_SECONDS: '0' });
+    const noLookback = loadDbPollerConfig({
+      ...base,
+      DB_WATERMARK_LOOKBACK_SECONDS: '0',
+      DB_WATERMARK_SKEW_SECONDS: '300',
+    });
+    // Assess
+    expect(byDefault.watermarkSkewSeconds).toBe(settings.dbPoller.watermarkSkewSeconds);
+    expect(byDefault.watermarkSkewSeconds).toBeLessThan(byDefault.watermarkLookbackSeconds);
+    expect(set.watermarkSkewSeconds).toBe(0);
+    expect(noLookback.watermarkSkewSeconds).toBe(300);
+    for (const bad of ['-1', '2.5', 'later']) {
+      expect(() => loadDbPollerConfig({ ...base, DB_WATERMARK_SKEW_SECONDS: bad })).toThrow(
+        /DB_WATERMARK_SKEW_SECONDS must be a whole number of seconds, 0 or more/,
+      );
+    }
+    expect(() => loadDbPollerConfig({ ...base, DB_WATERMARK_SKEW_SECONDS: '60' })).toThrow(
+      'DB_WATERMARK_SKEW_SECONDS (60) must be less than DB_WATERMARK_LOOKBACK_SECONDS (60)',
+    );
+  });
+
+  it('warns about watermark mode on the event time (the default mapping), and about nothing else', async () => {
+    // Prepare
+    const { dbPollerConfigWarnings, loadDbPollerConfig } = await import('../../../shared/config.ts');
+    const columns = JSON.stringify({ updatedAt: 'updated_at' });
+    // Act
+    const eventTime = dbPollerConfigWarnings(loadDbPollerConfig({ ...base, DB_MODE: 'watermark' }));
+    const commitTime = dbPollerConfigWarnings(
+      loadDbPollerConfig({ ...base, DB_MODE: 'watermark', DB_COLUMNS: columns }),
+    );
+    const mark = dbPollerConfigWarnings(loadDbPollerConfig({ ...base, DB_MODE: 'mark' }));
+    // Assess
+    expect(eventTime).toEqual([
+      expect.stringMatching(/^watermark mode orders rows by "timestamp", the event time/),
+    ]);
+    expect(eventTime[0]).toContain('more than 60 s (DB_WATERMARK_LOOKBACK_SECONDS)');
+    expect(commitTime).toEqual([]);
+    expect(mark).toEqual([]);
+  });
+
   it('refuses a table or column name that is not a plain identifier', async () => {
     const { loadDbPollerConfig } = await import('../../../shared/config.ts');
     expect(() => loadDbPollerConfig({ ...base, DB_TABLE: 'signals; drop table x' })).toThrow(
