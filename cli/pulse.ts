@@ -25,6 +25,7 @@ import { runRuntimeProcess } from '../local/runtime.ts';
 import { DEFAULT_HOME, readState } from '../local/state.ts';
 import { type PulseStatus, StatusCollector } from '../local/status.ts';
 import { localTarget, stackTarget, type Target } from '../local/target.ts';
+import { printable, printableJson, printableRow } from '../local/terminal.ts';
 import type { FileStatus } from '../shared/ledger.ts';
 
 const FILE_STATUSES: readonly FileStatus[] = [
@@ -223,7 +224,9 @@ program
   .action(async (files: string[], o: { bucket?: string }) => {
     const run = async (s3: Target['clients']['s3'], bucket: string) => {
       for (const d of await dropFiles(s3, bucket, files)) {
-        console.log(`dropped ${d.file} → s3://${d.bucket}/${d.key} (${d.bytes} bytes, etag ${d.etag})`);
+        console.log(
+          printable(`dropped ${d.file} → s3://${d.bucket}/${d.key} (${d.bytes} bytes, etag ${d.etag})`),
+        );
       }
     };
     if (o.bucket && !globals().stack && !readState(globals().home)?.moto) {
@@ -249,7 +252,7 @@ program
   .action(async (o: { json?: boolean }) => {
     await withTarget(async (target) => {
       const status = await new StatusCollector(target).collect();
-      if (o.json) console.log(JSON.stringify(status, null, 2));
+      if (o.json) console.log(printableJson(status));
       else printStatus(status);
     });
   });
@@ -263,22 +266,25 @@ program
     await withTarget(async (target) => {
       const items = await ledgerEntries(target, o.status);
       if (o.json) {
-        console.log(JSON.stringify(items, null, 2));
+        console.log(printableJson(items));
         return;
       }
+      // Keys and reasons come from outside: printable() keeps their control characters off the terminal.
       console.table(
-        items.map((i) => ({
-          key: i.key,
-          etag: i.etag.slice(0, 10),
-          // A split file's parts are listed under it, by number.
-          part: i.part ?? (i.parts !== undefined ? `${i.partsDone ?? 0}/${i.parts} done` : ''),
-          status: i.status,
-          attempts: i.attempts,
-          records: i.records ?? 0,
-          rejected: i.rejected ?? 0,
-          updated: i.updatedAt,
-          error: i.errorType ? `${i.errorType}: ${i.errorMessage ?? ''}`.slice(0, 80) : '',
-        })),
+        items.map((i) =>
+          printableRow({
+            key: i.key,
+            etag: i.etag.slice(0, 10),
+            // A split file's parts are listed under it, by number.
+            part: i.part ?? (i.parts !== undefined ? `${i.partsDone ?? 0}/${i.parts} done` : ''),
+            status: i.status,
+            attempts: i.attempts,
+            records: i.records ?? 0,
+            rejected: i.rejected ?? 0,
+            updated: i.updatedAt,
+            error: i.errorType ? `${i.errorType}: ${i.errorMessage ?? ''}`.slice(0, 80) : '',
+          }),
+        ),
       );
     });
   });
@@ -294,9 +300,9 @@ dlq
   .action(async (o: { json?: boolean }) => {
     await withTarget(async (target) => {
       const messages = await listDlq(target);
-      if (o.json) console.log(JSON.stringify(messages, null, 2));
+      if (o.json) console.log(printableJson(messages));
       else if (messages.length === 0) console.log('the DLQs are empty');
-      else console.table(messages.map((m) => ({ ...m, body: m.body.slice(0, 100) })));
+      else console.table(messages.map((m) => printableRow({ ...m, body: m.body.slice(0, 100) })));
     });
   });
 
@@ -316,7 +322,9 @@ dlq
             : `${r.dlq} → ${r.to}: ${r.moved} message(s) moved`,
         );
         for (const k of r.kept ?? []) {
-          console.log(`  kept in ${r.dlq}: message ${k.messageId}, which ${r.to} refused: ${k.reason}`);
+          console.log(
+            printable(`  kept in ${r.dlq}: message ${k.messageId}, which ${r.to} refused: ${k.reason}`),
+          );
         }
         if (r.kept?.length) process.exitCode = 1;
       }
@@ -411,13 +419,15 @@ function printStatus(s: PulseStatus): void {
   if (s.endpoints.dashboard) console.log(`dashboard ${s.endpoints.dashboard}`);
   if (s.files.length > 0) {
     console.table(
-      s.files.slice(0, 30).map((f) => ({
-        key: f.key,
-        status: f.status,
-        records: f.records,
-        rejected: f.rejected,
-        error: f.error?.slice(0, 80) ?? '',
-      })),
+      s.files.slice(0, 30).map((f) =>
+        printableRow({
+          key: f.key,
+          status: f.status,
+          records: f.records,
+          rejected: f.rejected,
+          error: f.error?.slice(0, 80) ?? '',
+        }),
+      ),
     );
     if (s.files.length > 30) console.log(`… and ${s.files.length - 30} more (pulse ledger)`);
   }
@@ -425,6 +435,7 @@ function printStatus(s: PulseStatus): void {
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const e = err as Error;
-  console.error(`pulse: ${e.name && e.name !== 'Error' ? `${e.name}: ` : ''}${e.message}`);
+  // Errors name keys and quote what AWS said: printable() too.
+  console.error(printable(`pulse: ${e.name && e.name !== 'Error' ? `${e.name}: ` : ''}${e.message}`));
   process.exitCode = 1;
 });
