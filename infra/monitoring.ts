@@ -243,9 +243,13 @@ export class Monitoring extends Construct {
       });
     }
     if (props.kafkaEnabled) {
+      // Lambda reports OffsetLag only while the event source mapping consumes: a disabled or broken
+      // trigger makes the metric disappear, which must not read as "no lag".
       this.alarm('KafkaOffsetLag', this.kafkaLag(props.functions.kafkaConsumer.functionName), {
         threshold: m.maxKafkaOffsetLag,
-        description: 'The kafka-consumer is falling behind its topic.',
+        missing: TreatMissingData.BREACHING,
+        description:
+          'The kafka-consumer is falling behind its topic, or its event source reports no offset lag at all (disabled or failing trigger).',
       });
     }
   }

@@ -40,8 +40,12 @@ export interface ProducerHealth {
     /** Rows with a NULL watermark column the last successful watermark-mode run counted (none in mark mode). */
     readonly watermarkNullRows?: number;
   };
-  /** Records between the Kafka consumer group's committed offsets and the topic's end, all partitions. */
-  readonly kafkaOffsetLag?: number;
+  /**
+   * Records between the Kafka consumer group's committed offsets and the topic's end, all partitions.
+   * null: a Kafka event source runs but no lag could be read (missing data, which the alarm treats as
+   * breaching, as CloudWatch does); absent: nothing reports on Kafka at all.
+   */
+  readonly kafkaOffsetLag?: number | null;
 }
 
 /** The thresholds of `settings.monitoring` the offline alarms use (widened: tests pass others). */
@@ -78,7 +82,7 @@ export const ALARM_APPROXIMATIONS = {
   watermarkNullRows:
     'CloudWatch takes the maximum of the WatermarkNullRows metric over 5 minutes; offline uses the count of the last successful poll.',
   kafkaOffsetLag:
-    'CloudWatch reads the event source mapping’s OffsetLag; offline uses the lag the Kafka event source reports, when it reports one.',
+    'CloudWatch reads the event source mapping’s OffsetLag and treats its absence (a disabled or failing trigger) as breaching; offline uses the lag the runtime reads from the consumer group’s committed offsets, and ALARM when it runs a Kafka source but cannot read one.',
 } as const;
 
 const FILES_FAILED_WINDOW_MS = 5 * 60_000;
@@ -244,6 +248,14 @@ function kafkaLagAlarm(status: ProducerHealth, threshold: number): AlarmEvaluati
   const lag = status.kafkaOffsetLag;
   if (lag === undefined) {
     return { name, state: 'INSUFFICIENT_DATA', reason: 'no Kafka offset lag is reported to the dashboard' };
+  }
+  if (lag === null) {
+    return {
+      name,
+      state: 'ALARM',
+      reason:
+        'the Kafka event source reports no offset lag (missing data is breaching: a stopped or failing consumer)',
+    };
   }
   return lag > threshold
     ? { name, state: 'ALARM', reason: `offset lag ${lag} records (threshold: > ${threshold})` }

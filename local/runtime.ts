@@ -152,7 +152,8 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
 
   return {
     async producerHealth() {
-      let kafkaOffsetLag: number | undefined;
+      // null when it cannot be read: the alarm treats that as breaching, as CloudWatch the missing OffsetLag.
+      let kafkaOffsetLag: number | null = null;
       try {
         const [ends, committed] = await Promise.all([
           kafkaAdmin.fetchTopicOffsets(r.topic),
@@ -170,7 +171,7 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
       }
       return {
         poller: { ...schedule.health(), periodSeconds: Math.round(pollPeriodMs / 1000) },
-        ...(kafkaOffsetLag !== undefined ? { kafkaOffsetLag } : {}),
+        kafkaOffsetLag,
       };
     },
     async stop() {

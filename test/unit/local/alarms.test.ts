@@ -248,4 +248,12 @@ describe('evaluateAlarms', () => {
     );
     expect(stateOf(ALARM_NAMES.kafkaOffsetLag, {}).state).toBe('INSUFFICIENT_DATA');
   });
+
+  it('treats a Kafka source that reports no offset lag as breaching (CloudWatch: missing OffsetLag is breaching)', () => {
+    // Act
+    const missing = stateOf(ALARM_NAMES.kafkaOffsetLag, { kafkaOffsetLag: null });
+    // Assess
+    expect(missing.state).toBe('ALARM');
+    expect(missing.reason).toContain('no offset lag');
+  });
 });
