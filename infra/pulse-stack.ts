@@ -19,6 +19,7 @@ import type { Construct } from 'constructs';
 import { settings, visibilityTimeoutFor } from '../shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
 import { Monitoring } from './monitoring.ts';
+import { NOTIFICATIONS_HANDLER_ID, retainNotificationsHandlerLogs } from './notifications-handler-logs.ts';
 import { type DatabaseContext, type KafkaContext, Producers } from './producers.ts';
 
 /** Names of the stack outputs; the CLI reads a deployed stack through them. */
@@ -210,10 +211,12 @@ export class PulseStack extends Stack {
       }),
     );
 
-    // CDK's singleton behind bucket notifications (a Python function that calls PutBucketNotification).
+    // CDK's singleton behind bucket notifications (a Python function that calls PutBucketNotification):
+    // its logs go to a log group with the stack's retention, not one Lambda would keep forever.
+    retainNotificationsHandlerLogs(this, settings.logRetentionDays);
     NagSuppressions.addResourceSuppressionsByPath(
       this,
-      `${this.node.path}/BucketNotificationsHandler050a0587b7544547bf325f094a3db834/Role/Resource`,
+      `${this.node.path}/${NOTIFICATIONS_HANDLER_ID}/Role/Resource`,
       [
         {
           id: 'AwsSolutions-IAM4',
