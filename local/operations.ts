@@ -238,7 +238,7 @@ export interface BackfillProgress {
 
 export interface BackfillResult {
   readonly listed: number;
-  /** Folder markers and rejects, which s3-trigger never records (not enqueued). */
+  /** Folder markers, rejects and the notification canary, which s3-trigger never records (not enqueued). */
   readonly ignored: number;
   /** Objects the ledger already holds in their current version. */
   readonly known: number;
@@ -305,9 +305,16 @@ export async function backfill(
   return { listed: objects.length + ignored, ignored, known, enqueued };
 }
 
-/** Keys s3-trigger acknowledges without a ledger item: folder markers, and rejects it wrote itself. */
+/**
+ * Keys s3-trigger acknowledges without a ledger item of their own: folder markers, rejects it wrote itself,
+ * and the sweep's notification canary (a backfilled canary would look like a notification that arrived).
+ */
 function neverRecorded(key: string): boolean {
-  return key.endsWith('/') || key.startsWith(settings.bucket.rejectsPrefix);
+  return (
+    key.endsWith('/') ||
+    key.startsWith(settings.bucket.rejectsPrefix) ||
+    key === settings.bucket.canaryKey
+  );
 }
 
 async function existingKeys(target: Target, keys: { pk: string; sk: string }[]): Promise<Set<string>> {
