@@ -18,6 +18,7 @@ import { NagSuppressions } from 'cdk-nag';
 import type { Construct } from 'constructs';
 import { settings, visibilityTimeoutFor } from '../shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
+import { LedgerSweep } from './ledger-sweep.ts';
 import { Monitoring } from './monitoring.ts';
 import { NOTIFICATIONS_HANDLER_ID, retainNotificationsHandlerLogs } from './notifications-handler-logs.ts';
 import { type DatabaseContext, type KafkaContext, Producers } from './producers.ts';
@@ -83,6 +84,8 @@ export class PulseStack extends Stack {
   readonly scorer: PulseFunction;
   /** The db-poller and the kafka-consumer. */
   readonly producers: Producers;
+  /** The ledger sweep on its schedule (stuck work, the notification canary). */
+  readonly ledgerSweep: LedgerSweep;
   /** Dashboard, alarms and the alarm topic. */
   readonly monitoring: Monitoring;
 
@@ -246,6 +249,8 @@ export class PulseStack extends Stack {
       );
     }
 
+    this.ledgerSweep = new LedgerSweep(this, 'LedgerSweep', { bucket: this.bucket, ledger: this.ledger });
+
     this.monitoring = new Monitoring(this, 'Monitoring', {
       fileEvents: this.fileEvents,
       fileEventsDlq: this.fileEventsDlq,
@@ -259,6 +264,7 @@ export class PulseStack extends Stack {
         scorer: this.scorer,
         dbPoller: this.producers.dbPoller,
         kafkaConsumer: this.producers.kafkaConsumer,
+        ledgerSweep: this.ledgerSweep.fn,
       },
       ...(props.alarmEmail ? { alarmEmail: props.alarmEmail } : {}),
       pollerEnabled: props.database !== undefined,

@@ -68,6 +68,8 @@ export const ALARM_NAMES = {
   pollerSilent: `${prefix}-PollerSilent`,
   watermarkNullRows: `${prefix}-WatermarkNullRows`,
   kafkaOffsetLag: `${prefix}-KafkaOffsetLag`,
+  filesStuck: `${prefix}-FilesStuck`,
+  notificationsSilent: `${prefix}-NotificationsSilent`,
 } as const;
 
 /** How each offline evaluation differs from the CloudWatch alarm of the same name. */

@@ -137,6 +137,8 @@ export const settings = {
     scorer: { timeoutSeconds: 60, memoryMb: 512 },
     dbPoller: { timeoutSeconds: 120, memoryMb: 512 },
     kafkaConsumer: { timeoutSeconds: 120, memoryMb: 512 },
+    /** The ledger sweep (a second entry of s3-trigger): a few bounded queries and one small object. */
+    ledgerSweep: { timeoutSeconds: 60, memoryMb: 256 },
   },
   logRetentionDays: 30,
 
