@@ -95,6 +95,11 @@ local
     'run the db-poller this often (default: its schedule)',
     positiveInt('--poll-seconds'),
   )
+  .option(
+    '--sweep-seconds <n>',
+    'run the ledger sweep this often (default: its schedule)',
+    positiveInt('--sweep-seconds'),
+  )
   .action(
     async (o: {
       detach?: boolean;
@@ -103,6 +108,7 @@ local
       leaseSeconds?: number;
       visibilitySeconds?: number;
       pollSeconds?: number;
+      sweepSeconds?: number;
     }) => {
       const { home } = globals();
       const started = Date.now();
@@ -131,6 +137,7 @@ local
         ...(o.leaseSeconds ? { leaseSeconds: o.leaseSeconds } : {}),
         ...(o.visibilitySeconds ? { visibilitySeconds: o.visibilitySeconds } : {}),
         ...(o.pollSeconds ? { pollSeconds: o.pollSeconds } : {}),
+        ...(o.sweepSeconds ? { sweepSeconds: o.sweepSeconds } : {}),
       });
       const state = await Promise.race([up, interrupted.then(() => undefined)]);
       if (stopping || !state) {

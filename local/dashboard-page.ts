@@ -173,10 +173,15 @@ function renderTiles(st) {
   var depth = function (q) { return st.queues[q].visible + st.queues[q].inFlight; };
   var records = st.files.reduce(function (n, f) { return n + f.records; }, 0);
   var rejected = st.rejected.s3 + st.rejected.db + st.rejected.kafka + st.rejected.scorer;
+  // The ledger sweep's last count of items nothing will carry on (none until it has run).
+  var stuck = st.sweep && st.sweep.stuck
+    ? Object.keys(st.sweep.stuck).reduce(function (n, k) { return n + st.sweep.stuck[k]; }, 0)
+    : null;
   $('tiles').replaceChildren(
     tile('files SUCCESS', st.ledger.SUCCESS, 'files-success'),
     tile('files FAILED', st.ledger.FAILED, 'files-failed', st.ledger.FAILED > 0),
     tile('files in progress', st.ledger.PROCESSING + st.ledger.DISCOVERED, 'files-processing'),
+    tile('files stuck (sweep)', stuck, 'files-stuck', stuck > 0),
     tile('records ingested', records, 'records'),
     tile('records rejected', rejected, 'rejected'),
     tile('signals scored', st.scored, 'scored'),

@@ -311,9 +311,7 @@ export async function backfill(
  */
 function neverRecorded(key: string): boolean {
   return (
-    key.endsWith('/') ||
-    key.startsWith(settings.bucket.rejectsPrefix) ||
-    key === settings.bucket.canaryKey
+    key.endsWith('/') || key.startsWith(settings.bucket.rejectsPrefix) || key === settings.bucket.canaryKey
   );
 }
 
