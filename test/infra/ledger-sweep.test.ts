@@ -79,7 +79,10 @@ describe.each(STACK_SHAPES)('the ledger sweep in the stack with %s', (_shape, co
 
   it('expires the canary’s older versions after the settings’ days', () => {
     // Prepare
-    const rules = (resourcesOf(t)[bucket]?.Properties.LifecycleConfiguration as { Rules: unknown[] }).Rules;
+    const config = resourcesOf(t)[bucket]?.Properties.LifecycleConfiguration as
+      | { Rules: unknown[] }
+      | undefined;
+    const rules = config?.Rules;
     // Assess
     expect(rules).toContainEqual({
       Id: 'NotificationCanaryVersions',
