@@ -238,7 +238,7 @@ export interface BackfillProgress {
 
 export interface BackfillResult {
   readonly listed: number;
-  /** Folder markers, rejects and the notification canary, which s3-trigger never records (not enqueued). */
+  /** Folder markers and rejects, which s3-trigger never records (not enqueued). */
   readonly ignored: number;
   /** Objects the ledger already holds in their current version. */
   readonly known: number;
@@ -264,7 +264,9 @@ export async function backfill(
       new ListObjectsV2Command({ Bucket: target.bucket, Prefix: prefix, ContinuationToken: token }),
     );
     for (const o of out.Contents ?? []) {
-      if (!o.Key) continue;
+      // The ledger sweep's notification canary is not an object of the user's: not even listed (a
+      // backfilled canary would look like a notification that arrived).
+      if (!o.Key || o.Key === settings.bucket.canaryKey) continue;
       if (neverRecorded(o.Key)) {
         ignored++;
         continue;
@@ -305,14 +307,9 @@ export async function backfill(
   return { listed: objects.length + ignored, ignored, known, enqueued };
 }
 
-/**
- * Keys s3-trigger acknowledges without a ledger item of their own: folder markers, rejects it wrote itself,
- * and the sweep's notification canary (a backfilled canary would look like a notification that arrived).
- */
+/** Keys s3-trigger acknowledges without a ledger item: folder markers, and rejects it wrote itself. */
 function neverRecorded(key: string): boolean {
-  return (
-    key.endsWith('/') || key.startsWith(settings.bucket.rejectsPrefix) || key === settings.bucket.canaryKey
-  );
+  return key.endsWith('/') || key.startsWith(settings.bucket.rejectsPrefix);
 }
 
 async function existingKeys(target: Target, keys: { pk: string; sk: string }[]): Promise<Set<string>> {
