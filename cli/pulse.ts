@@ -26,6 +26,7 @@ import { runRuntimeProcess, runtimeEnv } from '../local/runtime.ts';
 import { DEFAULT_HOME, readState } from '../local/state.ts';
 import { type PulseStatus, StatusCollector } from '../local/status.ts';
 import { localTarget, stackTarget, type Target } from '../local/target.ts';
+import { printable, printableJson, printableRow } from '../local/terminal.ts';
 import type { FileStatus } from '../shared/ledger.ts';
 
 const FILE_STATUSES: readonly FileStatus[] = [
@@ -95,6 +96,11 @@ local
     'run the db-poller this often (default: its schedule)',
     positiveInt('--poll-seconds'),
   )
+  .option(
+    '--sweep-seconds <n>',
+    'run the ledger sweep this often (default: its schedule)',
+    positiveInt('--sweep-seconds'),
+  )
   .action(
     async (o: {
       detach?: boolean;
@@ -103,6 +109,7 @@ local
       leaseSeconds?: number;
       visibilitySeconds?: number;
       pollSeconds?: number;
+      sweepSeconds?: number;
     }) => {
       const { home } = globals();
       const started = Date.now();
@@ -131,6 +138,7 @@ local
         ...(o.leaseSeconds ? { leaseSeconds: o.leaseSeconds } : {}),
         ...(o.visibilitySeconds ? { visibilitySeconds: o.visibilitySeconds } : {}),
         ...(o.pollSeconds ? { pollSeconds: o.pollSeconds } : {}),
+        ...(o.sweepSeconds ? { sweepSeconds: o.sweepSeconds } : {}),
       });
       const state = await Promise.race([up, interrupted.then(() => undefined)]);
       if (stopping || !state) {
@@ -224,7 +232,9 @@ program
   .action(async (files: string[], o: { bucket?: string }) => {
     const run = async (s3: Target['clients']['s3'], bucket: string) => {
       for (const d of await dropFiles(s3, bucket, files)) {
-        console.log(`dropped ${d.file} → s3://${d.bucket}/${d.key} (${d.bytes} bytes, etag ${d.etag})`);
+        console.log(
+          printable(`dropped ${d.file} → s3://${d.bucket}/${d.key} (${d.bytes} bytes, etag ${d.etag})`),
+        );
       }
     };
     if (o.bucket && !globals().stack && !readState(globals().home)?.moto) {
@@ -250,7 +260,7 @@ program
   .action(async (o: { json?: boolean }) => {
     await withTarget(async (target) => {
       const status = await new StatusCollector(target).collect();
-      if (o.json) console.log(JSON.stringify(status, null, 2));
+      if (o.json) console.log(printableJson(status));
       else printStatus(status);
     });
   });
@@ -264,22 +274,25 @@ program
     await withTarget(async (target) => {
       const items = await ledgerEntries(target, o.status);
       if (o.json) {
-        console.log(JSON.stringify(items, null, 2));
+        console.log(printableJson(items));
         return;
       }
+      // Keys and reasons come from outside: printable() keeps their control characters off the terminal.
       console.table(
-        items.map((i) => ({
-          key: i.key,
-          etag: i.etag.slice(0, 10),
-          // A split file's parts are listed under it, by number.
-          part: i.part ?? (i.parts !== undefined ? `${i.partsDone ?? 0}/${i.parts} done` : ''),
-          status: i.status,
-          attempts: i.attempts,
-          records: i.records ?? 0,
-          rejected: i.rejected ?? 0,
-          updated: i.updatedAt,
-          error: i.errorType ? `${i.errorType}: ${i.errorMessage ?? ''}`.slice(0, 80) : '',
-        })),
+        items.map((i) =>
+          printableRow({
+            key: i.key,
+            etag: i.etag.slice(0, 10),
+            // A split file's parts are listed under it, by number.
+            part: i.part ?? (i.parts !== undefined ? `${i.partsDone ?? 0}/${i.parts} done` : ''),
+            status: i.status,
+            attempts: i.attempts,
+            records: i.records ?? 0,
+            rejected: i.rejected ?? 0,
+            updated: i.updatedAt,
+            error: i.errorType ? `${i.errorType}: ${i.errorMessage ?? ''}`.slice(0, 80) : '',
+          }),
+        ),
       );
     });
   });
@@ -295,9 +308,9 @@ dlq
   .action(async (o: { json?: boolean }) => {
     await withTarget(async (target) => {
       const messages = await listDlq(target);
-      if (o.json) console.log(JSON.stringify(messages, null, 2));
+      if (o.json) console.log(printableJson(messages));
       else if (messages.length === 0) console.log('the DLQs are empty');
-      else console.table(messages.map((m) => ({ ...m, body: m.body.slice(0, 100) })));
+      else console.table(messages.map((m) => printableRow({ ...m, body: m.body.slice(0, 100) })));
     });
   });
 
@@ -317,7 +330,9 @@ dlq
             : `${r.dlq} → ${r.to}: ${r.moved} message(s) moved`,
         );
         for (const k of r.kept ?? []) {
-          console.log(`  kept in ${r.dlq}: message ${k.messageId}, which ${r.to} refused: ${k.reason}`);
+          console.log(
+            printable(`  kept in ${r.dlq}: message ${k.messageId}, which ${r.to} refused: ${k.reason}`),
+          );
         }
         if (r.kept?.length) process.exitCode = 1;
       }
@@ -480,13 +495,15 @@ function printStatus(s: PulseStatus): void {
   if (s.endpoints.dashboard) console.log(`dashboard ${s.endpoints.dashboard}`);
   if (s.files.length > 0) {
     console.table(
-      s.files.slice(0, 30).map((f) => ({
-        key: f.key,
-        status: f.status,
-        records: f.records,
-        rejected: f.rejected,
-        error: f.error?.slice(0, 80) ?? '',
-      })),
+      s.files.slice(0, 30).map((f) =>
+        printableRow({
+          key: f.key,
+          status: f.status,
+          records: f.records,
+          rejected: f.rejected,
+          error: f.error?.slice(0, 80) ?? '',
+        }),
+      ),
     );
     if (s.files.length > 30) console.log(`… and ${s.files.length - 30} more (pulse ledger)`);
   }
@@ -494,6 +511,7 @@ function printStatus(s: PulseStatus): void {
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const e = err as Error;
-  console.error(`pulse: ${e.name && e.name !== 'Error' ? `${e.name}: ` : ''}${e.message}`);
+  // Errors name keys and quote what AWS said: printable() too.
+  console.error(printable(`pulse: ${e.name && e.name !== 'Error' ? `${e.name}: ` : ''}${e.message}`));
   process.exitCode = 1;
 });

@@ -34,6 +34,8 @@ export interface MonitoringProps {
     readonly scorer: PulseFunction;
     readonly dbPoller: PulseFunction;
     readonly kafkaConsumer: PulseFunction;
+    /** The ledger sweep (FilesStuck, CanaryMissed). */
+    readonly ledgerSweep: PulseFunction;
   };
   /** @default no email subscription */
   readonly alarmEmail?: string;
@@ -174,6 +176,16 @@ export class Monitoring extends Construct {
           title: 'Kafka offset lag',
           metrics: [this.kafkaLag(props.functions.kafkaConsumer.functionName)],
         },
+        {
+          title: 'Ledger sweep: stuck items, notification canary missed',
+          metrics: [
+            METRIC.filesStuckProcessing,
+            METRIC.filesStuckSplit,
+            METRIC.filesStuckDiscovered,
+            METRIC.filesStuckExhausted,
+            METRIC.canaryMissed,
+          ].map((n) => pulseMetric(n, 'ledger-sweep', 'Maximum')),
+        },
       ],
     });
 
@@ -220,6 +232,22 @@ export class Monitoring extends Construct {
       threshold: m.maxFilesFailed,
       description: 'Files ended FAILED: see the ledger (status FAILED) for what and where.',
     });
+    // The ledger sweep reports on every run: a period without its data (it stopped running) is an alarm.
+    const sweepPeriod = Duration.minutes(settings.sweep.scheduleRateMinutes * m.sweepAlarmPeriods);
+    const sweepMetric = (name: string) =>
+      pulseMetric(name, 'ledger-sweep', 'Maximum').with({ period: sweepPeriod });
+    this.alarm('FilesStuck', sweepMetric(METRIC.filesStuck), {
+      threshold: m.maxFilesStuck,
+      missing: TreatMissingData.BREACHING,
+      description:
+        'Ledger items nothing will carry on: PROCESSING past their lease and redelivery, SPLIT or DISCOVERED for an hour, or FAILED retryable with no attempts left (FilesStuck* by kind; the sweep logs their keys). Also fires when the ledger sweep stops reporting.',
+    });
+    this.alarm('NotificationsSilent', sweepMetric(METRIC.canaryMissed), {
+      threshold: 0,
+      missing: TreatMissingData.BREACHING,
+      description: `The S3 notification canary (${settings.bucket.canaryKey}) the ledger sweep wrote ${settings.sweep.canaryGraceSeconds / 60} minutes ago never reached the ledger: check the bucket's notification configuration and the file-events queue policy. Also fires when the ledger sweep stops reporting.`,
+    });
+
     if (props.pollerEnabled) {
       const periods = m.pollerSilentPeriods;
       const window = Duration.minutes(settings.dbPoller.scheduleRateMinutes * periods);
@@ -252,9 +280,13 @@ export class Monitoring extends Construct {
       });
     }
     if (props.kafkaEnabled) {
+      // Lambda reports OffsetLag only while the event source mapping consumes: a disabled or broken
+      // trigger makes the metric disappear, which must not read as "no lag".
       this.alarm('KafkaOffsetLag', this.kafkaLag(props.functions.kafkaConsumer.functionName), {
         threshold: m.maxKafkaOffsetLag,
-        description: 'The kafka-consumer is falling behind its topic.',
+        missing: TreatMissingData.BREACHING,
+        description:
+          'The kafka-consumer is falling behind its topic, or its event source reports no offset lag at all (disabled or failing trigger).',
       });
     }
   }

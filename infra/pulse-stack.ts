@@ -18,7 +18,9 @@ import { NagSuppressions } from 'cdk-nag';
 import type { Construct } from 'constructs';
 import { settings, visibilityTimeoutFor } from '../shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
+import { LedgerSweep } from './ledger-sweep.ts';
 import { Monitoring } from './monitoring.ts';
+import { NOTIFICATIONS_HANDLER_ID, retainNotificationsHandlerLogs } from './notifications-handler-logs.ts';
 import { type DatabaseContext, type KafkaContext, Producers } from './producers.ts';
 
 /** Names of the stack outputs; the CLI reads a deployed stack through them. */
@@ -84,6 +86,8 @@ export class PulseStack extends Stack {
   readonly scorer: PulseFunction;
   /** The db-poller and the kafka-consumer. */
   readonly producers: Producers;
+  /** The ledger sweep on its schedule (stuck work, the notification canary). */
+  readonly ledgerSweep: LedgerSweep;
   /** Dashboard, alarms and the alarm topic. */
   readonly monitoring: Monitoring;
 
@@ -212,10 +216,12 @@ export class PulseStack extends Stack {
       }),
     );
 
-    // CDK's singleton behind bucket notifications (a Python function that calls PutBucketNotification).
+    // CDK's singleton behind bucket notifications (a Python function that calls PutBucketNotification):
+    // its logs go to a log group with the stack's retention, not one Lambda would keep forever.
+    retainNotificationsHandlerLogs(this, settings.logRetentionDays);
     NagSuppressions.addResourceSuppressionsByPath(
       this,
-      `${this.node.path}/BucketNotificationsHandler050a0587b7544547bf325f094a3db834/Role/Resource`,
+      `${this.node.path}/${NOTIFICATIONS_HANDLER_ID}/Role/Resource`,
       [
         {
           id: 'AwsSolutions-IAM4',
@@ -246,6 +252,8 @@ export class PulseStack extends Stack {
       );
     }
 
+    this.ledgerSweep = new LedgerSweep(this, 'LedgerSweep', { bucket: this.bucket, ledger: this.ledger });
+
     this.monitoring = new Monitoring(this, 'Monitoring', {
       fileEvents: this.fileEvents,
       fileEventsDlq: this.fileEventsDlq,
@@ -259,6 +267,7 @@ export class PulseStack extends Stack {
         scorer: this.scorer,
         dbPoller: this.producers.dbPoller,
         kafkaConsumer: this.producers.kafkaConsumer,
+        ledgerSweep: this.ledgerSweep.fn,
       },
       ...(props.alarmEmail ? { alarmEmail: props.alarmEmail } : {}),
       pollerEnabled: props.database !== undefined,

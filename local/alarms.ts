@@ -45,8 +45,24 @@ export interface ProducerHealth {
      */
     readonly watermarkStalledRows?: number;
   };
-  /** Records between the Kafka consumer group's committed offsets and the topic's end, all partitions. */
-  readonly kafkaOffsetLag?: number;
+  /**
+   * Records between the Kafka consumer group's committed offsets and the topic's end, all partitions.
+   * null: a Kafka event source runs but no lag could be read (missing data, which the alarm treats as
+   * breaching, as CloudWatch does); absent: nothing reports on Kafka at all.
+   */
+  readonly kafkaOffsetLag?: number | null;
+  /** The ledger sweep's schedule, when it runs. */
+  readonly sweep?: {
+    /** When a run last ended without an error (ISO-8601), null before the first. */
+    readonly lastSuccessAt: string | null;
+    /** When the schedule started (ISO-8601). */
+    readonly since: string;
+    readonly periodSeconds: number;
+    /** The last successful run's stuck items by kind (processing, split, discovered, exhausted). */
+    readonly stuck?: Readonly<Record<string, number>>;
+    /** The last successful run's verdict on the notification canary due by then. */
+    readonly canaryMissed?: boolean;
+  };
 }
 
 /** The thresholds of `settings.monitoring` the offline alarms use (widened: tests pass others). */
@@ -55,6 +71,10 @@ export interface MonitoringSettings {
   readonly maxFilesFailed: number;
   readonly pollerSilentPeriods: number;
   readonly maxKafkaOffsetLag: number;
+  /** @default settings.monitoring.maxFilesStuck */
+  readonly maxFilesStuck?: number;
+  /** @default settings.monitoring.sweepAlarmPeriods */
+  readonly sweepAlarmPeriods?: number;
 }
 
 const prefix = settings.stackName;
@@ -70,6 +90,8 @@ export const ALARM_NAMES = {
   watermarkNullRows: `${prefix}-WatermarkNullRows`,
   watermarkStalled: `${prefix}-WatermarkStalled`,
   kafkaOffsetLag: `${prefix}-KafkaOffsetLag`,
+  filesStuck: `${prefix}-FilesStuck`,
+  notificationsSilent: `${prefix}-NotificationsSilent`,
 } as const;
 
 /** How each offline evaluation differs from the CloudWatch alarm of the same name. */
@@ -86,7 +108,11 @@ export const ALARM_APPROXIMATIONS = {
   watermarkStalled:
     'CloudWatch takes the maximum of the WatermarkStalledRows metric over 5 minutes; offline uses the count of the last successful poll.',
   kafkaOffsetLag:
-    'CloudWatch reads the event source mapping’s OffsetLag; offline uses the lag the Kafka event source reports, when it reports one.',
+    'CloudWatch reads the event source mapping’s OffsetLag and treats its absence (a disabled or failing trigger) as breaching; offline uses the lag the runtime reads from the consumer group’s committed offsets, and ALARM when it runs a Kafka source but cannot read one.',
+  filesStuck:
+    'CloudWatch takes the maximum of FilesStuck over sweepAlarmPeriods schedule periods, missing data breaching; offline uses the last successful sweep, and ALARM when none succeeded within that window.',
+  notificationsSilent:
+    'CloudWatch takes the maximum of CanaryMissed over sweepAlarmPeriods schedule periods, missing data breaching; offline uses the last successful sweep, and ALARM when none succeeded within that window.',
 } as const;
 
 const FILES_FAILED_WINDOW_MS = 5 * 60_000;
@@ -94,7 +120,8 @@ const FILES_FAILED_WINDOW_MS = 5 * 60_000;
 /**
  * The offline alarms, in a fixed order: the two DLQs and the Kafka failures bucket's notices, files FAILED,
  * the oldest-message age of the two consumed queues, poller silence, rows the poller cannot read (NULL
- * watermark, a stalled watermark), Kafka offset lag. Pure: `status.at` is "now".
+ * watermark, a stalled watermark), Kafka offset lag, ledger items stuck, notifications silent (the sweep's
+ * canary). Pure: `status.at` is "now".
  *
  * @param history samples oldest first; those at or after `status.at` are ignored (the status is the newest)
  */
@@ -129,7 +156,90 @@ export function evaluateAlarms(
     watermarkNullRowsAlarm(status),
     watermarkStalledAlarm(status),
     kafkaLagAlarm(status, monitoring.maxKafkaOffsetLag),
+    filesStuckAlarm(status, now, monitoring),
+    notificationsSilentAlarm(status, now, monitoring),
   ];
+}
+
+/**
+ * The sweep's last successful run, if it is recent enough to count: undefined with an evaluation when it
+ * is not (no sweep reported: INSUFFICIENT_DATA; none within the alarm's window: ALARM, as CloudWatch's
+ * missing data is breaching).
+ */
+function recentSweep(
+  name: string,
+  status: ProducerHealth,
+  now: number,
+  monitoring: MonitoringSettings,
+): { sweep: NonNullable<ProducerHealth['sweep']> } | { evaluation: AlarmEvaluation } {
+  const sweep = status.sweep;
+  if (!sweep) {
+    return {
+      evaluation: {
+        name,
+        state: 'INSUFFICIENT_DATA',
+        reason: 'no ledger sweep runs are reported to the dashboard',
+      },
+    };
+  }
+  const periods = monitoring.sweepAlarmPeriods ?? settings.monitoring.sweepAlarmPeriods;
+  const windowSeconds = periods * sweep.periodSeconds;
+  const from = sweep.lastSuccessAt ?? sweep.since;
+  const silentSeconds = Math.round((now - Date.parse(from)) / 1000);
+  if (silentSeconds > windowSeconds) {
+    return {
+      evaluation: {
+        name,
+        state: 'ALARM',
+        reason: `${sweep.lastSuccessAt ? `the last successful ledger sweep was ${silentSeconds} s ago` : `no successful ledger sweep in the ${silentSeconds} s since its schedule started`} (missing data is breaching: ${periods} periods of ${sweep.periodSeconds} s)`,
+      },
+    };
+  }
+  if (!sweep.lastSuccessAt) {
+    return { evaluation: { name, state: 'INSUFFICIENT_DATA', reason: 'the ledger sweep has not run yet' } };
+  }
+  return { sweep };
+}
+
+function filesStuckAlarm(
+  status: ProducerHealth,
+  now: number,
+  monitoring: MonitoringSettings,
+): AlarmEvaluation {
+  const name = ALARM_NAMES.filesStuck;
+  const recent = recentSweep(name, status, now, monitoring);
+  if ('evaluation' in recent) return recent.evaluation;
+  const stuck = recent.sweep.stuck ?? {};
+  const total = Object.values(stuck).reduce((n, v) => n + v, 0);
+  const threshold = monitoring.maxFilesStuck ?? settings.monitoring.maxFilesStuck;
+  const kinds = Object.entries(stuck)
+    .filter(([, n]) => n > 0)
+    .map(([kind, n]) => `${n} ${kind}`)
+    .join(', ');
+  return total > threshold
+    ? {
+        name,
+        state: 'ALARM',
+        reason: `${plural(total, 'ledger item')} stuck at the last sweep (${kinds}; threshold: > ${threshold}): see pulse ledger`,
+      }
+    : { name, state: 'OK', reason: `no ledger item stuck at the last sweep (threshold: > ${threshold})` };
+}
+
+function notificationsSilentAlarm(
+  status: ProducerHealth,
+  now: number,
+  monitoring: MonitoringSettings,
+): AlarmEvaluation {
+  const name = ALARM_NAMES.notificationsSilent;
+  const recent = recentSweep(name, status, now, monitoring);
+  if ('evaluation' in recent) return recent.evaluation;
+  return recent.sweep.canaryMissed
+    ? {
+        name,
+        state: 'ALARM',
+        reason: `the notification canary (${settings.bucket.canaryKey}) never reached the ledger: are the bucket's notifications still configured?`,
+      }
+    : { name, state: 'OK', reason: 'the notification canary due by the last sweep reached the ledger' };
 }
 
 function depthOf(status: PulseStatus, queue: QueueName): number {
@@ -273,6 +383,14 @@ function kafkaLagAlarm(status: ProducerHealth, threshold: number): AlarmEvaluati
   const lag = status.kafkaOffsetLag;
   if (lag === undefined) {
     return { name, state: 'INSUFFICIENT_DATA', reason: 'no Kafka offset lag is reported to the dashboard' };
+  }
+  if (lag === null) {
+    return {
+      name,
+      state: 'ALARM',
+      reason:
+        'the Kafka event source reports no offset lag (missing data is breaching: a stopped or failing consumer)',
+    };
   }
   return lag > threshold
     ? { name, state: 'ALARM', reason: `offset lag ${lag} records (threshold: > ${threshold})` }

@@ -1,13 +1,17 @@
 /**
- * The offline dashboard's one page, served by dashboard.ts: inline CSS and JS, charts drawn as SVG by
- * the page itself, no request to anywhere but its own server (the machine may have no internet). It polls
- * `/api/status` and `/api/history?since=` every sampling interval. Everything it shows from the data
- * goes in through `textContent` (object keys and error messages come from outside).
+ * The offline dashboard's one page, served by dashboard.ts with its stylesheet and script as files of
+ * their own (`/dashboard.css`, `/dashboard.js`), so that the page's Content-Security-Policy allows
+ * scripts and styles from its own server only, nothing inline: a string from the data that found its way
+ * into the markup could not run. Charts are drawn as SVG by the page itself, with no request to anywhere
+ * but its own server (the machine may have no internet). It polls `/api/status` and `/api/history?since=`
+ * every sampling interval. Everything it shows from the data goes in through `textContent` (object keys and
+ * error messages come from outside); colours are set through the CSSOM, which the policy allows.
  *
  * Elements carry `data-testid`s for the browser test (test/integration/dashboard.test.ts).
  */
 
-const STYLE = `
+/** The page's stylesheet, served as `/dashboard.css`. */
+export const DASHBOARD_STYLE = `
 :root { --ok: #1a7f37; --alarm: #cf222e; --warn: #9a6700; --muted: #59636e; --line: #d1d9e0; --bg: #f6f8fa; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2328; background: var(--bg); }
@@ -61,7 +65,8 @@ ul.alarms .reason { grid-column: 2; color: var(--muted); font-size: 12px; }
 @media (max-width: 900px) { .columns { grid-template-columns: 1fr; } }
 `;
 
-const SCRIPT = String.raw`
+/** The page's script, served as `/dashboard.js`. */
+export const DASHBOARD_SCRIPT = String.raw`
 'use strict';
 var SVG_NS = 'http://www.w3.org/2000/svg';
 var MAX_SAMPLES = 5000;
@@ -168,10 +173,15 @@ function renderTiles(st) {
   var depth = function (q) { return st.queues[q].visible + st.queues[q].inFlight; };
   var records = st.files.reduce(function (n, f) { return n + f.records; }, 0);
   var rejected = st.rejected.s3 + st.rejected.db + st.rejected.kafka + st.rejected.scorer;
+  // The ledger sweep's last count of items nothing will carry on (none until it has run).
+  var stuck = st.sweep && st.sweep.stuck
+    ? Object.keys(st.sweep.stuck).reduce(function (n, k) { return n + st.sweep.stuck[k]; }, 0)
+    : null;
   $('tiles').replaceChildren(
     tile('files SUCCESS', st.ledger.SUCCESS, 'files-success'),
     tile('files FAILED', st.ledger.FAILED, 'files-failed', st.ledger.FAILED > 0),
     tile('files in progress', st.ledger.PROCESSING + st.ledger.DISCOVERED, 'files-processing'),
+    tile('files stuck (sweep)', stuck, 'files-stuck', stuck > 0),
     tile('records ingested', records, 'records'),
     tile('records rejected', rejected, 'rejected'),
     tile('signals scored', st.scored, 'scored'),
@@ -326,14 +336,14 @@ var timer = setInterval(tick, intervalMs);
 tick();
 `;
 
-/** The page (HTML with its CSS and script inline). */
+/** The page: HTML only, which loads {@link DASHBOARD_STYLE} and {@link DASHBOARD_SCRIPT} from its own server. */
 export const DASHBOARD_PAGE = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Pulse Ingest · offline dashboard</title>
-<style>${STYLE}</style>
+<link rel="stylesheet" href="/dashboard.css">
 </head>
 <body data-samples="0">
 <header data-testid="header">
@@ -377,7 +387,7 @@ export const DASHBOARD_PAGE = `<!doctype html>
     </table>
   </section>
 </main>
-<script>${SCRIPT}</script>
+<script src="/dashboard.js"></script>
 </body>
 </html>
 `;

@@ -3,12 +3,18 @@
  * status collector on an interval, keeps the samples in memory, evaluates the stack's alarms offline on
  * them (alarms.ts), and serves one self-contained page that charts and tabulates it all, live.
  *
- *   GET /              the page (inline CSS, JS and SVG charts: nothing is fetched from elsewhere)
+ *   GET /              the page (SVG charts drawn by its script: nothing is fetched from elsewhere)
+ *   GET /dashboard.css, /dashboard.js   its stylesheet and script (the CSP allows nothing inline)
  *   GET /api/status    {@link DashboardSnapshot}: the latest status, the alarms, the last sampling error
  *   GET /api/history   the samples, oldest first; `?since=<epoch ms>` returns only those taken after it
  *
  * The page polls both every sampling interval. A collector that fails (an emulator down) never stops the
  * server: the error is kept and shown on the page, over the last good data, until a sample succeeds.
+ *
+ * Only requests whose `Host` names the server itself (`127.0.0.1:<port>`, `localhost:<port>`, or
+ * `[::1]:<port>` when it listens there) are answered; any other gets 421. A page on another site the
+ * developer visits cannot read the status (object keys, errors quoting values, the local Postgres URL)
+ * through DNS rebinding: its requests carry its own host name.
  */
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -20,7 +26,7 @@ import {
   type MonitoringSettings,
   type ProducerHealth,
 } from './alarms.ts';
-import { DASHBOARD_PAGE } from './dashboard-page.ts';
+import { DASHBOARD_PAGE, DASHBOARD_SCRIPT, DASHBOARD_STYLE } from './dashboard-page.ts';
 import { History, type Sample, toSample } from './history.ts';
 import type { PulseStatus } from './status.ts';
 
@@ -113,8 +119,18 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     }, intervalMs);
   };
 
+  let allowedHosts: ReadonlySet<string> = new Set();
   const server = createServer((req, res) => {
     try {
+      if (!allowedHosts.has((req.headers.host ?? '').toLowerCase())) {
+        send(
+          res,
+          421,
+          'application/json',
+          JSON.stringify({ error: 'this server answers only to its own address (127.0.0.1 or localhost)' }),
+        );
+        return;
+      }
       route(req, res, () => snapshot, history);
     } catch (err) {
       send(res, 500, 'application/json', JSON.stringify({ error: describeError(err) }));
@@ -127,11 +143,12 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       resolve();
     });
   });
+  const port = (server.address() as AddressInfo).port;
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+  allowedHosts = hostHeaders(host, port);
   await current;
   schedule();
 
-  const port = (server.address() as AddressInfo).port;
-  const urlHost = host.includes(':') ? `[${host}]` : host;
   return {
     url: `http://${urlHost}:${port}/`,
     port,
@@ -148,6 +165,20 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   };
 }
 
+/** The lower-case `Host` values that name a server listening on `host`:`port`. */
+export function hostHeaders(host: string, port: number): ReadonlySet<string> {
+  const h = host.toLowerCase();
+  const names = [h.includes(':') ? `[${h}]` : h];
+  if (h === '127.0.0.1' || h === '::1' || h === 'localhost') names.push('localhost');
+  if (h === 'localhost') names.push('127.0.0.1', '[::1]');
+  return new Set(names.map((n) => `${n}:${port}`));
+}
+
+/** Nothing inline, nothing from elsewhere: scripts, styles and requests go to this server only. */
+const PAGE_CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src data:; " +
+  "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
 function route(
   req: IncomingMessage,
   res: ServerResponse,
@@ -162,11 +193,14 @@ function route(
   const url = new URL(req.url ?? '/', 'http://dashboard');
   switch (url.pathname) {
     case '/':
-      res.setHeader(
-        'Content-Security-Policy',
-        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:",
-      );
+      res.setHeader('Content-Security-Policy', PAGE_CSP);
       send(res, 200, 'text/html; charset=utf-8', DASHBOARD_PAGE);
+      return;
+    case '/dashboard.js':
+      send(res, 200, 'text/javascript; charset=utf-8', DASHBOARD_SCRIPT);
+      return;
+    case '/dashboard.css':
+      send(res, 200, 'text/css; charset=utf-8', DASHBOARD_STYLE);
       return;
     case '/api/status':
       send(res, 200, 'application/json', JSON.stringify(snapshot()));

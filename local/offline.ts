@@ -93,6 +93,7 @@ export async function localUp(options: UpOptions): Promise<LocalState> {
       ...(options.leaseSeconds ? { leaseSeconds: options.leaseSeconds } : {}),
       ...(options.visibilitySeconds ? { visibilitySeconds: options.visibilitySeconds } : {}),
       ...(options.pollSeconds ? { pollSeconds: options.pollSeconds } : {}),
+      ...(options.sweepSeconds ? { sweepSeconds: options.sweepSeconds } : {}),
     };
   });
   const prev = readState(home);

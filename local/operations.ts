@@ -264,7 +264,9 @@ export async function backfill(
       new ListObjectsV2Command({ Bucket: target.bucket, Prefix: prefix, ContinuationToken: token }),
     );
     for (const o of out.Contents ?? []) {
-      if (!o.Key) continue;
+      // The ledger sweep's notification canary is not an object of the user's: not even listed (a
+      // backfilled canary would look like a notification that arrived).
+      if (!o.Key || o.Key === settings.bucket.canaryKey) continue;
       if (neverRecorded(o.Key)) {
         ignored++;
         continue;

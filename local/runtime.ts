@@ -8,9 +8,9 @@
 
 import type { Context } from 'aws-lambda';
 import { Kafka, logLevel } from 'kafkajs';
-import { settings } from '../shared/settings.ts';
+import { settings, visibilityTimeoutFor } from '../shared/settings.ts';
 import type { ProducerHealth } from './alarms.ts';
-import { LOCAL_CREDENTIALS, LOCAL_REGION, makeClients } from './clients.ts';
+import { destroyClients, LOCAL_CREDENTIALS, LOCAL_REGION, makeClients } from './clients.ts';
 import { startDashboard } from './dashboard.ts';
 import { type KafkaHandler, startKafkaEventSource } from './kafka-event-source.ts';
 import { emulatedMappingUuid, s3OnFailureDestination } from './kafka-failure-destinations.ts';
@@ -42,6 +42,8 @@ export function runtimeEnv(state: LocalState): Record<string, string> {
   const r = required(state.resources, 'resources');
   const moto = required(state.moto, 'moto');
   const lease = state.options?.leaseSeconds;
+  const visibility = state.options?.visibilitySeconds;
+  const sweep = state.options?.sweepSeconds;
   return {
     AWS_ENDPOINT_URL: moto.endpoint,
     AWS_REGION: LOCAL_REGION,
@@ -53,6 +55,7 @@ export function runtimeEnv(state: LocalState): Record<string, string> {
     LEDGER_TABLE: r.ledgerTable,
     SCORES_TABLE: r.scoresTable,
     QUARANTINE_BUCKET: r.bucket,
+    INGEST_BUCKET: r.bucket,
     WATERMARK_TABLE: r.ledgerTable,
     DB_SECRET_ARN: r.dbSecretArn,
     DB_SSL: 'false',
@@ -63,6 +66,16 @@ export function runtimeEnv(state: LocalState): Record<string, string> {
           LEDGER_HEARTBEAT_SECONDS: String(Math.max(1, Math.floor(lease / 3))),
         }
       : {}),
+    // Shortened timings shorten what the ledger sweep calls stuck, as the stack's settings relate them.
+    ...(lease || visibility
+      ? {
+          SWEEP_PROCESSING_STUCK_SECONDS: String(
+            (visibility ?? visibilityTimeoutFor(settings.functions.s3Trigger.timeoutSeconds)) +
+              (lease ?? settings.ledger.leaseSeconds),
+          ),
+        }
+      : {}),
+    ...(sweep ? { SWEEP_CANARY_GRACE_SECONDS: String(2 * sweep) } : {}),
     POWERTOOLS_SERVICE_NAME: 'pulse-local',
     POWERTOOLS_METRICS_NAMESPACE: 'PulseIngest',
     // The functions' EMF metric lines go to the runtime's log, as they go to CloudWatch Logs on AWS.
@@ -78,11 +91,12 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
   const r = required(state.resources, 'resources');
   const kafka = required(state.kafka, 'kafka');
   Object.assign(process.env, runtimeEnv(state));
-  const [s3Trigger, scorer, dbPoller, kafkaConsumer] = await Promise.all([
+  const [s3Trigger, scorer, dbPoller, kafkaConsumer, ledgerSweep] = await Promise.all([
     import('../functions/s3-trigger/handler.ts'),
     import('../functions/scorer/handler.ts'),
     import('../functions/db-poller/handler.ts'),
     import('../functions/kafka-consumer/handler.ts'),
+    import('../functions/s3-trigger/sweep-handler.ts'),
   ]);
   const clients = makeClients(required(state.moto, 'moto').endpoint);
   const visibility = state.options?.visibilitySeconds;
@@ -124,6 +138,14 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
     prefixed(logger, 'pulse-db-poller'),
   );
   const groupId = `${state.prefix}-kafka-consumer`;
+  // The ledger sweep's schedule (EventBridge Scheduler in the stack), on the settings' rate.
+  const sweepPeriodMs = (state.options?.sweepSeconds ?? settings.sweep.scheduleRateMinutes * 60) * 1000;
+  const sweepSchedule = startSchedule(
+    ledgerSweep.handler as unknown as (event: unknown, context: Context) => Promise<unknown>,
+    sweepPeriodMs,
+    prefixed(logger, 'pulse-ledger-sweep'),
+    { functionName: 'pulse-ledger-sweep', timeoutSeconds: settings.functions.ledgerSweep.timeoutSeconds },
+  );
   const kafkaSource = startKafkaEventSource({
     brokers: kafka.brokers,
     topic: r.topic,
@@ -151,7 +173,8 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
 
   return {
     async producerHealth() {
-      let kafkaOffsetLag: number | undefined;
+      // null when it cannot be read: the alarm treats that as breaching, as CloudWatch the missing OffsetLag.
+      let kafkaOffsetLag: number | null = null;
       try {
         const [ends, committed] = await Promise.all([
           kafkaAdmin.fetchTopicOffsets(r.topic),
@@ -167,29 +190,60 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
       } catch (err) {
         logger.warn('could not read the Kafka consumer lag', err);
       }
+      const swept = sweepSchedule.health();
       return {
         poller: { ...schedule.health(), periodSeconds: Math.round(pollPeriodMs / 1000) },
-        ...(kafkaOffsetLag !== undefined ? { kafkaOffsetLag } : {}),
+        kafkaOffsetLag,
+        sweep: {
+          since: swept.since,
+          lastSuccessAt: swept.lastSuccessAt,
+          periodSeconds: Math.round(sweepPeriodMs / 1000),
+          ...sweepReport(swept.lastResult),
+        },
       };
     },
     async stop() {
       await kafkaAdmin.disconnect().catch(() => {});
-      await Promise.all([files.stop(), signals.stop(), schedule.stop(), kafkaSource.stop()]);
-      clients.s3.destroy();
-      clients.sqs.destroy();
-      clients.ddb.destroy();
+      await Promise.all([
+        files.stop(),
+        signals.stop(),
+        schedule.stop(),
+        sweepSchedule.stop(),
+        kafkaSource.stop(),
+      ]);
+      destroyClients(clients);
     },
   };
 }
 
+/** What the sweep's last successful run returned (functions/s3-trigger/sweep-handler.ts), for the alarms. */
+function sweepReport(result: unknown): { stuck?: Record<string, number>; canaryMissed?: boolean } {
+  const r = result as { stuck?: unknown; canary?: { missed?: unknown } } | undefined;
+  const stuck =
+    r?.stuck && typeof r.stuck === 'object'
+      ? Object.fromEntries(
+          Object.entries(r.stuck).filter((e): e is [string, number] => typeof e[1] === 'number'),
+        )
+      : undefined;
+  return {
+    ...(stuck ? { stuck } : {}),
+    ...(typeof r?.canary?.missed === 'boolean' ? { canaryMissed: r.canary.missed } : {}),
+  };
+}
+
 /**
- * EventBridge Scheduler's part: invoke the poller every `periodMs` with the scheduler's event, never
- * two at once (a run longer than the period delays the next, as a Lambda with reserved concurrency 1).
+ * EventBridge Scheduler's part: invoke a scheduled function (the poller, the ledger sweep) every
+ * `periodMs` with the scheduler's event, never two at once (a run longer than the period delays the next,
+ * as a Lambda with reserved concurrency 1).
  */
 export function startSchedule(
   handler: (event: unknown, context: Context) => Promise<unknown>,
   periodMs: number,
   logger: RuntimeLogger,
+  fn: { readonly functionName: string; readonly timeoutSeconds: number } = {
+    functionName: 'pulse-db-poller',
+    timeoutSeconds: settings.functions.dbPoller.timeoutSeconds,
+  },
 ): {
   stop(): Promise<void>;
   health(): {
@@ -197,10 +251,13 @@ export function startSchedule(
     since: string;
     watermarkNullRows?: number;
     watermarkStalledRows?: number;
+    /** What the last successful run returned. */
+    lastResult?: unknown;
   };
 } {
   const since = new Date().toISOString();
   let lastSuccessAt: string | null = null;
+  let lastResult: unknown;
   /** The last successful run's count of rows with a NULL watermark (watermark mode only). */
   let watermarkNullRows: number | undefined;
   /** The last successful run's count of rows a stalled watermark left behind (watermark mode, timestamp column). */
@@ -220,12 +277,10 @@ export function startSchedule(
       try {
         const summary = (await handler(
           event,
-          lambdaContext({
-            functionName: 'pulse-db-poller',
-            timeoutMs: settings.functions.dbPoller.timeoutSeconds * 1000,
-          }),
+          lambdaContext({ functionName: fn.functionName, timeoutMs: fn.timeoutSeconds * 1000 }),
         )) as { nullWatermark?: unknown; stalled?: unknown } | undefined;
         lastSuccessAt = new Date().toISOString();
+        lastResult = summary;
         watermarkNullRows = typeof summary?.nullWatermark === 'number' ? summary.nullWatermark : undefined;
         watermarkStalledRows = typeof summary?.stalled === 'number' ? summary.stalled : undefined;
       } catch (err) {
@@ -241,6 +296,7 @@ export function startSchedule(
       since,
       ...(watermarkNullRows !== undefined ? { watermarkNullRows } : {}),
       ...(watermarkStalledRows !== undefined ? { watermarkStalledRows } : {}),
+      ...(lastResult !== undefined ? { lastResult } : {}),
     }),
     async stop() {
       stopped = true;

@@ -56,6 +56,11 @@ export interface RuntimeOptions {
   readonly visibilitySeconds?: number;
   /** The poller's schedule. @default settings.dbPoller.scheduleRateMinutes */
   readonly pollSeconds?: number;
+  /**
+   * The ledger sweep's schedule; its canary is then due after two periods instead of
+   * settings.sweep.canaryGraceSeconds. @default settings.sweep.scheduleRateMinutes
+   */
+  readonly sweepSeconds?: number;
 }
 
 export function statePath(home: string): string {

@@ -122,6 +122,48 @@ export function loadS3TriggerConfig(env: Env = process.env): S3TriggerConfig {
   };
 }
 
+export interface SweepConfig extends ClientConfig {
+  readonly ledgerTable: string;
+  /** The ingest bucket: the canary goes under its incoming prefix. */
+  readonly bucket: string;
+  readonly maxAttempts: number;
+  /** See settings.sweep. */
+  readonly processingStuckSeconds: number;
+  readonly splitStuckSeconds: number;
+  readonly canaryGraceSeconds: number;
+}
+
+/** Reads the ledger sweep's configuration. Throws ConfigError when a variable is missing. */
+export function loadSweepConfig(env: Env = process.env): SweepConfig {
+  const c = parse(
+    {
+      ...common,
+      LEDGER_TABLE: required('LEDGER_TABLE'),
+      INGEST_BUCKET: required('INGEST_BUCKET'),
+      LEDGER_MAX_ATTEMPTS: positiveInt('LEDGER_MAX_ATTEMPTS', settings.ledger.maxAttempts),
+      SWEEP_PROCESSING_STUCK_SECONDS: positiveInt(
+        'SWEEP_PROCESSING_STUCK_SECONDS',
+        settings.sweep.processingStuckSeconds,
+      ),
+      SWEEP_SPLIT_STUCK_SECONDS: positiveInt('SWEEP_SPLIT_STUCK_SECONDS', settings.sweep.splitStuckSeconds),
+      SWEEP_CANARY_GRACE_SECONDS: positiveInt(
+        'SWEEP_CANARY_GRACE_SECONDS',
+        settings.sweep.canaryGraceSeconds,
+      ),
+    },
+    env,
+  );
+  return {
+    s3ForcePathStyle: c.S3_FORCE_PATH_STYLE,
+    ledgerTable: c.LEDGER_TABLE,
+    bucket: c.INGEST_BUCKET,
+    maxAttempts: c.LEDGER_MAX_ATTEMPTS,
+    processingStuckSeconds: c.SWEEP_PROCESSING_STUCK_SECONDS,
+    splitStuckSeconds: c.SWEEP_SPLIT_STUCK_SECONDS,
+    canaryGraceSeconds: c.SWEEP_CANARY_GRACE_SECONDS,
+  };
+}
+
 export interface ScorerConfig extends ClientConfig {
   readonly scoresTable: string;
   readonly quarantineBucket: string;

@@ -73,6 +73,14 @@ export const METRIC = {
   watermarkStalledRows: 'WatermarkStalledRows',
   /** watermark mode: rows read again by the lookback (not counted in RowsPolled / RowsSent). */
   rowsReread: 'RowsReread',
+  /** The ledger sweep, each run: ledger items nothing will carry on, in all and by kind. */
+  filesStuck: 'FilesStuck',
+  filesStuckProcessing: 'FilesStuckProcessing',
+  filesStuckSplit: 'FilesStuckSplit',
+  filesStuckDiscovered: 'FilesStuckDiscovered',
+  filesStuckExhausted: 'FilesStuckExhausted',
+  /** The ledger sweep, each run: 1 when the canary due by now never reached the ledger, else 0. */
+  canaryMissed: 'CanaryMissed',
   kafkaRecordsDecoded: 'KafkaRecordsDecoded',
   kafkaRecordsQuarantined: 'KafkaRecordsQuarantined',
 } as const;

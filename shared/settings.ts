@@ -32,6 +32,14 @@ export const settings = {
     abortIncompleteMultipartUploadDays: 7,
     /** The bucket's server access logs (in their own bucket) are kept this many days. */
     accessLogsRetentionDays: 90,
+    /**
+     * The notification canary (see `sweep`): a tiny object the ledger sweep writes here on each run, under
+     * the incoming prefix so that the bucket's notification carries it to s3-trigger, which records it in the
+     * ledger and ingests nothing. One key, so its older versions are all that piles up: they expire after
+     * `canaryNoncurrentDays`.
+     */
+    canaryKey: 'incoming/.pulse-canary',
+    canaryNoncurrentDays: 1,
   },
 
   /** S3 ObjectCreated notifications, consumed by s3-trigger. */
@@ -129,6 +137,8 @@ export const settings = {
     scorer: { timeoutSeconds: 60, memoryMb: 512 },
     dbPoller: { timeoutSeconds: 120, memoryMb: 512 },
     kafkaConsumer: { timeoutSeconds: 120, memoryMb: 512 },
+    /** The ledger sweep (a second entry of s3-trigger): a few bounded queries and one small object. */
+    ledgerSweep: { timeoutSeconds: 60, memoryMb: 256 },
   },
   logRetentionDays: 30,
 
@@ -154,6 +164,42 @@ export const settings = {
     firstErrorsKept: 10,
     /** The ledger's index on status (partition) and updatedAt (sort). */
     statusIndex: 'byStatus',
+  },
+
+  /**
+   * The ledger sweep (functions/s3-trigger/sweep.ts), a second entry of s3-trigger on an EventBridge
+   * Scheduler schedule: it counts work nothing will carry on (FilesStuck) from the ledger's status index, and
+   * checks that the previous notification canary reached the ledger (CanaryMissed).
+   */
+  sweep: {
+    scheduleRateMinutes: 5,
+    /**
+     * A PROCESSING item (file or part) not written for this long, and whose lease is not live, is stuck. Its
+     * worker heartbeats every `ledger.heartbeatSeconds`; after a crash its event comes back within the
+     * file-events visibility timeout (6 × 300 s), and a claim then takes it over: 35 minutes is beyond both
+     * (a test holds this against the settings).
+     */
+    processingStuckSeconds: 35 * 60,
+    /** A SPLIT file (its parts not all ended) or a DISCOVERED item (a part never claimed) older than this is stuck. */
+    splitStuckSeconds: 60 * 60,
+    /**
+     * FAILED items updated within this window are checked for an exhausted retryable failure (attempts used
+     * up, so no delivery claims it again, yet not failed for good). Bounds the read: older FAILED items
+     * have alarmed for a day already.
+     */
+    exhaustedLookbackHours: 24,
+    /** Items read from the index per status and run, in pages of `pageSize`: the read stays bounded. */
+    maxItemsPerStatus: 2000,
+    pageSize: 200,
+    /** Stuck items named in the sweep's log line, at most. */
+    samplesLogged: 10,
+    /**
+     * The canary written this long ago or more must have reached the ledger, or CanaryMissed: as long as
+     * the file-events queue's age alarm waits (a backlog delays the canary as much as any file).
+     */
+    canaryGraceSeconds: 15 * 60,
+    /** Canary send times the ledger keeps (enough to cover canaryGraceSeconds at the schedule's rate). */
+    canaryHistory: 12,
   },
 
   /**
@@ -210,6 +256,13 @@ export const settings = {
     pollerSilentPeriods: 3,
     /** Kafka offset lag (records) above this is an alarm. */
     maxKafkaOffsetLag: 10_000,
+    /** Stuck ledger items (all kinds) above this are an alarm. */
+    maxFilesStuck: 0,
+    /**
+     * The sweep's alarms read this many schedule periods at once: a run a little late must not leave a
+     * period without data (missing data is breaching: a sweep that stopped running is an alarm).
+     */
+    sweepAlarmPeriods: 2,
   },
 
   dbPoller: {

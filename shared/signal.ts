@@ -105,10 +105,16 @@ export function deflateMessage(text: string, origin: Origin, count: number, leve
   return `{"v":4,"origin":${sqsSafeJson(JSON.stringify({ kind: origin.kind, ref: origin.ref }))},"count":${count},"deflated":"${deflated}"}`;
 }
 
+/**
+ * What is wrong with a body that is not a signal message, in a word that quotes nothing of it (the
+ * reason may: a JSON parser's message quotes the text around the error).
+ */
+export type MessageFault = 'not-json' | 'not-a-batch' | 'not-inflatable' | 'inflated-not-json';
+
 export type ReadMessage =
   | { ok: true; message: SignalMessage }
   /** `json` is the body's JSON when it parsed (else keep the body's text). */
-  | { ok: false; reason: string; json?: unknown };
+  | { ok: false; reason: string; kind: MessageFault; json?: unknown };
 
 /** The packed message in an SQS message body, of any version, or why it is not one. */
 export function readSignalMessage(body: string): ReadMessage {
@@ -116,37 +122,43 @@ export function readSignalMessage(body: string): ReadMessage {
   try {
     json = JSON.parse(body);
   } catch (err) {
-    return { ok: false, reason: `message is not JSON: ${(err as Error).message}` };
+    return { ok: false, reason: `message is not JSON: ${(err as Error).message}`, kind: 'not-json' };
   }
   let inner = json;
   if ((json as { v?: unknown } | null)?.v === 4) {
     const text = inflateMessage(json);
-    if (typeof text !== 'string') return { ok: false, reason: text.error, json };
+    if (typeof text !== 'string') return { ok: false, reason: text.error, kind: text.kind, json };
     try {
       inner = JSON.parse(text);
     } catch (err) {
       return {
         ok: false,
         reason: `message's inflated signals are not JSON: ${(err as Error).message}`,
+        kind: 'inflated-not-json',
         json,
       };
     }
   }
   const message = SignalMessageSchema.safeParse(inner);
-  if (!message.success) return { ok: false, reason: notABatch(message.error), json: inner };
+  if (!message.success) {
+    return { ok: false, reason: notABatch(message.error), kind: 'not-a-batch', json: inner };
+  }
   return { ok: true, message: message.data };
 }
 
 /** The JSON text a version 4 message wraps. */
-function inflateMessage(json: unknown): string | { error: string } {
+function inflateMessage(json: unknown): string | { error: string; kind: MessageFault } {
   const wrapper = DeflatedMessageSchema.safeParse(json);
-  if (!wrapper.success) return { error: notABatch(wrapper.error) };
+  if (!wrapper.success) return { error: notABatch(wrapper.error), kind: 'not-a-batch' };
   try {
     return inflateRawSync(Buffer.from(wrapper.data.deflated, 'base64'), {
       maxOutputLength: MAX_INFLATED_BYTES,
     }).toString('utf8');
   } catch (err) {
-    return { error: `message's deflated signals do not inflate: ${(err as Error).message}` };
+    return {
+      error: `message's deflated signals do not inflate: ${(err as Error).message}`,
+      kind: 'not-inflatable',
+    };
   }
 }
 
@@ -635,14 +647,27 @@ export function encodeSignal(signal: Signal, message: Origin, source?: string): 
   return JSON.stringify(signalEntry(signal, message, source));
 }
 
-/** Validates a signal read back off the queue. */
-export function parseSignal(input: unknown): { ok: true; signal: Signal } | { ok: false; reason: string } {
+/**
+ * Validates a signal read back off the queue. A failure has the full `reason` (which may quote the value,
+ * for the quarantine) and its `kind`: each failing field of the schema with the check it failed
+ * (`value:custom`, `timestamp:invalid_format`), which quotes nothing of the record, for logs.
+ */
+export function parseSignal(
+  input: unknown,
+): { ok: true; signal: Signal } | { ok: false; reason: string; kind: string } {
   const result = SignalSchema.safeParse(input);
   if (result.success) return { ok: true, signal: result.data };
+  const kinds = result.error.issues.map((i) => `${signalField(i.path[0])}:${i.code}`);
   return {
     ok: false,
     reason: result.error.issues.map((i) => `${i.path.join('.') || 'signal'}: ${i.message}`).join('; '),
+    kind: [...new Set(kinds)].join(','),
   };
+}
+
+/** A top-level field of {@link SignalSchema}, or `signal`: never a key the record brought (an attribute's). */
+function signalField(key: PropertyKey | undefined): string {
+  return typeof key === 'string' && Object.hasOwn(SignalSchema.shape, key) ? key : 'signal';
 }
 
 function typeName(v: unknown): string {

@@ -11,6 +11,7 @@ import { limitHeapGrowth } from '../../shared/heap.ts';
 import { Ledger } from '../../shared/ledger.ts';
 import { createObservability } from '../../shared/observability.ts';
 import { settings } from '../../shared/settings.ts';
+import { isCanary, recordCanarySeen } from './canary.ts';
 import { continuationMessage, parseFileEvents, partMessage } from './events.ts';
 import { ingestFile } from './ingest.ts';
 
@@ -60,6 +61,12 @@ async function recordHandler(record: SQSRecord, context?: Context): Promise<void
   logger.appendKeys({ messageId: record.messageId });
   try {
     for (const task of parseFileEvents(record.body)) {
+      if (isCanary(task)) {
+        // The ledger sweep's notification canary: recorded, never ingested (canary.ts).
+        await recordCanarySeen(clients.doc, config.ledgerTable, task);
+        logger.info('Notification canary recorded', { objectKey: task.key, versionId: task.versionId });
+        continue;
+      }
       await ingestFile(task, {
         ...clients,
         ledger,

@@ -148,7 +148,7 @@ export async function scoreBatch(
       .filter((p) => p.rejects.length > 0)
       .map(async (p) => {
         try {
-          await quarantine(p.messageId, p.body, p.rejects, deps);
+          await quarantine(p.messageId, p.body, p.rejects, p.rejectKinds, deps);
           result.rejected += p.rejects.length;
         } catch (err) {
           result.failures.set(p.messageId, err);
@@ -226,10 +226,17 @@ export async function scoreBatch(
   return result;
 }
 
-/** The valid signals of one message body, and the rejects (with reasons) of the rest. */
-function readMessage(messageId: string, body: string): { valid: Signal[]; rejects: RejectEntry[] } {
+/**
+ * The valid signals of one message body, and the rejects (with reasons) of the rest; `rejectKinds` says
+ * of each reject what was wrong in words that quote nothing of it (for the log: reasons may quote values).
+ */
+function readMessage(
+  messageId: string,
+  body: string,
+): { valid: Signal[]; rejects: RejectEntry[]; rejectKinds: string[] } {
   const valid: Signal[] = [];
   const rejects: RejectEntry[] = [];
+  const rejectKinds: string[] = [];
   const read = readSignalMessage(body);
   if (!read.ok) {
     rejects.push({
@@ -237,7 +244,8 @@ function readMessage(messageId: string, body: string): { valid: Signal[]; reject
       reason: read.reason,
       ...(read.json === undefined ? { raw: body } : { record: read.json }),
     });
-    return { valid, rejects };
+    rejectKinds.push(`message:${read.kind}`);
+    return { valid, rejects, rejectKinds };
   }
   expandSignals(read.message).forEach((s, i) => {
     const parsed = parseSignal(s);
@@ -246,9 +254,10 @@ function readMessage(messageId: string, body: string): { valid: Signal[]; reject
       const ref =
         typeof (s as { id?: unknown })?.id === 'string' ? (s as { id: string }).id : `sqs:${messageId}#${i}`;
       rejects.push({ ref, reason: parsed.reason, record: s });
+      rejectKinds.push(parsed.kind);
     }
   });
-  return { valid, rejects };
+  return { valid, rejects, rejectKinds };
 }
 
 /**
@@ -260,15 +269,21 @@ async function quarantine(
   messageId: string,
   body: string,
   rejects: RejectEntry[],
+  kinds: readonly string[],
   deps: ScorerDeps,
 ): Promise<void> {
   const day = new Date((deps.now ?? Date.now)()).toISOString().slice(0, 10);
   const digest = createHash('sha256').update(body).digest('hex').slice(0, 32);
-  await putRejects(deps.s3, deps.config.quarantineBucket, rejectsKey('scorer', `${day}/${digest}`), rejects);
+  const key = rejectsKey('scorer', `${day}/${digest}`);
+  await putRejects(deps.s3, deps.config.quarantineBucket, key, rejects);
+  // The reasons stay in the quarantine: they may quote record values, which logs must not hold.
+  const reasons: Record<string, number> = {};
+  for (const kind of kinds) reasons[kind] = (reasons[kind] ?? 0) + 1;
   deps.logger.warn('Quarantined invalid signals', {
     messageId,
     rejected: rejects.length,
-    firstReason: rejects[0]?.reason,
+    reasons,
+    rejectsKey: key,
   });
 }
 

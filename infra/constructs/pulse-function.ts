@@ -20,9 +20,12 @@ export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..
 /** Folder names under functions/. */
 export type FunctionName = 's3-trigger' | 'scorer' | 'db-poller' | 'kafka-consumer';
 
-/** The handler module of a function: `functions/<name>/handler.ts` under the repository root. */
-export function handlerEntry(name: FunctionName): string {
-  return join(REPO_ROOT, 'functions', name, 'handler.ts');
+/**
+ * The handler module of a function: `functions/<name>/handler.ts` under the repository root, or another
+ * entry of the same folder (`sweep-handler.ts`, the ledger sweep of s3-trigger).
+ */
+export function handlerEntry(name: FunctionName, file = 'handler.ts'): string {
+  return join(REPO_ROOT, 'functions', name, file);
 }
 
 /**
@@ -77,6 +80,12 @@ export interface PulseFunctionProps
   > {
   /** The folder under functions/ holding `handler.ts`; also the Powertools service name. */
   readonly name: FunctionName;
+  /**
+   * A second entry of the folder: its file and its Powertools service name (the folder's name is the
+   * first entry's).
+   * @default `handler.ts`, service `name`
+   */
+  readonly entry?: { readonly file: string; readonly service: string };
   readonly timeoutSeconds: number;
   readonly memoryMb: number;
   /**
@@ -107,7 +116,7 @@ export class PulseFunction extends NodejsFunction {
     });
     const role = new Role(scope, `${id}Role`, {
       assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
-      description: `Execution role of the ${props.name} function`,
+      description: `Execution role of the ${props.entry?.service ?? props.name} function`,
     });
     logs.grantWrite(role);
     if (props.vpc) {
@@ -126,7 +135,7 @@ export class PulseFunction extends NodejsFunction {
       );
     }
     super(scope, id, {
-      entry: handlerEntry(props.name),
+      entry: handlerEntry(props.name, props.entry?.file),
       handler: 'handler',
       runtime: Runtime.NODEJS_22_X,
       architecture: Architecture.ARM_64,
@@ -138,7 +147,7 @@ export class PulseFunction extends NodejsFunction {
       depsLockFilePath: join(REPO_ROOT, 'package-lock.json'),
       environment: {
         NODE_OPTIONS: '--enable-source-maps',
-        POWERTOOLS_SERVICE_NAME: props.name,
+        POWERTOOLS_SERVICE_NAME: props.entry?.service ?? props.name,
         POWERTOOLS_METRICS_NAMESPACE: settings.metricsNamespace,
         // Powertools Logger reads LOG_LEVEL when POWERTOOLS_LOG_LEVEL is not set.
         LOG_LEVEL: 'INFO',

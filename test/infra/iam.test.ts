@@ -219,7 +219,13 @@ describe.each(STACK_SHAPES)('IAM of the stack with %s', (_shape, context) => {
   });
 
   it('lets each function write logs only to its own log group', () => {
-    for (const fn of ['S3Trigger', 'Scorer', 'ProducersDbPoller', 'ProducersKafkaConsumer']) {
+    for (const fn of [
+      'S3Trigger',
+      'Scorer',
+      'ProducersDbPoller',
+      'ProducersKafkaConsumer',
+      'LedgerSweepFunction',
+    ]) {
       // Act
       const role = roleOf(t, fn);
       const logs = statements.filter(

@@ -94,6 +94,8 @@ describe('dashboard and alarms', () => {
     expect(named(wired, 'KafkaOffsetLag')[0]).toMatchObject({
       MetricName: 'OffsetLag',
       Threshold: settings.monitoring.maxKafkaOffsetLag,
+      // A disabled or failing trigger stops the metric: its absence is an alarm, not "no lag".
+      TreatMissingData: 'breaching',
     });
   });
 

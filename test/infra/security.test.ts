@@ -1,5 +1,6 @@
 import type { Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
+import { settings } from '../../shared/settings.ts';
 import {
   DB_AND_MSK_CONTEXT,
   SELF_MANAGED_KAFKA_CONTEXT,
@@ -144,6 +145,23 @@ describe.each(STACK_SHAPES)('security of the stack with %s', (_shape, context) =
         Condition: sameAccount,
       }),
     );
+  });
+
+  it('sends every function’s logs, CDK’s bucket-notifications handler included, to a log group of the stack with the settings’ retention', () => {
+    // Prepare
+    const groups = Object.fromEntries(ofType(t, 'AWS::Logs::LogGroup'));
+    const functions = ofType(t, 'AWS::Lambda::Function');
+    // Assess: a function without LoggingConfig logs to /aws/lambda/<name>, which Lambda creates with no expiry.
+    expect(functions.length).toBeGreaterThanOrEqual(5);
+    for (const [id, fn] of functions) {
+      const ref = (fn.Properties.LoggingConfig as { LogGroup?: { Ref?: string } } | undefined)?.LogGroup?.Ref;
+      expect(ref, `${id} has no log group of the stack`).toBeDefined();
+      expect(groups[ref ?? '']?.Properties.RetentionInDays, id).toBe(settings.logRetentionDays);
+    }
+    const handler = functions.find(([id]) => id.startsWith('BucketNotificationsHandler'));
+    expect(handler?.[1].Properties.LoggingConfig).toEqual({
+      LogGroup: { Ref: expect.stringMatching(/^BucketNotificationsHandlerLogs/) },
+    });
   });
 
   it('puts no credential in any function’s environment: secrets are named by ARN only', () => {

@@ -82,6 +82,11 @@ describe('offline dashboard (chromium, moto)', () => {
     const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const pageErrors: string[] = [];
     page.on('pageerror', (err) => pageErrors.push(err.message));
+    // A Content-Security-Policy violation (something inline, or from elsewhere) is a console error.
+    const consoleErrors: string[] = [];
+    page.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(m.text());
+    });
     await page.goto(url);
     // Locators, not waitForFunction: the page's CSP (rightly) forbids the eval that would need.
     await page.locator('[data-testid="ledger-row"]').nth(2).waitFor({ timeout: 15_000 });
@@ -149,6 +154,12 @@ describe('offline dashboard (chromium, moto)', () => {
 
     expect(await page.locator('[data-testid="error-banner"]').isHidden()).toBe(true);
     expect(pageErrors).toEqual([]);
+    expect(consoleErrors).toEqual([]);
+    // The stylesheet, served apart from the page, applies: its grid puts the first two tiles side by side.
+    const first = await page.locator('[data-testid="files-success"]').boundingBox();
+    const second = await page.locator('[data-testid="files-failed"]').boundingBox();
+    expect(second?.y).toBe(first?.y);
+    expect(second?.x ?? 0).toBeGreaterThan((first?.x ?? 0) + (first?.width ?? 0) - 1);
     expect(existsSync(SCREENSHOT)).toBe(true);
   });
 });

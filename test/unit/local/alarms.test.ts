@@ -47,6 +47,8 @@ describe('evaluateAlarms', () => {
       'PulseIngest-WatermarkNullRows',
       'PulseIngest-WatermarkStalled',
       'PulseIngest-KafkaOffsetLag',
+      'PulseIngest-FilesStuck',
+      'PulseIngest-NotificationsSilent',
     ]);
   });
 
@@ -65,6 +67,8 @@ describe('evaluateAlarms', () => {
       [ALARM_NAMES.watermarkNullRows]: 'INSUFFICIENT_DATA',
       [ALARM_NAMES.watermarkStalled]: 'INSUFFICIENT_DATA',
       [ALARM_NAMES.kafkaOffsetLag]: 'INSUFFICIENT_DATA',
+      [ALARM_NAMES.filesStuck]: 'INSUFFICIENT_DATA',
+      [ALARM_NAMES.notificationsSilent]: 'INSUFFICIENT_DATA',
     });
   });
 
@@ -274,5 +278,61 @@ describe('evaluateAlarms', () => {
       'ALARM',
     );
     expect(stateOf(ALARM_NAMES.kafkaOffsetLag, {}).state).toBe('INSUFFICIENT_DATA');
+  });
+
+  it('treats a Kafka source that reports no offset lag as breaching (CloudWatch: missing OffsetLag is breaching)', () => {
+    // Act
+    const missing = stateOf(ALARM_NAMES.kafkaOffsetLag, { kafkaOffsetLag: null });
+    // Assess
+    expect(missing.state).toBe('ALARM');
+    expect(missing.reason).toContain('no offset lag');
+  });
+
+  describe('the ledger sweep’s alarms', () => {
+    const sweep = (over: Record<string, unknown> = {}) => ({
+      at: iso(NOW),
+      sweep: {
+        since: iso(NOW - 3_600_000),
+        lastSuccessAt: iso(NOW - 60_000),
+        periodSeconds: 300,
+        stuck: { processing: 0, split: 0, discovered: 0, exhausted: 0 },
+        canaryMissed: false,
+        ...over,
+      },
+    });
+
+    it('alarms on stuck ledger items at the last sweep, by kind, and on a missed canary', () => {
+      // Act
+      const stuck = stateOf(
+        ALARM_NAMES.filesStuck,
+        sweep({ stuck: { processing: 1, split: 2, exhausted: 0 } }),
+      );
+      const missed = stateOf(ALARM_NAMES.notificationsSilent, sweep({ canaryMissed: true }));
+      // Assess
+      expect(stuck).toMatchObject({
+        state: 'ALARM',
+        reason: expect.stringContaining('3 ledger items stuck'),
+      });
+      expect(stuck.reason).toContain('1 processing, 2 split');
+      expect(missed.state).toBe('ALARM');
+      expect(stateOf(ALARM_NAMES.filesStuck, sweep()).state).toBe('OK');
+      expect(stateOf(ALARM_NAMES.notificationsSilent, sweep()).state).toBe('OK');
+    });
+
+    it('treats a sweep that has not succeeded within its periods as breaching, as CloudWatch’s missing data', () => {
+      // Act: the last success 11 minutes ago, with two periods of 5 minutes allowed; or never, for 11 minutes
+      const late = sweep({ lastSuccessAt: iso(NOW - 11 * 60_000) });
+      const never = sweep({ lastSuccessAt: null, since: iso(NOW - 11 * 60_000) });
+      const starting = sweep({ lastSuccessAt: null, since: iso(NOW - 60_000) });
+      // Assess
+      for (const name of [ALARM_NAMES.filesStuck, ALARM_NAMES.notificationsSilent]) {
+        expect(stateOf(name, late)).toMatchObject({
+          state: 'ALARM',
+          reason: expect.stringContaining('660 s ago'),
+        });
+        expect(stateOf(name, never).state).toBe('ALARM');
+        expect(stateOf(name, starting).state).toBe('INSUFFICIENT_DATA');
+      }
+    });
   });
 });

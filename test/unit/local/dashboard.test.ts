@@ -1,9 +1,11 @@
+import { request } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ProducerHealth } from '../../../local/alarms.ts';
 import {
   type Dashboard,
   type DashboardSnapshot,
   describeError,
+  hostHeaders,
   startDashboard,
 } from '../../../local/dashboard.ts';
 import type { Sample } from '../../../local/history.ts';
@@ -46,18 +48,25 @@ describe('startDashboard', () => {
     dashboard = undefined;
   });
 
-  it('listens on a free port of 127.0.0.1 and serves one self-contained page', async () => {
+  it('listens on a free port of 127.0.0.1 and serves its page, stylesheet and script, nothing inline', async () => {
     // Prepare
     dashboard = await startDashboard({ collector: new FakeCollector() });
     // Act
     const res = await get('/');
     const html = await res.text();
+    const js = await get('/dashboard.js');
+    const script = await js.text();
+    const css = await get('/dashboard.css');
     // Assess
     expect(dashboard.url).toBe(`http://127.0.0.1:${dashboard.port}/`);
     expect(dashboard.port).toBeGreaterThan(0);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('text/html; charset=utf-8');
-    expect(res.headers.get('content-security-policy')).toContain("connect-src 'self'");
+    const csp = res.headers.get('content-security-policy') ?? '';
+    expect(csp).toContain("connect-src 'self'");
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).toContain("style-src 'self'");
+    expect(csp).not.toContain('unsafe-inline');
     for (const id of [
       'chart-records',
       'chart-queues',
@@ -68,14 +77,43 @@ describe('startDashboard', () => {
     ]) {
       expect(html).toContain(`data-testid="${id}"`);
     }
-    // Nothing is loaded from elsewhere: no external script, stylesheet or link.
-    expect(html).not.toMatch(/<script[^>]+src=|<link\b|https:\/\//i);
+    // Nothing inline (the policy would block it) and nothing from elsewhere.
+    expect(html).not.toMatch(/<script>|<style>|\sstyle=|\son[a-z]+=/i);
+    expect(html).toContain('<script src="/dashboard.js"></script>');
+    expect(html).toContain('<link rel="stylesheet" href="/dashboard.css">');
+    expect(html).not.toMatch(/https?:\/\//i);
+    expect(js.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    expect(css.status).toBe(200);
+    expect(css.headers.get('content-type')).toBe('text/css; charset=utf-8');
+    expect(await css.text()).toContain('.tile');
     // Its script at least parses (the browser test runs it).
-    const script = html.match(/<script>([\s\S]*)<\/script>/)?.[1] ?? '';
     expect(script.length).toBeGreaterThan(1000);
     expect(() => new Function(script)).not.toThrow();
   });
 
+  it('answers 421, without the status, to a request whose Host is not its own address (DNS rebinding)', async () => {
+    // Prepare
+    dashboard = await startDashboard({ collector: new FakeCollector(), sampleIntervalMs: 60_000 });
+    const port = dashboard.port;
+    // Act
+    const rebound = await rawGet(port, '/api/status', `attacker.example:${port}`);
+    const otherPort = await rawGet(port, '/api/status', `127.0.0.1:${port + 1}`);
+    const page = await rawGet(port, '/', 'attacker.example');
+    const noHost = await rawGet(port, '/api/history', undefined);
+    const byIp = await rawGet(port, '/api/status', `127.0.0.1:${port}`);
+    const byName = await rawGet(port, '/api/status', `LocalHost:${port}`);
+    // Assess
+    for (const refused of [rebound, otherPort, page]) {
+      expect(refused.status).toBe(421);
+      expect(refused.body).not.toContain('"status"');
+    }
+    // Node's server itself refuses an HTTP/1.1 request without a Host (requireHostHeader).
+    expect(noHost.status).toBe(400);
+    expect(noHost.body).not.toContain('"status"');
+    expect(byIp.status).toBe(200);
+    expect(JSON.parse(byIp.body)).toHaveProperty('status');
+    expect(byName.status).toBe(200);
+  });
   it('answers /api/status with the latest status and the alarms evaluated on it', async () => {
     // Prepare
     const collector = new FakeCollector();
@@ -228,6 +266,31 @@ describe('startDashboard', () => {
     await expect(fetch(started.url)).rejects.toThrow();
   });
 });
+
+describe('hostHeaders', () => {
+  it('names the loopback address and localhost, and [::1] only for a server listening there', () => {
+    // Act / Assess
+    expect([...hostHeaders('127.0.0.1', 4580)].sort()).toEqual(['127.0.0.1:4580', 'localhost:4580']);
+    expect([...hostHeaders('::1', 4580)].sort()).toEqual(['[::1]:4580', 'localhost:4580']);
+  });
+});
+
+/** A GET with exactly this Host header (fetch sets its own), or none. */
+function rawGet(port: number, path: string, host: string | undefined) {
+  return new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, method: 'GET', setHost: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        body += c;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    if (host !== undefined) req.setHeader('Host', host);
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 describe('describeError', () => {
   it('lists the parts of an AggregateError, which has no message of its own', () => {

@@ -410,7 +410,7 @@ describe('backfill', () => {
       ),
     );
 
-  it('lists every page, skips folder markers and rejects, and enqueues every object the ledger has not seen', async () => {
+  it('lists every page, skips folder markers, rejects and the sweep’s canary, and enqueues every object the ledger has not seen', async () => {
     // Prepare
     const page1 = Array.from({ length: 12 }, (_, n) => object(`incoming/p1-${n}.csv`));
     const page2 = [
@@ -423,7 +423,14 @@ describe('backfill', () => {
         Contents: [...page1, object('incoming/readme.txt'), object('incoming/2024/')],
         NextContinuationToken: 'page-2',
       })
-      .resolvesOnce({ Contents: [object('incoming/sheet.xlsx'), object('rejects/s3/x.ndjson'), ...page2] });
+      .resolvesOnce({
+        Contents: [
+          object('incoming/sheet.xlsx'),
+          object('rejects/s3/x.ndjson'),
+          object(settings.bucket.canaryKey),
+          ...page2,
+        ],
+      });
     // The ledger holds p1-0 and (on the retry of its unprocessed keys) r.parquet.
     doc
       .on(BatchGetCommand)

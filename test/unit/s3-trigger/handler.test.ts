@@ -5,6 +5,7 @@ import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { settings } from '../../../shared/settings.ts';
 import {
   lambdaContextFactory,
   s3EventRecordFactory,
@@ -69,5 +70,36 @@ describe('s3-trigger handler', () => {
       { itemIdentifier: garbage.messageId },
     ]);
     expect(sqs).toHaveReceivedCommandTimes(SendMessageBatchCommand, 1);
+  });
+
+  it('records the notification canary on its ledger item and ingests nothing of it', async () => {
+    // Prepare
+    ddb.on(UpdateCommand).resolves({});
+    const canary = sqsRecordFactory(
+      s3NotificationBody([
+        s3EventRecordFactory({
+          bucket: 'b',
+          key: settings.bucket.canaryKey,
+          eTag: 'e9',
+          size: 40,
+          versionId: 'v9',
+          eventTime: '2024-06-01T12:00:00.000Z',
+        }),
+      ]),
+    );
+    // Act
+    const out = await handler(sqsEventFactory([canary]), lambdaContextFactory());
+    // Assess
+    expect(out.batchItemFailures).toEqual([]);
+    expect(ddb).toHaveReceivedCommandTimes(UpdateCommand, 1);
+    const update = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
+    expect(update?.Key).toEqual({ pk: `canary#s3://b/${settings.bucket.canaryKey}`, sk: 'canary' });
+    expect(update?.ExpressionAttributeValues).toMatchObject({
+      ':at': expect.any(String),
+      ':version': 'v9',
+      ':eventTime': '2024-06-01T12:00:00.000Z',
+    });
+    expect(s3).toHaveReceivedCommandTimes(GetObjectCommand, 0);
+    expect(sqs).toHaveReceivedCommandTimes(SendMessageBatchCommand, 0);
   });
 });

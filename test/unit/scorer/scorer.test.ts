@@ -8,7 +8,7 @@ import {
   type TransactWriteCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { EMPTY_STATE, welford, zScoreModel } from '../../../functions/scorer/model.ts';
 import { scoreBatch, scoreKey, scoreMessage, seriesKey } from '../../../functions/scorer/scorer.ts';
 import { PermanentError, TransientError } from '../../../shared/errors.ts';
@@ -196,6 +196,40 @@ describe('scoreMessage', () => {
       .map((l) => JSON.parse(l));
     expect(lines).toHaveLength(2);
     expect(lines[0]).toMatchObject({ ref: 's3://b/k@e#2', reason: expect.stringMatching(/^value/) });
+  });
+
+  it("logs what kind of reason each quarantined signal had, never the record's values (the quarantine keeps them)", async () => {
+    // Prepare: a reason that quotes the value, an attribute key of the record's own, a body the JSON parser quotes
+    const warn = vi.spyOn(obs.logger, 'warn');
+    const text = body([
+      signal(1),
+      { ...signal(2), value: 7.123456e55 },
+      { ...signal(3), attributes: { 'secret-attribute-key': { nested: 'x' } } },
+    ]);
+    // Act
+    await scoreMessage('m1', text, deps());
+    await scoreMessage('m2', 'secret-token-XYZ is not json', deps());
+    // Assess
+    const logged = JSON.stringify(warn.mock.calls);
+    expect(logged).not.toContain('7.123456e+55');
+    expect(logged).not.toContain('secret-attribute-key');
+    expect(logged).not.toContain('secret-token');
+    expect(warn).toHaveBeenCalledWith('Quarantined invalid signals', {
+      messageId: 'm1',
+      rejected: 2,
+      reasons: { 'value:custom': 1, 'attributes:invalid_union': 1 },
+      rejectsKey: expect.stringMatching(/^rejects\/scorer\//),
+    });
+    expect(warn).toHaveBeenCalledWith(
+      'Quarantined invalid signals',
+      expect.objectContaining({ messageId: 'm2', reasons: { 'message:not-json': 1 } }),
+    );
+    const quarantined = s3
+      .commandCalls(PutObjectCommand)
+      .map((c) => String(c.args[0].input.Body))
+      .join('\n');
+    expect(quarantined).toContain('7.123456e+55');
+    expect(quarantined).toContain('secret-token');
   });
 
   it('quarantines a message that is not JSON instead of retrying it', async () => {

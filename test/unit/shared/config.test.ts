@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loadS3TriggerConfig, loadScorerConfig } from '../../../shared/config.ts';
+import { loadS3TriggerConfig, loadScorerConfig, loadSweepConfig } from '../../../shared/config.ts';
 import { ConfigError } from '../../../shared/errors.ts';
 import { settings } from '../../../shared/settings.ts';
 
@@ -9,6 +9,22 @@ describe('config', () => {
       new ConfigError('SIGNALS_QUEUE_URL is not set'),
     );
     expect(() => loadScorerConfig({ QUARANTINE_BUCKET: 'b' })).toThrow('SCORES_TABLE is not set');
+  });
+
+  it('reads the ledger sweep’s table and bucket, with its thresholds from the settings unless overridden', () => {
+    // Act
+    const c = loadSweepConfig({ LEDGER_TABLE: 't', INGEST_BUCKET: 'b', SWEEP_SPLIT_STUCK_SECONDS: '30' });
+    // Assess
+    expect(c).toEqual({
+      s3ForcePathStyle: false,
+      ledgerTable: 't',
+      bucket: 'b',
+      maxAttempts: settings.ledger.maxAttempts,
+      processingStuckSeconds: settings.sweep.processingStuckSeconds,
+      splitStuckSeconds: 30,
+      canaryGraceSeconds: settings.sweep.canaryGraceSeconds,
+    });
+    expect(() => loadSweepConfig({ LEDGER_TABLE: 't' })).toThrow('INGEST_BUCKET is not set');
   });
 
   it('fills defaults from the settings module', () => {
