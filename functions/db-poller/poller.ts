@@ -419,19 +419,18 @@ async function sendRows(
   }
   const first = rejects[0];
   if (first) {
+    const key = rejectsKey(
+      'db',
+      rejectsPath(config.table, new Date(now()), rejects, opts.versioned ? 'versioned' : undefined),
+    );
     await putRejects(
       deps.s3,
       config.quarantineBucket,
-      rejectsKey(
-        'db',
-        rejectsPath(config.table, new Date(now()), rejects, opts.versioned ? 'versioned' : undefined),
-      ),
+      key,
       rejects.map(({ id: _id, ...entry }) => entry),
     );
-    deps.logger.warn('Rows rejected', {
-      rejected: rejects.length,
-      first: { ref: first.ref, reason: first.reason },
-    });
+    // Where the rejects are, not why: a reason quotes the row's values, which stay in the quarantine.
+    deps.logger.warn('Rows rejected', { rejected: rejects.length, firstRef: first.ref, rejectsKey: key });
   }
   if (opts.reread) {
     metrics.addMetric(METRIC.rowsReread, MetricUnit.Count, rows.length);

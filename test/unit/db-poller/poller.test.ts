@@ -4,7 +4,7 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type PollerConfig, type PollerDeps, poll } from '../../../functions/db-poller/poller.ts';
 import { rejectsPath } from '../../../functions/db-poller/rejects.ts';
 import { settings } from '../../../shared/settings.ts';
@@ -239,6 +239,22 @@ describe('db-poller poll()', () => {
       ]);
       expect(lines[0]?.record).toMatchObject({ id: '11', name: null, value: 11.5 });
       expect(obs.total('RowsRejected')).toBe(6);
+    });
+
+    it("logs where a batch's rejects are, never the reasons (they quote the row's values)", async () => {
+      // Prepare: a value the reason quotes
+      const warn = vi.spyOn(obs.logger, 'warn');
+      const db = new FakeDb(claimResponder([[pgRow(20, { pulse_value: 'secret-4711x' })]]));
+      // Act
+      await poll(deps(db, { config: { batchSize: 500 }, now: () => Date.UTC(2024, 4, 2, 3) }));
+      // Assess
+      expect(JSON.stringify(warn.mock.calls)).not.toContain('secret-4711x');
+      expect(warn).toHaveBeenCalledWith('Rows rejected', {
+        rejected: 1,
+        firstRef: 'db:signals:20',
+        rejectsKey: 'rejects/db/signals/2024-05-02/20-20.ndjson',
+      });
+      expect(String(s3.commandCalls(PutObjectCommand)[0]?.args[0].input.Body)).toContain('secret-4711x');
     });
 
     it("keeps the rejects key of long or unsafe ids well under S3's 1,024 bytes, one key per batch", async () => {
