@@ -130,7 +130,7 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
   let size = task.size;
   if (!etag) {
     try {
-      const head = await headObject(deps.s3, task.bucket, task.key);
+      const head = await headObject(deps.s3, task.bucket, task.key, task.versionId);
       etag = head.etag;
       versionId ??= head.versionId;
       size ??= head.size;
@@ -503,7 +503,13 @@ async function readAndSend(
     await sender.flush();
     const done = await finalStats();
     await ledger.succeed(subject, deps.owner, done);
-    emitFileMetrics(metrics, done, part === undefined ? task.eventTime : undefined, now());
+    // The ledger keeps the first event's time: a continuation's task may not carry it.
+    emitFileMetrics(
+      metrics,
+      done,
+      part === undefined ? (claim.eventTime ?? task.eventTime) : undefined,
+      now(),
+    );
     if (part === undefined) metrics.addMetric(METRIC.filesSucceeded, MetricUnit.Count, 1);
     logger.info(part !== undefined ? 'Part ingested' : 'File ingested', {
       ...done,
