@@ -1,5 +1,6 @@
-"""Starts moto's server with fixes for the offline run: fast, isolated TransactWriteItems, and scans and
-SendMessage that do not slow down as a table or queue grows (see each fix below).
+"""Starts moto's server with fixes for the offline run: fast, isolated TransactWriteItems, scans and
+SendMessage that do not slow down as a table or queue grows, and S3's limit on key length, which moto
+does not enforce (see each fix below).
 
 moto 5.2.5 backs up a whole table (copy.deepcopy) once per item of every TransactWriteItems call, so
 a transaction gets slower as the table grows (measured: 3.2 s for 99 puts into a 2,500-item table),
@@ -25,6 +26,7 @@ import sys
 import threading
 
 import moto.dynamodb.models as ddb_models
+import moto.s3.responses as s3_responses
 import moto.sqs.models as sqs_models
 from moto.dynamodb.models.table import Table
 from moto.server import main
@@ -191,6 +193,31 @@ def _sending(fn):
 sqs_models.Queue.attributes = property(_attributes)
 sqs_models.SQSBackend.send_message = _sending(sqs_models.SQSBackend.send_message)
 sqs_models.Queue.add_message = _sending(sqs_models.Queue.add_message)
+
+# S3 keys: S3 refuses a key longer than 1,024 bytes of UTF-8 ("Naming Amazon S3 objects", S3 User Guide)
+# with 400 KeyTooLongError ("Error responses", S3 API Reference), on every request that names a key
+# (PutObject, CreateMultipartUpload, UploadPart, CompleteMultipartUpload, CopyObject's destination,
+# GetObject, HeadObject, DeleteObject, tagging, ...). moto stores and serves such keys, so code that
+# builds a key from a long one (a rejects key, a segment key) passed offline and failed on AWS. Every
+# request on a key goes through S3Response._key_response; the body is the one S3 sends (with Size and
+# MaxSizeAllowed). Keys named inside a request body (DeleteObjects) are left to moto.
+S3_MAX_KEY_BYTES = 1024
+_original_key_response = s3_responses.S3Response._key_response
+
+
+def _key_response(self, request, full_url):
+    size = len(self.parse_key_name().encode("utf-8"))
+    if size > S3_MAX_KEY_BYTES:
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>KeyTooLongError</Code>'
+            f"<Message>Your key is too long</Message><Size>{size}</Size>"
+            f"<MaxSizeAllowed>{S3_MAX_KEY_BYTES}</MaxSizeAllowed><RequestId>moto-key-too-long</RequestId></Error>"
+        )
+        return 400, {"content-type": "application/xml"}, body
+    return _original_key_response(self, request, full_url)
+
+
+s3_responses.S3Response._key_response = _key_response
 
 PERSISTED = ("s3", "sqs", "dynamodb", "secretsmanager")
 
