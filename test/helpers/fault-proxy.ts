@@ -22,7 +22,7 @@ export interface FaultProxyOptions {
   /**
    * Fails every call it returns a status for (500 or 503: a service error; 400: throttling), whatever
    * the shares say, until `heal()`. Sees the service, the `X-Amz-Target` operation (or S3's method and
-   * path) and the request body.
+   * path), the request headers (an S3 GET's `range`, say) and the request body.
    */
   readonly failWhen?: (call: ProxiedCall) => 400 | 500 | 503 | undefined;
   /** Latency added to every call before it is forwarded (a slow network), in ms. @default 0 */
@@ -35,6 +35,8 @@ export interface ProxiedCall {
   readonly service: Service;
   /** `DynamoDB_20120810.TransactWriteItems`, `AmazonSQS.SendMessageBatch`, or `GET /bucket/key` for S3. */
   readonly operation: string;
+  /** The request headers, names in lower case. */
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
   readonly body: string;
 }
 
@@ -112,7 +114,12 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       const operation = String(req.headers['x-amz-target'] ?? `${req.method} ${req.url}`);
       const ruled = healed
         ? undefined
-        : options.failWhen?.({ service, operation, body: Buffer.concat(chunks).toString('utf8') });
+        : options.failWhen?.({
+            service,
+            operation,
+            headers: req.headers,
+            body: Buffer.concat(chunks).toString('utf8'),
+          });
       if (ruled !== undefined) {
         s.ruled++;
         fail(service === 's3' && ruled === 400 ? 503 : ruled);
