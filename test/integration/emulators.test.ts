@@ -6,10 +6,13 @@ import {
   CreateMultipartUploadCommand,
   DeleteBucketCommand,
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetBucketNotificationConfigurationCommand,
   GetBucketVersioningCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListObjectVersionsCommand,
+  PutBucketVersioningCommand,
   PutObjectCommand,
   PutObjectTaggingCommand,
 } from '@aws-sdk/client-s3';
@@ -323,6 +326,43 @@ describe("S3's limit on key length, enforced offline as on AWS", () => {
       putObjectTagging: 'KeyTooLongError 400',
     });
     expect(head).toMatch(/ 400$/);
+  });
+});
+
+describe('S3 reads of a named version under an ETag, as the s3-trigger makes them', () => {
+  const bucket = `${prefix}-versions`;
+
+  beforeAll(async () => {
+    await clients.s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    await clients.s3.send(
+      new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }),
+    );
+  });
+  afterAll(async () => {
+    const out = await clients.s3.send(new ListObjectVersionsCommand({ Bucket: bucket }));
+    const versions = (out.Versions ?? []).map((v) => ({ Key: v.Key, VersionId: v.VersionId }));
+    if (versions.length) {
+      await clients.s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: versions } }));
+    }
+    await clients.s3.send(new DeleteBucketCommand({ Bucket: bucket }));
+  });
+
+  it("serves a version under its own ETag and answers 412 PreconditionFailed under another version's", async () => {
+    // Prepare: two versions of one key.
+    const v1 = await clients.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'a.csv', Body: 'one' }));
+    const v2 = await clients.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'a.csv', Body: 'two' }));
+    const read = (VersionId: string | undefined, IfMatch: string | undefined) =>
+      clients.s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'a.csv', VersionId, IfMatch })).then(
+        async (out) => String(await out.Body?.transformToString()),
+        (err: { name?: string; $metadata?: { httpStatusCode?: number } }) =>
+          `${err.name} ${err.$metadata?.httpStatusCode}`,
+      );
+    // Act
+    const own = await read(v1.VersionId, v1.ETag);
+    const other = await read(v1.VersionId, v2.ETag);
+    // Assess
+    expect(own).toBe('one');
+    expect(other).toBe('PreconditionFailed 412');
   });
 });
 
