@@ -21,14 +21,22 @@ import copyreg
 import logging
 import os
 import pickle
+import re
 import signal
 import sys
 import threading
 
 import moto.dynamodb.models as ddb_models
+import moto.dynamodb.responses as ddb_responses
+import moto.s3.responses as s3_responses
 import moto.sqs.models as sqs_models
+from moto.dynamodb.exceptions import MockValidationException
+from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
+from moto.dynamodb.models.utilities import bytesize
+from moto.s3.exceptions import MalformedXML
 from moto.server import main
+from moto.sqs.exceptions import BatchRequestTooLong, InvalidParameterValue, SQSException
 
 _real_deepcopy = copy.deepcopy
 
@@ -218,16 +226,6 @@ sqs_models.Queue.add_message = _sending(sqs_models.Queue.add_message)
 
 # AWS request limits moto does not enforce (or enforces differently), so that the offline run is never kinder
 # than AWS (docs/aws-fidelity.md). Each raises the error AWS documents for it.
-import re  # noqa: E402
-
-import moto.dynamodb.responses as ddb_responses  # noqa: E402
-import moto.s3.responses as s3_responses  # noqa: E402
-from moto.dynamodb.exceptions import MockValidationException  # noqa: E402
-from moto.dynamodb.models.dynamo_type import DynamoType  # noqa: E402
-from moto.dynamodb.models.utilities import bytesize  # noqa: E402
-from moto.s3.exceptions import MalformedXML  # noqa: E402
-from moto.sqs.exceptions import BatchRequestTooLong, InvalidParameterValue, SQSException  # noqa: E402
-
 # SQS: a message may hold only these characters (the SendMessage API reference); others are refused with
 # InvalidMessageContents. moto accepts any.
 _SQS_INVALID_CHARACTER = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -328,6 +326,31 @@ def _bucket_response_delete_keys(self, bucket_name, *args, **kwargs):
 
 
 s3_responses.S3Response._bucket_response_delete_keys = _bucket_response_delete_keys
+
+# S3 keys: S3 refuses a key longer than 1,024 bytes of UTF-8 ("Naming Amazon S3 objects", S3 User Guide)
+# with 400 KeyTooLongError ("Error responses", S3 API Reference), on every request that names a key
+# (PutObject, CreateMultipartUpload, UploadPart, CompleteMultipartUpload, CopyObject's destination,
+# GetObject, HeadObject, DeleteObject, tagging, ...). moto stores and serves such keys, so code that
+# builds a key from a long one (a rejects key, a segment key) passed offline and failed on AWS. Every
+# request on a key goes through S3Response._key_response; the body is the one S3 sends (with Size and
+# MaxSizeAllowed). Keys named inside a request body (DeleteObjects) are left to moto.
+S3_MAX_KEY_BYTES = 1024
+_original_key_response = s3_responses.S3Response._key_response
+
+
+def _key_response(self, request, full_url):
+    size = len(self.parse_key_name().encode("utf-8"))
+    if size > S3_MAX_KEY_BYTES:
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>KeyTooLongError</Code>'
+            f"<Message>Your key is too long</Message><Size>{size}</Size>"
+            f"<MaxSizeAllowed>{S3_MAX_KEY_BYTES}</MaxSizeAllowed><RequestId>moto-key-too-long</RequestId></Error>"
+        )
+        return 400, {"content-type": "application/xml"}, body
+    return _original_key_response(self, request, full_url)
+
+
+s3_responses.S3Response._key_response = _key_response
 
 PERSISTED = ("s3", "sqs", "dynamodb", "secretsmanager")
 

@@ -112,6 +112,17 @@ export class LeaseLostError extends PulseError {
   }
 }
 
+/**
+ * Rejects could not be written to the quarantine (S3 refused the object, or failed): transient or permanent
+ * as its cause is. The message names the object and S3's answer.
+ */
+export class QuarantineError extends PulseError {
+  constructor(message: string, options: { cause: unknown }) {
+    super(message, isTransient(options.cause) ? 'transient' : 'permanent', options);
+    this.name = 'QuarantineError';
+  }
+}
+
 const TRANSIENT_NAMES = new Set([
   'ThrottlingException',
   'Throttling',

@@ -129,14 +129,21 @@ export type ClaimResult =
       readonly parts?: number;
       /** A part: what it covers. */
       readonly range?: PartRange;
+      /**
+       * No attempt is left after this one: a transient failure now ends the item FAILED for good (see
+       * {@link Ledger.fail}), so the caller ends it as a permanent failure, with its rejects kept.
+       */
+      readonly lastAttempt?: true;
+      /** When the first event for this version happened (kept from the first claim that knew it). */
+      readonly eventTime?: string;
     }
   | {
       readonly claimed: false;
       /**
        * duplicate: already SUCCESS; in-progress: another worker holds a live lease; failed: FAILED for
-       * good (permanent, or out of attempts); skipped: SKIPPED; exhausted: a lease expired with no
-       * attempts left (the item has now been marked FAILED); split: the file was split and its parts
-       * carry it on.
+       * good (permanent, or out of attempts); skipped: SKIPPED; exhausted: this call ended the item FAILED
+       * for good because no attempt is left (a lease expired, or a transient failure left it retryable on
+       * its last attempt), so it is reported exactly once; split: the file was split and its parts carry it on.
        */
       readonly reason: 'duplicate' | 'in-progress' | 'failed' | 'skipped' | 'exhausted' | 'split';
       readonly item?: LedgerItem;
@@ -244,12 +251,16 @@ export class Ledger {
       const checkpoint = out.Attributes?.checkpoint as Checkpoint | undefined;
       const parts = out.Attributes?.parts as number | undefined;
       const range = out.Attributes?.range as PartRange | undefined;
+      const eventTime = out.Attributes?.eventTime as string | undefined;
+      const attempt = Number(out.Attributes?.attempts ?? 1);
       return {
         claimed: true,
-        attempt: Number(out.Attributes?.attempts ?? 1),
+        attempt,
         ...(checkpoint ? { checkpoint } : {}),
         ...(parts !== undefined ? { parts: Number(parts) } : {}),
         ...(range ? { range } : {}),
+        ...(attempt >= this.#opts.maxAttempts ? { lastAttempt: true as const } : {}),
+        ...(eventTime ? { eventTime } : {}),
       };
     } catch (err) {
       if (!(err instanceof ConditionalCheckFailedException)) throw err;
@@ -264,11 +275,16 @@ export class Ledger {
       case 'SPLIT':
         return { claimed: false, reason: 'split', item };
       case 'FAILED':
+        if (item.retryable === true && Number(item.attempts) >= this.#opts.maxAttempts) {
+          // Retryable, yet no claim can take it (left so by an older version): it ends for good now.
+          const ended = await this.#exhaust(file, item);
+          return { claimed: false, reason: ended ? 'exhausted' : 'failed', item };
+        }
         return { claimed: false, reason: 'failed', item };
       case 'PROCESSING':
         if ((item.leaseExpiresAt ?? 0) < now && item.attempts >= this.#opts.maxAttempts) {
-          await this.#expire(file, item);
-          return { claimed: false, reason: 'exhausted', item };
+          const ended = await this.#expire(file, item);
+          return { claimed: false, reason: ended ? 'exhausted' : 'in-progress', item };
         }
         return { claimed: false, reason: 'in-progress', item };
       default:
@@ -277,8 +293,11 @@ export class Ledger {
     }
   }
 
-  /** A crashed worker's lease expired and no attempts are left: FAILED for good. */
-  async #expire(file: FileRef, item: LedgerItem): Promise<void> {
+  /**
+   * A crashed worker's lease expired and no attempts are left: FAILED for good (a part counted on its file).
+   * True when this call ended it, false when another caller did (or the item moved on).
+   */
+  async #expire(file: FileRef, item: LedgerItem): Promise<boolean> {
     const iso = new Date(this.#now()).toISOString();
     try {
       await this.#write(
@@ -304,8 +323,52 @@ export class Ledger {
         },
         { failed: true },
       );
+      return true;
     } catch (err) {
       if (!(err instanceof ConditionalCheckFailedException)) throw err;
+      return false;
+    }
+  }
+
+  /**
+   * An item left FAILED and retryable with no attempt left, which no claim can take: ends it FAILED for good
+   * with its last error (a part counted on its file in the same transaction), and the rejects objects its
+   * checkpoint lists. True when this call ended it: concurrent callers race on `retryable = true`, and only
+   * one wins.
+   */
+  async #exhaust(file: FileRef, item: LedgerItem): Promise<boolean> {
+    const iso = new Date(this.#now()).toISOString();
+    const keys = item.checkpoint?.rejectsKeys ?? [];
+    try {
+      await this.#write(
+        file,
+        {
+          TableName: this.#table,
+          Key: ledgerKey(file),
+          ConditionExpression: '#status = :failed AND retryable = :true AND attempts = :attempts',
+          UpdateExpression:
+            'SET retryable = :false, errorMessage = :msg, updatedAt = :iso' +
+            (keys.length ? ', rejectsKey = :rejectsKey' : '') +
+            (keys.length > 1 ? ', rejectsKeys = :rejectsKeys' : '') +
+            ' REMOVE checkpoint',
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: {
+            ':failed': 'FAILED',
+            ':true': true,
+            ':false': false,
+            ':attempts': item.attempts,
+            ':msg': exhaustedMessage(item.errorMessage ?? item.errorType ?? 'failed', Number(item.attempts)),
+            ':iso': iso,
+            ...(keys.length ? { ':rejectsKey': keys[0] } : {}),
+            ...(keys.length > 1 ? { ':rejectsKeys': keys } : {}),
+          },
+        },
+        { failed: true },
+      );
+      return true;
+    } catch (err) {
+      if (!(err instanceof ConditionalCheckFailedException)) throw err;
+      return false;
     }
   }
 
@@ -554,43 +617,102 @@ export class Ledger {
 
   /** PROCESSING → SUCCESS, by the lease owner only. */
   async succeed(file: FileRef, owner: string, result: CompletedStats): Promise<void> {
-    await this.#finish(file, owner, 'SUCCESS', result, false);
+    await this.#finish(file, owner, 'SUCCESS', result);
   }
 
   /**
    * PROCESSING → FAILED, by the lease owner only. A retryable failure may be claimed again while
-   * attempts are left; a permanent one never is.
+   * attempts are left; a permanent one never is. A retryable failure on the item's last attempt is
+   * permanent too: no claim could take the item again, so it would stay FAILED and retryable for ever, a
+   * part uncounted on its file. It ends FAILED for good instead, with its error and how many attempts it
+   * had (a part counted on its file in the same transaction). Returns how the item ended: `retryable`, or
+   * `final`.
    */
   async fail(
     file: FileRef,
     owner: string,
     failure: CompletedStats & { errorType: string; errorMessage: string; retryable: boolean },
-  ): Promise<void> {
+  ): Promise<'retryable' | 'final'> {
+    let final = failure;
+    if (failure.retryable) {
+      const attempts = await this.#failRetryable(file, owner, failure);
+      if (attempts === undefined) return 'retryable';
+      final = {
+        ...failure,
+        retryable: false,
+        errorMessage: exhaustedMessage(failure.errorMessage, attempts),
+      };
+    }
     await this.#finish(
       file,
       owner,
       'FAILED',
-      failure,
-      failure.retryable,
+      final,
       'retryable = :retryable, errorType = :type, errorMessage = :msg, ',
-      {
-        ':retryable': failure.retryable,
-        ':type': failure.errorType,
-        ':msg': failure.errorMessage,
-      },
+      { ':retryable': false, ':type': final.errorType, ':msg': final.errorMessage },
     );
+    return 'final';
   }
 
   /**
-   * Ends the owner's lease with a final status and the file's totals. The checkpoint stays only for a
-   * retryable failure: the next attempt resumes from it.
+   * Records a retryable failure if the item has attempts left; otherwise changes nothing and returns the
+   * item's attempts. The checkpoint stays (the next attempt resumes from it); the rejects objects are not
+   * recorded (the checkpoint lists them). Throws LeaseLostError when the owner no longer holds the lease.
+   */
+  async #failRetryable(
+    file: FileRef,
+    owner: string,
+    failure: CompletedStats & { errorType: string; errorMessage: string },
+  ): Promise<number | undefined> {
+    const iso = new Date(this.#now()).toISOString();
+    const stats: CompletedStats = { ...failure, rejectsKey: undefined, rejectsKeys: undefined };
+    try {
+      await this.#doc.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: ledgerKey(file),
+          ConditionExpression: '#status = :processing AND leaseOwner = :owner AND attempts < :max',
+          UpdateExpression:
+            `SET #status = :failed, retryable = :true, errorType = :type, errorMessage = :msg, ${completedSet(stats)}` +
+            ' REMOVE leaseOwner, leaseExpiresAt',
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: {
+            ':processing': 'PROCESSING',
+            ':owner': owner,
+            ':max': this.#opts.maxAttempts,
+            ':failed': 'FAILED',
+            ':true': true,
+            ':type': failure.errorType,
+            ':msg': failure.errorMessage,
+            ':iso': iso,
+            ...completedValues(stats),
+          },
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      );
+      return undefined;
+    } catch (err) {
+      if (!(err instanceof ConditionalCheckFailedException)) throw err;
+      // The item as it was (DynamoDB's own attribute values): still ours, so out of attempts; else the lease is lost.
+      const old = err.Item;
+      if (old?.status?.S === 'PROCESSING' && old.leaseOwner?.S === owner && old.attempts?.N !== undefined) {
+        return Number(old.attempts.N);
+      }
+      throw new LeaseLostError(`lease on ${ledgerKey(file).pk}@${file.etag} is no longer held by ${owner}`, {
+        cause: err,
+      });
+    }
+  }
+
+  /**
+   * Ends the owner's lease with a final status and the file's totals, for good: the checkpoint goes, and a
+   * part counts itself on its file in the same transaction.
    */
   async #finish(
     file: FileRef,
     owner: string,
     status: 'SUCCESS' | 'FAILED',
     result: CompletedStats,
-    keepCheckpoint: boolean,
     extraSet = '',
     extraValues: Record<string, unknown> = {},
   ): Promise<void> {
@@ -599,12 +721,9 @@ export class Ledger {
     await this.#ownedUpdate(
       file,
       owner,
-      `SET #status = ${final}, ${extraSet}${completedSet(result)}` +
-        ' REMOVE leaseOwner, leaseExpiresAt' +
-        (keepCheckpoint ? '' : ', checkpoint'),
+      `SET #status = ${final}, ${extraSet}${completedSet(result)} REMOVE leaseOwner, leaseExpiresAt, checkpoint`,
       { [final]: status, ':iso': iso, ...extraValues, ...completedValues(result) },
-      // A part that ends for good counts itself on its file (a retryable failure has not ended).
-      status === 'SUCCESS' || !keepCheckpoint ? { failed: status === 'FAILED' } : undefined,
+      { failed: status === 'FAILED' },
     );
   }
 
@@ -613,6 +732,12 @@ export class Ledger {
    * read) as SKIPPED with the reason. Only an absent, DISCOVERED or own PROCESSING item is changed.
    */
   async skip(file: FileRef, reason: string, owner?: string, meta: ClaimMeta = {}): Promise<boolean> {
+    if (file.part !== undefined) {
+      // A skipped part would never be counted on its file, which would stay SPLIT for ever.
+      throw new Error(
+        `part ${file.part} of ${ledgerKey(file).pk}@${file.etag} cannot be skipped: it ends SUCCESS or FAILED`,
+      );
+    }
     const id = identity(file, meta, new Date(this.#now()).toISOString());
     try {
       await this.#doc.send(
@@ -805,4 +930,9 @@ function identity(file: FileRef, meta: ClaimMeta, iso: string) {
 }
 function statsValues(s: FileStats): Record<string, number> {
   return { ':records': s.records, ':rejected': s.rejected, ':bytesRead': s.bytesRead };
+}
+
+/** The error of an item that ran out of attempts: its last error, and how many attempts it had. */
+export function exhaustedMessage(lastError: string, attempts: number): string {
+  return `${lastError} (still failing after ${attempts} attempts: no attempt is left)`;
 }

@@ -7,6 +7,8 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { describeError, QuarantineError } from './errors.ts';
+import { boundedKeyPart, S3_MAX_KEY_BYTES } from './keys.ts';
 import { settings } from './settings.ts';
 
 /**
@@ -24,9 +26,23 @@ export interface RejectEntry {
   readonly raw?: string;
 }
 
-/** `rejects/<kind>/<path>`: where the rejects of one file, message or batch go. */
+/**
+ * Room kept in every rejects key for the longest {@link segmentKey} suffix: `.from-row-` and a row number
+ * (at most 16 digits), `.attempt-` and an attempt (at most 10): 45 bytes.
+ */
+const SEGMENT_SUFFIX_BYTES = 48;
+
+/**
+ * `rejects/<kind>/<path>.ndjson`: where the rejects of one file, message or batch go. Every producer's key
+ * comes from here, and the path is outside input (an object key near S3's limit, a table name, row ids), so
+ * it is bounded: kept as it is when short, else cut and ended with a digest of the whole path
+ * (`boundedKeyPart`), so that the key and every {@link segmentKey} of it stay within S3's 1,024 bytes, the
+ * same on every attempt.
+ */
 export function rejectsKey(kind: 's3' | 'db' | 'kafka' | 'scorer' | 'events', path: string): string {
-  return `${settings.bucket.rejectsPrefix}${kind}/${path}.ndjson`;
+  const head = `${settings.bucket.rejectsPrefix}${kind}/`;
+  const room = S3_MAX_KEY_BYTES - SEGMENT_SUFFIX_BYTES - Buffer.byteLength(head) - '.ndjson'.length;
+  return `${head}${boundedKeyPart(path, room)}.ndjson`;
 }
 
 /**
@@ -106,7 +122,10 @@ function line(entry: RejectEntry, at: string): string {
 /**
  * Streams an unbounded number of rejects into one object through a multipart upload, so memory stays
  * flat; nothing is written until the first reject. At a checkpoint, {@link rotate} completes the object
- * (a reject is durable only once its object is complete) and continues in a new one.
+ * (a reject is durable only once its object is complete) and continues in a new one. Once the upload has
+ * failed, every later call throws the same {@link QuarantineError} (naming the object and S3's answer,
+ * transient or permanent as that answer is) until {@link abort}: the rejects written so far are in no
+ * object, and a new upload under the same key would replace them with fewer.
  */
 export class QuarantineWriter {
   readonly #s3: S3Client;
@@ -114,6 +133,7 @@ export class QuarantineWriter {
   #key: string;
   #stream: PassThrough | undefined;
   #upload: Promise<unknown> | undefined;
+  #failure: QuarantineError | undefined;
   count = 0;
 
   constructor(s3: S3Client, bucket: string, key: string) {
@@ -128,6 +148,7 @@ export class QuarantineWriter {
   }
 
   async write(entry: RejectEntry): Promise<void> {
+    if (this.#failure) throw this.#failure;
     if (!this.#stream) {
       this.#stream = new PassThrough();
       const upload = new Upload({
@@ -145,17 +166,27 @@ export class QuarantineWriter {
     }
     this.count++;
     if (!this.#stream.write(line(entry, new Date().toISOString()))) {
-      await Promise.race([once(this.#stream, 'drain'), this.#upload]);
+      try {
+        await Promise.race([once(this.#stream, 'drain'), this.#upload]);
+      } catch (err) {
+        throw this.#failed(err);
+      }
     }
   }
 
   /** Finishes the object; returns its key, or undefined when nothing was rejected. */
   async close(): Promise<string | undefined> {
+    if (this.#failure) throw this.#failure;
     if (!this.#stream) return undefined;
     this.#stream.end();
-    await this.#upload;
-    this.#stream = undefined;
-    this.#upload = undefined;
+    try {
+      await this.#upload;
+    } catch (err) {
+      throw this.#failed(err);
+    } finally {
+      this.#stream = undefined;
+      this.#upload = undefined;
+    }
     return this.#key;
   }
 
@@ -170,10 +201,23 @@ export class QuarantineWriter {
     return done;
   }
 
-  /** Gives up on a partial object (the next attempt rewrites it whole). */
+  /** Gives up on a partial object (the next attempt rewrites it whole), and on a failed one. */
   async abort(): Promise<void> {
     this.#stream?.destroy();
     this.#stream = undefined;
+    this.#upload = undefined;
+    this.#failure = undefined;
+  }
+
+  #failed(err: unknown): QuarantineError {
+    if (!this.#failure) {
+      const { type, message } = describeError(err);
+      this.#failure = new QuarantineError(
+        `rejects could not be written to s3://${this.#bucket}/${this.#key}: ${type}: ${message}`,
+        { cause: err },
+      );
+    }
+    return this.#failure;
   }
 }
 

@@ -42,7 +42,12 @@ function valueRangeError(n: number): string | undefined {
 
 /** The normalised signal, as packed on the signals queue. */
 export const SignalSchema = z.object({
-  id: z.string().min(1).max(1024),
+  /**
+   * A record's own id is at most 1,024 characters (`normaliseSignal`); without one, the id is the origin
+   * ref, which may be longer: `s3://<bucket>/<key>@<etag>#<row>` with a key of up to S3's 1,024 bytes. The
+   * scorer hashes a long id into its keys (`scoreKey`).
+   */
+  id: z.string().min(1).max(2048),
   name: z.string().min(1).max(256),
   value: z.number().check((ctx) => {
     const error = Number.isFinite(ctx.value) ? valueRangeError(ctx.value) : undefined;

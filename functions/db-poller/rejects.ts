@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import type { DbColumns } from '../../shared/config.ts';
+import { digest } from '../../shared/keys.ts';
 import { type PolledRow, versionTag } from './sql.ts';
 
 /** What a row's quarantine key says about why it is there, beyond a rejected batch. */
@@ -11,11 +11,11 @@ const PLAIN_ID = /^[A-Za-z0-9_]{1,40}$/;
 /**
  * The path under `rejects/db/` of one batch's rejects: `<table>/<date>/[<kind>/]<first>-<last>[.<digest>]`.
  * The first and last rejected ids are kept as they are when plain (`11-16`), else shown cut down to safe
- * characters; the digest (a sha256 of every reject's ref) is added then, and whenever `kind` is given or
- * the refs carry versions (watermark mode), so that the key stays under S3's 1,024 bytes whatever the ids
- * (at most ~190 bytes), and the rejects of another batch, or of another version of the same rows, never
- * overwrite these, while the same batch read again overwrites its own object. `versioned` adds no folder;
- * the other kinds are a folder of their own.
+ * characters; the digest (a sha256 of every reject's ref, `digest` of shared/keys.ts) is added then, and
+ * whenever `kind` is given or the refs carry versions (watermark mode), so that the rejects of another
+ * batch, or of another version of the same rows, never overwrite these, while the same batch read again
+ * overwrites its own object. `versioned` adds no folder; the other kinds are a folder of their own.
+ * `rejectsKey` bounds the whole key (a long table name included) to S3's limit.
  */
 export function rejectsPath(
   table: string,
@@ -31,9 +31,10 @@ export function rejectsPath(
   const folder = kind && kind !== 'versioned' ? `${kind}/` : '';
   const dir = `${table}/${day.toISOString().slice(0, 10)}/${folder}`;
   if (plain && !kind) return `${dir}${ids}`;
-  const hash = createHash('sha256');
-  for (const r of rejects) hash.update(r.ref).update('\n');
-  return `${dir}${ids}.${hash.digest('hex').slice(0, 16)}`;
+  return `${dir}${ids}.${digest(
+    rejects.map((r) => r.ref),
+    16,
+  )}`;
 }
 
 /** `db:<table>:<id>@<version>`: the id of one version of a row, in watermark mode. */

@@ -46,6 +46,8 @@ const BackfillSchema = z
     size: z.number().optional(),
     versionId: z.string().optional(),
     part: z.number().int().nonnegative().optional(),
+    /** The S3 event's time, carried by a continuation or a part so that the file's latency is measured from it. */
+    eventTime: z.string().optional(),
   })
   .refine((m) => m.kind !== 'part' || (m.part !== undefined && m.etag !== undefined), {
     message: 'a part message names its etag and part',
@@ -72,6 +74,7 @@ function taskMessage(kind: 'continue' | 'part', task: FileTask & { readonly etag
       ...(task.size !== undefined ? { size: task.size } : {}),
       ...(task.versionId ? { versionId: task.versionId } : {}),
       ...(task.part !== undefined ? { part: task.part } : {}),
+      ...(task.eventTime ? { eventTime: task.eventTime } : {}),
     }),
   );
 }
@@ -109,6 +112,7 @@ export function parseFileEvents(body: string): FileTask[] {
         ...(b.size !== undefined ? { size: b.size } : {}),
         ...(b.versionId ? { versionId: b.versionId } : {}),
         ...(b.part !== undefined ? { part: b.part } : {}),
+        ...(b.eventTime ? { eventTime: b.eventTime } : {}),
       },
     ];
   }

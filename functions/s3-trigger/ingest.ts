@@ -7,15 +7,16 @@ import {
   LeaseLostError,
   MalformedFileError,
 } from '../../shared/errors.ts';
-import type {
-  Checkpoint,
-  ClaimMeta,
-  ClaimResult,
-  CompletedStats,
-  FileRef,
-  FileStats,
-  Ledger,
-  SplitOutcome,
+import {
+  type Checkpoint,
+  type ClaimMeta,
+  type ClaimResult,
+  type CompletedStats,
+  exhaustedMessage,
+  type FileRef,
+  type FileStats,
+  type Ledger,
+  type SplitOutcome,
 } from '../../shared/ledger.ts';
 import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/observability.ts';
 import { deleteStaleSegments, QuarantineWriter, rejectsKey, segmentKey } from '../../shared/quarantine.ts';
@@ -129,7 +130,7 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
   let size = task.size;
   if (!etag) {
     try {
-      const head = await headObject(deps.s3, task.bucket, task.key);
+      const head = await headObject(deps.s3, task.bucket, task.key, task.versionId);
       etag = head.etag;
       versionId ??= head.versionId;
       size ??= head.size;
@@ -502,7 +503,13 @@ async function readAndSend(
     await sender.flush();
     const done = await finalStats();
     await ledger.succeed(subject, deps.owner, done);
-    emitFileMetrics(metrics, done, part === undefined ? task.eventTime : undefined, now());
+    // The ledger keeps the first event's time: a continuation's task may not carry it.
+    emitFileMetrics(
+      metrics,
+      done,
+      part === undefined ? (claim.eventTime ?? task.eventTime) : undefined,
+      now(),
+    );
     if (part === undefined) metrics.addMetric(METRIC.filesSucceeded, MetricUnit.Count, 1);
     logger.info(part !== undefined ? 'Part ingested' : 'File ingested', {
       ...done,
@@ -536,13 +543,35 @@ async function readAndSend(
       logger.warn('Object version gone before it could be read');
       return { status: 'SKIPPED', reason: 'object gone' };
     }
+    /** Ended for good (counted on its file for a part): the outcome, metrics and log of a failed item. */
+    const failedForGood = async (
+      failed: CompletedStats,
+      type: string,
+      reason: string,
+    ): Promise<IngestOutcome> => {
+      if (part === undefined) metrics.addMetric(METRIC.filesFailed, MetricUnit.Count, 1);
+      emitFileMetrics(metrics, failed, undefined, now());
+      logger.error(part !== undefined ? 'Part failed permanently' : 'File failed permanently', {
+        errorType: type,
+        error: reason,
+        records: stats.records,
+      });
+      const fileEnded = await partEnded();
+      return {
+        status: 'FAILED',
+        stats: failed,
+        error: `${type}: ${reason}`,
+        ...(part !== undefined ? { part } : {}),
+        ...(fileEnded ? { file: fileEnded.status } : {}),
+      };
+    };
     /** Leaves the file for the event's next delivery: nothing of this attempt's rejects kept, the item retryable. */
-    const retryLater = async (cause: unknown): Promise<never> => {
+    const retryLater = async (cause: unknown): Promise<IngestOutcome> => {
       const { type, message } = describeError(cause);
       await quarantine.abort();
-      logger.warn('Transient failure; the event will be redelivered', { errorType: type, error: message });
+      let ended: 'retryable' | 'final' = 'retryable';
       try {
-        await ledger.fail(subject, deps.owner, {
+        ended = await ledger.fail(subject, deps.owner, {
           ...completed(),
           errorType: type,
           errorMessage: message,
@@ -553,49 +582,61 @@ async function readAndSend(
           error: describeError(ledgerErr),
         });
       }
+      if (ended === 'final') {
+        // The ledger found no attempt left and ended the item for good: acknowledged, like a permanent failure.
+        return await failedForGood(completed(), type, exhaustedMessage(message, claim.attempt));
+      }
+      logger.warn('Transient failure; the event will be redelivered', { errorType: type, error: message });
       throw cause;
     };
-    if (isTransient(err)) return await retryLater(err);
-    // Permanent (for a part, the object gone too): what was valid before the failure is sent; the failure
-    // itself is quarantined with where it happened, and the item ends FAILED so that the event is acknowledged.
+    // On the last attempt a transient failure is as final as a permanent one: the item would otherwise stay
+    // FAILED and retryable, claimable by nobody (for a part: its file SPLIT for ever).
+    const lastAttempt = claim.lastAttempt === true;
+    if (isTransient(err) && !lastAttempt) return await retryLater(err);
+    // Permanent (for a part, the object gone too), or out of attempts: what was valid before the failure is
+    // sent; the failure itself is quarantined with where it happened, and the item ends FAILED so that the
+    // event is acknowledged.
     const { type, message } = describeError(err);
-    let reason = message;
+    let reason = isTransient(err) ? exhaustedMessage(message, claim.attempt) : message;
     try {
       await sender.flush();
     } catch (flushErr) {
       // A send that failed for good (SQS refusing a message: the error being handled, or a call still in
       // flight) ends the file like any other permanent failure, rather than being thrown again from here.
-      if (isTransient(flushErr)) return await retryLater(flushErr);
+      if (isTransient(flushErr) && !lastAttempt) return await retryLater(flushErr);
       if (flushErr !== err) {
-        reason = `${message}; and sending the signals read before it failed: ${describeError(flushErr).message}`;
+        reason = `${reason}; and sending the signals read before it failed: ${describeError(flushErr).message}`;
       }
     }
-    await quarantine.write({
-      ref: base,
-      reason: `${part !== undefined ? `part ${part} ` : 'file '}failed: ${type}: ${reason}`,
-    });
-    const failed = await finalStats();
+    let failed: CompletedStats;
+    try {
+      await quarantine.write({
+        ref: base,
+        reason: `${part !== undefined ? `part ${part} ` : 'file '}failed: ${type}: ${reason}`,
+      });
+      failed = await finalStats();
+    } catch (quarantineErr) {
+      // The rejects cannot be written (S3 refused their object: the failure being handled may be this very
+      // one). The item still ends FAILED with the real reason, not left to expire as a lost lease; the
+      // rejects in objects completed at checkpoints stay listed.
+      if (isTransient(quarantineErr) && !lastAttempt) return await retryLater(quarantineErr);
+      await quarantine.abort();
+      if (quarantineErr !== err) {
+        reason = `${reason}; and its rejects could not be quarantined: ${describeError(quarantineErr).message}`;
+      }
+      failed = {
+        ...completed(),
+        ...(rejectsKeys[0] ? { rejectsKey: rejectsKeys[0] } : {}),
+        ...(rejectsKeys.length > 1 ? { rejectsKeys: [...rejectsKeys] } : {}),
+      };
+    }
     await ledger.fail(subject, deps.owner, {
       ...failed,
       errorType: type,
       errorMessage: reason,
       retryable: false,
     });
-    if (part === undefined) metrics.addMetric(METRIC.filesFailed, MetricUnit.Count, 1);
-    emitFileMetrics(metrics, failed, undefined, now());
-    logger.error(part !== undefined ? 'Part failed permanently' : 'File failed permanently', {
-      errorType: type,
-      error: reason,
-      records: stats.records,
-    });
-    const fileEnded = await partEnded();
-    return {
-      status: 'FAILED',
-      stats: failed,
-      error: `${type}: ${reason}`,
-      ...(part !== undefined ? { part } : {}),
-      ...(fileEnded ? { file: fileEnded.status } : {}),
-    };
+    return await failedForGood(failed, type, reason);
   } finally {
     await cleanup?.();
   }

@@ -24,9 +24,14 @@ export async function* counted(
   }
 }
 
+/**
+ * Which bytes a read may return: the version named, if any, and in every case only bytes whose ETag is the
+ * one the ledger item and the signal ids are keyed by. A version id alone would read that version whatever
+ * ETag a (wrong or stale) message paired it with; a mismatch answers 412 PreconditionFailed, the "object
+ * gone" path.
+ */
 function versionParams(obj: ObjectVersion) {
-  // A version id pins the exact object; without versioning, IfMatch makes sure the bytes still match the ETag.
-  return obj.versionId ? { VersionId: obj.versionId } : { IfMatch: `"${obj.etag}"` };
+  return { ...(obj.versionId ? { VersionId: obj.versionId } : {}), IfMatch: `"${obj.etag}"` };
 }
 
 /**
@@ -91,13 +96,19 @@ export async function readObjectRange(
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** Looks up an object's current ETag, size and version when the event did not carry them. */
+/**
+ * Looks up an object's ETag, size and version when the event did not carry them: of the version named, if
+ * any (its ETag, not the current version's), else of the current version.
+ */
 export async function headObject(
   s3: S3Client,
   bucket: string,
   key: string,
+  versionId?: string,
 ): Promise<{ etag: string; size?: number; versionId?: string }> {
-  const out = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+  const out = await s3.send(
+    new HeadObjectCommand({ Bucket: bucket, Key: key, ...(versionId ? { VersionId: versionId } : {}) }),
+  );
   return {
     etag: stripQuotes(out.ETag ?? ''),
     ...(out.ContentLength !== undefined ? { size: out.ContentLength } : {}),

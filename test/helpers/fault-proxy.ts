@@ -21,8 +21,9 @@ export interface FaultProxyOptions {
   readonly throttle?: number;
   /**
    * Fails every call it returns a status for (500 or 503: a service error; 400: throttling; 403: access
-   * denied, which no SDK retries), whatever the shares say, until `heal()`. Sees the service, the `X-Amz-Target` operation (or S3's method and
-   * path) and the request body.
+   * denied, which no SDK retries), whatever the shares say, until `heal()`. Sees the service, the
+   * `X-Amz-Target` operation (or S3's method and path), the request headers (an S3 GET's `range`, say) and
+   * the request body.
    */
   readonly failWhen?: (call: ProxiedCall) => 400 | 403 | 500 | 503 | undefined;
   /** Latency added to every call before it is forwarded (a slow network), in ms. @default 0 */
@@ -35,6 +36,8 @@ export interface ProxiedCall {
   readonly service: Service;
   /** `DynamoDB_20120810.TransactWriteItems`, `AmazonSQS.SendMessageBatch`, or `GET /bucket/key` for S3. */
   readonly operation: string;
+  /** The request headers, names in lower case. */
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
   readonly body: string;
 }
 
@@ -120,7 +123,12 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       const operation = String(req.headers['x-amz-target'] ?? `${req.method} ${req.url}`);
       const ruled = healed
         ? undefined
-        : options.failWhen?.({ service, operation, body: Buffer.concat(chunks).toString('utf8') });
+        : options.failWhen?.({
+            service,
+            operation,
+            headers: req.headers,
+            body: Buffer.concat(chunks).toString('utf8'),
+          });
       if (ruled !== undefined) {
         s.ruled++;
         fail(service === 's3' && ruled === 400 ? 503 : ruled);

@@ -1,9 +1,20 @@
 import { createHash } from 'node:crypto';
 import { DescribeTableCommand, DescribeTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
 import {
+  CopyObjectCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  DeleteBucketCommand,
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetBucketNotificationConfigurationCommand,
   GetBucketVersioningCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectVersionsCommand,
+  PutBucketVersioningCommand,
   PutObjectCommand,
+  PutObjectTaggingCommand,
 } from '@aws-sdk/client-s3';
 import {
   CreateQueueCommand,
@@ -13,6 +24,7 @@ import {
   SendMessageBatchCommand,
   SendMessageCommand,
 } from '@aws-sdk/client-sqs';
+import { Upload } from '@aws-sdk/lib-storage';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parseFileEvents } from '../../functions/s3-trigger/events.ts';
@@ -235,6 +247,122 @@ describe('S3 notifications to the file-events queue', () => {
     expect(parseFileEvents(message?.Body ?? '')).toEqual([
       expect.objectContaining({ bucket: names.bucket, key, etag: put.ETag?.replace(/"/g, ''), size: 4 }),
     ]);
+  });
+});
+
+describe("S3's limit on key length, enforced offline as on AWS", () => {
+  const bucket = `${prefix}-keys`;
+  const bytes = (key: string) => Buffer.byteLength(key, 'utf8');
+  /** What the call failed with: S3's error code and HTTP status (the SDK names an error by its code). */
+  const refusal = async (call: Promise<unknown>) =>
+    call.then(
+      () => 'accepted',
+      (err: { name?: string; $metadata?: { httpStatusCode?: number } }) =>
+        `${err.name} ${err.$metadata?.httpStatusCode}`,
+    );
+
+  beforeAll(async () => {
+    await clients.s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  });
+  afterAll(async () => {
+    await clients.s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'k'.repeat(1024) }));
+    await clients.s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'short' }));
+    await clients.s3.send(new DeleteBucketCommand({ Bucket: bucket }));
+  });
+
+  it('accepts a key of 1,024 bytes and refuses one byte more with 400 KeyTooLongError, on every request that names it', async () => {
+    // Prepare: the longest key S3 accepts, one byte more, and a key of fewer characters but more bytes.
+    const longest = 'k'.repeat(1024);
+    const over = 'k'.repeat(1025);
+    const wide = '€'.repeat(342);
+    expect([bytes(longest), bytes(over), wide.length, bytes(wide)]).toEqual([1024, 1025, 342, 1026]);
+    await clients.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'short', Body: 'x' }));
+
+    // Act
+    const accepted = await refusal(
+      clients.s3.send(new PutObjectCommand({ Bucket: bucket, Key: longest, Body: 'x' })),
+    );
+    const refused = {
+      putObject: await refusal(
+        clients.s3.send(new PutObjectCommand({ Bucket: bucket, Key: over, Body: 'x' })),
+      ),
+      putObjectWide: await refusal(
+        clients.s3.send(new PutObjectCommand({ Bucket: bucket, Key: wide, Body: 'x' })),
+      ),
+      createMultipartUpload: await refusal(
+        clients.s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: over })),
+      ),
+      upload: await refusal(
+        new Upload({ client: clients.s3, params: { Bucket: bucket, Key: over, Body: 'x' } }).done(),
+      ),
+      copyObject: await refusal(
+        clients.s3.send(new CopyObjectCommand({ Bucket: bucket, Key: over, CopySource: `${bucket}/short` })),
+      ),
+      getObject: await refusal(clients.s3.send(new GetObjectCommand({ Bucket: bucket, Key: over }))),
+      deleteObject: await refusal(clients.s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: over }))),
+      putObjectTagging: await refusal(
+        clients.s3.send(
+          new PutObjectTaggingCommand({
+            Bucket: bucket,
+            Key: over,
+            Tagging: { TagSet: [{ Key: 'a', Value: 'b' }] },
+          }),
+        ),
+      ),
+    };
+    // HEAD has no body: the SDK sees only the status.
+    const head = await refusal(clients.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: over })));
+
+    // Assess
+    expect(accepted).toBe('accepted');
+    expect(refused).toEqual({
+      putObject: 'KeyTooLongError 400',
+      putObjectWide: 'KeyTooLongError 400',
+      createMultipartUpload: 'KeyTooLongError 400',
+      upload: 'KeyTooLongError 400',
+      copyObject: 'KeyTooLongError 400',
+      getObject: 'KeyTooLongError 400',
+      deleteObject: 'KeyTooLongError 400',
+      putObjectTagging: 'KeyTooLongError 400',
+    });
+    expect(head).toMatch(/ 400$/);
+  });
+});
+
+describe('S3 reads of a named version under an ETag, as the s3-trigger makes them', () => {
+  const bucket = `${prefix}-versions`;
+
+  beforeAll(async () => {
+    await clients.s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    await clients.s3.send(
+      new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }),
+    );
+  });
+  afterAll(async () => {
+    const out = await clients.s3.send(new ListObjectVersionsCommand({ Bucket: bucket }));
+    const versions = (out.Versions ?? []).map((v) => ({ Key: v.Key, VersionId: v.VersionId }));
+    if (versions.length) {
+      await clients.s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: versions } }));
+    }
+    await clients.s3.send(new DeleteBucketCommand({ Bucket: bucket }));
+  });
+
+  it("serves a version under its own ETag and answers 412 PreconditionFailed under another version's", async () => {
+    // Prepare: two versions of one key.
+    const v1 = await clients.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'a.csv', Body: 'one' }));
+    const v2 = await clients.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'a.csv', Body: 'two' }));
+    const read = (VersionId: string | undefined, IfMatch: string | undefined) =>
+      clients.s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'a.csv', VersionId, IfMatch })).then(
+        async (out) => String(await out.Body?.transformToString()),
+        (err: { name?: string; $metadata?: { httpStatusCode?: number } }) =>
+          `${err.name} ${err.$metadata?.httpStatusCode}`,
+      );
+    // Act
+    const own = await read(v1.VersionId, v1.ETag);
+    const other = await read(v1.VersionId, v2.ETag);
+    // Assess
+    expect(own).toBe('one');
+    expect(other).toBe('PreconditionFailed 412');
   });
 });
 

@@ -183,6 +183,40 @@ describe('files deleted, malformed, or redelivered while processing', () => {
     expect(failure?.reason).toMatch(/^file failed: MalformedFileError: .*\d/);
   });
 
+  it('ingests a file whose key is 990 bytes and quarantines its bad rows under a bounded rejects key', async () => {
+    // Prepare: S3 accepts keys up to 1,024 bytes; `rejects/s3/<bucket>/<key>@<etag>.ndjson` would not fit.
+    const key = `incoming/rlong/${'k'.repeat(971)}.csv`;
+    expect(Buffer.byteLength(key)).toBe(990);
+    const file = csvFile(100, { name: 'rlong', badEvery: 25 });
+    p.start('fileEvents');
+    p.start('signals');
+
+    // Act
+    const { etag } = await put(key, file.text);
+    const done = await settled(key);
+    await waitFor('rows scored', async () => ((await p.series(key, 'rlong'))?.count ?? 0) >= file.good);
+    await drained();
+
+    // Assess: SUCCESS in one attempt, the rejects in one object whose key S3 accepted.
+    expect(done).toMatchObject({ status: 'SUCCESS', attempts: 1, records: file.good, rejected: file.bad });
+    const rejectsKey = String(done?.rejectsKey);
+    expect(Buffer.byteLength(rejectsKey)).toBeLessThanOrEqual(1024);
+    expect(rejectsKey).toMatch(
+      new RegExp(`^rejects/s3/${p.names.bucket}/incoming/rlong/k+~[0-9a-f]{32}\\.ndjson$`),
+    );
+    const { quarantined } = await expectExactlyOnce(p, {
+      scope: (s) => s.originRef.includes(`/${key}@`),
+      scoredIds: s3Ids(p.names.bucket, key, etag, goodRows(100, 25)),
+      series: [{ source: key, name: 'rlong', count: file.good }],
+      ledgerKeys: (k) => k === key,
+      quarantine: {
+        under: `s3/${p.names.bucket}/incoming/rlong/`,
+        refs: s3Ids(p.names.bucket, key, etag, [25, 50, 75, 100]),
+      },
+    });
+    expect(new Set(quarantined.map((l) => l.key))).toEqual(new Set([rejectsKey]));
+  });
+
   it('lets the worker holding a file finish it when the event is redelivered to another worker meanwhile', async () => {
     // Prepare: a slow first worker (its own process, every call 60 ms late); visibility timeout 2 s.
     const key = 'incoming/rfiles/slow.csv';

@@ -52,6 +52,18 @@ describe('parseFileEvents', () => {
     expect(parseFileEvents(continuationMessage(task))).toEqual([task]);
   });
 
+  it('keeps the event time of the file in its continuations and part announcements', () => {
+    const task = {
+      bucket: 'b',
+      key: 'incoming/big.csv',
+      etag: 'e9',
+      versionId: 'v3',
+      eventTime: '2024-01-01T00:00:00.000Z',
+    };
+    expect(parseFileEvents(continuationMessage(task))).toEqual([task]);
+    expect(parseFileEvents(partMessage({ ...task, part: 2 }))).toEqual([{ ...task, part: 2 }]);
+  });
+
   it('refuses a part message without its part number or etag', () => {
     const body = { v: 1, kind: 'part', bucket: 'b', key: 'incoming/big.csv', etag: 'e9' };
     expect(() => parseFileEvents(JSON.stringify(body))).toThrow(/neither an S3 notification nor a backfill/);

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -320,5 +320,193 @@ describe('ingestFile', () => {
     const out = await ingestFile(task('rejects/s3/x.csv'), deps(ledger));
     expect(out.status).toBe('SKIPPED');
     expect(ledger.claim).not.toHaveBeenCalled();
+  });
+
+  describe('attempts running out', () => {
+    const slowDown = () =>
+      Object.assign(new Error('slow down'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } });
+    const RANGE = { kind: 'byte' as const, start: 100, end: 200, row: 2, endRow: 4 };
+
+    it('ends a file failing transiently on its last attempt FAILED for good, and acknowledges the event', async () => {
+      // Prepare
+      s3.on(GetObjectCommand).rejects(slowDown());
+      const ledger = fakeLedger({ claimed: true, attempt: 3, lastAttempt: true });
+      ledger.fail.mockResolvedValue('final');
+      // Act
+      const out = await ingestFile(task('incoming/a.csv'), deps(ledger));
+      // Assess: resolved (the message is deleted), not thrown; counted as a failed file.
+      expect(out).toMatchObject({ status: 'FAILED', error: expect.stringMatching(/^SlowDown: slow down/) });
+      expect(ledger.fail).toHaveBeenCalledTimes(1);
+      expect(ledger.fail).toHaveBeenCalledWith(
+        expect.anything(),
+        'w1',
+        expect.objectContaining({
+          retryable: false,
+          errorType: 'SlowDown',
+          errorMessage: 'slow down (still failing after 3 attempts: no attempt is left)',
+        }),
+      );
+      expect(obs.total('FilesFailed')).toBe(1);
+      const quarantined = String(s3.commandCalls(PutObjectCommand)[0]?.args[0].input.Body ?? '');
+      expect(quarantined).toMatch(/file failed: SlowDown: slow down \(still failing after 3 attempts/);
+    });
+
+    it('acknowledges a file the ledger ended for good because its transient failure found no attempt left', async () => {
+      // Prepare: the claim did not know (the ledger decides on its own item).
+      s3.on(GetObjectCommand).rejects(slowDown());
+      const ledger = fakeLedger({ claimed: true, attempt: 2 });
+      ledger.fail.mockResolvedValue('final');
+      // Act
+      const out = await ingestFile(task('incoming/a.csv'), deps(ledger));
+      // Assess
+      expect(out).toMatchObject({ status: 'FAILED' });
+      expect(ledger.fail).toHaveBeenCalledWith(
+        expect.anything(),
+        'w1',
+        expect.objectContaining({ retryable: true }),
+      );
+      expect(obs.total('FilesFailed')).toBe(1);
+    });
+
+    it('ends a part failing transiently on its last attempt for good, and its file when it was the last part', async () => {
+      // Prepare
+      s3.on(GetObjectCommand).rejects(slowDown());
+      const ledger = fakeLedger({ claimed: true, attempt: 3, lastAttempt: true, range: RANGE });
+      ledger.fail.mockResolvedValue('final');
+      ledger.finishSplit.mockResolvedValue({
+        status: 'FAILED',
+        stats: { records: 3, rejected: 0, bytesRead: 100, durationMs: 1, firstErrors: [] },
+        parts: 2,
+        partsFailed: 1,
+      });
+      // Act
+      const out = await ingestFile({ ...task('incoming/a.csv'), part: 1 }, deps(ledger));
+      // Assess
+      expect(out).toMatchObject({ status: 'FAILED', part: 1, file: 'FAILED' });
+      expect(ledger.fail).toHaveBeenCalledWith(
+        { bucket: 'b', key: 'incoming/a.csv', etag: 'e1', versionId: 'v1', part: 1 },
+        'w1',
+        expect.objectContaining({ retryable: false, errorType: 'SlowDown' }),
+      );
+      expect(obs.total('FilesFailed')).toBe(1);
+    });
+  });
+
+  describe('rejects keys and quarantine failures', () => {
+    const longKey = `incoming/${'k'.repeat(977)}.csv`;
+
+    it("quarantines the rejects of a file whose key is near S3's limit under a bounded key, the same each attempt", async () => {
+      // Prepare: a 990-byte object key.
+      expect(Buffer.byteLength(longKey)).toBe(990);
+      s3.on(GetObjectCommand).callsFake(() => body(CSV));
+      // Act
+      const first = await ingestFile(task(longKey), deps(fakeLedger()));
+      const again = await ingestFile(task(longKey), deps(fakeLedger({ claimed: true, attempt: 2 })));
+      // Assess
+      expect(first.status).toBe('SUCCESS');
+      expect(again.status).toBe('SUCCESS');
+      const [key, keyAgain] = s3.commandCalls(PutObjectCommand).map((c) => String(c.args[0].input.Key));
+      expect(Buffer.byteLength(String(key))).toBeLessThanOrEqual(1024 - 48);
+      expect(key).toMatch(/^rejects\/s3\/b\/incoming\/kkkk.*~[0-9a-f]{32}\.ndjson$/);
+      expect(keyAgain).toBe(key);
+    });
+
+    it('ends the file FAILED with the real reason when S3 refuses its rejects object, instead of throwing', async () => {
+      // Prepare
+      s3.on(GetObjectCommand).resolves(body(CSV));
+      s3.on(PutObjectCommand).rejects(
+        Object.assign(new Error('Your key is too long'), {
+          name: 'KeyTooLongError',
+          $metadata: { httpStatusCode: 400 },
+        }),
+      );
+      const ledger = fakeLedger();
+      // Act
+      const out = await ingestFile(task('incoming/a.csv'), deps(ledger));
+      // Assess: FAILED for good, naming the object and S3's answer; never a lease left to expire.
+      expect(out.status).toBe('FAILED');
+      expect(ledger.succeed).not.toHaveBeenCalled();
+      expect(ledger.fail).toHaveBeenCalledTimes(1);
+      expect(ledger.fail).toHaveBeenCalledWith(
+        expect.anything(),
+        'w1',
+        expect.objectContaining({
+          retryable: false,
+          errorType: 'QuarantineError',
+          errorMessage:
+            'rejects could not be written to s3://qb/rejects/s3/b/incoming/a.csv@e1.ndjson: KeyTooLongError: Your key is too long',
+          records: 2,
+          rejected: 1,
+        }),
+      );
+      expect(obs.total('FilesFailed')).toBe(1);
+    });
+
+    it('retries the file when its rejects object fails transiently and attempts are left', async () => {
+      // Prepare
+      s3.on(GetObjectCommand).resolves(body(CSV));
+      s3.on(PutObjectCommand).rejects(
+        Object.assign(new Error('slow down'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } }),
+      );
+      const ledger = fakeLedger();
+      // Act / Assess
+      await expect(ingestFile(task('incoming/a.csv'), deps(ledger))).rejects.toThrow(
+        /rejects could not be written/,
+      );
+      expect(ledger.fail).toHaveBeenCalledWith(
+        expect.anything(),
+        'w1',
+        expect.objectContaining({ retryable: true, errorType: 'QuarantineError' }),
+      );
+    });
+  });
+
+  describe('the version read', () => {
+    it('reads the version it names only under the ETag it names', async () => {
+      // Prepare
+      s3.on(GetObjectCommand).resolves(body(CSV));
+      // Act
+      await ingestFile(task('incoming/a.csv'), deps(fakeLedger()));
+      // Assess
+      expect(s3).toHaveReceivedCommandWith(GetObjectCommand, { VersionId: 'v1', IfMatch: '"e1"' });
+    });
+
+    it('skips, as gone, a version whose ETag is not the one its message names (412)', async () => {
+      // Prepare
+      s3.on(GetObjectCommand).rejects(
+        Object.assign(new Error('At least one of the pre-conditions you specified did not hold'), {
+          name: 'PreconditionFailed',
+          $metadata: { httpStatusCode: 412 },
+        }),
+      );
+      const ledger = fakeLedger();
+      // Act
+      const out = await ingestFile(task('incoming/a.csv'), deps(ledger));
+      // Assess
+      expect(out).toEqual({ status: 'SKIPPED', reason: 'object gone' });
+      expect(sentSignals()).toHaveLength(0);
+    });
+
+    it('looks up the ETag of the version an event names, not of the current version', async () => {
+      // Prepare
+      s3.on(HeadObjectCommand).resolves({ ETag: '"e0"', ContentLength: 100, VersionId: 'v0' });
+      s3.on(GetObjectCommand).resolves(body(CSV));
+      const ledger = fakeLedger();
+      // Act
+      await ingestFile({ bucket: 'b', key: 'incoming/a.csv', versionId: 'v0' }, deps(ledger));
+      // Assess
+      expect(s3).toHaveReceivedCommandWith(HeadObjectCommand, { VersionId: 'v0' });
+      expect(s3).toHaveReceivedCommandWith(GetObjectCommand, { VersionId: 'v0', IfMatch: '"e0"' });
+    });
+
+    it("measures a continued file from the first event's time, which the ledger keeps", async () => {
+      // Prepare: a continuation message without the event time.
+      s3.on(GetObjectCommand).resolves(body(CSV));
+      const eventTime = new Date(Date.now() - 60_000).toISOString();
+      // Act
+      await ingestFile(task('incoming/a.csv'), deps(fakeLedger({ claimed: true, attempt: 1, eventTime })));
+      // Assess
+      expect(obs.recorded.FileLatency?.[0]).toBeGreaterThanOrEqual(60_000);
+    });
   });
 });

@@ -120,7 +120,7 @@ describe('Ledger', () => {
     // Act
     const out = await ledger.claim(file, 'w2');
     // Assess: claimed to announce the recorded parts (only `parts` lifts the limit).
-    expect(out).toEqual({ claimed: true, attempt: 4, parts: 4 });
+    expect(out).toEqual({ claimed: true, attempt: 4, parts: 4, lastAttempt: true });
     const input = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
     expect(input?.ConditionExpression).toContain(
       '(#status = :processing AND leaseExpiresAt < :now AND attribute_exists(parts))',
@@ -565,6 +565,195 @@ describe('Ledger', () => {
       expect(running).toBeUndefined();
       expect(raced).toBeUndefined();
       expect(ddb.commandCalls(UpdateCommand)).toHaveLength(1);
+    });
+  });
+
+  describe('attempts running out', () => {
+    const part = { ...file, part: 1 };
+    const failure = {
+      records: 2,
+      rejected: 1,
+      bytesRead: 9,
+      durationMs: 1,
+      firstErrors: ['row 2: bad'],
+      errorType: 'SlowDown',
+      errorMessage: 'slow down',
+    };
+    /** DynamoDB's answer to a failed condition with ReturnValuesOnConditionCheckFailure ALL_OLD. */
+    const conditionFailedOn = (old: Record<string, unknown>) =>
+      new ConditionalCheckFailedException({
+        message: 'The conditional request failed',
+        $metadata: {},
+        Item: old as never,
+      });
+    const own = (attempts: number, owner = 'w1') => ({
+      status: { S: 'PROCESSING' },
+      leaseOwner: { S: owner },
+      attempts: { N: String(attempts) },
+    });
+
+    it('tells the claim of the last attempt that no attempt is left, and the first event time', async () => {
+      // Prepare
+      ddb
+        .on(UpdateCommand)
+        .resolvesOnce({ Attributes: { attempts: 2, eventTime: '2024-01-01T00:00:00.000Z' } })
+        .resolves({ Attributes: { attempts: 3 } });
+      // Act
+      const second = await ledger.claim(file, 'w1');
+      const third = await ledger.claim(file, 'w2');
+      // Assess
+      expect(second).toEqual({ claimed: true, attempt: 2, eventTime: '2024-01-01T00:00:00.000Z' });
+      expect(third).toEqual({ claimed: true, attempt: 3, lastAttempt: true });
+    });
+
+    it('records a transient failure as retryable only while the item has attempts left', async () => {
+      // Prepare
+      ddb.on(UpdateCommand).resolves({});
+      // Act
+      const out = await ledger.fail(part, 'w1', { ...failure, retryable: true });
+      // Assess: one plain update, nothing counted on the file, the checkpoint kept.
+      expect(out).toBe('retryable');
+      const input = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
+      expect(input?.ConditionExpression).toBe(
+        '#status = :processing AND leaseOwner = :owner AND attempts < :max',
+      );
+      expect(input?.ReturnValuesOnConditionCheckFailure).toBe('ALL_OLD');
+      expect(input?.UpdateExpression).not.toContain('checkpoint');
+      expect(input?.ExpressionAttributeValues).toMatchObject({
+        ':true': true,
+        ':max': 3,
+        ':type': 'SlowDown',
+      });
+      expect(ddb.commandCalls(TransactWriteCommand)).toHaveLength(0);
+    });
+
+    it('ends a part failing transiently on its last attempt FAILED for good, counted on its file in the same transaction', async () => {
+      // Prepare: the retryable write finds the item still ours, on its third attempt of three.
+      ddb.on(UpdateCommand).rejects(conditionFailedOn(own(3)));
+      ddb.on(TransactWriteCommand).resolves({});
+      // Act
+      const out = await ledger.fail(part, 'w1', { ...failure, retryable: true });
+      // Assess
+      expect(out).toBe('final');
+      const [end, count] = ddb.commandCalls(TransactWriteCommand)[0]?.args[0].input.TransactItems ?? [];
+      expect(end?.Update?.Key).toEqual({ pk: 's3://b/incoming/a.csv', sk: 'e1#part-000001' });
+      expect(end?.Update?.ConditionExpression).toBe('#status = :processing AND leaseOwner = :owner');
+      expect(end?.Update?.UpdateExpression).toMatch(/REMOVE leaseOwner, leaseExpiresAt, checkpoint$/);
+      expect(end?.Update?.ExpressionAttributeValues).toMatchObject({
+        ':failed': 'FAILED',
+        ':retryable': false,
+        ':type': 'SlowDown',
+        ':msg': 'slow down (still failing after 3 attempts: no attempt is left)',
+        ':records': 2,
+      });
+      expect(count?.Update).toMatchObject({
+        Key: { pk: 's3://b/incoming/a.csv', sk: 'e1' },
+        UpdateExpression: 'ADD partsDone :one, partsFailed :one',
+      });
+    });
+
+    it('ends a whole file failing transiently on its last attempt FAILED for good', async () => {
+      // Prepare
+      ddb
+        .on(UpdateCommand)
+        .rejectsOnce(conditionFailedOn(own(3)))
+        .resolves({});
+      // Act
+      const out = await ledger.fail(file, 'w1', { ...failure, retryable: true });
+      // Assess
+      expect(out).toBe('final');
+      const end = ddb.commandCalls(UpdateCommand)[1]?.args[0].input;
+      expect(end?.ExpressionAttributeValues).toMatchObject({
+        ':retryable': false,
+        ':msg': 'slow down (still failing after 3 attempts: no attempt is left)',
+      });
+    });
+
+    it('throws LeaseLostError when a transient failure finds the lease taken, and writes nothing more', async () => {
+      // Prepare
+      ddb.on(UpdateCommand).rejects(conditionFailedOn(own(2, 'w2')));
+      // Act / Assess
+      await expect(ledger.fail(part, 'w1', { ...failure, retryable: true })).rejects.toBeInstanceOf(
+        LeaseLostError,
+      );
+      expect(ddb.commandCalls(UpdateCommand)).toHaveLength(1);
+      expect(ddb.commandCalls(TransactWriteCommand)).toHaveLength(0);
+    });
+
+    it('ends an item found FAILED and retryable with no attempt left, once, with the rejects its checkpoint lists', async () => {
+      // Prepare: left so by an older version; two redeliveries find it.
+      const keys = [
+        'rejects/s3/b/incoming/a.csv@e1.ndjson',
+        'rejects/s3/b/incoming/a.csv@e1.from-row-121.attempt-2.ndjson',
+      ];
+      const stuck = item({
+        status: 'FAILED',
+        retryable: true,
+        attempts: 3,
+        errorType: 'SlowDown',
+        errorMessage: 'slow down',
+        checkpoint: { ...CHECKPOINT, rejectsKeys: keys },
+      });
+      ddb.on(GetCommand).resolves({ Item: stuck });
+      ddb
+        .on(UpdateCommand)
+        .rejectsOnce(conditionFailed())
+        .resolvesOnce({})
+        .rejectsOnce(conditionFailed())
+        .rejects(conditionFailed());
+      // Act
+      const first = await ledger.claim(file, 'w2');
+      const second = await ledger.claim(file, 'w3');
+      // Assess: only the caller that ended it is told `exhausted` (and counts it).
+      expect(first).toMatchObject({ claimed: false, reason: 'exhausted' });
+      expect(second).toMatchObject({ claimed: false, reason: 'failed' });
+      const end = ddb.commandCalls(UpdateCommand)[1]?.args[0].input;
+      expect(end?.ConditionExpression).toBe(
+        '#status = :failed AND retryable = :true AND attempts = :attempts',
+      );
+      expect(end?.UpdateExpression).toMatch(/REMOVE checkpoint$/);
+      expect(end?.ExpressionAttributeValues).toMatchObject({
+        ':false': false,
+        ':attempts': 3,
+        ':msg': 'slow down (still failing after 3 attempts: no attempt is left)',
+        ':rejectsKey': keys[0],
+        ':rejectsKeys': keys,
+      });
+    });
+
+    it('counts a part found FAILED and retryable with no attempt left on its file, in the same transaction', async () => {
+      // Prepare
+      ddb.on(UpdateCommand).rejects(conditionFailed());
+      ddb.on(GetCommand).resolves({
+        Item: item({ sk: 'e1#part-000001', part: 1, status: 'FAILED', retryable: true, attempts: 3 }),
+      });
+      ddb.on(TransactWriteCommand).resolves({});
+      // Act
+      const out = await ledger.claim(part, 'w2');
+      // Assess
+      expect(out).toMatchObject({ claimed: false, reason: 'exhausted' });
+      const [end, count] = ddb.commandCalls(TransactWriteCommand)[0]?.args[0].input.TransactItems ?? [];
+      expect(end?.Update?.ConditionExpression).toBe(
+        '#status = :failed AND retryable = :true AND attempts = :attempts',
+      );
+      expect(count?.Update?.UpdateExpression).toBe('ADD partsDone :one, partsFailed :one');
+    });
+
+    it('reports an expired lease with no attempt left as exhausted only to the caller that ended it', async () => {
+      // Prepare: two redeliveries find the crashed worker's item; the second loses the race to end it.
+      ddb.on(UpdateCommand).rejectsOnce(conditionFailed()).resolvesOnce({}).rejects(conditionFailed());
+      ddb.on(GetCommand).resolves({ Item: item({ leaseOwner: 'w1', leaseExpiresAt: NOW - 1, attempts: 3 }) });
+      // Act
+      const first = await ledger.claim(file, 'w2');
+      const second = await ledger.claim(file, 'w3');
+      // Assess
+      expect(first).toMatchObject({ claimed: false, reason: 'exhausted' });
+      expect(second).toMatchObject({ claimed: false, reason: 'in-progress' });
+    });
+
+    it('never skips a part: a skipped part would never be counted on its file', async () => {
+      await expect(ledger.skip(part, 'gone', 'w1')).rejects.toThrow(/cannot be skipped/);
+      expect(ddb.commandCalls(UpdateCommand)).toHaveLength(0);
     });
   });
 });

@@ -358,6 +358,24 @@ describe('readSignalMessage', () => {
 });
 
 describe('parseSignal', () => {
+  it("accepts the id a row of a file gets under a key of S3's longest, and no id past the ref limit", () => {
+    // Prepare: a row of an object whose key takes S3's 1,024 bytes, in a bucket of the longest name.
+    const ref = `s3://${'b'.repeat(63)}/${'k'.repeat(1024)}@${'0'.repeat(32)}-10000#9007199254740991`;
+    const signal = (id: string) => ({
+      id,
+      name: 'a',
+      value: 1,
+      source: 'k'.repeat(1024),
+      timestamp: '2024-01-01T00:00:00.000Z',
+      origin: { kind: 's3', ref },
+    });
+    // Act
+    const [fits, tooLong] = [parseSignal(signal(ref)), parseSignal(signal('x'.repeat(2049)))];
+    // Assess
+    expect(fits.ok).toBe(true);
+    expect(tooLong.ok).toBe(false);
+  });
+
   it('rejects a signal off the queue whose value is not a number', () => {
     const out = parseSignal({
       id: 'a',
