@@ -161,11 +161,16 @@ export function authorizationsOf(record: RecordedCall, ctx: CallContext): Author
 
   // DynamoDB: each item it names (a batch or transaction, several); a table-level call, the table.
   const units: Authorization[] = [];
+  // A transaction's items are each authorized as their own operation, within the transaction.
+  const enclosing: Record<string, string> = op.startsWith('Transact')
+    ? { 'dynamodb:EnclosingOperation': op }
+    : {};
   for (const item of record.items ?? []) {
     const value = partitionValue(op, item, ctx.partitionKeyOf(item.table), r.KeyConditionExpression);
     units.push(
       auth(itemAction(op, item), tableArn(item.table, r.IndexName), {
         'dynamodb:LeadingKeys': [value ?? UNRECORDED_KEY],
+        ...enclosing,
       }),
     );
   }
@@ -173,6 +178,7 @@ export function authorizationsOf(record: RecordedCall, ctx: CallContext): Author
     units.push(
       auth(itemAction(op, kind), tableArn(kind.table, r.IndexName), {
         'dynamodb:LeadingKeys': [UNRECORDED_KEY],
+        ...enclosing,
       }),
     );
   }
