@@ -1,4 +1,29 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
 import { defineConfig } from 'vitest/config';
+
+/**
+ * Where the functions record their AWS calls during the integration, reliability and end-to-end tests
+ * (shared/aws-call-log.ts), for the IAM parity test that runs after them (project `iam`, docs/iam-parity.md):
+ * a folder per `vitest run`, unless PULSE_AWS_CALL_LOG names one (to evaluate the calls of an earlier run).
+ */
+const CALL_LOGS = resolve('.pulse', 'aws-calls');
+const callLog = (() => {
+  const given = process.env.PULSE_AWS_CALL_LOG;
+  if (given) return isAbsolute(given) ? given : resolve(given);
+  mkdirSync(CALL_LOGS, { recursive: true });
+  // Runs of earlier days are of no use to anyone: keep the folder from growing.
+  for (const old of readdirSync(CALL_LOGS)) {
+    const path = join(CALL_LOGS, old);
+    if (Date.now() - statSync(path).mtimeMs > 86_400_000) rmSync(path, { recursive: true, force: true });
+  }
+  return join(
+    CALL_LOGS,
+    `${new Date().toISOString().replace(/[:.]/g, '-')}-${randomBytes(3).toString('hex')}`,
+  );
+})();
+const recording = { PULSE_AWS_CALL_LOG: callLog };
 
 export default defineConfig({
   test: {
@@ -22,6 +47,7 @@ export default defineConfig({
           globalSetup: ['test/setup/emulators.ts', 'test/setup/postgres.ts', 'test/setup/kafka.ts'],
           testTimeout: 120_000,
           hookTimeout: 300_000,
+          env: recording,
         },
       },
       {
@@ -34,6 +60,7 @@ export default defineConfig({
           globalSetup: ['test/setup/emulators.ts', 'test/setup/postgres.ts', 'test/setup/kafka.ts'],
           testTimeout: 300_000,
           hookTimeout: 300_000,
+          env: recording,
         },
       },
       {
@@ -44,6 +71,19 @@ export default defineConfig({
           setupFiles: ['test/setup/matchers.ts'],
           testTimeout: 480_000,
           hookTimeout: 300_000,
+          env: recording,
+        },
+      },
+      {
+        test: {
+          // The IAM parity test (docs/iam-parity.md): every AWS call the projects above recorded, evaluated
+          // against its function's role in the synthesized template. After them (a later group).
+          name: 'iam',
+          include: ['test/iam/**/*.test.ts'],
+          testTimeout: 300_000,
+          hookTimeout: 300_000,
+          env: recording,
+          sequence: { groupOrder: 1 },
         },
       },
     ],

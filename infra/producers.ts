@@ -125,11 +125,15 @@ export class Producers extends Construct {
     this.dbPoller.addToRolePolicy(
       new PolicyStatement({ actions: ['sqs:GetQueueAttributes'], resources: [resources.signals.queueArn] }),
     );
-    // The watermark lives in the ledger table (item `watermark#<table>`): read, then a conditional put.
+    // The watermark lives in the ledger table (item `watermark#<table>`): read, then a conditional put, and
+    // only on the watermark items: the file items beside them are none of the poller's business.
     this.dbPoller.addToRolePolicy(
       new PolicyStatement({
         actions: ['dynamodb:GetItem', 'dynamodb:PutItem'],
         resources: [resources.ledger.tableArn],
+        conditions: {
+          'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`${settings.dbPoller.watermarkKeyPrefix}*`] },
+        },
       }),
     );
     this.dbPoller.addEnvironment('WATERMARK_TABLE', resources.ledger.tableName);

@@ -183,6 +183,7 @@ export class PulseStack extends Stack {
     });
     this.grantReadIncoming(this.s3Trigger);
     this.grantQuarantine(this.s3Trigger);
+    this.grantRejectsCleanup(this.s3Trigger);
     this.grantLedger(this.s3Trigger);
     this.grantSendSignals(this.s3Trigger);
     // A long file near the function's timeout is handed over to a fresh invocation: a continuation
@@ -301,13 +302,27 @@ export class PulseStack extends Stack {
     out(OUTPUTS.alarmTopic, this.monitoring.topic.topicArn, 'Every alarm notifies this topic');
   }
 
-  /** Read access to objects (and their versions) under the incoming prefix only. */
+  /**
+   * Read access to objects (and their versions) under the incoming prefix only, and the listing S3 asks of a
+   * reader before it says an object is missing.
+   */
   grantReadIncoming(fn: PulseFunction): void {
     fn.addToRolePolicy(
       new PolicyStatement({
         // HeadObject is authorised by s3:GetObject (s3:GetObjectVersion with a version id).
         actions: ['s3:GetObject', 's3:GetObjectVersion'],
         resources: [this.bucket.arnForObjects(`${settings.bucket.incomingPrefix}*`)],
+      }),
+    );
+    // S3 answers 404 for a missing object only to a caller that may list the bucket, 403 AccessDenied to any
+    // other (GetObject/HeadObject, "Permissions"): without this an object deleted before it is read would end
+    // FAILED with AccessDenied instead of SKIPPED. AWS does not say whether that check carries an s3:prefix,
+    // so the condition holds when there is none; a listing that names a prefix must name this one.
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['s3:ListBucket'],
+        resources: [this.bucket.bucketArn],
+        conditions: { StringLikeIfExists: { 's3:prefix': [`${settings.bucket.incomingPrefix}*`] } },
       }),
     );
     this.suppressObjectPrefix(
@@ -331,6 +346,32 @@ export class PulseStack extends Stack {
       fn,
       settings.bucket.rejectsPrefix,
       'Quarantine files get a new key per rejected batch; the wildcard is the object key under rejects/ of this one bucket.',
+    );
+  }
+
+  /**
+   * Listing and deleting under the rejects prefix: the s3-trigger removes the rejects segments that an
+   * earlier attempt at a file completed and this attempt wrote again (deleteStaleSegments).
+   */
+  grantRejectsCleanup(fn: PulseFunction): void {
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['s3:ListBucket'],
+        resources: [this.bucket.bucketArn],
+        conditions: { StringLike: { 's3:prefix': [`${settings.bucket.rejectsPrefix}*`] } },
+      }),
+    );
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        // DeleteObjects (without version ids: the versioned bucket keeps the data behind a delete marker).
+        actions: ['s3:DeleteObject'],
+        resources: [this.bucket.arnForObjects(`${settings.bucket.rejectsPrefix}*`)],
+      }),
+    );
+    this.suppressObjectPrefix(
+      fn,
+      settings.bucket.rejectsPrefix,
+      'Stale rejects segments have a key per file, row and attempt; the wildcard is the object key under rejects/ of this one bucket.',
     );
   }
 

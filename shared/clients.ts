@@ -2,6 +2,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { recordAwsCalls } from './aws-call-log.ts';
 import type { ClientConfig } from './config.ts';
 import { SQS_CLIENT_OPTIONS } from './sqs-protocol.ts';
 
@@ -34,10 +35,16 @@ export const DOC_TRANSLATE_CONFIG = {
   unmarshallOptions: { wrapNumbers: (text: string) => Number(text) },
 } as const;
 
-export function createClients(config: ClientConfig): AwsClients {
+/**
+ * The clients of the function `fn` (its folder name under functions/). When the configuration asks for it
+ * (tests only), their calls are recorded for the IAM parity test.
+ */
+export function createClients(config: ClientConfig, fn: string): AwsClients {
   const s3 = new S3Client({ forcePathStyle: config.s3ForcePathStyle, maxAttempts: MAX_ATTEMPTS });
   const sqs = new SQSClient({ ...SQS_CLIENT_OPTIONS, maxAttempts: MAX_ATTEMPTS });
   const ddb = new DynamoDBClient({ maxAttempts: MAX_ATTEMPTS });
+  // The document client shares the DynamoDB client's middleware stack, so recording `ddb` covers both.
+  recordAwsCalls([s3, sqs, ddb], config.awsCallLog, fn);
   const doc = DynamoDBDocumentClient.from(ddb, DOC_TRANSLATE_CONFIG);
   return { s3, sqs, ddb, doc };
 }

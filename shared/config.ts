@@ -37,7 +37,18 @@ const common = {
   /** Local emulators want path-style S3 URLs (`http://127.0.0.1:port/bucket/key`). */
   S3_FORCE_PATH_STYLE: bool,
   POWERTOOLS_SERVICE_NAME: z.string().optional(),
+  /** Tests only: a directory to record the function's AWS calls in (shared/aws-call-log.ts). */
+  PULSE_AWS_CALL_LOG: z
+    .string()
+    .regex(/^\//, 'PULSE_AWS_CALL_LOG must be an absolute directory path')
+    .optional(),
 };
+
+/** The {@link ClientConfig} part of a parsed configuration. */
+const clientConfig = (c: { S3_FORCE_PATH_STYLE: boolean; PULSE_AWS_CALL_LOG?: string | undefined }) => ({
+  s3ForcePathStyle: c.S3_FORCE_PATH_STYLE,
+  ...(c.PULSE_AWS_CALL_LOG ? { awsCallLog: c.PULSE_AWS_CALL_LOG } : {}),
+});
 
 /** The memory Lambda gives the running function, in MB (its runtime sets it); undefined off Lambda. */
 export function lambdaMemoryMb(env: Env = process.env): number | undefined {
@@ -61,6 +72,11 @@ function parse<T extends z.ZodRawShape>(shape: T, env: Env): z.infer<z.ZodObject
 /** Settings every function's AWS clients need. */
 export interface ClientConfig {
   readonly s3ForcePathStyle: boolean;
+  /**
+   * Record every AWS call of the function's clients under this directory (`PULSE_AWS_CALL_LOG`), for the
+   * IAM parity test; never set on Lambda. @default no recording
+   */
+  readonly awsCallLog?: string;
 }
 
 export interface S3TriggerConfig extends ClientConfig {
@@ -103,7 +119,7 @@ export function loadS3TriggerConfig(env: Env = process.env): S3TriggerConfig {
     env,
   );
   return {
-    s3ForcePathStyle: c.S3_FORCE_PATH_STYLE,
+    ...clientConfig(c),
     signalsQueueUrl: c.SIGNALS_QUEUE_URL,
     ...(c.FILE_EVENTS_QUEUE_URL ? { fileEventsQueueUrl: c.FILE_EVENTS_QUEUE_URL } : {}),
     handOverBeforeTimeoutSeconds: c.HAND_OVER_BEFORE_TIMEOUT_SECONDS,
@@ -189,7 +205,7 @@ export function loadScorerConfig(env: Env = process.env): ScorerConfig {
     env,
   );
   return {
-    s3ForcePathStyle: c.S3_FORCE_PATH_STYLE,
+    ...clientConfig(c),
     scoresTable: c.SCORES_TABLE,
     quarantineBucket: c.QUARANTINE_BUCKET,
     zThreshold: c.Z_THRESHOLD,
@@ -300,7 +316,7 @@ export function loadDbPollerConfig(env: Env = process.env): DbPollerConfig {
     );
   }
   return {
-    s3ForcePathStyle: c.S3_FORCE_PATH_STYLE,
+    ...clientConfig(c),
     signalsQueueUrl: c.SIGNALS_QUEUE_URL,
     quarantineBucket: c.QUARANTINE_BUCKET,
     dbSecretArn: c.DB_SECRET_ARN,
@@ -371,7 +387,7 @@ export function loadKafkaConsumerConfig(env: Env = process.env): KafkaConsumerCo
     throw new ConfigError('KAFKA_VALUE_MESSAGE_TYPE is not set (needed for protobuf values)');
   }
   return {
-    s3ForcePathStyle: c.S3_FORCE_PATH_STYLE,
+    ...clientConfig(c),
     signalsQueueUrl: c.SIGNALS_QUEUE_URL,
     quarantineBucket: c.QUARANTINE_BUCKET,
     valueFormat: c.KAFKA_VALUE_FORMAT,

@@ -272,6 +272,11 @@ export const settings = {
     mode: 'mark' as 'mark' | 'watermark',
     /** The seeds' table and its columns; both are configuration (DB_TABLE, DB_COLUMNS). */
     table: 'signals',
+    /**
+     * Watermark mode keeps its position in the ledger table, partition key `<prefix><table>`; the poller's
+     * role may read and write only items whose partition key starts with it.
+     */
+    watermarkKeyPrefix: 'watermark#',
     columns: {
       id: 'id',
       name: 'name',

@@ -3,6 +3,7 @@ import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
+import { recordAwsCalls } from '../../shared/aws-call-log.ts';
 import { createClients } from '../../shared/clients.ts';
 import { dbPollerConfigWarnings, loadDbPollerConfig } from '../../shared/config.ts';
 import { createObservability } from '../../shared/observability.ts';
@@ -11,8 +12,9 @@ import { parseSchedulerInvocation } from './events.ts';
 import { type PollSummary, poll } from './poller.ts';
 
 const config = loadDbPollerConfig();
-const clients = createClients(config);
+const clients = createClients(config, 'db-poller');
 const secrets = new SecretsManagerClient({ maxAttempts: 5 });
+recordAwsCalls([secrets], config.awsCallLog, 'db-poller');
 const { logger, metrics } = createObservability('db-poller');
 // Once per cold start: a configuration that works but can lose rows (watermark mode on the event time).
 for (const warning of dbPollerConfigWarnings(config)) logger.warn(warning, { table: config.table });

@@ -1,5 +1,6 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { type DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { settings } from '../../shared/settings.ts';
 
 /**
  * The watermark of watermark mode: the last `(updated_at, id)` sent, one item per table in the
@@ -29,7 +30,10 @@ export interface WatermarkItem {
   readonly rewoundFrom?: { readonly value: string; readonly id: string };
 }
 
-export const watermarkKey = (table: string) => ({ pk: `watermark#${table}`, sk: 'watermark' as const });
+export const watermarkKey = (table: string) => ({
+  pk: `${settings.dbPoller.watermarkKeyPrefix}${table}`,
+  sk: 'watermark' as const,
+});
 
 export class WatermarkStore {
   readonly #doc: DynamoDBDocumentClient;

@@ -12,7 +12,7 @@ import { valueDecoder } from './decode.ts';
 import { describeOffsetRanges, type KafkaEvent, parseKafkaEvent } from './events.ts';
 
 const config = loadKafkaConsumerConfig();
-const clients = createClients(config);
+const clients = createClients(config, 'kafka-consumer');
 const { logger, metrics } = createObservability('kafka-consumer');
 const decodeValues = await valueDecoder(config);
 

@@ -17,7 +17,7 @@ import { ingestFile } from './ingest.ts';
 
 limitHeapGrowth(settings.functions.s3Trigger.heapGrowingPercent);
 const config = loadS3TriggerConfig();
-const clients = createClients(config);
+const clients = createClients(config, 's3-trigger');
 const { logger, metrics } = createObservability('s3-trigger');
 const ledger = new Ledger(clients.doc, config.ledgerTable, {
   leaseSeconds: config.leaseSeconds,

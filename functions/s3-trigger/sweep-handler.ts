@@ -11,7 +11,7 @@ import { sweepLedger } from './sweep.ts';
  * Scheduler schedule, whose event carries nothing the sweep needs. See sweep.ts.
  */
 const config = loadSweepConfig();
-const clients = createClients(config);
+const clients = createClients(config, 'ledger-sweep');
 const { logger, metrics } = createObservability('ledger-sweep');
 
 const lambdaHandler = async () => {

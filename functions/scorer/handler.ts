@@ -10,7 +10,7 @@ import { zScoreModel } from './model.ts';
 import { type BatchResult, scoreBatch } from './scorer.ts';
 
 const config = loadScorerConfig();
-const clients = createClients(config);
+const clients = createClients(config, 'scorer');
 const { logger, metrics } = createObservability('scorer');
 const model = zScoreModel({ threshold: config.zThreshold, minSamples: config.minSamples });
 

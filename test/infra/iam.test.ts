@@ -166,11 +166,41 @@ describe.each(STACK_SHAPES)('IAM of the stack with %s', (_shape, context) => {
         'dynamodb:GetItem',
         'dynamodb:Query',
         'dynamodb:UpdateItem',
+        's3:DeleteObject',
         's3:GetObject',
         's3:GetObjectVersion',
+        's3:ListBucket',
         'sqs:SendMessage',
       ].sort(),
     );
+  });
+
+  it('lets the s3-trigger list the bucket only under incoming/ (or naming no prefix) and rejects/', () => {
+    // Act
+    const role = roleOf(t, 'S3Trigger');
+    const lists = statements
+      .filter((s) => s.role === role && actionsOf(s.statement).includes('s3:ListBucket'))
+      .map((s) => s.statement as Statement & { Condition?: unknown });
+
+    // Assess: a 404 for a missing incoming/ object needs the listing (IfExists: S3 does not say whether that
+    // check carries a prefix); deleting stale rejects segments lists under rejects/.
+    expect(lists.map((s) => s.Condition)).toEqual([
+      { StringLikeIfExists: { 's3:prefix': ['incoming/*'] } },
+      { StringLike: { 's3:prefix': ['rejects/*'] } },
+    ]);
+  });
+
+  it('lets the db-poller read and write only the watermark items of the ledger table', () => {
+    // Act
+    const role = roleOf(t, 'ProducersDbPoller');
+    const ledger = statements
+      .filter((s) => s.role === role && actionsOf(s.statement).some((a) => a.startsWith('dynamodb:')))
+      .map((s) => s.statement as Statement & { Condition?: unknown });
+
+    // Assess
+    expect(ledger.map((s) => s.Condition)).toEqual([
+      { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['watermark#*'] } },
+    ]);
   });
 
   it('gives the scorer only the actions it uses', () => {

@@ -664,24 +664,33 @@ describe('IAM', () => {
     for (const s of reads) expect(s.Resource).toEqual(incoming);
   });
 
-  it.each(['S3Trigger', 'Scorer'])('lets %s write objects only under the rejects prefix', (fn) => {
-    // Prepare
-    const template = synth();
-    const rejects = {
-      'Fn::Join': [
-        '',
-        [arnOf(template, 'IngestBucket', 'AWS::S3::Bucket'), `/${settings.bucket.rejectsPrefix}*`],
-      ],
-    };
+  it.each(['S3Trigger', 'Scorer'])(
+    'lets %s write objects only under the rejects prefix (the s3-trigger also delete its stale segments)',
+    (fn) => {
+      // Prepare
+      const template = synth();
+      const rejects = {
+        'Fn::Join': [
+          '',
+          [arnOf(template, 'IngestBucket', 'AWS::S3::Bucket'), `/${settings.bucket.rejectsPrefix}*`],
+        ],
+      };
 
-    // Act
-    const writes = grantsOf(template, fn, 's3:PutObject');
+      // Act
+      const writes = grantsOf(template, fn, 's3:PutObject');
 
-    // Assess
-    expect(writes).toHaveLength(1);
-    expect(writes[0]?.Resource).toEqual(rejects);
-    expect(actionsOf(writes[0] as Statement).sort()).toEqual(['s3:AbortMultipartUpload', 's3:PutObject']);
-  });
+      // Assess
+      expect(writes).toHaveLength(1);
+      expect(writes[0]?.Resource).toEqual(rejects);
+      expect(actionsOf(writes[0] as Statement).sort()).toEqual(
+        [
+          's3:AbortMultipartUpload',
+          's3:PutObject',
+          ...(fn === 'S3Trigger' ? ['s3:DeleteObject'] : []),
+        ].sort(),
+      );
+    },
+  );
 
   it('lets the s3-trigger read and conditionally update the ledger, write and query the parts of a split file (table only, no index), send signals, and send continuations to its own queue', () => {
     // Prepare

@@ -1,10 +1,10 @@
 import { GetObjectCommand, PutBucketNotificationConfigurationCommand } from '@aws-sdk/client-s3';
-import { GetCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type CanaryItem, canaryLedgerKey } from '../../functions/s3-trigger/canary.ts';
 import { type SweepOptions, sweepLedger } from '../../functions/s3-trigger/sweep.ts';
 import { uniquePrefix } from '../../local/names.ts';
-import { Ledger } from '../../shared/ledger.ts';
+import { Ledger, ledgerKey } from '../../shared/ledger.ts';
 import { METRIC } from '../../shared/observability.ts';
 import { settings } from '../../shared/settings.ts';
 import { quietObservability } from '../helpers/observability.ts';
@@ -67,20 +67,29 @@ describe('ledger sweep (moto)', () => {
     const range = (start: number) => ({ kind: 'byte' as const, start, end: start + 10, row: 0, endRow: 1 });
     await past.planParts(split, 'w3', [range(0), range(10)]);
     await past.markSplit(split, 'w3');
+    // An item an older version left FAILED and retryable with no attempt left (the ledger now ends such an
+    // attempt for good, so it is written as that version wrote it).
     const limbo = ref('incoming/limbo.csv');
-    for (let attempt = 1; attempt <= 3; attempt++) {
-      await past.claim(limbo, `w4-${attempt}`);
-      await past.fail(limbo, `w4-${attempt}`, {
-        records: 0,
-        rejected: 0,
-        bytesRead: 0,
-        durationMs: 1,
-        firstErrors: [],
-        errorType: 'TransientError',
-        errorMessage: 'throttled',
-        retryable: true,
-      });
-    }
+    const twoHoursAgo = new Date(Date.now() - 2 * HOUR).toISOString();
+    await p.clients.doc.send(
+      new PutCommand({
+        TableName: p.names.ledgerTable,
+        Item: {
+          ...ledgerKey(limbo),
+          ...limbo,
+          status: 'FAILED',
+          retryable: true,
+          attempts: 3,
+          errorType: 'TransientError',
+          errorMessage: 'throttled',
+          records: 0,
+          rejected: 0,
+          bytesRead: 0,
+          createdAt: twoHoursAgo,
+          updatedAt: twoHoursAgo,
+        },
+      }),
+    );
     const obs = quietObservability();
 
     // Act

@@ -1,8 +1,10 @@
-import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { Context } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { lambdaContext } from '../../local/lambda-context.ts';
 import { uniquePrefix } from '../../local/names.ts';
+import { Ledger } from '../../shared/ledger.ts';
+import { rejectsKey, segmentKey } from '../../shared/quarantine.ts';
 import { sqsEventFactory, sqsRecordFactory } from '../helpers/factories.ts';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
 import { startS3TriggerWorkerVia, type Worker } from '../helpers/workers.ts';
@@ -121,6 +123,58 @@ describe('files deleted, malformed, or redelivered while processing', () => {
       scoredIds: s3Ids(p.names.bucket, key, etag, goodRows(40)),
       series: [{ source: key, name: 'rmarker', count: 40 }],
       ledgerKeys: (k) => k === key,
+    });
+  });
+
+  it('deletes the rejects segment a dead attempt completed, so that each reject is quarantined once', async () => {
+    // Prepare: attempt 1 (a worker that died a minute ago) completed a rejects segment from row 21 at a
+    // checkpoint, then died before recording the checkpoint: its rejects are written again by the next attempt.
+    // Outside incoming/rfiles/, which the malformed-file scenario checks as a whole.
+    const key = 'incoming/rstale/segment.csv';
+    const file = csvFile(120, { name: 'rstale', badEvery: 40 });
+    const { etag, versionId } = await put(key, file.text);
+    const dead = new Ledger(p.clients.doc, p.names.ledgerTable, {
+      leaseSeconds: 1,
+      maxAttempts: 3,
+      now: () => Date.now() - 60_000,
+    });
+    expect(await dead.claim({ bucket: p.names.bucket, key, etag }, 'dead-1')).toMatchObject({
+      claimed: true,
+    });
+    const ref = (row: number) => `s3://${p.names.bucket}/${key}@${etag}#${row}`;
+    const stale = segmentKey(rejectsKey('s3', `${p.names.bucket}/${key}@${etag}`), 21, 1);
+    await p.clients.s3.send(
+      new PutObjectCommand({
+        Bucket: p.names.bucket,
+        Key: stale,
+        Body: `${JSON.stringify({ ref: ref(40), reason: 'value: not a number', row: 40, at: new Date().toISOString() })}\n`,
+      }),
+    );
+
+    // Act: the file's event, delivered again; attempt 2 reads the whole file.
+    const out = await p.s3Trigger(
+      sqsEventFactory([
+        sqsRecordFactory(objectCreated(p.names.bucket, key, etag, file.text.length, versionId)),
+      ]),
+      ctx(),
+    );
+    p.start('fileEvents');
+    p.start('signals');
+    await waitFor('rows scored', async () => ((await p.series(key, 'rstale'))?.count ?? 0) >= file.good);
+    await drained();
+
+    // Assess: the stale segment is gone (a delete marker in the versioned bucket), each reject quarantined once.
+    expect(out?.batchItemFailures).toEqual([]);
+    expect(await item(key)).toMatchObject({ status: 'SUCCESS', attempts: 2, rejected: file.bad });
+    await expect(
+      p.clients.s3.send(new HeadObjectCommand({ Bucket: p.names.bucket, Key: stale })),
+    ).rejects.toMatchObject({ name: 'NotFound' });
+    await expectExactlyOnce(p, {
+      scope: (s) => s.originRef.includes(`/${key}@`),
+      scoredIds: s3Ids(p.names.bucket, key, etag, goodRows(120, 40)),
+      series: [{ source: key, name: 'rstale', count: file.good }],
+      ledgerKeys: (k) => k === key,
+      quarantine: { under: `s3/${p.names.bucket}/${key}`, refs: [ref(40), ref(80), ref(120)] },
     });
   });
 

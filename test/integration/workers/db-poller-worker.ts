@@ -31,7 +31,7 @@ const { logger, metrics } = createObservability('db-poller');
 process.stdout.write('ready\n');
 await poll({
   db: dying,
-  ...createClients(config),
+  ...createClients(config, 'db-poller'),
   logger,
   metrics,
   config,

@@ -72,6 +72,21 @@ describe('config', () => {
     );
   });
 
+  it('records AWS calls only where PULSE_AWS_CALL_LOG names an absolute directory', () => {
+    // Prepare
+    const base = { SIGNALS_QUEUE_URL: 'https://q', LEDGER_TABLE: 't', QUARANTINE_BUCKET: 'b' };
+
+    // Act
+    const recorded = loadScorerConfig({ ...base, SCORES_TABLE: 's', PULSE_AWS_CALL_LOG: '/tmp/calls' });
+
+    // Assess
+    expect(recorded.awsCallLog).toBe('/tmp/calls');
+    expect(loadS3TriggerConfig(base)).not.toHaveProperty('awsCallLog');
+    expect(() => loadS3TriggerConfig({ ...base, PULSE_AWS_CALL_LOG: '.pulse/calls' })).toThrow(
+      new ConfigError('PULSE_AWS_CALL_LOG must be an absolute directory path'),
+    );
+  });
+
   it('rejects a malformed number', () => {
     expect(() =>
       loadS3TriggerConfig({
