@@ -95,6 +95,8 @@ export interface LedgerItem extends FileStats {
   readonly retryable?: boolean;
   /** Times an invocation near its timeout handed the file over to a continuation. */
   readonly handOvers?: number;
+  /** Of those, the hand-overs that made too little progress to give their attempt back. */
+  readonly stalledHandOvers?: number;
   /** Duplicate events seen after SUCCESS. */
   readonly duplicates?: number;
   readonly rejectsKey?: string;
@@ -539,15 +541,20 @@ export class Ledger {
 
   /**
    * Gives the lease up right after a checkpoint, so that a continuation claims the file at once: the lease
-   * expires now, and this attempt is not counted (it made progress, so a long file never runs out of
-   * attempts by being long). The item stays PROCESSING with its checkpoint. Lease owner only.
+   * expires now. When the attempt `progressed`, it is not counted (a long file never runs out of attempts by
+   * being long); one that did not (it mostly redid what the attempt before it had done) stays counted, and
+   * `stalledHandOvers` counts it, so that a file whose continuations cannot get on runs out of attempts.
+   * The item stays PROCESSING with its checkpoint. Lease owner only.
    */
-  async handOver(file: FileRef, owner: string): Promise<void> {
+  async handOver(file: FileRef, owner: string, progressed = true): Promise<void> {
     const now = this.#now();
     await this.#ownedUpdate(
       file,
       owner,
-      'SET leaseExpiresAt = :expired, updatedAt = :iso, attempts = attempts - :one, handOvers = if_not_exists(handOvers, :zero) + :one',
+      'SET leaseExpiresAt = :expired, updatedAt = :iso, handOvers = if_not_exists(handOvers, :zero) + :one, ' +
+        (progressed
+          ? 'attempts = attempts - :one'
+          : 'stalledHandOvers = if_not_exists(stalledHandOvers, :zero) + :one'),
       { ':expired': now - 1, ':iso': new Date(now).toISOString(), ':one': 1, ':zero': 0 },
     );
   }

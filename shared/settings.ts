@@ -150,6 +150,15 @@ export const settings = {
      * the file-events queue: a file of any length goes on in fresh invocations instead of timing out.
      */
     handOverBeforeTimeoutSeconds: 45,
+    /**
+     * A hand-over gives its attempt back only when the invocation made progress: at least this share of
+     * what it read was new. A record checkpoint (JSON, a gzip file read whole) is resumed by parsing the
+     * records before it again, and staging resumes by inflating the bytes before its last staged object
+     * again: an invocation that mostly redid that counts as an attempt, so a file too long to get back to
+     * its checkpoint within one invocation ends FAILED (`NoProgressError`) instead of being handed over
+     * forever. Records for a record checkpoint, bytes for staging.
+     */
+    handOverMinFreshShare: 0.1,
     /** How many rejected-record reasons the ledger item keeps (all of them go to the quarantine). */
     firstErrorsKept: 10,
     /** The ledger's index on status (partition) and updatedAt (sort). */

@@ -6,6 +6,7 @@ import {
   isTransient,
   LeaseLostError,
   MalformedFileError,
+  NoProgressError,
 } from '../../shared/errors.ts';
 import type {
   Checkpoint,
@@ -25,6 +26,7 @@ import { normaliseEntry } from '../../shared/signal.ts';
 import type { FileTask } from './events.ts';
 import { type FanOutOptions, planParts, splittable } from './fan-out.ts';
 import { type DetectedFormat, detectFormat } from './parsers/index.ts';
+import { HandOverNow, madeProgress } from './progress.ts';
 import { canResume, openRecords, Progress, type ReadLimit, type ResumePoint } from './records.ts';
 import { headObject, type ObjectVersion } from './source.ts';
 
@@ -42,6 +44,11 @@ export interface IngestConfig {
   readonly handOverBeforeTimeoutSeconds?: number;
   /** Splitting large files into parts (only with `announceParts`). Without it, files are read whole. */
   readonly fanOut?: FanOutOptions;
+  /**
+   * Claims of a file before it fails for good (the ledger's): a hand-over without progress on the last one
+   * fails the file. @default settings.ledger.maxAttempts
+   */
+  readonly maxAttempts?: number;
 }
 
 /** What ingestion needs from the outside world; the handler builds it once per cold start. */
@@ -353,6 +360,21 @@ async function readAndSend(
     deps.continueLater && deps.remainingMs
       ? (deps.config.handOverBeforeTimeoutSeconds ?? settings.ledger.handOverBeforeTimeoutSeconds) * 1000
       : undefined;
+  const outOfTime = () =>
+    handOverMs !== undefined && (deps.remainingMs?.() ?? Number.POSITIVE_INFINITY) < handOverMs;
+  const maxAttempts = deps.config.maxAttempts ?? settings.ledger.maxAttempts;
+  /** Records this invocation parsed again to reach its record checkpoint (redone), and read past it. */
+  const work = { redone: 0, fresh: 0 };
+  /** Out of time without progress on the last attempt: the file cannot get on, and fails for good. */
+  const noProgress = (): NoProgressError | undefined =>
+    madeProgress(work) || claim.attempt < maxAttempts
+      ? undefined
+      : new NoProgressError(
+          `attempt ${claim.attempt} of ${maxAttempts} ran out of time after parsing ${work.redone} records again ` +
+            `to reach its checkpoint (row ${resumedFrom?.row ?? 0}) and ${work.fresh} past it ` +
+            `(less than ${settings.ledger.handOverMinFreshShare * 100}% new): a ${format.gzip ? 'gzip ' : ''}` +
+            `${format.format} file this long cannot be resumed from a record checkpoint within one invocation`,
+        );
 
   const reject = async (
     row: number | undefined,
@@ -425,6 +447,32 @@ async function readAndSend(
   };
   /** A part ends for good (counted on its file); the last part to end ends the file. */
   const partEnded = async () => (part !== undefined ? finishSplitFile(file, deps) : undefined);
+  /**
+   * Out of time: makes everything so far durable (a checkpoint at `point`, unless this invocation got no
+   * further than the checkpoint it resumed from) and lets a fresh invocation go on from there. The attempt
+   * is given back only when this invocation made progress (`madeProgress`).
+   */
+  const handOver = async (point: ResumePoint, fresh: boolean): Promise<IngestOutcome> => {
+    const progressed = madeProgress(work);
+    if (fresh) await checkpoint(point);
+    await ledger.handOver(subject, deps.owner, progressed);
+    await quarantine.abort();
+    await deps.continueLater?.({ ...task, etag: file.etag, ...meta });
+    metrics.addMetric(METRIC.filesContinued, MetricUnit.Count, 1);
+    const details = { checkpoint: point, ...snapshot(stats), ...work, attempt: claim.attempt };
+    if (progressed) logger.info('Handed the file over to a continuation before the timeout', details);
+    else logger.warn('Handed the file over without progress; the attempt counts', details);
+    return { status: 'CONTINUED', checkpoint: point, stats: snapshot(stats) };
+  };
+  /** While records are parsed again to reach a record checkpoint: keep the lease, and stop in time. */
+  const onSkip = async (skipped: number): Promise<void> => {
+    work.redone = skipped;
+    if (outOfTime()) throw noProgress() ?? new HandOverNow();
+    if (now() - lastBeat >= heartbeatMs) {
+      lastBeat = now();
+      await ledger.heartbeat(subject, deps.owner, snapshot(stats));
+    }
+  };
 
   let cleanup: (() => Promise<void>) | undefined;
   try {
@@ -439,27 +487,18 @@ async function readAndSend(
       (dispose) => {
         cleanup = dispose;
       },
-      start,
-      until,
+      { ...(start ? { resume: start } : {}), ...(until ? { until } : {}), onSkip },
     );
     const progress = new Progress(kind, resumedFrom);
     let lastRow = start?.row ?? 0;
     for await (const batch of batches) {
       for (const rec of batch) {
-        if (handOverMs !== undefined && (deps.remainingMs?.() ?? Number.POSITIVE_INFINITY) < handOverMs) {
+        if (outOfTime()) {
           const point = progress.before(rec);
           if (point) {
-            // Out of time: make everything so far durable, then let a fresh invocation go on from here.
-            await checkpoint(point);
-            await ledger.handOver(subject, deps.owner);
-            await quarantine.abort();
-            await deps.continueLater?.({ ...task, etag: file.etag, ...meta });
-            metrics.addMetric(METRIC.filesContinued, MetricUnit.Count, 1);
-            logger.info('Handed the file over to a continuation before the timeout', {
-              checkpoint: point,
-              ...snapshot(stats),
-            });
-            return { status: 'CONTINUED', checkpoint: point, stats: snapshot(stats) };
+            const stalled = noProgress();
+            if (stalled) throw stalled;
+            return await handOver(point, true);
           }
         }
         const point = now() - lastCheckpoint >= checkpointMs ? progress.before(rec) : undefined;
@@ -484,6 +523,7 @@ async function readAndSend(
         }
         lastRow = rec.row;
         progress.done(rec);
+        work.fresh++;
       }
     }
     for (const reason of leftOut) {
@@ -518,6 +558,10 @@ async function readAndSend(
       ...(fileEnded ? { file: fileEnded.status } : {}),
     };
   } catch (err) {
+    if (err instanceof HandOverNow && resumedFrom) {
+      // Out of time while parsing the records before the checkpoint again: nothing new to record.
+      return await handOver(resumedFrom, false);
+    }
     if (err instanceof LeaseLostError) {
       // Another worker reclaimed the file (our lease expired); it will finish it and the scorer drops repeats.
       await quarantine.abort();

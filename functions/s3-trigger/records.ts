@@ -74,11 +74,23 @@ export interface ReadLimit {
   readonly position: number;
 }
 
+/** Where a read starts and stops, and what runs while it skips to a record checkpoint. */
+export interface ReadSpan {
+  /** A checkpoint: only the records after it are yielded, numbered as from the start. */
+  readonly resume?: ResumePoint;
+  /** One part of a split file, which ends at a record boundary or row group. */
+  readonly until?: ReadLimit;
+  /**
+   * Awaited after each batch of records parsed again and skipped to reach a `record` checkpoint, with how
+   * many have been so far: the caller keeps its lease there, and may stop the read by throwing.
+   */
+  readonly onSkip?: (skipped: number) => Promise<void>;
+}
+
 /**
  * Opens the object in the way its format needs (a byte stream for text, random access for Parquet) and
- * yields its records, from `resume` on when given: only records after the checkpoint, numbered as from
- * the start; and up to `until` when given (one part of a split file, which ends at a record boundary or
- * row group). `onBytes` counts every byte fetched; `onCleanup` receives what removes temporary files.
+ * yields its records, from `span.resume` on when given, up to `span.until` when given. `onBytes` counts
+ * every byte fetched; `onCleanup` receives what removes temporary files.
  */
 export async function openRecords(
   s3: S3Client,
@@ -87,9 +99,9 @@ export async function openRecords(
   size: number | undefined,
   onBytes: (n: number) => void,
   onCleanup: (dispose: () => Promise<void>) => void,
-  resume?: ResumePoint,
-  until?: ReadLimit,
+  span: ReadSpan = {},
 ): Promise<OpenedRecords> {
+  const { resume, until, onSkip } = span;
   const opts = {
     maxRecordBytes: settings.limits.maxRecordBytes,
     positions: true,
@@ -104,7 +116,7 @@ export async function openRecords(
   const skipping = resume?.kind === 'record' ? resume.position : 0;
   if (format.format === 'parquet' && !format.gzip && size !== undefined) {
     const batches = parseParquetBatches(s3AsyncBuffer(s3, file, size, onBytes), { ...opts, ...fromRowGroup });
-    return { batches: skip(batches, skipping), kind: 'rowGroup', leftOut: [] };
+    return { batches: skip(batches, skipping, onSkip), kind: 'rowGroup', leftOut: [] };
   }
   if (resume?.kind === 'byte' && (format.format === 'csv' || format.format === 'ndjson')) {
     return {
@@ -130,25 +142,34 @@ export async function openRecords(
       ...opts,
       ...fromRowGroup,
     });
-    return { batches: skip(batches, skipping), kind: 'rowGroup', leftOut };
+    return { batches: skip(batches, skipping, onSkip), kind: 'rowGroup', leftOut };
   }
   return {
-    batches: skip(parseTextBatches(format.format, bytes, opts), skipping),
+    batches: skip(parseTextBatches(format.format, bytes, opts), skipping, onSkip),
     kind: checkpointKind(format, object.contentEncoding),
     leftOut,
   };
 }
 
-/** The records after the first `n` (the batches themselves when `n` is 0). */
-function skip(batches: RecordBatches, n: number): RecordBatches {
-  return n > 0 ? skipping(batches, n) : batches;
+/** The records after the first `n` (the batches themselves when `n` is 0); `onSkip` as in {@link ReadSpan}. */
+function skip(
+  batches: RecordBatches,
+  n: number,
+  onSkip: ((skipped: number) => Promise<void>) | undefined,
+): RecordBatches {
+  return n > 0 ? skipping(batches, n, onSkip) : batches;
 }
 
-async function* skipping(batches: RecordBatches, n: number): AsyncGenerator<readonly ParsedRecord[]> {
+async function* skipping(
+  batches: RecordBatches,
+  n: number,
+  onSkip: ((skipped: number) => Promise<void>) | undefined,
+): AsyncGenerator<readonly ParsedRecord[]> {
   let left = n;
   for await (const batch of batches) {
     if (left >= batch.length) {
       left -= batch.length;
+      await onSkip?.(n - left);
     } else {
       yield left > 0 ? batch.slice(left) : batch;
       left = 0;
