@@ -7,7 +7,7 @@ import {
   TransactWriteCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { LeaseLostError, TransientError } from './errors.ts';
+import { type ErrorLocation, LeaseLostError, TransientError } from './errors.ts';
 
 /**
  * The file ledger: one DynamoDB item per object version (pk = s3://bucket/key, sk = ETag), moved
@@ -74,6 +74,26 @@ export interface Checkpoint extends FileStats {
   readonly savedAt: string;
 }
 
+/**
+ * A gzip file inflated once into staged objects (`functions/s3-trigger/staging.ts`), which are then read
+ * as the file's uncompressed bytes: object `i` holds bytes `[i × objectBytes, (i + 1) × objectBytes)` of
+ * the inflated stream. Recorded on the file's item as each object completes, and on each part's item when
+ * the staged copy is split.
+ */
+export interface Staging {
+  /** Staged object `i` is `<prefix><i, six digits>` in the file's bucket. */
+  readonly prefix: string;
+  readonly objectBytes: number;
+  /** Staged objects complete so far. */
+  readonly objects: number;
+  /** Set once the whole stream is staged: its inflated size. */
+  readonly size?: number;
+  /** What the stream held besides its data (bytes after the last gzip member), each a reject without a row. */
+  readonly leftOut?: string[];
+  /** The stream failed after `size` bytes: reading the staged copy to its end fails with this, as a read of the file does. */
+  readonly failure?: { readonly type: string; readonly reason: string; readonly location: ErrorLocation };
+}
+
 export interface LedgerItem extends FileStats {
   readonly pk: string;
   readonly sk: string;
@@ -109,6 +129,8 @@ export interface LedgerItem extends FileStats {
   /** A part's item: its number and what it covers. */
   readonly part?: number;
   readonly range?: PartRange;
+  /** A gzip file read from its staged copy (the file's item, and its parts' when split). */
+  readonly staging?: Staging;
   /** A split file: how many parts, how many have ended, and how many of those FAILED. */
   readonly parts?: number;
   readonly partsDone?: number;
@@ -131,6 +153,8 @@ export type ClaimResult =
       readonly parts?: number;
       /** A part: what it covers. */
       readonly range?: PartRange;
+      /** The file (or the file this part is of) is read from its staged copy; staged so far. */
+      readonly staging?: Staging;
     }
   | {
       readonly claimed: false;
@@ -181,6 +205,8 @@ export interface SplitOutcome {
   readonly parts: number;
   readonly partsFailed: number;
   readonly eventTime?: string;
+  /** The staged copy the parts read, to be deleted now. */
+  readonly staging?: Staging;
 }
 
 export class Ledger {
@@ -246,12 +272,14 @@ export class Ledger {
       const checkpoint = out.Attributes?.checkpoint as Checkpoint | undefined;
       const parts = out.Attributes?.parts as number | undefined;
       const range = out.Attributes?.range as PartRange | undefined;
+      const staging = out.Attributes?.staging as Staging | undefined;
       return {
         claimed: true,
         attempt: Number(out.Attributes?.attempts ?? 1),
         ...(checkpoint ? { checkpoint } : {}),
         ...(parts !== undefined ? { parts: Number(parts) } : {}),
         ...(range ? { range } : {}),
+        ...(staging ? { staging } : {}),
       };
     } catch (err) {
       if (!(err instanceof ConditionalCheckFailedException)) throw err;
@@ -379,6 +407,7 @@ export class Ledger {
     owner: string,
     ranges: readonly PartRange[],
     meta: ClaimMeta = {},
+    staging?: Staging,
   ): Promise<void> {
     const iso = new Date(this.#now()).toISOString();
     const items = ranges.map((range, part) => ({
@@ -390,6 +419,7 @@ export class Ledger {
       status: 'DISCOVERED' as FileStatus,
       part,
       range,
+      ...(staging ? { staging } : {}),
       attempts: 0,
       records: 0,
       rejected: 0,
@@ -516,6 +546,7 @@ export class Ledger {
       parts: parts.length,
       partsFailed: failed.length,
       ...(item.eventTime ? { eventTime: item.eventTime } : {}),
+      ...(item.staging ? { staging: item.staging } : {}),
     };
   }
 
@@ -535,6 +566,25 @@ export class Ledger {
         ':iso': new Date(now).toISOString(),
         ...statsValues(stats),
         ...(checkpoint ? { ':checkpoint': checkpoint } : {}),
+      },
+    );
+  }
+
+  /**
+   * Records staged objects of a gzip file (`staging`: all complete, and, once `size` is set, the whole
+   * stream), with a heartbeat: the next attempt resumes staging after the last of them. Lease owner only.
+   */
+  async stage(file: FileRef, owner: string, stats: FileStats, staging: Staging): Promise<void> {
+    const now = this.#now();
+    await this.#ownedUpdate(
+      file,
+      owner,
+      `SET leaseExpiresAt = :expires, updatedAt = :iso, ${STATS_SET}, staging = :staging`,
+      {
+        ':expires': now + this.#opts.leaseSeconds * 1000,
+        ':iso': new Date(now).toISOString(),
+        ...statsValues(stats),
+        ':staging': staging,
       },
     );
   }

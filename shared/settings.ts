@@ -26,6 +26,11 @@ export const settings = {
     incomingPrefix: 'incoming/',
     /** Rejected records are written here as NDJSON, one reason per line. */
     rejectsPrefix: 'rejects/',
+    /**
+     * Inflated copies of large gzip files (`staging` below) are written here, never under the incoming
+     * prefix: the bucket notifies only under that one, so a staged object never triggers ingestion.
+     */
+    stagingPrefix: 'staging/',
     /** What s3-trigger reads (named in the reason an object of another type is skipped with). */
     suffixes: [...FILE_SUFFIXES, ...FILE_SUFFIXES.map((s) => `${s}.gz`)],
     /** Parts of a multipart upload never completed are removed after this many days. */
@@ -175,6 +180,26 @@ export const settings = {
     minBytes: 128 * MiB,
     partBytes: 64 * MiB,
     maxParts: 200,
+  },
+
+  /**
+   * Staging: a gzip-compressed CSV or NDJSON object of at least `minBytes` (compressed) is inflated once into
+   * staged objects of `objectBytes` each under `bucket.stagingPrefix`; the file is then read from them as an
+   * uncompressed file (byte checkpoints, and fan-out when it is large enough) instead of being inflated from
+   * its start by every continuation. `STAGING_MIN_BYTES` / `STAGING_OBJECT_BYTES` override the two. See
+   * docs/fan-out.md.
+   */
+  staging: {
+    minBytes: 32 * MiB,
+    objectBytes: 16 * MiB,
+    /**
+     * Staged objects are deleted when their file ends; the bucket's lifecycle rule removes any left behind
+     * (a file that never ended) after this many days: past the longest a file-events message lives
+     * (retention and DLQ retention both count from its first enqueue), so no part can still need them.
+     */
+    expireDays: 15,
+    /** The bucket is versioned: a deleted staged object's data (now noncurrent) goes after this many days. */
+    noncurrentExpireDays: 1,
   },
 
   limits: {

@@ -5,7 +5,7 @@ import { settings } from '../../shared/settings.ts';
 import { REQUIRED_FIELDS } from '../../shared/signal.ts';
 import { csvHeaderLength } from './parsers/csv.ts';
 import { useParseThread } from './parsers/csv-thread.ts';
-import { gunzipBounded, trailingDataReason } from './parsers/gzip.ts';
+import { gunzipBounded, type TrailingData, trailingDataReason } from './parsers/gzip.ts';
 import { type DetectedFormat, parseTextBatches } from './parsers/index.ts';
 import { asyncBufferFromFile, parseParquetBatches } from './parsers/parquet.ts';
 import type { ParsedRecord, RecordBatches } from './parsers/types.ts';
@@ -114,6 +114,9 @@ export async function openRecords(
   };
   const endByte = until?.kind === 'byte' ? until.position : undefined;
   const skipping = resume?.kind === 'record' ? resume.position : 0;
+  // A staged copy's stream held these besides its data: whoever reads to its end reports them.
+  const toEnd = endByte === undefined || (size !== undefined && endByte >= size);
+  const stagedLeftOut = file.staged && toEnd ? [...(file.staged.leftOut ?? [])] : [];
   if (format.format === 'parquet' && !format.gzip && size !== undefined) {
     const batches = parseParquetBatches(s3AsyncBuffer(s3, file, size, onBytes), { ...opts, ...fromRowGroup });
     return { batches: skip(batches, skipping, onSkip), kind: 'rowGroup', leftOut: [] };
@@ -122,16 +125,16 @@ export async function openRecords(
     return {
       batches: fromOffset(s3, file, format.format, size, onBytes, resume, endByte, opts.parseThread),
       kind: 'byte',
-      leftOut: [],
+      leftOut: stagedLeftOut,
     };
   }
   const object = await openObjectStream(s3, file, undefined, endByte);
   let bytes: AsyncIterable<Buffer> = counted(object.body, onBytes);
   const compressedSize = object.contentLength ?? size;
-  const leftOut: string[] = [];
+  const leftOut: string[] = stagedLeftOut;
   if (format.gzip || object.contentEncoding === 'gzip') {
     bytes = gunzipBounded(bytes, compressedSize, settings.limits, (trailing) => {
-      leftOut.push(`${trailingDataReason(trailing)}: left out; every record before it was read`);
+      leftOut.push(leftOutReason(trailing));
     });
   }
   if (format.format === 'parquet') {
@@ -149,6 +152,11 @@ export async function openRecords(
     kind: checkpointKind(format, object.contentEncoding),
     leftOut,
   };
+}
+
+/** Why bytes after the end of a gzip stream are not read, as the file's reject without a row says it. */
+export function leftOutReason(trailing: TrailingData): string {
+  return `${trailingDataReason(trailing)}: left out; every record before it was read`;
 }
 
 /** The records after the first `n` (the batches themselves when `n` is 0); `onSkip` as in {@link ReadSpan}. */
@@ -199,8 +207,9 @@ async function* fromOffset(
   const byteShift = resume.position - prefix.length;
   async function* bytes(): AsyncGenerator<Buffer> {
     yield prefix;
-    if (size !== undefined && resume.position >= size) return;
-    if (end !== undefined && resume.position >= end) return;
+    // A staged copy is opened even at its end: a stream that failed there fails the read.
+    if (!file.staged && size !== undefined && resume.position >= size) return;
+    if (!file.staged && end !== undefined && resume.position >= end) return;
     const object = await openObjectStream(s3, file, resume.position, end);
     yield* counted(object.body, onBytes);
   }
