@@ -112,9 +112,9 @@ describe.each(STACK_SHAPES)('IAM of the stack with %s', (_shape, context) => {
     expect(onAny.map((s) => s.role)).toEqual(withDbAndMsk ? [roleOf(t, 'ProducersDbPoller')] : []);
   });
 
-  it('puts a wildcard inside a resource only for object keys under incoming/ or rejects/ and the poller’s qualifiers', () => {
+  it('puts a wildcard inside a resource only for object keys under incoming/, rejects/ or staging/ and the poller’s qualifiers', () => {
     // Prepare
-    const allowed = [/^\/incoming\/\*$/, /^\/rejects\/\*$/, /^:\*$/];
+    const allowed = [/^\/incoming\/\*$/, /^\/rejects\/\*$/, /^\/staging\/\*$/, /^:\*$/];
 
     // Act
     const parts = statements
@@ -163,11 +163,29 @@ describe.each(STACK_SHAPES)('IAM of the stack with %s', (_shape, context) => {
         'dynamodb:GetItem',
         'dynamodb:Query',
         'dynamodb:UpdateItem',
+        's3:DeleteObject',
         's3:GetObject',
         's3:GetObjectVersion',
         'sqs:SendMessage',
       ].sort(),
     );
+  });
+
+  it('lets the s3-trigger write, read and delete staged copies under staging/ only', () => {
+    // Act
+    const role = roleOf(t, 'S3Trigger');
+    const staging = statements.filter(
+      (s) => s.role === role && JSON.stringify(s.statement.Resource).includes('/staging/*'),
+    );
+    const deletes = statements.filter(
+      (s) => s.role === role && actionsOf(s.statement).includes('s3:DeleteObject'),
+    );
+
+    // Assess
+    expect(staging.map((s) => actionsOf(s.statement).sort())).toEqual([
+      ['s3:DeleteObject', 's3:GetObject', 's3:PutObject'],
+    ]);
+    expect(deletes.map((s) => s.statement)).toEqual(staging.map((s) => s.statement));
   });
 
   it('gives the scorer only the actions it uses', () => {
