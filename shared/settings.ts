@@ -157,11 +157,11 @@ export const settings = {
     handOverBeforeTimeoutSeconds: 45,
     /**
      * A hand-over gives its attempt back only when the invocation made progress: at least this share of
-     * what it read was new. A record checkpoint (JSON, a gzip file read whole) is resumed by parsing the
-     * records before it again, and staging resumes by inflating the bytes before its last staged object
-     * again: an invocation that mostly redid that counts as an attempt, so a file too long to get back to
-     * its checkpoint within one invocation ends FAILED (`NoProgressError`) instead of being handed over
-     * forever. Records for a record checkpoint, bytes for staging.
+     * the records it parsed was new. A record checkpoint (JSON, a gzip file read whole) is resumed by
+     * parsing the records before it again: an invocation that mostly redid that counts as an attempt, so a
+     * file too long to get back to its checkpoint within one invocation ends FAILED (`NoProgressError`)
+     * instead of being handed over forever. (Staging, which resumes by inflating again the bytes before its
+     * last staged object, progresses when it stages one more object.)
      */
     handOverMinFreshShare: 0.1,
     /** How many rejected-record reasons the ledger item keeps (all of them go to the quarantine). */

@@ -412,7 +412,9 @@ async function readAndSend(
   const work = { redone: 0, fresh: 0 };
   /** Bytes this invocation inflated again to reach the last staged object (redone), and staged. */
   const stagingWork = { redone: 0, fresh: 0 };
-  const progressed = () => madeProgress(work) || madeProgress(stagingWork);
+  // Staging progresses by whole objects, finitely many: one staged object is progress, however many bytes
+  // were inflated again before it (inflating is cheap next to writing). Records are not: a share is needed.
+  const progressed = () => madeProgress(work) || madeProgress(stagingWork, 0);
   /** Out of time without progress on the last attempt: the file cannot get on, and fails for good. */
   const noProgress = (): NoProgressError | undefined => {
     if (progressed() || claim.attempt < maxAttempts) return undefined;
@@ -427,7 +429,7 @@ async function readAndSend(
     }
     return new NoProgressError(
       `attempt ${claim.attempt} of ${maxAttempts} ran out of time after inflating ${stagingWork.redone} bytes ` +
-        `again to reach its last staged object and staging ${stagingWork.fresh} more (${share})` +
+        `again to reach its last staged object, before it could stage one more` +
         (staging.size !== undefined ? ', or while scanning its staged copy for where to split it' : ''),
     );
   };

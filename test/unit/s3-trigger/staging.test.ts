@@ -334,6 +334,31 @@ describe('staging a gzip file', () => {
     expect(staged()).toEqual([]);
   });
 
+  it('counts a continuation that runs out of time before it stages one more object as an attempt, and fails the file on the last', async () => {
+    // Prepare: three objects staged; no time left at all.
+    const object = gzipSync(csvText());
+    store.set(KEY, object);
+    const staging: Staging = { prefix: stagingPrefix(file), objectBytes: 7000, objects: 3 };
+    const run = async (attempt: number) => {
+      const ledger = fakeLedger({ claimed: true, attempt, staging });
+      const out = await ingestFile({ ...file, size: object.length }, deps(ledger, { remainingMs: () => 1 }));
+      return { out, ledger };
+    };
+    // Act
+    const first = await run(1);
+    const last = await run(settings.ledger.maxAttempts);
+    // Assess
+    expect(first.out).toMatchObject({ status: 'CONTINUED' });
+    expect(first.out.status === 'CONTINUED' && first.out.checkpoint).toBeUndefined();
+    expect(first.ledger.handOver).toHaveBeenCalledWith(expect.anything(), 'w1', false);
+    expect(last.out).toMatchObject({ status: 'FAILED' });
+    expect(last.out.status === 'FAILED' && last.out.error).toMatch(
+      /^NoProgressError: attempt 3 of 3 ran out of time after inflating 21000 bytes again to reach its last staged object, before it could stage one more$/,
+    );
+    expect(last.ledger.handOver).not.toHaveBeenCalled();
+    expect(puts.filter((k) => k.startsWith(settings.bucket.stagingPrefix))).toEqual([]);
+  });
+
   it('fails a truncated file read from its staged copy as a read of the file fails it: same rows sent, same error', async () => {
     // Prepare
     const good = gzipSync(csvText());
