@@ -27,8 +27,9 @@ import {
  *   header again (ranged GETs of the first bytes until the header record ends) and then the rest from the
  *   offset; NDJSON reads from the offset.
  * - `rowGroup` — Parquet (gzip-compressed too): the next row group; the ones before it are not decoded.
- * - `record` — JSON, and any gzip text file: the number of records already parsed; they are parsed again
- *   and skipped without being normalised or sent.
+ * - `record` — JSON, and a gzip text file read directly: the number of records already parsed; they are
+ *   parsed again and skipped without being normalised or sent (`ReadSpan.onSkip` runs meanwhile). A large
+ *   gzip CSV/NDJSON file is read from its staged copy instead (`staging.ts`), which resumes by `byte`.
  * Row numbers (and so signal ids) and record positions are always those of a read from the start.
  */
 
