@@ -117,6 +117,14 @@ export class PulseStack extends Stack {
             settings.bucket.abortIncompleteMultipartUploadDays,
           ),
         },
+        {
+          // Staged copies of gzip files are deleted when their file ends; this removes any left behind, and
+          // the data a delete leaves as a noncurrent version (the bucket is versioned).
+          id: 'staging',
+          prefix: settings.bucket.stagingPrefix,
+          expiration: Duration.days(settings.staging.expireDays),
+          noncurrentVersionExpiration: Duration.days(settings.staging.noncurrentExpireDays),
+        },
       ],
       ...(this.accessLogs
         ? { serverAccessLogsBucket: this.accessLogs, serverAccessLogsPrefix: 'ingest/' }
@@ -184,6 +192,7 @@ export class PulseStack extends Stack {
     this.grantReadIncoming(this.s3Trigger);
     this.grantQuarantine(this.s3Trigger);
     this.grantRejectsCleanup(this.s3Trigger);
+    this.grantStaging(this.s3Trigger);
     this.grantLedger(this.s3Trigger);
     this.grantSendSignals(this.s3Trigger);
     // A long file near the function's timeout is handed over to a fresh invocation: a continuation
@@ -372,6 +381,24 @@ export class PulseStack extends Stack {
       fn,
       settings.bucket.rejectsPrefix,
       'Stale rejects segments have a key per file, row and attempt; the wildcard is the object key under rejects/ of this one bucket.',
+    );
+  }
+
+  /**
+   * The staged copies of large gzip files (`settings.staging`): written, read back (ranged GETs) and deleted
+   * (DeleteObjects, authorised object by object by s3:DeleteObject) under the staging prefix only.
+   */
+  grantStaging(fn: PulseFunction): void {
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['s3:PutObject', 's3:GetObject', 's3:DeleteObject'],
+        resources: [this.bucket.arnForObjects(`${settings.bucket.stagingPrefix}*`)],
+      }),
+    );
+    this.suppressObjectPrefix(
+      fn,
+      settings.bucket.stagingPrefix,
+      'The staged copy of a file is a set of objects named by a digest of the file version; the wildcard is the object key under staging/ of this one bucket.',
     );
   }
 

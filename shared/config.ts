@@ -93,6 +93,8 @@ export interface S3TriggerConfig extends ClientConfig {
   readonly handOverBeforeTimeoutSeconds: number;
   /** Fan-out of large files (only with `fileEventsQueueUrl`): see settings.fanOut. */
   readonly fanOut: { readonly minBytes: number; readonly partBytes: number; readonly maxParts: number };
+  /** Staging of large gzip files (only with `fileEventsQueueUrl`): see settings.staging. */
+  readonly staging: { readonly minBytes: number; readonly objectBytes: number };
 }
 
 /** Reads the s3-trigger's configuration. Throws ConfigError when a variable is missing. */
@@ -115,6 +117,8 @@ export function loadS3TriggerConfig(env: Env = process.env): S3TriggerConfig {
       ),
       FAN_OUT_MIN_BYTES: positiveInt('FAN_OUT_MIN_BYTES', settings.fanOut.minBytes),
       FAN_OUT_PART_BYTES: positiveInt('FAN_OUT_PART_BYTES', settings.fanOut.partBytes),
+      STAGING_MIN_BYTES: positiveInt('STAGING_MIN_BYTES', settings.staging.minBytes),
+      STAGING_OBJECT_BYTES: positiveInt('STAGING_OBJECT_BYTES', settings.staging.objectBytes),
     },
     env,
   );
@@ -135,6 +139,7 @@ export function loadS3TriggerConfig(env: Env = process.env): S3TriggerConfig {
       partBytes: c.FAN_OUT_PART_BYTES,
       maxParts: settings.fanOut.maxParts,
     },
+    staging: { minBytes: c.STAGING_MIN_BYTES, objectBytes: c.STAGING_OBJECT_BYTES },
   };
 }
 

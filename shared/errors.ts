@@ -70,6 +70,17 @@ export class InflationLimitError extends MalformedFileError {
   }
 }
 
+/**
+ * A long file whose continuations keep redoing earlier work instead of going on (a record checkpoint whose
+ * records take a whole invocation to parse again): its attempts ran out on hand-overs without progress.
+ */
+export class NoProgressError extends PermanentError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'NoProgressError';
+  }
+}
+
 /** A message on a queue that is not what the consumer expects; quarantined, never retried. */
 export class InvalidMessageError extends PermanentError {
   constructor(message: string, options?: { cause?: unknown }) {

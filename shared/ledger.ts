@@ -7,7 +7,7 @@ import {
   TransactWriteCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { LeaseLostError, TransientError } from './errors.ts';
+import { type ErrorLocation, LeaseLostError, TransientError } from './errors.ts';
 
 /**
  * The file ledger: one DynamoDB item per object version (pk = s3://bucket/key, sk = ETag), moved
@@ -74,6 +74,26 @@ export interface Checkpoint extends FileStats {
   readonly savedAt: string;
 }
 
+/**
+ * A gzip file inflated once into staged objects (`functions/s3-trigger/staging.ts`), which are then read
+ * as the file's uncompressed bytes: object `i` holds bytes `[i × objectBytes, (i + 1) × objectBytes)` of
+ * the inflated stream. Recorded on the file's item as each object completes, and on each part's item when
+ * the staged copy is split.
+ */
+export interface Staging {
+  /** Staged object `i` is `<prefix><i, six digits>` in the file's bucket. */
+  readonly prefix: string;
+  readonly objectBytes: number;
+  /** Staged objects complete so far. */
+  readonly objects: number;
+  /** Set once the whole stream is staged: its inflated size. */
+  readonly size?: number;
+  /** What the stream held besides its data (bytes after the last gzip member), each a reject without a row. */
+  readonly leftOut?: string[];
+  /** The stream failed after `size` bytes: reading the staged copy to its end fails with this, as a read of the file does. */
+  readonly failure?: { readonly type: string; readonly reason: string; readonly location: ErrorLocation };
+}
+
 export interface LedgerItem extends FileStats {
   readonly pk: string;
   readonly sk: string;
@@ -95,6 +115,8 @@ export interface LedgerItem extends FileStats {
   readonly retryable?: boolean;
   /** Times an invocation near its timeout handed the file over to a continuation. */
   readonly handOvers?: number;
+  /** Of those, the hand-overs that made too little progress to give their attempt back. */
+  readonly stalledHandOvers?: number;
   /** Duplicate events seen after SUCCESS. */
   readonly duplicates?: number;
   readonly rejectsKey?: string;
@@ -107,6 +129,8 @@ export interface LedgerItem extends FileStats {
   /** A part's item: its number and what it covers. */
   readonly part?: number;
   readonly range?: PartRange;
+  /** A gzip file read from its staged copy (the file's item, and its parts' when split). */
+  readonly staging?: Staging;
   /** A split file: how many parts, how many have ended, and how many of those FAILED. */
   readonly parts?: number;
   readonly partsDone?: number;
@@ -136,6 +160,8 @@ export type ClaimResult =
       readonly lastAttempt?: true;
       /** When the first event for this version happened (kept from the first claim that knew it). */
       readonly eventTime?: string;
+      /** The file (or the file this part is of) is read from its staged copy; staged so far. */
+      readonly staging?: Staging;
     }
   | {
       readonly claimed: false;
@@ -186,6 +212,8 @@ export interface SplitOutcome {
   readonly parts: number;
   readonly partsFailed: number;
   readonly eventTime?: string;
+  /** The staged copy the parts read, to be deleted now. */
+  readonly staging?: Staging;
 }
 
 export class Ledger {
@@ -253,6 +281,7 @@ export class Ledger {
       const range = out.Attributes?.range as PartRange | undefined;
       const eventTime = out.Attributes?.eventTime as string | undefined;
       const attempt = Number(out.Attributes?.attempts ?? 1);
+      const staging = out.Attributes?.staging as Staging | undefined;
       return {
         claimed: true,
         attempt,
@@ -261,6 +290,7 @@ export class Ledger {
         ...(range ? { range } : {}),
         ...(attempt >= this.#opts.maxAttempts ? { lastAttempt: true as const } : {}),
         ...(eventTime ? { eventTime } : {}),
+        ...(staging ? { staging } : {}),
       };
     } catch (err) {
       if (!(err instanceof ConditionalCheckFailedException)) throw err;
@@ -440,6 +470,7 @@ export class Ledger {
     owner: string,
     ranges: readonly PartRange[],
     meta: ClaimMeta = {},
+    staging?: Staging,
   ): Promise<void> {
     const iso = new Date(this.#now()).toISOString();
     const items = ranges.map((range, part) => ({
@@ -451,6 +482,7 @@ export class Ledger {
       status: 'DISCOVERED' as FileStatus,
       part,
       range,
+      ...(staging ? { staging } : {}),
       attempts: 0,
       records: 0,
       rejected: 0,
@@ -577,6 +609,7 @@ export class Ledger {
       parts: parts.length,
       partsFailed: failed.length,
       ...(item.eventTime ? { eventTime: item.eventTime } : {}),
+      ...(item.staging ? { staging: item.staging } : {}),
     };
   }
 
@@ -601,16 +634,40 @@ export class Ledger {
   }
 
   /**
-   * Gives the lease up right after a checkpoint, so that a continuation claims the file at once: the lease
-   * expires now, and this attempt is not counted (it made progress, so a long file never runs out of
-   * attempts by being long). The item stays PROCESSING with its checkpoint. Lease owner only.
+   * Records staged objects of a gzip file (`staging`: all complete, and, once `size` is set, the whole
+   * stream), with a heartbeat: the next attempt resumes staging after the last of them. Lease owner only.
    */
-  async handOver(file: FileRef, owner: string): Promise<void> {
+  async stage(file: FileRef, owner: string, stats: FileStats, staging: Staging): Promise<void> {
     const now = this.#now();
     await this.#ownedUpdate(
       file,
       owner,
-      'SET leaseExpiresAt = :expired, updatedAt = :iso, attempts = attempts - :one, handOvers = if_not_exists(handOvers, :zero) + :one',
+      `SET leaseExpiresAt = :expires, updatedAt = :iso, ${STATS_SET}, staging = :staging`,
+      {
+        ':expires': now + this.#opts.leaseSeconds * 1000,
+        ':iso': new Date(now).toISOString(),
+        ...statsValues(stats),
+        ':staging': staging,
+      },
+    );
+  }
+
+  /**
+   * Gives the lease up right after a checkpoint, so that a continuation claims the file at once: the lease
+   * expires now. When the attempt `progressed`, it is not counted (a long file never runs out of attempts by
+   * being long); one that did not (it mostly redid what the attempt before it had done) stays counted, and
+   * `stalledHandOvers` counts it, so that a file whose continuations cannot get on runs out of attempts.
+   * The item stays PROCESSING with its checkpoint. Lease owner only.
+   */
+  async handOver(file: FileRef, owner: string, progressed = true): Promise<void> {
+    const now = this.#now();
+    await this.#ownedUpdate(
+      file,
+      owner,
+      'SET leaseExpiresAt = :expired, updatedAt = :iso, handOvers = if_not_exists(handOvers, :zero) + :one, ' +
+        (progressed
+          ? 'attempts = attempts - :one'
+          : 'stalledHandOvers = if_not_exists(stalledHandOvers, :zero) + :one'),
       { ':expired': now - 1, ':iso': new Date(now).toISOString(), ':one': 1, ':zero': 0 },
     );
   }

@@ -26,6 +26,11 @@ export const settings = {
     incomingPrefix: 'incoming/',
     /** Rejected records are written here as NDJSON, one reason per line. */
     rejectsPrefix: 'rejects/',
+    /**
+     * Inflated copies of large gzip files (`staging` below) are written here, never under the incoming
+     * prefix: the bucket notifies only under that one, so a staged object never triggers ingestion.
+     */
+    stagingPrefix: 'staging/',
     /** What s3-trigger reads (named in the reason an object of another type is skipped with). */
     suffixes: [...FILE_SUFFIXES, ...FILE_SUFFIXES.map((s) => `${s}.gz`)],
     /** Parts of a multipart upload never completed are removed after this many days. */
@@ -160,6 +165,15 @@ export const settings = {
      * the file-events queue: a file of any length goes on in fresh invocations instead of timing out.
      */
     handOverBeforeTimeoutSeconds: 45,
+    /**
+     * A hand-over gives its attempt back only when the invocation made progress: at least this share of
+     * the records it parsed was new. A record checkpoint (JSON, a gzip file read whole) is resumed by
+     * parsing the records before it again: an invocation that mostly redid that counts as an attempt, so a
+     * file too long to get back to its checkpoint within one invocation ends FAILED (`NoProgressError`)
+     * instead of being handed over forever. (Staging, which resumes by inflating again the bytes before its
+     * last staged object, progresses when it stages one more object.)
+     */
+    handOverMinFreshShare: 0.1,
     /** How many rejected-record reasons the ledger item keeps (all of them go to the quarantine). */
     firstErrorsKept: 10,
     /** The ledger's index on status (partition) and updatedAt (sort). */
@@ -212,6 +226,26 @@ export const settings = {
     minBytes: 128 * MiB,
     partBytes: 64 * MiB,
     maxParts: 200,
+  },
+
+  /**
+   * Staging: a gzip-compressed CSV or NDJSON object of at least `minBytes` (compressed) is inflated once into
+   * staged objects of `objectBytes` each under `bucket.stagingPrefix`; the file is then read from them as an
+   * uncompressed file (byte checkpoints, and fan-out when it is large enough) instead of being inflated from
+   * its start by every continuation. `STAGING_MIN_BYTES` / `STAGING_OBJECT_BYTES` override the two. See
+   * docs/fan-out.md.
+   */
+  staging: {
+    minBytes: 32 * MiB,
+    objectBytes: 16 * MiB,
+    /**
+     * Staged objects are deleted when their file ends; the bucket's lifecycle rule removes any left behind
+     * (a file that never ended) after this many days: past the longest a file-events message lives
+     * (retention and DLQ retention both count from its first enqueue), so no part can still need them.
+     */
+    expireDays: 15,
+    /** The bucket is versioned: a deleted staged object's data (now noncurrent) goes after this many days. */
+    noncurrentExpireDays: 1,
   },
 
   limits: {

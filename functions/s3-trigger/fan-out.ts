@@ -15,7 +15,9 @@ import { planSplit } from './split.ts';
  *   and the row number there. A file the scan cannot read with certainty (a quoting irregularity) is not
  *   split: it is ingested whole, as before.
  * - Parquet: whole row groups, from the footer alone; the rows before a row group are known from it.
- * - gzip, JSON arrays, objects with a Content-Encoding: never split (they can only be read from the start).
+ * - gzip, JSON arrays, objects with a Content-Encoding: never split themselves (they can only be read from
+ *   the start); a large gzip CSV/NDJSON file is staged first (`staging.ts`) and its staged copy, which is
+ *   uncompressed, is split like any other.
  */
 
 export interface FanOutOptions {

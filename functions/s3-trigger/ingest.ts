@@ -6,6 +6,7 @@ import {
   isTransient,
   LeaseLostError,
   MalformedFileError,
+  NoProgressError,
 } from '../../shared/errors.ts';
 import {
   type Checkpoint,
@@ -17,6 +18,7 @@ import {
   type FileStats,
   type Ledger,
   type SplitOutcome,
+  type Staging,
 } from '../../shared/ledger.ts';
 import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/observability.ts';
 import { deleteStaleSegments, QuarantineWriter, rejectsKey, segmentKey } from '../../shared/quarantine.ts';
@@ -26,8 +28,10 @@ import { normaliseEntry } from '../../shared/signal.ts';
 import type { FileTask } from './events.ts';
 import { type FanOutOptions, planParts, splittable } from './fan-out.ts';
 import { type DetectedFormat, detectFormat } from './parsers/index.ts';
+import { HandOverNow, madeProgress } from './progress.ts';
 import { canResume, openRecords, Progress, type ReadLimit, type ResumePoint } from './records.ts';
 import { headObject, type ObjectVersion } from './source.ts';
+import { deleteStaged, type StagingOptions, stageable, stageObject, stagingPrefix } from './staging.ts';
 
 export interface IngestConfig {
   readonly signalsQueueUrl: string;
@@ -43,6 +47,16 @@ export interface IngestConfig {
   readonly handOverBeforeTimeoutSeconds?: number;
   /** Splitting large files into parts (only with `announceParts`). Without it, files are read whole. */
   readonly fanOut?: FanOutOptions;
+  /**
+   * Claims of a file before it fails for good (the ledger's): a hand-over without progress on the last one
+   * fails the file. @default settings.ledger.maxAttempts
+   */
+  readonly maxAttempts?: number;
+  /**
+   * Staging large gzip files (only with `announceParts`): inflated once into staged objects, then read as
+   * an uncompressed file. Without it, a gzip file is read from its start by every attempt.
+   */
+  readonly staging?: StagingOptions;
 }
 
 /** What ingestion needs from the outside world; the handler builds it once per cold start. */
@@ -79,8 +93,11 @@ interface PartOutcome {
 
 export type IngestOutcome =
   | ({ readonly status: 'SUCCESS'; readonly stats: CompletedStats } & PartOutcome)
-  /** Checkpointed and handed over to a continuation before the invocation's timeout. */
-  | { readonly status: 'CONTINUED'; readonly checkpoint: ResumePoint; readonly stats: FileStats }
+  /**
+   * Handed over to a continuation before the invocation's timeout, which resumes from `checkpoint` (none
+   * while the file is being staged: staging resumes after its last staged object).
+   */
+  | { readonly status: 'CONTINUED'; readonly checkpoint?: ResumePoint; readonly stats: FileStats }
   /** Split into `parts`, each announced on the file-events queue. */
   | { readonly status: 'SPLIT'; readonly parts: number }
   | ({ readonly status: 'FAILED'; readonly stats?: CompletedStats; readonly error: string } & PartOutcome)
@@ -124,6 +141,10 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
     return { status: 'SKIPPED', reason: 'rejects are never ingested' };
   }
   if (task.key.endsWith('/')) return { status: 'SKIPPED', reason: 'folder marker' };
+  if (task.key.startsWith(settings.bucket.stagingPrefix)) {
+    logger.warn('Ignoring an object under the staging prefix', { key: task.key });
+    return { status: 'SKIPPED', reason: 'staged copies are never ingested' };
+  }
 
   let etag = task.etag;
   let versionId = task.versionId;
@@ -217,6 +238,7 @@ async function splitFile(
   meta: ClaimMeta,
   plannedParts: number | undefined,
   deps: IngestDeps,
+  deadline: () => void = () => {},
 ): Promise<IngestOutcome | undefined> {
   const { ledger, logger, metrics } = deps;
   const now = deps.now ?? Date.now;
@@ -235,6 +257,7 @@ async function splitFile(
         bytesRead += n;
       },
       async () => {
+        deadline();
         // A long scan keeps the lease.
         if (now() - lastBeat < deps.config.heartbeatSeconds * 1000) return;
         lastBeat = now();
@@ -245,7 +268,8 @@ async function splitFile(
       logger.info('Not split; the file is read whole', { reason: plan.reason, size });
       return undefined;
     }
-    await ledger.planParts(file, deps.owner, plan.ranges, meta);
+    // Parts of a staged copy read it too: each part's item says where it is.
+    await ledger.planParts(file, deps.owner, plan.ranges, meta, file.staged);
     parts = plan.ranges.length;
     logger.info('Split into parts', { parts, size, scannedBytes: bytesRead, kind: plan.ranges[0]?.kind });
   }
@@ -280,7 +304,21 @@ async function finishSplitFile(file: ObjectVersion, deps: IngestDeps): Promise<S
     parts: done.parts,
     partsFailed: done.partsFailed,
   });
+  if (done.staging) await removeStaged(file.bucket, done.staging, deps);
   return done;
+}
+
+/** Deletes the staged copy of a file that has ended; on failure the bucket's lifecycle rule does it later. */
+async function removeStaged(bucket: string, staging: Staging, deps: IngestDeps): Promise<void> {
+  try {
+    const objects = await deleteStaged(deps.s3, bucket, staging);
+    deps.logger.info('Deleted the staged copy', { prefix: staging.prefix, objects });
+  } catch (err) {
+    deps.logger.warn('Could not delete the staged copy; the lifecycle rule on its prefix will', {
+      prefix: staging.prefix,
+      error: describeError(err),
+    });
+  }
 }
 
 /**
@@ -302,9 +340,22 @@ async function readAndSend(
   const part = task.part;
   /** The ledger item this run owns: the file's, or its part's. */
   const subject: FileRef = part !== undefined ? { ...file, part } : file;
+  // A large gzip file is read from its staged copy (staging.ts), staged first where it is not yet.
+  const stagingOpts = deps.config.staging;
+  const staging: Staging | undefined =
+    claim.staging ??
+    (part === undefined &&
+    !claim.checkpoint &&
+    deps.announceParts &&
+    stagingOpts &&
+    stageable(format, size, stagingOpts)
+      ? { prefix: stagingPrefix(file), objectBytes: stagingOpts.objectBytes, objects: 0 }
+      : undefined);
+  /** What the records are read from: the staged copy is the file's bytes uncompressed. */
+  const readFormat: DetectedFormat = staging ? { format: format.format, gzip: false } : format;
   // A checkpoint left by an earlier attempt: everything before it is sent and quarantined already.
   let resumedFrom: Checkpoint | undefined = claim.checkpoint;
-  if (resumedFrom && !canResume(format, resumedFrom)) {
+  if (resumedFrom && !canResume(readFormat, resumedFrom)) {
     logger.warn('Ignoring a checkpoint this format cannot resume from', { checkpoint: resumedFrom });
     resumedFrom = undefined;
   }
@@ -322,6 +373,7 @@ async function readAndSend(
     size,
     ...(range ? { range } : {}),
     ...(resumedFrom ? { resumedFrom } : {}),
+    ...(staging ? { staging } : {}),
   });
 
   const started = now();
@@ -354,6 +406,58 @@ async function readAndSend(
     deps.continueLater && deps.remainingMs
       ? (deps.config.handOverBeforeTimeoutSeconds ?? settings.ledger.handOverBeforeTimeoutSeconds) * 1000
       : undefined;
+  const outOfTime = () =>
+    handOverMs !== undefined && (deps.remainingMs?.() ?? Number.POSITIVE_INFINITY) < handOverMs;
+  const maxAttempts = deps.config.maxAttempts ?? settings.ledger.maxAttempts;
+  /** Records this invocation parsed again to reach its record checkpoint (redone), and read past it. */
+  const work = { redone: 0, fresh: 0 };
+  /** Bytes this invocation inflated again to reach the last staged object (redone), and staged. */
+  const stagingWork = { redone: 0, fresh: 0 };
+  // Staging progresses by whole objects, finitely many: one staged object is progress, however many bytes
+  // were inflated again before it (inflating is cheap next to writing). Records are not: a share is needed.
+  const progressed = () => madeProgress(work) || madeProgress(stagingWork, 0);
+  /** Out of time without progress on the last attempt: the file cannot get on, and fails for good. */
+  const noProgress = (): NoProgressError | undefined => {
+    if (progressed() || claim.attempt < maxAttempts) return undefined;
+    const share = `less than ${settings.ledger.handOverMinFreshShare * 100}% new`;
+    if (work.redone + work.fresh > 0 || !staging) {
+      return new NoProgressError(
+        `attempt ${claim.attempt} of ${maxAttempts} ran out of time after parsing ${work.redone} records again ` +
+          `to reach its checkpoint (row ${resumedFrom?.row ?? 0}) and ${work.fresh} past it (${share}): a ` +
+          `${format.gzip ? 'gzip ' : ''}${format.format} file this long cannot be resumed from a record ` +
+          'checkpoint within one invocation',
+      );
+    }
+    return new NoProgressError(
+      `attempt ${claim.attempt} of ${maxAttempts} ran out of time after inflating ${stagingWork.redone} bytes ` +
+        `again to reach its last staged object, before it could stage one more` +
+        (staging.size !== undefined ? ', or while scanning its staged copy for where to split it' : ''),
+    );
+  };
+  /** Staged so far (to be deleted if the file ends before it is read). */
+  let stagedSoFar: Staging | undefined = claim.staging;
+  /** Stages the file from where `from` left off: the staged copy, or undefined when out of time. */
+  const stage = (from: Staging): Promise<Staging | undefined> =>
+    stageObject(deps.s3, file, size, from, {
+      onBytes: (n) => {
+        stats.bytesRead += n;
+      },
+      pace: async (redone) => {
+        stagingWork.redone = redone;
+        if (outOfTime()) throw noProgress() ?? new HandOverNow();
+        if (now() - lastBeat >= heartbeatMs) {
+          lastBeat = now();
+          await ledger.heartbeat(subject, deps.owner, snapshot(stats));
+        }
+      },
+      staged: async (state, fresh) => {
+        stagingWork.fresh = fresh;
+        await ledger.stage(subject, deps.owner, snapshot(stats), state);
+        stagedSoFar = state;
+        lastBeat = now();
+      },
+      outOfTime,
+    });
 
   const reject = async (
     row: number | undefined,
@@ -426,41 +530,86 @@ async function readAndSend(
   };
   /** A part ends for good (counted on its file); the last part to end ends the file. */
   const partEnded = async () => (part !== undefined ? finishSplitFile(file, deps) : undefined);
+  /**
+   * Out of time: makes everything so far durable (a checkpoint at `point`, unless this invocation got no
+   * further than the checkpoint it resumed from) and lets a fresh invocation go on from there. The attempt
+   * is given back only when this invocation made progress (`madeProgress`).
+   */
+  const handOver = async (point: ResumePoint | undefined, fresh: boolean): Promise<IngestOutcome> => {
+    const got = progressed();
+    if (fresh && point) await checkpoint(point);
+    await ledger.handOver(subject, deps.owner, got);
+    await quarantine.abort();
+    await deps.continueLater?.({ ...task, etag: file.etag, ...meta });
+    metrics.addMetric(METRIC.filesContinued, MetricUnit.Count, 1);
+    const details = { checkpoint: point, ...snapshot(stats), work, stagingWork, attempt: claim.attempt };
+    if (got) logger.info('Handed the file over to a continuation before the timeout', details);
+    else logger.warn('Handed the file over without progress; the attempt counts', details);
+    return { status: 'CONTINUED', ...(point ? { checkpoint: point } : {}), stats: snapshot(stats) };
+  };
+  /** While records are parsed again to reach a record checkpoint: keep the lease, and stop in time. */
+  const onSkip = async (skipped: number): Promise<void> => {
+    work.redone = skipped;
+    if (outOfTime()) throw noProgress() ?? new HandOverNow();
+    if (now() - lastBeat >= heartbeatMs) {
+      lastBeat = now();
+      await ledger.heartbeat(subject, deps.owner, snapshot(stats));
+    }
+  };
 
   let cleanup: (() => Promise<void>) | undefined;
+  /** Where the bytes are read from: the file, or its staged copy. */
+  let source: ObjectVersion = file;
   try {
+    let readSize = size;
+    if (staging) {
+      const staged = staging.size !== undefined ? staging : await stage(staging);
+      if (!staged) {
+        // Out of time after a staged object: a continuation stages on from there.
+        const stalled = noProgress();
+        if (stalled) throw stalled;
+        return await handOver(undefined, false);
+      }
+      source = { ...file, staged };
+      readSize = staged.size;
+      const fanOut = deps.config.fanOut;
+      if (
+        part === undefined &&
+        !resumedFrom &&
+        !staged.failure &&
+        fanOut &&
+        readSize !== undefined &&
+        splittable(readFormat, readSize, fanOut)
+      ) {
+        const split = await splitFile(task, source, readFormat, readSize, meta, undefined, deps, () => {
+          if (outOfTime()) throw noProgress() ?? new HandOverNow();
+        });
+        if (split) return split;
+      }
+    }
     const { batches, kind, leftOut } = await openRecords(
       deps.s3,
-      file,
-      format,
-      size,
+      source,
+      readFormat,
+      readSize,
       (n) => {
         stats.bytesRead += n;
       },
       (dispose) => {
         cleanup = dispose;
       },
-      start,
-      until,
+      { ...(start ? { resume: start } : {}), ...(until ? { until } : {}), onSkip },
     );
     const progress = new Progress(kind, resumedFrom);
     let lastRow = start?.row ?? 0;
     for await (const batch of batches) {
       for (const rec of batch) {
-        if (handOverMs !== undefined && (deps.remainingMs?.() ?? Number.POSITIVE_INFINITY) < handOverMs) {
+        if (outOfTime()) {
           const point = progress.before(rec);
           if (point) {
-            // Out of time: make everything so far durable, then let a fresh invocation go on from here.
-            await checkpoint(point);
-            await ledger.handOver(subject, deps.owner);
-            await quarantine.abort();
-            await deps.continueLater?.({ ...task, etag: file.etag, ...meta });
-            metrics.addMetric(METRIC.filesContinued, MetricUnit.Count, 1);
-            logger.info('Handed the file over to a continuation before the timeout', {
-              checkpoint: point,
-              ...snapshot(stats),
-            });
-            return { status: 'CONTINUED', checkpoint: point, stats: snapshot(stats) };
+            const stalled = noProgress();
+            if (stalled) throw stalled;
+            return await handOver(point, true);
           }
         }
         const point = now() - lastCheckpoint >= checkpointMs ? progress.before(rec) : undefined;
@@ -485,6 +634,7 @@ async function readAndSend(
         }
         lastRow = rec.row;
         progress.done(rec);
+        work.fresh++;
       }
     }
     for (const reason of leftOut) {
@@ -503,6 +653,7 @@ async function readAndSend(
     await sender.flush();
     const done = await finalStats();
     await ledger.succeed(subject, deps.owner, done);
+    if (part === undefined && stagedSoFar) await removeStaged(file.bucket, stagedSoFar, deps);
     // The ledger keeps the first event's time: a continuation's task may not carry it.
     emitFileMetrics(
       metrics,
@@ -525,6 +676,11 @@ async function readAndSend(
       ...(fileEnded ? { file: fileEnded.status } : {}),
     };
   } catch (err) {
+    if (err instanceof HandOverNow) {
+      // Out of time while parsing the records before the checkpoint again, or while staging or scanning a
+      // staged copy: nothing new to checkpoint (staged objects are recorded as they complete).
+      return await handOver(resumedFrom, false);
+    }
     if (err instanceof LeaseLostError) {
       // Another worker reclaimed the file (our lease expired); it will finish it and the scorer drops repeats.
       await quarantine.abort();
@@ -541,6 +697,7 @@ async function readAndSend(
       );
       metrics.addMetric(METRIC.filesSkipped, MetricUnit.Count, 1);
       logger.warn('Object version gone before it could be read');
+      if (stagedSoFar) await removeStaged(file.bucket, stagedSoFar, deps);
       return { status: 'SKIPPED', reason: 'object gone' };
     }
     /** Ended for good (counted on its file for a part): the outcome, metrics and log of a failed item. */
@@ -549,6 +706,7 @@ async function readAndSend(
       type: string,
       reason: string,
     ): Promise<IngestOutcome> => {
+      if (part === undefined && stagedSoFar) await removeStaged(file.bucket, stagedSoFar, deps);
       if (part === undefined) metrics.addMetric(METRIC.filesFailed, MetricUnit.Count, 1);
       emitFileMetrics(metrics, failed, undefined, now());
       logger.error(part !== undefined ? 'Part failed permanently' : 'File failed permanently', {

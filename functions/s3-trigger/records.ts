@@ -5,7 +5,7 @@ import { settings } from '../../shared/settings.ts';
 import { REQUIRED_FIELDS } from '../../shared/signal.ts';
 import { csvHeaderLength } from './parsers/csv.ts';
 import { useParseThread } from './parsers/csv-thread.ts';
-import { gunzipBounded, trailingDataReason } from './parsers/gzip.ts';
+import { gunzipBounded, type TrailingData, trailingDataReason } from './parsers/gzip.ts';
 import { type DetectedFormat, parseTextBatches } from './parsers/index.ts';
 import { asyncBufferFromFile, parseParquetBatches } from './parsers/parquet.ts';
 import type { ParsedRecord, RecordBatches } from './parsers/types.ts';
@@ -27,8 +27,9 @@ import {
  *   header again (ranged GETs of the first bytes until the header record ends) and then the rest from the
  *   offset; NDJSON reads from the offset.
  * - `rowGroup` — Parquet (gzip-compressed too): the next row group; the ones before it are not decoded.
- * - `record` — JSON, and any gzip text file: the number of records already parsed; they are parsed again
- *   and skipped without being normalised or sent.
+ * - `record` — JSON, and a gzip text file read directly: the number of records already parsed; they are
+ *   parsed again and skipped without being normalised or sent (`ReadSpan.onSkip` runs meanwhile). A large
+ *   gzip CSV/NDJSON file is read from its staged copy instead (`staging.ts`), which resumes by `byte`.
  * Row numbers (and so signal ids) and record positions are always those of a read from the start.
  */
 
@@ -74,11 +75,23 @@ export interface ReadLimit {
   readonly position: number;
 }
 
+/** Where a read starts and stops, and what runs while it skips to a record checkpoint. */
+export interface ReadSpan {
+  /** A checkpoint: only the records after it are yielded, numbered as from the start. */
+  readonly resume?: ResumePoint;
+  /** One part of a split file, which ends at a record boundary or row group. */
+  readonly until?: ReadLimit;
+  /**
+   * Awaited after each batch of records parsed again and skipped to reach a `record` checkpoint, with how
+   * many have been so far: the caller keeps its lease there, and may stop the read by throwing.
+   */
+  readonly onSkip?: (skipped: number) => Promise<void>;
+}
+
 /**
  * Opens the object in the way its format needs (a byte stream for text, random access for Parquet) and
- * yields its records, from `resume` on when given: only records after the checkpoint, numbered as from
- * the start; and up to `until` when given (one part of a split file, which ends at a record boundary or
- * row group). `onBytes` counts every byte fetched; `onCleanup` receives what removes temporary files.
+ * yields its records, from `span.resume` on when given, up to `span.until` when given. `onBytes` counts
+ * every byte fetched; `onCleanup` receives what removes temporary files.
  */
 export async function openRecords(
   s3: S3Client,
@@ -87,9 +100,9 @@ export async function openRecords(
   size: number | undefined,
   onBytes: (n: number) => void,
   onCleanup: (dispose: () => Promise<void>) => void,
-  resume?: ResumePoint,
-  until?: ReadLimit,
+  span: ReadSpan = {},
 ): Promise<OpenedRecords> {
+  const { resume, until, onSkip } = span;
   const opts = {
     maxRecordBytes: settings.limits.maxRecordBytes,
     positions: true,
@@ -102,24 +115,27 @@ export async function openRecords(
   };
   const endByte = until?.kind === 'byte' ? until.position : undefined;
   const skipping = resume?.kind === 'record' ? resume.position : 0;
+  // A staged copy's stream held these besides its data: whoever reads to its end reports them.
+  const toEnd = endByte === undefined || (size !== undefined && endByte >= size);
+  const stagedLeftOut = file.staged && toEnd ? [...(file.staged.leftOut ?? [])] : [];
   if (format.format === 'parquet' && !format.gzip && size !== undefined) {
     const batches = parseParquetBatches(s3AsyncBuffer(s3, file, size, onBytes), { ...opts, ...fromRowGroup });
-    return { batches: skip(batches, skipping), kind: 'rowGroup', leftOut: [] };
+    return { batches: skip(batches, skipping, onSkip), kind: 'rowGroup', leftOut: [] };
   }
   if (resume?.kind === 'byte' && (format.format === 'csv' || format.format === 'ndjson')) {
     return {
       batches: fromOffset(s3, file, format.format, size, onBytes, resume, endByte, opts.parseThread),
       kind: 'byte',
-      leftOut: [],
+      leftOut: stagedLeftOut,
     };
   }
   const object = await openObjectStream(s3, file, undefined, endByte);
   let bytes: AsyncIterable<Buffer> = counted(object.body, onBytes);
   const compressedSize = object.contentLength ?? size;
-  const leftOut: string[] = [];
+  const leftOut: string[] = stagedLeftOut;
   if (format.gzip || object.contentEncoding === 'gzip') {
     bytes = gunzipBounded(bytes, compressedSize, settings.limits, (trailing) => {
-      leftOut.push(`${trailingDataReason(trailing)}: left out; every record before it was read`);
+      leftOut.push(leftOutReason(trailing));
     });
   }
   if (format.format === 'parquet') {
@@ -130,25 +146,39 @@ export async function openRecords(
       ...opts,
       ...fromRowGroup,
     });
-    return { batches: skip(batches, skipping), kind: 'rowGroup', leftOut };
+    return { batches: skip(batches, skipping, onSkip), kind: 'rowGroup', leftOut };
   }
   return {
-    batches: skip(parseTextBatches(format.format, bytes, opts), skipping),
+    batches: skip(parseTextBatches(format.format, bytes, opts), skipping, onSkip),
     kind: checkpointKind(format, object.contentEncoding),
     leftOut,
   };
 }
 
-/** The records after the first `n` (the batches themselves when `n` is 0). */
-function skip(batches: RecordBatches, n: number): RecordBatches {
-  return n > 0 ? skipping(batches, n) : batches;
+/** Why bytes after the end of a gzip stream are not read, as the file's reject without a row says it. */
+export function leftOutReason(trailing: TrailingData): string {
+  return `${trailingDataReason(trailing)}: left out; every record before it was read`;
 }
 
-async function* skipping(batches: RecordBatches, n: number): AsyncGenerator<readonly ParsedRecord[]> {
+/** The records after the first `n` (the batches themselves when `n` is 0); `onSkip` as in {@link ReadSpan}. */
+function skip(
+  batches: RecordBatches,
+  n: number,
+  onSkip: ((skipped: number) => Promise<void>) | undefined,
+): RecordBatches {
+  return n > 0 ? skipping(batches, n, onSkip) : batches;
+}
+
+async function* skipping(
+  batches: RecordBatches,
+  n: number,
+  onSkip: ((skipped: number) => Promise<void>) | undefined,
+): AsyncGenerator<readonly ParsedRecord[]> {
   let left = n;
   for await (const batch of batches) {
     if (left >= batch.length) {
       left -= batch.length;
+      await onSkip?.(n - left);
     } else {
       yield left > 0 ? batch.slice(left) : batch;
       left = 0;
@@ -178,8 +208,9 @@ async function* fromOffset(
   const byteShift = resume.position - prefix.length;
   async function* bytes(): AsyncGenerator<Buffer> {
     yield prefix;
-    if (size !== undefined && resume.position >= size) return;
-    if (end !== undefined && resume.position >= end) return;
+    // A staged copy is opened even at its end: a stream that failed there fails the read.
+    if (!file.staged && size !== undefined && resume.position >= size) return;
+    if (!file.staged && end !== undefined && resume.position >= end) return;
     const object = await openObjectStream(s3, file, resume.position, end);
     yield* counted(object.body, onBytes);
   }

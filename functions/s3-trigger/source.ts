@@ -5,12 +5,19 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { AsyncBuffer } from 'hyparquet';
-import type { FileRef } from '../../shared/ledger.ts';
+import { InflationLimitError, MalformedFileError } from '../../shared/errors.ts';
+import type { FileRef, Staging } from '../../shared/ledger.ts';
 import { stripQuotes } from './events.ts';
 
 /** One object version as the ingester reads it. */
 export interface ObjectVersion extends FileRef {
   readonly versionId?: string;
+  /**
+   * The version's bytes are read from its staged copy instead (complete: `size` set): the inflated bytes of
+   * a gzip file, in objects of the same bucket (`staging.ts`). The version itself still names everything
+   * read (signal ids, the ledger item, the rejects).
+   */
+  readonly staged?: Staging;
 }
 
 /** Counts bytes as they pass. */
@@ -44,6 +51,7 @@ export async function openObjectStream(
   fromByte?: number,
   toByte?: number,
 ): Promise<{ body: AsyncIterable<Uint8Array>; contentLength?: number; contentEncoding?: string }> {
+  if (obj.staged) return openStagedStream(s3, obj.bucket, obj.staged, fromByte ?? 0, toByte);
   const ranged = fromByte !== undefined || toByte !== undefined;
   const out = await s3.send(
     new GetObjectCommand({
@@ -82,6 +90,12 @@ export async function readObjectRange(
   onBytes: (n: number) => void,
 ): Promise<Buffer> {
   if (end <= start) return Buffer.alloc(0);
+  if (obj.staged) {
+    const { body } = await openStagedStream(s3, obj.bucket, obj.staged, start, end, false);
+    const pieces: Buffer[] = [];
+    for await (const piece of counted(body, onBytes)) pieces.push(piece);
+    return Buffer.concat(pieces);
+  }
   const out = await s3.send(
     new GetObjectCommand({
       Bucket: obj.bucket,
@@ -94,6 +108,54 @@ export async function readObjectRange(
   const bytes = await out.Body.transformToByteArray();
   onBytes(bytes.byteLength);
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** The key of staged object `index`. */
+export function stagedObjectKey(staging: Staging, index: number): string {
+  return `${staging.prefix}${String(index).padStart(6, '0')}`;
+}
+
+/**
+ * Bytes `[from, to)` of a staged copy (to its end without `to`), one ranged GET per staged object they
+ * touch, in order. When they reach the end of a copy whose stream failed, the failure is thrown after the
+ * last byte, as inflating the file itself throws it (`failAtEnd`).
+ */
+function openStagedStream(
+  s3: S3Client,
+  bucket: string,
+  staging: Staging,
+  from: number,
+  to?: number,
+  failAtEnd = true,
+): { body: AsyncIterable<Uint8Array>; contentLength: number } {
+  const { size } = staging;
+  if (size === undefined) throw new Error(`the staged copy under ${staging.prefix} is not complete`);
+  const whole: number = size;
+  const end = Math.min(to ?? size, size);
+  const each = staging.objectBytes;
+  async function* body(): AsyncGenerator<Uint8Array> {
+    for (let i = Math.floor(from / each); i * each < end; i++) {
+      const first = Math.max(from, i * each) - i * each;
+      const last = Math.min(end, (i + 1) * each) - i * each;
+      if (last <= first) continue;
+      const out = await s3.send(
+        new GetObjectCommand({
+          Bucket: bucket,
+          Key: stagedObjectKey(staging, i),
+          Range: `bytes=${first}-${last - 1}`,
+        }),
+      );
+      if (!out.Body) throw new Error(`GetObject returned no body for ${stagedObjectKey(staging, i)}`);
+      yield* out.Body as AsyncIterable<Uint8Array>;
+    }
+    const failure = staging.failure;
+    if (failAtEnd && failure && end >= whole) {
+      throw failure.type === 'InflationLimitError'
+        ? new InflationLimitError(failure.reason, failure.location)
+        : new MalformedFileError(failure.reason, failure.location);
+    }
+  }
+  return { body: body(), contentLength: Math.max(0, end - from) };
 }
 
 /**

@@ -1,5 +1,5 @@
 import { vi } from 'vitest';
-import type { Checkpoint, CompletedStats, FileStats, Ledger } from '../../shared/ledger.ts';
+import type { Checkpoint, CompletedStats, FileStats, Ledger, Staging } from '../../shared/ledger.ts';
 
 /** A Ledger stand-in for ingest unit tests: every transition succeeds; the claim returns `claim`. */
 export function fakeLedger(claim: Awaited<ReturnType<Ledger['claim']>> = { claimed: true, attempt: 1 }) {
@@ -9,6 +9,9 @@ export function fakeLedger(claim: Awaited<ReturnType<Ledger['claim']>> = { claim
       .fn<(f: unknown, o: string, s: FileStats, c?: Checkpoint) => Promise<void>>()
       .mockResolvedValue(undefined),
     handOver: vi.fn().mockResolvedValue(undefined),
+    stage: vi
+      .fn<(f: unknown, o: string, s: FileStats, staging: Staging) => Promise<void>>()
+      .mockResolvedValue(undefined),
     succeed: vi
       .fn<(f: unknown, o: string, r: CompletedStats) => Promise<void>>()
       .mockResolvedValue(undefined),

@@ -112,9 +112,9 @@ describe.each(STACK_SHAPES)('IAM of the stack with %s', (_shape, context) => {
     expect(onAny.map((s) => s.role)).toEqual(withDbAndMsk ? [roleOf(t, 'ProducersDbPoller')] : []);
   });
 
-  it('puts a wildcard inside a resource only for object keys under incoming/ or rejects/, the Kafka failures bucket’s keys and the poller’s qualifiers', () => {
+  it('puts a wildcard inside a resource only for object keys under incoming/, rejects/ or staging/, the Kafka failures bucket’s keys and the poller’s qualifiers', () => {
     // Prepare
-    const allowed = [/^\/incoming\/\*$/, /^\/rejects\/\*$/, /^:\*$/];
+    const allowed = [/^\/incoming\/\*$/, /^\/rejects\/\*$/, /^\/staging\/\*$/, /^:\*$/];
     // The on-failure bucket holds only what the Kafka event source writes, under keys Lambda chooses.
     const kafkaFailures =
       /^\{"Fn::Join":\["",\[\{"Fn::GetAtt":\["ProducersKafkaFailuresBucket[0-9A-F]{8}","Arn"\]\},"\/\*"\]\]\}$/;
@@ -201,6 +201,28 @@ describe.each(STACK_SHAPES)('IAM of the stack with %s', (_shape, context) => {
     expect(ledger.map((s) => s.Condition)).toEqual([
       { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['watermark#*'] } },
     ]);
+  });
+
+  it('lets the s3-trigger write, read and delete staged copies under staging/ only', () => {
+    // Act
+    const role = roleOf(t, 'S3Trigger');
+    const staging = statements.filter(
+      (s) => s.role === role && JSON.stringify(s.statement.Resource).includes('/staging/*'),
+    );
+    const deletes = statements.filter(
+      (s) => s.role === role && actionsOf(s.statement).includes('s3:DeleteObject'),
+    );
+
+    // Assess
+    expect(staging.map((s) => actionsOf(s.statement).sort())).toEqual([
+      ['s3:DeleteObject', 's3:GetObject', 's3:PutObject'],
+    ]);
+    // Deleting is otherwise only the stale rejects segments' (its own test).
+    expect(
+      deletes
+        .map((s) => JSON.stringify(s.statement.Resource))
+        .every((r) => /\/(staging|rejects)\/\*/.test(r)),
+    ).toBe(true);
   });
 
   it('gives the scorer only the actions it uses', () => {

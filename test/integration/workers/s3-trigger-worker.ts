@@ -1,7 +1,8 @@
 /**
  * A stand-alone s3-trigger worker for crash tests: the real handler behind the SQS event-source
  * emulation, in its own process, so that a test can kill it (SIGKILL) in the middle of a file.
- * Configuration comes from the environment, exactly as in Lambda.
+ * Configuration comes from the environment, exactly as in Lambda; `PULSE_WORKER_TIMEOUT_SECONDS` is the
+ * function timeout its event source enforces (default: the event source's).
  */
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { startSqsEventSource } from '../../../local/sqs-event-source.ts';
@@ -20,5 +21,8 @@ startSqsEventSource({
   queueArn,
   batchSize: settings.fileEvents.batchSize,
   handler: handler as never,
+  ...(process.env.PULSE_WORKER_TIMEOUT_SECONDS
+    ? { functionTimeoutSeconds: Number(process.env.PULSE_WORKER_TIMEOUT_SECONDS) }
+    : {}),
 });
 process.stdout.write('ready\n');

@@ -341,7 +341,7 @@ describe.each(['off', 'on'] as const)('checkpoints (CSV parse thread %s)', (pars
             },
           },
         );
-        if (out.status === 'CONTINUED') expect(out.checkpoint.row).toBe(checkpoint?.row);
+        if (out.status === 'CONTINUED') expect(out.checkpoint?.row).toBe(checkpoint?.row);
         else expect(ledger.handOver).not.toHaveBeenCalled();
       } while (out.status === 'CONTINUED' && invocations < 100);
       // Assess: every valid row sent once, in order, and every reject kept, across the chain.

@@ -45,7 +45,20 @@ describe('config', () => {
       maxMessageBytes: settings.signals.maxMessageBytes,
       handOverBeforeTimeoutSeconds: settings.ledger.handOverBeforeTimeoutSeconds,
       fanOut: settings.fanOut,
+      staging: { minBytes: settings.staging.minBytes, objectBytes: settings.staging.objectBytes },
     });
+  });
+
+  it('reads the staging threshold and staged object size, and refuses a size that is not a positive whole number', () => {
+    // Prepare
+    const base = { SIGNALS_QUEUE_URL: 'https://q', LEDGER_TABLE: 't', QUARANTINE_BUCKET: 'b' };
+    // Act
+    const c = loadS3TriggerConfig({ ...base, STAGING_MIN_BYTES: '2000', STAGING_OBJECT_BYTES: '300' });
+    // Assess
+    expect(c.staging).toEqual({ minBytes: 2000, objectBytes: 300 });
+    expect(() => loadS3TriggerConfig({ ...base, STAGING_OBJECT_BYTES: '1.5' })).toThrow(
+      /STAGING_OBJECT_BYTES must be a whole number/,
+    );
   });
 
   it('reads the fan-out threshold and part size, and refuses a part size that is not a positive whole number', () => {

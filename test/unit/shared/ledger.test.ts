@@ -289,6 +289,22 @@ describe('Ledger', () => {
       expect(input?.ExpressionAttributeValues).toMatchObject({ ':owner': 'w1', ':one': 1 });
     });
 
+    it('hands a file over without giving the attempt back when the attempt made no progress', async () => {
+      // Prepare
+      ddb.on(UpdateCommand).resolves({});
+      // Act
+      await ledger.handOver(file, 'w1', false);
+      // Assess
+      const input = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
+      expect(input?.ConditionExpression).toBe('#status = :processing AND leaseOwner = :owner');
+      expect(input?.UpdateExpression).toContain('leaseExpiresAt = :expired');
+      expect(input?.UpdateExpression).not.toContain('attempts');
+      expect(input?.UpdateExpression).toContain(
+        'stalledHandOvers = if_not_exists(stalledHandOvers, :zero) + :one',
+      );
+      expect(input?.UpdateExpression).toContain('handOvers = if_not_exists(handOvers, :zero) + :one');
+    });
+
     it('refuses to hand over a file whose lease another worker holds', async () => {
       ddb.on(UpdateCommand).rejects(conditionFailed());
       await expect(ledger.handOver(file, 'w1')).rejects.toBeInstanceOf(LeaseLostError);
