@@ -42,6 +42,7 @@ const ENDINGS: readonly Ending[] = [
   },
   { name: 'crash (nothing written, the lease expires)', run: async () => undefined },
   { name: 'hand over', run: (l, ref, owner) => l.handOver(ref, owner) },
+  { name: 'hand over without progress', run: (l, ref, owner) => l.handOver(ref, owner, false) },
   { name: 'skip (object gone)', run: (l, ref, owner) => l.skip(ref, 'gone', owner), part: 'refused' },
   {
     name: 'split: plan recorded, parts announced, SPLIT',
@@ -64,6 +65,8 @@ const OTHER_METHODS = [
   'constructor',
   'claim',
   'heartbeat',
+  // Records a staged object of a large gzip file: progress, like a heartbeat, not an ending.
+  'stage',
   'planParts',
   'finishSplit',
   'recordDuplicate',
