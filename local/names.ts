@@ -12,10 +12,14 @@ export interface ResourceNames {
   readonly signalsDlq: string;
   readonly ledgerTable: string;
   readonly scoresTable: string;
+  /** Score records (`scores/`, `scores-pending/`). */
+  readonly scoresBucket: string;
+  readonly anomaliesTable: string;
 }
 
 /** The longest suffix appended to the prefix of a bucket name (`-ingest`); S3 allows 63 characters. */
 const BUCKET_SUFFIX = '-ingest';
+const SCORES_BUCKET_SUFFIX = '-scores';
 const MAX_PREFIX_LENGTH = 63 - BUCKET_SUFFIX.length;
 const PREFIX_PATTERN = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/;
 
@@ -42,6 +46,8 @@ export function resourceNames(prefix: string = settings.appName): ResourceNames 
     signalsDlq: `${p}-signals-dlq`,
     ledgerTable: `${p}-ledger`,
     scoresTable: `${p}-scores`,
+    scoresBucket: `${p}${SCORES_BUCKET_SUFFIX}`,
+    anomaliesTable: `${p}-anomalies`,
   };
 }
 

@@ -205,6 +205,8 @@ async function createLocalResources(
       bucket: names.bucket,
       ledgerTable: names.ledgerTable,
       scoresTable: names.scoresTable,
+      scoresBucket: names.scoresBucket,
+      anomaliesTable: names.anomaliesTable,
       queues: { ...created.queues, kafkaFailures },
       dbSecretArn,
       dbUrl,

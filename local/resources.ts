@@ -17,6 +17,7 @@ import {
   HeadBucketCommand,
   ListObjectVersionsCommand,
   NoSuchBucket,
+  PutBucketLifecycleConfigurationCommand,
   PutBucketNotificationConfigurationCommand,
   PutBucketVersioningCommand,
 } from '@aws-sdk/client-s3';
@@ -30,7 +31,7 @@ import {
   SetQueueAttributesCommand,
 } from '@aws-sdk/client-sqs';
 import type { AwsClients } from '../shared/clients.ts';
-import { settings, visibilityTimeoutFor } from '../shared/settings.ts';
+import { pendingScoresExpirationDays, settings, visibilityTimeoutFor } from '../shared/settings.ts';
 import type { ResourceNames } from './names.ts';
 
 /** The queues a function consumes (each has a DLQ). */
@@ -61,7 +62,8 @@ export interface LocalResources {
   readonly names: ResourceNames;
   readonly bucket: string;
   readonly queues: Readonly<Record<QueueKey, QueueRef>>;
-  readonly tables: { readonly ledger: string; readonly scores: string };
+  readonly tables: { readonly ledger: string; readonly scores: string; readonly anomalies: string };
+  readonly scoresBucket: string;
 }
 
 /** The clients createResources needs. */
@@ -157,13 +159,66 @@ export function ledgerTableInput(tableName: string): CreateTableCommandInput {
   };
 }
 
-/** The scores table: score items (dedupe by signal id) and series state, expiring on `expiresAt`. */
+/** The scores table: series states, applied positions, id items, totals (docs/scoring.md). */
 export function scoresTableInput(tableName: string): CreateTableCommandInput {
   return {
     TableName: tableName,
     BillingMode: 'PAY_PER_REQUEST',
     AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
     KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+  };
+}
+
+/** The anomalies table: one item per anomaly by series, with the index of recent anomalies by day. */
+export function anomaliesTableInput(tableName: string): CreateTableCommandInput {
+  return {
+    TableName: tableName,
+    BillingMode: 'PAY_PER_REQUEST',
+    AttributeDefinitions: [
+      { AttributeName: 'series', AttributeType: 'S' },
+      { AttributeName: 'at', AttributeType: 'S' },
+      { AttributeName: 'day', AttributeType: 'S' },
+      { AttributeName: 'scoredAt', AttributeType: 'S' },
+    ],
+    KeySchema: [
+      { AttributeName: 'series', KeyType: 'HASH' },
+      { AttributeName: 'at', KeyType: 'RANGE' },
+    ],
+    GlobalSecondaryIndexes: [
+      {
+        IndexName: settings.scores.recentAnomaliesIndex,
+        KeySchema: [
+          { AttributeName: 'day', KeyType: 'HASH' },
+          { AttributeName: 'scoredAt', KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: 'ALL' },
+      },
+    ],
+  };
+}
+
+/**
+ * The scores bucket's lifecycle rules, as the stack declares them: pending objects expire after any
+ * message that could recover them (moto keeps the rules but never applies them).
+ */
+export function scoresBucketLifecycle() {
+  return {
+    Rules: [
+      {
+        ID: 'pending-scores',
+        Status: 'Enabled' as const,
+        Filter: { Prefix: settings.scores.pendingPrefix },
+        Expiration: { Days: pendingScoresExpirationDays() },
+      },
+      {
+        ID: 'abort-multipart',
+        Status: 'Enabled' as const,
+        Filter: { Prefix: '' },
+        AbortIncompleteMultipartUpload: {
+          DaysAfterInitiation: settings.bucket.abortIncompleteMultipartUploadDays,
+        },
+      },
+    ],
   };
 }
 
@@ -191,12 +246,15 @@ export async function createResources(
     ensureTable(clients, scoresTableInput(names.scoresTable)).then(() =>
       ensureTtl(clients, names.scoresTable, SCORES_TTL_ATTRIBUTE),
     ),
+    ensureTable(clients, anomaliesTableInput(names.anomaliesTable)),
+    ensureScoresBucket(clients, names.scoresBucket),
   ]);
   return {
     names,
     bucket: names.bucket,
     queues: { fileEvents, fileEventsDlq, signals, signalsDlq },
-    tables: { ledger: names.ledgerTable, scores: names.scoresTable },
+    tables: { ledger: names.ledgerTable, scores: names.scoresTable, anomalies: names.anomaliesTable },
+    scoresBucket: names.scoresBucket,
   };
 }
 
@@ -208,6 +266,7 @@ export async function deleteResources(clients: ResourceClients, names: ResourceN
   const queues = [names.fileEventsQueue, names.signalsQueue, names.fileEventsDlq, names.signalsDlq];
   await Promise.all([
     emptyAndDeleteBucket(clients, names.bucket),
+    emptyAndDeleteBucket(clients, names.scoresBucket),
     ...queues.map(async (name) => {
       try {
         const { QueueUrl } = await clients.sqs.send(new GetQueueUrlCommand({ QueueName: name }));
@@ -216,7 +275,7 @@ export async function deleteResources(clients: ResourceClients, names: ResourceN
         if (!(err instanceof QueueDoesNotExist)) throw err;
       }
     }),
-    ...[names.ledgerTable, names.scoresTable].map(async (TableName) => {
+    ...[names.ledgerTable, names.scoresTable, names.anomaliesTable].map(async (TableName) => {
       try {
         await clients.ddb.send(new DeleteTableCommand({ TableName }));
       } catch (err) {
@@ -251,6 +310,24 @@ async function bucketExists(clients: ResourceClients, bucket: string): Promise<b
     if ((err as Error).name === 'NotFound' || (err as Error).name === 'NoSuchBucket') return false;
     throw err;
   }
+}
+
+/** The scores bucket: unversioned, with the stack's lifecycle rules. */
+async function ensureScoresBucket(clients: ResourceClients, bucket: string): Promise<void> {
+  if (!(await bucketExists(clients, bucket))) {
+    try {
+      await clients.s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    } catch (err) {
+      const name = (err as Error).name;
+      if (name !== 'BucketAlreadyOwnedByYou' && name !== 'BucketAlreadyExists') throw err;
+    }
+  }
+  await clients.s3.send(
+    new PutBucketLifecycleConfigurationCommand({
+      Bucket: bucket,
+      LifecycleConfiguration: scoresBucketLifecycle(),
+    }),
+  );
 }
 
 async function ensureBucket(

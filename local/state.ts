@@ -33,6 +33,9 @@ export interface LocalState {
     readonly bucket: string;
     readonly ledgerTable: string;
     readonly scoresTable: string;
+    /** Absent in the state of an offline run created before scores went to S3: `local up` adds them. */
+    readonly scoresBucket?: string;
+    readonly anomaliesTable?: string;
     readonly queues: Readonly<
       Record<'fileEvents' | 'fileEventsDlq' | 'signals' | 'signalsDlq' | 'kafkaFailures', QueueRef>
     >;

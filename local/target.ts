@@ -36,6 +36,11 @@ export interface Target {
   readonly bucket: string;
   readonly ledgerTable: string;
   readonly scoresTable: string;
+  /** Score records (`scores/dt=…/<token>.ndjson.gz`). */
+  readonly scoresBucket: string;
+  readonly anomaliesTable: string;
+  /** `database.table` of the score records in Glue (Athena), on a deployed stack. */
+  readonly scoresGlueTable?: string;
   /** Queue URLs. */
   readonly queues: Readonly<Record<QueueName, string>>;
   readonly endpoints: Endpoints;
@@ -67,6 +72,8 @@ export function localTarget(state: LocalState | undefined): Target {
     bucket: r.bucket,
     ledgerTable: r.ledgerTable,
     scoresTable: r.scoresTable,
+    scoresBucket: r.scoresBucket ?? '',
+    anomaliesTable: r.anomaliesTable ?? '',
     queues: {
       fileEvents: r.queues.fileEvents.url,
       fileEventsDlq: r.queues.fileEventsDlq.url,
@@ -117,6 +124,9 @@ export async function stackTarget(stackName: string, region?: string): Promise<T
     bucket: need(OUTPUTS.bucket),
     ledgerTable: need(OUTPUTS.ledgerTable),
     scoresTable: need(OUTPUTS.scoresTable),
+    scoresBucket: need(OUTPUTS.scoresBucket),
+    anomaliesTable: need(OUTPUTS.anomaliesTable),
+    scoresGlueTable: need(OUTPUTS.scoresGlueTable),
     queues: {
       fileEvents: need(OUTPUTS.fileEventsQueue),
       fileEventsDlq: need(OUTPUTS.fileEventsDlq),

@@ -4,6 +4,8 @@ import type { AwsClients } from '../../shared/clients.ts';
 export const BUCKET = 'pulse-bucket';
 export const LEDGER = 'pulse-ledger';
 export const SCORES = 'pulse-scores';
+export const SCORES_BUCKET = 'pulse-scores-bucket';
+export const ANOMALIES = 'pulse-anomalies';
 const ENDPOINT = 'http://127.0.0.1:5000';
 export const QUEUES: Record<QueueName, string> = {
   fileEvents: `${ENDPOINT}/000000000000/pulse-file-events`,
@@ -26,6 +28,8 @@ export function fakeTarget(
     bucket: BUCKET,
     ledgerTable: LEDGER,
     scoresTable: SCORES,
+    scoresBucket: SCORES_BUCKET,
+    anomaliesTable: ANOMALIES,
     queues: QUEUES,
     endpoints: { s3: ENDPOINT, sqs: ENDPOINT, dynamodb: ENDPOINT },
     close: () => {},

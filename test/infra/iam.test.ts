@@ -112,9 +112,15 @@ describe.each(STACK_SHAPES)('IAM of the stack with %s', (_shape, context) => {
     expect(onAny.map((s) => s.role)).toEqual(withDbAndMsk ? [roleOf(t, 'ProducersDbPoller')] : []);
   });
 
-  it('puts a wildcard inside a resource only for object keys under incoming/ or rejects/ and the poller’s qualifiers', () => {
+  it('puts a wildcard inside a resource only for object keys under incoming/, rejects/, scores/, scores-pending/ and the poller’s qualifiers', () => {
     // Prepare
-    const allowed = [/^\/incoming\/\*$/, /^\/rejects\/\*$/, /^:\*$/];
+    const allowed = [
+      /^\/incoming\/\*$/,
+      /^\/rejects\/\*$/,
+      /^\/scores\/\*$/,
+      /^\/scores-pending\/\*$/,
+      /^:\*$/,
+    ];
 
     // Act
     const parts = statements
@@ -177,10 +183,12 @@ describe.each(STACK_SHAPES)('IAM of the stack with %s', (_shape, context) => {
         ...QUARANTINE,
         ...SQS_EVENT_SOURCE,
         'dynamodb:BatchGetItem',
-        'dynamodb:ConditionCheckItem',
-        'dynamodb:GetItem',
+        'dynamodb:BatchWriteItem',
         'dynamodb:PutItem',
         'dynamodb:UpdateItem',
+        's3:DeleteObject',
+        's3:GetObject',
+        's3:ListBucket',
       ].sort(),
     );
   });

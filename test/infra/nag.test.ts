@@ -29,7 +29,7 @@ describe('cdk-nag AwsSolutions', () => {
     expect(warnings).toEqual([]);
   });
 
-  it('fails the stack on a finding nobody suppressed (an ingest bucket without access logs)', () => {
+  it('fails the stack on a finding nobody suppressed (buckets without access logs)', () => {
     // Prepare
     const props = { serverAccessLogs: false };
 
@@ -37,6 +37,9 @@ describe('cdk-nag AwsSolutions', () => {
     const errors = annotations('error', { props });
 
     // Assess
-    expect(errors).toEqual([expect.stringMatching(/^\/Test\/IngestBucket\/Resource: AwsSolutions-S1: /)]);
+    expect(errors).toEqual([
+      expect.stringMatching(/^\/Test\/IngestBucket\/Resource: AwsSolutions-S1: /),
+      expect.stringMatching(/^\/Test\/ScoresBucket\/Resource: AwsSolutions-S1: /),
+    ]);
   });
 });

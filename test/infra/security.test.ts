@@ -38,6 +38,7 @@ describe.each(STACK_SHAPES)('security of the stack with %s', (_shape, context) =
     expect(buckets.map(([id]) => id.replace(/[0-9A-F]{8}$/, '')).sort()).toEqual([
       'AccessLogs',
       'IngestBucket',
+      'ScoresBucket',
     ]);
     for (const [id, bucket] of buckets) {
       expect(bucket.Properties.BucketEncryption, id).toEqual({
@@ -91,7 +92,7 @@ describe.each(STACK_SHAPES)('security of the stack with %s', (_shape, context) =
     const tables = ofType(t, 'AWS::DynamoDB::Table');
 
     // Assess
-    expect(tables).toHaveLength(2);
+    expect(tables).toHaveLength(3);
     for (const [id, table] of tables) {
       expect(table.Properties.SSESpecification, id).toEqual({ SSEEnabled: true });
       expect(table.Properties.PointInTimeRecoverySpecification, id).toEqual({

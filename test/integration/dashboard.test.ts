@@ -40,6 +40,8 @@ describe('offline dashboard (chromium, moto)', () => {
       bucket: p.names.bucket,
       ledgerTable: p.names.ledgerTable,
       scoresTable: p.names.scoresTable,
+      scoresBucket: p.names.scoresBucket,
+      anomaliesTable: p.names.anomaliesTable,
       queues: {
         fileEvents: p.resources.queues.fileEvents.url,
         fileEventsDlq: p.resources.queues.fileEventsDlq.url,

@@ -57,6 +57,8 @@ describe('poison messages: DLQ after maxReceiveCount, redriven once fixed', () =
       bucket: p.names.bucket,
       ledgerTable: p.names.ledgerTable,
       scoresTable: p.names.scoresTable,
+      scoresBucket: p.names.scoresBucket,
+      anomaliesTable: p.names.anomaliesTable,
       queues: {
         fileEvents: q.fileEvents.url,
         fileEventsDlq: q.fileEventsDlq.url,

@@ -15,6 +15,8 @@ describe('resourceNames', () => {
       signalsDlq: 'pulse-signals-dlq',
       ledgerTable: 'pulse-ledger',
       scoresTable: 'pulse-scores',
+      scoresBucket: 'pulse-scores',
+      anomaliesTable: 'pulse-anomalies',
     });
   });
 

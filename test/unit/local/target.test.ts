@@ -15,6 +15,8 @@ const resources: NonNullable<LocalState['resources']> = {
   bucket: 'pulse-unit-bucket',
   ledgerTable: 'pulse-unit-ledger',
   scoresTable: 'pulse-unit-scores',
+  scoresBucket: 'pulse-unit-scores',
+  anomaliesTable: 'pulse-unit-anomalies',
   queues: {
     fileEvents: queue('pulse-unit-file-events'),
     fileEventsDlq: queue('pulse-unit-file-events-dlq'),
@@ -63,6 +65,8 @@ describe('localTarget', () => {
       bucket: 'pulse-unit-bucket',
       ledgerTable: 'pulse-unit-ledger',
       scoresTable: 'pulse-unit-scores',
+      scoresBucket: 'pulse-unit-scores',
+      anomaliesTable: 'pulse-unit-anomalies',
       queues: {
         fileEvents: `${MOTO}/000000000000/pulse-unit-file-events`,
         fileEventsDlq: `${MOTO}/000000000000/pulse-unit-file-events-dlq`,
@@ -124,6 +128,9 @@ describe('stackTarget', () => {
       [OUTPUTS.bucket, 'pulseingest-bucket-abc'],
       [OUTPUTS.ledgerTable, 'PulseIngest-Ledger-1'],
       [OUTPUTS.scoresTable, 'PulseIngest-Scores-1'],
+      [OUTPUTS.scoresBucket, 'pulseingest-scoresbucket-abc'],
+      [OUTPUTS.anomaliesTable, 'PulseIngest-Anomalies-1'],
+      [OUTPUTS.scoresGlueTable, 'pulseingest_scores.scores'],
       [OUTPUTS.fileEventsQueue, 'https://sqs.eu-west-1.amazonaws.com/123456789012/file-events'],
       [OUTPUTS.fileEventsDlq, 'https://sqs.eu-west-1.amazonaws.com/123456789012/file-events-dlq'],
       [OUTPUTS.signalsQueue, 'https://sqs.eu-west-1.amazonaws.com/123456789012/signals'],
@@ -155,6 +162,9 @@ describe('stackTarget', () => {
       bucket: 'pulseingest-bucket-abc',
       ledgerTable: 'PulseIngest-Ledger-1',
       scoresTable: 'PulseIngest-Scores-1',
+      scoresBucket: 'pulseingest-scoresbucket-abc',
+      anomaliesTable: 'PulseIngest-Anomalies-1',
+      scoresGlueTable: 'pulseingest_scores.scores',
       queues: {
         fileEvents: 'https://sqs.eu-west-1.amazonaws.com/123456789012/file-events',
         fileEventsDlq: 'https://sqs.eu-west-1.amazonaws.com/123456789012/file-events-dlq',

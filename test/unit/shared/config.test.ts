@@ -9,6 +9,9 @@ describe('config', () => {
       new ConfigError('SIGNALS_QUEUE_URL is not set'),
     );
     expect(() => loadScorerConfig({ QUARANTINE_BUCKET: 'b' })).toThrow('SCORES_TABLE is not set');
+    expect(() =>
+      loadScorerConfig({ SCORES_TABLE: 's', ANOMALIES_TABLE: 'a', QUARANTINE_BUCKET: 'b' }),
+    ).toThrow('SCORES_BUCKET is not set');
   });
 
   it('fills defaults from the settings module', () => {
@@ -70,12 +73,15 @@ describe('config', () => {
   it('reads overrides and the path-style flag', () => {
     const c = loadScorerConfig({
       SCORES_TABLE: 's',
+      SCORES_BUCKET: 'sb',
+      ANOMALIES_TABLE: 'a',
       QUARANTINE_BUCKET: 'b',
       Z_THRESHOLD: '2.5',
       S3_FORCE_PATH_STYLE: 'true',
     });
     expect(c.zThreshold).toBe(2.5);
     expect(c.s3ForcePathStyle).toBe(true);
+    expect(c).toMatchObject({ scoresTable: 's', scoresBucket: 'sb', anomaliesTable: 'a' });
   });
 });
 
