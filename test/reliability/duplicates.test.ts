@@ -37,8 +37,7 @@ describe('duplicate and out-of-order deliveries', () => {
       ],
     });
   const ledgerOf = async (prefix: string) => (await p.ledgerItems()).filter((i) => i.key.startsWith(prefix));
-  const scoresOf = async (prefix: string) =>
-    (await p.scoreRecords()).filter((s) => s.ref.includes(prefix));
+  const scoresOf = async (prefix: string) => (await p.scoreRecords()).filter((s) => s.ref.includes(prefix));
 
   beforeAll(async () => {
     p = await setUpPipeline(inject('motoEndpoint'), `dup${randomBytes(3).toString('hex')}`, {
