@@ -166,7 +166,8 @@ function scorerSeconds(
     s3Of('PUT') * n * a.s3PutMs +
     s3Of('GET') * n * a.s3GetMs +
     s3Of('DELETE') * n * a.s3DeleteMs +
-    (cpuMsPer1k * n) / 1000;
+    // A function with less than one vCPU's memory runs CPU work slower in proportion.
+    ((cpuMsPer1k * n) / 1000) * Math.max(1, a.vcpuAtMb / a.scorerMemoryMb);
   return ms / 1000 / a.scorerParallelism;
 }
 

@@ -132,7 +132,12 @@ export const settings = {
       parseThread: 'auto' as 'auto' | 'on' | 'off',
       parseThreadMinBytes: 1 * MiB,
     },
-    scorer: { timeoutSeconds: 60, memoryMb: 512 },
+    /**
+     * One whole vCPU (1,769 MB): scoring a batch of 20,000 signals and compressing their scores is CPU work
+     * done between reading the series states and committing them, and a shorter window means fewer
+     * conflicts on a hot series. Waiting on DynamoDB and S3 costs a few GB-ms a batch more than at 512 MB.
+     */
+    scorer: { timeoutSeconds: 60, memoryMb: 1769 },
     dbPoller: { timeoutSeconds: 120, memoryMb: 512 },
     kafkaConsumer: { timeoutSeconds: 120, memoryMb: 512 },
   },
