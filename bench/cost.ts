@@ -216,7 +216,8 @@ export function costModel(i: CostInputs): { packed: DesignCost; perRow: DesignCo
   return { packed, perRow };
 }
 
-const usd = (n: number) => (n >= 0.01 ? `$${n.toFixed(2)}` : `$${n.toFixed(5)}`);
+const usd = (n: number) =>
+  n >= 1 ? `$${n.toFixed(2)}` : n >= 0.001 ? `$${n.toFixed(4)}` : `$${n.toFixed(5)}`;
 const num = (n: number) => Math.round(n).toLocaleString('en-US');
 
 /** The document, from the inputs and the model's result. */
@@ -307,7 +308,7 @@ ${row('**total**', `**${usd(packed.usd.total)}**`, `**${usd(perRow.usd.total)}**
   of 50 series is one transaction: 50 series items, 5 block items (bitmaps of 4,096 rows) and a totals
   item, then the batch's anomalies (one item and one index entry each). No item per signal.
 - **DynamoDB reads.** Measured: strongly consistent, 1 RRU per started 4 KB of an item read and per key
-  not found: the series, the blocks and the totals a batch touches.
+  not found: the series and the blocks a batch touches (the totals are only written).
 - **S3.** Measured: per transaction a pending object PUT, a final object PUT and the pending object's
   DELETE (free); GETs only when a redelivery recovers a pending object or a block's old tokens are
   settled. Storage: the final objects' bytes, per month they are kept.
