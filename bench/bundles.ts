@@ -62,7 +62,12 @@ const ENV: Record<FunctionName, Record<string, string>> = {
     LEDGER_TABLE: 'pulse-ledger',
     QUARANTINE_BUCKET: 'pulse-ingest',
   },
-  scorer: { SCORES_TABLE: 'pulse-scores', QUARANTINE_BUCKET: 'pulse-ingest' },
+  scorer: {
+    SCORES_TABLE: 'pulse-scores',
+    SCORES_BUCKET: 'pulse-scores',
+    ANOMALIES_TABLE: 'pulse-anomalies',
+    QUARANTINE_BUCKET: 'pulse-ingest',
+  },
   'db-poller': {
     SIGNALS_QUEUE_URL: 'https://sqs.us-east-1.amazonaws.com/123456789012/pulse-signals',
     QUARANTINE_BUCKET: 'pulse-ingest',

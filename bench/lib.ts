@@ -8,6 +8,13 @@ import { createWriteStream } from 'node:fs';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { SQSClient } from '@aws-sdk/client-sqs';
+import {
+  readUnits,
+  type WireValue,
+  wireItemSize,
+  wireValueSize,
+  writeUnits,
+} from '../functions/scorer/item-size.ts';
 import { prng } from '../test/helpers/random.ts';
 
 /** Requests sent on the wire, by command name (SDK retries included). */
@@ -31,63 +38,140 @@ export function countRequests(client: SQSClient, counts: RequestCounts = new Map
 
 export const sum = (counts: RequestCounts) => [...counts.values()].reduce((a, b) => a + b, 0);
 
-/** Items a DynamoDB call writes: each item of a transaction or batch write counts as one. */
-export function itemsWritten(operation: string, body: unknown): number {
-  const b = body as {
-    TransactItems?: Record<string, unknown>[];
-    RequestItems?: Record<string, unknown[]>;
-  };
-  switch (operation) {
-    case 'PutItem':
-    case 'UpdateItem':
-    case 'DeleteItem':
-      return 1;
-    case 'TransactWriteItems':
-      // ConditionCheck items read, they do not write.
-      return (b.TransactItems ?? []).filter((i) => !('ConditionCheck' in i)).length;
-    case 'BatchWriteItem':
-      return Object.values(b.RequestItems ?? {}).reduce((n, list) => n + list.length, 0);
-    default:
-      return 0;
-  }
-}
+/** DynamoDB's wire format: an item is a map of attribute values. */
+type WireItem = Record<string, WireValue>;
 
 export interface DynamoCounts {
   /** Calls by operation, retries included. */
   readonly calls: Map<string, number>;
-  /** Items written (attempted) by successful calls. */
+  /** Items written by calls that succeeded (each item of a transaction or batch write counts as one). */
   itemsWritten: number;
   /** Items in calls that failed (a cancelled transaction writes nothing, but was sent). */
   itemsCancelled: number;
+  /**
+   * Write request units as AWS bills them, computed from the items' sizes: per started KB of the larger
+   * of the item before and after (PutItem), 2 per KB for an item of a transaction, plus one write to a
+   * global secondary index per item it projects (BatchWriteItem on a table with one).
+   */
+  wru: number;
+  /** Write units of cancelled transactions (counted apart; AWS bills a cancelled transaction's writes too). */
+  wruCancelled: number;
+  /** Read request units: per started 4 KB of each item read strongly consistently, 1 per key not found. */
+  rru: number;
 }
 
+/** Tables whose items a global secondary index projects (each write there is written to the index too). */
+export type IndexedTables = (table: string) => number;
+
 /**
- * An HTTP proxy in front of the DynamoDB endpoint that counts calls and items written, from the
- * requests on the wire (`X-Amz-Target: DynamoDB_20120810.<Operation>`). It lets the real scorer handler
- * run unmodified: its clients are private to its module, so no SDK middleware can be attached to them;
- * pointing AWS_ENDPOINT_URL_DYNAMODB here counts exactly what they send.
+ * An HTTP proxy in front of the DynamoDB endpoint that counts calls, items and capacity units from the
+ * requests and responses on the wire (`X-Amz-Target: DynamoDB_20120810.<Operation>`). It lets the real
+ * scorer handler run unmodified: its clients are private to its module, so no SDK middleware can be
+ * attached to them; pointing AWS_ENDPOINT_URL_DYNAMODB here counts exactly what they send. Item sizes
+ * follow functions/scorer/item-size.ts (AWS's published rules); the size an item had before a write is
+ * the size the proxy last saw it written or read with.
  */
 export async function startDynamoCountingProxy(
   target: string,
+  indexes: IndexedTables = () => 0,
 ): Promise<{ endpoint: string; counts: DynamoCounts; reset(): void; close(): Promise<void> }> {
   const upstream = new URL(target);
-  let counts: DynamoCounts = { calls: new Map(), itemsWritten: 0, itemsCancelled: 0 };
+  const fresh = (): DynamoCounts => ({
+    calls: new Map(),
+    itemsWritten: 0,
+    itemsCancelled: 0,
+    wru: 0,
+    wruCancelled: 0,
+    rru: 0,
+  });
+  let counts = fresh();
+  /** Last known size of each item, by table and key. */
+  const sizes = new Map<string, number>();
+  const keyOf = (table: string, key: WireItem) => `${table}|${JSON.stringify(key)}`;
+  const keyOfItem = (table: string, item: WireItem) =>
+    keyOf(table, item.pk ? { pk: item.pk } : { series: item.series as WireValue, at: item.at as WireValue });
+
+  /** The write units a request will cost if it succeeds, and the sizes it leaves. */
+  const writeCost = (op: string, body: Record<string, unknown>) => {
+    let wru = 0;
+    let items = 0;
+    const after = new Map<string, number>();
+    const put = (table: string, item: WireItem, factor: number) => {
+      const key = keyOfItem(table, item);
+      const size = wireItemSize(item);
+      wru += factor * writeUnits(Math.max(size, sizes.get(key) ?? 0)) + indexes(table) * writeUnits(size);
+      after.set(key, size);
+      items++;
+    };
+    if (op === 'TransactWriteItems') {
+      for (const t of (body.TransactItems ?? []) as Record<string, Record<string, unknown>>[]) {
+        if (t.Put) put(String(t.Put.TableName), t.Put.Item as WireItem, 2);
+        if (t.Update) {
+          // The item after an update: what was known of it, or its key and the values set.
+          const table = String(t.Update.TableName);
+          const key = keyOf(table, t.Update.Key as WireItem);
+          const values = Object.values((t.Update.ExpressionAttributeValues ?? {}) as WireItem);
+          const estimate =
+            wireItemSize(t.Update.Key as WireItem) + values.reduce((n, v) => n + 10 + wireValueSize(v), 0);
+          const size = Math.max(sizes.get(key) ?? 0, estimate);
+          wru += 2 * writeUnits(size);
+          after.set(key, size);
+          items++;
+        }
+        if (t.Delete) items++;
+      }
+    } else if (op === 'PutItem') {
+      put(String(body.TableName), body.Item as WireItem, 1);
+    } else if (op === 'BatchWriteItem') {
+      for (const [table, requests] of Object.entries(
+        (body.RequestItems ?? {}) as Record<string, Record<string, unknown>[]>,
+      )) {
+        for (const r of requests) if (r.PutRequest) put(table, (r.PutRequest as { Item: WireItem }).Item, 1);
+      }
+    } else if (op === 'UpdateItem' || op === 'DeleteItem') {
+      wru += 1;
+      items++;
+    }
+    return { wru, items, after };
+  };
+
+  /** Read units of a BatchGetItem, from the keys asked for and the items returned. */
+  const readCost = (request: Record<string, unknown>, response: Record<string, unknown>) => {
+    let rru = 0;
+    const asked = (request.RequestItems ?? {}) as Record<string, { Keys: WireItem[] }>;
+    const got = (response.Responses ?? {}) as Record<string, WireItem[]>;
+    const unprocessed = (response.UnprocessedKeys ?? {}) as Record<string, { Keys: WireItem[] }>;
+    for (const [table, { Keys }] of Object.entries(asked)) {
+      const items = got[table] ?? [];
+      for (const item of items) {
+        const size = wireItemSize(item);
+        sizes.set(keyOfItem(table, item), size);
+        rru += readUnits(size);
+      }
+      const missing = Keys.length - items.length - (unprocessed[table]?.Keys.length ?? 0);
+      rru += Math.max(0, missing);
+    }
+    return rru;
+  };
+
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const body = Buffer.concat(chunks);
-      const target = String(req.headers['x-amz-target'] ?? '');
-      const op = target.split('.').pop() ?? 'unknown';
+      const op =
+        String(req.headers['x-amz-target'] ?? '')
+          .split('.')
+          .pop() ?? 'unknown';
       counts.calls.set(op, (counts.calls.get(op) ?? 0) + 1);
-      let items = 0;
-      if (/Write|Put|Update|Delete/.test(op)) {
-        try {
-          items = itemsWritten(op, JSON.parse(body.toString('utf8')));
-        } catch {
-          items = 0;
-        }
+      let request: Record<string, unknown> = {};
+      try {
+        request = JSON.parse(body.toString('utf8'));
+      } catch {
+        request = {};
       }
+      const cost = /Write|Put|Update|Delete/.test(op) ? writeCost(op, request) : undefined;
+      const mine = counts;
       const forward = httpRequest(
         {
           host: upstream.hostname,
@@ -97,8 +181,88 @@ export async function startDynamoCountingProxy(
           headers: req.headers,
         },
         (up) => {
-          if ((up.statusCode ?? 500) < 300) counts.itemsWritten += items;
-          else counts.itemsCancelled += items;
+          const ok = (up.statusCode ?? 500) < 300;
+          const out: Buffer[] = [];
+          up.on('data', (c: Buffer) => out.push(c));
+          up.on('end', () => {
+            const text = Buffer.concat(out);
+            if (cost && ok) {
+              mine.itemsWritten += cost.items;
+              mine.wru += cost.wru;
+              for (const [k, v] of cost.after) sizes.set(k, v);
+            } else if (cost) {
+              mine.itemsCancelled += cost.items;
+              if (op === 'TransactWriteItems') mine.wruCancelled += cost.wru;
+            }
+            if (op === 'BatchGetItem' && ok) {
+              try {
+                mine.rru += readCost(request, JSON.parse(text.toString('utf8')));
+              } catch {
+                // not JSON: nothing to count
+              }
+            } else if ((op === 'GetItem' || op === 'Query' || op === 'Scan') && ok) {
+              mine.rru += 1;
+            }
+            res.writeHead(up.statusCode ?? 502, up.headers);
+            res.end(text);
+          });
+        },
+      );
+      forward.on('error', (err) => {
+        res.writeHead(502);
+        res.end(String(err));
+      });
+      forward.end(body);
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    get counts() {
+      return counts;
+    },
+    reset() {
+      counts = fresh();
+    },
+    close: () => closeServer(server),
+  };
+}
+
+export interface S3Counts {
+  /** Requests by `<METHOD> <first key segment>` (e.g. `PUT scores`, `GET scores-pending`). */
+  readonly requests: Map<string, number>;
+  /** Bytes PUT under `scores/` (the final score objects, what is stored). */
+  finalBytes: number;
+}
+
+/** An HTTP proxy in front of the S3 endpoint (path-style) that counts requests by method and prefix. */
+export async function startS3CountingProxy(
+  target: string,
+): Promise<{ endpoint: string; counts: S3Counts; reset(): void; close(): Promise<void> }> {
+  const upstream = new URL(target);
+  const fresh = (): S3Counts => ({ requests: new Map(), finalBytes: 0 });
+  let counts = fresh();
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+      const [, , first = ''] = path.split('/');
+      const label = `${req.method} ${first}`;
+      counts.requests.set(label, (counts.requests.get(label) ?? 0) + 1);
+      if (req.method === 'PUT' && first === 'scores') counts.finalBytes += body.length;
+      const forward = httpRequest(
+        {
+          host: upstream.hostname,
+          port: upstream.port,
+          method: req.method,
+          path: req.url,
+          headers: req.headers,
+        },
+        (up) => {
           res.writeHead(up.statusCode ?? 502, up.headers);
           up.pipe(res);
         },
@@ -119,7 +283,7 @@ export async function startDynamoCountingProxy(
       return counts;
     },
     reset() {
-      counts = { calls: new Map(), itemsWritten: 0, itemsCancelled: 0 };
+      counts = fresh();
     },
     close: () => closeServer(server),
   };

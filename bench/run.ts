@@ -17,7 +17,15 @@ import { type BundleResult, benchBundles, bundle } from './bundles.ts';
 import { type CostInputs, costMarkdown, costModel } from './cost.ts';
 import { type CsvCandidatesResult, formatCsvCandidates } from './csv-candidates.ts';
 import type { ChildInput } from './ingest-child.ts';
-import { csvBuffer, MB, round, runNode, startDynamoCountingProxy, writeCsvFile } from './lib.ts';
+import {
+  csvBuffer,
+  MB,
+  round,
+  runNode,
+  startDynamoCountingProxy,
+  startS3CountingProxy,
+  writeCsvFile,
+} from './lib.ts';
 import {
   benchEndToEnd,
   benchFanOut,
@@ -26,7 +34,7 @@ import {
   type FanOutResult,
   runIngestChild,
 } from './s3-csv.ts';
-import { benchScorer, type ScorerResult } from './scorer.ts';
+import { benchHotSeries, benchScorer, type HotSeriesResult, type ScorerResult } from './scorer.ts';
 import { startFileS3Server, startSqsSink } from './servers.ts';
 
 const WORK = join(REPO_ROOT, '.pulse', 'bench');
@@ -45,6 +53,11 @@ const SCORER_SCENARIOS = [
   { label: 'series50', signals: 20_000, series: 50 },
   { label: 'series1000', signals: 10_000, series: 1_000 },
 ] as const;
+/** Scorer invocations at once on one series (issue 21: 5 batches of 10 × 2,000 signals). */
+const HOT_SERIES_BATCHES = 5;
+/** Write request units per second of a new on-demand table, and the default table quota (AWS). */
+const FRESH_TABLE_WRU_PER_S = 4_000;
+const TABLE_QUOTA_WRU_PER_S = 40_000;
 
 const t0 = performance.now();
 const log = (msg: string) =>
@@ -82,13 +95,16 @@ async function main(): Promise<void> {
   const large = await writeCsvFile(largePath, LARGE_BYTES);
 
   const moto = await startMoto();
-  const proxy = await startDynamoCountingProxy(moto.endpoint);
+  let anomaliesTable = '';
+  const proxy = await startDynamoCountingProxy(moto.endpoint, (t) => (t === anomaliesTable ? 1 : 0));
+  const s3Proxy = await startS3CountingProxy(moto.endpoint);
   const s3Files = await startFileS3Server();
   const sink = await startSqsSink();
   const clients = makeClients(moto.endpoint);
   try {
     const names = resourceNames(uniquePrefix('bench'));
     const resources = await createResources(clients, names);
+    anomaliesTable = names.anomaliesTable;
     const deps = { endpoint: moto.endpoint, clients, resources, logger, metrics };
 
     log('in-memory parser stages on the 10 MB file');
@@ -138,37 +154,14 @@ async function main(): Promise<void> {
     const largeRun = rss(largePath, large.size, `incoming/rss-large-${Date.now()}.csv`);
     largeRun.catch(() => undefined);
 
-    log('scorer: the real handler on packed messages, DynamoDB through a counting proxy');
-    Object.assign(process.env, {
-      AWS_ENDPOINT_URL: moto.endpoint,
-      AWS_ENDPOINT_URL_DYNAMODB: proxy.endpoint,
-      AWS_REGION: 'us-east-1',
-      AWS_ACCESS_KEY_ID: 'test',
-      AWS_SECRET_ACCESS_KEY: 'test',
-      S3_FORCE_PATH_STYLE: 'true',
-      SCORES_TABLE: names.scoresTable,
-      QUARANTINE_BUCKET: names.bucket,
-    });
-    const handler = (await import('../functions/scorer/handler.ts')).handler as unknown as Parameters<
-      typeof benchScorer
-    >[1]['handler'];
-    const scorerRuns: Record<string, ScorerResult> = {};
-    for (const scenario of SCORER_SCENARIOS) {
-      log(`scorer: ${scenario.signals} signals over ${scenario.series} series`);
-      scorerRuns[scenario.label] = await benchScorer(scenario, {
-        clients,
-        resources,
-        handler,
-        counts: () => proxy.counts,
-        resetCounts: () => proxy.reset(),
-      });
-    }
+    log('scorer: the real handler on packed messages, DynamoDB and S3 through counting proxies');
+    const scorer = await runScorer(names, resources, clients, proxy, s3Proxy, moto.endpoint);
     log('waiting for the large peak-RSS run');
     const rssLarge = await largeRun;
     for (const r of [rssSmall, rssLarge]) if (r.status !== 'SUCCESS') throw new Error(`RSS run ${r.status}`);
     if (rssLarge.records !== large.rows)
       throw new Error(`large run sent ${rssLarge.records} of ${large.rows}`);
-    const main = scorerRuns.series50 as ScorerResult;
+    const main = scorer.runs.series50;
 
     // Fan-out on an otherwise idle machine: a coordinator process plans the parts, then part processes
     // run as many at a time as the cores allow (on Lambda, every part has an invocation of its own).
@@ -221,26 +214,19 @@ async function main(): Promise<void> {
         },
         fan_out: fanOut,
       },
-      scorer: {
-        signals_per_s: main.signals_per_s,
-        ddb_writes_per_signal: main.ddb_writes_per_signal,
-        runs: scorerRuns,
-      },
+      scorer,
       bundles,
       csv_candidates: csvCandidates,
     };
-    const targets = evaluate(results);
     const costInputs: CostInputs = {
       recordsPerMessage: e2e.records / e2e.messages,
       sendCallsPer1k: e2e.sqs_requests_per_1k_records,
       sendBilledPer1k: e2e.sqs_billed_requests_per_1k_records,
       ingestRecordsPerS: rssSmall.records / rssSmall.seconds,
-      ddbItemsPerSignal: main.ddb_writes_per_signal,
-      ddbCallsPerSignal: Object.fromEntries(
-        Object.entries(main.ddb_calls).map(([op, n]) => [op, n / main.signals]),
-      ),
+      ...scorerCostInputs(main),
     };
     const cost = { inputs: costInputs, per_million_records: costModel(costInputs) };
+    const targets = evaluate({ ...results, cost });
     writeFileSync(RESULTS, `${JSON.stringify({ ...results, targets, cost }, null, 2)}\n`);
     mkdirSync(join(REPO_ROOT, 'docs'), { recursive: true });
     writeFileSync(COST_DOC, costMarkdown(costInputs, results.generated_at));
@@ -249,9 +235,123 @@ async function main(): Promise<void> {
     log(`wrote ${RESULTS} in ${round((performance.now() - started) / 1000, 0)} s`);
   } finally {
     destroyClients(clients);
-    await Promise.allSettled([proxy.close(), s3Files.close(), sink.close()]);
+    await Promise.allSettled([proxy.close(), s3Proxy.close(), s3Files.close(), sink.close()]);
     await moto.stop();
     rmSync(largePath, { force: true });
+  }
+}
+
+type Proxy<C> = { endpoint: string; counts: C; reset(): void };
+
+/**
+ * The scorer section: its handler, imported after its environment points its DynamoDB and S3 calls at
+ * the counting proxies, on the scenarios of issue 21.
+ */
+async function runScorer(
+  names: ReturnType<typeof resourceNames>,
+  resources: Awaited<ReturnType<typeof createResources>>,
+  clients: ReturnType<typeof makeClients>,
+  proxy: Proxy<import('./lib.ts').DynamoCounts>,
+  s3Proxy: Proxy<import('./lib.ts').S3Counts>,
+  motoEndpoint: string,
+) {
+  Object.assign(process.env, {
+    AWS_ENDPOINT_URL: motoEndpoint,
+    AWS_ENDPOINT_URL_DYNAMODB: proxy.endpoint,
+    AWS_ENDPOINT_URL_S3: s3Proxy.endpoint,
+    AWS_REGION: 'us-east-1',
+    AWS_ACCESS_KEY_ID: 'test',
+    AWS_SECRET_ACCESS_KEY: 'test',
+    S3_FORCE_PATH_STYLE: 'true',
+    SCORES_TABLE: names.scoresTable,
+    SCORES_BUCKET: names.scoresBucket,
+    ANOMALIES_TABLE: names.anomaliesTable,
+    QUARANTINE_BUCKET: names.bucket,
+  });
+  const handler = (await import('../functions/scorer/handler.ts')).handler as unknown as Parameters<
+    typeof benchScorer
+  >[1]['handler'];
+  const deps = {
+    clients,
+    resources,
+    handler,
+    counts: () => proxy.counts,
+    s3Counts: () => s3Proxy.counts,
+    resetCounts: () => {
+      proxy.reset();
+      s3Proxy.reset();
+    },
+  };
+  const runs: Record<string, ScorerResult> = {};
+  for (const scenario of SCORER_SCENARIOS) {
+    log(`scorer: ${scenario.signals} signals over ${scenario.series} series`);
+    runs[scenario.label] = await benchScorer(scenario, deps);
+  }
+  log(`scorer: one series, ${HOT_SERIES_BATCHES} batches of 10 × 2,000 signals at once`);
+  const hot = await benchHotSeries(HOT_SERIES_BATCHES, deps);
+  const series50 = runs.series50 as ScorerResult;
+  const series1000 = runs.series1000 as ScorerResult;
+  const ceiling = (run: ScorerResult) => ({
+    fresh_table: Math.floor(FRESH_TABLE_WRU_PER_S / run.wru_per_signal),
+    table_quota: Math.floor(TABLE_QUOTA_WRU_PER_S / run.wru_per_signal),
+  });
+  return {
+    signals_per_s: series50.signals_per_s,
+    ddb_writes_per_signal: series50.ddb_writes_per_signal,
+    /** Signals per second the write units allow: a fresh on-demand table (4,000 WRU/s), the default quota (40,000). */
+    ceiling_signals_per_s: ceiling(series50).fresh_table,
+    ceilings: { series50: ceiling(series50), series1000: ceiling(series1000) },
+    runs: { series50, series1000, hot_series: hot } as {
+      series50: ScorerResult;
+      series1000: ScorerResult;
+      hot_series: HotSeriesResult;
+    },
+  };
+}
+
+/** What the cost model takes from a scorer run. */
+function scorerCostInputs(run: ScorerResult) {
+  return {
+    wruPerSignal: run.wru_per_signal,
+    rruPerSignal: run.rru_per_signal,
+    s3PutPerSignal: run.s3_put_per_signal,
+    s3GetPerSignal: run.s3_get_per_signal,
+    s3BytesPerSignal: run.s3_bytes_per_signal,
+    scorerCpuMsPer1k: run.cpu_ms_per_1k_signals,
+    ddbCallsPerSignal: Object.fromEntries(
+      Object.entries(run.ddb_calls).map(([op, n]) => [op, n / run.signals]),
+    ),
+    s3RequestsPerSignal: Object.fromEntries(
+      Object.entries(run.s3_requests).map(([op, n]) => [op, n / run.signals]),
+    ),
+  };
+}
+
+/** `BENCH_ONLY=scorer npm run bench`: the scorer section alone (printed, results.json untouched). */
+async function scorerOnly(): Promise<void> {
+  Object.assign(process.env, { POWERTOOLS_LOG_LEVEL: 'ERROR', POWERTOOLS_METRICS_DISABLED: 'true' });
+  const moto = await startMoto();
+  let anomaliesTable = '';
+  const proxy = await startDynamoCountingProxy(moto.endpoint, (t) => (t === anomaliesTable ? 1 : 0));
+  const s3Proxy = await startS3CountingProxy(moto.endpoint);
+  const clients = makeClients(moto.endpoint);
+  try {
+    const names = resourceNames(uniquePrefix('bench'));
+    const resources = await createResources(clients, names);
+    anomaliesTable = names.anomaliesTable;
+    const scorer = await runScorer(names, resources, clients, proxy, s3Proxy, moto.endpoint);
+    const cost = costModel({
+      recordsPerMessage: 1981,
+      sendCallsPer1k: 0.051,
+      sendBilledPer1k: 0.352,
+      ingestRecordsPerS: 131_591,
+      ...scorerCostInputs(scorer.runs.series50),
+    });
+    process.stdout.write(`${JSON.stringify({ scorer, cost_packed_usd: cost.packed.usd }, null, 2)}\n`);
+  } finally {
+    destroyClients(clients);
+    await Promise.allSettled([proxy.close(), s3Proxy.close()]);
+    await moto.stop();
   }
 }
 
@@ -267,7 +367,12 @@ type Results = {
     large_file_mb: number;
     fan_out: FanOutResult;
   };
-  scorer: { ddb_writes_per_signal: number; runs: Record<string, ScorerResult> };
+  scorer: {
+    ceiling_signals_per_s: number;
+    ceilings: Record<string, { fresh_table: number; table_quota: number }>;
+    runs: { series50: ScorerResult; series1000: ScorerResult; hot_series: HotSeriesResult };
+  };
+  cost?: { per_million_records: { packed: { usd: { total: number } } } };
   bundles: Record<string, BundleResult>;
 };
 
@@ -323,12 +428,41 @@ function evaluate(r: Results): Target[] {
       pass: c.peak_rss_mb_large - c.peak_rss_mb_small <= 64 && c.large_file_mb >= 1024,
     },
   ];
-  for (const run of Object.values(r.scorer.runs)) {
+  const sc = r.scorer;
+  const hot = sc.runs.hot_series;
+  t.push(
+    {
+      what: 'scorer WRU per signal, 50 series (as AWS bills the items written)',
+      measured: String(sc.runs.series50.wru_per_signal),
+      target: '<= 0.1',
+      pass: sc.runs.series50.wru_per_signal <= 0.1,
+    },
+    {
+      what: 'scorer WRU per signal, 1,000 series',
+      measured: String(sc.runs.series1000.wru_per_signal),
+      target: '<= 0.3',
+      pass: sc.runs.series1000.wru_per_signal <= 0.3,
+    },
+    {
+      what: `scorer ceiling at a fresh on-demand table (${FRESH_TABLE_WRU_PER_S.toLocaleString('en-US')} WRU/s), 50 series`,
+      measured: `${sc.ceiling_signals_per_s.toLocaleString('en-US')} signals/s (quota: ${sc.ceilings.series50?.table_quota.toLocaleString('en-US')})`,
+      target: '>= 50,000',
+      pass: sc.ceiling_signals_per_s >= 50_000,
+    },
+    {
+      what: `hot series: ${hot.concurrent_batches} batches of 10 × 2,000 signals of one series at once`,
+      measured: `scored ${hot.scored} of ${hot.signals}, a message failed at most ${hot.max_failures_per_message}×, dlq ${hot.dlq}`,
+      target: 'scored = signals, <= 1 failure a message, dlq 0',
+      pass: hot.scored === hot.signals && hot.max_failures_per_message <= 1 && hot.dlq === 0,
+    },
+  );
+  if (r.cost) {
+    const total = r.cost.per_million_records.packed.usd.total;
     t.push({
-      what: `DynamoDB writes per signal (${run.series} series)`,
-      measured: String(run.ddb_writes_per_signal),
-      target: '<= 1.5',
-      pass: run.ddb_writes_per_signal <= 1.5,
+      what: 'cost per million records, packed, every line',
+      measured: `$${total.toFixed(4)}`,
+      target: '<= $0.15',
+      pass: total <= 0.15,
     });
   }
   for (const [name, b] of Object.entries(r.bundles)) {
@@ -413,27 +547,31 @@ function printTable(
       ],
     ]),
   );
-  out.push('\nScorer (real handler, moto DynamoDB)');
+  out.push('\nScorer (real handler; DynamoDB and S3 on moto through counting proxies)');
   out.push(
     table([
       [
+        'run',
         'series',
         'signals',
-        'messages',
         'batches',
-        'signals/s',
+        'signals/s (moto)',
         'slowest batch s',
-        'items written/signal',
+        'WRU/signal',
+        'RRU/signal',
+        'S3 PUT/signal',
         'DynamoDB calls',
       ],
-      ...Object.values(r.scorer.runs).map((s) => [
+      ...Object.entries(r.scorer.runs).map(([name, s]) => [
+        name,
         String(s.series),
         String(s.signals),
-        String(s.messages),
         String(s.batches),
         String(s.signals_per_s),
         String(s.slowest_batch_s),
-        String(s.ddb_writes_per_signal),
+        String(s.wru_per_signal),
+        String(s.rru_per_signal),
+        String(s.s3_put_per_signal),
         Object.entries(s.ddb_calls)
           .map(([k, v]) => `${k} ${v}`)
           .join(', '),
@@ -472,4 +610,5 @@ function printTable(
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
-await main();
+if (process.env.BENCH_ONLY === 'scorer') await scorerOnly();
+else await main();

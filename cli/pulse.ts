@@ -23,11 +23,13 @@ import {
   redriveDlq,
 } from '../local/operations.ts';
 import { runRuntimeProcess, runtimeEnv } from '../local/runtime.ts';
+import { lookupSignal, seriesAnomalies } from '../local/scores.ts';
 import { DEFAULT_HOME, readState } from '../local/state.ts';
 import { type PulseStatus, StatusCollector } from '../local/status.ts';
 import { localTarget, stackTarget, type Target } from '../local/target.ts';
 import { printable, printableJson, printableRow } from '../local/terminal.ts';
 import type { FileStatus } from '../shared/ledger.ts';
+import { ORIGIN_KINDS, type OriginKind } from '../shared/signal.ts';
 
 const FILE_STATUSES: readonly FileStatus[] = [
   'DISCOVERED',
@@ -264,6 +266,64 @@ program
       else printStatus(status);
     });
   });
+
+program
+  .command('scores')
+  .description("a signal's score (--ref, or --id with --from), or a series' anomalies (--series SOURCE NAME)")
+  .option('--ref <ref>', 'origin ref: s3://bucket/key@etag#row, kafka:topic:partition:offset, db:table:id')
+  .option('--id <id>', "a record's own id (with --from, and --source when the record brought one)")
+  .option('--from <scope>', 'where the id is unique: s3://bucket/key@etag, kafka:topic or db:table')
+  .option('--source <source>', "the record's source (default: the object key, topic or table)")
+  .addOption(new Option('--kind <kind>', 'origin kind, when the ref does not say').choices([...ORIGIN_KINDS]))
+  .option('--series <source-and-name...>', "a series' anomalies: its source and name")
+  .option('--limit <n>', 'anomalies at most (newest)', positiveInt('--limit'), 100)
+  .option('--json', 'print JSON')
+  .action(
+    async (o: {
+      ref?: string;
+      id?: string;
+      from?: string;
+      source?: string;
+      kind?: OriginKind;
+      series?: string[];
+      limit: number;
+      json?: boolean;
+    }) => {
+      await withTarget(async (target) => {
+        if (o.series) {
+          const [source, name] = o.series;
+          if (source === undefined || name === undefined || o.series.length !== 2) {
+            throw new InvalidArgumentError('--series takes two values: the source and the name');
+          }
+          const anomalies = await seriesAnomalies(target, source, name, o.limit);
+          if (o.json) console.log(JSON.stringify(anomalies, null, 2));
+          else if (anomalies.length === 0) console.log(`no anomalies in series ${source} / ${name}`);
+          else
+            console.table(
+              anomalies.map(({ ref, value, score, timestamp }) => ({ timestamp, value, score, ref })),
+            );
+          return;
+        }
+        if (!o.ref && !(o.id && o.from)) {
+          throw new InvalidArgumentError('give --ref REF, --id ID --from SCOPE, or --series SOURCE NAME');
+        }
+        const found = await lookupSignal(target, {
+          ...(o.ref ? { ref: o.ref } : {}),
+          ...(o.id ? { id: o.id } : {}),
+          ...(o.from ? { from: o.from } : {}),
+          ...(o.source ? { source: o.source } : {}),
+          ...(o.kind ? { kind: o.kind } : {}),
+        });
+        if (o.json) console.log(JSON.stringify(found, null, 2));
+        else if (found.status === 'scored') console.log(JSON.stringify(found.record, null, 2));
+        else if (found.status === 'pending')
+          console.log(`scored; its scores are being written (${found.object})`);
+        else if (found.status === 'scored-elsewhere') console.log(`scored; ${found.hint}`);
+        else console.log('not scored');
+        if (found.status === 'not-scored') process.exitCode = 1;
+      });
+    },
+  );
 
 program
   .command('ledger')

@@ -1,5 +1,13 @@
 import { CfnOutput, type CfnResource, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import { AttributeType, BillingMode, ProjectionType, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
+import {
+  DataFormat,
+  Database as GlueDatabase,
+  PartitionProjectionConfiguration,
+  S3Table,
+  S3TableStorage,
+  Schema,
+} from 'aws-cdk-lib/aws-glue';
 import { PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import {
@@ -16,7 +24,7 @@ import {
 import { type IQueue, Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { NagSuppressions } from 'cdk-nag';
 import type { Construct } from 'constructs';
-import { settings, visibilityTimeoutFor } from '../shared/settings.ts';
+import { pendingScoresExpirationDays, settings, visibilityTimeoutFor } from '../shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
 import { LedgerSweep } from './ledger-sweep.ts';
 import { Monitoring } from './monitoring.ts';
@@ -35,6 +43,9 @@ export const OUTPUTS = {
   kafkaFailuresBucket: 'KafkaFailuresBucketName',
   kafkaFailureNotices: 'KafkaFailureNoticesQueueUrl',
   kafkaConsumerFunction: 'KafkaConsumerFunctionName',
+  scoresBucket: 'ScoresBucketName',
+  anomaliesTable: 'AnomaliesTableName',
+  scoresGlueTable: 'ScoresGlueTable',
   alarmTopic: 'AlarmTopicArn',
 } as const;
 
@@ -44,6 +55,8 @@ export const ENV = {
   fileEventsQueueUrl: 'FILE_EVENTS_QUEUE_URL',
   ledgerTable: 'LEDGER_TABLE',
   scoresTable: 'SCORES_TABLE',
+  scoresBucket: 'SCORES_BUCKET',
+  anomaliesTable: 'ANOMALIES_TABLE',
   quarantineBucket: 'QUARANTINE_BUCKET',
 } as const;
 
@@ -82,6 +95,12 @@ export class PulseStack extends Stack {
   readonly signalsDlq: Queue;
   readonly ledger: Table;
   readonly scores: Table;
+  /** Score records in bulk (NDJSON.gz, `scores/dt=…/`), and the pending objects of transactions in flight. */
+  readonly scoresBucket: Bucket;
+  /** One item per anomaly, by series, with an index of recent anomalies by day. */
+  readonly anomalies: Table;
+  /** The Glue table over `scores/` (Athena, partition projection on `dt`). */
+  readonly scoresGlueTable: S3Table;
   readonly s3Trigger: PulseFunction;
   readonly scorer: PulseFunction;
   /** The db-poller and the kafka-consumer. */
@@ -173,6 +192,8 @@ export class PulseStack extends Stack {
       sortKey: { name: 'updatedAt', type: AttributeType.STRING },
       projectionType: ProjectionType.ALL,
     });
+    // Series states, applied positions (blocks), id items, totals (docs/scoring.md). The TTL stays on so that
+    // the score items of the first design (one per signal) age out; nothing written now carries it.
     this.scores = new Table(this, 'Scores', {
       partitionKey: { name: 'pk', type: AttributeType.STRING },
       billingMode: BillingMode.PAY_PER_REQUEST,
@@ -180,6 +201,78 @@ export class PulseStack extends Stack {
       encryption: TableEncryption.AWS_MANAGED,
       timeToLiveAttribute: settings.scoring.ttlAttribute,
       removalPolicy: RemovalPolicy.RETAIN,
+    });
+    this.anomalies = new Table(this, 'Anomalies', {
+      partitionKey: { name: 'series', type: AttributeType.STRING },
+      sortKey: { name: 'at', type: AttributeType.STRING },
+      billingMode: BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      encryption: TableEncryption.AWS_MANAGED,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    this.anomalies.addGlobalSecondaryIndex({
+      indexName: settings.scores.recentAnomaliesIndex,
+      partitionKey: { name: 'day', type: AttributeType.STRING },
+      sortKey: { name: 'scoredAt', type: AttributeType.STRING },
+      projectionType: ProjectionType.ALL,
+    });
+    // Unversioned: a score object is written once (pending, then final) and never changed, and versions
+    // of deleted pending objects would only cost storage.
+    this.scoresBucket = new Bucket(this, 'ScoresBucket', {
+      encryption: BucketEncryption.S3_MANAGED,
+      blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
+      enforceSSL: true,
+      removalPolicy: RemovalPolicy.RETAIN,
+      lifecycleRules: [
+        {
+          // A pending object still here after any message that could recover it has expired is the
+          // orphan of an attempt that never committed.
+          prefix: settings.scores.pendingPrefix,
+          expiration: Duration.days(pendingScoresExpirationDays()),
+        },
+        {
+          abortIncompleteMultipartUploadAfter: Duration.days(
+            settings.bucket.abortIncompleteMultipartUploadDays,
+          ),
+        },
+      ],
+      ...(this.accessLogs
+        ? { serverAccessLogsBucket: this.accessLogs, serverAccessLogsPrefix: 'scores/' }
+        : {}),
+    });
+    const glueDatabase = new GlueDatabase(this, 'ScoresDatabase', {
+      databaseName: `${this.stackName.toLowerCase().replace(/[^a-z0-9_]/g, '_')}_scores`,
+      description: 'Pulse Ingest score records (NDJSON.gz), one row per scored signal',
+    });
+    this.scoresGlueTable = new S3Table(this, 'ScoresTable', {
+      database: glueDatabase,
+      tableName: settings.scores.glueTable,
+      description: 'One row per scored signal; partitioned by the day its transaction committed (dt)',
+      storage: S3TableStorage.fromBucket(this.scoresBucket),
+      s3Prefix: settings.scores.prefix,
+      dataFormat: DataFormat.JSON,
+      compressed: true,
+      columns: [
+        { name: 'id', type: Schema.STRING },
+        { name: 'kind', type: Schema.STRING },
+        { name: 'ref', type: Schema.STRING },
+        { name: 'source', type: Schema.STRING },
+        { name: 'name', type: Schema.STRING },
+        { name: 'value', type: Schema.DOUBLE },
+        { name: 'timestamp', type: Schema.STRING },
+        { name: 'score', type: Schema.DOUBLE },
+        { name: 'anomaly', type: Schema.BOOLEAN },
+        { name: 'samples', type: Schema.BIG_INT },
+        { name: 'model', type: Schema.STRING },
+        { name: 'scoredAt', type: Schema.STRING },
+      ],
+      partitionKeys: [{ name: 'dt', type: Schema.STRING }],
+      partitionProjection: {
+        dt: PartitionProjectionConfiguration.date({ min: '2024-01-01', max: 'NOW', format: 'yyyy-MM-dd' }),
+      },
+      parameters: {
+        'storage.location.template': `s3://${this.scoresBucket.bucketName}/${settings.scores.prefix}dt=\${dt}`,
+      },
     });
 
     this.s3Trigger = new PulseFunction(this, 'S3Trigger', {
@@ -222,6 +315,7 @@ export class PulseStack extends Stack {
       new SqsEventSource(this.signals, {
         batchSize: settings.signals.batchSize,
         maxBatchingWindow: Duration.seconds(settings.signals.maxBatchingWindowSeconds),
+        maxConcurrency: settings.signals.maxConcurrency,
         reportBatchItemFailures: true,
       }),
     );
@@ -292,7 +386,14 @@ export class PulseStack extends Stack {
     out(OUTPUTS.signalsQueue, this.signals.queueUrl, 'Packed signals awaiting scoring');
     out(OUTPUTS.signalsDlq, this.signalsDlq.queueUrl, 'Signal messages that could not be scored');
     out(OUTPUTS.ledgerTable, this.ledger.tableName, 'One item per object version');
-    out(OUTPUTS.scoresTable, this.scores.tableName, 'Scores and series state');
+    out(OUTPUTS.scoresTable, this.scores.tableName, 'Series states, applied positions and totals');
+    out(OUTPUTS.scoresBucket, this.scoresBucket.bucketName, 'Score records under scores/dt=<day>/');
+    out(OUTPUTS.anomaliesTable, this.anomalies.tableName, 'Anomalies by series');
+    out(
+      OUTPUTS.scoresGlueTable,
+      `${glueDatabase.databaseName}.${this.scoresGlueTable.tableName}`,
+      'The Glue table (database.table) Athena queries the score records with',
+    );
     out(
       OUTPUTS.kafkaFailuresBucket,
       this.producers.kafkaFailures.bucket.bucketName,
@@ -438,22 +539,55 @@ export class PulseStack extends Stack {
     fn.addEnvironment(ENV.signalsQueueUrl, this.signals.queueUrl);
   }
 
-  /** Score and series items: reads, conditional writes, transactions; and `SCORES_TABLE`. */
+  /**
+   * What the scorer does with its state and its scores (docs/scoring.md), with `SCORES_TABLE`,
+   * `SCORES_BUCKET` and `ANOMALIES_TABLE`: on the scores table, batch reads and the transactions' Put and
+   * Update items (TransactWriteItems has no action of its own: each item needs the action it performs);
+   * anomaly items in batches; on the scores bucket, pending objects written, read (recovery) and deleted,
+   * and final objects written. s3:ListBucket makes S3 answer 404, not 403, for a pending object that is
+   * gone, which is how a recovery tells "already promoted" from "not allowed".
+   */
   grantScores(fn: PulseFunction): void {
     fn.addToRolePolicy(
       new PolicyStatement({
-        // TransactWriteItems has no action of its own: each item in it needs the action it performs.
-        actions: [
-          'dynamodb:GetItem',
-          'dynamodb:BatchGetItem',
-          'dynamodb:PutItem',
-          'dynamodb:UpdateItem',
-          'dynamodb:ConditionCheckItem',
-        ],
+        actions: ['dynamodb:BatchGetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
         resources: [this.scores.tableArn],
       }),
     );
+    fn.addToRolePolicy(
+      new PolicyStatement({ actions: ['dynamodb:BatchWriteItem'], resources: [this.anomalies.tableArn] }),
+    );
+    const pending = this.scoresBucket.arnForObjects(`${settings.scores.pendingPrefix}*`);
+    const final = this.scoresBucket.arnForObjects(`${settings.scores.prefix}*`);
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['s3:PutObject', 's3:GetObject', 's3:DeleteObject'],
+        resources: [pending],
+      }),
+    );
+    fn.addToRolePolicy(new PolicyStatement({ actions: ['s3:PutObject'], resources: [final] }));
+    fn.addToRolePolicy(
+      new PolicyStatement({ actions: ['s3:ListBucket'], resources: [this.scoresBucket.bucketArn] }),
+    );
     fn.addEnvironment(ENV.scoresTable, this.scores.tableName);
+    fn.addEnvironment(ENV.scoresBucket, this.scoresBucket.bucketName);
+    fn.addEnvironment(ENV.anomaliesTable, this.anomalies.tableName);
+    const bucketId = this.getLogicalId(this.scoresBucket.node.defaultChild as CfnBucket);
+    NagSuppressions.addResourceSuppressions(
+      fn.role ?? fn,
+      [
+        {
+          id: 'AwsSolutions-IAM5',
+          reason:
+            'Score objects get a new key per transaction (its token); the wildcards are the object keys under scores-pending/ and scores/ of the scores bucket.',
+          appliesTo: [
+            `Resource::<${bucketId}.Arn>/${settings.scores.pendingPrefix}*`,
+            `Resource::<${bucketId}.Arn>/${settings.scores.prefix}*`,
+          ],
+        },
+      ],
+      true,
+    );
   }
 
   /** A queue consumed by a function, encrypted and TLS-only, with its DLQ. */

@@ -18,11 +18,15 @@ export interface ResourceNames {
   readonly kafkaFailuresRule: string;
   readonly ledgerTable: string;
   readonly scoresTable: string;
+  /** Score records (`scores/`, `scores-pending/`). */
+  readonly scoresBucket: string;
+  readonly anomaliesTable: string;
 }
 
 /** The longest suffix appended to the prefix of a bucket name (`-kafka-failures`); S3 allows 63 characters. */
 const KAFKA_FAILURES_SUFFIX = '-kafka-failures';
 const MAX_PREFIX_LENGTH = 63 - KAFKA_FAILURES_SUFFIX.length;
+const SCORES_BUCKET_SUFFIX = '-scores';
 const PREFIX_PATTERN = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/;
 
 /**
@@ -51,6 +55,8 @@ export function resourceNames(prefix: string = settings.appName): ResourceNames 
     kafkaFailuresRule: `${p}-kafka-failure-created`,
     ledgerTable: `${p}-ledger`,
     scoresTable: `${p}-scores`,
+    scoresBucket: `${p}${SCORES_BUCKET_SUFFIX}`,
+    anomaliesTable: `${p}-anomalies`,
   };
 }
 

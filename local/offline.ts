@@ -206,6 +206,8 @@ async function createLocalResources(
       kafkaFailuresBucket: created.kafkaFailuresBucket,
       ledgerTable: names.ledgerTable,
       scoresTable: names.scoresTable,
+      scoresBucket: names.scoresBucket,
+      anomaliesTable: names.anomaliesTable,
       queues: created.queues,
       dbSecretArn,
       dbUrl,

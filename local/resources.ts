@@ -24,6 +24,7 @@ import {
   HeadBucketCommand,
   ListObjectVersionsCommand,
   NoSuchBucket,
+  PutBucketLifecycleConfigurationCommand,
   PutBucketNotificationConfigurationCommand,
   PutBucketVersioningCommand,
 } from '@aws-sdk/client-s3';
@@ -37,7 +38,12 @@ import {
   SetQueueAttributesCommand,
 } from '@aws-sdk/client-sqs';
 import type { AwsClients } from '../shared/clients.ts';
-import { kafkaFailureNoticePattern, settings, visibilityTimeoutFor } from '../shared/settings.ts';
+import {
+  kafkaFailureNoticePattern,
+  pendingScoresExpirationDays,
+  settings,
+  visibilityTimeoutFor,
+} from '../shared/settings.ts';
 import type { ResourceNames } from './names.ts';
 
 /** The queues a function consumes (each has a DLQ). */
@@ -71,7 +77,8 @@ export interface LocalResources {
   /** The Kafka event source's on-failure destination. */
   readonly kafkaFailuresBucket: string;
   readonly queues: Readonly<Record<QueueKey, QueueRef>>;
-  readonly tables: { readonly ledger: string; readonly scores: string };
+  readonly tables: { readonly ledger: string; readonly scores: string; readonly anomalies: string };
+  readonly scoresBucket: string;
 }
 
 /** The clients createResources needs. */
@@ -176,13 +183,66 @@ export function ledgerTableInput(tableName: string): CreateTableCommandInput {
   };
 }
 
-/** The scores table: score items (dedupe by signal id) and series state, expiring on `expiresAt`. */
+/** The scores table: series states, applied positions, id items, totals (docs/scoring.md). */
 export function scoresTableInput(tableName: string): CreateTableCommandInput {
   return {
     TableName: tableName,
     BillingMode: 'PAY_PER_REQUEST',
     AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
     KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+  };
+}
+
+/** The anomalies table: one item per anomaly by series, with the index of recent anomalies by day. */
+export function anomaliesTableInput(tableName: string): CreateTableCommandInput {
+  return {
+    TableName: tableName,
+    BillingMode: 'PAY_PER_REQUEST',
+    AttributeDefinitions: [
+      { AttributeName: 'series', AttributeType: 'S' },
+      { AttributeName: 'at', AttributeType: 'S' },
+      { AttributeName: 'day', AttributeType: 'S' },
+      { AttributeName: 'scoredAt', AttributeType: 'S' },
+    ],
+    KeySchema: [
+      { AttributeName: 'series', KeyType: 'HASH' },
+      { AttributeName: 'at', KeyType: 'RANGE' },
+    ],
+    GlobalSecondaryIndexes: [
+      {
+        IndexName: settings.scores.recentAnomaliesIndex,
+        KeySchema: [
+          { AttributeName: 'day', KeyType: 'HASH' },
+          { AttributeName: 'scoredAt', KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: 'ALL' },
+      },
+    ],
+  };
+}
+
+/**
+ * The scores bucket's lifecycle rules, as the stack declares them: pending objects expire after any
+ * message that could recover them (moto keeps the rules but never applies them).
+ */
+export function scoresBucketLifecycle() {
+  return {
+    Rules: [
+      {
+        ID: 'pending-scores',
+        Status: 'Enabled' as const,
+        Filter: { Prefix: settings.scores.pendingPrefix },
+        Expiration: { Days: pendingScoresExpirationDays() },
+      },
+      {
+        ID: 'abort-multipart',
+        Status: 'Enabled' as const,
+        Filter: { Prefix: '' },
+        AbortIncompleteMultipartUpload: {
+          DaysAfterInitiation: settings.bucket.abortIncompleteMultipartUploadDays,
+        },
+      },
+    ],
   };
 }
 
@@ -214,13 +274,16 @@ export async function createResources(
     ensureTable(clients, scoresTableInput(names.scoresTable)).then(() =>
       ensureTtl(clients, names.scoresTable, SCORES_TTL_ATTRIBUTE),
     ),
+    ensureTable(clients, anomaliesTableInput(names.anomaliesTable)),
+    ensureScoresBucket(clients, names.scoresBucket),
   ]);
   return {
     names,
     bucket: names.bucket,
     kafkaFailuresBucket: names.kafkaFailuresBucket,
     queues: { fileEvents, fileEventsDlq, signals, signalsDlq, kafkaFailures },
-    tables: { ledger: names.ledgerTable, scores: names.scoresTable },
+    tables: { ledger: names.ledgerTable, scores: names.scoresTable, anomalies: names.anomaliesTable },
+    scoresBucket: names.scoresBucket,
   };
 }
 
@@ -240,6 +303,7 @@ export async function deleteResources(clients: ResourceClients, names: ResourceN
   await Promise.all([
     emptyAndDeleteBucket(clients, names.bucket),
     emptyAndDeleteBucket(clients, names.kafkaFailuresBucket),
+    emptyAndDeleteBucket(clients, names.scoresBucket),
     ...queues.map(async (name) => {
       try {
         const { QueueUrl } = await clients.sqs.send(new GetQueueUrlCommand({ QueueName: name }));
@@ -248,7 +312,7 @@ export async function deleteResources(clients: ResourceClients, names: ResourceN
         if (!(err instanceof QueueDoesNotExist)) throw err;
       }
     }),
-    ...[names.ledgerTable, names.scoresTable].map(async (TableName) => {
+    ...[names.ledgerTable, names.scoresTable, names.anomaliesTable].map(async (TableName) => {
       try {
         await clients.ddb.send(new DeleteTableCommand({ TableName }));
       } catch (err) {
@@ -283,6 +347,24 @@ async function bucketExists(clients: ResourceClients, bucket: string): Promise<b
     if ((err as Error).name === 'NotFound' || (err as Error).name === 'NoSuchBucket') return false;
     throw err;
   }
+}
+
+/** The scores bucket: unversioned, with the stack's lifecycle rules. */
+async function ensureScoresBucket(clients: ResourceClients, bucket: string): Promise<void> {
+  if (!(await bucketExists(clients, bucket))) {
+    try {
+      await clients.s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    } catch (err) {
+      const name = (err as Error).name;
+      if (name !== 'BucketAlreadyOwnedByYou' && name !== 'BucketAlreadyExists') throw err;
+    }
+  }
+  await clients.s3.send(
+    new PutBucketLifecycleConfigurationCommand({
+      Bucket: bucket,
+      LifecycleConfiguration: scoresBucketLifecycle(),
+    }),
+  );
 }
 
 /** Creates (or keeps) a versioned bucket with this notification configuration. */

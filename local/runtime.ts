@@ -54,6 +54,8 @@ export function runtimeEnv(state: LocalState): Record<string, string> {
     FILE_EVENTS_QUEUE_URL: r.queues.fileEvents.url,
     LEDGER_TABLE: r.ledgerTable,
     SCORES_TABLE: r.scoresTable,
+    SCORES_BUCKET: required(r.scoresBucket, 'scores bucket'),
+    ANOMALIES_TABLE: required(r.anomaliesTable, 'anomalies table'),
     QUARANTINE_BUCKET: r.bucket,
     INGEST_BUCKET: r.bucket,
     WATERMARK_TABLE: r.ledgerTable,

@@ -35,6 +35,9 @@ export interface LocalState {
     readonly kafkaFailuresBucket?: string;
     readonly ledgerTable: string;
     readonly scoresTable: string;
+    /** Absent in the state of an offline run created before scores went to S3: `local up` adds them. */
+    readonly scoresBucket?: string;
+    readonly anomaliesTable?: string;
     readonly queues: Readonly<
       // kafkaFailures: the notices of the Kafka failures bucket (one per failure object).
       Record<'fileEvents' | 'fileEventsDlq' | 'signals' | 'signalsDlq' | 'kafkaFailures', QueueRef>

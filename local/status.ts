@@ -4,13 +4,13 @@
  * alike (see target.ts); it reads, it never changes anything.
  */
 
-import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { ScanCommand, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
 import type { FileStatus, LedgerItem } from '../shared/ledger.ts';
 import { settings } from '../shared/settings.ts';
 import { listKafkaFailures } from './kafka-replay.ts';
+import { type Anomaly, recentAnomalies, scoreTotals } from './scores.ts';
 import type { Endpoints, QueueName, Target } from './target.ts';
 
 export interface FileRow {
@@ -32,23 +32,17 @@ export interface QueueDepth {
   readonly inFlight: number;
 }
 
-export interface Anomaly {
-  readonly id: string;
-  readonly source: string;
-  readonly name: string;
-  readonly value: number;
-  /** null when the model gave none (a constant series broken by another value). */
-  readonly score: number | null;
-  readonly timestamp: string;
-  readonly scoredAt: string;
-}
+export type { Anomaly };
 
 export interface PulseStatus {
   /** Ledger entries, most recently updated first. */
   readonly files: readonly FileRow[];
-  /** Distinct signals in the scores table (one score item per signal id). */
+  /**
+   * Signals scored: positions applied in blocks plus id items, as counted by the transactions that applied
+   * them (the running totals; docs/scoring.md).
+   */
   readonly scored: number;
-  /** Samples the series states hold: equals `scored` when nothing was counted twice. */
+  /** Samples the series gained in those transactions: equals `scored` when nothing was counted twice. */
   readonly seriesSamples: number;
   readonly series: number;
   readonly anomalies: number;
@@ -118,12 +112,10 @@ export class StatusCollector {
     return {
       files,
       scored: scores.scored,
-      seriesSamples: scores.seriesSamples,
+      seriesSamples: scores.samples,
       series: scores.series,
-      anomalies: scores.anomalies.length,
-      recentAnomalies: scores.anomalies
-        .sort((a, b) => b.scoredAt.localeCompare(a.scoredAt))
-        .slice(0, RECENT_ANOMALIES),
+      anomalies: scores.anomalies,
+      recentAnomalies: scores.recent,
       rejected: { s3: files.reduce((n, f) => n + f.rejected, 0), ...rejected },
       dlq: DLQS.reduce((n, q) => n + queues[q].visible + queues[q].inFlight, awaitingReplay),
       kafkaFailures: { awaitingReplay, replayed: kafkaFailures.length - awaitingReplay },
@@ -152,79 +144,16 @@ export class StatusCollector {
   }
 
   /**
-   * Scored signals, series and anomalies, without reading every score item: the series and the
-   * anomalies are found with legacy ScanFilters (only matching items are returned, which keeps the
-   * emulator fast too), and the score items are counted — offline from the table's live ItemCount
-   * (moto keeps it exact), on AWS, where ItemCount lags by hours, with a COUNT scan.
+   * Scored signals, series and anomalies from the running totals the scorer keeps in the same transactions
+   * as the blocks and id items (one BatchGetItem), and the recent anomalies from their index (a Query per
+   * shard): nothing read grows with the signals.
    */
   async #scores() {
-    type SeriesItem = { pk: string; count?: number };
-    type ScoreItem = {
-      pk: string;
-      kind?: string;
-      id?: string;
-      source?: string;
-      name?: string;
-      value?: number;
-      score?: number;
-      timestamp?: string;
-      scoredAt?: string;
-    };
-    const table = this.#target.scoresTable;
-    const [seriesItems, anomalyItems] = await Promise.all([
-      this.#scan<SeriesItem>({
-        TableName: table,
-        // By kind, not key prefix: a hashed key has a prefix of its own (functions/scorer/scorer.ts).
-        ScanFilter: { kind: { ComparisonOperator: 'EQ', AttributeValueList: ['series'] } },
-      }),
-      this.#scan<ScoreItem>({
-        TableName: table,
-        ScanFilter: { anomaly: { ComparisonOperator: 'EQ', AttributeValueList: [true] } },
-      }),
+    const [totals, anomalies] = await Promise.all([
+      scoreTotals(this.#target),
+      recentAnomalies(this.#target, RECENT_ANOMALIES),
     ]);
-    const scored =
-      this.#target.kind === 'local'
-        ? (await this.#itemCount(table)) - seriesItems.length
-        : await this.#count({
-            TableName: table,
-            ScanFilter: { kind: { ComparisonOperator: 'EQ', AttributeValueList: ['score'] } },
-          });
-    const anomalies: Anomaly[] = anomalyItems
-      .filter((i) => i.kind === 'score')
-      .map((i) => ({
-        id: i.id ?? i.pk.replace(/^score#/, ''),
-        source: i.source ?? '',
-        name: i.name ?? '',
-        value: Number(i.value),
-        // null: the model gave none (a constant series broken by another value is an anomaly without one).
-        score: i.score === null || i.score === undefined ? null : Number(i.score),
-        timestamp: i.timestamp ?? '',
-        scoredAt: i.scoredAt ?? '',
-      }));
-    return {
-      scored,
-      series: seriesItems.length,
-      seriesSamples: seriesItems.reduce((n, i) => n + Number(i.count ?? 0), 0),
-      anomalies,
-    };
-  }
-
-  async #itemCount(table: string): Promise<number> {
-    const out = await this.#target.clients.ddb.send(new DescribeTableCommand({ TableName: table }));
-    return Number(out.Table?.ItemCount ?? 0);
-  }
-
-  async #count(input: ScanCommandInput): Promise<number> {
-    let count = 0;
-    let start: Record<string, unknown> | undefined;
-    do {
-      const out = await this.#target.clients.doc.send(
-        new ScanCommand({ ...input, Select: 'COUNT', ExclusiveStartKey: start, ConsistentRead: true }),
-      );
-      count += out.Count ?? 0;
-      start = out.LastEvaluatedKey;
-    } while (start);
-    return count;
+    return { ...totals, recent: anomalies };
   }
 
   async #queues(): Promise<Record<QueueName, QueueDepth>> {

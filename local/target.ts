@@ -42,6 +42,11 @@ export interface Target {
   readonly kafkaFailuresBucket: string;
   /** The deployed kafka-consumer (`pulse kafka replay --stack` invokes it); offline, the runtime's handler. */
   readonly kafkaConsumerFunction?: string;
+  /** Score records (`scores/dt=…/<token>.ndjson.gz`). */
+  readonly scoresBucket: string;
+  readonly anomaliesTable: string;
+  /** `database.table` of the score records in Glue (Athena), on a deployed stack. */
+  readonly scoresGlueTable?: string;
   /** Queue URLs. */
   readonly queues: Readonly<Record<QueueName, string>>;
   readonly endpoints: Endpoints;
@@ -74,6 +79,8 @@ export function localTarget(state: LocalState | undefined): Target {
     ledgerTable: r.ledgerTable,
     scoresTable: r.scoresTable,
     kafkaFailuresBucket: r.kafkaFailuresBucket ?? resourceNames(state.prefix).kafkaFailuresBucket,
+    scoresBucket: r.scoresBucket ?? '',
+    anomaliesTable: r.anomaliesTable ?? '',
     queues: {
       fileEvents: r.queues.fileEvents.url,
       fileEventsDlq: r.queues.fileEventsDlq.url,
@@ -126,6 +133,9 @@ export async function stackTarget(stackName: string, region?: string): Promise<T
     scoresTable: need(OUTPUTS.scoresTable),
     kafkaFailuresBucket: need(OUTPUTS.kafkaFailuresBucket),
     kafkaConsumerFunction: need(OUTPUTS.kafkaConsumerFunction),
+    scoresBucket: need(OUTPUTS.scoresBucket),
+    anomaliesTable: need(OUTPUTS.anomaliesTable),
+    scoresGlueTable: need(OUTPUTS.scoresGlueTable),
     queues: {
       fileEvents: need(OUTPUTS.fileEventsQueue),
       fileEventsDlq: need(OUTPUTS.fileEventsDlq),

@@ -186,11 +186,15 @@ export function loadSweepConfig(env: Env = process.env): SweepConfig {
 }
 
 export interface ScorerConfig extends ClientConfig {
+  /** Series states, applied positions (blocks), id items, running totals. */
   readonly scoresTable: string;
+  /** Score records in bulk (pending and final NDJSON.gz objects). */
+  readonly scoresBucket: string;
+  /** One item per anomaly, by series. */
+  readonly anomaliesTable: string;
   readonly quarantineBucket: string;
   readonly zThreshold: number;
   readonly minSamples: number;
-  readonly scoreTtlDays: number;
 }
 
 /** Reads the scorer's configuration. Throws ConfigError when a variable is missing. */
@@ -199,23 +203,25 @@ export function loadScorerConfig(env: Env = process.env): ScorerConfig {
     {
       ...common,
       SCORES_TABLE: required('SCORES_TABLE'),
+      SCORES_BUCKET: required('SCORES_BUCKET'),
+      ANOMALIES_TABLE: required('ANOMALIES_TABLE'),
       QUARANTINE_BUCKET: required('QUARANTINE_BUCKET'),
       Z_THRESHOLD: z.coerce
         .number({ error: 'Z_THRESHOLD must be a number' })
         .positive('Z_THRESHOLD must be positive')
         .default(settings.scoring.zThreshold),
       MIN_SAMPLES: positiveInt('MIN_SAMPLES', settings.scoring.minSamples),
-      SCORE_TTL_DAYS: positiveInt('SCORE_TTL_DAYS', settings.scoring.scoreTtlDays),
     },
     env,
   );
   return {
     ...clientConfig(c),
     scoresTable: c.SCORES_TABLE,
+    scoresBucket: c.SCORES_BUCKET,
+    anomaliesTable: c.ANOMALIES_TABLE,
     quarantineBucket: c.QUARANTINE_BUCKET,
     zThreshold: c.Z_THRESHOLD,
     minSamples: c.MIN_SAMPLES,
-    scoreTtlDays: c.SCORE_TTL_DAYS,
   };
 }
 

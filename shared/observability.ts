@@ -51,6 +51,12 @@ export const METRIC = {
   anomalies: 'Anomalies',
   scoringLatency: 'ScoringLatency',
   seriesConflicts: 'SeriesConflicts',
+  /** A record's own id already scored from another origin: the record is quarantined (docs/scoring.md). */
+  idCollisions: 'IdCollisions',
+  /** Pending score objects a scorer promoted for a transaction whose own scorer died after its commit. */
+  scoresRecovered: 'ScoresRecovered',
+  /** Messages given back (partial batch response) because the invocation ran short of time. */
+  scorerDeadlineStops: 'ScorerDeadlineStops',
   rowsPolled: 'RowsPolled',
   rowsSent: 'RowsSent',
   rowsRejected: 'RowsRejected',

@@ -92,6 +92,12 @@ export const settings = {
     deflateLevel: 1 as number,
     batchSize: 10,
     maxBatchingWindowSeconds: 1,
+    /**
+     * Scorer invocations the queue's event source runs at once (its maximum concurrency, 2..1000). Batches
+     * of the same series conflict on its state and retry; more than this waits on the queue rather than in
+     * conflicts (docs/scale.md says when to raise it).
+     */
+    maxConcurrency: 10,
     maxReceiveCount: 5,
     retentionDays: 14,
     /** SendMessageBatch limits. */
@@ -139,7 +145,12 @@ export const settings = {
       parseThread: 'auto' as 'auto' | 'on' | 'off',
       parseThreadMinBytes: 1 * MiB,
     },
-    scorer: { timeoutSeconds: 60, memoryMb: 512 },
+    /**
+     * One whole vCPU (1,769 MB): scoring a batch of 20,000 signals and compressing their scores is CPU work
+     * done between reading the series states and committing them, and a shorter window means fewer
+     * conflicts on a hot series. Waiting on DynamoDB and S3 costs a few GB-ms a batch more than at 512 MB.
+     */
+    scorer: { timeoutSeconds: 60, memoryMb: 1769 },
     dbPoller: { timeoutSeconds: 120, memoryMb: 512 },
     kafkaConsumer: { timeoutSeconds: 120, memoryMb: 512 },
     /** The ledger sweep (a second entry of s3-trigger): a few bounded queries and one small object. */
@@ -269,12 +280,52 @@ export const settings = {
     zThreshold: 3,
     /** Samples a series needs before anomalies are flagged. */
     minSamples: 10,
-    /** Score items expire after this many days (DynamoDB TTL); dedupe holds within it. */
-    scoreTtlDays: 90,
-    /** Optimistic-concurrency retries on a series' version. */
-    maxSeriesConflicts: 20,
-    /** Attribute the scores table expires items on (DynamoDB TTL, epoch seconds). */
+    /**
+     * Positions per block item (`applied#<stream>#<block>`): a bitmap of this many bits (512 bytes), so a
+     * file's rows, a Kafka partition's offsets or a table's ids cost one small item per 4,096 signals
+     * instead of one per signal (docs/scoring.md).
+     */
+    blockPositions: 4096,
+    /**
+     * Tokens (of the transactions that applied positions in it) a block item keeps, 10 bytes each: with the
+     * bitmap this keeps a block under 1 KB (one write unit). Older tokens are settled (their pending score
+     * object promoted if a scorer died before it could) and dropped when a transaction would add one more.
+     */
+    maxBlockTokens: 36,
+    /** Shards of the running totals (`totals#<n>`) that `pulse status` reads instead of scanning. */
+    totalsShards: 16,
+    /** Shards of the anomalies table's index of recent anomalies, per day (spreads its writes). */
+    recentAnomalyShards: 8,
+    /**
+     * A transaction that conflicts is retried with jittered exponential backoff, from this many ms up to
+     * `conflictMaxDelayMs`, as long as the invocation has more than `deadlineMarginSeconds` left; the
+     * conflict count starts again after every commit.
+     */
+    conflictBaseDelayMs: 20,
+    conflictMaxDelayMs: 2000,
+    /**
+     * Time the scorer keeps in hand before its function's timeout: no transaction is started with less
+     * left, and the messages not yet committed are reported failed (the partial batch response) instead
+     * of timing out the whole batch.
+     */
+    deadlineMarginSeconds: 10,
+    /**
+     * Score items of the first design (one per signal) expire on this attribute (DynamoDB TTL, epoch
+     * seconds). The current scorer writes none; the table keeps TTL on so that the old items age out.
+     */
     ttlAttribute: 'expiresAt',
+  },
+
+  /** Scores in bulk: one NDJSON.gz object per committed transaction, in a bucket of their own. */
+  scores: {
+    /** Final score objects, `scores/dt=<yyyy-mm-dd>/<token>.ndjson.gz` (the Glue table's location). */
+    prefix: 'scores/',
+    /** Written before a transaction commits, promoted to `prefix` after (docs/scoring.md). */
+    pendingPrefix: 'scores-pending/',
+    /** The Glue table over `prefix` (Athena, partition projection on `dt`), in the stack's database. */
+    glueTable: 'scores',
+    /** The anomalies table's index of recent anomalies: partition `day` (`<date>#<shard>`), sort `scoredAt`. */
+    recentAnomaliesIndex: 'recent',
   },
 
   /** Alarm thresholds (CloudWatch, and the offline dashboard later). */
@@ -409,6 +460,19 @@ export function kafkaRetryPolicy(
 }
 
 export type Settings = typeof settings;
+
+/**
+ * Days after which a pending score object is removed (the scores bucket's lifecycle rule): longer than any
+ * message that could still recover it can live. A signals message lives at most its queue's retention, and
+ * in the DLQ at most the DLQ's retention from its original enqueue time (standard queues keep it); a
+ * redrive is a new message, so its pending objects were promoted by the delivery that found them, or are
+ * found again by it. One day on top for clocks and the redrive itself.
+ */
+export function pendingScoresExpirationDays(): number {
+  return (
+    Math.max(settings.signals.retentionDays, settings.dlqRetentionDays) + settings.signals.retentionDays + 1
+  );
+}
 
 /** The visibility timeout of a queue consumed by a function with this timeout. */
 export function visibilityTimeoutFor(functionTimeoutSeconds: number): number {

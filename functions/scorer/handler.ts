@@ -16,9 +16,10 @@ const model = zScoreModel({ threshold: config.zThreshold, minSamples: config.min
 
 const lambdaHandler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
   // The whole batch is scored together, so that a series costs one state write per batch, not per message.
+  // The deadline: what is not committed with time in hand is given back, not lost to a timeout.
   const scoring = scoreBatch(
     event.Records.map((r) => ({ messageId: r.messageId, body: r.body })),
-    { ...clients, logger, metrics, model, config },
+    { ...clients, logger, metrics, model, config, remainingMs: () => context.getRemainingTimeInMillis() },
   ).then((result) => {
     const { failures, ...counts } = result;
     logger.debug('Batch scored', { ...counts, failed: failures.size });

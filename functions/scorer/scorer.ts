@@ -1,27 +1,25 @@
 import { createHash } from 'node:crypto';
-import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
-import {
-  BatchGetCommand,
-  type DynamoDBDocumentClient,
-  GetCommand,
-  TransactWriteCommand,
-  type TransactWriteCommandInput,
-} from '@aws-sdk/lib-dynamodb';
-import { PermanentError, TransientError } from '../../shared/errors.ts';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/observability.ts';
 import { putRejects, type RejectEntry, rejectsKey } from '../../shared/quarantine.ts';
 import { settings } from '../../shared/settings.ts';
 import { expandSignals, parseSignal, readSignalMessage, type Signal } from '../../shared/signal.ts';
-import { EMPTY_STATE, type ScoringModel, type SeriesState } from './model.ts';
+import { type Applied, Applier } from './applier.ts';
+import { dedupeKey, seriesKey } from './keys.ts';
+import type { ScoringModel } from './model.ts';
+import type { SeriesWork, Work } from './plan.ts';
+
+export { seriesKey };
 
 /**
- * Scores the signals of one SQS batch (one or more packed messages), each exactly once: a score item
- * per signal id, written only if absent, in the same DynamoDB transaction as the series state it
- * changes, which is written only if its version has not moved. The batch's signals are grouped by
- * series across all its messages, so a series costs one state write per transaction (up to 99 score
- * items), not one per message or per signal. Repeats are dropped; concurrent scorers retry on conflict
- * and so never lose an update. Invalid signals are quarantined, never retried.
+ * Scores the signals of one SQS batch (one or more packed messages), each exactly once (docs/scoring.md).
+ * "Applied" is kept by origin position (a bit of a block item per 4,096 rows, offsets or ids of a stream)
+ * or, for a signal without one, by an id item; the series states, the blocks and the id items change in
+ * one DynamoDB transaction per group of series, and the scores go to S3 in bulk under the transaction's
+ * token. Repeats are dropped; concurrent scorers retry on conflict; a message comes back (the partial
+ * batch response) only for what could not be committed. Invalid signals, and records whose own id was
+ * already scored from another origin, are quarantined, never retried.
  */
 export interface ScorerDeps {
   readonly doc: DynamoDBDocumentClient;
@@ -31,20 +29,35 @@ export interface ScorerDeps {
   readonly model: ScoringModel;
   readonly config: {
     readonly scoresTable: string;
+    readonly scoresBucket: string;
+    readonly anomaliesTable: string;
     readonly quarantineBucket: string;
-    readonly scoreTtlDays: number;
   };
   readonly now?: () => number;
   readonly sleep?: (ms: number) => Promise<void>;
+  /** Milliseconds left in the invocation (Lambda's `getRemainingTimeInMillis`); none: no deadline. */
+  readonly remainingMs?: () => number;
+  /** Overrides of DynamoDB's and the settings' limits, for tests. */
+  readonly limits?: Partial<ScorerLimits>;
 }
 
-export interface MessageResult {
-  scored: number;
-  duplicates: number;
-  rejected: number;
-  anomalies: number;
-  conflicts: number;
+export interface ScorerLimits {
+  /** Items a transaction writes besides the totals item. */
+  readonly maxItems: number;
+  readonly maxBytes: number;
+  readonly blockPositions: number;
+  readonly maxBlockTokens: number;
+  readonly deadlineMarginMs: number;
 }
+
+export const DEFAULT_LIMITS: ScorerLimits = {
+  // DynamoDB: 100 items and 4 MB a transaction; one item is the totals.
+  maxItems: 99,
+  maxBytes: 4_000_000,
+  blockPositions: settings.scoring.blockPositions,
+  maxBlockTokens: settings.scoring.maxBlockTokens,
+  deadlineMarginMs: settings.scoring.deadlineMarginSeconds * 1000,
+};
 
 /** One SQS message of the batch. */
 export interface InboundMessage {
@@ -52,78 +65,27 @@ export interface InboundMessage {
   readonly body: string;
 }
 
-export interface BatchResult extends MessageResult {
-  /** Series state writes: one per transaction. */
-  seriesWrites: number;
+export interface BatchResult {
+  scored: number;
+  duplicates: number;
+  rejected: number;
+  anomalies: number;
+  conflicts: number;
+  /** Records whose own id was already scored from another origin (quarantined). */
+  collisions: number;
+  /** Transactions committed. */
+  transactions: number;
+  /** Pending score objects promoted for a transaction whose scorer died after committing. */
+  recovered: number;
   /**
-   * Messages that must be delivered again, with why: a series they carry a signal of could not be
-   * written (or their rejects could not be quarantined). What was committed before stays committed;
-   * on redelivery it is found scored and dropped.
+   * Messages that must be delivered again, with why: a signal of theirs could not be committed, its
+   * scores could not be written, or their rejects could not be quarantined. What was committed stays
+   * committed; on redelivery it is found applied and dropped (and its scores recovered if need be).
    */
   readonly failures: Map<string, unknown>;
 }
 
-/** Items per transaction: DynamoDB allows 100; one is the series. */
-const CHUNK = 99;
-const SERIES_PARALLELISM = 4;
-/** BatchGetItem calls in flight while looking for already scored signals. */
-const LOOKUP_PARALLELISM = 4;
-
-/** Keys longer than this many bytes are hashed (DynamoDB allows 2048 for a partition key). */
-const MAX_KEY_BYTES = 1024;
-/**
- * `<kind>#<raw>`, or `<kind>-sha256#<hex>` when that is too long: a hashed key has a prefix of its own,
- * so that no raw id (which may read `sha256:…`) can take the key of another one.
- */
-function boundedKey(kind: 'score' | 'series', raw: string): string {
-  const key = `${kind}#${raw}`;
-  if (Buffer.byteLength(key) <= MAX_KEY_BYTES) return key;
-  return `${kind}-sha256#${createHash('sha256').update(raw).digest('hex')}`;
-}
-export const scoreKey = (id: string) => boundedKey('score', id);
-export const seriesKey = (source: string, name: string) =>
-  boundedKey('series', JSON.stringify([source, name]));
-
-/**
- * A computed number as DynamoDB can keep it: it refuses a magnitude below 1e-130 (a score or an M2 of
- * values that differ in their last digits can be that small), which is 0 to every use of it.
- */
-function storable(x: number): number {
-  return Math.abs(x) < 1e-130 ? 0 : x;
-}
-
-interface StoredSeries extends SeriesState {
-  readonly version: number;
-  readonly anomalies: number;
-}
-
-/** The signals of one series in this batch, and the messages that carried them. */
-interface SeriesWork {
-  readonly key: string;
-  readonly signals: Signal[];
-  readonly messageIds: Set<string>;
-}
-
-/**
- * Scores one message on its own: a batch of one. Throws what made the message fail, so that a caller
- * handling messages one by one gets it redelivered.
- */
-export async function scoreMessage(
-  messageId: string,
-  body: string,
-  deps: ScorerDeps,
-): Promise<MessageResult> {
-  const batch = await scoreBatch([{ messageId, body }], deps);
-  if (batch.failures.has(messageId)) throw batch.failures.get(messageId);
-  const { scored, duplicates, rejected, anomalies, conflicts } = batch;
-  return { scored, duplicates, rejected, anomalies, conflicts };
-}
-
-/**
- * Scores the signals of all `messages` together. Never throws for one message's sake: a message that
- * must come back is in `failures`. It throws only when nothing could be decided (the lookup of already
- * scored signals failed), and then every message should come back.
- */
+/** Scores the signals of all `messages` together; never throws for one message's sake. */
 export async function scoreBatch(
   messages: readonly InboundMessage[],
   deps: ScorerDeps,
@@ -134,21 +96,20 @@ export async function scoreBatch(
     rejected: 0,
     anomalies: 0,
     conflicts: 0,
-    seriesWrites: 0,
+    collisions: 0,
+    transactions: 0,
+    recovered: 0,
     failures: new Map(),
   };
+  const limits = { ...DEFAULT_LIMITS, ...deps.limits };
 
-  const parsed = messages.map((m) => ({
-    messageId: m.messageId,
-    body: m.body,
-    ...readMessage(m.messageId, m.body),
-  }));
+  const parsed = messages.map((m) => ({ ...m, ...readMessage(m.messageId, m.body) }));
   await Promise.all(
     parsed
       .filter((p) => p.rejects.length > 0)
       .map(async (p) => {
         try {
-          await quarantine(p.messageId, p.body, p.rejects, p.rejectKinds, deps);
+          await quarantine(p.messageId, p.body, p.rejects, p.rejectKinds, deps, '');
           result.rejected += p.rejects.length;
         } catch (err) {
           result.failures.set(p.messageId, err);
@@ -156,79 +117,135 @@ export async function scoreBatch(
       }),
   );
 
-  // Group by series across the batch; a signal id seen twice is scored once.
-  const bySeries = new Map<string, SeriesWork>();
-  const seriesOfId = new Map<string, SeriesWork>();
+  // One work per signal; a repeat in the batch is dropped, its message joining the first's.
+  const byIdentity = new Map<string, Work>();
+  const bySeries = new Map<string, Work[]>();
+  const inBatchCollisions: { work: Work; winner: Work }[] = [];
   for (const p of parsed) {
     // A message whose rejects could not be quarantined comes back whole; its signals are scored then.
     if (result.failures.has(p.messageId)) continue;
-    for (const s of p.valid) {
-      const seen = seriesOfId.get(s.id);
+    for (const signal of p.valid) {
+      const key = dedupeKey(signal, limits.blockPositions);
+      const identity = key.type === 'position' ? `${key.blockKey}/${key.bit}` : key.key;
+      const work: Work = {
+        signal,
+        key,
+        series: seriesKey(signal.source, signal.name),
+        messageIds: new Set([p.messageId]),
+      };
+      const seen = byIdentity.get(identity);
       if (seen) {
-        result.duplicates++;
-        seen.messageIds.add(p.messageId);
+        if (seen.signal.origin.ref === signal.origin.ref) {
+          result.duplicates++;
+          seen.messageIds.add(p.messageId);
+        } else {
+          inBatchCollisions.push({ work, winner: seen });
+        }
         continue;
       }
-      const key = seriesKey(s.source, s.name);
-      let work = bySeries.get(key);
-      if (!work) {
-        work = { key, signals: [], messageIds: new Set() };
-        bySeries.set(key, work);
+      byIdentity.set(identity, work);
+      let list = bySeries.get(work.series);
+      if (!list) {
+        list = [];
+        bySeries.set(work.series, list);
       }
-      work.signals.push(s);
-      work.messageIds.add(p.messageId);
-      seriesOfId.set(s.id, work);
+      list.push(work);
     }
   }
 
-  // Cheap reads first: a redelivered message finds its signals already scored.
-  const already = await existingScores(deps.doc, deps.config.scoresTable, [...seriesOfId.keys()]);
-  const queue: SeriesWork[] = [];
-  for (const work of bySeries.values()) {
-    const pending = work.signals.filter((s) => !already.has(s.id));
-    result.duplicates += work.signals.length - pending.length;
-    if (pending.length > 0) queue.push({ ...work, signals: pending });
+  const series: SeriesWork[] = [...bySeries].map(([key, signals]) => ({ series: key, signals }));
+  const applier = new Applier(deps, limits);
+  let applied: Applied;
+  try {
+    applied = await applier.apply(series);
+  } catch (err) {
+    // Nothing could be decided (the state could not be read): every message with signals comes back.
+    deps.logger.warn('Batch could not be scored; its messages will be delivered again', {
+      error: (err as Error).message,
+    });
+    for (const p of parsed)
+      if (p.valid.length > 0 && !result.failures.has(p.messageId)) result.failures.set(p.messageId, err);
+    emitMetrics(deps.metrics, result, 0);
+    return result;
   }
 
-  let latencySum = 0;
-  const worker = async () => {
-    for (let next = queue.shift(); next; next = queue.shift()) {
-      const work = next;
-      const r = emptySeriesResult();
+  result.scored += applied.scored;
+  result.duplicates += applied.duplicates;
+  result.anomalies += applied.anomalies;
+  result.conflicts += applied.conflicts;
+  result.transactions += applied.transactions;
+  result.recovered += applied.recovered;
+  for (const [work, err] of applied.failed) {
+    for (const id of work.messageIds) if (!result.failures.has(id)) result.failures.set(id, err);
+  }
+
+  // Collisions: records whose own id was scored from another origin. One found in this batch is decided
+  // only once the signal it collided with is committed (else its message comes back with the other's).
+  const collisions = [
+    ...applied.collisions,
+    ...inBatchCollisions.flatMap(({ work, winner }) => {
+      if (!applied.committed.has(winner)) {
+        for (const id of work.messageIds) {
+          if (!result.failures.has(id))
+            result.failures.set(id, applied.failed.get(winner) ?? 'not committed');
+        }
+        return [];
+      }
+      return [{ work, scoredFrom: winner.signal.origin.ref }];
+    }),
+  ];
+  const byMessage = new Map<string, RejectEntry[]>();
+  for (const { work, scoredFrom } of collisions) {
+    const s = work.signal;
+    const entry: RejectEntry = {
+      ref: s.origin.ref,
+      reason: `id ${JSON.stringify(s.id)} of source ${JSON.stringify(s.source)} was already scored from ${scoredFrom}; this record (${s.origin.ref}) is not scored`,
+      record: s,
+    };
+    for (const id of work.messageIds) {
+      const list = byMessage.get(id) ?? [];
+      list.push(entry);
+      byMessage.set(id, list);
+    }
+  }
+  await Promise.all(
+    [...byMessage].map(async ([messageId, rejects]) => {
+      const body = parsed.find((p) => p.messageId === messageId)?.body ?? messageId;
       try {
-        await scoreSeries(work.key, work.signals, deps, r);
+        await quarantine(
+          messageId,
+          body,
+          rejects,
+          rejects.map(() => 'id:collision'),
+          deps,
+          '-collisions',
+        );
+        result.collisions += rejects.length;
       } catch (err) {
-        for (const id of work.messageIds) if (!result.failures.has(id)) result.failures.set(id, err);
-        deps.logger.warn('Series could not be scored; its messages will be redelivered', {
-          series: work.key,
-          messages: work.messageIds.size,
-          error: (err as Error).message,
-        });
+        if (!result.failures.has(messageId)) result.failures.set(messageId, err);
       }
-      // What was committed counts, even when a later chunk of the series failed.
-      result.scored += r.scored;
-      result.duplicates += r.duplicates;
-      result.anomalies += r.anomalies;
-      result.conflicts += r.conflicts;
-      result.seriesWrites += r.seriesWrites;
-      latencySum += r.latencySum;
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(SERIES_PARALLELISM, queue.length) }, worker));
+    }),
+  );
 
-  const m = deps.metrics;
+  emitMetrics(deps.metrics, result, applied.latencySum);
+  return result;
+}
+
+function emitMetrics(m: Metrics, result: BatchResult, latencySum: number): void {
   m.addMetric(METRIC.signalsScored, MetricUnit.Count, result.scored);
   m.addMetric(METRIC.signalsDuplicate, MetricUnit.Count, result.duplicates);
   m.addMetric(METRIC.signalsRejected, MetricUnit.Count, result.rejected);
   m.addMetric(METRIC.anomalies, MetricUnit.Count, result.anomalies);
   if (result.conflicts) m.addMetric(METRIC.seriesConflicts, MetricUnit.Count, result.conflicts);
+  if (result.collisions) m.addMetric(METRIC.idCollisions, MetricUnit.Count, result.collisions);
+  if (result.recovered) m.addMetric(METRIC.scoresRecovered, MetricUnit.Count, result.recovered);
   if (result.scored) m.addMetric(METRIC.scoringLatency, MetricUnit.Milliseconds, latencySum / result.scored);
-  return result;
 }
 
 /**
- * The valid signals of one message body, and the rejects (with reasons) of the rest; `rejectKinds` says
- * of each reject what was wrong in words that quote nothing of it (for the log: reasons may quote values).
+ * The valid signals of one message body, and the rejects (with reasons) of the rest; `rejectKinds` says what
+ * kind of reason each reject has (a schema field and check, or the message's fault), for the log, which must
+ * not quote the reasons: they may hold record values.
  */
 function readMessage(
   messageId: string,
@@ -261,9 +278,9 @@ function readMessage(
 }
 
 /**
- * Writes a message's rejects to `rejects/scorer/<day>/<digest of the body>`: the same message delivered
- * again, or redriven from the DLQ with a new message id, overwrites its own object the same day instead of
- * adding a second copy of its rejects.
+ * Writes a message's rejects to `rejects/scorer/<day>/<digest of the body><suffix>`: the same message
+ * delivered again, or redriven from the DLQ with a new message id, overwrites its own object the same day
+ * instead of adding a second copy of its rejects.
  */
 async function quarantine(
   messageId: string,
@@ -271,205 +288,17 @@ async function quarantine(
   rejects: RejectEntry[],
   kinds: readonly string[],
   deps: ScorerDeps,
+  suffix: string,
 ): Promise<void> {
   const day = new Date((deps.now ?? Date.now)()).toISOString().slice(0, 10);
   const digest = createHash('sha256').update(body).digest('hex').slice(0, 32);
-  const key = rejectsKey('scorer', `${day}/${digest}`);
+  const key = rejectsKey('scorer', `${day}/${digest}${suffix}`);
   await putRejects(deps.s3, deps.config.quarantineBucket, key, rejects);
   // The reasons stay in the quarantine: they may quote record values, which logs must not hold.
   const reasons: Record<string, number> = {};
   for (const kind of kinds) reasons[kind] = (reasons[kind] ?? 0) + 1;
-  deps.logger.warn('Quarantined invalid signals', {
-    messageId,
-    rejected: rejects.length,
-    reasons,
-    rejectsKey: key,
-  });
-}
-
-interface SeriesResult {
-  scored: number;
-  duplicates: number;
-  anomalies: number;
-  conflicts: number;
-  seriesWrites: number;
-  latencySum: number;
-}
-
-const emptySeriesResult = (): SeriesResult => ({
-  scored: 0,
-  duplicates: 0,
-  anomalies: 0,
-  conflicts: 0,
-  seriesWrites: 0,
-  latencySum: 0,
-});
-
-/**
- * Writes the batch's signals of one series, up to 99 per transaction, each transaction with one
- * conditional write of the series state. The state is read once; after a committed transaction the
- * state it wrote is the one the next chunk starts from, and it is read again only after a conflict.
- * Progress is kept in `out` as it is committed, so a caller sees it even when a later chunk fails.
- */
-async function scoreSeries(
-  key: string,
-  signals: Signal[],
-  deps: ScorerDeps,
-  out: SeriesResult,
-): Promise<void> {
-  const now = deps.now ?? Date.now;
-  const sleep = deps.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
-  const table = deps.config.scoresTable;
-
-  let stored = await getSeries(deps.doc, table, key);
-  let pending = signals;
-  let conflicts = 0;
-  while (pending.length > 0) {
-    const chunk = pending.slice(0, CHUNK);
-    // Each signal is scored against the state of every value before it, its chunk's included: folding
-    // the chunk's values one by one into the stored state gives the merged state written below.
-    let state: SeriesState = stored ?? EMPTY_STATE;
-    const scoredAt = now();
-    const iso = new Date(scoredAt).toISOString();
-    const expiresAt = Math.floor(scoredAt / 1000) + deps.config.scoreTtlDays * 86_400;
-    let anomalies = 0;
-    const puts: NonNullable<TransactWriteCommandInput['TransactItems']> = chunk.map((s) => {
-      const score = deps.model.score(state, s.value);
-      state = deps.model.update(state, s.value);
-      if (score.anomaly) anomalies++;
-      return {
-        Put: {
-          TableName: table,
-          Item: {
-            pk: scoreKey(s.id),
-            kind: 'score',
-            id: s.id,
-            name: s.name,
-            source: s.source,
-            value: s.value,
-            timestamp: s.timestamp,
-            score: score.score === null ? null : storable(score.score),
-            anomaly: score.anomaly,
-            model: deps.model.name,
-            samples: state.count - 1,
-            originRef: s.origin.ref,
-            scoredAt: iso,
-            expiresAt,
-          },
-          ConditionExpression: 'attribute_not_exists(pk)',
-        },
-      };
-    });
-    const first = chunk[0] as Signal;
-    const version = stored?.version ?? 0;
-    const next: StoredSeries = {
-      count: state.count,
-      mean: storable(state.mean),
-      m2: storable(state.m2),
-      anomalies: (stored?.anomalies ?? 0) + anomalies,
-      version: version + 1,
-    };
-    const seriesPut = {
-      Put: {
-        TableName: table,
-        Item: { pk: key, kind: 'series', source: first.source, name: first.name, ...next, updatedAt: iso },
-        ConditionExpression: stored ? '#version = :version' : 'attribute_not_exists(pk)',
-        ...(stored
-          ? {
-              ExpressionAttributeNames: { '#version': 'version' },
-              ExpressionAttributeValues: { ':version': version },
-            }
-          : {}),
-      },
-    };
-    try {
-      await deps.doc.send(new TransactWriteCommand({ TransactItems: [...puts, seriesPut] }));
-      stored = next;
-      pending = pending.slice(chunk.length);
-      out.scored += chunk.length;
-      out.anomalies += anomalies;
-      out.seriesWrites++;
-      for (const s of chunk) out.latencySum += Math.max(0, scoredAt - Date.parse(s.timestamp));
-      continue;
-    } catch (err) {
-      if (
-        !(err instanceof TransactionCanceledException) &&
-        (err as Error).name !== 'TransactionConflictException'
-      ) {
-        throw err;
-      }
-      const invalid = (err as TransactionCanceledException).CancellationReasons?.find(
-        (r) => r.Code === 'ValidationError',
-      );
-      if (invalid) {
-        // Not a conflict: retrying would be refused the same way.
-        throw new PermanentError(
-          `series ${key}: DynamoDB refused the write: ${invalid.Message ?? 'ValidationError'}`,
-        );
-      }
-    }
-    // Cancelled: some signals were scored meanwhile (drop them), or the series moved (re-read it), or both.
-    conflicts++;
-    out.conflicts++;
-    if (conflicts > settings.scoring.maxSeriesConflicts) {
-      throw new TransientError(`series ${key} kept changing under us (${conflicts} conflicts)`);
-    }
-    const nowScored = await existingScores(
-      deps.doc,
-      table,
-      chunk.map((s) => s.id),
-    );
-    if (nowScored.size) {
-      pending = pending.filter((s) => !nowScored.has(s.id));
-      out.duplicates += nowScored.size;
-    }
-    stored = await getSeries(deps.doc, table, key);
-    await sleep(Math.random() * 20 * Math.min(conflicts, 10));
-  }
-}
-
-async function getSeries(
-  doc: DynamoDBDocumentClient,
-  table: string,
-  key: string,
-): Promise<StoredSeries | undefined> {
-  const out = await doc.send(new GetCommand({ TableName: table, Key: { pk: key }, ConsistentRead: true }));
-  if (!out.Item) return undefined;
-  const i = out.Item;
-  return {
-    count: Number(i.count),
-    mean: Number(i.mean),
-    m2: Number(i.m2),
-    version: Number(i.version),
-    anomalies: Number(i.anomalies ?? 0),
-  };
-}
-
-/** Which of these signal ids already have a score item (BatchGetItem, 100 keys a call, a few in flight). */
-async function existingScores(
-  doc: DynamoDBDocumentClient,
-  table: string,
-  ids: string[],
-): Promise<Set<string>> {
-  const found = new Set<string>();
-  const groups: string[][] = [];
-  for (let i = 0; i < ids.length; i += 100) groups.push(ids.slice(i, i + 100));
-  const lookup = async () => {
-    for (let group = groups.shift(); group; group = groups.shift()) {
-      let keys: Record<string, unknown>[] | undefined = group.map((id) => ({ pk: scoreKey(id) }));
-      for (let round = 0; keys && keys.length > 0; round++) {
-        const out = await doc.send(
-          new BatchGetCommand({
-            RequestItems: { [table]: { Keys: keys, ProjectionExpression: 'id', ConsistentRead: true } },
-          }),
-        );
-        for (const item of out.Responses?.[table] ?? []) found.add(String(item.id));
-        keys = out.UnprocessedKeys?.[table]?.Keys as Record<string, unknown>[] | undefined;
-        if (keys?.length && round > 8) throw new TransientError('BatchGetItem kept leaving keys unprocessed');
-        if (keys?.length) await new Promise((r) => setTimeout(r, 20 * 2 ** round));
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(LOOKUP_PARALLELISM, groups.length) }, lookup));
-  return found;
+  deps.logger.warn(
+    suffix ? 'Quarantined records whose id was scored from another origin' : 'Quarantined invalid signals',
+    { messageId, rejected: rejects.length, reasons, rejectsKey: key },
+  );
 }

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -160,6 +160,81 @@ describe('the offline run (pulse CLI end to end)', () => {
     expect(s.seriesSamples).toBe(s.scored);
     expect(s.rejected.s3).toBeGreaterThanOrEqual(bad);
     expect(s.dlq).toBe(0);
+  });
+
+  it('scores an 8 MB CSV of 200,000 rows in 20 series, each row once, without a scorer invocation timing out', async () => {
+    // Prepare: what a newcomer drops first (the issue's file; the time it takes is measured, not asserted).
+    const before = await c.status();
+    const rows = 200_000;
+    const lines = ['name,value,timestamp,host'];
+    for (let i = 0; i < rows; i++) {
+      lines.push(
+        `big_${String(i % 20).padStart(2, '0')},${((i % 20) * 10 + ((i * 7919) % 400) / 100).toFixed(4)},${1_714_564_800 + i},host-${i % 13}.example`,
+      );
+    }
+    const text = `${lines.join('\n')}\n`;
+    const path = file('big.csv', text);
+
+    // Act
+    const started = Date.now();
+    await c.pulse('drop', path);
+    const s = await c.waitForStatus(
+      'the 200,000 rows scored',
+      (st) =>
+        st.files.find((f) => f.key === 'incoming/big.csv')?.status === 'SUCCESS' &&
+        st.scored >= before.scored + rows &&
+        settled(st),
+      240_000,
+    );
+    console.log(
+      `e2e: ${(text.length / 1e6).toFixed(1)} MB, ${rows} rows scored ${((Date.now() - started) / 1000).toFixed(1)} s after the drop`,
+    );
+
+    // Assess
+    expect(text.length).toBeGreaterThan(7_500_000);
+    expect(s.files.find((f) => f.key === 'incoming/big.csv')).toMatchObject({
+      status: 'SUCCESS',
+      records: rows,
+      rejected: 0,
+    });
+    expect(s.scored).toBe(before.scored + rows);
+    expect(s.seriesSamples).toBe(s.scored);
+    expect(s.series).toBe(before.series + 20);
+    expect(s.dlq).toBe(0);
+    const log = readFileSync(state.runtime?.log ?? '', 'utf8');
+    expect(log).not.toMatch(/pulse-scorer.*timed out/);
+    expect(log).not.toMatch(/pulse-scorer\] .*threw/);
+  });
+
+  it('shows a signal’s score by its ref and a series’ anomalies (pulse scores)', async () => {
+    // Prepare: a steady series, then one value far out.
+    const before = await c.status();
+    const values = [...Array.from({ length: 30 }, (_, i) => 10 + (i % 3) * 0.1), 500];
+    const csv = `name,value,timestamp\n${values.map((v, i) => `spike,${v},${1_700_000_000 + i}`).join('\n')}\n`;
+    await c.pulse('drop', file('spike.csv', csv));
+    const s = await c.waitForStatus(
+      'the spike file scored',
+      (st) => st.scored >= before.scored + values.length && settled(st),
+    );
+    const etag = s.files.find((f) => f.key === 'incoming/spike.csv')?.etag;
+    const ref = (row: number) => `s3://${bucket}/incoming/spike.csv@${etag}#${row}`;
+
+    // Act
+    const one = JSON.parse(await c.pulse('scores', '--ref', ref(31), '--json'));
+    const unknown = await c.pulse('scores', '--ref', ref(99), '--json').catch((err: Error) => err.message);
+    const anomalies = JSON.parse(
+      await c.pulse('scores', '--series', 'incoming/spike.csv', 'spike', '--json'),
+    );
+
+    // Assess
+    expect(one).toMatchObject({
+      status: 'scored',
+      record: { ref: ref(31), value: 500, anomaly: true, samples: 30 },
+    });
+    expect(unknown).toContain('not-scored');
+    expect(anomalies).toEqual([expect.objectContaining({ ref: ref(31), value: 500 })]);
+    expect(s.anomalies).toBe(before.anomalies + 1);
+    expect(s.recentAnomalies[0]).toMatchObject({ ref: ref(31) });
   });
 
   it('scores rows from PostgreSQL and messages from Kafka, quarantining the bad ones', async () => {

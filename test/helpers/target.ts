@@ -5,6 +5,8 @@ export const BUCKET = 'pulse-bucket';
 export const LEDGER = 'pulse-ledger';
 export const SCORES = 'pulse-scores';
 export const KAFKA_FAILURES_BUCKET = 'pulse-kafka-failures';
+export const SCORES_BUCKET = 'pulse-scores-bucket';
+export const ANOMALIES = 'pulse-anomalies';
 const ENDPOINT = 'http://127.0.0.1:5000';
 export const QUEUES: Record<QueueName, string> = {
   fileEvents: `${ENDPOINT}/000000000000/pulse-file-events`,
@@ -28,6 +30,8 @@ export function fakeTarget(
     ledgerTable: LEDGER,
     scoresTable: SCORES,
     kafkaFailuresBucket: KAFKA_FAILURES_BUCKET,
+    scoresBucket: SCORES_BUCKET,
+    anomaliesTable: ANOMALIES,
     queues: QUEUES,
     endpoints: { s3: ENDPOINT, sqs: ENDPOINT, dynamodb: ENDPOINT },
     close: () => {},

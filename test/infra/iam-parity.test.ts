@@ -187,7 +187,7 @@ describe('the IAM parity evaluation of calls against the synthesized template', 
   });
 
   it('evaluates each item of a transaction with the action it performs', async () => {
-    // Prepare: the scorer's transactions put score items and its series item.
+    // Prepare: the scorer's transactions put its series and block items and update its totals.
     const ok = call(
       'scorer',
       'DynamoDB',
@@ -196,8 +196,8 @@ describe('the IAM parity evaluation of calls against the synthesized template', 
       {
         tables: [n.scoresTable],
         items: [
-          item(n.scoresTable, 'Put', { pk: 'score#a' }),
-          item(n.scoresTable, 'ConditionCheck', { pk: 'series#a' }),
+          item(n.scoresTable, 'Put', { pk: 'series#a' }),
+          item(n.scoresTable, 'Update', { pk: 'totals#0' }),
         ],
       },
     );

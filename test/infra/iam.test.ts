@@ -112,9 +112,16 @@ describe.each(STACK_SHAPES)('IAM of the stack with %s', (_shape, context) => {
     expect(onAny.map((s) => s.role)).toEqual(withDbAndMsk ? [roleOf(t, 'ProducersDbPoller')] : []);
   });
 
-  it('puts a wildcard inside a resource only for object keys under incoming/, rejects/ or staging/, the Kafka failures bucket’s keys and the poller’s qualifiers', () => {
+  it('puts a wildcard inside a resource only for object keys under incoming/, rejects/, staging/, scores/, scores-pending/, the Kafka failures bucket’s keys and the poller’s qualifiers', () => {
     // Prepare
-    const allowed = [/^\/incoming\/\*$/, /^\/rejects\/\*$/, /^\/staging\/\*$/, /^:\*$/];
+    const allowed = [
+      /^\/incoming\/\*$/,
+      /^\/rejects\/\*$/,
+      /^\/staging\/\*$/,
+      /^\/scores\/\*$/,
+      /^\/scores-pending\/\*$/,
+      /^:\*$/,
+    ];
     // The on-failure bucket holds only what the Kafka event source writes, under keys Lambda chooses.
     const kafkaFailures =
       /^\{"Fn::Join":\["",\[\{"Fn::GetAtt":\["ProducersKafkaFailuresBucket[0-9A-F]{8}","Arn"\]\},"\/\*"\]\]\}$/;
@@ -232,10 +239,12 @@ describe.each(STACK_SHAPES)('IAM of the stack with %s', (_shape, context) => {
         ...QUARANTINE,
         ...SQS_EVENT_SOURCE,
         'dynamodb:BatchGetItem',
-        'dynamodb:ConditionCheckItem',
-        'dynamodb:GetItem',
+        'dynamodb:BatchWriteItem',
         'dynamodb:PutItem',
         'dynamodb:UpdateItem',
+        's3:DeleteObject',
+        's3:GetObject',
+        's3:ListBucket',
       ].sort(),
     );
   });

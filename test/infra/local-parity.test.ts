@@ -6,10 +6,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../infra/constructs/pulse-function.ts';
 import { PulseStack } from '../../infra/pulse-stack.ts';
 import {
+  anomaliesTableInput,
   bucketNotificationConfiguration,
   dlqAttributes,
   ledgerTableInput,
   queueAttributes,
+  scoresBucketLifecycle,
   scoresTableInput,
 } from '../../local/resources.ts';
 
@@ -93,13 +95,10 @@ describe('the synthesized template and the offline resources agree', () => {
     );
   });
 
-  it('creates the ledger and scores tables with the template’s keys and index', () => {
-    const ledger = Object.values(resources).find(
-      (r) => r.Type === 'AWS::DynamoDB::Table' && JSON.stringify(r.Properties.KeySchema).includes('"sk"'),
-    )?.Properties;
-    const scores = Object.values(resources).find(
-      (r) => r.Type === 'AWS::DynamoDB::Table' && !JSON.stringify(r.Properties.KeySchema).includes('"sk"'),
-    )?.Properties;
+  it('creates the ledger, scores and anomalies tables with the template’s keys and indexes', () => {
+    const ledger = byId('Ledger', 'AWS::DynamoDB::Table');
+    const scores = byId('Scores', 'AWS::DynamoDB::Table');
+    const anomalies = byId('Anomalies', 'AWS::DynamoDB::Table');
     const localLedger = ledgerTableInput('l');
     expect(localLedger.KeySchema).toEqual(ledger?.KeySchema);
     const gsi = (
@@ -108,5 +107,31 @@ describe('the synthesized template and the offline resources agree', () => {
     expect(localLedger.GlobalSecondaryIndexes?.[0]?.IndexName).toBe(gsi?.IndexName);
     expect(localLedger.GlobalSecondaryIndexes?.[0]?.KeySchema).toEqual(gsi?.KeySchema);
     expect(scoresTableInput('s').KeySchema).toEqual(scores?.KeySchema);
+    const localAnomalies = anomaliesTableInput('a');
+    expect(localAnomalies.KeySchema).toEqual(anomalies.KeySchema);
+    expect(localAnomalies.GlobalSecondaryIndexes).toEqual(anomalies.GlobalSecondaryIndexes);
+  });
+
+  it('gives the scores bucket the template’s lifecycle rules (pending objects expire)', () => {
+    // Prepare
+    const rules = (
+      byId('ScoresBucket', 'AWS::S3::Bucket').LifecycleConfiguration as { Rules: Record<string, unknown>[] }
+    ).Rules;
+    // Act
+    const local = scoresBucketLifecycle().Rules;
+    // Assess
+    const pending = local.find((r) => r.Expiration);
+    expect(rules).toContainEqual({
+      Prefix: pending?.Filter.Prefix,
+      ExpirationInDays: pending?.Expiration?.Days,
+      Status: 'Enabled',
+    });
+    const abort = local.find((r) => r.AbortIncompleteMultipartUpload);
+    expect(rules).toContainEqual({
+      AbortIncompleteMultipartUpload: {
+        DaysAfterInitiation: abort?.AbortIncompleteMultipartUpload?.DaysAfterInitiation,
+      },
+      Status: 'Enabled',
+    });
   });
 });

@@ -40,6 +40,7 @@ describe('cdk-nag AwsSolutions', () => {
     expect(errors.sort()).toEqual([
       expect.stringMatching(/^\/Test\/IngestBucket\/Resource: AwsSolutions-S1: /),
       expect.stringMatching(/^\/Test\/Producers\/KafkaFailures\/Bucket\/Resource: AwsSolutions-S1: /),
+      expect.stringMatching(/^\/Test\/ScoresBucket\/Resource: AwsSolutions-S1: /),
     ]);
   });
 });

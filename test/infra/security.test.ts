@@ -40,6 +40,7 @@ describe.each(STACK_SHAPES)('security of the stack with %s', (_shape, context) =
       'AccessLogs',
       'IngestBucket',
       'ProducersKafkaFailuresBucket',
+      'ScoresBucket',
     ]);
     for (const [id, bucket] of buckets) {
       expect(bucket.Properties.BucketEncryption, id).toEqual({
@@ -93,7 +94,7 @@ describe.each(STACK_SHAPES)('security of the stack with %s', (_shape, context) =
     const tables = ofType(t, 'AWS::DynamoDB::Table');
 
     // Assess
-    expect(tables).toHaveLength(2);
+    expect(tables).toHaveLength(3);
     for (const [id, table] of tables) {
       expect(table.Properties.SSESpecification, id).toEqual({ SSEEnabled: true });
       expect(table.Properties.PointInTimeRecoverySpecification, id).toEqual({

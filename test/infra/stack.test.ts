@@ -13,7 +13,7 @@ import {
   retentionFor,
 } from '../../infra/constructs/pulse-function.ts';
 import { OUTPUTS, PulseStack } from '../../infra/pulse-stack.ts';
-import { settings, visibilityTimeoutFor } from '../../shared/settings.ts';
+import { pendingScoresExpirationDays, settings, visibilityTimeoutFor } from '../../shared/settings.ts';
 
 type Json = Record<string, unknown>;
 type Resource = { Type: string; Properties: Json; DeletionPolicy?: string };
@@ -441,7 +441,114 @@ describe('tables', () => {
       DeletionPolicy: 'Retain',
       UpdateReplacePolicy: 'Retain',
     });
-    template.resourceCountIs('AWS::DynamoDB::Table', 2);
+    template.resourceCountIs('AWS::DynamoDB::Table', 3);
+  });
+
+  it('keeps anomalies by series in time order, with an index of recent ones by day, on demand, with PITR and SSE, retained', () => {
+    // Prepare
+    const expected = {
+      KeySchema: [
+        { AttributeName: 'series', KeyType: 'HASH' },
+        { AttributeName: 'at', KeyType: 'RANGE' },
+      ],
+      GlobalSecondaryIndexes: [
+        {
+          IndexName: settings.scores.recentAnomaliesIndex,
+          KeySchema: [
+            { AttributeName: 'day', KeyType: 'HASH' },
+            { AttributeName: 'scoredAt', KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'ALL' },
+        },
+      ],
+      BillingMode: 'PAY_PER_REQUEST',
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      SSESpecification: { SSEEnabled: true },
+    };
+
+    // Act
+    const template = synth();
+
+    // Assess
+    template.hasResource('AWS::DynamoDB::Table', {
+      Properties: expected,
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+    });
+  });
+});
+
+describe('scores bucket and Glue table', () => {
+  it('keeps score objects in an unversioned, encrypted, TLS-only, private bucket that expires pending objects', () => {
+    // Prepare
+    const template = synth();
+
+    // Act
+    const bucket = propsOf(template, 'ScoresBucket', 'AWS::S3::Bucket');
+
+    // Assess
+    expect(bucket.VersioningConfiguration).toBeUndefined();
+    expect(bucket.BucketEncryption).toEqual({
+      ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }],
+    });
+    expect(bucket.PublicAccessBlockConfiguration).toEqual({
+      BlockPublicAcls: true,
+      BlockPublicPolicy: true,
+      IgnorePublicAcls: true,
+      RestrictPublicBuckets: true,
+    });
+    // Longer than a message can live: its queue's retention, then the DLQ's, and a redrive.
+    expect(pendingScoresExpirationDays()).toBeGreaterThan(
+      settings.signals.retentionDays + settings.dlqRetentionDays,
+    );
+    expect((bucket.LifecycleConfiguration as { Rules: Json[] }).Rules).toContainEqual({
+      Prefix: settings.scores.pendingPrefix,
+      ExpirationInDays: pendingScoresExpirationDays(),
+      Status: 'Enabled',
+    });
+    template.hasResourceProperties('AWS::S3::BucketPolicy', {
+      Bucket: refOf(template, 'ScoresBucket', 'AWS::S3::Bucket'),
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+        ]),
+      },
+    });
+  });
+
+  it('declares a Glue table over scores/ that Athena reads as gzip NDJSON, its dt partitions projected', () => {
+    // Prepare
+    const template = synth();
+
+    // Act
+    const table = propsOf(template, 'ScoresTable', 'AWS::Glue::Table').TableInput as Json;
+
+    // Assess
+    const parameters = table.Parameters as Json;
+    expect(parameters).toMatchObject({
+      'projection.enabled': 'true',
+      'projection.dt.type': 'date',
+      'projection.dt.format': 'yyyy-MM-dd',
+    });
+    expect(JSON.stringify(parameters['storage.location.template'])).toContain(`/scores/dt=${'$'}{dt}`);
+    expect(table.PartitionKeys).toEqual([{ Name: 'dt', Type: 'string' }]);
+    const sd = table.StorageDescriptor as Json;
+    expect(sd.SerdeInfo).toEqual({ SerializationLibrary: 'org.openx.data.jsonserde.JsonSerDe' });
+    expect(sd.Compressed).toBe(true);
+    expect((sd.Columns as { Name: string }[]).map((c) => c.Name)).toEqual([
+      'id',
+      'kind',
+      'ref',
+      'source',
+      'name',
+      'value',
+      'timestamp',
+      'score',
+      'anomaly',
+      'samples',
+      'model',
+      'scoredAt',
+    ]);
   });
 });
 
@@ -515,7 +622,7 @@ describe('functions', () => {
     expect(env.SCORES_TABLE).toBeUndefined();
   });
 
-  it('names the scores table and the quarantine bucket to the scorer, and nothing else', () => {
+  it('names the scores table, bucket and anomalies table and the quarantine bucket to the scorer, and nothing else', () => {
     // Prepare
     const template = synth();
 
@@ -524,6 +631,8 @@ describe('functions', () => {
 
     // Assess
     expect(env.SCORES_TABLE).toEqual(refOf(template, 'Scores', 'AWS::DynamoDB::Table'));
+    expect(env.SCORES_BUCKET).toEqual(refOf(template, 'ScoresBucket', 'AWS::S3::Bucket'));
+    expect(env.ANOMALIES_TABLE).toEqual(refOf(template, 'Anomalies', 'AWS::DynamoDB::Table'));
     expect(env.QUARANTINE_BUCKET).toEqual(refOf(template, 'IngestBucket', 'AWS::S3::Bucket'));
     expect(env.LEDGER_TABLE).toBeUndefined();
     expect(env.SIGNALS_QUEUE_URL).toBeUndefined();
@@ -586,7 +695,8 @@ describe('functions', () => {
     expect(of('FileEvents')?.ScalingConfig).toEqual({
       MaximumConcurrency: settings.fileEvents.maxConcurrency,
     });
-    expect(of('Signals')?.ScalingConfig).toBeUndefined();
+    expect(of('Signals')?.ScalingConfig).toEqual({ MaximumConcurrency: settings.signals.maxConcurrency });
+    expect(settings.signals.maxConcurrency).toBeGreaterThanOrEqual(2);
   });
 
   it.each([
@@ -670,7 +780,7 @@ describe('IAM', () => {
   });
 
   it.each(['S3Trigger', 'Scorer'])(
-    'lets %s write objects only under the rejects prefix (the s3-trigger also delete its stale segments)',
+    'lets %s write objects of the ingest bucket only under the rejects prefix (the s3-trigger also deletes its stale segments there)',
     (fn) => {
       // Prepare
       const template = synth();
@@ -680,10 +790,13 @@ describe('IAM', () => {
           [arnOf(template, 'IngestBucket', 'AWS::S3::Bucket'), `/${settings.bucket.rejectsPrefix}*`],
         ],
       };
+      const ingest = JSON.stringify(arnOf(template, 'IngestBucket', 'AWS::S3::Bucket'));
 
-      // Act: besides the s3-trigger's staged copies (held to staging/ in their own test).
+      // Act: the ingest bucket's writes, besides the s3-trigger's staged copies (held to staging/ in their own test).
       const writes = grantsOf(template, fn, 's3:PutObject').filter(
-        (w) => !JSON.stringify(w.Resource).includes(`/${settings.bucket.stagingPrefix}*`),
+        (w) =>
+          JSON.stringify(w.Resource).includes(ingest) &&
+          !JSON.stringify(w.Resource).includes(`/${settings.bucket.stagingPrefix}*`),
       );
 
       // Assess
@@ -729,23 +842,51 @@ describe('IAM', () => {
     expect(grantsOf(template, 'S3Trigger', 'dynamodb:DeleteItem')).toEqual([]);
   });
 
-  it('lets the scorer read and conditionally write scores, transactions included, on the scores table only', () => {
+  it('lets the scorer batch-read and write (transactions included) its state, and batch-write anomalies, on their tables only', () => {
     // Prepare
     const template = synth();
 
     // Act
     const scores = grantsOf(template, 'Scorer', 'dynamodb:PutItem');
+    const anomalies = grantsOf(template, 'Scorer', 'dynamodb:BatchWriteItem');
 
     // Assess
     expect(scores).toHaveLength(1);
     expect(actionsOf(scores[0] as Statement).sort()).toEqual([
       'dynamodb:BatchGetItem',
-      'dynamodb:ConditionCheckItem',
-      'dynamodb:GetItem',
       'dynamodb:PutItem',
       'dynamodb:UpdateItem',
     ]);
     expect(scores[0]?.Resource).toEqual(arnOf(template, 'Scores', 'AWS::DynamoDB::Table'));
+    expect(anomalies).toHaveLength(1);
+    expect(actionsOf(anomalies[0] as Statement)).toEqual(['dynamodb:BatchWriteItem']);
+    expect(anomalies[0]?.Resource).toEqual(arnOf(template, 'Anomalies', 'AWS::DynamoDB::Table'));
+  });
+
+  it('lets the scorer write, read and delete pending score objects, write final ones, and list its bucket (404, not 403)', () => {
+    // Prepare
+    const template = synth();
+    const bucket = logicalId(template, 'ScoresBucket', 'AWS::S3::Bucket');
+    const objects = (prefix: string) => ({
+      'Fn::Join': ['', [{ 'Fn::GetAtt': [bucket, 'Arn'] }, `/${prefix}*`]],
+    });
+
+    // Act
+    const s3 = statementsOf(template, 'Scorer').filter((s) => actionsOf(s).some((a) => a.startsWith('s3:')));
+    const on = (resource: unknown) =>
+      s3
+        .filter((s) => JSON.stringify(s.Resource) === JSON.stringify(resource))
+        .flatMap(actionsOf)
+        .sort();
+
+    // Assess
+    expect(on(objects(settings.scores.pendingPrefix))).toEqual([
+      's3:DeleteObject',
+      's3:GetObject',
+      's3:PutObject',
+    ]);
+    expect(on(objects(settings.scores.prefix))).toEqual(['s3:PutObject']);
+    expect(on({ 'Fn::GetAtt': [bucket, 'Arn'] })).toEqual(['s3:ListBucket']);
   });
 
   it('gives the scorer no read of incoming files, no ledger access and no send to the signals queue', () => {
@@ -757,7 +898,12 @@ describe('IAM', () => {
 
     // Assess
     const ledgerArn = JSON.stringify(arnOf(template, 'Ledger', 'AWS::DynamoDB::Table'));
-    expect(statements.some((s) => actionsOf(s).includes('s3:GetObject'))).toBe(false);
+    const ingest = JSON.stringify(arnOf(template, 'IngestBucket', 'AWS::S3::Bucket'));
+    expect(
+      statements.some(
+        (s) => actionsOf(s).includes('s3:GetObject') && JSON.stringify(s.Resource).includes(ingest),
+      ),
+    ).toBe(false);
     expect(statements.some((s) => actionsOf(s).includes('sqs:SendMessage'))).toBe(false);
     expect(statements.some((s) => JSON.stringify(s.Resource).includes(ledgerArn))).toBe(false);
   });
@@ -778,6 +924,18 @@ describe('outputs', () => {
       KafkaFailuresBucketName: refOf(template, 'ProducersKafkaFailuresBucket', 'AWS::S3::Bucket'),
       KafkaFailureNoticesQueueUrl: refOf(template, 'ProducersKafkaFailuresNotices', 'AWS::SQS::Queue'),
       KafkaConsumerFunctionName: refOf(template, 'ProducersKafkaConsumer', 'AWS::Lambda::Function'),
+      ScoresBucketName: refOf(template, 'ScoresBucket', 'AWS::S3::Bucket'),
+      AnomaliesTableName: refOf(template, 'Anomalies', 'AWS::DynamoDB::Table'),
+      ScoresGlueTable: {
+        'Fn::Join': [
+          '',
+          [
+            refOf(template, 'ScoresDatabase', 'AWS::Glue::Database'),
+            '.',
+            refOf(template, 'ScoresTable', 'AWS::Glue::Table'),
+          ],
+        ],
+      },
       AlarmTopicArn: {
         Ref: Object.keys(resourcesOf(template)).find((id) => id.startsWith('MonitoringAlarms')),
       },

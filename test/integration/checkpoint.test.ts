@@ -122,7 +122,7 @@ describe('resume from a checkpoint after a crash (moto)', () => {
       120_000,
     );
     await new Promise((r) => setTimeout(r, 2000));
-    const scores = (await p.scoreItems()).filter((x) => x.kind === 'score' && x.name === expected.series);
+    const scores = (await p.scoreRecords()).filter((x) => x.name === expected.series);
     expect(scores).toHaveLength(expected.good);
     expect(new Set(scores.map((s) => s.id)).size).toBe(expected.good);
     expect((await p.series(key, expected.series))?.count).toBe(expected.good);

@@ -77,7 +77,7 @@ describe('crash mid-file (moto)', () => {
       120_000,
     );
     await new Promise((r) => setTimeout(r, 2000));
-    const scores = (await p.scoreItems()).filter((x) => x.kind === 'score' && x.name === 'crash');
+    const scores = (await p.scoreRecords()).filter((x) => x.name === 'crash');
     expect(scores).toHaveLength(file.good);
     expect(new Set(scores.map((s) => s.id)).size).toBe(file.good);
     expect((await p.series('incoming/crash.csv', 'crash'))?.count).toBe(file.good);

@@ -65,7 +65,7 @@ describe('fan-out: large files split into parts ingested side by side (moto)', (
     );
     await new Promise((r) => setTimeout(r, 1500));
     const prefix = `s3://${p.names.bucket}/${key}@${etag}#`;
-    return (await p.scoreItems()).map((s) => String(s.id)).filter((id) => id.startsWith(prefix));
+    return (await p.scoreRecords()).map((s) => s.id).filter((id) => id.startsWith(prefix));
   };
   /** The rows of every reject of the file, from the rejects objects the ledger lists. */
   const rejectedRows = async (item: LedgerItem): Promise<number[]> => {

@@ -54,9 +54,7 @@ describe('a long file handed over to continuations before the timeout (moto)', (
     expect(done.records).toBe(file.good);
     expect(done.rejected).toBe(file.bad);
     expect(done.resumedFrom).toBeDefined();
-    const scores = (await p.scoreItems()).filter((s) =>
-      String(s.id).startsWith(`s3://${p.names.bucket}/${key}@`),
-    );
+    const scores = (await p.scoreRecords()).filter((s) => s.id.startsWith(`s3://${p.names.bucket}/${key}@`));
     expect(scores).toHaveLength(file.good);
     expect(new Set(scores.map((s) => s.id)).size).toBe(file.good);
     expect((await p.series('incoming/hand-over.csv', 'hand_over'))?.count).toBe(file.good);

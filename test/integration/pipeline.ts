@@ -3,10 +3,12 @@
  * handlers wired to them through environment variables, and the SQS event-source emulation in front.
  */
 
+import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { GetCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
-import { seriesKey } from '../../functions/scorer/scorer.ts';
+import { seriesKey } from '../../functions/scorer/keys.ts';
+import { decodeRecords, type ScoreRecord } from '../../functions/scorer/score-store.ts';
 import { makeClients } from '../../local/clients.ts';
 import { resourceNames } from '../../local/names.ts';
 import { createResources } from '../../local/resources.ts';
@@ -48,6 +50,8 @@ export function handlerEnv(
     FILE_EVENTS_QUEUE_URL: new URL(new URL(env.queues.fileEvents.url).pathname, endpoint).toString(),
     LEDGER_TABLE: names.ledgerTable,
     SCORES_TABLE: names.scoresTable,
+    SCORES_BUCKET: names.scoresBucket,
+    ANOMALIES_TABLE: names.anomaliesTable,
     QUARANTINE_BUCKET: names.bucket,
     LEDGER_LEASE_SECONDS: String(opts.leaseSeconds ?? 3),
     LEDGER_HEARTBEAT_SECONDS: String(opts.heartbeatSeconds ?? 1),
@@ -120,6 +124,31 @@ export async function setUpPipeline(endpoint: string, prefix: string, opts: Pipe
     return items;
   };
 
+  /** Keys of the objects under `prefix` in the scores bucket. */
+  const scoreObjects = async (prefix: string): Promise<string[]> => {
+    const keys: string[] = [];
+    let token: string | undefined;
+    do {
+      const out = await clients.s3.send(
+        new ListObjectsV2Command({ Bucket: names.scoresBucket, Prefix: prefix, ContinuationToken: token }),
+      );
+      for (const o of out.Contents ?? []) if (o.Key) keys.push(o.Key);
+      token = out.NextContinuationToken;
+    } while (token);
+    return keys;
+  };
+
+  /** Every score record in the final score objects (`scores/`): one per scored signal. */
+  const scoreRecords = async (): Promise<(ScoreRecord & { object: string })[]> => {
+    const records: (ScoreRecord & { object: string })[] = [];
+    for (const key of await scoreObjects(settings.scores.prefix)) {
+      const out = await clients.s3.send(new GetObjectCommand({ Bucket: names.scoresBucket, Key: key }));
+      const body = await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray();
+      for (const r of decodeRecords(body)) records.push({ ...r, object: key });
+    }
+    return records;
+  };
+
   /** The scorer's running state of one series (one read, not a scan). */
   const series = async (source: string, name: string) => {
     const out = await clients.doc.send(
@@ -168,6 +197,8 @@ export async function setUpPipeline(endpoint: string, prefix: string, opts: Pipe
     bucket: names.bucket,
     ledgerTable: names.ledgerTable,
     scoresTable: names.scoresTable,
+    scoresBucket: names.scoresBucket,
+    anomaliesTable: names.anomaliesTable,
     kafkaFailuresBucket: resources.kafkaFailuresBucket,
     queues: {
       fileEvents: resources.queues.fileEvents.url,
@@ -194,6 +225,8 @@ export async function setUpPipeline(endpoint: string, prefix: string, opts: Pipe
     start,
     ledgerItems,
     scoreItems,
+    scoreObjects,
+    scoreRecords,
     series,
     queueDepth,
     peek,

@@ -24,8 +24,7 @@ describe('S3 path (moto)', () => {
       const i = await item(key);
       return i && ['SUCCESS', 'FAILED', 'SKIPPED'].includes(i.status) ? i : undefined;
     });
-  const scoresOf = async (prefix: string) =>
-    (await p.scoreItems()).filter((s) => s.kind === 'score' && String(s.originRef).startsWith(prefix));
+  const scoresOf = async (prefix: string) => (await p.scoreRecords()).filter((s) => s.ref.startsWith(prefix));
   const seriesOf = async (name: string) =>
     (await p.scoreItems()).find((s) => s.kind === 'series' && s.name === name);
 

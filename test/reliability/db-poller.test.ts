@@ -174,9 +174,7 @@ describe('db-poller: concurrent pollers and crashes between send and commit', ()
     // Assess: each row's one version scored once; the database untouched.
     expect(last.rows).toBe(0);
     expect(summaries.reduce((n, s) => n + s.sent, 0)).toBeGreaterThanOrEqual(600);
-    const scored = (await p.scoreItems()).filter(
-      (s) => s.kind === 'score' && scope(table)(s as { id: string }),
-    );
+    const scored = (await p.scoreRecords()).filter((s) => scope(table)({ id: s.id }));
     const rowIds = scored
       .map((s) => String(s.id).replace(/^db:rdb_wm3:(\d+)@.*$/, '$1'))
       .sort((a, b) => +a - +b);

@@ -37,8 +37,7 @@ describe('duplicate and out-of-order deliveries', () => {
       ],
     });
   const ledgerOf = async (prefix: string) => (await p.ledgerItems()).filter((i) => i.key.startsWith(prefix));
-  const scoresOf = async (prefix: string) =>
-    (await p.scoreItems()).filter((s) => s.kind === 'score' && String(s.originRef).includes(prefix));
+  const scoresOf = async (prefix: string) => (await p.scoreRecords()).filter((s) => s.ref.includes(prefix));
 
   beforeAll(async () => {
     p = await setUpPipeline(inject('motoEndpoint'), `dup${randomBytes(3).toString('hex')}`, {
@@ -154,7 +153,7 @@ describe('duplicate and out-of-order deliveries', () => {
     const scores = await scoresOf('incoming/overwrite.csv');
     expect(scores).toHaveLength(v1.good + v2.good);
     expect(new Set(scores.map((s) => s.id)).size).toBe(v1.good + v2.good);
-    expect(scores.filter((s) => String(s.originRef).includes(`@${etag2}#`))).toHaveLength(v2.good);
+    expect(scores.filter((s) => s.ref.includes(`@${etag2}#`))).toHaveLength(v2.good);
     expect((await p.series('incoming/overwrite.csv', 'overwrite'))?.count).toBe(v1.good + v2.good);
     expect(await p.queueDepth('fileEventsDlq')).toBe(0);
     expect(await p.queueDepth('signalsDlq')).toBe(0);

@@ -72,7 +72,7 @@ describe('transient failures of DynamoDB, SQS and S3 during ingestion and scorin
       });
       expect((await p.series(f.key, f.name))?.count).toBe(f.good);
     }
-    const scores = (await p.scoreItems()).filter((s) => s.kind === 'score');
+    const scores = await p.scoreRecords();
     const ids = new Set(scores.map((s) => s.id));
     const good = files.reduce((n, f) => n + f.good, 0);
     expect(scores).toHaveLength(good);

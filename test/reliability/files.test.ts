@@ -51,7 +51,9 @@ describe('files deleted, malformed, or redelivered while processing', () => {
       heartbeatSeconds: 1,
       visibility: { fileEvents: 2, signals: 4 },
     });
-    slow = await startFaultProxy({ target: moto, before: 0, after: 0, delayMs: 60, seed: 2 });
+    // Slow enough that the file outlasts its event's redelivery by seconds, however idle moto is (the
+    // scorer beside it once kept moto busy enough that 60 ms did; it writes a few items a batch now).
+    slow = await startFaultProxy({ target: moto, before: 0, after: 0, delayMs: 250, seed: 2 });
   });
   afterEach(async () => {
     await worker?.kill();
@@ -272,7 +274,7 @@ describe('files deleted, malformed, or redelivered while processing', () => {
   });
 
   it('lets the worker holding a file finish it when the event is redelivered to another worker meanwhile', async () => {
-    // Prepare: a slow first worker (its own process, every call 60 ms late); visibility timeout 2 s.
+    // Prepare: a slow first worker (its own process, every call 250 ms late); visibility timeout 2 s.
     const key = 'incoming/rfiles/slow.csv';
     // Rows enough that the first worker is still sending well after the redelivery and the refusal (at 3,000
     // it once finished between the refusal and the check below).

@@ -140,6 +140,47 @@ describe('kafka-consumer: redelivered batches and poison records', () => {
     });
   });
 
+  it('scores once the records of a batch retried in halves (bisect) after its first half was committed', async () => {
+    // Prepare: a whole batch sends its first half, waits until the scorer has committed it, then fails,
+    // every attempt; the event source then bisects it and delivers each half on its own.
+    const { topic, refs } = await topicWith(
+      'bisect',
+      Array.from({ length: 80 }, (_, i) => good('rkfk_bisect', i)),
+    );
+    let halvesSent = 0;
+    const halfThenFail: KafkaHandler = async (event, context) => {
+      const [key, records] = Object.entries(event.records)[0] ?? [];
+      if (!key || !records || records.length < 20) return handler(event, context);
+      await handler(
+        { ...event, records: { [key]: records.slice(0, Math.ceil(records.length / 2)) } },
+        context,
+      );
+      halvesSent++;
+      await waitFor('the first half committed', async () => (await p.queueDepth('signals')) === 0, 30_000);
+      throw new Error('the function failed after its first half was committed');
+    };
+    p.start('signals');
+
+    // Act
+    const source = await consume(topic, halfThenFail);
+    await waitFor(
+      'every record scored, the queue drained',
+      async () =>
+        ((await p.series('rkfk', 'rkfk_bisect'))?.count ?? 0) >= 80 && (await p.queueDepth('signals')) === 0,
+      60_000,
+    );
+
+    // Assess: batches were bisected after committing their first halves; each record scored once.
+    expect(halvesSent).toBeGreaterThan(0);
+    expect(source.stats.bisections).toBeGreaterThan(0);
+    await expectExactlyOnce(p, {
+      scope: (s) => s.id.startsWith(`kafka:${topic}:`),
+      scoredIds: refs,
+      series: [{ source: 'rkfk', name: 'rkfk_bisect', count: 80 }],
+      quarantine: { under: `kafka/${topic}/`, refs: [] },
+    });
+  });
+
   it('quarantines poison records with topic, partition and offset, and scores the good ones around them once', async () => {
     // Prepare: 100 records, every 9th poison (not JSON, a non-numeric value, a tombstone, no name).
     const poisons = [

@@ -88,14 +88,16 @@ describe('scorer: duplicate deliveries, concurrent series writers, expired visib
 
     // Assess
     expect(failures).toEqual([]);
-    const items = await p.scoreItems();
-    const of = (name: string) => items.find((i) => i.kind === 'series' && i.name === name);
-    expect(of('range-bytes')).toMatchObject({ count: 5 });
-    expect(Number(of('range-bytes')?.m2)).toBeGreaterThan(2 ** 53);
-    expect(of('range-tiny')).toMatchObject({ count: 4 });
-    const scores = items.filter((i) => i.kind === 'score' && String(i.id).startsWith('range:'));
+    expect(await p.series('rel-range', 'range-bytes')).toMatchObject({ count: 5 });
+    expect(Number((await p.series('rel-range', 'range-bytes'))?.m2)).toBeGreaterThan(2 ** 53);
+    expect(await p.series('rel-range', 'range-tiny')).toMatchObject({ count: 4 });
+    const { scores } = await expectExactlyOnce(p, {
+      scope: (s) => s.id.startsWith('range:'),
+      scoredIds: [...big, ...tiny].map((s) => s.id),
+    });
     expect(scores).toHaveLength(9);
-    expect(scores.find((i) => i.id === 'range:range-bytes:4')).toMatchObject({ value: 1e16 });
+    const records = await p.scoreRecords();
+    expect(records.find((r) => r.id === 'range:range-bytes:4')).toMatchObject({ value: 1e16 });
   });
 
   it('scores once the messages delivered twice, at the same time, to two scorers', async () => {
@@ -137,7 +139,12 @@ describe('scorer: duplicate deliveries, concurrent series writers, expired visib
       logger,
       metrics,
       model: zScoreModel({ threshold: 3, minSamples: 10 }),
-      config: { scoresTable: p.names.scoresTable, quarantineBucket: p.names.bucket, scoreTtlDays: 1 },
+      config: {
+        scoresTable: p.names.scoresTable,
+        scoresBucket: p.names.scoresBucket,
+        anomaliesTable: p.names.anomaliesTable,
+        quarantineBucket: p.names.bucket,
+      },
     };
 
     // Act: all at once; what a scorer gives back (too many conflicts) is delivered again, as SQS would.

@@ -67,6 +67,12 @@ export const RESOURCES: readonly ResourceBinding[] = [
   { what: 'signals DLQ', construct: (s) => s.signalsDlq, local: (n) => queue(n.signalsDlq) },
   { what: 'ledger table', construct: (s) => s.ledger, local: (n) => table(n.ledgerTable) },
   { what: 'scores table', construct: (s) => s.scores, local: (n) => table(n.scoresTable) },
+  {
+    what: 'scores bucket',
+    construct: (s) => s.scoresBucket,
+    local: (n) => ({ ref: n.scoresBucket, arn: `arn:aws:s3:::${n.scoresBucket}` }),
+  },
+  { what: 'anomalies table', construct: (s) => s.anomalies, local: (n) => table(n.anomaliesTable) },
 ];
 
 /**

@@ -18,6 +18,8 @@ describe('resourceNames', () => {
       kafkaFailuresRule: 'pulse-kafka-failure-created',
       ledgerTable: 'pulse-ledger',
       scoresTable: 'pulse-scores',
+      scoresBucket: 'pulse-scores',
+      anomaliesTable: 'pulse-anomalies',
     });
   });
 

@@ -81,6 +81,8 @@ describe('startSchedule (the poller schedule of the offline run)', () => {
         bucket: 'p-ingest',
         ledgerTable: 'p-ledger',
         scoresTable: 'p-scores',
+        scoresBucket: 'p-scores-bucket',
+        anomaliesTable: 'p-anomalies',
         queues: Object.fromEntries(
           ['fileEvents', 'fileEventsDlq', 'signals', 'signalsDlq', 'kafkaFailures'].map((q) => [
             q,

@@ -1,29 +1,32 @@
 import { Readable } from 'node:stream';
-import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
-import { BatchGetCommand, ScanCommand, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
+import { BatchGetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
+import { totalsKey } from '../../../functions/scorer/keys.ts';
 import { StatusCollector } from '../../../local/status.ts';
 import type { Target } from '../../../local/target.ts';
 import type { AwsClients } from '../../../shared/clients.ts';
 import type { LedgerItem } from '../../../shared/ledger.ts';
+import { settings } from '../../../shared/settings.ts';
 import { mockableClients } from '../../helpers/clients.ts';
-import { BUCKET, fakeTarget, KAFKA_FAILURES_BUCKET, LEDGER, QUEUES, SCORES } from '../../helpers/target.ts';
+import {
+  ANOMALIES,
+  BUCKET,
+  fakeTarget,
+  KAFKA_FAILURES_BUCKET,
+  LEDGER,
+  QUEUES,
+  SCORES,
+} from '../../helpers/target.ts';
 
 const ENDPOINTS = {
   s3: 'http://127.0.0.1:5000',
   sqs: 'http://127.0.0.1:5000',
   dynamodb: 'http://127.0.0.1:5000',
   dashboard: 'http://127.0.0.1:8080/',
-};
-const SERIES_FILTER: Pick<ScanCommandInput, 'ScanFilter'> = {
-  ScanFilter: { kind: { ComparisonOperator: 'EQ', AttributeValueList: ['series'] } },
-};
-const ANOMALY_FILTER: Pick<ScanCommandInput, 'ScanFilter'> = {
-  ScanFilter: { anomaly: { ComparisonOperator: 'EQ', AttributeValueList: [true] } },
 };
 
 const clientsFactory = mockableClients;
@@ -68,7 +71,8 @@ describe('StatusCollector', () => {
   /** An empty pipeline: every scan, listing and queue empty. Tests add what they are about. */
   const emptyPipeline = () => {
     doc.on(ScanCommand).resolves({ Items: [], Count: 0 });
-    ddb.on(DescribeTableCommand).resolves({ Table: { ItemCount: 0 } });
+    doc.on(BatchGetCommand).resolves({ Responses: {} });
+    doc.on(QueryCommand).resolves({ Items: [] });
     sqs.on(GetQueueAttributesCommand).resolves({
       Attributes: { ApproximateNumberOfMessages: '0', ApproximateNumberOfMessagesNotVisible: '0' },
     });
@@ -246,94 +250,62 @@ describe('StatusCollector', () => {
     });
   });
 
-  it('offline, counts scored signals as the table item count less the series items, and lists anomalies', async () => {
+  it('reads scored, samples, series and anomalies from the totals items, with one batch read and no scan of the scores table', async () => {
     // Prepare
     emptyPipeline();
-    ddb.on(DescribeTableCommand, { TableName: SCORES }).resolves({ Table: { ItemCount: 50 } });
-    doc
-      .on(ScanCommand, { TableName: SCORES, ...SERIES_FILTER })
-      .resolvesOnce({ Items: [{ pk: 'series#["demo","cpu"]', count: 30 }], LastEvaluatedKey: { pk: 'x' } })
-      .resolvesOnce({ Items: [{ pk: 'series#["demo","mem"]', count: 18 }] });
-    doc.on(ScanCommand, { TableName: SCORES, ...ANOMALY_FILTER }).resolves({
-      Items: [
-        {
-          pk: 'score#a1',
-          kind: 'score',
-          id: 'a1',
-          source: 'demo',
-          name: 'cpu',
-          value: 99,
-          score: 4.2,
-          timestamp: '2024-06-01T10:00:00.000Z',
-          scoredAt: '2024-06-01T10:00:01.000Z',
-        },
-        {
-          pk: 'score#a2',
-          kind: 'score',
-          source: 'demo',
-          name: 'mem',
-          value: 1,
-          score: -3.5,
-          scoredAt: '2024-06-01T11:00:00.000Z',
-        },
-        {
-          // A long id's hashed key, and no score: a constant series broken by another value.
-          pk: `score-sha256#${'0'.repeat(64)}`,
-          kind: 'score',
-          id: `${'x'.repeat(1100)}`,
-          source: 'demo',
-          name: 'flat',
-          value: 6,
-          score: null,
-          scoredAt: '2024-06-01T09:00:00.000Z',
-        },
-      ],
+    doc.on(BatchGetCommand).resolves({
+      Responses: {
+        [SCORES]: [
+          { pk: totalsKey(0), scored: 30, samples: 30, series: 2, anomalies: 1 },
+          { pk: totalsKey(7), scored: 18, samples: 18, series: 1, anomalies: 2 },
+        ],
+      },
     });
     // Act
     const status = await new StatusCollector(targetFactory(clients, 'local')).collect();
     // Assess
-    expect(status.scored).toBe(48);
-    expect(status.series).toBe(2);
-    expect(status.seriesSamples).toBe(48);
-    expect(status.anomalies).toBe(3);
-    expect(status.recentAnomalies.map((a) => a.id)).toEqual(['a2', 'a1', 'x'.repeat(1100)]);
-    expect(status.recentAnomalies[2]?.score).toBeNull();
-    expect(status.recentAnomalies[1]).toEqual({
-      id: 'a1',
+    expect(status).toMatchObject({ scored: 48, seriesSamples: 48, series: 3, anomalies: 3 });
+    const keys = doc
+      .commandCalls(BatchGetCommand)
+      .flatMap((c) =>
+        Object.values(c.args[0].input.RequestItems ?? {}).flatMap((r) => (r.Keys ?? []).map((k) => k.pk)),
+      );
+    expect(keys.sort()).toEqual(
+      Array.from({ length: settings.scoring.totalsShards }, (_, i) => totalsKey(i)).sort(),
+    );
+    expect(doc.commandCalls(ScanCommand, { TableName: SCORES })).toHaveLength(0);
+  });
+
+  it('lists the recent anomalies, newest first, from the index of each day shard (today, then yesterday)', async () => {
+    // Prepare
+    emptyPipeline();
+    const today = new Date().toISOString().slice(0, 10);
+    const anomaly = (id: string, scoredAt: string, score: number | null) => ({
+      id,
+      ref: id,
       source: 'demo',
       name: 'cpu',
       value: 99,
-      score: 4.2,
+      score,
       timestamp: '2024-06-01T10:00:00.000Z',
-      scoredAt: '2024-06-01T10:00:01.000Z',
+      scoredAt,
     });
-    expect(ddb).toHaveReceivedCommandWith(DescribeTableCommand, { TableName: SCORES });
-    expect(doc.commandCalls(ScanCommand).some((c) => c.args[0].input.Select === 'COUNT')).toBe(false);
-  });
-
-  it('on AWS, counts scored signals with a COUNT scan of the score items, not the lagging item count', async () => {
-    // Prepare
-    emptyPipeline();
-    ddb.on(DescribeTableCommand).resolves({ Table: { ItemCount: 9999 } });
+    doc.on(QueryCommand).resolves({ Items: [] });
     doc
-      .on(ScanCommand, { TableName: SCORES, ...SERIES_FILTER })
-      .resolves({ Items: [{ pk: 'series#["demo","cpu"]', count: 42 }] });
+      .on(QueryCommand, { ExpressionAttributeValues: { ':day': `${today}#1` } })
+      .resolves({ Items: [anomaly('a1', `${today}T10:00:01.000Z`, 4.2)] });
     doc
-      .on(ScanCommand, { TableName: SCORES, Select: 'COUNT' })
-      .resolvesOnce({ Count: 30, LastEvaluatedKey: { pk: 'score#m' } })
-      .resolvesOnce({ Count: 12 });
+      .on(QueryCommand, { ExpressionAttributeValues: { ':day': `${today}#5` } })
+      .resolves({ Items: [anomaly('a2', `${today}T11:00:00.000Z`, null)] });
     // Act
-    const status = await new StatusCollector(targetFactory(clients, 'aws')).collect();
+    const status = await new StatusCollector(targetFactory(clients)).collect();
     // Assess
-    expect(status.scored).toBe(42);
-    expect(status.seriesSamples).toBe(42);
-    const counts = doc.commandCalls(ScanCommand, { Select: 'COUNT' }).map((c) => c.args[0].input);
-    expect(counts).toHaveLength(2);
-    expect(counts[0]).toMatchObject({
-      TableName: SCORES,
-      ScanFilter: { kind: { ComparisonOperator: 'EQ', AttributeValueList: ['score'] } },
+    expect(status.recentAnomalies.map((a) => a.id)).toEqual(['a2', 'a1']);
+    expect(status.recentAnomalies[0]?.score).toBeNull();
+    expect(doc).toHaveReceivedCommandWith(QueryCommand, {
+      TableName: ANOMALIES,
+      IndexName: settings.scores.recentAnomaliesIndex,
+      ScanIndexForward: false,
     });
-    expect(counts[1]?.ExclusiveStartKey).toEqual({ pk: 'score#m' });
-    expect(ddb).not.toHaveReceivedCommand(DescribeTableCommand);
   });
 });

@@ -16,6 +16,8 @@ const resources: NonNullable<LocalState['resources']> = {
   kafkaFailuresBucket: 'pulse-unit-kafka-failures',
   ledgerTable: 'pulse-unit-ledger',
   scoresTable: 'pulse-unit-scores',
+  scoresBucket: 'pulse-unit-scores',
+  anomaliesTable: 'pulse-unit-anomalies',
   queues: {
     fileEvents: queue('pulse-unit-file-events'),
     fileEventsDlq: queue('pulse-unit-file-events-dlq'),
@@ -64,6 +66,8 @@ describe('localTarget', () => {
       bucket: 'pulse-unit-bucket',
       ledgerTable: 'pulse-unit-ledger',
       scoresTable: 'pulse-unit-scores',
+      scoresBucket: 'pulse-unit-scores',
+      anomaliesTable: 'pulse-unit-anomalies',
       queues: {
         fileEvents: `${MOTO}/000000000000/pulse-unit-file-events`,
         fileEventsDlq: `${MOTO}/000000000000/pulse-unit-file-events-dlq`,
@@ -125,6 +129,9 @@ describe('stackTarget', () => {
       [OUTPUTS.bucket, 'pulseingest-bucket-abc'],
       [OUTPUTS.ledgerTable, 'PulseIngest-Ledger-1'],
       [OUTPUTS.scoresTable, 'PulseIngest-Scores-1'],
+      [OUTPUTS.scoresBucket, 'pulseingest-scoresbucket-abc'],
+      [OUTPUTS.anomaliesTable, 'PulseIngest-Anomalies-1'],
+      [OUTPUTS.scoresGlueTable, 'pulseingest_scores.scores'],
       [OUTPUTS.fileEventsQueue, 'https://sqs.eu-west-1.amazonaws.com/123456789012/file-events'],
       [OUTPUTS.fileEventsDlq, 'https://sqs.eu-west-1.amazonaws.com/123456789012/file-events-dlq'],
       [OUTPUTS.signalsQueue, 'https://sqs.eu-west-1.amazonaws.com/123456789012/signals'],
@@ -160,6 +167,9 @@ describe('stackTarget', () => {
       scoresTable: 'PulseIngest-Scores-1',
       kafkaFailuresBucket: 'pulseingest-kafkafailures-abc',
       kafkaConsumerFunction: 'PulseIngest-KafkaConsumer-1',
+      scoresBucket: 'pulseingest-scoresbucket-abc',
+      anomaliesTable: 'PulseIngest-Anomalies-1',
+      scoresGlueTable: 'pulseingest_scores.scores',
       queues: {
         fileEvents: 'https://sqs.eu-west-1.amazonaws.com/123456789012/file-events',
         fileEventsDlq: 'https://sqs.eu-west-1.amazonaws.com/123456789012/file-events-dlq',

@@ -1,16 +1,16 @@
 import { Readable } from 'node:stream';
-import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import {
   BatchGetCommand,
   DynamoDBDocumentClient,
-  GetCommand,
   TransactWriteCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { idKey } from '../../../functions/scorer/keys.ts';
 import { METRIC } from '../../../shared/observability.ts';
 import { settings } from '../../../shared/settings.ts';
 import {
@@ -52,6 +52,8 @@ describe('EMF metrics', () => {
     vi.stubEnv('SIGNALS_QUEUE_URL', 'https://sqs.us-east-1.amazonaws.com/1/signals');
     vi.stubEnv('LEDGER_TABLE', 'ledger');
     vi.stubEnv('SCORES_TABLE', 'scores');
+    vi.stubEnv('SCORES_BUCKET', 'scores-bucket');
+    vi.stubEnv('ANOMALIES_TABLE', 'anomalies');
     vi.stubEnv('QUARANTINE_BUCKET', 'b');
     vi.stubEnv('POWERTOOLS_METRICS_DISABLED', 'false');
     vi.stubEnv('POWERTOOLS_METRICS_NAMESPACE', settings.metricsNamespace);
@@ -94,10 +96,13 @@ describe('EMF metrics', () => {
 
   it('scorer publishes signals scored, duplicates, rejects and anomalies', async () => {
     // Prepare
-    ddb.on(BatchGetCommand).resolves({ Responses: { scores: [{ id: 'dup' }] } });
-    ddb.on(GetCommand).resolves({});
+    // "dup" is applied already: its id item (a ref without a position) exists, from the same ref.
+    ddb
+      .on(BatchGetCommand)
+      .resolves({ Responses: { scores: [{ pk: idKey('s3', ['ref', 'dup']), ref: 'dup' }] } });
     ddb.on(TransactWriteCommand).resolves({});
     s3.on(PutObjectCommand).resolves({});
+    s3.on(DeleteObjectCommand).resolves({});
     const signal = (id: string) => ({
       id,
       name: 'm',

@@ -9,6 +9,9 @@ describe('config', () => {
       new ConfigError('SIGNALS_QUEUE_URL is not set'),
     );
     expect(() => loadScorerConfig({ QUARANTINE_BUCKET: 'b' })).toThrow('SCORES_TABLE is not set');
+    expect(() =>
+      loadScorerConfig({ SCORES_TABLE: 's', ANOMALIES_TABLE: 'a', QUARANTINE_BUCKET: 'b' }),
+    ).toThrow('SCORES_BUCKET is not set');
   });
 
   it('reads the ledger sweep’s table and bucket, with its thresholds from the settings unless overridden', () => {
@@ -90,7 +93,13 @@ describe('config', () => {
     const base = { SIGNALS_QUEUE_URL: 'https://q', LEDGER_TABLE: 't', QUARANTINE_BUCKET: 'b' };
 
     // Act
-    const recorded = loadScorerConfig({ ...base, SCORES_TABLE: 's', PULSE_AWS_CALL_LOG: '/tmp/calls' });
+    const recorded = loadScorerConfig({
+      ...base,
+      SCORES_TABLE: 's',
+      SCORES_BUCKET: 'sb',
+      ANOMALIES_TABLE: 'a',
+      PULSE_AWS_CALL_LOG: '/tmp/calls',
+    });
 
     // Assess
     expect(recorded.awsCallLog).toBe('/tmp/calls');
@@ -114,12 +123,15 @@ describe('config', () => {
   it('reads overrides and the path-style flag', () => {
     const c = loadScorerConfig({
       SCORES_TABLE: 's',
+      SCORES_BUCKET: 'sb',
+      ANOMALIES_TABLE: 'a',
       QUARANTINE_BUCKET: 'b',
       Z_THRESHOLD: '2.5',
       S3_FORCE_PATH_STYLE: 'true',
     });
     expect(c.zThreshold).toBe(2.5);
     expect(c.s3ForcePathStyle).toBe(true);
+    expect(c).toMatchObject({ scoresTable: 's', scoresBucket: 'sb', anomaliesTable: 'a' });
   });
 });
 
