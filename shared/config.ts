@@ -175,7 +175,7 @@ export function loadSweepConfig(env: Env = process.env): SweepConfig {
     env,
   );
   return {
-    s3ForcePathStyle: c.S3_FORCE_PATH_STYLE,
+    ...clientConfig(c),
     ledgerTable: c.LEDGER_TABLE,
     bucket: c.INGEST_BUCKET,
     maxAttempts: c.LEDGER_MAX_ATTEMPTS,

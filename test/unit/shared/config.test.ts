@@ -101,8 +101,11 @@ describe('config', () => {
       PULSE_AWS_CALL_LOG: '/tmp/calls',
     });
 
-    // Assess
+    const sweep = loadSweepConfig({ LEDGER_TABLE: 't', INGEST_BUCKET: 'b', PULSE_AWS_CALL_LOG: '/tmp/calls' });
+
+    // Assess: every function's configuration, the ledger sweep's too
     expect(recorded.awsCallLog).toBe('/tmp/calls');
+    expect(sweep.awsCallLog).toBe('/tmp/calls');
     expect(loadS3TriggerConfig(base)).not.toHaveProperty('awsCallLog');
     expect(() => loadS3TriggerConfig({ ...base, PULSE_AWS_CALL_LOG: '.pulse/calls' })).toThrow(
       new ConfigError('PULSE_AWS_CALL_LOG must be an absolute directory path'),
