@@ -101,7 +101,11 @@ describe('config', () => {
       PULSE_AWS_CALL_LOG: '/tmp/calls',
     });
 
-    const sweep = loadSweepConfig({ LEDGER_TABLE: 't', INGEST_BUCKET: 'b', PULSE_AWS_CALL_LOG: '/tmp/calls' });
+    const sweep = loadSweepConfig({
+      LEDGER_TABLE: 't',
+      INGEST_BUCKET: 'b',
+      PULSE_AWS_CALL_LOG: '/tmp/calls',
+    });
 
     // Assess: every function's configuration, the ledger sweep's too
     expect(recorded.awsCallLog).toBe('/tmp/calls');
