@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import { Rule } from 'aws-cdk-lib/aws-events';
 import { SqsQueue } from 'aws-cdk-lib/aws-events-targets';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
@@ -8,11 +8,12 @@ import type {
   IEventSourceMapping,
   IFunction,
 } from 'aws-cdk-lib/aws-lambda';
-import { BlockPublicAccess, Bucket, BucketEncryption, type IBucket } from 'aws-cdk-lib/aws-s3';
+import { Bucket, type IBucket } from 'aws-cdk-lib/aws-s3';
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
 import { kafkaFailureNoticePattern, settings } from '../shared/settings.ts';
+import { SECURE_BUCKET } from './constructs/secure-defaults.ts';
 
 export interface KafkaFailuresProps {
   /** Where the bucket's server access logs go. @default none (cdk-nag then reports the bucket) */
@@ -37,12 +38,9 @@ export class KafkaFailures extends Construct {
     super(scope, id);
     const f = settings.kafka.failures;
     this.bucket = new Bucket(this, 'Bucket', {
-      encryption: BucketEncryption.S3_MANAGED,
-      blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
-      enforceSSL: true,
+      ...SECURE_BUCKET,
       // Lambda's docs recommend versioning on an S3 destination: an overwritten key keeps its records.
       versioned: true,
-      removalPolicy: RemovalPolicy.RETAIN,
       eventBridgeEnabled: true,
       lifecycleRules: [
         {

@@ -1,5 +1,5 @@
-import { CfnOutput, type CfnResource, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
-import { AttributeType, BillingMode, ProjectionType, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
+import { CfnOutput, type CfnResource, Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import { AttributeType, ProjectionType, Table } from 'aws-cdk-lib/aws-dynamodb';
 import {
   DataFormat,
   Database as GlueDatabase,
@@ -11,9 +11,7 @@ import {
 import { PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import {
-  BlockPublicAccess,
   Bucket,
-  BucketEncryption,
   type BucketNotificationDestinationConfig,
   BucketNotificationDestinationType,
   type CfnBucket,
@@ -26,6 +24,7 @@ import { NagSuppressions } from 'cdk-nag';
 import type { Construct } from 'constructs';
 import { pendingScoresExpirationDays, settings, visibilityTimeoutFor } from '../shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
+import { SECURE_BUCKET, SECURE_TABLE } from './constructs/secure-defaults.ts';
 import { LedgerSweep } from './ledger-sweep.ts';
 import { Monitoring } from './monitoring.ts';
 import { NOTIFICATIONS_HANDLER_ID, retainNotificationsHandlerLogs } from './notifications-handler-logs.ts';
@@ -118,18 +117,12 @@ export class PulseStack extends Stack {
       props.serverAccessLogs === false
         ? undefined
         : new Bucket(this, 'AccessLogs', {
-            encryption: BucketEncryption.S3_MANAGED,
-            blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
-            enforceSSL: true,
-            removalPolicy: RemovalPolicy.RETAIN,
+            ...SECURE_BUCKET,
             lifecycleRules: [{ expiration: Duration.days(settings.bucket.accessLogsRetentionDays) }],
           });
     this.bucket = new Bucket(this, 'IngestBucket', {
+      ...SECURE_BUCKET,
       versioned: true,
-      encryption: BucketEncryption.S3_MANAGED,
-      blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
-      enforceSSL: true,
-      removalPolicy: RemovalPolicy.RETAIN,
       lifecycleRules: [
         {
           abortIncompleteMultipartUploadAfter: Duration.days(
@@ -179,12 +172,9 @@ export class PulseStack extends Stack {
     );
 
     this.ledger = new Table(this, 'Ledger', {
+      ...SECURE_TABLE,
       partitionKey: { name: 'pk', type: AttributeType.STRING },
       sortKey: { name: 'sk', type: AttributeType.STRING },
-      billingMode: BillingMode.PAY_PER_REQUEST,
-      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      encryption: TableEncryption.AWS_MANAGED,
-      removalPolicy: RemovalPolicy.RETAIN,
     });
     this.ledger.addGlobalSecondaryIndex({
       indexName: settings.ledger.statusIndex,
@@ -195,20 +185,14 @@ export class PulseStack extends Stack {
     // Series states, applied positions (blocks), id items, totals (docs/scoring.md). The TTL stays on so that
     // the score items of the first design (one per signal) age out; nothing written now carries it.
     this.scores = new Table(this, 'Scores', {
+      ...SECURE_TABLE,
       partitionKey: { name: 'pk', type: AttributeType.STRING },
-      billingMode: BillingMode.PAY_PER_REQUEST,
-      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      encryption: TableEncryption.AWS_MANAGED,
       timeToLiveAttribute: settings.scoring.ttlAttribute,
-      removalPolicy: RemovalPolicy.RETAIN,
     });
     this.anomalies = new Table(this, 'Anomalies', {
+      ...SECURE_TABLE,
       partitionKey: { name: 'series', type: AttributeType.STRING },
       sortKey: { name: 'at', type: AttributeType.STRING },
-      billingMode: BillingMode.PAY_PER_REQUEST,
-      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      encryption: TableEncryption.AWS_MANAGED,
-      removalPolicy: RemovalPolicy.RETAIN,
     });
     this.anomalies.addGlobalSecondaryIndex({
       indexName: settings.scores.recentAnomaliesIndex,
@@ -219,10 +203,7 @@ export class PulseStack extends Stack {
     // Unversioned: a score object is written once (pending, then final) and never changed, and versions
     // of deleted pending objects would only cost storage.
     this.scoresBucket = new Bucket(this, 'ScoresBucket', {
-      encryption: BucketEncryption.S3_MANAGED,
-      blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
-      enforceSSL: true,
-      removalPolicy: RemovalPolicy.RETAIN,
+      ...SECURE_BUCKET,
       lifecycleRules: [
         {
           // A pending object still here after any message that could recover it has expired is the
