@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CreateQueueCommand, GetQueueAttributesCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { makeClients } from '../../local/clients.ts';
@@ -35,24 +35,17 @@ describe('pulse CLI output of keys and reasons from outside', () => {
     const clients = makeClients(endpoint);
     const names = resourceNames(uniquePrefix('cliout'));
     const resources = await createResources(clients, names);
-    const { QueueUrl: kafkaFailures } = await clients.sqs.send(
-      new CreateQueueCommand({ QueueName: `${names.prefix}-kafka-failures` }),
-    );
-    const arn = await clients.sqs.send(
-      new GetQueueAttributesCommand({ QueueUrl: kafkaFailures, AttributeNames: ['QueueArn'] }),
-    );
-    const ref = (url: string) => ({ name: 'q', url, arn: '' });
     const state: LocalState = {
       prefix: names.prefix,
       moto: { pid: 0, marker: 'none', port: Number(new URL(endpoint).port), endpoint },
       resources: {
         bucket: names.bucket,
+        kafkaFailuresBucket: resources.kafkaFailuresBucket,
         ledgerTable: names.ledgerTable,
         scoresTable: names.scoresTable,
-        queues: {
-          ...resources.queues,
-          kafkaFailures: { ...ref(kafkaFailures ?? ''), arn: arn.Attributes?.QueueArn ?? '' },
-        },
+        scoresBucket: resources.scoresBucket,
+        anomaliesTable: names.anomaliesTable,
+        queues: resources.queues,
         dbSecretArn: '',
         dbUrl: '',
         dbTable: 'signals',

@@ -67,7 +67,7 @@ describe('staging: large gzip files inflated once and read as uncompressed files
     );
     await new Promise((r) => setTimeout(r, 1500));
     const prefix = `s3://${p.names.bucket}/${key}@${etag}#`;
-    return (await p.scoreItems()).map((s) => String(s.id)).filter((id) => id.startsWith(prefix));
+    return (await p.scoreRecords()).map((s) => s.id).filter((id) => id.startsWith(prefix));
   };
   const rejects = async (item: LedgerItem): Promise<Array<{ row?: number; reason: string }>> => {
     const out: Array<{ row?: number; reason: string }> = [];
