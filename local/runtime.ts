@@ -21,6 +21,14 @@ import { type LocalState, readState, updateState } from './state.ts';
 import { StatusCollector } from './status.ts';
 import { localTarget } from './target.ts';
 
+/**
+ * Invocations the offline run's emulated SQS event sources run at once per queue. Lambda scales a queue's
+ * event source to many (up to `settings.<queue>.maxConcurrency`); one would be kinder than AWS (no two
+ * scorers folding the same series, no two s3-triggers on parts of one file); two keep the races on a
+ * two-core machine.
+ */
+export const OFFLINE_POLLERS_PER_QUEUE = 2;
+
 /** How often the offline dashboard samples the pipeline's state. */
 export const DASHBOARD_SAMPLE_MS = 5000;
 
@@ -118,6 +126,9 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
       functionName,
       functionTimeoutSeconds: timeoutSeconds,
       ...(visibility ? { visibilityTimeoutSeconds: visibility } : {}),
+      // Lambda runs several invocations of a queue's function at once (up to its maximum concurrency): so
+      // does the offline run, if fewer, so that what concurrent invocations race on is raced on here too.
+      concurrency: Math.min(OFFLINE_POLLERS_PER_QUEUE, settings[which].maxConcurrency),
       logger: prefixed(logger, functionName),
     });
 
