@@ -137,6 +137,13 @@ export class PulseStack extends Stack {
           expiration: Duration.days(settings.staging.expireDays),
           noncurrentVersionExpiration: Duration.days(settings.staging.noncurrentExpireDays),
         },
+        {
+          // A stale rejects segment (written again by a later attempt) is deleted, which in this versioned
+          // bucket only hides it behind a delete marker: its data goes after this many days.
+          id: 'rejects-noncurrent',
+          prefix: settings.bucket.rejectsPrefix,
+          noncurrentVersionExpiration: Duration.days(settings.bucket.rejectsNoncurrentDays),
+        },
       ],
       ...(this.accessLogs
         ? { serverAccessLogsBucket: this.accessLogs, serverAccessLogsPrefix: 'ingest/' }

@@ -31,6 +31,11 @@ export const settings = {
      * prefix: the bucket notifies only under that one, so a staged object never triggers ingestion.
      */
     stagingPrefix: 'staging/',
+    /**
+     * Days the data of a deleted rejects object (a stale segment an earlier attempt left) is kept as a
+     * noncurrent version of the versioned bucket before S3 removes it.
+     */
+    rejectsNoncurrentDays: 7,
     /** What s3-trigger reads (named in the reason an object of another type is skipped with). */
     suffixes: [...FILE_SUFFIXES, ...FILE_SUFFIXES.map((s) => `${s}.gz`)],
     /** Parts of a multipart upload never completed are removed after this many days. */

@@ -200,6 +200,12 @@ describe('ingest bucket', () => {
           NoncurrentVersionExpiration: { NoncurrentDays: settings.staging.noncurrentExpireDays },
           Status: 'Enabled',
         },
+        {
+          Id: 'rejects-noncurrent',
+          Prefix: settings.bucket.rejectsPrefix,
+          NoncurrentVersionExpiration: { NoncurrentDays: settings.bucket.rejectsNoncurrentDays },
+          Status: 'Enabled',
+        },
       ]),
     });
   });
