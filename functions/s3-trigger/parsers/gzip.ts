@@ -3,13 +3,9 @@ import { InflationLimitError, MalformedFileError, PulseError } from '../../../sh
 import { settings } from '../../../shared/settings.ts';
 import { asBuffer } from './bytes.ts';
 
-/** How far a compressed stream may inflate (defaults: `settings.limits`). */
-export interface InflationLimits {
-  /** Decompressed bytes allowed per compressed byte. */
-  readonly maxInflationRatio: number;
-  /** Decompressed bytes always allowed, however small the compressed stream. */
-  readonly minInflatedBytesAllowed: number;
-}
+import type { InflationLimits } from './types.ts';
+
+export type { InflationLimits };
 
 /** Compressed bytes fed to zlib at once: keeps the inflater's writes short (each is a thread-pool round trip). */
 const FEED_BYTES = 16 * 1024;
