@@ -73,7 +73,7 @@ export async function* parseParquetBatches(
   const io = guardReads(file);
   const metadata = await readMetadata(io);
   const columns = topLevelColumns(io, metadata);
-  const file_ = {
+  const parquetFile = {
     metadata,
     decoding: decoderMetadata(metadata),
     inflation: opts.inflation ?? settings.limits,
@@ -83,7 +83,7 @@ export async function* parseParquetBatches(
     for (const group of groupsOf(metadata)) {
       if (group.index < (opts.fromRowGroup ?? 0)) continue;
       if (opts.toRowGroup !== undefined && group.index >= opts.toRowGroup) break;
-      const chunks = await readRowGroup(io, file_, group, columns, decoder);
+      const chunks = await readRowGroup(io, parquetFile, group, columns, decoder);
       const cursors = columns.map(
         ({ name, convert }) => new ColumnCursor(name, chunks.get(name) ?? [], convert),
       );
@@ -288,6 +288,8 @@ async function readRowGroup(
     });
     for (const chunk of decoded) chunks.get(chunk.columnName)?.push(chunk);
   } catch (err) {
+    // Errors of reading the file itself stay as they are (retryable).
+    if (typeof err === 'object' && err !== null && io.ioErrors.has(err)) throw err;
     // A page that inflates past what its header declares (the decoder's own error: it has no row group).
     if (err instanceof InflationLimitError && err.location.row === undefined) {
       throw new InflationLimitError(`Parquet row group ${group.index}: ${err.reason}`, where);
@@ -800,7 +802,14 @@ class ColumnCursor {
   /** The converted value at absolute row `row` (see {@link at}); throws `ParquetValueError` to reject it. */
   value(row: number): unknown {
     const v = this.at(row);
-    return this.#convert === undefined ? v : this.#convert(v);
+    if (this.#convert === undefined) return v;
+    try {
+      return this.#convert(v);
+    } catch (err) {
+      // A value of a shape its type does not have is this row's problem, not a reason to retry the file.
+      if (err instanceof ParquetValueError) throw err;
+      throw new ParquetValueError(`column "${this.name}": ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
 
   /** The value at absolute row `row`; rows must be asked for in increasing order. */
