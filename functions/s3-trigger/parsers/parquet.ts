@@ -808,7 +808,9 @@ class ColumnCursor {
     } catch (err) {
       // A value of a shape its type does not have is this row's problem, not a reason to retry the file.
       if (err instanceof ParquetValueError) throw err;
-      throw new ParquetValueError(`column "${this.name}": ${err instanceof Error ? err.message : String(err)}`);
+      throw new ParquetValueError(
+        `column "${this.name}": ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
   }
 
