@@ -26,6 +26,7 @@ import {
   startS3CountingProxy,
   writeCsvFile,
 } from './lib.ts';
+import { benchParquet, formatParquet, type ParquetCodecResult } from './parquet.ts';
 import {
   benchEndToEnd,
   benchFanOut,
@@ -124,6 +125,10 @@ async function main(): Promise<void> {
       'CSV parser candidates (own process): cases, then best of 3 on the 10 MB file and its quoted variant',
     );
     const csvCandidates = await candidatesInChild();
+    log(
+      'Parquet: a Snappy and a ZSTD file of the same 1,000,000 rows, read by the parser (decoder process included)',
+    );
+    const parquet = await benchParquet();
 
     /** Serves a local file as an object and runs the bundled ingest child on it (`extra`: fan-out, part). */
     const serveAndIngest = (path: string, size: number, key: string) => {
@@ -214,6 +219,7 @@ async function main(): Promise<void> {
         },
         fan_out: fanOut,
       },
+      s3_parquet: parquet,
       scorer,
       bundles,
       csv_candidates: csvCandidates,
@@ -374,6 +380,7 @@ type Results = {
   };
   cost?: { per_million_records: { packed: { usd: { total: number } } } };
   bundles: Record<string, BundleResult>;
+  s3_parquet: ParquetCodecResult[];
 };
 
 interface Target {
@@ -547,6 +554,8 @@ function printTable(
       ],
     ]),
   );
+  out.push('\nS3 Parquet (parsers/parquet.ts from memory, decoder process included)');
+  out.push(formatParquet(r.s3_parquet));
   out.push('\nScorer (real handler; DynamoDB and S3 on moto through counting proxies)');
   out.push(
     table([

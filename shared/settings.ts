@@ -8,7 +8,8 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 
 /**
- * File suffixes s3-trigger reads, each also gzip-compressed (`.csv.gz`, ...), in any letter case. The bucket
+ * File suffixes s3-trigger reads, each also gzip- or zstd-compressed (`.csv.gz`, `.csv.zst`, ...), in any
+ * letter case. The bucket
  * notifies on every object under the incoming prefix, whatever its name: an object of another type is
  * recorded in the ledger as SKIPPED with the reason, rather than never being seen.
  */
@@ -37,7 +38,11 @@ export const settings = {
      */
     rejectsNoncurrentDays: 7,
     /** What s3-trigger reads (named in the reason an object of another type is skipped with). */
-    suffixes: [...FILE_SUFFIXES, ...FILE_SUFFIXES.map((s) => `${s}.gz`)],
+    suffixes: [
+      ...FILE_SUFFIXES,
+      ...FILE_SUFFIXES.map((s) => `${s}.gz`),
+      ...FILE_SUFFIXES.map((s) => `${s}.zst`),
+    ],
     /** Parts of a multipart upload never completed are removed after this many days. */
     abortIncompleteMultipartUploadDays: 7,
     /** The bucket's server access logs (in their own bucket) are kept this many days. */

@@ -79,9 +79,22 @@ function taskMessage(kind: 'continue' | 'part', task: FileTask & { readonly etag
   );
 }
 
-/** S3 URL-encodes keys in notifications, with `+` for a space. */
+/**
+ * S3 URL-encodes keys in notifications, with `+` for a space. A key whose `%` escapes S3 would never write
+ * (a `%` without two hex digits, bytes that are not UTF-8) throws InvalidMessageError: the event did not
+ * come from S3 as it is, and no object can be named by it.
+ */
 export function decodeS3Key(key: string): string {
-  return decodeURIComponent(key.replace(/\+/g, ' '));
+  try {
+    return decodeURIComponent(key.replace(/\+/g, ' '));
+  } catch (err) {
+    throw new InvalidMessageError(
+      `file event key is not URL-encoded as S3 encodes it: ${JSON.stringify(key)}`,
+      {
+        cause: err,
+      },
+    );
+  }
 }
 
 export function stripQuotes(etag: string): string {

@@ -35,7 +35,7 @@ export type PartPlan =
 
 /** Whether an object of this format and size is worth planning a split for. */
 export function splittable(format: DetectedFormat, size: number | undefined, opts: FanOutOptions): boolean {
-  if (format.gzip || size === undefined || size < opts.minBytes) return false;
+  if (format.compression || size === undefined || size < opts.minBytes) return false;
   return format.format === 'csv' || format.format === 'ndjson' || format.format === 'parquet';
 }
 
@@ -77,8 +77,8 @@ export async function planParts(
     return { split: false, reason: `${format.format} is read from the start only` };
   }
   const object = await openObjectStream(s3, file);
-  if (object.contentEncoding === 'gzip') {
-    return { split: false, reason: 'the object is stored with Content-Encoding gzip' };
+  if (object.contentEncoding === 'gzip' || object.contentEncoding === 'zstd') {
+    return { split: false, reason: `the object is stored with Content-Encoding ${object.contentEncoding}` };
   }
   const targets: number[] = [];
   for (let t = each; t < size; t += each) targets.push(t);

@@ -352,7 +352,7 @@ async function readAndSend(
       ? { prefix: stagingPrefix(file), objectBytes: stagingOpts.objectBytes, objects: 0 }
       : undefined);
   /** What the records are read from: the staged copy is the file's bytes uncompressed. */
-  const readFormat: DetectedFormat = staging ? { format: format.format, gzip: false } : format;
+  const readFormat: DetectedFormat = staging ? { format: format.format } : format;
   // A checkpoint left by an earlier attempt: everything before it is sent and quarantined already.
   let resumedFrom: Checkpoint | undefined = claim.checkpoint;
   if (resumedFrom && !canResume(readFormat, resumedFrom)) {
@@ -369,7 +369,7 @@ async function readAndSend(
   logger.info(part !== undefined ? 'Part claimed' : 'File claimed', {
     attempt: claim.attempt,
     format: format.format,
-    gzip: format.gzip,
+    ...(format.compression ? { compression: format.compression } : {}),
     size,
     ...(range ? { range } : {}),
     ...(resumedFrom ? { resumedFrom } : {}),
@@ -424,7 +424,7 @@ async function readAndSend(
       return new NoProgressError(
         `attempt ${claim.attempt} of ${maxAttempts} ran out of time after parsing ${work.redone} records again ` +
           `to reach its checkpoint (row ${resumedFrom?.row ?? 0}) and ${work.fresh} past it (${share}): a ` +
-          `${format.gzip ? 'gzip ' : ''}${format.format} file this long cannot be resumed from a record ` +
+          `${format.compression ? `${format.compression} ` : ''}${format.format} file this long cannot be resumed from a record ` +
           'checkpoint within one invocation',
       );
     }

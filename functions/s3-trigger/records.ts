@@ -5,8 +5,8 @@ import { settings } from '../../shared/settings.ts';
 import { REQUIRED_FIELDS } from '../../shared/signal.ts';
 import { csvHeaderLength } from './parsers/csv.ts';
 import { useParseThread } from './parsers/csv-thread.ts';
-import { gunzipBounded, type TrailingData, trailingDataReason } from './parsers/gzip.ts';
-import { type DetectedFormat, parseTextBatches } from './parsers/index.ts';
+import { type TrailingData, trailingDataReason } from './parsers/gzip.ts';
+import { compressionOf, type DetectedFormat, decompressBounded, parseTextBatches } from './parsers/index.ts';
 import { asyncBufferFromFile, parseParquetBatches } from './parsers/parquet.ts';
 import type { ParsedRecord, RecordBatches } from './parsers/types.ts';
 import {
@@ -26,10 +26,11 @@ import {
  * - `byte` — uncompressed CSV and NDJSON: the byte offset where the next record starts. CSV reads its
  *   header again (ranged GETs of the first bytes until the header record ends) and then the rest from the
  *   offset; NDJSON reads from the offset.
- * - `rowGroup` — Parquet (gzip-compressed too): the next row group; the ones before it are not decoded.
- * - `record` — JSON, and a gzip text file read directly: the number of records already parsed; they are
- *   parsed again and skipped without being normalised or sent (`ReadSpan.onSkip` runs meanwhile). A large
- *   gzip CSV/NDJSON file is read from its staged copy instead (`staging.ts`), which resumes by `byte`.
+ * - `rowGroup` — Parquet (compressed whole too): the next row group; the ones before it are not decoded.
+ * - `record` — JSON, and a compressed (gzip, zstd) text file read directly: the number of records already
+ *   parsed; they are parsed again and skipped without being normalised or sent (`ReadSpan.onSkip` runs
+ *   meanwhile). A large compressed CSV/NDJSON file is read from its staged copy instead (`staging.ts`),
+ *   which resumes by `byte`.
  * Row numbers (and so signal ids) and record positions are always those of a read from the start.
  */
 
@@ -46,7 +47,7 @@ export interface ResumePoint {
 /** How a file of this format is checkpointed (`contentEncoding`: the object's Content-Encoding). */
 export function checkpointKind(format: DetectedFormat, contentEncoding?: string): CheckpointKind {
   if (format.format === 'parquet') return 'rowGroup';
-  if (format.gzip || contentEncoding === 'gzip' || format.format === 'json') return 'record';
+  if (compressionOf(format, contentEncoding) || format.format === 'json') return 'record';
   return 'byte';
 }
 
@@ -60,7 +61,7 @@ export interface OpenedRecords {
   readonly batches: RecordBatches;
   readonly kind: CheckpointKind;
   /**
-   * What was found in the file besides its records and is not one (bytes after the end of a gzip
+   * What was found in the file besides its records and is not one (bytes after the end of a gzip or zstd
    * stream), each with why it was left out: filled as the file is read, complete once `batches` ends.
    */
   readonly leftOut: readonly string[];
@@ -118,7 +119,7 @@ export async function openRecords(
   // A staged copy's stream held these besides its data: whoever reads to its end reports them.
   const toEnd = endByte === undefined || (size !== undefined && endByte >= size);
   const stagedLeftOut = file.staged && toEnd ? [...(file.staged.leftOut ?? [])] : [];
-  if (format.format === 'parquet' && !format.gzip && size !== undefined) {
+  if (format.format === 'parquet' && !format.compression && size !== undefined) {
     const batches = parseParquetBatches(s3AsyncBuffer(s3, file, size, onBytes), { ...opts, ...fromRowGroup });
     return { batches: skip(batches, skipping, onSkip), kind: 'rowGroup', leftOut: [] };
   }
@@ -133,8 +134,9 @@ export async function openRecords(
   let bytes: AsyncIterable<Buffer> = counted(object.body, onBytes);
   const compressedSize = object.contentLength ?? size;
   const leftOut: string[] = stagedLeftOut;
-  if (format.gzip || object.contentEncoding === 'gzip') {
-    bytes = gunzipBounded(bytes, compressedSize, settings.limits, (trailing) => {
+  const compression = compressionOf(format, object.contentEncoding);
+  if (compression) {
+    bytes = decompressBounded(compression, bytes, compressedSize, settings.limits, (trailing) => {
       leftOut.push(leftOutReason(trailing));
     });
   }
@@ -155,7 +157,7 @@ export async function openRecords(
   };
 }
 
-/** Why bytes after the end of a gzip stream are not read, as the file's reject without a row says it. */
+/** Why bytes after the end of a gzip or zstd stream are not read, as the file's reject without a row says it. */
 export function leftOutReason(trailing: TrailingData): string {
   return `${trailingDataReason(trailing)}: left out; every record before it was read`;
 }

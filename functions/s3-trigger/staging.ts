@@ -3,26 +3,25 @@ import { DeleteObjectsCommand, PutObjectCommand, type S3Client } from '@aws-sdk/
 import { MalformedFileError } from '../../shared/errors.ts';
 import type { Staging } from '../../shared/ledger.ts';
 import { settings } from '../../shared/settings.ts';
-import { gunzipBounded } from './parsers/gzip.ts';
-import type { DetectedFormat } from './parsers/index.ts';
+import { type DetectedFormat, decompressBounded, detectFormat } from './parsers/index.ts';
 import { leftOutReason } from './records.ts';
 import { counted, type ObjectVersion, openObjectStream, stagedObjectKey } from './source.ts';
 
 /**
- * Staging: a large gzip file is inflated once into staged objects, which are then read as the file's
+ * Staging: a large compressed (gzip or zstd) file is inflated once into staged objects, which are then read as the file's
  * uncompressed bytes: byte checkpoints instead of record checkpoints (a continuation starts where the last
  * one stopped instead of inflating and parsing everything before it again), and fan-out into parts like any
  * large uncompressed file. Row numbers, and so signal ids (`s3://bucket/key@etag#row`), are those of a read
- * of the gzip file itself: the staged bytes are exactly the bytes it inflates to.
+ * of the compressed file itself: the staged bytes are exactly the bytes it inflates to.
  *
- * A gzip stream cannot be resumed part way, but staging can, at a staged object: each object is complete
+ * A compressed stream cannot be resumed part way, but staging can, at a staged object: each object is complete
  * before the ledger records it, and an attempt that goes on inflates the stream from its start again and
  * drops the bytes of the objects already staged (inflating runs at hundreds of MB/s; parsing, which it
  * replaces, at about ten).
  */
 
 export interface StagingOptions {
-  /** gzip objects at least this large (compressed) are staged. */
+  /** Compressed objects at least this large (compressed) are staged. */
   readonly minBytes: number;
   /** Inflated bytes per staged object. */
   readonly objectBytes: number;
@@ -30,7 +29,7 @@ export interface StagingOptions {
 
 /** Whether an object of this format and (compressed) size is read from a staged copy. */
 export function stageable(format: DetectedFormat, size: number | undefined, opts: StagingOptions): boolean {
-  if (!format.gzip || size === undefined || size < opts.minBytes) return false;
+  if (!format.compression || size === undefined || size < opts.minBytes) return false;
   return format.format === 'csv' || format.format === 'ndjson';
 }
 
@@ -62,7 +61,7 @@ export interface StageHooks {
 const PACE_BYTES = 4 * 1024 * 1024;
 
 /**
- * Stages `file` (a gzip object) from where `from` left off: inflates it from its start, drops the bytes of
+ * Stages `file` (a gzip or zstd object, as its key says) from where `from` left off: inflates it from its start, drops the bytes of
  * the objects already staged, and writes the rest in objects of `from.objectBytes`, recording each. Returns
  * the staging once the whole stream is staged (`size` set), or undefined when it stopped because the time
  * ran out (`hooks.outOfTime`). A stream that fails as malformed (corrupt or truncated data, past the
@@ -80,7 +79,8 @@ export async function stageObject(
   const skipUntil = from.objects * each;
   const object = await openObjectStream(s3, file);
   const leftOut: string[] = [];
-  const inflated = gunzipBounded(
+  const inflated = decompressBounded(
+    detectFormat(file.key)?.compression ?? 'gzip',
     counted(object.body, hooks.onBytes),
     object.contentLength ?? size,
     settings.limits,

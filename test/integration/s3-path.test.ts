@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { gzipSync } from 'node:zlib';
+import { readFileSync } from 'node:fs';
+import { gzipSync, zstdCompressSync } from 'node:zlib';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { parquetWriteBuffer } from 'hyparquet-writer';
@@ -103,6 +104,46 @@ describe('S3 path (moto)', () => {
     }
     expect((await item('incoming/f.json'))?.rejected).toBe(1);
     expect((await item('incoming/f.ndjson'))?.rejected).toBe(1);
+  });
+
+  it('ingests zstd text files, an object stored with Content-Encoding zstd, and Parquet of every codec', async () => {
+    // Prepare
+    p.start('fileEvents');
+    const rec = (i: number) => ({ name: 'wild', value: i, timestamp: '2024-06-01T00:00:00Z' });
+    const corpus = (name: string) =>
+      readFileSync(new URL(`../fixtures/parquet/corpus/${name}`, import.meta.url));
+    const files: [string, string | Buffer, number, string?][] = [
+      ['incoming/w.csv.zst', zstdCompressSync('name,value,timestamp\nwild,1,1700000000000\nwild,x,1\n'), 1],
+      [
+        'incoming/w.ndjson.zst',
+        zstdCompressSync(`${JSON.stringify(rec(2))}\n${JSON.stringify(rec(3))}\n`),
+        2,
+      ],
+      ['incoming/w.json.zst', zstdCompressSync(JSON.stringify([rec(4)])), 1],
+      ['incoming/w-encoded.csv', zstdCompressSync('name,value,timestamp\nwild,5,1700000000000\n'), 1, 'zstd'],
+      ...['zstd', 'gzip', 'brotli', 'lz4_raw', 'snappy'].map((codec): [string, Buffer, number] => [
+        `incoming/w-${codec}.parquet`,
+        corpus(`matrix-${codec}-dict-v2.parquet`),
+        500,
+      ]),
+    ];
+    // Act
+    for (const [key, body, , encoding] of files) {
+      await p.clients.s3.send(
+        new PutObjectCommand({
+          Bucket: p.names.bucket,
+          Key: key,
+          Body: body,
+          ...(encoding ? { ContentEncoding: encoding } : {}),
+        }),
+      );
+    }
+    // Assess
+    for (const [key, , records] of files) {
+      const i = await settled(key);
+      expect({ key, status: i.status, records: i.records }).toEqual({ key, status: 'SUCCESS', records });
+    }
+    expect((await item('incoming/w.csv.zst'))?.rejected).toBe(1);
   });
 
   it('hears of every object under incoming/: an upper-case REPORT.CSV is ingested, other types are SKIPPED with the reason', async () => {

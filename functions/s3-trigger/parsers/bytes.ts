@@ -125,6 +125,14 @@ export class Utf8StreamValidator {
   /** The value of the invalid byte found (its offset is what `push` or `end` returned). */
   badByte: number | undefined;
 
+  /**
+   * Bytes at the end of what was pushed so far that are not known to be UTF-8 yet: the start of a character
+   * the last chunk ended inside of (its next chunk says whether it is valid).
+   */
+  get pending(): number {
+    return this.#carry?.length ?? 0;
+  }
+
   /** Checks the next chunk; returns the stream offset of the first invalid byte, or -1. */
   push(chunk: Buffer): number {
     const base = this.#offset;

@@ -1,21 +1,20 @@
-import { crc32, createInflateRaw, inflateRawSync } from 'node:zlib';
+import type { Transform } from 'node:stream';
+import { crc32, createInflateRaw, inflateRawSync, type Zlib } from 'node:zlib';
 import { InflationLimitError, MalformedFileError, PulseError } from '../../../shared/errors.ts';
 import { settings } from '../../../shared/settings.ts';
 import { asBuffer } from './bytes.ts';
 
-/** How far a compressed stream may inflate (defaults: `settings.limits`). */
-export interface InflationLimits {
-  /** Decompressed bytes allowed per compressed byte. */
-  readonly maxInflationRatio: number;
-  /** Decompressed bytes always allowed, however small the compressed stream. */
-  readonly minInflatedBytesAllowed: number;
-}
+import type { InflationLimits } from './types.ts';
+
+export type { InflationLimits };
 
 /** Compressed bytes fed to zlib at once: keeps the inflater's writes short (each is a thread-pool round trip). */
 const FEED_BYTES = 16 * 1024;
 
-/** Bytes after the last gzip member that are neither another member nor zero padding. */
+/** Bytes after the last gzip member (or zstd frame) that are neither another one nor zero padding. */
 export interface TrailingData {
+  /** What the stream is, when not gzip. */
+  readonly coding?: 'zstd';
   /** Compressed-stream offset where they start. */
   readonly byteOffset: number;
   readonly bytes: number;
@@ -188,10 +187,11 @@ function malformed(reason: string, byteOffset: number): MalformedFileError {
 /** What trailing data is, in words (its first bytes in hex). */
 export function trailingDataReason(t: TrailingData): string {
   const what = t.bytes === 1 ? '1 byte' : `${t.bytes} bytes`;
-  return `gzip: ${what} after the end of the compressed data (from byte ${t.byteOffset}) ${t.bytes === 1 ? 'is' : 'are'} not gzip (${t.bytes > TRAILING_HEAD_BYTES ? 'starting ' : ''}hex ${t.head})`;
+  const coding = t.coding ?? 'gzip';
+  return `${coding}: ${what} after the end of the compressed data (from byte ${t.byteOffset}) ${t.bytes === 1 ? 'is' : 'are'} not ${coding} (${t.bytes > TRAILING_HEAD_BYTES ? 'starting ' : ''}hex ${t.head})`;
 }
 
-function trailingError(t: TrailingData): MalformedFileError {
+export function trailingError(t: TrailingData): MalformedFileError {
   return new MalformedFileError(trailingDataReason(t), { byteOffset: t.byteOffset });
 }
 
@@ -274,7 +274,7 @@ async function readHeader(input: ByteQueue, first: boolean): Promise<{ end: numb
 const MAX_HEADER_BYTES = 64 * 1024;
 
 /** The compressed bytes, taken a given number at a time, with what was taken too far put back. */
-class ByteQueue {
+export class ByteQueue {
   /** Stream offset of the next byte taken. */
   offset = 0;
   readonly #source: AsyncIterator<Uint8Array>;
@@ -392,12 +392,15 @@ class ByteQueue {
   }
 }
 
-/** One member's deflate data through zlib, its output kept with its CRC-32 and length. */
-class MemberInflater {
+/**
+ * One member's deflate data through zlib (or one zstd frame through `zlib.createZstdDecompress()`), its
+ * output kept with its CRC-32 and length.
+ */
+export class MemberInflater {
   crc = 0;
   size = 0;
   ended = false;
-  readonly #zlib = createInflateRaw();
+  readonly #zlib: Transform & Zlib;
   readonly #out: Buffer[] = [];
   #fed = 0;
   #failure: unknown;
@@ -405,7 +408,8 @@ class MemberInflater {
   #pending: { resolve: (unconsumed: number) => void; reject: (err: unknown) => void } | undefined;
   readonly #end: Promise<void>;
 
-  constructor() {
+  constructor(zlib: Transform & Zlib = createInflateRaw()) {
+    this.#zlib = zlib;
     // Flowing, never paused: every chunk zlib produces is kept before it reports an error (a zlib stream
     // that fails destroys itself with what it still held). The consumer's pace is kept by writing the next
     // piece only once the output so far is taken.

@@ -34,17 +34,29 @@ export async function* parseJsonBatches(
   let offset = 0;
   let utf8: Utf8StreamValidator | undefined;
   let doc: JsonDocument | undefined;
+  /**
+   * The start of a character the last piece ended inside of: given to the tokenizer only once the next
+   * piece shows it valid, so that a bad byte is reported as not UTF-8 whatever the chunking (the tokenizer
+   * would otherwise fail on it first, as a syntax error, when it follows a number or a literal).
+   */
+  let held: Buffer | undefined;
 
   for await (const piece of stripBom(source, (n) => {
     offset += n;
   })) {
     utf8 ??= new Utf8StreamValidator(offset);
     const bad = utf8.push(piece);
-    let input = bad === -1 ? piece : piece.subarray(0, Math.max(0, bad - offset));
+    /** Stream offset of the first byte not given on yet. */
+    const start = offset - (held?.length ?? 0);
+    offset += piece.length;
+    const bytes = held !== undefined ? Buffer.concat([held, piece]) : piece;
+    // Given on: the bytes known to be UTF-8, up to the first bad byte or to a character the piece ends in.
+    const known = bad !== -1 ? bad - start : bytes.length - utf8.pending;
+    held = bad === -1 && known < bytes.length ? Buffer.from(bytes.subarray(known)) : undefined;
+    let input = bytes.subarray(0, Math.max(0, known));
     if (doc === undefined) {
       const first = firstNonWhitespace(input);
       if (first === -1) {
-        offset += piece.length;
         if (bad !== -1) throw invalidUtf8(bad, utf8.badByte);
         continue;
       }
@@ -52,13 +64,12 @@ export async function* parseJsonBatches(
       if (b !== OPEN_BRACKET && b !== OPEN_BRACE) {
         throw new MalformedFileError(
           `JSON file must hold an array of objects or one object, found ${describeByte(b)}`,
-          { byteOffset: offset + first },
+          { byteOffset: start + first },
         );
       }
-      doc = new JsonDocument(b === OPEN_BRACKET ? 'array' : 'object', offset + first, max);
+      doc = new JsonDocument(b === OPEN_BRACKET ? 'array' : 'object', start + first, max);
       input = input.subarray(first);
     }
-    offset += piece.length;
     if (input.length > 0) {
       const err = doc.write(input);
       const records = doc.take();

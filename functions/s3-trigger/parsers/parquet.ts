@@ -15,10 +15,25 @@ import {
 // The page-header reader hyparquet decodes with, so the checks below see exactly what the decoder will see.
 // hyparquet's package exports its `src/*.js` modules; this one is not re-exported from the index.
 import { parquetHeader } from 'hyparquet/src/column.js';
-import { MalformedFileError } from '../../../shared/errors.ts';
+import { InflationLimitError, MalformedFileError, UnsupportedFormatError } from '../../../shared/errors.ts';
 import { settings } from '../../../shared/settings.ts';
+import { PAGE_DECOMPRESSORS, PAGE_EXPANSION, PAGE_SLACK_BYTES, unreadableCodec } from './parquet-codecs.ts';
+import {
+  columnConverter,
+  DECODER_PARSERS,
+  decoderMetadata,
+  ParquetValueError,
+  setOwn,
+  type ValueConverter,
+} from './parquet-values.ts';
 import { canRunModuleFile } from './runnable.ts';
-import { eachRecord, type ParquetDecoderLimits, type ParsedRecord, type ParserOptions } from './types.ts';
+import {
+  eachRecord,
+  type InflationLimits,
+  type ParquetDecoderLimits,
+  type ParsedRecord,
+  type ParserOptions,
+} from './types.ts';
 
 /** One row group: 0-based, half-open row range `[rowStart, rowEnd)` in the file. */
 export interface ParquetRowGroup {
@@ -32,10 +47,14 @@ export interface ParquetRowGroup {
  * together, decoded into columns, and rows are built from them as they are consumed).
  * `row` is the 1-based row number in the file.
  *
- * Values: INT64 becomes a number when it is a safe integer, else its decimal string; timestamps and dates
- * stay `Date`; strings stay strings, binary stays `Uint8Array`; lists and structs keep their shape with
- * the same conversions inside. A file that is not Parquet or is corrupt throws {@link MalformedFileError};
- * errors from reading `file` itself (network, throttling) pass through unchanged, so they stay retryable.
+ * Values are converted by type as `parquet-values.ts` says (exact decimals, timestamps of every unit as
+ * `Date`, unannotated bytes as text or base64, ...); a value that cannot be kept (an instant no `Date`
+ * holds, a STRING that is not UTF-8) rejects its row with the reason. Pages of every codec Parquet has but
+ * LZO are read (`parquet-codecs.ts`). A file that is not Parquet or is corrupt throws
+ * {@link MalformedFileError}; one whose pages would inflate past `opts.inflation` (a compression bomb)
+ * throws {@link InflationLimitError}; an encrypted file, or one of a codec not read, throws
+ * {@link UnsupportedFormatError}. Errors from reading `file` itself (network, throttling) pass through
+ * unchanged, so they stay retryable.
  * `opts.maxRecordBytes` is not used: a row cannot outgrow the row group holding it. `opts.fromRowGroup`
  * starts at that row group (a checkpoint), `opts.toRowGroup` stops before that one (a part); with `opts.positions`, each row carries its `rowGroup`.
  */
@@ -53,21 +72,27 @@ export async function* parseParquetBatches(
 ): AsyncGenerator<ParsedRecord[]> {
   const io = guardReads(file);
   const metadata = await readMetadata(io);
-  const columns = columnNames(io, metadata);
+  const columns = topLevelColumns(io, metadata);
+  const parquetFile = {
+    metadata,
+    decoding: decoderMetadata(metadata),
+    inflation: opts.inflation ?? settings.limits,
+  };
   const decoder = new RowGroupDecoder(opts.parquetDecoder ?? settings.limits.parquetDecoder);
   try {
     for (const group of groupsOf(metadata)) {
       if (group.index < (opts.fromRowGroup ?? 0)) continue;
       if (opts.toRowGroup !== undefined && group.index >= opts.toRowGroup) break;
-      const chunks = await readRowGroup(io, metadata, group, columns, decoder);
-      const cursors = columns.map((name) => new ColumnCursor(name, chunks.get(name) ?? []));
+      const chunks = await readRowGroup(io, parquetFile, group, columns, decoder);
+      const cursors = columns.map(
+        ({ name, convert }) => new ColumnCursor(name, chunks.get(name) ?? [], convert),
+      );
       for (let start = group.rowStart; start < group.rowEnd; start += ROWS_PER_BATCH) {
         const end = Math.min(group.rowEnd, start + ROWS_PER_BATCH);
         const batch: ParsedRecord[] = [];
         for (let r = start; r < end; r++) {
-          const data: Record<string, unknown> = {};
-          for (const cursor of cursors) setOwn(data, cursor.name, convert(cursor.at(r)));
-          batch.push(opts.positions ? { row: r + 1, data, rowGroup: group.index } : { row: r + 1, data });
+          const where = opts.positions ? { row: r + 1, rowGroup: group.index } : { row: r + 1 };
+          batch.push(readRow(cursors, r, where));
         }
         yield batch;
       }
@@ -75,6 +100,22 @@ export async function* parseParquetBatches(
   } finally {
     await decoder.close();
   }
+}
+
+/** Row `r` (0-based) from the columns' cursors, or its reject when one of its values cannot be kept. */
+function readRow(
+  cursors: readonly ColumnCursor[],
+  r: number,
+  where: { readonly row: number; readonly rowGroup?: number },
+): ParsedRecord {
+  const data: Record<string, unknown> = {};
+  try {
+    for (const cursor of cursors) setOwn(data, cursor.name, cursor.value(r));
+  } catch (err) {
+    if (err instanceof ParquetValueError) return { ...where, error: err.message };
+    throw err;
+  }
+  return { ...where, data };
 }
 
 /** The row groups of a Parquet file, for checkpoints and fan-out (reads only the footer). */
@@ -141,20 +182,69 @@ function rethrow(io: GuardedBuffer, err: unknown, what: string, row?: number): n
   });
 }
 
+/** Parquet's magic at both ends of a file whose footer is encrypted (Parquet Modular Encryption). */
+const ENCRYPTED_FOOTER_MAGIC = 'PARE';
+
+const NOT_DECRYPTED =
+  'Pulse Ingest does not decrypt Parquet files (no keys are configured): write the file without encryption';
+
 async function readMetadata(io: GuardedBuffer): Promise<FileMetaData> {
   if (io.byteLength < 12) {
     throw new MalformedFileError(`Parquet file is too short to be Parquet (${io.byteLength} bytes)`);
   }
+  let metadata: FileMetaData;
   try {
-    return await parquetMetadataAsync(io);
+    metadata = await parquetMetadataAsync(io);
   } catch (err) {
+    if (typeof err === 'object' && err !== null && io.ioErrors.has(err)) throw err;
+    const tail = new Uint8Array(await io.slice(io.byteLength - 4, io.byteLength));
+    if (new TextDecoder().decode(tail) === ENCRYPTED_FOOTER_MAGIC) {
+      throw new UnsupportedFormatError(
+        `Parquet file is encrypted (its footer is, "PARE"): ${NOT_DECRYPTED}`,
+        {
+          cause: err,
+        },
+      );
+    }
     rethrow(io, err, 'file is not readable');
+  }
+  checkReadable(metadata);
+  return metadata;
+}
+
+/**
+ * Fails a file whose column chunks are encrypted (a plaintext footer still names them) or compressed with a
+ * codec that is not read, before anything is decoded: such a file is not corrupt, and says why it is not read.
+ */
+function checkReadable(metadata: FileMetaData): void {
+  for (const [index, group] of metadata.row_groups.entries()) {
+    for (const chunk of group.columns) {
+      const column = chunk.meta_data?.path_in_schema?.join('.') ?? '?';
+      if (chunk.crypto_metadata !== undefined || chunk.encrypted_column_metadata !== undefined) {
+        throw new UnsupportedFormatError(
+          `Parquet file is encrypted (column "${column}" is, under a plaintext footer): ${NOT_DECRYPTED}`,
+        );
+      }
+      const unreadable = chunk.meta_data && unreadableCodec(chunk.meta_data.codec);
+      if (unreadable !== undefined) {
+        throw new UnsupportedFormatError(`Parquet row group ${index}, column "${column}": ${unreadable}`);
+      }
+    }
   }
 }
 
-function columnNames(io: GuardedBuffer, metadata: FileMetaData): string[] {
+/** A top-level column: its name, and what its values are turned into. */
+interface TopLevelColumn {
+  readonly name: string;
+  readonly convert: ValueConverter | undefined;
+}
+
+function topLevelColumns(io: GuardedBuffer, metadata: FileMetaData): TopLevelColumn[] {
   try {
-    return parquetSchema(metadata).children.map((c) => c.element.name);
+    return parquetSchema(metadata).children.map((c) => ({
+      name: c.element.name,
+      convert: columnConverter(c),
+    }));
   } catch (err) {
     rethrow(io, err, 'schema is not readable');
   }
@@ -178,17 +268,18 @@ function groupsOf(metadata: FileMetaData): ParquetRowGroup[] {
  */
 async function readRowGroup(
   io: GuardedBuffer,
-  metadata: FileMetaData,
+  file: ParquetFile,
   group: ParquetRowGroup,
-  columns: readonly string[],
+  columns: readonly TopLevelColumn[],
   decoder: RowGroupDecoder,
 ): Promise<Map<string, ColumnData[]>> {
-  const chunks = new Map<string, ColumnData[]>(columns.map((c) => [c, []]));
+  const chunks = new Map<string, ColumnData[]>(columns.map((c) => [c.name, []]));
   if (group.rowEnd === group.rowStart) return chunks;
+  const where = { row: group.rowStart + 1 };
   try {
-    const { ranges } = await fetchColumnChunks(io, metadata, group);
+    const { ranges } = await fetchColumnChunks(io, file, group);
     const decoded = await decoder.decode({
-      metadata,
+      metadata: file.decoding,
       byteLength: io.byteLength,
       ranges,
       rowStart: group.rowStart,
@@ -197,9 +288,36 @@ async function readRowGroup(
     });
     for (const chunk of decoded) chunks.get(chunk.columnName)?.push(chunk);
   } catch (err) {
+    // Errors of reading the file itself stay as they are (retryable).
+    if (typeof err === 'object' && err !== null && io.ioErrors.has(err)) throw err;
+    // A page that inflates past what its header declares (the decoder's own error: it has no row group).
+    if (err instanceof InflationLimitError && err.location.row === undefined) {
+      throw new InflationLimitError(`Parquet row group ${group.index}: ${err.reason}`, where);
+    }
+    if (err instanceof UnsupportedFormatError) throw err;
+    // hyparquet's "unsupported encoding", "file_path not supported": a valid file of what is not read.
+    if (
+      err instanceof Error &&
+      !(err instanceof MalformedFileError) &&
+      /\b(unsupported|not supported)\b/i.test(err.message)
+    ) {
+      throw new UnsupportedFormatError(
+        `Parquet row group ${group.index} holds what Pulse Ingest does not read: ${err.message}`,
+        { cause: err },
+      );
+    }
     rethrow(io, err, `row group ${group.index} is corrupt`, group.rowStart + 1);
   }
   return chunks;
+}
+
+/** What reading a file's row groups needs besides its bytes. */
+interface ParquetFile {
+  readonly metadata: FileMetaData;
+  /** The metadata the decoder reads pages with (see `decoderMetadata`). */
+  readonly decoding: FileMetaData;
+  /** How far a row group's pages may inflate in all. */
+  readonly inflation: InflationLimits;
 }
 
 /** The bytes of one row group's column chunks, and what to decode from them. */
@@ -212,7 +330,8 @@ interface DecodeRequest {
   readonly index: number;
 }
 
-type DecodeReply = { readonly chunks: ColumnData[] } | { readonly error: string };
+/** The decoder's answer: the columns, or its error's message and the name of its class. */
+type DecodeReply = { readonly chunks: ColumnData[] } | { readonly error: string; readonly name: string };
 
 /** Decodes a row group from bytes already fetched (hyparquet; synchronous inside, whatever the input). */
 async function decodeRowGroup(req: DecodeRequest): Promise<ColumnData[]> {
@@ -222,11 +341,27 @@ async function decodeRowGroup(req: DecodeRequest): Promise<ColumnData[]> {
     metadata: req.metadata,
     rowStart: req.rowStart,
     rowEnd: req.rowEnd,
+    compressors: PAGE_DECOMPRESSORS,
+    // Bytes are turned into text or base64 by their column's type (parquet-values.ts), not all into text.
+    utf8: false,
+    parsers: DECODER_PARSERS,
     onChunk: (chunk) => {
       decoded.push(chunk);
     },
   });
   return decoded;
+}
+
+/** A decoder error's reply, and the error it stands for on the parent's side (its class kept). */
+function errorReply(err: unknown): DecodeReply {
+  if (err instanceof MalformedFileError) return { error: err.reason, name: err.name };
+  return { error: err instanceof Error ? err.message : String(err), name: 'Error' };
+}
+
+function replyError(reply: { readonly error: string; readonly name: string }): Error {
+  if (reply.name === 'InflationLimitError') return new InflationLimitError(reply.error);
+  if (reply.name === 'UnsupportedFormatError') return new UnsupportedFormatError(reply.error);
+  return new Error(reply.error);
 }
 
 /** The argument that tells the process this module starts that it is the row-group decoder. */
@@ -239,8 +374,7 @@ if (process.argv.includes(DECODER_ARG) && typeof process.send === 'function') {
   process.on('message', (req: DecodeRequest) => {
     decodeRowGroup(req).then(
       (chunks) => process.send?.({ chunks } satisfies DecoderMessage),
-      (err: unknown) =>
-        process.send?.({ error: err instanceof Error ? err.message : String(err) } satisfies DecoderMessage),
+      (err: unknown) => process.send?.(errorReply(err) satisfies DecoderMessage),
     );
   });
   // Its parent gone (ended, or killed), the decoder has nothing left to do.
@@ -308,7 +442,7 @@ class RowGroupDecoder {
       const onMessage = (reply: DecoderMessage) => {
         if ('ready' in reply) return;
         done();
-        if ('error' in reply) reject(new Error(reply.error));
+        if ('error' in reply) reject(replyError(reply));
         else resolve(reply.chunks);
       };
       const onExit = (code: number | null, signal: string | null) =>
@@ -401,9 +535,10 @@ interface FetchedRange {
 /** Fetches a row group's column chunks (nearby ones in one read) and checks each one's pages. */
 async function fetchColumnChunks(
   io: GuardedBuffer,
-  metadata: FileMetaData,
+  file: ParquetFile,
   group: ParquetRowGroup,
 ): Promise<{ ranges: FetchedRange[] }> {
+  const { metadata } = file;
   const spans = columnChunkSpans(io, metadata, group);
   const sorted = [...spans].sort((a, b) => a.start - b.start);
   const ranges: Array<{ start: number; end: number; bytes?: Uint8Array }> = [];
@@ -426,10 +561,30 @@ async function fetchColumnChunks(
   const inMemory = (start: number, end: number) =>
     ranges.find((r) => r.start <= start && end <= r.end) as { start: number; bytes: Uint8Array } | undefined;
   const schema = parquetSchema(metadata);
+  let compressed = 0;
+  let inflated = 0;
   for (const span of spans) {
     const r = inMemory(span.start, span.end);
     if (r === undefined) throw new Error('unreachable: every column chunk was fetched');
-    checkColumnChunk(r.bytes.subarray(span.start - r.start, span.end - r.start), span, schema, group);
+    inflated += checkColumnChunk(
+      r.bytes.subarray(span.start - r.start, span.end - r.start),
+      span,
+      schema,
+      group,
+    );
+    compressed += span.end - span.start;
+  }
+  // As for a gzip file: a row group may inflate to its ratio's worth of its compressed bytes, and to the
+  // minimum whatever its size. Each page's own bound (its codec's, in checkColumnChunk) cannot hold a
+  // compression bomb alone: ZSTD and Brotli pages may honestly declare thousands of times their size.
+  const { maxInflationRatio, minInflatedBytesAllowed } = file.inflation;
+  const bound = Math.max(maxInflationRatio * compressed, minInflatedBytesAllowed);
+  if (inflated > bound) {
+    throw new InflationLimitError(
+      `Parquet row group ${group.index}: its pages declare ${inflated} bytes uncompressed from ${compressed} ` +
+        `compressed, past ${bound} (at most ${maxInflationRatio}× or ${minInflatedBytesAllowed} bytes allowed)`,
+      { row: group.rowStart + 1 },
+    );
   }
   return { ranges: ranges as FetchedRange[] };
 }
@@ -482,25 +637,21 @@ function toCount(value: unknown): number | undefined {
 }
 
 /**
- * Snappy, the one codec hyparquet decompresses itself, turns a 3-byte copy into at most 64 bytes. A page
- * header claiming a larger ratio is corrupt, and would have hyparquet allocate its claimed size up front.
- */
-const MAX_SNAPPY_RATIO = 22;
-
-/**
  * Walks the page headers of one column chunk and rejects what hyparquet would decode without checking:
  * sizes, counts and level lengths that are missing, not integers, negative, or more than the chunk and its
  * row group allow. hyparquet (1.31 to 1.33) trusts them, and a corrupt one can send it into a synchronous
  * loop that never returns (a missing `repetition_levels_byte_length` makes it read the same byte forever),
  * which no timer can interrupt: the Lambda would run to its timeout and leave the file in limbo. Checked
- * here, such a file fails with a {@link MalformedFileError} naming the row group, column and page.
+ * here, such a file fails with a {@link MalformedFileError} naming the row group, column and page. A page
+ * may declare at most what its codec can inflate its bytes to (`PAGE_EXPANSION`): more is corrupt, and
+ * would have the decoder allocate that much up front. Returns the bytes the pages declare uncompressed.
  */
 function checkColumnChunk(
   bytes: Uint8Array,
   span: ChunkSpan,
   schema: SchemaTree,
   group: ParquetRowGroup,
-): void {
+): number {
   const fail = (message: string, at: number) =>
     new MalformedFileError(
       `Parquet row group ${group.index}, column "${span.column}", at byte ${span.start + at}: ${message}`,
@@ -519,9 +670,12 @@ function checkColumnChunk(
   if (!repeated && expected !== rows) {
     throw fail(`the column chunk holds ${expected} values for ${rows} rows`, 0);
   }
+  const codec = span.meta.codec;
+  const expansion = PAGE_EXPANSION[codec as keyof typeof PAGE_EXPANSION] ?? 1;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let offset = 0;
   let values = 0;
+  let inflated = 0;
   // Like hyparquet, a last lone byte is not taken for a page.
   while (offset < bytes.length - 1) {
     const reader = { view, offset };
@@ -549,9 +703,10 @@ function checkColumnChunk(
         offset,
       );
     }
-    if (uncompressed > MAX_SNAPPY_RATIO * compressed + 64) {
-      throw fail(`a ${compressed}-byte page cannot hold ${uncompressed} bytes uncompressed`, offset);
+    if (uncompressed > expansion * compressed + PAGE_SLACK_BYTES) {
+      throw fail(`a ${compressed}-byte ${codec} page cannot hold ${uncompressed} bytes uncompressed`, offset);
     }
+    inflated += uncompressed;
     const problem = checkPageHeader(header, compressed, uncompressed);
     if (problem !== undefined) throw fail(problem, offset);
     values += dataValues(header);
@@ -560,6 +715,7 @@ function checkColumnChunk(
     }
     offset = body + compressed;
   }
+  return inflated;
 }
 
 /** What is wrong with a page header's counts, or undefined. Sizes are already checked. */
@@ -634,11 +790,28 @@ function isRepeated(schema: SchemaTree, path: readonly string[]): boolean | unde
 class ColumnCursor {
   readonly name: string;
   readonly #chunks: readonly ColumnData[];
+  readonly #convert: ValueConverter | undefined;
   #i = 0;
 
-  constructor(name: string, chunks: readonly ColumnData[]) {
+  constructor(name: string, chunks: readonly ColumnData[], convert: ValueConverter | undefined) {
     this.name = name;
     this.#chunks = [...chunks].sort((a, b) => a.rowStart - b.rowStart);
+    this.#convert = convert;
+  }
+
+  /** The converted value at absolute row `row` (see {@link at}); throws `ParquetValueError` to reject it. */
+  value(row: number): unknown {
+    const v = this.at(row);
+    if (this.#convert === undefined) return v;
+    try {
+      return this.#convert(v);
+    } catch (err) {
+      // A value of a shape its type does not have is this row's problem, not a reason to retry the file.
+      if (err instanceof ParquetValueError) throw err;
+      throw new ParquetValueError(
+        `column "${this.name}": ${err instanceof Error ? err.message : String(err)}`,
+      );
+    }
   }
 
   /** The value at absolute row `row`; rows must be asked for in increasing order. */
@@ -652,47 +825,4 @@ class ColumnCursor {
     }
     return chunk.columnData[row - chunk.rowStart];
   }
-}
-
-const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-
-/** `obj[key] = value`, except that a key named `__proto__` becomes an own property too. */
-function setOwn(obj: Record<string, unknown>, key: string, value: unknown): void {
-  if (key === '__proto__') {
-    Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
-  } else {
-    obj[key] = value;
-  }
-}
-
-/** Makes a decoded value safe to pass on: bigints become numbers (or strings past 2^53), recursively. */
-export function convert(value: unknown): unknown {
-  if (typeof value === 'bigint') {
-    return value >= MIN_SAFE && value <= MAX_SAFE ? Number(value) : value.toString();
-  }
-  if (typeof value !== 'object' || value === null) return value;
-  if (Array.isArray(value)) {
-    let out: unknown[] | undefined;
-    for (let i = 0; i < value.length; i++) {
-      const v = value[i];
-      const c = convert(v);
-      if (c !== v) {
-        out ??= value.slice();
-        out[i] = c;
-      }
-    }
-    return out ?? value;
-  }
-  const proto = Object.getPrototypeOf(value);
-  if (proto !== Object.prototype && proto !== null) return value; // Date, Uint8Array, ...
-  let out: Record<string, unknown> | undefined;
-  for (const [k, v] of Object.entries(value)) {
-    const c = convert(v);
-    if (c !== v) {
-      out ??= { ...(value as Record<string, unknown>) };
-      setOwn(out, k, c);
-    }
-  }
-  return out ?? value;
 }

@@ -62,6 +62,16 @@ export interface ParserOptions {
   readonly toRowGroup?: number;
   /** Parquet: the decoder's limits. @default settings.limits.parquetDecoder */
   readonly parquetDecoder?: ParquetDecoderLimits;
+  /** Parquet: how far a row group's pages may inflate in all. @default settings.limits */
+  readonly inflation?: InflationLimits;
+}
+
+/** How far compressed data may inflate (defaults: `settings.limits`). */
+export interface InflationLimits {
+  /** Decompressed bytes allowed per compressed byte. */
+  readonly maxInflationRatio: number;
+  /** Decompressed bytes always allowed, however small the compressed data. */
+  readonly minInflatedBytesAllowed: number;
 }
 
 /** How long, and with how much memory, one Parquet row group may take to decode. */

@@ -83,4 +83,20 @@ describe('parseFileEvents', () => {
     expect(() => parseFileEvents('{oops')).toThrow(InvalidMessageError);
     expect(() => parseFileEvents(JSON.stringify({ hello: 'world' }))).toThrow(/neither an S3 notification/);
   });
+
+  it.each([
+    ['a % not followed by two hex digits', 'incoming/100%.csv'],
+    ['a truncated escape', 'incoming/a%2.csv'],
+    ['an escape that is not UTF-8', 'incoming/caf%E9.csv'],
+  ])('throws InvalidMessageError, naming the key, for %s in the event key', (_what, key) => {
+    // Prepare: S3 escapes every % it sends; a key like these comes from something else writing events.
+    const body = notification(key);
+
+    // Act
+    const act = () => parseFileEvents(body);
+
+    // Assess
+    expect(act).toThrow(InvalidMessageError);
+    expect(act).toThrow(`file event key is not URL-encoded as S3 encodes it: ${JSON.stringify(key)}`);
+  });
 });

@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { gzipSync } from 'node:zlib';
+import { gzipSync, zstdCompressSync } from 'node:zlib';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { sdkStreamMixin } from '@smithy/core/serde';
@@ -16,6 +16,12 @@ const task = (key: string) => ({ bucket: 'b', key, etag: 'e1', size: 100, versio
 const body = (data: string | Buffer) => ({ Body: sdkStreamMixin(Readable.from([Buffer.from(data)])) });
 const CSV =
   'name,value,timestamp,host\r\ncpu,1,2024-01-01T00:00:00Z,a\r\ncpu,oops,2024-01-01T00:00:01Z,b\r\ncpu,3,1704067202,c\r\n';
+/** CSV's rows as JSON records. */
+const ROWS = [
+  { name: 'cpu', value: 1, timestamp: '2024-01-01T00:00:00Z', host: 'a' },
+  { name: 'cpu', value: 'oops', timestamp: '2024-01-01T00:00:01Z', host: 'b' },
+  { name: 'cpu', value: 3, timestamp: 1704067202, host: 'c' },
+];
 
 describe('ingestFile', () => {
   const s3 = mockClient(S3Client);
@@ -142,6 +148,61 @@ describe('ingestFile', () => {
       expect({ ContentEncoding, status: out.status }).toEqual({ ContentEncoding, status: 'SUCCESS' });
       expect(sentSignals()).toHaveLength(2);
     }
+  });
+
+  it.each([
+    ['incoming/a.csv.zst', CSV],
+    ['incoming/a.ndjson.zst', `${ROWS.map((r) => JSON.stringify(r)).join('\n')}\n`],
+    ['incoming/a.json.zst', JSON.stringify(ROWS)],
+  ])('reads a zstd-compressed %s', async (key, text) => {
+    // Prepare
+    s3.on(GetObjectCommand).resolves(body(zstdCompressSync(text)));
+    const ledger = fakeLedger();
+
+    // Act
+    const out = await ingestFile(task(key), deps(ledger));
+
+    // Assess
+    expect(out.status).toBe('SUCCESS');
+    expect(sentSignals().map((s) => [s.name, s.value])).toEqual([
+      ['cpu', 1],
+      ['cpu', 3],
+    ]);
+    expect(ledger.succeed).toHaveBeenCalledWith(
+      expect.anything(),
+      'w1',
+      expect.objectContaining({ records: 2, rejected: 1 }),
+    );
+  });
+
+  it('reads a plain-named object stored with Content-Encoding zstd (in any letter case)', async () => {
+    for (const ContentEncoding of ['zstd', 'ZSTD']) {
+      // Prepare
+      sqs.resetHistory();
+      s3.on(GetObjectCommand).resolves({ ...body(zstdCompressSync(CSV)), ContentEncoding });
+
+      // Act
+      const out = await ingestFile(task('incoming/a.csv'), deps(fakeLedger()));
+
+      // Assess
+      expect({ ContentEncoding, status: out.status }).toEqual({ ContentEncoding, status: 'SUCCESS' });
+      expect(sentSignals()).toHaveLength(2);
+    }
+  });
+
+  it('ends a truncated .csv.zst FAILED as truncated, not as an empty file', async () => {
+    // Prepare: Node's zstd decoder alone would read nothing and say nothing
+    const z = zstdCompressSync(CSV);
+    s3.on(GetObjectCommand).resolves(body(z.subarray(0, z.length - 4)));
+
+    // Act
+    const out = await ingestFile(task('incoming/a.csv.zst'), deps(fakeLedger()));
+
+    // Assess
+    expect(out.status).toBe('FAILED');
+    expect(out.status === 'FAILED' && out.error).toMatch(
+      /^MalformedFileError: zstd: the file ends inside the/,
+    );
   });
 
   it('skips a duplicate event for a version already ingested, sending nothing', async () => {

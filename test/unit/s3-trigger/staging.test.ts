@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync, zstdCompressSync } from 'node:zlib';
 import { DeleteObjectsCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { sdkStreamMixin } from '@smithy/core/serde';
@@ -166,6 +166,31 @@ describe('staging a gzip file', () => {
     ]);
     // Each object is on S3 before the ledger hears of it, and nothing is written before that.
     for (const r of recorded) expect(r.puts).toBe(r.staging.objects);
+  });
+
+  it('stages a zstd file (several frames) as its key says, into exactly the bytes it decompresses to', async () => {
+    // Prepare
+    const text = Buffer.from(csvText());
+    const half = text.length >> 1;
+    const object = Buffer.concat([
+      zstdCompressSync(text.subarray(0, half)),
+      zstdCompressSync(text.subarray(half)),
+    ]);
+    const zst = { ...file, key: 'incoming/big.csv.zst' };
+    store.set(zst.key, object);
+
+    // Act
+    const done = await stageObject(
+      new S3Client({ region: 'us-east-1' }),
+      zst,
+      object.length,
+      { prefix: stagingPrefix(zst), objectBytes: 7000, objects: 0 },
+      { onBytes: () => {}, pace: async () => {}, staged: async () => {}, outOfTime: () => false },
+    );
+
+    // Assess
+    expect(done).toMatchObject({ objects: Math.ceil(text.length / 7000), size: text.length });
+    expect(Buffer.concat(staged().map((k) => store.get(k) as Buffer))).toEqual(text);
   });
 
   it('resumes after its last staged object: inflates again from the start, drops what is staged, writes only the rest', async () => {

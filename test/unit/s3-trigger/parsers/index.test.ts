@@ -5,19 +5,24 @@ import { collect, OPTS, source } from './helpers.ts';
 
 describe('detectFormat', () => {
   it.each([
-    ['incoming/a.csv', { format: 'csv', gzip: false }],
-    ['incoming/a.json', { format: 'json', gzip: false }],
-    ['incoming/a.ndjson', { format: 'ndjson', gzip: false }],
-    ['incoming/a.jsonl', { format: 'ndjson', gzip: false }],
-    ['incoming/a.parquet', { format: 'parquet', gzip: false }],
-    ['incoming/a.csv.gz', { format: 'csv', gzip: true }],
-    ['incoming/a.json.gz', { format: 'json', gzip: true }],
-    ['incoming/a.ndjson.gz', { format: 'ndjson', gzip: true }],
-    ['incoming/a.jsonl.gz', { format: 'ndjson', gzip: true }],
-    ['incoming/a.parquet.gz', { format: 'parquet', gzip: true }],
-    ['incoming/REPORT.CSV', { format: 'csv', gzip: false }],
-    ['incoming/Data.JsonL.GZ', { format: 'ndjson', gzip: true }],
-    ['incoming/archive.2024.json', { format: 'json', gzip: false }],
+    ['incoming/a.csv', { format: 'csv' }],
+    ['incoming/a.json', { format: 'json' }],
+    ['incoming/a.ndjson', { format: 'ndjson' }],
+    ['incoming/a.jsonl', { format: 'ndjson' }],
+    ['incoming/a.parquet', { format: 'parquet' }],
+    ['incoming/a.csv.gz', { format: 'csv', compression: 'gzip' }],
+    ['incoming/a.json.gz', { format: 'json', compression: 'gzip' }],
+    ['incoming/a.ndjson.gz', { format: 'ndjson', compression: 'gzip' }],
+    ['incoming/a.jsonl.gz', { format: 'ndjson', compression: 'gzip' }],
+    ['incoming/a.parquet.gz', { format: 'parquet', compression: 'gzip' }],
+    ['incoming/REPORT.CSV', { format: 'csv' }],
+    ['incoming/Data.JsonL.GZ', { format: 'ndjson', compression: 'gzip' }],
+    ['incoming/archive.2024.json', { format: 'json' }],
+    ['incoming/a.csv.zst', { format: 'csv', compression: 'zstd' }],
+    ['incoming/a.json.zst', { format: 'json', compression: 'zstd' }],
+    ['incoming/a.ndjson.zst', { format: 'ndjson', compression: 'zstd' }],
+    ['incoming/Data.JSONL.ZST', { format: 'ndjson', compression: 'zstd' }],
+    ['incoming/a.parquet.zst', { format: 'parquet', compression: 'zstd' }],
   ])('reads %s as %o', (key, expected) => {
     // Act
     const detected = detectFormat(key);
@@ -29,6 +34,8 @@ describe('detectFormat', () => {
   it.each([
     ['incoming/a.txt'],
     ['incoming/a.gz'],
+    ['incoming/a.zst'],
+    ['incoming/a.csv.zst.gz'],
     ['incoming/a.tar.gz'],
     ['incoming/a.csv.bak'],
     ['incoming/a.csv.zip'],

@@ -224,6 +224,32 @@ describe('parseJson', () => {
     },
   );
 
+  it.each([
+    ['right after a number', '[{"a":"€"}, {"a":12', '}]'],
+    ['right after a literal', '[{"a":"€"}, {"a":true', '}]'],
+    ['as the first byte', '', '[]'],
+  ])(
+    'fails on a lead byte not followed by its continuation %s as not UTF-8, whatever the chunking',
+    async (_name, before, after) => {
+      // Prepare: C3 starts a two-byte character, and 28 cannot continue it. With a read chunk ending right
+      // after C3, the byte was given to the tokenizer before its character was known to be bad.
+      const bytes = Buffer.concat([Buffer.from(before), Buffer.from([0xc3, 0x28]), Buffer.from(after)]);
+      const byteOffset = Buffer.byteLength(before);
+
+      for (const { name, chunks } of chunkings(bytes)) {
+        // Act
+        const { error } = await drain(parseJson(source(chunks), OPTS));
+
+        // Assess
+        expect(error?.message, name).toBe(
+          'JSON is not valid UTF-8 (byte C3; text saved as Latin-1 or Windows-1252 has such bytes: save it as UTF-8)' +
+            ` (at byte ${byteOffset})`,
+        );
+        expect(locationOf(error), name).toEqual({ byteOffset });
+      }
+    },
+  );
+
   it('keeps a "__proto__" key as data', async () => {
     // Act
     const [record] = await collect(parse('[{"__proto__":{"x":1},"a":2}]'));

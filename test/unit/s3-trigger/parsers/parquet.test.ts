@@ -8,10 +8,10 @@ import { parquetWriteBuffer } from 'hyparquet-writer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   asyncBufferFromFile,
-  convert,
   parquetRowGroups,
   parseParquet,
 } from '../../../../functions/s3-trigger/parsers/parquet.ts';
+import { bigintsToNumbers } from '../../../../functions/s3-trigger/parsers/parquet-values.ts';
 import type { ParquetDecoderLimits } from '../../../../functions/s3-trigger/parsers/types.ts';
 import { MalformedFileError } from '../../../../shared/errors.ts';
 import { collect, drain, OPTS } from './helpers.ts';
@@ -144,7 +144,7 @@ describe('parseParquet', () => {
     const bytes = new Uint8Array([1, 2]);
 
     // Act
-    const out = convert({ a: [1n, { b: 2n ** 63n - 1n }], date, bytes, s: 'x', n: null });
+    const out = bigintsToNumbers({ a: [1n, { b: 2n ** 63n - 1n }], date, bytes, s: 'x', n: null });
 
     // Assess
     expect(out).toEqual({ a: [1, { b: '9223372036854775807' }], date, bytes, s: 'x', n: null });
