@@ -12,14 +12,14 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { DOC_TRANSLATE_CONFIG } from '#shared/clients.ts';
+import { limitHeapGrowth } from '#shared/heap.ts';
+import { Ledger } from '#shared/ledger.ts';
+import { createObservability } from '#shared/observability.ts';
+import { settings } from '#shared/settings.ts';
+import { SQS_CLIENT_OPTIONS } from '#shared/sqs-protocol.ts';
 import type { FanOutOptions } from '../functions/s3-trigger/fan-out.ts';
 import { ingestFile } from '../functions/s3-trigger/ingest.ts';
-import { DOC_TRANSLATE_CONFIG } from '../shared/clients.ts';
-import { limitHeapGrowth } from '../shared/heap.ts';
-import { Ledger } from '../shared/ledger.ts';
-import { createObservability } from '../shared/observability.ts';
-import { settings } from '../shared/settings.ts';
-import { SQS_CLIENT_OPTIONS } from '../shared/sqs-protocol.ts';
 import { countRequests, sum } from './lib.ts';
 
 export interface ChildInput {

@@ -6,7 +6,7 @@ import { Schedule, ScheduleExpression } from 'aws-cdk-lib/aws-scheduler';
 import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
 import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
-import { settings } from '../shared/settings.ts';
+import { settings } from '#shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
 
 /** Environment variables of the ledger sweep (shared/config.ts loadSweepConfig reads them). */

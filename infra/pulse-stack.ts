@@ -22,7 +22,7 @@ import {
 import { type IQueue, Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { NagSuppressions } from 'cdk-nag';
 import type { Construct } from 'constructs';
-import { pendingScoresExpirationDays, settings, visibilityTimeoutFor } from '../shared/settings.ts';
+import { pendingScoresExpirationDays, settings, visibilityTimeoutFor } from '#shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
 import { SECURE_BUCKET, SECURE_TABLE } from './constructs/secure-defaults.ts';
 import { LedgerSweep } from './ledger-sweep.ts';

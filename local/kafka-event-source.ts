@@ -11,8 +11,8 @@ import {
   type LogEntry,
   logLevel,
 } from 'kafkajs';
+import { type KafkaPollerMode, kafkaRetryPolicy, settings } from '#shared/settings.ts';
 import type { KafkaEvent, KafkaEventRecord } from '../functions/kafka-consumer/events.ts';
-import { type KafkaPollerMode, kafkaRetryPolicy, settings } from '../shared/settings.ts';
 import { LOCAL_REGION } from './clients.ts';
 import { LOCAL_ACCOUNT_ID, lambdaContext } from './lambda-context.ts';
 import { MAX_INVOCATION_PAYLOAD_BYTES } from './sqs-event-source.ts';

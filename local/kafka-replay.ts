@@ -16,12 +16,12 @@ import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { DeleteMessageCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { BatchGetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import * as z from 'zod';
+import { settings } from '#shared/settings.ts';
 import {
   describeOffsetRanges,
   type KafkaEvent,
   parseKafkaEvent,
 } from '../functions/kafka-consumer/events.ts';
-import { settings } from '../shared/settings.ts';
 import type { Target } from './target.ts';
 
 /** Runs the kafka-consumer on one stored event: the deployed function, or the handler offline. */

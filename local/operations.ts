@@ -18,10 +18,10 @@ import {
 } from '@aws-sdk/client-sqs';
 import { BatchGetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { Upload } from '@aws-sdk/lib-storage';
-import { type FileStatus, type LedgerItem, ledgerKey } from '../shared/ledger.ts';
-import { settings } from '../shared/settings.ts';
-import { readableMessageBody } from '../shared/signal.ts';
-import { sqsSafeJson } from '../shared/sqs-text.ts';
+import { type FileStatus, type LedgerItem, ledgerKey } from '#shared/ledger.ts';
+import { settings } from '#shared/settings.ts';
+import { readableMessageBody } from '#shared/signal.ts';
+import { sqsSafeJson } from '#shared/sqs-text.ts';
 import type { QueueName, Target } from './target.ts';
 
 // ---------------------------------------------------------------------------------------------- drop

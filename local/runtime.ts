@@ -8,7 +8,7 @@
 
 import type { Context } from 'aws-lambda';
 import { Kafka, logLevel } from 'kafkajs';
-import { settings, visibilityTimeoutFor } from '../shared/settings.ts';
+import { settings, visibilityTimeoutFor } from '#shared/settings.ts';
 import type { ProducerHealth } from './alarms.ts';
 import { destroyClients, LOCAL_CREDENTIALS, LOCAL_REGION, makeClients } from './clients.ts';
 import { startDashboard } from './dashboard.ts';

@@ -1,6 +1,6 @@
 import * as z from 'zod';
-import { InvalidMessageError } from '../../shared/errors.ts';
-import { sqsSafeJson } from '../../shared/sqs-text.ts';
+import { InvalidMessageError } from '#shared/errors.ts';
+import { sqsSafeJson } from '#shared/sqs-text.ts';
 
 /** One object version to ingest, from an S3 notification or a backfill message. */
 export interface FileTask {

@@ -1,5 +1,5 @@
 import type { S3Client } from '@aws-sdk/client-s3';
-import type { PartRange } from '../../shared/ledger.ts';
+import type { PartRange } from '#shared/ledger.ts';
 import type { DetectedFormat } from './parsers/index.ts';
 import { parquetRowGroups } from './parsers/parquet.ts';
 import { counted, type ObjectVersion, openObjectStream, s3AsyncBuffer } from './source.ts';

@@ -7,7 +7,7 @@ import {
   LeaseLostError,
   MalformedFileError,
   NoProgressError,
-} from '../../shared/errors.ts';
+} from '#shared/errors.ts';
 import {
   type Checkpoint,
   type ClaimMeta,
@@ -19,12 +19,12 @@ import {
   type Ledger,
   type SplitOutcome,
   type Staging,
-} from '../../shared/ledger.ts';
-import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/observability.ts';
-import { deleteStaleSegments, QuarantineWriter, rejectsKey, segmentKey } from '../../shared/quarantine.ts';
-import { SignalSender } from '../../shared/sender.ts';
-import { settings } from '../../shared/settings.ts';
-import { normaliseEntry } from '../../shared/signal.ts';
+} from '#shared/ledger.ts';
+import { type Logger, METRIC, type Metrics, MetricUnit } from '#shared/observability.ts';
+import { deleteStaleSegments, QuarantineWriter, rejectsKey, segmentKey } from '#shared/quarantine.ts';
+import { SignalSender } from '#shared/sender.ts';
+import { settings } from '#shared/settings.ts';
+import { normaliseEntry } from '#shared/signal.ts';
 import type { FileTask } from './events.ts';
 import { type FanOutOptions, planParts, splittable } from './fan-out.ts';
 import { type DetectedFormat, detectFormat } from './parsers/index.ts';

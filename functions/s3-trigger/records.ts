@@ -1,8 +1,8 @@
 import type { S3Client } from '@aws-sdk/client-s3';
-import { MalformedFileError } from '../../shared/errors.ts';
-import type { Checkpoint } from '../../shared/ledger.ts';
-import { settings } from '../../shared/settings.ts';
-import { REQUIRED_FIELDS } from '../../shared/signal.ts';
+import { MalformedFileError } from '#shared/errors.ts';
+import type { Checkpoint } from '#shared/ledger.ts';
+import { settings } from '#shared/settings.ts';
+import { REQUIRED_FIELDS } from '#shared/signal.ts';
 import { csvHeaderLength } from './parsers/csv.ts';
 import { useParseThread } from './parsers/csv-thread.ts';
 import { gunzipBounded, type TrailingData, trailingDataReason } from './parsers/gzip.ts';

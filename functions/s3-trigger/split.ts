@@ -1,5 +1,5 @@
-import { MalformedFileError } from '../../shared/errors.ts';
-import { settings } from '../../shared/settings.ts';
+import { MalformedFileError } from '#shared/errors.ts';
+import { settings } from '#shared/settings.ts';
 import { asBuffer, Utf8StreamValidator } from './parsers/bytes.ts';
 import { csvHeaderLength, parseCsv } from './parsers/csv.ts';
 

@@ -7,9 +7,9 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { BatchWriteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { TransientError } from '../../shared/errors.ts';
-import { settings } from '../../shared/settings.ts';
-import type { OriginKind } from '../../shared/signal.ts';
+import { TransientError } from '#shared/errors.ts';
+import { settings } from '#shared/settings.ts';
+import type { OriginKind } from '#shared/signal.ts';
 import { tokenDate } from './blocks.ts';
 import { seriesKey, sha256 } from './keys.ts';
 

@@ -1,5 +1,5 @@
 import { BatchGetCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { TransientError } from '../../shared/errors.ts';
+import { TransientError } from '#shared/errors.ts';
 import type { SeriesState } from './model.ts';
 
 /** BatchGetItem calls in flight at once. */

@@ -1,12 +1,12 @@
 import { SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import type { Context } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createObservability } from '#shared/observability.ts';
+import type { Signal } from '#shared/signal.ts';
 import { zScoreModel } from '../../functions/scorer/model.ts';
 import { type BatchResult, scoreBatch } from '../../functions/scorer/scorer.ts';
 import { lambdaContext } from '../../local/lambda-context.ts';
 import { uniquePrefix } from '../../local/names.ts';
-import { createObservability } from '../../shared/observability.ts';
-import type { Signal } from '../../shared/signal.ts';
 import { sqsEventFactory, sqsRecordFactory } from '../helpers/factories.ts';
 import { type Handler, setUpPipeline, waitFor } from '../integration/pipeline.ts';
 import { expectExactlyOnce, type Pipeline } from './invariants.ts';

@@ -1,9 +1,9 @@
 import { CopyObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { PurgeQueueCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { METRIC } from '#shared/observability.ts';
 import { sweepLedger } from '../../functions/s3-trigger/sweep.ts';
 import { uniquePrefix } from '../../local/names.ts';
-import { METRIC } from '../../shared/observability.ts';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
 import { quietObservability } from '../helpers/observability.ts';
 import { startS3TriggerWorkerVia, type Worker } from '../helpers/workers.ts';

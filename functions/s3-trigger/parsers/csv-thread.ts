@@ -1,9 +1,9 @@
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { lambdaMemoryMb } from '../../../shared/config.ts';
-import { type ErrorLocation, MalformedFileError, TransientError } from '../../../shared/errors.ts';
-import { settings } from '../../../shared/settings.ts';
+import { lambdaMemoryMb } from '#shared/config.ts';
+import { type ErrorLocation, MalformedFileError, TransientError } from '#shared/errors.ts';
+import { settings } from '#shared/settings.ts';
 import { asBuffer, pieces } from './bytes.ts';
 import { type CsvFieldBatch, type CsvHeader, csvFieldBatches, csvHeader } from './csv.ts';
 import { canRunModuleFile } from './runnable.ts';

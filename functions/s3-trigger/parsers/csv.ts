@@ -1,5 +1,5 @@
 import { type CsvError, type Options, Parser } from 'csv-parse';
-import { MalformedFileError } from '../../../shared/errors.ts';
+import { MalformedFileError } from '#shared/errors.ts';
 import { asBuffer, clipRaw, notUtf8Reason, pieces, Utf8StreamValidator } from './bytes.ts';
 import { csvFieldBatchesInThread } from './csv-thread.ts';
 import { eachRecord, type ParsedRecord, type ParserOptions } from './types.ts';

@@ -1,10 +1,10 @@
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { settings } from '#shared/settings.ts';
+import type { Signal } from '#shared/signal.ts';
 import { zScoreModel } from '../../../functions/scorer/model.ts';
 import { scoreBatch } from '../../../functions/scorer/scorer.ts';
 import { lookupSignal, scoreTotals } from '../../../local/scores.ts';
-import { settings } from '../../../shared/settings.ts';
-import type { Signal } from '../../../shared/signal.ts';
 import { mockableClients } from '../../helpers/clients.ts';
 import { quietObservability } from '../../helpers/observability.ts';
 import { ANOMALIES, fakeTarget, SCORES, SCORES_BUCKET } from '../../helpers/target.ts';

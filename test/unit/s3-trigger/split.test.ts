@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { MalformedFileError } from '#shared/errors.ts';
 import { csvHeaderLength, parseCsv } from '../../../functions/s3-trigger/parsers/csv.ts';
 import { parseNdjson } from '../../../functions/s3-trigger/parsers/ndjson.ts';
 import type { ParsedRecord } from '../../../functions/s3-trigger/parsers/types.ts';
@@ -11,7 +12,6 @@ import {
   type SplitPlan,
   type SplitPoint,
 } from '../../../functions/s3-trigger/split.ts';
-import { MalformedFileError } from '../../../shared/errors.ts';
 import { chunkings, collect, drain, source, split } from './parsers/helpers.ts';
 
 /**

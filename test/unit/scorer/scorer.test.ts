@@ -3,14 +3,14 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { BatchGetCommand, DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { PermanentError, TransientError } from '#shared/errors.ts';
+import { settings } from '#shared/settings.ts';
+import { deflateMessage, encodeSignal, type Origin, type Signal } from '#shared/signal.ts';
 import { Bitmap, decodeTokens } from '../../../functions/scorer/blocks.ts';
 import { blockKey, dedupeKey, seriesKey, streamIdOf, totalsKey } from '../../../functions/scorer/keys.ts';
 import { EMPTY_STATE, welford, zScoreModel } from '../../../functions/scorer/model.ts';
 import { decodeRecords, finalKey, pendingKey } from '../../../functions/scorer/score-store.ts';
 import { type ScorerDeps, scoreBatch } from '../../../functions/scorer/scorer.ts';
-import { PermanentError, TransientError } from '../../../shared/errors.ts';
-import { settings } from '../../../shared/settings.ts';
-import { deflateMessage, encodeSignal, type Origin, type Signal } from '../../../shared/signal.ts';
 import { quietObservability } from '../../helpers/observability.ts';
 import { FakeAws } from './fake-aws.ts';
 

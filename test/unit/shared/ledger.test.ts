@@ -13,8 +13,8 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LeaseLostError } from '../../../shared/errors.ts';
-import { type Checkpoint, Ledger, type LedgerItem, type PartRange } from '../../../shared/ledger.ts';
+import { LeaseLostError } from '#shared/errors.ts';
+import { type Checkpoint, Ledger, type LedgerItem, type PartRange } from '#shared/ledger.ts';
 
 const file = { bucket: 'b', key: 'incoming/a.csv', etag: 'e1' };
 const NOW = 1_700_000_000_000;

@@ -1,9 +1,9 @@
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PermanentError, SendFailedError } from '../../../shared/errors.ts';
-import { SignalSender } from '../../../shared/sender.ts';
-import { readableMessageBody, type Signal } from '../../../shared/signal.ts';
+import { PermanentError, SendFailedError } from '#shared/errors.ts';
+import { SignalSender } from '#shared/sender.ts';
+import { readableMessageBody, type Signal } from '#shared/signal.ts';
 import { decodeSignals } from '../../helpers/signals.ts';
 
 const origin = { kind: 's3' as const, ref: 's3://b/k@e' };

@@ -13,7 +13,7 @@ import {
   readSignalMessage,
   type Signal,
   signalEntry,
-} from '../../../shared/signal.ts';
+} from '#shared/signal.ts';
 
 const ctx = { origin: { kind: 's3' as const, ref: 's3://b/in/k.csv@e1#7' }, defaultSource: 'in/k.csv' };
 const ok = (r: unknown) => {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { MalformedFileError, TransientError } from '#shared/errors.ts';
 import { parseCsvBatches } from '../../../../functions/s3-trigger/parsers/csv.ts';
 import { terminateParseThread, useParseThread } from '../../../../functions/s3-trigger/parsers/csv-thread.ts';
 import type { ParsedRecord, ParserOptions } from '../../../../functions/s3-trigger/parsers/types.ts';
-import { MalformedFileError, TransientError } from '../../../../shared/errors.ts';
 import { drain, OPTS, prng, source, split } from './helpers.ts';
 
 const INLINE: ParserOptions = { ...OPTS, positions: true };
