@@ -74,7 +74,7 @@ describe('poison messages: DLQ after maxReceiveCount, redriven once fixed', () =
     const good = make('rdlq_good', 90);
     const poison = make('rdlq_poison', 20);
     const bodies = [good.slice(0, 30), good.slice(30, 60), poison, good.slice(60)].map((s) =>
-      JSON.stringify({ v: 1, origin: { kind: 'kafka', ref: 'rdlq' }, signals: s }),
+      JSON.stringify({ v: 3, origin: { kind: 'kafka', ref: 'rdlq' }, signals: s }),
     );
     broken.add('series');
     await p.clients.sqs.send(

@@ -32,7 +32,7 @@ function signals(tag: string, name: string, from: number, n: number): Signal[] {
     };
   });
 }
-const body = (s: Signal[]) => JSON.stringify({ v: 1, origin: { kind: 'kafka', ref: 'rel' }, signals: s });
+const body = (s: Signal[]) => JSON.stringify({ v: 3, origin: { kind: 'kafka', ref: 'rel' }, signals: s });
 
 /** Mean and population M2 of the values, computed directly. */
 function moments(values: number[]): { mean: number; m2: number } {

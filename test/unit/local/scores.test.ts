@@ -20,7 +20,7 @@ const signal = (ref: string, over: Partial<Signal> = {}): Signal => ({
   ...over,
 });
 const body = (signals: Signal[]) =>
-  JSON.stringify({ v: 1, origin: { kind: 's3', ref: 's3://b/k@e' }, signals });
+  JSON.stringify({ v: 3, origin: { kind: 's3', ref: 's3://b/k@e' }, signals });
 
 describe('pulse scores', () => {
   const clients = mockableClients();

@@ -112,7 +112,7 @@ describe('EMF metrics', () => {
       origin: { kind: 's3', ref: id },
     });
     const body = JSON.stringify({
-      v: 1,
+      v: 3,
       origin: { kind: 's3', ref: 'o' },
       signals: [signal('a'), signal('dup'), { bad: true }],
     });

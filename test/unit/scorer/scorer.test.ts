@@ -24,7 +24,7 @@ const signal = (i: number, over: Partial<Signal> = {}): Signal => ({
   origin: { kind: 's3', ref: `${FILE}#${i}` },
   ...over,
 });
-const body = (signals: unknown[]) => JSON.stringify({ v: 1, origin: { kind: 's3', ref: FILE }, signals });
+const body = (signals: unknown[]) => JSON.stringify({ v: 3, origin: { kind: 's3', ref: FILE }, signals });
 const block0 = blockKey(streamIdOf('s3', FILE), 0);
 
 // One mock per client class for the file: a second mockClient of the same class would undo the first.
@@ -409,7 +409,7 @@ describe('scoreBatch', () => {
     [
       '4 (deflated)',
       (origin: Origin) => {
-        const plain = JSON.stringify({ v: 1, origin, signals: [signal(1), signal(2, { id: 'own-2' })] });
+        const plain = JSON.stringify({ v: 3, origin, signals: [signal(1), signal(2, { id: 'own-2' })] });
         return deflateMessage(plain, origin, 2, 1);
       },
     ],
