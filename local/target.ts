@@ -9,7 +9,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { type AwsClients, DOC_TRANSLATE_CONFIG } from '#shared/clients.ts';
-import { OUTPUTS } from '../infra/pulse-stack.ts';
+import { OUTPUTS } from '#shared/contract.ts';
 import { destroyClients, makeClients } from './clients.ts';
 import { resourceNames } from './names.ts';
 import { type LocalState, readState } from './state.ts';

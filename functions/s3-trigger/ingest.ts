@@ -1,5 +1,6 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
+import { METRIC } from '#shared/contract.ts';
 import {
   describeError,
   FileBusyError,
@@ -20,7 +21,7 @@ import {
   type SplitOutcome,
   type Staging,
 } from '#shared/ledger.ts';
-import { type Logger, METRIC, type Metrics, MetricUnit } from '#shared/observability.ts';
+import { type Logger, type Metrics, MetricUnit } from '#shared/observability.ts';
 import { deleteStaleSegments, QuarantineWriter, rejectsKey, segmentKey } from '#shared/quarantine.ts';
 import { SignalSender } from '#shared/sender.ts';
 import { settings } from '#shared/settings.ts';

@@ -1,7 +1,8 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { type DynamoDBDocumentClient, QueryCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
+import { METRIC } from '#shared/contract.ts';
 import type { FileStatus, LedgerItem } from '#shared/ledger.ts';
-import { type Logger, METRIC, type Metrics, MetricUnit } from '#shared/observability.ts';
+import { type Logger, type Metrics, MetricUnit } from '#shared/observability.ts';
 import { settings } from '#shared/settings.ts';
 import { Canary, type CanaryCheck } from './canary.ts';
 

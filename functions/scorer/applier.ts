@@ -1,6 +1,7 @@
 import { PutCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { METRIC } from '#shared/contract.ts';
 import { PermanentError, TransientError } from '#shared/errors.ts';
-import { METRIC, MetricUnit } from '#shared/observability.ts';
+import { MetricUnit } from '#shared/observability.ts';
 import { settings } from '#shared/settings.ts';
 import { newToken } from './blocks.ts';
 import { itemSize } from './item-size.ts';

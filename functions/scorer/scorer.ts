@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { type Logger, METRIC, type Metrics, MetricUnit } from '#shared/observability.ts';
+import { METRIC } from '#shared/contract.ts';
+import { type Logger, type Metrics, MetricUnit } from '#shared/observability.ts';
 import { putRejects, type RejectEntry, rejectsKey } from '#shared/quarantine.ts';
 import { settings } from '#shared/settings.ts';
 import { expandSignals, parseSignal, readSignalMessage, type Signal } from '#shared/signal.ts';

@@ -1,8 +1,8 @@
 import { GetObjectCommand, PutBucketNotificationConfigurationCommand } from '@aws-sdk/client-s3';
 import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { METRIC } from '#shared/contract.ts';
 import { Ledger, ledgerKey } from '#shared/ledger.ts';
-import { METRIC } from '#shared/observability.ts';
 import { settings } from '#shared/settings.ts';
 import { type CanaryItem, canaryLedgerKey } from '../../functions/s3-trigger/canary.ts';
 import { type SweepOptions, sweepLedger } from '../../functions/s3-trigger/sweep.ts';

@@ -1,7 +1,7 @@
 import { CopyObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { PurgeQueueCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { METRIC } from '#shared/observability.ts';
+import { METRIC } from '#shared/contract.ts';
 import { sweepLedger } from '../../functions/s3-trigger/sweep.ts';
 import { uniquePrefix } from '../../local/names.ts';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';

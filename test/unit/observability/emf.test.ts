@@ -10,7 +10,7 @@ import {
 import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { METRIC } from '#shared/observability.ts';
+import { METRIC } from '#shared/contract.ts';
 import { settings } from '#shared/settings.ts';
 import { idKey } from '../../../functions/scorer/keys.ts';
 import {

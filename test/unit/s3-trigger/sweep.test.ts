@@ -2,7 +2,7 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBDocumentClient, GetCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { METRIC } from '#shared/observability.ts';
+import { METRIC } from '#shared/contract.ts';
 import { settings, visibilityTimeoutFor } from '#shared/settings.ts';
 import { canaryLedgerKey, checkCanary } from '../../../functions/s3-trigger/canary.ts';
 import { type SweepOptions, sweepLedger } from '../../../functions/s3-trigger/sweep.ts';
