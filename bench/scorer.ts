@@ -133,7 +133,12 @@ async function queueAsEvents(
   run: string,
 ): Promise<{ events: SQSEvent[]; messages: number }> {
   const q = resources.queues.signals;
-  const sender = new SignalSender(clients.sqs, q.url, { kind: 's3', ref: `s3://bench/incoming/${run}.csv` });
+  const sender = new SignalSender(
+    clients.sqs,
+    q.url,
+    { kind: 's3', ref: `s3://bench/incoming/${run}.csv` },
+    { maxMessageBytes: settings.signals.maxMessageBytes },
+  );
   for (const s of signals) await sender.add(s);
   await sender.flush();
   const records: SQSRecord[] = [];

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import * as z from 'zod';
 import { ENV, PLATFORM_ENV } from './contract.ts';
 import { ConfigError } from './errors.ts';
@@ -5,7 +6,8 @@ import { settings } from './settings.ts';
 
 /**
  * The one place that reads `process.env`. Each function loads its configuration once, at cold start,
- * and gets a typed object or a {@link ConfigError} naming the variable that is missing or wrong.
+ * and gets a typed object or a {@link ConfigError} naming the variable that is missing or wrong. Every
+ * default is applied here (see the rule in `shared/settings.ts`): the logic receives resolved values.
  */
 
 type Env = Record<string, string | undefined>;
@@ -52,9 +54,15 @@ const clientConfig = (c: { S3_FORCE_PATH_STYLE: boolean; PULSE_AWS_CALL_LOG?: st
 });
 
 /** The memory Lambda gives the running function, in MB (its runtime sets it); undefined off Lambda. */
-export function lambdaMemoryMb(env: Env = process.env): number | undefined {
+function lambdaMemoryMb(env: Env): number | undefined {
   const mb = Number(env[PLATFORM_ENV.lambdaMemory]);
   return mb > 0 ? mb : undefined;
+}
+
+/** The CPUs the function has: on Lambda one per `settings.lambda.mbPerVcpu` of memory, else the machine's. */
+function cpusOf(env: Env): number {
+  const mb = lambdaMemoryMb(env);
+  return mb !== undefined ? Math.floor(mb / settings.lambda.mbPerVcpu) : availableParallelism();
 }
 
 function parse<T extends z.ZodRawShape>(shape: T, env: Env): z.infer<z.ZodObject<T>> {
@@ -80,6 +88,15 @@ export interface ClientConfig {
   readonly awsCallLog?: string;
 }
 
+/** Whether the s3-trigger parses CSV on a thread of its own, and what `auto` weighs (parsers/csv-thread.ts). */
+export interface ParseThreadPolicy {
+  readonly mode: 'auto' | 'on' | 'off';
+  /** `auto`: objects of at least this many bytes. */
+  readonly minBytes: number;
+  /** `auto`: the CPUs the function has (on Lambda, from its memory); at least 2. */
+  readonly cpus: number;
+}
+
 export interface S3TriggerConfig extends ClientConfig {
   readonly signalsQueueUrl: string;
   readonly ledgerTable: string;
@@ -96,6 +113,8 @@ export interface S3TriggerConfig extends ClientConfig {
   readonly fanOut: { readonly minBytes: number; readonly partBytes: number; readonly maxParts: number };
   /** Staging of large gzip files (only with `fileEventsQueueUrl`): see settings.staging. */
   readonly staging: { readonly minBytes: number; readonly objectBytes: number };
+  /** CSV parsed on a thread of its own: see settings.functions.s3Trigger.parseThread. */
+  readonly parseThread: ParseThreadPolicy;
 }
 
 /** The environment variables the s3-trigger reads (with their defaults from settings). */
@@ -141,6 +160,11 @@ export function loadS3TriggerConfig(env: Env = process.env): S3TriggerConfig {
       maxParts: settings.fanOut.maxParts,
     },
     staging: { minBytes: c.STAGING_MIN_BYTES, objectBytes: c.STAGING_OBJECT_BYTES },
+    parseThread: {
+      mode: settings.functions.s3Trigger.parseThread,
+      minBytes: settings.functions.s3Trigger.parseThreadMinBytes,
+      cpus: cpusOf(env),
+    },
   };
 }
 
@@ -153,6 +177,10 @@ export interface SweepConfig extends ClientConfig {
   readonly processingStuckSeconds: number;
   readonly splitStuckSeconds: number;
   readonly canaryGraceSeconds: number;
+  /** Not deployed values: settings.sweep's, resolved here like the rest. */
+  readonly exhaustedLookbackHours: number;
+  readonly maxItemsPerStatus: number;
+  readonly pageSize: number;
 }
 
 /** The environment variables the ledger sweep reads (with their defaults from settings). */
@@ -180,6 +208,9 @@ export function loadSweepConfig(env: Env = process.env): SweepConfig {
     processingStuckSeconds: c.SWEEP_PROCESSING_STUCK_SECONDS,
     splitStuckSeconds: c.SWEEP_SPLIT_STUCK_SECONDS,
     canaryGraceSeconds: c.SWEEP_CANARY_GRACE_SECONDS,
+    exhaustedLookbackHours: settings.sweep.exhaustedLookbackHours,
+    maxItemsPerStatus: settings.sweep.maxItemsPerStatus,
+    pageSize: settings.sweep.pageSize,
   };
 }
 

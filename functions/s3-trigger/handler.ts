@@ -14,11 +14,14 @@ import { settings } from '#shared/settings.ts';
 import { isCanary, recordCanarySeen } from './canary.ts';
 import { continuationMessage, parseFileEvents, partMessage } from './events.ts';
 import { ingestFile } from './ingest.ts';
+import { parseThreadDecider } from './parsers/csv-thread.ts';
 
 limitHeapGrowth(settings.functions.s3Trigger.heapGrowingPercent);
 const config = loadS3TriggerConfig();
 const clients = createClients(config, 's3-trigger');
 const { logger, metrics } = createObservability('s3-trigger');
+/** Decided once: whether a CSV object of a given size is parsed on a thread of its own. */
+const csvOnThread = parseThreadDecider(config.parseThread);
 const ledger = new Ledger(clients.doc, config.ledgerTable, {
   leaseSeconds: config.leaseSeconds,
   maxAttempts: config.maxAttempts,
@@ -74,6 +77,7 @@ async function recordHandler(record: SQSRecord, context?: Context): Promise<void
         metrics,
         config,
         owner: `${record.messageId}/${randomUUID()}`,
+        csvOnThread,
         ...(context && continueLater
           ? { remainingMs: () => context.getRemainingTimeInMillis(), continueLater }
           : {}),

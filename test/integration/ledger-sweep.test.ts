@@ -31,6 +31,9 @@ describe('ledger sweep (moto)', () => {
       processingStuckSeconds: 30 * 60,
       splitStuckSeconds: 60 * 60,
       canaryGraceSeconds: 1,
+      exhaustedLookbackHours: settings.sweep.exhaustedLookbackHours,
+      maxItemsPerStatus: settings.sweep.maxItemsPerStatus,
+      pageSize: settings.sweep.pageSize,
     };
   });
   afterAll(async () => {

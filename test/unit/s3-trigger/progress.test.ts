@@ -9,6 +9,7 @@ import type { Checkpoint, Ledger } from '#shared/ledger.ts';
 import { settings } from '#shared/settings.ts';
 import { type IngestOutcome, ingestFile } from '../../../functions/s3-trigger/ingest.ts';
 import { madeProgress } from '../../../functions/s3-trigger/progress.ts';
+import { INGEST_DEFAULTS } from '../../helpers/ingest.ts';
 import { fakeLedger } from '../../helpers/ledger.ts';
 import { quietObservability } from '../../helpers/observability.ts';
 import { decodeSignals } from '../../helpers/signals.ts';
@@ -95,6 +96,7 @@ describe('hand-overs from a record checkpoint (gzip CSV)', () => {
         logger: obs.logger,
         metrics: obs.metrics,
         config: {
+          ...INGEST_DEFAULTS,
           signalsQueueUrl: 'q',
           quarantineBucket: 'qb',
           heartbeatSeconds: 0.05,

@@ -20,6 +20,9 @@ const config: SweepOptions = {
   processingStuckSeconds: 35 * 60,
   splitStuckSeconds: 60 * 60,
   canaryGraceSeconds: 15 * 60,
+  exhaustedLookbackHours: settings.sweep.exhaustedLookbackHours,
+  maxItemsPerStatus: settings.sweep.maxItemsPerStatus,
+  pageSize: settings.sweep.pageSize,
 };
 
 /** A ledger item of an object version as the status index returns it. */

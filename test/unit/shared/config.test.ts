@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { loadS3TriggerConfig, loadScorerConfig, loadSweepConfig } from '#shared/config.ts';
 import { ConfigError } from '#shared/errors.ts';
@@ -26,6 +27,9 @@ describe('config', () => {
       processingStuckSeconds: settings.sweep.processingStuckSeconds,
       splitStuckSeconds: 30,
       canaryGraceSeconds: settings.sweep.canaryGraceSeconds,
+      exhaustedLookbackHours: settings.sweep.exhaustedLookbackHours,
+      maxItemsPerStatus: settings.sweep.maxItemsPerStatus,
+      pageSize: settings.sweep.pageSize,
     });
     expect(() => loadSweepConfig({ LEDGER_TABLE: 't' })).toThrow('INGEST_BUCKET is not set');
   });
@@ -49,6 +53,11 @@ describe('config', () => {
       handOverBeforeTimeoutSeconds: settings.ledger.handOverBeforeTimeoutSeconds,
       fanOut: settings.fanOut,
       staging: { minBytes: settings.staging.minBytes, objectBytes: settings.staging.objectBytes },
+      parseThread: {
+        mode: settings.functions.s3Trigger.parseThread,
+        minBytes: settings.functions.s3Trigger.parseThreadMinBytes,
+        cpus: availableParallelism(),
+      },
     });
   });
 
