@@ -1,13 +1,14 @@
 import { ConditionalCheckFailedException, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import {
-  BatchWriteCommand,
   type DynamoDBDocumentClient,
   GetCommand,
   QueryCommand,
   TransactWriteCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
+import { batchWriteAll } from './dynamo-batch.ts';
 import { type ErrorLocation, LeaseLostError, TransientError } from './errors.ts';
+import { type RetryPolicy, retrying } from './retry.ts';
 
 /**
  * The file ledger: one DynamoDB item per object version (pk = s3://bucket/key, sk = ETag), moved
@@ -426,38 +427,41 @@ export class Ledger {
         },
       ],
     });
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.#doc.send(command);
-        return;
-      } catch (err) {
-        if (!(err instanceof TransactionCanceledException)) throw err;
-        const [own, count] = err.CancellationReasons ?? [];
-        if (own?.Code === 'ConditionalCheckFailed') {
-          throw new ConditionalCheckFailedException({
-            message: own.Message ?? 'condition failed',
-            $metadata: {},
-          });
+    // Parts ending at the same moment write the same file item: a cancelled transaction applied nothing, so
+    // it is tried again; as is one cancelled by throttling.
+    await retrying(
+      async (attempt) => {
+        try {
+          await this.#doc.send(command);
+        } catch (err) {
+          throw this.#partEndError(file, err, attempt);
         }
-        if (count?.Code === 'ConditionalCheckFailed') {
-          throw new Error(`part ${file.part} of ${ledgerKey(file).pk}@${file.etag} has no split file item`, {
-            cause: err,
-          });
-        }
-        // Parts ending at the same moment write the same file item: a cancelled transaction applied
-        // nothing, so it is tried again; as is one cancelled by throttling.
-        const codes = (err.CancellationReasons ?? []).map((r) => r.Code ?? 'None');
-        if (!codes.some((c) => RETRIED_CANCELLATIONS.has(c))) throw err;
-        if (attempt >= TRANSACTION_ATTEMPTS) {
-          throw new TransientError(
-            `ending part ${file.part} of ${ledgerKey(file).pk}@${file.etag}: transaction cancelled ${attempt} times (${codes.join(', ')})`,
-            { cause: err },
-          );
-        }
-        const cap = 25 * 2 ** attempt;
-        await new Promise((r) => setTimeout(r, cap / 2 + Math.random() * (cap / 2)));
-      }
+      },
+      { ...PART_END_RETRY, retryable: (err) => err instanceof TransientError },
+    );
+  }
+
+  /** What a failed transaction ending a part means: the item's own condition, no file item, or a retry. */
+  #partEndError(file: FileRef, err: unknown, attempt: number): unknown {
+    if (!(err instanceof TransactionCanceledException)) return err;
+    const [own, count] = err.CancellationReasons ?? [];
+    if (own?.Code === 'ConditionalCheckFailed') {
+      return new ConditionalCheckFailedException({
+        message: own.Message ?? 'condition failed',
+        $metadata: {},
+      });
     }
+    if (count?.Code === 'ConditionalCheckFailed') {
+      return new Error(`part ${file.part} of ${ledgerKey(file).pk}@${file.etag} has no split file item`, {
+        cause: err,
+      });
+    }
+    const codes = (err.CancellationReasons ?? []).map((r) => r.Code ?? 'None');
+    if (!codes.some((c) => RETRIED_CANCELLATIONS.has(c))) return err;
+    return new TransientError(
+      `ending part ${file.part} of ${ledgerKey(file).pk}@${file.etag}: transaction cancelled ${attempt} times (${codes.join(', ')})`,
+      { cause: err },
+    );
   }
 
   /**
@@ -490,19 +494,11 @@ export class Ledger {
       createdAt: iso,
       updatedAt: iso,
     }));
-    for (let i = 0; i < items.length; i += 25) {
-      let pending: Record<string, unknown>[] | undefined = items
-        .slice(i, i + 25)
-        .map((Item) => ({ PutRequest: { Item } }));
-      for (let round = 0; pending?.length; round++) {
-        if (round > 0) await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** round)));
-        if (round > 8) throw new Error(`could not write the parts of ${ledgerKey(file).pk}@${file.etag}`);
-        const out = await this.#doc.send(
-          new BatchWriteCommand({ RequestItems: { [this.#table]: pending as never } }),
-        );
-        pending = out.UnprocessedItems?.[this.#table] as Record<string, unknown>[] | undefined;
-      }
-    }
+    await batchWriteAll(
+      this.#doc,
+      this.#table,
+      items.map((Item) => ({ PutRequest: { Item } })),
+    );
     await this.#ownedUpdate(
       file,
       owner,
@@ -927,7 +923,8 @@ const RETRIED_CANCELLATIONS = new Set([
   'ProvisionedThroughputExceeded',
   'RequestLimitExceeded',
 ]);
-const TRANSACTION_ATTEMPTS = 8;
+/** A transaction ending a part that was cancelled (a concurrent part, throttling): 8 calls, from 50 ms doubling. */
+const PART_END_RETRY: RetryPolicy = { attempts: 8, baseMs: 50, jitter: 'equal' };
 
 /** One conditional UpdateItem, as a command or as an item of a transaction. */
 interface ConditionalUpdate {

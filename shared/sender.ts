@@ -1,9 +1,7 @@
-import {
-  SendMessageBatchCommand,
-  type SendMessageBatchRequestEntry,
-  type SQSClient,
-} from '@aws-sdk/client-sqs';
-import { ConfigError, PermanentError, SendFailedError } from './errors.ts';
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import { type BatchEntry, sendMessageBatch } from './batch-send.ts';
+import { ConfigError, PermanentError } from './errors.ts';
+import type { RetryPolicy } from './retry.ts';
 import { settings } from './settings.ts';
 import { deflateMessage, type Origin, type Signal, signalEntry } from './signal.ts';
 import { sqsSafeJson } from './sqs-text.ts';
@@ -91,9 +89,8 @@ export class SignalSender {
   readonly #deflateLevel: number;
   readonly #maxBatchBytes: number;
   readonly #maxEntries: number;
-  readonly #attempts: number;
-  readonly #baseDelayMs: number;
-  readonly #sleep: (ms: number) => Promise<void>;
+  /** How a batch's failed entries are sent again (shared/batch-send.ts). */
+  readonly #retry: RetryPolicy;
 
   // The open message: serialised chunks (JSON texts of one or more entries, without brackets) and then
   // entries not yet serialised.
@@ -134,9 +131,12 @@ export class SignalSender {
     this.#maxBatchBytes = opts.maxBatchBytes;
     this.#maxEntries = opts.maxEntries;
     this.#maxInFlight = opts.maxInFlight;
-    this.#attempts = opts.attempts;
-    this.#baseDelayMs = opts.baseDelayMs;
-    this.#sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+    this.#retry = {
+      attempts: opts.attempts,
+      baseMs: opts.baseDelayMs,
+      jitter: 'equal',
+      ...(opts.sleep ? { sleep: opts.sleep } : {}),
+    };
   }
 
   /**
@@ -292,32 +292,7 @@ export class SignalSender {
     this.#inflight.add(call);
   }
 
-  async #sendWithRetry(entries: SendMessageBatchRequestEntry[]): Promise<void> {
-    let remaining = entries;
-    for (let attempt = 1; ; attempt++) {
-      this.stats.requests++;
-      const out = await this.#sqs.send(
-        new SendMessageBatchCommand({ QueueUrl: this.#queueUrl, Entries: remaining }),
-      );
-      const failed = out.Failed ?? [];
-      if (failed.length === 0) return;
-      const senderFault = failed.find((f) => f.SenderFault);
-      if (senderFault) {
-        throw new PermanentError(
-          `SQS rejected a message: ${senderFault.Code ?? 'error'}: ${senderFault.Message ?? ''}`.trim(),
-        );
-      }
-      const ids = new Set(failed.map((f) => f.Id));
-      remaining = remaining.filter((e) => ids.has(e.Id));
-      if (attempt >= this.#attempts) {
-        throw new SendFailedError(
-          `${remaining.length} messages still failing after ${attempt} attempts: ${failed[0]?.Code ?? 'unknown'}`,
-          remaining.length,
-        );
-      }
-      this.stats.retriedEntries += remaining.length;
-      const cap = this.#baseDelayMs * 2 ** (attempt - 1);
-      await this.#sleep(cap / 2 + Math.random() * (cap / 2));
-    }
+  #sendWithRetry(entries: BatchEntry[]): Promise<void> {
+    return sendMessageBatch(this.#sqs, this.#queueUrl, entries, this.#retry, this.stats);
   }
 }
