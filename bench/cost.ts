@@ -4,7 +4,7 @@
  * docs/cost.md; the numbers in it come from bench/results.json of the same run.
  */
 import { availableParallelism } from 'node:os';
-import { settings } from '../shared/settings.ts';
+import { settings } from '#shared/settings.ts';
 
 /** us-east-1 list prices (on-demand / pay-per-request), as published in 2025; free tiers ignored. */
 export const PRICES = {

@@ -19,13 +19,13 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { Upload } from '@aws-sdk/lib-storage';
+import { type LedgerItem, ledgerKey } from '#shared/ledger.ts';
+import { settings } from '#shared/settings.ts';
 import { destroyClients, LOCAL_CREDENTIALS, LOCAL_REGION, makeClients } from '../local/clients.ts';
 import { REPO_ROOT, startMoto } from '../local/emulators.ts';
 import { resourceNames, uniquePrefix } from '../local/names.ts';
 import { createResources } from '../local/resources.ts';
-import { type LedgerItem, ledgerKey } from '../shared/ledger.ts';
-import { settings } from '../shared/settings.ts';
-import { startWorker } from '../test/helpers/workers.ts';
+import { startWorker } from '../tools/workers.ts';
 import { CSV_HEADER, csvRows, MB, round } from './lib.ts';
 import { startSqsSink } from './servers.ts';
 

@@ -12,14 +12,16 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { DOC_TRANSLATE_CONFIG } from '#shared/clients.ts';
+import { loadS3TriggerConfig } from '#shared/config.ts';
+import { limitHeapGrowth } from '#shared/heap.ts';
+import { Ledger } from '#shared/ledger.ts';
+import { createObservability } from '#shared/observability.ts';
+import { settings } from '#shared/settings.ts';
+import { SQS_CLIENT_OPTIONS } from '#shared/sqs-protocol.ts';
 import type { FanOutOptions } from '../functions/s3-trigger/fan-out.ts';
 import { ingestFile } from '../functions/s3-trigger/ingest.ts';
-import { DOC_TRANSLATE_CONFIG } from '../shared/clients.ts';
-import { limitHeapGrowth } from '../shared/heap.ts';
-import { Ledger } from '../shared/ledger.ts';
-import { createObservability } from '../shared/observability.ts';
-import { settings } from '../shared/settings.ts';
-import { SQS_CLIENT_OPTIONS } from '../shared/sqs-protocol.ts';
+import { parseThreadDecider } from '../functions/s3-trigger/parsers/csv-thread.ts';
 import { countRequests, sum } from './lib.ts';
 
 export interface ChildInput {
@@ -79,6 +81,11 @@ async function main(): Promise<void> {
     maxAttempts: settings.ledger.maxAttempts,
   });
 
+  const config = loadS3TriggerConfig({
+    SIGNALS_QUEUE_URL: input.queueUrl,
+    LEDGER_TABLE: input.ledgerTable,
+    QUARANTINE_BUCKET: input.quarantineBucket,
+  });
   let announced = 0;
   const t0 = performance.now();
   const outcome = await ingestFile(
@@ -103,11 +110,16 @@ async function main(): Promise<void> {
       logger,
       metrics,
       owner: `bench-${process.pid}`,
+      // As the handler resolves and decides them (shared/config.ts, parsers/csv-thread.ts).
+      csvOnThread: parseThreadDecider(config.parseThread),
       config: {
         signalsQueueUrl: input.queueUrl,
         quarantineBucket: input.quarantineBucket,
-        heartbeatSeconds: settings.ledger.heartbeatSeconds,
-        maxMessageBytes: settings.signals.maxMessageBytes,
+        heartbeatSeconds: config.heartbeatSeconds,
+        checkpointSeconds: config.checkpointSeconds,
+        handOverBeforeTimeoutSeconds: config.handOverBeforeTimeoutSeconds,
+        maxAttempts: config.maxAttempts,
+        maxMessageBytes: config.maxMessageBytes,
         ...(input.fanOut ? { fanOut: input.fanOut } : {}),
       },
     },

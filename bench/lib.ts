@@ -15,7 +15,7 @@ import {
   wireValueSize,
   writeUnits,
 } from '../functions/scorer/item-size.ts';
-import { prng } from '../test/helpers/random.ts';
+import { prng } from '../tools/random.ts';
 
 /** Requests sent on the wire, by command name (SDK retries included). */
 export type RequestCounts = Map<string, number>;

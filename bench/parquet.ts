@@ -8,8 +8,8 @@
 import { zstdCompressSync } from 'node:zlib';
 import type { AsyncBuffer, CompressionCodec } from 'hyparquet';
 import { parquetWriteBuffer } from 'hyparquet-writer';
+import { normaliseSignal } from '#shared/signal.ts';
 import { parseParquetBatches } from '../functions/s3-trigger/parsers/parquet.ts';
-import { normaliseSignal } from '../shared/signal.ts';
 import { CSV_HEADER, csvRows, MB, round } from './lib.ts';
 
 /** Rows of the benchmark file: about 65 MB as CSV. */

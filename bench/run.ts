@@ -5,17 +5,18 @@
  *
  * Environment: BENCH_LARGE_MB (default 1024) sets the size of the large file of the peak-RSS run.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { createObservability } from '#shared/observability.ts';
 import { destroyClients, makeClients } from '../local/clients.ts';
 import { REPO_ROOT, startMoto } from '../local/emulators.ts';
 import { resourceNames, uniquePrefix } from '../local/names.ts';
 import { createResources } from '../local/resources.ts';
-import { createObservability } from '../shared/observability.ts';
 import { type BundleResult, benchBundles, bundle } from './bundles.ts';
 import { type CostInputs, costMarkdown, costModel } from './cost.ts';
-import { type CsvCandidatesResult, formatCsvCandidates } from './csv-candidates.ts';
+import { type CsvCandidatesResult, formatCsvCandidates } from './csv-candidates/report.ts';
 import type { ChildInput } from './ingest-child.ts';
 import {
   csvBuffer,
@@ -64,10 +65,26 @@ const t0 = performance.now();
 const log = (msg: string) =>
   process.stderr.write(`bench [${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${msg}\n`);
 
-/** `bench/csv-candidates.ts --json` in a fresh Node process (its progress lines pass through). */
+/**
+ * `bench/csv-candidates/candidates.ts --json` in a fresh Node process (its progress lines pass through),
+ * after installing the candidates into that folder's own package (they are no dependency of the project).
+ */
 async function candidatesInChild(): Promise<CsvCandidatesResult> {
+  const install = spawnSync(
+    'npm',
+    [
+      'install',
+      '--prefix',
+      join(REPO_ROOT, 'bench', 'csv-candidates'),
+      '--no-audit',
+      '--no-fund',
+      '--silent',
+    ],
+    { stdio: 'inherit' },
+  );
+  if (install.status !== 0) throw new Error(`installing the CSV candidates failed (${install.status})`);
   const { code, out, err } = await runNode(
-    ['--import', 'tsx', join(REPO_ROOT, 'bench', 'csv-candidates.ts'), '--json'],
+    ['--import', 'tsx', join(REPO_ROOT, 'bench', 'csv-candidates', 'candidates.ts'), '--json'],
     { ...process.env } as Record<string, string>,
   );
   process.stderr.write(err);

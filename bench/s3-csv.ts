@@ -2,16 +2,18 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, DeleteQueueCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { Parser } from 'csv-parse';
 import { parse as parseSync } from 'csv-parse/sync';
+import type { AwsClients } from '#shared/clients.ts';
+import { loadS3TriggerConfig } from '#shared/config.ts';
+import { Ledger } from '#shared/ledger.ts';
+import type { Logger, Metrics } from '#shared/observability.ts';
+import { settings } from '#shared/settings.ts';
+import { normaliseEntry } from '#shared/signal.ts';
 import { ingestFile } from '../functions/s3-trigger/ingest.ts';
 import { pieces } from '../functions/s3-trigger/parsers/bytes.ts';
 import { CSV_OPTIONS, type CsvCore, parseCsv } from '../functions/s3-trigger/parsers/csv.ts';
+import { parseThreadDecider } from '../functions/s3-trigger/parsers/csv-thread.ts';
 import { makeClients } from '../local/clients.ts';
 import type { LocalResources } from '../local/resources.ts';
-import type { AwsClients } from '../shared/clients.ts';
-import { Ledger } from '../shared/ledger.ts';
-import type { Logger, Metrics } from '../shared/observability.ts';
-import { settings } from '../shared/settings.ts';
-import { normaliseEntry } from '../shared/signal.ts';
 import type { ChildInput, ChildOutput } from './ingest-child.ts';
 import { countRequests, MB, median, type RequestCounts, round, runNode, sum, timed } from './lib.ts';
 
@@ -191,6 +193,11 @@ export async function benchEndToEnd(
     leaseSeconds: settings.ledger.leaseSeconds,
     maxAttempts: settings.ledger.maxAttempts,
   });
+  const config = loadS3TriggerConfig({
+    SIGNALS_QUEUE_URL: 'resolved per run',
+    LEDGER_TABLE: resources.tables.ledger,
+    QUARANTINE_BUCKET: resources.bucket,
+  });
   const runs: number[] = [];
   const rawRuns: number[] = [];
   let warmup = 0;
@@ -222,11 +229,16 @@ export async function benchEndToEnd(
               logger: deps.logger,
               metrics: deps.metrics,
               owner: `bench-e2e-${i}`,
+              // As the handler resolves and decides them (shared/config.ts, parsers/csv-thread.ts).
+              csvOnThread: parseThreadDecider(config.parseThread),
               config: {
                 signalsQueueUrl: queueUrl,
                 quarantineBucket: resources.bucket,
-                heartbeatSeconds: settings.ledger.heartbeatSeconds,
-                maxMessageBytes: settings.signals.maxMessageBytes,
+                heartbeatSeconds: config.heartbeatSeconds,
+                checkpointSeconds: config.checkpointSeconds,
+                handOverBeforeTimeoutSeconds: config.handOverBeforeTimeoutSeconds,
+                maxAttempts: config.maxAttempts,
+                maxMessageBytes: config.maxMessageBytes,
               },
             },
           ),

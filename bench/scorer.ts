@@ -8,6 +8,10 @@
 import { DeleteMessageBatchCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import type { AwsClients } from '#shared/clients.ts';
+import { SignalSender } from '#shared/sender.ts';
+import { settings } from '#shared/settings.ts';
+import { expandSignals, parseSignal, readSignalMessage, type Signal } from '#shared/signal.ts';
 import { newToken } from '../functions/scorer/blocks.ts';
 import { dedupeKey, seriesKey } from '../functions/scorer/keys.ts';
 import { zScoreModel } from '../functions/scorer/model.ts';
@@ -17,10 +21,6 @@ import { buildTransaction } from '../functions/scorer/transaction.ts';
 import { lambdaContext } from '../local/lambda-context.ts';
 import type { LocalResources } from '../local/resources.ts';
 import { toSqsRecord } from '../local/sqs-event-source.ts';
-import type { AwsClients } from '../shared/clients.ts';
-import { SignalSender } from '../shared/sender.ts';
-import { settings } from '../shared/settings.ts';
-import { expandSignals, parseSignal, readSignalMessage, type Signal } from '../shared/signal.ts';
 import { type DynamoCounts, prng, round, type S3Counts } from './lib.ts';
 
 type Handler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
@@ -133,7 +133,12 @@ async function queueAsEvents(
   run: string,
 ): Promise<{ events: SQSEvent[]; messages: number }> {
   const q = resources.queues.signals;
-  const sender = new SignalSender(clients.sqs, q.url, { kind: 's3', ref: `s3://bench/incoming/${run}.csv` });
+  const sender = new SignalSender(
+    clients.sqs,
+    q.url,
+    { kind: 's3', ref: `s3://bench/incoming/${run}.csv` },
+    { maxMessageBytes: settings.signals.maxMessageBytes },
+  );
   for (const s of signals) await sender.add(s);
   await sender.flush();
   const records: SQSRecord[] = [];

@@ -8,6 +8,7 @@
  * planSplit asks for 15 split points (16 parts); best of 5 runs. The parser runs once (it is slow).
  * Prints MB/s; it measures, it asserts nothing beyond the row counts agreeing.
  */
+import { settings } from '#shared/settings.ts';
 import { parseCsv } from '../functions/s3-trigger/parsers/csv.ts';
 import { parseNdjson } from '../functions/s3-trigger/parsers/ndjson.ts';
 import { planSplit, type SplitFormat } from '../functions/s3-trigger/split.ts';
@@ -51,7 +52,9 @@ async function bench(name: string, format: SplitFormat, data: Buffer, rows: numb
   const targets = Array.from({ length: PARTS - 1 }, (_, i) => Math.floor(((i + 1) * data.length) / PARTS));
   let best = Number.POSITIVE_INFINITY;
   for (let run = 0; run < RUNS; run++) {
-    const { seconds, value: plan } = await timeIt(() => planSplit(format, chunks(data), targets));
+    const { seconds, value: plan } = await timeIt(() =>
+      planSplit(format, chunks(data), targets, { maxRecordBytes: settings.limits.maxRecordBytes }),
+    );
     if (!plan.ok) throw new Error(`${name}: planSplit failed: ${plan.reason} at ${plan.offset}`);
     if (plan.rows !== rows) throw new Error(`${name}: planSplit counted ${plan.rows} rows, expected ${rows}`);
     best = Math.min(best, seconds);

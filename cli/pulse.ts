@@ -10,6 +10,8 @@ import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import type { FileStatus } from '#shared/ledger.ts';
+import { ORIGIN_KINDS, type OriginKind } from '#shared/signal.ts';
 import { REPO_ROOT } from '../local/emulators.ts';
 import type { ReplayInvoker } from '../local/kafka-replay.ts';
 import { localDown, localUp, type Progress } from '../local/offline.ts';
@@ -28,8 +30,6 @@ import { DEFAULT_HOME, readState } from '../local/state.ts';
 import { type PulseStatus, StatusCollector } from '../local/status.ts';
 import { localTarget, stackTarget, type Target } from '../local/target.ts';
 import { printable, printableJson, printableRow } from '../local/terminal.ts';
-import type { FileStatus } from '../shared/ledger.ts';
-import { ORIGIN_KINDS, type OriginKind } from '../shared/signal.ts';
 
 const FILE_STATUSES: readonly FileStatus[] = [
   'DISCOVERED',

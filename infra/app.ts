@@ -1,6 +1,6 @@
 import { App, Aspects } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { settings } from '../shared/settings.ts';
+import { settings } from '#shared/settings.ts';
 import { producersContext } from './producers.ts';
 import { PulseStack } from './pulse-stack.ts';
 

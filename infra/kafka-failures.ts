@@ -12,7 +12,7 @@ import { Bucket, type IBucket } from 'aws-cdk-lib/aws-s3';
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
-import { kafkaFailureNoticePattern, settings } from '../shared/settings.ts';
+import { kafkaFailureNoticePattern, settings } from '#shared/settings.ts';
 import { SECURE_BUCKET } from './constructs/secure-defaults.ts';
 
 export interface KafkaFailuresProps {

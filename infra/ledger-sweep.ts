@@ -6,14 +6,9 @@ import { Schedule, ScheduleExpression } from 'aws-cdk-lib/aws-scheduler';
 import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
 import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
-import { settings } from '../shared/settings.ts';
+import { ENV } from '#shared/contract.ts';
+import { settings } from '#shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
-
-/** Environment variables of the ledger sweep (shared/config.ts loadSweepConfig reads them). */
-export const SWEEP_ENV = {
-  ledgerTable: 'LEDGER_TABLE',
-  ingestBucket: 'INGEST_BUCKET',
-} as const;
 
 export interface LedgerSweepProps {
   /** The ingest bucket: the canary is written under its incoming prefix. */
@@ -42,8 +37,8 @@ export class LedgerSweep extends Construct {
       memoryMb: settings.functions.ledgerSweep.memoryMb,
       description: 'Scheduled: ledger items stuck (FilesStuck) and the S3 notification canary (CanaryMissed)',
       environment: {
-        [SWEEP_ENV.ledgerTable]: ledger.tableName,
-        [SWEEP_ENV.ingestBucket]: bucket.bucketName,
+        [ENV.ledgerTable]: ledger.tableName,
+        [ENV.ingestBucket]: bucket.bucketName,
       },
     });
     this.fn.addToRolePolicy(

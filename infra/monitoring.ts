@@ -16,8 +16,8 @@ import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { Queue } from 'aws-cdk-lib/aws-sqs';
 import { MonitoringFacade, SnsAlarmActionStrategy } from 'cdk-monitoring-constructs';
 import { Construct } from 'constructs';
-import { METRIC } from '../shared/observability.ts';
-import { settings } from '../shared/settings.ts';
+import { METRIC } from '#shared/contract.ts';
+import { settings } from '#shared/settings.ts';
 import type { PulseFunction } from './constructs/pulse-function.ts';
 
 export interface MonitoringProps {

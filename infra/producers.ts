@@ -15,7 +15,8 @@ import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
-import { type KafkaPollerMode, kafkaRetryPolicy, settings } from '../shared/settings.ts';
+import { ENV, PLATFORM_ENV } from '#shared/contract.ts';
+import { type KafkaPollerMode, kafkaRetryPolicy, settings } from '#shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
 import { KafkaFailures, S3WriteOnlyKafkaDestination } from './kafka-failures.ts';
 
@@ -102,12 +103,12 @@ export class Producers extends Construct {
       memoryMb: settings.functions.dbPoller.memoryMb,
       description: 'Scheduled: unprocessed rows (or rows past a watermark) → signals queue',
       environment: {
-        DB_MODE: settings.dbPoller.mode,
-        DB_TABLE: settings.dbPoller.table,
-        DB_BATCH_SIZE: String(settings.dbPoller.batchSize),
+        [ENV.dbMode]: settings.dbPoller.mode,
+        [ENV.dbTable]: settings.dbPoller.table,
+        [ENV.dbBatchSize]: String(settings.dbPoller.batchSize),
         // The RDS certificate authorities the Lambda runtime ships, so TLS to the database is verified.
-        NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
-        ...(db ? { DB_SECRET_ARN: db.secretArn } : {}),
+        [PLATFORM_ENV.nodeExtraCaCerts]: '/var/runtime/ca-cert.pem',
+        ...(db ? { [ENV.dbSecretArn]: db.secretArn } : {}),
       },
       ...(vpc
         ? {
@@ -136,7 +137,7 @@ export class Producers extends Construct {
         },
       }),
     );
-    this.dbPoller.addEnvironment('WATERMARK_TABLE', resources.ledger.tableName);
+    this.dbPoller.addEnvironment(ENV.watermarkTable, resources.ledger.tableName);
     // The credentials are read from Secrets Manager at cold start; only the secret's ARN is in the environment.
     if (db) {
       this.dbPoller.addToRolePolicy(

@@ -22,42 +22,14 @@ import {
 import { type IQueue, Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { NagSuppressions } from 'cdk-nag';
 import type { Construct } from 'constructs';
-import { pendingScoresExpirationDays, settings, visibilityTimeoutFor } from '../shared/settings.ts';
+import { ENV, OUTPUTS } from '#shared/contract.ts';
+import { pendingScoresExpirationDays, settings, visibilityTimeoutFor } from '#shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
 import { SECURE_BUCKET, SECURE_TABLE } from './constructs/secure-defaults.ts';
 import { LedgerSweep } from './ledger-sweep.ts';
 import { Monitoring } from './monitoring.ts';
 import { NOTIFICATIONS_HANDLER_ID, retainNotificationsHandlerLogs } from './notifications-handler-logs.ts';
 import { type DatabaseContext, type KafkaContext, Producers } from './producers.ts';
-
-/** Names of the stack outputs; the CLI reads a deployed stack through them. */
-export const OUTPUTS = {
-  bucket: 'BucketName',
-  fileEventsQueue: 'FileEventsQueueUrl',
-  fileEventsDlq: 'FileEventsDlqUrl',
-  signalsQueue: 'SignalsQueueUrl',
-  signalsDlq: 'SignalsDlqUrl',
-  ledgerTable: 'LedgerTableName',
-  scoresTable: 'ScoresTableName',
-  kafkaFailuresBucket: 'KafkaFailuresBucketName',
-  kafkaFailureNotices: 'KafkaFailureNoticesQueueUrl',
-  kafkaConsumerFunction: 'KafkaConsumerFunctionName',
-  scoresBucket: 'ScoresBucketName',
-  anomaliesTable: 'AnomaliesTableName',
-  scoresGlueTable: 'ScoresGlueTable',
-  alarmTopic: 'AlarmTopicArn',
-} as const;
-
-/** Environment variables naming the resources a function uses; `shared/config.ts` reads them. */
-export const ENV = {
-  signalsQueueUrl: 'SIGNALS_QUEUE_URL',
-  fileEventsQueueUrl: 'FILE_EVENTS_QUEUE_URL',
-  ledgerTable: 'LEDGER_TABLE',
-  scoresTable: 'SCORES_TABLE',
-  scoresBucket: 'SCORES_BUCKET',
-  anomaliesTable: 'ANOMALIES_TABLE',
-  quarantineBucket: 'QUARANTINE_BUCKET',
-} as const;
 
 export interface PulseStackProps extends StackProps {
   /** The database the poller reads. @default none: the poller is deployed with its schedule disabled */

@@ -9,7 +9,7 @@
  * service to count them) and are left out.
  */
 
-import { settings } from '../shared/settings.ts';
+import { settings } from '#shared/settings.ts';
 import type { Sample } from './history.ts';
 import type { PulseStatus } from './status.ts';
 import type { QueueName } from './target.ts';

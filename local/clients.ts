@@ -3,8 +3,8 @@ import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { type AwsClients, DOC_TRANSLATE_CONFIG } from '../shared/clients.ts';
-import { SQS_CLIENT_OPTIONS } from '../shared/sqs-protocol.ts';
+import { type AwsClients, DOC_TRANSLATE_CONFIG } from '#shared/clients.ts';
+import { SQS_CLIENT_OPTIONS } from '#shared/sqs-protocol.ts';
 
 /** The region the offline runtime uses; emulated ARNs and event records carry it. */
 export const LOCAL_REGION = 'us-east-1';

@@ -19,7 +19,7 @@
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { settings } from '../shared/settings.ts';
+import { settings } from '#shared/settings.ts';
 import {
   type AlarmEvaluation,
   evaluateAlarms,

@@ -7,7 +7,7 @@
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import pg from 'pg';
-import { settings } from '../shared/settings.ts';
+import { settings } from '#shared/settings.ts';
 
 export interface DemoResult {
   readonly files: { key: string; records: number; bad: number }[];

@@ -11,8 +11,9 @@ import {
   type LogEntry,
   logLevel,
 } from 'kafkajs';
+import { backoffDelay } from '#shared/retry.ts';
+import { type KafkaPollerMode, kafkaRetryPolicy, settings } from '#shared/settings.ts';
 import type { KafkaEvent, KafkaEventRecord } from '../functions/kafka-consumer/events.ts';
-import { type KafkaPollerMode, kafkaRetryPolicy, settings } from '../shared/settings.ts';
 import { LOCAL_REGION } from './clients.ts';
 import { LOCAL_ACCOUNT_ID, lambdaContext } from './lambda-context.ts';
 import { MAX_INVOCATION_PAYLOAD_BYTES } from './sqs-event-source.ts';
@@ -476,7 +477,7 @@ export function createBatchProcessor(
           break;
         }
         logger.warn(`${functionName} failed ${range} (attempt ${attempts}); retrying`, outcome.error);
-        await sleep(Math.min(30_000, retryDelayMs * 2 ** (attempts - 1)));
+        await sleep(backoffDelay(attempts, { baseMs: retryDelayMs, maxMs: 30_000, jitter: 'none' }));
       }
       const failure: KafkaBatchFailure = {
         record: kafkaFailureRecord(event, { functionArn, invokeCount: attempts }),
@@ -496,7 +497,7 @@ export function createBatchProcessor(
           break;
         } catch (err) {
           logger.error('the on-failure destination failed; trying again', err);
-          await sleep(Math.min(30_000, retryDelayMs * 2 ** (tries - 1)));
+          await sleep(backoffDelay(tries, { baseMs: retryDelayMs, maxMs: 30_000, jitter: 'none' }));
         }
       }
       stats.discardedBatches++;

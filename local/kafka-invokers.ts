@@ -6,8 +6,8 @@
 
 import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import type { Context } from 'aws-lambda';
+import { settings } from '#shared/settings.ts';
 import type { KafkaEvent } from '../functions/kafka-consumer/events.ts';
-import { settings } from '../shared/settings.ts';
 import type { ReplayInvoker } from './kafka-replay.ts';
 import { lambdaContext } from './lambda-context.ts';
 

@@ -14,14 +14,16 @@
 
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { DeleteMessageCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
-import { BatchGetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import * as z from 'zod';
+import { batchGetAll } from '#shared/dynamo-batch.ts';
+import { settings } from '#shared/settings.ts';
 import {
   describeOffsetRanges,
   type KafkaEvent,
   parseKafkaEvent,
 } from '../functions/kafka-consumer/events.ts';
-import { settings } from '../shared/settings.ts';
+import { OPERATOR_LOOKUP_RETRY } from './operations.ts';
 import type { Target } from './target.ts';
 
 /** Runs the kafka-consumer on one stored event: the deployed function, or the handler offline. */
@@ -109,17 +111,13 @@ export async function listKafkaFailures(target: Target): Promise<KafkaFailureEnt
   const items = new Map<string, ReplayItem>();
   for (let i = 0; i < objects.length; i += 100) {
     const keys = objects.slice(i, i + 100).map((o) => replayKey(o.key, o.etag));
-    let request: Record<string, { Keys: Record<string, unknown>[] }> | undefined = {
-      [target.ledgerTable]: { Keys: keys },
-    };
-    for (let attempt = 0; request && Object.keys(request).length > 0; attempt++) {
-      if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)));
-      const out = await target.clients.doc.send(new BatchGetCommand({ RequestItems: request }));
-      for (const item of (out.Responses?.[target.ledgerTable] ?? []) as ReplayItem[]) {
-        items.set(`${item.pk}\n${item.sk}`, item);
-      }
-      request = out.UnprocessedKeys as typeof request;
-    }
+    await batchGetAll(
+      target.clients.doc,
+      target.ledgerTable,
+      keys,
+      (item) => items.set(`${item.pk}\n${item.sk}`, item as ReplayItem),
+      { policy: OPERATOR_LOOKUP_RETRY },
+    );
   }
   return objects.map((o) => {
     const k = replayKey(o.key, o.etag);

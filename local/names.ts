@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { settings } from '../shared/settings.ts';
+import { settings } from '#shared/settings.ts';
 
 /** Names of the resources of one offline deployment, all derived from one prefix. */
 export interface ResourceNames {

@@ -18,7 +18,7 @@ import {
 } from '@aws-sdk/client-secrets-manager';
 import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
-import { settings } from '../shared/settings.ts';
+import { settings } from '#shared/settings.ts';
 import { destroyClients, LOCAL_CREDENTIALS, LOCAL_REGION, makeClients } from './clients.ts';
 import { ensureMotoInstalled, isMotoReady, REPO_ROOT, startMoto } from './emulators.ts';
 import { logTail } from './install-script.ts';

@@ -12,16 +12,19 @@ import {
   GetQueueAttributesCommand,
   type Message,
   ReceiveMessageCommand,
-  SendMessageBatchCommand,
   SendMessageCommand,
   StartMessageMoveTaskCommand,
 } from '@aws-sdk/client-sqs';
-import { BatchGetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { Upload } from '@aws-sdk/lib-storage';
-import { type FileStatus, type LedgerItem, ledgerKey } from '../shared/ledger.ts';
-import { settings } from '../shared/settings.ts';
-import { readableMessageBody } from '../shared/signal.ts';
-import { sqsSafeJson } from '../shared/sqs-text.ts';
+import { type BatchEntry, sendMessageBatch } from '#shared/batch-send.ts';
+import { batchGetAll } from '#shared/dynamo-batch.ts';
+import { MessageRefusedError, SendFailedError } from '#shared/errors.ts';
+import { type FileStatus, type LedgerItem, ledgerKey } from '#shared/ledger.ts';
+import type { RetryPolicy } from '#shared/retry.ts';
+import { settings } from '#shared/settings.ts';
+import { readableMessageBody } from '#shared/signal.ts';
+import { sqsSafeJson } from '#shared/sqs-text.ts';
 import type { QueueName, Target } from './target.ts';
 
 // ---------------------------------------------------------------------------------------------- drop
@@ -314,44 +317,42 @@ function neverRecorded(key: string): boolean {
 
 async function existingKeys(target: Target, keys: { pk: string; sk: string }[]): Promise<Set<string>> {
   const seen = new Set<string>();
-  let request:
-    | Record<string, { Keys: Record<string, unknown>[]; ProjectionExpression?: string }>
-    | undefined = {
-    [target.ledgerTable]: { Keys: keys, ProjectionExpression: 'pk, sk' },
-  };
-  for (let attempt = 0; request && Object.keys(request).length > 0; attempt++) {
-    if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)));
-    const out = await target.clients.doc.send(new BatchGetCommand({ RequestItems: request }));
-    for (const item of out.Responses?.[target.ledgerTable] ?? []) seen.add(`${item.pk}\n${item.sk}`);
-    request = out.UnprocessedKeys as typeof request;
-  }
+  await batchGetAll(
+    target.clients.doc,
+    target.ledgerTable,
+    keys,
+    (item) => seen.add(`${item.pk}\n${item.sk}`),
+    {
+      projection: 'pk, sk',
+      policy: OPERATOR_LOOKUP_RETRY,
+    },
+  );
   return seen;
 }
 
-/** SendMessageBatch, resending the entries that failed, with backoff; throws after 8 tries. */
-async function sendAll(
-  target: Target,
-  queueUrl: string,
-  entries: { Id: string; MessageBody: string }[],
-): Promise<void> {
-  let pending = entries;
-  for (let attempt = 0; pending.length > 0; attempt++) {
-    if (attempt >= 8)
-      throw new Error(`could not enqueue ${pending.length} backfill message(s) on ${queueUrl}`);
-    if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)));
-    const out = await target.clients.sqs.send(
-      new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: pending }),
-    );
-    const refused = out.Failed?.find((f) => f.SenderFault);
-    if (refused) {
+/** Ledger keys DynamoDB leaves unprocessed, read again: 10 calls, from 100 ms doubling to 2 s. */
+export const OPERATOR_LOOKUP_RETRY: RetryPolicy = { attempts: 10, baseMs: 100, maxMs: 2000, jitter: 'none' };
+
+/** How backfill messages are sent again when SQS fails some of them (8 calls, 200 ms doubling to 5 s). */
+const BACKFILL_RETRY: RetryPolicy = { attempts: 8, baseMs: 200, maxMs: 5000, jitter: 'none' };
+
+/** SendMessageBatch through the project's batch sender (shared/batch-send.ts), with the operator's wording. */
+async function sendAll(target: Target, queueUrl: string, entries: BatchEntry[]): Promise<void> {
+  try {
+    await sendMessageBatch(target.clients.sqs, queueUrl, entries, BACKFILL_RETRY);
+  } catch (err) {
+    if (err instanceof MessageRefusedError) {
       // Sending it again would be refused the same way.
-      const body = pending.find((e) => e.Id === refused.Id)?.MessageBody ?? '{}';
-      throw new Error(
-        `SQS refused the backfill message of ${String(JSON.parse(body).key)}: ${refused.Code ?? 'error'}: ${refused.Message ?? ''}`.trim(),
-      );
+      const body = entries.find((e) => e.Id === err.entryId)?.MessageBody ?? '{}';
+      const reason = err.message.replace(/^SQS rejected a message: /, '');
+      throw new Error(`SQS refused the backfill message of ${String(JSON.parse(body).key)}: ${reason}`, {
+        cause: err,
+      });
     }
-    const failed = new Set((out.Failed ?? []).map((f) => f.Id));
-    pending = pending.filter((e) => failed.has(e.Id));
+    if (err instanceof SendFailedError) {
+      throw new Error(`could not enqueue ${err.failed} backfill message(s) on ${queueUrl}`, { cause: err });
+    }
+    throw err;
   }
 }
 

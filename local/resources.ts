@@ -37,13 +37,13 @@ import {
   QueueDoesNotExist,
   SetQueueAttributesCommand,
 } from '@aws-sdk/client-sqs';
-import type { AwsClients } from '../shared/clients.ts';
+import type { AwsClients } from '#shared/clients.ts';
 import {
   kafkaFailureNoticePattern,
   pendingScoresExpirationDays,
   settings,
   visibilityTimeoutFor,
-} from '../shared/settings.ts';
+} from '#shared/settings.ts';
 import type { ResourceNames } from './names.ts';
 
 /** The queues a function consumes (each has a DLQ). */

@@ -8,7 +8,8 @@
 
 import type { Context } from 'aws-lambda';
 import { Kafka, logLevel } from 'kafkajs';
-import { settings, visibilityTimeoutFor } from '../shared/settings.ts';
+import { ENV, PLATFORM_ENV } from '#shared/contract.ts';
+import { settings, visibilityTimeoutFor } from '#shared/settings.ts';
 import type { ProducerHealth } from './alarms.ts';
 import { destroyClients, LOCAL_CREDENTIALS, LOCAL_REGION, makeClients } from './clients.ts';
 import { startDashboard } from './dashboard.ts';
@@ -53,43 +54,43 @@ export function runtimeEnv(state: LocalState): Record<string, string> {
   const visibility = state.options?.visibilitySeconds;
   const sweep = state.options?.sweepSeconds;
   return {
-    AWS_ENDPOINT_URL: moto.endpoint,
-    AWS_REGION: LOCAL_REGION,
-    AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
-    S3_FORCE_PATH_STYLE: 'true',
-    SIGNALS_QUEUE_URL: r.queues.signals.url,
-    FILE_EVENTS_QUEUE_URL: r.queues.fileEvents.url,
-    LEDGER_TABLE: r.ledgerTable,
-    SCORES_TABLE: r.scoresTable,
-    SCORES_BUCKET: required(r.scoresBucket, 'scores bucket'),
-    ANOMALIES_TABLE: required(r.anomaliesTable, 'anomalies table'),
-    QUARANTINE_BUCKET: r.bucket,
-    INGEST_BUCKET: r.bucket,
-    WATERMARK_TABLE: r.ledgerTable,
-    DB_SECRET_ARN: r.dbSecretArn,
-    DB_SSL: 'false',
-    DB_TABLE: r.dbTable,
+    [PLATFORM_ENV.awsEndpointUrl]: moto.endpoint,
+    [PLATFORM_ENV.awsRegion]: LOCAL_REGION,
+    [PLATFORM_ENV.awsAccessKeyId]: LOCAL_CREDENTIALS.accessKeyId,
+    [PLATFORM_ENV.awsSecretAccessKey]: LOCAL_CREDENTIALS.secretAccessKey,
+    [ENV.s3ForcePathStyle]: 'true',
+    [ENV.signalsQueueUrl]: r.queues.signals.url,
+    [ENV.fileEventsQueueUrl]: r.queues.fileEvents.url,
+    [ENV.ledgerTable]: r.ledgerTable,
+    [ENV.scoresTable]: r.scoresTable,
+    [ENV.scoresBucket]: required(r.scoresBucket, 'scores bucket'),
+    [ENV.anomaliesTable]: required(r.anomaliesTable, 'anomalies table'),
+    [ENV.quarantineBucket]: r.bucket,
+    [ENV.ingestBucket]: r.bucket,
+    [ENV.watermarkTable]: r.ledgerTable,
+    [ENV.dbSecretArn]: r.dbSecretArn,
+    [ENV.dbSsl]: 'false',
+    [ENV.dbTable]: r.dbTable,
     ...(lease
       ? {
-          LEDGER_LEASE_SECONDS: String(lease),
-          LEDGER_HEARTBEAT_SECONDS: String(Math.max(1, Math.floor(lease / 3))),
+          [ENV.leaseSeconds]: String(lease),
+          [ENV.heartbeatSeconds]: String(Math.max(1, Math.floor(lease / 3))),
         }
       : {}),
     // Shortened timings shorten what the ledger sweep calls stuck, as the stack's settings relate them.
     ...(lease || visibility
       ? {
-          SWEEP_PROCESSING_STUCK_SECONDS: String(
+          [ENV.sweepProcessingStuckSeconds]: String(
             (visibility ?? visibilityTimeoutFor(settings.functions.s3Trigger.timeoutSeconds)) +
               (lease ?? settings.ledger.leaseSeconds),
           ),
         }
       : {}),
-    ...(sweep ? { SWEEP_CANARY_GRACE_SECONDS: String(2 * sweep) } : {}),
-    POWERTOOLS_SERVICE_NAME: 'pulse-local',
-    POWERTOOLS_METRICS_NAMESPACE: 'PulseIngest',
+    ...(sweep ? { [ENV.sweepCanaryGraceSeconds]: String(2 * sweep) } : {}),
+    [ENV.powertoolsServiceName]: 'pulse-local',
+    [PLATFORM_ENV.powertoolsMetricsNamespace]: settings.metricsNamespace,
     // The functions' EMF metric lines go to the runtime's log, as they go to CloudWatch Logs on AWS.
-    POWERTOOLS_LOG_LEVEL: 'WARN',
+    [PLATFORM_ENV.powertoolsLogLevel]: 'WARN',
   };
 }
 

@@ -7,6 +7,8 @@
 
 import { GetObjectCommand, NoSuchKey } from '@aws-sdk/client-s3';
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { settings } from '#shared/settings.ts';
+import { ORIGIN_KINDS, type OriginKind } from '#shared/signal.ts';
 import { Bitmap, decodeTokens } from '../functions/scorer/blocks.ts';
 import {
   blockKey,
@@ -19,8 +21,6 @@ import {
 } from '../functions/scorer/keys.ts';
 import { decodeRecords, finalKey, pendingKey, type ScoreRecord } from '../functions/scorer/score-store.ts';
 import { readItems } from '../functions/scorer/state.ts';
-import { settings } from '../shared/settings.ts';
-import { ORIGIN_KINDS, type OriginKind } from '../shared/signal.ts';
 import type { Target } from './target.ts';
 
 export interface ScoreTotals {

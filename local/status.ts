@@ -7,8 +7,8 @@
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { ScanCommand, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
-import type { FileStatus, LedgerItem } from '../shared/ledger.ts';
-import { settings } from '../shared/settings.ts';
+import type { FileStatus, LedgerItem } from '#shared/ledger.ts';
+import { settings } from '#shared/settings.ts';
 import { listKafkaFailures } from './kafka-replay.ts';
 import { type Anomaly, recentAnomalies, scoreTotals } from './scores.ts';
 import type { Endpoints, QueueName, Target } from './target.ts';

@@ -1,10 +1,13 @@
+import { availableParallelism } from 'node:os';
 import * as z from 'zod';
+import { ENV, PLATFORM_ENV } from './contract.ts';
 import { ConfigError } from './errors.ts';
 import { settings } from './settings.ts';
 
 /**
  * The one place that reads `process.env`. Each function loads its configuration once, at cold start,
- * and gets a typed object or a {@link ConfigError} naming the variable that is missing or wrong.
+ * and gets a typed object or a {@link ConfigError} naming the variable that is missing or wrong. Every
+ * default is applied here (see the rule in `shared/settings.ts`): the logic receives resolved values.
  */
 
 type Env = Record<string, string | undefined>;
@@ -36,9 +39,9 @@ const bool = z
 const common = {
   /** Local emulators want path-style S3 URLs (`http://127.0.0.1:port/bucket/key`). */
   S3_FORCE_PATH_STYLE: bool,
-  POWERTOOLS_SERVICE_NAME: z.string().optional(),
+  [ENV.powertoolsServiceName]: z.string().optional(),
   /** Tests only: a directory to record the function's AWS calls in (shared/aws-call-log.ts). */
-  PULSE_AWS_CALL_LOG: z
+  [ENV.awsCallLog]: z
     .string()
     .regex(/^\//, 'PULSE_AWS_CALL_LOG must be an absolute directory path')
     .optional(),
@@ -51,9 +54,15 @@ const clientConfig = (c: { S3_FORCE_PATH_STYLE: boolean; PULSE_AWS_CALL_LOG?: st
 });
 
 /** The memory Lambda gives the running function, in MB (its runtime sets it); undefined off Lambda. */
-export function lambdaMemoryMb(env: Env = process.env): number | undefined {
-  const mb = Number(env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE);
+function lambdaMemoryMb(env: Env): number | undefined {
+  const mb = Number(env[PLATFORM_ENV.lambdaMemory]);
   return mb > 0 ? mb : undefined;
+}
+
+/** The CPUs the function has: on Lambda one per `settings.lambda.mbPerVcpu` of memory, else the machine's. */
+function cpusOf(env: Env): number {
+  const mb = lambdaMemoryMb(env);
+  return mb !== undefined ? Math.floor(mb / settings.lambda.mbPerVcpu) : availableParallelism();
 }
 
 function parse<T extends z.ZodRawShape>(shape: T, env: Env): z.infer<z.ZodObject<T>> {
@@ -79,6 +88,15 @@ export interface ClientConfig {
   readonly awsCallLog?: string;
 }
 
+/** Whether the s3-trigger parses CSV on a thread of its own, and what `auto` weighs (parsers/csv-thread.ts). */
+export interface ParseThreadPolicy {
+  readonly mode: 'auto' | 'on' | 'off';
+  /** `auto`: objects of at least this many bytes. */
+  readonly minBytes: number;
+  /** `auto`: the CPUs the function has (on Lambda, from its memory); at least 2. */
+  readonly cpus: number;
+}
+
 export interface S3TriggerConfig extends ClientConfig {
   readonly signalsQueueUrl: string;
   readonly ledgerTable: string;
@@ -95,33 +113,35 @@ export interface S3TriggerConfig extends ClientConfig {
   readonly fanOut: { readonly minBytes: number; readonly partBytes: number; readonly maxParts: number };
   /** Staging of large gzip files (only with `fileEventsQueueUrl`): see settings.staging. */
   readonly staging: { readonly minBytes: number; readonly objectBytes: number };
+  /** CSV parsed on a thread of its own: see settings.functions.s3Trigger.parseThread. */
+  readonly parseThread: ParseThreadPolicy;
 }
+
+/** The environment variables the s3-trigger reads (with their defaults from settings). */
+const S3_TRIGGER_ENV = {
+  ...common,
+  [ENV.signalsQueueUrl]: required(ENV.signalsQueueUrl),
+  [ENV.ledgerTable]: required(ENV.ledgerTable),
+  [ENV.quarantineBucket]: required(ENV.quarantineBucket),
+  [ENV.leaseSeconds]: positiveInt(ENV.leaseSeconds, settings.ledger.leaseSeconds),
+  [ENV.heartbeatSeconds]: positiveInt(ENV.heartbeatSeconds, settings.ledger.heartbeatSeconds),
+  [ENV.checkpointSeconds]: positiveInt(ENV.checkpointSeconds, settings.ledger.checkpointSeconds),
+  [ENV.maxAttempts]: positiveInt(ENV.maxAttempts, settings.ledger.maxAttempts),
+  [ENV.maxMessageBytes]: positiveInt(ENV.maxMessageBytes, settings.signals.maxMessageBytes),
+  [ENV.fileEventsQueueUrl]: z.url({ error: 'FILE_EVENTS_QUEUE_URL must be a URL' }).optional(),
+  [ENV.handOverBeforeTimeoutSeconds]: positiveNumber(
+    ENV.handOverBeforeTimeoutSeconds,
+    settings.ledger.handOverBeforeTimeoutSeconds,
+  ),
+  [ENV.fanOutMinBytes]: positiveInt(ENV.fanOutMinBytes, settings.fanOut.minBytes),
+  [ENV.fanOutPartBytes]: positiveInt(ENV.fanOutPartBytes, settings.fanOut.partBytes),
+  [ENV.stagingMinBytes]: positiveInt(ENV.stagingMinBytes, settings.staging.minBytes),
+  [ENV.stagingObjectBytes]: positiveInt(ENV.stagingObjectBytes, settings.staging.objectBytes),
+};
 
 /** Reads the s3-trigger's configuration. Throws ConfigError when a variable is missing. */
 export function loadS3TriggerConfig(env: Env = process.env): S3TriggerConfig {
-  const c = parse(
-    {
-      ...common,
-      SIGNALS_QUEUE_URL: required('SIGNALS_QUEUE_URL'),
-      LEDGER_TABLE: required('LEDGER_TABLE'),
-      QUARANTINE_BUCKET: required('QUARANTINE_BUCKET'),
-      LEDGER_LEASE_SECONDS: positiveInt('LEDGER_LEASE_SECONDS', settings.ledger.leaseSeconds),
-      LEDGER_HEARTBEAT_SECONDS: positiveInt('LEDGER_HEARTBEAT_SECONDS', settings.ledger.heartbeatSeconds),
-      LEDGER_CHECKPOINT_SECONDS: positiveInt('LEDGER_CHECKPOINT_SECONDS', settings.ledger.checkpointSeconds),
-      LEDGER_MAX_ATTEMPTS: positiveInt('LEDGER_MAX_ATTEMPTS', settings.ledger.maxAttempts),
-      SIGNALS_MAX_MESSAGE_BYTES: positiveInt('SIGNALS_MAX_MESSAGE_BYTES', settings.signals.maxMessageBytes),
-      FILE_EVENTS_QUEUE_URL: z.url({ error: 'FILE_EVENTS_QUEUE_URL must be a URL' }).optional(),
-      HAND_OVER_BEFORE_TIMEOUT_SECONDS: positiveNumber(
-        'HAND_OVER_BEFORE_TIMEOUT_SECONDS',
-        settings.ledger.handOverBeforeTimeoutSeconds,
-      ),
-      FAN_OUT_MIN_BYTES: positiveInt('FAN_OUT_MIN_BYTES', settings.fanOut.minBytes),
-      FAN_OUT_PART_BYTES: positiveInt('FAN_OUT_PART_BYTES', settings.fanOut.partBytes),
-      STAGING_MIN_BYTES: positiveInt('STAGING_MIN_BYTES', settings.staging.minBytes),
-      STAGING_OBJECT_BYTES: positiveInt('STAGING_OBJECT_BYTES', settings.staging.objectBytes),
-    },
-    env,
-  );
+  const c = parse(S3_TRIGGER_ENV, env);
   return {
     ...clientConfig(c),
     signalsQueueUrl: c.SIGNALS_QUEUE_URL,
@@ -140,6 +160,11 @@ export function loadS3TriggerConfig(env: Env = process.env): S3TriggerConfig {
       maxParts: settings.fanOut.maxParts,
     },
     staging: { minBytes: c.STAGING_MIN_BYTES, objectBytes: c.STAGING_OBJECT_BYTES },
+    parseThread: {
+      mode: settings.functions.s3Trigger.parseThread,
+      minBytes: settings.functions.s3Trigger.parseThreadMinBytes,
+      cpus: cpusOf(env),
+    },
   };
 }
 
@@ -152,28 +177,29 @@ export interface SweepConfig extends ClientConfig {
   readonly processingStuckSeconds: number;
   readonly splitStuckSeconds: number;
   readonly canaryGraceSeconds: number;
+  /** Not deployed values: settings.sweep's, resolved here like the rest. */
+  readonly exhaustedLookbackHours: number;
+  readonly maxItemsPerStatus: number;
+  readonly pageSize: number;
 }
+
+/** The environment variables the ledger sweep reads (with their defaults from settings). */
+const SWEEP_ENV = {
+  ...common,
+  [ENV.ledgerTable]: required(ENV.ledgerTable),
+  [ENV.ingestBucket]: required(ENV.ingestBucket),
+  [ENV.maxAttempts]: positiveInt(ENV.maxAttempts, settings.ledger.maxAttempts),
+  [ENV.sweepProcessingStuckSeconds]: positiveInt(
+    ENV.sweepProcessingStuckSeconds,
+    settings.sweep.processingStuckSeconds,
+  ),
+  [ENV.sweepSplitStuckSeconds]: positiveInt(ENV.sweepSplitStuckSeconds, settings.sweep.splitStuckSeconds),
+  [ENV.sweepCanaryGraceSeconds]: positiveInt(ENV.sweepCanaryGraceSeconds, settings.sweep.canaryGraceSeconds),
+};
 
 /** Reads the ledger sweep's configuration. Throws ConfigError when a variable is missing. */
 export function loadSweepConfig(env: Env = process.env): SweepConfig {
-  const c = parse(
-    {
-      ...common,
-      LEDGER_TABLE: required('LEDGER_TABLE'),
-      INGEST_BUCKET: required('INGEST_BUCKET'),
-      LEDGER_MAX_ATTEMPTS: positiveInt('LEDGER_MAX_ATTEMPTS', settings.ledger.maxAttempts),
-      SWEEP_PROCESSING_STUCK_SECONDS: positiveInt(
-        'SWEEP_PROCESSING_STUCK_SECONDS',
-        settings.sweep.processingStuckSeconds,
-      ),
-      SWEEP_SPLIT_STUCK_SECONDS: positiveInt('SWEEP_SPLIT_STUCK_SECONDS', settings.sweep.splitStuckSeconds),
-      SWEEP_CANARY_GRACE_SECONDS: positiveInt(
-        'SWEEP_CANARY_GRACE_SECONDS',
-        settings.sweep.canaryGraceSeconds,
-      ),
-    },
-    env,
-  );
+  const c = parse(SWEEP_ENV, env);
   return {
     ...clientConfig(c),
     ledgerTable: c.LEDGER_TABLE,
@@ -182,6 +208,9 @@ export function loadSweepConfig(env: Env = process.env): SweepConfig {
     processingStuckSeconds: c.SWEEP_PROCESSING_STUCK_SECONDS,
     splitStuckSeconds: c.SWEEP_SPLIT_STUCK_SECONDS,
     canaryGraceSeconds: c.SWEEP_CANARY_GRACE_SECONDS,
+    exhaustedLookbackHours: settings.sweep.exhaustedLookbackHours,
+    maxItemsPerStatus: settings.sweep.maxItemsPerStatus,
+    pageSize: settings.sweep.pageSize,
   };
 }
 
@@ -197,23 +226,23 @@ export interface ScorerConfig extends ClientConfig {
   readonly minSamples: number;
 }
 
+/** The environment variables the scorer reads (with their defaults from settings). */
+const SCORER_ENV = {
+  ...common,
+  [ENV.scoresTable]: required(ENV.scoresTable),
+  [ENV.scoresBucket]: required(ENV.scoresBucket),
+  [ENV.anomaliesTable]: required(ENV.anomaliesTable),
+  [ENV.quarantineBucket]: required(ENV.quarantineBucket),
+  [ENV.zThreshold]: z.coerce
+    .number({ error: 'Z_THRESHOLD must be a number' })
+    .positive('Z_THRESHOLD must be positive')
+    .default(settings.scoring.zThreshold),
+  [ENV.minSamples]: positiveInt(ENV.minSamples, settings.scoring.minSamples),
+};
+
 /** Reads the scorer's configuration. Throws ConfigError when a variable is missing. */
 export function loadScorerConfig(env: Env = process.env): ScorerConfig {
-  const c = parse(
-    {
-      ...common,
-      SCORES_TABLE: required('SCORES_TABLE'),
-      SCORES_BUCKET: required('SCORES_BUCKET'),
-      ANOMALIES_TABLE: required('ANOMALIES_TABLE'),
-      QUARANTINE_BUCKET: required('QUARANTINE_BUCKET'),
-      Z_THRESHOLD: z.coerce
-        .number({ error: 'Z_THRESHOLD must be a number' })
-        .positive('Z_THRESHOLD must be positive')
-        .default(settings.scoring.zThreshold),
-      MIN_SAMPLES: positiveInt('MIN_SAMPLES', settings.scoring.minSamples),
-    },
-    env,
-  );
+  const c = parse(SCORER_ENV, env);
   return {
     ...clientConfig(c),
     scoresTable: c.SCORES_TABLE,
@@ -264,58 +293,58 @@ export interface DbPollerConfig extends ClientConfig {
   readonly watermarkSkewSeconds: number;
 }
 
+/** The environment variables the db-poller reads (with their defaults from settings). */
+const DB_POLLER_ENV = {
+  ...common,
+  [ENV.signalsQueueUrl]: required(ENV.signalsQueueUrl),
+  [ENV.dbSecretArn]: required(ENV.dbSecretArn),
+  [ENV.quarantineBucket]: required(ENV.quarantineBucket),
+  [ENV.dbSsl]: z
+    .enum(['true', 'false'])
+    .default('true')
+    .transform((v) => v === 'true'),
+  [ENV.dbTable]: z
+    .string()
+    .regex(identifier, 'DB_TABLE must be a plain SQL identifier')
+    .default(settings.dbPoller.table),
+  [ENV.dbColumns]: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (!v) return settings.dbPoller.columns;
+      try {
+        return DbColumnsSchema.parse({ ...settings.dbPoller.columns, ...JSON.parse(v) });
+      } catch {
+        ctx.addIssue({
+          code: 'custom',
+          message: 'DB_COLUMNS must be JSON mapping fields to plain SQL identifiers',
+        });
+        return z.NEVER;
+      }
+    }),
+  [ENV.dbMode]: z
+    .enum(['mark', 'watermark'], { error: 'DB_MODE must be mark or watermark' })
+    .default(settings.dbPoller.mode),
+  [ENV.dbBatchSize]: positiveInt(ENV.dbBatchSize, settings.dbPoller.batchSize),
+  [ENV.watermarkTable]: required(ENV.watermarkTable),
+  [ENV.maxQueueDepth]: positiveInt(ENV.maxQueueDepth, settings.dbPoller.maxQueueDepth),
+  [ENV.timeBudgetFraction]: z.coerce.number().gt(0).lte(1).default(settings.dbPoller.timeBudgetFraction),
+  [ENV.watermarkLookbackSeconds]: z.coerce
+    .number({ error: 'DB_WATERMARK_LOOKBACK_SECONDS must be a whole number of seconds, 0 or more' })
+    .int('DB_WATERMARK_LOOKBACK_SECONDS must be a whole number of seconds, 0 or more')
+    .min(0, 'DB_WATERMARK_LOOKBACK_SECONDS must be a whole number of seconds, 0 or more')
+    .default(settings.dbPoller.watermarkLookbackSeconds),
+  [ENV.watermarkSkewSeconds]: z.coerce
+    .number({ error: 'DB_WATERMARK_SKEW_SECONDS must be a whole number of seconds, 0 or more' })
+    .int('DB_WATERMARK_SKEW_SECONDS must be a whole number of seconds, 0 or more')
+    .min(0, 'DB_WATERMARK_SKEW_SECONDS must be a whole number of seconds, 0 or more')
+    .default(settings.dbPoller.watermarkSkewSeconds),
+  [ENV.maxMessageBytes]: positiveInt(ENV.maxMessageBytes, settings.signals.maxMessageBytes),
+};
+
 /** Reads the db-poller's configuration. Throws ConfigError when a variable is missing or wrong. */
 export function loadDbPollerConfig(env: Env = process.env): DbPollerConfig {
-  const c = parse(
-    {
-      ...common,
-      SIGNALS_QUEUE_URL: required('SIGNALS_QUEUE_URL'),
-      DB_SECRET_ARN: required('DB_SECRET_ARN'),
-      QUARANTINE_BUCKET: required('QUARANTINE_BUCKET'),
-      DB_SSL: z
-        .enum(['true', 'false'])
-        .default('true')
-        .transform((v) => v === 'true'),
-      DB_TABLE: z
-        .string()
-        .regex(identifier, 'DB_TABLE must be a plain SQL identifier')
-        .default(settings.dbPoller.table),
-      DB_COLUMNS: z
-        .string()
-        .optional()
-        .transform((v, ctx) => {
-          if (!v) return settings.dbPoller.columns;
-          try {
-            return DbColumnsSchema.parse({ ...settings.dbPoller.columns, ...JSON.parse(v) });
-          } catch {
-            ctx.addIssue({
-              code: 'custom',
-              message: 'DB_COLUMNS must be JSON mapping fields to plain SQL identifiers',
-            });
-            return z.NEVER;
-          }
-        }),
-      DB_MODE: z
-        .enum(['mark', 'watermark'], { error: 'DB_MODE must be mark or watermark' })
-        .default(settings.dbPoller.mode),
-      DB_BATCH_SIZE: positiveInt('DB_BATCH_SIZE', settings.dbPoller.batchSize),
-      WATERMARK_TABLE: required('WATERMARK_TABLE'),
-      MAX_QUEUE_DEPTH: positiveInt('MAX_QUEUE_DEPTH', settings.dbPoller.maxQueueDepth),
-      TIME_BUDGET_FRACTION: z.coerce.number().gt(0).lte(1).default(settings.dbPoller.timeBudgetFraction),
-      DB_WATERMARK_LOOKBACK_SECONDS: z.coerce
-        .number({ error: 'DB_WATERMARK_LOOKBACK_SECONDS must be a whole number of seconds, 0 or more' })
-        .int('DB_WATERMARK_LOOKBACK_SECONDS must be a whole number of seconds, 0 or more')
-        .min(0, 'DB_WATERMARK_LOOKBACK_SECONDS must be a whole number of seconds, 0 or more')
-        .default(settings.dbPoller.watermarkLookbackSeconds),
-      DB_WATERMARK_SKEW_SECONDS: z.coerce
-        .number({ error: 'DB_WATERMARK_SKEW_SECONDS must be a whole number of seconds, 0 or more' })
-        .int('DB_WATERMARK_SKEW_SECONDS must be a whole number of seconds, 0 or more')
-        .min(0, 'DB_WATERMARK_SKEW_SECONDS must be a whole number of seconds, 0 or more')
-        .default(settings.dbPoller.watermarkSkewSeconds),
-      SIGNALS_MAX_MESSAGE_BYTES: positiveInt('SIGNALS_MAX_MESSAGE_BYTES', settings.signals.maxMessageBytes),
-    },
-    env,
-  );
+  const c = parse(DB_POLLER_ENV, env);
   const lookback = c.DB_WATERMARK_LOOKBACK_SECONDS;
   const skew = c.DB_WATERMARK_SKEW_SECONDS;
   if (lookback > 0 && skew >= lookback) {
@@ -375,22 +404,22 @@ export interface KafkaConsumerConfig extends ClientConfig {
   readonly maxMessageBytes: number;
 }
 
+/** The environment variables the kafka-consumer reads (with their defaults from settings). */
+const KAFKA_CONSUMER_ENV = {
+  ...common,
+  [ENV.signalsQueueUrl]: required(ENV.signalsQueueUrl),
+  [ENV.quarantineBucket]: required(ENV.quarantineBucket),
+  [ENV.kafkaValueFormat]: z
+    .enum(['json', 'avro', 'protobuf'], { error: 'KAFKA_VALUE_FORMAT must be json, avro or protobuf' })
+    .default('json'),
+  [ENV.kafkaValueSchema]: z.string().optional(),
+  [ENV.kafkaValueMessageType]: z.string().trim().optional(),
+  [ENV.maxMessageBytes]: positiveInt(ENV.maxMessageBytes, settings.signals.maxMessageBytes),
+};
+
 /** Reads the kafka-consumer's configuration. Throws ConfigError when a variable is missing or wrong. */
 export function loadKafkaConsumerConfig(env: Env = process.env): KafkaConsumerConfig {
-  const c = parse(
-    {
-      ...common,
-      SIGNALS_QUEUE_URL: required('SIGNALS_QUEUE_URL'),
-      QUARANTINE_BUCKET: required('QUARANTINE_BUCKET'),
-      KAFKA_VALUE_FORMAT: z
-        .enum(['json', 'avro', 'protobuf'], { error: 'KAFKA_VALUE_FORMAT must be json, avro or protobuf' })
-        .default('json'),
-      KAFKA_VALUE_SCHEMA: z.string().optional(),
-      KAFKA_VALUE_MESSAGE_TYPE: z.string().trim().optional(),
-      SIGNALS_MAX_MESSAGE_BYTES: positiveInt('SIGNALS_MAX_MESSAGE_BYTES', settings.signals.maxMessageBytes),
-    },
-    env,
-  );
+  const c = parse(KAFKA_CONSUMER_ENV, env);
   if (c.KAFKA_VALUE_FORMAT !== 'json' && !c.KAFKA_VALUE_SCHEMA) {
     throw new ConfigError(`KAFKA_VALUE_SCHEMA is not set (needed for ${c.KAFKA_VALUE_FORMAT} values)`);
   }
@@ -409,3 +438,15 @@ export function loadKafkaConsumerConfig(env: Env = process.env): KafkaConsumerCo
     maxMessageBytes: c.SIGNALS_MAX_MESSAGE_BYTES,
   };
 }
+
+/**
+ * The environment each function reads, by its Powertools service name: what the environment contract test
+ * (`test/infra/env-contract.test.ts`) holds the stack and the offline runtime to.
+ */
+export const CONFIG_ENV = {
+  's3-trigger': S3_TRIGGER_ENV,
+  'ledger-sweep': SWEEP_ENV,
+  scorer: SCORER_ENV,
+  'db-poller': DB_POLLER_ENV,
+  'kafka-consumer': KAFKA_CONSUMER_ENV,
+} as const satisfies Record<string, z.ZodRawShape>;

@@ -89,6 +89,22 @@ export class InvalidMessageError extends PermanentError {
   }
 }
 
+/**
+ * A SendMessageBatch entry SQS refused as the sender's fault (a character it does not allow, a message too
+ * large): sending it again would be refused the same way. `entryId` names the entry. Its name stays
+ * `PermanentError`, on purpose: it is what a file's ledger item has always recorded as its `errorType`
+ * for a refused message, and operators' queries may match it.
+ */
+export class MessageRefusedError extends PermanentError {
+  readonly entryId: string;
+  readonly code: string;
+  constructor(message: string, entryId: string, code: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.entryId = entryId;
+    this.code = code;
+  }
+}
+
 /** A failure worth retrying later: throttling, timeouts, 5xx, a lost connection. */
 export class TransientError extends PulseError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -1,13 +1,48 @@
-import { ConditionalCheckFailedException, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { type DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { LeaseLostError } from './errors.ts';
 import {
-  BatchWriteCommand,
-  type DynamoDBDocumentClient,
-  GetCommand,
-  QueryCommand,
-  TransactWriteCommand,
-  UpdateCommand,
-} from '@aws-sdk/lib-dynamodb';
-import { type ErrorLocation, LeaseLostError, TransientError } from './errors.ts';
+  type Checkpoint,
+  type ClaimMeta,
+  type ClaimResult,
+  type CompletedStats,
+  type ConditionalUpdate,
+  completedSet,
+  completedValues,
+  exhaustedMessage,
+  type FileRef,
+  type FileStats,
+  identity,
+  type LedgerItem,
+  type LedgerOptions,
+  ledgerKey,
+  type PartRange,
+  type SplitOutcome,
+  STATS_SET,
+  type Staging,
+  statsValues,
+} from './ledger-items.ts';
+import { endPart, finishSplit, type LedgerStore, markSplit, partItems, planParts } from './ledger-split.ts';
+
+// The items, keys and update expressions are ledger-items.ts's; re-exported for the ledger's users.
+export {
+  type Checkpoint,
+  type ClaimMeta,
+  type ClaimResult,
+  type CompletedStats,
+  exhaustedMessage,
+  type FileRef,
+  type FileStats,
+  type FileStatus,
+  type LedgerItem,
+  type LedgerOptions,
+  ledgerKey,
+  type PartRange,
+  partSortKey,
+  type SplitOutcome,
+  type Staging,
+  wholeFile,
+} from './ledger-items.ts';
 
 /**
  * The file ledger: one DynamoDB item per object version (pk = s3://bucket/key, sk = ETag), moved
@@ -16,215 +51,28 @@ import { type ErrorLocation, LeaseLostError, TransientError } from './errors.ts'
  * A large file that is split (fan-out) goes PROCESSING → SPLIT: its parts are items of their own
  * (sk = `<etag>#part-000007`), each claimed, checkpointed and finished like a file. A part that ends
  * (SUCCESS, or FAILED for good) counts itself on the file item in the same transaction, and whoever sees
- * the count complete moves the file SPLIT → SUCCESS | FAILED with the totals of its parts.
+ * the count complete moves the file SPLIT → SUCCESS | FAILED with the totals of its parts: that half is
+ * ledger-split.ts's, the items and keys ledger-items.ts's.
  */
-
-export type FileStatus = 'DISCOVERED' | 'PROCESSING' | 'SPLIT' | 'SUCCESS' | 'FAILED' | 'SKIPPED';
-
-/** One object version, or one part of it (`part`) when the version was split. */
-export interface FileRef {
-  readonly bucket: string;
-  readonly key: string;
-  readonly etag: string;
-  /** 0-based part number: the ref is to that part's item. */
-  readonly part?: number;
-}
-
-/**
- * What one part of a split file covers. `byte` (uncompressed CSV/NDJSON): bytes `[start, end)`, starting at
- * a record boundary; `rowGroup` (Parquet): row groups `[start, end)`. `row` is the row number of the last
- * record before the part (0 for the first), `endRow` that of the part's last record: the parts' rows are
- * numbered exactly as in a read of the whole file.
- */
-export interface PartRange {
-  readonly kind: 'byte' | 'rowGroup';
-  readonly start: number;
-  readonly end: number;
-  readonly row: number;
-  readonly endRow: number;
-}
-
-export interface FileStats {
-  readonly records: number;
-  readonly rejected: number;
-  readonly bytesRead: number;
-}
-
-/**
- * Where a retried attempt resumes an object version, and the totals up to there. Written only at a point
- * where every valid signal before it has been sent (the sender flushed) and every reject before it is in
- * a completed quarantine object (listed in `rejectsKeys`).
- */
-export interface Checkpoint extends FileStats {
-  /**
-   * `byte`: uncompressed CSV or NDJSON, `position` is the byte offset where the next record starts;
-   * `rowGroup`: Parquet, `position` is the index of the next row group;
-   * `record`: anything else (a JSON array, any gzip file), `position` records were parsed already and are
-   * parsed again and skipped.
-   */
-  readonly kind: 'byte' | 'rowGroup' | 'record';
-  readonly position: number;
-  /** Row number of the last record before the checkpoint (0 when none). */
-  readonly row: number;
-  readonly firstErrors: string[];
-  /** Completed rejects objects holding every reject before the checkpoint, in file order. */
-  readonly rejectsKeys: string[];
-  /** The attempt that wrote it. */
-  readonly attempt: number;
-  readonly savedAt: string;
-}
-
-/**
- * A gzip file inflated once into staged objects (`functions/s3-trigger/staging.ts`), which are then read
- * as the file's uncompressed bytes: object `i` holds bytes `[i × objectBytes, (i + 1) × objectBytes)` of
- * the inflated stream. Recorded on the file's item as each object completes, and on each part's item when
- * the staged copy is split.
- */
-export interface Staging {
-  /** Staged object `i` is `<prefix><i, six digits>` in the file's bucket. */
-  readonly prefix: string;
-  readonly objectBytes: number;
-  /** Staged objects complete so far. */
-  readonly objects: number;
-  /** Set once the whole stream is staged: its inflated size. */
-  readonly size?: number;
-  /** What the stream held besides its data (bytes after the last gzip member), each a reject without a row. */
-  readonly leftOut?: string[];
-  /** The stream failed after `size` bytes: reading the staged copy to its end fails with this, as a read of the file does. */
-  readonly failure?: { readonly type: string; readonly reason: string; readonly location: ErrorLocation };
-}
-
-export interface LedgerItem extends FileStats {
-  readonly pk: string;
-  readonly sk: string;
-  readonly bucket: string;
-  readonly key: string;
-  readonly etag: string;
-  readonly versionId?: string;
-  readonly status: FileStatus;
-  readonly attempts: number;
-  readonly leaseOwner?: string;
-  /** Epoch milliseconds. */
-  readonly leaseExpiresAt?: number;
-  readonly size?: number;
-  readonly durationMs?: number;
-  readonly errorType?: string;
-  readonly errorMessage?: string;
-  readonly firstErrors?: string[];
-  /** False once a failure is permanent: the item is never claimed again. */
-  readonly retryable?: boolean;
-  /** Times an invocation near its timeout handed the file over to a continuation. */
-  readonly handOvers?: number;
-  /** Of those, the hand-overs that made too little progress to give their attempt back. */
-  readonly stalledHandOvers?: number;
-  /** Duplicate events seen after SUCCESS. */
-  readonly duplicates?: number;
-  readonly rejectsKey?: string;
-  /** Every rejects object of the file, in order, when there is more than one (see `Checkpoint`). */
-  readonly rejectsKeys?: string[];
-  /** While PROCESSING, or FAILED and retryable: where the next attempt resumes. */
-  readonly checkpoint?: Checkpoint;
-  /** The checkpoint the attempt that finished the file started from. */
-  readonly resumedFrom?: Checkpoint;
-  /** A part's item: its number and what it covers. */
-  readonly part?: number;
-  readonly range?: PartRange;
-  /** A gzip file read from its staged copy (the file's item, and its parts' when split). */
-  readonly staging?: Staging;
-  /** A split file: how many parts, how many have ended, and how many of those FAILED. */
-  readonly parts?: number;
-  readonly partsDone?: number;
-  readonly partsFailed?: number;
-  readonly eventTime?: string;
-  readonly createdAt: string;
-  readonly updatedAt: string;
-  readonly startedAt?: string;
-  readonly finishedAt?: string;
-}
-
-/** What a claim found. */
-export type ClaimResult =
-  | {
-      readonly claimed: true;
-      readonly attempt: number;
-      /** Left by an earlier attempt: resume from it. */
-      readonly checkpoint?: Checkpoint;
-      /** A file: the number of parts an earlier attempt split it into (their items exist). */
-      readonly parts?: number;
-      /** A part: what it covers. */
-      readonly range?: PartRange;
-      /**
-       * No attempt is left after this one: a transient failure now ends the item FAILED for good (see
-       * {@link Ledger.fail}), so the caller ends it as a permanent failure, with its rejects kept.
-       */
-      readonly lastAttempt?: true;
-      /** When the first event for this version happened (kept from the first claim that knew it). */
-      readonly eventTime?: string;
-      /** The file (or the file this part is of) is read from its staged copy; staged so far. */
-      readonly staging?: Staging;
-    }
-  | {
-      readonly claimed: false;
-      /**
-       * duplicate: already SUCCESS; in-progress: another worker holds a live lease; failed: FAILED for
-       * good (permanent, or out of attempts); skipped: SKIPPED; exhausted: this call ended the item FAILED
-       * for good because no attempt is left (a lease expired, or a transient failure left it retryable on
-       * its last attempt), so it is reported exactly once; split: the file was split and its parts carry it on.
-       */
-      readonly reason: 'duplicate' | 'in-progress' | 'failed' | 'skipped' | 'exhausted' | 'split';
-      readonly item?: LedgerItem;
-    };
-
-export interface LedgerOptions {
-  readonly leaseSeconds: number;
-  readonly maxAttempts: number;
-  /** Injectable clock (epoch ms) for tests. */
-  readonly now?: () => number;
-}
-
-export interface ClaimMeta {
-  readonly versionId?: string;
-  readonly size?: number;
-  readonly eventTime?: string;
-}
-
-export function ledgerKey(file: FileRef): { pk: string; sk: string } {
-  return {
-    pk: `s3://${file.bucket}/${file.key}`,
-    sk: file.part === undefined ? file.etag : partSortKey(file.etag, file.part),
-  };
-}
-
-/** A part's sort key: after its file's, in part order. */
-export function partSortKey(etag: string, part: number): string {
-  return `${etag}#part-${String(part).padStart(6, '0')}`;
-}
-
-/** The file a part belongs to. */
-export function wholeFile(ref: FileRef): FileRef {
-  return { bucket: ref.bucket, key: ref.key, etag: ref.etag };
-}
-
-/** How a split file ended, from the totals of its parts. */
-export interface SplitOutcome {
-  readonly status: 'SUCCESS' | 'FAILED';
-  readonly stats: CompletedStats;
-  readonly parts: number;
-  readonly partsFailed: number;
-  readonly eventTime?: string;
-  /** The staged copy the parts read, to be deleted now. */
-  readonly staging?: Staging;
-}
 
 export class Ledger {
   readonly #doc: DynamoDBDocumentClient;
   readonly #table: string;
   readonly #opts: LedgerOptions;
+  /** What the split-file half (ledger-split.ts) works through. */
+  readonly #store: LedgerStore;
 
   constructor(doc: DynamoDBDocumentClient, table: string, opts: LedgerOptions) {
     this.#doc = doc;
     this.#table = table;
     this.#opts = opts;
+    this.#store = {
+      doc,
+      table,
+      now: () => this.#now(),
+      ownedUpdate: (file, owner, update, values) => this.#ownedUpdate(file, owner, update, values),
+      get: (file) => this.get(file),
+    };
   }
 
   #now(): number {
@@ -403,214 +251,35 @@ export class Ledger {
   }
 
   /**
-   * One conditional update; when it ends a part (`endsPart`), in a transaction with the count of ended
-   * parts on its file, so that each part is counted exactly once. A failed condition on the item itself
-   * throws ConditionalCheckFailedException either way.
-   */
-  async #write(file: FileRef, update: ConditionalUpdate, endsPart?: { failed: boolean }): Promise<void> {
-    if (file.part === undefined || !endsPart) {
-      await this.#doc.send(new UpdateCommand(update));
-      return;
-    }
-    const command = new TransactWriteCommand({
-      TransactItems: [
-        { Update: update },
-        {
-          Update: {
-            TableName: this.#table,
-            Key: ledgerKey(wholeFile(file)),
-            ConditionExpression: 'attribute_exists(parts)',
-            UpdateExpression: `ADD partsDone :one${endsPart.failed ? ', partsFailed :one' : ''}`,
-            ExpressionAttributeValues: { ':one': 1 },
-          },
-        },
-      ],
-    });
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.#doc.send(command);
-        return;
-      } catch (err) {
-        if (!(err instanceof TransactionCanceledException)) throw err;
-        const [own, count] = err.CancellationReasons ?? [];
-        if (own?.Code === 'ConditionalCheckFailed') {
-          throw new ConditionalCheckFailedException({
-            message: own.Message ?? 'condition failed',
-            $metadata: {},
-          });
-        }
-        if (count?.Code === 'ConditionalCheckFailed') {
-          throw new Error(`part ${file.part} of ${ledgerKey(file).pk}@${file.etag} has no split file item`, {
-            cause: err,
-          });
-        }
-        // Parts ending at the same moment write the same file item: a cancelled transaction applied
-        // nothing, so it is tried again; as is one cancelled by throttling.
-        const codes = (err.CancellationReasons ?? []).map((r) => r.Code ?? 'None');
-        if (!codes.some((c) => RETRIED_CANCELLATIONS.has(c))) throw err;
-        if (attempt >= TRANSACTION_ATTEMPTS) {
-          throw new TransientError(
-            `ending part ${file.part} of ${ledgerKey(file).pk}@${file.etag}: transaction cancelled ${attempt} times (${codes.join(', ')})`,
-            { cause: err },
-          );
-        }
-        const cap = 25 * 2 ** attempt;
-        await new Promise((r) => setTimeout(r, cap / 2 + Math.random() * (cap / 2)));
-      }
-    }
-  }
-
-  /**
    * Records how the owner split the file: one item per part (DISCOVERED, with its range), then `parts`
-   * on the file item. Until `parts` is set no part has been announced, so a plan left half-written by a
-   * crashed attempt is simply written again.
+   * on the file item (ledger-split.ts).
    */
-  async planParts(
+  planParts(
     file: FileRef,
     owner: string,
     ranges: readonly PartRange[],
     meta: ClaimMeta = {},
     staging?: Staging,
   ): Promise<void> {
-    const iso = new Date(this.#now()).toISOString();
-    const items = ranges.map((range, part) => ({
-      ...ledgerKey({ ...wholeFile(file), part }),
-      bucket: file.bucket,
-      key: file.key,
-      etag: file.etag,
-      ...(meta.versionId ? { versionId: meta.versionId } : {}),
-      status: 'DISCOVERED' as FileStatus,
-      part,
-      range,
-      ...(staging ? { staging } : {}),
-      attempts: 0,
-      records: 0,
-      rejected: 0,
-      bytesRead: 0,
-      createdAt: iso,
-      updatedAt: iso,
-    }));
-    for (let i = 0; i < items.length; i += 25) {
-      let pending: Record<string, unknown>[] | undefined = items
-        .slice(i, i + 25)
-        .map((Item) => ({ PutRequest: { Item } }));
-      for (let round = 0; pending?.length; round++) {
-        if (round > 0) await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** round)));
-        if (round > 8) throw new Error(`could not write the parts of ${ledgerKey(file).pk}@${file.etag}`);
-        const out = await this.#doc.send(
-          new BatchWriteCommand({ RequestItems: { [this.#table]: pending as never } }),
-        );
-        pending = out.UnprocessedItems?.[this.#table] as Record<string, unknown>[] | undefined;
-      }
-    }
-    await this.#ownedUpdate(
-      file,
-      owner,
-      'SET parts = :parts, partsDone = if_not_exists(partsDone, :zero), partsFailed = if_not_exists(partsFailed, :zero), updatedAt = :iso',
-      { ':parts': ranges.length, ':zero': 0, ':iso': iso },
-    );
+    return planParts(this.#store, file, owner, ranges, meta, staging);
   }
 
   /** PROCESSING → SPLIT once every part is announced: the lease ends, the parts carry the file. Owner only. */
-  async markSplit(file: FileRef, owner: string): Promise<void> {
-    await this.#ownedUpdate(
-      file,
-      owner,
-      'SET #status = :split, updatedAt = :iso REMOVE leaseOwner, leaseExpiresAt, checkpoint',
-      { ':split': 'SPLIT', ':iso': new Date(this.#now()).toISOString() },
-    );
+  markSplit(file: FileRef, owner: string): Promise<void> {
+    return markSplit(this.#store, file, owner);
   }
 
   /** The part items of a split file, in part order. */
-  async parts(file: FileRef): Promise<LedgerItem[]> {
-    const key = ledgerKey(wholeFile(file));
-    const items: LedgerItem[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const out = await this.#doc.send(
-        new QueryCommand({
-          TableName: this.#table,
-          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
-          ExpressionAttributeValues: { ':pk': key.pk, ':prefix': `${file.etag}#part-` },
-          ConsistentRead: true,
-          ExclusiveStartKey: start,
-        }),
-      );
-      items.push(...((out.Items ?? []) as LedgerItem[]));
-      start = out.LastEvaluatedKey;
-    } while (start);
-    return items;
+  parts(file: FileRef): Promise<LedgerItem[]> {
+    return partItems(this.#store, file);
   }
 
   /**
-   * Ends a split file once all its parts have ended: SUCCESS when every part succeeded, else FAILED (for
-   * good), with the totals, first errors and rejects objects of its parts in part order. Anyone may call it
-   * any number of times; one call ends the file and gets its outcome, the others get undefined.
+   * Ends a split file once all its parts have ended (ledger-split.ts): one call ends it and gets its
+   * outcome, the others get undefined.
    */
-  async finishSplit(file: FileRef, firstErrorsKept: number): Promise<SplitOutcome | undefined> {
-    const whole = wholeFile(file);
-    const item = await this.get(whole);
-    if (item?.status !== 'SPLIT' || item.parts === undefined) return undefined;
-    if (Number(item.partsDone ?? 0) < Number(item.parts)) return undefined;
-    const parts = (await this.parts(whole)).filter(
-      (p) => p.part !== undefined && p.part < Number(item.parts),
-    );
-    parts.sort((a, b) => Number(a.part) - Number(b.part));
-    const failed = parts.filter((p) => p.status !== 'SUCCESS');
-    const rejectsKeys = parts.flatMap((p) => p.rejectsKeys ?? (p.rejectsKey ? [p.rejectsKey] : []));
-    const firstErrors = parts.flatMap((p) => p.firstErrors ?? []).slice(0, firstErrorsKept);
-    const now = this.#now();
-    const started = Date.parse(item.startedAt ?? item.createdAt);
-    const stats: CompletedStats = {
-      records: parts.reduce((n, p) => n + Number(p.records ?? 0), 0),
-      rejected: parts.reduce((n, p) => n + Number(p.rejected ?? 0), 0),
-      bytesRead: parts.reduce((n, p) => n + Number(p.bytesRead ?? 0), 0),
-      durationMs: Number.isFinite(started) ? Math.max(0, now - started) : 0,
-      firstErrors,
-      ...(rejectsKeys[0] ? { rejectsKey: rejectsKeys[0] } : {}),
-      ...(rejectsKeys.length > 1 ? { rejectsKeys } : {}),
-    };
-    const status = failed.length > 0 ? 'FAILED' : 'SUCCESS';
-    const firstFailure = failed[0];
-    const iso = new Date(now).toISOString();
-    try {
-      await this.#doc.send(
-        new UpdateCommand({
-          TableName: this.#table,
-          Key: ledgerKey(whole),
-          ConditionExpression: '#status = :split AND partsDone = :parts',
-          UpdateExpression:
-            `SET #status = :status, ${completedSet(stats)}` +
-            (firstFailure ? ', retryable = :false, errorType = :type, errorMessage = :msg' : ''),
-          ExpressionAttributeNames: { '#status': 'status' },
-          ExpressionAttributeValues: {
-            ':split': 'SPLIT',
-            ':parts': Number(item.parts),
-            ':status': status,
-            ':iso': iso,
-            ...completedValues(stats),
-            ...(firstFailure
-              ? {
-                  ':false': false,
-                  ':type': firstFailure.errorType ?? 'PartFailed',
-                  ':msg': `${failed.length} of ${parts.length} parts failed; part ${firstFailure.part} (rows after ${firstFailure.range?.row ?? '?'}): ${firstFailure.errorMessage ?? firstFailure.status}`,
-                }
-              : {}),
-          },
-        }),
-      );
-    } catch (err) {
-      if (err instanceof ConditionalCheckFailedException) return undefined;
-      throw err;
-    }
-    return {
-      status,
-      stats,
-      parts: parts.length,
-      partsFailed: failed.length,
-      ...(item.eventTime ? { eventTime: item.eventTime } : {}),
-      ...(item.staging ? { staging: item.staging } : {}),
-    };
+  finishSplit(file: FileRef, firstErrorsKept: number): Promise<SplitOutcome | undefined> {
+    return finishSplit(this.#store, file, firstErrorsKept);
   }
 
   /**
@@ -874,6 +543,15 @@ export class Ledger {
     return out.Item as LedgerItem | undefined;
   }
 
+  /**
+   * One conditional update; when it ends a part (`endsPart`), in a transaction with the count of ended
+   * parts on its file (ledger-split.ts), so that each part is counted exactly once.
+   */
+  async #write(file: FileRef, update: ConditionalUpdate, endsPart?: { failed: boolean }): Promise<void> {
+    if (file.part === undefined || !endsPart) await this.#doc.send(new UpdateCommand(update));
+    else await endPart(this.#store, file, update, endsPart.failed);
+  }
+
   async #ownedUpdate(
     file: FileRef,
     owner: string,
@@ -906,90 +584,4 @@ export class Ledger {
       throw err;
     }
   }
-}
-
-/** Totals written when a file finishes. */
-export interface CompletedStats extends FileStats {
-  readonly durationMs: number;
-  readonly firstErrors: string[];
-  /** The first rejects object. */
-  readonly rejectsKey?: string;
-  /** Every rejects object, in order, when checkpoints split the rejects over several. */
-  readonly rejectsKeys?: string[];
-  /** The checkpoint this attempt resumed from. */
-  readonly resumedFrom?: Checkpoint;
-}
-
-/** Why a transaction may be cancelled without anything being wrong with it: tried again. */
-const RETRIED_CANCELLATIONS = new Set([
-  'TransactionConflict',
-  'ThrottlingError',
-  'ProvisionedThroughputExceeded',
-  'RequestLimitExceeded',
-]);
-const TRANSACTION_ATTEMPTS = 8;
-
-/** One conditional UpdateItem, as a command or as an item of a transaction. */
-interface ConditionalUpdate {
-  readonly TableName: string;
-  readonly Key: Record<string, unknown>;
-  readonly ConditionExpression: string;
-  readonly UpdateExpression: string;
-  readonly ExpressionAttributeNames?: Record<string, string>;
-  readonly ExpressionAttributeValues?: Record<string, unknown>;
-}
-
-const STATS_SET = 'records = :records, rejected = :rejected, bytesRead = :bytesRead';
-
-/** The SET clauses of a finished item's totals (`:iso` is the caller's), and their values. */
-function completedSet(r: CompletedStats): string {
-  return (
-    `durationMs = :duration, updatedAt = :iso, finishedAt = :iso, ${STATS_SET}` +
-    (r.firstErrors.length ? ', firstErrors = :firstErrors' : '') +
-    (r.rejectsKey ? ', rejectsKey = :rejectsKey' : '') +
-    (r.rejectsKeys?.length ? ', rejectsKeys = :rejectsKeys' : '') +
-    (r.resumedFrom ? ', resumedFrom = :resumedFrom' : '')
-  );
-}
-function completedValues(r: CompletedStats): Record<string, unknown> {
-  return {
-    ':duration': r.durationMs,
-    ...statsValues(r),
-    ...(r.firstErrors.length ? { ':firstErrors': r.firstErrors } : {}),
-    ...(r.rejectsKey ? { ':rejectsKey': r.rejectsKey } : {}),
-    ...(r.rejectsKeys?.length ? { ':rejectsKeys': r.rejectsKeys } : {}),
-    ...(r.resumedFrom ? { ':resumedFrom': r.resumedFrom } : {}),
-  };
-}
-
-/** The SET clause, names and values that record which object version an item is about. */
-function identity(file: FileRef, meta: ClaimMeta, iso: string) {
-  return {
-    set:
-      '#bucket = :bucket, #key = :key, etag = :etag, createdAt = if_not_exists(createdAt, :iso), updatedAt = :iso' +
-      (meta.versionId ? ', versionId = :versionId' : '') +
-      (meta.size !== undefined ? ', #size = :size' : ''),
-    names: {
-      '#status': 'status',
-      '#bucket': 'bucket',
-      '#key': 'key',
-      ...(meta.size !== undefined ? { '#size': 'size' } : {}),
-    },
-    values: {
-      ':bucket': file.bucket,
-      ':key': file.key,
-      ':etag': file.etag,
-      ':iso': iso,
-      ...(meta.versionId ? { ':versionId': meta.versionId } : {}),
-      ...(meta.size !== undefined ? { ':size': meta.size } : {}),
-    },
-  };
-}
-function statsValues(s: FileStats): Record<string, number> {
-  return { ':records': s.records, ':rejected': s.rejected, ':bytesRead': s.bytesRead };
-}
-
-/** The error of an item that ran out of attempts: its last error, and how many attempts it had. */
-export function exhaustedMessage(lastError: string, attempts: number): string {
-  return `${lastError} (still failing after ${attempts} attempts: no attempt is left)`;
 }

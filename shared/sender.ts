@@ -1,9 +1,7 @@
-import {
-  SendMessageBatchCommand,
-  type SendMessageBatchRequestEntry,
-  type SQSClient,
-} from '@aws-sdk/client-sqs';
-import { ConfigError, PermanentError, SendFailedError } from './errors.ts';
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import { type BatchEntry, sendMessageBatch } from './batch-send.ts';
+import { ConfigError, PermanentError } from './errors.ts';
+import type { RetryPolicy } from './retry.ts';
 import { settings } from './settings.ts';
 import { deflateMessage, type Origin, type Signal, signalEntry } from './signal.ts';
 import { sqsSafeJson } from './sqs-text.ts';
@@ -18,22 +16,40 @@ import { sqsSafeJson } from './sqs-text.ts';
  * next is packed. `add` returns a promise only when the signal had to wait for a call to finish: that is
  * the backpressure on the parser (and the common case costs no promise at all).
  */
-export interface SenderOptions {
+/** How a sender packs and sends, besides the queue's message size. */
+export interface SenderTuning {
+  readonly maxSignalsPerMessage: number;
+  /** 0: messages go as plain JSON. */
+  readonly deflateLevel: number;
+  readonly maxBatchBytes: number;
+  readonly maxEntries: number;
+  /** SendMessageBatch calls at once. */
+  readonly maxInFlight: number;
+  readonly attempts: number;
+  readonly baseDelayMs: number;
+}
+
+export interface SenderOptions extends Partial<SenderTuning> {
   /** The source most signals have (the object key, table or topic): left out of each signal that has it. */
   readonly defaultSource?: string;
-  readonly maxMessageBytes?: number;
-  /** @default settings.signals.maxSignalsPerMessage */
-  readonly maxSignalsPerMessage?: number;
-  /** @default settings.signals.deflateLevel (0: messages go as plain JSON) */
-  readonly deflateLevel?: number;
-  readonly maxBatchBytes?: number;
-  readonly maxEntries?: number;
-  /** SendMessageBatch calls at once. @default settings.signals.maxInFlightBatches */
-  readonly maxInFlight?: number;
-  readonly attempts?: number;
-  readonly baseDelayMs?: number;
+  /** The signals queue's message size (a deployed value: the producer's config resolves it). */
+  readonly maxMessageBytes: number;
   readonly sleep?: (ms: number) => Promise<void>;
 }
+
+/**
+ * How a sender packs and sends unless told otherwise: `settings.signals`, merged once with the caller's
+ * options in the constructor (no value of these is deployed; tests shorten the delays).
+ */
+export const SENDER_DEFAULTS: SenderTuning = {
+  maxSignalsPerMessage: settings.signals.maxSignalsPerMessage,
+  deflateLevel: settings.signals.deflateLevel,
+  maxBatchBytes: settings.signals.maxBatchBytes,
+  maxEntries: settings.signals.maxEntriesPerBatch,
+  maxInFlight: settings.signals.maxInFlightBatches,
+  attempts: settings.signals.sendAttempts,
+  baseDelayMs: settings.signals.sendBaseDelayMs,
+};
 
 export interface SenderStats {
   signals: number;
@@ -73,9 +89,8 @@ export class SignalSender {
   readonly #deflateLevel: number;
   readonly #maxBatchBytes: number;
   readonly #maxEntries: number;
-  readonly #attempts: number;
-  readonly #baseDelayMs: number;
-  readonly #sleep: (ms: number) => Promise<void>;
+  /** How a batch's failed entries are sent again (shared/batch-send.ts). */
+  readonly #retry: RetryPolicy;
 
   // The open message: serialised chunks (JSON texts of one or more entries, without brackets) and then
   // entries not yet serialised.
@@ -95,7 +110,8 @@ export class SignalSender {
   /** The first call that failed for good: thrown by the next add that waits, and by `flush`. */
   #failure: { error: unknown } | undefined;
 
-  constructor(sqs: SQSClient, queueUrl: string, origin: Origin, opts: SenderOptions = {}) {
+  constructor(sqs: SQSClient, queueUrl: string, origin: Origin, options: SenderOptions) {
+    const opts = { ...SENDER_DEFAULTS, ...options };
     this.#sqs = sqs;
     this.#queueUrl = queueUrl;
     this.#origin = { kind: origin.kind, ref: origin.ref };
@@ -103,21 +119,24 @@ export class SignalSender {
     const source = this.#source !== undefined ? `"source":${JSON.stringify(this.#source)},` : '';
     this.#head = sqsSafeJson(`{"v":3,"origin":${JSON.stringify(this.#origin)},${source}"signals":[`);
     this.#overhead = Buffer.byteLength(this.#head) + 2;
-    this.#room = (opts.maxMessageBytes ?? settings.signals.maxMessageBytes) - MESSAGE_SLACK - this.#overhead;
+    this.#room = opts.maxMessageBytes - MESSAGE_SLACK - this.#overhead;
     this.#bulkRoom = this.#room * BULK_FILL;
-    this.#maxSignals = opts.maxSignalsPerMessage ?? settings.signals.maxSignalsPerMessage;
-    this.#deflateLevel = opts.deflateLevel ?? settings.signals.deflateLevel;
+    this.#maxSignals = opts.maxSignalsPerMessage;
+    this.#deflateLevel = opts.deflateLevel;
     if (!Number.isInteger(this.#deflateLevel) || this.#deflateLevel < 0 || this.#deflateLevel > 9) {
       throw new ConfigError(
         `signals deflateLevel must be a whole number from 0 (off) to 9, not ${this.#deflateLevel}`,
       );
     }
-    this.#maxBatchBytes = opts.maxBatchBytes ?? settings.signals.maxBatchBytes;
-    this.#maxEntries = opts.maxEntries ?? settings.signals.maxEntriesPerBatch;
-    this.#maxInFlight = opts.maxInFlight ?? settings.signals.maxInFlightBatches;
-    this.#attempts = opts.attempts ?? settings.signals.sendAttempts;
-    this.#baseDelayMs = opts.baseDelayMs ?? settings.signals.sendBaseDelayMs;
-    this.#sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+    this.#maxBatchBytes = opts.maxBatchBytes;
+    this.#maxEntries = opts.maxEntries;
+    this.#maxInFlight = opts.maxInFlight;
+    this.#retry = {
+      attempts: opts.attempts,
+      baseMs: opts.baseDelayMs,
+      jitter: 'equal',
+      ...(opts.sleep ? { sleep: opts.sleep } : {}),
+    };
   }
 
   /**
@@ -273,32 +292,7 @@ export class SignalSender {
     this.#inflight.add(call);
   }
 
-  async #sendWithRetry(entries: SendMessageBatchRequestEntry[]): Promise<void> {
-    let remaining = entries;
-    for (let attempt = 1; ; attempt++) {
-      this.stats.requests++;
-      const out = await this.#sqs.send(
-        new SendMessageBatchCommand({ QueueUrl: this.#queueUrl, Entries: remaining }),
-      );
-      const failed = out.Failed ?? [];
-      if (failed.length === 0) return;
-      const senderFault = failed.find((f) => f.SenderFault);
-      if (senderFault) {
-        throw new PermanentError(
-          `SQS rejected a message: ${senderFault.Code ?? 'error'}: ${senderFault.Message ?? ''}`.trim(),
-        );
-      }
-      const ids = new Set(failed.map((f) => f.Id));
-      remaining = remaining.filter((e) => ids.has(e.Id));
-      if (attempt >= this.#attempts) {
-        throw new SendFailedError(
-          `${remaining.length} messages still failing after ${attempt} attempts: ${failed[0]?.Code ?? 'unknown'}`,
-          remaining.length,
-        );
-      }
-      this.stats.retriedEntries += remaining.length;
-      const cap = this.#baseDelayMs * 2 ** (attempt - 1);
-      await this.#sleep(cap / 2 + Math.random() * (cap / 2));
-    }
+  #sendWithRetry(entries: BatchEntry[]): Promise<void> {
+    return sendMessageBatch(this.#sqs, this.#queueUrl, entries, this.#retry, this.stats);
   }
 }

@@ -2,6 +2,16 @@
  * The one settings module read by the CDK stack (`infra/`) and the offline runtime (`local/`), so the
  * two cannot drift. Plain constants: no environment, no I/O. Functions receive what they need of it
  * through environment variables set by the stack (see `shared/config.ts`).
+ *
+ * Settings and configuration, the rule:
+ * - `shared/settings.ts` holds the defaults: plain constants the stack, the offline runtime and the
+ *   functions all read.
+ * - `shared/config.ts` resolves, once at cold start, every value a deployment can change (an environment
+ *   variable, `shared/contract.ts` ENV), applying its default from settings there and nowhere else.
+ * - Logic receives resolved values (a config object, options) and never falls back to a setting itself
+ *   (no `x ?? settings.y`); a constant no deployment changes (a limit, a prefix) is read from settings
+ *   where it is used. An options object with defaults is merged once, `{ ...DEFAULTS, ...options }`
+ *   (middy's way), where the defaults are named.
  */
 
 const KiB = 1024;

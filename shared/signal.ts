@@ -62,22 +62,20 @@ export type Signal = z.infer<typeof SignalSchema>;
 
 /**
  * A packed message on the signals queue: many signals from one origin.
- * - Version 1 carries whole signals.
- * - Version 2 leaves out what the message already says: a signal whose origin has the message's kind and
- *   a ref that extends the message's ref carries only the rest of the ref (`at`, e.g. `#17`), and its `id`
- *   only when it differs from that ref.
- * - Version 3 (what the sender writes) does the same in an array per signal, without key names, and with
- *   the message's default `source`: `[at, name, value, timestamp, attributes?, source?, id?]`, where
- *   `timestamp` is the signal's, or its epoch milliseconds (what entries made from records carry: shorter,
- *   and not formatted by the producer); `source` is left out (or null) when it is the message's and `id`
- *   when it is the origin's ref; `attributes` is null when a later element is present and there are
- *   none. A signal the message's origin does not cover is a whole signal object.
- * - Version 4 wraps one of these: see {@link DeflatedMessageSchema}.
- * {@link readSignalMessage} reads any version from a message body; {@link expandSignals} restores whole
- * signals from it.
+ * - Version 3 (what the sender writes) leaves out what the message already says, in an array per signal,
+ *   without key names: `[at, name, value, timestamp, attributes?, source?, id?]`, where `at` is the rest of
+ *   the signal's origin ref after the message's (`#17`), `timestamp` is the signal's, or its epoch
+ *   milliseconds (what entries made from records carry: shorter, and not formatted by the producer);
+ *   `source` is left out (or null) when it is the message's default `source` and `id` when it is the
+ *   origin's ref; `attributes` is null when a later element is present and there are none. A signal the
+ *   message's origin does not cover is a whole signal object.
+ * - Version 4 wraps a version 3 message: see {@link DeflatedMessageSchema}.
+ * Versions 1 (whole signals) and 2 (entries as objects) were written only before any deployment and are
+ * no longer read: a version 3 message of whole signal objects says what a version 1 message said.
+ * {@link readSignalMessage} reads a message body; {@link expandSignals} restores whole signals from it.
  */
 export const SignalMessageSchema = z.object({
-  v: z.union([z.literal(1), z.literal(2), z.literal(3)]),
+  v: z.literal(3),
   origin: z.object({ kind: z.enum(ORIGIN_KINDS), ref: z.string() }),
   source: z.string().optional(),
   signals: z.array(z.unknown()),
@@ -86,7 +84,7 @@ export type SignalMessage = z.infer<typeof SignalMessageSchema>;
 
 /**
  * A version 4 message (what the sender writes when `settings.signals.deflateLevel` is above 0 and it
- * makes the message smaller): the JSON text of a version 1–3 message, compressed with raw DEFLATE
+ * makes the message smaller): the JSON text of a version 3 message, compressed with raw DEFLATE
  * (RFC 1951) and base64-encoded in `deflated`. Its origin and signal count stay readable for whoever
  * looks at a queue or a DLQ; `count` is for them only.
  */
@@ -104,7 +102,7 @@ export const DeflatedMessageSchema = z.object({
  */
 const MAX_INFLATED_BYTES = 8 * 1024 * 1024;
 
-/** `text`, a version 1–3 message with `count` signals under `origin`, as a version 4 message body. */
+/** `text`, a version 3 message with `count` signals under `origin`, as a version 4 message body. */
 export function deflateMessage(text: string, origin: Origin, count: number, level: number): string {
   const deflated = deflateRawSync(text, { level }).toString('base64');
   return `{"v":4,"origin":${sqsSafeJson(JSON.stringify({ kind: origin.kind, ref: origin.ref }))},"count":${count},"deflated":"${deflated}"}`;
@@ -121,7 +119,7 @@ export type ReadMessage =
   /** `json` is the body's JSON when it parsed (else keep the body's text). */
   | { ok: false; reason: string; kind: MessageFault; json?: unknown };
 
-/** The packed message in an SQS message body, of any version, or why it is not one. */
+/** The packed message in an SQS message body (version 3, or 4 wrapping one), or why it is not one. */
 export function readSignalMessage(body: string): ReadMessage {
   let json: unknown;
   try {
@@ -596,35 +594,25 @@ function addAttribute(attrs: Attributes, key: string, input: unknown): void {
 }
 
 /**
- * The signals of a packed message as whole signals (not yet validated): a version 2 or 3 entry gets its
- * origin, id (and source) back from the message. Entries of another shape are returned as they are, for
- * validation to reject.
+ * The signals of a packed message as whole signals (not yet validated): an entry gets its origin, id (and
+ * source) back from the message. Entries of another shape (a whole signal object among them) are returned as
+ * they are, for validation to judge.
  */
 export function expandSignals(message: SignalMessage): unknown[] {
-  if (message.v === 1) return message.signals;
   const { kind, ref: base } = message.origin;
-  if (message.v === 3) {
-    return message.signals.map((entry) => {
-      if (!Array.isArray(entry)) return entry;
-      const [at, name, value, timestamp, attributes, source, id] = entry as unknown[];
-      const ref = typeof at === 'string' ? `${base}${at}` : base;
-      return {
-        id: id ?? ref,
-        name,
-        value,
-        source: source ?? message.source,
-        timestamp: timestampOfEntry(timestamp),
-        ...(attributes !== undefined && attributes !== null ? { attributes } : {}),
-        origin: { kind, ref },
-      };
-    });
-  }
   return message.signals.map((entry) => {
-    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return entry;
-    const { at, ...rest } = entry as { at?: unknown; id?: unknown; origin?: unknown };
-    if (rest.origin !== undefined) return rest;
-    const origin = { kind, ref: typeof at === 'string' ? `${base}${at}` : base };
-    return { ...rest, id: rest.id ?? origin.ref, origin };
+    if (!Array.isArray(entry)) return entry;
+    const [at, name, value, timestamp, attributes, source, id] = entry as unknown[];
+    const ref = typeof at === 'string' ? `${base}${at}` : base;
+    return {
+      id: id ?? ref,
+      name,
+      value,
+      source: source ?? message.source,
+      timestamp: timestampOfEntry(timestamp),
+      ...(attributes !== undefined && attributes !== null ? { attributes } : {}),
+      origin: { kind, ref },
+    };
   });
 }
 

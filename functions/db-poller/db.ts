@@ -1,7 +1,7 @@
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import pg from 'pg';
 import * as z from 'zod';
-import { ConfigError } from '../../shared/errors.ts';
+import { ConfigError } from '#shared/errors.ts';
 import type { DbPool } from './poller.ts';
 
 /**

@@ -1,11 +1,12 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import type { DbPollerConfig } from '../../shared/config.ts';
-import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/observability.ts';
-import { putRejects, type RejectEntry, rejectsKey } from '../../shared/quarantine.ts';
-import { type SenderOptions, SignalSender } from '../../shared/sender.ts';
-import { normaliseSignal, type Signal } from '../../shared/signal.ts';
+import type { DbPollerConfig } from '#shared/config.ts';
+import { METRIC } from '#shared/contract.ts';
+import { type Logger, type Metrics, MetricUnit } from '#shared/observability.ts';
+import { putRejects, type RejectEntry, rejectsKey } from '#shared/quarantine.ts';
+import { type SenderOptions, SignalSender } from '#shared/sender.ts';
+import { normaliseSignal, type Signal } from '#shared/signal.ts';
 import { rejectsPath, rowRecord, watermarkSignalId } from './rejects.ts';
 import { buildSql, lookbackFrom, type PolledRow, type PollerSql } from './sql.ts';
 import { type Horizon, startWatermark } from './unreadable.ts';

@@ -1,5 +1,5 @@
-import type { DbColumns } from '../../shared/config.ts';
-import { digest } from '../../shared/keys.ts';
+import type { DbColumns } from '#shared/config.ts';
+import { digest } from '#shared/keys.ts';
 import { type PolledRow, versionTag } from './sql.ts';
 
 /** What a row's quarantine key says about why it is there, beyond a rejected batch. */

@@ -1,5 +1,5 @@
-import type { DbColumns } from '../../shared/config.ts';
-import { ConfigError } from '../../shared/errors.ts';
+import type { DbColumns } from '#shared/config.ts';
+import { ConfigError } from '#shared/errors.ts';
 
 /**
  * The poller's SQL, built once from the configured table and column names. Identifiers are checked

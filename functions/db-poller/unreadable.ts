@@ -1,5 +1,6 @@
-import { METRIC, MetricUnit } from '../../shared/observability.ts';
-import { putRejects, rejectsKey } from '../../shared/quarantine.ts';
+import { METRIC } from '#shared/contract.ts';
+import { MetricUnit } from '#shared/observability.ts';
+import { putRejects, rejectsKey } from '#shared/quarantine.ts';
 import type { PollerDeps, PollSummary } from './poller.ts';
 import { rejectsPath, rowRecord, watermarkSignalId } from './rejects.ts';
 import {

@@ -1,6 +1,6 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { type DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
-import { settings } from '../../shared/settings.ts';
+import { settings } from '#shared/settings.ts';
 
 /**
  * The watermark of watermark mode: the last `(updated_at, id)` sent, one item per table in the

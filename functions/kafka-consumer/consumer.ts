@@ -1,11 +1,12 @@
 import type { ConsumerRecord } from '@aws-lambda-powertools/kafka/types';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
-import { describeError, isTransient } from '../../shared/errors.ts';
-import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/observability.ts';
-import { putRejects, type RejectEntry, rejectsKey } from '../../shared/quarantine.ts';
-import { type SenderOptions, SignalSender } from '../../shared/sender.ts';
-import { normaliseSignal } from '../../shared/signal.ts';
+import { METRIC } from '#shared/contract.ts';
+import { describeError, isTransient } from '#shared/errors.ts';
+import { type Logger, type Metrics, MetricUnit } from '#shared/observability.ts';
+import { putRejects, type RejectEntry, rejectsKey } from '#shared/quarantine.ts';
+import { type SenderOptions, SignalSender } from '#shared/sender.ts';
+import { normaliseSignal } from '#shared/signal.ts';
 import { decodeValue, type ValueFormat } from './decode.ts';
 
 export interface KafkaConsumeConfig {

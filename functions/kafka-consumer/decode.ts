@@ -2,10 +2,10 @@ import { isUtf8 } from 'node:buffer';
 import type { ConsumerRecord, SchemaMetadata } from '@aws-lambda-powertools/kafka/types';
 import type { AvroType, ParseOptions, UnionType } from 'avro-js';
 import type { IConversionOptions, Type } from 'protobufjs';
-import type { KafkaConsumerConfig } from '../../shared/config.ts';
-import { ConfigError } from '../../shared/errors.ts';
-import { settings } from '../../shared/settings.ts';
-import { firstInvalidUtf8 } from '../../shared/utf8.ts';
+import type { KafkaConsumerConfig } from '#shared/config.ts';
+import { ConfigError } from '#shared/errors.ts';
+import { settings } from '#shared/settings.ts';
+import { firstInvalidUtf8 } from '#shared/utf8.ts';
 
 /** Characters of a rejected value kept in the quarantine line. */
 export const RAW_CLIP_CHARS = 2048;

@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { InvalidMessageError } from '../../shared/errors.ts';
+import { InvalidMessageError } from '#shared/errors.ts';
 
 /**
  * The event the Lambda Kafka event source hands the function, for Amazon MSK (`aws:kafka`) and

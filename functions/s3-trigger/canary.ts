@@ -1,6 +1,6 @@
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { type DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { settings } from '../../shared/settings.ts';
+import { settings } from '#shared/settings.ts';
 import type { FileTask } from './events.ts';
 
 /**

@@ -1,6 +1,9 @@
+import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import * as z from 'zod';
-import { InvalidMessageError } from '../../shared/errors.ts';
-import { sqsSafeJson } from '../../shared/sqs-text.ts';
+import { sendInBatches } from '#shared/batch-send.ts';
+import { InvalidMessageError } from '#shared/errors.ts';
+import type { RetryPolicy } from '#shared/retry.ts';
+import { sqsSafeJson } from '#shared/sqs-text.ts';
 
 /** One object version to ingest, from an S3 notification or a backfill message. */
 export interface FileTask {
@@ -61,6 +64,36 @@ export function continuationMessage(task: FileTask & { readonly etag: string }):
 /** The file-events message that announces one part of a split file. */
 export function partMessage(task: FileTask & { readonly etag: string; readonly part: number }): string {
   return taskMessage('part', task);
+}
+
+/** How part announcements are sent again when SQS fails some of them (5 calls, 200 ms doubling). */
+const ANNOUNCE_RETRY: RetryPolicy = { attempts: 5, baseMs: 200, jitter: 'none' };
+
+/**
+ * What the s3-trigger sends to its own file-events queue: a continuation of a long file (or part) for a fresh
+ * invocation, and the parts of a split file (ten to a SendMessageBatch, only the failed entries sent again).
+ */
+export function fileEventsSender(
+  sqs: SQSClient,
+  queueUrl: string,
+): {
+  continueLater: (task: FileTask & { readonly etag: string }) => Promise<void>;
+  announceParts: (
+    parts: readonly (FileTask & { readonly etag: string; readonly part: number })[],
+  ) => Promise<void>;
+} {
+  return {
+    continueLater: async (task) => {
+      await sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: continuationMessage(task) }));
+    },
+    announceParts: (parts) =>
+      sendInBatches(
+        sqs,
+        queueUrl,
+        parts.map((p) => ({ Id: String(p.part), MessageBody: partMessage(p) })),
+        ANNOUNCE_RETRY,
+      ),
+  };
 }
 
 function taskMessage(kind: 'continue' | 'part', task: FileTask & { readonly etag: string }): string {

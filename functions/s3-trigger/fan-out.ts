@@ -1,5 +1,6 @@
 import type { S3Client } from '@aws-sdk/client-s3';
-import type { PartRange } from '../../shared/ledger.ts';
+import type { PartRange } from '#shared/ledger.ts';
+import { settings } from '#shared/settings.ts';
 import type { DetectedFormat } from './parsers/index.ts';
 import { parquetRowGroups } from './parsers/parquet.ts';
 import { counted, type ObjectVersion, openObjectStream, s3AsyncBuffer } from './source.ts';
@@ -88,7 +89,9 @@ export async function planParts(
       await onChunk();
     }
   }
-  const plan = await planSplit(format.format, paced(), targets);
+  const plan = await planSplit(format.format, paced(), targets, {
+    maxRecordBytes: settings.limits.maxRecordBytes,
+  });
   if (!plan.ok) {
     return {
       split: false,

@@ -2,59 +2,33 @@ import { randomUUID } from 'node:crypto';
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
-import { SendMessageBatchCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { createClients } from '../../shared/clients.ts';
-import { loadS3TriggerConfig } from '../../shared/config.ts';
-import { limitHeapGrowth } from '../../shared/heap.ts';
-import { Ledger } from '../../shared/ledger.ts';
-import { createObservability } from '../../shared/observability.ts';
-import { settings } from '../../shared/settings.ts';
+import { createClients } from '#shared/clients.ts';
+import { loadS3TriggerConfig } from '#shared/config.ts';
+import { limitHeapGrowth } from '#shared/heap.ts';
+import { Ledger } from '#shared/ledger.ts';
+import { createObservability } from '#shared/observability.ts';
+import { settings } from '#shared/settings.ts';
 import { isCanary, recordCanarySeen } from './canary.ts';
-import { continuationMessage, parseFileEvents, partMessage } from './events.ts';
+import { fileEventsSender, parseFileEvents } from './events.ts';
 import { ingestFile } from './ingest.ts';
+import { parseThreadDecider } from './parsers/csv-thread.ts';
 
 limitHeapGrowth(settings.functions.s3Trigger.heapGrowingPercent);
 const config = loadS3TriggerConfig();
 const clients = createClients(config, 's3-trigger');
 const { logger, metrics } = createObservability('s3-trigger');
+/** Decided once: whether a CSV object of a given size is parsed on a thread of its own. */
+const csvOnThread = parseThreadDecider(config.parseThread);
 const ledger = new Ledger(clients.doc, config.ledgerTable, {
   leaseSeconds: config.leaseSeconds,
   maxAttempts: config.maxAttempts,
 });
 
-/** A long file goes on in a fresh invocation: a continuation message on the file-events queue. */
-const continueLater = config.fileEventsQueueUrl
-  ? async (task: Parameters<typeof continuationMessage>[0]) => {
-      await clients.sqs.send(
-        new SendMessageCommand({
-          QueueUrl: config.fileEventsQueueUrl,
-          MessageBody: continuationMessage(task),
-        }),
-      );
-    }
-  : undefined;
-
-/** The parts of a split file, announced on the file-events queue ten to a request. */
-const announceParts = config.fileEventsQueueUrl
-  ? async (parts: readonly Parameters<typeof partMessage>[0][]) => {
-      for (let i = 0; i < parts.length; i += 10) {
-        let entries = parts
-          .slice(i, i + 10)
-          .map((p) => ({ Id: String(p.part), MessageBody: partMessage(p) }));
-        for (let round = 0; entries.length > 0; round++) {
-          if (round >= 5)
-            throw new Error(`SQS kept refusing part messages: ${entries.map((e) => e.Id).join(', ')}`);
-          if (round > 0) await new Promise((r) => setTimeout(r, 100 * 2 ** round));
-          const out = await clients.sqs.send(
-            new SendMessageBatchCommand({ QueueUrl: config.fileEventsQueueUrl, Entries: entries }),
-          );
-          const failed = new Set((out.Failed ?? []).map((f) => f.Id));
-          entries = entries.filter((e) => failed.has(e.Id));
-        }
-      }
-    }
+/** Continuations of long files and the parts of split files, on the file-events queue (events.ts). */
+const fileEvents = config.fileEventsQueueUrl
+  ? fileEventsSender(clients.sqs, config.fileEventsQueueUrl)
   : undefined;
 
 async function recordHandler(record: SQSRecord, context?: Context): Promise<void> {
@@ -74,10 +48,11 @@ async function recordHandler(record: SQSRecord, context?: Context): Promise<void
         metrics,
         config,
         owner: `${record.messageId}/${randomUUID()}`,
-        ...(context && continueLater
-          ? { remainingMs: () => context.getRemainingTimeInMillis(), continueLater }
+        csvOnThread,
+        ...(context && fileEvents
+          ? { remainingMs: () => context.getRemainingTimeInMillis(), continueLater: fileEvents.continueLater }
           : {}),
-        ...(announceParts ? { announceParts } : {}),
+        ...(fileEvents ? { announceParts: fileEvents.announceParts } : {}),
       });
     }
   } finally {

@@ -1,5 +1,7 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
+import type { S3TriggerConfig } from '#shared/config.ts';
+import { METRIC } from '#shared/contract.ts';
 import {
   describeError,
   FileBusyError,
@@ -7,7 +9,7 @@ import {
   LeaseLostError,
   MalformedFileError,
   NoProgressError,
-} from '../../shared/errors.ts';
+} from '#shared/errors.ts';
 import {
   type Checkpoint,
   type ClaimMeta,
@@ -19,12 +21,12 @@ import {
   type Ledger,
   type SplitOutcome,
   type Staging,
-} from '../../shared/ledger.ts';
-import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/observability.ts';
-import { deleteStaleSegments, QuarantineWriter, rejectsKey, segmentKey } from '../../shared/quarantine.ts';
-import { SignalSender } from '../../shared/sender.ts';
-import { settings } from '../../shared/settings.ts';
-import { normaliseEntry } from '../../shared/signal.ts';
+} from '#shared/ledger.ts';
+import { type Logger, type Metrics, MetricUnit } from '#shared/observability.ts';
+import { deleteStaleSegments, QuarantineWriter, rejectsKey, segmentKey } from '#shared/quarantine.ts';
+import { SignalSender } from '#shared/sender.ts';
+import { settings } from '#shared/settings.ts';
+import { normaliseEntry } from '#shared/signal.ts';
 import type { FileTask } from './events.ts';
 import { type FanOutOptions, planParts, splittable } from './fan-out.ts';
 import { type DetectedFormat, detectFormat } from './parsers/index.ts';
@@ -33,31 +35,32 @@ import { canResume, openRecords, Progress, type ReadLimit, type ResumePoint } fr
 import { headObject, type ObjectVersion } from './source.ts';
 import { deleteStaged, type StagingOptions, stageable, stageObject, stagingPrefix } from './staging.ts';
 
-export interface IngestConfig {
-  readonly signalsQueueUrl: string;
-  readonly quarantineBucket: string;
-  readonly heartbeatSeconds: number;
-  /** Progress is checkpointed this often (at the next heartbeat). @default settings.ledger.checkpointSeconds */
-  readonly checkpointSeconds?: number;
-  readonly maxMessageBytes: number;
-  /**
-   * With less invocation time left than this, the file is checkpointed and handed over to a continuation.
-   * @default settings.ledger.handOverBeforeTimeoutSeconds
-   */
-  readonly handOverBeforeTimeoutSeconds?: number;
+/**
+ * The s3-trigger's configuration ingestion reads, every value resolved (shared/config.ts applies the
+ * defaults of shared/settings.ts once, at cold start). `heartbeatSeconds`: the lease is kept this often;
+ * `checkpointSeconds`: progress is checkpointed this often (at the next heartbeat);
+ * `handOverBeforeTimeoutSeconds`: with less invocation time left, the file is checkpointed and handed over;
+ * `maxAttempts`: claims of a file before it fails for good (a hand-over without progress on the last one
+ * fails it).
+ */
+export type IngestConfig = Pick<
+  S3TriggerConfig,
+  | 'signalsQueueUrl'
+  | 'quarantineBucket'
+  | 'heartbeatSeconds'
+  | 'checkpointSeconds'
+  | 'maxMessageBytes'
+  | 'handOverBeforeTimeoutSeconds'
+  | 'maxAttempts'
+> & {
   /** Splitting large files into parts (only with `announceParts`). Without it, files are read whole. */
   readonly fanOut?: FanOutOptions;
-  /**
-   * Claims of a file before it fails for good (the ledger's): a hand-over without progress on the last one
-   * fails the file. @default settings.ledger.maxAttempts
-   */
-  readonly maxAttempts?: number;
   /**
    * Staging large gzip files (only with `announceParts`): inflated once into staged objects, then read as
    * an uncompressed file. Without it, a gzip file is read from its start by every attempt.
    */
   readonly staging?: StagingOptions;
-}
+};
 
 /** What ingestion needs from the outside world; the handler builds it once per cold start. */
 export interface IngestDeps {
@@ -77,6 +80,11 @@ export interface IngestDeps {
    * queue). Without it (or without `remainingMs`) a file runs until the invocation ends.
    */
   readonly continueLater?: (task: FileTask & { readonly etag: string }) => Promise<void>;
+  /**
+   * Whether a CSV object of `size` bytes is parsed on a thread of its own: decided by the handler
+   * (`parseThreadDecider`). @default never
+   */
+  readonly csvOnThread?: (size: number | undefined) => boolean;
   /**
    * Announces the parts of a split file (one file-events message each). Without it no file is split.
    */
@@ -401,14 +409,12 @@ async function readAndSend(
   let lastBeat = started;
   let lastCheckpoint = started;
   const heartbeatMs = deps.config.heartbeatSeconds * 1000;
-  const checkpointMs = (deps.config.checkpointSeconds ?? settings.ledger.checkpointSeconds) * 1000;
+  const checkpointMs = deps.config.checkpointSeconds * 1000;
   const handOverMs =
-    deps.continueLater && deps.remainingMs
-      ? (deps.config.handOverBeforeTimeoutSeconds ?? settings.ledger.handOverBeforeTimeoutSeconds) * 1000
-      : undefined;
+    deps.continueLater && deps.remainingMs ? deps.config.handOverBeforeTimeoutSeconds * 1000 : undefined;
   const outOfTime = () =>
     handOverMs !== undefined && (deps.remainingMs?.() ?? Number.POSITIVE_INFINITY) < handOverMs;
-  const maxAttempts = deps.config.maxAttempts ?? settings.ledger.maxAttempts;
+  const maxAttempts = deps.config.maxAttempts;
   /** Records this invocation parsed again to reach its record checkpoint (redone), and read past it. */
   const work = { redone: 0, fresh: 0 };
   /** Bytes this invocation inflated again to reach the last staged object (redone), and staged. */
@@ -598,7 +604,12 @@ async function readAndSend(
       (dispose) => {
         cleanup = dispose;
       },
-      { ...(start ? { resume: start } : {}), ...(until ? { until } : {}), onSkip },
+      {
+        ...(start ? { resume: start } : {}),
+        ...(until ? { until } : {}),
+        onSkip,
+        parseThread: deps.csvOnThread?.(readSize) === true,
+      },
     );
     const progress = new Progress(kind, resumedFrom);
     let lastRow = start?.row ?? 0;

@@ -1,4 +1,4 @@
-import { settings } from '../../shared/settings.ts';
+import { settings } from '#shared/settings.ts';
 
 /**
  * What one invocation of a long file did before it handed the file over, in one unit: `redone` is the work

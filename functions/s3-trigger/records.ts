@@ -1,10 +1,9 @@
 import type { S3Client } from '@aws-sdk/client-s3';
-import { MalformedFileError } from '../../shared/errors.ts';
-import type { Checkpoint } from '../../shared/ledger.ts';
-import { settings } from '../../shared/settings.ts';
-import { REQUIRED_FIELDS } from '../../shared/signal.ts';
+import { MalformedFileError } from '#shared/errors.ts';
+import type { Checkpoint } from '#shared/ledger.ts';
+import { settings } from '#shared/settings.ts';
+import { REQUIRED_FIELDS } from '#shared/signal.ts';
 import { csvHeaderLength } from './parsers/csv.ts';
-import { useParseThread } from './parsers/csv-thread.ts';
 import { type TrailingData, trailingDataReason } from './parsers/gzip.ts';
 import { compressionOf, type DetectedFormat, decompressBounded, parseTextBatches } from './parsers/index.ts';
 import { asyncBufferFromFile, parseParquetBatches } from './parsers/parquet.ts';
@@ -87,6 +86,8 @@ export interface ReadSpan {
    * many have been so far: the caller keeps its lease there, and may stop the read by throwing.
    */
   readonly onSkip?: (skipped: number) => Promise<void>;
+  /** CSV: parsed on a thread of its own (the handler decides: `parseThreadDecider`). @default false */
+  readonly parseThread?: boolean;
 }
 
 /**
@@ -107,7 +108,7 @@ export async function openRecords(
   const opts = {
     maxRecordBytes: settings.limits.maxRecordBytes,
     positions: true,
-    parseThread: format.format === 'csv' && useParseThread(size),
+    parseThread: format.format === 'csv' && span.parseThread === true,
     expectColumns: REQUIRED_FIELDS,
   };
   const fromRowGroup = {

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { AsyncBuffer } from 'hyparquet';
-import { InflationLimitError, MalformedFileError } from '../../shared/errors.ts';
-import type { FileRef, Staging } from '../../shared/ledger.ts';
+import { InflationLimitError, MalformedFileError } from '#shared/errors.ts';
+import type { FileRef, Staging } from '#shared/ledger.ts';
 import { stripQuotes } from './events.ts';
 
 /** One object version as the ingester reads it. */

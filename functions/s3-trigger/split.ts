@@ -1,5 +1,4 @@
-import { MalformedFileError } from '../../shared/errors.ts';
-import { settings } from '../../shared/settings.ts';
+import { MalformedFileError } from '#shared/errors.ts';
 import { asBuffer, Utf8StreamValidator } from './parsers/bytes.ts';
 import { csvHeaderLength, parseCsv } from './parsers/csv.ts';
 
@@ -48,9 +47,9 @@ export type SplitFormat = 'csv' | 'ndjson';
 export interface SplitOptions {
   /**
    * The parts' `maxRecordBytes`: a CSV record (or the header with what precedes it) longer than this makes
-   * the plan fail, as the parser may fail on it. @default settings.limits.maxRecordBytes
+   * the plan fail, as the parser may fail on it (`settings.limits.maxRecordBytes` for a part's parser).
    */
-  readonly maxRecordBytes?: number;
+  readonly maxRecordBytes: number;
 }
 
 /** Why a scan stopped, and where. */
@@ -135,10 +134,10 @@ export class CsvBoundaryScanner implements BoundaryScanner {
   #head: Buffer[] | undefined = [];
   #header: Buffer | undefined;
 
-  constructor(onBoundary: OnBoundary, firstThreshold = 0, opts: SplitOptions = {}) {
+  constructor(onBoundary: OnBoundary, firstThreshold: number, opts: SplitOptions) {
     this.#onBoundary = onBoundary;
     this.#threshold = firstThreshold;
-    const max = opts.maxRecordBytes ?? settings.limits.maxRecordBytes;
+    const max = opts.maxRecordBytes;
     // csv-parse reads a max_record_size of 0 as no limit.
     this.#max = max > 0 ? max : Number.POSITIVE_INFINITY;
   }
@@ -455,7 +454,7 @@ export async function planSplit(
   format: SplitFormat,
   source: AsyncIterable<Uint8Array>,
   targets: readonly number[],
-  opts: SplitOptions = {},
+  opts: SplitOptions,
 ): Promise<SplitPlan> {
   for (let i = 0; i < targets.length; i++) {
     const t = targets[i] as number;
@@ -483,7 +482,7 @@ export async function planSplit(
 export async function findBoundaries(
   format: SplitFormat,
   source: AsyncIterable<Uint8Array>,
-  opts: SplitOptions = {},
+  opts: SplitOptions,
 ): Promise<SplitPlan> {
   const points: SplitPoint[] = [];
   const plan = await scan(
@@ -506,7 +505,7 @@ async function scan(
   firstThreshold: number,
   opts: SplitOptions,
 ): Promise<SplitPlan> {
-  const max = opts.maxRecordBytes ?? settings.limits.maxRecordBytes;
+  const max = opts.maxRecordBytes;
   if (format === 'ndjson') {
     const scanner = new NdjsonBoundaryScanner(onBoundary, firstThreshold);
     for await (const chunk of source) scanner.push(asBuffer(chunk));

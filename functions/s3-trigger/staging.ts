@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { DeleteObjectsCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { MalformedFileError } from '../../shared/errors.ts';
-import type { Staging } from '../../shared/ledger.ts';
-import { settings } from '../../shared/settings.ts';
+import { MalformedFileError } from '#shared/errors.ts';
+import type { Staging } from '#shared/ledger.ts';
+import { settings } from '#shared/settings.ts';
 import { type DetectedFormat, decompressBounded, detectFormat } from './parsers/index.ts';
 import { leftOutReason } from './records.ts';
 import { counted, type ObjectVersion, openObjectStream, stagedObjectKey } from './source.ts';

@@ -1,9 +1,9 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
-import { createClients } from '../../shared/clients.ts';
-import { loadSweepConfig } from '../../shared/config.ts';
-import { createObservability } from '../../shared/observability.ts';
+import { createClients } from '#shared/clients.ts';
+import { loadSweepConfig } from '#shared/config.ts';
+import { createObservability } from '#shared/observability.ts';
 import { sweepLedger } from './sweep.ts';
 
 /**

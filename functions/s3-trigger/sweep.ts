@@ -1,8 +1,9 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { type DynamoDBDocumentClient, QueryCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
-import type { FileStatus, LedgerItem } from '../../shared/ledger.ts';
-import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/observability.ts';
-import { settings } from '../../shared/settings.ts';
+import { METRIC } from '#shared/contract.ts';
+import type { FileStatus, LedgerItem } from '#shared/ledger.ts';
+import { type Logger, type Metrics, MetricUnit } from '#shared/observability.ts';
+import { settings } from '#shared/settings.ts';
 import { Canary, type CanaryCheck } from './canary.ts';
 
 /**
@@ -37,12 +38,9 @@ export interface SweepOptions {
   readonly processingStuckSeconds: number;
   readonly splitStuckSeconds: number;
   readonly canaryGraceSeconds: number;
-  /** @default settings.sweep.exhaustedLookbackHours */
-  readonly exhaustedLookbackHours?: number;
-  /** @default settings.sweep.maxItemsPerStatus */
-  readonly maxItemsPerStatus?: number;
-  /** @default settings.sweep.pageSize */
-  readonly pageSize?: number;
+  readonly exhaustedLookbackHours: number;
+  readonly maxItemsPerStatus: number;
+  readonly pageSize: number;
 }
 
 export interface SweepDeps {
@@ -93,7 +91,7 @@ export async function sweepLedger(deps: SweepDeps): Promise<SweepResult> {
   const canaryCheck = await canary.check();
 
   const iso = (ms: number) => new Date(ms).toISOString();
-  const lookbackHours = config.exhaustedLookbackHours ?? settings.sweep.exhaustedLookbackHours;
+  const lookbackHours = config.exhaustedLookbackHours;
   const queries: Record<StuckKind, StatusQuery> = {
     processing: {
       status: 'PROCESSING',
@@ -172,8 +170,7 @@ async function queryStatus(
   q: StatusQuery,
 ): Promise<{ items: LedgerItem[]; truncated: boolean }> {
   const { config } = deps;
-  const maxItems = config.maxItemsPerStatus ?? settings.sweep.maxItemsPerStatus;
-  const pageSize = config.pageSize ?? settings.sweep.pageSize;
+  const { maxItemsPerStatus: maxItems, pageSize } = config;
   const items: LedgerItem[] = [];
   let read = 0;
   let start: Record<string, unknown> | undefined;

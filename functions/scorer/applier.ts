@@ -1,7 +1,9 @@
 import { PutCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
-import { PermanentError, TransientError } from '../../shared/errors.ts';
-import { METRIC, MetricUnit } from '../../shared/observability.ts';
-import { settings } from '../../shared/settings.ts';
+import { METRIC } from '#shared/contract.ts';
+import { PermanentError, TransientError } from '#shared/errors.ts';
+import { MetricUnit } from '#shared/observability.ts';
+import { backoffDelay } from '#shared/retry.ts';
+import { settings } from '#shared/settings.ts';
 import { newToken } from './blocks.ts';
 import { itemSize } from './item-size.ts';
 import { streamKey } from './keys.ts';
@@ -385,7 +387,7 @@ export class Applier {
   /** Jittered exponential backoff, within the time left. */
   async #backoff(conflicts: number): Promise<void> {
     const { conflictBaseDelayMs: base, conflictMaxDelayMs: max } = settings.scoring;
-    let delay = Math.random() * Math.min(max, base * 2 ** Math.min(conflicts - 1, 16));
+    let delay = backoffDelay(conflicts, { baseMs: base, maxMs: max, jitter: 'full' });
     const left = this.#deps.remainingMs?.();
     if (left !== undefined) delay = Math.max(0, Math.min(delay, left - this.#limits.deadlineMarginMs));
     await this.#sleep(delay);

@@ -3,9 +3,9 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { createClients } from '../../shared/clients.ts';
-import { loadScorerConfig } from '../../shared/config.ts';
-import { createObservability } from '../../shared/observability.ts';
+import { createClients } from '#shared/clients.ts';
+import { loadScorerConfig } from '#shared/config.ts';
+import { createObservability } from '#shared/observability.ts';
 import { zScoreModel } from './model.ts';
 import { type BatchResult, scoreBatch } from './scorer.ts';
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { OriginKind, Signal } from '../../shared/signal.ts';
+import type { OriginKind, Signal } from '#shared/signal.ts';
 
 /**
  * What "already scored" is kept by, for one signal (docs/scoring.md):

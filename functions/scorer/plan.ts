@@ -1,4 +1,4 @@
-import type { Signal } from '../../shared/signal.ts';
+import type { Signal } from '#shared/signal.ts';
 import type { DedupeKey } from './keys.ts';
 
 /** One signal to apply, and the messages that carried it (a repeat in the batch adds its message). */

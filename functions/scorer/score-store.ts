@@ -6,10 +6,10 @@ import {
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { BatchWriteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { TransientError } from '../../shared/errors.ts';
-import { settings } from '../../shared/settings.ts';
-import type { OriginKind } from '../../shared/signal.ts';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { batchWriteAll, UNPROCESSED_RETRY } from '#shared/dynamo-batch.ts';
+import { settings } from '#shared/settings.ts';
+import type { OriginKind } from '#shared/signal.ts';
 import { tokenDate } from './blocks.ts';
 import { seriesKey, sha256 } from './keys.ts';
 
@@ -179,21 +179,13 @@ export class ScoreStore {
     return true;
   }
 
-  /** BatchWriteItem, 25 a call, retrying what DynamoDB leaves unprocessed. */
+  /** BatchWriteItem, 25 a call, retrying what DynamoDB leaves unprocessed (shared/dynamo-batch.ts). */
   async writeAnomalies(records: readonly ScoreRecord[]): Promise<void> {
-    const table = this.#config.anomaliesTable;
-    for (let i = 0; i < records.length; i += 25) {
-      let requests: Record<string, unknown>[] | undefined = records
-        .slice(i, i + 25)
-        .map((r) => ({ PutRequest: { Item: anomalyItem(r) } }));
-      for (let round = 0; requests && requests.length > 0; round++) {
-        if (round > 8) throw new TransientError('BatchWriteItem kept leaving anomalies unprocessed');
-        if (round > 0) await this.#sleep(Math.min(1000, 20 * 2 ** round) * Math.random());
-        const out = await this.#doc.send(
-          new BatchWriteCommand({ RequestItems: { [table]: requests as never } }),
-        );
-        requests = out.UnprocessedItems?.[table] as Record<string, unknown>[] | undefined;
-      }
-    }
+    await batchWriteAll(
+      this.#doc,
+      this.#config.anomaliesTable,
+      records.map((r) => ({ PutRequest: { Item: anomalyItem(r) } })),
+      { ...UNPROCESSED_RETRY, sleep: this.#sleep },
+    );
   }
 }

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { type Logger, METRIC, type Metrics, MetricUnit } from '../../shared/observability.ts';
-import { putRejects, type RejectEntry, rejectsKey } from '../../shared/quarantine.ts';
-import { settings } from '../../shared/settings.ts';
-import { expandSignals, parseSignal, readSignalMessage, type Signal } from '../../shared/signal.ts';
+import { METRIC } from '#shared/contract.ts';
+import { type Logger, type Metrics, MetricUnit } from '#shared/observability.ts';
+import { putRejects, type RejectEntry, rejectsKey } from '#shared/quarantine.ts';
+import { settings } from '#shared/settings.ts';
+import { expandSignals, parseSignal, readSignalMessage, type Signal } from '#shared/signal.ts';
 import { type Applied, Applier } from './applier.ts';
 import { dedupeKey, seriesKey } from './keys.ts';
 import type { ScoringModel } from './model.ts';

@@ -1,5 +1,6 @@
-import { BatchGetCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { TransientError } from '../../shared/errors.ts';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { batchGetAll, UNPROCESSED_RETRY } from '#shared/dynamo-batch.ts';
+
 import type { SeriesState } from './model.ts';
 
 /** BatchGetItem calls in flight at once. */
@@ -16,24 +17,13 @@ export async function readItems(
   sleep: (ms: number) => Promise<void>,
 ): Promise<Map<string, Record<string, unknown>>> {
   const found = new Map<string, Record<string, unknown>>();
-  const all = [...new Set(keys)];
-  const groups: string[][] = [];
-  for (let i = 0; i < all.length; i += 100) groups.push(all.slice(i, i + 100));
-  const worker = async () => {
-    for (let group = groups.shift(); group; group = groups.shift()) {
-      let pending: Record<string, unknown>[] | undefined = group.map((pk) => ({ pk }));
-      for (let round = 0; pending && pending.length > 0; round++) {
-        if (round > 8) throw new TransientError('BatchGetItem kept leaving keys unprocessed');
-        if (round > 0) await sleep(Math.min(1000, 20 * 2 ** round) * Math.random());
-        const out = await doc.send(
-          new BatchGetCommand({ RequestItems: { [table]: { Keys: pending, ConsistentRead: true } } }),
-        );
-        for (const item of out.Responses?.[table] ?? []) found.set(String(item.pk), item);
-        pending = out.UnprocessedKeys?.[table]?.Keys as Record<string, unknown>[] | undefined;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(PARALLEL, groups.length) }, worker));
+  await batchGetAll(
+    doc,
+    table,
+    [...new Set(keys)].map((pk) => ({ pk })),
+    (item) => found.set(String(item.pk), item),
+    { consistent: true, parallel: PARALLEL, policy: { ...UNPROCESSED_RETRY, sleep } },
+  );
   return found;
 }
 

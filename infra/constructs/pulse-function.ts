@@ -12,7 +12,8 @@ import {
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { NagSuppressions } from 'cdk-nag';
 import type { Construct } from 'constructs';
-import { settings } from '../../shared/settings.ts';
+import { ENV, PLATFORM_ENV } from '#shared/contract.ts';
+import { settings } from '#shared/settings.ts';
 
 /** The repository root (this file is infra/constructs/pulse-function.ts). */
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -146,11 +147,11 @@ export class PulseFunction extends NodejsFunction {
       projectRoot: REPO_ROOT,
       depsLockFilePath: join(REPO_ROOT, 'package-lock.json'),
       environment: {
-        NODE_OPTIONS: '--enable-source-maps',
-        POWERTOOLS_SERVICE_NAME: props.entry?.service ?? props.name,
-        POWERTOOLS_METRICS_NAMESPACE: settings.metricsNamespace,
+        [PLATFORM_ENV.nodeOptions]: '--enable-source-maps',
+        [ENV.powertoolsServiceName]: props.entry?.service ?? props.name,
+        [PLATFORM_ENV.powertoolsMetricsNamespace]: settings.metricsNamespace,
         // Powertools Logger reads LOG_LEVEL when POWERTOOLS_LOG_LEVEL is not set.
-        LOG_LEVEL: 'INFO',
+        [PLATFORM_ENV.logLevel]: 'INFO',
         ...props.environment,
       },
       bundling: BUNDLING,

@@ -9,10 +9,10 @@ import { parquetWriteBuffer } from 'hyparquet-writer';
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AwsClients } from '#shared/clients.ts';
 import { destroyClients, makeClients } from '../../local/clients.ts';
 import { isRunning, type LocalState } from '../../local/state.ts';
 import type { PulseStatus } from '../../local/status.ts';
-import type { AwsClients } from '../../shared/clients.ts';
 import { waitUntil } from '../helpers/wait.ts';
 import { type Cli, cli } from './cli.ts';
 

@@ -8,7 +8,7 @@
  */
 
 import { createServer, request, type Server } from 'node:http';
-import { prng } from './random.ts';
+import { prng } from '../../tools/random.ts';
 
 export interface FaultProxyOptions {
   /** The emulator, e.g. `http://127.0.0.1:40123`. */

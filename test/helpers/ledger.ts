@@ -1,5 +1,5 @@
 import { vi } from 'vitest';
-import type { Checkpoint, CompletedStats, FileStats, Ledger, Staging } from '../../shared/ledger.ts';
+import type { Checkpoint, CompletedStats, FileStats, Ledger, Staging } from '#shared/ledger.ts';
 
 /** A Ledger stand-in for ingest unit tests: every transition succeeds; the claim returns `claim`. */
 export function fakeLedger(claim: Awaited<ReturnType<Ledger['claim']>> = { claimed: true, attempt: 1 }) {

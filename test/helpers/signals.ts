@@ -1,5 +1,5 @@
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import { expandSignals, readSignalMessage, type Signal } from '../../shared/signal.ts';
+import { expandSignals, readSignalMessage, type Signal } from '#shared/signal.ts';
 
 /** Receives and deletes every message on a signals queue; returns the signals they carry. */
 export async function drainSignals(sqs: SQSClient, queueUrl: string): Promise<Signal[]> {

@@ -1,5 +1,5 @@
+import type { AwsClients } from '#shared/clients.ts';
 import type { QueueName, Target } from '../../local/target.ts';
-import type { AwsClients } from '../../shared/clients.ts';
 
 export const BUCKET = 'pulse-bucket';
 export const LEDGER = 'pulse-ledger';

@@ -3,11 +3,11 @@ import { join } from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
+import { settings } from '#shared/settings.ts';
 import { REPO_ROOT } from '../../infra/constructs/pulse-function.ts';
 import { producersContext } from '../../infra/producers.ts';
 import { PulseStack } from '../../infra/pulse-stack.ts';
 import { ALARM_NAMES } from '../../local/alarms.ts';
-import { settings } from '../../shared/settings.ts';
 
 type Resource = { Type: string; Properties: Record<string, unknown> };
 const cdkJson = JSON.parse(readFileSync(join(REPO_ROOT, 'cdk.json'), 'utf8')) as {

@@ -1,6 +1,6 @@
 import type { Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
-import { settings } from '../../shared/settings.ts';
+import { settings } from '#shared/settings.ts';
 import {
   DB_AND_MSK_CONTEXT,
   SELF_MANAGED_KAFKA_CONTEXT,

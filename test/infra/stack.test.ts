@@ -5,6 +5,8 @@ import { pathToFileURL } from 'node:url';
 import { App, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
+import { OUTPUTS } from '#shared/contract.ts';
+import { pendingScoresExpirationDays, settings, visibilityTimeoutFor } from '#shared/settings.ts';
 import {
   BUNDLING,
   handlerEntry,
@@ -12,8 +14,7 @@ import {
   REPO_ROOT,
   retentionFor,
 } from '../../infra/constructs/pulse-function.ts';
-import { OUTPUTS, PulseStack } from '../../infra/pulse-stack.ts';
-import { pendingScoresExpirationDays, settings, visibilityTimeoutFor } from '../../shared/settings.ts';
+import { PulseStack } from '../../infra/pulse-stack.ts';
 
 type Json = Record<string, unknown>;
 type Resource = { Type: string; Properties: Json; DeletionPolicy?: string };

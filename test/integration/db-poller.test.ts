@@ -4,13 +4,13 @@ import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import type { Context } from 'aws-lambda';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
+import { settings } from '#shared/settings.ts';
+import type { Signal } from '#shared/signal.ts';
 import type { PollSummary } from '../../functions/db-poller/poller.ts';
 import { destroyClients, LOCAL_CREDENTIALS, LOCAL_REGION, makeClients } from '../../local/clients.ts';
 import { lambdaContext } from '../../local/lambda-context.ts';
 import { resourceNames } from '../../local/names.ts';
 import { createResources, type LocalResources } from '../../local/resources.ts';
-import { settings } from '../../shared/settings.ts';
-import type { Signal } from '../../shared/signal.ts';
 import { countById, drainSignals as drainSignalsOf } from '../helpers/signals.ts';
 import { waitUntil } from '../helpers/wait.ts';
 

@@ -27,6 +27,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { settings, visibilityTimeoutFor } from '#shared/settings.ts';
 import { parseFileEvents } from '../../functions/s3-trigger/events.ts';
 import { destroyClients, makeClients } from '../../local/clients.ts';
 import { resourceNames, uniquePrefix } from '../../local/names.ts';
@@ -36,7 +37,6 @@ import {
   type SqsEventSourceLogger,
   startSqsEventSource,
 } from '../../local/sqs-event-source.ts';
-import { settings, visibilityTimeoutFor } from '../../shared/settings.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 /**

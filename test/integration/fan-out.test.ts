@@ -3,11 +3,11 @@ import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { Ledger, type LedgerItem } from '#shared/ledger.ts';
+import { settings } from '#shared/settings.ts';
 import { partMessage } from '../../functions/s3-trigger/events.ts';
 import { planParts } from '../../functions/s3-trigger/fan-out.ts';
 import { detectFormat } from '../../functions/s3-trigger/parsers/index.ts';
-import { Ledger, type LedgerItem } from '../../shared/ledger.ts';
-import { settings } from '../../shared/settings.ts';
 import { setUpPipeline, waitFor } from './pipeline.ts';
 
 /**

@@ -1,12 +1,12 @@
 import { GetObjectCommand, PutBucketNotificationConfigurationCommand } from '@aws-sdk/client-s3';
 import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { METRIC } from '#shared/contract.ts';
+import { Ledger, ledgerKey } from '#shared/ledger.ts';
+import { settings } from '#shared/settings.ts';
 import { type CanaryItem, canaryLedgerKey } from '../../functions/s3-trigger/canary.ts';
 import { type SweepOptions, sweepLedger } from '../../functions/s3-trigger/sweep.ts';
 import { uniquePrefix } from '../../local/names.ts';
-import { Ledger, ledgerKey } from '../../shared/ledger.ts';
-import { METRIC } from '../../shared/observability.ts';
-import { settings } from '../../shared/settings.ts';
 import { quietObservability } from '../helpers/observability.ts';
 import { setUpPipeline, waitFor } from './pipeline.ts';
 
@@ -31,6 +31,9 @@ describe('ledger sweep (moto)', () => {
       processingStuckSeconds: 30 * 60,
       splitStuckSeconds: 60 * 60,
       canaryGraceSeconds: 1,
+      exhaustedLookbackHours: settings.sweep.exhaustedLookbackHours,
+      maxItemsPerStatus: settings.sweep.maxItemsPerStatus,
+      pageSize: settings.sweep.pageSize,
     };
   });
   afterAll(async () => {

@@ -7,6 +7,8 @@ import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { GetCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import type { LedgerItem } from '#shared/ledger.ts';
+import { settings } from '#shared/settings.ts';
 import { seriesKey } from '../../functions/scorer/keys.ts';
 import { decodeRecords, type ScoreRecord } from '../../functions/scorer/score-store.ts';
 import { makeClients } from '../../local/clients.ts';
@@ -14,8 +16,6 @@ import { resourceNames } from '../../local/names.ts';
 import { createResources } from '../../local/resources.ts';
 import { startSqsEventSource } from '../../local/sqs-event-source.ts';
 import type { Target } from '../../local/target.ts';
-import type { LedgerItem } from '../../shared/ledger.ts';
-import { settings } from '../../shared/settings.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 export type Handler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse | undefined>;

@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { LedgerItem } from '../../shared/ledger.ts';
-import { settings } from '../../shared/settings.ts';
+import type { LedgerItem } from '#shared/ledger.ts';
+import { settings } from '#shared/settings.ts';
 import { setUpPipeline, waitFor } from './pipeline.ts';
 
 /**

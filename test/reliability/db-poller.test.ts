@@ -2,15 +2,15 @@ import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secre
 import type { Context, SQSEvent } from 'aws-lambda';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
+import { loadDbPollerConfig } from '#shared/config.ts';
+import { createObservability } from '#shared/observability.ts';
+import { settings } from '#shared/settings.ts';
 import type { DbPool, PollSummary } from '../../functions/db-poller/poller.ts';
 import { poll } from '../../functions/db-poller/poller.ts';
 import { watermarkSignalId } from '../../functions/db-poller/rejects.ts';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/clients.ts';
 import { lambdaContext } from '../../local/lambda-context.ts';
 import { uniquePrefix } from '../../local/names.ts';
-import { loadDbPollerConfig } from '../../shared/config.ts';
-import { createObservability } from '../../shared/observability.ts';
-import { settings } from '../../shared/settings.ts';
 import { decodeSignals } from '../helpers/signals.ts';
 import { startWorker } from '../helpers/workers.ts';
 import { type Handler, setUpPipeline, waitFor } from '../integration/pipeline.ts';

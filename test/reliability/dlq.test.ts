@@ -1,11 +1,11 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { ChangeMessageVisibilityCommand, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { Signal } from '#shared/signal.ts';
 import { uniquePrefix } from '../../local/names.ts';
 import { redriveDlq } from '../../local/operations.ts';
 import { createResources } from '../../local/resources.ts';
 import type { Target } from '../../local/target.ts';
-import type { Signal } from '../../shared/signal.ts';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
 import { decodeSignals } from '../helpers/signals.ts';
 import { csvFile, setUpPipeline, waitFor } from '../integration/pipeline.ts';
@@ -74,7 +74,7 @@ describe('poison messages: DLQ after maxReceiveCount, redriven once fixed', () =
     const good = make('rdlq_good', 90);
     const poison = make('rdlq_poison', 20);
     const bodies = [good.slice(0, 30), good.slice(30, 60), poison, good.slice(60)].map((s) =>
-      JSON.stringify({ v: 1, origin: { kind: 'kafka', ref: 'rdlq' }, signals: s }),
+      JSON.stringify({ v: 3, origin: { kind: 'kafka', ref: 'rdlq' }, signals: s }),
     );
     broken.add('series');
     await p.clients.sqs.send(

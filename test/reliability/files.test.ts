@@ -1,10 +1,10 @@
 import { DeleteObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { Context } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { Ledger } from '#shared/ledger.ts';
+import { rejectsKey, segmentKey } from '#shared/quarantine.ts';
 import { lambdaContext } from '../../local/lambda-context.ts';
 import { uniquePrefix } from '../../local/names.ts';
-import { Ledger } from '../../shared/ledger.ts';
-import { rejectsKey, segmentKey } from '../../shared/quarantine.ts';
 import { sqsEventFactory, sqsRecordFactory } from '../helpers/factories.ts';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
 import { startS3TriggerWorkerVia, type Worker } from '../helpers/workers.ts';

@@ -1,9 +1,9 @@
 import { constants, crc32, deflateRawSync } from 'node:zlib';
 import type { AsyncBuffer } from 'hyparquet';
 import { expect } from 'vitest';
+import { MalformedFileError } from '#shared/errors.ts';
+import { normaliseSignal, type SignalContext } from '#shared/signal.ts';
 import type { ParsedRecord } from '../../functions/s3-trigger/parsers/types.ts';
-import { MalformedFileError } from '../../shared/errors.ts';
-import { normaliseSignal, type SignalContext } from '../../shared/signal.ts';
 
 /** Seeds and run counts for every property, so CI replays exactly the same inputs. */
 export const SEED = 20_260_801;

@@ -9,11 +9,11 @@
 
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { expect } from 'vitest';
+import { settings } from '#shared/settings.ts';
+import type { OriginKind, Signal } from '#shared/signal.ts';
 import { Bitmap, decodeTokens } from '../../functions/scorer/blocks.ts';
 import { dedupeKey } from '../../functions/scorer/keys.ts';
 import { readItems } from '../../functions/scorer/state.ts';
-import { settings } from '../../shared/settings.ts';
-import type { OriginKind, Signal } from '../../shared/signal.ts';
 import type { setUpPipeline } from '../integration/pipeline.ts';
 
 export type Pipeline = Awaited<ReturnType<typeof setUpPipeline>>;

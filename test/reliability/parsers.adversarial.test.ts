@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
+import { InflationLimitError, MalformedFileError } from '#shared/errors.ts';
+import { settings } from '#shared/settings.ts';
 import { gunzipBounded } from '../../functions/s3-trigger/parsers/gzip.ts';
 import { parseTextRecords, type TextFormat } from '../../functions/s3-trigger/parsers/index.ts';
 import { MAX_JSON_DEPTH } from '../../functions/s3-trigger/parsers/json.ts';
 import { parseParquet } from '../../functions/s3-trigger/parsers/parquet.ts';
-import { InflationLimitError, MalformedFileError } from '../../shared/errors.ts';
-import { settings } from '../../shared/settings.ts';
 import {
   drain,
   expectWellBehaved,

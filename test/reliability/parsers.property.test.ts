@@ -2,11 +2,11 @@ import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { describe, expect, it } from 'vitest';
+import { MalformedFileError } from '#shared/errors.ts';
+import { normaliseSignal, VALUE_RANGE } from '#shared/signal.ts';
 import { gunzipBounded } from '../../functions/s3-trigger/parsers/gzip.ts';
 import { parseTextRecords, type TextFormat } from '../../functions/s3-trigger/parsers/index.ts';
 import { parseParquet } from '../../functions/s3-trigger/parsers/parquet.ts';
-import { MalformedFileError } from '../../shared/errors.ts';
-import { normaliseSignal, VALUE_RANGE } from '../../shared/signal.ts';
 import {
   CTX,
   drain,

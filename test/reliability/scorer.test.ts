@@ -1,12 +1,12 @@
 import { SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import type { Context } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createObservability } from '#shared/observability.ts';
+import type { Signal } from '#shared/signal.ts';
 import { zScoreModel } from '../../functions/scorer/model.ts';
 import { type BatchResult, scoreBatch } from '../../functions/scorer/scorer.ts';
 import { lambdaContext } from '../../local/lambda-context.ts';
 import { uniquePrefix } from '../../local/names.ts';
-import { createObservability } from '../../shared/observability.ts';
-import type { Signal } from '../../shared/signal.ts';
 import { sqsEventFactory, sqsRecordFactory } from '../helpers/factories.ts';
 import { type Handler, setUpPipeline, waitFor } from '../integration/pipeline.ts';
 import { expectExactlyOnce, type Pipeline } from './invariants.ts';
@@ -32,7 +32,7 @@ function signals(tag: string, name: string, from: number, n: number): Signal[] {
     };
   });
 }
-const body = (s: Signal[]) => JSON.stringify({ v: 1, origin: { kind: 'kafka', ref: 'rel' }, signals: s });
+const body = (s: Signal[]) => JSON.stringify({ v: 3, origin: { kind: 'kafka', ref: 'rel' }, signals: s });
 
 /** Mean and population M2 of the values, computed directly. */
 function moments(values: number[]): { mean: number; m2: number } {

@@ -2,13 +2,13 @@ import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import { DeleteCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createObservability } from '#shared/observability.ts';
+import { settings } from '#shared/settings.ts';
+import type { Signal } from '#shared/signal.ts';
 import { zScoreModel } from '../../functions/scorer/model.ts';
 import { decodeRecords } from '../../functions/scorer/score-store.ts';
 import { scoreBatch } from '../../functions/scorer/scorer.ts';
 import { uniquePrefix } from '../../local/names.ts';
-import { createObservability } from '../../shared/observability.ts';
-import { settings } from '../../shared/settings.ts';
-import type { Signal } from '../../shared/signal.ts';
 import { startWorker } from '../helpers/workers.ts';
 import { setUpPipeline, waitFor } from '../integration/pipeline.ts';
 import { expectExactlyOnce, type Pipeline } from './invariants.ts';
@@ -133,7 +133,7 @@ describe('scoring: own ids in their scope, dedupe that never forgets, scores rec
       timestamp: new Date(1_700_000_000_000 + i).toISOString(),
       origin: { kind: 'kafka', ref: `kafka:rscr-ttl:0:${i}` },
     }));
-    const body = JSON.stringify({ v: 1, origin: { kind: 'kafka', ref: 'kafka:rscr-ttl:0' }, signals });
+    const body = JSON.stringify({ v: 3, origin: { kind: 'kafka', ref: 'kafka:rscr-ttl:0' }, signals });
     const { logger, metrics } = createObservability('scorer');
     let now = Date.parse('2025-01-01T00:00:00Z');
     const deps = {
@@ -191,7 +191,7 @@ describe('scoring: own ids in their scope, dedupe that never forgets, scores rec
     }));
     const bodies = [0, 1, 2].map((m) =>
       JSON.stringify({
-        v: 1,
+        v: 3,
         origin: { kind: 'kafka', ref: 'kafka:rscr-kill:0' },
         signals: signals.slice(m * 50, m * 50 + 50),
       }),

@@ -1,9 +1,10 @@
 import { CopyObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { PurgeQueueCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { METRIC } from '#shared/contract.ts';
+import { settings } from '#shared/settings.ts';
 import { sweepLedger } from '../../functions/s3-trigger/sweep.ts';
 import { uniquePrefix } from '../../local/names.ts';
-import { METRIC } from '../../shared/observability.ts';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
 import { quietObservability } from '../helpers/observability.ts';
 import { startS3TriggerWorkerVia, type Worker } from '../helpers/workers.ts';
@@ -50,6 +51,9 @@ describe('a file stuck PROCESSING after its worker died and its event was lost',
         processingStuckSeconds: 5,
         splitStuckSeconds: 3600,
         canaryGraceSeconds: 3600,
+        exhaustedLookbackHours: settings.sweep.exhaustedLookbackHours,
+        maxItemsPerStatus: settings.sweep.maxItemsPerStatus,
+        pageSize: settings.sweep.pageSize,
       },
     });
 

@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer';
-import { firstInvalidUtf8 } from '../../../shared/utf8.ts';
+import { firstInvalidUtf8 } from '#shared/utf8.ts';
 
 export { firstInvalidUtf8 };
 

@@ -1,11 +1,9 @@
-import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { lambdaMemoryMb } from '../../../shared/config.ts';
-import { type ErrorLocation, MalformedFileError, TransientError } from '../../../shared/errors.ts';
-import { settings } from '../../../shared/settings.ts';
+import type { ParseThreadPolicy } from '#shared/config.ts';
+import { type ErrorLocation, MalformedFileError, TransientError } from '#shared/errors.ts';
 import { asBuffer, pieces } from './bytes.ts';
-import { type CsvFieldBatch, type CsvHeader, csvFieldBatches, csvHeader } from './csv.ts';
+import { type CsvFieldBatch, type CsvHeader, csvFieldBatches, csvHeader } from './csv-fields.ts';
 import { canRunModuleFile } from './runnable.ts';
 import type { ParserOptions } from './types.ts';
 
@@ -31,22 +29,18 @@ const AHEAD = 8;
 const WORKER_MARK = 'pulseCsvParseThread';
 
 /**
- * Whether a CSV object of `size` bytes is parsed on a thread of its own
- * (`settings.functions.s3Trigger.parseThread`): `auto` when it is large enough to be worth the hand-off
- * and the process has two CPUs. On Lambda that is from 3,538 MB: Lambda gives one vCPU's worth of CPU
- * per 1,769 MB, whatever the number of CPUs the function sees.
+ * The s3-trigger's decision, made once in its handler from its configuration (`parseThread` of
+ * shared/config.ts): whether a CSV object of `size` bytes is parsed on a thread of its own. `auto` when it
+ * is large enough to be worth the hand-off and the function has two CPUs (on Lambda from 3,538 MB: Lambda
+ * gives one vCPU's worth of CPU per 1,769 MB, whatever the number of CPUs the function sees). Never once
+ * the thread died, or where this module's file cannot run on a thread.
  */
-export function useParseThread(size: number | undefined): boolean {
-  const { parseThread, parseThreadMinBytes } = settings.functions.s3Trigger;
-  if (parseThread === 'off' || broken || !canRunModuleFile(import.meta.url)) return false;
-  if (parseThread === 'on') return true;
-  return size !== undefined && size >= parseThreadMinBytes && cpus() >= 2;
-}
-
-function cpus(): number {
-  const lambdaMb = lambdaMemoryMb();
-  if (lambdaMb !== undefined) return Math.floor(lambdaMb / settings.lambda.mbPerVcpu);
-  return availableParallelism();
+export function parseThreadDecider(policy: ParseThreadPolicy): (size: number | undefined) => boolean {
+  return (size) => {
+    if (policy.mode === 'off' || broken || !canRunModuleFile(import.meta.url)) return false;
+    if (policy.mode === 'on') return true;
+    return size !== undefined && size >= policy.minBytes && policy.cpus >= 2;
+  };
 }
 
 /** {@link csvFieldBatches}, parsed on the thread. */

@@ -1,7 +1,7 @@
 import type { Transform } from 'node:stream';
 import { crc32, createInflateRaw, inflateRawSync, type Zlib } from 'node:zlib';
-import { InflationLimitError, MalformedFileError, PulseError } from '../../../shared/errors.ts';
-import { settings } from '../../../shared/settings.ts';
+import { InflationLimitError, MalformedFileError, PulseError } from '#shared/errors.ts';
+import { settings } from '#shared/settings.ts';
 import { asBuffer } from './bytes.ts';
 
 import type { InflationLimits } from './types.ts';

@@ -1,4 +1,4 @@
-import { UnsupportedFormatError } from '../../../shared/errors.ts';
+import { UnsupportedFormatError } from '#shared/errors.ts';
 import { parseCsvBatches } from './csv.ts';
 import { gunzipBounded, type TrailingData } from './gzip.ts';
 import { parseJsonBatches } from './json.ts';

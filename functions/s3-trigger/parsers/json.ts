@@ -1,5 +1,5 @@
 import { type ParsedTokenInfo, Tokenizer, TokenParser, TokenType } from '@streamparser/json';
-import { MalformedFileError } from '../../../shared/errors.ts';
+import { MalformedFileError } from '#shared/errors.ts';
 import { clipRaw, notUtf8Reason, stripBom, Utf8StreamValidator } from './bytes.ts';
 import { eachRecord, type ParsedRecord, type ParserOptions } from './types.ts';
 

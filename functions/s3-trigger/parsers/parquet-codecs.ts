@@ -1,7 +1,7 @@
 import * as zlib from 'node:zlib';
 import { type CompressionCodec, type Compressors, snappyUncompress } from 'hyparquet';
 import { decompressLz4, decompressLz4Raw } from 'hyparquet-compressors/src/lz4.js';
-import { InflationLimitError, UnsupportedFormatError } from '../../../shared/errors.ts';
+import { InflationLimitError, UnsupportedFormatError } from '#shared/errors.ts';
 
 /**
  * The page decompressors the Parquet decoder uses, one per codec, each bounded by the size the page's

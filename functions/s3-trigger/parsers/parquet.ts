@@ -15,8 +15,8 @@ import {
 // The page-header reader hyparquet decodes with, so the checks below see exactly what the decoder will see.
 // hyparquet's package exports its `src/*.js` modules; this one is not re-exported from the index.
 import { parquetHeader } from 'hyparquet/src/column.js';
-import { InflationLimitError, MalformedFileError, UnsupportedFormatError } from '../../../shared/errors.ts';
-import { settings } from '../../../shared/settings.ts';
+import { InflationLimitError, MalformedFileError, UnsupportedFormatError } from '#shared/errors.ts';
+import { settings } from '#shared/settings.ts';
 import { PAGE_DECOMPRESSORS, PAGE_EXPANSION, PAGE_SLACK_BYTES, unreadableCodec } from './parquet-codecs.ts';
 import {
   columnConverter,

@@ -4,8 +4,8 @@ import {
   MalformedFileError,
   PulseError,
   UnsupportedFormatError,
-} from '../../../shared/errors.ts';
-import { settings } from '../../../shared/settings.ts';
+} from '#shared/errors.ts';
+import { settings } from '#shared/settings.ts';
 import { ByteQueue, MemberInflater, type TrailingData, trailingError } from './gzip.ts';
 import { unreadableCodec, ZSTD_AVAILABLE } from './parquet-codecs.ts';
 import type { InflationLimits } from './types.ts';

@@ -5,7 +5,7 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AwsCallRecord, ItemRef } from '../../../shared/aws-call-log.ts';
+import type { AwsCallRecord, ItemRef } from '#shared/aws-call-log.ts';
 import { ACCOUNT, REGION } from './template.ts';
 
 /** One authorization a call needs. */

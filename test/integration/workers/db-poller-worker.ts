@@ -5,11 +5,11 @@
  * of the transaction survives but what the database does with a vanished client.
  */
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { createClients } from '#shared/clients.ts';
+import { loadDbPollerConfig } from '#shared/config.ts';
+import { createObservability } from '#shared/observability.ts';
 import { createDbPool, readDbSecret } from '../../../functions/db-poller/db.ts';
 import { type DbPool, poll } from '../../../functions/db-poller/poller.ts';
-import { createClients } from '../../../shared/clients.ts';
-import { loadDbPollerConfig } from '../../../shared/config.ts';
-import { createObservability } from '../../../shared/observability.ts';
 
 const config = loadDbPollerConfig();
 const creds = await readDbSecret(new SecretsManagerClient({}), config.dbSecretArn);

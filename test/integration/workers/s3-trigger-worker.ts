@@ -5,8 +5,8 @@
  * function timeout its event source enforces (default: the event source's).
  */
 import { SQSClient } from '@aws-sdk/client-sqs';
+import { settings } from '#shared/settings.ts';
 import { startSqsEventSource } from '../../../local/sqs-event-source.ts';
-import { settings } from '../../../shared/settings.ts';
 
 const queueUrl = process.argv[2];
 const queueArn = process.argv[3];

@@ -6,12 +6,12 @@
  * visibility timeout.
  */
 import { DeleteMessageBatchCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { createClients } from '#shared/clients.ts';
+import { loadScorerConfig } from '#shared/config.ts';
+import { createObservability } from '#shared/observability.ts';
+import { settings } from '#shared/settings.ts';
 import { zScoreModel } from '../../../functions/scorer/model.ts';
 import { scoreBatch } from '../../../functions/scorer/scorer.ts';
-import { createClients } from '../../../shared/clients.ts';
-import { loadScorerConfig } from '../../../shared/config.ts';
-import { createObservability } from '../../../shared/observability.ts';
-import { settings } from '../../../shared/settings.ts';
 
 const queueUrl = process.argv[2];
 if (!queueUrl) throw new Error('usage: scorer-worker <signals queue url>');

@@ -5,10 +5,10 @@ import { GetQueueAttributesCommand, SendMessageBatchCommand, SQSClient } from '@
 import { DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { settings } from '#shared/settings.ts';
+import type { Signal } from '#shared/signal.ts';
 import { type PollerConfig, type PollerDeps, poll } from '../../../functions/db-poller/poller.ts';
 import { rejectsPath } from '../../../functions/db-poller/rejects.ts';
-import { settings } from '../../../shared/settings.ts';
-import type { Signal } from '../../../shared/signal.ts';
 import { quietObservability } from '../../helpers/observability.ts';
 import { decodeSignals } from '../../helpers/signals.ts';
 import { claimResponder, FakeDb, pgRow, type Responder } from './fake-db.ts';

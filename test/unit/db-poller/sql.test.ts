@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { ConfigError } from '#shared/errors.ts';
+import { settings } from '#shared/settings.ts';
 import {
   buildSql,
   isClockType,
@@ -6,8 +8,6 @@ import {
   quoteIdent,
   versionTag,
 } from '../../../functions/db-poller/sql.ts';
-import { ConfigError } from '../../../shared/errors.ts';
-import { settings } from '../../../shared/settings.ts';
 
 describe('db-poller SQL', () => {
   it('quotes every identifier from the table and column mapping', () => {

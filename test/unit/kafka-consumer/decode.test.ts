@@ -4,6 +4,7 @@ import avro from 'avro-js';
 import { mockClient } from 'aws-sdk-client-mock';
 import protobuf from 'protobufjs';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigError } from '#shared/errors.ts';
 import { consumeKafkaRecords } from '../../../functions/kafka-consumer/consumer.ts';
 import {
   avroValueType,
@@ -12,7 +13,6 @@ import {
   withAvroValues,
   withProtobufValues,
 } from '../../../functions/kafka-consumer/decode.ts';
-import { ConfigError } from '../../../shared/errors.ts';
 import { consumerRecordsOf, kafkaEventFactory } from '../../helpers/kafka.ts';
 import { quietObservability } from '../../helpers/observability.ts';
 import { quarantined, sentSignals } from './helpers.ts';

@@ -1,7 +1,7 @@
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { AwsClientStub } from 'aws-sdk-client-mock';
-import { readSignalMessage } from '../../../shared/signal.ts';
+import { readSignalMessage } from '#shared/signal.ts';
 
 /** The packed messages the mocked SQS client received, in order (a deflated message as the one it wraps). */
 export function sentMessages(sqs: AwsClientStub<SQSClient>) {

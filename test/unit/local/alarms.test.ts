@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { settings } from '#shared/settings.ts';
 import { ALARM_NAMES, evaluateAlarms } from '../../../local/alarms.ts';
 import { type Sample, toSample } from '../../../local/history.ts';
-import { settings } from '../../../shared/settings.ts';
 import { fileRowFactory, type PulseStatusOverrides, pulseStatusFactory } from '../../helpers/status.ts';
 
 const NOW = Date.parse('2024-06-01T12:00:00.000Z');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { normaliseSignal, SignalSchema } from '#shared/signal.ts';
 import { demoCsv, demoJson, demoNdjson } from '../../../local/demo.ts';
-import { normaliseSignal, SignalSchema } from '../../../shared/signal.ts';
 
 /** 2024-06-01T00:00:00Z in epoch seconds, as runDemo passes it. */
 const START = 1_717_200_000;

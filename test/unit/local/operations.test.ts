@@ -14,12 +14,12 @@ import {
 import { BatchGetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import type { AwsClients } from '#shared/clients.ts';
+import type { LedgerItem } from '#shared/ledger.ts';
+import { settings } from '#shared/settings.ts';
+import { deflateMessage } from '#shared/signal.ts';
 import { backfill, dropFiles, ledgerEntries, listDlq, redriveDlq } from '../../../local/operations.ts';
 import type { Target } from '../../../local/target.ts';
-import type { AwsClients } from '../../../shared/clients.ts';
-import type { LedgerItem } from '../../../shared/ledger.ts';
-import { settings } from '../../../shared/settings.ts';
-import { deflateMessage } from '../../../shared/signal.ts';
 import { mockableClients } from '../../helpers/clients.ts';
 import { BUCKET, fakeTarget, LEDGER, QUEUES } from '../../helpers/target.ts';
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { settings, visibilityTimeoutFor } from '#shared/settings.ts';
 import {
   bucketNotificationConfiguration,
   dlqAttributes,
@@ -6,7 +7,6 @@ import {
   queueAttributes,
   scoresTableInput,
 } from '../../../local/resources.ts';
-import { settings, visibilityTimeoutFor } from '../../../shared/settings.ts';
 
 const DLQ_ARN = 'arn:aws:sqs:us-east-1:123456789012:x-dlq';
 

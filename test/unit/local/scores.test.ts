@@ -1,10 +1,10 @@
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { settings } from '#shared/settings.ts';
+import type { Signal } from '#shared/signal.ts';
 import { zScoreModel } from '../../../functions/scorer/model.ts';
 import { scoreBatch } from '../../../functions/scorer/scorer.ts';
 import { lookupSignal, scoreTotals } from '../../../local/scores.ts';
-import { settings } from '../../../shared/settings.ts';
-import type { Signal } from '../../../shared/signal.ts';
 import { mockableClients } from '../../helpers/clients.ts';
 import { quietObservability } from '../../helpers/observability.ts';
 import { ANOMALIES, fakeTarget, SCORES, SCORES_BUCKET } from '../../helpers/target.ts';
@@ -20,7 +20,7 @@ const signal = (ref: string, over: Partial<Signal> = {}): Signal => ({
   ...over,
 });
 const body = (signals: Signal[]) =>
-  JSON.stringify({ v: 1, origin: { kind: 's3', ref: 's3://b/k@e' }, signals });
+  JSON.stringify({ v: 3, origin: { kind: 's3', ref: 's3://b/k@e' }, signals });
 
 describe('pulse scores', () => {
   const clients = mockableClients();

@@ -5,12 +5,12 @@ import { BatchGetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamod
 import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { AwsClients } from '#shared/clients.ts';
+import type { LedgerItem } from '#shared/ledger.ts';
+import { settings } from '#shared/settings.ts';
 import { totalsKey } from '../../../functions/scorer/keys.ts';
 import { StatusCollector } from '../../../local/status.ts';
 import type { Target } from '../../../local/target.ts';
-import type { AwsClients } from '../../../shared/clients.ts';
-import type { LedgerItem } from '../../../shared/ledger.ts';
-import { settings } from '../../../shared/settings.ts';
 import { mockableClients } from '../../helpers/clients.ts';
 import {
   ANOMALIES,

@@ -1,7 +1,7 @@
 import { CloudFormationClient, DescribeStacksCommand, type Output } from '@aws-sdk/client-cloudformation';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
-import { OUTPUTS } from '../../../infra/pulse-stack.ts';
+import { OUTPUTS } from '#shared/contract.ts';
 import type { LocalState } from '../../../local/state.ts';
 import { localTarget, stackTarget, type Target, TargetUnavailableError } from '../../../local/target.ts';
 

@@ -10,9 +10,9 @@ import {
 import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { METRIC } from '#shared/contract.ts';
+import { settings } from '#shared/settings.ts';
 import { idKey } from '../../../functions/scorer/keys.ts';
-import { METRIC } from '../../../shared/observability.ts';
-import { settings } from '../../../shared/settings.ts';
 import {
   lambdaContextFactory,
   s3EventRecordFactory,
@@ -112,7 +112,7 @@ describe('EMF metrics', () => {
       origin: { kind: 's3', ref: id },
     });
     const body = JSON.stringify({
-      v: 1,
+      v: 3,
       origin: { kind: 's3', ref: 'o' },
       signals: [signal('a'), signal('dup'), { bad: true }],
     });

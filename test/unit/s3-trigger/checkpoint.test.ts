@@ -11,14 +11,15 @@ import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
 import { parquetWriteBuffer } from 'hyparquet-writer';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { LeaseLostError } from '#shared/errors.ts';
+import type { Checkpoint, CompletedStats, Ledger, PartRange } from '#shared/ledger.ts';
 import { planParts } from '../../../functions/s3-trigger/fan-out.ts';
 import { type IngestOutcome, ingestFile } from '../../../functions/s3-trigger/ingest.ts';
+import { parseThreadDecider } from '../../../functions/s3-trigger/parsers/csv-thread.ts';
 import { detectFormat } from '../../../functions/s3-trigger/parsers/index.ts';
 import { HEADER_WINDOW_BYTES } from '../../../functions/s3-trigger/records.ts';
-import { LeaseLostError } from '../../../shared/errors.ts';
-import type { Checkpoint, CompletedStats, Ledger, PartRange } from '../../../shared/ledger.ts';
-import { settings } from '../../../shared/settings.ts';
+import { INGEST_DEFAULTS } from '../../helpers/ingest.ts';
 import { fakeLedger } from '../../helpers/ledger.ts';
 import { quietObservability } from '../../helpers/observability.ts';
 import { decodeSignals } from '../../helpers/signals.ts';
@@ -113,14 +114,6 @@ const sqs = mockClient(SQSClient);
 
 // Every case holds whether CSV is parsed in the calling thread or on a thread of its own (csv-thread.ts).
 describe.each(['off', 'on'] as const)('checkpoints (CSV parse thread %s)', (parseThread) => {
-  const s3Trigger = settings.functions.s3Trigger as { parseThread: 'auto' | 'on' | 'off' };
-  const before = s3Trigger.parseThread;
-  beforeAll(() => {
-    s3Trigger.parseThread = parseThread;
-  });
-  afterAll(() => {
-    s3Trigger.parseThread = before;
-  });
   let obs: ReturnType<typeof quietObservability>;
   /** What happened, in order: sends (signal rows), completed rejects objects, checkpoints. */
   let events: Array<
@@ -146,6 +139,7 @@ describe.each(['off', 'on'] as const)('checkpoints (CSV parse thread %s)', (pars
       logger: obs.logger,
       metrics: obs.metrics,
       config: {
+        ...INGEST_DEFAULTS,
         signalsQueueUrl: 'q',
         quarantineBucket: 'qb',
         heartbeatSeconds: 1,
@@ -153,6 +147,7 @@ describe.each(['off', 'on'] as const)('checkpoints (CSV parse thread %s)', (pars
         maxMessageBytes: 2048,
       },
       owner: 'w1',
+      csvOnThread: parseThreadDecider({ mode: parseThread, minBytes: 0, cpus: 2 }),
       now: () => {
         t += 97;
         return t;

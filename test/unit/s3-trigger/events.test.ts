@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { InvalidMessageError } from '#shared/errors.ts';
 import { continuationMessage, parseFileEvents, partMessage } from '../../../functions/s3-trigger/events.ts';
-import { InvalidMessageError } from '../../../shared/errors.ts';
 
 const notification = (key: string, extra: Record<string, unknown> = {}) =>
   JSON.stringify({

@@ -5,7 +5,7 @@ import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { settings } from '../../../shared/settings.ts';
+import { settings } from '#shared/settings.ts';
 import {
   lambdaContextFactory,
   s3EventRecordFactory,

@@ -5,9 +5,10 @@ import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FileBusyError, LeaseLostError } from '#shared/errors.ts';
+import type { Ledger } from '#shared/ledger.ts';
 import { ingestFile } from '../../../functions/s3-trigger/ingest.ts';
-import { FileBusyError, LeaseLostError } from '../../../shared/errors.ts';
-import type { Ledger } from '../../../shared/ledger.ts';
+import { INGEST_DEFAULTS } from '../../helpers/ingest.ts';
 import { fakeLedger } from '../../helpers/ledger.ts';
 import { quietObservability } from '../../helpers/observability.ts';
 import { decodeSignals } from '../../helpers/signals.ts';
@@ -34,6 +35,7 @@ describe('ingestFile', () => {
     logger: obs.logger,
     metrics: obs.metrics,
     config: {
+      ...INGEST_DEFAULTS,
       signalsQueueUrl: 'q',
       quarantineBucket: 'qb',
       heartbeatSeconds: 20,

@@ -5,10 +5,11 @@ import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Checkpoint, Ledger } from '#shared/ledger.ts';
+import { settings } from '#shared/settings.ts';
 import { type IngestOutcome, ingestFile } from '../../../functions/s3-trigger/ingest.ts';
 import { madeProgress } from '../../../functions/s3-trigger/progress.ts';
-import type { Checkpoint, Ledger } from '../../../shared/ledger.ts';
-import { settings } from '../../../shared/settings.ts';
+import { INGEST_DEFAULTS } from '../../helpers/ingest.ts';
 import { fakeLedger } from '../../helpers/ledger.ts';
 import { quietObservability } from '../../helpers/observability.ts';
 import { decodeSignals } from '../../helpers/signals.ts';
@@ -95,6 +96,7 @@ describe('hand-overs from a record checkpoint (gzip CSV)', () => {
         logger: obs.logger,
         metrics: obs.metrics,
         config: {
+          ...INGEST_DEFAULTS,
           signalsQueueUrl: 'q',
           quarantineBucket: 'qb',
           heartbeatSeconds: 0.05,

@@ -1,5 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { MalformedFileError } from '#shared/errors.ts';
+import { settings } from '#shared/settings.ts';
 import { csvHeaderLength, parseCsv } from '../../../functions/s3-trigger/parsers/csv.ts';
 import { parseNdjson } from '../../../functions/s3-trigger/parsers/ndjson.ts';
 import type { ParsedRecord } from '../../../functions/s3-trigger/parsers/types.ts';
@@ -11,7 +13,6 @@ import {
   type SplitPlan,
   type SplitPoint,
 } from '../../../functions/s3-trigger/split.ts';
-import { MalformedFileError } from '../../../shared/errors.ts';
 import { chunkings, collect, drain, source, split } from './parsers/helpers.ts';
 
 /**
@@ -37,7 +38,7 @@ function endsOf(before: string, records: string[]): SplitPoint[] {
 async function boundaries(
   format: SplitFormat,
   chunks: Iterable<Buffer | string>,
-  opts: SplitOptions = {},
+  opts: SplitOptions = { maxRecordBytes: settings.limits.maxRecordBytes },
 ): Promise<SplitPlan> {
   return findBoundaries(format, source(chunks), opts);
 }
@@ -105,6 +106,9 @@ async function expectPartsAgree(
       expect(await part(format, buf, from, undefined, max)).toEqual(within(from, undefined));
   }
 }
+
+/** The parts' record limit, as fan-out.ts passes it. */
+const LIMITS = { maxRecordBytes: settings.limits.maxRecordBytes };
 
 describe('findBoundaries, CSV', () => {
   const header = `${BOM}name,note\r\n`;
@@ -357,7 +361,7 @@ describe('planSplit', () => {
 
   it('gives, for each target, the first boundary at or after it, once, and none at the end of the file', async () => {
     // Act
-    const plan = await planSplit('csv', source([text]), [1, 8, 9, 10, 17, 18, 20, 24, 25]);
+    const plan = await planSplit('csv', source([text]), [1, 8, 9, 10, 17, 18, 20, 24, 25], LIMITS);
 
     // Assess
     expect(plan).toEqual({
@@ -374,7 +378,7 @@ describe('planSplit', () => {
 
   it('gives no points without targets, but still counts rows and bytes', async () => {
     // Act
-    const plan = await planSplit('ndjson', source(['{}\n\n{}\n']), []);
+    const plan = await planSplit('ndjson', source(['{}\n\n{}\n']), [], LIMITS);
 
     // Assess
     expect(plan).toEqual({ ok: true, points: [], rows: 3, bytes: 7 });
@@ -382,7 +386,7 @@ describe('planSplit', () => {
 
   it('rejects targets that are not strictly ascending', async () => {
     // Act
-    const planning = planSplit('csv', source([text]), [10, 5]);
+    const planning = planSplit('csv', source([text]), [10, 5], LIMITS);
 
     // Assess
     await expect(planning).rejects.toThrow(RangeError);
@@ -399,7 +403,7 @@ describe('planSplit', () => {
     }
 
     // Act
-    const plan = await planSplit('csv', object(), [5]);
+    const plan = await planSplit('csv', object(), [5], LIMITS);
 
     // Assess
     expect(plan).toMatchObject({ ok: false, offset: 7 });
@@ -642,7 +646,7 @@ describe('planSplit targets (property)', () => {
         }
 
         // Act
-        const plan = await planSplit(format, source(chunked(buf, sizes)), targets);
+        const plan = await planSplit(format, source(chunked(buf, sizes)), targets, LIMITS);
 
         // Assess
         expect(plan).toEqual({ ok: true, points: expected, rows: all.at(-1)?.row ?? 0, bytes: size });

@@ -5,11 +5,12 @@ import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Checkpoint, Ledger, PartRange, Staging } from '#shared/ledger.ts';
+import { settings } from '#shared/settings.ts';
 import { type IngestDeps, type IngestOutcome, ingestFile } from '../../../functions/s3-trigger/ingest.ts';
 import { stagedObjectKey } from '../../../functions/s3-trigger/source.ts';
 import { stageObject, stagingPrefix } from '../../../functions/s3-trigger/staging.ts';
-import type { Checkpoint, Ledger, PartRange, Staging } from '../../../shared/ledger.ts';
-import { settings } from '../../../shared/settings.ts';
+import { INGEST_DEFAULTS } from '../../helpers/ingest.ts';
 import { fakeLedger } from '../../helpers/ledger.ts';
 import { quietObservability } from '../../helpers/observability.ts';
 import { decodeSignals } from '../../helpers/signals.ts';
@@ -104,6 +105,7 @@ describe('staging a gzip file', () => {
       logger: obs.logger,
       metrics: obs.metrics,
       config: {
+        ...INGEST_DEFAULTS,
         signalsQueueUrl: 'q',
         quarantineBucket: BUCKET,
         heartbeatSeconds: 1,

@@ -2,10 +2,10 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBDocumentClient, GetCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { METRIC } from '#shared/contract.ts';
+import { settings, visibilityTimeoutFor } from '#shared/settings.ts';
 import { canaryLedgerKey, checkCanary } from '../../../functions/s3-trigger/canary.ts';
 import { type SweepOptions, sweepLedger } from '../../../functions/s3-trigger/sweep.ts';
-import { METRIC } from '../../../shared/observability.ts';
-import { settings, visibilityTimeoutFor } from '../../../shared/settings.ts';
 import { mockableClients } from '../../helpers/clients.ts';
 import { quietObservability } from '../../helpers/observability.ts';
 
@@ -20,6 +20,9 @@ const config: SweepOptions = {
   processingStuckSeconds: 35 * 60,
   splitStuckSeconds: 60 * 60,
   canaryGraceSeconds: 15 * 60,
+  exhaustedLookbackHours: settings.sweep.exhaustedLookbackHours,
+  maxItemsPerStatus: settings.sweep.maxItemsPerStatus,
+  pageSize: settings.sweep.pageSize,
 };
 
 /** A ledger item of an object version as the status index returns it. */

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { settings } from '#shared/settings.ts';
 import {
   Bitmap,
   decodeTokens,
@@ -10,7 +11,6 @@ import {
 import { itemSize } from '../../../functions/scorer/item-size.ts';
 import { blockKey } from '../../../functions/scorer/keys.ts';
 import { blockItem } from '../../../functions/scorer/transaction.ts';
-import { settings } from '../../../shared/settings.ts';
 
 describe('block bitmaps', () => {
   it('sets each bit once, counts them, and stores only up to the last set byte', () => {

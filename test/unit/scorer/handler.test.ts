@@ -14,7 +14,7 @@ const signal = (ref: string, name: string) => ({
   origin: { kind: 'kafka', ref },
 });
 const message = (...signals: unknown[]) =>
-  JSON.stringify({ v: 1, origin: { kind: 'kafka', ref: 'kafka:t:0' }, signals });
+  JSON.stringify({ v: 3, origin: { kind: 'kafka', ref: 'kafka:t:0' }, signals });
 
 describe('scorer handler', () => {
   const ddb = mockClient(DynamoDBDocumentClient);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import type { Signal } from '#shared/signal.ts';
 import { dedupeKey, positionOf, scopeOf, seriesKey } from '../../../functions/scorer/keys.ts';
-import type { Signal } from '../../../shared/signal.ts';
 
 const signal = (kind: Signal['origin']['kind'], ref: string, over: Partial<Signal> = {}): Signal => ({
   id: ref,

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import type { Signal } from '#shared/signal.ts';
 import { dedupeKey, seriesKey } from '../../../functions/scorer/keys.ts';
 import { type ItemSizes, planGroups, type SeriesWork, type Work } from '../../../functions/scorer/plan.ts';
-import type { Signal } from '../../../shared/signal.ts';
 
 const work = (name: string, ref: string, id = ref): Work => {
   const signal: Signal = {

@@ -3,14 +3,14 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { BatchGetCommand, DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { PermanentError, TransientError } from '#shared/errors.ts';
+import { settings } from '#shared/settings.ts';
+import { deflateMessage, encodeSignal, type Origin, type Signal } from '#shared/signal.ts';
 import { Bitmap, decodeTokens } from '../../../functions/scorer/blocks.ts';
 import { blockKey, dedupeKey, seriesKey, streamIdOf, totalsKey } from '../../../functions/scorer/keys.ts';
 import { EMPTY_STATE, welford, zScoreModel } from '../../../functions/scorer/model.ts';
 import { decodeRecords, finalKey, pendingKey } from '../../../functions/scorer/score-store.ts';
 import { type ScorerDeps, scoreBatch } from '../../../functions/scorer/scorer.ts';
-import { PermanentError, TransientError } from '../../../shared/errors.ts';
-import { settings } from '../../../shared/settings.ts';
-import { deflateMessage, encodeSignal, type Origin, type Signal } from '../../../shared/signal.ts';
 import { quietObservability } from '../../helpers/observability.ts';
 import { FakeAws } from './fake-aws.ts';
 
@@ -24,7 +24,7 @@ const signal = (i: number, over: Partial<Signal> = {}): Signal => ({
   origin: { kind: 's3', ref: `${FILE}#${i}` },
   ...over,
 });
-const body = (signals: unknown[]) => JSON.stringify({ v: 1, origin: { kind: 's3', ref: FILE }, signals });
+const body = (signals: unknown[]) => JSON.stringify({ v: 3, origin: { kind: 's3', ref: FILE }, signals });
 const block0 = blockKey(streamIdOf('s3', FILE), 0);
 
 // One mock per client class for the file: a second mockClient of the same class would undo the first.
@@ -409,7 +409,7 @@ describe('scoreBatch', () => {
     [
       '4 (deflated)',
       (origin: Origin) => {
-        const plain = JSON.stringify({ v: 1, origin, signals: [signal(1), signal(2, { id: 'own-2' })] });
+        const plain = JSON.stringify({ v: 3, origin, signals: [signal(1), signal(2, { id: 'own-2' })] });
         return deflateMessage(plain, origin, 2, 1);
       },
     ],

@@ -6,8 +6,8 @@ import { SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import { BatchGetCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import type { BuildHandlerOptions, BuildMiddleware } from '@smithy/types';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { AwsCallRecord } from '../../../shared/aws-call-log.ts';
-import { type AwsClients, createClients } from '../../../shared/clients.ts';
+import type { AwsCallRecord } from '#shared/aws-call-log.ts';
+import { type AwsClients, createClients } from '#shared/clients.ts';
 
 /**
  * The recording the IAM parity test reads (shared/aws-call-log.ts): real SDK clients, answered by a

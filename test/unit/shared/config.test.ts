@@ -1,7 +1,8 @@
+import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { loadS3TriggerConfig, loadScorerConfig, loadSweepConfig } from '../../../shared/config.ts';
-import { ConfigError } from '../../../shared/errors.ts';
-import { settings } from '../../../shared/settings.ts';
+import { loadS3TriggerConfig, loadScorerConfig, loadSweepConfig } from '#shared/config.ts';
+import { ConfigError } from '#shared/errors.ts';
+import { settings } from '#shared/settings.ts';
 
 describe('config', () => {
   it('throws ConfigError naming the missing variable', () => {
@@ -26,6 +27,9 @@ describe('config', () => {
       processingStuckSeconds: settings.sweep.processingStuckSeconds,
       splitStuckSeconds: 30,
       canaryGraceSeconds: settings.sweep.canaryGraceSeconds,
+      exhaustedLookbackHours: settings.sweep.exhaustedLookbackHours,
+      maxItemsPerStatus: settings.sweep.maxItemsPerStatus,
+      pageSize: settings.sweep.pageSize,
     });
     expect(() => loadSweepConfig({ LEDGER_TABLE: 't' })).toThrow('INGEST_BUCKET is not set');
   });
@@ -49,6 +53,11 @@ describe('config', () => {
       handOverBeforeTimeoutSeconds: settings.ledger.handOverBeforeTimeoutSeconds,
       fanOut: settings.fanOut,
       staging: { minBytes: settings.staging.minBytes, objectBytes: settings.staging.objectBytes },
+      parseThread: {
+        mode: settings.functions.s3Trigger.parseThread,
+        minBytes: settings.functions.s3Trigger.parseThreadMinBytes,
+        cpus: availableParallelism(),
+      },
     });
   });
 
@@ -151,7 +160,7 @@ describe('producer config', () => {
   };
 
   it('defaults the db-poller to the seeds table in mark mode with TLS on', async () => {
-    const { loadDbPollerConfig } = await import('../../../shared/config.ts');
+    const { loadDbPollerConfig } = await import('#shared/config.ts');
     const c = loadDbPollerConfig(base);
     expect(c).toMatchObject({
       table: 'signals',
@@ -163,7 +172,7 @@ describe('producer config', () => {
   });
 
   it('reads the watermark lookback in whole seconds, 0 turning it off, and refuses anything else', async () => {
-    const { loadDbPollerConfig } = await import('../../../shared/config.ts');
+    const { loadDbPollerConfig } = await import('#shared/config.ts');
     expect(loadDbPollerConfig({ ...base, DB_WATERMARK_LOOKBACK_SECONDS: '0' }).watermarkLookbackSeconds).toBe(
       0,
     );
@@ -179,7 +188,7 @@ describe('producer config', () => {
 
   it('reads the watermark skew in whole seconds, and refuses one that is not below the lookback', async () => {
     // Prepare
-    const { loadDbPollerConfig } = await import('../../../shared/config.ts');
+    const { loadDbPollerConfig } = await import('#shared/config.ts');
     // Act
     const byDefault = loadDbPollerConfig(base);
     const set = loadDbPollerConfig({ ...base, DB_WATERMARK_SKEW_SECONDS: '0' });
@@ -205,7 +214,7 @@ describe('producer config', () => {
 
   it('warns about watermark mode on the event time (the default mapping), and about nothing else', async () => {
     // Prepare
-    const { dbPollerConfigWarnings, loadDbPollerConfig } = await import('../../../shared/config.ts');
+    const { dbPollerConfigWarnings, loadDbPollerConfig } = await import('#shared/config.ts');
     const columns = JSON.stringify({ updatedAt: 'updated_at' });
     // Act
     const eventTime = dbPollerConfigWarnings(loadDbPollerConfig({ ...base, DB_MODE: 'watermark' }));
@@ -223,7 +232,7 @@ describe('producer config', () => {
   });
 
   it('refuses a table or column name that is not a plain identifier', async () => {
-    const { loadDbPollerConfig } = await import('../../../shared/config.ts');
+    const { loadDbPollerConfig } = await import('#shared/config.ts');
     expect(() => loadDbPollerConfig({ ...base, DB_TABLE: 'signals; drop table x' })).toThrow(
       /DB_TABLE must be a plain SQL identifier/,
     );
@@ -231,7 +240,7 @@ describe('producer config', () => {
   });
 
   it('needs a schema for Avro or Protobuf Kafka values', async () => {
-    const { loadKafkaConsumerConfig } = await import('../../../shared/config.ts');
+    const { loadKafkaConsumerConfig } = await import('#shared/config.ts');
     expect(() =>
       loadKafkaConsumerConfig({ SIGNALS_QUEUE_URL: 'q', QUARANTINE_BUCKET: 'b', KAFKA_VALUE_FORMAT: 'avro' }),
     ).toThrow('KAFKA_VALUE_SCHEMA is not set (needed for avro values)');
@@ -241,7 +250,7 @@ describe('producer config', () => {
   });
 
   it('needs the message type name next to the .proto for Protobuf Kafka values', async () => {
-    const { loadKafkaConsumerConfig } = await import('../../../shared/config.ts');
+    const { loadKafkaConsumerConfig } = await import('#shared/config.ts');
     const protobuf = {
       SIGNALS_QUEUE_URL: 'q',
       QUARANTINE_BUCKET: 'b',

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isTransient, MalformedFileError, PermanentError, TransientError } from '../../../shared/errors.ts';
+import { isTransient, MalformedFileError, PermanentError, TransientError } from '#shared/errors.ts';
 
 describe('isTransient', () => {
   it.each([

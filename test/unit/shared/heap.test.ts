@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { limitHeapGrowth } from '../../../shared/heap.ts';
-import { settings } from '../../../shared/settings.ts';
+import { limitHeapGrowth } from '#shared/heap.ts';
+import { settings } from '#shared/settings.ts';
 
 describe('limitHeapGrowth', () => {
   it('refuses a growth that is not a whole percentage from 10 to 1000', () => {

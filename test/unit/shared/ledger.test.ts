@@ -13,8 +13,8 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LeaseLostError } from '../../../shared/errors.ts';
-import { type Checkpoint, Ledger, type LedgerItem, type PartRange } from '../../../shared/ledger.ts';
+import { LeaseLostError, TransientError } from '#shared/errors.ts';
+import { type Checkpoint, Ledger, type LedgerItem, type PartRange } from '#shared/ledger.ts';
 
 const file = { bucket: 'b', key: 'incoming/a.csv', etag: 'e1' };
 const NOW = 1_700_000_000_000;
@@ -426,6 +426,18 @@ describe('Ledger', () => {
       expect(update?.Key).toEqual({ pk: 's3://b/incoming/a.csv', sk: 'e1' });
       expect(update?.ConditionExpression).toBe('#status = :processing AND leaseOwner = :owner');
       expect(update?.ExpressionAttributeValues).toMatchObject({ ':parts': 2, ':owner': 'w1' });
+    });
+
+    it('fails transiently, the file left to be retried, when DynamoDB keeps leaving part items unprocessed', async () => {
+      // Prepare
+      ddb.on(BatchWriteCommand).callsFake((input: { RequestItems: Record<string, unknown[]> }) => ({
+        UnprocessedItems: input.RequestItems,
+      }));
+      // Act
+      const planning = ledger.planParts(file, 'w1', RANGES);
+      // Assess
+      await expect(planning).rejects.toBeInstanceOf(TransientError);
+      expect(ddb.commandCalls(UpdateCommand)).toHaveLength(0);
     });
 
     it('reports a SPLIT file as split, not in progress', async () => {

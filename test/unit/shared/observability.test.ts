@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { createObservability } from '../../../shared/observability.ts';
+import { createObservability } from '#shared/observability.ts';
 
 /** What the function writes to stdout and stderr while `act` runs, line by line. */
 function output(act: () => void): string[] {

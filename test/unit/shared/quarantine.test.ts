@@ -1,9 +1,9 @@
 import { DeleteObjectsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { QuarantineError } from '../../../shared/errors.ts';
-import { boundedKeyPart, S3_MAX_KEY_BYTES } from '../../../shared/keys.ts';
-import { deleteStaleSegments, QuarantineWriter, rejectsKey, segmentKey } from '../../../shared/quarantine.ts';
+import { QuarantineError } from '#shared/errors.ts';
+import { boundedKeyPart, S3_MAX_KEY_BYTES } from '#shared/keys.ts';
+import { deleteStaleSegments, QuarantineWriter, rejectsKey, segmentKey } from '#shared/quarantine.ts';
 
 const s3Mock = mockClient(S3Client);
 const s3 = new S3Client({ region: 'us-east-1' });

@@ -1,9 +1,10 @@
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PermanentError, SendFailedError } from '../../../shared/errors.ts';
-import { SignalSender } from '../../../shared/sender.ts';
-import { readableMessageBody, type Signal } from '../../../shared/signal.ts';
+import { PermanentError, SendFailedError } from '#shared/errors.ts';
+import { SignalSender } from '#shared/sender.ts';
+import { settings } from '#shared/settings.ts';
+import { readableMessageBody, type Signal } from '#shared/signal.ts';
 import { decodeSignals } from '../../helpers/signals.ts';
 
 const origin = { kind: 's3' as const, ref: 's3://b/k@e' };
@@ -32,6 +33,7 @@ describe('SignalSender', () => {
     // Prepare: plain JSON messages (deflation is the next test's)
     sqs.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
     const sender = new SignalSender(new SQSClient({}), 'q', origin, {
+      maxMessageBytes: settings.signals.maxMessageBytes,
       sleep: noSleep,
       defaultSource: 'k',
       deflateLevel: 0,
@@ -60,11 +62,13 @@ describe('SignalSender', () => {
     // Prepare
     sqs.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
     const plain = new SignalSender(new SQSClient({}), 'q', origin, {
+      maxMessageBytes: settings.signals.maxMessageBytes,
       sleep: noSleep,
       defaultSource: 'k',
       deflateLevel: 0,
     });
     const deflating = new SignalSender(new SQSClient({}), 'q', origin, {
+      maxMessageBytes: settings.signals.maxMessageBytes,
       sleep: noSleep,
       defaultSource: 'k',
     });
@@ -115,6 +119,7 @@ describe('SignalSender', () => {
         'q',
         { kind: 's3', ref: 's3://b/k\uFFFF@e' },
         {
+          maxMessageBytes: settings.signals.maxMessageBytes,
           sleep: noSleep,
           defaultSource: 'k',
           deflateLevel,
@@ -140,16 +145,23 @@ describe('SignalSender', () => {
 
   it('refuses a deflate level zlib does not have, before sending anything', () => {
     for (const deflateLevel of [-1, 10, 1.5, Number.NaN]) {
-      expect(() => new SignalSender(new SQSClient({}), 'q', origin, { deflateLevel })).toThrow(
-        /deflateLevel must be a whole number from 0 \(off\) to 9/,
-      );
+      expect(
+        () =>
+          new SignalSender(new SQSClient({}), 'q', origin, {
+            maxMessageBytes: settings.signals.maxMessageBytes,
+            deflateLevel,
+          }),
+      ).toThrow(/deflateLevel must be a whole number from 0 \(off\) to 9/);
     }
   });
 
   it('sends a message as plain JSON when deflating would not make it smaller', async () => {
     // Prepare: one small signal, which the wrapper and base64 make larger than its plain message.
     sqs.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
-    const sender = new SignalSender(new SQSClient({}), 'q', origin, { sleep: noSleep });
+    const sender = new SignalSender(new SQSClient({}), 'q', origin, {
+      maxMessageBytes: settings.signals.maxMessageBytes,
+      sleep: noSleep,
+    });
     // Act
     await sender.add(signal(1));
     await sender.flush();
@@ -255,6 +267,7 @@ describe('SignalSender', () => {
     // Prepare
     sqs.on(SendMessageBatchCommand).resolves({ Failed: [] });
     const sender = new SignalSender(new SQSClient({}), 'q', origin, {
+      maxMessageBytes: settings.signals.maxMessageBytes,
       maxSignalsPerMessage: 300,
       defaultSource: 'k',
       sleep: noSleep,
@@ -384,7 +397,11 @@ describe('SignalSender', () => {
     sqs
       .on(SendMessageBatchCommand)
       .resolves({ Failed: [{ Id: '0', Code: 'ServiceUnavailable', SenderFault: false }] });
-    const sender = new SignalSender(new SQSClient({}), 'q', origin, { attempts: 3, sleep: noSleep });
+    const sender = new SignalSender(new SQSClient({}), 'q', origin, {
+      maxMessageBytes: settings.signals.maxMessageBytes,
+      attempts: 3,
+      sleep: noSleep,
+    });
     await sender.add(signal(1));
     await expect(sender.flush()).rejects.toBeInstanceOf(SendFailedError);
     expect(sqs).toHaveReceivedCommandTimes(SendMessageBatchCommand, 3);
@@ -394,7 +411,10 @@ describe('SignalSender', () => {
     sqs
       .on(SendMessageBatchCommand)
       .resolves({ Failed: [{ Id: '0', Code: 'InvalidMessageContents', SenderFault: true }] });
-    const sender = new SignalSender(new SQSClient({}), 'q', origin, { sleep: noSleep });
+    const sender = new SignalSender(new SQSClient({}), 'q', origin, {
+      maxMessageBytes: settings.signals.maxMessageBytes,
+      sleep: noSleep,
+    });
     await sender.add(signal(1));
     await expect(sender.flush()).rejects.toBeInstanceOf(PermanentError);
   });
@@ -410,7 +430,9 @@ describe('SignalSender', () => {
   });
 
   it('sends nothing when nothing was added', async () => {
-    const sender = new SignalSender(new SQSClient({}), 'q', origin);
+    const sender = new SignalSender(new SQSClient({}), 'q', origin, {
+      maxMessageBytes: settings.signals.maxMessageBytes,
+    });
     await sender.flush();
     expect(sqs).not.toHaveReceivedCommand(SendMessageBatchCommand);
   });

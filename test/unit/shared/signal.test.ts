@@ -13,7 +13,7 @@ import {
   readSignalMessage,
   type Signal,
   signalEntry,
-} from '../../../shared/signal.ts';
+} from '#shared/signal.ts';
 
 const ctx = { origin: { kind: 's3' as const, ref: 's3://b/in/k.csv@e1#7' }, defaultSource: 'in/k.csv' };
 const ok = (r: unknown) => {
@@ -283,14 +283,6 @@ describe('packed message entries (version 3)', () => {
     expect(parseSignal(s)).toMatchObject({ ok: false, reason: expect.stringContaining('source') });
   });
 
-  it('still reads version 2 messages (entries as objects relative to the message origin)', () => {
-    const v2 = [
-      { at: '#7', name: 'cpu', value: 1.5, source, timestamp: base.timestamp },
-      { at: '#7', id: 'x-1', name: 'cpu', value: 1.5, source, timestamp: base.timestamp },
-    ];
-    expect(expandSignals({ v: 2, origin: message, signals: v2 })).toEqual([base, { ...base, id: 'x-1' }]);
-  });
-
   it('restores an epoch-millisecond timestamp, and leaves one out of range for validation to reject', () => {
     const at = (timestamp: unknown) =>
       expandSignals({ v: 3, origin: message, source, signals: [['#7', 'cpu', 1.5, timestamp]] });
@@ -301,9 +293,8 @@ describe('packed message entries (version 3)', () => {
     expect(parseSignal(far)).toMatchObject({ ok: false, reason: expect.stringContaining('timestamp') });
   });
 
-  it('hands version 1 signals and entries of another shape through for validation to judge', () => {
-    expect(expandSignals({ v: 1, origin: message, signals: [base, 3] })).toEqual([base, 3]);
-    expect(expandSignals({ v: 2, origin: message, signals: [null, 'x'] })).toEqual([null, 'x']);
+  it('hands whole signals and entries of another shape through for validation to judge', () => {
+    expect(expandSignals({ v: 3, origin: message, signals: [base, 3] })).toEqual([base, 3]);
     expect(expandSignals({ v: 3, origin: message, signals: [null, 'x'] })).toEqual([null, 'x']);
   });
 });
@@ -346,6 +337,35 @@ describe('readSignalMessage', () => {
       reason: expect.stringMatching(/^message is not a signal batch: v/),
     });
     expect(readableMessageBody(wrap('not deflate data'))).toBe(wrap('not deflate data'));
+  });
+
+  it('refuses versions 1 and 2, which nothing writes (and their deflated forms): not a signal batch', () => {
+    // Prepare
+    const whole = {
+      id: 'x',
+      name: 'cpu',
+      value: 1.5,
+      source: 'in/k.csv',
+      timestamp: '2024-01-01T00:00:00.000Z',
+      origin: { kind: 's3', ref: `${origin.ref}#7` },
+    };
+    const v1 = JSON.stringify({ v: 1, origin, signals: [whole] });
+    const v2 = JSON.stringify({
+      v: 2,
+      origin,
+      signals: [{ at: '#7', name: 'cpu', value: 1.5, source: 'k' }],
+    });
+    // Act
+    const read = [v1, v2, deflateMessage(v1, origin, 1, 1)].map((body) => readSignalMessage(body));
+    // Assess
+    for (const r of read) {
+      expect(r).toMatchObject({
+        ok: false,
+        kind: 'not-a-batch',
+        reason: expect.stringMatching(/^message is not a signal batch: v/),
+      });
+    }
+    expect(readSignalMessage(JSON.stringify({ v: 3, origin, signals: [whole] }))).toMatchObject({ ok: true });
   });
 
   it('refuses to inflate past 8 MiB, whatever the body claims', () => {

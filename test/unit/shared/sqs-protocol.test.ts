@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { SendMessageBatchCommand, SQSClient, type SQSClientConfig } from '@aws-sdk/client-sqs';
 import { HttpResponse } from '@smithy/core/protocols';
 import { describe, expect, it } from 'vitest';
-import { SQS_CLIENT_OPTIONS } from '../../../shared/sqs-protocol.ts';
+import { SQS_CLIENT_OPTIONS } from '#shared/sqs-protocol.ts';
 
 /** A client whose requests never leave the process: it keeps each body and answers with `answer`. */
 function capturing(options: Partial<SQSClientConfig>, answer: unknown) {

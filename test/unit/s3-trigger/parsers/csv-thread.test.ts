@@ -1,8 +1,12 @@
 import { describe, expect, it } from 'vitest';
+import { loadS3TriggerConfig } from '#shared/config.ts';
+import { MalformedFileError, TransientError } from '#shared/errors.ts';
 import { parseCsvBatches } from '../../../../functions/s3-trigger/parsers/csv.ts';
-import { terminateParseThread, useParseThread } from '../../../../functions/s3-trigger/parsers/csv-thread.ts';
+import {
+  parseThreadDecider,
+  terminateParseThread,
+} from '../../../../functions/s3-trigger/parsers/csv-thread.ts';
 import type { ParsedRecord, ParserOptions } from '../../../../functions/s3-trigger/parsers/types.ts';
-import { MalformedFileError, TransientError } from '../../../../shared/errors.ts';
 import { drain, OPTS, prng, source, split } from './helpers.ts';
 
 const INLINE: ParserOptions = { ...OPTS, positions: true };
@@ -30,18 +34,24 @@ async function records(chunks: Buffer[], opts = THREAD): Promise<ParsedRecord[]>
 
 describe('CSV parsed on its own thread', () => {
   it('is used for objects of 1 MiB or more on a Lambda of two vCPUs (3,538 MB), not on one of one', () => {
-    const before = process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE;
-    try {
-      process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE = '3538';
-      expect(useParseThread(2 ** 20)).toBe(true);
-      expect(useParseThread(2 ** 20 - 1)).toBe(false);
-      expect(useParseThread(undefined)).toBe(false);
-      process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE = '3537';
-      expect(useParseThread(100 * 2 ** 20)).toBe(false);
-    } finally {
-      if (before === undefined) delete process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE;
-      else process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE = before;
-    }
+    // Prepare: the decision as the handler makes it, from the configuration Lambda's environment gives
+    const decider = (memoryMb: string) =>
+      parseThreadDecider(
+        loadS3TriggerConfig({
+          SIGNALS_QUEUE_URL: 'q',
+          LEDGER_TABLE: 'l',
+          QUARANTINE_BUCKET: 'b',
+          AWS_LAMBDA_FUNCTION_MEMORY_SIZE: memoryMb,
+        }).parseThread,
+      );
+    // Act
+    const two = decider('3538');
+    const one = decider('3537');
+    // Assess
+    expect(two(2 ** 20)).toBe(true);
+    expect(two(2 ** 20 - 1)).toBe(false);
+    expect(two(undefined)).toBe(false);
+    expect(one(100 * 2 ** 20)).toBe(false);
   });
 
   it('gives the records, rows and end offsets the calling thread gives, whatever the chunking', async () => {

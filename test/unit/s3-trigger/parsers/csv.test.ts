@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { MalformedFileError } from '#shared/errors.ts';
 import { parseCsv } from '../../../../functions/s3-trigger/parsers/csv.ts';
-import { MalformedFileError } from '../../../../shared/errors.ts';
 import { chunkings, collect, drain, OPTS as INLINE, source } from './helpers.ts';
 
 // Every case holds whether csv-parse runs in the calling thread or on a thread of its own (csv-thread.ts).

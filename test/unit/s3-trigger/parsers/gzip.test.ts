@@ -1,8 +1,8 @@
 import { constants, crc32, deflateRawSync, gzipSync, inflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
+import { InflationLimitError, MalformedFileError } from '#shared/errors.ts';
+import { settings } from '#shared/settings.ts';
 import { gunzipBounded, type TrailingData } from '../../../../functions/s3-trigger/parsers/gzip.ts';
-import { InflationLimitError, MalformedFileError } from '../../../../shared/errors.ts';
-import { settings } from '../../../../shared/settings.ts';
 import { drain, prng, source, split } from './helpers.ts';
 
 const text = (n: number) => {

@@ -2,7 +2,7 @@ import type { ParsedRecord, ParserOptions } from '../../../../functions/s3-trigg
 
 export const OPTS: ParserOptions = { maxRecordBytes: 1024 * 1024 };
 
-import { prng } from '../../../helpers/random.ts';
+import { prng } from '../../../../tools/random.ts';
 
 export { prng };
 

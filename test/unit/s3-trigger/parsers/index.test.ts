@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { settings } from '#shared/settings.ts';
 import { detectFormat, parseTextRecords } from '../../../../functions/s3-trigger/parsers/index.ts';
-import { settings } from '../../../../shared/settings.ts';
 import { collect, OPTS, source } from './helpers.ts';
 
 describe('detectFormat', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { MalformedFileError } from '#shared/errors.ts';
 import { MAX_JSON_DEPTH, parseJson } from '../../../../functions/s3-trigger/parsers/json.ts';
-import { MalformedFileError } from '../../../../shared/errors.ts';
 import { chunkings, collect, drain, OPTS, source } from './helpers.ts';
 
 const parse = (text: string | Buffer, opts = OPTS) => parseJson(source([Buffer.from(text)]), opts);

@@ -3,8 +3,8 @@ import { fileURLToPath } from 'node:url';
 import { parquetMetadataAsync } from 'hyparquet';
 import { parquetHeader } from 'hyparquet/src/column.js';
 import { describe, expect, it } from 'vitest';
+import { normaliseSignal } from '#shared/signal.ts';
 import { asyncBufferFromFile, parseParquet } from '../../../../functions/s3-trigger/parsers/parquet.ts';
-import { normaliseSignal } from '../../../../shared/signal.ts';
 import { collect, OPTS } from './helpers.ts';
 
 /**

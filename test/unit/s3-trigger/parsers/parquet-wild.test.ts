@@ -4,14 +4,10 @@ import type { AsyncBuffer, CompressionCodec } from 'hyparquet';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { snappyCompress } from 'hyparquet-writer/src/snappy.js';
 import { describe, expect, it } from 'vitest';
+import { InflationLimitError, MalformedFileError, UnsupportedFormatError } from '#shared/errors.ts';
 import { asyncBufferFromFile, parseParquet } from '../../../../functions/s3-trigger/parsers/parquet.ts';
 import { lz4BlockLength } from '../../../../functions/s3-trigger/parsers/parquet-codecs.ts';
 import { decimalValue } from '../../../../functions/s3-trigger/parsers/parquet-values.ts';
-import {
-  InflationLimitError,
-  MalformedFileError,
-  UnsupportedFormatError,
-} from '../../../../shared/errors.ts';
 import { collect, drain, OPTS } from './helpers.ts';
 
 /**

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { type AsyncBuffer, parquetMetadataAsync } from 'hyparquet';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MalformedFileError } from '#shared/errors.ts';
 import {
   asyncBufferFromFile,
   parquetRowGroups,
@@ -13,7 +14,6 @@ import {
 } from '../../../../functions/s3-trigger/parsers/parquet.ts';
 import { bigintsToNumbers } from '../../../../functions/s3-trigger/parsers/parquet-values.ts';
 import type { ParquetDecoderLimits } from '../../../../functions/s3-trigger/parsers/types.ts';
-import { MalformedFileError } from '../../../../shared/errors.ts';
 import { collect, drain, OPTS } from './helpers.ts';
 
 const T0 = Date.UTC(2024, 0, 1);

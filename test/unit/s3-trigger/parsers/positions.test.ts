@@ -1,10 +1,10 @@
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { describe, expect, it } from 'vitest';
+import { MalformedFileError } from '#shared/errors.ts';
 import { csvHeaderLength, parseCsv } from '../../../../functions/s3-trigger/parsers/csv.ts';
 import { parseNdjson } from '../../../../functions/s3-trigger/parsers/ndjson.ts';
 import { parseParquet } from '../../../../functions/s3-trigger/parsers/parquet.ts';
 import type { ParsedRecord } from '../../../../functions/s3-trigger/parsers/types.ts';
-import { MalformedFileError } from '../../../../shared/errors.ts';
 import { chunkings, collect, OPTS, source } from './helpers.ts';
 
 /**

@@ -1,12 +1,8 @@
 import { constants, zstdCompressSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
+import { InflationLimitError, MalformedFileError, UnsupportedFormatError } from '#shared/errors.ts';
 import type { TrailingData } from '../../../../functions/s3-trigger/parsers/gzip.ts';
 import { unzstdBounded } from '../../../../functions/s3-trigger/parsers/zstd.ts';
-import {
-  InflationLimitError,
-  MalformedFileError,
-  UnsupportedFormatError,
-} from '../../../../shared/errors.ts';
 import { drain, prng, source, split } from './helpers.ts';
 
 const text = (n: number) => {

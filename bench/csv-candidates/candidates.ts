@@ -10,12 +10,16 @@
  * get it from one streaming `TextDecoder` (which keeps a BOM as U+FEFF, so BOM handling is the parser's);
  * the decoding is part of their time, as it is of csv-parse's. Where a parser has no record-size option, the
  * driver watches the bytes fed since the last record instead (see {@link Watchdog}).
+ *
+ * The candidates other than csv-parse are dependencies of this folder's own package
+ * (`bench/csv-candidates/package.json`, its own lockfile), never of the project: `npm run bench:csv` installs
+ * them here first. This file is type-checked with them by `bench/csv-candidates/tsconfig.json`.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parse as fastCsvParse } from '@fast-csv/parse';
 import { Parser as CsvParseStream } from 'csv-parse';
 import csvParser from 'csv-parser';
@@ -24,9 +28,18 @@ import csvtojson from 'csvtojson';
 import fc from 'fast-check';
 import Papa from 'papaparse';
 import { inferSchema, initParser, type Parser as UdsvParser } from 'udsv';
-import { CSV_OPTIONS, type CsvCore } from '../functions/s3-trigger/parsers/csv.ts';
-import { REPO_ROOT } from '../local/emulators.ts';
-import { csvBuffer, csvQuotedBuffer, MB, round } from './lib.ts';
+import { CSV_OPTIONS, type CsvCore } from '../../functions/s3-trigger/parsers/csv.ts';
+import { REPO_ROOT } from '../../local/emulators.ts';
+import { csvBuffer, csvQuotedBuffer, MB, round } from '../lib.ts';
+import {
+  type CandidateResult,
+  type CaseResult,
+  type CsvCandidatesResult,
+  formatCsvCandidates,
+} from './report.ts';
+
+/** This folder: a package of its own, so that the candidates are no dependency of the project. */
+const HERE = fileURLToPath(new URL('.', import.meta.url));
 
 type OnRecord = (fields: string[]) => void;
 
@@ -347,12 +360,6 @@ function split(bytes: Buffer, sizes: readonly number[]): Buffer[] {
 
 const whole = (text: string | Buffer) => [Buffer.from(text)];
 
-interface CaseResult {
-  readonly pass: boolean;
-  /** What went wrong, when it did: the records or the error, clipped. */
-  readonly detail?: string;
-}
-
 function show(value: unknown): string {
   const s = JSON.stringify(value);
   return s.length > 240 ? `${s.slice(0, 240)}…` : s;
@@ -614,38 +621,11 @@ async function count(c: Candidate, data: Buffer): Promise<number> {
   return n;
 }
 
-export interface CandidateResult {
-  readonly name: string;
-  readonly package: string;
-  readonly version: string;
-  readonly driven: string;
-  /** Best of `reps` runs, in MB/s, on the plain and the quoted data. */
-  readonly mb_per_s_plain: number | null;
-  readonly mb_per_s_quoted: number | null;
-  readonly runs_s_plain: number[];
-  readonly runs_s_quoted: number[];
-  /** True when every speed run gave the right record count; else how many did not, and the first problem. */
-  readonly records_ok: boolean | string;
-  readonly cases: Record<string, CaseResult>;
-  readonly cases_failed: string[];
-}
-
-export interface CsvCandidatesResult {
-  readonly generated_at: string;
-  readonly data: { plain_mb: number; quoted_mb: number; chunk_bytes: number; reps: number };
-  readonly note: string;
-  readonly cases: Record<string, string>;
-  readonly candidates: CandidateResult[];
-  /** The package of the fastest candidate (on the plain data) that passes every case, and that candidate. */
-  readonly recommended: string;
-  readonly recommended_driver: string;
-}
-
+/** The installed version of `pkg`: this folder's package, else the project's (csv-parse). */
 function versionOf(pkg: string): string {
-  const json = JSON.parse(readFileSync(join(REPO_ROOT, 'node_modules', pkg, 'package.json'), 'utf8')) as {
-    version: string;
-  };
-  return json.version;
+  const own = join(HERE, 'node_modules', pkg, 'package.json');
+  const path = existsSync(own) ? own : join(REPO_ROOT, 'node_modules', pkg, 'package.json');
+  return (JSON.parse(readFileSync(path, 'utf8')) as { version: string }).version;
 }
 
 /**
@@ -743,43 +723,6 @@ export async function benchCsvCandidates(
     recommended: best ? `${best.package} ${best.version}` : 'none passes every case',
     recommended_driver: best?.name ?? '',
   };
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-  const line = (r: string[]) => r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ');
-  const [head, ...body] = rows;
-  return [line(head ?? []), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
-}
-
-/** The comparison as text: speed and failed cases per candidate, then what each failure was. */
-export function formatCsvCandidates(r: CsvCandidatesResult): string {
-  const out: string[] = [];
-  out.push(
-    `\nCSV parser candidates (${r.data.plain_mb} MB plain / ${r.data.quoted_mb} MB quoted, ${r.data.chunk_bytes / 1024} KiB chunks, ${r.note})`,
-  );
-  out.push(
-    table([
-      ['candidate', 'version', 'MB/s plain', 'MB/s quoted', 'cases failed'],
-      ...r.candidates.map((c) => [
-        c.name,
-        c.version,
-        String(c.mb_per_s_plain ?? '-'),
-        String(c.mb_per_s_quoted ?? '-'),
-        [c.records_ok === true ? '' : `speed data: ${c.records_ok}`, c.cases_failed.join(', ') || 'none']
-          .filter(Boolean)
-          .join('; '),
-      ]),
-    ]),
-  );
-  const failures = r.candidates.flatMap((c) =>
-    Object.entries(c.cases)
-      .filter(([, k]) => !k.pass)
-      .map(([id, k]) => `  ${c.name} / ${id}: ${k.detail ?? ''}`),
-  );
-  if (failures.length > 0) out.push('\nHow they failed', ...failures);
-  out.push(`\nFastest correct on every case: ${r.recommended} (${r.recommended_driver || 'no driver'})`);
-  return `${out.join('\n')}\n`;
 }
 
 /**
