@@ -7,9 +7,10 @@
  * API), from the first line of its signature to its closing line, comments and blank lines included; a
  * nested function counts in its parent's length and is also measured on its own. One over the limit fails
  * the check unless a `// long: <reason>` comment stands right before it (before its statement, for a
- * function assigned to a variable or a property), or it is in {@link KNOWN_EXCEPTIONS}.
+ * function assigned to a variable or a property; the reason may go on over the line comments after it), or
+ * it is in {@link KNOWN_EXCEPTIONS}.
  *
- * Usage: `tsx tools/long-functions.ts [--limit N] [--all] [folder...]` (default: 80, functions/ and shared/);
+ * Usage: `tsx tools/long-functions.ts [--limit N] [--all] [folder or file...]` (default: 80, functions/ and shared/);
  * `--all` lists every function over the limit, the excused ones too. Exits 1 when one is not excused.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -76,9 +77,16 @@ export function measureSource(file: string, text: string): FunctionLength[] {
 /** The reason of the `// long: <reason>` comment right before the function or the statement holding it. */
 function longReason(node: ts.Node, text: string): string | undefined {
   for (const holder of holders(node)) {
-    for (const range of ts.getLeadingCommentRanges(text, holder.getFullStart()) ?? []) {
+    const ranges = ts.getLeadingCommentRanges(text, holder.getFullStart()) ?? [];
+    for (const [i, range] of ranges.entries()) {
       const match = LONG_COMMENT.exec(text.slice(range.pos, range.end).trim());
-      if (match?.[1]) return match[1].trim();
+      if (!match?.[1]) continue;
+      // The reason goes on over the line comments that follow it.
+      const more = ranges
+        .slice(i + 1)
+        .filter((r) => r.kind === ts.SyntaxKind.SingleLineCommentTrivia)
+        .map((r) => text.slice(r.pos + 2, r.end).trim());
+      return [match[1].trim(), ...more].join(' ');
     }
   }
   return undefined;
@@ -138,8 +146,9 @@ function propertyName(name: ts.PropertyName | ts.BindingName): string | undefine
   return undefined;
 }
 
-/** The `.ts` files under a folder (declaration files left out), sorted. */
+/** The `.ts` files under a folder (declaration files left out), sorted; a file is itself. */
 export function sourceFiles(root: string): string[] {
+  if (!statSync(root).isDirectory()) return [root];
   const files: string[] = [];
   const walk = (dir: string): void => {
     for (const entry of readdirSync(dir).sort()) {

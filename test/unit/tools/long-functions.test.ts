@@ -65,7 +65,8 @@ describe('measureSource', () => {
   it('reads the reason of a `// long:` comment right before the function or its statement, and only there', () => {
     // Prepare
     const text = [
-      '// long: one pass over the bytes; split, it runs slower',
+      '// long: one pass over the bytes;',
+      '// split, it runs slower',
       'function scan() {}',
       '/** Docs. */',
       '// long: a table of cases',
