@@ -1,5 +1,5 @@
 /**
- * Functions over a length limit (`npm run lint:length`; issue 26: "no function in functions/ or shared/ is
+ * Functions over a length limit (`npm run lint:length`, which `npm run lint` runs after Biome; issue 26: "no function in functions/ or shared/ is
  * over ~80 lines without a reason in a comment").
  *
  * Every function-like node (declarations, methods, accessors, constructors, arrow functions and function
