@@ -1,6 +1,6 @@
 /**
- * Functions over a length limit (`npm run lint:length`, which `npm run lint` runs after Biome; issue 26: "no function in functions/ or shared/ is
- * over ~80 lines without a reason in a comment").
+ * Functions over a length limit (`npm run lint:length`, which `npm run lint` runs after Biome; issue 26:
+ * "no function in functions/ or shared/ is over ~80 lines without a reason in a comment").
  *
  * Every function-like node (declarations, methods, accessors, constructors, arrow functions and function
  * expressions) of the TypeScript files under the given folders is measured with a real parse (the compiler
