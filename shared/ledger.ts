@@ -124,25 +124,18 @@ export class Ledger {
           ReturnValues: 'ALL_NEW',
         }),
       );
-      const checkpoint = out.Attributes?.checkpoint as Checkpoint | undefined;
-      const parts = out.Attributes?.parts as number | undefined;
-      const range = out.Attributes?.range as PartRange | undefined;
-      const eventTime = out.Attributes?.eventTime as string | undefined;
-      const attempt = Number(out.Attributes?.attempts ?? 1);
-      const staging = out.Attributes?.staging as Staging | undefined;
-      return {
-        claimed: true,
-        attempt,
-        ...(checkpoint ? { checkpoint } : {}),
-        ...(parts !== undefined ? { parts: Number(parts) } : {}),
-        ...(range ? { range } : {}),
-        ...(attempt >= this.#opts.maxAttempts ? { lastAttempt: true as const } : {}),
-        ...(eventTime ? { eventTime } : {}),
-        ...(staging ? { staging } : {}),
-      };
+      return claimed(out.Attributes ?? {}, this.#opts.maxAttempts);
     } catch (err) {
       if (!(err instanceof ConditionalCheckFailedException)) throw err;
     }
+    return this.#notClaimed(file, now);
+  }
+
+  /**
+   * Why a claim was refused, from the item as it is now; a FAILED or expired PROCESSING item that no claim
+   * can take any more is ended for good here.
+   */
+  async #notClaimed(file: FileRef, now: number): Promise<ClaimResult> {
     const item = await this.get(file);
     if (!item) return { claimed: false, reason: 'in-progress' };
     switch (item.status) {
@@ -584,4 +577,24 @@ export class Ledger {
       throw err;
     }
   }
+}
+
+/** A claim taken: what the item, as the claim left it, says the attempt resumes from. */
+function claimed(attributes: Record<string, unknown>, maxAttempts: number): ClaimResult {
+  const checkpoint = attributes.checkpoint as Checkpoint | undefined;
+  const parts = attributes.parts as number | undefined;
+  const range = attributes.range as PartRange | undefined;
+  const eventTime = attributes.eventTime as string | undefined;
+  const attempt = Number(attributes.attempts ?? 1);
+  const staging = attributes.staging as Staging | undefined;
+  return {
+    claimed: true,
+    attempt,
+    ...(checkpoint ? { checkpoint } : {}),
+    ...(parts !== undefined ? { parts: Number(parts) } : {}),
+    ...(range ? { range } : {}),
+    ...(attempt >= maxAttempts ? { lastAttempt: true as const } : {}),
+    ...(eventTime ? { eventTime } : {}),
+    ...(staging ? { staging } : {}),
+  };
 }

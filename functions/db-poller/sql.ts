@@ -133,8 +133,27 @@ export interface PollerSql {
   readonly horizon: HorizonSql;
 }
 
-/** Builds the poller's statements for a table and its column mapping. */
-export function buildSql(table: string, columns: DbColumns): PollerSql {
+/** The quoted table (`t`) and column expressions, and the select lists and order the statements share. */
+interface SqlParts {
+  readonly t: string;
+  readonly c: {
+    readonly id: string;
+    readonly name: string;
+    readonly value: string;
+    readonly source: string | undefined;
+    readonly timestamp: string;
+    readonly processed: string;
+    readonly updatedAt: string;
+  };
+  /** The signal's fields under their {@link COL} names. */
+  readonly fields: string;
+  /** {@link SqlParts.fields} and the watermark column as text. */
+  readonly wmFields: string;
+  /** Watermark order: the column, then the key. */
+  readonly order: string;
+}
+
+function sqlParts(table: string, columns: DbColumns): SqlParts {
   const t = quoteIdent(table);
   const c = {
     id: `t.${quoteIdent(columns.id)}`,
@@ -153,22 +172,13 @@ export function buildSql(table: string, columns: DbColumns): PollerSql {
     `${c.timestamp} AS ${COL.timestamp}`,
   ].join(', ');
   const wmFields = `${fields}, ${c.updatedAt}::text AS ${COL.watermark}`;
-  const order = `ORDER BY ${c.updatedAt}, ${c.id}`;
-  const readable = (horizon: string) =>
-    `${c.updatedAt} > '-infinity'::timestamptz AND ${c.updatedAt} <= ${horizon}::timestamptz`;
-  const minusInfinity = `${c.updatedAt} = '-infinity'::timestamptz`;
-  const pastHorizon = `${c.updatedAt} > $1::timestamptz`;
-  // The out-of-range read's branches carry their sort keys (the column and the key, typed) for the merge.
-  const orderedFields = `${wmFields}, ${c.updatedAt} AS pulse_at, ${c.id} AS pulse_key`;
-  const outputs = [
-    COL.id,
-    COL.name,
-    COL.value,
-    ...(c.source ? [COL.source] : []),
-    COL.timestamp,
-    COL.watermark,
-  ];
+  return { t, c, fields, wmFields, order: `ORDER BY ${c.updatedAt}, ${c.id}` };
+}
 
+/** Builds the poller's statements for a table and its column mapping. */
+export function buildSql(table: string, columns: DbColumns): PollerSql {
+  const parts = sqlParts(table, columns);
+  const { t, c, fields, wmFields } = parts;
   return {
     claim:
       `SELECT ${fields} FROM ${t} AS t WHERE t.${c.processed} = false ` +
@@ -192,28 +202,47 @@ export function buildSql(table: string, columns: DbColumns): PollerSql {
     probe:
       `SELECT pg_typeof((SELECT ${c.updatedAt} FROM ${t} AS t LIMIT 0))::text AS pulse_type, ` +
       'now()::text AS pulse_now, (now() + make_interval(secs => $1))::text AS pulse_horizon',
-    horizon: {
-      readFirst: `SELECT ${wmFields} FROM ${t} AS t WHERE ${readable('$2')} ${order} LIMIT $1`,
-      readAfter:
-        `SELECT ${wmFields} FROM ${t} AS t WHERE (${c.updatedAt}, ${c.id}) > ($1, $2) AND ${readable('$4')} ` +
-        `${order} LIMIT $3`,
-      // Two index range scans merged, not one OR, which PostgreSQL reads as a scan of the whole index.
-      readOutOfRange:
-        `SELECT ${outputs.map((o) => `o.${o}`).join(', ')}, ` +
-        `(SELECT count(*) FROM ${t} AS t WHERE ${minusInfinity}) + ` +
-        `(SELECT count(*) FROM ${t} AS t WHERE ${pastHorizon}) AS ${COL.count} FROM (` +
-        `(SELECT ${orderedFields} FROM ${t} AS t WHERE ${minusInfinity} ORDER BY ${c.id} LIMIT $2) UNION ALL ` +
-        `(SELECT ${orderedFields} FROM ${t} AS t WHERE ${pastHorizon} ${order} LIMIT $2)` +
-        ') AS o ORDER BY o.pulse_at, o.pulse_key LIMIT $2',
-      countStalled:
-        `SELECT count(*) AS ${COL.count}, ($3::timestamptz > $2::timestamptz) AS pulse_beyond FROM ${t} AS t ` +
-        `WHERE ${c.updatedAt} >= $1::timestamptz - make_interval(secs => $5) AND ${c.updatedAt} <= $2::timestamptz ` +
-        `AND ${c.updatedAt} < $3::timestamptz - make_interval(secs => $4)`,
-      lastBefore:
-        `SELECT ${c.updatedAt}::text AS ${COL.watermark}, ${c.id}::text AS ${COL.id} FROM ${t} AS t ` +
-        `WHERE ${c.updatedAt} > '-infinity'::timestamptz AND ${c.updatedAt} < LEAST($1::timestamptz, $2::timestamptz) ` +
-        `ORDER BY ${c.updatedAt} DESC, ${c.id} DESC LIMIT 1`,
-    },
+    horizon: horizonSql(parts),
+  };
+}
+
+/** The statements of a clock-typed watermark column ({@link HorizonSql}). */
+function horizonSql({ t, c, wmFields, order }: SqlParts): HorizonSql {
+  const readable = (horizon: string) =>
+    `${c.updatedAt} > '-infinity'::timestamptz AND ${c.updatedAt} <= ${horizon}::timestamptz`;
+  const minusInfinity = `${c.updatedAt} = '-infinity'::timestamptz`;
+  const pastHorizon = `${c.updatedAt} > $1::timestamptz`;
+  // The out-of-range read's branches carry their sort keys (the column and the key, typed) for the merge.
+  const orderedFields = `${wmFields}, ${c.updatedAt} AS pulse_at, ${c.id} AS pulse_key`;
+  const outputs = [
+    COL.id,
+    COL.name,
+    COL.value,
+    ...(c.source ? [COL.source] : []),
+    COL.timestamp,
+    COL.watermark,
+  ];
+  return {
+    readFirst: `SELECT ${wmFields} FROM ${t} AS t WHERE ${readable('$2')} ${order} LIMIT $1`,
+    readAfter:
+      `SELECT ${wmFields} FROM ${t} AS t WHERE (${c.updatedAt}, ${c.id}) > ($1, $2) AND ${readable('$4')} ` +
+      `${order} LIMIT $3`,
+    // Two index range scans merged, not one OR, which PostgreSQL reads as a scan of the whole index.
+    readOutOfRange:
+      `SELECT ${outputs.map((o) => `o.${o}`).join(', ')}, ` +
+      `(SELECT count(*) FROM ${t} AS t WHERE ${minusInfinity}) + ` +
+      `(SELECT count(*) FROM ${t} AS t WHERE ${pastHorizon}) AS ${COL.count} FROM (` +
+      `(SELECT ${orderedFields} FROM ${t} AS t WHERE ${minusInfinity} ORDER BY ${c.id} LIMIT $2) UNION ALL ` +
+      `(SELECT ${orderedFields} FROM ${t} AS t WHERE ${pastHorizon} ${order} LIMIT $2)` +
+      ') AS o ORDER BY o.pulse_at, o.pulse_key LIMIT $2',
+    countStalled:
+      `SELECT count(*) AS ${COL.count}, ($3::timestamptz > $2::timestamptz) AS pulse_beyond FROM ${t} AS t ` +
+      `WHERE ${c.updatedAt} >= $1::timestamptz - make_interval(secs => $5) AND ${c.updatedAt} <= $2::timestamptz ` +
+      `AND ${c.updatedAt} < $3::timestamptz - make_interval(secs => $4)`,
+    lastBefore:
+      `SELECT ${c.updatedAt}::text AS ${COL.watermark}, ${c.id}::text AS ${COL.id} FROM ${t} AS t ` +
+      `WHERE ${c.updatedAt} > '-infinity'::timestamptz AND ${c.updatedAt} < LEAST($1::timestamptz, $2::timestamptz) ` +
+      `ORDER BY ${c.updatedAt} DESC, ${c.id} DESC LIMIT 1`,
   };
 }
 

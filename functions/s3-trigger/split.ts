@@ -235,6 +235,9 @@ export class CsvBoundaryScanner implements BoundaryScanner {
     return true;
   }
 
+  // long: the hot loop of the fan-out scan, kept whole: with the once-a-chunk resumption (a quote or \r the
+  // last chunk ended on) in a method of its own, quoted CSV scanned 16% slower; with the loop in another, 13%
+  // (CPU time, 60 MB in 64 KiB chunks, median of 15 runs, against this code in the same process)
   #scan(buf: Buffer): void {
     const base = this.#bytes;
     const n = buf.length;

@@ -17,6 +17,7 @@ import {
   buildTransaction,
   classifyFailure,
   EMPTY_BLOCK,
+  type Failure,
   idItem,
   seriesItem,
   toBlockState,
@@ -38,6 +39,19 @@ export interface Applied {
   /** Records whose own id was already applied from another origin ref. */
   readonly collisions: { work: Work; scoredFrom: string }[];
 }
+
+/** One attempt of a group's transaction: built, its pending score object written under its token. */
+interface Attempt {
+  readonly built: Built;
+  readonly token: string;
+  readonly body: Buffer;
+}
+
+/**
+ * What follows an attempt that failed: groups to run instead of it (none: it is settled, committed or
+ * failed), or the group to try again (after a backoff when the attempt conflicted).
+ */
+type AfterFailure = { readonly instead: Group[] } | { readonly retry: Group; readonly conflicted: boolean };
 
 /** Attempts of one transaction when nothing bounds the time (tests, tools). */
 const MAX_ATTEMPTS_WITHOUT_DEADLINE = 100;
@@ -117,90 +131,113 @@ export class Applier {
         this.#fail(group, new TransientError(`transaction still conflicting after ${conflicts} conflicts`));
         return [];
       }
-      let built: Built;
-      let token: string;
-      let body: Buffer;
+      const tx = await this.#prepare(group);
+      if (tx === undefined) return [];
       try {
-        await this.#pruneTokens(group);
-        await this.#writeStreams(group);
-        token = newToken(this.#now());
-        built = buildTransaction(group, this.#series, this.#blocks, {
-          table: this.#deps.config.scoresTable,
-          token,
-          now: this.#now(),
-          model: this.#deps.model,
-          totalsShard: Math.floor(Math.random() * settings.scoring.totalsShards),
-        });
-        body = encodeRecords(built.records);
-        await this.#store.putPending(token, body);
-      } catch (err) {
-        this.#fail(group, err);
-        return [];
-      }
-
-      let failure: ReturnType<typeof classifyFailure>;
-      try {
-        await this.#deps.doc.send(new TransactWriteCommand(built.input));
-        this.#commit(group, built);
-        await this.#promote(group, token, body, built);
+        await this.#deps.doc.send(new TransactWriteCommand(tx.built.input));
+        this.#commit(group, tx.built);
+        await this.#promote(group, tx.token, tx.body, tx.built);
         return [];
       } catch (err) {
-        failure = classifyFailure(err);
-        if (failure.kind === 'invalid') {
-          // Not a conflict: DynamoDB refuses an item, and would again.
-          const refused = built.itemSeries[failure.index];
-          const why = new PermanentError(`DynamoDB refused the write: ${failure.message}`, { cause: err });
-          await this.#store.deletePending(token).catch(() => undefined);
-          if (refused === null || refused === undefined) {
-            this.#fail(group, why);
-            return [];
-          }
-          this.#deps.logger.warn('Series refused by DynamoDB; its messages will be delivered again', {
-            series: refused,
-            error: failure.message,
-          });
-          this.#fail({ series: group.series.filter((s) => s.series === refused) }, why);
-          group = { series: group.series.filter((s) => s.series !== refused) };
-          continue;
+        const next = await this.#afterFailure(group, tx, err);
+        if ('instead' in next) return next.instead;
+        group = next.retry;
+        if (next.conflicted) {
+          conflicts++;
+          this.#out.conflicts++;
+          await this.#backoff(conflicts);
         }
-        // Did it commit after all (a response lost, then retried by the SDK)? The items record the token.
-        let committed: boolean;
-        try {
-          committed = await this.#reread(group, token);
-        } catch (readErr) {
-          this.#fail(group, readErr);
-          return [];
-        }
-        if (committed) {
-          this.#count(group, built);
-          await this.#promote(group, token, body, built);
-          return [];
-        }
-        // Cancelled: it wrote nothing and never will, so its pending object goes (best effort: an
-        // orphan is removed by the bucket's lifecycle rule). Anything else may still commit: it stays.
-        if (failure.kind === 'conflict') await this.#store.deletePending(token).catch(() => undefined);
-        group = {
-          series: group.series.map((s) => ({ series: s.series, signals: this.#unapplied(s.signals) })),
-        };
-        if (failure.kind === 'unknown') {
-          const live = group.series.filter((s) => s.signals.length > 0);
-          if (live.length > 1) {
-            // One of them may be what fails (a poison series): each half on its own.
-            const half = Math.ceil(live.length / 2);
-            return [{ series: live.slice(0, half) }, { series: live.slice(half) }];
-          }
-          this.#deps.logger.warn('Transaction failed; its messages will be delivered again', {
-            series: live[0]?.series,
-            error: (err as Error).message,
-          });
-          this.#fail(group, err);
-          return [];
-        }
-        conflicts++;
-        this.#out.conflicts++;
-        await this.#backoff(conflicts);
       }
     }
+  }
+
+  /**
+   * Builds one attempt of a group's transaction and writes its pending score object (after pruning the
+   * tokens its blocks carry and writing its stream positions); undefined when that failed (the group
+   * failed with it).
+   */
+  async #prepare(group: Group): Promise<Attempt | undefined> {
+    try {
+      await this.#pruneTokens(group);
+      await this.#writeStreams(group);
+      const token = newToken(this.#now());
+      const built = buildTransaction(group, this.#series, this.#blocks, {
+        table: this.#deps.config.scoresTable,
+        token,
+        now: this.#now(),
+        model: this.#deps.model,
+        totalsShard: Math.floor(Math.random() * settings.scoring.totalsShards),
+      });
+      const body = encodeRecords(built.records);
+      await this.#store.putPending(token, body);
+      return { built, token, body };
+    } catch (err) {
+      this.#fail(group, err);
+      return undefined;
+    }
+  }
+
+  /** After an attempt that did not commit as far as it knows: what to run instead, or what to try again. */
+  async #afterFailure(group: Group, tx: Attempt, err: unknown): Promise<AfterFailure> {
+    const failure = classifyFailure(err);
+    if (failure.kind === 'invalid') return this.#refused(group, tx, failure, err);
+    // Did it commit after all (a response lost, then retried by the SDK)? The items record the token.
+    let committed: boolean;
+    try {
+      committed = await this.#reread(group, tx.token);
+    } catch (readErr) {
+      this.#fail(group, readErr);
+      return { instead: [] };
+    }
+    if (committed) {
+      this.#count(group, tx.built);
+      await this.#promote(group, tx.token, tx.body, tx.built);
+      return { instead: [] };
+    }
+    // Cancelled: it wrote nothing and never will, so its pending object goes (best effort: an
+    // orphan is removed by the bucket's lifecycle rule). Anything else may still commit: it stays.
+    if (failure.kind === 'conflict') await this.#store.deletePending(tx.token).catch(() => undefined);
+    const left: Group = {
+      series: group.series.map((s) => ({ series: s.series, signals: this.#unapplied(s.signals) })),
+    };
+    if (failure.kind === 'conflict') return { retry: left, conflicted: true };
+    const live = left.series.filter((s) => s.signals.length > 0);
+    if (live.length > 1) {
+      // One of them may be what fails (a poison series): each half on its own.
+      const half = Math.ceil(live.length / 2);
+      return { instead: [{ series: live.slice(0, half) }, { series: live.slice(half) }] };
+    }
+    this.#deps.logger.warn('Transaction failed; its messages will be delivered again', {
+      series: live[0]?.series,
+      error: (err as Error).message,
+    });
+    this.#fail(left, err);
+    return { instead: [] };
+  }
+
+  /**
+   * DynamoDB refused an item of the transaction (not a conflict: it would again). The series it belongs
+   * to fails; the others are tried again without it. An item shared by several series fails the group.
+   */
+  async #refused(
+    group: Group,
+    tx: Attempt,
+    failure: Extract<Failure, { kind: 'invalid' }>,
+    err: unknown,
+  ): Promise<AfterFailure> {
+    const refused = tx.built.itemSeries[failure.index];
+    const why = new PermanentError(`DynamoDB refused the write: ${failure.message}`, { cause: err });
+    await this.#store.deletePending(tx.token).catch(() => undefined);
+    if (refused === null || refused === undefined) {
+      this.#fail(group, why);
+      return { instead: [] };
+    }
+    this.#deps.logger.warn('Series refused by DynamoDB; its messages will be delivered again', {
+      series: refused,
+      error: failure.message,
+    });
+    this.#fail({ series: group.series.filter((s) => s.series === refused) }, why);
+    return { retry: { series: group.series.filter((s) => s.series !== refused) }, conflicted: false };
   }
 
   /** After a commit: the state moves on to what the transaction wrote. */

@@ -104,7 +104,62 @@ export async function scoreBatch(
   };
   const limits = { ...DEFAULT_LIMITS, ...deps.limits };
 
-  const parsed = messages.map((m) => ({ ...m, ...readMessage(m.messageId, m.body) }));
+  const parsed: ReadMessage[] = messages.map((m) => ({ ...m, ...readMessage(m.messageId, m.body) }));
+  await quarantineInvalid(parsed, result, deps);
+  const { series, inBatchCollisions } = collectWork(parsed, result, limits.blockPositions);
+  const applier = new Applier(deps, limits);
+  let applied: Applied;
+  try {
+    applied = await applier.apply(series);
+  } catch (err) {
+    // Nothing could be decided (the state could not be read): every message with signals comes back.
+    deps.logger.warn('Batch could not be scored; its messages will be delivered again', {
+      error: (err as Error).message,
+    });
+    for (const p of parsed) if (p.valid.length > 0) failMessage(result, p.messageId, err);
+    emitMetrics(deps.metrics, result, 0);
+    return result;
+  }
+
+  result.scored += applied.scored;
+  result.duplicates += applied.duplicates;
+  result.anomalies += applied.anomalies;
+  result.conflicts += applied.conflicts;
+  result.transactions += applied.transactions;
+  result.recovered += applied.recovered;
+  for (const [work, err] of applied.failed) {
+    for (const id of work.messageIds) failMessage(result, id, err);
+  }
+  await quarantineCollisions(parsed, applied, inBatchCollisions, result, deps);
+
+  emitMetrics(deps.metrics, result, applied.latencySum);
+  return result;
+}
+
+/** One message of the batch, read. */
+interface ReadMessage extends InboundMessage {
+  readonly valid: Signal[];
+  readonly rejects: RejectEntry[];
+  readonly rejectKinds: string[];
+}
+
+/** A record whose own id another record of the batch, from another origin, brought first. */
+interface InBatchCollision {
+  readonly work: Work;
+  readonly winner: Work;
+}
+
+/** Marks a message to be delivered again, for the first reason found. */
+function failMessage(result: BatchResult, messageId: string, err: unknown): void {
+  if (!result.failures.has(messageId)) result.failures.set(messageId, err);
+}
+
+/** Quarantines the invalid signals of each message; one whose rejects cannot be written comes back. */
+async function quarantineInvalid(
+  parsed: readonly ReadMessage[],
+  result: BatchResult,
+  deps: ScorerDeps,
+): Promise<void> {
   await Promise.all(
     parsed
       .filter((p) => p.rejects.length > 0)
@@ -117,16 +172,26 @@ export async function scoreBatch(
         }
       }),
   );
+}
 
-  // One work per signal; a repeat in the batch is dropped, its message joining the first's.
+/**
+ * One work per signal, by series in the order they come; a repeat in the batch is dropped (counted a
+ * duplicate), its message joining the first's, and a record bringing an id another origin brought first
+ * is set aside as a collision.
+ */
+function collectWork(
+  parsed: readonly ReadMessage[],
+  result: BatchResult,
+  blockPositions: number,
+): { series: SeriesWork[]; inBatchCollisions: InBatchCollision[] } {
   const byIdentity = new Map<string, Work>();
   const bySeries = new Map<string, Work[]>();
-  const inBatchCollisions: { work: Work; winner: Work }[] = [];
+  const inBatchCollisions: InBatchCollision[] = [];
   for (const p of parsed) {
     // A message whose rejects could not be quarantined comes back whole; its signals are scored then.
     if (result.failures.has(p.messageId)) continue;
     for (const signal of p.valid) {
-      const key = dedupeKey(signal, limits.blockPositions);
+      const key = dedupeKey(signal, blockPositions);
       const identity = key.type === 'position' ? `${key.blockKey}/${key.bit}` : key.key;
       const work: Work = {
         signal,
@@ -153,43 +218,28 @@ export async function scoreBatch(
       list.push(work);
     }
   }
+  const series = [...bySeries].map(([key, signals]) => ({ series: key, signals }));
+  return { series, inBatchCollisions };
+}
 
-  const series: SeriesWork[] = [...bySeries].map(([key, signals]) => ({ series: key, signals }));
-  const applier = new Applier(deps, limits);
-  let applied: Applied;
-  try {
-    applied = await applier.apply(series);
-  } catch (err) {
-    // Nothing could be decided (the state could not be read): every message with signals comes back.
-    deps.logger.warn('Batch could not be scored; its messages will be delivered again', {
-      error: (err as Error).message,
-    });
-    for (const p of parsed)
-      if (p.valid.length > 0 && !result.failures.has(p.messageId)) result.failures.set(p.messageId, err);
-    emitMetrics(deps.metrics, result, 0);
-    return result;
-  }
-
-  result.scored += applied.scored;
-  result.duplicates += applied.duplicates;
-  result.anomalies += applied.anomalies;
-  result.conflicts += applied.conflicts;
-  result.transactions += applied.transactions;
-  result.recovered += applied.recovered;
-  for (const [work, err] of applied.failed) {
-    for (const id of work.messageIds) if (!result.failures.has(id)) result.failures.set(id, err);
-  }
-
-  // Collisions: records whose own id was scored from another origin. One found in this batch is decided
-  // only once the signal it collided with is committed (else its message comes back with the other's).
+/**
+ * Collisions: records whose own id was scored from another origin, quarantined by message. One found in
+ * this batch is decided only once the signal it collided with is committed (else its message comes back
+ * with the other's).
+ */
+async function quarantineCollisions(
+  parsed: readonly ReadMessage[],
+  applied: Applied,
+  inBatchCollisions: readonly InBatchCollision[],
+  result: BatchResult,
+  deps: ScorerDeps,
+): Promise<void> {
   const collisions = [
     ...applied.collisions,
     ...inBatchCollisions.flatMap(({ work, winner }) => {
       if (!applied.committed.has(winner)) {
-        for (const id of work.messageIds) {
-          if (!result.failures.has(id))
-            result.failures.set(id, applied.failed.get(winner) ?? 'not committed');
-        }
+        for (const id of work.messageIds)
+          failMessage(result, id, applied.failed.get(winner) ?? 'not committed');
         return [];
       }
       return [{ work, scoredFrom: winner.signal.origin.ref }];
@@ -213,23 +263,14 @@ export async function scoreBatch(
     [...byMessage].map(async ([messageId, rejects]) => {
       const body = parsed.find((p) => p.messageId === messageId)?.body ?? messageId;
       try {
-        await quarantine(
-          messageId,
-          body,
-          rejects,
-          rejects.map(() => 'id:collision'),
-          deps,
-          '-collisions',
-        );
+        const kinds = rejects.map(() => 'id:collision');
+        await quarantine(messageId, body, rejects, kinds, deps, '-collisions');
         result.collisions += rejects.length;
       } catch (err) {
-        if (!result.failures.has(messageId)) result.failures.set(messageId, err);
+        failMessage(result, messageId, err);
       }
     }),
   );
-
-  emitMetrics(deps.metrics, result, applied.latencySum);
-  return result;
 }
 
 function emitMetrics(m: Metrics, result: BatchResult, latencySum: number): void {

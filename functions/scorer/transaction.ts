@@ -3,7 +3,7 @@ import type { TransactWriteCommandInput } from '@aws-sdk/lib-dynamodb';
 import { Bitmap, decodeTokens, encodeTokens } from './blocks.ts';
 import { itemSize } from './item-size.ts';
 import { totalsKey } from './keys.ts';
-import { EMPTY_STATE, type ScoringModel, type SeriesState } from './model.ts';
+import { EMPTY_STATE, type Score, type ScoringModel, type SeriesState } from './model.ts';
 import type { Group, Work } from './plan.ts';
 import type { ScoreRecord } from './score-store.ts';
 import type { StoredSeries } from './state.ts';
@@ -102,6 +102,36 @@ export interface Built {
   readonly bytes: number;
 }
 
+/** One item of a transaction. */
+type TransactItem = NonNullable<TransactWriteCommandInput['TransactItems']>[number];
+
+/** The items of a transaction in the order they are added, the series each belongs to alone, and their size. */
+class TransactItems {
+  readonly items: TransactItem[] = [];
+  readonly itemSeries: (string | null)[] = [];
+  bytes = 0;
+
+  push(item: TransactItem, of: string | null): void {
+    this.items.push(item);
+    this.itemSeries.push(of);
+    if (item.Put?.Item) this.bytes += itemSize(item.Put.Item);
+  }
+}
+
+/** What a transaction applies as it is built: block bits on their read state, and id items. */
+interface Applying {
+  readonly blocks: Map<string, { base: BlockState; bits: Bitmap }>;
+  readonly ids: Map<string, { ref: string; token: string }>;
+}
+
+/** The running totals of a transaction (`samples`: what the series gain, equal to `scored` when every signal is folded once). */
+interface Totals {
+  scored: number;
+  anomalies: number;
+  newSeries: number;
+  samples: number;
+}
+
 /**
  * The transaction of one group: every signal scored in order against its series' state (its group's
  * earlier values included), the series items (each conditioned on its version, or on not existing), the
@@ -114,25 +144,12 @@ export function buildTransaction(
   blocks: ReadonlyMap<string, BlockState>,
   ctx: TransactionContext,
 ): Built {
-  const { table, token, model } = ctx;
   const scoredAt = new Date(ctx.now).toISOString();
-  const items: NonNullable<TransactWriteCommandInput['TransactItems']> = [];
-  const itemSeries: (string | null)[] = [];
+  const tx = new TransactItems();
   const records: ScoreRecord[] = [];
   const nextSeries = new Map<string, StoredSeries>();
-  const nextBlocks = new Map<string, { base: BlockState; bits: Bitmap }>();
-  const nextIds = new Map<string, { ref: string; token: string }>();
-  let scored = 0;
-  let anomalies = 0;
-  let newSeries = 0;
-  /** Samples the series gain: equal to `scored` when every signal is folded once (`pulse status` checks). */
-  let samples = 0;
-  let bytes = 0;
-  const push = (item: NonNullable<TransactWriteCommandInput['TransactItems']>[number], of: string | null) => {
-    items.push(item);
-    itemSeries.push(of);
-    if (item.Put?.Item) bytes += itemSize(item.Put.Item);
-  };
+  const applying: Applying = { blocks: new Map(), ids: new Map() };
+  const totals: Totals = { scored: 0, anomalies: 0, newSeries: 0, samples: 0 };
 
   for (const sw of group.series) {
     const first = sw.signals[0];
@@ -141,139 +158,166 @@ export function buildTransaction(
     let state: SeriesState = stored ?? EMPTY_STATE;
     let seriesAnomalies = 0;
     for (const w of sw.signals) {
-      const s = w.signal;
-      const score = model.score(state, s.value);
-      state = model.update(state, s.value);
+      const score = ctx.model.score(state, w.signal.value);
+      state = ctx.model.update(state, w.signal.value);
       if (score.anomaly) seriesAnomalies++;
-      records.push({
-        id: s.id,
-        kind: s.origin.kind,
-        ref: s.origin.ref,
-        source: s.source,
-        name: s.name,
-        value: s.value,
-        timestamp: s.timestamp,
-        score: score.score === null ? null : storable(score.score),
-        anomaly: score.anomaly,
-        samples: state.count - 1,
-        model: model.name,
-        scoredAt,
-      });
-      if (w.key.type === 'position') {
-        let b = nextBlocks.get(w.key.blockKey);
-        if (!b) {
-          const base = blocks.get(w.key.blockKey) ?? EMPTY_BLOCK;
-          b = { base, bits: base.bits.clone() };
-          nextBlocks.set(w.key.blockKey, b);
-        }
-        if (!b.bits.set(w.key.bit))
-          throw new Error(`position ${w.key.blockKey}/${w.key.bit} is applied already`);
-      } else {
-        nextIds.set(w.key.key, { ref: s.origin.ref, token });
-        push(
-          {
-            Put: {
-              TableName: table,
-              Item: idItem(w, token),
-              ConditionExpression: 'attribute_not_exists(pk)',
-            },
-          },
-          sw.series,
-        );
-      }
-      scored++;
+      records.push(scoreRecord(w, score, state.count - 1, ctx.model.name, scoredAt));
+      apply(w, sw.series, blocks, applying, tx, ctx);
+      totals.scored++;
     }
-    anomalies += seriesAnomalies;
-    const version = stored?.version ?? 0;
+    totals.anomalies += seriesAnomalies;
     const next: StoredSeries = {
       count: state.count,
       mean: storable(state.mean),
       m2: storable(state.m2),
       anomalies: (stored?.anomalies ?? 0) + seriesAnomalies,
-      version: version + 1,
+      version: (stored?.version ?? 0) + 1,
     };
     nextSeries.set(sw.series, next);
-    samples += next.count - (stored?.count ?? 0);
-    if (!stored) newSeries++;
-    push(
-      {
-        Put: {
-          TableName: table,
-          Item: seriesItem(sw.series, first, next, scoredAt),
-          ...(stored
-            ? {
-                ConditionExpression: '#version = :version',
-                ExpressionAttributeNames: { '#version': 'version' },
-                ExpressionAttributeValues: { ':version': version },
-              }
-            : { ConditionExpression: 'attribute_not_exists(pk)' }),
-        },
-      },
-      sw.series,
-    );
+    totals.samples += next.count - (stored?.count ?? 0);
+    if (!stored) totals.newSeries++;
+    tx.push(seriesPut(ctx.table, sw.series, first, next, stored, scoredAt), sw.series);
   }
 
   const written = new Map<string, BlockState>();
-  for (const [key, { base, bits }] of nextBlocks) {
+  for (const [key, { base, bits }] of applying.blocks) {
     const next: BlockState = {
       exists: true,
       bits,
       version: base.version + 1,
-      tokens: [...base.tokens, token],
+      tokens: [...base.tokens, ctx.token],
     };
     written.set(key, next);
-    push(
-      {
-        Put: {
-          TableName: table,
-          Item: blockItem(key, next),
-          ...(base.exists
-            ? {
-                ConditionExpression: '#v = :v',
-                ExpressionAttributeNames: { '#v': 'v' },
-                ExpressionAttributeValues: { ':v': base.version },
-              }
-            : { ConditionExpression: 'attribute_not_exists(pk)' }),
-        },
-      },
-      null,
-    );
+    tx.push(blockPut(ctx.table, key, next, base), null);
   }
-
-  push(
-    {
-      Update: {
-        TableName: table,
-        Key: { pk: totalsKey(ctx.totalsShard) },
-        UpdateExpression:
-          'SET #kind = :kind ADD #scored :scored, #samples :samples, #series :series, #anomalies :anomalies',
-        ExpressionAttributeNames: {
-          '#kind': 'kind',
-          '#scored': 'scored',
-          '#samples': 'samples',
-          '#series': 'series',
-          '#anomalies': 'anomalies',
-        },
-        ExpressionAttributeValues: {
-          ':kind': 'totals',
-          ':scored': scored,
-          ':samples': samples,
-          ':series': newSeries,
-          ':anomalies': anomalies,
-        },
-      },
-    },
-    null,
-  );
-  bytes += 100;
+  tx.push(totalsUpdate(ctx.table, ctx.totalsShard, totals), null);
 
   return {
-    input: { TransactItems: items },
-    itemSeries,
+    input: { TransactItems: tx.items },
+    itemSeries: tx.itemSeries,
     records,
-    next: { series: nextSeries, blocks: written, ids: nextIds },
-    counts: { scored, anomalies, newSeries },
-    bytes,
+    next: { series: nextSeries, blocks: written, ids: applying.ids },
+    counts: { scored: totals.scored, anomalies: totals.anomalies, newSeries: totals.newSeries },
+    // The totals item is an update: about 100 bytes.
+    bytes: tx.bytes + 100,
+  };
+}
+
+/** The score record of one signal; `samples`: the series' samples before it. */
+function scoreRecord(w: Work, score: Score, samples: number, model: string, scoredAt: string): ScoreRecord {
+  const s = w.signal;
+  return {
+    id: s.id,
+    kind: s.origin.kind,
+    ref: s.origin.ref,
+    source: s.source,
+    name: s.name,
+    value: s.value,
+    timestamp: s.timestamp,
+    score: score.score === null ? null : storable(score.score),
+    anomaly: score.anomaly,
+    samples,
+    model,
+    scoredAt,
+  };
+}
+
+/** Marks a signal of `series` applied: its position's bit in its block, or its id item (added to the transaction). */
+function apply(
+  w: Work,
+  series: string,
+  blocks: ReadonlyMap<string, BlockState>,
+  applying: Applying,
+  tx: TransactItems,
+  ctx: TransactionContext,
+): void {
+  if (w.key.type === 'position') {
+    let b = applying.blocks.get(w.key.blockKey);
+    if (!b) {
+      const base = blocks.get(w.key.blockKey) ?? EMPTY_BLOCK;
+      b = { base, bits: base.bits.clone() };
+      applying.blocks.set(w.key.blockKey, b);
+    }
+    if (!b.bits.set(w.key.bit)) throw new Error(`position ${w.key.blockKey}/${w.key.bit} is applied already`);
+    return;
+  }
+  applying.ids.set(w.key.key, { ref: w.signal.origin.ref, token: ctx.token });
+  tx.push(
+    {
+      Put: {
+        TableName: ctx.table,
+        Item: idItem(w, ctx.token),
+        ConditionExpression: 'attribute_not_exists(pk)',
+      },
+    },
+    series,
+  );
+}
+
+/** The put of a series item, conditioned on the version read, or on not existing. */
+function seriesPut(
+  table: string,
+  key: string,
+  first: Work,
+  next: StoredSeries,
+  stored: StoredSeries | undefined,
+  updatedAt: string,
+): TransactItem {
+  return {
+    Put: {
+      TableName: table,
+      Item: seriesItem(key, first, next, updatedAt),
+      ...(stored
+        ? {
+            ConditionExpression: '#version = :version',
+            ExpressionAttributeNames: { '#version': 'version' },
+            ExpressionAttributeValues: { ':version': stored.version },
+          }
+        : { ConditionExpression: 'attribute_not_exists(pk)' }),
+    },
+  };
+}
+
+/** The put of a block item, conditioned on the version read, or on not existing. */
+function blockPut(table: string, key: string, next: BlockState, base: BlockState): TransactItem {
+  return {
+    Put: {
+      TableName: table,
+      Item: blockItem(key, next),
+      ...(base.exists
+        ? {
+            ConditionExpression: '#v = :v',
+            ExpressionAttributeNames: { '#v': 'v' },
+            ExpressionAttributeValues: { ':v': base.version },
+          }
+        : { ConditionExpression: 'attribute_not_exists(pk)' }),
+    },
+  };
+}
+
+/** The update adding a transaction's totals to its totals item. */
+function totalsUpdate(table: string, shard: number, totals: Totals): TransactItem {
+  return {
+    Update: {
+      TableName: table,
+      Key: { pk: totalsKey(shard) },
+      UpdateExpression:
+        'SET #kind = :kind ADD #scored :scored, #samples :samples, #series :series, #anomalies :anomalies',
+      ExpressionAttributeNames: {
+        '#kind': 'kind',
+        '#scored': 'scored',
+        '#samples': 'samples',
+        '#series': 'series',
+        '#anomalies': 'anomalies',
+      },
+      ExpressionAttributeValues: {
+        ':kind': 'totals',
+        ':scored': totals.scored,
+        ':samples': totals.samples,
+        ':series': totals.newSeries,
+        ':anomalies': totals.anomalies,
+      },
+    },
   };
 }
 

@@ -49,45 +49,13 @@ export async function* gunzipBounded(
   limits: InflationLimits = settings.limits,
   onTrailingData?: (trailing: TrailingData) => void,
 ): AsyncGenerator<Buffer> {
-  const fixedBound =
-    compressedSize !== undefined
-      ? Math.max(limits.maxInflationRatio * compressedSize, limits.minInflatedBytesAllowed)
-      : undefined;
   const input = new ByteQueue(source);
-  let total = 0;
+  const bound = new InflationBound('gzip', compressedSize, limits, input);
   let members = 0;
-  /** Counts an inflated chunk; throws once the output passes the bound. */
-  const count = (chunk: Buffer): Buffer => {
-    total += chunk.length;
-    const bound =
-      fixedBound ?? Math.max(limits.maxInflationRatio * input.offset, limits.minInflatedBytesAllowed);
-    if (total > bound) {
-      throw new InflationLimitError(
-        `gzip stream inflates past ${bound} bytes (${total} bytes so far from ` +
-          `${compressedSize ?? `${input.offset} read`} compressed bytes; at most ${limits.maxInflationRatio}× or ` +
-          `${limits.minInflatedBytesAllowed} bytes allowed)`,
-        { byteOffset: input.offset },
-      );
-    }
-    return chunk;
-  };
   try {
     for (;;) {
-      // Between members: the end, zero padding, another member, or trailing data.
       const memberStart = input.offset;
-      const head = await input.peek(2);
-      // The end (an empty stream is not gzip: readHeader says so).
-      if (head.length === 0 && members > 0) return;
-      // A lone 1f at the very end is taken for a member cut short.
-      if (members > 0 && (head[0] !== 0x1f || (head.length > 1 && head[1] !== 0x8b))) {
-        const trailing = await input.drainTrailing();
-        if (trailing === undefined) return;
-        if (onTrailingData) {
-          onTrailingData(trailing);
-          return;
-        }
-        throw trailingError(trailing);
-      }
+      if (await endOfMembers(input, members, onTrailingData)) return;
       const header = await readHeader(input, members === 0);
       members++;
       // A small member is inflated at once, without a stream (a file of many small members, as appending
@@ -98,44 +66,126 @@ export async function* gunzipBounded(
         (front.length < FEED_BYTES ? inflateWhole(await input.peek(FEED_BYTES)) : undefined);
       if (whole !== undefined) {
         await input.take(whole.consumed);
-        if (whole.out.length > 0) yield count(whole.out);
+        if (whole.out.length > 0) yield bound.count(whole.out);
         await readTrailer(input, memberStart, crc32(whole.out), whole.out.length);
         continue;
       }
-      const inflater = new MemberInflater();
-      let dataEnded = false;
-      try {
-        for (;;) {
-          for (let chunk = inflater.take(); chunk !== undefined; chunk = inflater.take()) yield count(chunk);
-          if (inflater.ended || dataEnded) break;
-          const piece = await input.take(FEED_BYTES);
-          if (piece.length === 0) {
-            // The file ends: zlib fails if the member's data is cut short (else the trailer is missing).
-            await inflater.end();
-            break;
-          }
-          const unconsumed = await inflater.write(piece);
-          // An inflater takes all it is given until its data ends: the rest is the trailer and what follows.
-          if (unconsumed > 0) {
-            input.unshift(piece.subarray(piece.length - unconsumed));
-            dataEnded = true;
-          }
-        }
-        await inflater.finished();
-        for (let chunk = inflater.take(); chunk !== undefined; chunk = inflater.take()) yield count(chunk);
-      } catch (err) {
-        // What zlib inflated before it failed (the last of a member cut short) is passed on first.
-        if (!(err instanceof PulseError)) {
-          for (let chunk = inflater.take(); chunk !== undefined; chunk = inflater.take()) yield count(chunk);
-        }
-        throw toMalformed(err, inflater.consumed + header.end, total);
-      } finally {
-        inflater.destroy();
-      }
-      await readTrailer(input, memberStart, inflater.crc, inflater.size);
+      const { crc, size } = yield* inflateMember(input, header.end, bound);
+      await readTrailer(input, memberStart, crc, size);
     }
   } finally {
     await input.close();
+  }
+}
+
+/**
+ * Counts inflated bytes, and throws {@link InflationLimitError} once they pass
+ * `max(maxInflationRatio × compressedSize, minInflatedBytesAllowed)`, the compressed bytes read so far
+ * standing in for an unknown size.
+ */
+export class InflationBound {
+  /** Bytes inflated so far. */
+  total = 0;
+  readonly #coding: string;
+  readonly #compressedSize: number | undefined;
+  readonly #limits: InflationLimits;
+  readonly #input: ByteQueue;
+  readonly #fixed: number | undefined;
+
+  constructor(coding: string, compressedSize: number | undefined, limits: InflationLimits, input: ByteQueue) {
+    this.#coding = coding;
+    this.#compressedSize = compressedSize;
+    this.#limits = limits;
+    this.#input = input;
+    this.#fixed =
+      compressedSize !== undefined
+        ? Math.max(limits.maxInflationRatio * compressedSize, limits.minInflatedBytesAllowed)
+        : undefined;
+  }
+
+  /** Counts an inflated chunk and returns it; throws once the output passes the bound. */
+  count(chunk: Buffer): Buffer {
+    this.total += chunk.length;
+    const limits = this.#limits;
+    const read = this.#input.offset;
+    const bound = this.#fixed ?? Math.max(limits.maxInflationRatio * read, limits.minInflatedBytesAllowed);
+    if (this.total > bound) {
+      throw new InflationLimitError(
+        `${this.#coding} stream inflates past ${bound} bytes (${this.total} bytes so far from ` +
+          `${this.#compressedSize ?? `${read} read`} compressed bytes; at most ${limits.maxInflationRatio}× or ` +
+          `${limits.minInflatedBytesAllowed} bytes allowed)`,
+        { byteOffset: read },
+      );
+    }
+    return chunk;
+  }
+}
+
+/**
+ * Between members: true at the end of the stream (after zero padding, or trailing data given to
+ * `onTrailingData`); false when a member starts (or, before the first, whatever the input is: readHeader
+ * says what is wrong with it). Trailing data no one takes throws.
+ */
+async function endOfMembers(
+  input: ByteQueue,
+  members: number,
+  onTrailingData: ((trailing: TrailingData) => void) | undefined,
+): Promise<boolean> {
+  const head = await input.peek(2);
+  if (members === 0) return false;
+  // The end (an empty stream is not gzip: readHeader says so).
+  if (head.length === 0) return true;
+  // A lone 1f at the very end is taken for a member cut short.
+  if (head[0] === 0x1f && (head.length === 1 || head[1] === 0x8b)) return false;
+  const trailing = await input.drainTrailing();
+  if (trailing === undefined) return true;
+  if (!onTrailingData) throw trailingError(trailing);
+  onTrailingData(trailing);
+  return true;
+}
+
+/**
+ * Streams one member's deflate data (starting at stream offset `dataStart`) through zlib, passing on each
+ * inflated chunk as the consumer reads, and returns the CRC-32 and length of the whole; leaves the trailer
+ * and what follows in `input`.
+ */
+async function* inflateMember(
+  input: ByteQueue,
+  dataStart: number,
+  bound: InflationBound,
+): AsyncGenerator<Buffer, { crc: number; size: number }> {
+  const inflater = new MemberInflater();
+  let dataEnded = false;
+  try {
+    for (;;) {
+      for (let chunk = inflater.take(); chunk !== undefined; chunk = inflater.take())
+        yield bound.count(chunk);
+      if (inflater.ended || dataEnded) break;
+      const piece = await input.take(FEED_BYTES);
+      if (piece.length === 0) {
+        // The file ends: zlib fails if the member's data is cut short (else the trailer is missing).
+        await inflater.end();
+        break;
+      }
+      const unconsumed = await inflater.write(piece);
+      // An inflater takes all it is given until its data ends: the rest is the trailer and what follows.
+      if (unconsumed > 0) {
+        input.unshift(piece.subarray(piece.length - unconsumed));
+        dataEnded = true;
+      }
+    }
+    await inflater.finished();
+    for (let chunk = inflater.take(); chunk !== undefined; chunk = inflater.take()) yield bound.count(chunk);
+    return { crc: inflater.crc, size: inflater.size };
+  } catch (err) {
+    // What zlib inflated before it failed (the last of a member cut short) is passed on first.
+    if (!(err instanceof PulseError)) {
+      for (let chunk = inflater.take(); chunk !== undefined; chunk = inflater.take())
+        yield bound.count(chunk);
+    }
+    throw toMalformed(err, inflater.consumed + dataStart, bound.total);
+  } finally {
+    inflater.destroy();
   }
 }
 

@@ -1,12 +1,7 @@
 import { createZstdDecompress } from 'node:zlib';
-import {
-  InflationLimitError,
-  MalformedFileError,
-  PulseError,
-  UnsupportedFormatError,
-} from '#shared/errors.ts';
+import { MalformedFileError, PulseError, UnsupportedFormatError } from '#shared/errors.ts';
 import { settings } from '#shared/settings.ts';
-import { ByteQueue, MemberInflater, type TrailingData, trailingError } from './gzip.ts';
+import { ByteQueue, InflationBound, MemberInflater, type TrailingData, trailingError } from './gzip.ts';
 import { unreadableCodec, ZSTD_AVAILABLE } from './parquet-codecs.ts';
 import type { InflationLimits } from './types.ts';
 
@@ -41,38 +36,9 @@ export async function* unzstdBounded(
   if (!ZSTD_AVAILABLE) {
     throw new UnsupportedFormatError(`zstd-compressed input: ${unreadableCodec('ZSTD') as string}`);
   }
-  const fixedBound =
-    compressedSize !== undefined
-      ? Math.max(limits.maxInflationRatio * compressedSize, limits.minInflatedBytesAllowed)
-      : undefined;
   const input = new ByteQueue(source);
-  let total = 0;
+  const bound = new InflationBound('zstd', compressedSize, limits, input);
   let frames = 0;
-  const count = (chunk: Buffer): Buffer => {
-    total += chunk.length;
-    const bound =
-      fixedBound ?? Math.max(limits.maxInflationRatio * input.offset, limits.minInflatedBytesAllowed);
-    if (total > bound) {
-      throw new InflationLimitError(
-        `zstd stream inflates past ${bound} bytes (${total} bytes so far from ` +
-          `${compressedSize ?? `${input.offset} read`} compressed bytes; at most ${limits.maxInflationRatio}× or ` +
-          `${limits.minInflatedBytesAllowed} bytes allowed)`,
-        { byteOffset: input.offset },
-      );
-    }
-    return chunk;
-  };
-  /** The next `n` bytes of the frame at `frameStart`, which must be there. */
-  const need = async (n: number, frameStart: number, what: string): Promise<Buffer> => {
-    const b = await input.take(n);
-    if (b.length < n) {
-      throw malformed(
-        `the file ends inside the ${what} of the frame at byte ${frameStart} (it is truncated)`,
-        input.offset,
-      );
-    }
-    return b;
-  };
   try {
     for (;;) {
       const frameStart = input.offset;
@@ -83,11 +49,7 @@ export async function* unzstdBounded(
       }
       const magic = head.length === 4 ? head.readUInt32LE(0) : -1;
       if (magic >= SKIPPABLE_MIN && magic <= SKIPPABLE_MAX) {
-        const size = (await need(8, frameStart, 'header')).readUInt32LE(4);
-        for (let left = size; left > 0; ) {
-          const piece = await need(Math.min(left, FEED_BYTES), frameStart, 'skippable data');
-          left -= piece.length;
-        }
+        await skipFrame(input, frameStart);
         frames++;
         continue;
       }
@@ -108,10 +70,31 @@ export async function* unzstdBounded(
         return;
       }
       frames++;
-      yield* frame(input, frameStart, need, count);
+      yield* frame(input, frameStart, bound);
     }
   } finally {
     await input.close();
+  }
+}
+
+/** The next `n` bytes of the frame at `frameStart`, which must be there. */
+async function need(input: ByteQueue, n: number, frameStart: number, what: string): Promise<Buffer> {
+  const b = await input.take(n);
+  if (b.length < n) {
+    throw malformed(
+      `the file ends inside the ${what} of the frame at byte ${frameStart} (it is truncated)`,
+      input.offset,
+    );
+  }
+  return b;
+}
+
+/** A skippable frame, from its magic number on: its size, and as many bytes of data taken and dropped. */
+async function skipFrame(input: ByteQueue, frameStart: number): Promise<void> {
+  const size = (await need(input, 8, frameStart, 'header')).readUInt32LE(4);
+  for (let left = size; left > 0; ) {
+    const piece = await need(input, Math.min(left, FEED_BYTES), frameStart, 'skippable data');
+    left -= piece.length;
   }
 }
 
@@ -120,20 +103,15 @@ const DICT_ID_BYTES = [0, 1, 2, 4];
 const CONTENT_SIZE_BYTES = [0, 2, 4, 8];
 
 /** One frame, from its magic number on: its header and blocks walked, its bytes through a decoder of its own. */
-async function* frame(
-  input: ByteQueue,
-  frameStart: number,
-  need: (n: number, frameStart: number, what: string) => Promise<Buffer>,
-  count: (chunk: Buffer) => Buffer,
-): AsyncGenerator<Buffer> {
-  const fixed = await need(5, frameStart, 'header');
+async function* frame(input: ByteQueue, frameStart: number, bound: InflationBound): AsyncGenerator<Buffer> {
+  const fixed = await need(input, 5, frameStart, 'header');
   const descriptor = fixed[4] as number;
   if (descriptor & 0x08) throw malformed(`the frame at byte ${frameStart} sets a reserved bit`, frameStart);
   const singleSegment = (descriptor >> 5) & 1;
   const dictBytes = DICT_ID_BYTES[descriptor & 3] as number;
   const sizeFlag = descriptor >> 6;
   const sizeBytes = sizeFlag === 0 ? singleSegment : (CONTENT_SIZE_BYTES[sizeFlag] as number);
-  const rest = await need((singleSegment ? 0 : 1) + dictBytes + sizeBytes, frameStart, 'header');
+  const rest = await need(input, (singleSegment ? 0 : 1) + dictBytes + sizeBytes, frameStart, 'header');
   const dictId = dictBytes > 0 ? rest.readUIntLE(singleSegment ? 0 : 1, dictBytes) : 0;
   if (dictId !== 0) {
     throw new UnsupportedFormatError(
@@ -144,12 +122,12 @@ async function* frame(
   const decoder = new MemberInflater(createZstdDecompress());
   const feed = async function* (bytes: Buffer): AsyncGenerator<Buffer> {
     await decoder.write(bytes);
-    for (let chunk = decoder.take(); chunk !== undefined; chunk = decoder.take()) yield count(chunk);
+    for (let chunk = decoder.take(); chunk !== undefined; chunk = decoder.take()) yield bound.count(chunk);
   };
   try {
     yield* feed(Buffer.concat([fixed, rest]));
     for (;;) {
-      const header = await need(3, frameStart, 'blocks');
+      const header = await need(input, 3, frameStart, 'blocks');
       const value = header.readUIntLE(0, 3);
       const type = (value >> 1) & 3;
       if (type === 3)
@@ -157,15 +135,15 @@ async function* frame(
       yield* feed(header);
       // An RLE block holds one byte, repeated Block_Size times.
       for (let left = type === 1 ? 1 : value >>> 3; left > 0; ) {
-        const piece = await need(Math.min(left, FEED_BYTES), frameStart, 'blocks');
+        const piece = await need(input, Math.min(left, FEED_BYTES), frameStart, 'blocks');
         left -= piece.length;
         yield* feed(piece);
       }
       if (value & 1) break;
     }
-    if (checksum) yield* feed(await need(4, frameStart, 'checksum'));
+    if (checksum) yield* feed(await need(input, 4, frameStart, 'checksum'));
     await decoder.end();
-    for (let chunk = decoder.take(); chunk !== undefined; chunk = decoder.take()) yield count(chunk);
+    for (let chunk = decoder.take(); chunk !== undefined; chunk = decoder.take()) yield bound.count(chunk);
   } catch (err) {
     if (err instanceof PulseError) throw err;
     const code = (err as { code?: unknown }).code;
