@@ -336,6 +336,48 @@ Exit codes: 0 every file would be ingested (with at most --max-rejects rejected 
     },
   );
 
+// ---------------------------------------------------------------------------------------- verify
+
+program
+  .command('verify')
+  .description(
+    'a receipt per object version: records read = scored + quarantined (+ duplicates dropped), counted from the score and rejects objects',
+  )
+  .argument('[key]', 'an object key (incoming/x.csv, or s3://bucket/key): every version of it')
+  .option(
+    '--since <time>',
+    'every file the ledger updated since: a time (ISO-8601) or a duration (90m, 24h, 7d)',
+  )
+  .option(
+    '--json',
+    'print JSON: { exitCode, receipts: [{ object, verdict, read, scored, quarantined, missingRows, … }] }',
+  )
+  .addHelpText(
+    'after',
+    `
+Examples:
+  npm run pulse -- verify incoming/readings.csv
+  npm run pulse -- verify --since 24h --stack PulseIngest
+
+Exit codes: 0 every version verified balances; 2 one does not (its missing rows are listed);
+3 no version found, or none has finished yet; 1 pulse could not verify (no offline run, no access).`,
+  )
+  .action(async (key: string | undefined, o: { since?: string; json?: boolean }) => {
+    const { parseSince, verify, verifyExitCode } = await import('../local/verify.ts');
+    const { receiptsText } = await import('../local/verify-text.ts');
+    if ((key === undefined) === (o.since === undefined)) {
+      throw new InvalidArgumentError('give an object key, or --since TIME (not both)');
+    }
+    const selection = key !== undefined ? { key } : { since: parseSince(o.since as string) };
+    await withTarget(async (target) => {
+      const receipts = await verify(target, selection);
+      const exitCode = verifyExitCode(receipts);
+      if (o.json) console.log(printableJson({ exitCode, receipts }));
+      else console.log(receiptsText(receipts));
+      process.exitCode = exitCode;
+    });
+  });
+
 // ---------------------------------------------------------------------------------------- status
 
 program

@@ -1,0 +1,334 @@
+/**
+ * `pulse verify KEY|--since T`: a reconciliation receipt per object version — every record read is
+ * accounted for, counted from where each one ended up, not from the ledger's counters alone:
+ *
+ *   records read (the ledger: sent + rejected) = rows scored (the score objects, pending ones included)
+ *     + rows quarantined (the file's rejects objects, and the scorer's) + parts of the file that are not
+ *     records (their rejects lines without a row) + rows dropped as duplicates (named: their own id was
+ *     scored from another row of the scope)
+ *
+ * A mismatch lists the rows found nowhere. Works offline and on a deployed stack alike (a {@link Target}).
+ *
+ * Cost: the score objects are found by listing the days (`scores/dt=<day>/`) from the oldest object
+ * version verified to today, and `scores-pending/`, and reading each object there once for every
+ * version verified; the scorer's rejects likewise (`rejects/scorer/<day>/`).
+ */
+
+import { gunzipSync } from 'node:zlib';
+import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { QueryCommand } from '@aws-sdk/lib-dynamodb';
+import type { LedgerItem } from '#shared/ledger.ts';
+import { settings } from '#shared/settings.ts';
+import { decodeRecords } from '../functions/scorer/score-store.ts';
+import { ledgerEntries } from './operations.ts';
+import type { Target } from './target.ts';
+
+/** Rows listed at most per receipt. */
+export const MISSING_ROWS_LISTED = 100;
+
+export type ReceiptVerdict = 'ok' | 'mismatch' | 'unfinished';
+
+export interface Receipt {
+  /** `s3://bucket/key@etag`: every row's ref starts with it. */
+  readonly object: string;
+  readonly key: string;
+  readonly etag: string;
+  readonly status: LedgerItem['status'];
+  /** Records the ledger says were read: sent + rejected. */
+  readonly read: number;
+  readonly ledger: { readonly records: number; readonly rejected: number };
+  /** Rows with a score record (a final or pending score object). */
+  readonly scored: number;
+  /** Rows in the file's rejects objects. */
+  readonly quarantined: number;
+  /** Rows the scorer quarantined (invalid when read off the queue). */
+  readonly quarantinedByScorer: number;
+  /** Rows dropped as duplicates: their own id was already scored from another row (the scorer's collisions). */
+  readonly duplicates: number;
+  /** Rejects lines without a row: bytes after a compressed stream's end, and the like. */
+  readonly notRecords: number;
+  /** read − every row accounted for (negative: more found than the ledger counted). */
+  readonly missing: number;
+  /** The first rows found nowhere (up to {@link MISSING_ROWS_LISTED}). */
+  readonly missingRows: readonly number[];
+  /**
+   * - `ok`: every record read is accounted for;
+   * - `mismatch`: some are not (or more were found than read);
+   * - `unfinished`: the version is not SUCCESS or FAILED yet (nothing to reconcile).
+   */
+  readonly verdict: ReceiptVerdict;
+}
+
+/** Which object versions: every version of one key, or every file the ledger updated since a time. */
+export type VerifySelection = { readonly key: string } | { readonly since: Date };
+
+/** The receipts of the selected object versions (no version found: none). */
+export async function verify(
+  target: Target,
+  selection: VerifySelection,
+  now = new Date(),
+): Promise<Receipt[]> {
+  const items =
+    'key' in selection
+      ? await versionsOf(target, selection.key)
+      : await updatedSince(target, selection.since);
+  const files = items.filter((i) => i.part === undefined);
+  if (files.length === 0) return [];
+  const streams = new Map<string, Found>();
+  for (const f of files) streams.set(streamOf(target.bucket, f), emptyFound());
+  const oldest = Math.min(...files.map((f) => Date.parse(f.createdAt)));
+  await scanScores(target, days(oldest, now), streams);
+  await scanRejects(target, items, streams);
+  await scanScorerRejects(target, days(oldest, now), streams);
+  return files.map((f) =>
+    receiptOf(target.bucket, f, streams.get(streamOf(target.bucket, f)) ?? emptyFound()),
+  );
+}
+
+/**
+ * The exit code of `pulse verify`: 2 when a receipt does not balance; else 3 when no version was found or
+ * none has finished; else 0.
+ */
+export function verifyExitCode(receipts: readonly Receipt[]): number {
+  if (receipts.some((r) => r.verdict === 'mismatch')) return 2;
+  return receipts.some((r) => r.verdict === 'ok') ? 0 : 3;
+}
+
+/** `--since`: an ISO-8601 time, or a duration back from `now` (`90m`, `24h`, `7d`). */
+export function parseSince(text: string, now = new Date()): Date {
+  const ago = /^(\d+)([mhd])$/.exec(text.trim());
+  if (ago) {
+    const unit = { m: 60_000, h: 3_600_000, d: 86_400_000 }[ago[2] as 'm' | 'h' | 'd'];
+    return new Date(now.getTime() - Number(ago[1]) * unit);
+  }
+  const t = Date.parse(text);
+  if (!Number.isFinite(t))
+    throw new Error(
+      `--since takes a time (2024-05-01T12:00:00Z) or a duration (90m, 24h, 7d), not ${JSON.stringify(text)}`,
+    );
+  return new Date(t);
+}
+
+interface Found {
+  readonly scored: Set<number>;
+  readonly quarantined: Set<number>;
+  readonly byScorer: Set<number>;
+  readonly duplicates: Set<number>;
+  notRecords: number;
+}
+
+const emptyFound = (): Found => ({
+  scored: new Set(),
+  quarantined: new Set(),
+  byScorer: new Set(),
+  duplicates: new Set(),
+  notRecords: 0,
+});
+
+function streamOf(bucket: string, item: LedgerItem): string {
+  return `${item.pk.startsWith('s3://') ? item.pk : `s3://${bucket}/${item.pk}`}@${item.sk}`;
+}
+
+/** The row of `ref` when it is a row of one of `streams` (`<stream>#<row>`). */
+function rowOf(ref: string): { stream: string; row: number } | undefined {
+  const hash = ref.lastIndexOf('#');
+  if (hash < 0) return undefined;
+  const row = Number(ref.slice(hash + 1));
+  return Number.isInteger(row) && row > 0 ? { stream: ref.slice(0, hash), row } : undefined;
+}
+
+function receiptOf(bucket: string, item: LedgerItem, found: Found): Receipt {
+  const object = streamOf(bucket, item);
+  const ledger = { records: item.records ?? 0, rejected: item.rejected ?? 0 };
+  const read = ledger.records + ledger.rejected;
+  const rows = new Set<number>([
+    ...found.scored,
+    ...found.quarantined,
+    ...found.byScorer,
+    ...found.duplicates,
+  ]);
+  const missing = read - rows.size - found.notRecords;
+  const missingRows: number[] = [];
+  if (missing !== 0) {
+    // Rows are numbered from 1; the last row read is at least as far as the count says.
+    const last = Math.max(read - found.notRecords, ...rows);
+    for (let row = 1; row <= last && missingRows.length < MISSING_ROWS_LISTED; row++) {
+      if (!rows.has(row)) missingRows.push(row);
+    }
+  }
+  const finished = item.status === 'SUCCESS' || item.status === 'FAILED';
+  return {
+    object,
+    key: item.pk.replace(/^s3:\/\/[^/]+\//, ''),
+    etag: item.sk,
+    status: item.status,
+    read,
+    ledger,
+    scored: found.scored.size,
+    quarantined: found.quarantined.size,
+    quarantinedByScorer: found.byScorer.size,
+    duplicates: found.duplicates.size,
+    notRecords: found.notRecords,
+    missing,
+    missingRows,
+    verdict: !finished ? 'unfinished' : missing === 0 ? 'ok' : 'mismatch',
+  };
+}
+
+// ------------------------------------------------------------------------------------------ ledger
+
+/** Every ledger item (file versions and their parts) of one key. */
+async function versionsOf(target: Target, key: string): Promise<LedgerItem[]> {
+  const pk = key.startsWith('s3://') ? key : `s3://${target.bucket}/${key}`;
+  const items: LedgerItem[] = [];
+  let start: Record<string, unknown> | undefined;
+  do {
+    const out = await target.clients.doc.send(
+      new QueryCommand({
+        TableName: target.ledgerTable,
+        KeyConditionExpression: 'pk = :pk',
+        ExpressionAttributeValues: { ':pk': pk },
+        ConsistentRead: true,
+        ExclusiveStartKey: start,
+      }),
+    );
+    items.push(...((out.Items ?? []) as LedgerItem[]));
+    start = out.LastEvaluatedKey;
+  } while (start);
+  return items;
+}
+
+async function updatedSince(target: Target, since: Date): Promise<LedgerItem[]> {
+  const t = since.toISOString();
+  return (await ledgerEntries(target)).filter((i) => String(i.updatedAt) >= t);
+}
+
+// ----------------------------------------------------------------------------------- sources of truth
+
+/** `yyyy-mm-dd` of every day from `fromMs` to `now`. */
+function days(fromMs: number, now: Date): string[] {
+  const out: string[] = [];
+  const start = Number.isFinite(fromMs) ? fromMs : now.getTime();
+  for (let d = Date.UTC(...ymd(start)); d <= now.getTime(); d += 86_400_000) {
+    out.push(new Date(d).toISOString().slice(0, 10));
+  }
+  return out;
+}
+
+function ymd(ms: number): [number, number, number] {
+  const d = new Date(ms);
+  return [d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()];
+}
+
+async function listKeys(target: Target, bucket: string, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const out = await target.clients.s3.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+    );
+    for (const o of out.Contents ?? []) if (o.Key) keys.push(o.Key);
+    token = out.NextContinuationToken;
+  } while (token);
+  return keys;
+}
+
+/** The object's bytes, or undefined when it is gone (a listed object deleted since). */
+async function readObject(target: Target, bucket: string, key: string): Promise<Uint8Array | undefined> {
+  try {
+    const out = await target.clients.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    return await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray();
+  } catch (err) {
+    if ((err as Error).name === 'NoSuchKey') return undefined;
+    throw err;
+  }
+}
+
+async function scanScores(
+  target: Target,
+  dayList: readonly string[],
+  streams: Map<string, Found>,
+): Promise<void> {
+  const keys = [
+    ...(await listKeys(target, target.scoresBucket, settings.scores.pendingPrefix)),
+    ...(
+      await Promise.all(
+        dayList.map((d) => listKeys(target, target.scoresBucket, `${settings.scores.prefix}dt=${d}/`)),
+      )
+    ).flat(),
+  ];
+  for (const key of keys) {
+    const body = await readObject(target, target.scoresBucket, key);
+    if (!body) continue;
+    for (const r of decodeRecords(body)) {
+      const at = rowOf(r.ref);
+      if (at) streams.get(at.stream)?.scored.add(at.row);
+    }
+  }
+}
+
+interface RejectLine {
+  readonly ref?: unknown;
+  readonly row?: unknown;
+  readonly reason?: unknown;
+}
+
+function rejectLines(body: Uint8Array, key: string): RejectLine[] {
+  const text = (key.endsWith('.gz') ? gunzipSync(body) : Buffer.from(body)).toString('utf8');
+  const lines: RejectLine[] = [];
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue;
+    try {
+      lines.push(JSON.parse(line) as RejectLine);
+    } catch {
+      // Not a rejects line: nothing of it can be accounted for.
+    }
+  }
+  return lines;
+}
+
+/** The file's own rejects objects (the ledger names them, parts' included). */
+async function scanRejects(
+  target: Target,
+  items: readonly LedgerItem[],
+  streams: Map<string, Found>,
+): Promise<void> {
+  for (const item of items) {
+    const found = streams.get(streamOf(target.bucket, item));
+    if (!found) continue;
+    const keys = new Set([...(item.rejectsKey ? [item.rejectsKey] : []), ...(item.rejectsKeys ?? [])]);
+    for (const key of keys) {
+      const body = await readObject(target, target.bucket, key);
+      if (!body) continue;
+      for (const line of rejectLines(body, key)) {
+        const at = typeof line.ref === 'string' ? rowOf(line.ref) : undefined;
+        if (at) found.quarantined.add(at.row);
+        else if (!/^(file|part \d+) failed: /.test(String(line.reason ?? ''))) found.notRecords++;
+      }
+    }
+  }
+}
+
+/** The scorer's rejects (`rejects/scorer/<day>/…`): invalid signals, and own ids scored from another row. */
+async function scanScorerRejects(
+  target: Target,
+  dayList: readonly string[],
+  streams: Map<string, Found>,
+): Promise<void> {
+  const prefix = `${settings.bucket.rejectsPrefix}scorer/`;
+  const keys = (
+    await Promise.all(dayList.map((d) => listKeys(target, target.bucket, `${prefix}${d}/`)))
+  ).flat();
+  for (const key of keys) {
+    const body = await readObject(target, target.bucket, key);
+    if (!body) continue;
+    for (const line of rejectLines(body, key)) {
+      const at = typeof line.ref === 'string' ? rowOf(line.ref) : undefined;
+      const found = at ? streams.get(at.stream) : undefined;
+      if (!at || !found) continue;
+      // The scorer writes the rows whose own id was scored from another row to objects of their own.
+      if (key.endsWith('-collisions.ndjson')) found.duplicates.add(at.row);
+      else found.byScorer.add(at.row);
+    }
+  }
+}
