@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { settings } from '#shared/settings.ts';
 import { verify, verifyExitCode } from '../../local/verify.ts';
 import { csvFile, setUpPipeline, waitFor } from './pipeline.ts';
 
@@ -19,9 +20,12 @@ describe('pulse verify (moto)', () => {
     p.start('fileEvents');
     p.start('signals');
     await p.clients.s3.send(new PutObjectCommand({ Bucket: p.names.bucket, Key: key, Body: file.text }));
+    // Promoted too: a pending object left beside a final one would still account for its rows.
     await waitFor(
-      'every valid row scored',
-      async () => (await p.scoreRecords()).filter((r) => r.ref.includes(`/${key}@`)).length >= file.good,
+      'every valid row scored, and every score object promoted',
+      async () =>
+        (await p.scoreRecords()).filter((r) => r.ref.includes(`/${key}@`)).length >= file.good &&
+        (await p.scoreObjects(settings.scores.pendingPrefix)).length === 0,
     );
     await p.stopAll();
   });
@@ -52,6 +56,7 @@ describe('pulse verify (moto)', () => {
     // Prepare
     const records = (await p.scoreRecords()).filter((r) => r.ref.includes(`/${key}@`));
     const victim = records[0]?.object as string;
+    // One transaction's object: some of the file's rows, or all of them.
     const lost = records
       .filter((r) => r.object === victim)
       .map((r) => Number(r.ref.slice(r.ref.lastIndexOf('#') + 1)))
