@@ -25,6 +25,11 @@ export function receiptText(r: Receipt): string[] {
     lines.push(
       `  missing  ${r.missing} record(s) read are found nowhere: rows${more} ${compactRows(r.missingRows)}`,
     );
+    if (r.appliedWithoutScore.length > 0) {
+      lines.push(
+        `           of these, rows ${compactRows(r.appliedWithoutScore)} are applied in the scores table: scored, their score records lost (a score object deleted?)`,
+      );
+    }
     const first = r.missingRows[0];
     if (first !== undefined) {
       lines.push(printable(`           look one up: npm run pulse -- scores --ref '${r.object}#${first}'`));

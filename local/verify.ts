@@ -19,7 +19,10 @@ import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import type { LedgerItem } from '#shared/ledger.ts';
 import { settings } from '#shared/settings.ts';
+import { Bitmap } from '../functions/scorer/blocks.ts';
+import { blockKey, streamIdOf } from '../functions/scorer/keys.ts';
 import { decodeRecords } from '../functions/scorer/score-store.ts';
+import { readItems } from '../functions/scorer/state.ts';
 import { ledgerEntries } from './operations.ts';
 import type { Target } from './target.ts';
 
@@ -52,6 +55,11 @@ export interface Receipt {
   /** The first rows found nowhere (up to {@link MISSING_ROWS_LISTED}). */
   readonly missingRows: readonly number[];
   /**
+   * Of `missingRows`, those the scores table holds as applied (their position's bit is set): scored, and
+   * their score record lost (a score object deleted); the others never reached the scorer.
+   */
+  readonly appliedWithoutScore: readonly number[];
+  /**
    * - `ok`: every record read is accounted for;
    * - `mismatch`: some are not (or more were found than read);
    * - `unfinished`: the version is not SUCCESS or FAILED yet (nothing to reconcile).
@@ -80,9 +88,10 @@ export async function verify(
   await scanScores(target, days(oldest, now), streams);
   await scanRejects(target, items, streams);
   await scanScorerRejects(target, days(oldest, now), streams);
-  return files.map((f) =>
+  const receipts = files.map((f) =>
     receiptOf(target.bucket, f, streams.get(streamOf(target.bucket, f)) ?? emptyFound()),
   );
+  return Promise.all(receipts.map((r) => withApplied(target, r)));
 }
 
 /**
@@ -171,8 +180,26 @@ function receiptOf(bucket: string, item: LedgerItem, found: Found): Receipt {
     notRecords: found.notRecords,
     missing,
     missingRows,
+    appliedWithoutScore: [],
     verdict: !finished ? 'unfinished' : missing === 0 ? 'ok' : 'mismatch',
   };
+}
+
+const sleep = (ms: number) => new Promise<void>((resolveSleep) => setTimeout(resolveSleep, ms));
+
+/** `r` with the rows of `missingRows` whose positions the scores table holds as applied (one BatchGet of blocks). */
+async function withApplied(target: Target, r: Receipt): Promise<Receipt> {
+  if (r.verdict !== 'mismatch' || r.missingRows.length === 0) return r;
+  const per = settings.scoring.blockPositions;
+  const id = streamIdOf('s3', r.object);
+  const keys = new Set(r.missingRows.map((row) => blockKey(id, Math.floor(row / per))));
+  const items = await readItems(target.clients.doc, target.scoresTable, keys, sleep);
+  const applied = r.missingRows.filter((row) => {
+    const block = Math.floor(row / per);
+    const item = items.get(blockKey(id, block));
+    return item !== undefined && Bitmap.from(item.b as Uint8Array).has(row - block * per);
+  });
+  return { ...r, appliedWithoutScore: applied };
 }
 
 // ------------------------------------------------------------------------------------------ ledger

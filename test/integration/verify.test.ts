@@ -70,6 +70,7 @@ describe('pulse verify (moto)', () => {
       scored: file.good - lost.length,
       missing: lost.length,
       missingRows: lost.slice(0, 100),
+      appliedWithoutScore: lost.slice(0, 100),
     });
     expect(verifyExitCode(afterScore ? [afterScore] : [])).toBe(2);
 
@@ -87,8 +88,9 @@ describe('pulse verify (moto)', () => {
       quarantined: 0,
       missing: lost.length + file.bad,
     });
-    expect(afterRejects?.missingRows).toEqual(
-      [...new Set([...lost, ...badRows])].sort((a, b) => a - b).slice(0, 100),
-    );
+    const listed = [...new Set([...lost, ...badRows])].sort((a, b) => a - b).slice(0, 100);
+    expect(afterRejects?.missingRows).toEqual(listed);
+    // The rejected rows never reached the scorer: only the rows of the deleted score object are applied.
+    expect(afterRejects?.appliedWithoutScore).toEqual(listed.filter((row) => lost.includes(row)));
   });
 });

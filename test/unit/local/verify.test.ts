@@ -5,16 +5,18 @@ import {
   ListObjectsV2Command,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { BatchGetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { LedgerItem } from '#shared/ledger.ts';
+import { Bitmap } from '../../../functions/scorer/blocks.ts';
+import { blockKey, streamIdOf } from '../../../functions/scorer/keys.ts';
 import { encodeRecords, type ScoreRecord } from '../../../functions/scorer/score-store.ts';
 import { parseSince, verify, verifyExitCode } from '../../../local/verify.ts';
 import { compactRows, receiptsText } from '../../../local/verify-text.ts';
 import { mockableClients } from '../../helpers/clients.ts';
-import { BUCKET, fakeTarget, LEDGER, SCORES_BUCKET } from '../../helpers/target.ts';
+import { BUCKET, fakeTarget, LEDGER, SCORES, SCORES_BUCKET } from '../../helpers/target.ts';
 
 const NOW = new Date('2024-06-02T12:00:00.000Z');
 const STREAM = `s3://${BUCKET}/incoming/a.csv@e1`;
@@ -117,16 +119,30 @@ describe('verify (mocked AWS clients, as with --stack)', () => {
     expect(s3).toHaveReceivedCommandWith(ListObjectsV2Command, { Prefix: 'scores/dt=2024-06-02/' });
   });
 
-  it('lists the rows found nowhere, exit code 2', async () => {
+  it('lists the rows found nowhere, and which of them the scorer applied (score record lost), exit code 2', async () => {
     // Prepare
     doc.on(QueryCommand).resolves({ Items: [item({ records: 6, rejected: 0, rejectsKey: undefined })] });
     serve({ [SCORES_BUCKET]: { 'scores/dt=2024-06-02/t.ndjson.gz': encodeRecords([score(1), score(4)]) } });
+    const bits = Bitmap.empty();
+    for (const row of [1, 3, 4]) bits.set(row);
+    const block = blockKey(streamIdOf('s3', STREAM), 0);
+    doc.on(BatchGetCommand).resolves({ Responses: { [SCORES]: [{ pk: block, b: bits.toBytes() }] } });
     // Act
     const receipts = await verify(target, { key: 'incoming/a.csv' }, NOW);
     // Assess
-    expect(receipts[0]).toMatchObject({ verdict: 'mismatch', missing: 4, missingRows: [2, 3, 5, 6] });
+    expect(receipts[0]).toMatchObject({
+      verdict: 'mismatch',
+      missing: 4,
+      missingRows: [2, 3, 5, 6],
+      appliedWithoutScore: [3],
+    });
     expect(verifyExitCode(receipts)).toBe(2);
-    expect(receiptsText(receipts)).toContain('4 record(s) read are found nowhere: rows 2-3, 5-6');
+    expect(doc).toHaveReceivedCommandWith(BatchGetCommand, {
+      RequestItems: { [SCORES]: expect.objectContaining({ Keys: [{ pk: block }] }) },
+    });
+    const text = receiptsText(receipts);
+    expect(text).toContain('4 record(s) read are found nowhere: rows 2-3, 5-6');
+    expect(text).toContain('of these, rows 3 are applied in the scores table');
   });
 
   it('names rows dropped as duplicates and rejects that are not records; a file failure line is neither', async () => {
@@ -183,6 +199,7 @@ describe('verify (mocked AWS clients, as with --stack)', () => {
         { pk: 'watermark#signals', sk: 'x', updatedAt: '2024-06-02T00:00:00.000Z' },
       ],
     });
+    doc.on(BatchGetCommand).resolves({ Responses: {} });
     serve({});
     // Act
     const receipts = await verify(target, { since: new Date('2024-06-02T00:00:00.000Z') }, NOW);
