@@ -135,7 +135,8 @@ const emptyFound = (): Found => ({
 });
 
 function streamOf(bucket: string, item: LedgerItem): string {
-  return `${item.pk.startsWith('s3://') ? item.pk : `s3://${bucket}/${item.pk}`}@${item.sk}`;
+  // A part's sort key is not its etag: the etag field is, for the file and its parts alike.
+  return `${item.pk.startsWith('s3://') ? item.pk : `s3://${bucket}/${item.pk}`}@${item.etag ?? item.sk}`;
 }
 
 /** The row of `ref` when it is a row of one of `streams` (`<stream>#<row>`). */
@@ -169,7 +170,7 @@ function receiptOf(bucket: string, item: LedgerItem, found: Found): Receipt {
   return {
     object,
     key: item.pk.replace(/^s3:\/\/[^/]+\//, ''),
-    etag: item.sk,
+    etag: item.etag ?? item.sk,
     status: item.status,
     read,
     ledger,

@@ -119,6 +119,31 @@ describe('verify (mocked AWS clients, as with --stack)', () => {
     expect(s3).toHaveReceivedCommandWith(ListObjectsV2Command, { Prefix: 'scores/dt=2024-06-02/' });
   });
 
+  it('counts the rejects of a split file’s parts with the file', async () => {
+    // Prepare
+    // Each part's item: its sort key is not the etag, and it names its own rejects object.
+    const part = (n: number) =>
+      item({ sk: `e1#part#${n}`, part: n, rejectsKey: `rejects/s3/a.csv@e1.part-${n}.ndjson` });
+    const parts = [part(1), part(2)];
+    doc
+      .on(QueryCommand)
+      .resolves({ Items: [item({ records: 2, rejected: 2, rejectsKey: undefined, parts: 2 }), ...parts] });
+    serve({
+      [SCORES_BUCKET]: { 'scores/dt=2024-06-02/t.ndjson.gz': encodeRecords([score(1), score(3)]) },
+      [BUCKET]: Object.fromEntries(
+        parts.map((p, i) => {
+          const row = 2 * (i + 1);
+          return [p.rejectsKey as string, ndjson([{ ref: `${STREAM}#${row}`, row, reason: 'bad' }])];
+        }),
+      ),
+    });
+    // Act
+    const receipts = await verify(target, { key: 'incoming/a.csv' }, NOW);
+    // Assess
+    expect(receipts).toHaveLength(1);
+    expect(receipts[0]).toMatchObject({ read: 4, scored: 2, quarantined: 2, missing: 0, verdict: 'ok' });
+  });
+
   it('lists the rows found nowhere, and which of them the scorer applied (score record lost), exit code 2', async () => {
     // Prepare
     doc.on(QueryCommand).resolves({ Items: [item({ records: 6, rejected: 0, rejectsKey: undefined })] });
