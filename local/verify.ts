@@ -9,9 +9,11 @@
  *
  * A mismatch lists the rows found nowhere. Works offline and on a deployed stack alike (a {@link Target}).
  *
- * Cost: the score objects are found by listing the days (`scores/dt=<day>/`) from the oldest object
- * version verified to today, and `scores-pending/`, and reading each object there once for every
- * version verified; the scorer's rejects likewise (`rejects/scorer/<day>/`).
+ * Cost: the score objects are first those the files' blocks in the scores table name (the tokens of the
+ * transactions that applied their rows): a file that balances costs about what it holds. When rows are
+ * still missing (or are kept by id items, a record's own id, which no block names), every score object of
+ * the days (`scores/dt=<day>/`) from the oldest version verified to today, and `scores-pending/`, is read
+ * before anything is called missing. The scorer's rejects (`rejects/scorer/<day>/`) are listed by day.
  */
 
 import { gunzipSync } from 'node:zlib';
@@ -19,9 +21,9 @@ import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import type { LedgerItem } from '#shared/ledger.ts';
 import { settings } from '#shared/settings.ts';
-import { Bitmap } from '../functions/scorer/blocks.ts';
+import { Bitmap, decodeTokens } from '../functions/scorer/blocks.ts';
 import { blockKey, streamIdOf } from '../functions/scorer/keys.ts';
-import { decodeRecords } from '../functions/scorer/score-store.ts';
+import { decodeRecords, finalKey, pendingKey } from '../functions/scorer/score-store.ts';
 import { readItems } from '../functions/scorer/state.ts';
 import { ledgerEntries } from './operations.ts';
 import type { Target } from './target.ts';
@@ -85,12 +87,19 @@ export async function verify(
   const streams = new Map<string, Found>();
   for (const f of files) streams.set(streamOf(target.bucket, f), emptyFound());
   const oldest = Math.min(...files.map((f) => Date.parse(f.createdAt)));
-  await scanScores(target, days(oldest, now), streams);
   await scanRejects(target, items, streams);
   await scanScorerRejects(target, days(oldest, now), streams);
-  const receipts = files.map((f) =>
-    receiptOf(target.bucket, f, streams.get(streamOf(target.bucket, f)) ?? emptyFound()),
-  );
+  const receiptsNow = () =>
+    files.map((f) => receiptOf(target.bucket, f, streams.get(streamOf(target.bucket, f)) ?? emptyFound()));
+  // First the score objects the files' blocks name (their transactions' tokens): a file that balances costs
+  // what it holds. Rows kept by an id item, or whose token a busy block dropped, are found only by listing
+  // the days: done when something is still missing, before anything is called missing.
+  const read = await scoresByTokens(target, files, streams);
+  let receipts = receiptsNow();
+  if (receipts.some((r) => r.verdict === 'mismatch')) {
+    await scanScores(target, days(oldest, now), streams, read);
+    receipts = receiptsNow();
+  }
   return Promise.all(receipts.map((r) => withApplied(target, r)));
 }
 
@@ -272,10 +281,51 @@ async function readObject(target: Target, bucket: string, key: string): Promise<
   }
 }
 
+/** Rows of the score objects `key` holds, added to their streams'. */
+async function readScores(target: Target, key: string, streams: Map<string, Found>): Promise<void> {
+  const body = await readObject(target, target.scoresBucket, key);
+  if (!body) return;
+  for (const r of decodeRecords(body)) {
+    const at = rowOf(r.ref);
+    if (at) streams.get(at.stream)?.scored.add(at.row);
+  }
+}
+
+/**
+ * The score objects (final, else pending) of the transactions the files' blocks name: the blocks of rows
+ * 1 to a little past the count read. Returns the keys read.
+ */
+async function scoresByTokens(
+  target: Target,
+  files: readonly LedgerItem[],
+  streams: Map<string, Found>,
+): Promise<Set<string>> {
+  const per = settings.scoring.blockPositions;
+  const keys: string[] = [];
+  for (const f of files) {
+    const id = streamIdOf('s3', streamOf(target.bucket, f));
+    const last = Math.floor(((f.records ?? 0) + (f.rejected ?? 0)) / per) + 1;
+    for (let block = 0; block <= last; block++) keys.push(blockKey(id, block));
+  }
+  const blocks = await readItems(target.clients.doc, target.scoresTable, keys, sleep);
+  const tokens = new Set<string>();
+  for (const item of blocks.values()) for (const t of decodeTokens(item.t as Uint8Array)) tokens.add(t);
+  const read = new Set<string>();
+  for (const token of tokens) {
+    for (const key of [finalKey(token), pendingKey(token)]) {
+      read.add(key);
+      await readScores(target, key, streams);
+    }
+  }
+  return read;
+}
+
+/** Every score object of `dayList`'s partitions and the pending ones, but those in `skip` (read already). */
 async function scanScores(
   target: Target,
   dayList: readonly string[],
   streams: Map<string, Found>,
+  skip: ReadonlySet<string> = new Set(),
 ): Promise<void> {
   const keys = [
     ...(await listKeys(target, target.scoresBucket, settings.scores.pendingPrefix)),
@@ -285,14 +335,7 @@ async function scanScores(
       )
     ).flat(),
   ];
-  for (const key of keys) {
-    const body = await readObject(target, target.scoresBucket, key);
-    if (!body) continue;
-    for (const r of decodeRecords(body)) {
-      const at = rowOf(r.ref);
-      if (at) streams.get(at.stream)?.scored.add(at.row);
-    }
-  }
+  for (const key of keys) if (!skip.has(key)) await readScores(target, key, streams);
 }
 
 interface RejectLine {

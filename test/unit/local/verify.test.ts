@@ -8,11 +8,16 @@ import {
 import { BatchGetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { LedgerItem } from '#shared/ledger.ts';
-import { Bitmap } from '../../../functions/scorer/blocks.ts';
+import { Bitmap, encodeTokens } from '../../../functions/scorer/blocks.ts';
 import { blockKey, streamIdOf } from '../../../functions/scorer/keys.ts';
-import { encodeRecords, type ScoreRecord } from '../../../functions/scorer/score-store.ts';
+import {
+  encodeRecords,
+  finalKey,
+  pendingKey,
+  type ScoreRecord,
+} from '../../../functions/scorer/score-store.ts';
 import { parseSince, verify, verifyExitCode } from '../../../local/verify.ts';
 import { compactRows, receiptsText } from '../../../local/verify-text.ts';
 import { mockableClients } from '../../helpers/clients.ts';
@@ -60,6 +65,10 @@ describe('verify (mocked AWS clients, as with --stack)', () => {
   const s3 = mockClient(clients.s3 as S3Client);
   const doc = mockClient(clients.doc);
   const target = fakeTarget(clients, 'aws');
+  beforeEach(() => {
+    // No block by default: the score objects are found by listing the days.
+    doc.on(BatchGetCommand).resolves({ Responses: {} });
+  });
   afterEach(() => {
     s3.reset();
     doc.reset();
@@ -117,6 +126,32 @@ describe('verify (mocked AWS clients, as with --stack)', () => {
     });
     expect(s3).toHaveReceivedCommandWith(ListObjectsV2Command, { Prefix: 'scores/dt=2024-06-01/' });
     expect(s3).toHaveReceivedCommandWith(ListObjectsV2Command, { Prefix: 'scores/dt=2024-06-02/' });
+  });
+
+  it('reads the score objects the file’s blocks name, and lists no day when they balance it', async () => {
+    // Prepare
+    doc.on(QueryCommand).resolves({ Items: [item({ records: 3, rejected: 0, rejectsKey: undefined })] });
+    const bits = Bitmap.empty();
+    for (const row of [1, 2, 3]) bits.set(row);
+    const tokens = ['20240601-0000000000000001', '20240602-0000000000000002'];
+    const block = blockKey(streamIdOf('s3', STREAM), 0);
+    doc
+      .on(BatchGetCommand)
+      .resolves({ Responses: { [SCORES]: [{ pk: block, b: bits.toBytes(), t: encodeTokens(tokens) }] } });
+    serve({
+      [SCORES_BUCKET]: {
+        [finalKey(tokens[0] as string)]: encodeRecords([score(1), score(2)]),
+        [pendingKey(tokens[1] as string)]: encodeRecords([score(3)]),
+      },
+    });
+    // Act
+    const receipts = await verify(target, { key: 'incoming/a.csv' }, NOW);
+    // Assess
+    expect(receipts[0]).toMatchObject({ scored: 3, missing: 0, verdict: 'ok' });
+    expect(s3).toHaveReceivedCommandWith(GetObjectCommand, {
+      Key: 'scores/dt=2024-06-01/20240601-0000000000000001.ndjson.gz',
+    });
+    expect(s3).not.toHaveReceivedCommandWith(ListObjectsV2Command, { Prefix: 'scores/dt=2024-06-01/' });
   });
 
   it('counts the rejects of a split file’s parts with the file', async () => {
