@@ -7,7 +7,8 @@
  */
 
 import { spawnSync } from 'node:child_process';
-import { resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { FileStatus } from '#shared/ledger.ts';
@@ -54,6 +55,7 @@ const program = new Command('pulse')
     'act on this deployed stack (outputs read from CloudFormation) instead of the offline run',
   )
   .option('--region <region>', 'AWS region of --stack (default: the SDK default)')
+  .version(packageVersion(), '-V, --version', 'print the version of pulse')
   .showHelpAfterError();
 
 const globals = (): GlobalOptions => {
@@ -76,6 +78,18 @@ const positiveInt = (name: string) => (raw: string) => {
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive integer`);
   return n;
 };
+
+const nonNegativeInt = (name: string) => (raw: string) => {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0)
+    throw new InvalidArgumentError(`${name} must be 0 or a positive integer`);
+  return n;
+};
+
+/** This package's version (package.json). */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+}
 
 // ------------------------------------------------------------------------------------------- local
 
@@ -251,6 +265,117 @@ program
       return;
     }
     await withTarget((target) => run(target.clients.s3, o.bucket ?? target.bucket));
+  });
+
+// ----------------------------------------------------------------------------------------- check
+
+program
+  .command('check')
+  .description(
+    'read files as the deployed s3-trigger would, here, with no AWS and no emulator: format, records, rejects, signals',
+  )
+  .argument('<files...>', 'files to check')
+  .option('--key <key>', 'the key the file would be uploaded to (one file; default: incoming/<basename>)')
+  .option('--max-rejects <n>', 'rows rejected at most for a file to pass', nonNegativeInt('--max-rejects'), 0)
+  .option('--signals <n>', 'signals listed per file (the first ones)', nonNegativeInt('--signals'), 5)
+  .option(
+    '--rejects <n>',
+    'rejects listed per file (the first ones; all are counted)',
+    nonNegativeInt('--rejects'),
+    20,
+  )
+  .option(
+    '--json',
+    'print JSON: { exitCode, files: [{ verdict, records, signals, rejected, firstRejects, … }] }',
+  )
+  .addHelpText(
+    'after',
+    `
+Example:
+  npm run pulse -- check data/readings.csv data/events.ndjson.gz --max-rejects 10
+
+Exit codes: 0 every file would be ingested (with at most --max-rejects rejected rows each);
+2 a file has more rejected rows; 3 a file would fail, or be skipped as a type the pipeline does not read;
+1 a file could not be checked (missing, unreadable) or the arguments are wrong. The worst file decides.`,
+  )
+  .action(
+    async (
+      files: string[],
+      o: { key?: string; maxRejects: number; signals: number; rejects: number; json?: boolean },
+    ) => {
+      const { checkExitCode, checkFile } = await import('../local/check.ts');
+      const { checkSummaryText } = await import('../local/check-text.ts');
+      if (o.key && files.length > 1)
+        throw new InvalidArgumentError('--key names the key of one file: give one file');
+      const reports = [];
+      const unreadable: { file: string; error: string }[] = [];
+      for (const file of files) {
+        try {
+          reports.push(
+            await checkFile(file, {
+              maxRejects: o.maxRejects,
+              signals: o.signals,
+              rejects: o.rejects,
+              ...(o.key ? { key: o.key } : {}),
+            }),
+          );
+        } catch (err) {
+          const e = err as NodeJS.ErrnoException;
+          const error =
+            e.code === 'ENOENT'
+              ? `no such file: ${file} (give the path of a file to check)`
+              : `cannot check ${file}: ${e.message}`;
+          unreadable.push({ file, error });
+          if (!o.json) console.error(printable(`pulse: ${error}`));
+        }
+      }
+      const exitCode = Math.max(checkExitCode(reports), unreadable.length > 0 ? 1 : 0);
+      if (o.json) console.log(printableJson({ exitCode, files: reports, unreadable }));
+      else if (reports.length > 0) console.log(checkSummaryText(reports));
+      process.exitCode = exitCode;
+    },
+  );
+
+// ---------------------------------------------------------------------------------------- verify
+
+program
+  .command('verify')
+  .description(
+    'a receipt per object version: records read = scored + quarantined (+ duplicates dropped), counted from the score and rejects objects',
+  )
+  .argument('[key]', 'an object key (incoming/x.csv, or s3://bucket/key): every version of it')
+  .option(
+    '--since <time>',
+    'every file the ledger updated since: a time (ISO-8601) or a duration (90m, 24h, 7d)',
+  )
+  .option(
+    '--json',
+    'print JSON: { exitCode, receipts: [{ object, verdict, read, scored, quarantined, missingRows, … }] }',
+  )
+  .addHelpText(
+    'after',
+    `
+Examples:
+  npm run pulse -- verify incoming/readings.csv
+  npm run pulse -- verify --since 24h --stack PulseIngest
+
+Exit codes: 0 every version verified balances; 2 one does not (its missing rows are listed);
+3 no version found, or none has finished yet; 1 pulse could not verify (no offline run, no access).`,
+  )
+  .action(async (key: string | undefined, o: { since?: string; json?: boolean }) => {
+    const { parseSince, verify, verifyExitCode } = await import('../local/verify.ts');
+    const { receiptsText } = await import('../local/verify-text.ts');
+    if ((key === undefined) === (o.since === undefined)) {
+      throw new InvalidArgumentError('give an object key, or --since TIME (not both)');
+    }
+    const selection = key !== undefined ? { key } : { since: parseSince(o.since as string) };
+    await withTarget(async (target) => {
+      const receipts = await verify(target, selection);
+      const exitCode = verifyExitCode(receipts);
+      if (o.json) console.log(printableJson({ exitCode, receipts }));
+      else console.log(receiptsText(receipts));
+      process.exitCode = exitCode;
+    });
   });
 
 // ---------------------------------------------------------------------------------------- status
