@@ -1,4 +1,4 @@
-import { createZstdDecompress } from 'node:zlib';
+import * as zlib from 'node:zlib';
 import { MalformedFileError, PulseError, UnsupportedFormatError } from '#shared/errors.ts';
 import { settings } from '#shared/settings.ts';
 import { ByteQueue, InflationBound, MemberInflater, type TrailingData, trailingError } from './gzip.ts';
@@ -119,7 +119,7 @@ async function* frame(input: ByteQueue, frameStart: number, bound: InflationBoun
     );
   }
   const checksum = (descriptor >> 2) & 1;
-  const decoder = new MemberInflater(createZstdDecompress());
+  const decoder = new MemberInflater(zlib.createZstdDecompress());
   const feed = async function* (bytes: Buffer): AsyncGenerator<Buffer> {
     await decoder.write(bytes);
     for (let chunk = decoder.take(); chunk !== undefined; chunk = decoder.take()) yield bound.count(chunk);
