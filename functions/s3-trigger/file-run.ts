@@ -5,12 +5,10 @@ import {
   isTransient,
   LeaseLostError,
   MalformedFileError,
-  NoProgressError,
+  type NoProgressError,
 } from '#shared/errors.ts';
 import {
-  type Checkpoint,
   type ClaimMeta,
-  type ClaimResult,
   type CompletedStats,
   exhaustedMessage,
   type FileRef,
@@ -26,71 +24,15 @@ import { SignalSink } from '#shared/sink.ts';
 import type { FileTask } from './events.ts';
 import { splittable } from './fan-out.ts';
 import { emitFileMetrics, type IngestDeps, type IngestOutcome, isObjectGone } from './ingest-types.ts';
-import { RunPace } from './pace.ts';
+import { noProgressError, RunPace } from './pace.ts';
 import type { DetectedFormat } from './parsers/index.ts';
 import type { ParsedRecord } from './parsers/types.ts';
 import { HandOverNow } from './progress.ts';
-import { canResume, type Progress, type ReadLimit, type ReadSpan, type ResumePoint } from './records.ts';
+import { type Claimed, planRead, type ReadPlan } from './read-plan.ts';
+import type { Progress, ReadSpan, ResumePoint } from './records.ts';
 import type { ObjectVersion } from './source.ts';
 import { finishSplitFile, removeStaged, splitFile } from './split-file.ts';
-import { stageable, stageObject, stagingPrefix } from './staging.ts';
-
-/** A claim the ledger granted. */
-export type Claimed = Extract<ClaimResult, { claimed: true }>;
-
-/** What a run reads: from where, to where, and in which form. */
-export interface ReadPlan {
-  /** A large gzip file is read from its staged copy (staging.ts), staged first where it is not yet. */
-  readonly staging?: Staging;
-  /** What the records are read from: the staged copy is the file's bytes uncompressed. */
-  readonly readFormat: DetectedFormat;
-  /** A checkpoint left by an earlier attempt: everything before it is sent and quarantined already. */
-  readonly resumedFrom?: Checkpoint;
-  /** Where reading starts: the checkpoint, else the part's first record (after its start). */
-  readonly start?: ResumePoint;
-  /** Where a part's reading stops. */
-  readonly until?: ReadLimit;
-}
-
-/** Plans the read of a claimed file (or part): see {@link ReadPlan}. */
-export function planRead(
-  task: FileTask,
-  file: ObjectVersion,
-  format: DetectedFormat,
-  size: number | undefined,
-  claim: Claimed,
-  deps: IngestDeps,
-): ReadPlan {
-  const { range } = claim;
-  const opts = deps.config.staging;
-  const staging: Staging | undefined =
-    claim.staging ??
-    (task.part === undefined &&
-    !claim.checkpoint &&
-    deps.announceParts &&
-    opts &&
-    stageable(format, size, opts)
-      ? { prefix: stagingPrefix(file), objectBytes: opts.objectBytes, objects: 0 }
-      : undefined);
-  const readFormat: DetectedFormat = staging ? { format: format.format } : format;
-  let resumedFrom = claim.checkpoint;
-  if (resumedFrom && !canResume(readFormat, resumedFrom)) {
-    deps.logger.warn('Ignoring a checkpoint this format cannot resume from', { checkpoint: resumedFrom });
-    resumedFrom = undefined;
-  }
-  const partStart: ResumePoint | undefined =
-    range && (range.start > 0 || range.row > 0)
-      ? { kind: range.kind, position: range.start, row: range.row }
-      : undefined;
-  const start = resumedFrom ?? partStart;
-  return {
-    ...(staging ? { staging } : {}),
-    readFormat,
-    ...(resumedFrom ? { resumedFrom } : {}),
-    ...(start ? { start } : {}),
-    ...(range ? { until: { kind: range.kind, position: range.end } } : {}),
-  };
-}
+import { stageObject } from './staging.ts';
 
 /**
  * The run of one claimed file (or part) by one invocation: its counts, sender and quarantine (one
@@ -600,23 +542,6 @@ export class FileRun {
 
   /** Out of time without progress on the last attempt: the file cannot get on, and fails for good. */
   #noProgress(): NoProgressError | undefined {
-    if (!this.pace.stalled()) return undefined;
-    const { attempt, maxAttempts, work, stagingWork } = this.pace;
-    const { staging, resumedFrom } = this.plan;
-    const format = this.#format;
-    const share = `less than ${settings.ledger.handOverMinFreshShare * 100}% new`;
-    if (work.redone + work.fresh > 0 || !staging) {
-      return new NoProgressError(
-        `attempt ${attempt} of ${maxAttempts} ran out of time after parsing ${work.redone} records again ` +
-          `to reach its checkpoint (row ${resumedFrom?.row ?? 0}) and ${work.fresh} past it (${share}): a ` +
-          `${format.compression ? `${format.compression} ` : ''}${format.format} file this long cannot be resumed from a record ` +
-          'checkpoint within one invocation',
-      );
-    }
-    return new NoProgressError(
-      `attempt ${attempt} of ${maxAttempts} ran out of time after inflating ${stagingWork.redone} bytes ` +
-        `again to reach its last staged object, before it could stage one more` +
-        (staging.size !== undefined ? ', or while scanning its staged copy for where to split it' : ''),
-    );
+    return this.pace.stalled() ? noProgressError(this.pace, this.#format, this.plan) : undefined;
   }
 }

@@ -1,4 +1,8 @@
+import { NoProgressError } from '#shared/errors.ts';
+import { settings } from '#shared/settings.ts';
+import type { DetectedFormat } from './parsers/index.ts';
 import { type InvocationWork, madeProgress } from './progress.ts';
+import type { ReadPlan } from './read-plan.ts';
 
 /** How a run of one file keeps time; every value resolved by the caller. */
 export interface PaceOptions {
@@ -82,4 +86,31 @@ export class RunPace {
   stalled(): boolean {
     return !this.progressed() && this.#opts.attempt >= this.#opts.maxAttempts;
   }
+}
+
+/**
+ * Why a run that is out of time without progress on its last attempt ({@link RunPace.stalled}) fails for
+ * good: what it did again to get back to where the invocation before it stopped, and what it did past that.
+ */
+export function noProgressError(
+  pace: RunPace,
+  format: DetectedFormat,
+  plan: Pick<ReadPlan, 'staging' | 'resumedFrom'>,
+): NoProgressError {
+  const { attempt, maxAttempts, work, stagingWork } = pace;
+  const { staging, resumedFrom } = plan;
+  const share = `less than ${settings.ledger.handOverMinFreshShare * 100}% new`;
+  if (work.redone + work.fresh > 0 || !staging) {
+    return new NoProgressError(
+      `attempt ${attempt} of ${maxAttempts} ran out of time after parsing ${work.redone} records again ` +
+        `to reach its checkpoint (row ${resumedFrom?.row ?? 0}) and ${work.fresh} past it (${share}): a ` +
+        `${format.compression ? `${format.compression} ` : ''}${format.format} file this long cannot be resumed from a record ` +
+        'checkpoint within one invocation',
+    );
+  }
+  return new NoProgressError(
+    `attempt ${attempt} of ${maxAttempts} ran out of time after inflating ${stagingWork.redone} bytes ` +
+      `again to reach its last staged object, before it could stage one more` +
+      (staging.size !== undefined ? ', or while scanning its staged copy for where to split it' : ''),
+  );
 }
