@@ -75,7 +75,7 @@ function groupByPartition(records: readonly Record[]): Record[][] {
   return [...groups.values()];
 }
 
-/** A partition group's topic, partition and offsets (the records come in offset order, or nearly). */
+/** A partition group's topic, partition and the range of its offsets (whatever the order of its records). */
 function partitionOf(records: readonly Record[]) {
   const first = records[0];
   if (!first) throw new Error('empty partition group');
