@@ -139,6 +139,16 @@ export class SignalSender {
     };
   }
 
+  /** The origin of this sender's messages: a signal whose ref extends it travels as a compact entry. */
+  get origin(): Origin {
+    return this.#origin;
+  }
+
+  /** The source left out of each signal that has it (the object key, table or topic). */
+  get source(): string | undefined {
+    return this.#source;
+  }
+
   /**
    * Adds one signal. Returns undefined when it was buffered at once, or a promise that resolves once it
    * is (after the send it had to wait for); await it before adding the next.

@@ -7,8 +7,7 @@
  * API), from the first line of its signature to its closing line, comments and blank lines included; a
  * nested function counts in its parent's length and is also measured on its own. One over the limit fails
  * the check unless a `// long: <reason>` comment stands right before it (before its statement, for a
- * function assigned to a variable or a property; the reason may go on over the line comments after it), or
- * it is in {@link KNOWN_EXCEPTIONS}.
+ * function assigned to a variable or a property; the reason may go on over the line comments after it).
  *
  * Usage: `tsx tools/long-functions.ts [--limit N] [--all] [folder or file...]` (default: 80, functions/ and shared/);
  * `--all` lists every function over the limit, the excused ones too. Exits 1 when one is not excused.
@@ -23,18 +22,6 @@ export const DEFAULT_LIMIT = 80;
 
 /** The folders checked when none is given. */
 export const DEFAULT_ROOTS: readonly string[] = ['functions', 'shared'];
-
-/**
- * Functions other engineers are shortening while this check lands (the s3-trigger ingest path, the
- * db-poller's `poll` and the kafka-consumer's `consumePartition`): listed by file and name so that the
- * check passes meanwhile. Temporary: this list is removed once their branches are merged, and should not
- * grow; a function that has a reason to be long says it in a `// long:` comment instead.
- */
-export const KNOWN_EXCEPTIONS: readonly { readonly file: string; readonly name: string }[] = [
-  { file: 'functions/s3-trigger/ingest.ts', name: '*' },
-  { file: 'functions/db-poller/poller.ts', name: 'poll' },
-  { file: 'functions/kafka-consumer/consumer.ts', name: 'consumePartition' },
-];
 
 /** One measured function. */
 export interface FunctionLength {
@@ -162,15 +149,6 @@ export function sourceFiles(root: string): string[] {
   return files;
 }
 
-/** Whether a function is on the {@link KNOWN_EXCEPTIONS} list. */
-export function isKnownException(fn: Pick<FunctionLength, 'file' | 'name'>): boolean {
-  return KNOWN_EXCEPTIONS.some(
-    (known) =>
-      known.file === fn.file &&
-      (known.name === '*' || known.name === fn.name || fn.name.endsWith(`#${known.name}`)),
-  );
-}
-
 /** The functions over `limit` lines under `roots` (relative to `cwd`), excused or not. */
 export function longFunctions(
   roots: readonly string[],
@@ -196,10 +174,9 @@ function main(args: readonly string[]): number {
     else if (arg !== undefined) roots.push(arg);
   }
   const long = longFunctions(roots.length > 0 ? roots : DEFAULT_ROOTS, limit);
-  const failing = long.filter((fn) => fn.reason === undefined && !isKnownException(fn));
+  const failing = long.filter((fn) => fn.reason === undefined);
   for (const fn of all ? long : failing) {
-    const why =
-      fn.reason !== undefined ? ` (long: ${fn.reason})` : isKnownException(fn) ? ' (known exception)' : '';
+    const why = fn.reason !== undefined ? ` (long: ${fn.reason})` : '';
     console.log(`${fn.file}:${fn.line} ${fn.name}: ${fn.lines} lines${why}`);
   }
   if (failing.length > 0) {

@@ -4,9 +4,9 @@ import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { DbPollerConfig } from '#shared/config.ts';
 import { METRIC } from '#shared/contract.ts';
 import { type Logger, type Metrics, MetricUnit } from '#shared/observability.ts';
-import { putRejects, type RejectEntry, rejectsKey } from '#shared/quarantine.ts';
+import { rejectsKey } from '#shared/quarantine.ts';
 import { type SenderOptions, SignalSender } from '#shared/sender.ts';
-import { normaliseSignal, type Signal } from '#shared/signal.ts';
+import { RejectsBatch, SignalSink } from '#shared/sink.ts';
 import { rejectsPath, rowRecord, watermarkSignalId } from './rejects.ts';
 import { buildSql, lookbackFrom, type PolledRow, type PollerSql } from './sql.ts';
 import { type Horizon, startWatermark } from './unreadable.ts';
@@ -110,9 +110,18 @@ interface RoundResult {
   readonly lostRace?: boolean;
 }
 
+/** What a poll has done so far, round after round. */
+interface PollTally {
+  rounds: number;
+  rows: number;
+  rereadRows: number;
+  sent: number;
+  rejected: number;
+}
+
 /** Runs rounds until drained or told to stop; throws on a failed send (after rolling back). */
 export async function poll(deps: PollerDeps): Promise<PollSummary> {
-  const { config, logger, metrics } = deps;
+  const { config } = deps;
   const now = deps.now ?? Date.now;
   const started = now();
   const deadline = started + config.timeBudgetFraction * deps.remainingTimeMs();
@@ -123,82 +132,80 @@ export async function poll(deps: PollerDeps): Promise<PollSummary> {
       : undefined;
   const start = store ? await startWatermark(deps, sql, store, now) : undefined;
   let watermark = start?.watermark;
-  const horizon = start?.horizon;
   let reread = watermark ? rereadWindow(config, watermark) : undefined;
-
-  let rounds = 0;
-  let rows = 0;
-  let rereadRows = 0;
-  let sent = 0;
-  let rejected = 0;
-  let stoppedBy: StopReason;
-  for (;;) {
-    if (start?.lostRace) {
-      stoppedBy = 'lost-race';
-      metrics.addMetric(METRIC.watermarkConflicts, MetricUnit.Count, 1);
-      logger.info('Another poller moved the watermark first; stopping');
-      break;
-    }
-    if (now() >= deadline) {
-      stoppedBy = 'time-budget';
-      metrics.addMetric(METRIC.pollerTimeBudgetStops, MetricUnit.Count, 1);
-      break;
-    }
-    const depth = await queueDepth(deps.sqs, config.signalsQueueUrl);
-    if (depth > config.maxQueueDepth) {
-      stoppedBy = 'backpressure';
-      metrics.addMetric(METRIC.pollerBackpressureStops, MetricUnit.Count, 1);
-      logger.warn('Signals queue is deep; stopping early', { depth, maxQueueDepth: config.maxQueueDepth });
-      break;
-    }
-    let round: RoundResult;
+  const tally: PollTally = { rounds: 0, rows: 0, rereadRows: 0, sent: 0, rejected: 0 };
+  let stoppedBy: StopReason | undefined = start?.lostRace ? stop(deps, 'lost-race') : undefined;
+  while (!stoppedBy) {
+    stoppedBy = await stopBeforeRound(deps, deadline, now);
+    if (stoppedBy) break;
     if (reread) {
       // Not a round: `rounds` counts the reads past the watermark.
       const out = await rereadRound(deps, sql, reread, now);
-      rereadRows += out.rows;
+      tally.rereadRows += out.rows;
       reread = out.next;
       continue;
     }
+    let round: RoundResult;
     if (store) {
-      const out = await watermarkRound(deps, sql, store, watermark, horizon, now);
+      const out = await watermarkRound(deps, sql, store, watermark, start?.horizon, now);
       round = out;
       if (out.watermark) watermark = out.watermark;
     } else {
       round = await markRound(deps, sql, now, deadline);
     }
-    rounds++;
-    rows += round.rows;
-    sent += round.sent;
-    rejected += round.rejected;
-    if (round.lostRace) {
-      stoppedBy = 'lost-race';
-      metrics.addMetric(METRIC.watermarkConflicts, MetricUnit.Count, 1);
-      logger.info('Another poller advanced the watermark first; stopping');
-      break;
-    }
+    tally.rounds++;
+    tally.rows += round.rows;
+    tally.sent += round.sent;
+    tally.rejected += round.rejected;
+    if (round.lostRace) stoppedBy = stop(deps, 'lost-race', 'advanced');
     // Fewer rows than asked for: drained (in mark mode, the rest is held by other pollers).
-    if (round.rows < config.batchSize) {
-      stoppedBy = 'drained';
-      break;
-    }
+    else if (round.rows < config.batchSize) stoppedBy = 'drained';
   }
   // An empty run is a data point too (0 rows polled), not missing data.
-  if (rows === 0) metrics.addMetric(METRIC.rowsPolled, MetricUnit.Count, 0);
+  if (tally.rows === 0) deps.metrics.addMetric(METRIC.rowsPolled, MetricUnit.Count, 0);
   return {
     mode: config.mode,
-    rounds,
-    rows,
-    ...(store ? { reread: rereadRows, nullWatermark: start?.nullWatermark } : {}),
+    rounds: tally.rounds,
+    rows: tally.rows,
+    ...(store ? { reread: tally.rereadRows, nullWatermark: start?.nullWatermark } : {}),
     ...(start?.horizon
       ? { outOfRange: start.outOfRange, stalled: start.stalled, horizon: start.horizon.horizon }
       : {}),
     ...(start?.rewound ? { rewound: start.rewound } : {}),
-    sent,
-    rejected,
+    sent: tally.sent,
+    rejected: tally.rejected,
     stoppedBy,
     durationMs: now() - started,
     ...(watermark ? { watermark } : {}),
   };
+}
+
+/** Why the poll stops before its next round (out of time, the signals queue too deep), or undefined. */
+async function stopBeforeRound(
+  deps: PollerDeps,
+  deadline: number,
+  now: () => number,
+): Promise<StopReason | undefined> {
+  if (now() >= deadline) return stop(deps, 'time-budget');
+  const { config } = deps;
+  const depth = await queueDepth(deps.sqs, config.signalsQueueUrl);
+  if (depth <= config.maxQueueDepth) return undefined;
+  deps.logger.warn('Signals queue is deep; stopping early', { depth, maxQueueDepth: config.maxQueueDepth });
+  return stop(deps, 'backpressure');
+}
+
+/** Counts (and for a lost race, logs) a stop; `moved`: what the other poller did to the watermark. */
+function stop(deps: PollerDeps, reason: StopReason, moved: 'moved' | 'advanced' = 'moved'): StopReason {
+  const { metrics } = deps;
+  if (reason === 'lost-race') {
+    metrics.addMetric(METRIC.watermarkConflicts, MetricUnit.Count, 1);
+    deps.logger.info(`Another poller ${moved} the watermark first; stopping`);
+  } else if (reason === 'time-budget') {
+    metrics.addMetric(METRIC.pollerTimeBudgetStops, MetricUnit.Count, 1);
+  } else if (reason === 'backpressure') {
+    metrics.addMetric(METRIC.pollerBackpressureStops, MetricUnit.Count, 1);
+  }
+  return reason;
 }
 
 async function queueDepth(sqs: SQSClient, queueUrl: string): Promise<number> {
@@ -363,9 +370,9 @@ async function rereadRound(
 }
 
 /**
- * Validates rows, sends the valid ones packed, quarantines the rest; throws when the send fails.
- * `versioned`: the signal ids carry the row's version (watermark mode), so the rejects key must too.
- * `reread`: rows read again by the lookback, counted apart from the rows polled.
+ * Validates rows, sends the valid ones packed, quarantines the rest (the shared sink); throws when the
+ * send fails. `versioned`: the signal ids carry the row's version (watermark mode), so the rejects key
+ * must too. `reread`: rows read again by the lookback, counted apart from the rows polled.
  */
 async function sendRows(
   deps: PollerDeps,
@@ -376,8 +383,23 @@ async function sendRows(
 ): Promise<RoundResult> {
   const { config, metrics } = deps;
   const c = config.columns;
-  const valid: Signal[] = [];
-  const rejects: (RejectEntry & { id: string })[] = [];
+  const sender = new SignalSender(
+    deps.sqs,
+    config.signalsQueueUrl,
+    { kind: 'db', ref: `db:${config.table}` },
+    { ...deps.senderOptions, maxMessageBytes: config.maxMessageBytes, defaultSource: config.table },
+  );
+  /** The ids of the rejected rows, in the order of their rejects (the rejects key names them). */
+  const rejectedIds: string[] = [];
+  const rejects = new RejectsBatch(deps.s3, config.quarantineBucket, (entries) => {
+    const named = entries.map((e, i) => ({ id: rejectedIds[i] ?? '', ref: e.ref }));
+    return rejectsKey(
+      'db',
+      rejectsPath(config.table, new Date(now()), named, opts.versioned ? 'versioned' : undefined),
+    );
+  });
+  const sink = new SignalSink(sender, rejects, 0);
+  let oldest = Number.POSITIVE_INFINITY;
   for (const row of rows) {
     const id = signalId(row);
     const record: Record<string, unknown> = {
@@ -387,58 +409,26 @@ async function sendRows(
       ...(c.source ? { source: row.pulse_source } : {}),
       timestamp: row.pulse_ts,
     };
-    const result = normaliseSignal(record, {
-      origin: { kind: 'db', ref: id },
-      defaultSource: config.table,
-    });
-    if (result.ok) {
-      valid.push(result.signal);
-    } else {
-      rejects.push({
-        id: row.pulse_id,
-        ref: id,
-        reason: result.reason,
-        record: rowRecord(c, row),
-      });
-    }
+    const ctx = { origin: { kind: 'db', ref: id }, defaultSource: config.table } as const;
+    const out = await sink.add(record, ctx, () => ({ record: rowRecord(c, row) }));
+    if (out.ok) oldest = Math.min(oldest, Date.parse(out.signal.timestamp));
+    else rejectedIds.push(row.pulse_id);
   }
-
-  if (valid.length > 0 && !opts.reread) {
-    let oldest = Number.POSITIVE_INFINITY;
-    for (const s of valid) oldest = Math.min(oldest, Date.parse(s.timestamp));
+  if (sink.sent > 0 && !opts.reread) {
     metrics.addMetric(METRIC.pollerLag, MetricUnit.Milliseconds, Math.max(0, now() - oldest));
   }
-  if (valid.length > 0) {
-    const sender = new SignalSender(
-      deps.sqs,
-      config.signalsQueueUrl,
-      { kind: 'db', ref: `db:${config.table}` },
-      { ...deps.senderOptions, maxMessageBytes: config.maxMessageBytes, defaultSource: config.table },
-    );
-    for (const signal of valid) await sender.add(signal);
-    await sender.flush();
-  }
-  const first = rejects[0];
-  if (first) {
-    const key = rejectsKey(
-      'db',
-      rejectsPath(config.table, new Date(now()), rejects, opts.versioned ? 'versioned' : undefined),
-    );
-    await putRejects(
-      deps.s3,
-      config.quarantineBucket,
-      key,
-      rejects.map(({ id: _id, ...entry }) => entry),
-    );
+  const key = await sink.close();
+  const first = rejects.entries[0];
+  if (key && first) {
     // Where the rejects are, not why: a reason quotes the row's values, which stay in the quarantine.
-    deps.logger.warn('Rows rejected', { rejected: rejects.length, firstRef: first.ref, rejectsKey: key });
+    deps.logger.warn('Rows rejected', { rejected: sink.rejected, firstRef: first.ref, rejectsKey: key });
   }
   if (opts.reread) {
     metrics.addMetric(METRIC.rowsReread, MetricUnit.Count, rows.length);
   } else {
     metrics.addMetric(METRIC.rowsPolled, MetricUnit.Count, rows.length);
-    metrics.addMetric(METRIC.rowsSent, MetricUnit.Count, valid.length);
-    if (rejects.length > 0) metrics.addMetric(METRIC.rowsRejected, MetricUnit.Count, rejects.length);
+    metrics.addMetric(METRIC.rowsSent, MetricUnit.Count, sink.sent);
+    if (sink.rejected > 0) metrics.addMetric(METRIC.rowsRejected, MetricUnit.Count, sink.rejected);
   }
-  return { rows: rows.length, sent: valid.length, rejected: rejects.length };
+  return { rows: rows.length, sent: sink.sent, rejected: sink.rejected };
 }

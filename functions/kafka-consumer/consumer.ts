@@ -4,9 +4,9 @@ import type { SQSClient } from '@aws-sdk/client-sqs';
 import { METRIC } from '#shared/contract.ts';
 import { describeError, isTransient } from '#shared/errors.ts';
 import { type Logger, type Metrics, MetricUnit } from '#shared/observability.ts';
-import { putRejects, type RejectEntry, rejectsKey } from '#shared/quarantine.ts';
+import { rejectsKey } from '#shared/quarantine.ts';
 import { type SenderOptions, SignalSender } from '#shared/sender.ts';
-import { normaliseSignal } from '#shared/signal.ts';
+import { RejectsBatch, SignalSink } from '#shared/sink.ts';
 import { decodeValue, type ValueFormat } from './decode.ts';
 
 export interface KafkaConsumeConfig {
@@ -75,18 +75,23 @@ function groupByPartition(records: readonly Record[]): Record[][] {
   return [...groups.values()];
 }
 
-async function consumePartition(records: Record[], deps: KafkaConsumeDeps): Promise<PartitionSummary> {
-  const { logger, metrics, config } = deps;
+/** A partition group's topic, partition and the range of its offsets (whatever the order of its records). */
+function partitionOf(records: readonly Record[]) {
   const first = records[0];
   if (!first) throw new Error('empty partition group');
-  const { topic, partition } = first;
   let firstOffset = first.offset;
   let lastOffset = first.offset;
   for (const r of records) {
     firstOffset = Math.min(firstOffset, r.offset);
     lastOffset = Math.max(lastOffset, r.offset);
   }
-  const range = `${firstOffset}-${lastOffset}`;
+  const { topic, partition } = first;
+  return { topic, partition, firstOffset, lastOffset, range: `${firstOffset}-${lastOffset}` };
+}
+
+async function consumePartition(records: Record[], deps: KafkaConsumeDeps): Promise<PartitionSummary> {
+  const { logger, metrics, config } = deps;
+  const { topic, partition, firstOffset, lastOffset, range } = partitionOf(records);
   logger.appendKeys({ kafkaTopicPartition: `${topic}-${partition}`, kafkaOffsets: range });
   try {
     const sender = new SignalSender(
@@ -95,43 +100,15 @@ async function consumePartition(records: Record[], deps: KafkaConsumeDeps): Prom
       { kind: 'kafka', ref: kafkaRef(topic, partition, range) },
       { ...deps.senderOptions, maxMessageBytes: config.maxMessageBytes, defaultSource: topic },
     );
-    const rejects: RejectEntry[] = [];
-    for (const record of records) {
-      const ref = kafkaRef(topic, partition, record.offset);
-      const decoded = decodeValue(record, config.valueFormat);
-      if (!decoded.ok) {
-        rejects.push({
-          ref,
-          reason: decoded.reason,
-          ...(decoded.raw !== undefined ? { raw: decoded.raw } : {}),
-        });
-        continue;
-      }
-      const result = normaliseSignal(withRecordTimestamp(decoded.value, record.timestamp), {
-        origin: { kind: 'kafka', ref },
-        defaultSource: topic,
-      });
-      if (!result.ok) {
-        rejects.push({
-          ref,
-          reason: result.reason,
-          raw: decoded.raw,
-          // Binary formats: the decoded record says more than its base64.
-          ...(config.valueFormat !== 'json' ? { record: decoded.value } : {}),
-        });
-        continue;
-      }
-      await sender.add(result.signal);
-    }
-
+    // Keyed by the whole batch's offsets: a retried batch rewrites the same object.
+    const rejects = new RejectsBatch(deps.s3, config.quarantineBucket, () =>
+      rejectsKey('kafka', `${topic}/${partition}/${range}`),
+    );
+    const sink = new SignalSink(sender, rejects, 0);
+    for (const record of records) await consumeRecord(sink, record, config.valueFormat);
     let key: string | undefined;
     try {
-      await sender.flush();
-      if (rejects.length > 0) {
-        // Keyed by the whole batch's offsets: a retried batch rewrites the same object.
-        key = rejectsKey('kafka', `${topic}/${partition}/${range}`);
-        await putRejects(deps.s3, config.quarantineBucket, key, rejects);
-      }
+      key = await sink.close();
     } catch (err) {
       logger.error('Kafka batch not delivered; the event source will retry it', {
         error: describeError(err),
@@ -139,30 +116,51 @@ async function consumePartition(records: Record[], deps: KafkaConsumeDeps): Prom
       });
       throw err;
     }
-
-    const sent = sender.stats.signals;
-    metrics.addMetric(METRIC.kafkaRecordsDecoded, MetricUnit.Count, sent);
-    metrics.addMetric(METRIC.kafkaRecordsQuarantined, MetricUnit.Count, rejects.length);
+    metrics.addMetric(METRIC.kafkaRecordsDecoded, MetricUnit.Count, sink.sent);
+    metrics.addMetric(METRIC.kafkaRecordsQuarantined, MetricUnit.Count, sink.rejected);
     // Refs and counts only: record payloads and reasons (which quote values) stay in the quarantine.
     logger.info('Kafka records consumed', {
       records: records.length,
-      sent,
-      quarantined: rejects.length,
+      sent: sink.sent,
+      quarantined: sink.rejected,
       messages: sender.stats.messages,
-      ...(key ? { rejectsKey: key, firstRejected: rejects.slice(0, 5).map((r) => r.ref) } : {}),
+      ...(key ? { rejectsKey: key, firstRejected: rejects.entries.slice(0, 5).map((r) => r.ref) } : {}),
     });
     return {
       topic,
       partition,
       firstOffset,
       lastOffset,
-      sent,
-      quarantined: rejects.length,
+      sent: sink.sent,
+      quarantined: sink.rejected,
       ...(key ? { rejectsKey: key } : {}),
     };
   } finally {
     logger.removeKeys(['kafkaTopicPartition', 'kafkaOffsets']);
   }
+}
+
+/** Decodes one record and hands it to the sink: sent, or quarantined with its offset and reason. */
+async function consumeRecord(sink: SignalSink, record: Record, valueFormat: ValueFormat): Promise<void> {
+  const ref = kafkaRef(record.topic, record.partition, record.offset);
+  const decoded = decodeValue(record, valueFormat);
+  if (!decoded.ok) {
+    await sink.reject({
+      ref,
+      reason: decoded.reason,
+      ...(decoded.raw !== undefined ? { raw: decoded.raw } : {}),
+    });
+    return;
+  }
+  await sink.add(
+    withRecordTimestamp(decoded.value, record.timestamp),
+    { origin: { kind: 'kafka', ref }, defaultSource: record.topic },
+    () => ({
+      raw: decoded.raw,
+      // Binary formats: the decoded record says more than its base64.
+      ...(valueFormat !== 'json' ? { record: decoded.value } : {}),
+    }),
+  );
 }
 
 /**

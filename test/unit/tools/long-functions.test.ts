@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { isKnownException, longFunctions, measureSource } from '../../../tools/long-functions.ts';
+import { longFunctions, measureSource } from '../../../tools/long-functions.ts';
 
 /** A statement body of `n` lines. */
 const body = (n: number): string => Array.from({ length: n }, (_, i) => `  const v${i} = ${i};`).join('\n');
@@ -119,19 +119,5 @@ describe('longFunctions', () => {
     const long = longFunctions(['shared'], 10, dir);
     // Assess
     expect(long).toEqual([{ file: 'shared/deep/a.ts', name: 'long', line: 1, lines: 11 }]);
-  });
-});
-
-describe('isKnownException', () => {
-  it('excuses the listed functions only, by file and name', () => {
-    // Act
-    const excused = [
-      { file: 'functions/db-poller/poller.ts', name: 'poll' },
-      { file: 'functions/s3-trigger/ingest.ts', name: 'anything' },
-      { file: 'functions/db-poller/poller.ts', name: 'sendRows' },
-      { file: 'functions/scorer/scorer.ts', name: 'poll' },
-    ].map(isKnownException);
-    // Assess
-    expect(excused).toEqual([true, true, false, false]);
   });
 });
