@@ -1,6 +1,6 @@
 /**
  * `pulse`: runs the pipeline offline and operates it, offline or deployed (`--stack NAME`).
- * Argument parsing and printing only; the work is in local/ (offline.ts, operations.ts, status.ts).
+ * Argument parsing and printing only; the work is in local/ (runtime/offline.ts, commands/operations.ts, commands/status.ts).
  *
  *   npm run pulse -- local up [--detach]     npm run pulse -- status [--json]
  *   npm run pulse -- demo                    npm run pulse -- drop FILE…
@@ -12,9 +12,7 @@ import { SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { FileStatus } from '#shared/ledger.ts';
 import { ORIGIN_KINDS, type OriginKind } from '#shared/signal.ts';
-import { REPO_ROOT } from '../local/emulators.ts';
-import type { ReplayInvoker } from '../local/kafka-replay.ts';
-import { localDown, localUp, type Progress } from '../local/offline.ts';
+import type { ReplayInvoker } from '../local/commands/kafka-replay.ts';
 import {
   backfill,
   DLQ_SOURCES,
@@ -23,13 +21,15 @@ import {
   listDlq,
   type RedrivableDlq,
   redriveDlq,
-} from '../local/operations.ts';
-import { runRuntimeProcess, runtimeEnv } from '../local/runtime.ts';
-import { lookupSignal, seriesAnomalies } from '../local/scores.ts';
-import { DEFAULT_HOME, readState } from '../local/state.ts';
-import { type PulseStatus, StatusCollector } from '../local/status.ts';
-import { localTarget, stackTarget, type Target } from '../local/target.ts';
-import { printable, printableJson, printableRow } from '../local/terminal.ts';
+} from '../local/commands/operations.ts';
+import { lookupSignal, seriesAnomalies } from '../local/commands/scores.ts';
+import { type PulseStatus, StatusCollector } from '../local/commands/status.ts';
+import { localTarget, stackTarget, type Target } from '../local/commands/target.ts';
+import { printable, printableJson, printableRow } from '../local/commands/terminal.ts';
+import { REPO_ROOT } from '../local/emulators/moto.ts';
+import { localDown, localUp, type Progress } from '../local/runtime/offline.ts';
+import { runRuntimeProcess, runtimeEnv } from '../local/runtime/runtime.ts';
+import { DEFAULT_HOME, readState } from '../local/runtime/state.ts';
 
 const FILE_STATUSES: readonly FileStatus[] = [
   'DISCOVERED',
@@ -206,7 +206,7 @@ program
   .command('demo')
   .description('put a little sample data in the bucket, the table and the topic')
   .action(async () => {
-    const { runDemo } = await import('../local/demo.ts');
+    const { runDemo } = await import('../local/runtime/demo.ts');
     await withTarget(async (target) => {
       const result = await runDemo({
         s3: target.clients.s3,
@@ -411,7 +411,7 @@ kafka
   .option('--dry-run', 'list the failure objects and what replay would do; invoke and change nothing')
   .option('--json', 'print JSON')
   .action(async (o: { dryRun?: boolean; json?: boolean }) => {
-    const { replayKafkaFailures } = await import('../local/kafka-replay.ts');
+    const { replayKafkaFailures } = await import('../local/commands/kafka-replay.ts');
     await withTarget(async (target) => {
       const invoker = o.dryRun ? undefined : await replayInvoker(target);
       const result = await replayKafkaFailures(target, invoker, {
@@ -449,7 +449,7 @@ kafka
 
 /** The deployed kafka-consumer (`--stack`), or offline its real handler with the offline run's environment. */
 async function replayInvoker(target: Target): Promise<ReplayInvoker> {
-  const { handlerInvoker, lambdaInvoker } = await import('../local/kafka-invokers.ts');
+  const { handlerInvoker, lambdaInvoker } = await import('../local/commands/kafka-invokers.ts');
   if (target.kind === 'aws') {
     const { LambdaClient } = await import('@aws-sdk/client-lambda');
     const region = globals().region;
