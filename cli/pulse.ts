@@ -26,7 +26,7 @@ import { lookupSignal, seriesAnomalies } from '../local/commands/scores.ts';
 import { type PulseStatus, StatusCollector } from '../local/commands/status.ts';
 import { localTarget, stackTarget, type Target } from '../local/commands/target.ts';
 import { printable, printableJson, printableRow } from '../local/commands/terminal.ts';
-import { REPO_ROOT } from '../local/emulators/moto.ts';
+import { REPO_ROOT } from '../local/emulators/supervisor.ts';
 import { localDown, localUp, type Progress } from '../local/runtime/offline.ts';
 import { runRuntimeProcess, runtimeEnv } from '../local/runtime/runtime.ts';
 import { DEFAULT_HOME, readState } from '../local/runtime/state.ts';

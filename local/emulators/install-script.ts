@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 
 /** What running one of the project's `scripts/*.sh install` steps gave. */
 export interface InstallRun {
@@ -44,13 +43,4 @@ export interface InstallOptions {
   readonly root?: string;
   /** Receives the install script's progress lines. @default written to stderr */
   readonly onOutput?: (line: string) => void;
-}
-
-/** The last lines of a server's log, for an error message; `(no log)` when there is none. */
-export function logTail(file: string, lines = 20): string {
-  try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
 }

@@ -1,28 +1,18 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { type InstallOptions, logTail, runInstallScript } from './install-script.ts';
-import { freePort, REPO_ROOT } from './moto.ts';
+import { type InstallOptions, runInstallScript } from './install-script.ts';
+import { freePort, REPO_ROOT, startOnAPort, supervise } from './supervisor.ts';
 
 /**
  * A private Apache Kafka broker from TypeScript, for test setup and the offline runtime: Kafka 3.9 in
  * KRaft mode (one combined broker+controller), jars fetched from Maven Central by
  * `scripts/kafka.sh install` into `.pulse/kafka/lib`, a fresh storage folder under `.pulse/kafka/tmp-*`
- * formatted for each start, loopback only, free ports, removed again by `stop()`.
- * `scripts/kafka.sh start` keeps a long-lived broker of its own (`.pulse/kafka/data`, port 59092) apart
- * from the ones started here.
+ * formatted for each start, loopback only, free ports, removed again by `stop()`; started and stopped by
+ * the supervisor (`supervisor.ts`). `scripts/kafka.sh start` keeps a long-lived broker of its own
+ * (`.pulse/kafka/data`, port 59092, `cli.ts`) apart from the ones started here.
  */
 
 /** The Kafka version the project pins (also in scripts/kafka.sh). MSK offers 3.9.x. */
@@ -114,6 +104,10 @@ export interface StartKafkaOptions {
   readonly dir?: string;
   /** Let the broker outlive this Node process (`pulse local up --detach`). @default false */
   readonly detached?: boolean;
+  /** The controller's port. @default a free port */
+  readonly controllerPort?: number;
+  /** @default `kafka.log` in the broker's folder */
+  readonly logFile?: string;
 }
 
 export interface KafkaBroker {
@@ -188,27 +182,26 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
   const { base, lib } = kafkaPaths(root);
   mkdirSync(base, { recursive: true });
 
-  const attempts = options.port === undefined ? 3 : 1;
-  let lastError: unknown;
-  for (let attempt = 1; attempt <= attempts; attempt++) {
-    const port = options.port ?? (await freePort());
-    let controllerPort = await freePort();
-    while (controllerPort === port) controllerPort = await freePort();
-    const keep = options.dir !== undefined;
-    if (keep) mkdirSync(options.dir, { recursive: true });
-    const dir = options.dir ?? mkdtempSync(join(base, 'tmp-'));
-    try {
-      return await startOn({ java, lib, dir, port, controllerPort, options, keep });
-    } catch (err) {
-      if (!keep) rmSync(dir, { recursive: true, force: true });
-      lastError = err;
-      if (!(err instanceof PortInUseError)) break;
-    }
-  }
-  throw lastError;
+  return startOnAPort(
+    options.port,
+    async (port) => {
+      let controllerPort = options.controllerPort ?? (await freePort());
+      while (controllerPort === port) controllerPort = await freePort();
+      const keep = options.dir !== undefined;
+      if (keep) mkdirSync(options.dir, { recursive: true });
+      const dir = options.dir ?? mkdtempSync(join(base, 'tmp-'));
+      try {
+        return await startOn({ java, lib, dir, port, controllerPort, options, keep });
+      } catch (err) {
+        if (!keep) rmSync(dir, { recursive: true, force: true });
+        throw err;
+      }
+    },
+    unavailable,
+  );
 }
 
-class PortInUseError extends KafkaUnavailableError {}
+const unavailable = (message: string, options?: ErrorOptions) => new KafkaUnavailableError(message, options);
 
 async function formatStorage(java: string, jvm: string[], dir: string, propsFile: string): Promise<void> {
   try {
@@ -265,10 +258,9 @@ async function startOn(args: {
   keep: boolean;
 }): Promise<KafkaBroker> {
   const { java, lib, dir, port, controllerPort, options, keep } = args;
-  const detached = options.detached ?? false;
   const log4jFile = join(dir, 'log4j.properties');
   const propsFile = join(dir, 'server.properties');
-  const logFile = join(dir, 'kafka.log');
+  const logFile = options.logFile ?? join(dir, 'kafka.log');
   writeFileSync(log4jFile, LOG4J);
   writeFileSync(
     propsFile,
@@ -284,71 +276,29 @@ async function startOn(args: {
   // Storage: a fresh cluster id, formatted once for this folder (a kept folder is formatted already).
   if (!existsSync(join(dir, 'data', 'meta.properties'))) await formatStorage(java, jvm, dir, propsFile);
 
-  const fd = openSync(logFile, 'a');
-  let child: ChildProcess;
-  try {
-    child = spawn(java, [...jvm, 'kafka.Kafka', propsFile], {
-      cwd: dir,
-      stdio: ['ignore', fd, fd],
-      detached,
-    });
-  } finally {
-    closeSync(fd);
-  }
-  const killOnExit = () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  };
-  if (!detached) process.once('exit', killOnExit);
-  const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
   const brokers = `127.0.0.1:${port}`;
-
-  let stopping: Promise<void> | undefined;
-  const stop = () => {
-    stopping ??= (async () => {
-      process.removeListener('exit', killOnExit);
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = once(child, 'exit');
-        child.kill('SIGTERM'); // controlled shutdown
-        const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-        await exited;
-        clearTimeout(timer);
-      }
+  const broker = await supervise({
+    name: 'Kafka',
+    command: java,
+    args: [...jvm, 'kafka.Kafka', propsFile],
+    cwd: dir,
+    ports: [port, controllerPort],
+    logFile,
+    detached: options.detached ?? false,
+    isReady: () => isKafkaReady(brokers),
+    pollMs: 200,
+    readyTimeoutMs: options.readyTimeoutMs ?? 60_000,
+    stopSignal: 'SIGTERM', // controlled shutdown
+    stopGraceMs: 15_000,
+    portInUse: /address already in use|BindException/i,
+    unavailable,
+    spawnFailed: (err) => `could not run ${java}: ${err.message}. ${INSTALL_HINT}`,
+    notReady: (tail) => `Kafka did not answer on ${brokers} in time:\n${tail}`,
+    cleanUp: () => {
       if (!keep) rmSync(dir, { recursive: true, force: true });
-    })();
-    return stopping;
-  };
-
-  const deadline = Date.now() + (options.readyTimeoutMs ?? 60_000);
-  for (;;) {
-    const failed = await Promise.race([
-      spawnError,
-      new Promise<undefined>((r) => setTimeout(() => r(undefined), 0)),
-    ]);
-    if (failed) {
-      process.removeListener('exit', killOnExit);
-      throw new KafkaUnavailableError(`could not run ${java}: ${failed.message}. ${INSTALL_HINT}`, {
-        cause: failed,
-      });
-    }
-    if (child.exitCode !== null || child.signalCode !== null) {
-      process.removeListener('exit', killOnExit);
-      const tail = logTail(logFile);
-      const message = `Kafka exited during start-up (code ${child.exitCode ?? child.signalCode}); ${logFile}:\n${tail}`;
-      throw /address already in use|BindException/i.test(tail)
-        ? new PortInUseError(message)
-        : new KafkaUnavailableError(message);
-    }
-    if (await isKafkaReady(brokers)) break;
-    if (Date.now() > deadline) {
-      const tail = logTail(logFile);
-      await stop();
-      throw new KafkaUnavailableError(`Kafka did not answer on ${brokers} in time:\n${tail}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  if (child.pid === undefined) throw new KafkaUnavailableError('Kafka started without a pid');
-  if (detached) child.unref();
-  return { brokers, port, pid: child.pid, dir, logFile, stop };
+    },
+  });
+  return { brokers, port, pid: broker.pid, dir, logFile, stop: broker.stop };
 }
 
 /**

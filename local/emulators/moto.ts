@@ -1,22 +1,17 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { type InstallOptions, logTail, runInstallScript } from './install-script.ts';
+import { type InstallOptions, runInstallScript } from './install-script.ts';
+import { REPO_ROOT, startOnAPort, supervise } from './supervisor.ts';
 
 /**
  * The moto server (S3, SQS, DynamoDB) from TypeScript: install it into the repository's `.venv`, start
- * a private instance on a free port, stop it. `scripts/emulators.sh` does the same from a shell (and
- * keeps its own server, by pid file, apart from the ones started here).
+ * a private instance on a free port (through the supervisor, `supervisor.ts`), stop it.
+ * `scripts/emulators.sh start` keeps a long-lived server of its own (by pid file, `cli.ts`) apart from
+ * the ones started here.
  */
 
 /** The moto version the project pins (also in scripts/emulators.sh). */
 export const MOTO_VERSION = '5.2.5';
-
-/** The repository root (this file lives in `local/`). */
-export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 const INSTALL_HINT =
   'Install it with: bash scripts/emulators.sh install   (needs Python >= 3.9 with its venv module)';
@@ -130,22 +125,16 @@ export async function startMoto(options: StartMotoOptions = {}): Promise<MotoSer
       `moto server is not installed (${motoServer} is missing). ${INSTALL_HINT}`,
     );
   }
-  // A free port can be taken between the probe and moto's bind: try a few.
-  const attempts = options.port === undefined ? 3 : 1;
-  let lastError: unknown;
-  for (let attempt = 1; attempt <= attempts; attempt++) {
-    const port = options.port ?? (await freePort(host));
-    try {
-      return await startOn(motoServer, host, port, root, options);
-    } catch (err) {
-      lastError = err;
-      if (!(err instanceof PortInUseError)) throw err;
-    }
-  }
-  throw lastError;
+  return startOnAPort(
+    options.port,
+    (port) => startOn(motoServer, host, port, root, options),
+    unavailable,
+    host,
+  );
 }
 
-class PortInUseError extends EmulatorUnavailableError {}
+const unavailable = (message: string, options?: ErrorOptions) =>
+  new EmulatorUnavailableError(message, options);
 
 async function startOn(
   motoServer: string,
@@ -157,73 +146,34 @@ async function startOn(
   const ownLog = options.logFile === undefined;
   const logFile = options.logFile ?? join(root, '.pulse', 'log', `moto-${port}.log`);
   mkdirSync(join(logFile, '..'), { recursive: true });
-  const fd = openSync(logFile, 'a');
-  let child: ChildProcess;
-  try {
-    // Through scripts/moto_server.py: moto itself, with TransactWriteItems made fast and isolated, and scans
-    // and sends that do not slow down as a table or queue grows.
-    const python = join(motoServer, '..', 'python');
-    const launcher = join(root, 'scripts', 'moto_server.py');
-    const state = options.stateFile ? ['--state', options.stateFile] : [];
-    child = spawn(python, [launcher, ...state, '-H', host, '-p', String(port)], {
-      cwd: root,
-      stdio: ['ignore', fd, fd],
-      detached: options.detached ?? false,
-    });
-  } finally {
-    closeSync(fd);
-  }
-  const killOnExit = () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  };
-  if (!options.detached) process.once('exit', killOnExit);
-  const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
-
   const endpoint = `http://${host}:${port}`;
-  const stop = async (keepLog = false) => {
-    process.removeListener('exit', killOnExit);
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = once(child, 'exit');
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
+  // Through scripts/moto_server.py: moto itself, with TransactWriteItems made fast and isolated, and scans
+  // and sends that do not slow down as a table or queue grows.
+  const state = options.stateFile ? ['--state', options.stateFile] : [];
+  const server = await supervise({
+    name: 'moto server',
+    command: join(motoServer, '..', 'python'),
+    args: [join(root, 'scripts', 'moto_server.py'), ...state, '-H', host, '-p', String(port)],
+    cwd: root,
+    ports: [port],
+    host,
+    logFile,
+    detached: options.detached ?? false,
+    isReady: () => isMotoReady(endpoint),
+    pollMs: 50,
+    readyTimeoutMs: options.readyTimeoutMs ?? 30_000,
+    stopSignal: 'SIGTERM', // moto_server.py saves its state file on SIGTERM
+    stopGraceMs: 5000,
+    portInUse: /address already in use/i,
+    unavailable,
+    spawnFailed: (err) => `could not run ${motoServer}: ${err.message}. ${INSTALL_HINT}`,
+    notReady: () => `moto server did not answer on ${endpoint}/moto-api/ in time; see ${logFile}`,
     // The log of a server that started and stopped cleanly is of no interest; a failed start keeps its.
-    if (ownLog && !keepLog) rmSync(logFile, { force: true });
-  };
-
-  const deadline = Date.now() + (options.readyTimeoutMs ?? 30_000);
-  for (;;) {
-    const failed = await Promise.race([
-      spawnError,
-      new Promise<undefined>((r) => setTimeout(() => r(undefined), 0)),
-    ]);
-    if (failed) {
-      process.removeListener('exit', killOnExit);
-      throw new EmulatorUnavailableError(`could not run ${motoServer}: ${failed.message}. ${INSTALL_HINT}`, {
-        cause: failed,
-      });
-    }
-    if (child.exitCode !== null || child.signalCode !== null) {
-      process.removeListener('exit', killOnExit);
-      const tail = logTail(logFile);
-      const message = `moto server exited during start-up (code ${child.exitCode ?? child.signalCode}); ${logFile}:\n${tail}`;
-      throw /address already in use/i.test(tail)
-        ? new PortInUseError(message)
-        : new EmulatorUnavailableError(message);
-    }
-    if (await isMotoReady(endpoint)) break;
-    if (Date.now() > deadline) {
-      await stop();
-      throw new EmulatorUnavailableError(
-        `moto server did not answer on ${endpoint}/moto-api/ in time; see ${logFile}`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  if (child.pid === undefined) throw new EmulatorUnavailableError('moto server started without a pid');
-  if (options.detached) child.unref();
-  return { endpoint, port, pid: child.pid, logFile, stop: () => stop() };
+    cleanUp: (failedStart) => {
+      if (ownLog && !failedStart) rmSync(logFile, { force: true });
+    },
+  });
+  return { endpoint, port, pid: server.pid, logFile, stop: server.stop };
 }
 
 /** True when a moto server answers `GET /moto-api/` at the endpoint. */
@@ -249,16 +199,4 @@ export async function waitForMoto(endpoint: string, timeoutMs = 10_000): Promise
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-}
-
-/** A TCP port nothing listens on right now. */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const server = createServer();
-  server.listen(0, host);
-  await once(server, 'listening');
-  const address = server.address();
-  server.close();
-  await once(server, 'close');
-  if (address === null || typeof address === 'string') throw new Error('could not find a free port');
-  return address.port;
 }

@@ -1,17 +1,15 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { logTail } from './install-script.ts';
-import { freePort, REPO_ROOT } from './moto.ts';
+import { REPO_ROOT, startOnAPort, supervise } from './supervisor.ts';
 
 /**
  * A private PostgreSQL server from TypeScript, for test setup and the offline runtime: a fresh data
  * folder under `.pulse/postgres/`, initdb, the server on 127.0.0.1 and a free port, trust
  * authentication, no durability (a throwaway database), removed again by `stop()`.
- * `scripts/postgres.sh` keeps a long-lived server of its own (`.pulse/postgres/data`, port 55432) apart
- * from the ones started here. PostgreSQL refuses to run as root: as root, the server runs as `postgres`.
+ * Started and stopped by the supervisor (`supervisor.ts`). `scripts/postgres.sh start` keeps a long-lived
+ * server of its own (`.pulse/postgres/data`, port 55432, `cli.ts`) apart from the ones started here. PostgreSQL refuses to run as root: as root, the server runs as `postgres`.
  */
 
 export const PG_MAJOR = 15;
@@ -45,6 +43,10 @@ export interface StartPostgresOptions {
   readonly dir?: string;
   /** Let the server outlive this Node process (`pulse local up --detach`). @default false */
   readonly detached?: boolean;
+  /** @default `postgres-<port>.log` in the server's folder */
+  readonly logFile?: string;
+  /** The folder of its Unix socket. @default the server's folder */
+  readonly socketDir?: string;
 }
 
 export interface PostgresServer {
@@ -150,26 +152,27 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     );
   }
 
-  const attempts = options.port === undefined ? 3 : 1;
-  let lastError: unknown;
-  for (let attempt = 1; attempt <= attempts; attempt++) {
-    const port = options.port ?? (await freePort());
-    try {
-      return await startOn(binDir, dir, dataDir, port, ids, {
-        readyTimeoutMs: options.readyTimeoutMs ?? 60_000,
-        keep,
-        detached: options.detached ?? false,
-      });
-    } catch (err) {
-      lastError = err;
-      if (!(err instanceof PortInUseError)) break;
-    }
+  try {
+    return await startOnAPort(
+      options.port,
+      (port) =>
+        startOn(binDir, dir, dataDir, port, ids, {
+          readyTimeoutMs: options.readyTimeoutMs ?? 60_000,
+          keep,
+          detached: options.detached ?? false,
+          logFile: options.logFile ?? join(dir, `postgres-${port}.log`),
+          socketDir: options.socketDir ?? dir,
+        }),
+      unavailable,
+    );
+  } catch (err) {
+    remove();
+    throw err;
   }
-  remove();
-  throw lastError;
 }
 
-class PortInUseError extends PostgresUnavailableError {}
+const unavailable = (message: string, options?: ErrorOptions) =>
+  new PostgresUnavailableError(message, options);
 
 async function startOn(
   binDir: string,
@@ -177,94 +180,50 @@ async function startOn(
   dataDir: string,
   port: number,
   ids: { uid?: number; gid?: number },
-  opts: { readyTimeoutMs: number; keep: boolean; detached: boolean },
+  opts: { readyTimeoutMs: number; keep: boolean; detached: boolean; logFile: string; socketDir: string },
 ): Promise<PostgresServer> {
-  const { readyTimeoutMs } = opts;
-  const logFile = join(dir, `postgres-${port}.log`);
-  const fd = openSync(logFile, 'a');
-  let child: ChildProcess;
-  try {
-    child = spawn(
-      join(binDir, 'postgres'),
-      [
-        '-D',
-        dataDir,
-        '-p',
-        String(port),
-        '-c',
-        'listen_addresses=127.0.0.1',
-        '-k',
-        dir,
-        '-c',
-        'fsync=off',
-        '-c',
-        'synchronous_commit=off',
-        '-c',
-        'full_page_writes=off',
-        '-c',
-        'max_connections=200',
-      ],
-      { cwd: dir, stdio: ['ignore', fd, fd], detached: opts.detached, ...ids },
-    );
-  } finally {
-    closeSync(fd);
-  }
-  const killOnExit = () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  };
-  if (!opts.detached) process.once('exit', killOnExit);
-  const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
-
-  let stopped = false;
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
-    process.removeListener('exit', killOnExit);
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = once(child, 'exit');
-      child.kill('SIGINT'); // fast shutdown: roll back open transactions, close connections
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
-    }
-    if (!opts.keep) rmSync(dir, { recursive: true, force: true });
-  };
-
-  const deadline = Date.now() + readyTimeoutMs;
-  for (;;) {
-    const failed = await Promise.race([
-      spawnError,
-      new Promise<undefined>((r) => setTimeout(() => r(undefined), 0)),
-    ]);
-    if (failed) {
-      process.removeListener('exit', killOnExit);
-      throw new PostgresUnavailableError(
-        `could not run ${binDir}/postgres: ${failed.message}. ${INSTALL_HINT}`,
-        {
-          cause: failed,
-        },
-      );
-    }
-    if (child.exitCode !== null || child.signalCode !== null) {
-      process.removeListener('exit', killOnExit);
-      const tail = logTail(logFile);
-      const message = `postgres exited during start-up (code ${child.exitCode ?? child.signalCode}); ${logFile}:\n${tail}`;
-      throw /could not bind|address already in use/i.test(tail)
-        ? new PortInUseError(message)
-        : new PostgresUnavailableError(message);
-    }
-    if (await isPostgresReady(url)) break;
-    if (Date.now() > deadline) {
-      const tail = logTail(logFile);
-      await stop();
-      throw new PostgresUnavailableError(`postgres did not accept connections on ${url} in time:\n${tail}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  if (child.pid === undefined) throw new PostgresUnavailableError('postgres started without a pid');
-  if (opts.detached) child.unref();
-  return { url, port, pid: child.pid, dataDir, stop };
+  const server = await supervise({
+    name: 'postgres',
+    command: join(binDir, 'postgres'),
+    // Loopback only, our own socket folder, and no durability (a throwaway database).
+    args: [
+      '-D',
+      dataDir,
+      '-p',
+      String(port),
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-k',
+      opts.socketDir,
+      '-c',
+      'fsync=off',
+      '-c',
+      'synchronous_commit=off',
+      '-c',
+      'full_page_writes=off',
+      '-c',
+      'max_connections=200',
+    ],
+    cwd: dir,
+    ports: [port],
+    logFile: opts.logFile,
+    ...ids,
+    detached: opts.detached,
+    isReady: () => isPostgresReady(url),
+    pollMs: 100,
+    readyTimeoutMs: opts.readyTimeoutMs,
+    stopSignal: 'SIGINT', // fast shutdown: roll back open transactions, close connections
+    stopGraceMs: 10_000,
+    portInUse: /could not bind|address already in use/i,
+    unavailable,
+    spawnFailed: (err) => `could not run ${binDir}/postgres: ${err.message}. ${INSTALL_HINT}`,
+    notReady: (tail) => `postgres did not accept connections on ${url} in time:\n${tail}`,
+    cleanUp: () => {
+      if (!opts.keep) rmSync(dir, { recursive: true, force: true });
+    },
+  });
+  return { url, port, pid: server.pid, dataDir, stop: server.stop };
 }
 
 /** True when a server at the URL answers `SELECT 1`. */

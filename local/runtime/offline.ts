@@ -8,7 +8,6 @@
 
 import { spawn } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import {
   CreateSecretCommand,
@@ -19,22 +18,21 @@ import {
 import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
 import { settings } from '#shared/settings.ts';
-import { logTail } from '../emulators/install-script.ts';
 import { ensureKafkaInstalled, isKafkaReady, startKafka } from '../emulators/kafka.ts';
-import { ensureMotoInstalled, isMotoReady, REPO_ROOT, startMoto } from '../emulators/moto.ts';
+import { ensureMotoInstalled, isMotoReady, startMoto } from '../emulators/moto.ts';
 import { ensurePostgresInstalled, isPostgresReady, startPostgres } from '../emulators/postgres.ts';
+import {
+  isPortFree,
+  isRunning,
+  logTail,
+  type ProcessRecord,
+  REPO_ROOT,
+  stopProcess,
+} from '../emulators/supervisor.ts';
 import { destroyClients, LOCAL_CREDENTIALS, LOCAL_REGION, makeClients } from './clients.ts';
 import { resourceNames } from './names.ts';
 import { createResources } from './resources.ts';
-import {
-  isRunning,
-  type LocalState,
-  type ProcessRecord,
-  type RuntimeOptions,
-  readState,
-  stopProcess,
-  updateState,
-} from './state.ts';
+import { type LocalState, type RuntimeOptions, readState, updateState } from './state.ts';
 
 /** Preferred ports, used when free (a previous run's port first): stable URLs for a newcomer. */
 export const PREFERRED_PORTS = { moto: 4566, postgres: 5433, kafka: 9092, dashboard: 4580 } as const;
@@ -384,12 +382,4 @@ async function firstFree(candidates: readonly (number | undefined)[]): Promise<n
     if (p !== undefined && (await isPortFree(p))) return p;
   }
   return undefined;
-}
-
-function isPortFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
 }

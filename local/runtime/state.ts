@@ -2,21 +2,15 @@
  * What `pulse local up` started and created, kept in `<home>/state.json` (home defaults to the
  * git-ignored `.pulse/local`), so that `down`, `status` and the runtime process find it again.
  * Processes are recorded by pid and recognised by their command line, so a recycled pid is never
- * mistaken for ours.
+ * mistaken for ours (`isRunning` and `stopProcess` of `../emulators/supervisor.ts`).
  */
 
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT } from '../emulators/moto.ts';
+import { type ProcessRecord, REPO_ROOT } from '../emulators/supervisor.ts';
 import type { QueueRef } from './resources.ts';
 
 export const DEFAULT_HOME = join(REPO_ROOT, '.pulse', 'local');
-
-export interface ProcessRecord {
-  readonly pid: number;
-  /** A fragment of the process's command line that identifies it as ours. */
-  readonly marker: string;
-}
 
 export interface LocalState {
   readonly prefix: string;
@@ -90,50 +84,4 @@ export function updateState(home: string, prefix: string, change: (s: LocalState
   change(state);
   writeState(home, state);
   return state;
-}
-
-/** True when the process runs and its command line holds the record's marker. */
-export function isRunning(record: ProcessRecord | undefined): boolean {
-  if (!record) return false;
-  try {
-    process.kill(record.pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const cmdline = readFileSync(`/proc/${record.pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
-    return cmdline.includes(record.marker);
-  } catch {
-    // No /proc (macOS): the pid answering signal 0 is the best evidence there is.
-    return true;
-  }
-}
-
-/**
- * Stops a recorded process: `signal`, then SIGKILL after `graceMs`. Resolves once it has exited.
- * Does nothing when the pid is gone or belongs to someone else now.
- */
-export async function stopProcess(
-  record: ProcessRecord | undefined,
-  signal: NodeJS.Signals = 'SIGTERM',
-  graceMs = 15_000,
-): Promise<boolean> {
-  if (!isRunning(record) || !record) return false;
-  try {
-    process.kill(record.pid, signal);
-  } catch {
-    return false;
-  }
-  const deadline = Date.now() + graceMs;
-  while (isRunning(record)) {
-    if (Date.now() > deadline) {
-      try {
-        process.kill(record.pid, 'SIGKILL');
-      } catch {
-        // exited meanwhile
-      }
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return true;
 }

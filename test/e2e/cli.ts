@@ -8,7 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { PulseStatus } from '../../local/commands/status.ts';
-import { REPO_ROOT } from '../../local/emulators/moto.ts';
+import { REPO_ROOT } from '../../local/emulators/supervisor.ts';
 import type { LocalState } from '../../local/runtime/state.ts';
 import { waitUntil } from '../helpers/wait.ts';
 

@@ -11,8 +11,9 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AwsClients } from '#shared/clients.ts';
 import type { PulseStatus } from '../../local/commands/status.ts';
+import { isRunning } from '../../local/emulators/supervisor.ts';
 import { destroyClients, makeClients } from '../../local/runtime/clients.ts';
-import { isRunning, type LocalState } from '../../local/runtime/state.ts';
+import type { LocalState } from '../../local/runtime/state.ts';
 import { waitUntil } from '../helpers/wait.ts';
 import { type Cli, cli } from './cli.ts';
 

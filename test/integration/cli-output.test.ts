@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { REPO_ROOT } from '../../local/emulators/moto.ts';
+import { REPO_ROOT } from '../../local/emulators/supervisor.ts';
 import { makeClients } from '../../local/runtime/clients.ts';
 import { resourceNames, uniquePrefix } from '../../local/runtime/names.ts';
 import { createResources } from '../../local/runtime/resources.ts';

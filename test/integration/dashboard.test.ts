@@ -8,7 +8,7 @@ import { StatusCollector } from '../../local/commands/status.ts';
 import type { Target } from '../../local/commands/target.ts';
 import { ALARM_NAMES } from '../../local/dashboard/alarms.ts';
 import { type Dashboard, type DashboardSnapshot, startDashboard } from '../../local/dashboard/server.ts';
-import { REPO_ROOT } from '../../local/emulators/moto.ts';
+import { REPO_ROOT } from '../../local/emulators/supervisor.ts';
 import { csvFile, setUpPipeline, waitFor } from './pipeline.ts';
 
 /** Debian's chromium (bash scripts/chromium.sh install): playwright-core downloads no browser. */

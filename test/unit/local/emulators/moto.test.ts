@@ -5,11 +5,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   EmulatorUnavailableError,
   ensureMotoInstalled,
-  freePort,
   isMotoInstalled,
   isMotoReady,
   startMoto,
 } from '../../../../local/emulators/moto.ts';
+import { freePort } from '../../../../local/emulators/supervisor.ts';
 
 describe('moto install and start, without moto', () => {
   const roots: string[] = [];

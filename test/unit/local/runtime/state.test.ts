@@ -3,12 +3,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isRunning, stopProcess } from '../../../../local/emulators/supervisor.ts';
 import {
-  isRunning,
   type LocalState,
   readState,
   statePath,
-  stopProcess,
   updateState,
   writeState,
 } from '../../../../local/runtime/state.ts';
