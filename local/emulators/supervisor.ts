@@ -51,6 +51,8 @@ export interface ServerSpec {
   readonly gid?: number;
   /** Let it outlive this Node process (`pulse local up --detach`, `scripts/*.sh start`). */
   readonly detached: boolean;
+  /** Called with its pid as soon as it is spawned (to record it before it is ready). */
+  readonly onSpawn?: (pid: number) => void;
   /** True once it answers. Asked every `pollMs` until `readyTimeoutMs` has passed. */
   readonly isReady: () => Promise<boolean>;
   readonly pollMs: number;
@@ -58,8 +60,8 @@ export interface ServerSpec {
   /** The signal of a clean stop (SIGTERM; PostgreSQL's fast shutdown is SIGINT), SIGKILL after `stopGraceMs`. */
   readonly stopSignal: NodeJS.Signals;
   readonly stopGraceMs: number;
-  /** A log line saying its port was taken. */
-  readonly portInUse: RegExp;
+  /** A log line saying its port was taken. @default none: it has no port that could be */
+  readonly portInUse?: RegExp;
   readonly unavailable: UnavailableError;
   /** The message when the command cannot be run at all (not found, not executable). */
   readonly spawnFailed: (err: Error) => string;
@@ -109,6 +111,7 @@ export async function supervise(spec: ServerSpec): Promise<Supervised> {
   };
   if (!spec.detached) process.once('exit', killOnExit);
   const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
+  if (child.pid !== undefined) spec.onSpawn?.(child.pid);
 
   let stopping: Promise<void> | undefined;
   const stop = (failedStart = false) => {
@@ -137,7 +140,7 @@ export async function supervise(spec: ServerSpec): Promise<Supervised> {
       process.removeListener('exit', killOnExit);
       const tail = logTail(spec.logFile);
       const message = `${spec.name} exited during start-up (code ${child.exitCode ?? child.signalCode}); ${spec.logFile}:\n${tail}`;
-      throw spec.portInUse.test(tail) ? new PortInUseError(message) : spec.unavailable(message);
+      throw spec.portInUse?.test(tail) ? new PortInUseError(message) : spec.unavailable(message);
     }
     if (await spec.isReady()) break;
     if (Date.now() > deadline) {

@@ -6,8 +6,7 @@
  * those processes. Data stays in `<home>` (moto's state is saved when it stops) unless wiped.
  */
 
-import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   CreateSecretCommand,
@@ -24,10 +23,10 @@ import { ensurePostgresInstalled, isPostgresReady, startPostgres } from '../emul
 import {
   isPortFree,
   isRunning,
-  logTail,
   type ProcessRecord,
   REPO_ROOT,
   stopProcess,
+  supervise,
 } from '../emulators/supervisor.ts';
 import { destroyClients, LOCAL_CREDENTIALS, LOCAL_REGION, makeClients } from './clients.ts';
 import { resourceNames } from './names.ts';
@@ -297,36 +296,36 @@ async function startRuntimeProcess(home: string, prefix: string, dashboardPort: 
   if (isRunning(current?.runtime) && current?.runtime?.ready) return current;
   const { command, args, marker } = runtimeCommand(home);
   const log = join(home, 'log', 'runtime.log');
-  const fd = openSync(log, 'a');
-  const child = spawn(
+  let pid: number | undefined;
+  await supervise({
+    name: 'the runtime',
     command,
-    [...args, ...(dashboardPort ? ['--dashboard-port', String(dashboardPort)] : [])],
-    {
-      cwd: REPO_ROOT,
-      detached: true,
-      stdio: ['ignore', fd, fd],
+    args: [...args, ...(dashboardPort ? ['--dashboard-port', String(dashboardPort)] : [])],
+    cwd: REPO_ROOT,
+    logFile: log,
+    detached: true,
+    // Recorded at once, so that `down` stops it even when it never becomes ready; it says it is ready there.
+    onSpawn: (spawned) => {
+      pid = spawned;
+      updateState(home, prefix, (s) => {
+        s.runtime = { pid: spawned, marker, ready: false, startedAt: new Date().toISOString(), log };
+      });
     },
-  );
-  closeSync(fd);
-  child.unref();
-  const pid = child.pid;
-  if (pid === undefined) throw new LocalRunError(`could not start the runtime (${command}); see ${log}`);
-  updateState(home, prefix, (s) => {
-    s.runtime = { pid, marker, ready: false, startedAt: new Date().toISOString(), log };
+    isReady: async () => {
+      const s = readState(home);
+      return s?.runtime?.pid === pid && s?.runtime?.ready === true;
+    },
+    pollMs: 200,
+    readyTimeoutMs: 120_000,
+    stopSignal: 'SIGTERM',
+    stopGraceMs: 15_000,
+    unavailable: (message, options) => new LocalRunError(message, options),
+    spawnFailed: (err) => `could not start the runtime (${command}): ${err.message}; see ${log}`,
+    notReady: (tail) => `the runtime did not become ready within 2 minutes; ${log}:\n${tail}`,
   });
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    const s = readState(home);
-    if (s?.runtime?.pid === pid && s.runtime.ready) return s;
-    if (!isRunning({ pid, marker })) {
-      throw new LocalRunError(`the runtime exited during start-up; ${log}:\n${logTail(log)}`);
-    }
-    if (Date.now() > deadline) {
-      await stopProcess({ pid, marker });
-      throw new LocalRunError(`the runtime did not become ready within 2 minutes; ${log}:\n${logTail(log)}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  const state = readState(home);
+  if (!state) throw new LocalRunError(`the runtime started, but ${home}/state.json is gone`);
+  return state;
 }
 
 export interface DownOptions {

@@ -94,6 +94,27 @@ describe('supervise (spawn, wait until ready, stop by pid)', () => {
     expect(logTail(spec.logFile)).toBe('listening\nstopping');
   });
 
+  it('gives its pid as soon as it is spawned, before the first readiness check, to be recorded', async () => {
+    // Prepare
+    const port = await freePort();
+    const told: number[] = [];
+    const toldBeforeFirstCheck: boolean[] = [];
+    const spec = specFactory('serve', port);
+    // Act
+    const server = await supervise({
+      ...spec,
+      onSpawn: (pid) => told.push(pid),
+      isReady: () => {
+        toldBeforeFirstCheck.push(told.length === 1);
+        return spec.isReady();
+      },
+    });
+    await server.stop();
+    // Assess
+    expect(told).toEqual([server.pid]);
+    expect(toldBeforeFirstCheck[0]).toBe(true);
+  });
+
   it('rejects with PortInUseError when the server exits saying its port is taken', async () => {
     // Prepare
     const spec = specFactory('busy', await freePort());
