@@ -243,6 +243,7 @@ function kafka(say: Say): Server {
         detached: true,
         logFile,
         brokerConfig: { 'log.retention.hours': '24' },
+        onFormat: (clusterId) => say(`formatting storage ${join(base, 'data')} (cluster id ${clusterId})`),
         readyTimeoutMs: 60_000,
       });
       writeFileSync(pidFile, `${broker.pid}\n`);

@@ -108,6 +108,8 @@ export interface StartKafkaOptions {
   readonly controllerPort?: number;
   /** @default `kafka.log` in the broker's folder */
   readonly logFile?: string;
+  /** Told the new cluster id when the storage is about to be formatted (a folder's first start). */
+  readonly onFormat?: (clusterId: string) => void;
 }
 
 export interface KafkaBroker {
@@ -203,7 +205,13 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
 
 const unavailable = (message: string, options?: ErrorOptions) => new KafkaUnavailableError(message, options);
 
-async function formatStorage(java: string, jvm: string[], dir: string, propsFile: string): Promise<void> {
+async function formatStorage(
+  java: string,
+  jvm: string[],
+  dir: string,
+  propsFile: string,
+  onFormat: ((clusterId: string) => void) | undefined,
+): Promise<void> {
   try {
     const { stdout } = await execFileAsync(java, [...jvm, 'kafka.tools.StorageTool', 'random-uuid'], {
       cwd: dir,
@@ -211,6 +219,7 @@ async function formatStorage(java: string, jvm: string[], dir: string, propsFile
     const clusterId = stdout.trim().split('\n').pop() ?? '';
     if (!/^[A-Za-z0-9_-]{22}$/.test(clusterId))
       throw new Error(`random-uuid printed ${JSON.stringify(stdout)}`);
+    onFormat?.(clusterId);
     await execFileAsync(
       java,
       [...jvm, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', propsFile],
@@ -274,7 +283,9 @@ async function startOn(args: {
   const jvm = jvmArgs(lib, log4jFile, dir);
 
   // Storage: a fresh cluster id, formatted once for this folder (a kept folder is formatted already).
-  if (!existsSync(join(dir, 'data', 'meta.properties'))) await formatStorage(java, jvm, dir, propsFile);
+  if (!existsSync(join(dir, 'data', 'meta.properties'))) {
+    await formatStorage(java, jvm, dir, propsFile, options.onFormat);
+  }
 
   const brokers = `127.0.0.1:${port}`;
   const broker = await supervise({

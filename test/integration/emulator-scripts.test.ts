@@ -13,12 +13,13 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isKafkaReady } from '../../local/emulators/kafka.ts';
 import { isMotoReady } from '../../local/emulators/moto.ts';
 import { isPostgresReady } from '../../local/emulators/postgres.ts';
-import { freePort, isRunning, REPO_ROOT } from '../../local/emulators/supervisor.ts';
+import { freePort, isPortFree, isRunning, REPO_ROOT } from '../../local/emulators/supervisor.ts';
 
 /**
- * `bash scripts/emulators.sh` and `bash scripts/postgres.sh` `start|stop|status`, thin wrappers over the
+ * `bash scripts/emulators.sh`, `postgres.sh` and `kafka.sh` `start|stop|status`, thin wrappers over the
  * TypeScript supervisor (local/emulators/cli.ts), run as a person runs them. In a copy of the scripts and
  * sources, so that their pid files and data never meet the repository's own servers.
  */
@@ -47,11 +48,15 @@ beforeAll(() => {
   }
   symlinkSync(join(REPO_ROOT, 'node_modules'), join(root, 'node_modules'));
   symlinkSync(join(REPO_ROOT, '.venv'), join(root, '.venv'));
+  // Kafka's jars, installed by the global setup; the broker's storage and configuration stay in the copy.
+  mkdirSync(join(root, '.pulse', 'kafka'), { recursive: true });
+  symlinkSync(join(REPO_ROOT, '.pulse', 'kafka', 'lib'), join(root, '.pulse', 'kafka', 'lib'));
 });
 
 afterAll(async () => {
   await run('emulators.sh', 'stop');
   await run('postgres.sh', 'stop');
+  await run('kafka.sh', 'stop');
   rmSync(root, { recursive: true, force: true });
 });
 
@@ -152,5 +157,45 @@ describe('bash scripts/postgres.sh start|stop|status', () => {
     expect(stopped).toMatchObject({ code: 0, stdout: `postgres: stopped (pid ${pid})\n` });
     expect(await isPostgresReady(url)).toBe(false);
     expect(after).toMatchObject({ code: 1, stdout: 'postgres: not running\n' });
+  });
+});
+
+describe('bash scripts/kafka.sh start|stop|status', () => {
+  it('starts a broker on the port asked for (its controller on the next), reports it, and stops exactly that broker', async () => {
+    // Prepare
+    let port = await freePort();
+    while (!(await isPortFree(port + 1))) port = await freePort();
+    const brokers = `127.0.0.1:${port}`;
+    // Act
+    const before = await run('kafka.sh', 'status');
+    const started = await run('kafka.sh', 'start', String(port));
+    const pid = Number(readFileSync(join(root, '.pulse', 'run', 'kafka.pid'), 'utf8'));
+    const answered = await isKafkaReady(brokers);
+    const again = await run('kafka.sh', 'start', String(port + 2));
+    const status = await run('kafka.sh', 'status');
+    const stopped = await run('kafka.sh', 'stop');
+    const after = await run('kafka.sh', 'status');
+    // Assess
+    expect(before).toMatchObject({ code: 1, stdout: 'kafka: Kafka 3.9.1 installed, not running\n' });
+    expect(started.code).toBe(0);
+    expect(started.stdout).toMatch(
+      new RegExp(
+        `^kafka: formatting storage .*/\\.pulse/kafka/data \\(cluster id [\\w-]{22}\\)\nkafka: running: pid ${pid}, bootstrap ${brokers} \\(log: .pulse/log/kafka.log, ready in \\d+s\\)\n$`,
+      ),
+    );
+    expect(answered).toBe(true);
+    expect(again).toMatchObject({
+      code: 0,
+      stdout:
+        `kafka: already running: pid ${pid}, bootstrap ${brokers}\n` +
+        `kafka: (not starting a second one on port ${port + 2}: run 'bash scripts/kafka.sh stop' first)\n`,
+    });
+    expect(status).toMatchObject({
+      code: 0,
+      stdout: `kafka: Kafka 3.9.1 running: pid ${pid}, bootstrap ${brokers}\n`,
+    });
+    expect(stopped).toMatchObject({ code: 0, stdout: `kafka: stopped (pid ${pid})\n` });
+    expect(isRunning({ pid, marker: '-Dpulse.kafka=' })).toBe(false);
+    expect(after.code).toBe(1);
   });
 });
