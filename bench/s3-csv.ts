@@ -12,8 +12,8 @@ import { ingestFile } from '../functions/s3-trigger/ingest.ts';
 import { pieces } from '../functions/s3-trigger/parsers/bytes.ts';
 import { CSV_OPTIONS, type CsvCore, parseCsv } from '../functions/s3-trigger/parsers/csv.ts';
 import { parseThreadDecider } from '../functions/s3-trigger/parsers/csv-thread.ts';
-import { makeClients } from '../local/clients.ts';
-import type { LocalResources } from '../local/resources.ts';
+import { makeClients } from '../local/runtime/clients.ts';
+import type { LocalResources } from '../local/runtime/resources.ts';
 import type { ChildInput, ChildOutput } from './ingest-child.ts';
 import { countRequests, MB, median, type RequestCounts, round, runNode, sum, timed } from './lib.ts';
 

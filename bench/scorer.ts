@@ -18,9 +18,9 @@ import { zScoreModel } from '../functions/scorer/model.ts';
 import type { Work } from '../functions/scorer/plan.ts';
 import { encodeRecords } from '../functions/scorer/score-store.ts';
 import { buildTransaction } from '../functions/scorer/transaction.ts';
-import { lambdaContext } from '../local/lambda-context.ts';
-import type { LocalResources } from '../local/resources.ts';
-import { toSqsRecord } from '../local/sqs-event-source.ts';
+import { lambdaContext } from '../local/event-sources/lambda-context.ts';
+import { toSqsRecord } from '../local/event-sources/sqs.ts';
+import type { LocalResources } from '../local/runtime/resources.ts';
 import { type DynamoCounts, prng, round, type S3Counts } from './lib.ts';
 
 type Handler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;

@@ -1,6 +1,6 @@
 /**
  * `pulse`: runs the pipeline offline and operates it, offline or deployed (`--stack NAME`).
- * Argument parsing and printing only; the work is in local/ (offline.ts, operations.ts, status.ts).
+ * Argument parsing and printing only; the work is in local/ (runtime/offline.ts, commands/operations.ts, commands/status.ts).
  *
  *   npm run pulse -- local up [--detach]     npm run pulse -- status [--json]
  *   npm run pulse -- demo                    npm run pulse -- drop FILE…
@@ -13,9 +13,7 @@ import { SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { FileStatus } from '#shared/ledger.ts';
 import { ORIGIN_KINDS, type OriginKind } from '#shared/signal.ts';
-import { REPO_ROOT } from '../local/emulators.ts';
-import type { ReplayInvoker } from '../local/kafka-replay.ts';
-import { localDown, localUp, type Progress } from '../local/offline.ts';
+import type { ReplayInvoker } from '../local/commands/kafka-replay.ts';
 import {
   backfill,
   DLQ_SOURCES,
@@ -24,13 +22,15 @@ import {
   listDlq,
   type RedrivableDlq,
   redriveDlq,
-} from '../local/operations.ts';
-import { runRuntimeProcess, runtimeEnv } from '../local/runtime.ts';
-import { lookupSignal, seriesAnomalies } from '../local/scores.ts';
-import { DEFAULT_HOME, readState } from '../local/state.ts';
-import { type PulseStatus, StatusCollector } from '../local/status.ts';
-import { localTarget, stackTarget, type Target } from '../local/target.ts';
-import { printable, printableJson, printableRow } from '../local/terminal.ts';
+} from '../local/commands/operations.ts';
+import { lookupSignal, seriesAnomalies } from '../local/commands/scores.ts';
+import { type PulseStatus, StatusCollector } from '../local/commands/status.ts';
+import { localTarget, stackTarget, type Target } from '../local/commands/target.ts';
+import { printable, printableJson, printableRow } from '../local/commands/terminal.ts';
+import { REPO_ROOT } from '../local/emulators/supervisor.ts';
+import { localDown, localUp, type Progress } from '../local/runtime/offline.ts';
+import { runRuntimeProcess, runtimeEnv } from '../local/runtime/runtime.ts';
+import { DEFAULT_HOME, readState } from '../local/runtime/state.ts';
 
 const FILE_STATUSES: readonly FileStatus[] = [
   'DISCOVERED',
@@ -220,7 +220,7 @@ program
   .command('demo')
   .description('put a little sample data in the bucket, the table and the topic')
   .action(async () => {
-    const { runDemo } = await import('../local/demo.ts');
+    const { runDemo } = await import('../local/runtime/demo.ts');
     await withTarget(async (target) => {
       const result = await runDemo({
         s3: target.clients.s3,
@@ -303,8 +303,8 @@ Exit codes: 0 every file would be ingested (with at most --max-rejects rejected 
       files: string[],
       o: { key?: string; maxRejects: number; signals: number; rejects: number; json?: boolean },
     ) => {
-      const { checkExitCode, checkFile } = await import('../local/check.ts');
-      const { checkSummaryText } = await import('../local/check-text.ts');
+      const { checkExitCode, checkFile } = await import('../local/commands/check.ts');
+      const { checkSummaryText } = await import('../local/commands/check-text.ts');
       if (o.key && files.length > 1)
         throw new InvalidArgumentError('--key names the key of one file: give one file');
       const reports = [];
@@ -363,8 +363,8 @@ Exit codes: 0 every version verified balances; 2 one does not (its missing rows 
 3 no version found, or none has finished yet; 1 pulse could not verify (no offline run, no access).`,
   )
   .action(async (key: string | undefined, o: { since?: string; json?: boolean }) => {
-    const { parseSince, verify, verifyExitCode } = await import('../local/verify.ts');
-    const { receiptsText } = await import('../local/verify-text.ts');
+    const { parseSince, verify, verifyExitCode } = await import('../local/commands/verify.ts');
+    const { receiptsText } = await import('../local/commands/verify-text.ts');
     if ((key === undefined) === (o.since === undefined)) {
       throw new InvalidArgumentError('give an object key, or --since TIME (not both)');
     }
@@ -536,7 +536,7 @@ kafka
   .option('--dry-run', 'list the failure objects and what replay would do; invoke and change nothing')
   .option('--json', 'print JSON')
   .action(async (o: { dryRun?: boolean; json?: boolean }) => {
-    const { replayKafkaFailures } = await import('../local/kafka-replay.ts');
+    const { replayKafkaFailures } = await import('../local/commands/kafka-replay.ts');
     await withTarget(async (target) => {
       const invoker = o.dryRun ? undefined : await replayInvoker(target);
       const result = await replayKafkaFailures(target, invoker, {
@@ -574,7 +574,7 @@ kafka
 
 /** The deployed kafka-consumer (`--stack`), or offline its real handler with the offline run's environment. */
 async function replayInvoker(target: Target): Promise<ReplayInvoker> {
-  const { handlerInvoker, lambdaInvoker } = await import('../local/kafka-invokers.ts');
+  const { handlerInvoker, lambdaInvoker } = await import('../local/commands/kafka-invokers.ts');
   if (target.kind === 'aws') {
     const { LambdaClient } = await import('@aws-sdk/client-lambda');
     const region = globals().region;

@@ -10,7 +10,8 @@
 # Trust authentication on 127.0.0.1 only: a test database, never a real one. Connect with
 #   psql postgres://postgres@127.0.0.1:55432/postgres
 # The server refuses to run as root: when run as root, this script runs it as the `postgres` user.
-# Environment: PG_PORT, PG_BIN (folder holding initdb/pg_ctl; default /usr/lib/postgresql/15/bin).
+# Environment: PG_PORT, PG_BIN (folder holding initdb/postgres; default /usr/lib/postgresql/15/bin).
+# start, stop and status run local/emulators/cli.ts (node bin/emulator.js postgres ...).
 set -euo pipefail
 
 PG_MAJOR=15
@@ -20,8 +21,6 @@ DATA="$BASE/data"
 RUN_DIR="$BASE/run"
 LOG_DIR="$ROOT/.pulse/log"
 LOG_FILE="$LOG_DIR/postgres.log"
-PORT_FILE="$BASE/port"
-DEFAULT_PORT="${PG_PORT:-55432}"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/$PG_MAJOR/bin}"
 
 say() { printf 'postgres: %s\n' "$*"; }
@@ -29,7 +28,7 @@ die() {
   printf 'postgres: error: %s\n' "$*" >&2
   exit 1
 }
-usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 # Runs a command as the server's owner: `postgres` when we are root, ourselves otherwise.
 as_owner() {
@@ -73,62 +72,17 @@ cmd_install() {
     --no-instructions >/dev/null || die "initdb failed"
 }
 
-# Prints the pid of the server running on our data folder; nothing otherwise.
-our_pid() {
-  [ -f "$DATA/postmaster.pid" ] || return 0
-  local pid
-  pid="$(head -n 1 "$DATA/postmaster.pid" | tr -dc '0-9')"
-  [ -n "$pid" ] || return 0
-  if kill -0 "$pid" 2>/dev/null && ps -o args= -p "$pid" 2>/dev/null | grep -q -- "$DATA"; then
-    echo "$pid"
-  fi
-}
-
-cmd_start() {
-  local port="${1:-$DEFAULT_PORT}"
-  [[ "$port" =~ ^[0-9]+$ ]] || die "port must be a number, got '$port'"
-  local pid
-  pid="$(our_pid)"
-  if [ -n "$pid" ]; then
-    say "already running (pid $pid, port $(cat "$PORT_FILE" 2>/dev/null || echo '?'))"
-    return 0
-  fi
-  cmd_install
-  # -c settings: loopback only, our own socket folder, and no durability (a throwaway test database).
-  as_owner "$PG_BIN/pg_ctl" start -D "$DATA" -l "$LOG_FILE" -w -t 60 \
-    -o "-p $port -c listen_addresses=127.0.0.1 -k $RUN_DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
-    >/dev/null || die "the server did not start; see $LOG_FILE"
-  echo "$port" >"$PORT_FILE"
-  say "running (pid $(our_pid)) at postgres://postgres@127.0.0.1:$port/postgres"
-}
-
-cmd_stop() {
-  local pid
-  pid="$(our_pid)"
-  if [ -z "$pid" ]; then
-    say "not running"
-    return 0
-  fi
-  as_owner "$PG_BIN/pg_ctl" stop -D "$DATA" -m fast -w >/dev/null || die "pg_ctl stop failed; see $LOG_FILE"
-  say "stopped (pid $pid)"
-}
-
-cmd_status() {
-  local pid
-  pid="$(our_pid)"
-  if [ -n "$pid" ]; then
-    say "running (pid $pid) at postgres://postgres@127.0.0.1:$(cat "$PORT_FILE" 2>/dev/null || echo '?')/postgres"
-  else
-    say "not running"
-    return 1
-  fi
+# start, stop and status: the supervisor of the TypeScript side (local/emulators/cli.ts), which starts and
+# stops the servers of the tests and `pulse local up` too; start runs `install` above first.
+run_node() {
+  command -v node >/dev/null 2>&1 || die "node not found (start, stop and status run through node)"
+  exec node "$ROOT/bin/emulator.js" postgres "$@"
 }
 
 case "${1:-}" in
 install) cmd_install ;;
-start) cmd_start "${2:-}" ;;
-stop) cmd_stop ;;
-status) cmd_status ;;
+start) run_node start ${2:+"$2"} ;;
+stop | status) run_node "$1" ;;
 -h | --help | help) usage ;;
 *)
   usage >&2

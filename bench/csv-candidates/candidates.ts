@@ -29,7 +29,7 @@ import fc from 'fast-check';
 import Papa from 'papaparse';
 import { inferSchema, initParser, type Parser as UdsvParser } from 'udsv';
 import { CSV_OPTIONS, type CsvCore } from '../../functions/s3-trigger/parsers/csv.ts';
-import { REPO_ROOT } from '../../local/emulators.ts';
+import { REPO_ROOT } from '../../local/emulators/supervisor.ts';
 import { csvBuffer, csvQuotedBuffer, MB, round } from '../lib.ts';
 import {
   type CandidateResult,

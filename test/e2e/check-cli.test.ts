@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { REPO_ROOT } from '../../local/emulators.ts';
+import { REPO_ROOT } from '../../local/emulators/supervisor.ts';
 
 const run = promisify(execFile);
 const FIXTURES = join(REPO_ROOT, 'test', 'fixtures', 'check');

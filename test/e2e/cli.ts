@@ -7,9 +7,9 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { REPO_ROOT } from '../../local/emulators.ts';
-import type { LocalState } from '../../local/state.ts';
-import type { PulseStatus } from '../../local/status.ts';
+import type { PulseStatus } from '../../local/commands/status.ts';
+import { REPO_ROOT } from '../../local/emulators/supervisor.ts';
+import type { LocalState } from '../../local/runtime/state.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 const run = promisify(execFile);

@@ -10,9 +10,10 @@ import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AwsClients } from '#shared/clients.ts';
-import { destroyClients, makeClients } from '../../local/clients.ts';
-import { isRunning, type LocalState } from '../../local/state.ts';
-import type { PulseStatus } from '../../local/status.ts';
+import type { PulseStatus } from '../../local/commands/status.ts';
+import { isRunning } from '../../local/emulators/supervisor.ts';
+import { destroyClients, makeClients } from '../../local/runtime/clients.ts';
+import type { LocalState } from '../../local/runtime/state.ts';
 import { waitUntil } from '../helpers/wait.ts';
 import { type Cli, cli } from './cli.ts';
 

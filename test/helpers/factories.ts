@@ -4,7 +4,7 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Context, S3EventRecord, SQSEvent, SQSRecord, SQSRecordAttributes } from 'aws-lambda';
-import { LOCAL_ACCOUNT_ID, lambdaContext } from '../../local/lambda-context.ts';
+import { LOCAL_ACCOUNT_ID, lambdaContext } from '../../local/event-sources/lambda-context.ts';
 
 const REGION = 'us-east-1';
 

@@ -11,7 +11,7 @@ import type {
   SchemaConfig,
 } from '@aws-lambda-powertools/kafka/types';
 import type { KafkaEvent, KafkaEventRecord } from '../../functions/kafka-consumer/events.ts';
-import { LOCAL_ACCOUNT_ID } from '../../local/lambda-context.ts';
+import { LOCAL_ACCOUNT_ID } from '../../local/event-sources/lambda-context.ts';
 import { lambdaContextFactory } from './factories.ts';
 
 export const TEST_CLUSTER_ARN = `arn:aws:kafka:us-east-1:${LOCAL_ACCOUNT_ID}:cluster/pulse/751d2973-a626-431c-9d4e-d7975eb44dd7-2`;

@@ -2,8 +2,8 @@
  * Factories for the offline status the dashboard shows ({@link PulseStatus}), for unit tests: every
  * field plausible and empty, pass what the test is about.
  */
-import type { FileRow, PulseStatus, QueueDepth } from '../../local/status.ts';
-import type { QueueName } from '../../local/target.ts';
+import type { FileRow, PulseStatus, QueueDepth } from '../../local/commands/status.ts';
+import type { QueueName } from '../../local/commands/target.ts';
 
 export type PulseStatusOverrides = Partial<Omit<PulseStatus, 'queues'>> & {
   /** Depths of the queues named; the others are empty. */

@@ -1,5 +1,5 @@
 import type { AwsClients } from '#shared/clients.ts';
-import type { QueueName, Target } from '../../local/target.ts';
+import type { QueueName, Target } from '../../local/commands/target.ts';
 
 export const BUCKET = 'pulse-bucket';
 export const LEDGER = 'pulse-ledger';
@@ -16,7 +16,7 @@ export const QUEUES: Record<QueueName, string> = {
   kafkaFailures: `${ENDPOINT}/000000000000/pulse-kafka-failures`,
 };
 
-/** A Target (see local/target.ts) on the given (mocked) clients, with fixed resource names. */
+/** A Target (see local/commands/target.ts) on the given (mocked) clients, with fixed resource names. */
 export function fakeTarget(
   clients: AwsClients,
   kind: Target['kind'] = 'local',

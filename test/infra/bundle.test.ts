@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { bundle } from '../../bench/bundles.ts';
 import { runNode } from '../../bench/lib.ts';
-import { REPO_ROOT } from '../../local/emulators.ts';
+import { REPO_ROOT } from '../../local/emulators/supervisor.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'pulse-bundle-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -2,13 +2,13 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type * as z from 'zod';
 import { CONFIG_ENV } from '#shared/config.ts';
 import { ENV, PLATFORM_ENV } from '#shared/contract.ts';
-import { runtimeEnv } from '../../local/runtime.ts';
-import type { LocalState } from '../../local/state.ts';
+import { runtimeEnv } from '../../local/runtime/runtime.ts';
+import type { LocalState } from '../../local/runtime/state.ts';
 import { DB_AND_MSK_CONTEXT, synthTemplate } from '../helpers/stacks.ts';
 
 /**
  * The environment contract (shared/contract.ts): the variables the stack sets on each function, the ones its
- * config loader reads (shared/config.ts) and the ones the offline runtime sets (local/runtime.ts) are the
+ * config loader reads (shared/config.ts) and the ones the offline runtime sets (local/runtime/runtime.ts) are the
  * same names. A variable renamed on one side only, or a resource the stack hands a function that the offline
  * run does not, fails here rather than at a cold start on AWS or offline.
  */

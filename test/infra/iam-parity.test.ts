@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { AwsCallRecord } from '#shared/aws-call-log.ts';
 import { rejectsKey, segmentKey } from '#shared/quarantine.ts';
-import { resourceNames } from '../../local/names.ts';
+import { resourceNames } from '../../local/runtime/names.ts';
 import { describeRefusal, evaluateCalls } from '../helpers/iam/evaluate.ts';
 import { ACCOUNT, type ParityTemplate, parityTemplate, REGION } from '../helpers/iam/template.ts';
 

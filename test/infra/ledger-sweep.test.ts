@@ -2,7 +2,7 @@ import type { Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
 import { METRIC } from '#shared/contract.ts';
 import { settings } from '#shared/settings.ts';
-import { ALARM_NAMES } from '../../local/alarms.ts';
+import { ALARM_NAMES } from '../../local/dashboard/alarms.ts';
 import { STACK_SHAPES, synthTemplate } from '../helpers/stacks.ts';
 
 type Resource = { Type: string; Properties: Record<string, unknown> };

@@ -13,7 +13,7 @@ import {
   queueAttributes,
   scoresBucketLifecycle,
   scoresTableInput,
-} from '../../local/resources.ts';
+} from '../../local/runtime/resources.ts';
 
 /**
  * The offline runtime creates its resources from the same settings as the stack. This holds the

@@ -7,7 +7,7 @@ import { settings } from '#shared/settings.ts';
 import { REPO_ROOT } from '../../infra/constructs/pulse-function.ts';
 import { producersContext } from '../../infra/producers.ts';
 import { PulseStack } from '../../infra/pulse-stack.ts';
-import { ALARM_NAMES } from '../../local/alarms.ts';
+import { ALARM_NAMES } from '../../local/dashboard/alarms.ts';
 
 type Resource = { Type: string; Properties: Record<string, unknown> };
 const cdkJson = JSON.parse(readFileSync(join(REPO_ROOT, 'cdk.json'), 'utf8')) as {

@@ -13,7 +13,7 @@ import {
   SendMessageCommand,
 } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { destroyClients, makeClients } from '../../local/clients.ts';
+import { destroyClients, makeClients } from '../../local/runtime/clients.ts';
 
 /**
  * Request limits AWS enforces and moto as published does not (or counts differently), enforced by

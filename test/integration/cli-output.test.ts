@@ -6,11 +6,11 @@ import { promisify } from 'node:util';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { makeClients } from '../../local/clients.ts';
-import { REPO_ROOT } from '../../local/emulators.ts';
-import { resourceNames, uniquePrefix } from '../../local/names.ts';
-import { createResources } from '../../local/resources.ts';
-import { type LocalState, writeState } from '../../local/state.ts';
+import { REPO_ROOT } from '../../local/emulators/supervisor.ts';
+import { makeClients } from '../../local/runtime/clients.ts';
+import { resourceNames, uniquePrefix } from '../../local/runtime/names.ts';
+import { createResources } from '../../local/runtime/resources.ts';
+import { type LocalState, writeState } from '../../local/runtime/state.ts';
 
 const run = promisify(execFile);
 

@@ -4,11 +4,11 @@ import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { ALARM_NAMES } from '../../local/alarms.ts';
-import { type Dashboard, type DashboardSnapshot, startDashboard } from '../../local/dashboard.ts';
-import { REPO_ROOT } from '../../local/emulators.ts';
-import { StatusCollector } from '../../local/status.ts';
-import type { Target } from '../../local/target.ts';
+import { StatusCollector } from '../../local/commands/status.ts';
+import type { Target } from '../../local/commands/target.ts';
+import { ALARM_NAMES } from '../../local/dashboard/alarms.ts';
+import { type Dashboard, type DashboardSnapshot, startDashboard } from '../../local/dashboard/server.ts';
+import { REPO_ROOT } from '../../local/emulators/supervisor.ts';
 import { csvFile, setUpPipeline, waitFor } from './pipeline.ts';
 
 /** Debian's chromium (bash scripts/chromium.sh install): playwright-core downloads no browser. */

@@ -7,10 +7,10 @@ import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { settings } from '#shared/settings.ts';
 import type { Signal } from '#shared/signal.ts';
 import type { PollSummary } from '../../functions/db-poller/poller.ts';
-import { destroyClients, LOCAL_CREDENTIALS, LOCAL_REGION, makeClients } from '../../local/clients.ts';
-import { lambdaContext } from '../../local/lambda-context.ts';
-import { resourceNames } from '../../local/names.ts';
-import { createResources, type LocalResources } from '../../local/resources.ts';
+import { lambdaContext } from '../../local/event-sources/lambda-context.ts';
+import { destroyClients, LOCAL_CREDENTIALS, LOCAL_REGION, makeClients } from '../../local/runtime/clients.ts';
+import { resourceNames } from '../../local/runtime/names.ts';
+import { createResources, type LocalResources } from '../../local/runtime/resources.ts';
 import { countById, drainSignals as drainSignalsOf } from '../helpers/signals.ts';
 import { waitUntil } from '../helpers/wait.ts';
 

@@ -29,14 +29,14 @@ import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda'
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { settings, visibilityTimeoutFor } from '#shared/settings.ts';
 import { parseFileEvents } from '../../functions/s3-trigger/events.ts';
-import { destroyClients, makeClients } from '../../local/clients.ts';
-import { resourceNames, uniquePrefix } from '../../local/names.ts';
-import { createResources, deleteResources, type LocalResources } from '../../local/resources.ts';
 import {
   type SqsEventSource,
   type SqsEventSourceLogger,
   startSqsEventSource,
-} from '../../local/sqs-event-source.ts';
+} from '../../local/event-sources/sqs.ts';
+import { destroyClients, makeClients } from '../../local/runtime/clients.ts';
+import { resourceNames, uniquePrefix } from '../../local/runtime/names.ts';
+import { createResources, deleteResources, type LocalResources } from '../../local/runtime/resources.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 /**

@@ -4,15 +4,15 @@ import type { Context } from 'aws-lambda';
 import { type Admin, Kafka, logLevel, type Message, Partitioners, type Producer } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { KafkaEvent } from '../../functions/kafka-consumer/events.ts';
-import { destroyClients, LOCAL_CREDENTIALS, LOCAL_REGION, makeClients } from '../../local/clients.ts';
 import {
   type KafkaBatchFailure,
   type KafkaEventSourceOptions,
   startKafkaEventSource,
-} from '../../local/kafka-event-source.ts';
-import { sqsOnFailureDestination } from '../../local/kafka-failure-destinations.ts';
-import { resourceNames, uniquePrefix } from '../../local/names.ts';
-import { createResources, type LocalResources } from '../../local/resources.ts';
+} from '../../local/event-sources/kafka.ts';
+import { sqsOnFailureDestination } from '../../local/event-sources/kafka-failure-destinations.ts';
+import { destroyClients, LOCAL_CREDENTIALS, LOCAL_REGION, makeClients } from '../../local/runtime/clients.ts';
+import { resourceNames, uniquePrefix } from '../../local/runtime/names.ts';
+import { createResources, type LocalResources } from '../../local/runtime/resources.ts';
 import { countById, drainSignals as drainSignalsOf } from '../helpers/signals.ts';
 
 /**

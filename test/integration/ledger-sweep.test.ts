@@ -6,7 +6,7 @@ import { Ledger, ledgerKey } from '#shared/ledger.ts';
 import { settings } from '#shared/settings.ts';
 import { type CanaryItem, canaryLedgerKey } from '../../functions/s3-trigger/canary.ts';
 import { type SweepOptions, sweepLedger } from '../../functions/s3-trigger/sweep.ts';
-import { uniquePrefix } from '../../local/names.ts';
+import { uniquePrefix } from '../../local/runtime/names.ts';
 import { quietObservability } from '../helpers/observability.ts';
 import { setUpPipeline, waitFor } from './pipeline.ts';
 

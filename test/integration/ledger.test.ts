@@ -1,9 +1,9 @@
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type FileRef, Ledger, type LedgerItem, type PartRange, wholeFile } from '#shared/ledger.ts';
-import { destroyClients, makeClients } from '../../local/clients.ts';
-import { resourceNames, uniquePrefix } from '../../local/names.ts';
-import { createResources, deleteResources } from '../../local/resources.ts';
+import { destroyClients, makeClients } from '../../local/runtime/clients.ts';
+import { resourceNames, uniquePrefix } from '../../local/runtime/names.ts';
+import { createResources, deleteResources } from '../../local/runtime/resources.ts';
 
 /**
  * The guard for the class "an item left in limbo": every way an attempt on a ledger item can end (each

@@ -8,7 +8,7 @@ import {
   SendMessageCommand,
 } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { makeClients } from '../../local/clients.ts';
+import { makeClients } from '../../local/runtime/clients.ts';
 
 /**
  * scripts/moto_server.py keeps moto from scanning a whole queue for each message sent: while a message

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { CreateTableCommand, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import { GetCommand, PutCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
-import { makeClients } from '../../local/clients.ts';
+import { makeClients } from '../../local/runtime/clients.ts';
 
 /**
  * The scorer's exactly-once rests on TransactWriteItems being all-or-nothing. moto is started through

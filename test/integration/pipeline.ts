@@ -11,11 +11,11 @@ import type { LedgerItem } from '#shared/ledger.ts';
 import { settings } from '#shared/settings.ts';
 import { seriesKey } from '../../functions/scorer/keys.ts';
 import { decodeRecords, type ScoreRecord } from '../../functions/scorer/score-store.ts';
-import { makeClients } from '../../local/clients.ts';
-import { resourceNames } from '../../local/names.ts';
-import { createResources } from '../../local/resources.ts';
-import { startSqsEventSource } from '../../local/sqs-event-source.ts';
-import type { Target } from '../../local/target.ts';
+import type { Target } from '../../local/commands/target.ts';
+import { startSqsEventSource } from '../../local/event-sources/sqs.ts';
+import { makeClients } from '../../local/runtime/clients.ts';
+import { resourceNames } from '../../local/runtime/names.ts';
+import { createResources } from '../../local/runtime/resources.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 export type Handler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse | undefined>;
@@ -189,7 +189,7 @@ export async function setUpPipeline(endpoint: string, prefix: string, opts: Pipe
     return out.Messages ?? [];
   };
 
-  /** The pipeline as a `pulse` command sees it (see local/target.ts), on these clients. */
+  /** The pipeline as a `pulse` command sees it (see local/commands/target.ts), on these clients. */
   const target: Target = {
     kind: 'local',
     name: 'local',

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { settings } from '#shared/settings.ts';
-import { verify, verifyExitCode } from '../../local/verify.ts';
+import { verify, verifyExitCode } from '../../local/commands/verify.ts';
 import { csvFile, setUpPipeline, waitFor } from './pipeline.ts';
 
 /**

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { Context, SQSEvent } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { lambdaContext } from '../../local/lambda-context.ts';
+import { lambdaContext } from '../../local/event-sources/lambda-context.ts';
 import { sqsEventFactory, sqsRecordFactory } from '../helpers/factories.ts';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
 import { startS3TriggerWorkerVia, type Worker } from '../helpers/workers.ts';

@@ -3,11 +3,14 @@ import type { Context } from 'aws-lambda';
 import { type Admin, Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type KafkaEvent, parseKafkaEvent } from '../../functions/kafka-consumer/events.ts';
-import { type KafkaEventSourceOptions, startKafkaEventSource } from '../../local/kafka-event-source.ts';
-import { emulatedMappingUuid, s3OnFailureDestination } from '../../local/kafka-failure-destinations.ts';
-import { handlerInvoker } from '../../local/kafka-invokers.ts';
-import { listKafkaFailures, replayKafkaFailures } from '../../local/kafka-replay.ts';
-import { uniquePrefix } from '../../local/names.ts';
+import { handlerInvoker } from '../../local/commands/kafka-invokers.ts';
+import { listKafkaFailures, replayKafkaFailures } from '../../local/commands/kafka-replay.ts';
+import { type KafkaEventSourceOptions, startKafkaEventSource } from '../../local/event-sources/kafka.ts';
+import {
+  emulatedMappingUuid,
+  s3OnFailureDestination,
+} from '../../local/event-sources/kafka-failure-destinations.ts';
+import { uniquePrefix } from '../../local/runtime/names.ts';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
 import { setUpPipeline, waitFor } from '../integration/pipeline.ts';
 import { expectExactlyOnce, type Pipeline } from './invariants.ts';

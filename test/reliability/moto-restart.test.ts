@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type MotoServer, startMoto } from '../../local/emulators.ts';
-import { uniquePrefix } from '../../local/names.ts';
+import { type MotoServer, startMoto } from '../../local/emulators/moto.ts';
+import { uniquePrefix } from '../../local/runtime/names.ts';
 import { csvFile, setUpPipeline, waitFor } from '../integration/pipeline.ts';
 import { expectExactlyOnce, goodRows, type Pipeline, s3Ids } from './invariants.ts';
 

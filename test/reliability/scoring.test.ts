@@ -8,7 +8,7 @@ import type { Signal } from '#shared/signal.ts';
 import { zScoreModel } from '../../functions/scorer/model.ts';
 import { decodeRecords } from '../../functions/scorer/score-store.ts';
 import { scoreBatch } from '../../functions/scorer/scorer.ts';
-import { uniquePrefix } from '../../local/names.ts';
+import { uniquePrefix } from '../../local/runtime/names.ts';
 import { startWorker } from '../helpers/workers.ts';
 import { setUpPipeline, waitFor } from '../integration/pipeline.ts';
 import { expectExactlyOnce, type Pipeline } from './invariants.ts';

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { METRIC } from '#shared/contract.ts';
 import { settings } from '#shared/settings.ts';
 import { sweepLedger } from '../../functions/s3-trigger/sweep.ts';
-import { uniquePrefix } from '../../local/names.ts';
+import { uniquePrefix } from '../../local/runtime/names.ts';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
 import { quietObservability } from '../helpers/observability.ts';
 import { startS3TriggerWorkerVia, type Worker } from '../helpers/workers.ts';

@@ -1,5 +1,5 @@
 import type { TestProject } from 'vitest/node';
-import { ensureMotoInstalled, startMoto, waitForMoto } from '../../local/emulators.ts';
+import { ensureMotoInstalled, startMoto, waitForMoto } from '../../local/emulators/moto.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {

@@ -1,5 +1,5 @@
 import type { TestProject } from 'vitest/node';
-import { startKafka, waitForKafka } from '../../local/kafka.ts';
+import { startKafka, waitForKafka } from '../../local/emulators/kafka.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {

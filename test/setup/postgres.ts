@@ -1,5 +1,5 @@
 import type { TestProject } from 'vitest/node';
-import { startPostgres, waitForPostgres } from '../../local/postgres.ts';
+import { startPostgres, waitForPostgres } from '../../local/emulators/postgres.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {

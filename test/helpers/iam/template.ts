@@ -4,7 +4,7 @@
  * (`Ref`, `Fn::GetAtt`, `Fn::Join`, pseudo parameters) resolved to the emulated resource it names.
  *
  * Which template resource is which emulated resource is stated once, in {@link RESOURCES}: a logical id
- * found through the stack's own properties, and the name `local/names.ts` gives it for a prefix. A token
+ * found through the stack's own properties, and the name `local/runtime/names.ts` gives it for a prefix. A token
  * naming a resource not listed there resolves to an ARN that matches nothing, so a grant can only ever
  * allow the one resource it names; a call on a resource not listed there matches no template resource.
  */
@@ -12,9 +12,9 @@ import type { CfnResource } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import type { IConstruct } from 'constructs';
 import type { PulseStack } from '../../../infra/pulse-stack.ts';
-import { LOCAL_REGION } from '../../../local/clients.ts';
-import { LOCAL_ACCOUNT_ID } from '../../../local/lambda-context.ts';
-import { type ResourceNames, resourceNames } from '../../../local/names.ts';
+import { LOCAL_ACCOUNT_ID } from '../../../local/event-sources/lambda-context.ts';
+import { LOCAL_REGION } from '../../../local/runtime/clients.ts';
+import { type ResourceNames, resourceNames } from '../../../local/runtime/names.ts';
 import { buildStack, DB_AND_MSK_CONTEXT } from '../stacks.ts';
 
 export const ACCOUNT = LOCAL_ACCOUNT_ID;

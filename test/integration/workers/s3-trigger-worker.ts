@@ -6,7 +6,7 @@
  */
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { settings } from '#shared/settings.ts';
-import { startSqsEventSource } from '../../../local/sqs-event-source.ts';
+import { startSqsEventSource } from '../../../local/event-sources/sqs.ts';
 
 const queueUrl = process.argv[2];
 const queueArn = process.argv[3];

@@ -1,0 +1,87 @@
+/**
+ * What `pulse local up` started and created, kept in `<home>/state.json` (home defaults to the
+ * git-ignored `.pulse/local`), so that `down`, `status` and the runtime process find it again.
+ * Processes are recorded by pid and recognised by their command line, so a recycled pid is never
+ * mistaken for ours (`isRunning` and `stopProcess` of `../emulators/supervisor.ts`).
+ */
+
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type ProcessRecord, REPO_ROOT } from '../emulators/supervisor.ts';
+import type { QueueRef } from './resources.ts';
+
+export const DEFAULT_HOME = join(REPO_ROOT, '.pulse', 'local');
+
+export interface LocalState {
+  readonly prefix: string;
+  moto?: ProcessRecord & { readonly port: number; readonly endpoint: string };
+  postgres?: ProcessRecord & { readonly port: number; readonly url: string };
+  kafka?: ProcessRecord & { readonly port: number; readonly brokers: string };
+  runtime?: ProcessRecord & {
+    readonly ready: boolean;
+    readonly startedAt: string;
+    readonly dashboard?: string;
+    readonly log: string;
+  };
+  resources?: {
+    readonly bucket: string;
+    /** The Kafka event source's on-failure destination (absent in a state written before it existed). */
+    readonly kafkaFailuresBucket?: string;
+    readonly ledgerTable: string;
+    readonly scoresTable: string;
+    /** Absent in the state of an offline run created before scores went to S3: `local up` adds them. */
+    readonly scoresBucket?: string;
+    readonly anomaliesTable?: string;
+    readonly queues: Readonly<
+      // kafkaFailures: the notices of the Kafka failures bucket (one per failure object).
+      Record<'fileEvents' | 'fileEventsDlq' | 'signals' | 'signalsDlq' | 'kafkaFailures', QueueRef>
+    >;
+    readonly dbSecretArn: string;
+    /** The offline run's database (the server's `pulse` database). */
+    readonly dbUrl: string;
+    readonly dbTable: string;
+    readonly topic: string;
+  };
+  /** Overrides for recovery tests and demos (see `pulse local up --help`). */
+  options?: RuntimeOptions;
+}
+
+export interface RuntimeOptions {
+  /** The ledger lease (s3-trigger). @default settings.ledger.leaseSeconds */
+  readonly leaseSeconds?: number;
+  /** Visibility timeout of both consumed queues. @default 6 × the consumer's timeout, as deployed */
+  readonly visibilitySeconds?: number;
+  /** The poller's schedule. @default settings.dbPoller.scheduleRateMinutes */
+  readonly pollSeconds?: number;
+  /**
+   * The ledger sweep's schedule; its canary is then due after two periods instead of
+   * settings.sweep.canaryGraceSeconds. @default settings.sweep.scheduleRateMinutes
+   */
+  readonly sweepSeconds?: number;
+}
+
+export function statePath(home: string): string {
+  return join(home, 'state.json');
+}
+
+export function readState(home: string): LocalState | undefined {
+  const file = statePath(home);
+  if (!existsSync(file)) return undefined;
+  return JSON.parse(readFileSync(file, 'utf8')) as LocalState;
+}
+
+/** Writes atomically (rename), so a reader never sees half a file. */
+export function writeState(home: string, state: LocalState): void {
+  mkdirSync(home, { recursive: true });
+  const file = statePath(home);
+  writeFileSync(`${file}.tmp`, `${JSON.stringify(state, null, 2)}\n`);
+  renameSync(`${file}.tmp`, file);
+}
+
+/** Applies `change` to the current state (or a new one for `prefix`) and writes it back. */
+export function updateState(home: string, prefix: string, change: (s: LocalState) => void): LocalState {
+  const state = readState(home) ?? { prefix };
+  change(state);
+  writeState(home, state);
+  return state;
+}
