@@ -116,6 +116,7 @@ describe('a CDK app of its own that imports PulseIngest from the package root', 
     // Assess
     const printed = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as {
       threshold: number;
+      refused: string;
       outputs: string[];
     };
     expect(printed.threshold).toBe(4);
