@@ -21,7 +21,7 @@ import {
 } from 'aws-cdk-lib/aws-s3';
 import { type IQueue, Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { NagSuppressions } from 'cdk-nag';
-import { Construct } from 'constructs';
+import { Construct, type IConstruct } from 'constructs';
 import { ENV, OUTPUTS } from '#shared/contract.ts';
 import { pendingScoresExpirationDays, settings, visibilityTimeoutFor } from '#shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
@@ -34,6 +34,7 @@ import {
   type DatabaseSource,
   type KafkaSource,
   type PulseDeployment,
+  PulsePropsError,
   type PulseTuningProps,
   resolveDeployment,
 } from './props.ts';
@@ -114,6 +115,7 @@ export class PulseIngest extends Construct {
     this.deployment = d;
     const fn = d.functions;
     const stack = Stack.of(this);
+    claimName(this, d.name);
 
     this.accessLogs =
       serverAccessLogs === false
@@ -635,6 +637,28 @@ export class PulseIngest extends Construct {
     });
     return { queue, dlq };
   }
+}
+
+/** The deployment names taken in each app, by account and region. */
+const NAMES_TAKEN = new WeakMap<IConstruct, Set<string>>();
+
+/**
+ * Refuses a second deployment of the same name in one app and one account and region (or two stacks that
+ * both leave theirs to the CLI): their alarms and Glue databases would be named alike, and the second deploy
+ * would fail on them (or, for a stack deployed elsewhere later, take over the first one's alarms).
+ */
+function claimName(scope: Construct, name: string): void {
+  const stack = Stack.of(scope);
+  const where = `${name} in ${stack.account}/${stack.region}`;
+  const root = scope.node.root;
+  const taken = NAMES_TAKEN.get(root) ?? new Set<string>();
+  if (taken.has(where)) {
+    throw new PulsePropsError(
+      `a second PulseIngest named ${name} in the same account and region: give each its own stage (its names would collide)`,
+    );
+  }
+  taken.add(where);
+  NAMES_TAKEN.set(root, taken);
 }
 
 /**

@@ -262,6 +262,24 @@ describe('stages: two copies in one account and region', () => {
     for (const stack of stacks) expect(nagErrors(stack)).toEqual([]);
   });
 
+  it('refuses a second copy of the same name in one account and region, and allows it in another region', () => {
+    // Prepare
+    const app = newApp();
+    const env = { account: '123456789012', region: 'eu-west-1' };
+    new PulseIngest(new Stack(app, 'One', { env }), 'Pulse', { stage: 'dev' });
+
+    // Act
+    const same = () => new PulseIngest(new Stack(app, 'Two', { env }), 'Pulse', { stage: 'dev' });
+    const elsewhere = () =>
+      new PulseIngest(new Stack(app, 'Three', { env: { ...env, region: 'us-east-1' } }), 'Pulse', {
+        stage: 'dev',
+      });
+
+    // Assess
+    expect(same).toThrow('a second PulseIngest named PulseIngest-dev in the same account and region');
+    expect(elsewhere).not.toThrow();
+  });
+
   it('keeps the default stack named PulseIngest, as the CLI and existing deployments know it', () => {
     // Act
     const { stackName } = pulseContext(() => undefined);
