@@ -14,7 +14,7 @@ import { Key } from 'aws-cdk-lib/aws-kms';
 import { Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { Queue } from 'aws-cdk-lib/aws-sqs';
-import { MonitoringFacade, SnsAlarmActionStrategy } from 'cdk-monitoring-constructs';
+import { DefaultDashboardFactory, MonitoringFacade, SnsAlarmActionStrategy } from 'cdk-monitoring-constructs';
 import { Construct } from 'constructs';
 import { METRIC } from '#shared/contract.ts';
 import { settings } from '#shared/settings.ts';
@@ -114,6 +114,9 @@ export class Monitoring extends Construct {
     if (props.alarmEmail) this.topic.addSubscription(new EmailSubscription(props.alarmEmail));
 
     this.facade = new MonitoringFacade(this, 'Dashboard', {
+      // CloudWatch dashboard names are the account's: named after the deployment, so stages do not collide
+      // (the facade would name it after its construct id, "Dashboard", in every copy).
+      dashboardFactory: new DefaultDashboardFactory(this, 'Dashboards', { dashboardNamePrefix: d.name }),
       alarmFactoryDefaults: {
         alarmNamePrefix: d.name,
         actionsEnabled: true,

@@ -241,7 +241,7 @@ describe('stages: two copies in one account and region', () => {
     return stacks;
   }
 
-  it('gives each stage its own stack name, alarm names and Glue database, and both pass cdk-nag', () => {
+  it('gives each stage its own stack name, alarm names, Glue database and dashboard, and both pass cdk-nag', () => {
     // Act
     const stacks = twoStages();
     const [dev, prod] = stacks.map((s) => Template.fromStack(s));
@@ -258,6 +258,12 @@ describe('stages: two copies in one account and region', () => {
     expect([...glue(dev as Template), ...glue(prod as Template)]).toEqual([
       'pulseingest_dev_scores',
       'pulseingest_prod_scores',
+    ]);
+    const dashboards = (t: Template) =>
+      ofType(t, 'AWS::CloudWatch::Dashboard').map((r) => r.Properties.DashboardName);
+    expect([...dashboards(dev as Template), ...dashboards(prod as Template)]).toEqual([
+      'PulseIngest-dev',
+      'PulseIngest-prod',
     ]);
     for (const stack of stacks) expect(nagErrors(stack)).toEqual([]);
   });
