@@ -456,6 +456,9 @@ function pickQueue(
   };
 }
 
+/** The bytes of a Kafka value schema that fit the kafka-consumer's 4 KB environment with its other variables. */
+export const MAX_VALUE_SCHEMA_BYTES = 3 * 1024;
+
 /** What the pipeline relies on between values (each holds for the settings' defaults). */
 function relationProblems(d: PulseDeployment): string[] {
   const out: string[] = [];
@@ -487,6 +490,14 @@ function relationProblems(d: PulseDeployment): string[] {
   }
   if (k.valueFormat === 'protobuf' && !k.valueMessageType) {
     out.push('kafkaConsumer.valueMessageType is needed for protobuf values');
+  }
+  // Lambda allows 4 KB of environment variables per function, names and values together; the schema
+  // travels in one (KAFKA_VALUE_SCHEMA) beside the queue URL, the bucket and the others (under 1 KB).
+  const schemaBytes = Buffer.byteLength(k.valueSchema ?? '', 'utf8');
+  if (schemaBytes > MAX_VALUE_SCHEMA_BYTES) {
+    out.push(
+      `kafkaConsumer.valueSchema is ${schemaBytes} bytes: at most ${MAX_VALUE_SCHEMA_BYTES} fit the kafka-consumer's environment (Lambda allows 4 KB in all)`,
+    );
   }
   return out;
 }

@@ -226,6 +226,9 @@ describe('the PulseIngest construct', () => {
       'kafkaConsumer.valueMessageType is needed for protobuf values',
     );
     expect(build({ stage: 'Prod_1' })).toThrow('stage: must be 1-20 lowercase letters');
+    expect(
+      build({ kafkaConsumer: { valueFormat: 'avro', valueSchema: `{"doc":"${'x'.repeat(4000)}"}` } }),
+    ).toThrow('kafkaConsumer.valueSchema is 4010 bytes: at most 3072 fit');
   });
 });
 
