@@ -472,6 +472,18 @@ function relationProblems(d: PulseDeployment): string[] {
       `ledger.heartbeatSeconds (${d.ledger.heartbeatSeconds}) must be below ledger.leaseSeconds (${d.ledger.leaseSeconds})`,
     );
   }
+  const handOver = settings.ledger.handOverBeforeTimeoutSeconds;
+  if (d.functions.s3Trigger.timeoutSeconds <= 2 * handOver) {
+    out.push(
+      `functions.s3Trigger.timeoutSeconds (${d.functions.s3Trigger.timeoutSeconds}) must exceed twice the hand-over margin (${handOver} s): a long file hands over ${handOver} s before the timeout, and each invocation must get real work done first`,
+    );
+  }
+  const margin = settings.scoring.deadlineMarginSeconds;
+  if (d.functions.scorer.timeoutSeconds <= 2 * margin) {
+    out.push(
+      `functions.scorer.timeoutSeconds (${d.functions.scorer.timeoutSeconds}) must exceed twice the scorer's deadline margin (${margin} s): it starts no transaction with less than that left`,
+    );
+  }
   const visibility = visibilityTimeoutFor(d.functions.s3Trigger.timeoutSeconds);
   if (d.sweep.processingStuckSeconds <= Math.max(d.ledger.leaseSeconds, visibility)) {
     out.push(

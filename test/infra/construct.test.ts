@@ -226,6 +226,12 @@ describe('the PulseIngest construct', () => {
       'kafkaConsumer.valueMessageType is needed for protobuf values',
     );
     expect(build({ stage: 'Prod_1' })).toThrow('stage: must be 1-20 lowercase letters');
+    expect(build({ functions: { s3Trigger: { timeoutSeconds: 60 } } })).toThrow(
+      'functions.s3Trigger.timeoutSeconds (60) must exceed twice the hand-over margin (45 s)',
+    );
+    expect(build({ functions: { scorer: { timeoutSeconds: 15 } } })).toThrow(
+      'functions.scorer.timeoutSeconds (15) must exceed twice',
+    );
     expect(
       build({ kafkaConsumer: { valueFormat: 'avro', valueSchema: `{"doc":"${'x'.repeat(4000)}"}` } }),
     ).toThrow('kafkaConsumer.valueSchema is 4010 bytes: at most 3072 fit');
