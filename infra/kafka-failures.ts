@@ -16,6 +16,10 @@ import { kafkaFailureNoticePattern, settings } from '#shared/settings.ts';
 import { SECURE_BUCKET } from './constructs/secure-defaults.ts';
 
 export interface KafkaFailuresProps {
+  /** Days a failure object is kept (the deployment's, settings.kafka.failures.retentionDays by default). */
+  readonly retentionDays: number;
+  /** Days the notices queue keeps a notice (the deployment's DLQ retention). */
+  readonly dlqRetentionDays: number;
   /** Where the bucket's server access logs go. @default none (cdk-nag then reports the bucket) */
   readonly accessLogs?: IBucket;
 }
@@ -44,7 +48,7 @@ export class KafkaFailures extends Construct {
       eventBridgeEnabled: true,
       lifecycleRules: [
         {
-          expiration: Duration.days(f.retentionDays),
+          expiration: Duration.days(props.retentionDays),
           noncurrentVersionExpiration: Duration.days(f.noncurrentRetentionDays),
           abortIncompleteMultipartUploadAfter: Duration.days(1),
         },
@@ -56,7 +60,7 @@ export class KafkaFailures extends Construct {
     this.notices = new Queue(this, 'Notices', {
       encryption: QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
-      retentionPeriod: Duration.days(settings.dlqRetentionDays),
+      retentionPeriod: Duration.days(props.dlqRetentionDays),
     });
     NagSuppressions.addResourceSuppressions(this.notices, [
       {

@@ -9,11 +9,14 @@ import { Construct } from 'constructs';
 import { ENV } from '#shared/contract.ts';
 import { settings } from '#shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
+import type { PulseDeployment } from './props.ts';
 
 export interface LedgerSweepProps {
   /** The ingest bucket: the canary is written under its incoming prefix. */
   readonly bucket: Bucket;
   readonly ledger: ITable;
+  /** The deployment's resolved values (infra/props.ts): the sweep's schedule and thresholds, its size. */
+  readonly deployment: PulseDeployment;
 }
 
 /**
@@ -29,16 +32,21 @@ export class LedgerSweep extends Construct {
 
   constructor(scope: Construct, id: string, props: LedgerSweepProps) {
     super(scope, id);
-    const { bucket, ledger } = props;
+    const { bucket, ledger, deployment: d } = props;
     this.fn = new PulseFunction(this, 'Function', {
       name: 's3-trigger',
       entry: { file: 'sweep-handler.ts', service: 'ledger-sweep' },
-      timeoutSeconds: settings.functions.ledgerSweep.timeoutSeconds,
-      memoryMb: settings.functions.ledgerSweep.memoryMb,
+      timeoutSeconds: d.functions.ledgerSweep.timeoutSeconds,
+      memoryMb: d.functions.ledgerSweep.memoryMb,
+      logRetentionDays: d.retention.logDays,
       description: 'Scheduled: ledger items stuck (FilesStuck) and the S3 notification canary (CanaryMissed)',
       environment: {
         [ENV.ledgerTable]: ledger.tableName,
         [ENV.ingestBucket]: bucket.bucketName,
+        [ENV.maxAttempts]: String(d.ledger.maxAttempts),
+        [ENV.sweepProcessingStuckSeconds]: String(d.sweep.processingStuckSeconds),
+        [ENV.sweepSplitStuckSeconds]: String(d.sweep.splitStuckSeconds),
+        [ENV.sweepCanaryGraceSeconds]: String(d.sweep.canaryGraceSeconds),
       },
     });
     this.fn.addToRolePolicy(
@@ -68,7 +76,7 @@ export class LedgerSweep extends Construct {
     });
 
     this.schedule = new Schedule(this, 'Schedule', {
-      schedule: ScheduleExpression.rate(Duration.minutes(settings.sweep.scheduleRateMinutes)),
+      schedule: ScheduleExpression.rate(Duration.minutes(d.sweep.scheduleRateMinutes)),
       target: new LambdaInvoke(this.fn, { retryAttempts: 0 }),
       description: 'Sweeps the file ledger for stuck work and sends the S3 notification canary',
     });

@@ -14,11 +14,12 @@ import { Key } from 'aws-cdk-lib/aws-kms';
 import { Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { Queue } from 'aws-cdk-lib/aws-sqs';
-import { MonitoringFacade, SnsAlarmActionStrategy } from 'cdk-monitoring-constructs';
+import { DefaultDashboardFactory, MonitoringFacade, SnsAlarmActionStrategy } from 'cdk-monitoring-constructs';
 import { Construct } from 'constructs';
 import { METRIC } from '#shared/contract.ts';
 import { settings } from '#shared/settings.ts';
 import type { PulseFunction } from './constructs/pulse-function.ts';
+import type { PulseDeployment } from './props.ts';
 
 export interface MonitoringProps {
   readonly fileEvents: Queue;
@@ -37,6 +38,8 @@ export interface MonitoringProps {
     /** The ledger sweep (FilesStuck, CanaryMissed). */
     readonly ledgerSweep: PulseFunction;
   };
+  /** The deployment's resolved values (infra/props.ts): its name (alarm names) and alarm thresholds. */
+  readonly deployment: PulseDeployment;
   /** @default no email subscription */
   readonly alarmEmail?: string;
   /** The poller's schedule runs (a database was given): only then can it be silent. @default false */
@@ -70,10 +73,14 @@ export class Monitoring extends Construct {
   readonly facade: MonitoringFacade;
   /** The alarms this construct declares itself (the facade's are in `facade.createdAlarms()`). */
   readonly businessAlarms: Alarm[] = [];
+  /** Every alarm name starts with this and a hyphen (the deployment's name: `PulseIngest[-<stage>]`). */
+  readonly namePrefix: string;
 
   constructor(scope: Construct, id: string, props: MonitoringProps) {
     super(scope, id);
-    const m = settings.monitoring;
+    const d = props.deployment;
+    const m = d.alarms;
+    this.namePrefix = d.name;
     // CloudWatch publishes alarms to an encrypted topic only if the key's policy lets it use the key, and
     // the AWS managed alias/aws/sns key's policy cannot be changed: so a key of our own, rotated yearly.
     const cloudwatch = new ServicePrincipal('cloudwatch.amazonaws.com');
@@ -107,8 +114,11 @@ export class Monitoring extends Construct {
     if (props.alarmEmail) this.topic.addSubscription(new EmailSubscription(props.alarmEmail));
 
     this.facade = new MonitoringFacade(this, 'Dashboard', {
+      // CloudWatch dashboard names are the account's: named after the deployment, so stages do not collide
+      // (the facade would name it after its construct id, "Dashboard", in every copy).
+      dashboardFactory: new DefaultDashboardFactory(this, 'Dashboards', { dashboardNamePrefix: d.name }),
       alarmFactoryDefaults: {
-        alarmNamePrefix: settings.stackName,
+        alarmNamePrefix: d.name,
         actionsEnabled: true,
         action: new SnsAlarmActionStrategy({ onAlarmTopic: this.topic }),
         datapointsToAlarm: 1,
@@ -233,7 +243,7 @@ export class Monitoring extends Construct {
       description: 'Files ended FAILED: see the ledger (status FAILED) for what and where.',
     });
     // The ledger sweep reports on every run: a period without its data (it stopped running) is an alarm.
-    const sweepPeriod = Duration.minutes(settings.sweep.scheduleRateMinutes * m.sweepAlarmPeriods);
+    const sweepPeriod = Duration.minutes(d.sweep.scheduleRateMinutes * settings.monitoring.sweepAlarmPeriods);
     const sweepMetric = (name: string) =>
       pulseMetric(name, 'ledger-sweep', 'Maximum').with({ period: sweepPeriod });
     this.alarm('FilesStuck', sweepMetric(METRIC.filesStuck), {
@@ -245,12 +255,12 @@ export class Monitoring extends Construct {
     this.alarm('NotificationsSilent', sweepMetric(METRIC.canaryMissed), {
       threshold: 0,
       missing: TreatMissingData.BREACHING,
-      description: `The S3 notification canary (${settings.bucket.canaryKey}) the ledger sweep wrote ${settings.sweep.canaryGraceSeconds / 60} minutes ago never reached the ledger: check the bucket's notification configuration and the file-events queue policy. Also fires when the ledger sweep stops reporting.`,
+      description: `The S3 notification canary (${settings.bucket.canaryKey}) the ledger sweep wrote ${d.sweep.canaryGraceSeconds / 60} minutes ago never reached the ledger: check the bucket's notification configuration and the file-events queue policy. Also fires when the ledger sweep stops reporting.`,
     });
 
     if (props.pollerEnabled) {
       const periods = m.pollerSilentPeriods;
-      const window = Duration.minutes(settings.dbPoller.scheduleRateMinutes * periods);
+      const window = Duration.minutes(d.dbPoller.scheduleRateMinutes * periods);
       const ok = new MathExpression({
         expression: 'invocations - errors',
         usingMetrics: {
@@ -312,7 +322,7 @@ export class Monitoring extends Construct {
     },
   ): void {
     const alarm = new Alarm(this, id, {
-      alarmName: `${settings.stackName}-${id}`,
+      alarmName: `${this.namePrefix}-${id}`,
       alarmDescription: opts.description,
       metric,
       threshold: opts.threshold,

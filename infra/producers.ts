@@ -16,42 +16,16 @@ import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
 import { ENV, PLATFORM_ENV } from '#shared/contract.ts';
-import { type KafkaPollerMode, kafkaRetryPolicy, settings } from '#shared/settings.ts';
+import { kafkaRetryPolicy, settings } from '#shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
 import { KafkaFailures, S3WriteOnlyKafkaDestination } from './kafka-failures.ts';
+import type { DatabaseSource, KafkaPollers, KafkaSource, PulseDeployment } from './props.ts';
 
-/**
- * Where the database is, from context (`-c dbSecretArn=… -c dbVpcId=… -c dbSubnetIds=a,b -c dbSecurityGroupId=…`);
- * never looked up, so synth stays offline.
- */
-export interface DatabaseContext {
-  readonly secretArn: string;
-  readonly vpcId?: string;
-  readonly subnetIds?: readonly string[];
-  readonly securityGroupId?: string;
-}
-
-/**
- * How the Kafka event source mapping's pollers run (`-c kafkaPollerMode=provisioned|on-demand`,
- * `-c kafkaMinPollers=… -c kafkaMaxPollers=…`). @default settings.kafka.pollerMode and provisionedPollers
- */
-export interface KafkaPollers {
-  readonly mode: KafkaPollerMode;
-  /** Provisioned mode only. */
-  readonly minimum?: number;
-  readonly maximum?: number;
-}
-
-/** MSK (`-c mskClusterArn=… -c kafkaTopic=…`) or self-managed Kafka (`-c kafkaBootstrapServers=… -c kafkaTopic=… -c kafkaSecretArn=…`). */
-export type KafkaContext = (
-  | { readonly kind: 'msk'; readonly clusterArn: string; readonly topic: string }
-  | {
-      readonly kind: 'self-managed';
-      readonly bootstrapServers: readonly string[];
-      readonly topic: string;
-      readonly secretArn: string;
-    }
-) & { readonly pollers?: KafkaPollers };
+/** The database source (`-c dbSecretArn=…`): see {@link DatabaseSource}. */
+export type DatabaseContext = DatabaseSource;
+/** The Kafka source (`-c mskClusterArn=…` or `-c kafkaBootstrapServers=…`): see {@link KafkaSource}. */
+export type KafkaContext = KafkaSource;
+export type { KafkaPollers };
 
 /** What the producers need of the stack: its resources, and grants that add the env var with the grant. */
 export interface ProducerResources {
@@ -63,6 +37,8 @@ export interface ProducerResources {
 
 export interface ProducersProps {
   readonly resources: ProducerResources;
+  /** The deployment's resolved values (infra/props.ts). */
+  readonly deployment: PulseDeployment;
   /** @default the poller is deployed with its schedule disabled */
   readonly database?: DatabaseContext;
   /** @default no Kafka event source */
@@ -81,7 +57,7 @@ export class Producers extends Construct {
 
   constructor(scope: Construct, id: string, props: ProducersProps) {
     super(scope, id);
-    const { resources } = props;
+    const { resources, deployment: d } = props;
     const db = props.database;
 
     let vpc: IVpc | undefined;
@@ -99,13 +75,18 @@ export class Producers extends Construct {
 
     this.dbPoller = new PulseFunction(this, 'DbPoller', {
       name: 'db-poller',
-      timeoutSeconds: settings.functions.dbPoller.timeoutSeconds,
-      memoryMb: settings.functions.dbPoller.memoryMb,
+      timeoutSeconds: d.functions.dbPoller.timeoutSeconds,
+      memoryMb: d.functions.dbPoller.memoryMb,
+      logRetentionDays: d.retention.logDays,
       description: 'Scheduled: unprocessed rows (or rows past a watermark) → signals queue',
       environment: {
-        [ENV.dbMode]: settings.dbPoller.mode,
-        [ENV.dbTable]: settings.dbPoller.table,
-        [ENV.dbBatchSize]: String(settings.dbPoller.batchSize),
+        [ENV.dbMode]: d.dbPoller.mode,
+        [ENV.dbTable]: d.dbPoller.table,
+        [ENV.dbBatchSize]: String(d.dbPoller.batchSize),
+        [ENV.maxQueueDepth]: String(d.dbPoller.maxQueueDepth),
+        [ENV.watermarkLookbackSeconds]: String(d.dbPoller.watermarkLookbackSeconds),
+        [ENV.watermarkSkewSeconds]: String(d.dbPoller.watermarkSkewSeconds),
+        ...(d.dbPoller.columns ? { [ENV.dbColumns]: JSON.stringify(d.dbPoller.columns) } : {}),
         // The RDS certificate authorities the Lambda runtime ships, so TLS to the database is verified.
         [PLATFORM_ENV.nodeExtraCaCerts]: '/var/runtime/ca-cert.pem',
         ...(db ? { [ENV.dbSecretArn]: db.secretArn } : {}),
@@ -146,7 +127,7 @@ export class Producers extends Construct {
     }
 
     this.schedule = new Schedule(this, 'DbPollerSchedule', {
-      schedule: ScheduleExpression.rate(Duration.minutes(settings.dbPoller.scheduleRateMinutes)),
+      schedule: ScheduleExpression.rate(Duration.minutes(d.dbPoller.scheduleRateMinutes)),
       target: new LambdaInvoke(this.dbPoller, { retryAttempts: 0 }),
       // Without a database the poller is deployed but never runs (see the README to enable it).
       enabled: db !== undefined,
@@ -155,13 +136,23 @@ export class Producers extends Construct {
     this.suppressSchedulerInvokeQualifiers();
 
     this.kafkaFailures = new KafkaFailures(this, 'KafkaFailures', {
+      retentionDays: d.retention.kafkaFailuresDays,
+      dlqRetentionDays: d.retention.dlqDays,
       ...(props.accessLogs ? { accessLogs: props.accessLogs } : {}),
     });
     this.kafkaConsumer = new PulseFunction(this, 'KafkaConsumer', {
       name: 'kafka-consumer',
-      timeoutSeconds: settings.functions.kafkaConsumer.timeoutSeconds,
-      memoryMb: settings.functions.kafkaConsumer.memoryMb,
+      timeoutSeconds: d.functions.kafkaConsumer.timeoutSeconds,
+      memoryMb: d.functions.kafkaConsumer.memoryMb,
+      logRetentionDays: d.retention.logDays,
       description: 'MSK / self-managed Kafka → decode, validate, pack → signals queue',
+      environment: {
+        [ENV.kafkaValueFormat]: d.kafkaConsumer.valueFormat,
+        ...(d.kafkaConsumer.valueSchema ? { [ENV.kafkaValueSchema]: d.kafkaConsumer.valueSchema } : {}),
+        ...(d.kafkaConsumer.valueMessageType
+          ? { [ENV.kafkaValueMessageType]: d.kafkaConsumer.valueMessageType }
+          : {}),
+      },
     });
     resources.grantSendSignals(this.kafkaConsumer);
     resources.grantQuarantine(this.kafkaConsumer);
@@ -169,11 +160,14 @@ export class Producers extends Construct {
     const k = props.kafka;
     if (k) {
       const pollers = k.pollers ?? { mode: settings.kafka.pollerMode };
-      const policy = kafkaRetryPolicy(pollers.mode);
+      const policy = kafkaRetryPolicy(pollers.mode, {
+        maximumRetryAttempts: d.kafkaConsumer.maximumRetryAttempts,
+        bisectBatchOnFunctionError: settings.kafka.bisectBatchOnFunctionError,
+      });
       const common = {
         topic: k.topic,
-        batchSize: settings.kafka.batchSize,
-        maxBatchingWindow: Duration.seconds(settings.kafka.maxBatchingWindowSeconds),
+        batchSize: d.kafkaConsumer.batchSize,
+        maxBatchingWindow: Duration.seconds(d.kafkaConsumer.maxBatchingWindowSeconds),
         startingPosition: StartingPosition[settings.kafka.startingPosition],
         onFailure: new S3WriteOnlyKafkaDestination(this.kafkaFailures.bucket),
         // Lambda accepts the error handling controls on a Kafka mapping in provisioned mode only; there
@@ -265,73 +259,4 @@ export class Producers extends Construct {
       );
     }
   }
-}
-
-/** Reads the producers' context from the app (`cdk synth -c key=value`). Throws on a half-given set. */
-export function producersContext(get: (key: string) => unknown): {
-  database?: DatabaseContext;
-  kafka?: KafkaContext;
-} {
-  const str = (key: string) => {
-    const v = get(key);
-    return typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined;
-  };
-  const list = (key: string) =>
-    str(key)
-      ?.split(',')
-      .map((s) => s.trim())
-      .filter(Boolean);
-  const out: { database?: DatabaseContext; kafka?: KafkaContext } = {};
-  const secretArn = str('dbSecretArn');
-  if (secretArn) {
-    const vpcId = str('dbVpcId');
-    const subnetIds = list('dbSubnetIds');
-    if (vpcId && !subnetIds?.length) throw new Error('-c dbVpcId needs -c dbSubnetIds=subnet-a,subnet-b');
-    const securityGroupId = str('dbSecurityGroupId');
-    out.database = {
-      secretArn,
-      ...(vpcId ? { vpcId } : {}),
-      ...(subnetIds ? { subnetIds } : {}),
-      ...(securityGroupId ? { securityGroupId } : {}),
-    };
-  }
-  const topic = str('kafkaTopic') ?? settings.kafka.topic;
-  const clusterArn = str('mskClusterArn');
-  const bootstrap = list('kafkaBootstrapServers');
-  const pollers = kafkaPollersContext(str);
-  if (clusterArn) out.kafka = { kind: 'msk', clusterArn, topic, pollers };
-  else if (bootstrap?.length) {
-    const kafkaSecret = str('kafkaSecretArn');
-    if (!kafkaSecret)
-      throw new Error('-c kafkaBootstrapServers needs -c kafkaSecretArn (SASL/SCRAM credentials)');
-    out.kafka = { kind: 'self-managed', bootstrapServers: bootstrap, topic, secretArn: kafkaSecret, pollers };
-  }
-  return out;
-}
-
-/** `-c kafkaPollerMode=provisioned|on-demand -c kafkaMinPollers=1 -c kafkaMaxPollers=3`, checked as Lambda would. */
-function kafkaPollersContext(str: (key: string) => string | undefined): KafkaPollers {
-  const mode = str('kafkaPollerMode') ?? settings.kafka.pollerMode;
-  if (mode !== 'provisioned' && mode !== 'on-demand') {
-    throw new Error(`-c kafkaPollerMode must be provisioned or on-demand, got ${mode}`);
-  }
-  const count = (key: string, max: number): number | undefined => {
-    const raw = str(key);
-    if (raw === undefined) return undefined;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < 1 || n > max) throw new Error(`-c ${key} must be 1..${max}, got ${raw}`);
-    return n;
-  };
-  const minimum = count('kafkaMinPollers', 200);
-  const maximum = count('kafkaMaxPollers', 2000);
-  if (mode === 'on-demand') {
-    if (minimum !== undefined || maximum !== undefined) {
-      throw new Error('-c kafkaMinPollers / kafkaMaxPollers apply to -c kafkaPollerMode=provisioned only');
-    }
-    return { mode };
-  }
-  const min = minimum ?? settings.kafka.provisionedPollers.minimum;
-  const max = maximum ?? Math.max(min, settings.kafka.provisionedPollers.maximum);
-  if (min > max) throw new Error(`-c kafkaMinPollers (${min}) must not exceed -c kafkaMaxPollers (${max})`);
-  return { mode, minimum: min, maximum: max };
 }

@@ -1,606 +1,100 @@
-import { CfnOutput, type CfnResource, Duration, Stack, type StackProps } from 'aws-cdk-lib';
-import { AttributeType, ProjectionType, Table } from 'aws-cdk-lib/aws-dynamodb';
-import {
-  DataFormat,
-  Database as GlueDatabase,
-  PartitionProjectionConfiguration,
-  S3Table,
-  S3TableStorage,
-  Schema,
-} from 'aws-cdk-lib/aws-glue';
-import { PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
-import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
-import {
-  Bucket,
-  type BucketNotificationDestinationConfig,
-  BucketNotificationDestinationType,
-  type CfnBucket,
-  EventType,
-  type IBucket,
-  type IBucketNotificationDestination,
-} from 'aws-cdk-lib/aws-s3';
-import { type IQueue, Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
-import { NagSuppressions } from 'cdk-nag';
+import { Stack, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
-import { ENV, OUTPUTS } from '#shared/contract.ts';
-import { pendingScoresExpirationDays, settings, visibilityTimeoutFor } from '#shared/settings.ts';
-import { PulseFunction } from './constructs/pulse-function.ts';
-import { SECURE_BUCKET, SECURE_TABLE } from './constructs/secure-defaults.ts';
-import { LedgerSweep } from './ledger-sweep.ts';
-import { Monitoring } from './monitoring.ts';
-import { NOTIFICATIONS_HANDLER_ID, retainNotificationsHandlerLogs } from './notifications-handler-logs.ts';
-import { type DatabaseContext, type KafkaContext, Producers } from './producers.ts';
+import { settings } from '#shared/settings.ts';
+import { PulseIngest, type PulseIngestProps } from './pulse-ingest.ts';
 
-export interface PulseStackProps extends StackProps {
-  /** The database the poller reads. @default none: the poller is deployed with its schedule disabled */
-  readonly database?: DatabaseContext;
-  /** The Kafka cluster and topic the consumer reads. @default none: no Kafka event source */
-  readonly kafka?: KafkaContext;
-  /** Subscribe this address to the alarm topic (`-c alarmEmail=…`). @default no subscription */
-  readonly alarmEmail?: string;
-  /**
-   * Keep the ingest bucket's server access logs in a bucket of their own.
-   * @default true
-   */
-  readonly serverAccessLogs?: boolean;
-}
+export interface PulseStackProps extends StackProps, PulseIngestProps {}
 
-/** A queue consumed by a function, and the dead-letter queue behind it. */
-interface ConsumedQueue {
-  readonly queue: Queue;
-  readonly dlq: Queue;
+/** The keys of {@link PulseIngestProps}, to tell them from the stack's own props. */
+const PULSE_PROP_KEYS = {
+  stage: true,
+  database: true,
+  kafka: true,
+  alarmEmail: true,
+  serverAccessLogs: true,
+  fileEvents: true,
+  signals: true,
+  functions: true,
+  ledger: true,
+  fanOut: true,
+  staging: true,
+  scoring: true,
+  dbPoller: true,
+  kafkaConsumer: true,
+  sweep: true,
+  retention: true,
+  alarms: true,
+} as const satisfies Record<keyof PulseIngestProps, true>;
+
+/** The stack name of a stage: `PulseIngest`, or `PulseIngest-<stage>`. */
+export function stackNameFor(stage?: string): string {
+  return stage ? `${settings.stackName}-${stage}` : settings.stackName;
 }
 
 /**
- * The S3 path: ingest bucket → file-events queue → s3-trigger → signals queue → scorer, with the file
- * ledger, the scores table, and a DLQ behind each queue. Every number comes from shared/settings.ts,
- * which the offline runtime reads too.
+ * The project's own stack: one {@link PulseIngest} and nothing else. The construct's id is `Default`, which
+ * CDK leaves out of logical ids, so the resources keep the ids they had when the stack built them itself
+ * (a deployed stack updates in place rather than replacing its buckets and tables).
  */
 export class PulseStack extends Stack {
-  readonly bucket: Bucket;
-  /** Server access logs of the ingest bucket; undefined when `serverAccessLogs` is false. */
-  readonly accessLogs: Bucket | undefined;
-  readonly fileEvents: Queue;
-  readonly fileEventsDlq: Queue;
-  readonly signals: Queue;
-  readonly signalsDlq: Queue;
-  readonly ledger: Table;
-  readonly scores: Table;
-  /** Score records in bulk (NDJSON.gz, `scores/dt=…/`), and the pending objects of transactions in flight. */
-  readonly scoresBucket: Bucket;
-  /** One item per anomaly, by series, with an index of recent anomalies by day. */
-  readonly anomalies: Table;
-  /** The Glue table over `scores/` (Athena, partition projection on `dt`). */
-  readonly scoresGlueTable: S3Table;
-  readonly s3Trigger: PulseFunction;
-  readonly scorer: PulseFunction;
-  /** The db-poller and the kafka-consumer. */
-  readonly producers: Producers;
-  /** The ledger sweep on its schedule (stuck work, the notification canary). */
-  readonly ledgerSweep: LedgerSweep;
-  /** Dashboard, alarms and the alarm topic. */
-  readonly monitoring: Monitoring;
+  readonly pulse: PulseIngest;
 
   constructor(scope: Construct, id: string, props: PulseStackProps = {}) {
-    super(scope, id, props);
-    const fn = settings.functions;
-
-    this.accessLogs =
-      props.serverAccessLogs === false
-        ? undefined
-        : new Bucket(this, 'AccessLogs', {
-            ...SECURE_BUCKET,
-            lifecycleRules: [{ expiration: Duration.days(settings.bucket.accessLogsRetentionDays) }],
-          });
-    this.bucket = new Bucket(this, 'IngestBucket', {
-      ...SECURE_BUCKET,
-      versioned: true,
-      lifecycleRules: [
-        {
-          abortIncompleteMultipartUploadAfter: Duration.days(
-            settings.bucket.abortIncompleteMultipartUploadDays,
-          ),
-        },
-        {
-          // Staged copies of gzip files are deleted when their file ends; this removes any left behind, and
-          // the data a delete leaves as a noncurrent version (the bucket is versioned).
-          id: 'staging',
-          prefix: settings.bucket.stagingPrefix,
-          expiration: Duration.days(settings.staging.expireDays),
-          noncurrentVersionExpiration: Duration.days(settings.staging.noncurrentExpireDays),
-        },
-        {
-          // A stale rejects segment (written again by a later attempt) is deleted, which in this versioned
-          // bucket only hides it behind a delete marker: its data goes after this many days.
-          id: 'rejects-noncurrent',
-          prefix: settings.bucket.rejectsPrefix,
-          noncurrentVersionExpiration: Duration.days(settings.bucket.rejectsNoncurrentDays),
-        },
-      ],
-      ...(this.accessLogs
-        ? { serverAccessLogsBucket: this.accessLogs, serverAccessLogsPrefix: 'ingest/' }
-        : {}),
-    });
-
-    const fileEvents = this.consumedQueue('FileEvents', {
-      consumerTimeoutSeconds: fn.s3Trigger.timeoutSeconds,
-      maxReceiveCount: settings.fileEvents.maxReceiveCount,
-      retentionDays: settings.fileEvents.retentionDays,
-    });
-    this.fileEvents = fileEvents.queue;
-    this.fileEventsDlq = fileEvents.dlq;
-    const signals = this.consumedQueue('Signals', {
-      consumerTimeoutSeconds: fn.scorer.timeoutSeconds,
-      maxReceiveCount: settings.signals.maxReceiveCount,
-      retentionDays: settings.signals.retentionDays,
-      // Packed messages: set explicitly so the budget in the settings is the queue's limit too.
-      maxMessageSizeBytes: settings.signals.queueMaximumMessageBytes,
-    });
-    this.signals = signals.queue;
-    this.signalsDlq = signals.dlq;
-
-    // Every object under the prefix, whatever its name: S3's suffix filters are case-sensitive, so filtering
-    // on `.csv` would never tell s3-trigger of a `REPORT.CSV` (which it reads) nor of a `data.tsv` (which it
-    // records as SKIPPED, with the reason): such files would sit in the bucket unseen.
-    this.bucket.addEventNotification(
-      EventType.OBJECT_CREATED,
-      new AccountBoundQueueDestination(this.fileEvents),
-      {
-        prefix: settings.bucket.incomingPrefix,
-      },
-    );
-
-    this.ledger = new Table(this, 'Ledger', {
-      ...SECURE_TABLE,
-      partitionKey: { name: 'pk', type: AttributeType.STRING },
-      sortKey: { name: 'sk', type: AttributeType.STRING },
-    });
-    this.ledger.addGlobalSecondaryIndex({
-      indexName: settings.ledger.statusIndex,
-      partitionKey: { name: 'status', type: AttributeType.STRING },
-      sortKey: { name: 'updatedAt', type: AttributeType.STRING },
-      projectionType: ProjectionType.ALL,
-    });
-    // Series states, applied positions (blocks), id items, totals (docs/scoring.md). The TTL stays on so that
-    // the score items of the first design (one per signal) age out; nothing written now carries it.
-    this.scores = new Table(this, 'Scores', {
-      ...SECURE_TABLE,
-      partitionKey: { name: 'pk', type: AttributeType.STRING },
-      timeToLiveAttribute: settings.scoring.ttlAttribute,
-    });
-    this.anomalies = new Table(this, 'Anomalies', {
-      ...SECURE_TABLE,
-      partitionKey: { name: 'series', type: AttributeType.STRING },
-      sortKey: { name: 'at', type: AttributeType.STRING },
-    });
-    this.anomalies.addGlobalSecondaryIndex({
-      indexName: settings.scores.recentAnomaliesIndex,
-      partitionKey: { name: 'day', type: AttributeType.STRING },
-      sortKey: { name: 'scoredAt', type: AttributeType.STRING },
-      projectionType: ProjectionType.ALL,
-    });
-    // Unversioned: a score object is written once (pending, then final) and never changed, and versions
-    // of deleted pending objects would only cost storage.
-    this.scoresBucket = new Bucket(this, 'ScoresBucket', {
-      ...SECURE_BUCKET,
-      lifecycleRules: [
-        {
-          // A pending object still here after any message that could recover it has expired is the
-          // orphan of an attempt that never committed.
-          prefix: settings.scores.pendingPrefix,
-          expiration: Duration.days(pendingScoresExpirationDays()),
-        },
-        {
-          abortIncompleteMultipartUploadAfter: Duration.days(
-            settings.bucket.abortIncompleteMultipartUploadDays,
-          ),
-        },
-      ],
-      ...(this.accessLogs
-        ? { serverAccessLogsBucket: this.accessLogs, serverAccessLogsPrefix: 'scores/' }
-        : {}),
-    });
-    const glueDatabase = new GlueDatabase(this, 'ScoresDatabase', {
-      databaseName: `${this.stackName.toLowerCase().replace(/[^a-z0-9_]/g, '_')}_scores`,
-      description: 'Pulse Ingest score records (NDJSON.gz), one row per scored signal',
-    });
-    this.scoresGlueTable = new S3Table(this, 'ScoresTable', {
-      database: glueDatabase,
-      tableName: settings.scores.glueTable,
-      description: 'One row per scored signal; partitioned by the day its transaction committed (dt)',
-      storage: S3TableStorage.fromBucket(this.scoresBucket),
-      s3Prefix: settings.scores.prefix,
-      dataFormat: DataFormat.JSON,
-      compressed: true,
-      columns: [
-        { name: 'id', type: Schema.STRING },
-        { name: 'kind', type: Schema.STRING },
-        { name: 'ref', type: Schema.STRING },
-        { name: 'source', type: Schema.STRING },
-        { name: 'name', type: Schema.STRING },
-        { name: 'value', type: Schema.DOUBLE },
-        { name: 'timestamp', type: Schema.STRING },
-        { name: 'score', type: Schema.DOUBLE },
-        { name: 'anomaly', type: Schema.BOOLEAN },
-        { name: 'samples', type: Schema.BIG_INT },
-        { name: 'model', type: Schema.STRING },
-        { name: 'scoredAt', type: Schema.STRING },
-      ],
-      partitionKeys: [{ name: 'dt', type: Schema.STRING }],
-      partitionProjection: {
-        dt: PartitionProjectionConfiguration.date({ min: '2024-01-01', max: 'NOW', format: 'yyyy-MM-dd' }),
-      },
-      parameters: {
-        'storage.location.template': `s3://${this.scoresBucket.bucketName}/${settings.scores.prefix}dt=\${dt}`,
-      },
-    });
-
-    this.s3Trigger = new PulseFunction(this, 'S3Trigger', {
-      name: 's3-trigger',
-      timeoutSeconds: fn.s3Trigger.timeoutSeconds,
-      memoryMb: fn.s3Trigger.memoryMb,
-      reservedConcurrentExecutions: fn.s3Trigger.reservedConcurrency,
-      description: 'ObjectCreated → ledger claim → parse, validate, pack → signals queue',
-    });
-    this.grantReadIncoming(this.s3Trigger);
-    this.grantQuarantine(this.s3Trigger);
-    this.grantRejectsCleanup(this.s3Trigger);
-    this.grantStaging(this.s3Trigger);
-    this.grantLedger(this.s3Trigger);
-    this.grantSendSignals(this.s3Trigger);
-    // A long file near the function's timeout is handed over to a fresh invocation: a continuation
-    // message on the queue the function consumes.
-    this.s3Trigger.addToRolePolicy(
-      new PolicyStatement({ actions: ['sqs:SendMessage'], resources: [this.fileEvents.queueArn] }),
-    );
-    this.s3Trigger.addEnvironment(ENV.fileEventsQueueUrl, this.fileEvents.queueUrl);
-    this.s3Trigger.addEventSource(
-      new SqsEventSource(this.fileEvents, {
-        batchSize: settings.fileEvents.batchSize,
-        maxBatchingWindow: Duration.seconds(settings.fileEvents.maxBatchingWindowSeconds),
-        maxConcurrency: settings.fileEvents.maxConcurrency,
-        reportBatchItemFailures: true,
-      }),
-    );
-
-    this.scorer = new PulseFunction(this, 'Scorer', {
-      name: 'scorer',
-      timeoutSeconds: fn.scorer.timeoutSeconds,
-      memoryMb: fn.scorer.memoryMb,
-      description: 'Signals queue → idempotent scores and series state',
-    });
-    this.grantScores(this.scorer);
-    this.grantQuarantine(this.scorer);
-    this.scorer.addEventSource(
-      new SqsEventSource(this.signals, {
-        batchSize: settings.signals.batchSize,
-        maxBatchingWindow: Duration.seconds(settings.signals.maxBatchingWindowSeconds),
-        maxConcurrency: settings.signals.maxConcurrency,
-        reportBatchItemFailures: true,
-      }),
-    );
-
-    // CDK's singleton behind bucket notifications (a Python function that calls PutBucketNotification):
-    // its logs go to a log group with the stack's retention, not one Lambda would keep forever.
-    retainNotificationsHandlerLogs(this, settings.logRetentionDays);
-    NagSuppressions.addResourceSuppressionsByPath(
-      this,
-      `${this.node.path}/${NOTIFICATIONS_HANDLER_ID}/Role/Resource`,
-      [
-        {
-          id: 'AwsSolutions-IAM4',
-          reason:
-            "CDK's bucket-notifications custom resource handler: its role is created by aws-s3-notifications with AWSLambdaBasicExecutionRole for its own logs; its one other grant is s3:PutBucketNotification on this bucket.",
-          appliesTo: [
-            'Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole',
-          ],
-        },
-      ],
-    );
-
-    this.producers = new Producers(this, 'Producers', {
-      resources: this,
-      ...(props.database ? { database: props.database } : {}),
-      ...(props.kafka ? { kafka: props.kafka } : {}),
-      ...(this.accessLogs ? { accessLogs: this.accessLogs } : {}),
-    });
-
-    // The scorer reads every message version the producers have written, and a producer's new code may
-    // write one an older scorer cannot read (version 4, deflated, did): CloudFormation updates the scorer
-    // before the functions that send to it, so no message is quarantined for its version during a deploy.
-    const scorerFunction = this.scorer.node.defaultChild as CfnResource;
-    for (const producer of [this.s3Trigger, this.producers.dbPoller, this.producers.kafkaConsumer]) {
-      (producer.node.defaultChild as CfnResource).addResourceDependency(
-        scorerFunction,
-        'the scorer reads the message versions the producer writes',
-      );
+    const pulseProps: Record<string, unknown> = {};
+    const stackProps: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(props)) {
+      (key in PULSE_PROP_KEYS ? pulseProps : stackProps)[key] = value;
     }
-
-    this.ledgerSweep = new LedgerSweep(this, 'LedgerSweep', { bucket: this.bucket, ledger: this.ledger });
-
-    this.monitoring = new Monitoring(this, 'Monitoring', {
-      fileEvents: this.fileEvents,
-      fileEventsDlq: this.fileEventsDlq,
-      signals: this.signals,
-      signalsDlq: this.signalsDlq,
-      kafkaFailures: this.producers.kafkaFailures.notices,
-      ledger: this.ledger,
-      scores: this.scores,
-      functions: {
-        s3Trigger: this.s3Trigger,
-        scorer: this.scorer,
-        dbPoller: this.producers.dbPoller,
-        kafkaConsumer: this.producers.kafkaConsumer,
-        ledgerSweep: this.ledgerSweep.fn,
-      },
-      ...(props.alarmEmail ? { alarmEmail: props.alarmEmail } : {}),
-      pollerEnabled: props.database !== undefined,
-      kafkaEnabled: props.kafka !== undefined,
-    });
-
-    const out = (id: string, value: string, description: string) =>
-      new CfnOutput(this, id, { value, description });
-    out(OUTPUTS.bucket, this.bucket.bucketName, 'Drop files under incoming/; rejects land under rejects/');
-    out(OUTPUTS.fileEventsQueue, this.fileEvents.queueUrl, 'S3 ObjectCreated notifications');
-    out(OUTPUTS.fileEventsDlq, this.fileEventsDlq.queueUrl, 'File events that could not be handled');
-    out(OUTPUTS.signalsQueue, this.signals.queueUrl, 'Packed signals awaiting scoring');
-    out(OUTPUTS.signalsDlq, this.signalsDlq.queueUrl, 'Signal messages that could not be scored');
-    out(OUTPUTS.ledgerTable, this.ledger.tableName, 'One item per object version');
-    out(OUTPUTS.scoresTable, this.scores.tableName, 'Series states, applied positions and totals');
-    out(OUTPUTS.scoresBucket, this.scoresBucket.bucketName, 'Score records under scores/dt=<day>/');
-    out(OUTPUTS.anomaliesTable, this.anomalies.tableName, 'Anomalies by series');
-    out(
-      OUTPUTS.scoresGlueTable,
-      `${glueDatabase.databaseName}.${this.scoresGlueTable.tableName}`,
-      'The Glue table (database.table) Athena queries the score records with',
-    );
-    out(
-      OUTPUTS.kafkaFailuresBucket,
-      this.producers.kafkaFailures.bucket.bucketName,
-      'Kafka batches that failed every retry, records included (on-failure destination): pulse kafka replay',
-    );
-    out(
-      OUTPUTS.kafkaFailureNotices,
-      this.producers.kafkaFailures.notices.queueUrl,
-      'One notice per object in the Kafka failures bucket not yet replayed (alarms on the first)',
-    );
-    out(
-      OUTPUTS.kafkaConsumerFunction,
-      this.producers.kafkaConsumer.functionName,
-      'The kafka-consumer, which pulse kafka replay invokes with each stored batch',
-    );
-    out(OUTPUTS.alarmTopic, this.monitoring.topic.topicArn, 'Every alarm notifies this topic');
+    super(scope, id, stackProps as StackProps);
+    this.pulse = new PulseIngest(this, 'Default', pulseProps as PulseIngestProps);
   }
 
-  /**
-   * Read access to objects (and their versions) under the incoming prefix only, and the listing S3 asks of a
-   * reader before it says an object is missing.
-   */
-  grantReadIncoming(fn: PulseFunction): void {
-    fn.addToRolePolicy(
-      new PolicyStatement({
-        // HeadObject is authorised by s3:GetObject (s3:GetObjectVersion with a version id).
-        actions: ['s3:GetObject', 's3:GetObjectVersion'],
-        resources: [this.bucket.arnForObjects(`${settings.bucket.incomingPrefix}*`)],
-      }),
-    );
-    // S3 answers 404 for a missing object only to a caller that may list the bucket, 403 AccessDenied to any
-    // other (GetObject/HeadObject, "Permissions"): without this an object deleted before it is read would end
-    // FAILED with AccessDenied instead of SKIPPED. AWS does not say whether that check carries an s3:prefix,
-    // so the condition holds when there is none; a listing that names a prefix must name this one.
-    fn.addToRolePolicy(
-      new PolicyStatement({
-        actions: ['s3:ListBucket'],
-        resources: [this.bucket.bucketArn],
-        conditions: { StringLikeIfExists: { 's3:prefix': [`${settings.bucket.incomingPrefix}*`] } },
-      }),
-    );
-    this.suppressObjectPrefix(
-      fn,
-      settings.bucket.incomingPrefix,
-      'The s3-trigger reads whichever object a notification names; the wildcard is the object key under incoming/ of this one bucket.',
-    );
+  get bucket() {
+    return this.pulse.bucket;
   }
-
-  /** Writes under the rejects prefix only (multipart uploads included), and `QUARANTINE_BUCKET`. */
-  grantQuarantine(fn: PulseFunction): void {
-    fn.addToRolePolicy(
-      new PolicyStatement({
-        // lib-storage's Upload: Create/UploadPart/Complete are s3:PutObject; an aborted upload needs its own.
-        actions: ['s3:PutObject', 's3:AbortMultipartUpload'],
-        resources: [this.bucket.arnForObjects(`${settings.bucket.rejectsPrefix}*`)],
-      }),
-    );
-    fn.addEnvironment(ENV.quarantineBucket, this.bucket.bucketName);
-    this.suppressObjectPrefix(
-      fn,
-      settings.bucket.rejectsPrefix,
-      'Quarantine files get a new key per rejected batch; the wildcard is the object key under rejects/ of this one bucket.',
-    );
+  get accessLogs() {
+    return this.pulse.accessLogs;
   }
-
-  /**
-   * Listing and deleting under the rejects prefix: the s3-trigger removes the rejects segments that an
-   * earlier attempt at a file completed and this attempt wrote again (deleteStaleSegments).
-   */
-  grantRejectsCleanup(fn: PulseFunction): void {
-    fn.addToRolePolicy(
-      new PolicyStatement({
-        actions: ['s3:ListBucket'],
-        resources: [this.bucket.bucketArn],
-        conditions: { StringLike: { 's3:prefix': [`${settings.bucket.rejectsPrefix}*`] } },
-      }),
-    );
-    fn.addToRolePolicy(
-      new PolicyStatement({
-        // DeleteObjects (without version ids: the versioned bucket keeps the data behind a delete marker).
-        actions: ['s3:DeleteObject'],
-        resources: [this.bucket.arnForObjects(`${settings.bucket.rejectsPrefix}*`)],
-      }),
-    );
-    this.suppressObjectPrefix(
-      fn,
-      settings.bucket.rejectsPrefix,
-      'Stale rejects segments have a key per file, row and attempt; the wildcard is the object key under rejects/ of this one bucket.',
-    );
+  get fileEvents() {
+    return this.pulse.fileEvents;
   }
-
-  /**
-   * The staged copies of large gzip files (`settings.staging`): written, read back (ranged GETs) and deleted
-   * (DeleteObjects, authorised object by object by s3:DeleteObject) under the staging prefix only.
-   */
-  grantStaging(fn: PulseFunction): void {
-    fn.addToRolePolicy(
-      new PolicyStatement({
-        actions: ['s3:PutObject', 's3:GetObject', 's3:DeleteObject'],
-        resources: [this.bucket.arnForObjects(`${settings.bucket.stagingPrefix}*`)],
-      }),
-    );
-    this.suppressObjectPrefix(
-      fn,
-      settings.bucket.stagingPrefix,
-      'The staged copy of a file is a set of objects named by a digest of the file version; the wildcard is the object key under staging/ of this one bucket.',
-    );
+  get fileEventsDlq() {
+    return this.pulse.fileEventsDlq;
   }
-
-  /** cdk-nag IAM5 on exactly `<bucket>/<prefix>*` in this function's policy, nothing broader. */
-  private suppressObjectPrefix(fn: PulseFunction, prefix: string, reason: string): void {
-    const bucketId = this.getLogicalId(this.bucket.node.defaultChild as CfnBucket);
-    NagSuppressions.addResourceSuppressions(
-      fn.role ?? fn,
-      [{ id: 'AwsSolutions-IAM5', reason, appliesTo: [`Resource::<${bucketId}.Arn>/${prefix}*`] }],
-      true,
-    );
+  get signals() {
+    return this.pulse.signals;
   }
-
-  /**
-   * Ledger reads and conditional updates (shared/ledger.ts claims, renews and ends a lease with
-   * UpdateItem, in a transaction when a part of a split file ends, and reads an item with GetItem), the
-   * part items of a split file (BatchWriteItem to record them, Query to read them back), and
-   * `LEDGER_TABLE`. The status index is for operators.
-   */
-  grantLedger(fn: PulseFunction): void {
-    fn.addToRolePolicy(
-      new PolicyStatement({
-        actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:BatchWriteItem', 'dynamodb:Query'],
-        resources: [this.ledger.tableArn],
-      }),
-    );
-    fn.addEnvironment(ENV.ledgerTable, this.ledger.tableName);
+  get signalsDlq() {
+    return this.pulse.signalsDlq;
   }
-
-  /** Sending (batches) to the signals queue, and `SIGNALS_QUEUE_URL`. */
-  grantSendSignals(fn: PulseFunction): void {
-    // SendMessageBatch is authorised by sqs:SendMessage; the URL comes from the environment, so no
-    // GetQueueUrl (which grantSendMessages would add, with GetQueueAttributes).
-    fn.addToRolePolicy(
-      new PolicyStatement({ actions: ['sqs:SendMessage'], resources: [this.signals.queueArn] }),
-    );
-    fn.addEnvironment(ENV.signalsQueueUrl, this.signals.queueUrl);
+  get ledger() {
+    return this.pulse.ledger;
   }
-
-  /**
-   * What the scorer does with its state and its scores (docs/scoring.md), with `SCORES_TABLE`,
-   * `SCORES_BUCKET` and `ANOMALIES_TABLE`: on the scores table, batch reads and the transactions' Put and
-   * Update items (TransactWriteItems has no action of its own: each item needs the action it performs);
-   * anomaly items in batches; on the scores bucket, pending objects written, read (recovery) and deleted,
-   * and final objects written. s3:ListBucket makes S3 answer 404, not 403, for a pending object that is
-   * gone, which is how a recovery tells "already promoted" from "not allowed".
-   */
-  grantScores(fn: PulseFunction): void {
-    fn.addToRolePolicy(
-      new PolicyStatement({
-        actions: ['dynamodb:BatchGetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
-        resources: [this.scores.tableArn],
-      }),
-    );
-    fn.addToRolePolicy(
-      new PolicyStatement({ actions: ['dynamodb:BatchWriteItem'], resources: [this.anomalies.tableArn] }),
-    );
-    const pending = this.scoresBucket.arnForObjects(`${settings.scores.pendingPrefix}*`);
-    const final = this.scoresBucket.arnForObjects(`${settings.scores.prefix}*`);
-    fn.addToRolePolicy(
-      new PolicyStatement({
-        actions: ['s3:PutObject', 's3:GetObject', 's3:DeleteObject'],
-        resources: [pending],
-      }),
-    );
-    fn.addToRolePolicy(new PolicyStatement({ actions: ['s3:PutObject'], resources: [final] }));
-    fn.addToRolePolicy(
-      new PolicyStatement({ actions: ['s3:ListBucket'], resources: [this.scoresBucket.bucketArn] }),
-    );
-    fn.addEnvironment(ENV.scoresTable, this.scores.tableName);
-    fn.addEnvironment(ENV.scoresBucket, this.scoresBucket.bucketName);
-    fn.addEnvironment(ENV.anomaliesTable, this.anomalies.tableName);
-    const bucketId = this.getLogicalId(this.scoresBucket.node.defaultChild as CfnBucket);
-    NagSuppressions.addResourceSuppressions(
-      fn.role ?? fn,
-      [
-        {
-          id: 'AwsSolutions-IAM5',
-          reason:
-            'Score objects get a new key per transaction (its token); the wildcards are the object keys under scores-pending/ and scores/ of the scores bucket.',
-          appliesTo: [
-            `Resource::<${bucketId}.Arn>/${settings.scores.pendingPrefix}*`,
-            `Resource::<${bucketId}.Arn>/${settings.scores.prefix}*`,
-          ],
-        },
-      ],
-      true,
-    );
+  get scores() {
+    return this.pulse.scores;
   }
-
-  /** A queue consumed by a function, encrypted and TLS-only, with its DLQ. */
-  private consumedQueue(
-    id: string,
-    opts: {
-      readonly consumerTimeoutSeconds: number;
-      readonly maxReceiveCount: number;
-      readonly retentionDays: number;
-      readonly maxMessageSizeBytes?: number;
-    },
-  ): ConsumedQueue {
-    const dlq = new Queue(this, `${id}Dlq`, {
-      encryption: QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      retentionPeriod: Duration.days(settings.dlqRetentionDays),
-      maxMessageSizeBytes: opts.maxMessageSizeBytes,
-    });
-    const queue = new Queue(this, id, {
-      encryption: QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      // A message must stay invisible while a consumer may still be working on it (and its retries).
-      visibilityTimeout: Duration.seconds(visibilityTimeoutFor(opts.consumerTimeoutSeconds)),
-      retentionPeriod: Duration.days(opts.retentionDays),
-      maxMessageSizeBytes: opts.maxMessageSizeBytes,
-      deadLetterQueue: { queue: dlq, maxReceiveCount: opts.maxReceiveCount },
-    });
-    return { queue, dlq };
+  get scoresBucket() {
+    return this.pulse.scoresBucket;
   }
-}
-
-/**
- * S3 event notifications to a queue, like `SqsDestination`, but S3 may send only for this bucket *in this
- * account*: the bucket's ARN names no account, so a bucket of the same name in another account (after ours
- * is deleted) could otherwise keep sending. The queue is SQS-managed encrypted, so no key policy is needed.
- */
-export class AccountBoundQueueDestination implements IBucketNotificationDestination {
-  constructor(private readonly queue: IQueue) {}
-
-  bind(_scope: Construct, bucket: IBucket): BucketNotificationDestinationConfig {
-    this.queue.grantSendMessages(
-      new ServicePrincipal('s3.amazonaws.com', {
-        conditions: {
-          ArnLike: { 'aws:SourceArn': bucket.bucketArn },
-          StringEquals: { 'aws:SourceAccount': Stack.of(bucket).account },
-        },
-      }),
-    );
-    // The queue (and so its policy) must exist before S3 checks it can send there.
-    return {
-      arn: this.queue.queueArn,
-      type: BucketNotificationDestinationType.QUEUE,
-      dependencies: [this.queue],
-    };
+  get anomalies() {
+    return this.pulse.anomalies;
+  }
+  get scoresGlueTable() {
+    return this.pulse.scoresGlueTable;
+  }
+  get s3Trigger() {
+    return this.pulse.s3Trigger;
+  }
+  get scorer() {
+    return this.pulse.scorer;
+  }
+  get producers() {
+    return this.pulse.producers;
+  }
+  get ledgerSweep() {
+    return this.pulse.ledgerSweep;
+  }
+  get monitoring() {
+    return this.pulse.monitoring;
   }
 }

@@ -486,12 +486,16 @@ export type Settings = typeof settings;
  * message that could still recover it can live. A signals message lives at most its queue's retention, and
  * in the DLQ at most the DLQ's retention from its original enqueue time (standard queues keep it); a
  * redrive is a new message, so its pending objects were promoted by the delivery that found them, or are
- * found again by it. One day on top for clocks and the redrive itself.
+ * found again by it. One day on top for clocks and the redrive itself. A deployment's own retentions may be
+ * given (infra/props.ts); the settings' by default.
  */
-export function pendingScoresExpirationDays(): number {
-  return (
-    Math.max(settings.signals.retentionDays, settings.dlqRetentionDays) + settings.signals.retentionDays + 1
-  );
+export function pendingScoresExpirationDays(
+  retention: { readonly signalsDays: number; readonly dlqDays: number } = {
+    signalsDays: settings.signals.retentionDays,
+    dlqDays: settings.dlqRetentionDays,
+  },
+): number {
+  return Math.max(retention.signalsDays, retention.dlqDays) + retention.signalsDays + 1;
 }
 
 /** The visibility timeout of a queue consumed by a function with this timeout. */

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
@@ -17,6 +18,13 @@ import { settings } from '#shared/settings.ts';
 
 /** The repository root (this file is infra/constructs/pulse-function.ts). */
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/**
+ * The lock file the bundles' dependencies were locked with: the repository's, or, where the package is
+ * installed into another app (npm leaves package-lock.json out of a package), none: CDK then finds the
+ * app's own lock file from the working directory.
+ */
+const LOCK_FILE = join(REPO_ROOT, 'package-lock.json');
 
 /** Folder names under functions/. */
 export type FunctionName = 's3-trigger' | 'scorer' | 'db-poller' | 'kafka-consumer';
@@ -145,7 +153,7 @@ export class PulseFunction extends NodejsFunction {
       logGroup: logs,
       role,
       projectRoot: REPO_ROOT,
-      depsLockFilePath: join(REPO_ROOT, 'package-lock.json'),
+      ...(existsSync(LOCK_FILE) ? { depsLockFilePath: LOCK_FILE } : {}),
       environment: {
         [PLATFORM_ENV.nodeOptions]: '--enable-source-maps',
         [ENV.powertoolsServiceName]: props.entry?.service ?? props.name,

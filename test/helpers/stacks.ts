@@ -9,7 +9,7 @@ import { App, Aspects } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { REPO_ROOT } from '../../infra/constructs/pulse-function.ts';
-import { producersContext } from '../../infra/producers.ts';
+import { pulseContext } from '../../infra/context.ts';
 import { PulseStack, type PulseStackProps } from '../../infra/pulse-stack.ts';
 
 const cdkJson = JSON.parse(readFileSync(join(REPO_ROOT, 'cdk.json'), 'utf8')) as {
@@ -47,6 +47,8 @@ export interface SynthOptions {
   readonly nag?: boolean;
   /** Stack props that have no context key. @default none */
   readonly props?: Pick<PulseStackProps, 'serverAccessLogs'>;
+  /** The stack's id. @default 'Test' */
+  readonly stackId?: string;
 }
 
 /** A new app with cdk.json's context, and the stack built from it as infra/app.ts builds it. */
@@ -54,10 +56,8 @@ export function buildStack(opts: SynthOptions = {}): PulseStack {
   const app = new App({
     context: { ...cdkJson.context, ...opts.context, 'aws:cdk:bundling-stacks': [] },
   });
-  const alarmEmail = app.node.tryGetContext('alarmEmail');
-  const stack = new PulseStack(app, 'Test', {
-    ...producersContext((k) => app.node.tryGetContext(k)),
-    ...(typeof alarmEmail === 'string' ? { alarmEmail } : {}),
+  const stack = new PulseStack(app, opts.stackId ?? 'Test', {
+    ...pulseContext((k) => app.node.tryGetContext(k)).props,
     ...opts.props,
   });
   if (opts.nag) Aspects.of(app).add(new AwsSolutionsChecks({ verbose: true }));

@@ -5,7 +5,7 @@ import { Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
 import { settings } from '#shared/settings.ts';
 import { REPO_ROOT } from '../../infra/constructs/pulse-function.ts';
-import { producersContext } from '../../infra/producers.ts';
+import { pulseContext } from '../../infra/context.ts';
 import { PulseStack } from '../../infra/pulse-stack.ts';
 import { ALARM_NAMES } from '../../local/dashboard/alarms.ts';
 
@@ -17,7 +17,7 @@ const cdkJson = JSON.parse(readFileSync(join(REPO_ROOT, 'cdk.json'), 'utf8')) as
 function synth(context: Record<string, string> = {}, alarmEmail?: string): Template {
   const app = new App({ context: { ...cdkJson.context, ...context, 'aws:cdk:bundling-stacks': [] } });
   const stack = new PulseStack(app, 'Test', {
-    ...producersContext((k) => app.node.tryGetContext(k)),
+    ...pulseContext((k) => app.node.tryGetContext(k)).props,
     ...(alarmEmail ? { alarmEmail } : {}),
   });
   return Template.fromStack(stack);

@@ -38,9 +38,11 @@ describe('cdk-nag AwsSolutions', () => {
 
     // Assess
     expect(errors.sort()).toEqual([
-      expect.stringMatching(/^\/Test\/IngestBucket\/Resource: AwsSolutions-S1: /),
-      expect.stringMatching(/^\/Test\/Producers\/KafkaFailures\/Bucket\/Resource: AwsSolutions-S1: /),
-      expect.stringMatching(/^\/Test\/ScoresBucket\/Resource: AwsSolutions-S1: /),
+      expect.stringMatching(/^\/Test\/Default\/IngestBucket\/Resource: AwsSolutions-S1: /),
+      expect.stringMatching(
+        /^\/Test\/Default\/Producers\/KafkaFailures\/Bucket\/Resource: AwsSolutions-S1: /,
+      ),
+      expect.stringMatching(/^\/Test\/Default\/ScoresBucket\/Resource: AwsSolutions-S1: /),
     ]);
   });
 });

@@ -5,7 +5,7 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
 import { settings } from '#shared/settings.ts';
 import { REPO_ROOT } from '../../infra/constructs/pulse-function.ts';
-import { producersContext } from '../../infra/producers.ts';
+import { pulseContext } from '../../infra/context.ts';
 import { PulseStack } from '../../infra/pulse-stack.ts';
 
 type Resource = { Type: string; Properties: Record<string, unknown> };
@@ -16,11 +16,7 @@ const cdkJson = JSON.parse(readFileSync(join(REPO_ROOT, 'cdk.json'), 'utf8')) as
 /** Synthesizes the stack as `cdk synth -c key=value …` would (bundling skipped). */
 function synth(context: Record<string, string> = {}): Template {
   const app = new App({ context: { ...cdkJson.context, ...context, 'aws:cdk:bundling-stacks': [] } });
-  const stack = new PulseStack(
-    app,
-    'Test',
-    producersContext((k) => app.node.tryGetContext(k)),
-  );
+  const stack = new PulseStack(app, 'Test', pulseContext((k) => app.node.tryGetContext(k)).props);
   return Template.fromStack(stack);
 }
 const resources = (t: Template) => t.toJSON().Resources as Record<string, Resource>;

@@ -1,0 +1,515 @@
+import * as z from 'zod';
+import { DbColumnsSchema } from '#shared/config.ts';
+import { type KafkaPollerMode, settings, visibilityTimeoutFor } from '#shared/settings.ts';
+
+/**
+ * The props of {@link PulseIngest} that tune a deployment, every one optional with its default taken from
+ * `shared/settings.ts`, and their resolution into one {@link PulseDeployment} the constructs read. Values
+ * that the functions use reach them through their environment (shared/contract.ts names the variables,
+ * shared/config.ts reads them), so nothing needs a hand edit on a deployed function.
+ */
+
+/** Where the database is: never looked up, so synth stays offline. */
+export interface DatabaseSource {
+  /** Secrets Manager secret with username, password, host, port, dbname (the RDS-managed shape). */
+  readonly secretArn: string;
+  /** The VPC the poller runs in to reach the database. @default none: the poller runs outside any VPC */
+  readonly vpcId?: string;
+  /** Its subnets (needed with `vpcId`). @default none */
+  readonly subnetIds?: readonly string[];
+  /** The security group the poller gets. @default none: Lambda's default for the VPC */
+  readonly securityGroupId?: string;
+}
+
+/** How the Kafka event source mapping's pollers run. */
+export interface KafkaPollers {
+  /** @default settings.kafka.pollerMode ('provisioned') */
+  readonly mode: KafkaPollerMode;
+  /** Provisioned mode only. @default settings.kafka.provisionedPollers.minimum (1) */
+  readonly minimum?: number;
+  /** Provisioned mode only. @default settings.kafka.provisionedPollers.maximum (3) */
+  readonly maximum?: number;
+}
+
+/** MSK, or self-managed Kafka with SASL/SCRAM credentials in a secret. */
+export type KafkaSource = (
+  | { readonly kind: 'msk'; readonly clusterArn: string; readonly topic: string }
+  | {
+      readonly kind: 'self-managed';
+      readonly bootstrapServers: readonly string[];
+      readonly topic: string;
+      readonly secretArn: string;
+    }
+) & { readonly pollers?: KafkaPollers };
+
+/** An SQS queue a function consumes, and its event source. */
+export interface ConsumedQueueProps {
+  /** Messages per invocation. @default settings.fileEvents.batchSize (1) / settings.signals.batchSize (10) */
+  readonly batchSize?: number;
+  /** @default settings.fileEvents.maxBatchingWindowSeconds (0) / settings.signals.maxBatchingWindowSeconds (1) */
+  readonly maxBatchingWindowSeconds?: number;
+  /** Invocations the event source runs at once, 2..1000. @default 50 (file events) / 10 (signals) */
+  readonly maxConcurrency?: number;
+  /** Deliveries before a message moves to the DLQ. @default 5 */
+  readonly maxReceiveCount?: number;
+  /** Days a message is kept. @default 14 */
+  readonly retentionDays?: number;
+}
+
+/** A function's size. */
+export interface FunctionSizeProps {
+  /** @default settings.functions.<function>.memoryMb */
+  readonly memoryMb?: number;
+  /** @default settings.functions.<function>.timeoutSeconds */
+  readonly timeoutSeconds?: number;
+}
+
+/** Everything about the deployment that is not a source: see each field's default. */
+export interface PulseTuningProps {
+  /** The file-events queue and s3-trigger's event source. @default settings.fileEvents */
+  readonly fileEvents?: ConsumedQueueProps;
+  /** The signals queue and the scorer's event source. @default settings.signals */
+  readonly signals?: ConsumedQueueProps;
+  /** The functions' memory and timeout; s3-trigger's reserved concurrency. @default settings.functions */
+  readonly functions?: {
+    readonly s3Trigger?: FunctionSizeProps & {
+      /** @default none (settings.functions.s3Trigger.reservedConcurrency) */
+      readonly reservedConcurrency?: number;
+    };
+    readonly scorer?: FunctionSizeProps;
+    readonly dbPoller?: FunctionSizeProps;
+    readonly kafkaConsumer?: FunctionSizeProps;
+    readonly ledgerSweep?: FunctionSizeProps;
+  };
+  /** The file ledger (s3-trigger and the sweep). @default settings.ledger */
+  readonly ledger?: {
+    /** Claims of a file version before it stays FAILED; below fileEvents.maxReceiveCount. @default 3 */
+    readonly maxAttempts?: number;
+    /** @default 120 */
+    readonly leaseSeconds?: number;
+    /** Below leaseSeconds. @default 20 */
+    readonly heartbeatSeconds?: number;
+    /** @default 60 */
+    readonly checkpointSeconds?: number;
+  };
+  /** Fan-out of large files. @default settings.fanOut (128 MiB, parts of 64 MiB) */
+  readonly fanOut?: { readonly minBytes?: number; readonly partBytes?: number };
+  /** Staging of large compressed files. @default settings.staging (32 MiB, objects of 16 MiB) */
+  readonly staging?: { readonly minBytes?: number; readonly objectBytes?: number };
+  /** The scoring model: z-score per series. @default settings.scoring (|z| ≥ 3 after 10 samples) */
+  readonly scoring?: { readonly zThreshold?: number; readonly minSamples?: number };
+  /** The db-poller, whatever database it reads. @default settings.dbPoller */
+  readonly dbPoller?: {
+    /** @default 1 */
+    readonly scheduleRateMinutes?: number;
+    /** @default 500 */
+    readonly batchSize?: number;
+    /** @default 'mark' */
+    readonly mode?: 'mark' | 'watermark';
+    /** @default 'signals' */
+    readonly table?: string;
+    /** Column names, merged over the defaults. @default settings.dbPoller.columns */
+    readonly columns?: Readonly<Partial<Record<keyof typeof settings.dbPoller.columns, string>>>;
+    /** @default 10000 */
+    readonly maxQueueDepth?: number;
+    /** @default 60 */
+    readonly watermarkLookbackSeconds?: number;
+    /** Below the lookback. @default 10 */
+    readonly watermarkSkewSeconds?: number;
+  };
+  /** The kafka-consumer's event source and how it decodes values. @default settings.kafka, JSON values */
+  readonly kafkaConsumer?: {
+    /** @default 500 */
+    readonly batchSize?: number;
+    /** @default 1 */
+    readonly maxBatchingWindowSeconds?: number;
+    /** Provisioned pollers only: retries after the first attempt, 0..10000. @default 2 */
+    readonly maximumRetryAttempts?: number;
+    /** @default 'json' */
+    readonly valueFormat?: 'json' | 'avro' | 'protobuf';
+    /** The Avro schema (JSON text) or the `.proto` text. @default none (needed for avro and protobuf) */
+    readonly valueSchema?: string;
+    /** Protobuf only: the value's message type, e.g. `pulse.Signal`. @default none */
+    readonly valueMessageType?: string;
+  };
+  /** The ledger sweep. @default settings.sweep */
+  readonly sweep?: {
+    /** @default 5 */
+    readonly scheduleRateMinutes?: number;
+    /** Above the lease and the file-events visibility timeout. @default 2100 */
+    readonly processingStuckSeconds?: number;
+    /** @default 3600 */
+    readonly splitStuckSeconds?: number;
+    /** @default 900 */
+    readonly canaryGraceSeconds?: number;
+  };
+  /** How long things are kept. */
+  readonly retention?: {
+    /** Function log groups (a CloudWatch Logs retention). @default 30 */
+    readonly logDays?: number;
+    /** Dead-letter queues, 1..14. @default 14 */
+    readonly dlqDays?: number;
+    /** The ingest and scores buckets' server access logs. @default 90 */
+    readonly accessLogsDays?: number;
+    /** Objects of the Kafka failures bucket. @default 35 */
+    readonly kafkaFailuresDays?: number;
+  };
+  /** Alarm thresholds. @default settings.monitoring */
+  readonly alarms?: {
+    readonly maxMessageAgeSeconds?: { readonly fileEvents?: number; readonly signals?: number };
+    /** Function errors in 5 minutes above this alarm. @default 0 */
+    readonly maxErrors?: number;
+    /** @default 0 */
+    readonly maxThrottles?: number;
+    /** @default 0 */
+    readonly maxFilesFailed?: number;
+    /** @default 3 */
+    readonly pollerSilentPeriods?: number;
+    /** @default 10000 */
+    readonly maxKafkaOffsetLag?: number;
+    /** @default 0 */
+    readonly maxFilesStuck?: number;
+  };
+}
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.number().int().min(min).max(max);
+const queueSchema = z
+  .object({
+    batchSize: int(1, 10_000),
+    maxBatchingWindowSeconds: int(0, 300),
+    maxConcurrency: int(2, 1000),
+    maxReceiveCount: int(1, 1000),
+    retentionDays: int(1, 14),
+  })
+  .partial()
+  .strict();
+const size = z
+  .object({ memoryMb: int(128, 10_240), timeoutSeconds: int(1, 900) })
+  .partial()
+  .strict();
+
+/** The shape and ranges of {@link PulseTuningProps}; unknown keys are refused (a typo is not a default). */
+export const PulseTuningSchema = z
+  .object({
+    fileEvents: queueSchema,
+    signals: queueSchema,
+    functions: z
+      .object({
+        s3Trigger: size
+          .extend({ reservedConcurrency: int(1) })
+          .partial()
+          .strict(),
+        scorer: size,
+        dbPoller: size,
+        kafkaConsumer: size,
+        ledgerSweep: size,
+      })
+      .partial()
+      .strict(),
+    ledger: z
+      .object({
+        maxAttempts: int(1, 100),
+        leaseSeconds: int(1),
+        heartbeatSeconds: int(1),
+        checkpointSeconds: int(1),
+      })
+      .partial()
+      .strict(),
+    fanOut: z
+      .object({ minBytes: int(1), partBytes: int(1) })
+      .partial()
+      .strict(),
+    staging: z
+      .object({ minBytes: int(1), objectBytes: int(1) })
+      .partial()
+      .strict(),
+    scoring: z
+      .object({ zThreshold: z.number().positive(), minSamples: int(1) })
+      .partial()
+      .strict(),
+    dbPoller: z
+      .object({
+        scheduleRateMinutes: int(1, 1440),
+        batchSize: int(1, 100_000),
+        mode: z.enum(['mark', 'watermark']),
+        table: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'must be a plain SQL identifier'),
+        columns: DbColumnsSchema.partial(),
+        maxQueueDepth: int(1),
+        watermarkLookbackSeconds: int(0),
+        watermarkSkewSeconds: int(0),
+      })
+      .partial()
+      .strict(),
+    kafkaConsumer: z
+      .object({
+        batchSize: int(1, 10_000),
+        maxBatchingWindowSeconds: int(0, 300),
+        maximumRetryAttempts: int(0, 10_000),
+        valueFormat: z.enum(['json', 'avro', 'protobuf']),
+        valueSchema: z.string().min(1),
+        valueMessageType: z.string().min(1),
+      })
+      .partial()
+      .strict(),
+    sweep: z
+      .object({
+        scheduleRateMinutes: int(1, 1440),
+        processingStuckSeconds: int(1),
+        splitStuckSeconds: int(1),
+        canaryGraceSeconds: int(1),
+      })
+      .partial()
+      .strict(),
+    retention: z
+      .object({ logDays: int(1), dlqDays: int(1, 14), accessLogsDays: int(1), kafkaFailuresDays: int(1) })
+      .partial()
+      .strict(),
+    alarms: z
+      .object({
+        maxMessageAgeSeconds: z
+          .object({ fileEvents: int(1), signals: int(1) })
+          .partial()
+          .strict(),
+        maxErrors: int(0),
+        maxThrottles: int(0),
+        maxFilesFailed: int(0),
+        pollerSilentPeriods: int(1),
+        maxKafkaOffsetLag: int(0),
+        maxFilesStuck: int(0),
+      })
+      .partial()
+      .strict(),
+  })
+  .partial()
+  .strict();
+
+// The schema and the documented interface describe the same props.
+type SchemaMatchesProps = z.infer<typeof PulseTuningSchema> extends PulseTuningProps ? true : never;
+const schemaMatchesProps: SchemaMatchesProps = true;
+void schemaMatchesProps;
+
+/** A stage name: part of the stack name and of every name the deployment gives (alarms, Glue database). */
+export const StageSchema = z
+  .string()
+  .regex(
+    /^[a-z0-9](?:[a-z0-9-]{0,18}[a-z0-9])?$/,
+    'must be 1-20 lowercase letters, digits or hyphens, starting and ending with a letter or digit',
+  );
+
+/** Every value of a deployment, resolved once: the props given, else `shared/settings.ts`. */
+export interface PulseDeployment {
+  /** `PulseIngest`, or `PulseIngest-<stage>`: prefix of alarm names and of the Glue database. */
+  readonly name: string;
+  readonly fileEvents: Required<ConsumedQueueProps>;
+  readonly signals: Required<ConsumedQueueProps>;
+  readonly functions: {
+    readonly s3Trigger: Required<FunctionSizeProps> & { readonly reservedConcurrency: number | undefined };
+    readonly scorer: Required<FunctionSizeProps>;
+    readonly dbPoller: Required<FunctionSizeProps>;
+    readonly kafkaConsumer: Required<FunctionSizeProps>;
+    readonly ledgerSweep: Required<FunctionSizeProps>;
+  };
+  readonly ledger: Required<NonNullable<PulseTuningProps['ledger']>>;
+  readonly fanOut: Required<NonNullable<PulseTuningProps['fanOut']>>;
+  readonly staging: Required<NonNullable<PulseTuningProps['staging']>>;
+  readonly scoring: Required<NonNullable<PulseTuningProps['scoring']>>;
+  readonly dbPoller: Required<Omit<NonNullable<PulseTuningProps['dbPoller']>, 'columns'>> & {
+    /** Only the columns given (DB_COLUMNS merges them over the defaults). @default none */
+    readonly columns?: Readonly<Record<string, string>>;
+  };
+  readonly kafkaConsumer: Required<
+    Pick<
+      NonNullable<PulseTuningProps['kafkaConsumer']>,
+      'batchSize' | 'maxBatchingWindowSeconds' | 'maximumRetryAttempts' | 'valueFormat'
+    >
+  > &
+    Pick<NonNullable<PulseTuningProps['kafkaConsumer']>, 'valueSchema' | 'valueMessageType'>;
+  readonly sweep: Required<NonNullable<PulseTuningProps['sweep']>>;
+  readonly retention: Required<NonNullable<PulseTuningProps['retention']>>;
+  readonly alarms: Required<Omit<NonNullable<PulseTuningProps['alarms']>, 'maxMessageAgeSeconds'>> & {
+    readonly maxMessageAgeSeconds: { readonly fileEvents: number; readonly signals: number };
+  };
+}
+
+/** Thrown for props the deployment cannot be built with; the message names the prop. */
+export class PulsePropsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PulsePropsError';
+  }
+}
+
+/** The message of a Zod error: each issue as `path.to.prop: what is wrong`. */
+export function describeIssues(error: z.ZodError, root = ''): string {
+  return error.issues
+    .map((i) => {
+      const path = [root, ...i.path.map(String)].filter(Boolean).join('.');
+      return path ? `${path}: ${i.message}` : i.message;
+    })
+    .join('; ');
+}
+
+/**
+ * Checks the tuning props (shape, ranges, and the relations between them that the pipeline relies on) and
+ * merges them over the settings. Throws {@link PulsePropsError} naming every prop that is wrong.
+ */
+export function resolveDeployment(tuning: PulseTuningProps, stage?: string): PulseDeployment {
+  const parsed = PulseTuningSchema.safeParse(tuning);
+  if (!parsed.success) throw new PulsePropsError(`PulseIngest props: ${describeIssues(parsed.error)}`);
+  if (stage !== undefined) {
+    const s = StageSchema.safeParse(stage);
+    if (!s.success) throw new PulsePropsError(`PulseIngest props: stage: ${describeIssues(s.error)}`);
+  }
+  const p = parsed.data;
+  const f = settings.functions;
+  const m = settings.monitoring;
+  const { columns, ...dbPoller } = p.dbPoller ?? {};
+  const d: PulseDeployment = {
+    name: stage ? `${settings.stackName}-${stage}` : settings.stackName,
+    fileEvents: pickQueue(settings.fileEvents, p.fileEvents),
+    signals: pickQueue(settings.signals, p.signals),
+    functions: {
+      s3Trigger: {
+        memoryMb: f.s3Trigger.memoryMb,
+        timeoutSeconds: f.s3Trigger.timeoutSeconds,
+        reservedConcurrency: f.s3Trigger.reservedConcurrency,
+        ...p.functions?.s3Trigger,
+      },
+      scorer: { ...f.scorer, ...p.functions?.scorer },
+      dbPoller: { ...f.dbPoller, ...p.functions?.dbPoller },
+      kafkaConsumer: { ...f.kafkaConsumer, ...p.functions?.kafkaConsumer },
+      ledgerSweep: { ...f.ledgerSweep, ...p.functions?.ledgerSweep },
+    },
+    ledger: {
+      maxAttempts: settings.ledger.maxAttempts,
+      leaseSeconds: settings.ledger.leaseSeconds,
+      heartbeatSeconds: settings.ledger.heartbeatSeconds,
+      checkpointSeconds: settings.ledger.checkpointSeconds,
+      ...p.ledger,
+    },
+    fanOut: { minBytes: settings.fanOut.minBytes, partBytes: settings.fanOut.partBytes, ...p.fanOut },
+    staging: { minBytes: settings.staging.minBytes, objectBytes: settings.staging.objectBytes, ...p.staging },
+    scoring: {
+      zThreshold: settings.scoring.zThreshold,
+      minSamples: settings.scoring.minSamples,
+      ...p.scoring,
+    },
+    dbPoller: {
+      scheduleRateMinutes: settings.dbPoller.scheduleRateMinutes,
+      batchSize: settings.dbPoller.batchSize,
+      mode: settings.dbPoller.mode,
+      table: settings.dbPoller.table,
+      maxQueueDepth: settings.dbPoller.maxQueueDepth,
+      watermarkLookbackSeconds: settings.dbPoller.watermarkLookbackSeconds,
+      watermarkSkewSeconds: settings.dbPoller.watermarkSkewSeconds,
+      ...dbPoller,
+      ...(columns && Object.keys(columns).length > 0 ? { columns: columns as Record<string, string> } : {}),
+    },
+    kafkaConsumer: {
+      batchSize: settings.kafka.batchSize,
+      maxBatchingWindowSeconds: settings.kafka.maxBatchingWindowSeconds,
+      maximumRetryAttempts: settings.kafka.maximumRetryAttempts,
+      valueFormat: 'json',
+      ...p.kafkaConsumer,
+    },
+    sweep: {
+      scheduleRateMinutes: settings.sweep.scheduleRateMinutes,
+      processingStuckSeconds: settings.sweep.processingStuckSeconds,
+      splitStuckSeconds: settings.sweep.splitStuckSeconds,
+      canaryGraceSeconds: settings.sweep.canaryGraceSeconds,
+      ...p.sweep,
+    },
+    retention: {
+      logDays: settings.logRetentionDays,
+      dlqDays: settings.dlqRetentionDays,
+      accessLogsDays: settings.bucket.accessLogsRetentionDays,
+      kafkaFailuresDays: settings.kafka.failures.retentionDays,
+      ...p.retention,
+    },
+    alarms: {
+      maxErrors: m.maxErrors,
+      maxThrottles: m.maxThrottles,
+      maxFilesFailed: m.maxFilesFailed,
+      pollerSilentPeriods: m.pollerSilentPeriods,
+      maxKafkaOffsetLag: m.maxKafkaOffsetLag,
+      maxFilesStuck: m.maxFilesStuck,
+      ...p.alarms,
+      maxMessageAgeSeconds: { ...m.maxMessageAgeSeconds, ...p.alarms?.maxMessageAgeSeconds },
+    },
+  };
+  const problems = relationProblems(d);
+  if (problems.length > 0) throw new PulsePropsError(`PulseIngest props: ${problems.join('; ')}`);
+  return d;
+}
+
+function pickQueue(
+  defaults: Required<ConsumedQueueProps>,
+  given: ConsumedQueueProps | undefined,
+): Required<ConsumedQueueProps> {
+  return {
+    batchSize: defaults.batchSize,
+    maxBatchingWindowSeconds: defaults.maxBatchingWindowSeconds,
+    maxConcurrency: defaults.maxConcurrency,
+    maxReceiveCount: defaults.maxReceiveCount,
+    retentionDays: defaults.retentionDays,
+    ...given,
+  };
+}
+
+/** The bytes of a Kafka value schema that fit the kafka-consumer's 4 KB environment with its other variables. */
+export const MAX_VALUE_SCHEMA_BYTES = 3 * 1024;
+
+/** What the pipeline relies on between values (each holds for the settings' defaults). */
+function relationProblems(d: PulseDeployment): string[] {
+  const out: string[] = [];
+  if (d.ledger.maxAttempts >= d.fileEvents.maxReceiveCount) {
+    out.push(
+      `ledger.maxAttempts (${d.ledger.maxAttempts}) must be below fileEvents.maxReceiveCount (${d.fileEvents.maxReceiveCount}): the last attempt must end the file FAILED before its event moves to the DLQ`,
+    );
+  }
+  if (d.ledger.heartbeatSeconds >= d.ledger.leaseSeconds) {
+    out.push(
+      `ledger.heartbeatSeconds (${d.ledger.heartbeatSeconds}) must be below ledger.leaseSeconds (${d.ledger.leaseSeconds})`,
+    );
+  }
+  const handOver = settings.ledger.handOverBeforeTimeoutSeconds;
+  if (d.functions.s3Trigger.timeoutSeconds <= 2 * handOver) {
+    out.push(
+      `functions.s3Trigger.timeoutSeconds (${d.functions.s3Trigger.timeoutSeconds}) must exceed twice the hand-over margin (${handOver} s): a long file hands over ${handOver} s before the timeout, and each invocation must get real work done first`,
+    );
+  }
+  const margin = settings.scoring.deadlineMarginSeconds;
+  if (d.functions.scorer.timeoutSeconds <= 2 * margin) {
+    out.push(
+      `functions.scorer.timeoutSeconds (${d.functions.scorer.timeoutSeconds}) must exceed twice the scorer's deadline margin (${margin} s): it starts no transaction with less than that left`,
+    );
+  }
+  const visibility = visibilityTimeoutFor(d.functions.s3Trigger.timeoutSeconds);
+  if (d.sweep.processingStuckSeconds <= Math.max(d.ledger.leaseSeconds, visibility)) {
+    out.push(
+      `sweep.processingStuckSeconds (${d.sweep.processingStuckSeconds}) must exceed the lease (${d.ledger.leaseSeconds} s) and the file-events visibility timeout (${visibility} s), or live work is reported stuck`,
+    );
+  }
+  const { watermarkLookbackSeconds: lookback, watermarkSkewSeconds: skew } = d.dbPoller;
+  if (lookback > 0 && skew >= lookback) {
+    out.push(
+      `dbPoller.watermarkSkewSeconds (${skew}) must be below dbPoller.watermarkLookbackSeconds (${lookback})`,
+    );
+  }
+  const k = d.kafkaConsumer;
+  if (k.valueFormat !== 'json' && !k.valueSchema) {
+    out.push(`kafkaConsumer.valueSchema is needed for ${k.valueFormat} values`);
+  }
+  if (k.valueFormat === 'protobuf' && !k.valueMessageType) {
+    out.push('kafkaConsumer.valueMessageType is needed for protobuf values');
+  }
+  // Lambda allows 4 KB of environment variables per function, names and values together; the schema
+  // travels in one (KAFKA_VALUE_SCHEMA) beside the queue URL, the bucket and the others (under 1 KB).
+  const schemaBytes = Buffer.byteLength(k.valueSchema ?? '', 'utf8');
+  if (schemaBytes > MAX_VALUE_SCHEMA_BYTES) {
+    out.push(
+      `kafkaConsumer.valueSchema is ${schemaBytes} bytes: at most ${MAX_VALUE_SCHEMA_BYTES} fit the kafka-consumer's environment (Lambda allows 4 KB in all)`,
+    );
+  }
+  return out;
+}
