@@ -8,6 +8,7 @@ import { createReadStream, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import {
+  ChangeMessageVisibilityBatchCommand,
   DeleteMessageCommand,
   GetQueueAttributesCommand,
   type Message,
@@ -97,40 +98,71 @@ export interface DlqMessage {
   readonly body: string;
 }
 
+/** How long a peeked message stays hidden while the listing goes on (it is released at once afterwards). */
+const PEEK_HOLD_SECONDS = 10;
+
 /**
- * Peeks at up to `max` messages of each DLQ (and the Kafka failures queue): they are received with a
- * 1-second visibility timeout, so they reappear at once and nothing is consumed.
+ * Peeks at up to `max` messages of each DLQ (and the Kafka failures queue): each is received (hidden for
+ * {@link PEEK_HOLD_SECONDS} so that further receives find the others), then made visible again at once
+ * (ChangeMessageVisibility 0), so nothing is consumed and a `dlq redrive` right after finds every message.
+ * A release that fails leaves the message hidden until the hold ends.
  */
 export async function listDlq(target: Target, max = 50): Promise<DlqMessage[]> {
   const out: DlqMessage[] = [];
   for (const queue of ['fileEventsDlq', 'signalsDlq', 'kafkaFailures'] as const) {
-    const seen = new Set<string>();
-    // SQS samples servers: a few rounds more than strictly needed find the rest of a small queue.
-    for (let round = 0; round < Math.ceil(max / 10) + 2 && seen.size < max; round++) {
-      const got = await target.clients.sqs.send(
-        new ReceiveMessageCommand({
-          QueueUrl: target.queues[queue],
-          MaxNumberOfMessages: Math.min(10, max - seen.size),
-          VisibilityTimeout: 1,
-          WaitTimeSeconds: 0,
-          MessageSystemAttributeNames: ['ApproximateReceiveCount', 'SentTimestamp'],
-        }),
-      );
-      const fresh = (got.Messages ?? []).filter((m) => m.MessageId && !seen.has(m.MessageId));
-      if (fresh.length === 0) break;
-      for (const m of fresh.slice(0, max - seen.size)) {
-        seen.add(m.MessageId ?? '');
-        out.push({
-          queue,
-          messageId: m.MessageId ?? '',
-          receiveCount: Number(m.Attributes?.ApproximateReceiveCount ?? 0),
-          sentAt: new Date(Number(m.Attributes?.SentTimestamp ?? 0)).toISOString(),
-          body: readableMessageBody(m.Body ?? '').slice(0, 300),
-        });
+    /** The latest receipt handle of each message received, to release. */
+    const held = new Map<string, string>();
+    try {
+      // SQS samples servers: a few rounds more than strictly needed find the rest of a small queue.
+      for (let round = 0; round < Math.ceil(max / 10) + 2; round++) {
+        const listed = out.filter((m) => m.queue === queue).length;
+        if (listed >= max) break;
+        const got = await target.clients.sqs.send(
+          new ReceiveMessageCommand({
+            QueueUrl: target.queues[queue],
+            MaxNumberOfMessages: Math.min(10, max - listed),
+            VisibilityTimeout: PEEK_HOLD_SECONDS,
+            WaitTimeSeconds: 0,
+            MessageSystemAttributeNames: ['ApproximateReceiveCount', 'SentTimestamp'],
+          }),
+        );
+        const messages = got.Messages ?? [];
+        const fresh = messages.filter((m) => m.MessageId && !held.has(m.MessageId));
+        for (const m of messages) if (m.MessageId && m.ReceiptHandle) held.set(m.MessageId, m.ReceiptHandle);
+        if (fresh.length === 0) break;
+        for (const m of fresh.slice(0, max - listed)) {
+          out.push({
+            queue,
+            messageId: m.MessageId ?? '',
+            receiveCount: Number(m.Attributes?.ApproximateReceiveCount ?? 0),
+            sentAt: new Date(Number(m.Attributes?.SentTimestamp ?? 0)).toISOString(),
+            body: readableMessageBody(m.Body ?? '').slice(0, 300),
+          });
+        }
       }
+    } finally {
+      await release(target, target.queues[queue], held);
     }
   }
   return out;
+}
+
+/** Makes peeked messages visible again at once; a failure leaves them hidden until their hold ends. */
+async function release(target: Target, queueUrl: string, held: ReadonlyMap<string, string>): Promise<void> {
+  const entries = [...held.values()].map((handle, i) => ({
+    Id: `m${i}`,
+    ReceiptHandle: handle,
+    VisibilityTimeout: 0,
+  }));
+  for (let i = 0; i < entries.length; i += 10) {
+    try {
+      await target.clients.sqs.send(
+        new ChangeMessageVisibilityBatchCommand({ QueueUrl: queueUrl, Entries: entries.slice(i, i + 10) }),
+      );
+    } catch {
+      // Those messages come back by themselves when their hold ends.
+    }
+  }
 }
 
 export interface RedriveResult {

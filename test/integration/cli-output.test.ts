@@ -6,6 +6,8 @@ import { promisify } from 'node:util';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { listDlq, redriveDlq } from '../../local/commands/operations.ts';
+import { localTargetAt } from '../../local/commands/target.ts';
 import { REPO_ROOT } from '../../local/emulators/supervisor.ts';
 import { makeClients } from '../../local/runtime/clients.ts';
 import { resourceNames, uniquePrefix } from '../../local/runtime/names.ts';
@@ -121,5 +123,17 @@ describe('pulse CLI output of keys and reasons from outside', () => {
     expect(status.files.map((f) => f.key)).toEqual([hostileKey]);
     const [message] = JSON.parse(outputs.dlqJson) as { body: string }[];
     expect(message?.body).toBe('a body with \u009b2J and \u202e reversed');
+  });
+  it('lists the DLQ twice in a row and a redrive right after still finds its message (a listing consumes nothing)', async () => {
+    // Prepare: the message the other test listed (runs after it: a redrive moves it away)
+    const target = localTargetAt(home);
+    // Act
+    const first = await listDlq(target);
+    const second = await listDlq(target);
+    const [moved] = await redriveDlq(target, ['fileEventsDlq']);
+    // Assess: the old listing hid each message for a second, so the second listing and the redrive saw nothing
+    expect(first.filter((m) => m.queue === 'fileEventsDlq')).toHaveLength(1);
+    expect(second.filter((m) => m.queue === 'fileEventsDlq')).toHaveLength(1);
+    expect(moved).toMatchObject({ dlq: 'fileEventsDlq', to: 'fileEvents', moved: 1 });
   });
 });

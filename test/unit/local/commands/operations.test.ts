@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type _Object, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import {
+  ChangeMessageVisibilityBatchCommand,
   DeleteMessageCommand,
   GetQueueAttributesCommand,
   type Message,
@@ -167,7 +168,7 @@ describe('listDlq', () => {
   const sqs = mockClient(clients.sqs);
   afterEach(() => sqs.reset());
 
-  it('peeks with a 1-second visibility timeout and lists a message received twice once', async () => {
+  it('peeks, lists a message received twice once, and makes every peeked message visible again at once', async () => {
     // Prepare
     sqs.on(ReceiveMessageCommand).resolves({});
     sqs
@@ -199,7 +200,25 @@ describe('listDlq', () => {
     expect(messages[2]?.body).toHaveLength(300);
     const receives = sqs.commandCalls(ReceiveMessageCommand);
     expect(receives.length).toBeGreaterThan(0);
-    for (const call of receives) expect(call.args[0].input.VisibilityTimeout).toBe(1);
+    for (const call of receives) expect(call.args[0].input.VisibilityTimeout).toBe(10);
+    // Released with the latest receipt handle of each message, so a redrive right after finds them all.
+    const released = sqs
+      .commandCalls(ChangeMessageVisibilityBatchCommand)
+      .map((c) => [
+        c.args[0].input.QueueUrl,
+        (c.args[0].input.Entries ?? []).map((e) => [e.ReceiptHandle, e.VisibilityTimeout]),
+      ]);
+    expect(released).toEqual([
+      [
+        QUEUES.fileEventsDlq,
+        [
+          ['rh-m1', 0],
+          ['rh-m2', 0],
+          ['rh-m3', 0],
+        ],
+      ],
+      [QUEUES.kafkaFailures, [['rh-k1', 0]]],
+    ]);
     expect(sqs).toHaveReceivedCommandWith(ReceiveMessageCommand, { QueueUrl: QUEUES.signalsDlq });
     expect(sqs).not.toHaveReceivedCommand(DeleteMessageCommand);
     expect(sqs).not.toHaveReceivedCommand(SendMessageCommand);
@@ -236,6 +255,9 @@ describe('listDlq', () => {
     const messages = await listDlq(targetFactory(clients), 3);
     // Assess
     expect(messages.filter((m) => m.queue === 'signalsDlq')).toHaveLength(3);
+    // The ones received past max are released too.
+    const released = sqs.commandCalls(ChangeMessageVisibilityBatchCommand);
+    expect(released.flatMap((c) => c.args[0].input.Entries ?? [])).toHaveLength(10);
   });
 });
 
