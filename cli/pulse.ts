@@ -450,7 +450,7 @@ program
     },
   );
 
-program
+const ledger = program
   .command('ledger')
   .description('the ledger: one line per object version')
   .addOption(new Option('--status <status>', 'only entries in this state').choices(FILE_STATUSES))
@@ -481,6 +481,53 @@ program
       );
     });
   });
+
+ledger
+  .command('retry')
+  .description(
+    'run again object versions that FAILED for good, once the cause is fixed (no upload): the reset is recorded on the item',
+  )
+  .argument('[key]', 'an object key (incoming/x.csv, or s3://bucket/key): its FAILED versions')
+  .option('--failed', 'every FAILED object version')
+  .option(
+    '--since <time>',
+    'with --failed: those the ledger updated since a time (ISO-8601) or a duration (90m, 24h, 7d)',
+  )
+  .option('--by <who>', 'who asks, recorded on the item (default: user@host)')
+  .option('--json', 'print JSON: { exitCode, results: [{ object, outcome, reason, previous }] }')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  npm run pulse -- ledger retry incoming/readings.csv
+  npm run pulse -- ledger retry --failed --since 24h --stack PulseIngest
+
+Each version is reset FAILED -> DISCOVERED (who, when and the previous error kept in its "retries") and
+its file event sent again; follow it with: pulse verify KEY.
+Exit codes: 0 every version selected was sent again; 2 one was refused (still retryable, split, replaced
+or deleted in the bucket) or changed meanwhile; 3 none found; 1 pulse could not retry (no offline run, no access).`,
+  )
+  .action(
+    async (key: string | undefined, o: { failed?: boolean; since?: string; by?: string; json?: boolean }) => {
+      const { parseSince } = await import('../local/commands/verify.ts');
+      const { retryExitCode, retryText, retryVersions } = await import('../local/commands/retry.ts');
+      if ((key === undefined) === (o.failed === undefined)) {
+        throw new InvalidArgumentError('give an object key, or --failed (not both)');
+      }
+      if (o.since !== undefined && !o.failed) throw new InvalidArgumentError('--since goes with --failed');
+      const selection =
+        key !== undefined
+          ? { key }
+          : { failed: true as const, ...(o.since !== undefined ? { since: parseSince(o.since) } : {}) };
+      await withTarget(async (target) => {
+        const results = await retryVersions(target, selection, o.by ? { by: o.by } : {});
+        const exitCode = retryExitCode(results);
+        if (o.json) console.log(printableJson({ exitCode, results }));
+        else console.log(retryText(results));
+        process.exitCode = exitCode;
+      });
+    },
+  );
 
 // ------------------------------------------------------------------------------------------- dlq
 
