@@ -144,6 +144,8 @@ export interface RetryRecord {
     readonly errorType?: string;
     readonly errorMessage?: string;
     readonly finishedAt?: string;
+    /** The upload's event time (the rerun's latency is not measured from it). */
+    readonly eventTime?: string;
     readonly records: number;
     readonly rejected: number;
     readonly rejectsKeys?: string[];

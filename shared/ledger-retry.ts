@@ -7,7 +7,9 @@ import { type LedgerItem, ledgerKey, type RetryRecord } from './ledger-items.ts'
  * item is claimed again, and an explicit, recorded one. The guard that keeps a FAILED item from being
  * claimed (ledger.ts) stays as it is: the reset moves the item FAILED → DISCOVERED, with its attempts back
  * at 0, and appends to `retries` who asked, when, and the ending it replaces (error, attempts, counts and
- * rejects objects). The next file event for the version then claims it like a new one.
+ * rejects objects). The next file event for the version then claims it like a new one. The upload's
+ * `eventTime` moves to the record too: the rerun's latency is not measured from the upload (days, perhaps),
+ * which would look like a pipeline falling behind.
  *
  * Only a final failure is reset: not one still retryable (its event is still being delivered, or is in the
  * DLQ, which `pulse dlq redrive` serves), not a split file or a part (their parts are counted on the file).
@@ -39,7 +41,7 @@ export async function resetForRetry(
           'SET #status = :discovered, attempts = :zero, records = :zero, rejected = :zero, bytesRead = :zero,' +
           ' updatedAt = :at, retries = list_append(if_not_exists(retries, :none), :record)' +
           ' REMOVE errorType, errorMessage, firstErrors, finishedAt, durationMs, retryable, resumedFrom,' +
-          ' rejectsKey, rejectsKeys, checkpoint, staging, leaseOwner, leaseExpiresAt, startedAt',
+          ' rejectsKey, rejectsKeys, checkpoint, staging, leaseOwner, leaseExpiresAt, startedAt, eventTime',
         ExpressionAttributeNames: { '#status': 'status', '#part': 'part' },
         ExpressionAttributeValues: {
           ':failed': 'FAILED',
@@ -88,6 +90,7 @@ export function previousEnding(item: LedgerItem): RetryRecord['previous'] {
     ...(item.errorType !== undefined ? { errorType: item.errorType } : {}),
     ...(item.errorMessage !== undefined ? { errorMessage: item.errorMessage } : {}),
     ...(item.finishedAt !== undefined ? { finishedAt: item.finishedAt } : {}),
+    ...(item.eventTime !== undefined ? { eventTime: item.eventTime } : {}),
     records: Number(item.records ?? 0),
     rejected: Number(item.rejected ?? 0),
     ...(keys.length > 0 ? { rejectsKeys: keys } : {}),

@@ -7,7 +7,7 @@
  * row an earlier attempt had already sent.
  *
  * A version left DISCOVERED by an earlier retry (its event lost: the send failed after the reset) gets its
- * event again.
+ * event again; until then the ledger sweep counts it as stuck DISCOVERED (`FilesStuckDiscovered`).
  */
 
 import { hostname, userInfo } from 'node:os';

@@ -205,9 +205,16 @@ describe('pulse ledger retry: a file failed for good, retried after the fix, is 
     expect(done.retries).toEqual([
       expect.objectContaining({
         by: 'ops@test',
-        previous: expect.objectContaining({ status: 'FAILED', errorType: failed.errorType }),
+        previous: expect.objectContaining({
+          status: 'FAILED',
+          errorType: failed.errorType,
+          eventTime: failed.eventTime,
+        }),
       }),
     ]);
+    // The rerun's latency is not measured from the upload: the event time is kept on the retry only.
+    expect(failed.eventTime).toBeDefined();
+    expect(done.eventTime).toBeUndefined();
     const bad = Array.from({ length: ROWS / BAD_EVERY }, (_, i) => (i + 1) * BAD_EVERY);
     await expectExactlyOnce(p, {
       scope: (s) => s.originRef.includes(`/${key}@`),
