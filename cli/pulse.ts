@@ -450,6 +450,52 @@ program
     },
   );
 
+program
+  .command('trace')
+  .description(
+    'from a record (its origin ref, or its own id with --from) to what happened to it: ledger, score, series, or quarantine reason',
+  )
+  .argument(
+    '<id-or-origin>',
+    's3://bucket/key@etag#row, kafka:topic:partition:offset, db:table:id, or an own id with --from',
+  )
+  .option('--from <scope>', "an own id's scope: s3://bucket/key@etag, kafka:topic or db:table")
+  .option(
+    '--source <source>',
+    "the record's source, when it brought one (default: the object key, topic or table)",
+  )
+  .option(
+    '--json',
+    'print JSON: { exitCode, trace: { verdict, ref, ledger, score, series, quarantine, note } }',
+  )
+  .addHelpText(
+    'after',
+    `
+Examples:
+  npm run pulse -- trace 's3://pulse-ingest/incoming/readings.csv@0a1b2c#42'
+  npm run pulse -- trace kafka:metrics:0:1187 --stack PulseIngest
+  npm run pulse -- trace db:readings:981
+  npm run pulse -- trace sensor-17 --from db:readings
+
+Exit codes: 0 the record was scored (or its score is being written); 2 it was quarantined (the reason is
+printed); 3 it was found nowhere (the note says what its file's ledger says); 1 pulse could not trace it
+(not a ref and no --from, no offline run, no access).`,
+  )
+  .action(async (input: string, o: { from?: string; source?: string; json?: boolean }) => {
+    const { trace, traceExitCode, traceText } = await import('../local/commands/trace.ts');
+    await withTarget(async (target) => {
+      const t = await trace(target, {
+        input,
+        ...(o.from ? { from: o.from } : {}),
+        ...(o.source ? { source: o.source } : {}),
+      });
+      const exitCode = traceExitCode(t);
+      if (o.json) console.log(printableJson({ exitCode, trace: t }));
+      else console.log(traceText(t));
+      process.exitCode = exitCode;
+    });
+  });
+
 const ledger = program
   .command('ledger')
   .description('the ledger: one line per object version')
