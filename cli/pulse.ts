@@ -554,7 +554,13 @@ Exit codes: 0 every version selected was sent again; 2 one was refused (still re
 or deleted in the bucket) or changed meanwhile; 3 none found; 1 pulse could not retry (no offline run, no access).`,
   )
   .action(
-    async (key: string | undefined, o: { failed?: boolean; since?: string; by?: string; json?: boolean }) => {
+    async (
+      key: string | undefined,
+      o: { failed?: boolean; since?: string; by?: string; json?: boolean },
+      command: Command,
+    ) => {
+      // `ledger` has a --json of its own, which commander gives the parent when it follows the subcommand.
+      const json = o.json === true || command.optsWithGlobals<{ json?: boolean }>().json === true;
       const { parseSince } = await import('../local/commands/verify.ts');
       const { retryExitCode, retryText, retryVersions } = await import('../local/commands/retry.ts');
       if ((key === undefined) === (o.failed === undefined)) {
@@ -568,7 +574,7 @@ or deleted in the bucket) or changed meanwhile; 3 none found; 1 pulse could not 
       await withTarget(async (target) => {
         const results = await retryVersions(target, selection, o.by ? { by: o.by } : {});
         const exitCode = retryExitCode(results);
-        if (o.json) console.log(printableJson({ exitCode, results }));
+        if (json) console.log(printableJson({ exitCode, results }));
         else console.log(retryText(results));
         process.exitCode = exitCode;
       });

@@ -77,9 +77,9 @@ export interface TraceQuery {
   readonly source?: string;
 }
 
-const S3_REF = /^s3:\/\/([^/]+)\/(.+)@([^@#/]+)#(\d+)$/;
-const KAFKA_REF = /^kafka:(.+):(\d+):(\d+)$/;
-const DB_REF = /^db:([^:]+):(.+)$/;
+const S3_REF = /^s3:\/\/([^/]+)\/(.+)@([^@#/]+)#(\d+)$/s;
+const KAFKA_REF = /^kafka:(.+):(\d+):(\d+)$/s;
+const DB_REF = /^db:([^:]+):(.+)$/s;
 
 /** The kind of an origin ref, or undefined when the text is not one. */
 export function refKind(text: string): OriginKind | undefined {
