@@ -451,6 +451,52 @@ program
   );
 
 program
+  .command('trace')
+  .description(
+    'from a record (its origin ref, or its own id with --from) to what happened to it: ledger, score, series, or quarantine reason',
+  )
+  .argument(
+    '<id-or-origin>',
+    's3://bucket/key@etag#row, kafka:topic:partition:offset, db:table:id, or an own id with --from',
+  )
+  .option('--from <scope>', "an own id's scope: s3://bucket/key@etag, kafka:topic or db:table")
+  .option(
+    '--source <source>',
+    "the record's source, when it brought one (default: the object key, topic or table)",
+  )
+  .option(
+    '--json',
+    'print JSON: { exitCode, trace: { verdict, ref, ledger, score, series, quarantine, note } }',
+  )
+  .addHelpText(
+    'after',
+    `
+Examples:
+  npm run pulse -- trace 's3://pulse-ingest/incoming/readings.csv@0a1b2c#42'
+  npm run pulse -- trace kafka:metrics:0:1187 --stack PulseIngest
+  npm run pulse -- trace db:readings:981
+  npm run pulse -- trace sensor-17 --from db:readings
+
+Exit codes: 0 the record was scored (or its score is being written); 2 it was quarantined (the reason is
+printed); 3 it was found nowhere (the note says what its file's ledger says); 1 pulse could not trace it
+(not a ref and no --from, no offline run, no access).`,
+  )
+  .action(async (input: string, o: { from?: string; source?: string; json?: boolean }) => {
+    const { trace, traceExitCode, traceText } = await import('../local/commands/trace.ts');
+    await withTarget(async (target) => {
+      const t = await trace(target, {
+        input,
+        ...(o.from ? { from: o.from } : {}),
+        ...(o.source ? { source: o.source } : {}),
+      });
+      const exitCode = traceExitCode(t);
+      if (o.json) console.log(printableJson({ exitCode, trace: t }));
+      else console.log(traceText(t));
+      process.exitCode = exitCode;
+    });
+  });
+
+const ledger = program
   .command('ledger')
   .description('the ledger: one line per object version')
   .addOption(new Option('--status <status>', 'only entries in this state').choices(FILE_STATUSES))
@@ -481,6 +527,59 @@ program
       );
     });
   });
+
+ledger
+  .command('retry')
+  .description(
+    'run again object versions that FAILED for good, once the cause is fixed (no upload): the reset is recorded on the item',
+  )
+  .argument('[key]', 'an object key (incoming/x.csv, or s3://bucket/key): its FAILED versions')
+  .option('--failed', 'every FAILED object version')
+  .option(
+    '--since <time>',
+    'with --failed: those the ledger updated since a time (ISO-8601) or a duration (90m, 24h, 7d)',
+  )
+  .option('--by <who>', 'who asks, recorded on the item (default: user@host)')
+  .option('--json', 'print JSON: { exitCode, results: [{ object, outcome, reason, previous }] }')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  npm run pulse -- ledger retry incoming/readings.csv
+  npm run pulse -- ledger retry --failed --since 24h --stack PulseIngest
+
+Each version is reset FAILED -> DISCOVERED (who, when and the previous error kept in its "retries") and
+its file event sent again; follow it with: pulse verify KEY.
+Exit codes: 0 every version selected was sent again; 2 one was refused (still retryable, split, replaced
+or deleted in the bucket) or changed meanwhile; 3 none found; 1 pulse could not retry (no offline run, no access).`,
+  )
+  .action(
+    async (
+      key: string | undefined,
+      o: { failed?: boolean; since?: string; by?: string; json?: boolean },
+      command: Command,
+    ) => {
+      // `ledger` has a --json of its own, which commander gives the parent when it follows the subcommand.
+      const json = o.json === true || command.optsWithGlobals<{ json?: boolean }>().json === true;
+      const { parseSince } = await import('../local/commands/verify.ts');
+      const { retryExitCode, retryText, retryVersions } = await import('../local/commands/retry.ts');
+      if ((key === undefined) === (o.failed === undefined)) {
+        throw new InvalidArgumentError('give an object key, or --failed (not both)');
+      }
+      if (o.since !== undefined && !o.failed) throw new InvalidArgumentError('--since goes with --failed');
+      const selection =
+        key !== undefined
+          ? { key }
+          : { failed: true as const, ...(o.since !== undefined ? { since: parseSince(o.since) } : {}) };
+      await withTarget(async (target) => {
+        const results = await retryVersions(target, selection, o.by ? { by: o.by } : {});
+        const exitCode = retryExitCode(results);
+        if (json) console.log(printableJson({ exitCode, results }));
+        else console.log(retryText(results));
+        process.exitCode = exitCode;
+      });
+    },
+  );
 
 // ------------------------------------------------------------------------------------------- dlq
 

@@ -122,10 +122,34 @@ export interface LedgerItem extends FileStats {
   readonly partsDone?: number;
   readonly partsFailed?: number;
   readonly eventTime?: string;
+  /** Each operator retry of the version (`pulse ledger retry`), oldest first: who, when, and how it had ended. */
+  readonly retries?: RetryRecord[];
   readonly createdAt: string;
   readonly updatedAt: string;
   readonly startedAt?: string;
   readonly finishedAt?: string;
+}
+
+/**
+ * An operator's reset of a FAILED version for another run (`pulse ledger retry`): who asked and when, and
+ * the ending it replaced (its error, attempts and rejects objects are kept here, the item's own fields
+ * cleared for the new run).
+ */
+export interface RetryRecord {
+  readonly by: string;
+  readonly at: string;
+  readonly previous: {
+    readonly status: FileStatus;
+    readonly attempts: number;
+    readonly errorType?: string;
+    readonly errorMessage?: string;
+    readonly finishedAt?: string;
+    /** The upload's event time (the rerun's latency is not measured from it). */
+    readonly eventTime?: string;
+    readonly records: number;
+    readonly rejected: number;
+    readonly rejectsKeys?: string[];
+  };
 }
 
 /** What a claim found. */

@@ -84,6 +84,27 @@ export async function ledgerEntries(target: Target, status?: FileStatus): Promis
     .sort((a, b) => String(b.updatedAt).localeCompare(String(a.updatedAt)));
 }
 
+/** Every ledger item of one object key (`incoming/x.csv` or `s3://bucket/key`): its versions and their parts. */
+export async function ledgerVersions(target: Target, key: string): Promise<LedgerItem[]> {
+  const pk = key.startsWith('s3://') ? key : `s3://${target.bucket}/${key}`;
+  const items: LedgerItem[] = [];
+  let start: Record<string, unknown> | undefined;
+  do {
+    const out = await target.clients.doc.send(
+      new QueryCommand({
+        TableName: target.ledgerTable,
+        KeyConditionExpression: 'pk = :pk',
+        ExpressionAttributeValues: { ':pk': pk },
+        ConsistentRead: true,
+        ExclusiveStartKey: start,
+      }),
+    );
+    items.push(...((out.Items ?? []) as LedgerItem[]));
+    start = out.LastEvaluatedKey;
+  } while (start);
+  return items;
+}
+
 // ----------------------------------------------------------------------------------------------- dlq
 
 export const DLQ_SOURCES = { fileEventsDlq: 'fileEvents', signalsDlq: 'signals' } as const;
@@ -323,16 +344,7 @@ export async function backfill(
     for (let j = 0; j < missing.length; j += 10) {
       const entries = missing.slice(j, j + 10).map((o, n) => ({
         Id: String(n),
-        MessageBody: sqsSafeJson(
-          JSON.stringify({
-            v: 1,
-            kind: 'backfill',
-            bucket: target.bucket,
-            key: o.key,
-            etag: o.etag,
-            size: o.size,
-          }),
-        ),
+        MessageBody: fileEventMessage({ bucket: target.bucket, ...o }),
       }));
       await sendAll(target, target.queues.fileEvents, entries);
       enqueued += entries.length;
@@ -340,6 +352,31 @@ export async function backfill(
     progress.checked(Math.min(i + 100, objects.length), objects.length);
   }
   return { listed: objects.length + ignored, ignored, known, enqueued };
+}
+
+/**
+ * The file-events message that asks the s3-trigger to ingest one object version, as the bucket's
+ * notification would (s3-trigger's `backfill` kind, functions/s3-trigger/events.ts): sent by backfill and
+ * by `pulse ledger retry`.
+ */
+export function fileEventMessage(o: {
+  readonly bucket: string;
+  readonly key: string;
+  readonly etag: string;
+  readonly size?: number;
+  readonly versionId?: string;
+}): string {
+  return sqsSafeJson(
+    JSON.stringify({
+      v: 1,
+      kind: 'backfill',
+      bucket: o.bucket,
+      key: o.key,
+      etag: o.etag,
+      ...(o.size !== undefined ? { size: o.size } : {}),
+      ...(o.versionId ? { versionId: o.versionId } : {}),
+    }),
+  );
 }
 
 /** Keys s3-trigger acknowledges without a ledger item: folder markers, and rejects it wrote itself. */

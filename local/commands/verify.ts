@@ -16,13 +16,12 @@
  * before anything is called missing. The scorer's rejects (`rejects/scorer/<day>/`) are listed by day.
  */
 
-import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import type { LedgerItem } from '#shared/ledger.ts';
 import { settings } from '#shared/settings.ts';
 import { Bitmap } from '../../functions/scorer/blocks.ts';
 import { blockKey, streamIdOf } from '../../functions/scorer/keys.ts';
 import { readItems } from '../../functions/scorer/state.ts';
-import { ledgerEntries } from './operations.ts';
+import { ledgerEntries, ledgerVersions } from './operations.ts';
 import type { Target } from './target.ts';
 import {
   days,
@@ -88,7 +87,7 @@ export async function verify(
 ): Promise<Receipt[]> {
   const items =
     'key' in selection
-      ? await versionsOf(target, selection.key)
+      ? await ledgerVersions(target, selection.key)
       : await updatedSince(target, selection.since);
   const files = items.filter((i) => i.part === undefined);
   if (files.length === 0) return [];
@@ -192,26 +191,6 @@ async function withApplied(target: Target, r: Receipt): Promise<Receipt> {
 // ------------------------------------------------------------------------------------------ ledger
 
 /** Every ledger item (file versions and their parts) of one key. */
-async function versionsOf(target: Target, key: string): Promise<LedgerItem[]> {
-  const pk = key.startsWith('s3://') ? key : `s3://${target.bucket}/${key}`;
-  const items: LedgerItem[] = [];
-  let start: Record<string, unknown> | undefined;
-  do {
-    const out = await target.clients.doc.send(
-      new QueryCommand({
-        TableName: target.ledgerTable,
-        KeyConditionExpression: 'pk = :pk',
-        ExpressionAttributeValues: { ':pk': pk },
-        ConsistentRead: true,
-        ExclusiveStartKey: start,
-      }),
-    );
-    items.push(...((out.Items ?? []) as LedgerItem[]));
-    start = out.LastEvaluatedKey;
-  } while (start);
-  return items;
-}
-
 async function updatedSince(target: Target, since: Date): Promise<LedgerItem[]> {
   const t = since.toISOString();
   return (await ledgerEntries(target)).filter((i) => String(i.updatedAt) >= t);

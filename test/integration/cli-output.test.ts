@@ -98,6 +98,43 @@ describe('pulse CLI output of keys and reasons from outside', () => {
       })
     ).stdout;
 
+  /** stdout and the exit code of a run that may exit non-zero. */
+  const pulseExit = async (...args: string[]): Promise<{ code: number; stdout: string }> => {
+    try {
+      return { code: 0, stdout: await pulse(...args) };
+    } catch (err) {
+      const e = err as { code?: number; stdout?: string };
+      return { code: Number(e.code ?? -1), stdout: String(e.stdout ?? '') };
+    }
+  };
+
+  it('ledger retry and trace name the hostile key escaped, with their exit codes', async () => {
+    // Prepare: the FAILED version's object was never in the bucket.
+    const ref = `s3://${JSON.parse(await pulse('ledger', '--json'))[0].bucket}/${hostileKey}@etag1#1`;
+    // Act
+    const retry = await pulseExit('ledger', 'retry', '--failed');
+    const retryJson = await pulseExit('ledger', 'retry', '--failed', '--json');
+    const traced = await pulseExit('trace', ref);
+    const tracedJson = await pulseExit('trace', ref, '--json');
+    // Assess
+    for (const [command, out] of Object.entries({ retry, retryJson, traced, tracedJson })) {
+      expect(out.stdout.match(UNSAFE)?.[0], `${command} printed a control character`).toBeUndefined();
+    }
+    expect(retry.code).toBe(2);
+    expect(retry.stdout).toContain('<U+001B>[2J<U+009B>31mred<U+000A>fake-row<U+202E>gpj.csv');
+    expect(retry.stdout).toMatch(/REFUSED[\s\S]*no longer exists: upload the file again/);
+    const retried = JSON.parse(retryJson.stdout) as {
+      exitCode: number;
+      results: { key: string; outcome: string }[];
+    };
+    expect(retried.exitCode).toBe(2);
+    expect(retried.results).toEqual([expect.objectContaining({ key: hostileKey, outcome: 'refused' })]);
+    expect(traced.code).toBe(3);
+    expect(traced.stdout).toMatch(/NOT FOUND[\s\S]*its file FAILED \(MalformedFileError\)/);
+    const t = JSON.parse(tracedJson.stdout) as { exitCode: number; trace: { ref: string; verdict: string } };
+    expect(t).toMatchObject({ exitCode: 3, trace: { ref, verdict: 'not-found' } });
+  });
+
   it('prints the ledger, the status and the DLQs with every control character escaped', async () => {
     // Act
     const outputs = {
