@@ -50,6 +50,9 @@ export type PollerConfig = Pick<
   | 'maxQueueDepth'
   | 'timeBudgetFraction'
   | 'maxMessageBytes'
+  | 'where'
+  | 'processedType'
+  | 'initialWatermark'
 >;
 
 export interface PollerDeps {
@@ -125,7 +128,10 @@ export async function poll(deps: PollerDeps): Promise<PollSummary> {
   const now = deps.now ?? Date.now;
   const started = now();
   const deadline = started + config.timeBudgetFraction * deps.remainingTimeMs();
-  const sql = buildSql(config.table, config.columns);
+  const sql = buildSql(config.table, config.columns, {
+    where: config.where,
+    processedType: config.processedType,
+  });
   const store =
     config.mode === 'watermark'
       ? new WatermarkStore(deps.doc, config.watermarkTable, config.table)
@@ -298,8 +304,9 @@ async function watermarkRound(
 }
 
 /**
- * The next batch past the watermark (from the first row without one). On a clock-typed column, within the
- * horizon: nothing past it is read, so the watermark never moves past it.
+ * The next batch past the watermark (without one: from the initial watermark when configured, else from the
+ * first row). On a clock-typed column, within the horizon: nothing past it is read, so the watermark never
+ * moves past it.
  */
 async function readPast(
   deps: PollerDeps,
@@ -309,12 +316,19 @@ async function readPast(
 ): Promise<PolledRow[]> {
   const { db, config } = deps;
   const limit = config.batchSize;
-  const out = horizon
-    ? watermark
+  const initial = config.initialWatermark;
+  if (watermark) {
+    const out = horizon
       ? await db.query(sql.horizon.readAfter, [watermark.value, watermark.id, limit, horizon.horizon])
+      : await db.query(sql.readAfter, [watermark.value, watermark.id, limit]);
+    return out.rows as PolledRow[];
+  }
+  const out = horizon
+    ? initial !== undefined
+      ? await db.query(sql.horizon.readFrom, [initial, limit, horizon.horizon])
       : await db.query(sql.horizon.readFirst, [limit, horizon.horizon])
-    : watermark
-      ? await db.query(sql.readAfter, [watermark.value, watermark.id, limit])
+    : initial !== undefined
+      ? await db.query(sql.readFrom, [initial, limit])
       : await db.query(sql.readFirst, [limit]);
   return out.rows as PolledRow[];
 }

@@ -1,5 +1,6 @@
 import type { DbColumns } from '#shared/config.ts';
 import { ConfigError } from '#shared/errors.ts';
+import { checkSqlFilter } from '#shared/sql-filter.ts';
 
 /**
  * The poller's SQL, built once from the configured table and column names. Identifiers are checked
@@ -85,6 +86,8 @@ export interface HorizonSql {
   readonly readFirst: string;
   /** `$1` = value, `$2` = id, `$3` = limit, `$4` = horizon. As {@link PollerSql.readAfter}, within the readable range. */
   readonly readAfter: string;
+  /** `$1` = initial watermark, `$2` = limit, `$3` = horizon. As {@link PollerSql.readFrom}, within the readable range. */
+  readonly readFrom: string;
   /**
    * `$1` = horizon, `$2` = limit. Rows out of the readable range (past the horizon, or `'-infinity'`), in
    * watermark order, each with the count of all of them.
@@ -110,6 +113,11 @@ export interface PollerSql {
   readonly markProcessed: string;
   /** watermark: `$1` = limit. The first batch, when there is no watermark yet. */
   readonly readFirst: string;
+  /**
+   * watermark: `$1` = the initial watermark (text, cast to the column's type), `$2` = limit. The first batch
+   * when there is no watermark yet but an initial one is configured: rows at or after it.
+   */
+  readonly readFrom: string;
   /** watermark: `$1` = watermark value (text), `$2` = id (text), `$3` = limit. */
   readonly readAfter: string;
   /**
@@ -151,10 +159,25 @@ interface SqlParts {
   readonly wmFields: string;
   /** Watermark order: the column, then the key. */
   readonly order: string;
+  /** ` AND (<filter>)`, or empty: the configured extra filter, added to every read of rows. */
+  readonly filter: string;
 }
 
-function sqlParts(table: string, columns: DbColumns): SqlParts {
+/** What a table's statements are built from beyond its columns. */
+export interface SqlOptions {
+  /** An extra filter (`DB_WHERE`), checked by {@link checkSqlFilter}. @default none */
+  readonly where?: string | undefined;
+  /** The type of the processed flag (mark mode). @default 'boolean' */
+  readonly processedType?: 'boolean' | 'integer';
+}
+
+function sqlParts(table: string, columns: DbColumns, where: string | undefined): SqlParts {
   const t = quoteIdent(table);
+  if (where !== undefined) {
+    // config.ts checked it at cold start; this is the second lock.
+    const why = checkSqlFilter(where);
+    if (why) throw new ConfigError(`DB_WHERE ${why}`);
+  }
   const c = {
     id: `t.${quoteIdent(columns.id)}`,
     name: `t.${quoteIdent(columns.name)}`,
@@ -172,32 +195,37 @@ function sqlParts(table: string, columns: DbColumns): SqlParts {
     `${c.timestamp} AS ${COL.timestamp}`,
   ].join(', ');
   const wmFields = `${fields}, ${c.updatedAt}::text AS ${COL.watermark}`;
-  return { t, c, fields, wmFields, order: `ORDER BY ${c.updatedAt}, ${c.id}` };
+  const filter = where === undefined ? '' : ` AND (${where})`;
+  return { t, c, fields, wmFields, order: `ORDER BY ${c.updatedAt}, ${c.id}`, filter };
 }
 
 /** Builds the poller's statements for a table and its column mapping. */
-export function buildSql(table: string, columns: DbColumns): PollerSql {
-  const parts = sqlParts(table, columns);
-  const { t, c, fields, wmFields } = parts;
+export function buildSql(table: string, columns: DbColumns, options: SqlOptions = {}): PollerSql {
+  const parts = sqlParts(table, columns, options.where);
+  const { t, c, fields, wmFields, filter } = parts;
+  const [unprocessed, processed] = options.processedType === 'integer' ? ['0', '1'] : ['false', 'true'];
   return {
     claim:
-      `SELECT ${fields} FROM ${t} AS t WHERE t.${c.processed} = false ` +
+      `SELECT ${fields} FROM ${t} AS t WHERE t.${c.processed} = ${unprocessed}${filter} ` +
       `ORDER BY ${c.id} LIMIT $1 FOR UPDATE SKIP LOCKED`,
-    markProcessed: `UPDATE ${t} SET ${c.processed} = true WHERE ${quoteIdent(columns.id)} = ANY($1)`,
+    markProcessed: `UPDATE ${t} SET ${c.processed} = ${processed} WHERE ${quoteIdent(columns.id)} = ANY($1)`,
     readFirst:
-      `SELECT ${wmFields} FROM ${t} AS t WHERE ${c.updatedAt} IS NOT NULL ` +
+      `SELECT ${wmFields} FROM ${t} AS t WHERE ${c.updatedAt} IS NOT NULL${filter} ` +
       `ORDER BY ${c.updatedAt}, ${c.id} LIMIT $1`,
+    readFrom:
+      `SELECT ${wmFields} FROM ${t} AS t WHERE ${c.updatedAt} >= $1${filter} ` +
+      `ORDER BY ${c.updatedAt}, ${c.id} LIMIT $2`,
     readAfter:
-      `SELECT ${wmFields} FROM ${t} AS t WHERE (${c.updatedAt}, ${c.id}) > ($1, $2) ` +
+      `SELECT ${wmFields} FROM ${t} AS t WHERE (${c.updatedAt}, ${c.id}) > ($1, $2)${filter} ` +
       `ORDER BY ${c.updatedAt}, ${c.id} LIMIT $3`,
     rereadFirst:
-      `SELECT ${wmFields} FROM ${t} AS t WHERE ${c.updatedAt} >= $1 AND (${c.updatedAt}, ${c.id}) <= ($2, $3) ` +
+      `SELECT ${wmFields} FROM ${t} AS t WHERE ${c.updatedAt} >= $1 AND (${c.updatedAt}, ${c.id}) <= ($2, $3)${filter} ` +
       `ORDER BY ${c.updatedAt}, ${c.id} LIMIT $4`,
     rereadAfter:
       `SELECT ${wmFields} FROM ${t} AS t WHERE (${c.updatedAt}, ${c.id}) > ($1, $2) ` +
-      `AND (${c.updatedAt}, ${c.id}) <= ($3, $4) ORDER BY ${c.updatedAt}, ${c.id} LIMIT $5`,
+      `AND (${c.updatedAt}, ${c.id}) <= ($3, $4)${filter} ORDER BY ${c.updatedAt}, ${c.id} LIMIT $5`,
     readNullWatermark:
-      `SELECT ${fields}, count(*) OVER () AS ${COL.nulls} FROM ${t} AS t WHERE ${c.updatedAt} IS NULL ` +
+      `SELECT ${fields}, count(*) OVER () AS ${COL.nulls} FROM ${t} AS t WHERE ${c.updatedAt} IS NULL${filter} ` +
       `ORDER BY ${c.id} LIMIT $1`,
     probe:
       `SELECT pg_typeof((SELECT ${c.updatedAt} FROM ${t} AS t LIMIT 0))::text AS pulse_type, ` +
@@ -207,11 +235,11 @@ export function buildSql(table: string, columns: DbColumns): PollerSql {
 }
 
 /** The statements of a clock-typed watermark column ({@link HorizonSql}). */
-function horizonSql({ t, c, wmFields, order }: SqlParts): HorizonSql {
+function horizonSql({ t, c, wmFields, order, filter }: SqlParts): HorizonSql {
   const readable = (horizon: string) =>
-    `${c.updatedAt} > '-infinity'::timestamptz AND ${c.updatedAt} <= ${horizon}::timestamptz`;
-  const minusInfinity = `${c.updatedAt} = '-infinity'::timestamptz`;
-  const pastHorizon = `${c.updatedAt} > $1::timestamptz`;
+    `${c.updatedAt} > '-infinity'::timestamptz AND ${c.updatedAt} <= ${horizon}::timestamptz${filter}`;
+  const minusInfinity = `${c.updatedAt} = '-infinity'::timestamptz${filter}`;
+  const pastHorizon = `${c.updatedAt} > $1::timestamptz${filter}`;
   // The out-of-range read's branches carry their sort keys (the column and the key, typed) for the merge.
   const orderedFields = `${wmFields}, ${c.updatedAt} AS pulse_at, ${c.id} AS pulse_key`;
   const outputs = [
@@ -227,6 +255,7 @@ function horizonSql({ t, c, wmFields, order }: SqlParts): HorizonSql {
     readAfter:
       `SELECT ${wmFields} FROM ${t} AS t WHERE (${c.updatedAt}, ${c.id}) > ($1, $2) AND ${readable('$4')} ` +
       `${order} LIMIT $3`,
+    readFrom: `SELECT ${wmFields} FROM ${t} AS t WHERE ${c.updatedAt} >= $1 AND ${readable('$3')} ${order} LIMIT $2`,
     // Two index range scans merged, not one OR, which PostgreSQL reads as a scan of the whole index.
     readOutOfRange:
       `SELECT ${outputs.map((o) => `o.${o}`).join(', ')}, ` +
@@ -238,10 +267,10 @@ function horizonSql({ t, c, wmFields, order }: SqlParts): HorizonSql {
     countStalled:
       `SELECT count(*) AS ${COL.count}, ($3::timestamptz > $2::timestamptz) AS pulse_beyond FROM ${t} AS t ` +
       `WHERE ${c.updatedAt} >= $1::timestamptz - make_interval(secs => $5) AND ${c.updatedAt} <= $2::timestamptz ` +
-      `AND ${c.updatedAt} < $3::timestamptz - make_interval(secs => $4)`,
+      `AND ${c.updatedAt} < $3::timestamptz - make_interval(secs => $4)${filter}`,
     lastBefore:
       `SELECT ${c.updatedAt}::text AS ${COL.watermark}, ${c.id}::text AS ${COL.id} FROM ${t} AS t ` +
-      `WHERE ${c.updatedAt} > '-infinity'::timestamptz AND ${c.updatedAt} < LEAST($1::timestamptz, $2::timestamptz) ` +
+      `WHERE ${c.updatedAt} > '-infinity'::timestamptz AND ${c.updatedAt} < LEAST($1::timestamptz, $2::timestamptz)${filter} ` +
       `ORDER BY ${c.updatedAt} DESC, ${c.id} DESC LIMIT 1`,
   };
 }

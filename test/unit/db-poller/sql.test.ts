@@ -135,4 +135,51 @@ describe('db-poller SQL', () => {
         'ORDER BY t."updated_at" DESC, t."id" DESC LIMIT 1',
     );
   });
+
+  it('adds the extra filter, parenthesised, to every statement that reads rows, and to no other', () => {
+    // Prepare
+    const where = "tenant = 'acme' OR kind IN ('a', 'b')";
+    const columns = { ...settings.dbPoller.columns, updatedAt: 'updated_at' };
+    // Act
+    const { horizon, probe, markProcessed, ...reads } = buildSql('signals', columns, { where });
+    // Assess
+    const filter = ` AND (${where})`;
+    for (const [name, text] of [...Object.entries(reads), ...Object.entries(horizon)]) {
+      // readOutOfRange reads twice and counts twice: each of its four parts is filtered.
+      const expected = name === 'readOutOfRange' ? 4 : 1;
+      expect([name, text.split(filter).length - 1]).toEqual([name, expected]);
+    }
+    expect(probe).not.toContain(where);
+    expect(markProcessed).not.toContain(where);
+    expect(reads.claim).toContain(
+      `WHERE t."processed" = false${filter} ORDER BY t."id" LIMIT $1 FOR UPDATE SKIP LOCKED`,
+    );
+  });
+
+  it('refuses a filter that could take a statement apart, as a ConfigError naming DB_WHERE', () => {
+    expect(() => buildSql('signals', settings.dbPoller.columns, { where: 'true) OR (true' })).toThrow(
+      /DB_WHERE closes a parenthesis/,
+    );
+    expect(() => buildSql('signals', settings.dbPoller.columns, { where: 'true; DROP TABLE x' })).toThrow(
+      ConfigError,
+    );
+  });
+
+  it('claims and marks an integer processed flag with 0 and 1', () => {
+    // Act
+    const sql = buildSql('signals', settings.dbPoller.columns, { processedType: 'integer' });
+    // Assess
+    expect(sql.claim).toContain('WHERE t."processed" = 0 ORDER BY');
+    expect(sql.markProcessed).toBe('UPDATE "signals" SET "processed" = 1 WHERE "id" = ANY($1)');
+  });
+
+  it('reads from an initial watermark (at or after it) when no watermark is stored', () => {
+    // Act
+    const sql = buildSql('signals', { ...settings.dbPoller.columns, updatedAt: 'updated_at' });
+    // Assess
+    expect(sql.readFrom).toMatch(/WHERE t\."updated_at" >= \$1 ORDER BY t\."updated_at", t\."id" LIMIT \$2$/);
+    expect(sql.horizon.readFrom).toMatch(
+      /WHERE t\."updated_at" >= \$1 AND t\."updated_at" > '-infinity'::timestamptz AND t\."updated_at" <= \$3::timestamptz ORDER BY t\."updated_at", t\."id" LIMIT \$2$/,
+    );
+  });
 });
