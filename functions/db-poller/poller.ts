@@ -131,6 +131,7 @@ export async function poll(deps: PollerDeps): Promise<PollSummary> {
   const sql = buildSql(config.table, config.columns, {
     where: config.where,
     processedType: config.processedType,
+    initialWatermark: config.mode === 'watermark' ? config.initialWatermark : undefined,
   });
   const store =
     config.mode === 'watermark'
@@ -304,9 +305,9 @@ async function watermarkRound(
 }
 
 /**
- * The next batch past the watermark (without one: from the initial watermark when configured, else from the
- * first row). On a clock-typed column, within the horizon: nothing past it is read, so the watermark never
- * moves past it.
+ * The next batch past the watermark (from the first row without one; at or after the initial watermark, as
+ * every read, when one is configured). On a clock-typed column, within the horizon: nothing past it is read,
+ * so the watermark never moves past it.
  */
 async function readPast(
   deps: PollerDeps,
@@ -316,19 +317,12 @@ async function readPast(
 ): Promise<PolledRow[]> {
   const { db, config } = deps;
   const limit = config.batchSize;
-  const initial = config.initialWatermark;
-  if (watermark) {
-    const out = horizon
-      ? await db.query(sql.horizon.readAfter, [watermark.value, watermark.id, limit, horizon.horizon])
-      : await db.query(sql.readAfter, [watermark.value, watermark.id, limit]);
-    return out.rows as PolledRow[];
-  }
   const out = horizon
-    ? initial !== undefined
-      ? await db.query(sql.horizon.readFrom, [initial, limit, horizon.horizon])
+    ? watermark
+      ? await db.query(sql.horizon.readAfter, [watermark.value, watermark.id, limit, horizon.horizon])
       : await db.query(sql.horizon.readFirst, [limit, horizon.horizon])
-    : initial !== undefined
-      ? await db.query(sql.readFrom, [initial, limit])
+    : watermark
+      ? await db.query(sql.readAfter, [watermark.value, watermark.id, limit])
       : await db.query(sql.readFirst, [limit]);
   return out.rows as PolledRow[];
 }

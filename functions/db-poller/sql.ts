@@ -1,4 +1,4 @@
-import type { DbColumns } from '#shared/config.ts';
+import { type DbColumns, INITIAL_WATERMARK } from '#shared/config.ts';
 import { ConfigError } from '#shared/errors.ts';
 import { checkSqlFilter } from '#shared/sql-filter.ts';
 
@@ -86,8 +86,6 @@ export interface HorizonSql {
   readonly readFirst: string;
   /** `$1` = value, `$2` = id, `$3` = limit, `$4` = horizon. As {@link PollerSql.readAfter}, within the readable range. */
   readonly readAfter: string;
-  /** `$1` = initial watermark, `$2` = limit, `$3` = horizon. As {@link PollerSql.readFrom}, within the readable range. */
-  readonly readFrom: string;
   /**
    * `$1` = horizon, `$2` = limit. Rows out of the readable range (past the horizon, or `'-infinity'`), in
    * watermark order, each with the count of all of them.
@@ -113,11 +111,6 @@ export interface PollerSql {
   readonly markProcessed: string;
   /** watermark: `$1` = limit. The first batch, when there is no watermark yet. */
   readonly readFirst: string;
-  /**
-   * watermark: `$1` = the initial watermark (text, cast to the column's type), `$2` = limit. The first batch
-   * when there is no watermark yet but an initial one is configured: rows at or after it.
-   */
-  readonly readFrom: string;
   /** watermark: `$1` = watermark value (text), `$2` = id (text), `$3` = limit. */
   readonly readAfter: string;
   /**
@@ -161,6 +154,11 @@ interface SqlParts {
   readonly order: string;
   /** ` AND (<filter>)`, or empty: the configured extra filter, added to every read of rows. */
   readonly filter: string;
+  /**
+   * `<filter>` and, with an initial watermark, ` AND <updatedAt> >= '<initial>'`: what every read by position
+   * (watermark mode) adds, so that no read, lookback or rewind returns a row before the initial watermark.
+   */
+  readonly positioned: string;
 }
 
 /** What a table's statements are built from beyond its columns. */
@@ -169,9 +167,12 @@ export interface SqlOptions {
   readonly where?: string | undefined;
   /** The type of the processed flag (mark mode). @default 'boolean' */
   readonly processedType?: 'boolean' | 'integer';
+  /** watermark mode: no row whose watermark column lies before this is read (`DB_INITIAL_WATERMARK`). @default none */
+  readonly initialWatermark?: string | undefined;
 }
 
-function sqlParts(table: string, columns: DbColumns, where: string | undefined): SqlParts {
+function sqlParts(table: string, columns: DbColumns, options: SqlOptions): SqlParts {
+  const { where, initialWatermark: initial } = options;
   const t = quoteIdent(table);
   if (where !== undefined) {
     // config.ts checked it at cold start; this is the second lock.
@@ -196,13 +197,29 @@ function sqlParts(table: string, columns: DbColumns, where: string | undefined):
   ].join(', ');
   const wmFields = `${fields}, ${c.updatedAt}::text AS ${COL.watermark}`;
   const filter = where === undefined ? '' : ` AND (${where})`;
-  return { t, c, fields, wmFields, order: `ORDER BY ${c.updatedAt}, ${c.id}`, filter };
+  // A literal, not a parameter (every statement would need one more): the pattern admits digits, '-', ':',
+  // '.', 'T', 'Z', '+' and a space only (config.ts checked it at cold start; this is the second lock).
+  if (initial !== undefined && !INITIAL_WATERMARK.test(initial)) {
+    throw new ConfigError(
+      `DB_INITIAL_WATERMARK ${JSON.stringify(initial)} is not an integer or an ISO-8601 date or time`,
+    );
+  }
+  const since = initial === undefined ? '' : ` AND ${c.updatedAt} >= '${initial}'`;
+  return {
+    t,
+    c,
+    fields,
+    wmFields,
+    order: `ORDER BY ${c.updatedAt}, ${c.id}`,
+    filter,
+    positioned: `${since}${filter}`,
+  };
 }
 
 /** Builds the poller's statements for a table and its column mapping. */
 export function buildSql(table: string, columns: DbColumns, options: SqlOptions = {}): PollerSql {
-  const parts = sqlParts(table, columns, options.where);
-  const { t, c, fields, wmFields, filter } = parts;
+  const parts = sqlParts(table, columns, options);
+  const { t, c, fields, wmFields, filter, positioned } = parts;
   const [unprocessed, processed] = options.processedType === 'integer' ? ['0', '1'] : ['false', 'true'];
   return {
     claim:
@@ -210,20 +227,17 @@ export function buildSql(table: string, columns: DbColumns, options: SqlOptions 
       `ORDER BY ${c.id} LIMIT $1 FOR UPDATE SKIP LOCKED`,
     markProcessed: `UPDATE ${t} SET ${c.processed} = ${processed} WHERE ${quoteIdent(columns.id)} = ANY($1)`,
     readFirst:
-      `SELECT ${wmFields} FROM ${t} AS t WHERE ${c.updatedAt} IS NOT NULL${filter} ` +
+      `SELECT ${wmFields} FROM ${t} AS t WHERE ${c.updatedAt} IS NOT NULL${positioned} ` +
       `ORDER BY ${c.updatedAt}, ${c.id} LIMIT $1`,
-    readFrom:
-      `SELECT ${wmFields} FROM ${t} AS t WHERE ${c.updatedAt} >= $1${filter} ` +
-      `ORDER BY ${c.updatedAt}, ${c.id} LIMIT $2`,
     readAfter:
-      `SELECT ${wmFields} FROM ${t} AS t WHERE (${c.updatedAt}, ${c.id}) > ($1, $2)${filter} ` +
+      `SELECT ${wmFields} FROM ${t} AS t WHERE (${c.updatedAt}, ${c.id}) > ($1, $2)${positioned} ` +
       `ORDER BY ${c.updatedAt}, ${c.id} LIMIT $3`,
     rereadFirst:
-      `SELECT ${wmFields} FROM ${t} AS t WHERE ${c.updatedAt} >= $1 AND (${c.updatedAt}, ${c.id}) <= ($2, $3)${filter} ` +
+      `SELECT ${wmFields} FROM ${t} AS t WHERE ${c.updatedAt} >= $1 AND (${c.updatedAt}, ${c.id}) <= ($2, $3)${positioned} ` +
       `ORDER BY ${c.updatedAt}, ${c.id} LIMIT $4`,
     rereadAfter:
       `SELECT ${wmFields} FROM ${t} AS t WHERE (${c.updatedAt}, ${c.id}) > ($1, $2) ` +
-      `AND (${c.updatedAt}, ${c.id}) <= ($3, $4)${filter} ORDER BY ${c.updatedAt}, ${c.id} LIMIT $5`,
+      `AND (${c.updatedAt}, ${c.id}) <= ($3, $4)${positioned} ORDER BY ${c.updatedAt}, ${c.id} LIMIT $5`,
     readNullWatermark:
       `SELECT ${fields}, count(*) OVER () AS ${COL.nulls} FROM ${t} AS t WHERE ${c.updatedAt} IS NULL${filter} ` +
       `ORDER BY ${c.id} LIMIT $1`,
@@ -235,11 +249,11 @@ export function buildSql(table: string, columns: DbColumns, options: SqlOptions 
 }
 
 /** The statements of a clock-typed watermark column ({@link HorizonSql}). */
-function horizonSql({ t, c, wmFields, order, filter }: SqlParts): HorizonSql {
+function horizonSql({ t, c, wmFields, order, positioned }: SqlParts): HorizonSql {
   const readable = (horizon: string) =>
-    `${c.updatedAt} > '-infinity'::timestamptz AND ${c.updatedAt} <= ${horizon}::timestamptz${filter}`;
-  const minusInfinity = `${c.updatedAt} = '-infinity'::timestamptz${filter}`;
-  const pastHorizon = `${c.updatedAt} > $1::timestamptz${filter}`;
+    `${c.updatedAt} > '-infinity'::timestamptz AND ${c.updatedAt} <= ${horizon}::timestamptz${positioned}`;
+  const minusInfinity = `${c.updatedAt} = '-infinity'::timestamptz${positioned}`;
+  const pastHorizon = `${c.updatedAt} > $1::timestamptz${positioned}`;
   // The out-of-range read's branches carry their sort keys (the column and the key, typed) for the merge.
   const orderedFields = `${wmFields}, ${c.updatedAt} AS pulse_at, ${c.id} AS pulse_key`;
   const outputs = [
@@ -255,7 +269,6 @@ function horizonSql({ t, c, wmFields, order, filter }: SqlParts): HorizonSql {
     readAfter:
       `SELECT ${wmFields} FROM ${t} AS t WHERE (${c.updatedAt}, ${c.id}) > ($1, $2) AND ${readable('$4')} ` +
       `${order} LIMIT $3`,
-    readFrom: `SELECT ${wmFields} FROM ${t} AS t WHERE ${c.updatedAt} >= $1 AND ${readable('$3')} ${order} LIMIT $2`,
     // Two index range scans merged, not one OR, which PostgreSQL reads as a scan of the whole index.
     readOutOfRange:
       `SELECT ${outputs.map((o) => `o.${o}`).join(', ')}, ` +
@@ -267,10 +280,10 @@ function horizonSql({ t, c, wmFields, order, filter }: SqlParts): HorizonSql {
     countStalled:
       `SELECT count(*) AS ${COL.count}, ($3::timestamptz > $2::timestamptz) AS pulse_beyond FROM ${t} AS t ` +
       `WHERE ${c.updatedAt} >= $1::timestamptz - make_interval(secs => $5) AND ${c.updatedAt} <= $2::timestamptz ` +
-      `AND ${c.updatedAt} < $3::timestamptz - make_interval(secs => $4)${filter}`,
+      `AND ${c.updatedAt} < $3::timestamptz - make_interval(secs => $4)${positioned}`,
     lastBefore:
       `SELECT ${c.updatedAt}::text AS ${COL.watermark}, ${c.id}::text AS ${COL.id} FROM ${t} AS t ` +
-      `WHERE ${c.updatedAt} > '-infinity'::timestamptz AND ${c.updatedAt} < LEAST($1::timestamptz, $2::timestamptz)${filter} ` +
+      `WHERE ${c.updatedAt} > '-infinity'::timestamptz AND ${c.updatedAt} < LEAST($1::timestamptz, $2::timestamptz)${positioned} ` +
       `ORDER BY ${c.updatedAt} DESC, ${c.id} DESC LIMIT 1`,
   };
 }

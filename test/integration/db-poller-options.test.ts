@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { GetCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import type { Context } from 'aws-lambda';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
@@ -205,5 +205,41 @@ describe('db-poller options (PostgreSQL + moto)', () => {
     expect(summary).toMatchObject({ rows: 151, sent: 151, stoppedBy: 'drained' });
     expect(signals.map((s) => s.value).sort((a, b) => a - b)[0]).toBe(100);
     expect(countById(signals).size).toBe(151);
+  });
+
+  it('watermark mode never goes back before the initial watermark, not even to heal a watermark left in the future', async () => {
+    // Prepare: 4 rows an hour old (before the initial watermark), 3 rows of the last minute; a watermark an
+    // older version left in 2999 with no advancedAt, which is moved back before every row.
+    await db.query(`
+      CREATE TABLE wm_bound (
+        id bigserial PRIMARY KEY, name text, value double precision, source text, timestamp timestamptz,
+        processed boolean NOT NULL DEFAULT false
+      )`);
+    await db.query(`
+      INSERT INTO wm_bound (name, value, source, timestamp)
+      SELECT 'old', i, 'h', now() - interval '1 hour' + i * interval '1 second' FROM generate_series(1, 4) AS i`);
+    await db.query(`
+      INSERT INTO wm_bound (name, value, source, timestamp)
+      SELECT 'new', 10 + i, 'h', now() - interval '1 minute' + i * interval '1 second' FROM generate_series(1, 3) AS i`);
+    const initial = new Date(Date.now() - 30 * 60_000).toISOString();
+    await clients.doc.send(
+      new PutCommand({
+        TableName: names.ledgerTable,
+        Item: {
+          pk: 'watermark#wm_bound',
+          sk: 'watermark',
+          value: '2999-01-01 00:00:00+00',
+          id: '1',
+          version: 3,
+        },
+      }),
+    );
+    const handler = await coldStart(env('wm_bound', { DB_MODE: 'watermark', DB_INITIAL_WATERMARK: initial }));
+    // Act
+    const healing = await invoke(handler);
+    const signals = await drainSignals();
+    // Assess: moved back, then only the rows at or after the initial watermark read.
+    expect(healing).toMatchObject({ rewound: { to: { value: '-infinity' } }, rows: 3, sent: 3 });
+    expect(signals.map((s) => s.name).sort()).toEqual(['new', 'new', 'new']);
   });
 });

@@ -173,13 +173,36 @@ describe('db-poller SQL', () => {
     expect(sql.markProcessed).toBe('UPDATE "signals" SET "processed" = 1 WHERE "id" = ANY($1)');
   });
 
-  it('reads from an initial watermark (at or after it) when no watermark is stored', () => {
+  it('bounds every read by position at the initial watermark, a literal, but not the NULL read nor the claim', () => {
+    // Prepare
+    const columns = { ...settings.dbPoller.columns, updatedAt: 'updated_at' };
+    const where = "kind = 'keep'";
     // Act
-    const sql = buildSql('signals', { ...settings.dbPoller.columns, updatedAt: 'updated_at' });
+    const { horizon, probe, markProcessed, claim, readNullWatermark, ...positioned } = buildSql(
+      'signals',
+      columns,
+      { where, initialWatermark: '2024-05-01T00:00:00Z' },
+    );
     // Assess
-    expect(sql.readFrom).toMatch(/WHERE t\."updated_at" >= \$1 ORDER BY t\."updated_at", t\."id" LIMIT \$2$/);
-    expect(sql.horizon.readFrom).toMatch(
-      /WHERE t\."updated_at" >= \$1 AND t\."updated_at" > '-infinity'::timestamptz AND t\."updated_at" <= \$3::timestamptz ORDER BY t\."updated_at", t\."id" LIMIT \$2$/,
+    const bound = ` AND t."updated_at" >= '2024-05-01T00:00:00Z' AND (${where})`;
+    for (const [name, text] of [...Object.entries(positioned), ...Object.entries(horizon)]) {
+      const expected = name === 'readOutOfRange' ? 4 : 1;
+      expect([name, text.split(bound).length - 1]).toEqual([name, expected]);
+    }
+    expect(positioned.readFirst).toMatch(
+      /WHERE t\."updated_at" IS NOT NULL AND t\."updated_at" >= '2024-05-01T00:00:00Z' AND \(kind = 'keep'\) ORDER BY/,
+    );
+    for (const text of [probe, markProcessed, claim, readNullWatermark])
+      expect(text).not.toContain('2024-05-01');
+    expect(readNullWatermark).toContain(`IS NULL AND (${where})`);
+  });
+
+  it('refuses an initial watermark that is not an integer or an ISO-8601 date or time (it is inlined)', () => {
+    expect(() =>
+      buildSql('signals', settings.dbPoller.columns, { initialWatermark: "2024-05-01' OR true --" }),
+    ).toThrow(/DB_INITIAL_WATERMARK/);
+    expect(buildSql('signals', settings.dbPoller.columns, { initialWatermark: '-42' }).readFirst).toContain(
+      `t."timestamp" >= '-42'`,
     );
   });
 });
