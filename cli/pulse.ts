@@ -86,6 +86,18 @@ const nonNegativeInt = (name: string) => (raw: string) => {
   return n;
 };
 
+const jsonObject = (name: string) => (raw: string) => {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch (err) {
+    throw new InvalidArgumentError(`${name} must be JSON: ${(err as Error).message}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new InvalidArgumentError(`${name} must be a JSON object`);
+  return value as Record<string, unknown>;
+};
+
 /** This package's version (package.json). */
 function packageVersion(): string {
   return (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -117,6 +129,11 @@ local
     'run the ledger sweep this often (default: its schedule)',
     positiveInt('--sweep-seconds'),
   )
+  .option(
+    '--db-poller <json>',
+    'the db-poller\'s props, as PulseIngest\'s dbPoller takes them (e.g. \'{"processedType":"integer"}\')',
+    jsonObject('--db-poller'),
+  )
   .action(
     async (o: {
       detach?: boolean;
@@ -126,6 +143,7 @@ local
       visibilitySeconds?: number;
       pollSeconds?: number;
       sweepSeconds?: number;
+      dbPoller?: Record<string, unknown>;
     }) => {
       const { home } = globals();
       const started = Date.now();
@@ -155,6 +173,7 @@ local
         ...(o.visibilitySeconds ? { visibilitySeconds: o.visibilitySeconds } : {}),
         ...(o.pollSeconds ? { pollSeconds: o.pollSeconds } : {}),
         ...(o.sweepSeconds ? { sweepSeconds: o.sweepSeconds } : {}),
+        ...(o.dbPoller ? { dbPoller: o.dbPoller } : {}),
       });
       const state = await Promise.race([up, interrupted.then(() => undefined)]);
       if (stopping || !state) {

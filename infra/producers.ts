@@ -18,6 +18,7 @@ import { Construct } from 'constructs';
 import { ENV, PLATFORM_ENV } from '#shared/contract.ts';
 import { kafkaRetryPolicy, settings } from '#shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
+import { dbPollerEnvironment } from './db-poller-env.ts';
 import { KafkaFailures, S3WriteOnlyKafkaDestination } from './kafka-failures.ts';
 import type { DatabaseSource, KafkaPollers, KafkaSource, PulseDeployment } from './props.ts';
 
@@ -80,13 +81,7 @@ export class Producers extends Construct {
       logRetentionDays: d.retention.logDays,
       description: 'Scheduled: unprocessed rows (or rows past a watermark) → signals queue',
       environment: {
-        [ENV.dbMode]: d.dbPoller.mode,
-        [ENV.dbTable]: d.dbPoller.table,
-        [ENV.dbBatchSize]: String(d.dbPoller.batchSize),
-        [ENV.maxQueueDepth]: String(d.dbPoller.maxQueueDepth),
-        [ENV.watermarkLookbackSeconds]: String(d.dbPoller.watermarkLookbackSeconds),
-        [ENV.watermarkSkewSeconds]: String(d.dbPoller.watermarkSkewSeconds),
-        ...(d.dbPoller.columns ? { [ENV.dbColumns]: JSON.stringify(d.dbPoller.columns) } : {}),
+        ...dbPollerEnvironment(d.dbPoller),
         // The RDS certificate authorities the Lambda runtime ships, so TLS to the database is verified.
         [PLATFORM_ENV.nodeExtraCaCerts]: '/var/runtime/ca-cert.pem',
         ...(db ? { [ENV.dbSecretArn]: db.secretArn } : {}),

@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { DbColumnsSchema } from '#shared/config.ts';
+import { DbColumnsSchema, InitialWatermarkSchema, SqlFilterSchema } from '#shared/config.ts';
 import { type KafkaPollerMode, settings, visibilityTimeoutFor } from '#shared/settings.ts';
 
 /**
@@ -116,6 +116,18 @@ export interface PulseTuningProps {
     readonly watermarkLookbackSeconds?: number;
     /** Below the lookback. @default 10 */
     readonly watermarkSkewSeconds?: number;
+    /**
+     * An extra filter on the rows read, added as `AND (<where>)` (e.g. `tenant = 'acme' AND kind IN ('cpu', 'mem')`);
+     * what it may hold: shared/sql-filter.ts. @default none
+     */
+    readonly where?: string;
+    /** mark mode: the processed flag is `boolean` (false / true) or `integer` (0 / 1). @default 'boolean' */
+    readonly processedType?: 'boolean' | 'integer';
+    /**
+     * watermark mode: while no watermark is stored, read the rows whose `updatedAt` is at or after this (an
+     * ISO-8601 date or time, or an integer for a version counter). @default none: from the first row
+     */
+    readonly initialWatermark?: string;
   };
   /** The kafka-consumer's event source and how it decodes values. @default settings.kafka, JSON values */
   readonly kafkaConsumer?: {
@@ -237,6 +249,9 @@ export const PulseTuningSchema = z
         maxQueueDepth: int(1),
         watermarkLookbackSeconds: int(0),
         watermarkSkewSeconds: int(0),
+        where: SqlFilterSchema,
+        processedType: z.enum(['boolean', 'integer']),
+        initialWatermark: InitialWatermarkSchema,
       })
       .partial()
       .strict(),
@@ -313,10 +328,13 @@ export interface PulseDeployment {
   readonly fanOut: Required<NonNullable<PulseTuningProps['fanOut']>>;
   readonly staging: Required<NonNullable<PulseTuningProps['staging']>>;
   readonly scoring: Required<NonNullable<PulseTuningProps['scoring']>>;
-  readonly dbPoller: Required<Omit<NonNullable<PulseTuningProps['dbPoller']>, 'columns'>> & {
-    /** Only the columns given (DB_COLUMNS merges them over the defaults). @default none */
-    readonly columns?: Readonly<Record<string, string>>;
-  };
+  readonly dbPoller: Required<
+    Omit<NonNullable<PulseTuningProps['dbPoller']>, 'columns' | 'where' | 'initialWatermark'>
+  > &
+    Pick<NonNullable<PulseTuningProps['dbPoller']>, 'where' | 'initialWatermark'> & {
+      /** Only the columns given (DB_COLUMNS merges them over the defaults). @default none */
+      readonly columns?: Readonly<Record<string, string>>;
+    };
   readonly kafkaConsumer: Required<
     Pick<
       NonNullable<PulseTuningProps['kafkaConsumer']>,
@@ -402,6 +420,7 @@ export function resolveDeployment(tuning: PulseTuningProps, stage?: string): Pul
       maxQueueDepth: settings.dbPoller.maxQueueDepth,
       watermarkLookbackSeconds: settings.dbPoller.watermarkLookbackSeconds,
       watermarkSkewSeconds: settings.dbPoller.watermarkSkewSeconds,
+      processedType: settings.dbPoller.processedType,
       ...dbPoller,
       ...(columns && Object.keys(columns).length > 0 ? { columns: columns as Record<string, string> } : {}),
     },

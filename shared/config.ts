@@ -3,6 +3,7 @@ import * as z from 'zod';
 import { ENV, PLATFORM_ENV } from './contract.ts';
 import { ConfigError } from './errors.ts';
 import { settings } from './settings.ts';
+import { checkSqlFilter } from './sql-filter.ts';
 
 /**
  * The one place that reads `process.env`. Each function loads its configuration once, at cold start,
@@ -291,7 +292,31 @@ export interface DbPollerConfig extends ClientConfig {
   readonly watermarkLookbackSeconds: number;
   /** watermark mode: how far past the database's `now()` a row may lie and still be read. */
   readonly watermarkSkewSeconds: number;
+  /** An extra filter on the rows read (shared/sql-filter.ts). @default none */
+  readonly where?: string;
+  /** mark mode: the processed flag's type. */
+  readonly processedType: 'boolean' | 'integer';
+  /** watermark mode: where reading starts while no watermark is stored. @default none: the first row */
+  readonly initialWatermark?: string;
 }
+
+/** An initial watermark: an integer (a version counter) or an ISO-8601 date or time, a fixed point. */
+export const INITIAL_WATERMARK =
+  /^(?:-?\d{1,19}|\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?)$/;
+
+/** The Zod check of an extra filter (DB_WHERE, prop dbPoller.where). */
+export const SqlFilterSchema = z.string().superRefine((v, ctx) => {
+  const why = checkSqlFilter(v);
+  if (why) ctx.addIssue({ code: 'custom', message: `the filter ${why}` });
+});
+
+/** The Zod check of an initial watermark (DB_INITIAL_WATERMARK, prop dbPoller.initialWatermark). */
+export const InitialWatermarkSchema = z
+  .string()
+  .regex(
+    INITIAL_WATERMARK,
+    'must be an integer or an ISO-8601 date or time (2024-05-01, 2024-05-01T00:00:00Z), not a relative value such as now',
+  );
 
 /** The environment variables the db-poller reads (with their defaults from settings). */
 const DB_POLLER_ENV = {
@@ -340,6 +365,11 @@ const DB_POLLER_ENV = {
     .min(0, 'DB_WATERMARK_SKEW_SECONDS must be a whole number of seconds, 0 or more')
     .default(settings.dbPoller.watermarkSkewSeconds),
   [ENV.maxMessageBytes]: positiveInt(ENV.maxMessageBytes, settings.signals.maxMessageBytes),
+  [ENV.dbWhere]: SqlFilterSchema.optional(),
+  [ENV.dbProcessedType]: z
+    .enum(['boolean', 'integer'], { error: 'DB_PROCESSED_TYPE must be boolean or integer' })
+    .default(settings.dbPoller.processedType),
+  [ENV.dbInitialWatermark]: InitialWatermarkSchema.optional(),
 };
 
 /** Reads the db-poller's configuration. Throws ConfigError when a variable is missing or wrong. */
@@ -371,6 +401,9 @@ export function loadDbPollerConfig(env: Env = process.env): DbPollerConfig {
     maxMessageBytes: c.SIGNALS_MAX_MESSAGE_BYTES,
     watermarkLookbackSeconds: lookback,
     watermarkSkewSeconds: skew,
+    ...(c.DB_WHERE ? { where: c.DB_WHERE } : {}),
+    processedType: c.DB_PROCESSED_TYPE,
+    ...(c.DB_INITIAL_WATERMARK ? { initialWatermark: c.DB_INITIAL_WATERMARK } : {}),
   };
 }
 

@@ -84,6 +84,12 @@ export const ENV = {
   timeBudgetFraction: 'TIME_BUDGET_FRACTION',
   watermarkLookbackSeconds: 'DB_WATERMARK_LOOKBACK_SECONDS',
   watermarkSkewSeconds: 'DB_WATERMARK_SKEW_SECONDS',
+  /** An extra filter on the polled rows (shared/sql-filter.ts says what is allowed). */
+  dbWhere: 'DB_WHERE',
+  /** mark mode: `boolean` (false / true) or `integer` (0 / 1). */
+  dbProcessedType: 'DB_PROCESSED_TYPE',
+  /** watermark mode: where reading starts while no watermark is stored. */
+  dbInitialWatermark: 'DB_INITIAL_WATERMARK',
 
   // kafka-consumer.
   kafkaValueFormat: 'KAFKA_VALUE_FORMAT',

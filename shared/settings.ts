@@ -392,6 +392,8 @@ export const settings = {
       /** The column watermark mode orders by (with id as the tie-breaker). */
       updatedAt: 'timestamp',
     },
+    /** mark mode: the processed flag is `boolean` (false, then true) or `integer` (0, then 1). */
+    processedType: 'boolean' as 'boolean' | 'integer',
     /** Stop early when the signals queue holds more visible messages than this (backpressure). */
     maxQueueDepth: 10_000,
     /** Share of the invocation's remaining time the poller may spend before it stops and returns. */

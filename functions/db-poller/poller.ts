@@ -50,6 +50,9 @@ export type PollerConfig = Pick<
   | 'maxQueueDepth'
   | 'timeBudgetFraction'
   | 'maxMessageBytes'
+  | 'where'
+  | 'processedType'
+  | 'initialWatermark'
 >;
 
 export interface PollerDeps {
@@ -125,7 +128,11 @@ export async function poll(deps: PollerDeps): Promise<PollSummary> {
   const now = deps.now ?? Date.now;
   const started = now();
   const deadline = started + config.timeBudgetFraction * deps.remainingTimeMs();
-  const sql = buildSql(config.table, config.columns);
+  const sql = buildSql(config.table, config.columns, {
+    where: config.where,
+    processedType: config.processedType,
+    initialWatermark: config.mode === 'watermark' ? config.initialWatermark : undefined,
+  });
   const store =
     config.mode === 'watermark'
       ? new WatermarkStore(deps.doc, config.watermarkTable, config.table)
@@ -298,8 +305,9 @@ async function watermarkRound(
 }
 
 /**
- * The next batch past the watermark (from the first row without one). On a clock-typed column, within the
- * horizon: nothing past it is read, so the watermark never moves past it.
+ * The next batch past the watermark (from the first row without one; at or after the initial watermark, as
+ * every read, when one is configured). On a clock-typed column, within the horizon: nothing past it is read,
+ * so the watermark never moves past it.
  */
 async function readPast(
   deps: PollerDeps,

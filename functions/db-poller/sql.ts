@@ -1,5 +1,6 @@
-import type { DbColumns } from '#shared/config.ts';
+import { type DbColumns, INITIAL_WATERMARK } from '#shared/config.ts';
 import { ConfigError } from '#shared/errors.ts';
+import { checkSqlFilter } from '#shared/sql-filter.ts';
 
 /**
  * The poller's SQL, built once from the configured table and column names. Identifiers are checked
@@ -151,10 +152,33 @@ interface SqlParts {
   readonly wmFields: string;
   /** Watermark order: the column, then the key. */
   readonly order: string;
+  /** ` AND (<filter>)`, or empty: the configured extra filter, added to every read of rows. */
+  readonly filter: string;
+  /**
+   * `<filter>` and, with an initial watermark, ` AND <updatedAt> >= '<initial>'`: what every read by position
+   * (watermark mode) adds, so that no read, lookback or rewind returns a row before the initial watermark.
+   */
+  readonly positioned: string;
 }
 
-function sqlParts(table: string, columns: DbColumns): SqlParts {
+/** What a table's statements are built from beyond its columns. */
+export interface SqlOptions {
+  /** An extra filter (`DB_WHERE`), checked by {@link checkSqlFilter}. @default none */
+  readonly where?: string | undefined;
+  /** The type of the processed flag (mark mode). @default 'boolean' */
+  readonly processedType?: 'boolean' | 'integer';
+  /** watermark mode: no row whose watermark column lies before this is read (`DB_INITIAL_WATERMARK`). @default none */
+  readonly initialWatermark?: string | undefined;
+}
+
+function sqlParts(table: string, columns: DbColumns, options: SqlOptions): SqlParts {
+  const { where, initialWatermark: initial } = options;
   const t = quoteIdent(table);
+  if (where !== undefined) {
+    // config.ts checked it at cold start; this is the second lock.
+    const why = checkSqlFilter(where);
+    if (why) throw new ConfigError(`DB_WHERE ${why}`);
+  }
   const c = {
     id: `t.${quoteIdent(columns.id)}`,
     name: `t.${quoteIdent(columns.name)}`,
@@ -172,32 +196,50 @@ function sqlParts(table: string, columns: DbColumns): SqlParts {
     `${c.timestamp} AS ${COL.timestamp}`,
   ].join(', ');
   const wmFields = `${fields}, ${c.updatedAt}::text AS ${COL.watermark}`;
-  return { t, c, fields, wmFields, order: `ORDER BY ${c.updatedAt}, ${c.id}` };
+  const filter = where === undefined ? '' : ` AND (${where})`;
+  // A literal, not a parameter (every statement would need one more): the pattern admits digits, '-', ':',
+  // '.', 'T', 'Z', '+' and a space only (config.ts checked it at cold start; this is the second lock).
+  if (initial !== undefined && !INITIAL_WATERMARK.test(initial)) {
+    throw new ConfigError(
+      `DB_INITIAL_WATERMARK ${JSON.stringify(initial)} is not an integer or an ISO-8601 date or time`,
+    );
+  }
+  const since = initial === undefined ? '' : ` AND ${c.updatedAt} >= '${initial}'`;
+  return {
+    t,
+    c,
+    fields,
+    wmFields,
+    order: `ORDER BY ${c.updatedAt}, ${c.id}`,
+    filter,
+    positioned: `${since}${filter}`,
+  };
 }
 
 /** Builds the poller's statements for a table and its column mapping. */
-export function buildSql(table: string, columns: DbColumns): PollerSql {
-  const parts = sqlParts(table, columns);
-  const { t, c, fields, wmFields } = parts;
+export function buildSql(table: string, columns: DbColumns, options: SqlOptions = {}): PollerSql {
+  const parts = sqlParts(table, columns, options);
+  const { t, c, fields, wmFields, filter, positioned } = parts;
+  const [unprocessed, processed] = options.processedType === 'integer' ? ['0', '1'] : ['false', 'true'];
   return {
     claim:
-      `SELECT ${fields} FROM ${t} AS t WHERE t.${c.processed} = false ` +
+      `SELECT ${fields} FROM ${t} AS t WHERE t.${c.processed} = ${unprocessed}${filter} ` +
       `ORDER BY ${c.id} LIMIT $1 FOR UPDATE SKIP LOCKED`,
-    markProcessed: `UPDATE ${t} SET ${c.processed} = true WHERE ${quoteIdent(columns.id)} = ANY($1)`,
+    markProcessed: `UPDATE ${t} SET ${c.processed} = ${processed} WHERE ${quoteIdent(columns.id)} = ANY($1)`,
     readFirst:
-      `SELECT ${wmFields} FROM ${t} AS t WHERE ${c.updatedAt} IS NOT NULL ` +
+      `SELECT ${wmFields} FROM ${t} AS t WHERE ${c.updatedAt} IS NOT NULL${positioned} ` +
       `ORDER BY ${c.updatedAt}, ${c.id} LIMIT $1`,
     readAfter:
-      `SELECT ${wmFields} FROM ${t} AS t WHERE (${c.updatedAt}, ${c.id}) > ($1, $2) ` +
+      `SELECT ${wmFields} FROM ${t} AS t WHERE (${c.updatedAt}, ${c.id}) > ($1, $2)${positioned} ` +
       `ORDER BY ${c.updatedAt}, ${c.id} LIMIT $3`,
     rereadFirst:
-      `SELECT ${wmFields} FROM ${t} AS t WHERE ${c.updatedAt} >= $1 AND (${c.updatedAt}, ${c.id}) <= ($2, $3) ` +
+      `SELECT ${wmFields} FROM ${t} AS t WHERE ${c.updatedAt} >= $1 AND (${c.updatedAt}, ${c.id}) <= ($2, $3)${positioned} ` +
       `ORDER BY ${c.updatedAt}, ${c.id} LIMIT $4`,
     rereadAfter:
       `SELECT ${wmFields} FROM ${t} AS t WHERE (${c.updatedAt}, ${c.id}) > ($1, $2) ` +
-      `AND (${c.updatedAt}, ${c.id}) <= ($3, $4) ORDER BY ${c.updatedAt}, ${c.id} LIMIT $5`,
+      `AND (${c.updatedAt}, ${c.id}) <= ($3, $4)${positioned} ORDER BY ${c.updatedAt}, ${c.id} LIMIT $5`,
     readNullWatermark:
-      `SELECT ${fields}, count(*) OVER () AS ${COL.nulls} FROM ${t} AS t WHERE ${c.updatedAt} IS NULL ` +
+      `SELECT ${fields}, count(*) OVER () AS ${COL.nulls} FROM ${t} AS t WHERE ${c.updatedAt} IS NULL${filter} ` +
       `ORDER BY ${c.id} LIMIT $1`,
     probe:
       `SELECT pg_typeof((SELECT ${c.updatedAt} FROM ${t} AS t LIMIT 0))::text AS pulse_type, ` +
@@ -207,11 +249,11 @@ export function buildSql(table: string, columns: DbColumns): PollerSql {
 }
 
 /** The statements of a clock-typed watermark column ({@link HorizonSql}). */
-function horizonSql({ t, c, wmFields, order }: SqlParts): HorizonSql {
+function horizonSql({ t, c, wmFields, order, positioned }: SqlParts): HorizonSql {
   const readable = (horizon: string) =>
-    `${c.updatedAt} > '-infinity'::timestamptz AND ${c.updatedAt} <= ${horizon}::timestamptz`;
-  const minusInfinity = `${c.updatedAt} = '-infinity'::timestamptz`;
-  const pastHorizon = `${c.updatedAt} > $1::timestamptz`;
+    `${c.updatedAt} > '-infinity'::timestamptz AND ${c.updatedAt} <= ${horizon}::timestamptz${positioned}`;
+  const minusInfinity = `${c.updatedAt} = '-infinity'::timestamptz${positioned}`;
+  const pastHorizon = `${c.updatedAt} > $1::timestamptz${positioned}`;
   // The out-of-range read's branches carry their sort keys (the column and the key, typed) for the merge.
   const orderedFields = `${wmFields}, ${c.updatedAt} AS pulse_at, ${c.id} AS pulse_key`;
   const outputs = [
@@ -238,10 +280,10 @@ function horizonSql({ t, c, wmFields, order }: SqlParts): HorizonSql {
     countStalled:
       `SELECT count(*) AS ${COL.count}, ($3::timestamptz > $2::timestamptz) AS pulse_beyond FROM ${t} AS t ` +
       `WHERE ${c.updatedAt} >= $1::timestamptz - make_interval(secs => $5) AND ${c.updatedAt} <= $2::timestamptz ` +
-      `AND ${c.updatedAt} < $3::timestamptz - make_interval(secs => $4)`,
+      `AND ${c.updatedAt} < $3::timestamptz - make_interval(secs => $4)${positioned}`,
     lastBefore:
       `SELECT ${c.updatedAt}::text AS ${COL.watermark}, ${c.id}::text AS ${COL.id} FROM ${t} AS t ` +
-      `WHERE ${c.updatedAt} > '-infinity'::timestamptz AND ${c.updatedAt} < LEAST($1::timestamptz, $2::timestamptz) ` +
+      `WHERE ${c.updatedAt} > '-infinity'::timestamptz AND ${c.updatedAt} < LEAST($1::timestamptz, $2::timestamptz)${positioned} ` +
       `ORDER BY ${c.updatedAt} DESC, ${c.id} DESC LIMIT 1`,
   };
 }

@@ -17,6 +17,7 @@ import {
 import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
 import { settings } from '#shared/settings.ts';
+import { resolveDeployment } from '../../infra/props.ts';
 import { ensureKafkaInstalled, isKafkaReady, startKafka } from '../emulators/kafka.ts';
 import { ensureMotoInstalled, isMotoReady, startMoto } from '../emulators/moto.ts';
 import { ensurePostgresInstalled, isPostgresReady, startPostgres } from '../emulators/postgres.ts';
@@ -85,12 +86,15 @@ export async function localUp(options: UpOptions): Promise<LocalState> {
   // As root, PostgreSQL runs as the postgres user (see ../emulators/postgres.ts), which must reach its folder.
   if (process.getuid?.() === 0) chmodSync(home, 0o755);
   const save = (change: (s: LocalState) => void) => updateState(home, prefix, change);
+  // The db-poller's props are checked before anything starts, as the construct checks them.
+  if (options.dbPoller) resolveDeployment({ dbPoller: options.dbPoller });
   save((s) => {
     s.options = {
       ...(options.leaseSeconds ? { leaseSeconds: options.leaseSeconds } : {}),
       ...(options.visibilitySeconds ? { visibilitySeconds: options.visibilitySeconds } : {}),
       ...(options.pollSeconds ? { pollSeconds: options.pollSeconds } : {}),
       ...(options.sweepSeconds ? { sweepSeconds: options.sweepSeconds } : {}),
+      ...(options.dbPoller ? { dbPoller: options.dbPoller } : {}),
     };
   });
   const prev = readState(home);

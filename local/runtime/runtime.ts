@@ -10,6 +10,8 @@ import type { Context } from 'aws-lambda';
 import { Kafka, logLevel } from 'kafkajs';
 import { ENV, PLATFORM_ENV } from '#shared/contract.ts';
 import { settings, visibilityTimeoutFor } from '#shared/settings.ts';
+import { dbPollerEnvironment } from '../../infra/db-poller-env.ts';
+import { resolveDeployment } from '../../infra/props.ts';
 import { StatusCollector } from '../commands/status.ts';
 import { localTarget } from '../commands/target.ts';
 import type { ProducerHealth } from '../dashboard/alarms.ts';
@@ -70,7 +72,10 @@ export function runtimeEnv(state: LocalState): Record<string, string> {
     [ENV.watermarkTable]: r.ledgerTable,
     [ENV.dbSecretArn]: r.dbSecretArn,
     [ENV.dbSsl]: 'false',
-    [ENV.dbTable]: r.dbTable,
+    // The db-poller's props, resolved and checked as the stack resolves them (PulsePropsError otherwise).
+    ...dbPollerEnvironment(
+      resolveDeployment({ dbPoller: { table: r.dbTable, ...state.options?.dbPoller } }).dbPoller,
+    ),
     ...(lease
       ? {
           [ENV.leaseSeconds]: String(lease),
@@ -145,7 +150,9 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
     'pulse-scorer',
     settings.functions.scorer.timeoutSeconds,
   );
-  const pollPeriodMs = (state.options?.pollSeconds ?? settings.dbPoller.scheduleRateMinutes * 60) * 1000;
+  const scheduleMinutes =
+    state.options?.dbPoller?.scheduleRateMinutes ?? settings.dbPoller.scheduleRateMinutes;
+  const pollPeriodMs = (state.options?.pollSeconds ?? scheduleMinutes * 60) * 1000;
   const schedule = startSchedule(
     dbPoller.handler as unknown as (event: unknown, context: Context) => Promise<unknown>,
     pollPeriodMs,

@@ -7,6 +7,7 @@
 
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { PulseTuningProps } from '../../infra/props.ts';
 import { type ProcessRecord, REPO_ROOT } from '../emulators/supervisor.ts';
 import type { QueueRef } from './resources.ts';
 
@@ -58,6 +59,11 @@ export interface RuntimeOptions {
    * settings.sweep.canaryGraceSeconds. @default settings.sweep.scheduleRateMinutes
    */
   readonly sweepSeconds?: number;
+  /**
+   * The db-poller's props, as `PulseIngest` takes them (`dbPoller`: mode, table, columns, where, processedType,
+   * initialWatermark, …), checked and set on the function as the stack sets them. @default settings.dbPoller
+   */
+  readonly dbPoller?: PulseTuningProps['dbPoller'];
 }
 
 export function statePath(home: string): string {

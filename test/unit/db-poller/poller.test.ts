@@ -28,6 +28,7 @@ const baseConfig: PollerConfig = {
   maxMessageBytes: settings.signals.maxMessageBytes,
   watermarkLookbackSeconds: settings.dbPoller.watermarkLookbackSeconds,
   watermarkSkewSeconds: settings.dbPoller.watermarkSkewSeconds,
+  processedType: settings.dbPoller.processedType,
 };
 
 describe('db-poller poll()', () => {

@@ -135,4 +135,74 @@ describe('db-poller SQL', () => {
         'ORDER BY t."updated_at" DESC, t."id" DESC LIMIT 1',
     );
   });
+
+  it('adds the extra filter, parenthesised, to every statement that reads rows, and to no other', () => {
+    // Prepare
+    const where = "tenant = 'acme' OR kind IN ('a', 'b')";
+    const columns = { ...settings.dbPoller.columns, updatedAt: 'updated_at' };
+    // Act
+    const { horizon, probe, markProcessed, ...reads } = buildSql('signals', columns, { where });
+    // Assess
+    const filter = ` AND (${where})`;
+    for (const [name, text] of [...Object.entries(reads), ...Object.entries(horizon)]) {
+      // readOutOfRange reads twice and counts twice: each of its four parts is filtered.
+      const expected = name === 'readOutOfRange' ? 4 : 1;
+      expect([name, text.split(filter).length - 1]).toEqual([name, expected]);
+    }
+    expect(probe).not.toContain(where);
+    expect(markProcessed).not.toContain(where);
+    expect(reads.claim).toContain(
+      `WHERE t."processed" = false${filter} ORDER BY t."id" LIMIT $1 FOR UPDATE SKIP LOCKED`,
+    );
+  });
+
+  it('refuses a filter that could take a statement apart, as a ConfigError naming DB_WHERE', () => {
+    expect(() => buildSql('signals', settings.dbPoller.columns, { where: 'true) OR (true' })).toThrow(
+      /DB_WHERE closes a parenthesis/,
+    );
+    expect(() => buildSql('signals', settings.dbPoller.columns, { where: 'true; DROP TABLE x' })).toThrow(
+      ConfigError,
+    );
+  });
+
+  it('claims and marks an integer processed flag with 0 and 1', () => {
+    // Act
+    const sql = buildSql('signals', settings.dbPoller.columns, { processedType: 'integer' });
+    // Assess
+    expect(sql.claim).toContain('WHERE t."processed" = 0 ORDER BY');
+    expect(sql.markProcessed).toBe('UPDATE "signals" SET "processed" = 1 WHERE "id" = ANY($1)');
+  });
+
+  it('bounds every read by position at the initial watermark, a literal, but not the NULL read nor the claim', () => {
+    // Prepare
+    const columns = { ...settings.dbPoller.columns, updatedAt: 'updated_at' };
+    const where = "kind = 'keep'";
+    // Act
+    const { horizon, probe, markProcessed, claim, readNullWatermark, ...positioned } = buildSql(
+      'signals',
+      columns,
+      { where, initialWatermark: '2024-05-01T00:00:00Z' },
+    );
+    // Assess
+    const bound = ` AND t."updated_at" >= '2024-05-01T00:00:00Z' AND (${where})`;
+    for (const [name, text] of [...Object.entries(positioned), ...Object.entries(horizon)]) {
+      const expected = name === 'readOutOfRange' ? 4 : 1;
+      expect([name, text.split(bound).length - 1]).toEqual([name, expected]);
+    }
+    expect(positioned.readFirst).toMatch(
+      /WHERE t\."updated_at" IS NOT NULL AND t\."updated_at" >= '2024-05-01T00:00:00Z' AND \(kind = 'keep'\) ORDER BY/,
+    );
+    for (const text of [probe, markProcessed, claim, readNullWatermark])
+      expect(text).not.toContain('2024-05-01');
+    expect(readNullWatermark).toContain(`IS NULL AND (${where})`);
+  });
+
+  it('refuses an initial watermark that is not an integer or an ISO-8601 date or time (it is inlined)', () => {
+    expect(() =>
+      buildSql('signals', settings.dbPoller.columns, { initialWatermark: "2024-05-01' OR true --" }),
+    ).toThrow(/DB_INITIAL_WATERMARK/);
+    expect(buildSql('signals', settings.dbPoller.columns, { initialWatermark: '-42' }).readFirst).toContain(
+      `t."timestamp" >= '-42'`,
+    );
+  });
 });
