@@ -117,6 +117,10 @@ local
     'run the ledger sweep this often (default: its schedule)',
     positiveInt('--sweep-seconds'),
   )
+  .option(
+    '--kafka-group <id>',
+    'the Kafka event source joins this consumer group, as the stack with -c kafkaConsumerGroupId (default: one per run)',
+  )
   .action(
     async (o: {
       detach?: boolean;
@@ -126,6 +130,7 @@ local
       visibilitySeconds?: number;
       pollSeconds?: number;
       sweepSeconds?: number;
+      kafkaGroup?: string;
     }) => {
       const { home } = globals();
       const started = Date.now();
@@ -155,6 +160,7 @@ local
         ...(o.visibilitySeconds ? { visibilitySeconds: o.visibilitySeconds } : {}),
         ...(o.pollSeconds ? { pollSeconds: o.pollSeconds } : {}),
         ...(o.sweepSeconds ? { sweepSeconds: o.sweepSeconds } : {}),
+        ...(o.kafkaGroup ? { kafkaConsumerGroupId: o.kafkaGroup } : {}),
       });
       const state = await Promise.race([up, interrupted.then(() => undefined)]);
       if (stopping || !state) {

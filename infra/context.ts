@@ -21,7 +21,7 @@ import { stackNameFor } from './pulse-stack.ts';
  * | `stage` | `stage` (and the stack name `PulseIngest-<stage>`) |
  * | `alarmEmail` | `alarmEmail` |
  * | `dbSecretArn`, `dbVpcId`, `dbSubnetIds` (comma-separated), `dbSecurityGroupId` | `database` |
- * | `mskClusterArn`, or `kafkaBootstrapServers` (comma-separated) and `kafkaSecretArn`; `kafkaTopic`; `kafkaPollerMode`, `kafkaMinPollers`, `kafkaMaxPollers` | `kafka` |
+ * | `mskClusterArn`, or `kafkaBootstrapServers` (comma-separated) and `kafkaSecretArn`; `kafkaTopic`; `kafkaConsumerGroupId`; `kafkaPollerMode`, `kafkaMinPollers`, `kafkaMaxPollers` | `kafka` |
  * | `pulse`: an object (in cdk.json) or its JSON text (`-c pulse='{"scoring":{"zThreshold":4}}'`) | every tuning prop (`scoring`, `signals`, `alarms`, …) |
  */
 
@@ -72,6 +72,7 @@ const ContextSchema = z.object({
   kafkaBootstrapServers: list,
   kafkaSecretArn: text,
   kafkaTopic: text,
+  kafkaConsumerGroupId: text,
   kafkaPollerMode: text.pipe(
     z.union([z.enum(['provisioned', 'on-demand']), z.undefined()], {
       error: (iss) => `-c kafkaPollerMode must be provisioned or on-demand, got ${String(iss.input)}`,
@@ -148,7 +149,8 @@ function databaseOf(c: Context): DatabaseSource | undefined {
 function kafkaOf(c: Context): KafkaSource | undefined {
   const topic = c.kafkaTopic ?? settings.kafka.topic;
   const pollers = pollersOf(c);
-  if (c.mskClusterArn) return { kind: 'msk', clusterArn: c.mskClusterArn, topic, pollers };
+  const group = c.kafkaConsumerGroupId ? { consumerGroupId: c.kafkaConsumerGroupId } : {};
+  if (c.mskClusterArn) return { kind: 'msk', clusterArn: c.mskClusterArn, topic, pollers, ...group };
   if (c.kafkaBootstrapServers?.length) {
     if (!c.kafkaSecretArn) {
       throw new PulseContextError(
@@ -161,7 +163,11 @@ function kafkaOf(c: Context): KafkaSource | undefined {
       topic,
       secretArn: c.kafkaSecretArn,
       pollers,
+      ...group,
     };
+  }
+  if (c.kafkaConsumerGroupId) {
+    throw new PulseContextError('-c kafkaConsumerGroupId needs -c mskClusterArn or -c kafkaBootstrapServers');
   }
   return undefined;
 }

@@ -169,6 +169,7 @@ export class Producers extends Construct {
         batchSize: d.kafkaConsumer.batchSize,
         maxBatchingWindow: Duration.seconds(d.kafkaConsumer.maxBatchingWindowSeconds),
         startingPosition: StartingPosition[settings.kafka.startingPosition],
+        ...(k.consumerGroupId ? { consumerGroupId: k.consumerGroupId } : {}),
         onFailure: new S3WriteOnlyKafkaDestination(this.kafkaFailures.bucket),
         // Lambda accepts the error handling controls on a Kafka mapping in provisioned mode only; there
         // they bound the retries, so a failing batch reaches the bucket instead of stalling its partition.

@@ -40,7 +40,34 @@ export type KafkaSource = (
       readonly topic: string;
       readonly secretArn: string;
     }
-) & { readonly pollers?: KafkaPollers };
+) & {
+  readonly pollers?: KafkaPollers;
+  /**
+   * The Kafka consumer group the event source mapping joins (`AmazonManagedKafkaEventSourceConfig` /
+   * `SelfManagedKafkaEventSourceConfig.ConsumerGroupId`): 1..200 of `[a-zA-Z0-9-/*:_+=.@]`. A mapping
+   * created again with the same group resumes at the group's committed offsets (its starting position is
+   * then ignored), and ACLs can name the group. Lambda cannot change it on an existing mapping: a new id
+   * replaces the mapping. @default none: Lambda uses the mapping's UUID, so a recreated mapping reads
+   * from its starting position again
+   */
+  readonly consumerGroupId?: string;
+};
+
+/** Lambda's ConsumerGroupId: 1..200 characters of `[a-zA-Z0-9-/*:_+=.@]` (API reference). */
+export const KafkaConsumerGroupIdSchema = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[a-zA-Z0-9\-/*:_+=.@]+$/, 'only letters, digits and - / * : _ + = . @');
+
+/** Checks what Lambda would refuse in a Kafka source. Throws {@link PulsePropsError}. */
+export function checkKafkaSource(k: KafkaSource): void {
+  if (k.consumerGroupId === undefined) return;
+  const parsed = KafkaConsumerGroupIdSchema.safeParse(k.consumerGroupId);
+  if (!parsed.success) {
+    throw new PulsePropsError(`PulseIngest props: kafka.consumerGroupId: ${describeIssues(parsed.error)}`);
+  }
+}
 
 /** An SQS queue a function consumes, and its event source. */
 export interface ConsumedQueueProps {

@@ -91,6 +91,7 @@ export async function localUp(options: UpOptions): Promise<LocalState> {
       ...(options.visibilitySeconds ? { visibilitySeconds: options.visibilitySeconds } : {}),
       ...(options.pollSeconds ? { pollSeconds: options.pollSeconds } : {}),
       ...(options.sweepSeconds ? { sweepSeconds: options.sweepSeconds } : {}),
+      ...(options.kafkaConsumerGroupId ? { kafkaConsumerGroupId: options.kafkaConsumerGroupId } : {}),
     };
   });
   const prev = readState(home);

@@ -151,7 +151,7 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
     pollPeriodMs,
     prefixed(logger, 'pulse-db-poller'),
   );
-  const groupId = `${state.prefix}-kafka-consumer`;
+  const groupId = kafkaGroupIdOf(state);
   // The ledger sweep's schedule (EventBridge Scheduler in the stack), on the settings' rate.
   const sweepPeriodMs = (state.options?.sweepSeconds ?? settings.sweep.scheduleRateMinutes * 60) * 1000;
   const sweepSchedule = startSchedule(
@@ -228,6 +228,11 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
       destroyClients(clients);
     },
   };
+}
+
+/** The emulated Kafka event source's consumer group: the one configured, else one per offline run. */
+export function kafkaGroupIdOf(state: Pick<LocalState, 'prefix' | 'options'>): string {
+  return state.options?.kafkaConsumerGroupId ?? `${state.prefix}-kafka-consumer`;
 }
 
 /** What the sweep's last successful run returned (functions/s3-trigger/sweep-handler.ts), for the alarms. */

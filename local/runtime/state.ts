@@ -58,6 +58,12 @@ export interface RuntimeOptions {
    * settings.sweep.canaryGraceSeconds. @default settings.sweep.scheduleRateMinutes
    */
   readonly sweepSeconds?: number;
+  /**
+   * The Kafka consumer group of the emulated event source (the stack's `kafka.consumerGroupId`). The
+   * broker keeps its committed offsets, so a runtime started again with the same group resumes there.
+   * @default `<prefix>-kafka-consumer`, one group per offline run, as Lambda's per-mapping UUID
+   */
+  readonly kafkaConsumerGroupId?: string;
 }
 
 export function statePath(home: string): string {

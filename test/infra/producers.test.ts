@@ -272,6 +272,43 @@ describe('producers in the stack', () => {
     });
   });
 
+  it('joins the configured consumer group on MSK and on self-managed Kafka, so a recreated mapping resumes', () => {
+    // Prepare
+    const msk = { mskClusterArn: 'arn:aws:kafka:eu-west-1:123456789012:cluster/pulse/abc' };
+    const selfManaged = {
+      kafkaBootstrapServers: 'b-1.example:9096',
+      kafkaSecretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka-AbCdEf',
+    };
+    // Act
+    const onMsk = synth({ ...msk, kafkaConsumerGroupId: 'pulse-prod.signals' });
+    const onSelfManaged = synth({ ...selfManaged, kafkaConsumerGroupId: 'team/pulse:signals' });
+    const without = synth(msk);
+    // Assess
+    onMsk.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      AmazonManagedKafkaEventSourceConfig: { ConsumerGroupId: 'pulse-prod.signals' },
+    });
+    onSelfManaged.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      SelfManagedKafkaEventSourceConfig: { ConsumerGroupId: 'team/pulse:signals' },
+    });
+    without.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      Topics: [settings.kafka.topic],
+      AmazonManagedKafkaEventSourceConfig: Match.absent(),
+    });
+  });
+
+  it('refuses a consumer group id Lambda would refuse, and one without a Kafka source', () => {
+    // Prepare
+    const msk = { mskClusterArn: 'arn:aws:kafka:eu-west-1:123456789012:cluster/pulse/abc' };
+    // Act / Assess
+    expect(() => synth({ ...msk, kafkaConsumerGroupId: 'pulse signals' })).toThrow(
+      'kafka.consumerGroupId: only letters, digits',
+    );
+    expect(() => synth({ ...msk, kafkaConsumerGroupId: 'g'.repeat(201) })).toThrow('kafka.consumerGroupId');
+    expect(() => synth({ kafkaConsumerGroupId: 'pulse' })).toThrow(
+      '-c kafkaConsumerGroupId needs -c mskClusterArn or -c kafkaBootstrapServers',
+    );
+  });
+
   it('refuses half-given context with a message that says what is missing', () => {
     expect(() => synth({ kafkaBootstrapServers: 'b:9096' })).toThrow(
       '-c kafkaBootstrapServers needs -c kafkaSecretArn',

@@ -219,6 +219,54 @@ describe('kafka-consumer (Kafka + moto)', () => {
     expect([...redelivered.keys()].sort()).toEqual([...expectedIds].sort());
   });
 
+  it('an event source recreated with the same consumer group resumes at its committed offsets; a new group starts at its starting position', async () => {
+    // Prepare
+    const topic = await createTopic('resume');
+    const before: string[] = [];
+    const after: string[] = [];
+    for (let p = 0; p < PARTITIONS; p++) {
+      const sent = await produce(
+        topic,
+        p,
+        Array.from({ length: 20 }, (_, i) => ({ value: good(p * 100 + i) })),
+      );
+      before.push(...sent.map((o) => `kafka:${topic}:${p}:${o}`));
+    }
+    const groupId = `${names.prefix}-resume`;
+    const first = consume(topic, groupId, { startingPosition: 'TRIM_HORIZON' });
+    await first.ready;
+    await first.idle();
+    await first.stop();
+    expect(countById(await drainSignals()).size).toBe(before.length);
+    for (let p = 0; p < PARTITIONS; p++) {
+      const sent = await produce(
+        topic,
+        p,
+        Array.from({ length: 10 }, (_, i) => ({ value: good(p * 100 + 50 + i) })),
+      );
+      after.push(...sent.map((o) => `kafka:${topic}:${p}:${o}`));
+    }
+
+    // Act: the mapping deleted and created again with the same group (TRIM_HORIZON is then ignored).
+    const recreated = consume(topic, groupId, { startingPosition: 'TRIM_HORIZON' });
+    await recreated.ready;
+    await recreated.idle();
+    await recreated.stop();
+    const resumed = countById(await drainSignals());
+    const fresh = consume(topic, `${names.prefix}-resume-new`, { startingPosition: 'TRIM_HORIZON' });
+    await fresh.ready;
+    await fresh.idle();
+    await fresh.stop();
+    const fromStart = countById(await drainSignals());
+
+    // Assess
+    expect([...resumed.keys()].sort()).toEqual([...after].sort());
+    expect([...resumed.values()].every((c) => c === 1)).toBe(true);
+    expect(recreated.stats.recordsDelivered).toBe(after.length);
+    expect([...fromStart.keys()].sort()).toEqual([...before, ...after].sort());
+    for (const o of await offsets(topic, groupId)) expect(o.committed).toBe(o.end);
+  });
+
   it('a batch that keeps failing is retried, bisected, sent to the on-failure queue, and does not stall its partition', async () => {
     const topic = await createTopic('poison');
     const failureQueue = await clients.sqs.send(
