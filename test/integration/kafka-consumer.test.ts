@@ -195,7 +195,12 @@ describe('kafka-consumer (Kafka + moto)', () => {
     const counts = countById(signals);
     expect([...counts.keys()].sort()).toEqual([...expectedIds].sort());
     expect([...counts.values()].every((c) => c === 1)).toBe(true);
-    expect(signals.find((s) => s.id === expectedIds[0])).toMatchObject({ name: 'cpu', value: 0 });
+    // The record's key and header, produced through the broker, arrive as attributes.
+    expect(signals.find((s) => s.id === expectedIds[0])).toMatchObject({
+      name: 'cpu',
+      value: 0,
+      attributes: { 'kafka.key': 'host-0', 'kafka.header.content-type': 'application/json' },
+    });
 
     const lines = await quarantined(topic);
     expect(lines.map((l) => l.ref).sort()).toEqual([...bad.keys()].sort());
