@@ -121,6 +121,10 @@ local
     '--kafka-group <id>',
     'the Kafka event source joins this consumer group, as the stack with -c kafkaConsumerGroupId (default: one per run)',
   )
+  .option(
+    '--kafka-topic <topics>',
+    'the Kafka event source reads these topics (comma-separated, one emulated mapping each), as the stack with -c kafkaTopic (default: pulse_signals)',
+  )
   .action(
     async (o: {
       detach?: boolean;
@@ -131,6 +135,7 @@ local
       pollSeconds?: number;
       sweepSeconds?: number;
       kafkaGroup?: string;
+      kafkaTopic?: string;
     }) => {
       const { home } = globals();
       const started = Date.now();
@@ -161,6 +166,14 @@ local
         ...(o.pollSeconds ? { pollSeconds: o.pollSeconds } : {}),
         ...(o.sweepSeconds ? { sweepSeconds: o.sweepSeconds } : {}),
         ...(o.kafkaGroup ? { kafkaConsumerGroupId: o.kafkaGroup } : {}),
+        ...(o.kafkaTopic
+          ? {
+              kafkaTopics: o.kafkaTopic
+                .split(',')
+                .map((t) => t.trim())
+                .filter(Boolean),
+            }
+          : {}),
       });
       const state = await Promise.race([up, interrupted.then(() => undefined)]);
       if (stopping || !state) {

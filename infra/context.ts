@@ -21,7 +21,7 @@ import { stackNameFor } from './pulse-stack.ts';
  * | `stage` | `stage` (and the stack name `PulseIngest-<stage>`) |
  * | `alarmEmail` | `alarmEmail` |
  * | `dbSecretArn`, `dbVpcId`, `dbSubnetIds` (comma-separated), `dbSecurityGroupId` | `database` |
- * | `mskClusterArn`, or `kafkaBootstrapServers` (comma-separated) and `kafkaSecretArn`; `kafkaTopic`; `kafkaConsumerGroupId`; `kafkaPollerMode`, `kafkaMinPollers`, `kafkaMaxPollers` | `kafka` |
+ * | `mskClusterArn`, or `kafkaBootstrapServers` (comma-separated) and `kafkaSecretArn`; `kafkaTopic` (comma-separated for several); `kafkaConsumerGroupId`; `kafkaPollerMode`, `kafkaMinPollers`, `kafkaMaxPollers` | `kafka` |
  * | `pulse`: an object (in cdk.json) or its JSON text (`-c pulse='{"scoring":{"zThreshold":4}}'`) | every tuning prop (`scoring`, `signals`, `alarms`, …) |
  */
 
@@ -71,7 +71,7 @@ const ContextSchema = z.object({
   mskClusterArn: text,
   kafkaBootstrapServers: list,
   kafkaSecretArn: text,
-  kafkaTopic: text,
+  kafkaTopic: list,
   kafkaConsumerGroupId: text,
   kafkaPollerMode: text.pipe(
     z.union([z.enum(['provisioned', 'on-demand']), z.undefined()], {
@@ -147,7 +147,12 @@ function databaseOf(c: Context): DatabaseSource | undefined {
 }
 
 function kafkaOf(c: Context): KafkaSource | undefined {
-  const topic = c.kafkaTopic ?? settings.kafka.topic;
+  // `-c kafkaTopic=a,b`: several topics into one pipeline (one mapping each).
+  const topic = !c.kafkaTopic?.length
+    ? settings.kafka.topic
+    : c.kafkaTopic.length === 1
+      ? (c.kafkaTopic[0] ?? '')
+      : c.kafkaTopic;
   const pollers = pollersOf(c);
   const group = c.kafkaConsumerGroupId ? { consumerGroupId: c.kafkaConsumerGroupId } : {};
   if (c.mskClusterArn) return { kind: 'msk', clusterArn: c.mskClusterArn, topic, pollers, ...group };

@@ -16,10 +16,16 @@ import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
 import { ENV, PLATFORM_ENV } from '#shared/contract.ts';
-import { kafkaRetryPolicy, settings } from '#shared/settings.ts';
+import { kafkaMappingGroupId, kafkaRetryPolicy, settings } from '#shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
 import { KafkaFailures, S3WriteOnlyKafkaDestination } from './kafka-failures.ts';
-import type { DatabaseSource, KafkaPollers, KafkaSource, PulseDeployment } from './props.ts';
+import {
+  type DatabaseSource,
+  type KafkaPollers,
+  type KafkaSource,
+  kafkaTopicsOf,
+  type PulseDeployment,
+} from './props.ts';
 
 /** The database source (`-c dbSecretArn=…`): see {@link DatabaseSource}. */
 export type DatabaseContext = DatabaseSource;
@@ -165,11 +171,9 @@ export class Producers extends Construct {
         bisectBatchOnFunctionError: settings.kafka.bisectBatchOnFunctionError,
       });
       const common = {
-        topic: k.topic,
         batchSize: d.kafkaConsumer.batchSize,
         maxBatchingWindow: Duration.seconds(d.kafkaConsumer.maxBatchingWindowSeconds),
         startingPosition: StartingPosition[settings.kafka.startingPosition],
-        ...(k.consumerGroupId ? { consumerGroupId: k.consumerGroupId } : {}),
         onFailure: new S3WriteOnlyKafkaDestination(this.kafkaFailures.bucket),
         // Lambda accepts the error handling controls on a Kafka mapping in provisioned mode only; there
         // they bound the retries, so a failing batch reaches the bucket instead of stalling its partition.
@@ -201,16 +205,26 @@ export class Producers extends Construct {
           true,
         );
       }
-      this.kafkaConsumer.addEventSource(
-        k.kind === 'msk'
-          ? new ManagedKafkaEventSource({ ...common, clusterArn: k.clusterArn })
-          : new SelfManagedKafkaEventSource({
-              ...common,
-              bootstrapServers: [...k.bootstrapServers],
-              secret: Secret.fromSecretCompleteArn(this, 'KafkaSecret', k.secretArn),
-              authenticationMethod: AuthenticationMethod.SASL_SCRAM_512_AUTH,
-            }),
-      );
+      const secret =
+        k.kind === 'self-managed'
+          ? Secret.fromSecretCompleteArn(this, 'KafkaSecret', k.secretArn)
+          : undefined;
+      // Lambda reads one topic per Kafka mapping: one mapping per topic, all into the one function.
+      const topics = kafkaTopicsOf(k);
+      for (const topic of topics) {
+        const groupId = kafkaMappingGroupId(k.consumerGroupId, topic, topics);
+        const mapping = { ...common, topic, ...(groupId ? { consumerGroupId: groupId } : {}) };
+        this.kafkaConsumer.addEventSource(
+          k.kind === 'msk'
+            ? new ManagedKafkaEventSource({ ...mapping, clusterArn: k.clusterArn })
+            : new SelfManagedKafkaEventSource({
+                ...mapping,
+                bootstrapServers: [...k.bootstrapServers],
+                ...(secret ? { secret } : {}),
+                authenticationMethod: AuthenticationMethod.SASL_SCRAM_512_AUTH,
+              }),
+        );
+      }
     }
   }
 

@@ -1,6 +1,11 @@
 import * as z from 'zod';
 import { DbColumnsSchema } from '#shared/config.ts';
-import { type KafkaPollerMode, settings, visibilityTimeoutFor } from '#shared/settings.ts';
+import {
+  type KafkaPollerMode,
+  kafkaMappingGroupId,
+  settings,
+  visibilityTimeoutFor,
+} from '#shared/settings.ts';
 
 /**
  * The props of {@link PulseIngest} that tune a deployment, every one optional with its default taken from
@@ -33,11 +38,11 @@ export interface KafkaPollers {
 
 /** MSK, or self-managed Kafka with SASL/SCRAM credentials in a secret. */
 export type KafkaSource = (
-  | { readonly kind: 'msk'; readonly clusterArn: string; readonly topic: string }
+  | { readonly kind: 'msk'; readonly clusterArn: string; readonly topic: KafkaTopics }
   | {
       readonly kind: 'self-managed';
       readonly bootstrapServers: readonly string[];
-      readonly topic: string;
+      readonly topic: KafkaTopics;
       readonly secretArn: string;
     }
 ) & {
@@ -47,11 +52,26 @@ export type KafkaSource = (
    * `SelfManagedKafkaEventSourceConfig.ConsumerGroupId`): 1..200 of `[a-zA-Z0-9-/*:_+=.@]`. A mapping
    * created again with the same group resumes at the group's committed offsets (its starting position is
    * then ignored), and ACLs can name the group. Lambda cannot change it on an existing mapping: a new id
-   * replaces the mapping. @default none: Lambda uses the mapping's UUID, so a recreated mapping reads
+   * replaces the mapping. With several topics each topic's mapping joins `<consumerGroupId>.<topic>`
+   * (`kafkaMappingGroupId`). @default none: Lambda uses the mapping's UUID, so a recreated mapping reads
    * from its starting position again
    */
   readonly consumerGroupId?: string;
 };
+
+/**
+ * One topic, or several into the same pipeline: Lambda reads one topic per Kafka event source mapping, so
+ * the kafka-consumer gets one mapping per topic (each with the same settings and on-failure bucket).
+ */
+export type KafkaTopics = string | readonly string[];
+
+/** The topics of a Kafka source, as a list. */
+export function kafkaTopicsOf(k: Pick<KafkaSource, 'topic'>): readonly string[] {
+  return typeof k.topic === 'string' ? [k.topic] : k.topic;
+}
+
+/** A Kafka topic name: 1..249 of `[a-zA-Z0-9._-]`. */
+const TOPIC = /^[a-zA-Z0-9._-]{1,249}$/;
 
 /** Lambda's ConsumerGroupId: 1..200 characters of `[a-zA-Z0-9-/*:_+=.@]` (API reference). */
 export const KafkaConsumerGroupIdSchema = z
@@ -62,11 +82,25 @@ export const KafkaConsumerGroupIdSchema = z
 
 /** Checks what Lambda would refuse in a Kafka source. Throws {@link PulsePropsError}. */
 export function checkKafkaSource(k: KafkaSource): void {
-  if (k.consumerGroupId === undefined) return;
-  const parsed = KafkaConsumerGroupIdSchema.safeParse(k.consumerGroupId);
-  if (!parsed.success) {
-    throw new PulsePropsError(`PulseIngest props: kafka.consumerGroupId: ${describeIssues(parsed.error)}`);
+  const topics = kafkaTopicsOf(k);
+  const problems: string[] = [];
+  if (topics.length === 0) problems.push('kafka.topic: at least one topic is needed');
+  for (const t of topics) {
+    if (!TOPIC.test(t))
+      problems.push(`kafka.topic: "${t}" is not a Kafka topic name (1..249 of a-z A-Z 0-9 . _ -)`);
   }
+  if (new Set(topics).size !== topics.length) problems.push('kafka.topic: a topic is given twice');
+  for (const t of k.consumerGroupId === undefined ? [] : topics) {
+    const group = kafkaMappingGroupId(k.consumerGroupId, t, topics) ?? '';
+    const parsed = KafkaConsumerGroupIdSchema.safeParse(group);
+    if (!parsed.success) {
+      problems.push(
+        `kafka.consumerGroupId: ${describeIssues(parsed.error)}${topics.length > 1 ? ` (in "${group}", the group of topic ${t})` : ''}`,
+      );
+      break;
+    }
+  }
+  if (problems.length > 0) throw new PulsePropsError(`PulseIngest props: ${problems.join('; ')}`);
 }
 
 /** An SQS queue a function consumes, and its event source. */

@@ -92,6 +92,7 @@ export async function localUp(options: UpOptions): Promise<LocalState> {
       ...(options.pollSeconds ? { pollSeconds: options.pollSeconds } : {}),
       ...(options.sweepSeconds ? { sweepSeconds: options.sweepSeconds } : {}),
       ...(options.kafkaConsumerGroupId ? { kafkaConsumerGroupId: options.kafkaConsumerGroupId } : {}),
+      ...(options.kafkaTopics?.length ? { kafkaTopics: options.kafkaTopics } : {}),
     };
   });
   const prev = readState(home);
@@ -198,7 +199,7 @@ async function createLocalResources(
     );
     const dbUrl = await ensureDatabase(postgresUrl);
     const dbSecretArn = await ensureDbSecret(endpoint, `${prefix}/db`, dbUrl);
-    await ensureTopic(brokers, settings.kafka.topic);
+    for (const topic of options.kafkaTopics ?? [settings.kafka.topic]) await ensureTopic(brokers, topic);
     return {
       bucket: names.bucket,
       kafkaFailuresBucket: created.kafkaFailuresBucket,

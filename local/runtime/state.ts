@@ -64,6 +64,11 @@ export interface RuntimeOptions {
    * @default `<prefix>-kafka-consumer`, one group per offline run, as Lambda's per-mapping UUID
    */
   readonly kafkaConsumerGroupId?: string;
+  /**
+   * The topics the emulated Kafka event source reads, one emulated mapping each (the stack's
+   * `kafka.topic`, one or several); each is created when missing. @default [settings.kafka.topic]
+   */
+  readonly kafkaTopics?: readonly string[];
 }
 
 export function statePath(home: string): string {

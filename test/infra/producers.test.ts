@@ -309,6 +309,51 @@ describe('producers in the stack', () => {
     );
   });
 
+  it('reads several topics into the one kafka-consumer: one mapping per topic, each in a group of its own', () => {
+    // Prepare
+    const mskClusterArn = 'arn:aws:kafka:eu-west-1:123456789012:cluster/pulse/abc';
+    // Act
+    const t = synth({ mskClusterArn, kafkaTopic: 'sensors,meters', kafkaConsumerGroupId: 'pulse-prod' });
+    const ungrouped = synth({ mskClusterArn, kafkaTopic: 'sensors, meters' });
+    // Assess
+    const mappings = Object.values(resources(t)).filter(
+      (r) => r.Type === 'AWS::Lambda::EventSourceMapping' && 'Topics' in r.Properties,
+    );
+    expect(
+      mappings.map((m) => [m.Properties.Topics, m.Properties.AmazonManagedKafkaEventSourceConfig]).sort(),
+    ).toEqual(
+      [
+        [['meters'], { ConsumerGroupId: 'pulse-prod.meters' }],
+        [['sensors'], { ConsumerGroupId: 'pulse-prod.sensors' }],
+      ].sort(),
+    );
+    for (const m of mappings) {
+      expect(m.Properties).toMatchObject({
+        EventSourceArn: mskClusterArn,
+        BatchSize: settings.kafka.batchSize,
+        MaximumRetryAttempts: settings.kafka.maximumRetryAttempts,
+        DestinationConfig: {
+          OnFailure: {
+            Destination: { 'Fn::GetAtt': [expect.stringMatching(/^ProducersKafkaFailuresBucket/), 'Arn'] },
+          },
+        },
+      });
+      expect(JSON.stringify(m.Properties.FunctionName)).toContain('ProducersKafkaConsumer');
+    }
+    const ungroupedTopics = Object.values(resources(ungrouped))
+      .filter((r) => r.Type === 'AWS::Lambda::EventSourceMapping' && 'Topics' in r.Properties)
+      .map((r) => r.Properties.Topics);
+    expect(ungroupedTopics.sort()).toEqual([['meters'], ['sensors']]);
+  });
+
+  it('refuses a topic given twice or a name Kafka would refuse', () => {
+    // Prepare
+    const msk = { mskClusterArn: 'arn:aws:kafka:eu-west-1:123456789012:cluster/pulse/abc' };
+    // Act / Assess
+    expect(() => synth({ ...msk, kafkaTopic: 'a,b,a' })).toThrow('kafka.topic: a topic is given twice');
+    expect(() => synth({ ...msk, kafkaTopic: 'a,b c' })).toThrow('"b c" is not a Kafka topic name');
+  });
+
   it('refuses half-given context with a message that says what is missing', () => {
     expect(() => synth({ kafkaBootstrapServers: 'b:9096' })).toThrow(
       '-c kafkaBootstrapServers needs -c kafkaSecretArn',

@@ -3,6 +3,7 @@ import { CreateQueueCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import type { Context } from 'aws-lambda';
 import { type Admin, Kafka, logLevel, type Message, Partitioners, type Producer } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { kafkaMappingGroupId } from '#shared/settings.ts';
 import type { KafkaEvent } from '../../functions/kafka-consumer/events.ts';
 import {
   type KafkaBatchFailure,
@@ -270,6 +271,44 @@ describe('kafka-consumer (Kafka + moto)', () => {
     expect(recreated.stats.recordsDelivered).toBe(after.length);
     expect([...fromStart.keys()].sort()).toEqual([...before, ...after].sort());
     for (const o of await offsets(topic, groupId)) expect(o.committed).toBe(o.end);
+  });
+
+  it('two topics feed one pipeline, one event source each in its own group: every record once, sourced by its topic', async () => {
+    // Prepare
+    const topics = [await createTopic('sensors'), await createTopic('meters')];
+    const expected = new Map<string, string>(); // id -> topic
+    for (const [t, topic] of topics.entries()) {
+      for (let p = 0; p < PARTITIONS; p++) {
+        const sent = await produce(
+          topic,
+          p,
+          Array.from({ length: 15 + t * 5 }, (_, i) => ({
+            value: JSON.stringify({ name: 'cpu', value: i, timestamp: 1_718_000_000 + i }),
+          })),
+        );
+        for (const o of sent) expected.set(`kafka:${topic}:${p}:${o}`, topic);
+      }
+    }
+    const group = `${names.prefix}-multi`;
+
+    // Act: the stack's mappings, offline: one per topic, with the group kafkaMappingGroupId gives it.
+    const groups = topics.map((topic) => kafkaMappingGroupId(group, topic, topics) ?? '');
+    const running = topics.map((topic, i) => consume(topic, groups[i] ?? ''));
+    await Promise.all(running.map((s) => s.ready));
+    await Promise.all(running.map((s) => s.idle()));
+    await Promise.all(running.map((s) => s.stop()));
+    const signals = await drainSignals();
+
+    // Assess
+    expect(groups).toEqual(topics.map((t) => `${group}.${t}`));
+    const counts = countById(signals);
+    expect(counts.size).toBe(PARTITIONS * (15 + 20));
+    expect([...counts.keys()].sort()).toEqual([...expected.keys()].sort());
+    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+    for (const s of signals) expect(s.source).toBe(expected.get(s.id));
+    for (const [i, topic] of topics.entries()) {
+      for (const o of await offsets(topic, groups[i] ?? '')) expect(o.committed).toBe(o.end);
+    }
   });
 
   it('a batch that keeps failing is retried, bisected, sent to the on-failure queue, and does not stall its partition', async () => {
