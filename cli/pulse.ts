@@ -122,6 +122,15 @@ local
     'the Kafka event source joins this consumer group, as the stack with -c kafkaConsumerGroupId (default: one per run)',
   )
   .option(
+    '--kafka-starting-timestamp <time>',
+    'a new consumer group starts at this time (ISO-8601 or Unix seconds), as the stack with -c kafkaStartingPosition=AT_TIMESTAMP',
+    (v: string) => {
+      const ms = /^\d+(\.\d+)?$/.test(v) ? Number(v) * 1000 : Date.parse(v);
+      if (!Number.isFinite(ms)) throw new InvalidArgumentError('must be ISO-8601 or Unix seconds');
+      return ms;
+    },
+  )
+  .option(
     '--kafka-topic <topics>',
     'the Kafka event source reads these topics (comma-separated, one emulated mapping each), as the stack with -c kafkaTopic (default: pulse_signals)',
   )
@@ -136,6 +145,7 @@ local
       sweepSeconds?: number;
       kafkaGroup?: string;
       kafkaTopic?: string;
+      kafkaStartingTimestamp?: number;
     }) => {
       const { home } = globals();
       const started = Date.now();
@@ -166,6 +176,9 @@ local
         ...(o.pollSeconds ? { pollSeconds: o.pollSeconds } : {}),
         ...(o.sweepSeconds ? { sweepSeconds: o.sweepSeconds } : {}),
         ...(o.kafkaGroup ? { kafkaConsumerGroupId: o.kafkaGroup } : {}),
+        ...(o.kafkaStartingTimestamp !== undefined
+          ? { kafkaStartingTimestampMs: o.kafkaStartingTimestamp }
+          : {}),
         ...(o.kafkaTopic
           ? {
               kafkaTopics: o.kafkaTopic

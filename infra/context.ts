@@ -21,7 +21,7 @@ import { stackNameFor } from './pulse-stack.ts';
  * | `stage` | `stage` (and the stack name `PulseIngest-<stage>`) |
  * | `alarmEmail` | `alarmEmail` |
  * | `dbSecretArn`, `dbVpcId`, `dbSubnetIds` (comma-separated), `dbSecurityGroupId` | `database` |
- * | `mskClusterArn`, or `kafkaBootstrapServers` (comma-separated) and `kafkaSecretArn`; `kafkaTopic` (comma-separated for several); `kafkaConsumerGroupId`; `kafkaPollerMode`, `kafkaMinPollers`, `kafkaMaxPollers` | `kafka` |
+ * | `mskClusterArn`, or `kafkaBootstrapServers` (comma-separated) and `kafkaSecretArn`; `kafkaTopic` (comma-separated for several); `kafkaConsumerGroupId`; `kafkaStartingPosition`, `kafkaStartingTimestamp`; `kafkaPollerMode`, `kafkaMinPollers`, `kafkaMaxPollers` | `kafka` |
  * | `pulse`: an object (in cdk.json) or its JSON text (`-c pulse='{"scoring":{"zThreshold":4}}'`) | every tuning prop (`scoring`, `signals`, `alarms`, …) |
  */
 
@@ -73,6 +73,25 @@ const ContextSchema = z.object({
   kafkaSecretArn: text,
   kafkaTopic: list,
   kafkaConsumerGroupId: text,
+  kafkaStartingPosition: text.pipe(
+    z.union([z.enum(['TRIM_HORIZON', 'LATEST', 'AT_TIMESTAMP']), z.undefined()], {
+      error: (iss) =>
+        `-c kafkaStartingPosition must be TRIM_HORIZON, LATEST or AT_TIMESTAMP, got ${String(iss.input)}`,
+    }),
+  ),
+  /** Unix seconds, or ISO-8601 with a zone. */
+  kafkaStartingTimestamp: z
+    .union([z.number(), text])
+    .transform((v) =>
+      v === undefined
+        ? undefined
+        : /^\d+(\.\d+)?$/.test(String(v))
+          ? Number(v)
+          : Date.parse(String(v)) / 1000,
+    )
+    .refine((n) => n === undefined || Number.isFinite(n), {
+      message: '-c kafkaStartingTimestamp must be Unix seconds or ISO-8601 (2026-01-01T00:00:00Z)',
+    }),
   kafkaPollerMode: text.pipe(
     z.union([z.enum(['provisioned', 'on-demand']), z.undefined()], {
       error: (iss) => `-c kafkaPollerMode must be provisioned or on-demand, got ${String(iss.input)}`,
@@ -154,7 +173,13 @@ function kafkaOf(c: Context): KafkaSource | undefined {
       ? (c.kafkaTopic[0] ?? '')
       : c.kafkaTopic;
   const pollers = pollersOf(c);
-  const group = c.kafkaConsumerGroupId ? { consumerGroupId: c.kafkaConsumerGroupId } : {};
+  const group = {
+    ...(c.kafkaConsumerGroupId ? { consumerGroupId: c.kafkaConsumerGroupId } : {}),
+    ...(c.kafkaStartingPosition ? { startingPosition: c.kafkaStartingPosition } : {}),
+    ...(c.kafkaStartingTimestamp !== undefined
+      ? { startingPositionTimestamp: c.kafkaStartingTimestamp }
+      : {}),
+  };
   if (c.mskClusterArn) return { kind: 'msk', clusterArn: c.mskClusterArn, topic, pollers, ...group };
   if (c.kafkaBootstrapServers?.length) {
     if (!c.kafkaSecretArn) {

@@ -173,7 +173,10 @@ export class Producers extends Construct {
       const common = {
         batchSize: d.kafkaConsumer.batchSize,
         maxBatchingWindow: Duration.seconds(d.kafkaConsumer.maxBatchingWindowSeconds),
-        startingPosition: StartingPosition[settings.kafka.startingPosition],
+        startingPosition: StartingPosition[k.startingPosition ?? settings.kafka.startingPosition],
+        ...(k.startingPositionTimestamp !== undefined
+          ? { startingPositionTimestamp: k.startingPositionTimestamp }
+          : {}),
         onFailure: new S3WriteOnlyKafkaDestination(this.kafkaFailures.bucket),
         // Lambda accepts the error handling controls on a Kafka mapping in provisioned mode only; there
         // they bound the retries, so a failing batch reaches the bucket instead of stalling its partition.

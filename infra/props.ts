@@ -57,6 +57,14 @@ export type KafkaSource = (
    * from its starting position again
    */
   readonly consumerGroupId?: string;
+  /**
+   * Where a mapping whose group has no committed offsets starts: the oldest record (`TRIM_HORIZON`), only
+   * new ones (`LATEST`), or the first record at or after `startingPositionTimestamp` (`AT_TIMESTAMP`).
+   * @default settings.kafka.startingPosition ('TRIM_HORIZON')
+   */
+  readonly startingPosition?: 'TRIM_HORIZON' | 'LATEST' | 'AT_TIMESTAMP';
+  /** `AT_TIMESTAMP` only, and needed there: Unix time in seconds. @default none */
+  readonly startingPositionTimestamp?: number;
 };
 
 /**
@@ -99,6 +107,16 @@ export function checkKafkaSource(k: KafkaSource): void {
       );
       break;
     }
+  }
+  const at = k.startingPositionTimestamp;
+  if (k.startingPosition === 'AT_TIMESTAMP') {
+    if (at === undefined || !Number.isFinite(at) || at < 0) {
+      problems.push(
+        'kafka.startingPositionTimestamp (Unix seconds) is needed with startingPosition AT_TIMESTAMP',
+      );
+    }
+  } else if (at !== undefined) {
+    problems.push('kafka.startingPositionTimestamp applies to startingPosition AT_TIMESTAMP only');
   }
   if (problems.length > 0) throw new PulsePropsError(`PulseIngest props: ${problems.join('; ')}`);
 }

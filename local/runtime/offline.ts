@@ -93,6 +93,9 @@ export async function localUp(options: UpOptions): Promise<LocalState> {
       ...(options.sweepSeconds ? { sweepSeconds: options.sweepSeconds } : {}),
       ...(options.kafkaConsumerGroupId ? { kafkaConsumerGroupId: options.kafkaConsumerGroupId } : {}),
       ...(options.kafkaTopics?.length ? { kafkaTopics: options.kafkaTopics } : {}),
+      ...(options.kafkaStartingTimestampMs !== undefined
+        ? { kafkaStartingTimestampMs: options.kafkaStartingTimestampMs }
+        : {}),
     };
   });
   const prev = readState(home);

@@ -170,6 +170,12 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
         brokers: kafka.brokers,
         topic,
         groupId,
+        ...(state.options?.kafkaStartingTimestampMs !== undefined
+          ? {
+              startingPosition: 'AT_TIMESTAMP',
+              startingPositionTimestampMs: state.options.kafkaStartingTimestampMs,
+            }
+          : {}),
         batchSize: settings.kafka.batchSize,
         maxBatchingWindowMs: settings.kafka.maxBatchingWindowSeconds * 1000,
         handler: kafkaConsumer.handler as unknown as KafkaHandler,

@@ -69,6 +69,11 @@ export interface RuntimeOptions {
    * `kafka.topic`, one or several); each is created when missing. @default [settings.kafka.topic]
    */
   readonly kafkaTopics?: readonly string[];
+  /**
+   * The stack's `AT_TIMESTAMP` starting position, in epoch milliseconds: a group without committed offsets
+   * starts at each partition's first record at or after it. @default settings.kafka.startingPosition
+   */
+  readonly kafkaStartingTimestampMs?: number;
 }
 
 export function statePath(home: string): string {

@@ -354,6 +354,43 @@ describe('producers in the stack', () => {
     expect(() => synth({ ...msk, kafkaTopic: 'a,b c' })).toThrow('"b c" is not a Kafka topic name');
   });
 
+  it('starts a new group at a timestamp (AT_TIMESTAMP, Unix seconds), or where the context says', () => {
+    // Prepare
+    const msk = { mskClusterArn: 'arn:aws:kafka:eu-west-1:123456789012:cluster/pulse/abc' };
+    // Act
+    const atIso = synth({
+      ...msk,
+      kafkaStartingPosition: 'AT_TIMESTAMP',
+      kafkaStartingTimestamp: '2026-01-01T00:00:00Z',
+    });
+    const atSeconds = synth({
+      ...msk,
+      kafkaStartingPosition: 'AT_TIMESTAMP',
+      kafkaStartingTimestamp: '1767225600',
+    });
+    const latest = synth({ ...msk, kafkaStartingPosition: 'LATEST' });
+    // Assess
+    for (const t of [atIso, atSeconds]) {
+      t.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+        StartingPosition: 'AT_TIMESTAMP',
+        StartingPositionTimestamp: 1_767_225_600,
+      });
+    }
+    latest.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      StartingPosition: 'LATEST',
+      StartingPositionTimestamp: Match.absent(),
+    });
+    expect(() => synth({ ...msk, kafkaStartingPosition: 'AT_TIMESTAMP' })).toThrow(
+      'kafka.startingPositionTimestamp (Unix seconds) is needed with startingPosition AT_TIMESTAMP',
+    );
+    expect(() => synth({ ...msk, kafkaStartingTimestamp: '1767225600' })).toThrow(
+      'applies to startingPosition AT_TIMESTAMP only',
+    );
+    expect(() => synth({ ...msk, kafkaStartingPosition: 'EARLIEST' })).toThrow(
+      '-c kafkaStartingPosition must be TRIM_HORIZON, LATEST or AT_TIMESTAMP',
+    );
+  });
+
   it('refuses half-given context with a message that says what is missing', () => {
     expect(() => synth({ kafkaBootstrapServers: 'b:9096' })).toThrow(
       '-c kafkaBootstrapServers needs -c kafkaSecretArn',

@@ -311,6 +311,51 @@ describe('kafka-consumer (Kafka + moto)', () => {
     }
   });
 
+  it('AT_TIMESTAMP starts a new group at the first record at or after the timestamp in each partition, and a recreated group resumes', async () => {
+    // Prepare: partitions 0 and 1 hold records a second apart; partition 2 only records from before.
+    const topic = await createTopic('at-time');
+    const t0 = Date.UTC(2026, 0, 1);
+    const from = t0 + 5_000;
+    const expected: string[] = [];
+    for (let p = 0; p < PARTITIONS; p++) {
+      const times = Array.from({ length: 10 }, (_, i) => (p === 2 ? t0 - 100_000 + i : t0 + i * 1_000));
+      const sent = await produce(
+        topic,
+        p,
+        times.map((ms, i) => ({ timestamp: String(ms), value: good(p * 100 + i) })),
+      );
+      sent.forEach((o, i) => {
+        if ((times[i] ?? 0) >= from) expected.push(`kafka:${topic}:${p}:${o}`);
+      });
+    }
+    const groupId = `${names.prefix}-at-time`;
+
+    // Act
+    const first = consume(topic, groupId, {
+      startingPosition: 'AT_TIMESTAMP',
+      startingPositionTimestampMs: from,
+    });
+    await first.ready;
+    await first.idle();
+    await first.stop();
+    const delivered = countById(await drainSignals());
+    const again = consume(topic, groupId, {
+      startingPosition: 'AT_TIMESTAMP',
+      startingPositionTimestampMs: t0,
+    });
+    await again.ready;
+    await again.idle();
+    await again.stop();
+
+    // Assess
+    expect(expected).toHaveLength(10);
+    expect([...delivered.keys()].sort()).toEqual([...expected].sort());
+    expect([...delivered.values()].every((c) => c === 1)).toBe(true);
+    expect(again.stats.invocations).toBe(0);
+    expect((await drainSignals()).length).toBe(0);
+    for (const o of await offsets(topic, groupId)) expect(o.committed).toBe(o.end);
+  });
+
   it('a batch that keeps failing is retried, bisected, sent to the on-failure queue, and does not stall its partition', async () => {
     const topic = await createTopic('poison');
     const failureQueue = await clients.sqs.send(
