@@ -21,7 +21,7 @@ import { stackNameFor } from './pulse-stack.ts';
  * | `stage` | `stage` (and the stack name `PulseIngest-<stage>`) |
  * | `alarmEmail` | `alarmEmail` |
  * | `dbSecretArn`, `dbVpcId`, `dbSubnetIds` (comma-separated), `dbSecurityGroupId` | `database` |
- * | `mskClusterArn`, or `kafkaBootstrapServers` (comma-separated) and `kafkaSecretArn`; `kafkaTopic` (comma-separated for several); `kafkaConsumerGroupId`; `kafkaStartingPosition`, `kafkaStartingTimestamp`; `kafkaPollerMode`, `kafkaMinPollers`, `kafkaMaxPollers` | `kafka` |
+ * | `mskClusterArn`, or `kafkaBootstrapServers` (comma-separated) and `kafkaSecretArn`, `kafkaAuthentication` (SASL_SCRAM_512, SASL_SCRAM_256, MTLS), `kafkaRootCaSecretArn`; `kafkaTopic` (comma-separated for several); `kafkaConsumerGroupId`; `kafkaStartingPosition`, `kafkaStartingTimestamp`; `kafkaPollerMode`, `kafkaMinPollers`, `kafkaMaxPollers` | `kafka` |
  * | `pulse`: an object (in cdk.json) or its JSON text (`-c pulse='{"scoring":{"zThreshold":4}}'`) | every tuning prop (`scoring`, `signals`, `alarms`, …) |
  */
 
@@ -73,6 +73,13 @@ const ContextSchema = z.object({
   kafkaSecretArn: text,
   kafkaTopic: list,
   kafkaConsumerGroupId: text,
+  kafkaAuthentication: text.pipe(
+    z.union([z.enum(['SASL_SCRAM_512', 'SASL_SCRAM_256', 'MTLS']), z.undefined()], {
+      error: (iss) =>
+        `-c kafkaAuthentication must be SASL_SCRAM_512, SASL_SCRAM_256 or MTLS, got ${String(iss.input)}`,
+    }),
+  ),
+  kafkaRootCaSecretArn: text,
   kafkaStartingPosition: text.pipe(
     z.union([z.enum(['TRIM_HORIZON', 'LATEST', 'AT_TIMESTAMP']), z.undefined()], {
       error: (iss) =>
@@ -180,7 +187,14 @@ function kafkaOf(c: Context): KafkaSource | undefined {
       ? { startingPositionTimestamp: c.kafkaStartingTimestamp }
       : {}),
   };
-  if (c.mskClusterArn) return { kind: 'msk', clusterArn: c.mskClusterArn, topic, pollers, ...group };
+  if (c.mskClusterArn) {
+    if (c.kafkaAuthentication || c.kafkaRootCaSecretArn) {
+      throw new PulseContextError(
+        '-c kafkaAuthentication and kafkaRootCaSecretArn apply to self-managed Kafka (-c kafkaBootstrapServers) only: MSK is read with the function role (IAM)',
+      );
+    }
+    return { kind: 'msk', clusterArn: c.mskClusterArn, topic, pollers, ...group };
+  }
   if (c.kafkaBootstrapServers?.length) {
     if (!c.kafkaSecretArn) {
       throw new PulseContextError(
@@ -194,6 +208,8 @@ function kafkaOf(c: Context): KafkaSource | undefined {
       secretArn: c.kafkaSecretArn,
       pollers,
       ...group,
+      ...(c.kafkaAuthentication ? { authentication: c.kafkaAuthentication } : {}),
+      ...(c.kafkaRootCaSecretArn ? { rootCaSecretArn: c.kafkaRootCaSecretArn } : {}),
     };
   }
   if (c.kafkaConsumerGroupId) {

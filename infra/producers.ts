@@ -21,11 +21,19 @@ import { PulseFunction } from './constructs/pulse-function.ts';
 import { KafkaFailures, S3WriteOnlyKafkaDestination } from './kafka-failures.ts';
 import {
   type DatabaseSource,
+  type KafkaAuthentication,
   type KafkaPollers,
   type KafkaSource,
   kafkaTopicsOf,
   type PulseDeployment,
 } from './props.ts';
+
+/** A self-managed Kafka source's authentication, as the event source mapping names it. */
+const AUTHENTICATION: Record<KafkaAuthentication, AuthenticationMethod> = {
+  SASL_SCRAM_512: AuthenticationMethod.SASL_SCRAM_512_AUTH,
+  SASL_SCRAM_256: AuthenticationMethod.SASL_SCRAM_256_AUTH,
+  MTLS: AuthenticationMethod.CLIENT_CERTIFICATE_TLS_AUTH,
+};
 
 /** The database source (`-c dbSecretArn=…`): see {@link DatabaseSource}. */
 export type DatabaseContext = DatabaseSource;
@@ -212,6 +220,13 @@ export class Producers extends Construct {
         k.kind === 'self-managed'
           ? Secret.fromSecretCompleteArn(this, 'KafkaSecret', k.secretArn)
           : undefined;
+      const rootCa =
+        k.kind === 'self-managed' && k.rootCaSecretArn
+          ? Secret.fromSecretCompleteArn(this, 'KafkaRootCa', k.rootCaSecretArn)
+          : undefined;
+      // The pollers read the root CA with the function's role, as they read the credentials (which CDK
+      // grants); CDK grants nothing for the root CA.
+      rootCa?.grantRead(this.kafkaConsumer);
       // Lambda reads one topic per Kafka mapping: one mapping per topic, all into the one function.
       const topics = kafkaTopicsOf(k);
       for (const topic of topics) {
@@ -224,7 +239,8 @@ export class Producers extends Construct {
                 ...mapping,
                 bootstrapServers: [...k.bootstrapServers],
                 ...(secret ? { secret } : {}),
-                authenticationMethod: AuthenticationMethod.SASL_SCRAM_512_AUTH,
+                authenticationMethod: AUTHENTICATION[k.authentication ?? 'SASL_SCRAM_512'],
+                ...(rootCa ? { rootCACertificate: rootCa } : {}),
               }),
         );
       }

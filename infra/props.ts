@@ -43,7 +43,18 @@ export type KafkaSource = (
       readonly kind: 'self-managed';
       readonly bootstrapServers: readonly string[];
       readonly topic: KafkaTopics;
+      /** SASL/SCRAM: the username and password; MTLS: the client certificate chain and private key. */
       readonly secretArn: string;
+      /**
+       * How the event source authenticates to the brokers: SASL/SCRAM-SHA-512 or -256 (`SASL_SCRAM_*_AUTH`),
+       * or mutual TLS with a client certificate (`CLIENT_CERTIFICATE_TLS_AUTH`). @default 'SASL_SCRAM_512'
+       */
+      readonly authentication?: KafkaAuthentication;
+      /**
+       * A secret holding the root CA certificate (PEM) the brokers' TLS certificates are signed by, when a
+       * private CA signs them (`SERVER_ROOT_CA_CERTIFICATE`). @default none: the public CAs Lambda trusts
+       */
+      readonly rootCaSecretArn?: string;
     }
 ) & {
   readonly pollers?: KafkaPollers;
@@ -80,6 +91,9 @@ export function kafkaTopicsOf(k: Pick<KafkaSource, 'topic'>): readonly string[] 
 
 /** A Kafka topic name: 1..249 of `[a-zA-Z0-9._-]`. */
 const TOPIC = /^[a-zA-Z0-9._-]{1,249}$/;
+
+/** How a self-managed Kafka event source authenticates. */
+export type KafkaAuthentication = 'SASL_SCRAM_512' | 'SASL_SCRAM_256' | 'MTLS';
 
 /** Lambda's ConsumerGroupId: 1..200 characters of `[a-zA-Z0-9-/*:_+=.@]` (API reference). */
 export const KafkaConsumerGroupIdSchema = z

@@ -391,6 +391,53 @@ describe('producers in the stack', () => {
     );
   });
 
+  it('authenticates to self-managed Kafka with SASL/SCRAM-256 or mTLS (client certificate, private root CA) besides SCRAM-512', () => {
+    // Prepare
+    const servers = { kafkaBootstrapServers: 'b-1.example:9094' };
+    const credentials = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka-scram-AbCdEf';
+    const clientCert = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka-client-cert-AbCdEf';
+    const rootCa = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka-root-ca-AbCdEf';
+    // Act
+    const scram256 = synth({
+      ...servers,
+      kafkaSecretArn: credentials,
+      kafkaAuthentication: 'SASL_SCRAM_256',
+    });
+    const mtls = synth({
+      ...servers,
+      kafkaSecretArn: clientCert,
+      kafkaAuthentication: 'MTLS',
+      kafkaRootCaSecretArn: rootCa,
+    });
+    // Assess
+    const access = (t: Template) =>
+      Object.values(resources(t)).find(
+        (r) => r.Type === 'AWS::Lambda::EventSourceMapping' && 'Topics' in r.Properties,
+      )?.Properties.SourceAccessConfigurations;
+    expect(access(scram256)).toEqual([{ Type: 'SASL_SCRAM_256_AUTH', URI: credentials }]);
+    expect(access(mtls)).toEqual(
+      expect.arrayContaining([
+        { Type: 'CLIENT_CERTIFICATE_TLS_AUTH', URI: clientCert },
+        { Type: 'SERVER_ROOT_CA_CERTIFICATE', URI: rootCa },
+      ]),
+    );
+    // The function role may read the secrets the event source uses.
+    const policies = JSON.stringify(
+      Object.values(resources(mtls)).filter((r) => r.Type === 'AWS::IAM::Policy'),
+    );
+    expect(policies).toContain(clientCert);
+    expect(policies).toContain(rootCa);
+    expect(() =>
+      synth({
+        mskClusterArn: 'arn:aws:kafka:eu-west-1:123456789012:cluster/pulse/abc',
+        kafkaAuthentication: 'MTLS',
+      }),
+    ).toThrow('-c kafkaAuthentication and kafkaRootCaSecretArn apply to self-managed Kafka');
+    expect(() => synth({ ...servers, kafkaSecretArn: credentials, kafkaAuthentication: 'PLAIN' })).toThrow(
+      '-c kafkaAuthentication must be SASL_SCRAM_512, SASL_SCRAM_256 or MTLS',
+    );
+  });
+
   it('refuses half-given context with a message that says what is missing', () => {
     expect(() => synth({ kafkaBootstrapServers: 'b:9096' })).toThrow(
       '-c kafkaBootstrapServers needs -c kafkaSecretArn',
