@@ -134,6 +134,23 @@ local
     'the db-poller\'s props, as PulseIngest\'s dbPoller takes them (e.g. \'{"processedType":"integer"}\')',
     jsonObject('--db-poller'),
   )
+  .option(
+    '--kafka-group <id>',
+    'the Kafka event source joins this consumer group, as the stack with -c kafkaConsumerGroupId (default: one per run)',
+  )
+  .option(
+    '--kafka-starting-timestamp <time>',
+    'a new consumer group starts at this time (ISO-8601 or Unix seconds), as the stack with -c kafkaStartingPosition=AT_TIMESTAMP',
+    (v: string) => {
+      const ms = /^\d+(\.\d+)?$/.test(v) ? Number(v) * 1000 : Date.parse(v);
+      if (!Number.isFinite(ms)) throw new InvalidArgumentError('must be ISO-8601 or Unix seconds');
+      return ms;
+    },
+  )
+  .option(
+    '--kafka-topic <topics>',
+    'the Kafka event source reads these topics (comma-separated, one emulated mapping each), as the stack with -c kafkaTopic (default: pulse_signals)',
+  )
   .action(
     async (o: {
       detach?: boolean;
@@ -144,6 +161,9 @@ local
       pollSeconds?: number;
       sweepSeconds?: number;
       dbPoller?: Record<string, unknown>;
+      kafkaGroup?: string;
+      kafkaTopic?: string;
+      kafkaStartingTimestamp?: number;
     }) => {
       const { home } = globals();
       const started = Date.now();
@@ -174,6 +194,18 @@ local
         ...(o.pollSeconds ? { pollSeconds: o.pollSeconds } : {}),
         ...(o.sweepSeconds ? { sweepSeconds: o.sweepSeconds } : {}),
         ...(o.dbPoller ? { dbPoller: o.dbPoller } : {}),
+        ...(o.kafkaGroup ? { kafkaConsumerGroupId: o.kafkaGroup } : {}),
+        ...(o.kafkaStartingTimestamp !== undefined
+          ? { kafkaStartingTimestampMs: o.kafkaStartingTimestamp }
+          : {}),
+        ...(o.kafkaTopic
+          ? {
+              kafkaTopics: o.kafkaTopic
+                .split(',')
+                .map((t) => t.trim())
+                .filter(Boolean),
+            }
+          : {}),
       });
       const state = await Promise.race([up, interrupted.then(() => undefined)]);
       if (stopping || !state) {

@@ -21,7 +21,7 @@ import { stackNameFor } from './pulse-stack.ts';
  * | `stage` | `stage` (and the stack name `PulseIngest-<stage>`) |
  * | `alarmEmail` | `alarmEmail` |
  * | `dbSecretArn`, `dbVpcId`, `dbSubnetIds` (comma-separated), `dbSecurityGroupId` | `database` |
- * | `mskClusterArn`, or `kafkaBootstrapServers` (comma-separated) and `kafkaSecretArn`; `kafkaTopic`; `kafkaPollerMode`, `kafkaMinPollers`, `kafkaMaxPollers` | `kafka` |
+ * | `mskClusterArn`, or `kafkaBootstrapServers` (comma-separated) and `kafkaSecretArn`, `kafkaAuthentication` (SASL_SCRAM_512, SASL_SCRAM_256, MTLS), `kafkaRootCaSecretArn`; `kafkaTopic` (comma-separated for several); `kafkaConsumerGroupId`; `kafkaStartingPosition`, `kafkaStartingTimestamp`; `kafkaPollerMode`, `kafkaMinPollers`, `kafkaMaxPollers` | `kafka` |
  * | `pulse`: an object (in cdk.json) or its JSON text (`-c pulse='{"scoring":{"zThreshold":4}}'`) | every tuning prop (`scoring`, `signals`, `alarms`, …) |
  */
 
@@ -71,7 +71,34 @@ const ContextSchema = z.object({
   mskClusterArn: text,
   kafkaBootstrapServers: list,
   kafkaSecretArn: text,
-  kafkaTopic: text,
+  kafkaTopic: list,
+  kafkaConsumerGroupId: text,
+  kafkaAuthentication: text.pipe(
+    z.union([z.enum(['SASL_SCRAM_512', 'SASL_SCRAM_256', 'MTLS']), z.undefined()], {
+      error: (iss) =>
+        `-c kafkaAuthentication must be SASL_SCRAM_512, SASL_SCRAM_256 or MTLS, got ${String(iss.input)}`,
+    }),
+  ),
+  kafkaRootCaSecretArn: text,
+  kafkaStartingPosition: text.pipe(
+    z.union([z.enum(['TRIM_HORIZON', 'LATEST', 'AT_TIMESTAMP']), z.undefined()], {
+      error: (iss) =>
+        `-c kafkaStartingPosition must be TRIM_HORIZON, LATEST or AT_TIMESTAMP, got ${String(iss.input)}`,
+    }),
+  ),
+  /** Unix seconds, or ISO-8601 with a zone. */
+  kafkaStartingTimestamp: z
+    .union([z.number(), text])
+    .transform((v) =>
+      v === undefined
+        ? undefined
+        : /^\d+(\.\d+)?$/.test(String(v))
+          ? Number(v)
+          : Date.parse(String(v)) / 1000,
+    )
+    .refine((n) => n === undefined || Number.isFinite(n), {
+      message: '-c kafkaStartingTimestamp must be Unix seconds or ISO-8601 (2026-01-01T00:00:00Z)',
+    }),
   kafkaPollerMode: text.pipe(
     z.union([z.enum(['provisioned', 'on-demand']), z.undefined()], {
       error: (iss) => `-c kafkaPollerMode must be provisioned or on-demand, got ${String(iss.input)}`,
@@ -146,9 +173,28 @@ function databaseOf(c: Context): DatabaseSource | undefined {
 }
 
 function kafkaOf(c: Context): KafkaSource | undefined {
-  const topic = c.kafkaTopic ?? settings.kafka.topic;
+  // `-c kafkaTopic=a,b`: several topics into one pipeline (one mapping each).
+  const topic = !c.kafkaTopic?.length
+    ? settings.kafka.topic
+    : c.kafkaTopic.length === 1
+      ? (c.kafkaTopic[0] ?? '')
+      : c.kafkaTopic;
   const pollers = pollersOf(c);
-  if (c.mskClusterArn) return { kind: 'msk', clusterArn: c.mskClusterArn, topic, pollers };
+  const group = {
+    ...(c.kafkaConsumerGroupId ? { consumerGroupId: c.kafkaConsumerGroupId } : {}),
+    ...(c.kafkaStartingPosition ? { startingPosition: c.kafkaStartingPosition } : {}),
+    ...(c.kafkaStartingTimestamp !== undefined
+      ? { startingPositionTimestamp: c.kafkaStartingTimestamp }
+      : {}),
+  };
+  if (c.mskClusterArn) {
+    if (c.kafkaAuthentication || c.kafkaRootCaSecretArn) {
+      throw new PulseContextError(
+        '-c kafkaAuthentication and kafkaRootCaSecretArn apply to self-managed Kafka (-c kafkaBootstrapServers) only: MSK is read with the function role (IAM)',
+      );
+    }
+    return { kind: 'msk', clusterArn: c.mskClusterArn, topic, pollers, ...group };
+  }
   if (c.kafkaBootstrapServers?.length) {
     if (!c.kafkaSecretArn) {
       throw new PulseContextError(
@@ -161,7 +207,13 @@ function kafkaOf(c: Context): KafkaSource | undefined {
       topic,
       secretArn: c.kafkaSecretArn,
       pollers,
+      ...group,
+      ...(c.kafkaAuthentication ? { authentication: c.kafkaAuthentication } : {}),
+      ...(c.kafkaRootCaSecretArn ? { rootCaSecretArn: c.kafkaRootCaSecretArn } : {}),
     };
+  }
+  if (c.kafkaConsumerGroupId) {
+    throw new PulseContextError('-c kafkaConsumerGroupId needs -c mskClusterArn or -c kafkaBootstrapServers');
   }
   return undefined;
 }

@@ -16,11 +16,25 @@ import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
 import { ENV, PLATFORM_ENV } from '#shared/contract.ts';
-import { kafkaRetryPolicy, settings } from '#shared/settings.ts';
+import { kafkaMappingGroupId, kafkaRetryPolicy, settings } from '#shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
 import { dbPollerEnvironment } from './db-poller-env.ts';
 import { KafkaFailures, S3WriteOnlyKafkaDestination } from './kafka-failures.ts';
-import type { DatabaseSource, KafkaPollers, KafkaSource, PulseDeployment } from './props.ts';
+import {
+  type DatabaseSource,
+  type KafkaAuthentication,
+  type KafkaPollers,
+  type KafkaSource,
+  kafkaTopicsOf,
+  type PulseDeployment,
+} from './props.ts';
+
+/** A self-managed Kafka source's authentication, as the event source mapping names it. */
+const AUTHENTICATION: Record<KafkaAuthentication, AuthenticationMethod> = {
+  SASL_SCRAM_512: AuthenticationMethod.SASL_SCRAM_512_AUTH,
+  SASL_SCRAM_256: AuthenticationMethod.SASL_SCRAM_256_AUTH,
+  MTLS: AuthenticationMethod.CLIENT_CERTIFICATE_TLS_AUTH,
+};
 
 /** The database source (`-c dbSecretArn=…`): see {@link DatabaseSource}. */
 export type DatabaseContext = DatabaseSource;
@@ -160,10 +174,12 @@ export class Producers extends Construct {
         bisectBatchOnFunctionError: settings.kafka.bisectBatchOnFunctionError,
       });
       const common = {
-        topic: k.topic,
         batchSize: d.kafkaConsumer.batchSize,
         maxBatchingWindow: Duration.seconds(d.kafkaConsumer.maxBatchingWindowSeconds),
-        startingPosition: StartingPosition[settings.kafka.startingPosition],
+        startingPosition: StartingPosition[k.startingPosition ?? settings.kafka.startingPosition],
+        ...(k.startingPositionTimestamp !== undefined
+          ? { startingPositionTimestamp: k.startingPositionTimestamp }
+          : {}),
         onFailure: new S3WriteOnlyKafkaDestination(this.kafkaFailures.bucket),
         // Lambda accepts the error handling controls on a Kafka mapping in provisioned mode only; there
         // they bound the retries, so a failing batch reaches the bucket instead of stalling its partition.
@@ -195,16 +211,34 @@ export class Producers extends Construct {
           true,
         );
       }
-      this.kafkaConsumer.addEventSource(
-        k.kind === 'msk'
-          ? new ManagedKafkaEventSource({ ...common, clusterArn: k.clusterArn })
-          : new SelfManagedKafkaEventSource({
-              ...common,
-              bootstrapServers: [...k.bootstrapServers],
-              secret: Secret.fromSecretCompleteArn(this, 'KafkaSecret', k.secretArn),
-              authenticationMethod: AuthenticationMethod.SASL_SCRAM_512_AUTH,
-            }),
-      );
+      const secret =
+        k.kind === 'self-managed'
+          ? Secret.fromSecretCompleteArn(this, 'KafkaSecret', k.secretArn)
+          : undefined;
+      const rootCa =
+        k.kind === 'self-managed' && k.rootCaSecretArn
+          ? Secret.fromSecretCompleteArn(this, 'KafkaRootCa', k.rootCaSecretArn)
+          : undefined;
+      // The pollers read the root CA with the function's role, as they read the credentials (which CDK
+      // grants); CDK grants nothing for the root CA.
+      rootCa?.grantRead(this.kafkaConsumer);
+      // Lambda reads one topic per Kafka mapping: one mapping per topic, all into the one function.
+      const topics = kafkaTopicsOf(k);
+      for (const topic of topics) {
+        const groupId = kafkaMappingGroupId(k.consumerGroupId, topic, topics);
+        const mapping = { ...common, topic, ...(groupId ? { consumerGroupId: groupId } : {}) };
+        this.kafkaConsumer.addEventSource(
+          k.kind === 'msk'
+            ? new ManagedKafkaEventSource({ ...mapping, clusterArn: k.clusterArn })
+            : new SelfManagedKafkaEventSource({
+                ...mapping,
+                bootstrapServers: [...k.bootstrapServers],
+                ...(secret ? { secret } : {}),
+                authenticationMethod: AUTHENTICATION[k.authentication ?? 'SASL_SCRAM_512'],
+                ...(rootCa ? { rootCACertificate: rootCa } : {}),
+              }),
+        );
+      }
     }
   }
 

@@ -1,6 +1,11 @@
 import * as z from 'zod';
 import { DbColumnsSchema, InitialWatermarkSchema, SqlFilterSchema } from '#shared/config.ts';
-import { type KafkaPollerMode, settings, visibilityTimeoutFor } from '#shared/settings.ts';
+import {
+  type KafkaPollerMode,
+  kafkaMappingGroupId,
+  settings,
+  visibilityTimeoutFor,
+} from '#shared/settings.ts';
 
 /**
  * The props of {@link PulseIngest} that tune a deployment, every one optional with its default taken from
@@ -33,14 +38,102 @@ export interface KafkaPollers {
 
 /** MSK, or self-managed Kafka with SASL/SCRAM credentials in a secret. */
 export type KafkaSource = (
-  | { readonly kind: 'msk'; readonly clusterArn: string; readonly topic: string }
+  | { readonly kind: 'msk'; readonly clusterArn: string; readonly topic: KafkaTopics }
   | {
       readonly kind: 'self-managed';
       readonly bootstrapServers: readonly string[];
-      readonly topic: string;
+      readonly topic: KafkaTopics;
+      /** SASL/SCRAM: the username and password; MTLS: the client certificate chain and private key. */
       readonly secretArn: string;
+      /**
+       * How the event source authenticates to the brokers: SASL/SCRAM-SHA-512 or -256 (`SASL_SCRAM_*_AUTH`),
+       * or mutual TLS with a client certificate (`CLIENT_CERTIFICATE_TLS_AUTH`). @default 'SASL_SCRAM_512'
+       */
+      readonly authentication?: KafkaAuthentication;
+      /**
+       * A secret holding the root CA certificate (PEM) the brokers' TLS certificates are signed by, when a
+       * private CA signs them (`SERVER_ROOT_CA_CERTIFICATE`). @default none: the public CAs Lambda trusts
+       */
+      readonly rootCaSecretArn?: string;
     }
-) & { readonly pollers?: KafkaPollers };
+) & {
+  readonly pollers?: KafkaPollers;
+  /**
+   * The Kafka consumer group the event source mapping joins (`AmazonManagedKafkaEventSourceConfig` /
+   * `SelfManagedKafkaEventSourceConfig.ConsumerGroupId`): 1..200 of `[a-zA-Z0-9-/*:_+=.@]`. A mapping
+   * created again with the same group resumes at the group's committed offsets (its starting position is
+   * then ignored), and ACLs can name the group. Lambda cannot change it on an existing mapping: a new id
+   * replaces the mapping. With several topics each topic's mapping joins `<consumerGroupId>.<topic>`
+   * (`kafkaMappingGroupId`). @default none: Lambda uses the mapping's UUID, so a recreated mapping reads
+   * from its starting position again
+   */
+  readonly consumerGroupId?: string;
+  /**
+   * Where a mapping whose group has no committed offsets starts: the oldest record (`TRIM_HORIZON`), only
+   * new ones (`LATEST`), or the first record at or after `startingPositionTimestamp` (`AT_TIMESTAMP`).
+   * @default settings.kafka.startingPosition ('TRIM_HORIZON')
+   */
+  readonly startingPosition?: 'TRIM_HORIZON' | 'LATEST' | 'AT_TIMESTAMP';
+  /** `AT_TIMESTAMP` only, and needed there: Unix time in seconds. @default none */
+  readonly startingPositionTimestamp?: number;
+};
+
+/**
+ * One topic, or several into the same pipeline: Lambda reads one topic per Kafka event source mapping, so
+ * the kafka-consumer gets one mapping per topic (each with the same settings and on-failure bucket).
+ */
+export type KafkaTopics = string | readonly string[];
+
+/** The topics of a Kafka source, as a list. */
+export function kafkaTopicsOf(k: Pick<KafkaSource, 'topic'>): readonly string[] {
+  return typeof k.topic === 'string' ? [k.topic] : k.topic;
+}
+
+/** A Kafka topic name: 1..249 of `[a-zA-Z0-9._-]`. */
+const TOPIC = /^[a-zA-Z0-9._-]{1,249}$/;
+
+/** How a self-managed Kafka event source authenticates. */
+export type KafkaAuthentication = 'SASL_SCRAM_512' | 'SASL_SCRAM_256' | 'MTLS';
+
+/** Lambda's ConsumerGroupId: 1..200 characters of `[a-zA-Z0-9-/*:_+=.@]` (API reference). */
+export const KafkaConsumerGroupIdSchema = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[a-zA-Z0-9\-/*:_+=.@]+$/, 'only letters, digits and - / * : _ + = . @');
+
+/** Checks what Lambda would refuse in a Kafka source. Throws {@link PulsePropsError}. */
+export function checkKafkaSource(k: KafkaSource): void {
+  const topics = kafkaTopicsOf(k);
+  const problems: string[] = [];
+  if (topics.length === 0) problems.push('kafka.topic: at least one topic is needed');
+  for (const t of topics) {
+    if (!TOPIC.test(t))
+      problems.push(`kafka.topic: "${t}" is not a Kafka topic name (1..249 of a-z A-Z 0-9 . _ -)`);
+  }
+  if (new Set(topics).size !== topics.length) problems.push('kafka.topic: a topic is given twice');
+  for (const t of k.consumerGroupId === undefined ? [] : topics) {
+    const group = kafkaMappingGroupId(k.consumerGroupId, t, topics) ?? '';
+    const parsed = KafkaConsumerGroupIdSchema.safeParse(group);
+    if (!parsed.success) {
+      problems.push(
+        `kafka.consumerGroupId: ${describeIssues(parsed.error)}${topics.length > 1 ? ` (in "${group}", the group of topic ${t})` : ''}`,
+      );
+      break;
+    }
+  }
+  const at = k.startingPositionTimestamp;
+  if (k.startingPosition === 'AT_TIMESTAMP') {
+    if (at === undefined || !Number.isFinite(at) || at < 0) {
+      problems.push(
+        'kafka.startingPositionTimestamp (Unix seconds) is needed with startingPosition AT_TIMESTAMP',
+      );
+    }
+  } else if (at !== undefined) {
+    problems.push('kafka.startingPositionTimestamp applies to startingPosition AT_TIMESTAMP only');
+  }
+  if (problems.length > 0) throw new PulsePropsError(`PulseIngest props: ${problems.join('; ')}`);
+}
 
 /** An SQS queue a function consumes, and its event source. */
 export interface ConsumedQueueProps {

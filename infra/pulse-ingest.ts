@@ -31,6 +31,7 @@ import { Monitoring } from './monitoring.ts';
 import { NOTIFICATIONS_HANDLER_ID, retainNotificationsHandlerLogs } from './notifications-handler-logs.ts';
 import { Producers } from './producers.ts';
 import {
+  checkKafkaSource,
   type DatabaseSource,
   type KafkaSource,
   type PulseDeployment,
@@ -112,6 +113,7 @@ export class PulseIngest extends Construct {
     super(scope, id);
     const { stage, database, kafka, alarmEmail, serverAccessLogs, ...tuning } = props;
     const d = resolveDeployment(tuning, stage);
+    if (kafka) checkKafkaSource(kafka);
     this.deployment = d;
     const fn = d.functions;
     const stack = Stack.of(this);

@@ -481,6 +481,21 @@ export function kafkaRetryPolicy(
   };
 }
 
+/**
+ * The consumer group of the mapping that reads `topic`, for the stack and the offline event source alike.
+ * Lambda takes one topic per Kafka event source mapping and wants each mapping's ConsumerGroupId unique
+ * among all Kafka event sources: with one topic the group is `consumerGroupId` itself; with several, each
+ * mapping's is `<consumerGroupId>.<topic>`. Undefined when none is configured (Lambda: the mapping's UUID).
+ */
+export function kafkaMappingGroupId(
+  consumerGroupId: string | undefined,
+  topic: string,
+  topics: readonly string[],
+): string | undefined {
+  if (consumerGroupId === undefined) return undefined;
+  return topics.length > 1 ? `${consumerGroupId}.${topic}` : consumerGroupId;
+}
+
 export type Settings = typeof settings;
 
 /**

@@ -8,6 +8,7 @@ import { rejectsKey } from '#shared/quarantine.ts';
 import { type SenderOptions, SignalSender } from '#shared/sender.ts';
 import { RejectsBatch, SignalSink } from '#shared/sink.ts';
 import { decodeValue, type ValueFormat } from './decode.ts';
+import { recordAttributes, withRecordAttributes } from './record-attributes.ts';
 
 export interface KafkaConsumeConfig {
   readonly signalsQueueUrl: string;
@@ -140,7 +141,10 @@ async function consumePartition(records: Record[], deps: KafkaConsumeDeps): Prom
   }
 }
 
-/** Decodes one record and hands it to the sink: sent, or quarantined with its offset and reason. */
+/**
+ * Decodes one record and hands it to the sink with its key and headers as attributes: sent, or
+ * quarantined with its offset and reason.
+ */
 async function consumeRecord(sink: SignalSink, record: Record, valueFormat: ValueFormat): Promise<void> {
   const ref = kafkaRef(record.topic, record.partition, record.offset);
   const decoded = decodeValue(record, valueFormat);
@@ -152,8 +156,17 @@ async function consumeRecord(sink: SignalSink, record: Record, valueFormat: Valu
     });
     return;
   }
+  // The key and headers travel as attributes (record-attributes.ts names them).
+  const withRecord = withRecordAttributes(
+    decoded.value,
+    recordAttributes(record.originalKey, record.originalHeaders),
+  );
+  if (!withRecord.ok) {
+    await sink.reject({ ref, reason: withRecord.reason, raw: decoded.raw });
+    return;
+  }
   await sink.add(
-    withRecordTimestamp(decoded.value, record.timestamp),
+    withRecordTimestamp(withRecord.value, record.timestamp),
     { origin: { kind: 'kafka', ref }, defaultSource: record.topic },
     () => ({
       raw: decoded.raw,

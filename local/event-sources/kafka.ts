@@ -11,7 +11,7 @@ import {
   type LogEntry,
   logLevel,
 } from 'kafkajs';
-import { backoffDelay } from '#shared/retry.ts';
+import { backoffDelay, retrying } from '#shared/retry.ts';
 import { type KafkaPollerMode, kafkaRetryPolicy, settings } from '#shared/settings.ts';
 import type { KafkaEvent, KafkaEventRecord } from '../../functions/kafka-consumer/events.ts';
 import { LOCAL_REGION } from '../runtime/clients.ts';
@@ -110,8 +110,15 @@ export interface KafkaEventSourceOptions {
   readonly eventSource?: 'aws:kafka' | 'SelfManagedKafka';
   /** The MSK cluster's ARN, the events' `eventSourceArn`. @default a local made-up one */
   readonly clusterArn?: string;
-  /** Read a new group's partitions from the start (TRIM_HORIZON) or only new records (LATEST). @default settings.kafka.startingPosition */
-  readonly startingPosition?: 'TRIM_HORIZON' | 'LATEST';
+  /**
+   * Where a group without committed offsets starts: each partition's start (TRIM_HORIZON), only new
+   * records (LATEST), or at `startingPositionTimestampMs` (AT_TIMESTAMP: the first record of each partition
+   * at or after it, the partition's end when it has none). A group with committed offsets resumes there
+   * whatever this says, as Lambda ignores StartingPosition for such a group. @default settings.kafka.startingPosition
+   */
+  readonly startingPosition?: 'TRIM_HORIZON' | 'LATEST' | 'AT_TIMESTAMP';
+  /** AT_TIMESTAMP only: epoch milliseconds (the mapping's StartingPositionTimestamp is in seconds). */
+  readonly startingPositionTimestampMs?: number;
   /**
    * The mapping's poller mode, which decides the two options below unless they are given: see
    * `kafkaRetryPolicy` (provisioned: the settings; on-demand: retry forever, never split).
@@ -513,6 +520,39 @@ export function createBatchProcessor(
   };
 }
 
+/**
+ * AT_TIMESTAMP for a group that has not committed a partition yet: commits, before the group's consumer
+ * joins, each such partition's offset of the first record at or after `timestampMs` (the partition's end
+ * when none is), so consuming starts there. Partitions the group has committed keep their offsets.
+ */
+export async function startGroupAtTimestamp(
+  admin: Pick<Admin, 'fetchOffsets' | 'fetchTopicOffsetsByTimestamp' | 'setOffsets'>,
+  groupId: string,
+  topic: string,
+  timestampMs: number,
+): Promise<void> {
+  // A group the broker has not seen yet answers NOT_COORDINATOR while its coordinator loads, and kafkajs'
+  // fetchOffsets and setOffsets do not retry it.
+  const coordinated = <T>(fn: () => Promise<T>) =>
+    retrying(fn, {
+      attempts: 30,
+      baseMs: 100,
+      maxMs: 1000,
+      jitter: 'none',
+      retryable: (err) => {
+        const e = err as { retriable?: unknown; type?: unknown };
+        return e.retriable === true || e.type === 'NOT_COORDINATOR' || e.type === 'COORDINATOR_NOT_AVAILABLE';
+      },
+    });
+  const [committed] = await coordinated(() => admin.fetchOffsets({ groupId, topics: [topic] }));
+  const done = new Set(
+    (committed?.partitions ?? []).filter((p) => Number(p.offset) >= 0).map((p) => p.partition),
+  );
+  const atTime = await admin.fetchTopicOffsetsByTimestamp(topic, timestampMs);
+  const partitions = atTime.filter((p) => !done.has(p.partition));
+  if (partitions.length > 0) await coordinated(() => admin.setOffsets({ groupId, topic, partitions }));
+}
+
 /** Starts consuming `topic` in group `groupId` and invoking `handler`, until `stop()`. */
 export function startKafkaEventSource(options: KafkaEventSourceOptions): KafkaEventSource {
   const brokers =
@@ -580,12 +620,24 @@ export function startKafkaEventSource(options: KafkaEventSourceOptions): KafkaEv
     rejectReady(e.payload.error);
   });
 
+  const startingPosition = options.startingPosition ?? settings.kafka.startingPosition;
+  if (startingPosition === 'AT_TIMESTAMP' && !Number.isFinite(options.startingPositionTimestampMs)) {
+    throw new RangeError('startingPosition AT_TIMESTAMP needs startingPositionTimestampMs');
+  }
   const started = (async () => {
     await consumer.connect();
     await admin.connect();
+    if (startingPosition === 'AT_TIMESTAMP') {
+      await startGroupAtTimestamp(
+        admin,
+        options.groupId,
+        options.topic,
+        options.startingPositionTimestampMs ?? 0,
+      );
+    }
     await consumer.subscribe({
       topics: [options.topic],
-      fromBeginning: (options.startingPosition ?? settings.kafka.startingPosition) === 'TRIM_HORIZON',
+      fromBeginning: startingPosition !== 'LATEST',
     });
     await consumer.run({
       autoCommit: false,

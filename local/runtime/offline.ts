@@ -95,6 +95,11 @@ export async function localUp(options: UpOptions): Promise<LocalState> {
       ...(options.pollSeconds ? { pollSeconds: options.pollSeconds } : {}),
       ...(options.sweepSeconds ? { sweepSeconds: options.sweepSeconds } : {}),
       ...(options.dbPoller ? { dbPoller: options.dbPoller } : {}),
+      ...(options.kafkaConsumerGroupId ? { kafkaConsumerGroupId: options.kafkaConsumerGroupId } : {}),
+      ...(options.kafkaTopics?.length ? { kafkaTopics: options.kafkaTopics } : {}),
+      ...(options.kafkaStartingTimestampMs !== undefined
+        ? { kafkaStartingTimestampMs: options.kafkaStartingTimestampMs }
+        : {}),
     };
   });
   const prev = readState(home);
@@ -201,7 +206,7 @@ async function createLocalResources(
     );
     const dbUrl = await ensureDatabase(postgresUrl);
     const dbSecretArn = await ensureDbSecret(endpoint, `${prefix}/db`, dbUrl);
-    await ensureTopic(brokers, settings.kafka.topic);
+    for (const topic of options.kafkaTopics ?? [settings.kafka.topic]) await ensureTopic(brokers, topic);
     return {
       bucket: names.bucket,
       kafkaFailuresBucket: created.kafkaFailuresBucket,

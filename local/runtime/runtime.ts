@@ -9,7 +9,7 @@
 import type { Context } from 'aws-lambda';
 import { Kafka, logLevel } from 'kafkajs';
 import { ENV, PLATFORM_ENV } from '#shared/contract.ts';
-import { settings, visibilityTimeoutFor } from '#shared/settings.ts';
+import { kafkaMappingGroupId, settings, visibilityTimeoutFor } from '#shared/settings.ts';
 import { dbPollerEnvironment } from '../../infra/db-poller-env.ts';
 import { resolveDeployment } from '../../infra/props.ts';
 import { StatusCollector } from '../commands/status.ts';
@@ -158,7 +158,7 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
     pollPeriodMs,
     prefixed(logger, 'pulse-db-poller'),
   );
-  const groupId = `${state.prefix}-kafka-consumer`;
+  const topics = kafkaTopicsOfState(state, r.topic);
   // The ledger sweep's schedule (EventBridge Scheduler in the stack), on the settings' rate.
   const sweepPeriodMs = (state.options?.sweepSeconds ?? settings.sweep.scheduleRateMinutes * 60) * 1000;
   const sweepSchedule = startSchedule(
@@ -167,24 +167,38 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
     prefixed(logger, 'pulse-ledger-sweep'),
     { functionName: 'pulse-ledger-sweep', timeoutSeconds: settings.functions.ledgerSweep.timeoutSeconds },
   );
-  const kafkaSource = startKafkaEventSource({
-    brokers: kafka.brokers,
-    topic: r.topic,
-    groupId,
-    batchSize: settings.kafka.batchSize,
-    maxBatchingWindowMs: settings.kafka.maxBatchingWindowSeconds * 1000,
-    handler: kafkaConsumer.handler as unknown as KafkaHandler,
-    functionName: 'pulse-kafka-consumer',
-    logger: prefixed(logger, 'pulse-kafka-consumer'),
-    // The stack's poller mode and on-failure destination: the failures bucket, records included.
-    pollerMode: settings.kafka.pollerMode,
-    onFailure: s3OnFailureDestination({
-      s3: clients.s3,
-      bucket: r.kafkaFailuresBucket ?? resourceNames(state.prefix).kafkaFailuresBucket,
-      esmUuid: emulatedMappingUuid(groupId),
-    }),
+  // One emulated mapping per topic, as the stack has.
+  const kafkaSources = topics.map((topic) => {
+    const groupId = kafkaGroupIdOf(state, topic, topics);
+    return {
+      topic,
+      groupId,
+      source: startKafkaEventSource({
+        brokers: kafka.brokers,
+        topic,
+        groupId,
+        ...(state.options?.kafkaStartingTimestampMs !== undefined
+          ? {
+              startingPosition: 'AT_TIMESTAMP',
+              startingPositionTimestampMs: state.options.kafkaStartingTimestampMs,
+            }
+          : {}),
+        batchSize: settings.kafka.batchSize,
+        maxBatchingWindowMs: settings.kafka.maxBatchingWindowSeconds * 1000,
+        handler: kafkaConsumer.handler as unknown as KafkaHandler,
+        functionName: 'pulse-kafka-consumer',
+        logger: prefixed(logger, 'pulse-kafka-consumer'),
+        // The stack's poller mode and on-failure destination: the failures bucket, records included.
+        pollerMode: settings.kafka.pollerMode,
+        onFailure: s3OnFailureDestination({
+          s3: clients.s3,
+          bucket: r.kafkaFailuresBucket ?? resourceNames(state.prefix).kafkaFailuresBucket,
+          esmUuid: emulatedMappingUuid(groupId),
+        }),
+      }),
+    };
   });
-  await kafkaSource.ready;
+  await Promise.all(kafkaSources.map((k) => k.source.ready));
   const kafkaAdmin = new Kafka({
     clientId: 'pulse-local-lag',
     brokers: [kafka.brokers],
@@ -197,17 +211,19 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
       // null when it cannot be read: the alarm treats that as breaching, as CloudWatch the missing OffsetLag.
       let kafkaOffsetLag: number | null = null;
       try {
-        const [ends, committed] = await Promise.all([
-          kafkaAdmin.fetchTopicOffsets(r.topic),
-          kafkaAdmin.fetchOffsets({ groupId, topics: [r.topic] }),
-        ]);
-        const done = new Map(
-          (committed[0]?.partitions ?? []).map((p) => [p.partition, Math.max(0, Number(p.offset))]),
-        );
-        kafkaOffsetLag = ends.reduce(
-          (n, p) => n + Math.max(0, Number(p.high) - (done.get(p.partition) ?? 0)),
-          0,
-        );
+        // Summed over the topics' mappings (CloudWatch's OffsetLag is per mapping; the alarm takes the function's).
+        let lag = 0;
+        for (const { topic, groupId } of kafkaSources) {
+          const [ends, committed] = await Promise.all([
+            kafkaAdmin.fetchTopicOffsets(topic),
+            kafkaAdmin.fetchOffsets({ groupId, topics: [topic] }),
+          ]);
+          const done = new Map(
+            (committed[0]?.partitions ?? []).map((p) => [p.partition, Math.max(0, Number(p.offset))]),
+          );
+          lag += ends.reduce((n, p) => n + Math.max(0, Number(p.high) - (done.get(p.partition) ?? 0)), 0);
+        }
+        kafkaOffsetLag = lag;
       } catch (err) {
         logger.warn('could not read the Kafka consumer lag', err);
       }
@@ -230,11 +246,32 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
         signals.stop(),
         schedule.stop(),
         sweepSchedule.stop(),
-        kafkaSource.stop(),
+        ...kafkaSources.map((k) => k.source.stop()),
       ]);
       destroyClients(clients);
     },
   };
+}
+
+/** The topics the offline run's Kafka event source reads: one emulated mapping each. */
+export function kafkaTopicsOfState(
+  state: Pick<LocalState, 'options'>,
+  resourceTopic: string,
+): readonly string[] {
+  return state.options?.kafkaTopics?.length ? state.options.kafkaTopics : [resourceTopic];
+}
+
+/**
+ * The consumer group of the emulated mapping reading `topic`: the configured one, as the stack derives it
+ * per topic (`kafkaMappingGroupId`), else one per offline run and topic (Lambda: each mapping's UUID).
+ */
+export function kafkaGroupIdOf(
+  state: Pick<LocalState, 'prefix' | 'options'>,
+  topic: string,
+  topics: readonly string[] = [topic],
+): string {
+  const group = state.options?.kafkaConsumerGroupId ?? `${state.prefix}-kafka-consumer`;
+  return kafkaMappingGroupId(group, topic, topics) ?? group;
 }
 
 /** What the sweep's last successful run returned (functions/s3-trigger/sweep-handler.ts), for the alarms. */

@@ -64,6 +64,22 @@ export interface RuntimeOptions {
    * initialWatermark, …), checked and set on the function as the stack sets them. @default settings.dbPoller
    */
   readonly dbPoller?: PulseTuningProps['dbPoller'];
+  /**
+   * The Kafka consumer group of the emulated event source (the stack's `kafka.consumerGroupId`). The
+   * broker keeps its committed offsets, so a runtime started again with the same group resumes there.
+   * @default `<prefix>-kafka-consumer`, one group per offline run, as Lambda's per-mapping UUID
+   */
+  readonly kafkaConsumerGroupId?: string;
+  /**
+   * The topics the emulated Kafka event source reads, one emulated mapping each (the stack's
+   * `kafka.topic`, one or several); each is created when missing. @default [settings.kafka.topic]
+   */
+  readonly kafkaTopics?: readonly string[];
+  /**
+   * The stack's `AT_TIMESTAMP` starting position, in epoch milliseconds: a group without committed offsets
+   * starts at each partition's first record at or after it. @default settings.kafka.startingPosition
+   */
+  readonly kafkaStartingTimestampMs?: number;
 }
 
 export function statePath(home: string): string {

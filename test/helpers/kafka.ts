@@ -34,7 +34,8 @@ export interface KafkaRecordInput {
   readonly rawValue?: string;
   /** Omitted from the record when undefined; `null` when null. */
   readonly key?: string | Uint8Array | null;
-  readonly headers?: readonly Readonly<Record<string, string>>[];
+  /** A string is sent as its UTF-8 bytes, bytes as they are. */
+  readonly headers?: readonly Readonly<Record<string, string | Uint8Array>>[];
   /** @default 1_718_000_000_000 + offset */
   readonly timestamp?: number;
   readonly timestampType?: 'CREATE_TIME' | 'LOG_APPEND_TIME';
@@ -79,7 +80,9 @@ export function kafkaEventFactory(
       ...(input.key !== undefined ? { key: input.key === null ? null : encodeKafkaValue(input.key) } : {}),
       value: input.rawValue ?? (input.value === null ? null : encodeKafkaValue(input.value)),
       headers: (input.headers ?? []).map((h) =>
-        Object.fromEntries(Object.entries(h).map(([k, v]) => [k, [...Buffer.from(v, 'utf8')]])),
+        Object.fromEntries(
+          Object.entries(h).map(([k, v]) => [k, [...(typeof v === 'string' ? Buffer.from(v, 'utf8') : v)]]),
+        ),
       ),
       ...(input.valueSchemaMetadata ? { valueSchemaMetadata: { ...input.valueSchemaMetadata } } : {}),
     };

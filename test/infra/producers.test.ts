@@ -272,6 +272,172 @@ describe('producers in the stack', () => {
     });
   });
 
+  it('joins the configured consumer group on MSK and on self-managed Kafka, so a recreated mapping resumes', () => {
+    // Prepare
+    const msk = { mskClusterArn: 'arn:aws:kafka:eu-west-1:123456789012:cluster/pulse/abc' };
+    const selfManaged = {
+      kafkaBootstrapServers: 'b-1.example:9096',
+      kafkaSecretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka-AbCdEf',
+    };
+    // Act
+    const onMsk = synth({ ...msk, kafkaConsumerGroupId: 'pulse-prod.signals' });
+    const onSelfManaged = synth({ ...selfManaged, kafkaConsumerGroupId: 'team/pulse:signals' });
+    const without = synth(msk);
+    // Assess
+    onMsk.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      AmazonManagedKafkaEventSourceConfig: { ConsumerGroupId: 'pulse-prod.signals' },
+    });
+    onSelfManaged.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      SelfManagedKafkaEventSourceConfig: { ConsumerGroupId: 'team/pulse:signals' },
+    });
+    without.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      Topics: [settings.kafka.topic],
+      AmazonManagedKafkaEventSourceConfig: Match.absent(),
+    });
+  });
+
+  it('refuses a consumer group id Lambda would refuse, and one without a Kafka source', () => {
+    // Prepare
+    const msk = { mskClusterArn: 'arn:aws:kafka:eu-west-1:123456789012:cluster/pulse/abc' };
+    // Act / Assess
+    expect(() => synth({ ...msk, kafkaConsumerGroupId: 'pulse signals' })).toThrow(
+      'kafka.consumerGroupId: only letters, digits',
+    );
+    expect(() => synth({ ...msk, kafkaConsumerGroupId: 'g'.repeat(201) })).toThrow('kafka.consumerGroupId');
+    expect(() => synth({ kafkaConsumerGroupId: 'pulse' })).toThrow(
+      '-c kafkaConsumerGroupId needs -c mskClusterArn or -c kafkaBootstrapServers',
+    );
+  });
+
+  it('reads several topics into the one kafka-consumer: one mapping per topic, each in a group of its own', () => {
+    // Prepare
+    const mskClusterArn = 'arn:aws:kafka:eu-west-1:123456789012:cluster/pulse/abc';
+    // Act
+    const t = synth({ mskClusterArn, kafkaTopic: 'sensors,meters', kafkaConsumerGroupId: 'pulse-prod' });
+    const ungrouped = synth({ mskClusterArn, kafkaTopic: 'sensors, meters' });
+    // Assess
+    const mappings = Object.values(resources(t)).filter(
+      (r) => r.Type === 'AWS::Lambda::EventSourceMapping' && 'Topics' in r.Properties,
+    );
+    expect(
+      mappings.map((m) => [m.Properties.Topics, m.Properties.AmazonManagedKafkaEventSourceConfig]).sort(),
+    ).toEqual(
+      [
+        [['meters'], { ConsumerGroupId: 'pulse-prod.meters' }],
+        [['sensors'], { ConsumerGroupId: 'pulse-prod.sensors' }],
+      ].sort(),
+    );
+    for (const m of mappings) {
+      expect(m.Properties).toMatchObject({
+        EventSourceArn: mskClusterArn,
+        BatchSize: settings.kafka.batchSize,
+        MaximumRetryAttempts: settings.kafka.maximumRetryAttempts,
+        DestinationConfig: {
+          OnFailure: {
+            Destination: { 'Fn::GetAtt': [expect.stringMatching(/^ProducersKafkaFailuresBucket/), 'Arn'] },
+          },
+        },
+      });
+      expect(JSON.stringify(m.Properties.FunctionName)).toContain('ProducersKafkaConsumer');
+    }
+    const ungroupedTopics = Object.values(resources(ungrouped))
+      .filter((r) => r.Type === 'AWS::Lambda::EventSourceMapping' && 'Topics' in r.Properties)
+      .map((r) => r.Properties.Topics);
+    expect(ungroupedTopics.sort()).toEqual([['meters'], ['sensors']]);
+  });
+
+  it('refuses a topic given twice or a name Kafka would refuse', () => {
+    // Prepare
+    const msk = { mskClusterArn: 'arn:aws:kafka:eu-west-1:123456789012:cluster/pulse/abc' };
+    // Act / Assess
+    expect(() => synth({ ...msk, kafkaTopic: 'a,b,a' })).toThrow('kafka.topic: a topic is given twice');
+    expect(() => synth({ ...msk, kafkaTopic: 'a,b c' })).toThrow('"b c" is not a Kafka topic name');
+  });
+
+  it('starts a new group at a timestamp (AT_TIMESTAMP, Unix seconds), or where the context says', () => {
+    // Prepare
+    const msk = { mskClusterArn: 'arn:aws:kafka:eu-west-1:123456789012:cluster/pulse/abc' };
+    // Act
+    const atIso = synth({
+      ...msk,
+      kafkaStartingPosition: 'AT_TIMESTAMP',
+      kafkaStartingTimestamp: '2026-01-01T00:00:00Z',
+    });
+    const atSeconds = synth({
+      ...msk,
+      kafkaStartingPosition: 'AT_TIMESTAMP',
+      kafkaStartingTimestamp: '1767225600',
+    });
+    const latest = synth({ ...msk, kafkaStartingPosition: 'LATEST' });
+    // Assess
+    for (const t of [atIso, atSeconds]) {
+      t.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+        StartingPosition: 'AT_TIMESTAMP',
+        StartingPositionTimestamp: 1_767_225_600,
+      });
+    }
+    latest.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      StartingPosition: 'LATEST',
+      StartingPositionTimestamp: Match.absent(),
+    });
+    expect(() => synth({ ...msk, kafkaStartingPosition: 'AT_TIMESTAMP' })).toThrow(
+      'kafka.startingPositionTimestamp (Unix seconds) is needed with startingPosition AT_TIMESTAMP',
+    );
+    expect(() => synth({ ...msk, kafkaStartingTimestamp: '1767225600' })).toThrow(
+      'applies to startingPosition AT_TIMESTAMP only',
+    );
+    expect(() => synth({ ...msk, kafkaStartingPosition: 'EARLIEST' })).toThrow(
+      '-c kafkaStartingPosition must be TRIM_HORIZON, LATEST or AT_TIMESTAMP',
+    );
+  });
+
+  it('authenticates to self-managed Kafka with SASL/SCRAM-256 or mTLS (client certificate, private root CA) besides SCRAM-512', () => {
+    // Prepare
+    const servers = { kafkaBootstrapServers: 'b-1.example:9094' };
+    const credentials = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka-scram-AbCdEf';
+    const clientCert = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka-client-cert-AbCdEf';
+    const rootCa = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:kafka-root-ca-AbCdEf';
+    // Act
+    const scram256 = synth({
+      ...servers,
+      kafkaSecretArn: credentials,
+      kafkaAuthentication: 'SASL_SCRAM_256',
+    });
+    const mtls = synth({
+      ...servers,
+      kafkaSecretArn: clientCert,
+      kafkaAuthentication: 'MTLS',
+      kafkaRootCaSecretArn: rootCa,
+    });
+    // Assess
+    const access = (t: Template) =>
+      Object.values(resources(t)).find(
+        (r) => r.Type === 'AWS::Lambda::EventSourceMapping' && 'Topics' in r.Properties,
+      )?.Properties.SourceAccessConfigurations;
+    expect(access(scram256)).toEqual([{ Type: 'SASL_SCRAM_256_AUTH', URI: credentials }]);
+    expect(access(mtls)).toEqual(
+      expect.arrayContaining([
+        { Type: 'CLIENT_CERTIFICATE_TLS_AUTH', URI: clientCert },
+        { Type: 'SERVER_ROOT_CA_CERTIFICATE', URI: rootCa },
+      ]),
+    );
+    // The function role may read the secrets the event source uses.
+    const policies = JSON.stringify(
+      Object.values(resources(mtls)).filter((r) => r.Type === 'AWS::IAM::Policy'),
+    );
+    expect(policies).toContain(clientCert);
+    expect(policies).toContain(rootCa);
+    expect(() =>
+      synth({
+        mskClusterArn: 'arn:aws:kafka:eu-west-1:123456789012:cluster/pulse/abc',
+        kafkaAuthentication: 'MTLS',
+      }),
+    ).toThrow('-c kafkaAuthentication and kafkaRootCaSecretArn apply to self-managed Kafka');
+    expect(() => synth({ ...servers, kafkaSecretArn: credentials, kafkaAuthentication: 'PLAIN' })).toThrow(
+      '-c kafkaAuthentication must be SASL_SCRAM_512, SASL_SCRAM_256 or MTLS',
+    );
+  });
+
   it('refuses half-given context with a message that says what is missing', () => {
     expect(() => synth({ kafkaBootstrapServers: 'b:9096' })).toThrow(
       '-c kafkaBootstrapServers needs -c kafkaSecretArn',

@@ -3,6 +3,7 @@ import { CreateQueueCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import type { Context } from 'aws-lambda';
 import { type Admin, Kafka, logLevel, type Message, Partitioners, type Producer } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { kafkaMappingGroupId } from '#shared/settings.ts';
 import type { KafkaEvent } from '../../functions/kafka-consumer/events.ts';
 import {
   type KafkaBatchFailure,
@@ -195,7 +196,12 @@ describe('kafka-consumer (Kafka + moto)', () => {
     const counts = countById(signals);
     expect([...counts.keys()].sort()).toEqual([...expectedIds].sort());
     expect([...counts.values()].every((c) => c === 1)).toBe(true);
-    expect(signals.find((s) => s.id === expectedIds[0])).toMatchObject({ name: 'cpu', value: 0 });
+    // The record's key and header, produced through the broker, arrive as attributes.
+    expect(signals.find((s) => s.id === expectedIds[0])).toMatchObject({
+      name: 'cpu',
+      value: 0,
+      attributes: { 'kafka.key': 'host-0', 'kafka.header.content-type': 'application/json' },
+    });
 
     const lines = await quarantined(topic);
     expect(lines.map((l) => l.ref).sort()).toEqual([...bad.keys()].sort());
@@ -217,6 +223,137 @@ describe('kafka-consumer (Kafka + moto)', () => {
     await again.stop();
     const redelivered = countById(await drainSignals());
     expect([...redelivered.keys()].sort()).toEqual([...expectedIds].sort());
+  });
+
+  it('an event source recreated with the same consumer group resumes at its committed offsets; a new group starts at its starting position', async () => {
+    // Prepare
+    const topic = await createTopic('resume');
+    const before: string[] = [];
+    const after: string[] = [];
+    for (let p = 0; p < PARTITIONS; p++) {
+      const sent = await produce(
+        topic,
+        p,
+        Array.from({ length: 20 }, (_, i) => ({ value: good(p * 100 + i) })),
+      );
+      before.push(...sent.map((o) => `kafka:${topic}:${p}:${o}`));
+    }
+    const groupId = `${names.prefix}-resume`;
+    const first = consume(topic, groupId, { startingPosition: 'TRIM_HORIZON' });
+    await first.ready;
+    await first.idle();
+    await first.stop();
+    expect(countById(await drainSignals()).size).toBe(before.length);
+    for (let p = 0; p < PARTITIONS; p++) {
+      const sent = await produce(
+        topic,
+        p,
+        Array.from({ length: 10 }, (_, i) => ({ value: good(p * 100 + 50 + i) })),
+      );
+      after.push(...sent.map((o) => `kafka:${topic}:${p}:${o}`));
+    }
+
+    // Act: the mapping deleted and created again with the same group (TRIM_HORIZON is then ignored).
+    const recreated = consume(topic, groupId, { startingPosition: 'TRIM_HORIZON' });
+    await recreated.ready;
+    await recreated.idle();
+    await recreated.stop();
+    const resumed = countById(await drainSignals());
+    const fresh = consume(topic, `${names.prefix}-resume-new`, { startingPosition: 'TRIM_HORIZON' });
+    await fresh.ready;
+    await fresh.idle();
+    await fresh.stop();
+    const fromStart = countById(await drainSignals());
+
+    // Assess
+    expect([...resumed.keys()].sort()).toEqual([...after].sort());
+    expect([...resumed.values()].every((c) => c === 1)).toBe(true);
+    expect(recreated.stats.recordsDelivered).toBe(after.length);
+    expect([...fromStart.keys()].sort()).toEqual([...before, ...after].sort());
+    for (const o of await offsets(topic, groupId)) expect(o.committed).toBe(o.end);
+  });
+
+  it('two topics feed one pipeline, one event source each in its own group: every record once, sourced by its topic', async () => {
+    // Prepare
+    const topics = [await createTopic('sensors'), await createTopic('meters')];
+    const expected = new Map<string, string>(); // id -> topic
+    for (const [t, topic] of topics.entries()) {
+      for (let p = 0; p < PARTITIONS; p++) {
+        const sent = await produce(
+          topic,
+          p,
+          Array.from({ length: 15 + t * 5 }, (_, i) => ({
+            value: JSON.stringify({ name: 'cpu', value: i, timestamp: 1_718_000_000 + i }),
+          })),
+        );
+        for (const o of sent) expected.set(`kafka:${topic}:${p}:${o}`, topic);
+      }
+    }
+    const group = `${names.prefix}-multi`;
+
+    // Act: the stack's mappings, offline: one per topic, with the group kafkaMappingGroupId gives it.
+    const groups = topics.map((topic) => kafkaMappingGroupId(group, topic, topics) ?? '');
+    const running = topics.map((topic, i) => consume(topic, groups[i] ?? ''));
+    await Promise.all(running.map((s) => s.ready));
+    await Promise.all(running.map((s) => s.idle()));
+    await Promise.all(running.map((s) => s.stop()));
+    const signals = await drainSignals();
+
+    // Assess
+    expect(groups).toEqual(topics.map((t) => `${group}.${t}`));
+    const counts = countById(signals);
+    expect(counts.size).toBe(PARTITIONS * (15 + 20));
+    expect([...counts.keys()].sort()).toEqual([...expected.keys()].sort());
+    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+    for (const s of signals) expect(s.source).toBe(expected.get(s.id));
+    for (const [i, topic] of topics.entries()) {
+      for (const o of await offsets(topic, groups[i] ?? '')) expect(o.committed).toBe(o.end);
+    }
+  });
+
+  it('AT_TIMESTAMP starts a new group at the first record at or after the timestamp in each partition, and a recreated group resumes', async () => {
+    // Prepare: partitions 0 and 1 hold records a second apart; partition 2 only records from before.
+    const topic = await createTopic('at-time');
+    const t0 = Date.UTC(2026, 0, 1);
+    const from = t0 + 5_000;
+    const expected: string[] = [];
+    for (let p = 0; p < PARTITIONS; p++) {
+      const times = Array.from({ length: 10 }, (_, i) => (p === 2 ? t0 - 100_000 + i : t0 + i * 1_000));
+      const sent = await produce(
+        topic,
+        p,
+        times.map((ms, i) => ({ timestamp: String(ms), value: good(p * 100 + i) })),
+      );
+      sent.forEach((o, i) => {
+        if ((times[i] ?? 0) >= from) expected.push(`kafka:${topic}:${p}:${o}`);
+      });
+    }
+    const groupId = `${names.prefix}-at-time`;
+
+    // Act
+    const first = consume(topic, groupId, {
+      startingPosition: 'AT_TIMESTAMP',
+      startingPositionTimestampMs: from,
+    });
+    await first.ready;
+    await first.idle();
+    await first.stop();
+    const delivered = countById(await drainSignals());
+    const again = consume(topic, groupId, {
+      startingPosition: 'AT_TIMESTAMP',
+      startingPositionTimestampMs: t0,
+    });
+    await again.ready;
+    await again.idle();
+    await again.stop();
+
+    // Assess
+    expect(expected).toHaveLength(10);
+    expect([...delivered.keys()].sort()).toEqual([...expected].sort());
+    expect([...delivered.values()].every((c) => c === 1)).toBe(true);
+    expect(again.stats.invocations).toBe(0);
+    expect((await drainSignals()).length).toBe(0);
+    for (const o of await offsets(topic, groupId)) expect(o.committed).toBe(o.end);
   });
 
   it('a batch that keeps failing is retried, bisected, sent to the on-failure queue, and does not stall its partition', async () => {

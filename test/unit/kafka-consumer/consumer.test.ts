@@ -274,7 +274,7 @@ describe('consumeKafkaRecords', () => {
     expect(raw.startsWith('not json x')).toBe(true);
   });
 
-  it('ignores a missing or null key and any headers: the signal comes from the value alone', async () => {
+  it('keeps a text key and headers as kafka.key and kafka.header.<name>, a repeated header once per value, nothing for a null key', async () => {
     // Prepare
     sqs.on(SendMessageBatchCommand).resolves({ Failed: [] });
     // Act
@@ -283,14 +283,61 @@ describe('consumeKafkaRecords', () => {
       { key: null, value: good('b') },
       {
         key: 'host-a',
-        headers: [{ 'content-type': 'application/json' }, { trace: 'abc' }],
-        value: good('c'),
+        headers: [{ 'content-type': 'application/json' }, { trace: 'abc' }, { trace: 'def' }],
+        value: { ...good('c'), region: 'eu' },
       },
+      { key: '', value: good('d') },
     ]);
     // Assess
     const signals = sentSignals(sqs);
-    expect(signals.map((s) => s.name)).toEqual(['a', 'b', 'c']);
-    expect(signals.every((s) => s.attributes === undefined)).toBe(true);
+    expect(signals.map((s) => s.name)).toEqual(['a', 'b', 'c', 'd']);
+    expect(signals[0]?.attributes).toBeUndefined();
+    expect(signals[1]?.attributes).toBeUndefined();
+    expect(signals[2]?.attributes).toEqual({
+      region: 'eu',
+      'kafka.key': 'host-a',
+      'kafka.header.content-type': 'application/json',
+      'kafka.header.trace': 'abc',
+      'kafka.header.trace#2': 'def',
+    });
+    expect(signals[3]?.attributes).toEqual({ 'kafka.key': '' });
+  });
+
+  it('keeps a key or header that is not text in base64, under a name ending .base64', async () => {
+    // Prepare
+    sqs.on(SendMessageBatchCommand).resolves({ Failed: [] });
+    const longKey = Buffer.from([0, 0, 0, 0, 0, 0, 0x30, 0x39]); // a big-endian 12345: valid UTF-8, not text
+    const notUtf8 = Buffer.from([0xc3, 0x28, 0xff]);
+    // Act
+    await consume([
+      { key: longKey, headers: [{ 'trace-bin': notUtf8 }, { tenant: 'zürich' }], value: good('a') },
+    ]);
+    // Assess
+    expect(sentSignals(sqs)[0]?.attributes).toEqual({
+      'kafka.key.base64': longKey.toString('base64'),
+      'kafka.header.trace-bin.base64': notUtf8.toString('base64'),
+      'kafka.header.tenant': 'zürich',
+    });
+  });
+
+  it('quarantines a record whose value has a field of the name its key or a header takes, instead of overwriting either', async () => {
+    // Prepare
+    sqs.on(SendMessageBatchCommand).resolves({ Failed: [] });
+    s3.on(PutObjectCommand).resolves({});
+    // Act
+    const out = await consume([
+      { offset: 7, key: 'k1', value: { ...good('a'), 'kafka.key': 'mine' } },
+      { offset: 8, headers: [{ h: 'x' }], value: { ...good('b'), attributes: { 'kafka.header.h': 'y' } } },
+      { offset: 9, key: 'k3', value: good('c') },
+    ]);
+    // Assess
+    expect(sentSignals(sqs).map((s) => s.name)).toEqual(['c']);
+    const lines = quarantined(s3)['rejects/kafka/pulse_signals/0/7-9.ndjson'] ?? [];
+    expect(lines.map((l) => [l.ref, l.reason])).toEqual([
+      ['kafka:pulse_signals:0:7', "kafka.key given by the value and by the record's key or headers"],
+      ['kafka:pulse_signals:0:8', "kafka.header.h given by the value and by the record's key or headers"],
+    ]);
+    expect(out[0]).toMatchObject({ sent: 1, quarantined: 2 });
   });
 
   it('throws when SQS keeps failing the entries, so the event source retries the batch', async () => {

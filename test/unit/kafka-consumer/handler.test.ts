@@ -62,7 +62,13 @@ describe('kafka-consumer handler', () => {
         value: 21.5,
         source: 'pulse_signals',
         timestamp: '2024-06-10T06:00:00.000Z',
-        attributes: { unit: 'C' },
+        // The recorded record's key and headers, kept beside the value's own field.
+        attributes: {
+          unit: 'C',
+          'kafka.key': 'sensor-9',
+          'kafka.header.trace-id': '4bf92f3577b34da6',
+          'kafka.header.producer': 'edge-gw',
+        },
         origin: { kind: 'kafka', ref: 'kafka:pulse_signals:2:3' },
       },
     ]);
