@@ -17,8 +17,8 @@ import { createReadStream, createWriteStream, mkdirSync, readFileSync, rmSync, s
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
-import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { Upload } from '@aws-sdk/lib-storage';
+import { queryAll } from '#shared/dynamo-query.ts';
 import { type LedgerItem, ledgerKey } from '#shared/ledger.ts';
 import { settings } from '#shared/settings.ts';
 import { startMoto } from '../local/emulators/moto.ts';
@@ -186,22 +186,12 @@ async function listItems(
   table: string,
   pk: string,
 ): Promise<LedgerItem[]> {
-  const items: LedgerItem[] = [];
-  let start: Record<string, unknown> | undefined;
-  do {
-    const out = await clients.doc.send(
-      new QueryCommand({
-        TableName: table,
-        KeyConditionExpression: 'pk = :pk',
-        ExpressionAttributeValues: { ':pk': pk },
-        ConsistentRead: true,
-        ExclusiveStartKey: start,
-      }),
-    );
-    items.push(...((out.Items ?? []) as LedgerItem[]));
-    start = out.LastEvaluatedKey;
-  } while (start);
-  return items;
+  return queryAll<LedgerItem>(clients.doc, {
+    TableName: table,
+    KeyConditionExpression: 'pk = :pk',
+    ExpressionAttributeValues: { ':pk': pk },
+    ConsistentRead: true,
+  });
 }
 
 process.exitCode = await main();

@@ -1,11 +1,7 @@
 import { ConditionalCheckFailedException, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
-import {
-  type DynamoDBDocumentClient,
-  QueryCommand,
-  TransactWriteCommand,
-  UpdateCommand,
-} from '@aws-sdk/lib-dynamodb';
+import { type DynamoDBDocumentClient, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { batchWriteAll } from './dynamo-batch.ts';
+import { queryAll } from './dynamo-query.ts';
 import { TransientError } from './errors.ts';
 import {
   type ClaimMeta,
@@ -99,22 +95,12 @@ export async function markSplit(store: LedgerStore, file: FileRef, owner: string
 /** The part items of a split file, in part order. */
 export async function partItems(store: LedgerStore, file: FileRef): Promise<LedgerItem[]> {
   const key = ledgerKey(wholeFile(file));
-  const items: LedgerItem[] = [];
-  let start: Record<string, unknown> | undefined;
-  do {
-    const out = await store.doc.send(
-      new QueryCommand({
-        TableName: store.table,
-        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
-        ExpressionAttributeValues: { ':pk': key.pk, ':prefix': `${file.etag}#part-` },
-        ConsistentRead: true,
-        ExclusiveStartKey: start,
-      }),
-    );
-    items.push(...((out.Items ?? []) as LedgerItem[]));
-    start = out.LastEvaluatedKey;
-  } while (start);
-  return items;
+  return queryAll<LedgerItem>(store.doc, {
+    TableName: store.table,
+    KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+    ExpressionAttributeValues: { ':pk': key.pk, ':prefix': `${file.etag}#part-` },
+    ConsistentRead: true,
+  });
 }
 
 /**

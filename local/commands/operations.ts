@@ -20,6 +20,7 @@ import { QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { Upload } from '@aws-sdk/lib-storage';
 import { type BatchEntry, sendMessageBatch } from '#shared/batch-send.ts';
 import { batchGetAll } from '#shared/dynamo-batch.ts';
+import { queryAll } from '#shared/dynamo-query.ts';
 import { MessageRefusedError, SendFailedError } from '#shared/errors.ts';
 import { type FileStatus, type LedgerItem, ledgerKey } from '#shared/ledger.ts';
 import type { RetryPolicy } from '#shared/retry.ts';
@@ -87,22 +88,12 @@ export async function ledgerEntries(target: Target, status?: FileStatus): Promis
 /** Every ledger item of one object key (`incoming/x.csv` or `s3://bucket/key`): its versions and their parts. */
 export async function ledgerVersions(target: Target, key: string): Promise<LedgerItem[]> {
   const pk = key.startsWith('s3://') ? key : `s3://${target.bucket}/${key}`;
-  const items: LedgerItem[] = [];
-  let start: Record<string, unknown> | undefined;
-  do {
-    const out = await target.clients.doc.send(
-      new QueryCommand({
-        TableName: target.ledgerTable,
-        KeyConditionExpression: 'pk = :pk',
-        ExpressionAttributeValues: { ':pk': pk },
-        ConsistentRead: true,
-        ExclusiveStartKey: start,
-      }),
-    );
-    items.push(...((out.Items ?? []) as LedgerItem[]));
-    start = out.LastEvaluatedKey;
-  } while (start);
-  return items;
+  return queryAll<LedgerItem>(target.clients.doc, {
+    TableName: target.ledgerTable,
+    KeyConditionExpression: 'pk = :pk',
+    ExpressionAttributeValues: { ':pk': pk },
+    ConsistentRead: true,
+  });
 }
 
 // ----------------------------------------------------------------------------------------------- dlq
