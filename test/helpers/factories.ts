@@ -5,6 +5,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Context, S3EventRecord, SQSEvent, SQSRecord, SQSRecordAttributes } from 'aws-lambda';
 import { LOCAL_ACCOUNT_ID, lambdaContext } from '../../local/event-sources/lambda-context.ts';
+import type { LocalState, RuntimeOptions } from '../../local/runtime/state.ts';
 
 const REGION = 'us-east-1';
 
@@ -133,4 +134,30 @@ export function encodeS3EventKey(key: string): string {
 /** A Lambda `Context` whose `getRemainingTimeInMillis` counts down from `timeoutMs` in real time. */
 export function lambdaContextFactory(timeoutMs = 60_000, functionName = 'test-function'): Context {
   return lambdaContext({ timeoutMs, functionName });
+}
+
+/** An offline run's state with every resource, as `local up` records it, and the given run options. */
+export function localStateFactory(options: RuntimeOptions = {}): LocalState {
+  return {
+    prefix: 'p',
+    moto: { pid: 1, marker: 'm', port: 1, endpoint: 'http://127.0.0.1:1' },
+    resources: {
+      bucket: 'p-ingest',
+      ledgerTable: 'p-ledger',
+      scoresTable: 'p-scores',
+      scoresBucket: 'p-scores-bucket',
+      anomaliesTable: 'p-anomalies',
+      queues: Object.fromEntries(
+        ['fileEvents', 'fileEventsDlq', 'signals', 'signalsDlq', 'kafkaFailures'].map((q) => [
+          q,
+          { name: q, url: `http://127.0.0.1:1/${q}`, arn: `arn:${q}` },
+        ]),
+      ) as never,
+      dbSecretArn: 'arn:secret',
+      dbUrl: 'postgres://x',
+      dbTable: 'signals',
+      topic: 't',
+    },
+    options,
+  };
 }

@@ -4,6 +4,7 @@ import { ENV } from '#shared/contract.ts';
 import { resolveDeployment } from '../../infra/props.ts';
 import { runtimeEnv } from '../../local/runtime/runtime.ts';
 import type { LocalState } from '../../local/runtime/state.ts';
+import { localStateFactory } from '../helpers/factories.ts';
 import { DB_AND_MSK_CONTEXT, synthTemplate } from '../helpers/stacks.ts';
 
 /**
@@ -22,28 +23,7 @@ const OPTIONS = {
 } as const;
 
 /** An offline run's state, as `local up --db-poller '<json>'` records it. */
-const stateWith = (dbPoller: unknown): LocalState => ({
-  prefix: 'p',
-  moto: { pid: 1, marker: 'm', port: 1, endpoint: 'http://127.0.0.1:1' },
-  resources: {
-    bucket: 'p-ingest',
-    ledgerTable: 'p-ledger',
-    scoresTable: 'p-scores',
-    scoresBucket: 'p-scores-bucket',
-    anomaliesTable: 'p-anomalies',
-    queues: Object.fromEntries(
-      ['fileEvents', 'fileEventsDlq', 'signals', 'signalsDlq', 'kafkaFailures'].map((q) => [
-        q,
-        { name: q, url: `http://127.0.0.1:1/${q}`, arn: `arn:${q}` },
-      ]),
-    ) as never,
-    dbSecretArn: 'arn:secret',
-    dbUrl: 'postgres://x',
-    dbTable: 'signals',
-    topic: 't',
-  },
-  options: { dbPoller: dbPoller as never },
-});
+const stateWith = (dbPoller: unknown): LocalState => localStateFactory({ dbPoller: dbPoller as never });
 
 /** The db-poller's environment in the template, with the app's context. */
 function deployedEnv(pulse: unknown): Record<string, unknown> {

@@ -4,6 +4,7 @@ import { CONFIG_ENV } from '#shared/config.ts';
 import { ENV, PLATFORM_ENV } from '#shared/contract.ts';
 import { runtimeEnv } from '../../local/runtime/runtime.ts';
 import type { LocalState } from '../../local/runtime/state.ts';
+import { localStateFactory } from '../helpers/factories.ts';
 import { DB_AND_MSK_CONTEXT, synthTemplate } from '../helpers/stacks.ts';
 
 /**
@@ -24,28 +25,7 @@ function schemaNames(service: Service): { all: string[]; required: string[] } {
 }
 
 /** An offline run's state with every resource and every shortened timing, as `local up` records it. */
-const STATE: LocalState = {
-  prefix: 'p',
-  moto: { pid: 1, marker: 'm', port: 1, endpoint: 'http://127.0.0.1:1' },
-  resources: {
-    bucket: 'p-ingest',
-    ledgerTable: 'p-ledger',
-    scoresTable: 'p-scores',
-    scoresBucket: 'p-scores-bucket',
-    anomaliesTable: 'p-anomalies',
-    queues: Object.fromEntries(
-      ['fileEvents', 'fileEventsDlq', 'signals', 'signalsDlq', 'kafkaFailures'].map((q) => [
-        q,
-        { name: q, url: `http://127.0.0.1:1/${q}`, arn: `arn:${q}` },
-      ]),
-    ) as never,
-    dbSecretArn: 'arn:secret',
-    dbUrl: 'postgres://x',
-    dbTable: 'signals',
-    topic: 't',
-  },
-  options: { leaseSeconds: 4, visibilitySeconds: 6, sweepSeconds: 5 },
-};
+const STATE: LocalState = localStateFactory({ leaseSeconds: 4, visibilitySeconds: 6, sweepSeconds: 5 });
 
 describe('the environment contract: stack, config schemas and offline runtime name the same variables', () => {
   /** Each function's environment in the template (with a database and Kafka: every variable set), by service. */

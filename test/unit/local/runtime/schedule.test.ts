@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { type RuntimeLogger, runtimeEnv, startSchedule } from '../../../../local/runtime/runtime.ts';
+import { localStateFactory } from '../../../helpers/factories.ts';
 
 const logger: RuntimeLogger = { info: () => {}, warn: () => {}, error: () => {} };
 
@@ -74,28 +75,7 @@ describe('startSchedule (the poller schedule of the offline run)', () => {
 
   it('gives the ledger sweep shortened thresholds when the offline run shortens its lease, visibility and schedule', () => {
     // Prepare
-    const state = {
-      prefix: 'p',
-      moto: { pid: 1, marker: 'm', port: 1, endpoint: 'http://127.0.0.1:1' },
-      resources: {
-        bucket: 'p-ingest',
-        ledgerTable: 'p-ledger',
-        scoresTable: 'p-scores',
-        scoresBucket: 'p-scores-bucket',
-        anomaliesTable: 'p-anomalies',
-        queues: Object.fromEntries(
-          ['fileEvents', 'fileEventsDlq', 'signals', 'signalsDlq', 'kafkaFailures'].map((q) => [
-            q,
-            { name: q, url: `http://127.0.0.1:1/${q}`, arn: `arn:${q}` },
-          ]),
-        ) as never,
-        dbSecretArn: 'arn:secret',
-        dbUrl: 'postgres://x',
-        dbTable: 'signals',
-        topic: 't',
-      },
-      options: { leaseSeconds: 4, visibilitySeconds: 6, sweepSeconds: 5 },
-    };
+    const state = localStateFactory({ leaseSeconds: 4, visibilitySeconds: 6, sweepSeconds: 5 });
     // Act
     const env = runtimeEnv(state);
     const defaults = runtimeEnv({ ...state, options: {} });
