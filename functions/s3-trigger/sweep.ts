@@ -1,5 +1,6 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { type DynamoDBDocumentClient, QueryCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
+import type { ClientConfig, SweepConfig } from '#shared/config.ts';
 import { METRIC } from '#shared/contract.ts';
 import type { FileStatus, LedgerItem } from '#shared/ledger.ts';
 import { type Logger, type Metrics, MetricUnit } from '#shared/observability.ts';
@@ -31,17 +32,8 @@ export const STUCK_METRICS: Readonly<Record<StuckKind, string>> = {
   exhausted: METRIC.filesStuckExhausted,
 };
 
-export interface SweepOptions {
-  readonly ledgerTable: string;
-  readonly bucket: string;
-  readonly maxAttempts: number;
-  readonly processingStuckSeconds: number;
-  readonly splitStuckSeconds: number;
-  readonly canaryGraceSeconds: number;
-  readonly exhaustedLookbackHours: number;
-  readonly maxItemsPerStatus: number;
-  readonly pageSize: number;
-}
+/** What the sweep reads from its configuration (shared/config.ts resolves it once, at cold start). */
+export type SweepOptions = Omit<SweepConfig, keyof ClientConfig>;
 
 export interface SweepDeps {
   readonly doc: DynamoDBDocumentClient;
