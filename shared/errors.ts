@@ -219,3 +219,15 @@ function formatLocation(loc: ErrorLocation): string {
   if (loc.byteOffset !== undefined) parts.push(`byte ${loc.byteOffset}`);
   return parts.length ? ` (at ${parts.join(', ')})` : '';
 }
+
+/** Errors that mean the object version is gone (deleted, or overwritten in an unversioned bucket). */
+export function isObjectGone(err: unknown): boolean {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return (
+    e?.name === 'NoSuchKey' ||
+    e?.name === 'NoSuchVersion' ||
+    e?.name === 'PreconditionFailed' ||
+    (e?.name === 'NotFound' && e?.$metadata?.httpStatusCode === 404) ||
+    e?.$metadata?.httpStatusCode === 412
+  );
+}

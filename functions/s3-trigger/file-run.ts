@@ -2,6 +2,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { METRIC } from '#shared/contract.ts';
 import {
   describeError,
+  isObjectGone,
   isTransient,
   LeaseLostError,
   MalformedFileError,
@@ -23,7 +24,7 @@ import { settings } from '#shared/settings.ts';
 import { SignalSink } from '#shared/sink.ts';
 import type { FileTask } from './events.ts';
 import { splittable } from './fan-out.ts';
-import { emitFileMetrics, type IngestDeps, type IngestOutcome, isObjectGone } from './ingest-types.ts';
+import { emitFileMetrics, type IngestDeps, type IngestOutcome } from './ingest-types.ts';
 import { noProgressError, RunPace } from './pace.ts';
 import type { DetectedFormat } from './parsers/index.ts';
 import type { ParsedRecord } from './parsers/types.ts';

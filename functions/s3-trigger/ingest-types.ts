@@ -101,18 +101,6 @@ export type IngestOutcome =
         | string;
     };
 
-/** Errors that mean the object version is gone (deleted, or overwritten in an unversioned bucket). */
-export function isObjectGone(err: unknown): boolean {
-  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-  return (
-    e?.name === 'NoSuchKey' ||
-    e?.name === 'NoSuchVersion' ||
-    e?.name === 'PreconditionFailed' ||
-    (e?.name === 'NotFound' && e?.$metadata?.httpStatusCode === 404) ||
-    e?.$metadata?.httpStatusCode === 412
-  );
-}
-
 /** The counts alone (a stats object may carry more). */
 export function snapshot(s: FileStats): FileStats {
   return { records: s.records, rejected: s.rejected, bytesRead: s.bytesRead };

@@ -1,12 +1,12 @@
 import { METRIC } from '#shared/contract.ts';
-import { FileBusyError } from '#shared/errors.ts';
+import { FileBusyError, isObjectGone } from '#shared/errors.ts';
 import type { ClaimMeta, ClaimResult } from '#shared/ledger.ts';
 import { MetricUnit } from '#shared/observability.ts';
 import { settings } from '#shared/settings.ts';
 import type { FileTask } from './events.ts';
 import { splittable } from './fan-out.ts';
 import { FileRun } from './file-run.ts';
-import { type IngestDeps, type IngestOutcome, isObjectGone } from './ingest-types.ts';
+import type { IngestDeps, IngestOutcome } from './ingest-types.ts';
 import { detectFormat } from './parsers/index.ts';
 import { openRecords, Progress } from './records.ts';
 import { headObject, type ObjectVersion } from './source.ts';

@@ -13,6 +13,7 @@
 import { hostname, userInfo } from 'node:os';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
+import { isObjectGone } from '#shared/errors.ts';
 import type { LedgerItem, RetryRecord } from '#shared/ledger-items.ts';
 import { previousEnding, resetForRetry, retryRefusal } from '#shared/ledger-retry.ts';
 import { fileEventMessage, ledgerEntries, ledgerVersions } from './operations.ts';
@@ -133,8 +134,9 @@ async function versionGone(target: Target, item: LedgerItem): Promise<string | u
     if (etag === item.etag) return undefined;
     return `s3://${item.bucket}/${item.key} now holds another version (ETag ${etag}): that one is ingested on its own; upload the file again to run this one`;
   } catch (err) {
-    const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-    if (e.name === 'NotFound' || e.name === 'NoSuchKey' || e.$metadata?.httpStatusCode === 404) {
+    // The s3-trigger's own test of a version that is gone (a 403 is not one: without s3:ListBucket S3 answers
+    // 403 for a missing key, and the operator is told what was denied instead).
+    if (isObjectGone(err)) {
       return `s3://${item.bucket}/${item.key}@${item.etag} no longer exists: upload the file again`;
     }
     throw err;
