@@ -47,6 +47,15 @@ describe('a long file handed over to continuations before the timeout (moto)', (
       async () => ((await p.series('incoming/hand-over.csv', 'hand_over'))?.count ?? 0) >= file.good,
       240_000,
     );
+    // A transaction counts its rows in the series when it commits; the score object it wrote as pending is
+    // promoted right after (docs/scoring.md): wait for the last promotions too.
+    const ownScores = async () =>
+      (await p.scoreRecords()).filter((s) => s.id.startsWith(`s3://${p.names.bucket}/${key}@`));
+    await waitFor(
+      'every score object promoted',
+      async () => (await ownScores()).length >= file.good && (await p.queueDepth('signals')) === 0,
+      60_000,
+    );
     // Assess
     expect(done.handOvers ?? 0).toBeGreaterThanOrEqual(1);
     // Hand-overs do not use up attempts: the file is done in its first.
@@ -54,7 +63,7 @@ describe('a long file handed over to continuations before the timeout (moto)', (
     expect(done.records).toBe(file.good);
     expect(done.rejected).toBe(file.bad);
     expect(done.resumedFrom).toBeDefined();
-    const scores = (await p.scoreRecords()).filter((s) => s.id.startsWith(`s3://${p.names.bucket}/${key}@`));
+    const scores = await ownScores();
     expect(scores).toHaveLength(file.good);
     expect(new Set(scores.map((s) => s.id)).size).toBe(file.good);
     expect((await p.series('incoming/hand-over.csv', 'hand_over'))?.count).toBe(file.good);
