@@ -358,13 +358,11 @@ describe('doctorStack', () => {
 
   it('reports a disabled queue mapping with the command that enables it', async () => {
     // Prepare
-    lambda
-      .on(ListEventSourceMappingsCommand, { FunctionName: OUT.s3TriggerFunction })
-      .resolves({
-        EventSourceMappings: [
-          sqsMapping('s3', 'file-events', { State: 'Disabled', StateTransitionReason: 'USER_INITIATED' }),
-        ],
-      });
+    lambda.on(ListEventSourceMappingsCommand, { FunctionName: OUT.s3TriggerFunction }).resolves({
+      EventSourceMappings: [
+        sqsMapping('s3', 'file-events', { State: 'Disabled', StateTransitionReason: 'USER_INITIATED' }),
+      ],
+    });
 
     // Act
     const report = await run();

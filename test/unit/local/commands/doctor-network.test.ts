@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { networkCheck, subnetReach } from '../../../../local/commands/doctor-network.ts';
 
 const REGION = 'eu-west-1';
+/** EC2 answers endpoint states in lower case (`available`), whatever the SDK's enum spells. */
+const state = (s: string) => s as VpcEndpoint['State'];
 const table = (
   id: string,
   subnets: string[],
@@ -17,7 +19,7 @@ const iface = (service: string, over: Partial<VpcEndpoint> = {}): VpcEndpoint =>
   VpcEndpointId: `vpce-${service}`,
   VpcEndpointType: 'Interface',
   ServiceName: `com.amazonaws.${REGION}.${service}`,
-  State: 'available',
+  State: state('available'),
   PrivateDnsEnabled: true,
   ...over,
 });
@@ -25,7 +27,7 @@ const gateway = (service: string, routeTableIds: string[]): VpcEndpoint => ({
   VpcEndpointId: `vpce-${service}`,
   VpcEndpointType: 'Gateway',
   ServiceName: `com.amazonaws.${REGION}.${service}`,
-  State: 'available',
+  State: state('available'),
   RouteTableIds: routeTableIds,
 });
 
@@ -76,7 +78,7 @@ describe('subnetReach', () => {
     const tables = [table('rtb-a', ['subnet-a']), table('rtb-b', ['subnet-b'])];
     const endpoints = [
       iface('secretsmanager', { PrivateDnsEnabled: false }),
-      iface('sqs', { State: 'pending' }),
+      iface('sqs', { State: state('pending') }),
       gateway('s3', ['rtb-b']),
       gateway('dynamodb', ['rtb-a']),
     ];
