@@ -29,8 +29,9 @@ const TITLE = 'Notifications (canary round trip)';
  * Writes the notification canary (the object the ledger sweep writes, at its reserved key under the incoming
  * prefix; s3-trigger records it on its ledger item and ingests nothing) and waits until the ledger shows it.
  *
- * The canary counts as arrived when s3-trigger recorded this version (`seenVersionId`), or, in a bucket
- * that gives no version ids, when its count of canaries seen grew. A canary version other than the one seen
+ * The canary counts as arrived when s3-trigger recorded this version (`seenVersionId`), or, when the
+ * notifications carry no version id (an unversioned bucket; moto's notifications), when its count of canaries
+ * seen grew. A canary version other than the one seen
  * before doctor started (the sweep's next one, written meanwhile) proves the same thing: a notification
  * made the whole way after doctor began. The item's times are not compared with this machine's clock,
  * which may be off. Doctor does not add its canary to the sweep's `sent` list: the sweep's alarm is its own.
@@ -96,8 +97,9 @@ function arrived(before: CanaryItem | undefined, item: CanaryItem | undefined, v
   if (!item) return false;
   if (versionId !== undefined && item.seenVersionId === versionId) return true;
   const grew = Number(item.seenCount ?? 0) > Number(before?.seenCount ?? 0);
-  if (versionId === undefined) return grew;
-  return grew && item.seenVersionId !== undefined && item.seenVersionId !== before?.seenVersionId;
+  // Notifications without version ids (an unversioned bucket; moto's) leave only the count to go by.
+  if (versionId === undefined || item.seenVersionId === undefined) return grew;
+  return grew && item.seenVersionId !== before?.seenVersionId;
 }
 
 async function readItem(deps: CanaryRoundTripDeps): Promise<CanaryItem | undefined> {

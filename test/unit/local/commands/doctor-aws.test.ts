@@ -356,6 +356,34 @@ describe('doctorStack', () => {
     expect(byId(report, 'notifications')?.status).toBe('ok');
   });
 
+  it('counts the canary from the count of canaries seen when notifications carry no version id (moto)', async () => {
+    // Prepare
+    doc
+      .on(GetCommand, { Key: canaryLedgerKey(OUT.bucket) })
+      .resolvesOnce({ Item: undefined })
+      .resolves({ Item: { ...canaryLedgerKey(OUT.bucket), seenCount: 1 } });
+
+    // Act
+    const report = await run();
+
+    // Assess
+    expect(byId(report, 'notifications')?.status).toBe('ok');
+  });
+
+  it('does not take a repeated delivery of the canary seen before doctor started for its own', async () => {
+    // Prepare
+    doc
+      .on(GetCommand, { Key: canaryLedgerKey(OUT.bucket) })
+      .resolvesOnce({ Item: { ...canaryLedgerKey(OUT.bucket), seenVersionId: 'v-old', seenCount: 4 } })
+      .resolves({ Item: { ...canaryLedgerKey(OUT.bucket), seenVersionId: 'v-old', seenCount: 5 } });
+
+    // Act
+    const report = await run(2_000);
+
+    // Assess
+    expect(byId(report, 'notifications')?.status).toBe('problem');
+  });
+
   it('reports a disabled queue mapping with the command that enables it', async () => {
     // Prepare
     lambda.on(ListEventSourceMappingsCommand, { FunctionName: OUT.s3TriggerFunction }).resolves({
