@@ -403,6 +403,66 @@ describe('doctorStack', () => {
     );
   });
 
+  it('reports a queue with no event source mapping at all, and says a deploy creates it', async () => {
+    // Prepare
+    lambda
+      .on(ListEventSourceMappingsCommand, { FunctionName: OUT.scorerFunction })
+      .resolves({ EventSourceMappings: [] });
+
+    // Act
+    const report = await run();
+
+    // Assess
+    const e = byId(report, 'event-sources');
+    expect(e).toMatchObject({ status: 'problem', summary: 'signals → scorer has no event source mapping' });
+    expect(e?.next).toMatch(/cdk deploy/);
+  });
+
+  it('reports a stack with a deploy under way, and to run doctor again once it has finished', async () => {
+    // Prepare
+    cfn.on(DescribeStacksCommand).resolves({
+      Stacks: [
+        {
+          StackName: 'PulseIngest-dev',
+          StackStatus: 'UPDATE_IN_PROGRESS',
+          CreationTime: new Date(NOW),
+          Outputs: outputs(),
+        },
+      ],
+    });
+
+    // Act
+    const report = await run();
+
+    // Assess
+    expect(byId(report, 'stack')).toMatchObject({
+      status: 'problem',
+      summary: 'PulseIngest-dev: UPDATE_IN_PROGRESS',
+      next: 'A deploy is under way: run doctor again once it has finished.',
+    });
+  });
+
+  it('reports a disabled Kafka mapping with its reason, even with no processing problem', async () => {
+    // Prepare
+    const disabled = kafkaMapping({
+      State: 'Disabled',
+      StateTransitionReason: 'USER_INITIATED',
+      LastProcessingResult: 'No records processed',
+    });
+    lambda.on(GetEventSourceMappingCommand, { UUID: 'uuid-kafka' }).resolves(disabled);
+
+    // Act
+    const report = await run();
+
+    // Assess
+    const k = byId(report, 'kafka');
+    expect(k).toMatchObject({ status: 'problem', summary: 'topic pulse_signals: mapping Disabled' });
+    expect(k?.details).toEqual([
+      'topic pulse_signals (mapping uuid-kafka): Disabled (USER_INITIATED); last processing result: No records processed',
+    ]);
+    expect(k?.next).toMatch(/update-event-source-mapping --uuid uuid-kafka --enabled/);
+  });
+
   it('reports a Kafka mapping in PROBLEM state with AWS words and what they mean for the network', async () => {
     // Prepare
     const failing = kafkaMapping({
