@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { FileStatus } from '#shared/ledger.ts';
+import { settings } from '#shared/settings.ts';
 import { ORIGIN_KINDS, type OriginKind } from '#shared/signal.ts';
 import type { ReplayInvoker } from '../local/commands/kafka-replay.ts';
 import {
@@ -276,7 +277,7 @@ program
     '--timeout <seconds>',
     'how long the canary may take to reach the ledger',
     positiveInt('--timeout'),
-    60,
+    settings.doctor.canaryTimeoutSeconds,
   )
   .option(
     '--json',

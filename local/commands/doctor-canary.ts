@@ -14,7 +14,7 @@ export interface CanaryRoundTripDeps {
   readonly fileEventsQueueUrl: string;
   /** How long to wait for the canary to show up in the ledger. */
   readonly timeoutMs: number;
-  /** Between two reads of the ledger item. @default 1000 */
+  /** Between two reads of the ledger item. @default settings.doctor.canaryPollMs */
   readonly pollMs?: number;
   /** What to look at when the canary never arrives (the wiring differs offline and on AWS). */
   readonly notArrivedNext: string;
@@ -89,7 +89,7 @@ export async function canaryRoundTrip(deps: CanaryRoundTripDeps): Promise<Doctor
       };
     }
     if (now() >= deadline) return notArrived(deps, versionId);
-    await sleep(Math.min(deps.pollMs ?? 1000, Math.max(0, deadline - now())));
+    await sleep(Math.min(deps.pollMs ?? settings.doctor.canaryPollMs, Math.max(0, deadline - now())));
   }
 }
 

@@ -33,7 +33,7 @@ export interface DatabaseCheckOptions {
   readonly now?: () => number;
 }
 
-const HOUR = 3_600_000;
+const LOOKBACK_MS = settings.doctor.pollerLogLookbackMinutes * 60_000;
 /** Log lines of a run's start (text or JSON platform logs) and of an error (Powertools' level, a timeout). */
 export const POLLER_LOG_PATTERN = '?"START RequestId" ?"platform.start" ?ERROR ?"Task timed out"';
 
@@ -149,8 +149,9 @@ async function secretCheck(secrets: SecretsManagerClient, secretArn: string): Pr
 }
 
 /**
- * The poller's last hour, from its log group: when it last started and its last error (a Powertools ERROR
- * line or a timeout); in watermark mode also where the watermark is and when it last moved.
+ * The poller's recent runs (`settings.doctor.pollerLogLookbackMinutes`), from its log group: when it last
+ * started and its last error (a Powertools ERROR line or a timeout); in watermark mode also where the
+ * watermark is and when it last moved.
  */
 async function lastRunCheck(
   c: DatabaseCheckClients,
@@ -173,7 +174,7 @@ async function lastRunCheck(
   const logGroup = config.LoggingConfig?.LogGroup ?? `/aws/lambda/${o.functionName}`;
   let events: FilteredLogEvent[];
   try {
-    events = await recentEvents(c.logs, logGroup, now - HOUR);
+    events = await recentEvents(c.logs, logGroup, now - LOOKBACK_MS);
   } catch (err) {
     const next = grantHint(err);
     return {
@@ -196,7 +197,7 @@ async function lastRunCheck(
       id,
       title,
       status: 'problem',
-      summary: `no run in the last hour (its schedule is every ${settings.dbPoller.scheduleRateMinutes} minute(s))`,
+      summary: `no run in the last ${settings.doctor.pollerLogLookbackMinutes} minutes (its schedule is every ${settings.dbPoller.scheduleRateMinutes} minute(s))`,
       next: "Check the poller's EventBridge Scheduler schedule is ENABLED (aws scheduler list-schedules), and the function's throttles.",
       details,
     };
@@ -206,14 +207,20 @@ async function lastRunCheck(
       id,
       title,
       status: 'problem',
-      summary: `it failed in the last hour (${at(lastError)})`,
+      summary: `it failed in the last ${settings.doctor.pollerLogLookbackMinutes} minutes (${at(lastError)})`,
       next:
         'Read the error above. A connection timeout points at the network (subnets, security groups: the database must ' +
         "allow its port from the poller's group), an authentication error at the secret, a missing relation at -c pulse dbPoller.table.",
       details,
     };
   }
-  return { id, title, status: 'ok', summary: `ran at ${at(lastStart)}, no error in the last hour`, details };
+  return {
+    id,
+    title,
+    status: 'ok',
+    summary: `ran at ${at(lastStart)}, no error in the last ${settings.doctor.pollerLogLookbackMinutes} minutes`,
+    details,
+  };
 }
 
 async function watermarkLine(
