@@ -129,6 +129,53 @@ describe('pulse doctor (CLI)', () => {
     });
   });
 
+  it('with --stack and no AWS region, says so and exits 2 without calling AWS', async () => {
+    // Prepare: no region and no credentials from anywhere (environment, config files)
+    const env = { ...process.env, AWS_CONFIG_FILE: '/dev/null', AWS_SHARED_CREDENTIALS_FILE: '/dev/null' };
+    for (const k of [
+      'AWS_REGION',
+      'AWS_DEFAULT_REGION',
+      'AWS_PROFILE',
+      'AWS_ACCESS_KEY_ID',
+      'AWS_SECRET_ACCESS_KEY',
+    ])
+      delete env[k];
+
+    // Act
+    const out = await run('node', ['bin/pulse.js', 'doctor', '--stack', 'PulseIngest', '--json'], {
+      cwd: REPO_ROOT,
+      env,
+    }).then(
+      () => {
+        throw new Error('pulse doctor exited 0');
+      },
+      (err: { code: number; stdout: string }) => err,
+    );
+
+    // Assess
+    const report = JSON.parse(out.stdout) as {
+      exitCode: number;
+      checks: { id: string; status: string; summary: string }[];
+    };
+    expect(out.code).toBe(2);
+    expect(report.exitCode).toBe(2);
+    expect(report.checks[0]).toMatchObject({
+      id: 'credentials',
+      status: 'cannot-check',
+      summary: 'no AWS region: Region is missing',
+    });
+    expect(report.checks.map((c) => c.id)).toEqual([
+      'credentials',
+      'stack',
+      'outputs',
+      'notifications',
+      'event-sources',
+      'dlqs',
+      'database',
+      'kafka',
+    ]);
+  });
+
   it('refuses a timeout that is not a positive number of seconds', async () => {
     // Act
     const out = await run('node', ['bin/pulse.js', '--home', home, 'doctor', '--timeout', '0'], {
