@@ -131,7 +131,11 @@ describe('pulse doctor (CLI)', () => {
 
   it('with --stack and no AWS region, says so and exits 2 without calling AWS', async () => {
     // Prepare: no region and no credentials from anywhere (environment, config files)
-    const env = { ...process.env, AWS_CONFIG_FILE: '/dev/null', AWS_SHARED_CREDENTIALS_FILE: '/dev/null' };
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      AWS_CONFIG_FILE: '/dev/null',
+      AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
+    };
     for (const k of [
       'AWS_REGION',
       'AWS_DEFAULT_REGION',
