@@ -64,7 +64,8 @@ export async function doctorStack(c: DoctorAwsClients, o: DoctorAwsOptions): Pro
 
   const { check: stackCheck, stack } = await describeStack(c.cfn, o.stackName, region);
   checks.push(stackCheck);
-  if (!stack) return doctorReport(o.stackName, [...checks, ...skipped(`stack ${o.stackName} was not found`)]);
+  if (!stack)
+    return doctorReport(o.stackName, [...checks, ...skipped(`stack ${o.stackName} could not be read`)]);
 
   const outputs: Outputs = {};
   for (const o2 of stack.Outputs ?? []) {
