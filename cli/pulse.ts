@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { FileStatus } from '#shared/ledger.ts';
+import { settings } from '#shared/settings.ts';
 import { ORIGIN_KINDS, type OriginKind } from '#shared/signal.ts';
 import type { ReplayInvoker } from '../local/commands/kafka-replay.ts';
 import {
@@ -263,6 +264,56 @@ local
   .option('--dashboard-port <n>', 'port of the dashboard page', positiveInt('--dashboard-port'))
   .action(async (o: { dashboardPort?: number }) => {
     await runRuntimeProcess(globals().home, o.dashboardPort);
+  });
+
+// ---------------------------------------------------------------------------------------- doctor
+
+program
+  .command('doctor')
+  .description(
+    'is data getting through? credentials, the stack and its outputs, notifications (a canary to the ledger), event sources, DLQs, database and Kafka sources',
+  )
+  .option(
+    '--timeout <seconds>',
+    'how long the canary may take to reach the ledger',
+    positiveInt('--timeout'),
+    settings.doctor.canaryTimeoutSeconds,
+  )
+  .option(
+    '--json',
+    'print JSON: { exitCode, target, checks: [{ id, title, status, summary, next, details }] }',
+  )
+  .addHelpText(
+    'after',
+    `
+Examples:
+  npm run pulse -- doctor --stack PulseIngest-dev
+  npm run pulse -- doctor                          (the offline run)
+
+Exit codes: 0 every check passed (a source that is not configured counts as passed); 1 a problem was
+found (what to do is printed under it); 2 no problem found, but a check could not be made (no credentials,
+no access, no offline run).`,
+  )
+  .action(async (o: { timeout: number; json?: boolean }) => {
+    const { doctorText } = await import('../local/commands/doctor-text.ts');
+    const g = globals();
+    let report: import('../local/commands/doctor.ts').DoctorReport;
+    if (g.stack) {
+      const { doctorStack } = await import('../local/commands/doctor-aws.ts');
+      const { doctorClients } = await import('../local/commands/doctor-clients.ts');
+      const clients = doctorClients(g.region);
+      try {
+        report = await doctorStack(clients, { stackName: g.stack, timeoutMs: o.timeout * 1000 });
+      } finally {
+        clients.close();
+      }
+    } else {
+      const { doctorLocal } = await import('../local/commands/doctor-local.ts');
+      report = await doctorLocal(readState(g.home), { timeoutMs: o.timeout * 1000 });
+    }
+    if (o.json) console.log(printableJson(report));
+    else console.log(doctorText(report));
+    process.exitCode = report.exitCode;
   });
 
 // ------------------------------------------------------------------------------------------ demo

@@ -432,6 +432,14 @@ export class PulseIngest extends Construct {
       'The kafka-consumer, which pulse kafka replay invokes with each stored batch',
     );
     out(OUTPUTS.alarmTopic, this.monitoring.topic.topicArn, 'Every alarm notifies this topic');
+    // `pulse doctor` reads these functions' event source mappings, configuration and logs.
+    out(
+      OUTPUTS.s3TriggerFunction,
+      this.s3Trigger.functionName,
+      'The s3-trigger (file-events queue → signals)',
+    );
+    out(OUTPUTS.scorerFunction, this.scorer.functionName, 'The scorer (signals queue → scores)');
+    out(OUTPUTS.dbPollerFunction, this.producers.dbPoller.functionName, 'The db-poller (database → signals)');
   }
 
   /**

@@ -24,6 +24,10 @@ export const OUTPUTS = {
   anomaliesTable: 'AnomaliesTableName',
   scoresGlueTable: 'ScoresGlueTable',
   alarmTopic: 'AlarmTopicArn',
+  // `pulse doctor`: the functions whose event source mappings, configuration and logs it reads.
+  s3TriggerFunction: 'S3TriggerFunctionName',
+  scorerFunction: 'ScorerFunctionName',
+  dbPollerFunction: 'DbPollerFunctionName',
 } as const;
 
 /**

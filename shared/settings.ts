@@ -450,6 +450,19 @@ export const settings = {
       replayKeyPrefix: 'kafka-failure#',
     },
   },
+
+  /** `pulse doctor` (local/commands/doctor*.ts). */
+  doctor: {
+    /**
+     * How long the canary may take to reach the ledger (`--timeout`). S3 delivers most notifications in
+     * seconds, some after a minute or more; the ledger sweep's own alarm waits `sweep.canaryGraceSeconds`.
+     */
+    canaryTimeoutSeconds: 60,
+    /** Between two reads of the canary's ledger item. */
+    canaryPollMs: 1000,
+    /** How far back the db-poller's log group is read for its last run and last error. */
+    pollerLogLookbackMinutes: 60,
+  },
 } as const;
 
 /** The Kafka event source mapping's poller scaling mode (see `settings.kafka.pollerMode`). */

@@ -931,6 +931,9 @@ describe('outputs', () => {
       KafkaFailuresBucketName: refOf(template, 'ProducersKafkaFailuresBucket', 'AWS::S3::Bucket'),
       KafkaFailureNoticesQueueUrl: refOf(template, 'ProducersKafkaFailuresNotices', 'AWS::SQS::Queue'),
       KafkaConsumerFunctionName: refOf(template, 'ProducersKafkaConsumer', 'AWS::Lambda::Function'),
+      S3TriggerFunctionName: refOf(template, 'S3Trigger', 'AWS::Lambda::Function'),
+      ScorerFunctionName: refOf(template, 'Scorer', 'AWS::Lambda::Function'),
+      DbPollerFunctionName: refOf(template, 'ProducersDbPoller', 'AWS::Lambda::Function'),
       ScoresBucketName: refOf(template, 'ScoresBucket', 'AWS::S3::Bucket'),
       AnomaliesTableName: refOf(template, 'Anomalies', 'AWS::DynamoDB::Table'),
       ScoresGlueTable: {
