@@ -20,7 +20,8 @@ import { kafkaMappingGroupId, kafkaRetryPolicy, settings } from '#shared/setting
 import { PulseFunction } from './constructs/pulse-function.ts';
 import { dbPollerEnvironment } from './db-poller-env.ts';
 import { KafkaFailures, S3WriteOnlyKafkaDestination } from './kafka-failures.ts';
-import { schemaRegistryEnv, schemaRegistryOf, suppressGlueSchemaVersions } from './kafka-schema-registry.ts';
+import { schemaRegistryEnv } from './kafka-schema-registry.ts';
+import { schemaRegistryOf, suppressGlueSchemaVersions } from './kafka-schema-registry-source.ts';
 import {
   type DatabaseSource,
   type KafkaAuthentication,
