@@ -1,3 +1,4 @@
+import * as z from 'zod';
 import type { SchemaRegistryEnv } from '#shared/kafka-registry.ts';
 
 /**
@@ -119,3 +120,24 @@ export function registryValueFormatProblems(
   }
   return [];
 }
+
+/** The shape of {@link KafkaSchemaRegistry}, for context (`-c kafkaSchemaRegistry='<json>'`); values are checked by {@link schemaRegistryProblems}. */
+export const KafkaSchemaRegistrySchema = z
+  .discriminatedUnion('kind', [
+    z.strictObject({
+      kind: z.literal('confluent'),
+      url: z.string(),
+      authentication: z.enum(['BASIC_AUTH', 'CLIENT_CERTIFICATE_TLS_AUTH']).optional(),
+      secretArn: z.string().optional(),
+      rootCaSecretArn: z.string().optional(),
+      recordFormat: z.enum(['JSON', 'SOURCE']).optional(),
+      validate: z.array(z.enum(['KEY', 'VALUE'])).optional(),
+    }),
+    z.strictObject({
+      kind: z.literal('glue'),
+      registryArn: z.string(),
+      recordFormat: z.enum(['JSON', 'SOURCE']).optional(),
+      validate: z.array(z.enum(['KEY', 'VALUE'])).optional(),
+    }),
+  ])
+  .transform((r) => r as KafkaSchemaRegistry);

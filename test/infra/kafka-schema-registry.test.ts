@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { loadKafkaConsumerConfig } from '#shared/config.ts';
 import { ENV } from '#shared/contract.ts';
 import { REPO_ROOT } from '../../infra/constructs/pulse-function.ts';
+import { pulseContext } from '../../infra/context.ts';
 import type { KafkaSchemaRegistry } from '../../infra/kafka-schema-registry.ts';
 import type { KafkaSource } from '../../infra/props.ts';
 import { PulseIngest, type PulseIngestProps } from '../../infra/pulse-ingest.ts';
@@ -214,5 +215,31 @@ describe('kafka.schemaRegistry', () => {
         kafkaConsumer: { valueFormat: 'avro', valueSchema: '{"type":"record","name":"S","fields":[]}' },
       }),
     ).toThrow('kafkaConsumer.valueFormat must be json with kafka.schemaRegistry.recordFormat JSON');
+  });
+
+  it('takes the registry from context as JSON (-c kafkaSchemaRegistry), and refuses it without a Kafka source or with an unknown key', () => {
+    // Prepare
+    const registry = { kind: 'glue', registryArn: GLUE, recordFormat: 'JSON' };
+    const get = (c: Record<string, unknown>) => (k: string) => c[k];
+    // Act
+    const { props } = pulseContext(
+      get({
+        mskClusterArn: 'arn:aws:kafka:eu-west-1:123456789012:cluster/p/abc',
+        kafkaSchemaRegistry: JSON.stringify(registry),
+      }),
+    );
+    // Assess
+    expect(props.kafka?.schemaRegistry).toEqual(registry);
+    expect(() => pulseContext(get({ kafkaSchemaRegistry: JSON.stringify(registry) }))).toThrow(
+      '-c kafkaSchemaRegistry needs -c mskClusterArn or -c kafkaBootstrapServers',
+    );
+    expect(() =>
+      pulseContext(
+        get({
+          mskClusterArn: 'arn:aws:kafka:eu-west-1:123456789012:cluster/p/abc',
+          kafkaSchemaRegistry: JSON.stringify({ ...registry, registryUrl: 'x' }),
+        }),
+      ),
+    ).toThrow('-c kafkaSchemaRegistry:');
   });
 });
