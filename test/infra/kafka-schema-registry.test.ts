@@ -11,6 +11,8 @@ import { pulseContext } from '../../infra/context.ts';
 import type { KafkaSchemaRegistry } from '../../infra/kafka-schema-registry.ts';
 import type { KafkaSource } from '../../infra/props.ts';
 import { PulseIngest, type PulseIngestProps } from '../../infra/pulse-ingest.ts';
+import { runtimeEnv } from '../../local/runtime/runtime.ts';
+import { localStateFactory } from '../helpers/factories.ts';
 
 type Json = Record<string, unknown>;
 type Resource = { Type: string; Properties: Json };
@@ -241,5 +243,18 @@ describe('kafka.schemaRegistry', () => {
         }),
       ),
     ).toThrow('-c kafkaSchemaRegistry:');
+  });
+
+  it('gives the offline kafka-consumer (local up --kafka-registry) what the stack gives it with a Confluent registry and its defaults', () => {
+    // Prepare
+    const t = Template.fromStack(
+      build({ kafka: { ...MSK, schemaRegistry: { kind: 'confluent', url: 'https://r.example' } } }),
+    );
+    // Act
+    const offline = runtimeEnv(localStateFactory({ kafkaSchemaRegistry: true }));
+    const without = runtimeEnv(localStateFactory({}));
+    // Assess
+    expect(offline[ENV.kafkaSchemaRegistry]).toBe(consumerEnv(t)[ENV.kafkaSchemaRegistry]);
+    expect(without[ENV.kafkaSchemaRegistry]).toBeUndefined();
   });
 });
