@@ -54,6 +54,8 @@ export type KafkaSchemaRegistry = (
 
 /** `arn:<partition>:glue:<region>:<account>:registry/<name>` (CDK's GlueSchemaRegistry checks the same). */
 const GLUE_REGISTRY_ARN = /^arn:[^:]+:glue:[^:]+:[^:]+:registry\/([^/]+)$/;
+/** Lambda's `SchemaRegistryURI`: 1..10000 of `[a-zA-Z0-9-/*:_+=.@]` (KafkaSchemaRegistryConfig API). */
+const SCHEMA_REGISTRY_URI = /^[a-zA-Z0-9\-/*:_+=.@]{1,10000}$/;
 /** A Secrets Manager secret ARN (Lambda's pattern for an access config's URI, simplified). */
 const SECRET_ARN = /^arn:aws[a-zA-Z0-9-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/;
 
@@ -71,6 +73,10 @@ export function schemaRegistryProblems(
   if (r.kind === 'confluent') {
     if (!/^https?:\/\/[^\s/]+/.test(r.url)) {
       problems.push(`kafka.schemaRegistry.url: "${r.url}" is not an http(s) URL`);
+    } else if (!SCHEMA_REGISTRY_URI.test(r.url)) {
+      problems.push(
+        `kafka.schemaRegistry.url: "${r.url}" has characters Lambda's SchemaRegistryURI refuses (only a-z A-Z 0-9 - / * : _ + = . @)`,
+      );
     }
     if ((r.authentication === undefined) !== (r.secretArn === undefined)) {
       problems.push('kafka.schemaRegistry: authentication and secretArn go together');

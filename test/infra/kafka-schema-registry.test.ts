@@ -212,6 +212,9 @@ describe('kafka.schemaRegistry', () => {
       }),
     ).toThrow('authentication and secretArn go together');
     expect(() =>
+      build({ kafka: { ...MSK, schemaRegistry: { kind: 'confluent', url: 'https://r.example/?tenant=a' } } }),
+    ).toThrow("has characters Lambda's SchemaRegistryURI refuses");
+    expect(() =>
       build({
         kafka: { ...MSK, schemaRegistry: { kind: 'glue', registryArn: GLUE } },
         kafkaConsumer: { valueFormat: 'avro', valueSchema: '{"type":"record","name":"S","fields":[]}' },
