@@ -152,8 +152,13 @@ local
     '--kafka-topic <topics>',
     'the Kafka event source reads these topics (comma-separated, one emulated mapping each), as the stack with -c kafkaTopic (default: pulse_signals)',
   )
+  .option(
+    '--kafka-registry',
+    'start a Confluent Schema Registry stand-in and validate Kafka records through it, as the stack with kafka.schemaRegistry (JSON records)',
+  )
   .action(
     async (o: {
+      kafkaRegistry?: boolean;
       detach?: boolean;
       prefix?: string;
       anyPort?: boolean;
@@ -196,6 +201,7 @@ local
         ...(o.sweepSeconds ? { sweepSeconds: o.sweepSeconds } : {}),
         ...(o.dbPoller ? { dbPoller: o.dbPoller } : {}),
         ...(o.kafkaGroup ? { kafkaConsumerGroupId: o.kafkaGroup } : {}),
+        ...(o.kafkaRegistry ? { kafkaSchemaRegistry: true } : {}),
         ...(o.kafkaStartingTimestamp !== undefined
           ? { kafkaStartingTimestampMs: o.kafkaStartingTimestamp }
           : {}),

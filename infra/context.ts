@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { settings } from '#shared/settings.ts';
+import { type KafkaSchemaRegistry, KafkaSchemaRegistrySchema } from './kafka-schema-registry.ts';
 import {
   type DatabaseSource,
   describeIssues,
@@ -22,6 +23,7 @@ import { stackNameFor } from './pulse-stack.ts';
  * | `alarmEmail` | `alarmEmail` |
  * | `dbSecretArn`, `dbVpcId`, `dbSubnetIds` (comma-separated), `dbSecurityGroupId` | `database` |
  * | `mskClusterArn`, or `kafkaBootstrapServers` (comma-separated) and `kafkaSecretArn`, `kafkaAuthentication` (SASL_SCRAM_512, SASL_SCRAM_256, MTLS), `kafkaRootCaSecretArn`; `kafkaTopic` (comma-separated for several); `kafkaConsumerGroupId`; `kafkaStartingPosition`, `kafkaStartingTimestamp`; `kafkaPollerMode`, `kafkaMinPollers`, `kafkaMaxPollers` | `kafka` |
+ * | `kafkaSchemaRegistry`: an object or its JSON text (`-c kafkaSchemaRegistry='{"kind":"glue","registryArn":"arn:aws:glue:…:registry/x"}'`) | `kafka.schemaRegistry` |
  * | `pulse`: an object (in cdk.json) or its JSON text (`-c pulse='{"scoring":{"zThreshold":4}}'`) | every tuning prop (`scoring`, `signals`, `alarms`, …) |
  */
 
@@ -106,6 +108,8 @@ const ContextSchema = z.object({
   ),
   kafkaMinPollers: count('kafkaMinPollers', 200),
   kafkaMaxPollers: count('kafkaMaxPollers', 2000),
+  /** JSON of `kafka.schemaRegistry` (infra/kafka-schema-registry.ts). */
+  kafkaSchemaRegistry: z.unknown(),
   pulse: z.unknown(),
 });
 
@@ -180,7 +184,9 @@ function kafkaOf(c: Context): KafkaSource | undefined {
       ? (c.kafkaTopic[0] ?? '')
       : c.kafkaTopic;
   const pollers = pollersOf(c);
+  const registry = schemaRegistryOf(c.kafkaSchemaRegistry);
   const group = {
+    ...(registry ? { schemaRegistry: registry } : {}),
     ...(c.kafkaConsumerGroupId ? { consumerGroupId: c.kafkaConsumerGroupId } : {}),
     ...(c.kafkaStartingPosition ? { startingPosition: c.kafkaStartingPosition } : {}),
     ...(c.kafkaStartingTimestamp !== undefined
@@ -215,7 +221,26 @@ function kafkaOf(c: Context): KafkaSource | undefined {
   if (c.kafkaConsumerGroupId) {
     throw new PulseContextError('-c kafkaConsumerGroupId needs -c mskClusterArn or -c kafkaBootstrapServers');
   }
+  if (registry) {
+    throw new PulseContextError('-c kafkaSchemaRegistry needs -c mskClusterArn or -c kafkaBootstrapServers');
+  }
   return undefined;
+}
+
+/** `-c kafkaSchemaRegistry`: an object (in cdk.json) or its JSON text. */
+function schemaRegistryOf(value: unknown): KafkaSchemaRegistry | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  let object = value;
+  if (typeof value === 'string') {
+    try {
+      object = JSON.parse(value);
+    } catch (err) {
+      throw new PulseContextError(`-c kafkaSchemaRegistry must be JSON: ${(err as Error).message}`);
+    }
+  }
+  const parsed = KafkaSchemaRegistrySchema.safeParse(object);
+  if (!parsed.success) throw new PulseContextError(`-c kafkaSchemaRegistry: ${describeIssues(parsed.error)}`);
+  return parsed.data;
 }
 
 /** The pollers, checked as Lambda would check them. */

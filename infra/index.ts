@@ -4,6 +4,7 @@
  */
 
 export { type PulseAppContext, PulseContextError, pulseContext } from './context.ts';
+export type { KafkaSchemaRegistry } from './kafka-schema-registry.ts';
 export type {
   ConsumedQueueProps,
   DatabaseSource,

@@ -20,6 +20,8 @@ import { kafkaMappingGroupId, kafkaRetryPolicy, settings } from '#shared/setting
 import { PulseFunction } from './constructs/pulse-function.ts';
 import { dbPollerEnvironment } from './db-poller-env.ts';
 import { KafkaFailures, S3WriteOnlyKafkaDestination } from './kafka-failures.ts';
+import { schemaRegistryEnv } from './kafka-schema-registry.ts';
+import { schemaRegistryOf, suppressGlueSchemaVersions } from './kafka-schema-registry-source.ts';
 import {
   type DatabaseSource,
   type KafkaAuthentication,
@@ -161,6 +163,9 @@ export class Producers extends Construct {
         ...(d.kafkaConsumer.valueMessageType
           ? { [ENV.kafkaValueMessageType]: d.kafkaConsumer.valueMessageType }
           : {}),
+        ...(props.kafka?.schemaRegistry
+          ? { [ENV.kafkaSchemaRegistry]: JSON.stringify(schemaRegistryEnv(props.kafka.schemaRegistry)) }
+          : {}),
       },
     });
     resources.grantSendSignals(this.kafkaConsumer);
@@ -222,11 +227,20 @@ export class Producers extends Construct {
       // The pollers read the root CA with the function's role, as they read the credentials (which CDK
       // grants); CDK grants nothing for the root CA.
       rootCa?.grantRead(this.kafkaConsumer);
+      // One registry for every mapping (its secrets are granted once per mapping: the same statements).
+      const registry = k.schemaRegistry ? schemaRegistryOf(this, k.schemaRegistry) : undefined;
+      if (k.schemaRegistry?.kind === 'glue')
+        suppressGlueSchemaVersions(this.kafkaConsumer.role ?? this.kafkaConsumer);
       // Lambda reads one topic per Kafka mapping: one mapping per topic, all into the one function.
       const topics = kafkaTopicsOf(k);
       for (const topic of topics) {
         const groupId = kafkaMappingGroupId(k.consumerGroupId, topic, topics);
-        const mapping = { ...common, topic, ...(groupId ? { consumerGroupId: groupId } : {}) };
+        const mapping = {
+          ...common,
+          topic,
+          ...(groupId ? { consumerGroupId: groupId } : {}),
+          ...(registry ? { schemaRegistryConfig: registry } : {}),
+        };
         this.kafkaConsumer.addEventSource(
           k.kind === 'msk'
             ? new ManagedKafkaEventSource({ ...mapping, clusterArn: k.clusterArn })

@@ -6,6 +6,7 @@ import {
   settings,
   visibilityTimeoutFor,
 } from '#shared/settings.ts';
+import { type KafkaSchemaRegistry, schemaRegistryProblems } from './kafka-schema-registry.ts';
 
 /**
  * The props of {@link PulseIngest} that tune a deployment, every one optional with its default taken from
@@ -76,6 +77,12 @@ export type KafkaSource = (
   readonly startingPosition?: 'TRIM_HORIZON' | 'LATEST' | 'AT_TIMESTAMP';
   /** `AT_TIMESTAMP` only, and needed there: Unix time in seconds. @default none */
   readonly startingPositionTimestamp?: number;
+  /**
+   * A schema registry (Confluent or AWS Glue) the event source mapping validates and deserializes records
+   * through before invoking the kafka-consumer; provisioned pollers only (infra/kafka-schema-registry.ts).
+   * @default none: values are read as `kafkaConsumer.valueFormat` says
+   */
+  readonly schemaRegistry?: KafkaSchemaRegistry;
 };
 
 /**
@@ -131,6 +138,9 @@ export function checkKafkaSource(k: KafkaSource): void {
     }
   } else if (at !== undefined) {
     problems.push('kafka.startingPositionTimestamp applies to startingPosition AT_TIMESTAMP only');
+  }
+  if (k.schemaRegistry) {
+    problems.push(...schemaRegistryProblems(k.schemaRegistry, k.pollers?.mode ?? settings.kafka.pollerMode));
   }
   if (problems.length > 0) throw new PulsePropsError(`PulseIngest props: ${problems.join('; ')}`);
 }

@@ -26,6 +26,7 @@ import { ENV, OUTPUTS } from '#shared/contract.ts';
 import { pendingScoresExpirationDays, settings, visibilityTimeoutFor } from '#shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
 import { SECURE_BUCKET, SECURE_TABLE } from './constructs/secure-defaults.ts';
+import { registryValueFormatProblems } from './kafka-schema-registry.ts';
 import { LedgerSweep } from './ledger-sweep.ts';
 import { Monitoring } from './monitoring.ts';
 import { NOTIFICATIONS_HANDLER_ID, retainNotificationsHandlerLogs } from './notifications-handler-logs.ts';
@@ -114,6 +115,11 @@ export class PulseIngest extends Construct {
     const { stage, database, kafka, alarmEmail, serverAccessLogs, ...tuning } = props;
     const d = resolveDeployment(tuning, stage);
     if (kafka) checkKafkaSource(kafka);
+    const registryProblems = kafka?.schemaRegistry
+      ? registryValueFormatProblems(kafka.schemaRegistry, d.kafkaConsumer.valueFormat)
+      : [];
+    if (registryProblems.length > 0)
+      throw new PulsePropsError(`PulseIngest props: ${registryProblems.join('; ')}`);
     this.deployment = d;
     const fn = d.functions;
     const stack = Stack.of(this);

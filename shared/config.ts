@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import * as z from 'zod';
 import { ENV, PLATFORM_ENV } from './contract.ts';
 import { ConfigError } from './errors.ts';
+import { type SchemaRegistryEnv, SchemaRegistryEnvSchema } from './kafka-registry.ts';
 import { settings } from './settings.ts';
 import { checkSqlFilter } from './sql-filter.ts';
 
@@ -435,6 +436,8 @@ export interface KafkaConsumerConfig extends ClientConfig {
   /** Protobuf only: the fully qualified name of the value's message type, e.g. `pulse.Signal`. */
   readonly valueMessageType?: string;
   readonly maxMessageBytes: number;
+  /** The schema registry the event source mapping validates records through, when there is one. */
+  readonly schemaRegistry?: SchemaRegistryEnv;
 }
 
 /** The environment variables the kafka-consumer reads (with their defaults from settings). */
@@ -448,6 +451,21 @@ const KAFKA_CONSUMER_ENV = {
   [ENV.kafkaValueSchema]: z.string().optional(),
   [ENV.kafkaValueMessageType]: z.string().trim().optional(),
   [ENV.maxMessageBytes]: positiveInt(ENV.maxMessageBytes, settings.signals.maxMessageBytes),
+  [ENV.kafkaSchemaRegistry]: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (!v) return undefined;
+      try {
+        return SchemaRegistryEnvSchema.parse(JSON.parse(v));
+      } catch {
+        ctx.addIssue({
+          code: 'custom',
+          message: 'KAFKA_SCHEMA_REGISTRY must be JSON: { kind, recordFormat, validate }',
+        });
+        return z.NEVER;
+      }
+    }),
 };
 
 /** Reads the kafka-consumer's configuration. Throws ConfigError when a variable is missing or wrong. */
@@ -469,6 +487,7 @@ export function loadKafkaConsumerConfig(env: Env = process.env): KafkaConsumerCo
       ? { valueMessageType: c.KAFKA_VALUE_MESSAGE_TYPE }
       : {}),
     maxMessageBytes: c.SIGNALS_MAX_MESSAGE_BYTES,
+    ...(c.KAFKA_SCHEMA_REGISTRY ? { schemaRegistry: c.KAFKA_SCHEMA_REGISTRY } : {}),
   };
 }
 

@@ -99,6 +99,9 @@ export const ENV = {
   kafkaValueFormat: 'KAFKA_VALUE_FORMAT',
   kafkaValueSchema: 'KAFKA_VALUE_SCHEMA',
   kafkaValueMessageType: 'KAFKA_VALUE_MESSAGE_TYPE',
+
+  // kafka-consumer behind a schema registry (shared/kafka-registry.ts): JSON of kind, record format, validated parts.
+  kafkaSchemaRegistry: 'KAFKA_SCHEMA_REGISTRY',
 } as const;
 
 /**

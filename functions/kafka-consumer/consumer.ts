@@ -3,18 +3,22 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { METRIC } from '#shared/contract.ts';
 import { describeError, isTransient } from '#shared/errors.ts';
+import type { SchemaRegistryEnv } from '#shared/kafka-registry.ts';
 import { type Logger, type Metrics, MetricUnit } from '#shared/observability.ts';
 import { rejectsKey } from '#shared/quarantine.ts';
 import { type SenderOptions, SignalSender } from '#shared/sender.ts';
 import { RejectsBatch, SignalSink } from '#shared/sink.ts';
-import { decodeValue, type ValueFormat } from './decode.ts';
+import { clip, decodeValue, type ValueFormat } from './decode.ts';
 import { recordAttributes, withRecordAttributes } from './record-attributes.ts';
+import { unvalidatedReason } from './registry.ts';
 
 export interface KafkaConsumeConfig {
   readonly signalsQueueUrl: string;
   readonly quarantineBucket: string;
   readonly valueFormat: ValueFormat;
   readonly maxMessageBytes: number;
+  /** The schema registry the event source mapping validates values through, when there is one. */
+  readonly schemaRegistry?: SchemaRegistryEnv;
 }
 
 /** What consuming needs from the outside world; the handler builds it once per cold start. */
@@ -106,7 +110,7 @@ async function consumePartition(records: Record[], deps: KafkaConsumeDeps): Prom
       rejectsKey('kafka', `${topic}/${partition}/${range}`),
     );
     const sink = new SignalSink(sender, rejects, 0);
-    for (const record of records) await consumeRecord(sink, record, config.valueFormat);
+    for (const record of records) await consumeRecord(sink, record, config);
     let key: string | undefined;
     try {
       key = await sink.close();
@@ -145,8 +149,18 @@ async function consumePartition(records: Record[], deps: KafkaConsumeDeps): Prom
  * Decodes one record and hands it to the sink with its key and headers as attributes: sent, or
  * quarantined with its offset and reason.
  */
-async function consumeRecord(sink: SignalSink, record: Record, valueFormat: ValueFormat): Promise<void> {
+async function consumeRecord(
+  sink: SignalSink,
+  record: Record,
+  config: Pick<KafkaConsumeConfig, 'valueFormat' | 'schemaRegistry'>,
+): Promise<void> {
+  const { valueFormat } = config;
   const ref = kafkaRef(record.topic, record.partition, record.offset);
+  const unvalidated = unvalidatedReason(record, config.schemaRegistry);
+  if (unvalidated) {
+    await sink.reject({ ref, reason: unvalidated, raw: clip(record.originalValue ?? '') });
+    return;
+  }
   const decoded = decodeValue(record, valueFormat);
   if (!decoded.ok) {
     await sink.reject({

@@ -4,6 +4,7 @@ import type { AvroType, ParseOptions, UnionType } from 'avro-js';
 import type { IConversionOptions, Type } from 'protobufjs';
 import type { KafkaConsumerConfig } from '#shared/config.ts';
 import { ConfigError } from '#shared/errors.ts';
+import { readConfluentMessageIndexes, readGlueMessageIndex } from '#shared/registry-wire.ts';
 import { settings } from '#shared/settings.ts';
 import { firstInvalidUtf8 } from '#shared/utf8.ts';
 
@@ -318,24 +319,10 @@ function someString(value: unknown, test: (text: string) => boolean, depth: numb
 function unframe(bytes: Uint8Array, metadata: SchemaMetadata | undefined): Uint8Array {
   const schemaId = metadata?.schemaId;
   if (schemaId === undefined || schemaId === '') return bytes;
-  if (schemaId.length > 10) return bytes.subarray(readVarint(bytes, 0).next);
-  const { value: zigzagCount, next } = readVarint(bytes, 0);
-  const count = (zigzagCount >>> 1) ^ -(zigzagCount & 1);
-  let at = next;
-  for (let i = 0; i < count; i++) at = readVarint(bytes, at).next;
-  return bytes.subarray(at);
-}
-
-/** One base-128 varint (up to 32 bits) at `at`. */
-function readVarint(bytes: Uint8Array, at: number): { value: number; next: number } {
-  let value = 0;
-  for (let i = 0; i < 5; i++) {
-    const byte = bytes[at + i];
-    if (byte === undefined) throw new Error('schema registry message index runs past the end of the value');
-    value |= (byte & 0x7f) << (7 * i);
-    if (byte < 0x80) return { value: value >>> 0, next: at + i + 1 };
-  }
-  throw new Error('schema registry message index is not a valid varint');
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const { message } =
+    schemaId.length > 10 ? readGlueMessageIndex(buffer) : readConfluentMessageIndexes(buffer);
+  return new Uint8Array(message.buffer, message.byteOffset, message.byteLength);
 }
 
 export type DecodeResult =

@@ -11,10 +11,12 @@ import {
   type LogEntry,
   logLevel,
 } from 'kafkajs';
+import type { SchemaRegistryEnv } from '#shared/kafka-registry.ts';
 import { backoffDelay, retrying } from '#shared/retry.ts';
 import { type KafkaPollerMode, kafkaRetryPolicy, settings } from '#shared/settings.ts';
 import type { KafkaEvent, KafkaEventRecord } from '../../functions/kafka-consumer/events.ts';
 import { LOCAL_REGION } from '../runtime/clients.ts';
+import { type DeserializerCache, type SchemaLookup, throughRegistry } from './kafka-registry.ts';
 import { LOCAL_ACCOUNT_ID, lambdaContext } from './lambda-context.ts';
 import { MAX_INVOCATION_PAYLOAD_BYTES } from './sqs.ts';
 
@@ -68,7 +70,11 @@ export interface KafkaFailureRecord {
   readonly requestContext: {
     readonly requestId: string;
     readonly functionArn: string;
-    readonly condition: 'RetryAttemptsExhausted';
+    /**
+     * Why the records were discarded: retries exhausted, or (a mapping with a schema registry, before any
+     * invocation) a schema the registry does not know or a record that does not deserialize.
+     */
+    readonly condition: 'RetryAttemptsExhausted' | 'SCHEMA_NOT_FOUND' | 'DESERIALIZATION_ERROR';
     readonly approximateInvokeCount: number;
   };
   readonly responseContext: {
@@ -147,6 +153,11 @@ export interface KafkaEventSourceOptions {
   readonly partitionsConsumedConcurrently?: number;
   /** @default warnings and errors to the console */
   readonly logger?: KafkaEventSourceLogger;
+  /**
+   * The schema registry the mapping validates records through (kafka-registry.ts): records it cannot
+   * validate go to onFailure with the registry's condition, never to the function. @default none
+   */
+  readonly schemaRegistry?: { readonly env: SchemaRegistryEnv; readonly lookup: SchemaLookup };
 }
 
 export interface KafkaEventSourceStats {
@@ -256,7 +267,13 @@ export function buildKafkaEvent(
 /** Lambda's on-failure record for a discarded event. */
 export function kafkaFailureRecord(
   event: KafkaEvent,
-  opts: { functionArn: string; invokeCount: number; requestId?: string },
+  opts: {
+    functionArn: string;
+    invokeCount: number;
+    requestId?: string;
+    /** @default 'RetryAttemptsExhausted' */
+    condition?: KafkaFailureRecord['requestContext']['condition'];
+  },
 ): KafkaFailureRecord {
   const recordsInfo: KafkaFailureRecord['KafkaBatchInfo']['recordsInfo'] = {};
   let batchSize = 0;
@@ -277,7 +294,7 @@ export function kafkaFailureRecord(
     requestContext: {
       requestId: opts.requestId ?? randomUUID(),
       functionArn: opts.functionArn,
-      condition: 'RetryAttemptsExhausted',
+      condition: opts.condition ?? 'RetryAttemptsExhausted',
       approximateInvokeCount: opts.invokeCount,
     },
     responseContext: { statusCode: 200, executedVersion: '$LATEST', functionError: 'Unhandled' },
@@ -338,6 +355,7 @@ export interface BatchProcessorOptions
     | 'functionTimeoutSeconds'
     | 'functionName'
     | 'logger'
+    | 'schemaRegistry'
   > {
   readonly bootstrapServers: string;
   /** Called as each invocation starts and settles (for idle()). */
@@ -385,6 +403,8 @@ export function createBatchProcessor(
     (options.functionTimeoutSeconds ?? settings.functions.kafkaConsumer.timeoutSeconds) * 1000;
   const logger = options.logger ?? consoleLogger;
   const onInvocation = options.onInvocation ?? (() => {});
+  /** The mapping's deserializers, by schema id. */
+  const schemas: DeserializerCache = new Map();
   const eventOpts = {
     eventSource,
     bootstrapServers: options.bootstrapServers,
@@ -492,13 +512,24 @@ export function createBatchProcessor(
         topicPartition: `${topic}-${partition}`,
         error: lastError,
       };
+      return discard(failure, records, `after ${attempts} attempt(s)`);
+    };
+
+    /** Hands records to the on-failure destination (retrying it), then commits past them; false when stopped. */
+    const discard = async (
+      failure: KafkaBatchFailure,
+      records: KafkaEventRecord[],
+      why: string,
+    ): Promise<boolean> => {
+      const last = records[records.length - 1];
+      if (!last) return true;
       for (let tries = 1; ; tries++) {
         if (stopped()) return false;
         try {
           if (options.onFailure) await options.onFailure(failure);
           else {
             logger.error(
-              `discarding ${topic}-${partition}@${records[0]?.offset}-${last.offset} after ${attempts} attempt(s) (no on-failure destination)`,
+              `discarding ${topic}-${partition}@${records[0]?.offset}-${last.offset} ${why} (no on-failure destination)`,
             );
           }
           break;
@@ -514,8 +545,54 @@ export function createBatchProcessor(
     };
 
     const records = batch.messages.map((m) => toKafkaEventRecord(topic, partition, m));
-    for (const chunk of chunkRecords(records, batchSize)) {
-      if (!(await deliver(chunk))) return;
+    const registry = options.schemaRegistry;
+    if (!registry) {
+      for (const chunk of chunkRecords(records, batchSize)) {
+        if (!(await deliver(chunk))) return;
+      }
+      return;
+    }
+    // Through the registry first: the records it validates are delivered in batches, each one it cannot
+    // validate goes to the on-failure destination on its own, in offset order, so commits stay in order.
+    let valid: KafkaEventRecord[] = [];
+    const flush = async () => {
+      for (const chunk of chunkRecords(valid, batchSize)) {
+        if (!(await deliver(chunk))) return false;
+      }
+      valid = [];
+      return true;
+    };
+    for (const r of records) {
+      const outcome = await validated(r);
+      if (!outcome) return;
+      if (outcome.ok) {
+        valid.push(outcome.record);
+        continue;
+      }
+      if (!(await flush())) return;
+      logger.warn(`${topic}-${partition}@${r.offset}: ${outcome.condition} (${outcome.reason})`);
+      const event = buildKafkaEvent([r], eventOpts);
+      const failure: KafkaBatchFailure = {
+        record: kafkaFailureRecord(event, { functionArn, invokeCount: 0, condition: outcome.condition }),
+        event,
+        topicPartition: `${topic}-${partition}`,
+        error: new Error(`${outcome.condition}: ${outcome.reason}`),
+      };
+      if (!(await discard(failure, [r], `(${outcome.condition})`))) return;
+    }
+    await flush();
+
+    /** The record through the registry; a registry that cannot be asked is asked again. Undefined when stopped. */
+    async function validated(r: KafkaEventRecord) {
+      for (let tries = 1; !stopped(); tries++) {
+        try {
+          return await throughRegistry(r, registry as NonNullable<typeof registry>, schemas);
+        } catch (err) {
+          logger.warn('the schema registry could not be asked; trying again', err);
+          await sleep(backoffDelay(tries, { baseMs: retryDelayMs, maxMs: 30_000, jitter: 'none' }));
+        }
+      }
+      return undefined;
     }
   };
 }

@@ -21,6 +21,7 @@ import { resolveDeployment } from '../../infra/props.ts';
 import { ensureKafkaInstalled, isKafkaReady, startKafka } from '../emulators/kafka.ts';
 import { ensureMotoInstalled, isMotoReady, startMoto } from '../emulators/moto.ts';
 import { ensurePostgresInstalled, isPostgresReady, startPostgres } from '../emulators/postgres.ts';
+import { isSchemaRegistryReady, startSchemaRegistry } from '../emulators/schema-registry.ts';
 import {
   isPortFree,
   isRunning,
@@ -100,6 +101,7 @@ export async function localUp(options: UpOptions): Promise<LocalState> {
       ...(options.kafkaStartingTimestampMs !== undefined
         ? { kafkaStartingTimestampMs: options.kafkaStartingTimestampMs }
         : {}),
+      ...(options.kafkaSchemaRegistry ? { kafkaSchemaRegistry: true } : {}),
     };
   });
   const prev = readState(home);
@@ -173,6 +175,10 @@ export async function localUp(options: UpOptions): Promise<LocalState> {
     })(),
   ]);
   progress.done(`${moto.endpoint}, postgres :${postgres.port}, kafka ${kafka.brokers}`);
+  if (options.kafkaSchemaRegistry) {
+    progress.step('starting the schema registry stand-in');
+    progress.done((await startRegistryStandIn(home, prev, save)).url);
+  }
 
   progress.step('creating the bucket, queues, tables, database table and topic');
   const resources = await createLocalResources(prefix, moto.endpoint, postgres.url, kafka.brokers, options);
@@ -364,6 +370,7 @@ export async function localDown(options: DownOptions): Promise<string[]> {
       await Promise.all([
         stop('moto', state.moto),
         stop('kafka', state.kafka),
+        stop('schema-registry', state.schemaRegistry),
         stop('postgres', state.postgres, 'SIGINT'),
       ]);
     }
@@ -373,11 +380,34 @@ export async function localDown(options: DownOptions): Promise<string[]> {
         delete s.moto;
         delete s.postgres;
         delete s.kafka;
+        delete s.schemaRegistry;
       }
     });
   }
   if (options.wipe && existsSync(home)) rmSync(home, { recursive: true, force: true });
   return stopped;
+}
+
+/** The registry stand-in of `--kafka-registry`, kept when it answers; its schemas in `<home>/schema-registry.json`. */
+async function startRegistryStandIn(
+  home: string,
+  prev: LocalState | undefined,
+  save: (change: (s: LocalState) => void) => LocalState,
+): Promise<NonNullable<LocalState['schemaRegistry']>> {
+  const running = prev?.schemaRegistry;
+  if (running && isRunning(running) && (await isSchemaRegistryReady(running.url))) return running;
+  await stopProcess(running);
+  const stateFile = join(home, 'schema-registry.json');
+  const server = await startSchemaRegistry({
+    stateFile,
+    detached: true,
+    logFile: join(home, 'log', 'schema-registry.log'),
+  });
+  const record = { pid: server.pid, marker: stateFile, port: server.port, url: server.url };
+  save((s) => {
+    s.schemaRegistry = record;
+  });
+  return record;
 }
 
 function optionalPort(port: number | undefined): { port?: number } {

@@ -9,6 +9,7 @@
 import type { Context } from 'aws-lambda';
 import { Kafka, logLevel } from 'kafkajs';
 import { ENV, PLATFORM_ENV } from '#shared/contract.ts';
+import type { SchemaRegistryEnv } from '#shared/kafka-registry.ts';
 import { kafkaMappingGroupId, settings, visibilityTimeoutFor } from '#shared/settings.ts';
 import { dbPollerEnvironment } from '../../infra/db-poller-env.ts';
 import { resolveDeployment } from '../../infra/props.ts';
@@ -18,6 +19,7 @@ import type { ProducerHealth } from '../dashboard/alarms.ts';
 import { startDashboard } from '../dashboard/server.ts';
 import { type KafkaHandler, startKafkaEventSource } from '../event-sources/kafka.ts';
 import { emulatedMappingUuid, s3OnFailureDestination } from '../event-sources/kafka-failure-destinations.ts';
+import { confluentLookup } from '../event-sources/kafka-registry.ts';
 import { lambdaContext } from '../event-sources/lambda-context.ts';
 import { type SqsHandler, startSqsEventSource } from '../event-sources/sqs.ts';
 import { destroyClients, LOCAL_CREDENTIALS, LOCAL_REGION, makeClients } from './clients.ts';
@@ -96,8 +98,18 @@ export function runtimeEnv(state: LocalState): Record<string, string> {
     [PLATFORM_ENV.powertoolsMetricsNamespace]: settings.metricsNamespace,
     // The functions' EMF metric lines go to the runtime's log, as they go to CloudWatch Logs on AWS.
     [PLATFORM_ENV.powertoolsLogLevel]: 'WARN',
+    ...(state.options?.kafkaSchemaRegistry
+      ? { [ENV.kafkaSchemaRegistry]: JSON.stringify(LOCAL_SCHEMA_REGISTRY) }
+      : {}),
   };
 }
+
+/** What `local up --kafka-registry` emulates: the stack's `kafka.schemaRegistry` with its defaults, Confluent. */
+const LOCAL_SCHEMA_REGISTRY: SchemaRegistryEnv = {
+  kind: 'confluent',
+  recordFormat: 'JSON',
+  validate: ['VALUE'],
+};
 
 /**
  * Starts the runtime for an offline run whose emulators and resources `state` records. The handler
@@ -195,6 +207,14 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
           bucket: r.kafkaFailuresBucket ?? resourceNames(state.prefix).kafkaFailuresBucket,
           esmUuid: emulatedMappingUuid(groupId),
         }),
+        ...(state.options?.kafkaSchemaRegistry
+          ? {
+              schemaRegistry: {
+                env: LOCAL_SCHEMA_REGISTRY,
+                lookup: confluentLookup(required(state.schemaRegistry, 'schema registry').url),
+              },
+            }
+          : {}),
       }),
     };
   });

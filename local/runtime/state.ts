@@ -18,6 +18,8 @@ export interface LocalState {
   moto?: ProcessRecord & { readonly port: number; readonly endpoint: string };
   postgres?: ProcessRecord & { readonly port: number; readonly url: string };
   kafka?: ProcessRecord & { readonly port: number; readonly brokers: string };
+  /** The Confluent Schema Registry stand-in, with `local up --kafka-registry`. */
+  schemaRegistry?: ProcessRecord & { readonly port: number; readonly url: string };
   runtime?: ProcessRecord & {
     readonly ready: boolean;
     readonly startedAt: string;
@@ -80,6 +82,11 @@ export interface RuntimeOptions {
    * starts at each partition's first record at or after it. @default settings.kafka.startingPosition
    */
   readonly kafkaStartingTimestampMs?: number;
+  /**
+   * The stack's `kafka.schemaRegistry` (Confluent, JSON records, value validated): a Confluent Schema
+   * Registry stand-in is started, and the emulated mappings validate each record through it. @default none
+   */
+  readonly kafkaSchemaRegistry?: boolean;
 }
 
 export function statePath(home: string): string {
