@@ -813,7 +813,7 @@ function consoleProgress(): Progress {
 function printStatus(s: PulseStatus): void {
   const l = s.ledger;
   console.log(
-    `files    ${s.files.length}  (SUCCESS ${l.SUCCESS}, PROCESSING ${l.PROCESSING}, FAILED ${l.FAILED}, SKIPPED ${l.SKIPPED}, DISCOVERED ${l.DISCOVERED})`,
+    `files    ${s.filesTotal}  (SUCCESS ${l.SUCCESS}, PROCESSING ${l.PROCESSING}, FAILED ${l.FAILED}, SKIPPED ${l.SKIPPED}, DISCOVERED ${l.DISCOVERED})`,
   );
   console.log(`scored   ${s.scored} signals in ${s.series} series, ${s.anomalies} anomalies`);
   console.log(
@@ -840,7 +840,11 @@ function printStatus(s: PulseStatus): void {
         }),
       ),
     );
-    if (s.files.length > 30) console.log(`… and ${s.files.length - 30} more (pulse ledger)`);
+    if (s.filesTotal > s.files.length) {
+      console.log(
+        `… the ${s.files.length} most recent of ${s.filesTotal} (pulse ledger --limit N, --status S)`,
+      );
+    }
   }
 }
 
