@@ -18,7 +18,6 @@ import {
   backfill,
   DLQ_SOURCES,
   dropFiles,
-  ledgerEntries,
   listDlq,
   type RedrivableDlq,
   redriveDlq,
@@ -551,10 +550,34 @@ const ledger = program
   .command('ledger')
   .description('the ledger: one line per object version')
   .addOption(new Option('--status <status>', 'only entries in this state').choices(FILE_STATUSES))
-  .option('--json', 'print JSON')
-  .action(async (o: { status?: FileStatus; json?: boolean }) => {
+  .option(
+    '--key <key>',
+    'only the versions (and parts) of this object key: incoming/x.csv or s3://bucket/key',
+  )
+  .option('--limit <n>', 'entries at most, most recently updated first', positiveInt('--limit'), 50)
+  .option('--after <cursor>', 'the next page: the cursor the previous page printed after "next:"')
+  .option('--json', 'print JSON (the entries; the next cursor goes to stderr)')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  npm run pulse -- ledger --status FAILED --limit 20
+  npm run pulse -- ledger --key incoming/readings.csv --json
+
+Reads only about what it prints: a Query of the key, or of the status index (newest first), never a Scan
+(docs/counters.md). When more entries are left, stderr says how to get them: next: pulse ledger ... --after C.`,
+  )
+  .action(async (o: { status?: FileStatus; key?: string; limit: number; after?: string; json?: boolean }) => {
     await withTarget(async (target) => {
-      const items = await ledgerEntries(target, o.status);
+      const { listLedger } = await import('../local/commands/ledger-list.ts');
+      const page = await listLedger(target, {
+        limit: o.limit,
+        ...(o.key !== undefined ? { key: o.key } : {}),
+        ...(o.status !== undefined ? { status: o.status } : {}),
+        ...(o.after !== undefined ? { after: o.after } : {}),
+      });
+      const items = page.items;
+      if (page.next) process.stderr.write(`next: pulse ledger${ledgerArgs(o)} --after ${page.next}\n`);
       if (o.json) {
         console.log(printableJson(items));
         return;
@@ -578,6 +601,17 @@ const ledger = program
       );
     });
   });
+
+/** The selection of a `pulse ledger` call, as arguments for its next page. */
+function ledgerArgs(o: { status?: FileStatus; key?: string; limit: number; json?: boolean }): string {
+  const quote = (v: string) => (/^[\w./:@-]+$/.test(v) ? v : `'${v.replace(/'/g, "'\\''")}'`);
+  return printable(
+    (o.key !== undefined ? ` --key ${quote(o.key)}` : '') +
+      (o.status ? ` --status ${o.status}` : '') +
+      ` --limit ${o.limit}` +
+      (o.json ? ' --json' : ''),
+  );
+}
 
 ledger
   .command('retry')
