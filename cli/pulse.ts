@@ -15,7 +15,6 @@ import type { FileStatus } from '#shared/ledger.ts';
 import { ORIGIN_KINDS, type OriginKind } from '#shared/signal.ts';
 import type { ReplayInvoker } from '../local/commands/kafka-replay.ts';
 import {
-  backfill,
   DLQ_SOURCES,
   dropFiles,
   listDlq,
@@ -781,34 +780,98 @@ program
     'enqueue objects under a prefix that the ledger has not seen (e.g. from before the notification)',
   )
   .requiredOption('--prefix <prefix>', 'key prefix, e.g. incoming/2024/')
-  .action(async (o: { prefix: string }) => {
-    await withTarget(async (target) => {
-      const bar = new SingleBar({
-        format: 'backfill [{bar}] {value}/{total} objects checked',
-        hideCursor: true,
-        noTTYOutput: true,
-        notTTYSchedule: 2000,
+  .option(
+    '--since <time>',
+    'only objects last modified at or after: a time (ISO-8601) or a duration (90m, 24h, 7d)',
+  )
+  .option('--until <time>', 'only objects last modified before: a time or a duration ago')
+  .option(
+    '--force',
+    'also run again the versions the ledger has FAILED (for good) or SKIPPED, as pulse ledger retry does',
+  )
+  .option('--by <who>', 'with --force: who asks, recorded on each item retried (default: user@host)')
+  .option(
+    '--json',
+    'print JSON: { listed, outOfRange, ignored, known, enqueued, forced: [{ key, etag, outcome, reason }] }',
+  )
+  .addHelpText(
+    'after',
+    `
+Examples:
+  npm run pulse -- backfill --prefix incoming/2024/ --since 2024-05-01T00:00:00Z --until 2024-06-01T00:00:00Z
+  npm run pulse -- backfill --prefix incoming/ --since 7d --force --stack PulseIngest
+
+S3 lists by key, not by time: every object under the prefix is listed (one LIST request per 1,000 keys,
+$0.005 per 1,000 requests), so give the narrowest prefix; --since/--until bound what is enqueued.
+Versions the ledger already has are left alone; --force runs the FAILED and SKIPPED ones again through the
+retry path (the reset is recorded on the item), never a SUCCESS (upload it again to ingest a new version).
+Exit codes: 0 done; 2 --force could not run some version again (see forced); 1 pulse could not backfill.`,
+  )
+  .action(
+    async (o: {
+      prefix: string;
+      since?: string;
+      until?: string;
+      force?: boolean;
+      by?: string;
+      json?: boolean;
+    }) => {
+      const { parseSince } = await import('../local/commands/verify.ts');
+      const { backfillWindow } = await import('../local/commands/backfill.ts');
+      const window = {
+        ...(o.since !== undefined ? { since: parseSince(o.since) } : {}),
+        ...(o.until !== undefined ? { until: untilTime(parseSince, o.until) } : {}),
+        ...(o.force ? { force: true } : {}),
+        ...(o.by !== undefined ? { by: o.by } : {}),
+      };
+      await withTarget(async (target) => {
+        const bar = new SingleBar({
+          format: 'backfill [{bar}] {value}/{total} objects checked',
+          hideCursor: true,
+          noTTYOutput: true,
+          notTTYSchedule: 2000,
+        });
+        let started = false;
+        const result = await backfillWindow(target, o.prefix, window, {
+          listed: (n) => process.stderr.write(`\rlisted ${n} objects`),
+          checked: (done, total) => {
+            if (!started) {
+              process.stderr.write('\n');
+              bar.start(total, 0);
+              started = true;
+            }
+            bar.update(done);
+          },
+        });
+        if (started) bar.stop();
+        else process.stderr.write('\n');
+        const failedToForce = result.forced.some((f) => f.outcome === 'refused' || f.outcome === 'changed');
+        process.exitCode = failedToForce ? 2 : 0;
+        if (o.json) {
+          console.log(printableJson(result));
+          return;
+        }
+        console.log(
+          `listed ${result.listed}: ${result.enqueued} enqueued, ${result.known} already in the ledger, ` +
+            `${result.outOfRange} modified outside the window, ${result.ignored} folder markers or rejects ignored`,
+        );
+        for (const f of result.forced) {
+          console.log(
+            printable(`${f.outcome.padEnd(8)} ${f.key}@${f.etag}${f.reason ? `  ${f.reason}` : ''}`),
+          );
+        }
       });
-      let started = false;
-      const result = await backfill(target, o.prefix, {
-        listed: (n) => process.stderr.write(`\rlisted ${n} objects`),
-        checked: (done, total) => {
-          if (!started) {
-            process.stderr.write('\n');
-            bar.start(total, 0);
-            started = true;
-          }
-          bar.update(done);
-        },
-      });
-      if (started) bar.stop();
-      else process.stderr.write('\n');
-      console.log(
-        `listed ${result.listed}: ${result.enqueued} enqueued, ${result.known} already in the ledger, ` +
-          `${result.ignored} folder markers or rejects ignored`,
-      );
-    });
-  });
+    },
+  );
+
+/** `--until`, read as `--since` is (a time, or a duration ago), its error naming --until. */
+function untilTime(parseSince: (text: string) => Date, text: string): Date {
+  try {
+    return parseSince(text);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message.replace('--since', '--until'));
+  }
+}
 
 // ----------------------------------------------------------------------------------------- synth
 

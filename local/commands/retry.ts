@@ -90,7 +90,13 @@ function awaitingRetry(item: LedgerItem): boolean {
 
 const COUNTERS = { shards: settings.ledgerCounters.shards, tries: settings.ledgerCounters.tries };
 
-async function retryOne(target: Target, item: LedgerItem, by: string, now: Date): Promise<RetryResult> {
+/** Retries one version (the explicit retry path `pulse backfill --force` takes too). */
+export async function retryOne(
+  target: Target,
+  item: LedgerItem,
+  by: string,
+  now: Date,
+): Promise<RetryResult> {
   const base = { object: `${item.pk}@${item.etag}`, key: item.key, etag: item.etag };
   const resend = awaitingRetry(item);
   const refusal = resend ? undefined : retryRefusal(item);
