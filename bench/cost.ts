@@ -4,25 +4,12 @@
  * docs/cost.md; the numbers in it come from bench/results.json of the same run.
  */
 import { availableParallelism } from 'node:os';
+import { priceUnits } from '#shared/cost-meter.ts';
+import { PRICES } from '#shared/prices.ts';
 import { settings } from '#shared/settings.ts';
 
-/** us-east-1 list prices (on-demand / pay-per-request), as published in 2025; free tiers ignored. */
-export const PRICES = {
-  asOf: 'us-east-1 list prices as published in 2025 (DynamoDB on-demand after the November 2024 price cut); free tiers ignored',
-  lambdaGbSecondArm: 0.0000133334,
-  lambdaPerMillionRequests: 0.2,
-  sqsPerMillionRequests: 0.4,
-  ddbPerMillionWru: 0.625,
-  ddbPerMillionRru: 0.125,
-  /** S3 Standard: PUT, COPY, POST, LIST per 1,000 requests; GET per 1,000; DELETE is free. */
-  s3PerThousandPut: 0.005,
-  s3PerThousandGet: 0.0004,
-  s3PerGbMonth: 0.023,
-  /** DynamoDB Standard table class storage, per GB-month (the first 25 GB free tier ignored). */
-  ddbPerGbMonth: 0.25,
-  /** Athena, per TB scanned (10 MB minimum per query). */
-  athenaPerTbScanned: 5,
-} as const;
+// The price table is shared with the live cost meter (shared/cost-meter.ts): one table, one set of numbers.
+export { PRICES };
 
 /**
  * Assumptions the benchmark cannot measure offline. Each is stated in the document.
@@ -115,13 +102,10 @@ export interface DesignCost {
 const M = 1_000_000;
 
 function price(d: Omit<DesignCost, 'usd'>): DesignCost {
+  // The request and compute lines are the live cost meter's own arithmetic (shared/cost-meter.ts).
+  const { total: _meterTotal, ...metered } = priceUnits(d);
   const usd = {
-    sqs: (d.sqsRequests / M) * PRICES.sqsPerMillionRequests,
-    lambdaRequests: (d.lambdaRequests / M) * PRICES.lambdaPerMillionRequests,
-    lambdaCompute: d.lambdaGbSeconds * PRICES.lambdaGbSecondArm,
-    ddbWrites: (d.ddbWru / M) * PRICES.ddbPerMillionWru,
-    ddbReads: (d.ddbRru / M) * PRICES.ddbPerMillionRru,
-    s3Requests: (d.s3Puts / 1000) * PRICES.s3PerThousandPut + (d.s3Gets / 1000) * PRICES.s3PerThousandGet,
+    ...metered,
     s3Storage: d.s3Gb * PRICES.s3PerGbMonth,
     ddbStorage: d.ddbGb * PRICES.ddbPerGbMonth,
     glueAthena: d.athenaTb * PRICES.athenaPerTbScanned,

@@ -16,10 +16,8 @@ import { settings } from '#shared/settings.ts';
 import { ORIGIN_KINDS, type OriginKind } from '#shared/signal.ts';
 import type { ReplayInvoker } from '../local/commands/kafka-replay.ts';
 import {
-  backfill,
   DLQ_SOURCES,
   dropFiles,
-  ledgerEntries,
   listDlq,
   type RedrivableDlq,
   redriveDlq,
@@ -608,10 +606,34 @@ const ledger = program
   .command('ledger')
   .description('the ledger: one line per object version')
   .addOption(new Option('--status <status>', 'only entries in this state').choices(FILE_STATUSES))
-  .option('--json', 'print JSON')
-  .action(async (o: { status?: FileStatus; json?: boolean }) => {
+  .option(
+    '--key <key>',
+    'only the versions (and parts) of this object key: incoming/x.csv or s3://bucket/key',
+  )
+  .option('--limit <n>', 'entries at most, most recently updated first', positiveInt('--limit'), 50)
+  .option('--after <cursor>', 'the next page: the cursor the previous page printed after "next:"')
+  .option('--json', 'print JSON (the entries; the next cursor goes to stderr)')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  npm run pulse -- ledger --status FAILED --limit 20
+  npm run pulse -- ledger --key incoming/readings.csv --json
+
+Reads only about what it prints: a Query of the key, or of the status index (newest first), never a Scan
+(docs/counters.md). When more entries are left, stderr says how to get them: next: pulse ledger ... --after C.`,
+  )
+  .action(async (o: { status?: FileStatus; key?: string; limit: number; after?: string; json?: boolean }) => {
     await withTarget(async (target) => {
-      const items = await ledgerEntries(target, o.status);
+      const { listLedger } = await import('../local/commands/ledger-list.ts');
+      const page = await listLedger(target, {
+        limit: o.limit,
+        ...(o.key !== undefined ? { key: o.key } : {}),
+        ...(o.status !== undefined ? { status: o.status } : {}),
+        ...(o.after !== undefined ? { after: o.after } : {}),
+      });
+      const items = page.items;
+      if (page.next) process.stderr.write(`next: pulse ledger${ledgerArgs(o)} --after ${page.next}\n`);
       if (o.json) {
         console.log(printableJson(items));
         return;
@@ -635,6 +657,17 @@ const ledger = program
       );
     });
   });
+
+/** The selection of a `pulse ledger` call, as arguments for its next page. */
+function ledgerArgs(o: { status?: FileStatus; key?: string; limit: number; json?: boolean }): string {
+  const quote = (v: string) => (/^[\w./:@-]+$/.test(v) ? v : `'${v.replace(/'/g, "'\\''")}'`);
+  return printable(
+    (o.key !== undefined ? ` --key ${quote(o.key)}` : '') +
+      (o.status ? ` --status ${o.status}` : '') +
+      ` --limit ${o.limit}` +
+      (o.json ? ' --json' : ''),
+  );
+}
 
 ledger
   .command('retry')
@@ -804,34 +837,98 @@ program
     'enqueue objects under a prefix that the ledger has not seen (e.g. from before the notification)',
   )
   .requiredOption('--prefix <prefix>', 'key prefix, e.g. incoming/2024/')
-  .action(async (o: { prefix: string }) => {
-    await withTarget(async (target) => {
-      const bar = new SingleBar({
-        format: 'backfill [{bar}] {value}/{total} objects checked',
-        hideCursor: true,
-        noTTYOutput: true,
-        notTTYSchedule: 2000,
+  .option(
+    '--since <time>',
+    'only objects last modified at or after: a time (ISO-8601) or a duration (90m, 24h, 7d)',
+  )
+  .option('--until <time>', 'only objects last modified before: a time or a duration ago')
+  .option(
+    '--force',
+    'also run again the versions the ledger has FAILED (for good) or SKIPPED, as pulse ledger retry does',
+  )
+  .option('--by <who>', 'with --force: who asks, recorded on each item retried (default: user@host)')
+  .option(
+    '--json',
+    'print JSON: { listed, outOfRange, ignored, known, enqueued, forced: [{ key, etag, outcome, reason }] }',
+  )
+  .addHelpText(
+    'after',
+    `
+Examples:
+  npm run pulse -- backfill --prefix incoming/2024/ --since 2024-05-01T00:00:00Z --until 2024-06-01T00:00:00Z
+  npm run pulse -- backfill --prefix incoming/ --since 7d --force --stack PulseIngest
+
+S3 lists by key, not by time: every object under the prefix is listed (one LIST request per 1,000 keys,
+$0.005 per 1,000 requests), so give the narrowest prefix; --since/--until bound what is enqueued.
+Versions the ledger already has are left alone; --force runs the FAILED and SKIPPED ones again through the
+retry path (the reset is recorded on the item), never a SUCCESS (upload it again to ingest a new version).
+Exit codes: 0 done; 2 --force could not run some version again (see forced); 1 pulse could not backfill.`,
+  )
+  .action(
+    async (o: {
+      prefix: string;
+      since?: string;
+      until?: string;
+      force?: boolean;
+      by?: string;
+      json?: boolean;
+    }) => {
+      const { parseSince } = await import('../local/commands/verify.ts');
+      const { backfillWindow } = await import('../local/commands/backfill.ts');
+      const window = {
+        ...(o.since !== undefined ? { since: parseSince(o.since) } : {}),
+        ...(o.until !== undefined ? { until: untilTime(parseSince, o.until) } : {}),
+        ...(o.force ? { force: true } : {}),
+        ...(o.by !== undefined ? { by: o.by } : {}),
+      };
+      await withTarget(async (target) => {
+        const bar = new SingleBar({
+          format: 'backfill [{bar}] {value}/{total} objects checked',
+          hideCursor: true,
+          noTTYOutput: true,
+          notTTYSchedule: 2000,
+        });
+        let started = false;
+        const result = await backfillWindow(target, o.prefix, window, {
+          listed: (n) => process.stderr.write(`\rlisted ${n} objects`),
+          checked: (done, total) => {
+            if (!started) {
+              process.stderr.write('\n');
+              bar.start(total, 0);
+              started = true;
+            }
+            bar.update(done);
+          },
+        });
+        if (started) bar.stop();
+        else process.stderr.write('\n');
+        const failedToForce = result.forced.some((f) => f.outcome === 'refused' || f.outcome === 'changed');
+        process.exitCode = failedToForce ? 2 : 0;
+        if (o.json) {
+          console.log(printableJson(result));
+          return;
+        }
+        console.log(
+          `listed ${result.listed}: ${result.enqueued} enqueued, ${result.known} already in the ledger, ` +
+            `${result.outOfRange} modified outside the window, ${result.ignored} folder markers or rejects ignored`,
+        );
+        for (const f of result.forced) {
+          console.log(
+            printable(`${f.outcome.padEnd(8)} ${f.key}@${f.etag}${f.reason ? `  ${f.reason}` : ''}`),
+          );
+        }
       });
-      let started = false;
-      const result = await backfill(target, o.prefix, {
-        listed: (n) => process.stderr.write(`\rlisted ${n} objects`),
-        checked: (done, total) => {
-          if (!started) {
-            process.stderr.write('\n');
-            bar.start(total, 0);
-            started = true;
-          }
-          bar.update(done);
-        },
-      });
-      if (started) bar.stop();
-      else process.stderr.write('\n');
-      console.log(
-        `listed ${result.listed}: ${result.enqueued} enqueued, ${result.known} already in the ledger, ` +
-          `${result.ignored} folder markers or rejects ignored`,
-      );
-    });
-  });
+    },
+  );
+
+/** `--until`, read as `--since` is (a time, or a duration ago), its error naming --until. */
+function untilTime(parseSince: (text: string) => Date, text: string): Date {
+  try {
+    return parseSince(text);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message.replace('--since', '--until'));
+  }
+}
 
 // ----------------------------------------------------------------------------------------- synth
 
@@ -870,7 +967,7 @@ function consoleProgress(): Progress {
 function printStatus(s: PulseStatus): void {
   const l = s.ledger;
   console.log(
-    `files    ${s.files.length}  (SUCCESS ${l.SUCCESS}, PROCESSING ${l.PROCESSING}, FAILED ${l.FAILED}, SKIPPED ${l.SKIPPED}, DISCOVERED ${l.DISCOVERED})`,
+    `files    ${s.filesTotal}  (SUCCESS ${l.SUCCESS}, PROCESSING ${l.PROCESSING}, FAILED ${l.FAILED}, SKIPPED ${l.SKIPPED}, DISCOVERED ${l.DISCOVERED})`,
   );
   console.log(`scored   ${s.scored} signals in ${s.series} series, ${s.anomalies} anomalies`);
   console.log(
@@ -897,7 +994,11 @@ function printStatus(s: PulseStatus): void {
         }),
       ),
     );
-    if (s.files.length > 30) console.log(`… and ${s.files.length - 30} more (pulse ledger)`);
+    if (s.filesTotal > s.files.length) {
+      console.log(
+        `… the ${s.files.length} most recent of ${s.filesTotal} (pulse ledger --limit N, --status S)`,
+      );
+    }
   }
 }
 

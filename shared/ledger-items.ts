@@ -124,6 +124,8 @@ export interface LedgerItem extends FileStats {
   readonly eventTime?: string;
   /** Each operator retry of the version (`pulse ledger retry`), oldest first: who, when, and how it had ended. */
   readonly retries?: RetryRecord[];
+  /** What the ledger's counters hold for this file (shared/ledger-counters.ts): `status|records|rejected|bytesRead`. */
+  readonly counted?: string;
   readonly createdAt: string;
   readonly updatedAt: string;
   readonly startedAt?: string;
@@ -190,6 +192,12 @@ export interface LedgerOptions {
   readonly maxAttempts: number;
   /** Injectable clock (epoch ms) for tests. */
   readonly now?: () => number;
+  /**
+   * Called after each status transition of a file item (not a part), with the item when the write returned
+   * it: brings the ledger's counters up to date (shared/ledger-counters.ts). Its failure never fails the
+   * transition: the item's next transition settles it.
+   */
+  readonly settle?: (file: FileRef, item?: LedgerItem) => Promise<unknown>;
 }
 
 export interface ClaimMeta {

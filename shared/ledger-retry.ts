@@ -11,7 +11,7 @@ import { type LedgerItem, ledgerKey, type RetryRecord } from './ledger-items.ts'
  * `eventTime` moves to the record too: the rerun's latency is not measured from the upload (days, perhaps),
  * which would look like a pipeline falling behind.
  *
- * Only a final failure is reset: not one still retryable (its event is still being delivered, or is in the
+ * Only a final failure (or a SKIPPED version: `pulse backfill --force`) is reset: not one still retryable (its event is still being delivered, or is in the
  * DLQ, which `pulse dlq redrive` serves), not a split file or a part (their parts are counted on the file).
  * The write is conditional on the item as the caller read it (status, attempts, updatedAt): a worker or
  * another operator that changed it in between wins, and the reset reports `changed`.
@@ -33,7 +33,7 @@ export async function resetForRetry(
         TableName: table,
         Key: ledgerKey({ bucket: item.bucket, key: item.key, etag: item.etag }),
         ConditionExpression:
-          '#status = :failed AND attempts = :attempts AND ' +
+          '(#status = :failed OR #status = :skipped) AND attempts = :attempts AND ' +
           (item.updatedAt !== undefined ? 'updatedAt = :updatedAt' : 'attribute_not_exists(updatedAt)') +
           ' AND (attribute_not_exists(retryable) OR retryable = :false)' +
           ' AND attribute_not_exists(parts) AND attribute_not_exists(#part)',
@@ -45,6 +45,7 @@ export async function resetForRetry(
         ExpressionAttributeNames: { '#status': 'status', '#part': 'part' },
         ExpressionAttributeValues: {
           ':failed': 'FAILED',
+          ':skipped': 'SKIPPED',
           ':attempts': item.attempts,
           ...(item.updatedAt !== undefined ? { ':updatedAt': item.updatedAt } : {}),
           ':false': false,
@@ -72,8 +73,8 @@ export function retryRefusal(item: LedgerItem): string | undefined {
   if (item.parts !== undefined) {
     return `${name} was split into ${item.parts} parts: a split file cannot be retried yet (upload it again)`;
   }
-  if (item.status !== 'FAILED') {
-    return `${name} is ${item.status}, not FAILED: only a failed version is retried`;
+  if (item.status !== 'FAILED' && item.status !== 'SKIPPED') {
+    return `${name} is ${item.status}, not FAILED or SKIPPED: only a failed or skipped version is retried`;
   }
   if (item.retryable === true) {
     return `${name} failed transiently and is still being retried (attempt ${item.attempts}); if its event is in the DLQ, run pulse dlq redrive`;

@@ -124,6 +124,7 @@ export class Ledger {
           ReturnValues: 'ALL_NEW',
         }),
       );
+      await this.#settled(file, out.Attributes as LedgerItem | undefined);
       return claimed(out.Attributes ?? {}, this.#opts.maxAttempts);
     } catch (err) {
       if (!(err instanceof ConditionalCheckFailedException)) throw err;
@@ -194,6 +195,7 @@ export class Ledger {
         },
         { failed: true },
       );
+      await this.#settled(file);
       return true;
     } catch (err) {
       if (!(err instanceof ConditionalCheckFailedException)) throw err;
@@ -236,6 +238,7 @@ export class Ledger {
         },
         { failed: true },
       );
+      await this.#settled(file);
       return true;
     } catch (err) {
       if (!(err instanceof ConditionalCheckFailedException)) throw err;
@@ -258,8 +261,9 @@ export class Ledger {
   }
 
   /** PROCESSING → SPLIT once every part is announced: the lease ends, the parts carry the file. Owner only. */
-  markSplit(file: FileRef, owner: string): Promise<void> {
-    return markSplit(this.#store, file, owner);
+  async markSplit(file: FileRef, owner: string): Promise<void> {
+    await markSplit(this.#store, file, owner);
+    await this.#settled(file);
   }
 
   /** The part items of a split file, in part order. */
@@ -271,8 +275,10 @@ export class Ledger {
    * Ends a split file once all its parts have ended (ledger-split.ts): one call ends it and gets its
    * outcome, the others get undefined.
    */
-  finishSplit(file: FileRef, firstErrorsKept: number): Promise<SplitOutcome | undefined> {
-    return finishSplit(this.#store, file, firstErrorsKept);
+  async finishSplit(file: FileRef, firstErrorsKept: number): Promise<SplitOutcome | undefined> {
+    const outcome = await finishSplit(this.#store, file, firstErrorsKept);
+    if (outcome !== undefined) await this.#settled(file);
+    return outcome;
   }
 
   /**
@@ -355,7 +361,10 @@ export class Ledger {
     let final = failure;
     if (failure.retryable) {
       const attempts = await this.#failRetryable(file, owner, failure);
-      if (attempts === undefined) return 'retryable';
+      if (attempts === undefined) {
+        await this.#settled(file);
+        return 'retryable';
+      }
       final = {
         ...failure,
         retryable: false,
@@ -444,6 +453,7 @@ export class Ledger {
       { [final]: status, ':iso': iso, ...extraValues, ...completedValues(result) },
       { failed: status === 'FAILED' },
     );
+    await this.#settled(file);
   }
 
   /**
@@ -482,6 +492,7 @@ export class Ledger {
           },
         }),
       );
+      await this.#settled(file);
       return true;
     } catch (err) {
       if (err instanceof ConditionalCheckFailedException) return false;
@@ -522,10 +533,24 @@ export class Ledger {
           ExpressionAttributeValues: { ...id.values, ':discovered': 'DISCOVERED', ':zero': 0 },
         }),
       );
+      await this.#settled(file);
       return true;
     } catch (err) {
       if (err instanceof ConditionalCheckFailedException) return false;
       throw err;
+    }
+  }
+
+  /**
+   * After a status transition of a file item: the counters are brought up to date (ledger-counters.ts), a
+   * failure to do so left to the item's next transition, never failing this one.
+   */
+  async #settled(file: FileRef, item?: LedgerItem): Promise<void> {
+    if (!this.#opts.settle || file.part !== undefined) return;
+    try {
+      await this.#opts.settle(file, item);
+    } catch {
+      // The hook reports its own failures; the transition stands.
     }
   }
 

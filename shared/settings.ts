@@ -463,6 +463,18 @@ export const settings = {
     /** How far back the db-poller's log group is read for its last run and last error. */
     pollerLogLookbackMinutes: 60,
   },
+
+  /**
+   * The ledger's running counts (shared/ledger-counters.ts, docs/counters.md): files per status and their
+   * records, rejects and bytes, in counter items of the ledger table that `pulse status` and the dashboard
+   * read instead of the ledger.
+   */
+  ledgerCounters: {
+    /** Counter items the additions are spread over: concurrent transactions on one item conflict. */
+    shards: 8,
+    /** Settles tried (a read and a transaction each) after a transition before leaving it to the next one. */
+    tries: 5,
+  },
 } as const;
 
 /** The Kafka event source mapping's poller scaling mode (see `settings.kafka.pollerMode`). */

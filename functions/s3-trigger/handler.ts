@@ -8,6 +8,7 @@ import { createClients } from '#shared/clients.ts';
 import { loadS3TriggerConfig } from '#shared/config.ts';
 import { limitHeapGrowth } from '#shared/heap.ts';
 import { Ledger } from '#shared/ledger.ts';
+import { countersSettler } from '#shared/ledger-counters.ts';
 import { createObservability } from '#shared/observability.ts';
 import { settings } from '#shared/settings.ts';
 import { isCanary, recordCanarySeen } from './canary.ts';
@@ -24,6 +25,7 @@ const csvOnThread = parseThreadDecider(config.parseThread);
 const ledger = new Ledger(clients.doc, config.ledgerTable, {
   leaseSeconds: config.leaseSeconds,
   maxAttempts: config.maxAttempts,
+  settle: countersSettler(clients.doc, config.ledgerTable, logger),
 });
 
 /** Continuations of long files and the parts of split files, on the file-events queue (events.ts). */

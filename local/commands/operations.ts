@@ -283,8 +283,25 @@ export interface BackfillProgress {
   checked(done: number, total: number): void;
 }
 
+/** Which objects a backfill enqueues, beyond its prefix (`pulse backfill --since/--until/--force`). */
+export interface BackfillOptions {
+  /**
+   * Only objects last modified at or after `since` and before `until`. S3 lists by key, not by time: every
+   * object under the prefix is still listed (one LIST request per 1,000 keys), only the enqueuing is bounded.
+   */
+  readonly since?: Date;
+  readonly until?: Date;
+  /**
+   * Called with the ledger items (read whole) of the versions the ledger already has, a chunk at a time;
+   * without it only their keys are read and they are counted as `known`.
+   */
+  readonly known?: (items: LedgerItem[]) => Promise<void>;
+}
+
 export interface BackfillResult {
   readonly listed: number;
+  /** Objects under the prefix last modified outside `since`/`until` (not enqueued). */
+  readonly outOfRange: number;
   /** Folder markers and rejects, which s3-trigger never records (not enqueued). */
   readonly ignored: number;
   /** Objects the ledger already holds in their current version. */
@@ -302,9 +319,11 @@ export async function backfill(
   target: Target,
   prefix: string,
   progress: BackfillProgress = { listed: () => {}, checked: () => {} },
+  opts: BackfillOptions = {},
 ): Promise<BackfillResult> {
   const objects: { key: string; etag: string; size: number }[] = [];
   let ignored = 0;
+  let outOfRange = 0;
   let token: string | undefined;
   do {
     const out = await target.clients.s3.send(
@@ -318,9 +337,13 @@ export async function backfill(
         ignored++;
         continue;
       }
+      if (!inWindow(o.LastModified, opts)) {
+        outOfRange++;
+        continue;
+      }
       objects.push({ key: o.Key, etag: unquote(o.ETag ?? ''), size: Number(o.Size ?? 0) });
     }
-    progress.listed(objects.length + ignored);
+    progress.listed(objects.length + ignored + outOfRange);
     token = out.NextContinuationToken;
   } while (token);
 
@@ -329,9 +352,10 @@ export async function backfill(
   for (let i = 0; i < objects.length; i += 100) {
     const chunk = objects.slice(i, i + 100);
     const keys = chunk.map((o) => ledgerKey({ bucket: target.bucket, key: o.key, etag: o.etag }));
-    const seen = await existingKeys(target, keys);
+    const seen = await existingKeys(target, keys, opts.known !== undefined);
     const missing = chunk.filter((_o, n) => !seen.has(`${keys[n]?.pk}\n${keys[n]?.sk}`));
     known += chunk.length - missing.length;
+    if (opts.known && seen.size > 0) await opts.known([...seen.values()]);
     for (let j = 0; j < missing.length; j += 10) {
       const entries = missing.slice(j, j + 10).map((o, n) => ({
         Id: String(n),
@@ -342,7 +366,7 @@ export async function backfill(
     }
     progress.checked(Math.min(i + 100, objects.length), objects.length);
   }
-  return { listed: objects.length + ignored, ignored, known, enqueued };
+  return { listed: objects.length + ignored + outOfRange, outOfRange, ignored, known, enqueued };
 }
 
 /**
@@ -375,19 +399,34 @@ function neverRecorded(key: string): boolean {
   return key.endsWith('/') || key.startsWith(settings.bucket.rejectsPrefix);
 }
 
-async function existingKeys(target: Target, keys: { pk: string; sk: string }[]): Promise<Set<string>> {
-  const seen = new Set<string>();
+/** The ledger items of `keys` that exist, by `pk\nsk`: their keys only, or whole (`whole`). */
+async function existingKeys(
+  target: Target,
+  keys: { pk: string; sk: string }[],
+  whole = false,
+): Promise<Map<string, LedgerItem>> {
+  const seen = new Map<string, LedgerItem>();
   await batchGetAll(
     target.clients.doc,
     target.ledgerTable,
     keys,
-    (item) => seen.add(`${item.pk}\n${item.sk}`),
+    (item) => seen.set(`${item.pk}\n${item.sk}`, item as unknown as LedgerItem),
     {
-      projection: 'pk, sk',
+      ...(whole ? {} : { projection: 'pk, sk' }),
       policy: OPERATOR_LOOKUP_RETRY,
     },
   );
   return seen;
+}
+
+function inWindow(modified: Date | undefined, opts: BackfillOptions): boolean {
+  if (opts.since === undefined && opts.until === undefined) return true;
+  if (modified === undefined) return false;
+  const t = modified.getTime();
+  return (
+    (opts.since === undefined || t >= opts.since.getTime()) &&
+    (opts.until === undefined || t < opts.until.getTime())
+  );
 }
 
 /** Ledger keys DynamoDB leaves unprocessed, read again: 10 calls, from 100 ms doubling to 2 s. */

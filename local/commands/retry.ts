@@ -14,8 +14,10 @@ import { hostname, userInfo } from 'node:os';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { isObjectGone } from '#shared/errors.ts';
+import { settleCounts } from '#shared/ledger-counters.ts';
 import type { LedgerItem, RetryRecord } from '#shared/ledger-items.ts';
 import { previousEnding, resetForRetry, retryRefusal } from '#shared/ledger-retry.ts';
+import { settings } from '#shared/settings.ts';
 import { fileEventMessage, ledgerEntries, ledgerVersions } from './operations.ts';
 import type { Target } from './target.ts';
 import { printable } from './terminal.ts';
@@ -86,7 +88,15 @@ function awaitingRetry(item: LedgerItem): boolean {
   return item.status === 'DISCOVERED' && (item.retries?.length ?? 0) > 0;
 }
 
-async function retryOne(target: Target, item: LedgerItem, by: string, now: Date): Promise<RetryResult> {
+const COUNTERS = { shards: settings.ledgerCounters.shards, tries: settings.ledgerCounters.tries };
+
+/** Retries one version (the explicit retry path `pulse backfill --force` takes too). */
+export async function retryOne(
+  target: Target,
+  item: LedgerItem,
+  by: string,
+  now: Date,
+): Promise<RetryResult> {
   const base = { object: `${item.pk}@${item.etag}`, key: item.key, etag: item.etag };
   const resend = awaitingRetry(item);
   const refusal = resend ? undefined : retryRefusal(item);
@@ -103,6 +113,8 @@ async function retryOne(target: Target, item: LedgerItem, by: string, now: Date)
           'the ledger item changed while it was being reset (a worker or another retry): run pulse ledger retry again',
       };
     }
+    // FAILED → DISCOVERED: the ledger's counters follow (a failure to is left to the rerun's claim).
+    await settleCounts(target.clients.doc, target.ledgerTable, item, COUNTERS).catch(() => false);
   }
   await target.clients.sqs.send(
     new SendMessageCommand({

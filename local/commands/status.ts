@@ -6,8 +6,9 @@
 
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
-import { ScanCommand, type ScanCommandInput } from '@aws-sdk/lib-dynamodb';
+import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import type { FileStatus, LedgerItem } from '#shared/ledger.ts';
+import { FILE_STATUSES, type LedgerCounts, readLedgerCounts } from '#shared/ledger-counters.ts';
 import { settings } from '#shared/settings.ts';
 import { listKafkaFailures } from './kafka-replay.ts';
 import { type Anomaly, recentAnomalies, scoreTotals } from './scores.ts';
@@ -35,8 +36,15 @@ export interface QueueDepth {
 export type { Anomaly };
 
 export interface PulseStatus {
-  /** Ledger entries, most recently updated first. */
+  /**
+   * The most recently updated ledger entries (at most {@link RECENT_FILES}), newest first: from the ledger's
+   * status index, a bounded Query per status (the whole ledger is `pulse ledger`'s, page by page).
+   */
   readonly files: readonly FileRow[];
+  /** File versions the ledger holds (its counters: docs/counters.md). */
+  readonly filesTotal: number;
+  /** Records read from files, summed by the ledger's counters. */
+  readonly records: number;
   /**
    * Signals scored: positions applied in blocks plus id items, as counted by the transactions that applied
    * them (the running totals; docs/scoring.md).
@@ -47,7 +55,7 @@ export interface PulseStatus {
   readonly series: number;
   readonly anomalies: number;
   readonly recentAnomalies: readonly Anomaly[];
-  /** Rejected records per source: s3 from the ledger, the others from their quarantine objects. */
+  /** Rejected records per source: s3 from the ledger's counters, the others from their quarantine objects. */
   readonly rejected: {
     readonly s3: number;
     readonly db: number;
@@ -77,6 +85,8 @@ const QUEUES: readonly QueueName[] = [
 ];
 const DLQS: readonly QueueName[] = ['fileEventsDlq', 'signalsDlq'];
 const RECENT_ANOMALIES = 20;
+/** Ledger entries a status shows (the most recently updated). */
+export const RECENT_FILES = 30;
 
 /**
  * Collects {@link PulseStatus} snapshots. Keeps the line counts of quarantine objects it has read
@@ -91,56 +101,71 @@ export class StatusCollector {
   }
 
   async collect(): Promise<PulseStatus> {
-    const [ledgerItems, scores, queues, rejected, kafkaFailures] = await Promise.all([
-      this.#ledger(),
+    const [counts, recent, scores, queues, rejected, kafkaFailures] = await Promise.all([
+      this.#counts(),
+      this.#recentFiles(),
       this.#scores(),
       this.#queues(),
       this.#rejects(),
       listKafkaFailures(this.#target),
     ]);
     const awaitingReplay = kafkaFailures.filter((f) => f.status !== 'replayed').length;
-    const files = ledgerItems
-      // A split file's parts are its own business: the file's item says how it went.
-      .filter((i) => i.pk.startsWith('s3://') && i.part === undefined)
+    const files = recent
       .map(toFileRow)
-      .sort((a, b) => b.updatedAt.localeCompare(a.updatedAt));
-    const ledger = { DISCOVERED: 0, PROCESSING: 0, SPLIT: 0, SUCCESS: 0, FAILED: 0, SKIPPED: 0 } as Record<
-      FileStatus,
-      number
-    >;
-    for (const f of files) ledger[f.status] = (ledger[f.status] ?? 0) + 1;
+      .sort((a, b) => b.updatedAt.localeCompare(a.updatedAt))
+      .slice(0, RECENT_FILES);
     return {
       files,
+      filesTotal: FILE_STATUSES.reduce((n, s) => n + counts.files[s], 0),
+      records: counts.records,
       scored: scores.scored,
       seriesSamples: scores.samples,
       series: scores.series,
       anomalies: scores.anomalies,
       recentAnomalies: scores.recent,
-      rejected: { s3: files.reduce((n, f) => n + f.rejected, 0), ...rejected },
+      rejected: { s3: counts.rejected, ...rejected },
       dlq: DLQS.reduce((n, q) => n + queues[q].visible + queues[q].inFlight, awaitingReplay),
       kafkaFailures: { awaitingReplay, replayed: kafkaFailures.length - awaitingReplay },
       queues,
-      ledger,
+      ledger: counts.files,
       endpoints: this.#target.endpoints,
       at: new Date().toISOString(),
     };
   }
 
-  async #scan<T>(input: ScanCommandInput): Promise<T[]> {
-    const items: T[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const out = await this.#target.clients.doc.send(
-        new ScanCommand({ ...input, ExclusiveStartKey: start, ConsistentRead: true }),
-      );
-      items.push(...((out.Items ?? []) as T[]));
-      start = out.LastEvaluatedKey;
-    } while (start);
-    return items;
+  /** Files per status and their sums: the ledger's counter items (one BatchGetItem). */
+  #counts(): Promise<LedgerCounts> {
+    return readLedgerCounts(
+      this.#target.clients.doc,
+      this.#target.ledgerTable,
+      settings.ledgerCounters.shards,
+    );
   }
 
-  #ledger(): Promise<LedgerItem[]> {
-    return this.#scan<LedgerItem>({ TableName: this.#target.ledgerTable });
+  /**
+   * The {@link RECENT_FILES} most recently updated files of each status: one Query per status on the status
+   * index, newest first, `Limit` bounding what is read (parts and other items filtered out of those).
+   */
+  async #recentFiles(): Promise<LedgerItem[]> {
+    const pages = await Promise.all(
+      FILE_STATUSES.map(async (status) => {
+        const out = await this.#target.clients.doc.send(
+          new QueryCommand({
+            TableName: this.#target.ledgerTable,
+            IndexName: settings.ledger.statusIndex,
+            KeyConditionExpression: '#status = :status',
+            // A split file's parts are its own business: the file's item says how it went.
+            FilterExpression: 'begins_with(pk, :s3) AND attribute_not_exists(#part)',
+            ExpressionAttributeNames: { '#status': 'status', '#part': 'part' },
+            ExpressionAttributeValues: { ':status': status, ':s3': 's3://' },
+            ScanIndexForward: false,
+            Limit: RECENT_FILES,
+          }),
+        );
+        return (out.Items ?? []) as LedgerItem[];
+      }),
+    );
+    return pages.flat();
   }
 
   /**

@@ -31,7 +31,7 @@ export function toSample(status: PulseStatus): Sample {
   ) as Record<QueueName, number>;
   return {
     t: Date.parse(status.at),
-    records: status.files.reduce((n, f) => n + f.records, 0),
+    records: status.records,
     rejected: { ...status.rejected },
     scored: status.scored,
     anomalies: status.anomalies,

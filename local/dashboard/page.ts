@@ -171,7 +171,7 @@ function tile(label, value, testid, bad) {
 
 function renderTiles(st) {
   var depth = function (q) { return st.queues[q].visible + st.queues[q].inFlight; };
-  var records = st.files.reduce(function (n, f) { return n + f.records; }, 0);
+  var records = st.records;
   var rejected = st.rejected.s3 + st.rejected.db + st.rejected.kafka + st.rejected.scorer;
   // The ledger sweep's last count of items nothing will carry on (none until it has run).
   var stuck = st.sweep && st.sweep.stuck

@@ -31,6 +31,8 @@ export function pulseStatusFactory(overrides: PulseStatusOverrides = {}): PulseS
   );
   return {
     files,
+    filesTotal: files.length,
+    records: files.reduce((n, f) => n + f.records, 0),
     scored: 0,
     seriesSamples: 0,
     series: 0,

@@ -108,7 +108,8 @@ export async function setUpPipeline(endpoint: string, prefix: string, opts: Pipe
       items.push(...((out.Items ?? []) as LedgerItem[]));
       start = out.LastEvaluatedKey;
     } while (start);
-    return items;
+    // The files' items (and their parts): not the ledger's counter items (shared/ledger-counters.ts).
+    return items.filter((i) => String(i.pk).startsWith('s3://'));
   };
 
   const scoreItems = async (): Promise<Record<string, unknown>[]> => {

@@ -475,7 +475,7 @@ describe('backfill', () => {
     const result = await backfill(targetFactory(clients), 'incoming/', progress);
     // Assess
     // Objects of types s3-trigger does not read are enqueued too: it records them as SKIPPED, with the reason.
-    expect(result).toEqual({ listed: 19, ignored: 2, known: 2, enqueued: 15 });
+    expect(result).toEqual({ listed: 19, outOfRange: 0, ignored: 2, known: 2, enqueued: 15 });
     expect(s3).toHaveReceivedCommandTimes(ListObjectsV2Command, 2);
     expect(s3).toHaveReceivedNthCommandWith(ListObjectsV2Command, 1, { Bucket: BUCKET, Prefix: 'incoming/' });
     expect(s3.commandCalls(ListObjectsV2Command)[0]?.args[0].input.ContinuationToken).toBeUndefined();
@@ -572,7 +572,7 @@ describe('backfill', () => {
     // Act
     const result = await backfill(targetFactory(clients), 'incoming/');
     // Assess
-    expect(result).toEqual({ listed: 3, ignored: 0, known: 0, enqueued: 3 });
+    expect(result).toEqual({ listed: 3, outOfRange: 0, ignored: 0, known: 0, enqueued: 3 });
     const calls = sqs.commandCalls(SendMessageBatchCommand);
     expect(calls).toHaveLength(2);
     expect(calls[0]?.args[0].input.Entries).toHaveLength(3);
@@ -594,7 +594,7 @@ describe('backfill', () => {
     // Act
     const result = await backfill(targetFactory(clients), 'incoming/', progress);
     // Assess
-    expect(result).toEqual({ listed: 150, ignored: 0, known: 150, enqueued: 0 });
+    expect(result).toEqual({ listed: 150, outOfRange: 0, ignored: 0, known: 150, enqueued: 0 });
     const sizes = doc
       .commandCalls(BatchGetCommand)
       .map((c) => c.args[0].input.RequestItems?.[LEDGER]?.Keys?.length);

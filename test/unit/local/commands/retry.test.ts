@@ -80,7 +80,9 @@ describe.each(['local', 'aws'] as const)('retryVersions (%s target)', (kind) => 
     expect(retryExitCode(results)).toBe(0);
     const update = doc.commandCalls(UpdateCommand)[0]?.args[0].input;
     expect(update?.Key).toEqual({ pk: item.pk, sk: 'e1' });
-    expect(update?.ConditionExpression).toContain('#status = :failed AND attempts = :attempts');
+    expect(update?.ConditionExpression).toContain(
+      '(#status = :failed OR #status = :skipped) AND attempts = :attempts',
+    );
     expect(update?.ConditionExpression).toContain('updatedAt = :updatedAt');
     expect(update?.ConditionExpression).toContain('retryable = :false');
     expect(update?.UpdateExpression).toContain('#status = :discovered, attempts = :zero');

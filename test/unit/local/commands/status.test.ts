@@ -7,9 +7,10 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AwsClients } from '#shared/clients.ts';
 import type { LedgerItem } from '#shared/ledger.ts';
+import { counterKey } from '#shared/ledger-counters.ts';
 import { settings } from '#shared/settings.ts';
 import { totalsKey } from '../../../../functions/scorer/keys.ts';
-import { StatusCollector } from '../../../../local/commands/status.ts';
+import { RECENT_FILES, StatusCollector } from '../../../../local/commands/status.ts';
 import type { Target } from '../../../../local/commands/target.ts';
 import { mockableClients } from '../../../helpers/clients.ts';
 import {
@@ -86,7 +87,7 @@ describe('StatusCollector', () => {
       },
     });
 
-  it('lists the ledger files, most recent first, with their errors, counts by status and rejected records', async () => {
+  it('shows the most recent files from a bounded Query per status of the index, counts and sums from the counter items, and scans nothing', async () => {
     // Prepare
     emptyPipeline();
     const ok = ledgerItem('incoming/ok.csv', {
@@ -109,11 +110,30 @@ describe('StatusCollector', () => {
       rejected: 5,
       updatedAt: '2024-06-01T11:00:00.000Z',
     });
-    const watermark = { pk: 'watermark#signals', sk: 'watermark', updatedAt: '2024-06-02T00:00:00.000Z' };
-    doc
-      .on(ScanCommand, { TableName: LEDGER })
-      .resolvesOnce({ Items: [ok, watermark], LastEvaluatedKey: { pk: watermark.pk, sk: watermark.sk } })
-      .resolvesOnce({ Items: [failed, running] });
+    const byStatus = (status: string, items: LedgerItem[]) =>
+      doc
+        .on(QueryCommand, {
+          TableName: LEDGER,
+          IndexName: settings.ledger.statusIndex,
+          ExpressionAttributeValues: { ':status': status, ':s3': 's3://' },
+        })
+        .resolves({ Items: items });
+    byStatus('SUCCESS', [ok]);
+    byStatus('FAILED', [failed]);
+    byStatus('PROCESSING', [running]);
+    // Two shards of a ledger far larger than what is listed.
+    doc.on(BatchGetCommand).callsFake((input) =>
+      input.RequestItems?.[LEDGER]
+        ? {
+            Responses: {
+              [LEDGER]: [
+                { ...counterKey(0), n_SUCCESS: 700, n_FAILED: 1, records: 90_000, rejected: 40 },
+                { ...counterKey(3), n_SUCCESS: 299, n_PROCESSING: 2, records: 10_000, rejected: 2 },
+              ],
+            },
+          }
+        : { Responses: {} },
+    );
     // Act
     const status = await new StatusCollector(targetFactory(clients)).collect();
     // Assess
@@ -137,19 +157,34 @@ describe('StatusCollector', () => {
     expect(status.files[2]?.error).toBeNull();
     expect(status.ledger).toEqual({
       DISCOVERED: 0,
-      PROCESSING: 1,
+      PROCESSING: 2,
       SPLIT: 0,
-      SUCCESS: 1,
+      SUCCESS: 999,
       FAILED: 1,
       SKIPPED: 0,
     });
-    expect(status.rejected.s3).toBe(7);
+    expect(status.filesTotal).toBe(1002);
+    expect(status.records).toBe(100_000);
+    expect(status.rejected.s3).toBe(42);
     expect(status.endpoints).toEqual(ENDPOINTS);
     expect(Number.isNaN(Date.parse(status.at))).toBe(false);
-    expect(doc.commandCalls(ScanCommand, { TableName: LEDGER })[1]?.args[0].input.ExclusiveStartKey).toEqual({
-      pk: watermark.pk,
-      sk: watermark.sk,
-    });
+    expect(doc).not.toHaveReceivedCommand(ScanCommand);
+    const queries = doc.commandCalls(QueryCommand, { TableName: LEDGER });
+    expect(queries).toHaveLength(6);
+    for (const q of queries) {
+      expect(q.args[0].input).toMatchObject({
+        IndexName: settings.ledger.statusIndex,
+        Limit: RECENT_FILES,
+        ScanIndexForward: false,
+      });
+      expect(q.args[0].input.ExclusiveStartKey).toBeUndefined();
+    }
+    const shardKeys = doc
+      .commandCalls(BatchGetCommand)
+      .flatMap((c) => (c.args[0].input.RequestItems?.[LEDGER]?.Keys ?? []) as unknown[]);
+    expect(shardKeys).toEqual(
+      Array.from({ length: settings.ledgerCounters.shards }, (_, i) => counterKey(i)),
+    );
   });
 
   it('counts the db, kafka and scorer rejects from the lines of their quarantine objects', async () => {
@@ -176,8 +211,8 @@ describe('StatusCollector', () => {
       objectBody('{"s":1}\n{"s":2}\n{"s":3}\n{"s":4}\n'),
     );
     doc
-      .on(ScanCommand, { TableName: LEDGER })
-      .resolves({ Items: [ledgerItem('incoming/a.csv', { rejected: 4 })] });
+      .on(BatchGetCommand)
+      .resolves({ Responses: { [LEDGER]: [{ ...counterKey(0), n_SUCCESS: 1, rejected: 4 }] } });
     // Act
     const status = await new StatusCollector(targetFactory(clients)).collect();
     // Assess
@@ -267,9 +302,7 @@ describe('StatusCollector', () => {
     expect(status).toMatchObject({ scored: 48, seriesSamples: 48, series: 3, anomalies: 3 });
     const keys = doc
       .commandCalls(BatchGetCommand)
-      .flatMap((c) =>
-        Object.values(c.args[0].input.RequestItems ?? {}).flatMap((r) => (r.Keys ?? []).map((k) => k.pk)),
-      );
+      .flatMap((c) => (c.args[0].input.RequestItems?.[SCORES]?.Keys ?? []).map((k) => k.pk));
     expect(keys.sort()).toEqual(
       Array.from({ length: settings.scoring.totalsShards }, (_, i) => totalsKey(i)).sort(),
     );
