@@ -463,8 +463,14 @@ program
   .action(async (o: { json?: boolean }) => {
     await withTarget(async (target) => {
       const status = await new StatusCollector(target).collect();
-      if (o.json) console.log(printableJson(status));
-      else printStatus(status);
+      // Offline, the alarms the dashboard evaluates (the ledger sweep's ReceiptMismatches among them).
+      const { alarmLines, offlineAlarms } = await import('../local/commands/status-alarms.ts');
+      const alarms = status.endpoints.dashboard ? await offlineAlarms(status.endpoints.dashboard) : undefined;
+      if (o.json) console.log(printableJson(alarms ? { ...status, alarms } : status));
+      else {
+        printStatus(status);
+        if (status.endpoints.dashboard) for (const line of alarmLines(alarms)) console.log(printable(line));
+      }
     });
   });
 
