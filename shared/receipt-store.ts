@@ -90,6 +90,9 @@ export async function storeReceipt(
 /**
  * Stores each finished receipt of `receipts` on its file's item among `items` (a receipt of an unfinished
  * version is not stored). Returns how many were stored.
+ *
+ * `readOnly: 'skip'` (the `pulse` commands): a caller whose credentials may not write the ledger
+ * (`AccessDeniedException`) still gets its receipts; nothing is stored and -1 is returned.
  */
 export async function storeReceipts(
   doc: DynamoDBDocumentClient,
@@ -99,13 +102,19 @@ export async function storeReceipts(
   receipts: readonly Receipt[],
   at: Date,
   by: string,
+  readOnly: 'skip' | 'throw' = 'throw',
 ): Promise<number> {
   const files = new Map(items.filter((i) => i.part === undefined).map((i) => [streamOf(bucket, i), i]));
   let stored = 0;
   for (const r of receipts) {
     const item = files.get(r.object);
     if (!item || r.verdict === 'unfinished') continue;
-    if ((await storeReceipt(doc, table, item, storedReceipt(r, at, by))) === 'stored') stored++;
+    try {
+      if ((await storeReceipt(doc, table, item, storedReceipt(r, at, by))) === 'stored') stored++;
+    } catch (err) {
+      if (readOnly === 'skip' && (err as Error).name === 'AccessDeniedException') return -1;
+      throw err;
+    }
   }
   return stored;
 }

@@ -121,6 +121,7 @@ export async function waitForFiles(
         [f.receipt],
         at,
         'pulse drop --wait',
+        'skip',
       );
     }
   }
