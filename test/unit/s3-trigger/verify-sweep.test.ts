@@ -226,6 +226,29 @@ describe('verifyRecentFiles (the ledger sweep’s receipts)', () => {
     expect(obs.recorded[METRIC.filesVerified]).toEqual([1, 1, 0]);
   });
 
+  it('leaves out no file of the same updatedAt as the cursor when a run stops between them', async () => {
+    // Prepare: two files ended in the same millisecond; the index returns them in no set order
+    const b = file('incoming/b.csv', 60);
+    const a = { ...file('incoming/a.csv', 60), updatedAt: b.updatedAt };
+    doc.on(QueryCommand, { IndexName: settings.ledger.statusIndex }).resolves({ Items: [b, a] });
+    scoreObjects['scores/dt=2024-06-02/t1.ndjson.gz'] = encodeRecords([
+      score(a, 1),
+      score(a, 2),
+      score(b, 1),
+      score(b, 2),
+    ]);
+    // Act
+    const first = await verifyRecentFiles(deps({ maxFilesPerRun: 1 }));
+    const second = await verifyRecentFiles(deps({ maxFilesPerRun: 1 }));
+    const third = await verifyRecentFiles(deps({ maxFilesPerRun: 1 }));
+    // Assess: in (updatedAt, pk, sk) order, each once
+    expect([first, second, third].map((r) => r.verified)).toEqual([1, 1, 0]);
+    expect(receiptUpdates().map((u) => u.Key?.pk)).toEqual([a.pk, b.pk]);
+    expect(doc.commandCalls(QueryCommand).at(-1)?.args[0].input.ExpressionAttributeValues?.[':from']).toBe(
+      b.updatedAt,
+    );
+  });
+
   it('starts firstLookbackHours back on its first run, and leaves the cursor in place when the time left is short', async () => {
     // Prepare
     const a = file('incoming/a.csv', 60);
