@@ -348,30 +348,55 @@ program
 
 program
   .command('drop')
-  .description('upload files to incoming/<basename> of the bucket')
+  .description('upload files to incoming/<basename> of the bucket (--wait: and follow each to its receipt)')
   .argument('<files...>', 'files to upload')
   .option('--bucket <bucket>', 'a bucket of your own instead of the pipeline’s')
-  .action(async (files: string[], o: { bucket?: string }) => {
-    const run = async (s3: Target['clients']['s3'], bucket: string) => {
-      for (const d of await dropFiles(s3, bucket, files)) {
-        console.log(
-          printable(`dropped ${d.file} → s3://${d.bucket}/${d.key} (${d.bytes} bytes, etag ${d.etag})`),
+  .option('--wait', 'follow each file to its final state (ingested, then scored) and print its receipt')
+  .option('--timeout <seconds>', 'with --wait: give up after this long', positiveInt('--timeout'), 600)
+  .option('--json', 'with --wait: print JSON { exitCode, files: [{ key, etag, phase, read, receipt, … }] }')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  npm run pulse -- drop data/readings.csv
+  npm run pulse -- drop data/readings.csv data/events.ndjson --wait --timeout 300
+
+With --wait, exit codes: 0 every file ended SUCCESS and its receipt balances (stored on its ledger item);
+2 a receipt does not balance by the timeout; 3 a file FAILED or was SKIPPED; 4 a file had not ended by the
+timeout; 1 pulse could not drop or follow (no offline run, no access). Progress bars only on a terminal.`,
+  )
+  .action(
+    async (files: string[], o: { bucket?: string; wait?: boolean; timeout: number; json?: boolean }) => {
+      if (o.wait) {
+        if (o.bucket)
+          throw new InvalidArgumentError('--wait follows the pipeline’s bucket: leave out --bucket');
+        const { dropAndWait } = await import('./drop-wait-cli.ts');
+        await withTarget((target) =>
+          dropAndWait(target, files, { timeoutSeconds: o.timeout, json: o.json === true }),
         );
+        return;
       }
-    };
-    if (o.bucket && !globals().stack && !readState(globals().home)?.moto) {
-      const { S3Client } = await import('@aws-sdk/client-s3');
-      const region = globals().region;
-      const s3 = new S3Client(region ? { region } : {});
-      try {
-        await run(s3, o.bucket);
-      } finally {
-        s3.destroy();
+      const run = async (s3: Target['clients']['s3'], bucket: string) => {
+        for (const d of await dropFiles(s3, bucket, files)) {
+          console.log(
+            printable(`dropped ${d.file} → s3://${d.bucket}/${d.key} (${d.bytes} bytes, etag ${d.etag})`),
+          );
+        }
+      };
+      if (o.bucket && !globals().stack && !readState(globals().home)?.moto) {
+        const { S3Client } = await import('@aws-sdk/client-s3');
+        const region = globals().region;
+        const s3 = new S3Client(region ? { region } : {});
+        try {
+          await run(s3, o.bucket);
+        } finally {
+          s3.destroy();
+        }
+        return;
       }
-      return;
-    }
-    await withTarget((target) => run(target.clients.s3, o.bucket ?? target.bucket));
-  });
+      await withTarget((target) => run(target.clients.s3, o.bucket ?? target.bucket));
+    },
+  );
 
 // ----------------------------------------------------------------------------------------- check
 
@@ -493,8 +518,14 @@ program
   .action(async (o: { json?: boolean }) => {
     await withTarget(async (target) => {
       const status = await new StatusCollector(target).collect();
-      if (o.json) console.log(printableJson(status));
-      else printStatus(status);
+      // Offline, the alarms the dashboard evaluates (the ledger sweep's ReceiptMismatches among them).
+      const { alarmLines, offlineAlarms } = await import('../local/commands/status-alarms.ts');
+      const alarms = status.endpoints.dashboard ? await offlineAlarms(status.endpoints.dashboard) : undefined;
+      if (o.json) console.log(printableJson(alarms ? { ...status, alarms } : status));
+      else {
+        printStatus(status);
+        if (status.endpoints.dashboard) for (const line of alarmLines(alarms)) console.log(printable(line));
+      }
     });
   });
 

@@ -196,6 +196,13 @@ export class Monitoring extends Construct {
             METRIC.canaryMissed,
           ].map((n) => pulseMetric(n, 'ledger-sweep', 'Maximum')),
         },
+        {
+          title: 'Ledger sweep: files verified, receipts that do not balance',
+          metrics: [
+            pulseMetric(METRIC.filesVerified, 'ledger-sweep', 'Sum'),
+            pulseMetric(METRIC.receiptMismatches, 'ledger-sweep', 'Maximum'),
+          ],
+        },
       ],
     });
 
@@ -256,6 +263,14 @@ export class Monitoring extends Construct {
       threshold: 0,
       missing: TreatMissingData.BREACHING,
       description: `The S3 notification canary (${settings.bucket.canaryKey}) the ledger sweep wrote ${d.sweep.canaryGraceSeconds / 60} minutes ago never reached the ledger: check the bucket's notification configuration and the file-events queue policy. Also fires when the ledger sweep stops reporting.`,
+    });
+
+    // The sweep's receipts: a file that reached SUCCESS and whose records are not all found scored or
+    // quarantined. Missing data is breaching as for the sweep's other alarms (a sweep that stopped verifies nothing).
+    this.alarm('ReceiptMismatches', sweepMetric(METRIC.receiptMismatches), {
+      threshold: 0,
+      missing: TreatMissingData.BREACHING,
+      description: `Files ended SUCCESS whose receipts do not balance: records read that are neither scored nor quarantined, counted by the ledger sweep ${d.receipts.settleSeconds / 60} minutes after they ended (the sweep logs the objects and rows; see pulse verify KEY). Also fires when the ledger sweep stops reporting.`,
     });
 
     if (props.pollerEnabled) {

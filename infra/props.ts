@@ -258,6 +258,13 @@ export interface PulseTuningProps {
     /** @default 900 */
     readonly canaryGraceSeconds?: number;
   };
+  /** The ledger sweep's receipts of the files that ended since its last run. @default settings.receipts */
+  readonly receipts?: {
+    /** A file is verified once it has been SUCCESS this long (its last signals scored). @default 600 */
+    readonly settleSeconds?: number;
+    /** Files verified per sweep run at most; the rest wait for the next. @default 50 */
+    readonly maxFilesPerRun?: number;
+  };
   /** How long things are kept. */
   readonly retention?: {
     /** Function log groups (a CloudWatch Logs retention). @default 30 */
@@ -378,6 +385,10 @@ export const PulseTuningSchema = z
       })
       .partial()
       .strict(),
+    receipts: z
+      .object({ settleSeconds: int(1), maxFilesPerRun: int(1, 1000) })
+      .partial()
+      .strict(),
     retention: z
       .object({ logDays: int(1), dlqDays: int(1, 14), accessLogsDays: int(1), kafkaFailuresDays: int(1) })
       .partial()
@@ -446,6 +457,7 @@ export interface PulseDeployment {
   > &
     Pick<NonNullable<PulseTuningProps['kafkaConsumer']>, 'valueSchema' | 'valueMessageType'>;
   readonly sweep: Required<NonNullable<PulseTuningProps['sweep']>>;
+  readonly receipts: Required<NonNullable<PulseTuningProps['receipts']>>;
   readonly retention: Required<NonNullable<PulseTuningProps['retention']>>;
   readonly alarms: Required<Omit<NonNullable<PulseTuningProps['alarms']>, 'maxMessageAgeSeconds'>> & {
     readonly maxMessageAgeSeconds: { readonly fileEvents: number; readonly signals: number };
@@ -540,6 +552,11 @@ export function resolveDeployment(tuning: PulseTuningProps, stage?: string): Pul
       splitStuckSeconds: settings.sweep.splitStuckSeconds,
       canaryGraceSeconds: settings.sweep.canaryGraceSeconds,
       ...p.sweep,
+    },
+    receipts: {
+      settleSeconds: settings.receipts.settleSeconds,
+      maxFilesPerRun: settings.receipts.maxFilesPerRun,
+      ...p.receipts,
     },
     retention: {
       logDays: settings.logRetentionDays,

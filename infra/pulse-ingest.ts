@@ -381,6 +381,8 @@ export class PulseIngest extends Construct {
     this.ledgerSweep = new LedgerSweep(this, 'LedgerSweep', {
       bucket: this.bucket,
       ledger: this.ledger,
+      scores: this.scores,
+      scoresBucket: this.scoresBucket,
       deployment: d,
     });
 

@@ -22,6 +22,7 @@ const PULSE_PROP_KEYS = {
   dbPoller: true,
   kafkaConsumer: true,
   sweep: true,
+  receipts: true,
   retention: true,
   alarms: true,
 } as const satisfies Record<keyof PulseIngestProps, true>;

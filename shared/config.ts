@@ -216,6 +216,50 @@ export function loadSweepConfig(env: Env = process.env): SweepConfig {
   };
 }
 
+/** What the ledger sweep's verify half reads (functions/s3-trigger/verify-sweep.ts). */
+export interface VerifySweepConfig {
+  readonly ledgerTable: string;
+  /** The ingest bucket: the files' rejects objects and the scorer's. */
+  readonly bucket: string;
+  readonly scoresTable: string;
+  readonly scoresBucket: string;
+  /** See settings.receipts. */
+  readonly settleSeconds: number;
+  readonly maxFilesPerRun: number;
+  /** Not deployed values: settings.receipts', resolved here like the rest. */
+  readonly filesPerBatch: number;
+  readonly stopBeforeTimeoutSeconds: number;
+  readonly firstLookbackHours: number;
+  readonly pageSize: number;
+}
+
+/** The environment variables the ledger sweep's verify half reads, beyond the sweep's own. */
+const VERIFY_SWEEP_ENV = {
+  [ENV.ledgerTable]: required(ENV.ledgerTable),
+  [ENV.ingestBucket]: required(ENV.ingestBucket),
+  [ENV.scoresTable]: required(ENV.scoresTable),
+  [ENV.scoresBucket]: required(ENV.scoresBucket),
+  [ENV.receiptsSettleSeconds]: positiveInt(ENV.receiptsSettleSeconds, settings.receipts.settleSeconds),
+  [ENV.receiptsMaxFilesPerRun]: positiveInt(ENV.receiptsMaxFilesPerRun, settings.receipts.maxFilesPerRun),
+};
+
+/** Reads the ledger sweep's verify configuration. Throws ConfigError when a variable is missing. */
+export function loadVerifySweepConfig(env: Env = process.env): VerifySweepConfig {
+  const c = parse(VERIFY_SWEEP_ENV, env);
+  return {
+    ledgerTable: c.LEDGER_TABLE,
+    bucket: c.INGEST_BUCKET,
+    scoresTable: c.SCORES_TABLE,
+    scoresBucket: c.SCORES_BUCKET,
+    settleSeconds: c.RECEIPTS_SETTLE_SECONDS,
+    maxFilesPerRun: c.RECEIPTS_MAX_FILES_PER_RUN,
+    filesPerBatch: settings.receipts.filesPerBatch,
+    stopBeforeTimeoutSeconds: settings.receipts.stopBeforeTimeoutSeconds,
+    firstLookbackHours: settings.receipts.firstLookbackHours,
+    pageSize: settings.sweep.pageSize,
+  };
+}
+
 export interface ScorerConfig extends ClientConfig {
   /** Series states, applied positions (blocks), id items, running totals. */
   readonly scoresTable: string;
@@ -497,7 +541,7 @@ export function loadKafkaConsumerConfig(env: Env = process.env): KafkaConsumerCo
  */
 export const CONFIG_ENV = {
   's3-trigger': S3_TRIGGER_ENV,
-  'ledger-sweep': SWEEP_ENV,
+  'ledger-sweep': { ...SWEEP_ENV, ...VERIFY_SWEEP_ENV },
   scorer: SCORER_ENV,
   'db-poller': DB_POLLER_ENV,
   'kafka-consumer': KAFKA_CONSUMER_ENV,

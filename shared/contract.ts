@@ -70,6 +70,9 @@ export const ENV = {
   sweepProcessingStuckSeconds: 'SWEEP_PROCESSING_STUCK_SECONDS',
   sweepSplitStuckSeconds: 'SWEEP_SPLIT_STUCK_SECONDS',
   sweepCanaryGraceSeconds: 'SWEEP_CANARY_GRACE_SECONDS',
+  // The ledger sweep's verify half (settings.receipts).
+  receiptsSettleSeconds: 'RECEIPTS_SETTLE_SECONDS',
+  receiptsMaxFilesPerRun: 'RECEIPTS_MAX_FILES_PER_RUN',
 
   // The producers.
   maxMessageBytes: 'SIGNALS_MAX_MESSAGE_BYTES',
@@ -182,6 +185,9 @@ export const METRIC = {
   filesStuckExhausted: 'FilesStuckExhausted',
   /** The ledger sweep, each run: 1 when the canary due by now never reached the ledger, else 0. */
   canaryMissed: 'CanaryMissed',
+  /** The ledger sweep, each run: files whose receipts it counted and stored, and of those the ones that do not balance. */
+  filesVerified: 'FilesVerified',
+  receiptMismatches: 'ReceiptMismatches',
   kafkaRecordsDecoded: 'KafkaRecordsDecoded',
   kafkaRecordsQuarantined: 'KafkaRecordsQuarantined',
 } as const;

@@ -173,8 +173,12 @@ export const settings = {
     scorer: { timeoutSeconds: 60, memoryMb: 1769 },
     dbPoller: { timeoutSeconds: 120, memoryMb: 512 },
     kafkaConsumer: { timeoutSeconds: 120, memoryMb: 512 },
-    /** The ledger sweep (a second entry of s3-trigger): a few bounded queries and one small object. */
-    ledgerSweep: { timeoutSeconds: 60, memoryMb: 256 },
+    /**
+     * The ledger sweep (a second entry of s3-trigger): a few bounded queries and one small object, then the
+     * receipts of the files that ended since its last run (`receipts`: at most maxFilesPerRun, reading their
+     * score and rejects objects), which need the longer timeout and the memory to read a score object whole.
+     */
+    ledgerSweep: { timeoutSeconds: 300, memoryMb: 512 },
   },
   logRetentionDays: 30,
 
@@ -245,6 +249,30 @@ export const settings = {
     canaryGraceSeconds: 15 * 60,
     /** Canary send times the ledger keeps (enough to cover canaryGraceSeconds at the schedule's rate). */
     canaryHistory: 12,
+  },
+
+  /**
+   * The verify half of the ledger sweep (functions/s3-trigger/verify-sweep.ts): on each of the sweep's runs,
+   * the receipts (shared/receipts.ts) of the files that reached SUCCESS since its last run, stored on their
+   * ledger items, and ReceiptMismatches / FilesVerified.
+   */
+  receipts: {
+    /**
+     * A file is verified once it has been SUCCESS this long: its last signals may still be on the signals
+     * queue when the file ends, and a receipt counted before they are scored would not balance. Above the
+     * scorer's usual lag; a backlog longer than this is the signals queue's age alarm first.
+     */
+    settleSeconds: 10 * 60,
+    /** Files verified per run at most (the sweep's timeout bounds the work): the rest wait for the next run. */
+    maxFilesPerRun: 50,
+    /** Files counted together (one listing of the scorer's rejects); the cursor moves after each batch. */
+    filesPerBatch: 10,
+    /** A run stops starting batches with less time than this left (the cursor keeps its place). */
+    stopBeforeTimeoutSeconds: 60,
+    /** With no cursor yet (the first run), files that reached SUCCESS this far back are verified. */
+    firstLookbackHours: 24,
+    /** The ledger item that keeps the sweep's place (the last file verified): not a file. */
+    cursorKey: { pk: 'sweep#verify', sk: 'cursor' },
   },
 
   /**

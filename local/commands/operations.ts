@@ -39,18 +39,29 @@ export interface Dropped {
   readonly bytes: number;
 }
 
+/** Bytes of `file` uploaded so far, of `total` (lib-storage's `httpUploadProgress`). */
+export type UploadProgress = (file: string, loaded: number, total: number) => void;
+
 /** Uploads each file to `incoming/<basename>` (multipart for large files, streamed from disk). */
-export async function dropFiles(s3: S3Client, bucket: string, files: readonly string[]): Promise<Dropped[]> {
+export async function dropFiles(
+  s3: S3Client,
+  bucket: string,
+  files: readonly string[],
+  onProgress?: UploadProgress,
+): Promise<Dropped[]> {
   const dropped: Dropped[] = [];
   for (const file of files) {
     const bytes = statSync(file).size;
     const key = `${settings.bucket.incomingPrefix}${basename(file)}`;
-    const out = await new Upload({
+    const upload = new Upload({
       client: s3,
       params: { Bucket: bucket, Key: key, Body: createReadStream(file) },
       queueSize: 2,
       partSize: 8 * 1024 * 1024,
-    }).done();
+    });
+    if (onProgress) upload.on('httpUploadProgress', (p) => onProgress(file, p.loaded ?? 0, bytes));
+    const out = await upload.done();
+    onProgress?.(file, bytes, bytes);
     dropped.push({ file, bucket, key, etag: unquote(out.ETag ?? ''), bytes });
   }
   return dropped;

@@ -62,6 +62,8 @@ export interface ProducerHealth {
     readonly stuck?: Readonly<Record<string, number>>;
     /** The last successful run's verdict on the notification canary due by then. */
     readonly canaryMissed?: boolean;
+    /** The last successful run's receipts: files verified, and of those the ones that do not balance. */
+    readonly receipts?: { readonly verified: number; readonly mismatches: number };
   };
 }
 
@@ -92,6 +94,7 @@ export const ALARM_NAMES = {
   kafkaOffsetLag: `${prefix}-KafkaOffsetLag`,
   filesStuck: `${prefix}-FilesStuck`,
   notificationsSilent: `${prefix}-NotificationsSilent`,
+  receiptMismatches: `${prefix}-ReceiptMismatches`,
 } as const;
 
 /** How each offline evaluation differs from the CloudWatch alarm of the same name. */
@@ -113,6 +116,8 @@ export const ALARM_APPROXIMATIONS = {
     'CloudWatch takes the maximum of FilesStuck over sweepAlarmPeriods schedule periods, missing data breaching; offline uses the last successful sweep, and ALARM when none succeeded within that window.',
   notificationsSilent:
     'CloudWatch takes the maximum of CanaryMissed over sweepAlarmPeriods schedule periods, missing data breaching; offline uses the last successful sweep, and ALARM when none succeeded within that window.',
+  receiptMismatches:
+    'CloudWatch takes the maximum of ReceiptMismatches over sweepAlarmPeriods schedule periods, missing data breaching; offline uses the last successful sweep (so a mismatch clears once a later run verifies only balanced files, as CloudWatch once its period passes), and ALARM when none succeeded within that window.',
 } as const;
 
 const FILES_FAILED_WINDOW_MS = 5 * 60_000;
@@ -121,7 +126,7 @@ const FILES_FAILED_WINDOW_MS = 5 * 60_000;
  * The offline alarms, in a fixed order: the two DLQs and the Kafka failures bucket's notices, files FAILED,
  * the oldest-message age of the two consumed queues, poller silence, rows the poller cannot read (NULL
  * watermark, a stalled watermark), Kafka offset lag, ledger items stuck, notifications silent (the sweep's
- * canary). Pure: `status.at` is "now".
+ * canary), receipts that do not balance (the sweep's). Pure: `status.at` is "now".
  *
  * @param history samples oldest first; those at or after `status.at` are ignored (the status is the newest)
  */
@@ -158,6 +163,7 @@ export function evaluateAlarms(
     kafkaLagAlarm(status, monitoring.maxKafkaOffsetLag),
     filesStuckAlarm(status, now, monitoring),
     notificationsSilentAlarm(status, now, monitoring),
+    receiptMismatchesAlarm(status, now, monitoring),
   ];
 }
 
@@ -240,6 +246,25 @@ function notificationsSilentAlarm(
         reason: `the notification canary (${settings.bucket.canaryKey}) never reached the ledger: are the bucket's notifications still configured?`,
       }
     : { name, state: 'OK', reason: 'the notification canary due by the last sweep reached the ledger' };
+}
+
+function receiptMismatchesAlarm(
+  status: ProducerHealth,
+  now: number,
+  monitoring: MonitoringSettings,
+): AlarmEvaluation {
+  const name = ALARM_NAMES.receiptMismatches;
+  const recent = recentSweep(name, status, now, monitoring);
+  if ('evaluation' in recent) return recent.evaluation;
+  const r = recent.sweep.receipts;
+  if (!r) return { name, state: 'INSUFFICIENT_DATA', reason: 'the last sweep reported no receipts' };
+  return r.mismatches > 0
+    ? {
+        name,
+        state: 'ALARM',
+        reason: `${plural(r.mismatches, 'file')} of ${r.verified} verified at the last sweep do not balance (records read found neither scored nor quarantined): see pulse verify --since 1h`,
+      }
+    : { name, state: 'OK', reason: `the ${plural(r.verified, 'file')} verified at the last sweep balance` };
 }
 
 function depthOf(status: PulseStatus, queue: QueueName): number {

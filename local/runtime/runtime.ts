@@ -94,6 +94,8 @@ export function runtimeEnv(state: LocalState): Record<string, string> {
         }
       : {}),
     ...(sweep ? { [ENV.sweepCanaryGraceSeconds]: String(2 * sweep) } : {}),
+    // A shortened sweep verifies files sooner after they end (the offline run's scorer keeps up in seconds).
+    ...(sweep ? { [ENV.receiptsSettleSeconds]: String(sweep) } : {}),
     [ENV.powertoolsServiceName]: 'pulse-local',
     [PLATFORM_ENV.powertoolsMetricsNamespace]: settings.metricsNamespace,
     // The functions' EMF metric lines go to the runtime's log, as they go to CloudWatch Logs on AWS.
@@ -295,8 +297,19 @@ export function kafkaGroupIdOf(
 }
 
 /** What the sweep's last successful run returned (functions/s3-trigger/sweep-handler.ts), for the alarms. */
-function sweepReport(result: unknown): { stuck?: Record<string, number>; canaryMissed?: boolean } {
-  const r = result as { stuck?: unknown; canary?: { missed?: unknown } } | undefined;
+function sweepReport(result: unknown): {
+  stuck?: Record<string, number>;
+  canaryMissed?: boolean;
+  receipts?: { verified: number; mismatches: number };
+} {
+  const r = result as
+    | {
+        stuck?: unknown;
+        canary?: { missed?: unknown };
+        verify?: { verified?: unknown; mismatches?: unknown };
+      }
+    | undefined;
+  const v = r?.verify;
   const stuck =
     r?.stuck && typeof r.stuck === 'object'
       ? Object.fromEntries(
@@ -306,6 +319,9 @@ function sweepReport(result: unknown): { stuck?: Record<string, number>; canaryM
   return {
     ...(stuck ? { stuck } : {}),
     ...(typeof r?.canary?.missed === 'boolean' ? { canaryMissed: r.canary.missed } : {}),
+    ...(typeof v?.verified === 'number' && typeof v.mismatches === 'number'
+      ? { receipts: { verified: v.verified, mismatches: v.mismatches } }
+      : {}),
   };
 }
 

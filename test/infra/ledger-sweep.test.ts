@@ -24,6 +24,8 @@ describe.each(STACK_SHAPES)('the ledger sweep in the stack with %s', (_shape, co
   const fn = resourcesOf(t)[fnId]?.Properties ?? {};
   const ledger = idOf(t, 'Ledger', 'AWS::DynamoDB::Table');
   const bucket = idOf(t, 'IngestBucket', 'AWS::S3::Bucket');
+  const scores = idOf(t, 'Scores', 'AWS::DynamoDB::Table');
+  const scoresBucket = idOf(t, 'ScoresBucket', 'AWS::S3::Bucket');
 
   it('runs s3-trigger’s second entry as its own function, pointed at the ledger and the ingest bucket', () => {
     // Assess
@@ -31,6 +33,10 @@ describe.each(STACK_SHAPES)('the ledger sweep in the stack with %s', (_shape, co
       POWERTOOLS_SERVICE_NAME: 'ledger-sweep',
       LEDGER_TABLE: { Ref: ledger },
       INGEST_BUCKET: { Ref: bucket },
+      SCORES_TABLE: { Ref: scores },
+      SCORES_BUCKET: { Ref: scoresBucket },
+      RECEIPTS_SETTLE_SECONDS: String(settings.receipts.settleSeconds),
+      RECEIPTS_MAX_FILES_PER_RUN: String(settings.receipts.maxFilesPerRun),
     });
     expect(fn.Timeout).toBe(settings.functions.ledgerSweep.timeoutSeconds);
   });
@@ -49,7 +55,7 @@ describe.each(STACK_SHAPES)('the ledger sweep in the stack with %s', (_shape, co
     });
   });
 
-  it('grants it Query on the status index, the canary’s ledger item and the canary key, nothing more', () => {
+  it('grants it the status index, the canary’s item and key, and for receipts the files’ items, their cursor, blocks, score and rejects objects, nothing more', () => {
     // Prepare
     const role = (fn.Role as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
     const statements = ofType(t, 'AWS::IAM::Policy')
@@ -74,6 +80,47 @@ describe.each(STACK_SHAPES)('the ledger sweep in the stack with %s', (_shape, co
         Action: 's3:PutObject',
         Resource: { 'Fn::Join': ['', [getAtt(bucket), `/${settings.bucket.canaryKey}`]] },
       },
+      {
+        Effect: 'Allow',
+        Action: ['dynamodb:Query', 'dynamodb:UpdateItem'],
+        Resource: getAtt(ledger),
+        Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['s3://*'] } },
+      },
+      {
+        Effect: 'Allow',
+        Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+        Resource: getAtt(ledger),
+        Condition: {
+          'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [settings.receipts.cursorKey.pk] },
+        },
+      },
+      { Effect: 'Allow', Action: 'dynamodb:BatchGetItem', Resource: getAtt(scores) },
+      {
+        Effect: 'Allow',
+        Action: 's3:GetObject',
+        // CDK sorts a statement's resources.
+        Resource: [
+          { 'Fn::Join': ['', [getAtt(bucket), `/${settings.bucket.rejectsPrefix}*`]] },
+          { 'Fn::Join': ['', [getAtt(scoresBucket), `/${settings.scores.pendingPrefix}*`]] },
+          { 'Fn::Join': ['', [getAtt(scoresBucket), `/${settings.scores.prefix}*`]] },
+        ],
+      },
+      {
+        Effect: 'Allow',
+        Action: 's3:ListBucket',
+        Resource: getAtt(scoresBucket),
+        Condition: {
+          StringLikeIfExists: {
+            's3:prefix': [`${settings.scores.prefix}*`, `${settings.scores.pendingPrefix}*`],
+          },
+        },
+      },
+      {
+        Effect: 'Allow',
+        Action: 's3:ListBucket',
+        Resource: getAtt(bucket),
+        Condition: { StringLikeIfExists: { 's3:prefix': [`${settings.bucket.rejectsPrefix}*`] } },
+      },
     ]);
   });
 
@@ -92,7 +139,7 @@ describe.each(STACK_SHAPES)('the ledger sweep in the stack with %s', (_shape, co
     });
   });
 
-  it('alarms on stuck ledger items and a missed canary, each treating a silent sweep as breaching', () => {
+  it('alarms on stuck ledger items, a missed canary and a receipt that does not balance, each treating a silent sweep as breaching', () => {
     // Prepare
     const alarms = ofType(t, 'AWS::CloudWatch::Alarm').map(([, r]) => r.Properties);
     const named = (name: string) => alarms.find((a) => a.AlarmName === name);
@@ -114,6 +161,11 @@ describe.each(STACK_SHAPES)('the ledger sweep in the stack with %s', (_shape, co
     expect(named(ALARM_NAMES.notificationsSilent)).toMatchObject({
       ...common,
       MetricName: METRIC.canaryMissed,
+      Threshold: 0,
+    });
+    expect(named(ALARM_NAMES.receiptMismatches)).toMatchObject({
+      ...common,
+      MetricName: METRIC.receiptMismatches,
       Threshold: 0,
     });
     expect(alarms.filter((a) => String(a.AlarmName).includes('ledgerSweep-Fault-Count'))).toHaveLength(1);

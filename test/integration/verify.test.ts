@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { storedReceipt, storeReceipt } from '#shared/receipt-store.ts';
 import { settings } from '#shared/settings.ts';
 import { verify, verifyExitCode } from '../../local/commands/verify.ts';
 import { csvFile, setUpPipeline, waitFor } from './pipeline.ts';
@@ -52,6 +53,45 @@ describe('pulse verify (moto)', () => {
     expect(await verify(p.target, { since: new Date(Date.now() - 3_600_000) })).toEqual(receipts);
   });
 
+  it('stores the receipt on the ledger item, touching no status, lease or updatedAt, and never an older over a newer', async () => {
+    // Prepare
+    const before = (await p.ledgerItems()).find((i) => i.pk.endsWith(`/${key}`));
+    const at = new Date();
+    // Act
+    const [receipt] = await verify(p.target, { key }, at);
+    const after = (await p.ledgerItems()).find((i) => i.pk.endsWith(`/${key}`)) as unknown as Record<
+      string,
+      unknown
+    >;
+    const older = storedReceipt(
+      { ...(receipt as NonNullable<typeof receipt>), verdict: 'mismatch', missing: 1, missingRows: [1] },
+      new Date(at.getTime() - 60_000),
+      'an older run',
+    );
+    const outcome = await storeReceipt(p.clients.doc, p.names.ledgerTable, after as never, older);
+    const kept = (await p.ledgerItems()).find((i) => i.pk.endsWith(`/${key}`)) as unknown as Record<
+      string,
+      unknown
+    >;
+    // Assess
+    expect(after.receipt).toMatchObject({
+      at: at.toISOString(),
+      by: 'pulse verify',
+      status: 'SUCCESS',
+      read: 300,
+      scored: file.good,
+      quarantined: file.bad,
+      ok: true,
+      missing: { count: 0, rows: [] },
+    });
+    // The first test's verify stored a receipt already: all else is as before.
+    const { receipt: _, ...rest } = after;
+    const { receipt: __, ...restBefore } = before as unknown as Record<string, unknown>;
+    expect(rest).toEqual(restBefore);
+    expect(outcome).toBe('stale');
+    expect(kept.receipt).toEqual(after.receipt);
+  });
+
   it('lists the rows of a score object deleted by hand, then those of the rejects object removed', async () => {
     // Prepare
     const records = (await p.scoreRecords()).filter((r) => r.ref.includes(`/${key}@`));
@@ -73,6 +113,13 @@ describe('pulse verify (moto)', () => {
       appliedWithoutScore: lost.slice(0, 100),
     });
     expect(verifyExitCode(afterScore ? [afterScore] : [])).toBe(2);
+    const stored = (await p.ledgerItems()).find((i) => i.pk.endsWith(`/${key}`)) as unknown as {
+      receipt: unknown;
+    };
+    expect(stored.receipt).toMatchObject({
+      ok: false,
+      missing: { count: lost.length, rows: lost.slice(0, 10) },
+    });
 
     // Prepare
     const item = (await p.ledgerItems()).find((i) => i.pk.endsWith(`/${key}`));

@@ -5,7 +5,7 @@ import {
   ListObjectsV2Command,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { BatchGetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { BatchGetCommand, QueryCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -126,6 +126,29 @@ describe('verify (mocked AWS clients, as with --stack)', () => {
     });
     expect(s3).toHaveReceivedCommandWith(ListObjectsV2Command, { Prefix: 'scores/dt=2024-06-01/' });
     expect(s3).toHaveReceivedCommandWith(ListObjectsV2Command, { Prefix: 'scores/dt=2024-06-02/' });
+  });
+
+  it('stores the receipt on the item, and with credentials that may not write the ledger still returns it', async () => {
+    // Prepare
+    doc.on(QueryCommand).resolves({ Items: [item({ records: 1, rejected: 0, rejectsKey: undefined })] });
+    serve({ [SCORES_BUCKET]: { 'scores/dt=2024-06-02/t1.ndjson.gz': encodeRecords([score(1)]) } });
+    // Act
+    const stored = await verify(target, { key: 'incoming/a.csv' }, NOW);
+    doc
+      .on(UpdateCommand)
+      .rejects(Object.assign(new Error('not authorized'), { name: 'AccessDeniedException' }));
+    const readOnly = await verify(target, { key: 'incoming/a.csv' }, NOW);
+    // Assess
+    expect(doc).toHaveReceivedCommandWith(UpdateCommand, {
+      TableName: LEDGER,
+      Key: { pk: `s3://${BUCKET}/incoming/a.csv`, sk: 'e1' },
+      UpdateExpression: 'SET #receipt = :receipt',
+      ExpressionAttributeValues: expect.objectContaining({
+        ':receipt': expect.objectContaining({ at: NOW.toISOString(), by: 'pulse verify', ok: true, read: 1 }),
+      }),
+    });
+    expect(readOnly).toEqual(stored);
+    expect(readOnly[0]?.verdict).toBe('ok');
   });
 
   it('reads the score objects the file’s blocks name, and lists no day when they balance it', async () => {

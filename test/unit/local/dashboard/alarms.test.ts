@@ -49,6 +49,7 @@ describe('evaluateAlarms', () => {
       'PulseIngest-KafkaOffsetLag',
       'PulseIngest-FilesStuck',
       'PulseIngest-NotificationsSilent',
+      'PulseIngest-ReceiptMismatches',
     ]);
   });
 
@@ -69,6 +70,7 @@ describe('evaluateAlarms', () => {
       [ALARM_NAMES.kafkaOffsetLag]: 'INSUFFICIENT_DATA',
       [ALARM_NAMES.filesStuck]: 'INSUFFICIENT_DATA',
       [ALARM_NAMES.notificationsSilent]: 'INSUFFICIENT_DATA',
+      [ALARM_NAMES.receiptMismatches]: 'INSUFFICIENT_DATA',
     });
   });
 
@@ -319,13 +321,31 @@ describe('evaluateAlarms', () => {
       expect(stateOf(ALARM_NAMES.notificationsSilent, sweep()).state).toBe('OK');
     });
 
+    it('alarms on a receipt that does not balance at the last sweep, and is OK when all balance', () => {
+      // Act
+      const red = stateOf(ALARM_NAMES.receiptMismatches, sweep({ receipts: { verified: 4, mismatches: 1 } }));
+      const green = stateOf(
+        ALARM_NAMES.receiptMismatches,
+        sweep({ receipts: { verified: 4, mismatches: 0 } }),
+      );
+      const unreported = stateOf(ALARM_NAMES.receiptMismatches, sweep());
+      // Assess
+      expect(red).toMatchObject({ state: 'ALARM', reason: expect.stringContaining('1 file of 4 verified') });
+      expect(green.state).toBe('OK');
+      expect(unreported.state).toBe('INSUFFICIENT_DATA');
+    });
+
     it('treats a sweep that has not succeeded within its periods as breaching, as CloudWatch’s missing data', () => {
       // Act: the last success 11 minutes ago, with two periods of 5 minutes allowed; or never, for 11 minutes
       const late = sweep({ lastSuccessAt: iso(NOW - 11 * 60_000) });
       const never = sweep({ lastSuccessAt: null, since: iso(NOW - 11 * 60_000) });
       const starting = sweep({ lastSuccessAt: null, since: iso(NOW - 60_000) });
       // Assess
-      for (const name of [ALARM_NAMES.filesStuck, ALARM_NAMES.notificationsSilent]) {
+      for (const name of [
+        ALARM_NAMES.filesStuck,
+        ALARM_NAMES.notificationsSilent,
+        ALARM_NAMES.receiptMismatches,
+      ]) {
         expect(stateOf(name, late)).toMatchObject({
           state: 'ALARM',
           reason: expect.stringContaining('660 s ago'),

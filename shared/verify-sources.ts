@@ -1,18 +1,31 @@
 /**
- * Where `pulse verify` finds each row of an object version (see verify.ts): the score objects (by the
+ * Where a receipt (receipts.ts: `pulse verify`, the ledger sweep) finds each row of an object version: the score objects (by the
  * tokens of the file's blocks, else by day), the file's rejects objects (the ledger names them) and the
  * scorer's (by day).
  */
 
 import { gunzipSync } from 'node:zlib';
-import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import type { LedgerItem } from '#shared/ledger.ts';
-import { settings } from '#shared/settings.ts';
-import { decodeTokens } from '../../functions/scorer/blocks.ts';
-import { blockKey, streamIdOf } from '../../functions/scorer/keys.ts';
-import { decodeRecords, finalKey, pendingKey } from '../../functions/scorer/score-store.ts';
-import { readItems } from '../../functions/scorer/state.ts';
-import type { Target } from './target.ts';
+import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+// The score objects' and blocks' formats are the scorer's: read through its own modules, never a copy.
+import { decodeTokens } from '../functions/scorer/blocks.ts';
+import { blockKey, streamIdOf } from '../functions/scorer/keys.ts';
+import { decodeRecords, finalKey, pendingKey } from '../functions/scorer/score-store.ts';
+import { readItems } from '../functions/scorer/state.ts';
+import type { LedgerItem } from './ledger.ts';
+import { settings } from './settings.ts';
+
+/**
+ * Where the receipts are counted from: the clients and the resources. A `pulse` command's target is one; the
+ * ledger sweep builds one from its configuration.
+ */
+export interface ReceiptSources {
+  readonly clients: { readonly s3: S3Client; readonly doc: DynamoDBDocumentClient };
+  /** The ingest bucket (the files' rejects objects and the scorer's). */
+  readonly bucket: string;
+  readonly scoresBucket: string;
+  readonly scoresTable: string;
+}
 
 /** What was found of one object version's rows. */
 export interface Found {
@@ -62,7 +75,7 @@ function ymd(ms: number): [number, number, number] {
   return [d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()];
 }
 
-async function listKeys(target: Target, bucket: string, prefix: string): Promise<string[]> {
+async function listKeys(target: ReceiptSources, bucket: string, prefix: string): Promise<string[]> {
   const keys: string[] = [];
   let token: string | undefined;
   do {
@@ -76,7 +89,11 @@ async function listKeys(target: Target, bucket: string, prefix: string): Promise
 }
 
 /** The object's bytes, or undefined when it is gone (a listed object deleted since). */
-async function readObject(target: Target, bucket: string, key: string): Promise<Uint8Array | undefined> {
+async function readObject(
+  target: ReceiptSources,
+  bucket: string,
+  key: string,
+): Promise<Uint8Array | undefined> {
   try {
     const out = await target.clients.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
     return await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray();
@@ -87,7 +104,7 @@ async function readObject(target: Target, bucket: string, key: string): Promise<
 }
 
 /** Rows of the score objects `key` holds, added to their streams'. */
-async function readScores(target: Target, key: string, streams: Map<string, Found>): Promise<void> {
+async function readScores(target: ReceiptSources, key: string, streams: Map<string, Found>): Promise<void> {
   const body = await readObject(target, target.scoresBucket, key);
   if (!body) return;
   for (const r of decodeRecords(body)) {
@@ -101,7 +118,7 @@ async function readScores(target: Target, key: string, streams: Map<string, Foun
  * 1 to a little past the count read. Returns the keys read.
  */
 export async function scoresByTokens(
-  target: Target,
+  target: ReceiptSources,
   files: readonly LedgerItem[],
   streams: Map<string, Found>,
 ): Promise<Set<string>> {
@@ -127,7 +144,7 @@ export async function scoresByTokens(
 
 /** Every score object of `dayList`'s partitions and the pending ones, but those in `skip` (read already). */
 export async function scanScores(
-  target: Target,
+  target: ReceiptSources,
   dayList: readonly string[],
   streams: Map<string, Found>,
   skip: ReadonlySet<string> = new Set(),
@@ -165,7 +182,7 @@ function rejectLines(body: Uint8Array, key: string): RejectLine[] {
 
 /** The file's own rejects objects (the ledger names them, parts' included). */
 export async function scanRejects(
-  target: Target,
+  target: ReceiptSources,
   items: readonly LedgerItem[],
   streams: Map<string, Found>,
 ): Promise<void> {
@@ -187,7 +204,7 @@ export async function scanRejects(
 
 /** The scorer's rejects (`rejects/scorer/<day>/…`): invalid signals, and own ids scored from another row. */
 export async function scanScorerRejects(
-  target: Target,
+  target: ReceiptSources,
   dayList: readonly string[],
   streams: Map<string, Found>,
 ): Promise<void> {
