@@ -69,7 +69,6 @@ export function pollerTableMetric(name: string, table: string, statistic = 'Sum'
     dimensionsMap: { service: 'db-poller', [METRIC_DIMENSION.table]: table },
     statistic,
     period,
-    label: `${name} ${table}`,
   });
 }
 
@@ -196,11 +195,15 @@ export class Monitoring extends Construct {
         },
         {
           title: 'Poller lag per table (ms, oldest row read)',
-          metrics: d.dbPoller.tables.map((t) => pollerTableMetric(METRIC.pollerLag, t.table, 'Maximum')),
+          metrics: d.dbPoller.tables.map((t) =>
+            pollerTableMetric(METRIC.pollerLag, t.table, 'Maximum').with({ label: t.table }),
+          ),
         },
         {
           title: 'Rows sent per table',
-          metrics: d.dbPoller.tables.map((t) => pollerTableMetric(METRIC.rowsSent, t.table)),
+          metrics: d.dbPoller.tables.map((t) =>
+            pollerTableMetric(METRIC.rowsSent, t.table).with({ label: t.table }),
+          ),
         },
         {
           title: 'Kafka offset lag',
