@@ -270,7 +270,7 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
  * that stopped is silence, as each table's PollerSilent alarm in the stack), over the slowest period; the
  * watermark counts summed over the tables that report them.
  */
-function pollersHealth(
+export function pollersHealth(
   schedules: readonly { schedule: ReturnType<typeof startSchedule>; periodMs: number }[],
 ): ReturnType<ReturnType<typeof startSchedule>['health']> & { periodSeconds: number } {
   const all = schedules.map((s) => s.schedule.health());
