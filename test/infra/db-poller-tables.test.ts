@@ -1,4 +1,4 @@
-import type { Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, type Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { dbPollerConfigFor, loadDbPollerConfig } from '#shared/config.ts';
 import { ENV } from '#shared/contract.ts';
@@ -6,7 +6,7 @@ import { settings } from '#shared/settings.ts';
 import { MAX_DB_TABLES_BYTES, type PulseTuningProps, resolveDeployment } from '../../infra/props.ts';
 import { localDbPoller, runtimeEnv } from '../../local/runtime/runtime.ts';
 import { localStateFactory } from '../helpers/factories.ts';
-import { DB_AND_MSK_CONTEXT, synthTemplate } from '../helpers/stacks.ts';
+import { buildStack, DB_AND_MSK_CONTEXT, synthTemplate } from '../helpers/stacks.ts';
 
 /**
  * Several db-poller tables (issue 23): `dbPoller.tables` gives one schedule per table, each naming its table
@@ -169,6 +169,18 @@ describe('db-poller tables', () => {
     expect(dashboard).toContain('Poller lag per table');
     expect(dashboard).toMatch(/PollerLag.{0,80}table.{0,20}readings/);
   });
+
+  it('passes cdk-nag with several schedules invoking the one poller', () => {
+    // Act
+    const stack = buildStack({ context: pulse(TABLES), nag: true });
+    const errors = Annotations.fromStack(stack).findError('*', Match.anyValue());
+    const warnings = Annotations.fromStack(stack)
+      .findWarning('*', Match.anyValue())
+      .filter((w) => String(w.entry.data).includes('AwsSolutions-'));
+    // Assess
+    expect(errors.map((e) => `${e.id}: ${String(e.entry.data).split('\n')[0]}`)).toEqual([]);
+    expect(warnings).toEqual([]);
+  }, 120_000);
 
   it('keeps the one-table props as a list of one, on the schedule it always had', () => {
     // Act
