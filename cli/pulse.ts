@@ -130,7 +130,7 @@ local
   )
   .option(
     '--db-poller <json>',
-    'the db-poller\'s props, as PulseIngest\'s dbPoller takes them (e.g. \'{"processedType":"integer"}\')',
+    'the db-poller\'s props, as PulseIngest\'s dbPoller takes them (e.g. \'{"processedType":"integer"}\'; several tables, one schedule each: \'{"tables":[{"table":"a"},{"table":"b","mode":"watermark"}]}\')',
     jsonObject('--db-poller'),
   )
   .option(

@@ -16,7 +16,7 @@ import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { Queue } from 'aws-cdk-lib/aws-sqs';
 import { DefaultDashboardFactory, MonitoringFacade, SnsAlarmActionStrategy } from 'cdk-monitoring-constructs';
 import { Construct } from 'constructs';
-import { METRIC } from '#shared/contract.ts';
+import { METRIC, METRIC_DIMENSION } from '#shared/contract.ts';
 import { settings } from '#shared/settings.ts';
 import type { PulseFunction } from './constructs/pulse-function.ts';
 import type { PulseDeployment } from './props.ts';
@@ -58,6 +58,17 @@ export function pulseMetric(name: string, service: string, statistic = 'Sum'): M
     dimensionsMap: { service },
     statistic,
     period: PERIOD,
+  });
+}
+
+/** A db-poller metric of one table (dimensions `service` and `table`: functions/db-poller/table-metrics.ts). */
+export function pollerTableMetric(name: string, table: string, statistic = 'Sum', period = PERIOD): Metric {
+  return new Metric({
+    namespace: settings.metricsNamespace,
+    metricName: name,
+    dimensionsMap: { service: 'db-poller', [METRIC_DIMENSION.table]: table },
+    statistic,
+    period,
   });
 }
 
@@ -183,6 +194,18 @@ export class Monitoring extends Construct {
           metrics: [pulseMetric(METRIC.pollerLag, 'db-poller', 'Maximum')],
         },
         {
+          title: 'Poller lag per table (ms, oldest row read)',
+          metrics: d.dbPoller.tables.map((t) =>
+            pollerTableMetric(METRIC.pollerLag, t.table, 'Maximum').with({ label: t.table }),
+          ),
+        },
+        {
+          title: 'Rows sent per table',
+          metrics: d.dbPoller.tables.map((t) =>
+            pollerTableMetric(METRIC.rowsSent, t.table).with({ label: t.table }),
+          ),
+        },
+        {
           title: 'Kafka offset lag',
           metrics: [this.kafkaLag(props.functions.kafkaConsumer.functionName)],
         },
@@ -275,7 +298,9 @@ export class Monitoring extends Construct {
 
     if (props.pollerEnabled) {
       const periods = m.pollerSilentPeriods;
-      const window = Duration.minutes(d.dbPoller.scheduleRateMinutes * periods);
+      // The slowest table's schedule: the function runs at least that often while every schedule does.
+      const slowest = Math.max(...d.dbPoller.tables.map((t) => t.scheduleRateMinutes));
+      const window = Duration.minutes(slowest * periods);
       const ok = new MathExpression({
         expression: 'invocations - errors',
         usingMetrics: {
@@ -291,6 +316,23 @@ export class Monitoring extends Construct {
         missing: TreatMissingData.BREACHING,
         description: `The db-poller has not run successfully in ${periods} schedule periods.`,
       });
+      // Several tables: each one's polls report RowsPolled under its table (0 when there was nothing), so a
+      // table whose polls stop (its schedule, a failing statement) is silent on its own.
+      if (d.dbPoller.tables.length > 1) {
+        for (const t of d.dbPoller.tables) {
+          const tableWindow = Duration.minutes(t.scheduleRateMinutes * periods);
+          this.alarm(
+            `PollerSilent-${t.table}`,
+            pollerTableMetric(METRIC.rowsPolled, t.table, 'SampleCount', tableWindow),
+            {
+              threshold: 1,
+              comparison: ComparisonOperator.LESS_THAN_THRESHOLD,
+              missing: TreatMissingData.BREACHING,
+              description: `No poll of the table ${t.table} has finished in ${periods} of its schedule periods (${t.scheduleRateMinutes} min).`,
+            },
+          );
+        }
+      }
       // Watermark mode only (the metric is never sent in mark mode: missing data is not breaching).
       this.alarm('WatermarkNullRows', pulseMetric(METRIC.watermarkNullRows, 'db-poller', 'Maximum'), {
         threshold: 0,

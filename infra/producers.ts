@@ -9,7 +9,12 @@ import {
   SelfManagedKafkaEventSource,
 } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type { IBucket } from 'aws-cdk-lib/aws-s3';
-import { Schedule, ScheduleExpression } from 'aws-cdk-lib/aws-scheduler';
+import {
+  ContextAttribute,
+  Schedule,
+  ScheduleExpression,
+  ScheduleTargetInput,
+} from 'aws-cdk-lib/aws-scheduler';
 import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
@@ -67,7 +72,10 @@ export interface ProducersProps {
 /** The db-poller on an EventBridge Scheduler schedule, and the kafka-consumer behind its event source. */
 export class Producers extends Construct {
   readonly dbPoller: PulseFunction;
+  /** The first table's schedule (see {@link schedules}). */
   readonly schedule: Schedule;
+  /** One schedule per polled table, in the order of `dbPoller.tables`. */
+  readonly schedules: readonly Schedule[];
   readonly kafkaConsumer: PulseFunction;
   /** The Kafka event source's on-failure bucket (batches that failed every retry, records included) and its notices. */
   readonly kafkaFailures: KafkaFailures;
@@ -137,13 +145,27 @@ export class Producers extends Construct {
       );
     }
 
-    this.schedule = new Schedule(this, 'DbPollerSchedule', {
-      schedule: ScheduleExpression.rate(Duration.minutes(d.dbPoller.scheduleRateMinutes)),
-      target: new LambdaInvoke(this.dbPoller, { retryAttempts: 0 }),
-      // Without a database the poller is deployed but never runs (see the README to enable it).
-      enabled: db !== undefined,
-      description: 'Polls the signals table for unprocessed rows',
-    });
+    // One schedule per table, all invoking the one poller; each input names its table (DB_TABLES holds its
+    // settings). A one-table deployment keeps the id it always had.
+    const tables = d.dbPoller.tables;
+    this.schedules = tables.map(
+      (t) =>
+        new Schedule(this, tables.length === 1 ? 'DbPollerSchedule' : `DbPollerSchedule-${t.table}`, {
+          schedule: ScheduleExpression.rate(Duration.minutes(t.scheduleRateMinutes)),
+          target: new LambdaInvoke(this.dbPoller, {
+            retryAttempts: 0,
+            input: ScheduleTargetInput.fromObject({
+              table: t.table,
+              scheduledTime: ContextAttribute.scheduledTime,
+              executionId: ContextAttribute.executionId,
+            }),
+          }),
+          // Without a database the poller is deployed but never runs (see the README to enable it).
+          enabled: db !== undefined,
+          description: `Polls the table ${t.table} (${t.mode} mode)`,
+        }),
+    );
+    this.schedule = this.schedules[0] as Schedule;
     this.suppressSchedulerInvokeQualifiers();
 
     this.kafkaFailures = new KafkaFailures(this, 'KafkaFailures', {

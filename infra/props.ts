@@ -1,11 +1,13 @@
 import * as z from 'zod';
-import { DbColumnsSchema, InitialWatermarkSchema, SqlFilterSchema } from '#shared/config.ts';
+import { DbColumnsSchema, duplicateTables, InitialWatermarkSchema, SqlFilterSchema } from '#shared/config.ts';
+import { ENV } from '#shared/contract.ts';
 import {
   type KafkaPollerMode,
   kafkaMappingGroupId,
   settings,
   visibilityTimeoutFor,
 } from '#shared/settings.ts';
+import { encodeDbTables } from './db-poller-env.ts';
 import { type KafkaSchemaRegistry, schemaRegistryProblems } from './kafka-schema-registry.ts';
 
 /**
@@ -167,6 +169,24 @@ export interface FunctionSizeProps {
   readonly timeoutSeconds?: number;
 }
 
+/** One table of `dbPoller.tables`: the same keys as the one-table props, and its own schedule. */
+export interface DbPollerTableProps {
+  /** A plain SQL identifier; each table once. */
+  readonly table: string;
+  /** @default 'mark' */
+  readonly mode?: 'mark' | 'watermark';
+  /** Column names, merged over the defaults. @default settings.dbPoller.columns */
+  readonly columns?: Readonly<Partial<Record<keyof typeof settings.dbPoller.columns, string>>>;
+  /** An extra filter on the rows read, added as `AND (<where>)`. @default none */
+  readonly where?: string;
+  /** mark mode only: `boolean` or `integer`. @default 'boolean' */
+  readonly processedType?: 'boolean' | 'integer';
+  /** watermark mode only: where reading starts while no watermark is stored. @default none */
+  readonly initialWatermark?: string;
+  /** This table's schedule. @default dbPoller.scheduleRateMinutes */
+  readonly scheduleRateMinutes?: number;
+}
+
 /** Everything about the deployment that is not a source: see each field's default. */
 export interface PulseTuningProps {
   /** The file-events queue and s3-trigger's event source. @default settings.fileEvents */
@@ -231,6 +251,14 @@ export interface PulseTuningProps {
      * ISO-8601 date or time, or an integer for a version counter). @default none: from the first row
      */
     readonly initialWatermark?: string;
+    /**
+     * Several tables, each with its own mode, columns, filter, flag type, initial watermark and schedule
+     * (one schedule per table, all invoking the one db-poller). Exclusive with the one-table keys above
+     * (`table`, `mode`, `columns`, `where`, `processedType`, `initialWatermark`), which describe a single
+     * table; `scheduleRateMinutes` above is each table's default. See docs/db-poller.md.
+     * @default one table: the keys above
+     */
+    readonly tables?: readonly DbPollerTableProps[];
   };
   /** The kafka-consumer's event source and how it decodes values. @default settings.kafka, JSON values */
   readonly kafkaConsumer?: {
@@ -310,6 +338,18 @@ const size = z
   .partial()
   .strict();
 
+const dbPollerTableSchema = z
+  .object({
+    table: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'must be a plain SQL identifier'),
+    mode: z.enum(['mark', 'watermark']).optional(),
+    columns: DbColumnsSchema.partial().optional(),
+    where: SqlFilterSchema.optional(),
+    processedType: z.enum(['boolean', 'integer']).optional(),
+    initialWatermark: InitialWatermarkSchema.optional(),
+    scheduleRateMinutes: int(1, 1440).optional(),
+  })
+  .strict();
+
 /** The shape and ranges of {@link PulseTuningProps}; unknown keys are refused (a typo is not a default). */
 export const PulseTuningSchema = z
   .object({
@@ -362,6 +402,7 @@ export const PulseTuningSchema = z
         where: SqlFilterSchema,
         processedType: z.enum(['boolean', 'integer']),
         initialWatermark: InitialWatermarkSchema,
+        tables: z.array(dbPollerTableSchema).min(1, 'lists no table'),
       })
       .partial()
       .strict(),
@@ -443,12 +484,18 @@ export interface PulseDeployment {
   readonly staging: Required<NonNullable<PulseTuningProps['staging']>>;
   readonly scoring: Required<NonNullable<PulseTuningProps['scoring']>>;
   readonly dbPoller: Required<
-    Omit<NonNullable<PulseTuningProps['dbPoller']>, 'columns' | 'where' | 'initialWatermark'>
-  > &
-    Pick<NonNullable<PulseTuningProps['dbPoller']>, 'where' | 'initialWatermark'> & {
-      /** Only the columns given (DB_COLUMNS merges them over the defaults). @default none */
-      readonly columns?: Readonly<Record<string, string>>;
-    };
+    Pick<
+      NonNullable<PulseTuningProps['dbPoller']>,
+      | 'scheduleRateMinutes'
+      | 'batchSize'
+      | 'maxQueueDepth'
+      | 'watermarkLookbackSeconds'
+      | 'watermarkSkewSeconds'
+    >
+  > & {
+    /** Every table polled (the one-table props make one), each with its schedule. */
+    readonly tables: readonly DbPollerTable[];
+  };
   readonly kafkaConsumer: Required<
     Pick<
       NonNullable<PulseTuningProps['kafkaConsumer']>,
@@ -463,6 +510,15 @@ export interface PulseDeployment {
     readonly maxMessageAgeSeconds: { readonly fileEvents: number; readonly signals: number };
   };
 }
+
+/** One polled table, resolved: what DB_TABLES carries for it (infra/db-poller-env.ts), and its schedule. */
+export type DbPollerTable = Required<
+  Pick<DbPollerTableProps, 'table' | 'mode' | 'processedType' | 'scheduleRateMinutes'>
+> &
+  Pick<DbPollerTableProps, 'where' | 'initialWatermark'> & {
+    /** Only the columns given (the function merges them over the defaults). @default none */
+    readonly columns?: Readonly<Record<string, string>>;
+  };
 
 /** Thrown for props the deployment cannot be built with; the message names the prop. */
 export class PulsePropsError extends Error {
@@ -496,7 +552,6 @@ export function resolveDeployment(tuning: PulseTuningProps, stage?: string): Pul
   const p = parsed.data;
   const f = settings.functions;
   const m = settings.monitoring;
-  const { columns, ...dbPoller } = p.dbPoller ?? {};
   const d: PulseDeployment = {
     name: stage ? `${settings.stackName}-${stage}` : settings.stackName,
     fileEvents: pickQueue(settings.fileEvents, p.fileEvents),
@@ -527,18 +582,7 @@ export function resolveDeployment(tuning: PulseTuningProps, stage?: string): Pul
       minSamples: settings.scoring.minSamples,
       ...p.scoring,
     },
-    dbPoller: {
-      scheduleRateMinutes: settings.dbPoller.scheduleRateMinutes,
-      batchSize: settings.dbPoller.batchSize,
-      mode: settings.dbPoller.mode,
-      table: settings.dbPoller.table,
-      maxQueueDepth: settings.dbPoller.maxQueueDepth,
-      watermarkLookbackSeconds: settings.dbPoller.watermarkLookbackSeconds,
-      watermarkSkewSeconds: settings.dbPoller.watermarkSkewSeconds,
-      processedType: settings.dbPoller.processedType,
-      ...dbPoller,
-      ...(columns && Object.keys(columns).length > 0 ? { columns: columns as Record<string, string> } : {}),
-    },
+    dbPoller: resolveDbPoller(p.dbPoller ?? {}),
     kafkaConsumer: {
       batchSize: settings.kafka.batchSize,
       maxBatchingWindowSeconds: settings.kafka.maxBatchingWindowSeconds,
@@ -576,10 +620,91 @@ export function resolveDeployment(tuning: PulseTuningProps, stage?: string): Pul
       maxMessageAgeSeconds: { ...m.maxMessageAgeSeconds, ...p.alarms?.maxMessageAgeSeconds },
     },
   };
-  const problems = relationProblems(d);
+  const problems = [...relationProblems(d), ...dbTablesProblems(p.dbPoller ?? {}, d)];
   if (problems.length > 0) throw new PulsePropsError(`PulseIngest props: ${problems.join('; ')}`);
   return d;
 }
+
+/** The one-table keys of `dbPoller`, which `dbPoller.tables` replaces. */
+const ONE_TABLE_KEYS = ['table', 'mode', 'columns', 'where', 'processedType', 'initialWatermark'] as const;
+
+/** The db-poller's props resolved: the shared settings, and each table (one from the one-table keys). */
+function resolveDbPoller(p: NonNullable<PulseTuningProps['dbPoller']>): PulseDeployment['dbPoller'] {
+  const scheduleRateMinutes = p.scheduleRateMinutes ?? settings.dbPoller.scheduleRateMinutes;
+  const entries: readonly DbPollerTableProps[] = p.tables ?? [
+    {
+      table: p.table ?? settings.dbPoller.table,
+      ...(p.mode ? { mode: p.mode } : {}),
+      ...(p.columns ? { columns: p.columns } : {}),
+      ...(p.where !== undefined ? { where: p.where } : {}),
+      ...(p.processedType ? { processedType: p.processedType } : {}),
+      ...(p.initialWatermark !== undefined ? { initialWatermark: p.initialWatermark } : {}),
+    },
+  ];
+  return {
+    scheduleRateMinutes,
+    batchSize: p.batchSize ?? settings.dbPoller.batchSize,
+    maxQueueDepth: p.maxQueueDepth ?? settings.dbPoller.maxQueueDepth,
+    watermarkLookbackSeconds: p.watermarkLookbackSeconds ?? settings.dbPoller.watermarkLookbackSeconds,
+    watermarkSkewSeconds: p.watermarkSkewSeconds ?? settings.dbPoller.watermarkSkewSeconds,
+    tables: entries.map((t) => ({
+      table: t.table,
+      mode: t.mode ?? settings.dbPoller.mode,
+      processedType: t.processedType ?? settings.dbPoller.processedType,
+      scheduleRateMinutes: t.scheduleRateMinutes ?? scheduleRateMinutes,
+      ...(t.columns && Object.keys(t.columns).length > 0
+        ? { columns: t.columns as Record<string, string> }
+        : {}),
+      ...(t.where !== undefined ? { where: t.where } : {}),
+      ...(t.initialWatermark !== undefined ? { initialWatermark: t.initialWatermark } : {}),
+    })),
+  };
+}
+
+/**
+ * What `dbPoller.tables` must not hold: one-table keys beside it (they would be ignored), a table twice (its
+ * schedules would share one watermark item), an option of the other mode (ignored by the poller), and
+ * more table settings than fit the function's environment.
+ */
+function dbTablesProblems(p: NonNullable<PulseTuningProps['dbPoller']>, d: PulseDeployment): string[] {
+  const out: string[] = [];
+  if (p.tables) {
+    const beside = ONE_TABLE_KEYS.filter((k) => p[k] !== undefined);
+    if (beside.length > 0) {
+      out.push(
+        `dbPoller.${beside.join(', dbPoller.')} cannot be given beside dbPoller.tables (they describe one table, and would be ignored): give them in each entry of dbPoller.tables`,
+      );
+    }
+    const twice = duplicateTables(p.tables.map((t) => t.table));
+    if (twice.length > 0) {
+      out.push(`dbPoller.tables lists ${twice.map((t) => `"${t}"`).join(', ')} more than once`);
+    }
+    p.tables.forEach((t, i) => {
+      const mode = t.mode ?? settings.dbPoller.mode;
+      if (mode === 'mark' && t.initialWatermark !== undefined) {
+        out.push(
+          `dbPoller.tables[${i}] ("${t.table}"): initialWatermark applies to watermark mode, not mark`,
+        );
+      }
+      if (mode === 'watermark' && t.processedType !== undefined) {
+        out.push(`dbPoller.tables[${i}] ("${t.table}"): processedType applies to mark mode, not watermark`);
+      }
+    });
+  }
+  const bytes = Buffer.byteLength(encodeDbTables(d.dbPoller.tables), 'utf8');
+  if (bytes > MAX_DB_TABLES_BYTES) {
+    out.push(
+      `dbPoller.tables: the tables' settings take ${bytes} bytes in the db-poller's environment (${ENV.dbTables}): at most ${MAX_DB_TABLES_BYTES} fit beside its other variables (Lambda allows 4 KB in all); shorten the filters or column names, or deploy a second stack for the other tables`,
+    );
+  }
+  return out;
+}
+
+/**
+ * The bytes of DB_TABLES that fit the db-poller's 4 KB environment: its other variables (the queue URL,
+ * the secret ARN, the bucket and table names, a few numbers) take under 1 KB.
+ */
+export const MAX_DB_TABLES_BYTES = 3 * 1024;
 
 function pickQueue(
   defaults: Required<ConsumedQueueProps>,

@@ -343,6 +343,27 @@ export interface DbPollerConfig extends ClientConfig {
   readonly processedType: 'boolean' | 'integer';
   /** watermark mode: where reading starts while no watermark is stored. @default none: the first row */
   readonly initialWatermark?: string;
+  /**
+   * Every table this function polls, each with its own settings (DB_TABLES; else the one table of DB_TABLE,
+   * DB_MODE, …). The table fields above (`table`, `columns`, `mode`, …) are the first table's; an invocation
+   * polls the one {@link dbPollerConfigFor} picks. Names are unique.
+   */
+  readonly tables: readonly DbTableConfig[];
+  /** The tables come from DB_TABLES: each invocation must name its table (the schedule's input). */
+  readonly namedTables: boolean;
+}
+
+/** One polled table's own settings (an entry of DB_TABLES), defaults applied. */
+export interface DbTableConfig {
+  readonly table: string;
+  readonly columns: DbColumns;
+  readonly mode: 'mark' | 'watermark';
+  /** An extra filter on the rows read (shared/sql-filter.ts). @default none */
+  readonly where?: string;
+  /** mark mode: the processed flag's type. */
+  readonly processedType: 'boolean' | 'integer';
+  /** watermark mode: where reading starts while no watermark is stored. @default none: the first row */
+  readonly initialWatermark?: string;
 }
 
 /** An initial watermark: an integer (a version counter) or an ISO-8601 date or time, a fixed point. */
@@ -362,6 +383,83 @@ export const InitialWatermarkSchema = z
     INITIAL_WATERMARK,
     'must be an integer or an ISO-8601 date or time (2024-05-01, 2024-05-01T00:00:00Z), not a relative value such as now',
   );
+
+/**
+ * One entry of DB_TABLES as infra/db-poller-env.ts writes it: only what differs from the defaults, `columns`
+ * merged over `settings.dbPoller.columns`. Unknown keys are refused (a typo is not a default).
+ */
+export const DbTableEntrySchema = z
+  .object({
+    table: z.string().regex(identifier, 'must be a plain SQL identifier'),
+    mode: z.enum(['mark', 'watermark'], { error: 'must be mark or watermark' }).optional(),
+    columns: DbColumnsSchema.partial().optional(),
+    where: SqlFilterSchema.optional(),
+    processedType: z.enum(['boolean', 'integer'], { error: 'must be boolean or integer' }).optional(),
+    initialWatermark: InitialWatermarkSchema.optional(),
+  })
+  .strict();
+export type DbTableEntry = z.infer<typeof DbTableEntrySchema>;
+
+/** The settings of one table, defaults applied. */
+function dbTableConfig(e: DbTableEntry): DbTableConfig {
+  return {
+    table: e.table,
+    columns: { ...settings.dbPoller.columns, ...e.columns },
+    mode: e.mode ?? settings.dbPoller.mode,
+    ...(e.where ? { where: e.where } : {}),
+    processedType: e.processedType ?? settings.dbPoller.processedType,
+    ...(e.initialWatermark ? { initialWatermark: e.initialWatermark } : {}),
+  };
+}
+
+/** DB_TABLES: a JSON list of {@link DbTableEntrySchema}, at least one, each table once. */
+const DbTablesEnvSchema = z
+  .string()
+  .optional()
+  .transform((v, ctx) => {
+    if (v === undefined || v.trim() === '') return undefined;
+    let json: unknown;
+    try {
+      json = JSON.parse(v);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'DB_TABLES must be a JSON list of tables' });
+      return z.NEVER;
+    }
+    const parsed = z.array(DbTableEntrySchema).min(1, 'lists no table').safeParse(json);
+    if (!parsed.success) {
+      const i = parsed.error.issues[0];
+      const path = (i?.path ?? []).map((k) => (typeof k === 'number' ? `[${k}]` : `.${String(k)}`)).join('');
+      ctx.addIssue({ code: 'custom', message: `DB_TABLES${path}: ${i?.message ?? 'invalid'}` });
+      return z.NEVER;
+    }
+    const twice = duplicateTables(parsed.data.map((t) => t.table));
+    if (twice.length > 0) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `DB_TABLES lists ${twice.map((t) => `"${t}"`).join(', ')} more than once`,
+      });
+      return z.NEVER;
+    }
+    return parsed.data.map(dbTableConfig);
+  });
+
+/** The table names that appear more than once, each named once. */
+export function duplicateTables(names: readonly string[]): string[] {
+  const seen = new Set<string>();
+  const twice = new Set<string>();
+  for (const n of names) (seen.has(n) ? twice : seen).add(n);
+  return [...twice];
+}
+
+/** The one-table variables that DB_TABLES replaces: set beside it, one of them would be ignored. */
+const SINGLE_TABLE_ENV = [
+  ENV.dbTable,
+  ENV.dbMode,
+  ENV.dbColumns,
+  ENV.dbWhere,
+  ENV.dbProcessedType,
+  ENV.dbInitialWatermark,
+] as const;
 
 /** The environment variables the db-poller reads (with their defaults from settings). */
 const DB_POLLER_ENV = {
@@ -415,11 +513,18 @@ const DB_POLLER_ENV = {
     .enum(['boolean', 'integer'], { error: 'DB_PROCESSED_TYPE must be boolean or integer' })
     .default(settings.dbPoller.processedType),
   [ENV.dbInitialWatermark]: InitialWatermarkSchema.optional(),
+  [ENV.dbTables]: DbTablesEnvSchema,
 };
 
 /** Reads the db-poller's configuration. Throws ConfigError when a variable is missing or wrong. */
 export function loadDbPollerConfig(env: Env = process.env): DbPollerConfig {
   const c = parse(DB_POLLER_ENV, env);
+  const both = c.DB_TABLES ? SINGLE_TABLE_ENV.filter((name) => env[name] !== undefined) : [];
+  if (both.length > 0) {
+    throw new ConfigError(
+      `${both.join(', ')} ${both.length > 1 ? 'are' : 'is'} set beside DB_TABLES: give each table's settings in DB_TABLES only`,
+    );
+  }
   const lookback = c.DB_WATERMARK_LOOKBACK_SECONDS;
   const skew = c.DB_WATERMARK_SKEW_SECONDS;
   if (lookback > 0 && skew >= lookback) {
@@ -430,15 +535,23 @@ export function loadDbPollerConfig(env: Env = process.env): DbPollerConfig {
         'rows written after one that far ahead would fall behind the lookback and never be read',
     );
   }
+  const single: DbTableConfig = {
+    table: c.DB_TABLE,
+    columns: c.DB_COLUMNS,
+    mode: c.DB_MODE,
+    ...(c.DB_WHERE ? { where: c.DB_WHERE } : {}),
+    processedType: c.DB_PROCESSED_TYPE,
+    ...(c.DB_INITIAL_WATERMARK ? { initialWatermark: c.DB_INITIAL_WATERMARK } : {}),
+  };
+  const tables = c.DB_TABLES ?? [single];
+  const first = tables[0] ?? single;
   return {
     ...clientConfig(c),
     signalsQueueUrl: c.SIGNALS_QUEUE_URL,
     quarantineBucket: c.QUARANTINE_BUCKET,
     dbSecretArn: c.DB_SECRET_ARN,
     dbSsl: c.DB_SSL,
-    table: c.DB_TABLE,
-    columns: c.DB_COLUMNS,
-    mode: c.DB_MODE,
+    ...first,
     batchSize: c.DB_BATCH_SIZE,
     watermarkTable: c.WATERMARK_TABLE,
     maxQueueDepth: c.MAX_QUEUE_DEPTH,
@@ -446,10 +559,46 @@ export function loadDbPollerConfig(env: Env = process.env): DbPollerConfig {
     maxMessageBytes: c.SIGNALS_MAX_MESSAGE_BYTES,
     watermarkLookbackSeconds: lookback,
     watermarkSkewSeconds: skew,
-    ...(c.DB_WHERE ? { where: c.DB_WHERE } : {}),
-    processedType: c.DB_PROCESSED_TYPE,
-    ...(c.DB_INITIAL_WATERMARK ? { initialWatermark: c.DB_INITIAL_WATERMARK } : {}),
+    tables,
+    namedTables: c.DB_TABLES !== undefined,
   };
+}
+
+/**
+ * The settings one invocation polls with: the table its input names (the schedule's `{"table": …}`), or,
+ * when the function has one table from DB_TABLE (no DB_TABLES), that one. Throws {@link ConfigError}
+ * saying which tables there are when the input names none of them, or none at all under DB_TABLES.
+ */
+export function dbPollerConfigFor<C extends DbPollerConfig>(
+  config: C,
+  table: string | undefined,
+): C & DbTableConfig {
+  const known = config.tables.map((t) => t.table).join(', ');
+  // The first table's fields leave with it: an option the chosen table lacks (`where`) must not carry over.
+  const {
+    table: _t,
+    columns: _c,
+    mode: _m,
+    where: _w,
+    processedType: _p,
+    initialWatermark: _i,
+    ...shared
+  } = config;
+  const pick = (t: DbTableConfig) => ({ ...shared, ...t }) as C & DbTableConfig;
+  if (table === undefined) {
+    const only = config.tables[0];
+    if (!config.namedTables && only && config.tables.length === 1) return pick(only);
+    throw new ConfigError(
+      `the invocation names no table: its input must be {"table": "<name>"}, one of ${known} (DB_TABLES)`,
+    );
+  }
+  const found = config.tables.find((t) => t.table === table);
+  if (!found) {
+    throw new ConfigError(
+      `the invocation names the table "${table}", which this poller does not poll (${known})`,
+    );
+  }
+  return pick(found);
 }
 
 /**
@@ -458,7 +607,7 @@ export function loadDbPollerConfig(env: Env = process.env): DbPollerConfig {
  * the database sets when it writes the row.
  */
 export function dbPollerConfigWarnings(
-  config: Pick<DbPollerConfig, 'mode' | 'columns' | 'watermarkLookbackSeconds'>,
+  config: Pick<DbTableConfig, 'mode' | 'columns'> & Pick<DbPollerConfig, 'watermarkLookbackSeconds'>,
 ): string[] {
   const { mode, columns } = config;
   if (mode !== 'watermark' || columns.updatedAt !== columns.timestamp) return [];

@@ -97,6 +97,12 @@ export const ENV = {
   dbProcessedType: 'DB_PROCESSED_TYPE',
   /** watermark mode: where reading starts while no watermark is stored. */
   dbInitialWatermark: 'DB_INITIAL_WATERMARK',
+  /**
+   * Several tables: each one's settings (table, mode, columns, where, processedType, initialWatermark) as a JSON
+   * list; each invocation names its table (the schedule's input `{"table": …}`). Replaces DB_TABLE, DB_MODE,
+   * DB_COLUMNS, DB_WHERE, DB_PROCESSED_TYPE and DB_INITIAL_WATERMARK, which describe one table.
+   */
+  dbTables: 'DB_TABLES',
 
   // kafka-consumer.
   kafkaValueFormat: 'KAFKA_VALUE_FORMAT',
@@ -191,3 +197,19 @@ export const METRIC = {
   kafkaRecordsDecoded: 'KafkaRecordsDecoded',
   kafkaRecordsQuarantined: 'KafkaRecordsQuarantined',
 } as const;
+
+/**
+ * The db-poller's per-table metrics: each is emitted twice, as it always was (dimension `service` alone: the
+ * poller's alarms and totals) and again with the dimension {@link METRIC_DIMENSION}.table (the table polled),
+ * which the dashboard graphs one line per table.
+ */
+export const METRIC_DIMENSION = { table: 'table' } as const;
+export const DB_POLLER_TABLE_METRICS = [
+  METRIC.pollerLag,
+  METRIC.rowsPolled,
+  METRIC.rowsSent,
+  METRIC.rowsRejected,
+  METRIC.watermarkNullRows,
+  METRIC.watermarkOutOfRangeRows,
+  METRIC.watermarkStalledRows,
+] as const;

@@ -3,12 +3,13 @@ import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { DbPollerConfig } from '#shared/config.ts';
 import { METRIC } from '#shared/contract.ts';
-import { type Logger, type Metrics, MetricUnit } from '#shared/observability.ts';
+import { type Logger, MetricUnit } from '#shared/observability.ts';
 import { rejectsKey } from '#shared/quarantine.ts';
 import { type SenderOptions, SignalSender } from '#shared/sender.ts';
 import { RejectsBatch, SignalSink } from '#shared/sink.ts';
 import { rejectsPath, rowRecord, watermarkSignalId } from './rejects.ts';
 import { buildSql, lookbackFrom, type PolledRow, type PollerSql } from './sql.ts';
+import type { MetricsSink } from './table-metrics.ts';
 import { type Horizon, startWatermark } from './unreadable.ts';
 import { type Watermark, WatermarkStore } from './watermark.ts';
 
@@ -61,7 +62,8 @@ export interface PollerDeps {
   readonly s3: S3Client;
   readonly doc: DynamoDBDocumentClient;
   readonly logger: Logger;
-  readonly metrics: Metrics;
+  /** Powertools Metrics, or the per-table view of it (table-metrics.ts). */
+  readonly metrics: MetricsSink;
   readonly config: PollerConfig;
   /** The invocation's `context.getRemainingTimeInMillis`. */
   readonly remainingTimeMs: () => number;

@@ -12,7 +12,7 @@ import { ENV, PLATFORM_ENV } from '#shared/contract.ts';
 import type { SchemaRegistryEnv } from '#shared/kafka-registry.ts';
 import { kafkaMappingGroupId, settings, visibilityTimeoutFor } from '#shared/settings.ts';
 import { dbPollerEnvironment } from '../../infra/db-poller-env.ts';
-import { resolveDeployment } from '../../infra/props.ts';
+import { type PulseDeployment, resolveDeployment } from '../../infra/props.ts';
 import { StatusCollector } from '../commands/status.ts';
 import { localTarget } from '../commands/target.ts';
 import type { ProducerHealth } from '../dashboard/alarms.ts';
@@ -75,9 +75,7 @@ export function runtimeEnv(state: LocalState): Record<string, string> {
     [ENV.dbSecretArn]: r.dbSecretArn,
     [ENV.dbSsl]: 'false',
     // The db-poller's props, resolved and checked as the stack resolves them (PulsePropsError otherwise).
-    ...dbPollerEnvironment(
-      resolveDeployment({ dbPoller: { table: r.dbTable, ...state.options?.dbPoller } }).dbPoller,
-    ),
+    ...dbPollerEnvironment(localDbPoller(state)),
     ...(lease
       ? {
           [ENV.leaseSeconds]: String(lease),
@@ -112,6 +110,16 @@ const LOCAL_SCHEMA_REGISTRY: SchemaRegistryEnv = {
   recordFormat: 'JSON',
   validate: ['VALUE'],
 };
+
+/**
+ * The offline run's db-poller, resolved as the stack resolves it: `--db-poller`'s props, polling the run's
+ * own table unless they name their tables (`tables`, or `table`).
+ */
+export function localDbPoller(state: LocalState): PulseDeployment['dbPoller'] {
+  const r = required(state.resources, 'resources');
+  const given = state.options?.dbPoller;
+  return resolveDeployment({ dbPoller: given?.tables ? given : { table: r.dbTable, ...given } }).dbPoller;
+}
 
 /**
  * Starts the runtime for an offline run whose emulators and resources `state` records. The handler
@@ -164,14 +172,18 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
     'pulse-scorer',
     settings.functions.scorer.timeoutSeconds,
   );
-  const scheduleMinutes =
-    state.options?.dbPoller?.scheduleRateMinutes ?? settings.dbPoller.scheduleRateMinutes;
-  const pollPeriodMs = (state.options?.pollSeconds ?? scheduleMinutes * 60) * 1000;
-  const schedule = startSchedule(
-    dbPoller.handler as unknown as (event: unknown, context: Context) => Promise<unknown>,
-    pollPeriodMs,
-    prefixed(logger, 'pulse-db-poller'),
-  );
+  // One schedule per table, as the stack has, each naming its table in the event.
+  const pollSchedules = localDbPoller(state).tables.map((t) => {
+    const periodMs = (state.options?.pollSeconds ?? t.scheduleRateMinutes * 60) * 1000;
+    const schedule = startSchedule(
+      dbPoller.handler as unknown as (event: unknown, context: Context) => Promise<unknown>,
+      periodMs,
+      prefixed(logger, `pulse-db-poller ${t.table}`),
+      undefined,
+      { table: t.table },
+    );
+    return { schedule, periodMs };
+  });
   const topics = kafkaTopicsOfState(state, r.topic);
   // The ledger sweep's schedule (EventBridge Scheduler in the stack), on the settings' rate.
   const sweepPeriodMs = (state.options?.sweepSeconds ?? settings.sweep.scheduleRateMinutes * 60) * 1000;
@@ -251,7 +263,7 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
       }
       const swept = sweepSchedule.health();
       return {
-        poller: { ...schedule.health(), periodSeconds: Math.round(pollPeriodMs / 1000) },
+        poller: pollersHealth(pollSchedules),
         kafkaOffsetLag,
         sweep: {
           since: swept.since,
@@ -266,12 +278,36 @@ export async function startRuntime(state: LocalState, logger: RuntimeLogger): Pr
       await Promise.all([
         files.stop(),
         signals.stop(),
-        schedule.stop(),
+        ...pollSchedules.map((p) => p.schedule.stop()),
         sweepSchedule.stop(),
         ...kafkaSources.map((k) => k.source.stop()),
       ]);
       destroyClients(clients);
     },
+  };
+}
+
+/**
+ * The tables' schedules as the offline alarms read one poller: silent from the oldest last success (a table
+ * that stopped is silence, as each table's PollerSilent alarm in the stack), over the slowest period; the
+ * watermark counts summed over the tables that report them.
+ */
+export function pollersHealth(
+  schedules: readonly { schedule: ReturnType<typeof startSchedule>; periodMs: number }[],
+): ReturnType<ReturnType<typeof startSchedule>['health']> & { periodSeconds: number } {
+  const all = schedules.map((s) => s.schedule.health());
+  const oldest = (values: readonly (string | null)[]): string | null =>
+    values.includes(null) ? null : ([...values].sort()[0] ?? null);
+  const sum = (values: readonly (number | undefined)[]): number | undefined =>
+    values.some((v) => v !== undefined) ? values.reduce<number>((n, v) => n + (v ?? 0), 0) : undefined;
+  const nulls = sum(all.map((h) => h.watermarkNullRows));
+  const stalled = sum(all.map((h) => h.watermarkStalledRows));
+  return {
+    lastSuccessAt: oldest(all.map((h) => h.lastSuccessAt)),
+    since: oldest(all.map((h) => h.since)) ?? new Date().toISOString(),
+    ...(nulls !== undefined ? { watermarkNullRows: nulls } : {}),
+    ...(stalled !== undefined ? { watermarkStalledRows: stalled } : {}),
+    periodSeconds: Math.round(Math.max(...schedules.map((s) => s.periodMs)) / 1000),
   };
 }
 
@@ -338,6 +374,8 @@ export function startSchedule(
     functionName: 'pulse-db-poller',
     timeoutSeconds: settings.functions.dbPoller.timeoutSeconds,
   },
+  /** The schedule's input (the db-poller's `{"table": …}`), with the scheduler's context attributes. */
+  input: Readonly<Record<string, string>> = {},
 ): {
   stop(): Promise<void>;
   health(): {
@@ -365,6 +403,7 @@ export function startSchedule(
       const started = Date.now();
       // EventBridge Scheduler's payload for a Lambda target.
       const event = {
+        ...input,
         scheduledTime: new Date(started).toISOString().replace(/\.\d{3}Z$/, 'Z'),
         executionId: crypto.randomUUID(),
       };

@@ -63,7 +63,8 @@ export interface RuntimeOptions {
   readonly sweepSeconds?: number;
   /**
    * The db-poller's props, as `PulseIngest` takes them (`dbPoller`: mode, table, columns, where, processedType,
-   * initialWatermark, …), checked and set on the function as the stack sets them. @default settings.dbPoller
+   * initialWatermark, …, or `tables`: one emulated schedule each), checked and set on the function as the stack
+   * sets them. @default settings.dbPoller, on the offline run's own table
    */
   readonly dbPoller?: PulseTuningProps['dbPoller'];
   /**

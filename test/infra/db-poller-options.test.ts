@@ -39,12 +39,17 @@ describe('db-poller source options', () => {
   it('reach the function through its environment, and its config loader reads them back', () => {
     // Act
     const env = deployedEnv(OPTIONS);
-    // Assess
-    expect(env).toMatchObject({
-      [ENV.dbWhere]: OPTIONS.where,
-      [ENV.dbProcessedType]: 'integer',
-      [ENV.dbInitialWatermark]: OPTIONS.initialWatermark,
-    });
+    // Assess: the one-table props travel as a list of one table (DB_TABLES).
+    expect(JSON.parse(String(env[ENV.dbTables]))).toEqual([
+      {
+        table: OPTIONS.table,
+        mode: OPTIONS.mode,
+        processedType: 'integer',
+        columns: OPTIONS.columns,
+        where: OPTIONS.where,
+        initialWatermark: OPTIONS.initialWatermark,
+      },
+    ]);
     const strings = Object.fromEntries(
       Object.entries(env).filter(([, v]) => typeof v === 'string'),
     ) as Record<string, string>;
@@ -75,9 +80,7 @@ describe('db-poller source options', () => {
         ),
       );
     expect(settingsOf(offline)).toEqual(settingsOf(deployed));
-    expect(Object.keys(settingsOf(offline))).toEqual(
-      expect.arrayContaining([ENV.dbWhere, ENV.dbProcessedType, ENV.dbInitialWatermark, ENV.dbColumns]),
-    );
+    expect(Object.keys(settingsOf(offline))).toEqual(expect.arrayContaining([ENV.dbTables]));
   });
 
   it("are refused at synth, and offline, when the filter could break the poller's statements or the watermark is relative", () => {

@@ -60,7 +60,13 @@ describe('producers in the stack', () => {
     const env = (props.Environment as { Variables: Record<string, unknown> }).Variables;
     expect(env).toMatchObject({
       DB_SECRET_ARN: DB.dbSecretArn,
-      DB_MODE: settings.dbPoller.mode,
+      DB_TABLES: JSON.stringify([
+        {
+          table: settings.dbPoller.table,
+          mode: settings.dbPoller.mode,
+          processedType: settings.dbPoller.processedType,
+        },
+      ]),
       NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
     });
     const policies = JSON.stringify(Object.values(resources(t)).filter((r) => r.Type === 'AWS::IAM::Policy'));

@@ -55,6 +55,19 @@ describe('db-poller options (PostgreSQL + moto)', () => {
   });
   const invoke = (handler: Handler) =>
     handler({}, lambdaContext({ timeoutMs: 120_000, functionName: 'db-poller' }));
+  /** Several tables (DB_TABLES, as the stack sets it): the shared settings of env(), no one-table variable. */
+  const tablesEnv = (tables: readonly Record<string, unknown>[], options: Record<string, string> = {}) =>
+    Object.fromEntries(
+      Object.entries({ ...env('', options), DB_TABLES: JSON.stringify(tables) }).filter(
+        ([k]) => k !== 'DB_TABLE',
+      ),
+    );
+  /** An invocation by a table's schedule (its input names the table). */
+  const invokeTable = (handler: Handler, table: string) =>
+    handler(
+      { table, scheduledTime: '2026-01-01T00:00:00Z', executionId: `e-${table}` },
+      lambdaContext({ timeoutMs: 120_000, functionName: 'db-poller' }),
+    );
   const drainSignals = () => drainSignalsOf(clients.sqs, resources.queues.signals.url);
   const count = async (sql: string): Promise<number> => {
     const { rows } = await db.query<{ n: number }>(sql);
@@ -241,5 +254,97 @@ describe('db-poller options (PostgreSQL + moto)', () => {
     // Assess: moved back, then only the rows at or after the initial watermark read.
     expect(healing).toMatchObject({ rewound: { to: { value: '-infinity' } }, rows: 3, sent: 3 });
     expect(signals.map((s) => s.name).sort()).toEqual(['new', 'new', 'new']);
+  });
+
+  it('two tables in one run, each on its own schedule: a mark table (integer flag, filter) and a watermark table (initial watermark) polled at the same time, every matching row sent once', async () => {
+    // Prepare: 400 mark rows, 1 in 4 of another tenant; 300 watermark rows a second apart, the initial
+    // watermark at row 101.
+    await db.query(`
+      CREATE TABLE mt_mark (
+        id bigserial PRIMARY KEY, name text, value double precision, source text, timestamp timestamptz,
+        tenant text NOT NULL, processed integer NOT NULL DEFAULT 0
+      )`);
+    await db.query(`
+      INSERT INTO mt_mark (name, value, source, timestamp, tenant)
+      SELECT 'mark', i, 'h', timestamp '2024-05-01 00:00:00+00' + i * interval '1 second',
+        CASE WHEN i % 4 = 0 THEN 'other' ELSE 'acme' END
+      FROM generate_series(1, 400) AS i`);
+    await db.query(`
+      CREATE TABLE mt_wm (
+        id bigserial PRIMARY KEY, metric text, reading double precision, timestamp timestamptz,
+        updated_at timestamptz NOT NULL
+      )`);
+    await db.query(`
+      INSERT INTO mt_wm (metric, reading, timestamp, updated_at)
+      SELECT 'wm', i, t, t
+      FROM generate_series(1, 300) AS i, LATERAL (SELECT timestamp '2024-06-01 00:00:00+00' + i * interval '1 second' AS t) AS x`);
+    const tables = [
+      { table: 'mt_mark', mode: 'mark', processedType: 'integer', where: "tenant = 'acme'" },
+      {
+        table: 'mt_wm',
+        mode: 'watermark',
+        columns: { name: 'metric', value: 'reading', source: 'metric', updatedAt: 'updated_at' },
+        initialWatermark: '2024-06-01T00:01:41Z',
+      },
+    ];
+    // Two instances of the function, as Lambda runs concurrent invocations.
+    const a = await coldStart(tablesEnv(tables));
+    const b = await coldStart(tablesEnv(tables));
+    // Act: both tables' schedules fire at once, and the mark table's twice (two instances).
+    const [markA, markB, wm] = await Promise.all([
+      invokeTable(a, 'mt_mark'),
+      invokeTable(b, 'mt_mark'),
+      invokeTable(a, 'mt_wm'),
+    ]);
+    const signals = await drainSignals();
+    const [markAgain, wmAgain] = await Promise.all([invokeTable(b, 'mt_mark'), invokeTable(b, 'mt_wm')]);
+    const again = await drainSignals();
+    // Assess: mark: the 300 acme rows, each once, marked 1; the 100 others untouched.
+    const counts = countById(signals);
+    const markIds = [...counts.keys()].filter((id) => id.startsWith('db:mt_mark:'));
+    const wmIds = [...counts.keys()].filter((id) => id.startsWith('db:mt_wm:'));
+    expect(markIds).toHaveLength(300);
+    expect(markA.sent + markB.sent).toBe(300);
+    expect([markA.mode, wm.mode]).toEqual(['mark', 'watermark']);
+    expect(await count('SELECT count(*)::int AS n FROM mt_mark WHERE processed = 1')).toBe(300);
+    expect(
+      await count("SELECT count(*)::int AS n FROM mt_mark WHERE processed = 0 AND tenant = 'other'"),
+    ).toBe(100);
+    // Assess: watermark: rows 101..300 (at or after the initial watermark), each once, with its own mapping.
+    expect(wmIds).toHaveLength(200);
+    expect(wm).toMatchObject({ rows: 200, sent: 200, rejected: 0 });
+    const wmSignals = signals.filter((s) => s.id.startsWith('db:mt_wm:'));
+    expect(Math.min(...wmSignals.map((s) => s.value))).toBe(101);
+    expect(new Set(wmSignals.map((s) => `${s.name}/${s.source}`))).toEqual(new Set(['wm/wm']));
+    expect(signals).toHaveLength(500);
+    expect([...counts.values()].every((n) => n === 1)).toBe(true);
+    // Assess: each table keeps its own progress: no second send of a new row, the watermark item its own.
+    expect(markAgain).toMatchObject({ rows: 0, sent: 0 });
+    expect(wmAgain).toMatchObject({ rows: 0, sent: 0 });
+    expect(again.filter((s) => s.id.startsWith('db:mt_mark:'))).toHaveLength(0);
+    const items = await Promise.all(
+      ['mt_wm', 'mt_mark'].map((t) =>
+        clients.doc.send(
+          new GetCommand({ TableName: names.ledgerTable, Key: { pk: `watermark#${t}`, sk: 'watermark' } }),
+        ),
+      ),
+    );
+    expect(items[0]?.Item).toMatchObject({ id: '300', value: '2024-06-01 00:05:00+00' });
+    expect(items[1]?.Item).toBeUndefined();
+  });
+
+  it('refuses an invocation that names no table, or a table it does not poll, saying which it polls', async () => {
+    // Prepare
+    const handler = await coldStart(tablesEnv([{ table: 'mt_a' }, { table: 'mt_b', mode: 'watermark' }]));
+    // Act
+    const none = invoke(handler);
+    const unknown = invokeTable(handler, 'mt_c');
+    // Assess
+    await expect(none).rejects.toThrow(
+      'the invocation names no table: its input must be {"table": "<name>"}, one of mt_a, mt_b (DB_TABLES)',
+    );
+    await expect(unknown).rejects.toThrow(
+      'the invocation names the table "mt_c", which this poller does not poll (mt_a, mt_b)',
+    );
   });
 });

@@ -301,15 +301,17 @@ describe('db-poller: concurrent pollers and crashes between send and commit', ()
     ).rows.map((r) => r.id);
     const handler = await coldStart({ ...env(table, 'watermark'), POWERTOOLS_METRICS_DISABLED: 'false' });
     const stalledMetric: number[] = [];
+    const stalledByTable: number[] = [];
     const pollOnce = async () => {
       const write = process.stdout.write.bind(process.stdout);
       const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
         const text = String(chunk);
         if (!text.includes('"CloudWatchMetrics"')) return write(chunk);
-        for (const line of text.split('\n').filter((l) => l.includes('"WatermarkStalledRows"')))
-          stalledMetric.push(
-            Number((JSON.parse(line) as { WatermarkStalledRows: number }).WatermarkStalledRows),
-          );
+        for (const line of text.split('\n').filter((l) => l.includes('"WatermarkStalledRows"'))) {
+          // Each poll emits it twice: under `service` (the alarm's) and again under its table.
+          const emf = JSON.parse(line) as { WatermarkStalledRows: number; table?: string };
+          (emf.table === undefined ? stalledMetric : stalledByTable).push(Number(emf.WatermarkStalledRows));
+        }
         return true;
       });
       try {
@@ -392,6 +394,7 @@ describe('db-poller: concurrent pollers and crashes between send and commit', ()
     expect(healing.stalled).toBeGreaterThanOrEqual(20);
     expect([first.stalled, second.stalled, healed.stalled]).toEqual([0, 0, 0]);
     expect(stalledMetric).toEqual([0, 0, healing.stalled, 0]);
+    expect(stalledByTable).toEqual(stalledMetric);
     expect(await unprocessed(table)).toBe(92);
   });
 });

@@ -1,5 +1,10 @@
 import { describe, expect, it, vi } from 'vitest';
-import { type RuntimeLogger, runtimeEnv, startSchedule } from '../../../../local/runtime/runtime.ts';
+import {
+  pollersHealth,
+  type RuntimeLogger,
+  runtimeEnv,
+  startSchedule,
+} from '../../../../local/runtime/runtime.ts';
 import { localStateFactory } from '../../../helpers/factories.ts';
 
 const logger: RuntimeLogger = { info: () => {}, warn: () => {}, error: () => {} };
@@ -87,5 +92,56 @@ describe('startSchedule (the poller schedule of the offline run)', () => {
     });
     expect(defaults.SWEEP_PROCESSING_STUCK_SECONDS).toBeUndefined();
     expect(defaults.SWEEP_CANARY_GRACE_SECONDS).toBeUndefined();
+  });
+});
+
+describe("the offline run's schedules of several db-poller tables", () => {
+  it("gives each schedule's invocation its input (the table) beside the scheduler's context attributes", async () => {
+    // Prepare
+    const handler = vi.fn().mockResolvedValue({ mode: 'mark' });
+
+    // Act
+    const schedule = startSchedule(handler, 60_000, logger, undefined, { table: 'orders' });
+    await until(() => handler.mock.calls.length > 0);
+    await schedule.stop();
+
+    // Assess
+    expect(handler.mock.calls[0]?.[0]).toEqual({
+      table: 'orders',
+      scheduledTime: expect.stringMatching(/Z$/),
+      executionId: expect.any(String),
+    });
+  });
+
+  it('reports them to the alarms as one poller: silent from the oldest last success, counts summed, the slowest period', async () => {
+    // Prepare: one table reports NULL watermarks, the other has not succeeded yet, then has.
+    const wm = startSchedule(vi.fn().mockResolvedValue({ nullWatermark: 2, stalled: 0 }), 60_000, logger);
+    let fail = true;
+    const markFn = vi.fn().mockImplementation(async () => {
+      if (fail) throw new Error('relation "orders" does not exist');
+      return { mode: 'mark' };
+    });
+    const mark = startSchedule(markFn, 60_000, logger);
+    await until(() => wm.health().lastSuccessAt !== null && markFn.mock.calls.length > 0);
+
+    // Act
+    const oneSilent = pollersHealth([
+      { schedule: wm, periodMs: 60_000 },
+      { schedule: mark, periodMs: 300_000 },
+    ]);
+    await mark.stop();
+    fail = false;
+    const markOk = startSchedule(markFn, 60_000, logger);
+    await until(() => markOk.health().lastSuccessAt !== null);
+    const both = pollersHealth([
+      { schedule: wm, periodMs: 60_000 },
+      { schedule: markOk, periodMs: 300_000 },
+    ]);
+    await Promise.all([wm.stop(), markOk.stop()]);
+
+    // Assess
+    expect(oneSilent).toMatchObject({ lastSuccessAt: null, watermarkNullRows: 2, periodSeconds: 300 });
+    expect(both.lastSuccessAt).toBe([wm.health().lastSuccessAt, markOk.health().lastSuccessAt].sort()[0]);
+    expect(both).toMatchObject({ watermarkNullRows: 2, watermarkStalledRows: 0 });
   });
 });
