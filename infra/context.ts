@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { settings } from '#shared/settings.ts';
+import { type ExistingBucketSource, existingBucketsOf } from './existing-buckets.ts';
 import {
   type DatabaseSource,
   describeIssues,
@@ -22,6 +23,7 @@ import { stackNameFor } from './pulse-stack.ts';
  * | `alarmEmail` | `alarmEmail` |
  * | `dbSecretArn`, `dbVpcId`, `dbSubnetIds` (comma-separated), `dbSecurityGroupId` | `database` |
  * | `mskClusterArn`, or `kafkaBootstrapServers` (comma-separated) and `kafkaSecretArn`, `kafkaAuthentication` (SASL_SCRAM_512, SASL_SCRAM_256, MTLS), `kafkaRootCaSecretArn`; `kafkaTopic` (comma-separated for several); `kafkaConsumerGroupId`; `kafkaStartingPosition`, `kafkaStartingTimestamp`; `kafkaPollerMode`, `kafkaMinPollers`, `kafkaMaxPollers` | `kafka` |
+ * | `existingBuckets`: an array (in cdk.json) or its JSON text (`-c existingBuckets='[{"bucket":"my-data","prefixes":["in/"],"notifications":"eventbridge"}]'`) | `existingBuckets` |
  * | `pulse`: an object (in cdk.json) or its JSON text (`-c pulse='{"scoring":{"zThreshold":4}}'`) | every tuning prop (`scoring`, `signals`, `alarms`, …) |
  */
 
@@ -107,6 +109,7 @@ const ContextSchema = z.object({
   kafkaMinPollers: count('kafkaMinPollers', 200),
   kafkaMaxPollers: count('kafkaMaxPollers', 2000),
   pulse: z.unknown(),
+  existingBuckets: z.unknown(),
 });
 
 /** Reads and checks the app's context. Throws {@link PulseContextError} saying which key is wrong and why. */
@@ -124,6 +127,7 @@ export function pulseContext(get: (key: string) => unknown): PulseAppContext {
   const tuning = tuningOf(c.pulse);
   const database = databaseOf(c);
   const kafka = kafkaOf(c);
+  const existingBuckets = existingBucketsContext(c.existingBuckets);
   return {
     stackName: stackNameFor(c.stage),
     props: {
@@ -132,8 +136,19 @@ export function pulseContext(get: (key: string) => unknown): PulseAppContext {
       ...(c.alarmEmail ? { alarmEmail: c.alarmEmail } : {}),
       ...(database ? { database } : {}),
       ...(kafka ? { kafka } : {}),
+      ...(existingBuckets ? { existingBuckets } : {}),
     },
   };
+}
+
+/** `existingBuckets`: an array, or its JSON text (infra/existing-buckets.ts). */
+function existingBucketsContext(value: unknown): ExistingBucketSource[] | undefined {
+  try {
+    return existingBucketsOf(value);
+  } catch (err) {
+    const reason = err instanceof z.ZodError ? describeIssues(err) : (err as Error).message;
+    throw new PulseContextError(`-c existingBuckets: ${reason}`);
+  }
 }
 
 type Context = z.infer<typeof ContextSchema>;

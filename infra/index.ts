@@ -4,6 +4,12 @@
  */
 
 export { type PulseAppContext, PulseContextError, pulseContext } from './context.ts';
+export {
+  type BucketNotifications,
+  type ExistingBucketSource,
+  ExistingBuckets,
+  objectCreatedPattern,
+} from './existing-buckets.ts';
 export type {
   ConsumedQueueProps,
   DatabaseSource,
