@@ -79,6 +79,7 @@ export async function stageObject(
 ): Promise<Staging | undefined> {
   const each = from.objectBytes;
   const skipUntil = from.objects * each;
+  const stagedIn = from.bucket ?? file.bucket;
   const object = await openObjectStream(s3, file);
   const leftOut: string[] = [];
   const inflated = decompressBounded(
@@ -98,11 +99,7 @@ export async function stageObject(
   let pendingBytes = 0;
   const put = async (body: Buffer) => {
     await s3.send(
-      new PutObjectCommand({
-        Bucket: from.bucket ?? file.bucket,
-        Key: stagedObjectKey(from, objects),
-        Body: body,
-      }),
+      new PutObjectCommand({ Bucket: stagedIn, Key: stagedObjectKey(from, objects), Body: body }),
     );
     objects++;
     fresh += body.length;
