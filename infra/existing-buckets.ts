@@ -9,6 +9,7 @@ import type { Queue } from 'aws-cdk-lib/aws-sqs';
 import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
 import * as z from 'zod';
+import { objectCreatedPattern } from '#shared/ingest-filters.ts';
 import { settings } from '#shared/settings.ts';
 import type { PulseFunction } from './constructs/pulse-function.ts';
 import { PulsePropsError } from './props.ts';
@@ -114,25 +115,6 @@ export class ExistingBuckets extends Construct {
 /** The prefixes of a source. */
 export function sourcePrefixes(source: Pick<ExistingBucketSource, 'prefixes'>): readonly string[] {
   return source.prefixes ?? [settings.bucket.incomingPrefix];
-}
-
-/**
- * The EventBridge pattern of object creations in `bucketName` under any of `prefixes`: one place builds it,
- * for the stack's rule and for the offline run's emulation of it (local/).
- */
-export function objectCreatedPattern(
-  bucketName: string,
-  prefixes: readonly string[],
-): {
-  source: string[];
-  detailType: string[];
-  detail: { bucket: { name: string[] }; object: { key: { prefix: string }[] } };
-} {
-  return {
-    source: ['aws.s3'],
-    detailType: ['Object Created'],
-    detail: { bucket: { name: [bucketName] }, object: { key: prefixes.map((prefix) => ({ prefix })) } },
-  };
 }
 
 function objectCreatedRule(

@@ -8,7 +8,6 @@ export {
   type BucketNotifications,
   type ExistingBucketSource,
   ExistingBuckets,
-  objectCreatedPattern,
 } from './existing-buckets.ts';
 export type {
   ConsumedQueueProps,
