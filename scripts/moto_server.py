@@ -354,7 +354,7 @@ s3_responses.S3Response._key_response = _key_response
 
 # S3 → EventBridge: a bucket with EventBridge enabled sends "Object Created" events shaped as the S3 User
 # Guide's "EventBridge event message structure" shows them: `detail.object.etag` (moto says `eTag`), `time` in
-# ISO-8601 (moto: epoch seconds), `version-id` only for a versioned bucket (moto: null), `reason` the API call
+# ISO-8601 (moto writes it so only for an SQS target, the one the pipeline uses), `version-id` only for a versioned bucket (moto: null), `reason` the API call
 # (PutObject, CopyObject, CompleteMultipartUpload; moto: "ObjectCreated"), the key as it is (not URL-encoded).
 # moto matches the rules' patterns and delivers to their SQS targets itself; only the event is rebuilt here,
 # so that s3-trigger reads offline what it reads on AWS (docs/aws-fidelity.md).
@@ -370,7 +370,7 @@ _S3_EVENTBRIDGE_REASONS = {
 
 def _send_event_bridge_message(account_id, bucket, event_name, key):
     try:
-        import datetime
+        import time
         import uuid
 
         from moto.events.models import events_backends
@@ -385,7 +385,8 @@ def _send_event_bridge_message(account_id, bucket, event_name, key):
             "detail-type": s3_notifications._detail_type(event_name),
             "source": "aws.s3",
             "account": account_id,
-            "time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            # Epoch seconds here: moto's SQS target writes it as ISO-8601, as AWS sends it.
+            "time": time.time(),
             "region": bucket.region_name,
             "resources": [bucket.arn],
             "detail": {
