@@ -747,7 +747,8 @@ program
     'enqueue objects under a prefix that the ledger has not seen (e.g. from before the notification)',
   )
   .requiredOption('--prefix <prefix>', 'key prefix, e.g. incoming/2024/')
-  .action(async (o: { prefix: string }) => {
+  .option('--bucket <name>', 'a bucket the stack ingests from besides its own (existingBuckets)')
+  .action(async (o: { prefix: string; bucket?: string }) => {
     await withTarget(async (target) => {
       const bar = new SingleBar({
         format: 'backfill [{bar}] {value}/{total} objects checked',
@@ -756,17 +757,22 @@ program
         notTTYSchedule: 2000,
       });
       let started = false;
-      const result = await backfill(target, o.prefix, {
-        listed: (n) => process.stderr.write(`\rlisted ${n} objects`),
-        checked: (done, total) => {
-          if (!started) {
-            process.stderr.write('\n');
-            bar.start(total, 0);
-            started = true;
-          }
-          bar.update(done);
+      const result = await backfill(
+        target,
+        o.prefix,
+        {
+          listed: (n) => process.stderr.write(`\rlisted ${n} objects`),
+          checked: (done, total) => {
+            if (!started) {
+              process.stderr.write('\n');
+              bar.start(total, 0);
+              started = true;
+            }
+            bar.update(done);
+          },
         },
-      });
+        o.bucket ?? target.bucket,
+      );
       if (started) bar.stop();
       else process.stderr.write('\n');
       console.log(
