@@ -220,6 +220,32 @@ describe('PulseIngest with an existing bucket', () => {
   });
 
   it.each([
+    ['s3-sqs', 's3-sqs'],
+    ['eventbridge', 'eventbridge'],
+    ['SNS', { snsTopicArn: TOPIC }],
+  ] as const)(
+    'sets the same environment variables on every function with %s as without an existing bucket (the env contract holds)',
+    (_mode, notifications) => {
+      // Prepare
+      const names = (t: Template) =>
+        Object.values(t.findResources('AWS::Lambda::Function'))
+          .map((f) =>
+            Object.keys((f.Properties as { Environment?: { Variables?: Json } }).Environment?.Variables ?? {})
+              .sort()
+              .join(','),
+          )
+          .sort();
+
+      // Act
+      const without = synth([]);
+      const withBucket = synth([{ bucket: 'user-data', notifications }]);
+
+      // Assess
+      expect(names(withBucket.template)).toEqual(names(without.template));
+    },
+  );
+
+  it.each([
     [[{ bucket: 'user-data', prefixes: [] }], /at least one prefix/],
     [[{ bucket: 'user-data', prefixes: [''] }], /an empty prefix/],
     [[{ bucket: 'user-data', prefixes: ['in/', 'in/sub/'] }], /"in\/sub\/" is inside "in\/"/],
