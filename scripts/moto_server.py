@@ -409,6 +409,37 @@ def _send_event_bridge_message(account_id, bucket, event_name, key):
 
 s3_notifications._send_event_bridge_message = _send_event_bridge_message
 
+# GetBucketNotificationConfiguration answers `<EventBridgeConfiguration/>` when the bucket sends its events to
+# EventBridge (API reference); moto 5.2.5 leaves it out, so a read-modify-write of the configuration (what
+# CDK's custom resource does for a bucket it did not create, and the offline run for an existing bucket)
+# turned EventBridge off. The response is rebuilt with it.
+from moto.core.responses import ActionResult, EmptyResult  # noqa: E402
+
+
+def _get_bucket_notification(self):
+    configuration = self.backend.get_bucket_notification_configuration(self.bucket_name)
+    if not configuration:
+        return self.serialized(EmptyResult())
+
+    def build(item, arn_key):
+        config = {"Id": item.id, arn_key: item.arn, "Events": item.events}
+        if item.filters:
+            config["Filter"] = {"Key": {"FilterRules": item.filters["S3Key"]["FilterRule"]}}
+        return config
+
+    result = {
+        "TopicConfigurations": [build(t, "TopicArn") for t in configuration.topic],
+        "QueueConfigurations": [build(q, "QueueArn") for q in configuration.queue],
+        "LambdaFunctionConfigurations": [build(c, "LambdaFunctionArn") for c in configuration.cloud_function],
+    }
+    if configuration.event_bridge is not None:
+        result["EventBridgeConfiguration"] = {}
+    self.data["Action"] = "GetBucketNotificationConfiguration"
+    return self.serialized(ActionResult(result))
+
+
+s3_responses.S3Response.get_bucket_notification = _get_bucket_notification
+
 PERSISTED = ("s3", "sqs", "dynamodb", "secretsmanager")
 
 # Backends hold locks; a lock is pickled as a new, unlocked one.

@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vi
 import { eventPatternJson, notificationFilter, objectCreatedPattern } from '#shared/ingest-filters.ts';
 import { ledgerKey } from '#shared/ledger-items.ts';
 import { parseFileEvents } from '../../functions/s3-trigger/events.ts';
+import { connectExistingBucket } from '../../local/runtime/existing-buckets.ts';
 import { csvFile, setUpPipeline, waitFor } from './pipeline.ts';
 
 /**
@@ -89,20 +90,20 @@ describe('an existing bucket through EventBridge and SNS (moto)', () => {
         },
       }),
     );
-    // The stack's rule: Object Created in the user's bucket under eb/ and both/ → the file-events queue.
-    const rule = `${prefix}-objects`;
-    await events.send(
-      new PutRuleCommand({
-        Name: rule,
-        EventPattern: eventPatternJson(objectCreatedPattern(userBucket, ['eb/', 'both/'])),
-        State: 'ENABLED',
-      }),
+    // What `pulse local` does for existingBuckets (local/runtime/existing-buckets.ts): the stack's rule for
+    // eb/ and both/, and an S3 → SQS notification for sqs/ added to the owner's configuration.
+    const fileEventsArn = p.resources.queues.fileEvents.arn;
+    await connectExistingBucket(
+      p.clients,
+      { bucket: userBucket, prefixes: ['eb/', 'both/'], notifications: 'eventbridge' },
+      fileEventsArn,
+      `${prefix}-objects`,
     );
-    await events.send(
-      new PutTargetsCommand({
-        Rule: rule,
-        Targets: [{ Id: 'file-events', Arn: p.resources.queues.fileEvents.arn }],
-      }),
+    await connectExistingBucket(
+      p.clients,
+      { bucket: userBucket, prefixes: ['sqs/'], notifications: 's3-sqs' },
+      fileEventsArn,
+      `${prefix}-unused`,
     );
   });
   afterEach(async () => {
@@ -125,6 +126,7 @@ describe('an existing bucket through EventBridge and SNS (moto)', () => {
   it.each([
     ['EventBridge', 'eb/'],
     ['SNS-wrapped notifications', 'sns/'],
+    ['S3 → SQS notifications added to its configuration', 'sqs/'],
   ])(
     'ingests a file of the existing bucket delivered as %s: SUCCESS with exact counts',
     async (_shape, dir) => {
@@ -177,7 +179,9 @@ describe('an existing bucket through EventBridge and SNS (moto)', () => {
     const config = await p.clients.s3.send(
       new GetBucketNotificationConfigurationCommand({ Bucket: userBucket }),
     );
-    expect(config.QueueConfigurations?.map((c) => c.Id)).toEqual(['theirs']);
+    expect(config.QueueConfigurations?.map((c) => c.Id)).toEqual(['theirs', 'pulse-sqs/']);
+    expect(config.TopicConfigurations?.map((c) => c.Id)).toEqual(['pulse-sns/', 'pulse-both/']);
+    expect(config.EventBridgeConfiguration).toEqual({});
     const got = await waitFor('their notification', async () => {
       const out = await p.clients.sqs.send(
         new ReceiveMessageCommand({ QueueUrl: otherQueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }),

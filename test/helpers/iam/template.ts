@@ -27,7 +27,11 @@ export const REGION = LOCAL_REGION;
 export const PARITY_CONTEXT = {
   ...DB_AND_MSK_CONTEXT,
   existingBuckets: JSON.stringify([
-    { bucket: 'pulse-parity-users-data', prefixes: ['eb/', 'sns/', 'both/'], notifications: 'eventbridge' },
+    {
+      bucket: 'pulse-parity-users-data',
+      prefixes: ['eb/', 'sns/', 'both/', 'sqs/'],
+      notifications: 'eventbridge',
+    },
   ]),
 };
 
