@@ -877,6 +877,7 @@ program
     '--force',
     'also run again the versions the ledger has FAILED (for good) or SKIPPED, as pulse ledger retry does',
   )
+  .option('--bucket <name>', 'a bucket the stack ingests from besides its own (existingBuckets)')
   .option('--by <who>', 'with --force: who asks, recorded on each item retried (default: user@host)')
   .option(
     '--json',
@@ -902,6 +903,7 @@ Exit codes: 0 done; 2 --force could not run some version again (see forced); 1 p
       until?: string;
       force?: boolean;
       by?: string;
+      bucket?: string;
       json?: boolean;
     }) => {
       const { parseSince } = await import('../local/commands/verify.ts');
@@ -911,6 +913,7 @@ Exit codes: 0 done; 2 --force could not run some version again (see forced); 1 p
         ...(o.until !== undefined ? { until: untilTime(parseSince, o.until) } : {}),
         ...(o.force ? { force: true } : {}),
         ...(o.by !== undefined ? { by: o.by } : {}),
+        ...(o.bucket !== undefined ? { bucket: o.bucket } : {}),
       };
       await withTarget(async (target) => {
         const bar = new SingleBar({

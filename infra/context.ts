@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { settings } from '#shared/settings.ts';
+import { type ExistingBucketSource, existingBucketsOf } from './existing-buckets.ts';
 import { type KafkaSchemaRegistry, KafkaSchemaRegistrySchema } from './kafka-schema-registry.ts';
 import {
   type DatabaseSource,
@@ -24,6 +25,7 @@ import { stackNameFor } from './pulse-stack.ts';
  * | `dbSecretArn`, `dbVpcId`, `dbSubnetIds` (comma-separated), `dbSecurityGroupId` | `database` |
  * | `mskClusterArn`, or `kafkaBootstrapServers` (comma-separated) and `kafkaSecretArn`, `kafkaAuthentication` (SASL_SCRAM_512, SASL_SCRAM_256, MTLS), `kafkaRootCaSecretArn`; `kafkaTopic` (comma-separated for several); `kafkaConsumerGroupId`; `kafkaStartingPosition`, `kafkaStartingTimestamp`; `kafkaPollerMode`, `kafkaMinPollers`, `kafkaMaxPollers` | `kafka` |
  * | `kafkaSchemaRegistry`: an object or its JSON text (`-c kafkaSchemaRegistry='{"kind":"glue","registryArn":"arn:aws:glue:…:registry/x"}'`) | `kafka.schemaRegistry` |
+ * | `existingBuckets`: an array (in cdk.json) or its JSON text (`-c existingBuckets='[{"bucket":"my-data","prefixes":["in/"],"notifications":"eventbridge"}]'`) | `existingBuckets` |
  * | `pulse`: an object (in cdk.json) or its JSON text (`-c pulse='{"scoring":{"zThreshold":4}}'`) | every tuning prop (`scoring`, `signals`, `alarms`, …) |
  */
 
@@ -111,6 +113,7 @@ const ContextSchema = z.object({
   /** JSON of `kafka.schemaRegistry` (infra/kafka-schema-registry.ts). */
   kafkaSchemaRegistry: z.unknown(),
   pulse: z.unknown(),
+  existingBuckets: z.unknown(),
 });
 
 /** Reads and checks the app's context. Throws {@link PulseContextError} saying which key is wrong and why. */
@@ -128,6 +131,7 @@ export function pulseContext(get: (key: string) => unknown): PulseAppContext {
   const tuning = tuningOf(c.pulse);
   const database = databaseOf(c);
   const kafka = kafkaOf(c);
+  const existingBuckets = existingBucketsContext(c.existingBuckets);
   return {
     stackName: stackNameFor(c.stage),
     props: {
@@ -136,8 +140,19 @@ export function pulseContext(get: (key: string) => unknown): PulseAppContext {
       ...(c.alarmEmail ? { alarmEmail: c.alarmEmail } : {}),
       ...(database ? { database } : {}),
       ...(kafka ? { kafka } : {}),
+      ...(existingBuckets ? { existingBuckets } : {}),
     },
   };
+}
+
+/** `existingBuckets`: an array, or its JSON text (infra/existing-buckets.ts). */
+function existingBucketsContext(value: unknown): ExistingBucketSource[] | undefined {
+  try {
+    return existingBucketsOf(value);
+  } catch (err) {
+    const reason = err instanceof z.ZodError ? describeIssues(err) : (err as Error).message;
+    throw new PulseContextError(`-c existingBuckets: ${reason}`);
+  }
 }
 
 type Context = z.infer<typeof ContextSchema>;

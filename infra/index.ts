@@ -4,6 +4,11 @@
  */
 
 export { type PulseAppContext, PulseContextError, pulseContext } from './context.ts';
+export {
+  type BucketNotifications,
+  type ExistingBucketSource,
+  ExistingBuckets,
+} from './existing-buckets.ts';
 export type { KafkaSchemaRegistry } from './kafka-schema-registry.ts';
 export type {
   ConsumedQueueProps,

@@ -26,6 +26,7 @@ import { ENV, OUTPUTS } from '#shared/contract.ts';
 import { pendingScoresExpirationDays, settings, visibilityTimeoutFor } from '#shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
 import { SECURE_BUCKET, SECURE_TABLE } from './constructs/secure-defaults.ts';
+import { type ExistingBucketSource, ExistingBuckets } from './existing-buckets.ts';
 import { registryValueFormatProblems } from './kafka-schema-registry.ts';
 import { LedgerSweep } from './ledger-sweep.ts';
 import { Monitoring } from './monitoring.ts';
@@ -64,6 +65,13 @@ export interface PulseIngestProps extends PulseTuningProps {
    * @default true
    */
   readonly serverAccessLogs?: boolean;
+  /**
+   * Buckets the user already has, each ingested from its prefixes through S3 → SQS notifications, EventBridge
+   * or an SNS topic (infra/existing-buckets.ts). The construct's own bucket is created and ingested from as
+   * well: it holds the pipeline's objects (rejects, staged copies, the canary), which never go to these.
+   * @default none
+   */
+  readonly existingBuckets?: readonly ExistingBucketSource[];
 }
 
 /** A queue consumed by a function, and the dead-letter queue behind it. */
@@ -109,10 +117,12 @@ export class PulseIngest extends Construct {
   readonly ledgerSweep: LedgerSweep;
   /** Dashboard, alarms and the alarm topic. */
   readonly monitoring: Monitoring;
+  /** The existing buckets ingested from (`existingBuckets`); undefined when none is given. */
+  readonly existingBuckets: ExistingBuckets | undefined;
 
   constructor(scope: Construct, id: string, props: PulseIngestProps = {}) {
     super(scope, id);
-    const { stage, database, kafka, alarmEmail, serverAccessLogs, ...tuning } = props;
+    const { stage, database, kafka, alarmEmail, serverAccessLogs, existingBuckets, ...tuning } = props;
     const d = resolveDeployment(tuning, stage);
     if (kafka) checkKafkaSource(kafka);
     const registryProblems = kafka?.schemaRegistry
@@ -318,6 +328,22 @@ export class PulseIngest extends Construct {
         reportBatchItemFailures: true,
       }),
     );
+
+    // Buckets the user already has: their notifications to the file-events queue, and a read of their prefixes.
+    this.existingBuckets =
+      existingBuckets && existingBuckets.length > 0
+        ? new ExistingBuckets(this, 'ExistingBuckets', {
+            sources: existingBuckets,
+            fileEvents: this.fileEvents,
+            s3Trigger: this.s3Trigger,
+            queueDestination: (bucket, prefix) =>
+              bucket.addEventNotification(
+                EventType.OBJECT_CREATED,
+                new AccountBoundQueueDestination(this.fileEvents),
+                { prefix },
+              ),
+          })
+        : undefined;
 
     this.scorer = new PulseFunction(this, 'Scorer', {
       name: 'scorer',

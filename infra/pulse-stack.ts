@@ -25,6 +25,7 @@ const PULSE_PROP_KEYS = {
   receipts: true,
   retention: true,
   alarms: true,
+  existingBuckets: true,
 } as const satisfies Record<keyof PulseIngestProps, true>;
 
 /** The stack name of a stage: `PulseIngest`, or `PulseIngest-<stage>`. */

@@ -352,6 +352,94 @@ def _key_response(self, request, full_url):
 
 s3_responses.S3Response._key_response = _key_response
 
+# S3 → EventBridge: a bucket with EventBridge enabled sends "Object Created" events shaped as the S3 User
+# Guide's "EventBridge event message structure" shows them: `detail.object.etag` (moto says `eTag`), `time` in
+# ISO-8601 (moto writes it so only for an SQS target, the one the pipeline uses), `version-id` only for a versioned bucket (moto: null), `reason` the API call
+# (PutObject, CopyObject, CompleteMultipartUpload; moto: "ObjectCreated"), the key as it is (not URL-encoded).
+# moto matches the rules' patterns and delivers to their SQS targets itself; only the event is rebuilt here,
+# so that s3-trigger reads offline what it reads on AWS (docs/aws-fidelity.md).
+import moto.s3.notifications as s3_notifications  # noqa: E402
+
+_S3_EVENTBRIDGE_REASONS = {
+    "s3:ObjectCreated:Put": "PutObject",
+    "s3:ObjectCreated:Post": "PostObject",
+    "s3:ObjectCreated:Copy": "CopyObject",
+    "s3:ObjectCreated:CompleteMultipartUpload": "CompleteMultipartUpload",
+}
+
+
+def _send_event_bridge_message(account_id, bucket, event_name, key):
+    try:
+        import time
+        import uuid
+
+        from moto.events.models import events_backends
+
+        detail_object = {"key": key.name, "size": key.size, "etag": key.etag.replace('"', ""),
+                         "sequencer": "617F08299329D189"}
+        if key.version_id and key.version_id != "null":
+            detail_object["version-id"] = key.version_id
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": s3_notifications._detail_type(event_name),
+            "source": "aws.s3",
+            "account": account_id,
+            # Epoch seconds here: moto's SQS target writes it as ISO-8601, as AWS sends it.
+            "time": time.time(),
+            "region": bucket.region_name,
+            "resources": [bucket.arn],
+            "detail": {
+                "version": "0",
+                "bucket": {"name": bucket.name},
+                "object": detail_object,
+                "request-id": "N4N7GDK58NMKJ12R",
+                "requester": account_id,
+                "source-ip-address": "127.0.0.1",
+                "reason": _S3_EVENTBRIDGE_REASONS.get(event_name, event_name.split(":")[1]),
+            },
+        }
+        events_backend = events_backends[account_id][bucket.region_name]
+        for event_bus in events_backend.event_buses.values():
+            for rule in event_bus.rules.values():
+                rule.send_to_targets(event, transform_input=False)
+    except Exception:  # noqa: BLE001 - asynchronous on AWS: the PutObject succeeds whatever happens here
+        logging.getLogger(__name__).exception("S3 → EventBridge delivery failed")
+
+
+s3_notifications._send_event_bridge_message = _send_event_bridge_message
+
+# GetBucketNotificationConfiguration answers `<EventBridgeConfiguration/>` when the bucket sends its events to
+# EventBridge (API reference); moto 5.2.5 leaves it out, so a read-modify-write of the configuration (what
+# CDK's custom resource does for a bucket it did not create, and the offline run for an existing bucket)
+# turned EventBridge off. The response is rebuilt with it.
+from moto.core.responses import ActionResult, EmptyResult  # noqa: E402
+
+
+def _get_bucket_notification(self):
+    configuration = self.backend.get_bucket_notification_configuration(self.bucket_name)
+    if not configuration:
+        return self.serialized(EmptyResult())
+
+    def build(item, arn_key):
+        config = {"Id": item.id, arn_key: item.arn, "Events": item.events}
+        if item.filters:
+            config["Filter"] = {"Key": {"FilterRules": item.filters["S3Key"]["FilterRule"]}}
+        return config
+
+    result = {
+        "TopicConfigurations": [build(t, "TopicArn") for t in configuration.topic],
+        "QueueConfigurations": [build(q, "QueueArn") for q in configuration.queue],
+        "LambdaFunctionConfigurations": [build(c, "LambdaFunctionArn") for c in configuration.cloud_function],
+    }
+    if configuration.event_bridge is not None:
+        result["EventBridgeConfiguration"] = {}
+    self.data["Action"] = "GetBucketNotificationConfiguration"
+    return self.serialized(ActionResult(result))
+
+
+s3_responses.S3Response.get_bucket_notification = _get_bucket_notification
+
 PERSISTED = ("s3", "sqs", "dynamodb", "secretsmanager")
 
 # Backends hold locks; a lock is pickled as a new, unlocked one.

@@ -114,7 +114,12 @@ export interface S3TriggerConfig extends ClientConfig {
   /** Fan-out of large files (only with `fileEventsQueueUrl`): see settings.fanOut. */
   readonly fanOut: { readonly minBytes: number; readonly partBytes: number; readonly maxParts: number };
   /** Staging of large gzip files (only with `fileEventsQueueUrl`): see settings.staging. */
-  readonly staging: { readonly minBytes: number; readonly objectBytes: number };
+  readonly staging: {
+    readonly minBytes: number;
+    readonly objectBytes: number;
+    /** The pipeline's own bucket (QUARANTINE_BUCKET), where staged copies go. */
+    readonly bucket: string;
+  };
   /** CSV parsed on a thread of its own: see settings.functions.s3Trigger.parseThread. */
   readonly parseThread: ParseThreadPolicy;
 }
@@ -161,7 +166,12 @@ export function loadS3TriggerConfig(env: Env = process.env): S3TriggerConfig {
       partBytes: c.FAN_OUT_PART_BYTES,
       maxParts: settings.fanOut.maxParts,
     },
-    staging: { minBytes: c.STAGING_MIN_BYTES, objectBytes: c.STAGING_OBJECT_BYTES },
+    // Staged copies go to the pipeline's own bucket (the rejects'), never to a user's bucket a file came from.
+    staging: {
+      minBytes: c.STAGING_MIN_BYTES,
+      objectBytes: c.STAGING_OBJECT_BYTES,
+      bucket: c.QUARANTINE_BUCKET,
+    },
     parseThread: {
       mode: settings.functions.s3Trigger.parseThread,
       minBytes: settings.functions.s3Trigger.parseThreadMinBytes,

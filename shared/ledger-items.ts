@@ -67,8 +67,13 @@ export interface Checkpoint extends FileStats {
  * the staged copy is split.
  */
 export interface Staging {
-  /** Staged object `i` is `<prefix><i, six digits>` in the file's bucket. */
+  /** Staged object `i` is `<prefix><i, six digits>` in {@link Staging.bucket}. */
   readonly prefix: string;
+  /**
+   * The bucket the staged objects are in: the pipeline's own (QUARANTINE_BUCKET), never a user's bucket the
+   * file came from. Absent on items staged before it was recorded, which staged in the file's bucket.
+   */
+  readonly bucket?: string;
   readonly objectBytes: number;
   /** Staged objects complete so far. */
   readonly objects: number;

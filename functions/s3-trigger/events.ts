@@ -4,6 +4,7 @@ import { sendInBatches } from '#shared/batch-send.ts';
 import { InvalidMessageError } from '#shared/errors.ts';
 import type { RetryPolicy } from '#shared/retry.ts';
 import { sqsSafeJson } from '#shared/sqs-text.ts';
+import { isEventBridgeEvent, isSnsEnvelope, readEventBridge, unwrapSns } from './envelopes.ts';
 
 /** One object version to ingest, from an S3 notification or a backfill message. */
 export interface FileTask {
@@ -135,9 +136,10 @@ export function stripQuotes(etag: string): string {
 }
 
 /**
- * Reads the body of one file-events message into the object versions it announces. The test event
- * S3 sends when a notification is configured, and non-creation events, announce none.
- * Throws InvalidMessageError for anything else.
+ * Reads the body of one file-events message into the object versions it announces: an S3 notification, an
+ * EventBridge `Object Created` event, either wrapped in an SNS envelope (envelopes.ts), or a backfill,
+ * continuation or part message. The test event S3 sends when a notification is configured (bare or through
+ * SNS), and non-creation events, announce none. Throws InvalidMessageError for anything else.
  */
 export function parseFileEvents(body: string): FileTask[] {
   let json: unknown;
@@ -146,7 +148,7 @@ export function parseFileEvents(body: string): FileTask[] {
   } catch (err) {
     throw new InvalidMessageError(`file event is not JSON: ${(err as Error).message}`, { cause: err });
   }
-  if (TestEventSchema.safeParse(json).success) return [];
+  if (isSnsEnvelope(json)) return readS3Event(unwrapSns(json), 'an SNS Notification whose Message');
   const backfill = BackfillSchema.safeParse(json);
   if (backfill.success) {
     const b = backfill.data;
@@ -162,10 +164,17 @@ export function parseFileEvents(body: string): FileTask[] {
       },
     ];
   }
+  return readS3Event(json, 'file event');
+}
+
+/** An S3 notification, S3's test event or an EventBridge event from S3: what `what` names must be one. */
+function readS3Event(json: unknown, what: string): FileTask[] {
+  if (TestEventSchema.safeParse(json).success) return [];
+  if (isEventBridgeEvent(json)) return readEventBridge(json, stripQuotes);
   const parsed = S3NotificationSchema.safeParse(json);
   if (!parsed.success) {
     throw new InvalidMessageError(
-      `file event is neither an S3 notification nor a backfill request: ${parsed.error.issues
+      `${what} is neither an S3 notification, an EventBridge event from S3 nor a backfill request: ${parsed.error.issues
         .slice(0, 3)
         .map((i) => `${i.path.join('.')}: ${i.message}`)
         .join('; ')}`,

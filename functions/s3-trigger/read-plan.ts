@@ -41,7 +41,12 @@ export function planRead(
     deps.announceParts &&
     opts &&
     stageable(format, size, opts)
-      ? { prefix: stagingPrefix(file), objectBytes: opts.objectBytes, objects: 0 }
+      ? {
+          prefix: stagingPrefix(file),
+          objectBytes: opts.objectBytes,
+          objects: 0,
+          ...(opts.bucket ? { bucket: opts.bucket } : {}),
+        }
       : undefined);
   const readFormat: DetectedFormat = staging ? { format: format.format } : format;
   let resumedFrom = claim.checkpoint;

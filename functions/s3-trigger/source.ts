@@ -129,6 +129,8 @@ function openStagedStream(
   failAtEnd = true,
 ): { body: AsyncIterable<Uint8Array>; contentLength: number } {
   const { size } = staging;
+  // A staging recorded before it named its bucket is in the file's.
+  const stagedIn = staging.bucket ?? bucket;
   if (size === undefined) throw new Error(`the staged copy under ${staging.prefix} is not complete`);
   const whole: number = size;
   const end = Math.min(to ?? size, size);
@@ -140,7 +142,7 @@ function openStagedStream(
       if (last <= first) continue;
       const out = await s3.send(
         new GetObjectCommand({
-          Bucket: bucket,
+          Bucket: stagedIn,
           Key: stagedObjectKey(staging, i),
           Range: `bytes=${first}-${last - 1}`,
         }),

@@ -25,6 +25,8 @@ export interface StagingOptions {
   readonly minBytes: number;
   /** Inflated bytes per staged object. */
   readonly objectBytes: number;
+  /** The pipeline's own bucket, where staged copies go. @default the file's bucket */
+  readonly bucket?: string;
 }
 
 /** Whether an object of this format and (compressed) size is read from a staged copy. */
@@ -77,6 +79,7 @@ export async function stageObject(
 ): Promise<Staging | undefined> {
   const each = from.objectBytes;
   const skipUntil = from.objects * each;
+  const stagedIn = from.bucket ?? file.bucket;
   const object = await openObjectStream(s3, file);
   const leftOut: string[] = [];
   const inflated = decompressBounded(
@@ -96,7 +99,7 @@ export async function stageObject(
   let pendingBytes = 0;
   const put = async (body: Buffer) => {
     await s3.send(
-      new PutObjectCommand({ Bucket: file.bucket, Key: stagedObjectKey(from, objects), Body: body }),
+      new PutObjectCommand({ Bucket: stagedIn, Key: stagedObjectKey(from, objects), Body: body }),
     );
     objects++;
     fresh += body.length;
@@ -169,7 +172,8 @@ function split(pieces: Buffer[], n: number): [Buffer, Buffer[]] {
 /**
  * Deletes a staged copy once its file has ended (no GETs, no List: the keys are known). The bucket is
  * versioned: each delete leaves a delete marker and the data as a noncurrent version, which the lifecycle
- * rule on the staging prefix removes (`settings.staging`). Returns how many objects were deleted.
+ * rule on the staging prefix removes (`settings.staging`). Returns how many objects were deleted. `bucket`
+ * is the file's, where a staging recorded without its own bucket is.
  */
 export async function deleteStaged(s3: S3Client, bucket: string, staging: Staging): Promise<number> {
   const keys = Array.from({ length: staging.objects }, (_, i) => stagedObjectKey(staging, i));
@@ -178,7 +182,7 @@ export async function deleteStaged(s3: S3Client, bucket: string, staging: Stagin
     const batch = keys.slice(i, i + 1000);
     const out = await s3.send(
       new DeleteObjectsCommand({
-        Bucket: bucket,
+        Bucket: staging.bucket ?? bucket,
         Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
       }),
     );

@@ -19,6 +19,8 @@ export interface BackfillWindow {
   /** Who asks, recorded on each item a --force retries. @default user@host */
   readonly by?: string;
   readonly now?: Date;
+  /** A bucket the stack ingests from besides its own (`existingBuckets`). @default its own */
+  readonly bucket?: string;
 }
 
 export interface ForcedVersion {
@@ -47,6 +49,7 @@ export async function backfillWindow(
   const result = await backfill(target, prefix, progress, {
     ...(window.since ? { since: window.since } : {}),
     ...(window.until ? { until: window.until } : {}),
+    ...(window.bucket ? { bucket: window.bucket } : {}),
     ...(window.force
       ? {
           known: async (items: LedgerItem[]) => {

@@ -307,6 +307,8 @@ export interface BackfillOptions {
    * without it only their keys are read and they are counted as `known`.
    */
   readonly known?: (items: LedgerItem[]) => Promise<void>;
+  /** The bucket to list: one the stack ingests from besides its own (`existingBuckets`). @default its own */
+  readonly bucket?: string;
 }
 
 export interface BackfillResult {
@@ -324,7 +326,8 @@ export interface BackfillResult {
  * Lists the objects under `prefix` (paginated) and enqueues on the file-events queue a backfill
  * message for each one whose current version the ledger has not seen, as the bucket's notification
  * would have: s3-trigger reads the types it knows and records any other as SKIPPED, with the reason.
- * Folder markers and rejects, which it never records, are counted, not enqueued.
+ * Folder markers and rejects, which it never records, are counted, not enqueued. `bucket`: a bucket the
+ * pipeline ingests from besides its own (`existingBuckets`).
  */
 export async function backfill(
   target: Target,
@@ -332,13 +335,14 @@ export async function backfill(
   progress: BackfillProgress = { listed: () => {}, checked: () => {} },
   opts: BackfillOptions = {},
 ): Promise<BackfillResult> {
+  const bucket = opts.bucket ?? target.bucket;
   const objects: { key: string; etag: string; size: number }[] = [];
   let ignored = 0;
   let outOfRange = 0;
   let token: string | undefined;
   do {
     const out = await target.clients.s3.send(
-      new ListObjectsV2Command({ Bucket: target.bucket, Prefix: prefix, ContinuationToken: token }),
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
     );
     for (const o of out.Contents ?? []) {
       // The ledger sweep's notification canary is not an object of the user's: not even listed (a
@@ -362,7 +366,7 @@ export async function backfill(
   let enqueued = 0;
   for (let i = 0; i < objects.length; i += 100) {
     const chunk = objects.slice(i, i + 100);
-    const keys = chunk.map((o) => ledgerKey({ bucket: target.bucket, key: o.key, etag: o.etag }));
+    const keys = chunk.map((o) => ledgerKey({ bucket, key: o.key, etag: o.etag }));
     const seen = await existingKeys(target, keys, opts.known !== undefined);
     const missing = chunk.filter((_o, n) => !seen.has(`${keys[n]?.pk}\n${keys[n]?.sk}`));
     known += chunk.length - missing.length;
@@ -370,7 +374,7 @@ export async function backfill(
     for (let j = 0; j < missing.length; j += 10) {
       const entries = missing.slice(j, j + 10).map((o, n) => ({
         Id: String(n),
-        MessageBody: fileEventMessage({ bucket: target.bucket, ...o }),
+        MessageBody: fileEventMessage({ bucket, ...o }),
       }));
       await sendAll(target, target.queues.fileEvents, entries);
       enqueued += entries.length;

@@ -38,6 +38,7 @@ import {
   SetQueueAttributesCommand,
 } from '@aws-sdk/client-sqs';
 import type { AwsClients } from '#shared/clients.ts';
+import { notificationFilter } from '#shared/ingest-filters.ts';
 import {
   kafkaFailureNoticePattern,
   pendingScoresExpirationDays,
@@ -130,19 +131,20 @@ export function dlqAttributes(): Partial<Record<QueueAttributeName, string>> {
 
 /**
  * The bucket's notification configuration, as the stack declares it: ObjectCreated of every object under
- * `settings.bucket.incomingPrefix` (s3-trigger reads the types it knows, in any letter case, and records
- * the others as SKIPPED).
+ * each ingest prefix (`settings.bucket.incomingPrefix` today; s3-trigger reads the types it knows, in any
+ * letter case, and records the others as SKIPPED), one configuration per prefix (shared/ingest-filters.ts).
  */
-export function bucketNotificationConfiguration(fileEventsQueueArn: string): NotificationConfiguration {
+export function bucketNotificationConfiguration(
+  fileEventsQueueArn: string,
+  prefixes: readonly string[] = [settings.bucket.incomingPrefix],
+): NotificationConfiguration {
   return {
-    QueueConfigurations: [
-      {
-        Id: 'ingest',
-        QueueArn: fileEventsQueueArn,
-        Events: ['s3:ObjectCreated:*'],
-        Filter: { Key: { FilterRules: [{ Name: 'prefix', Value: settings.bucket.incomingPrefix }] } },
-      },
-    ],
+    QueueConfigurations: prefixes.map((prefix, i) => ({
+      Id: i === 0 ? 'ingest' : `ingest-${i}`,
+      QueueArn: fileEventsQueueArn,
+      Events: ['s3:ObjectCreated:*'],
+      Filter: notificationFilter(prefix),
+    })),
   };
 }
 

@@ -34,6 +34,7 @@ const stack = new MetricsStack(app, 'Metrics-dev', {
     signals: { maxConcurrency: 20 },
     alarmEmail: 'ops@example.com',
     kafka: { kind: 'msk', clusterArn: 'arn:aws:kafka:eu-west-1:123456789012:cluster/c/1', topic: 'metrics' },
+    existingBuckets: [{ bucket: 'metrics-landing', prefixes: ['in/'], notifications: 'eventbridge' }],
   },
 });
 const threshold: number = stack.pulse.deployment.scoring.zThreshold;
@@ -47,8 +48,14 @@ try {
   refused = (err as Error).message;
 }
 
-const template = app.synth().getStackByName('Metrics-dev').template as { Outputs: Record<string, unknown> };
-console.log(JSON.stringify({ threshold, refused, outputs: Object.keys(template.Outputs).sort() }));
+const template = app.synth().getStackByName('Metrics-dev').template as {
+  Outputs: Record<string, unknown>;
+  Resources: Record<string, { Type: string; Properties?: unknown }>;
+};
+const landingRules = Object.values(template.Resources).filter(
+  (r) => r.Type === 'AWS::Events::Rule' && JSON.stringify(r.Properties).includes('metrics-landing'),
+).length;
+console.log(JSON.stringify({ threshold, refused, landingRules, outputs: Object.keys(template.Outputs).sort() }));
 `;
 
 /** The tsconfig.json the README gives for an app that runs its TypeScript with tsx. */
@@ -117,10 +124,13 @@ describe('a CDK app of its own that imports PulseIngest from the package root', 
     const printed = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as {
       threshold: number;
       refused: string;
+      landingRules: number;
       outputs: string[];
     };
     expect(printed.threshold).toBe(4);
     expect(printed.refused).toBe('PulseIngest props: scoring: Unrecognized key: "zThrehsold"');
     expect(printed.outputs).toEqual(Object.values(OUTPUTS).sort());
+    // The bucket it already has, ingested through EventBridge: one rule on its Object Created events.
+    expect(printed.landingRules).toBe(1);
   }, 240_000);
 });

@@ -24,7 +24,28 @@ export const REGION = LOCAL_REGION;
  * The template the calls are held to: the stack with a database (the poller live, its secret granted)
  * and a Kafka cluster, as the offline run emulates it.
  */
-export const PARITY_CONTEXT = DB_AND_MSK_CONTEXT;
+export const PARITY_CONTEXT = {
+  ...DB_AND_MSK_CONTEXT,
+  existingBuckets: JSON.stringify([
+    {
+      bucket: 'pulse-parity-users-data',
+      prefixes: ['eb/', 'sns/', 'both/', 'sqs/'],
+      notifications: 'eventbridge',
+    },
+  ]),
+};
+
+/**
+ * A bucket the user already has (`existingBuckets`): the template names it by the literal name given as
+ * context; an offline deployment's is `<prefix>-users-data`, created outside the pipeline by the test that
+ * ingests from it (test/integration/existing-bucket.test.ts).
+ */
+export const EXISTING_BUCKET = {
+  templateName: 'pulse-parity-users-data',
+  nameFor: (prefix: string): string => `${prefix}-users-data`,
+  prefixOf: (arn: string): string | undefined =>
+    /^arn:aws:s3:::([a-z0-9-]+)-users-data(?:\/|$)/.exec(arn)?.[1],
+};
 
 export type PolicyDocument = { Version?: string; Statement: Statement[] };
 export type Statement = {
@@ -182,13 +203,14 @@ export function deployment(template: ParityTemplate, prefix: string, dbSecretArn
 
 /**
  * Resolves every CloudFormation intrinsic in `value` for `d`: `Ref` and `Fn::GetAtt … Arn` of a mapped
- * resource, pseudo parameters, `Fn::Join`, and the database secret's context ARN. Anything else throws.
+ * resource, pseudo parameters, `Fn::Join`, the database secret's context ARN and the existing bucket's
+ * context name. Anything else throws.
  */
 export function resolveTokens<T>(value: T, d: Deployment): T {
   const walk = (v: unknown): unknown => {
     if (typeof v === 'string') {
       if (v === DB_SECRET.templateArn) return d.dbSecretArn ?? unresolved('database secret');
-      return v;
+      return v.replace(`:s3:::${EXISTING_BUCKET.templateName}`, `:s3:::${EXISTING_BUCKET.nameFor(d.prefix)}`);
     }
     if (Array.isArray(v)) return v.map(walk);
     if (v === null || typeof v !== 'object') return v;
@@ -231,9 +253,12 @@ export function identify(
 ):
   | { readonly prefix: string; readonly logicalId: string }
   | { readonly prefix: string; readonly secret: true }
+  | { readonly prefix: string; readonly existingBucket: true }
   | undefined {
   const secretPrefix = DB_SECRET.prefixOf(arn);
   if (secretPrefix) return { prefix: secretPrefix, secret: true };
+  const existingPrefix = EXISTING_BUCKET.prefixOf(arn);
+  if (existingPrefix) return { prefix: existingPrefix, existingBucket: true };
   const probe = resourceNames('p');
   const name =
     /^arn:aws:s3:::([^/]+)/.exec(arn)?.[1] ??

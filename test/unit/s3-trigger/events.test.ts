@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { InvalidMessageError } from '#shared/errors.ts';
+import { ledgerKey } from '#shared/ledger-items.ts';
 import { continuationMessage, parseFileEvents, partMessage } from '../../../functions/s3-trigger/events.ts';
 
 const notification = (key: string, extra: Record<string, unknown> = {}) =>
@@ -66,7 +68,9 @@ describe('parseFileEvents', () => {
 
   it('refuses a part message without its part number or etag', () => {
     const body = { v: 1, kind: 'part', bucket: 'b', key: 'incoming/big.csv', etag: 'e9' };
-    expect(() => parseFileEvents(JSON.stringify(body))).toThrow(/neither an S3 notification nor a backfill/);
+    expect(() => parseFileEvents(JSON.stringify(body))).toThrow(
+      /neither an S3 notification, an EventBridge event from S3 nor a backfill/,
+    );
     expect(() => parseFileEvents(JSON.stringify({ ...body, etag: undefined, part: 1 }))).toThrow();
     expect(() => parseFileEvents(JSON.stringify({ ...body, part: -1 }))).toThrow();
   });
@@ -98,5 +102,162 @@ describe('parseFileEvents', () => {
     // Assess
     expect(act).toThrow(InvalidMessageError);
     expect(act).toThrow(`file event key is not URL-encoded as S3 encodes it: ${JSON.stringify(key)}`);
+  });
+});
+
+describe('parseFileEvents, whichever shape delivered the object', () => {
+  const eventBridge = readFileSync(
+    new URL('../../events/s3-trigger/eventbridge-object-created.json', import.meta.url),
+    'utf8',
+  );
+  const snsWrapped = readFileSync(
+    new URL('../../events/s3-trigger/sns-s3-notification.json', import.meta.url),
+    'utf8',
+  );
+  const snsTest = readFileSync(
+    new URL('../../events/s3-trigger/sns-s3-test-event.json', import.meta.url),
+    'utf8',
+  );
+  const expected = {
+    bucket: 'amzn-s3-demo-bucket1',
+    key: 'incoming/my file (1) é+ü.csv',
+    etag: 'b1946ac92492d2347c6235b4d2611184',
+    versionId: 'IYV3p45BT0ac8hjHg1houSdS1a.Mppz',
+    size: 5,
+  };
+
+  it('takes the key of an EventBridge Object Created event as it is (not URL-encoded), with etag, version and size', () => {
+    // Prepare
+    const body = eventBridge;
+
+    // Act
+    const tasks = parseFileEvents(body);
+
+    // Assess: a `+` stays a plus and `%` escapes are not decoded, unlike an S3 notification's key.
+    expect(tasks).toEqual([{ ...expected, eventTime: '2021-11-12T00:00:00Z' }]);
+  });
+
+  it('keeps a literal %41 in an EventBridge key (decoding it would name another object)', () => {
+    // Prepare
+    const event = JSON.parse(eventBridge);
+    event.detail.object.key = 'incoming/100%41 done+.csv';
+
+    // Act
+    const [task] = parseFileEvents(JSON.stringify(event));
+
+    // Assess
+    expect(task?.key).toBe('incoming/100%41 done+.csv');
+  });
+
+  it('unwraps an SNS Notification holding an S3 notification and decodes its key as S3 encodes it', () => {
+    // Prepare
+    const body = snsWrapped;
+
+    // Act
+    const tasks = parseFileEvents(body);
+
+    // Assess
+    expect(tasks).toEqual([{ ...expected, eventTime: '2021-11-12T00:00:00.123Z' }]);
+  });
+
+  it('gives the same ledger key for the same object version in all three shapes', () => {
+    // Prepare: the S3 notification SNS carried, sent straight to the queue (S3 → SQS, or SNS raw delivery)
+    const bare = JSON.parse(snsWrapped).Message as string;
+
+    // Act
+    const keys = [bare, snsWrapped, eventBridge].map((body) => {
+      const [task] = parseFileEvents(body);
+      if (!task?.etag) throw new Error('no task with an etag');
+      return ledgerKey({ bucket: task.bucket, key: task.key, etag: task.etag });
+    });
+
+    // Assess
+    expect(new Set(keys.map((k) => JSON.stringify(k))).size).toBe(1);
+    expect(keys[0]?.pk).toBe('s3://amzn-s3-demo-bucket1/incoming/my file (1) é+ü.csv');
+  });
+
+  it('announces nothing for the S3 test event wrapped in SNS', () => {
+    // Prepare
+    const body = snsTest;
+
+    // Act
+    const tasks = parseFileEvents(body);
+
+    // Assess
+    expect(tasks).toEqual([]);
+  });
+
+  it('announces nothing for an S3 EventBridge event that is not an object creation', () => {
+    // Prepare
+    const event = JSON.parse(eventBridge);
+    event['detail-type'] = 'Object Deleted';
+
+    // Act
+    const tasks = parseFileEvents(JSON.stringify(event));
+
+    // Assess
+    expect(tasks).toEqual([]);
+  });
+
+  it('reads an EventBridge event that an SNS topic carried (a rule targeting the topic)', () => {
+    // Prepare
+    const body = JSON.stringify({ ...JSON.parse(snsTest), Message: eventBridge });
+
+    // Act
+    const tasks = parseFileEvents(body);
+
+    // Assess
+    expect(tasks).toEqual([{ ...expected, eventTime: '2021-11-12T00:00:00Z' }]);
+  });
+
+  it.each([
+    [
+      'an EventBridge event from another source',
+      () => JSON.stringify({ ...JSON.parse(eventBridge), source: 'aws.ec2' }),
+      /EventBridge event from "aws.ec2"/,
+    ],
+    [
+      'an aws.s3 EventBridge event without the object key',
+      () => {
+        const e = JSON.parse(eventBridge);
+        delete e.detail.object.key;
+        return JSON.stringify(e);
+      },
+      /aws.s3 EventBridge event without detail.object.key/,
+    ],
+    [
+      'an SNS SubscriptionConfirmation',
+      () => JSON.stringify({ ...JSON.parse(snsTest), Type: 'SubscriptionConfirmation' }),
+      /SNS "SubscriptionConfirmation" .* not a Notification: the queue subscription to the topic is not confirmed/,
+    ],
+    [
+      'an SNS Notification whose Message is not JSON',
+      () => JSON.stringify({ ...JSON.parse(snsTest), Message: 'hello' }),
+      /SNS Notification from arn:aws:sns:ca-central-1:111122223333:bucket-events whose Message is not JSON/,
+    ],
+    [
+      'an SNS Notification whose Message is JSON but no S3 event',
+      () => JSON.stringify({ ...JSON.parse(snsTest), Message: '{"hello":"world"}' }),
+      /an SNS Notification whose Message is neither an S3 notification/,
+    ],
+    [
+      'a backfill request wrapped in SNS (only S3 publishes to the topic)',
+      () =>
+        JSON.stringify({
+          ...JSON.parse(snsTest),
+          Message: JSON.stringify({ v: 1, kind: 'backfill', bucket: 'b', key: 'incoming/x.csv' }),
+        }),
+      /an SNS Notification whose Message is neither/,
+    ],
+  ])('throws InvalidMessageError for %s', (_what, body, message) => {
+    // Prepare
+    const text = body();
+
+    // Act
+    const act = () => parseFileEvents(text);
+
+    // Assess
+    expect(act).toThrow(InvalidMessageError);
+    expect(act).toThrow(message);
   });
 });

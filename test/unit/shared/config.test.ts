@@ -52,7 +52,11 @@ describe('config', () => {
       maxMessageBytes: settings.signals.maxMessageBytes,
       handOverBeforeTimeoutSeconds: settings.ledger.handOverBeforeTimeoutSeconds,
       fanOut: settings.fanOut,
-      staging: { minBytes: settings.staging.minBytes, objectBytes: settings.staging.objectBytes },
+      staging: {
+        minBytes: settings.staging.minBytes,
+        objectBytes: settings.staging.objectBytes,
+        bucket: 'b',
+      },
       parseThread: {
         mode: settings.functions.s3Trigger.parseThread,
         minBytes: settings.functions.s3Trigger.parseThreadMinBytes,
@@ -67,7 +71,8 @@ describe('config', () => {
     // Act
     const c = loadS3TriggerConfig({ ...base, STAGING_MIN_BYTES: '2000', STAGING_OBJECT_BYTES: '300' });
     // Assess
-    expect(c.staging).toEqual({ minBytes: 2000, objectBytes: 300 });
+    // Staged copies go to the pipeline's own bucket (the rejects'), whichever bucket the file is in.
+    expect(c.staging).toEqual({ minBytes: 2000, objectBytes: 300, bucket: 'b' });
     expect(() => loadS3TriggerConfig({ ...base, STAGING_OBJECT_BYTES: '1.5' })).toThrow(
       /STAGING_OBJECT_BYTES must be a whole number/,
     );

@@ -526,6 +526,25 @@ describe('backfill', () => {
     expect(progress.checked).toHaveBeenLastCalledWith(17, 17);
   });
 
+  it('backfills a bucket the pipeline ingests from besides its own: lists it, checks and names it', async () => {
+    // Prepare
+    s3.on(ListObjectsV2Command).resolves({ Contents: [object('metrics/a.csv')] });
+    doc.on(BatchGetCommand).resolves({ Responses: { [LEDGER]: [] } });
+    sqs.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
+    // Act
+    const result = await backfill(targetFactory(clients), 'metrics/', undefined, { bucket: 'users-data' });
+    // Assess
+    expect(result.enqueued).toBe(1);
+    expect(s3).toHaveReceivedCommandWith(ListObjectsV2Command, { Bucket: 'users-data', Prefix: 'metrics/' });
+    const keys = doc.commandCalls(BatchGetCommand)[0]?.args[0].input.RequestItems?.[LEDGER]?.Keys;
+    expect(keys?.[0]?.pk).toBe('s3://users-data/metrics/a.csv');
+    const entry = sqs.commandCalls(SendMessageBatchCommand)[0]?.args[0].input.Entries?.[0];
+    expect(JSON.parse(entry?.MessageBody ?? '{}')).toMatchObject({
+      bucket: 'users-data',
+      key: 'metrics/a.csv',
+    });
+  });
+
   it('escapes in its messages the U+FFFE and U+FFFF an S3 key may hold, which SQS refuses', async () => {
     // Prepare
     s3.on(ListObjectsV2Command).resolves({ Contents: [object('incoming/b\uFFFF\uFFFE.csv')] });
