@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
 import {
   CreateBucketCommand,
   GetBucketNotificationConfigurationCommand,
@@ -9,7 +8,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { eventPatternJson, notificationFilter, objectCreatedPattern } from '#shared/ingest-filters.ts';
+import { notificationFilter } from '#shared/ingest-filters.ts';
 import { ledgerKey } from '#shared/ledger-items.ts';
 import { parseFileEvents } from '../../functions/s3-trigger/events.ts';
 import { connectExistingBucket } from '../../local/runtime/existing-buckets.ts';
@@ -47,7 +46,7 @@ describe('an existing bucket through EventBridge and SNS (moto)', () => {
 
   beforeAll(async () => {
     p = await setUpPipeline(endpoint, prefix);
-    const { s3, sqs, events } = p.clients;
+    const { s3, sqs } = p.clients;
     // The user's bucket, versioned, with a notification of its own to a queue of theirs.
     await s3.send(new CreateBucketCommand({ Bucket: userBucket }));
     await s3.send(
