@@ -24,6 +24,7 @@ const PULSE_PROP_KEYS = {
   sweep: true,
   retention: true,
   alarms: true,
+  s3: true,
 } as const satisfies Record<keyof PulseIngestProps, true>;
 
 /** The stack name of a stage: `PulseIngest`, or `PulseIngest-<stage>`. */

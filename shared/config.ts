@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import * as z from 'zod';
 import { ENV, PLATFORM_ENV } from './contract.ts';
 import { ConfigError } from './errors.ts';
+import { checkRoutes, DEFAULT_ROUTES, type ResolvedRoute, resolveRoutes } from './routes.ts';
 import { settings } from './settings.ts';
 import { checkSqlFilter } from './sql-filter.ts';
 
@@ -116,6 +117,8 @@ export interface S3TriggerConfig extends ClientConfig {
   readonly staging: { readonly minBytes: number; readonly objectBytes: number };
   /** CSV parsed on a thread of its own: see settings.functions.s3Trigger.parseThread. */
   readonly parseThread: ParseThreadPolicy;
+  /** What is ingested and how (`S3_ROUTES`, shared/routes.ts); the default route when unset. */
+  readonly routes: readonly ResolvedRoute[];
 }
 
 /** The environment variables the s3-trigger reads (with their defaults from settings). */
@@ -138,6 +141,7 @@ const S3_TRIGGER_ENV = {
   [ENV.fanOutPartBytes]: positiveInt(ENV.fanOutPartBytes, settings.fanOut.partBytes),
   [ENV.stagingMinBytes]: positiveInt(ENV.stagingMinBytes, settings.staging.minBytes),
   [ENV.stagingObjectBytes]: positiveInt(ENV.stagingObjectBytes, settings.staging.objectBytes),
+  [ENV.s3Routes]: z.string().optional(),
 };
 
 /** Reads the s3-trigger's configuration. Throws ConfigError when a variable is missing. */
@@ -166,7 +170,24 @@ export function loadS3TriggerConfig(env: Env = process.env): S3TriggerConfig {
       minBytes: settings.functions.s3Trigger.parseThreadMinBytes,
       cpus: cpusOf(env),
     },
+    routes: routesOf(c.S3_ROUTES),
   };
+}
+
+/** `S3_ROUTES`: JSON routes checked as the stack checks them (shared/routes.ts); the default route when unset. */
+function routesOf(value: string | undefined): ResolvedRoute[] {
+  if (value === undefined || value.trim() === '') return resolveRoutes(DEFAULT_ROUTES);
+  let json: unknown;
+  try {
+    json = JSON.parse(value);
+  } catch (err) {
+    throw new ConfigError(`${ENV.s3Routes} must be JSON: ${(err as Error).message}`);
+  }
+  try {
+    return resolveRoutes(checkRoutes(json, ENV.s3Routes));
+  } catch (err) {
+    throw new ConfigError((err as Error).message, { cause: err });
+  }
 }
 
 export interface SweepConfig extends ClientConfig {

@@ -67,6 +67,10 @@ export const ENV = {
   sweepSplitStuckSeconds: 'SWEEP_SPLIT_STUCK_SECONDS',
   sweepCanaryGraceSeconds: 'SWEEP_CANARY_GRACE_SECONDS',
 
+  // s3-trigger: its routes (prefixes, include/exclude, mapping, CSV delimiter, after success), as JSON
+  // (shared/routes.ts); unset: the default route.
+  s3Routes: 'S3_ROUTES',
+
   // The producers.
   maxMessageBytes: 'SIGNALS_MAX_MESSAGE_BYTES',
 
