@@ -13,6 +13,12 @@ import { SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { FileStatus } from '#shared/ledger.ts';
 import { ORIGIN_KINDS, type OriginKind } from '#shared/signal.ts';
+import {
+  describeIssues,
+  type PulseTuningProps,
+  PulseTuningSchema,
+  resolveDeployment,
+} from '../infra/props.ts';
 import type { ReplayInvoker } from '../local/commands/kafka-replay.ts';
 import {
   backfill,
@@ -28,7 +34,7 @@ import { type PulseStatus, StatusCollector } from '../local/commands/status.ts';
 import { localTarget, stackTarget, type Target } from '../local/commands/target.ts';
 import { printable, printableJson, printableRow } from '../local/commands/terminal.ts';
 import { REPO_ROOT } from '../local/emulators/supervisor.ts';
-import { localDown, localUp, type Progress } from '../local/runtime/offline.ts';
+import { localDown, localUp, type Progress, type UpOptions } from '../local/runtime/offline.ts';
 import { runRuntimeProcess, runtimeEnv } from '../local/runtime/runtime.ts';
 import { DEFAULT_HOME, readState } from '../local/runtime/state.ts';
 
@@ -98,6 +104,30 @@ const jsonObject = (name: string) => (raw: string) => {
   return value as Record<string, unknown>;
 };
 
+/**
+ * What `local up` applies of `--config` (the `-c pulse` object, checked whole as the stack checks it): the
+ * routes, and the db-poller's props with `--db-poller` over them.
+ */
+function offlineProps(
+  config: Record<string, unknown> | undefined,
+  dbPoller: Record<string, unknown> | undefined,
+): Pick<UpOptions, 's3' | 'dbPoller'> {
+  const tuning = config ? resolveTuning(config) : {};
+  const merged = { ...tuning.dbPoller, ...dbPoller };
+  return {
+    ...(tuning.s3 ? { s3: tuning.s3 } : {}),
+    ...(Object.keys(merged).length > 0 ? { dbPoller: merged } : {}),
+  };
+}
+
+/** `--config`'s object, checked as `-c pulse` is (PulseTuningSchema, then every relation). */
+function resolveTuning(config: Record<string, unknown>): PulseTuningProps {
+  const parsed = PulseTuningSchema.safeParse(config);
+  if (!parsed.success) throw new InvalidArgumentError(`--config: ${describeIssues(parsed.error)}`);
+  resolveDeployment(parsed.data);
+  return parsed.data;
+}
+
 /** This package's version (package.json). */
 function packageVersion(): string {
   return (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -135,6 +165,11 @@ local
     jsonObject('--db-poller'),
   )
   .option(
+    '--config <file>',
+    "the deployment's props as JSON, the object -c pulse takes (checked as the stack checks them); its s3 (routes, mapping, CSV delimiter, after success) and dbPoller are applied offline",
+    (path: string) => jsonObject('--config')(readFileSync(path, 'utf8')),
+  )
+  .option(
     '--kafka-group <id>',
     'the Kafka event source joins this consumer group, as the stack with -c kafkaConsumerGroupId (default: one per run)',
   )
@@ -161,6 +196,7 @@ local
       pollSeconds?: number;
       sweepSeconds?: number;
       dbPoller?: Record<string, unknown>;
+      config?: Record<string, unknown>;
       kafkaGroup?: string;
       kafkaTopic?: string;
       kafkaStartingTimestamp?: number;
@@ -193,7 +229,7 @@ local
         ...(o.visibilitySeconds ? { visibilitySeconds: o.visibilitySeconds } : {}),
         ...(o.pollSeconds ? { pollSeconds: o.pollSeconds } : {}),
         ...(o.sweepSeconds ? { sweepSeconds: o.sweepSeconds } : {}),
-        ...(o.dbPoller ? { dbPoller: o.dbPoller } : {}),
+        ...offlineProps(o.config, o.dbPoller),
         ...(o.kafkaGroup ? { kafkaConsumerGroupId: o.kafkaGroup } : {}),
         ...(o.kafkaStartingTimestamp !== undefined
           ? { kafkaStartingTimestampMs: o.kafkaStartingTimestamp }

@@ -51,9 +51,10 @@ export async function runAfterSuccess(
   const target = typeof policy === 'object' ? `${policy.archivePrefix}${file.key}` : undefined;
   let record: AfterSuccessRecord;
   try {
-    if (action === 'tag') await tag(deps.s3, file);
-    else if (action === 'archive') await archive(deps.s3, file, size, target as string);
-    else await remove(deps.s3, file);
+    const version = await withVersionId(deps.s3, file);
+    if (action === 'tag') await tag(deps.s3, version);
+    else if (action === 'archive') await archive(deps.s3, version, size, target as string);
+    else await remove(deps.s3, version);
     record = { action, at: new Date(now()).toISOString(), ...(target ? { target } : {}) };
     deps.logger.info('After success', { action, ...(target ? { target } : {}) });
   } catch (err) {
@@ -67,6 +68,19 @@ export async function runAfterSuccess(
   }
   await deps.ledger.recordAfterSuccess(file, record);
   return record;
+}
+
+/**
+ * The version with its version id. S3's event names it for a versioned bucket; when a task has none (moto's
+ * notifications leave it out; a backfill message may), it is the current version if that still has the ETag
+ * read (HeadObject If-Match: 412 otherwise, and nothing is done to a version that was not ingested).
+ */
+async function withVersionId(s3: S3Client, file: ObjectVersion): Promise<ObjectVersion> {
+  if (file.versionId) return file;
+  const head = await s3.send(
+    new HeadObjectCommand({ Bucket: file.bucket, Key: file.key, IfMatch: `"${file.etag}"` }),
+  );
+  return head.VersionId && head.VersionId !== 'null' ? { ...file, versionId: head.VersionId } : file;
 }
 
 /** Adds the pulse tag to the version's tags (PutObjectTagging replaces the set: the others are kept). */

@@ -69,6 +69,8 @@ export interface CreateResourcesOptions {
    * @default settings.fileEvents.maxReceiveCount / settings.signals.maxReceiveCount
    */
   readonly maxReceiveCount?: Partial<Record<ConsumedQueue, number>>;
+  /** The prefixes the bucket notifies under (`ingestPrefixes` of the routes). @default the default route's */
+  readonly ingestPrefixes?: readonly string[];
 }
 
 export interface LocalResources {
@@ -130,19 +132,20 @@ export function dlqAttributes(): Partial<Record<QueueAttributeName, string>> {
 
 /**
  * The bucket's notification configuration, as the stack declares it: ObjectCreated of every object under
- * `settings.bucket.incomingPrefix` (s3-trigger reads the types it knows, in any letter case, and records
- * the others as SKIPPED).
+ * each route prefix (`ingestPrefixes` in infra/routes.ts; s3-trigger reads the keys a route takes and
+ * records the others as SKIPPED).
  */
-export function bucketNotificationConfiguration(fileEventsQueueArn: string): NotificationConfiguration {
+export function bucketNotificationConfiguration(
+  fileEventsQueueArn: string,
+  prefixes: readonly string[] = [settings.routes.defaultPrefix],
+): NotificationConfiguration {
   return {
-    QueueConfigurations: [
-      {
-        Id: 'ingest',
-        QueueArn: fileEventsQueueArn,
-        Events: ['s3:ObjectCreated:*'],
-        Filter: { Key: { FilterRules: [{ Name: 'prefix', Value: settings.bucket.incomingPrefix }] } },
-      },
-    ],
+    QueueConfigurations: prefixes.map((prefix, i) => ({
+      Id: i === 0 ? 'ingest' : `ingest-${i}`,
+      QueueArn: fileEventsQueueArn,
+      Events: ['s3:ObjectCreated:*'],
+      Filter: { Key: { FilterRules: [{ Name: 'prefix', Value: prefix }] } },
+    })),
   };
 }
 
@@ -266,7 +269,11 @@ export async function createResources(
     ensureQueue(clients, names.signalsQueue, queueAttributes('signals', signalsDlq.arn, options)),
   ]);
   await Promise.all([
-    ensureBucket(clients, names.bucket, bucketNotificationConfiguration(fileEvents.arn)),
+    ensureBucket(
+      clients,
+      names.bucket,
+      bucketNotificationConfiguration(fileEvents.arn, options.ingestPrefixes),
+    ),
     ensureBucket(clients, names.kafkaFailuresBucket, kafkaFailuresNotificationConfiguration()).then(() =>
       ensureNoticeRule(clients, names, kafkaFailures.arn),
     ),

@@ -9,6 +9,7 @@
 import type { Context } from 'aws-lambda';
 import { Kafka, logLevel } from 'kafkajs';
 import { ENV, PLATFORM_ENV } from '#shared/contract.ts';
+import { routesEnv } from '#shared/routes.ts';
 import { kafkaMappingGroupId, settings, visibilityTimeoutFor } from '#shared/settings.ts';
 import { dbPollerEnvironment } from '../../infra/db-poller-env.ts';
 import { resolveDeployment } from '../../infra/props.ts';
@@ -72,6 +73,8 @@ export function runtimeEnv(state: LocalState): Record<string, string> {
     [ENV.watermarkTable]: r.ledgerTable,
     [ENV.dbSecretArn]: r.dbSecretArn,
     [ENV.dbSsl]: 'false',
+    // The routes, checked and set as the stack sets them (`pulse local up --config`).
+    [ENV.s3Routes]: routesEnv(resolveDeployment({ s3: state.options?.s3 ?? {} }).s3.routes),
     // The db-poller's props, resolved and checked as the stack resolves them (PulsePropsError otherwise).
     ...dbPollerEnvironment(
       resolveDeployment({ dbPoller: { table: r.dbTable, ...state.options?.dbPoller } }).dbPoller,
