@@ -12,6 +12,8 @@ import { join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { FileStatus } from '#shared/ledger.ts';
+import { checkRoutes, type ResolvedRoute, resolveRoutes, type S3Route } from '#shared/routes.ts';
+import { settings } from '#shared/settings.ts';
 import { ORIGIN_KINDS, type OriginKind } from '#shared/signal.ts';
 import {
   describeIssues,
@@ -126,6 +128,28 @@ function resolveTuning(config: Record<string, unknown>): PulseTuningProps {
   if (!parsed.success) throw new InvalidArgumentError(`--config: ${describeIssues(parsed.error)}`);
   resolveDeployment(parsed.data);
   return parsed.data;
+}
+
+/** The routes `check` reads with: the deployment's (`--config`), or one of `--mapping` and `--delimiter`. */
+function checkRoutesOf(o: {
+  config?: Record<string, unknown>;
+  mapping?: Record<string, unknown>;
+  delimiter?: string;
+}): ResolvedRoute[] | undefined {
+  if (o.config && (o.mapping || o.delimiter))
+    throw new InvalidArgumentError('--config gives the routes: leave out --mapping and --delimiter');
+  if (o.config) return resolveRoutes(resolveDeployment(resolveTuning(o.config)).s3.routes);
+  if (!o.mapping && !o.delimiter) return undefined;
+  const delimiter = o.delimiter === '\\t' ? '\t' : o.delimiter;
+  // One route taking every key, checked as a route of the deployment is.
+  const [route] = checkRoutes([
+    {
+      prefix: settings.routes.defaultPrefix,
+      ...(o.mapping ? { mapping: o.mapping } : {}),
+      ...(delimiter ? { csv: { delimiter } } : {}),
+    },
+  ]);
+  return resolveRoutes([{ ...route, prefix: '' } as S3Route]);
 }
 
 /** This package's version (package.json). */
@@ -375,6 +399,17 @@ program
     '--json',
     'print JSON: { exitCode, files: [{ verdict, records, signals, rejected, firstRejects, … }] }',
   )
+  .option(
+    '--config <file>',
+    "the deployment's props (the -c pulse object): the file is read as the route that takes its key reads it",
+    (path: string) => jsonObject('--config')(readFileSync(path, 'utf8')),
+  )
+  .option(
+    '--mapping <json>',
+    'the field mapping to read with, as a route gives it (e.g. \'{"name":"metric","value":"val","timestamp":"ts"}\')',
+    jsonObject('--mapping'),
+  )
+  .option('--delimiter <d>', 'the CSV delimiter to read with, as a route gives it: , ; \\t or |')
   .addHelpText(
     'after',
     `
@@ -388,8 +423,18 @@ Exit codes: 0 every file would be ingested (with at most --max-rejects rejected 
   .action(
     async (
       files: string[],
-      o: { key?: string; maxRejects: number; signals: number; rejects: number; json?: boolean },
+      o: {
+        key?: string;
+        maxRejects: number;
+        signals: number;
+        rejects: number;
+        json?: boolean;
+        config?: Record<string, unknown>;
+        mapping?: Record<string, unknown>;
+        delimiter?: string;
+      },
     ) => {
+      const routes = checkRoutesOf(o);
       const { checkExitCode, checkFile } = await import('../local/commands/check.ts');
       const { checkSummaryText } = await import('../local/commands/check-text.ts');
       if (o.key && files.length > 1)
@@ -404,6 +449,7 @@ Exit codes: 0 every file would be ingested (with at most --max-rejects rejected 
               signals: o.signals,
               rejects: o.rejects,
               ...(o.key ? { key: o.key } : {}),
+              ...(routes ? { routes } : {}),
             }),
           );
         } catch (err) {
