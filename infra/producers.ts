@@ -161,6 +161,9 @@ export class Producers extends Construct {
         ...(d.kafkaConsumer.valueMessageType
           ? { [ENV.kafkaValueMessageType]: d.kafkaConsumer.valueMessageType }
           : {}),
+        ...(d.kafkaConsumer.mappings
+          ? { [ENV.kafkaMappings]: JSON.stringify(d.kafkaConsumer.mappings) }
+          : {}),
       },
     });
     resources.grantSendSignals(this.kafkaConsumer);

@@ -1,5 +1,11 @@
 import * as z from 'zod';
-import { DbColumnsSchema, InitialWatermarkSchema, SqlFilterSchema } from '#shared/config.ts';
+import {
+  DbColumnsSchema,
+  InitialWatermarkSchema,
+  KafkaMappingsSchema,
+  SqlFilterSchema,
+} from '#shared/config.ts';
+import type { FieldMapping } from '#shared/field-mapping.ts';
 import { checkRoutes, DEFAULT_ROUTES, RoutesError, type S3Route, S3RoutesSchema } from '#shared/routes.ts';
 import {
   type KafkaPollerMode,
@@ -237,6 +243,11 @@ export interface PulseTuningProps {
     readonly valueSchema?: string;
     /** Protobuf only: the value's message type, e.g. `pulse.Signal`. @default none */
     readonly valueMessageType?: string;
+    /**
+     * Per topic, which value field is each signal field (`{ "meters": { "name": "metric", "value": "val" } }`),
+     * applied as an S3 route's mapping is (shared/field-mapping.ts). @default none: the fields' own names
+     */
+    readonly mappings?: Readonly<Record<string, FieldMapping>>;
   };
   /** The ledger sweep. @default settings.sweep */
   readonly sweep?: {
@@ -391,6 +402,7 @@ export const PulseTuningSchema = z
         valueFormat: z.enum(['json', 'avro', 'protobuf']),
         valueSchema: z.string().min(1),
         valueMessageType: z.string().min(1),
+        mappings: KafkaMappingsSchema,
       })
       .partial()
       .strict(),
@@ -479,7 +491,7 @@ export interface PulseDeployment {
       'batchSize' | 'maxBatchingWindowSeconds' | 'maximumRetryAttempts' | 'valueFormat'
     >
   > &
-    Pick<NonNullable<PulseTuningProps['kafkaConsumer']>, 'valueSchema' | 'valueMessageType'>;
+    Pick<NonNullable<PulseTuningProps['kafkaConsumer']>, 'valueSchema' | 'valueMessageType' | 'mappings'>;
   readonly sweep: Required<NonNullable<PulseTuningProps['sweep']>>;
   readonly retention: Required<NonNullable<PulseTuningProps['retention']>>;
   readonly alarms: Required<Omit<NonNullable<PulseTuningProps['alarms']>, 'maxMessageAgeSeconds'>> & {
@@ -688,10 +700,12 @@ function relationProblems(d: PulseDeployment): string[] {
   }
   // Lambda allows 4 KB of environment variables per function, names and values together; the schema
   // travels in one (KAFKA_VALUE_SCHEMA) beside the queue URL, the bucket and the others (under 1 KB).
-  const schemaBytes = Buffer.byteLength(k.valueSchema ?? '', 'utf8');
+  const schemaBytes =
+    Buffer.byteLength(k.valueSchema ?? '', 'utf8') +
+    (k.mappings ? Buffer.byteLength(JSON.stringify(k.mappings), 'utf8') : 0);
   if (schemaBytes > MAX_VALUE_SCHEMA_BYTES) {
     out.push(
-      `kafkaConsumer.valueSchema is ${schemaBytes} bytes: at most ${MAX_VALUE_SCHEMA_BYTES} fit the kafka-consumer's environment (Lambda allows 4 KB in all)`,
+      `kafkaConsumer.valueSchema and mappings are ${schemaBytes} bytes: at most ${MAX_VALUE_SCHEMA_BYTES} fit the kafka-consumer's environment (Lambda allows 4 KB in all)`,
     );
   }
   return out;

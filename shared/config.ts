@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import * as z from 'zod';
 import { ENV, PLATFORM_ENV } from './contract.ts';
 import { ConfigError } from './errors.ts';
+import { type FieldMapping, FieldMappingSchema } from './field-mapping.ts';
 import { checkRoutes, DEFAULT_ROUTES, type ResolvedRoute, resolveRoutes } from './routes.ts';
 import { settings } from './settings.ts';
 import { checkSqlFilter } from './sql-filter.ts';
@@ -456,7 +457,15 @@ export interface KafkaConsumerConfig extends ClientConfig {
   /** Protobuf only: the fully qualified name of the value's message type, e.g. `pulse.Signal`. */
   readonly valueMessageType?: string;
   readonly maxMessageBytes: number;
+  /** Per topic, the field mapping of its values (`KAFKA_MAPPINGS`). @default none */
+  readonly mappings?: Readonly<Record<string, FieldMapping>>;
 }
+
+/** Per Kafka topic, the field mapping of its values (`PulseIngest`'s `kafkaConsumer.mappings`). */
+export const KafkaMappingsSchema = z.record(
+  z.string().regex(/^[a-zA-Z0-9._-]{1,249}$/, 'a Kafka topic name'),
+  FieldMappingSchema,
+);
 
 /** The environment variables the kafka-consumer reads (with their defaults from settings). */
 const KAFKA_CONSUMER_ENV = {
@@ -469,6 +478,23 @@ const KAFKA_CONSUMER_ENV = {
   [ENV.kafkaValueSchema]: z.string().optional(),
   [ENV.kafkaValueMessageType]: z.string().trim().optional(),
   [ENV.maxMessageBytes]: positiveInt(ENV.maxMessageBytes, settings.signals.maxMessageBytes),
+  [ENV.kafkaMappings]: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === '') return undefined;
+      try {
+        const parsed = KafkaMappingsSchema.safeParse(JSON.parse(v));
+        if (parsed.success) return parsed.data;
+      } catch {
+        // Reported below.
+      }
+      ctx.addIssue({
+        code: 'custom',
+        message: 'KAFKA_MAPPINGS must be JSON: { "<topic>": { "name": "<field>", … } }',
+      });
+      return z.NEVER;
+    }),
 };
 
 /** Reads the kafka-consumer's configuration. Throws ConfigError when a variable is missing or wrong. */
@@ -485,6 +511,7 @@ export function loadKafkaConsumerConfig(env: Env = process.env): KafkaConsumerCo
     signalsQueueUrl: c.SIGNALS_QUEUE_URL,
     quarantineBucket: c.QUARANTINE_BUCKET,
     valueFormat: c.KAFKA_VALUE_FORMAT,
+    ...(c.KAFKA_MAPPINGS ? { mappings: c.KAFKA_MAPPINGS } : {}),
     ...(c.KAFKA_VALUE_SCHEMA ? { valueSchema: c.KAFKA_VALUE_SCHEMA } : {}),
     ...(c.KAFKA_VALUE_FORMAT === 'protobuf' && c.KAFKA_VALUE_MESSAGE_TYPE
       ? { valueMessageType: c.KAFKA_VALUE_MESSAGE_TYPE }

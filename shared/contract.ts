@@ -99,6 +99,8 @@ export const ENV = {
   kafkaValueFormat: 'KAFKA_VALUE_FORMAT',
   kafkaValueSchema: 'KAFKA_VALUE_SCHEMA',
   kafkaValueMessageType: 'KAFKA_VALUE_MESSAGE_TYPE',
+  /** Per topic, which value field is each signal field (JSON: `{ "<topic>": { "name": "metric", … } }`). */
+  kafkaMappings: 'KAFKA_MAPPINGS',
 } as const;
 
 /**

@@ -3,11 +3,18 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { METRIC } from '#shared/contract.ts';
 import { describeError, isTransient } from '#shared/errors.ts';
+import {
+  type FieldMapping,
+  MappingConflict,
+  mapRecord,
+  type PreparedMapping,
+  prepareMapping,
+} from '#shared/field-mapping.ts';
 import { type Logger, type Metrics, MetricUnit } from '#shared/observability.ts';
 import { rejectsKey } from '#shared/quarantine.ts';
 import { type SenderOptions, SignalSender } from '#shared/sender.ts';
 import { RejectsBatch, SignalSink } from '#shared/sink.ts';
-import { decodeValue, type ValueFormat } from './decode.ts';
+import { type DecodeResult, decodeValue, type ValueFormat } from './decode.ts';
 import { recordAttributes, withRecordAttributes } from './record-attributes.ts';
 
 export interface KafkaConsumeConfig {
@@ -15,6 +22,8 @@ export interface KafkaConsumeConfig {
   readonly quarantineBucket: string;
   readonly valueFormat: ValueFormat;
   readonly maxMessageBytes: number;
+  /** Per topic, the field mapping of its values (`KAFKA_MAPPINGS`). @default none */
+  readonly mappings?: Readonly<{ [topic: string]: FieldMapping }>;
 }
 
 /** What consuming needs from the outside world; the handler builds it once per cold start. */
@@ -106,7 +115,8 @@ async function consumePartition(records: Record[], deps: KafkaConsumeDeps): Prom
       rejectsKey('kafka', `${topic}/${partition}/${range}`),
     );
     const sink = new SignalSink(sender, rejects, 0);
-    for (const record of records) await consumeRecord(sink, record, config.valueFormat);
+    const mapping = prepareMapping(config.mappings?.[topic]);
+    for (const record of records) await consumeRecord(sink, record, config.valueFormat, mapping);
     let key: string | undefined;
     try {
       key = await sink.close();
@@ -145,9 +155,14 @@ async function consumePartition(records: Record[], deps: KafkaConsumeDeps): Prom
  * Decodes one record and hands it to the sink with its key and headers as attributes: sent, or
  * quarantined with its offset and reason.
  */
-async function consumeRecord(sink: SignalSink, record: Record, valueFormat: ValueFormat): Promise<void> {
+async function consumeRecord(
+  sink: SignalSink,
+  record: Record,
+  valueFormat: ValueFormat,
+  mapping: PreparedMapping | undefined,
+): Promise<void> {
   const ref = kafkaRef(record.topic, record.partition, record.offset);
-  const decoded = decodeValue(record, valueFormat);
+  const decoded = mapDecoded(decodeValue(record, valueFormat), mapping);
   if (!decoded.ok) {
     await sink.reject({
       ref,
@@ -174,6 +189,17 @@ async function consumeRecord(sink: SignalSink, record: Record, valueFormat: Valu
       ...(valueFormat !== 'json' ? { record: decoded.value } : {}),
     }),
   );
+}
+
+/** The topic's field mapping applied to a decoded value (an object; anything else is left to the schema). */
+function mapDecoded(decoded: DecodeResult, mapping: PreparedMapping | undefined): DecodeResult {
+  if (!decoded.ok || !mapping) return decoded;
+  const v = decoded.value;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return decoded;
+  const mapped = mapRecord(v as { [k: string]: unknown }, mapping);
+  return mapped instanceof MappingConflict
+    ? { ok: false, reason: mapped.error, raw: decoded.raw }
+    : { ...decoded, value: mapped };
 }
 
 /**

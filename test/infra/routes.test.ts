@@ -143,6 +143,18 @@ describe('S3 routes in the stack', () => {
     expect(prefixes).toEqual(['b/', 'incoming/']);
   });
 
+  it('gives the kafka-consumer its per-topic mappings in KAFKA_MAPPINGS', () => {
+    // Prepare
+    const mappings = { pulse_signals: { name: 'metric', value: 'val' } };
+    // Act
+    const t = synthTemplate({ context: { pulse: JSON.stringify({ kafkaConsumer: { mappings } }) } });
+    // Assess
+    t.hasResourceProperties('AWS::Lambda::Function', {
+      Description: Match.stringLikeRegexp('^MSK'),
+      Environment: { Variables: Match.objectLike({ KAFKA_MAPPINGS: JSON.stringify(mappings) }) },
+    });
+  });
+
   it.each([
     [
       [{ prefix: 'incoming/' }, { prefix: 'incoming/x/', mapping: { name: 'm' } }],
