@@ -705,7 +705,7 @@ function relationProblems(d: PulseDeployment): string[] {
     (k.mappings ? Buffer.byteLength(JSON.stringify(k.mappings), 'utf8') : 0);
   if (schemaBytes > MAX_VALUE_SCHEMA_BYTES) {
     out.push(
-      `kafkaConsumer.valueSchema and mappings are ${schemaBytes} bytes: at most ${MAX_VALUE_SCHEMA_BYTES} fit the kafka-consumer's environment (Lambda allows 4 KB in all)`,
+      `kafkaConsumer.valueSchema${k.mappings ? ' and mappings are' : ' is'} ${schemaBytes} bytes: at most ${MAX_VALUE_SCHEMA_BYTES} fit the kafka-consumer's environment (Lambda allows 4 KB in all)`,
     );
   }
   return out;
