@@ -12,8 +12,15 @@ import { join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { FileStatus } from '#shared/ledger.ts';
+import { checkRoutes, type ResolvedRoute, resolveRoutes, type S3Route } from '#shared/routes.ts';
 import { settings } from '#shared/settings.ts';
 import { ORIGIN_KINDS, type OriginKind } from '#shared/signal.ts';
+import {
+  describeIssues,
+  type PulseTuningProps,
+  PulseTuningSchema,
+  resolveDeployment,
+} from '../infra/props.ts';
 import type { ReplayInvoker } from '../local/commands/kafka-replay.ts';
 import {
   DLQ_SOURCES,
@@ -27,7 +34,7 @@ import { type PulseStatus, StatusCollector } from '../local/commands/status.ts';
 import { localTarget, stackTarget, type Target } from '../local/commands/target.ts';
 import { printable, printableJson, printableRow } from '../local/commands/terminal.ts';
 import { REPO_ROOT } from '../local/emulators/supervisor.ts';
-import { localDown, localUp, type Progress } from '../local/runtime/offline.ts';
+import { localDown, localUp, type Progress, type UpOptions } from '../local/runtime/offline.ts';
 import { runRuntimeProcess, runtimeEnv } from '../local/runtime/runtime.ts';
 import { DEFAULT_HOME, readState } from '../local/runtime/state.ts';
 
@@ -97,6 +104,52 @@ const jsonObject = (name: string) => (raw: string) => {
   return value as Record<string, unknown>;
 };
 
+/**
+ * What `local up` applies of `--config` (the `-c pulse` object, checked whole as the stack checks it): the
+ * routes, and the db-poller's props with `--db-poller` over them.
+ */
+function offlineProps(
+  config: Record<string, unknown> | undefined,
+  dbPoller: Record<string, unknown> | undefined,
+): Pick<UpOptions, 's3' | 'dbPoller'> {
+  const tuning = config ? resolveTuning(config) : {};
+  const merged = { ...tuning.dbPoller, ...dbPoller };
+  return {
+    ...(tuning.s3 ? { s3: tuning.s3 } : {}),
+    ...(Object.keys(merged).length > 0 ? { dbPoller: merged } : {}),
+  };
+}
+
+/** `--config`'s object, checked as `-c pulse` is (PulseTuningSchema, then every relation). */
+function resolveTuning(config: Record<string, unknown>): PulseTuningProps {
+  const parsed = PulseTuningSchema.safeParse(config);
+  if (!parsed.success) throw new InvalidArgumentError(`--config: ${describeIssues(parsed.error)}`);
+  resolveDeployment(parsed.data);
+  return parsed.data;
+}
+
+/** The routes `check` reads with: the deployment's (`--config`), or one of `--mapping` and `--delimiter`. */
+function checkRoutesOf(o: {
+  config?: Record<string, unknown>;
+  mapping?: Record<string, unknown>;
+  delimiter?: string;
+}): ResolvedRoute[] | undefined {
+  if (o.config && (o.mapping || o.delimiter))
+    throw new InvalidArgumentError('--config gives the routes: leave out --mapping and --delimiter');
+  if (o.config) return resolveRoutes(resolveDeployment(resolveTuning(o.config)).s3.routes);
+  if (!o.mapping && !o.delimiter) return undefined;
+  const delimiter = o.delimiter === '\\t' ? '\t' : o.delimiter;
+  // One route taking every key, checked as a route of the deployment is.
+  const [route] = checkRoutes([
+    {
+      prefix: settings.routes.defaultPrefix,
+      ...(o.mapping ? { mapping: o.mapping } : {}),
+      ...(delimiter ? { csv: { delimiter } } : {}),
+    },
+  ]);
+  return resolveRoutes([{ ...route, prefix: '' } as S3Route]);
+}
+
 /** This package's version (package.json). */
 function packageVersion(): string {
   return (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -134,6 +187,11 @@ local
     jsonObject('--db-poller'),
   )
   .option(
+    '--config <file>',
+    "the deployment's props as JSON, the object -c pulse takes (checked as the stack checks them); its s3 (routes, mapping, CSV delimiter, after success) and dbPoller are applied offline",
+    (path: string) => jsonObject('--config')(readFileSync(path, 'utf8')),
+  )
+  .option(
     '--kafka-group <id>',
     'the Kafka event source joins this consumer group, as the stack with -c kafkaConsumerGroupId (default: one per run)',
   )
@@ -165,6 +223,7 @@ local
       pollSeconds?: number;
       sweepSeconds?: number;
       dbPoller?: Record<string, unknown>;
+      config?: Record<string, unknown>;
       kafkaGroup?: string;
       kafkaTopic?: string;
       kafkaStartingTimestamp?: number;
@@ -197,7 +256,7 @@ local
         ...(o.visibilitySeconds ? { visibilitySeconds: o.visibilitySeconds } : {}),
         ...(o.pollSeconds ? { pollSeconds: o.pollSeconds } : {}),
         ...(o.sweepSeconds ? { sweepSeconds: o.sweepSeconds } : {}),
-        ...(o.dbPoller ? { dbPoller: o.dbPoller } : {}),
+        ...offlineProps(o.config, o.dbPoller),
         ...(o.kafkaGroup ? { kafkaConsumerGroupId: o.kafkaGroup } : {}),
         ...(o.kafkaRegistry ? { kafkaSchemaRegistry: true } : {}),
         ...(o.kafkaStartingTimestamp !== undefined
@@ -419,6 +478,17 @@ program
     '--json',
     'print JSON: { exitCode, files: [{ verdict, records, signals, rejected, firstRejects, … }] }',
   )
+  .option(
+    '--config <file>',
+    "the deployment's props (the -c pulse object): the file is read as the route that takes its key reads it",
+    (path: string) => jsonObject('--config')(readFileSync(path, 'utf8')),
+  )
+  .option(
+    '--mapping <json>',
+    'the field mapping to read with, as a route gives it (e.g. \'{"name":"metric","value":"val","timestamp":"ts"}\')',
+    jsonObject('--mapping'),
+  )
+  .option('--delimiter <d>', 'the CSV delimiter to read with, as a route gives it: , ; \\t or |')
   .addHelpText(
     'after',
     `
@@ -432,8 +502,18 @@ Exit codes: 0 every file would be ingested (with at most --max-rejects rejected 
   .action(
     async (
       files: string[],
-      o: { key?: string; maxRejects: number; signals: number; rejects: number; json?: boolean },
+      o: {
+        key?: string;
+        maxRejects: number;
+        signals: number;
+        rejects: number;
+        json?: boolean;
+        config?: Record<string, unknown>;
+        mapping?: Record<string, unknown>;
+        delimiter?: string;
+      },
     ) => {
+      const routes = checkRoutesOf(o);
       const { checkExitCode, checkFile } = await import('../local/commands/check.ts');
       const { checkSummaryText } = await import('../local/commands/check-text.ts');
       if (o.key && files.length > 1)
@@ -448,6 +528,7 @@ Exit codes: 0 every file would be ingested (with at most --max-rejects rejected 
               signals: o.signals,
               rejects: o.rejects,
               ...(o.key ? { key: o.key } : {}),
+              ...(routes ? { routes } : {}),
             }),
           );
         } catch (err) {

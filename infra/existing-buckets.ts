@@ -112,6 +112,12 @@ export class ExistingBuckets extends Construct {
   }
 }
 
+/** The name of a source's bucket (an ARN's last part; an imported bucket's `bucketName`). */
+export function sourceBucketName(bucket: IBucket | string): string {
+  if (typeof bucket !== 'string') return bucket.bucketName;
+  return bucket.startsWith('arn:') ? (bucket.split(':::')[1] ?? bucket) : bucket;
+}
+
 /** The prefixes of a source. */
 export function sourcePrefixes(source: Pick<ExistingBucketSource, 'prefixes'>): readonly string[] {
   return source.prefixes ?? [settings.bucket.incomingPrefix];
@@ -190,7 +196,7 @@ function refName(part: unknown): string {
 const SNS_TOPIC_ARN = /^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$/;
 
 /** Refuses sources S3 or IAM would not take: an empty prefix list, a prefix given twice, one inside another. */
-function checkSources(sources: readonly ExistingBucketSource[]): void {
+export function checkSources(sources: readonly ExistingBucketSource[]): void {
   const problems: string[] = [];
   sources.forEach((source, i) => {
     const prefixes = sourcePrefixes(source);

@@ -188,6 +188,9 @@ export class Producers extends Construct {
         ...(props.kafka?.schemaRegistry
           ? { [ENV.kafkaSchemaRegistry]: JSON.stringify(schemaRegistryEnv(props.kafka.schemaRegistry)) }
           : {}),
+        ...(d.kafkaConsumer.mappings
+          ? { [ENV.kafkaMappings]: JSON.stringify(d.kafkaConsumer.mappings) }
+          : {}),
       },
     });
     resources.grantSendSignals(this.kafkaConsumer);

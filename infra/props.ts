@@ -1,6 +1,14 @@
 import * as z from 'zod';
-import { DbColumnsSchema, duplicateTables, InitialWatermarkSchema, SqlFilterSchema } from '#shared/config.ts';
+import {
+  DbColumnsSchema,
+  duplicateTables,
+  InitialWatermarkSchema,
+  KafkaMappingsSchema,
+  SqlFilterSchema,
+} from '#shared/config.ts';
 import { ENV } from '#shared/contract.ts';
+import type { FieldMapping } from '#shared/field-mapping.ts';
+import { checkRoutes, DEFAULT_ROUTES, RoutesError, type S3Route, S3RoutesSchema } from '#shared/routes.ts';
 import {
   type KafkaPollerMode,
   kafkaMappingGroupId,
@@ -274,6 +282,11 @@ export interface PulseTuningProps {
     readonly valueSchema?: string;
     /** Protobuf only: the value's message type, e.g. `pulse.Signal`. @default none */
     readonly valueMessageType?: string;
+    /**
+     * Per topic, which value field is each signal field (`{ "meters": { "name": "metric", "value": "val" } }`),
+     * applied as an S3 route's mapping is (shared/field-mapping.ts). @default none: the fields' own names
+     */
+    readonly mappings?: Readonly<Record<string, FieldMapping>>;
   };
   /** The ledger sweep. @default settings.sweep */
   readonly sweep?: {
@@ -304,6 +317,8 @@ export interface PulseTuningProps {
     /** Objects of the Kafka failures bucket. @default 35 */
     readonly kafkaFailuresDays?: number;
   };
+  /** What the s3-trigger ingests from the bucket, and how (shared/routes.ts). */
+  readonly s3?: S3Props;
   /** Alarm thresholds. @default settings.monitoring */
   readonly alarms?: {
     readonly maxMessageAgeSeconds?: { readonly fileEvents?: number; readonly signals?: number };
@@ -319,6 +334,38 @@ export interface PulseTuningProps {
     readonly maxKafkaOffsetLag?: number;
     /** @default 0 */
     readonly maxFilesStuck?: number;
+  };
+}
+
+/**
+ * The S3 side of a deployment: its routes, and how long the bucket keeps what the pipeline leaves behind.
+ *
+ * ```ts
+ * s3: {
+ *   routes: [
+ *     { prefix: 'incoming/' },
+ *     { prefix: 'eu/', include: ['eu/**\/*.csv'], mapping: { name: 'metric', value: 'val', timestamp: 'ts' },
+ *       csv: { delimiter: ';' }, afterSuccess: { archivePrefix: 'archive/' } },
+ *   ],
+ * }
+ * ```
+ */
+export interface S3Props {
+  /**
+   * Which keys are ingested, each route with its field mapping, CSV delimiter and after-success policy (the
+   * first route that takes a key reads it; the bucket notifies under every route's prefix). The first
+   * route must cover the notification canary's key (`incoming/.pulse-canary`).
+   * @default one route: `{ prefix: 'incoming/' }` (every type the s3-trigger reads, fields by their own names, commas, keep)
+   */
+  readonly routes?: readonly S3Route[];
+  /** Days the ingest bucket keeps objects the pipeline leaves behind (lifecycle rules). */
+  readonly lifecycle?: {
+    /** Objects under each route's archive prefix. @default settings.routes.archiveExpireDays (365) */
+    readonly archiveExpireDays?: number;
+    /** The quarantine (`rejects/`). @default settings.routes.rejectsExpireDays (90) */
+    readonly rejectsExpireDays?: number;
+    /** Noncurrent versions under each route's prefix (an object deleted or overwritten). @default settings.routes.noncurrentExpireDays (30) */
+    readonly noncurrentExpireDays?: number;
   };
 }
 
@@ -414,6 +461,7 @@ export const PulseTuningSchema = z
         valueFormat: z.enum(['json', 'avro', 'protobuf']),
         valueSchema: z.string().min(1),
         valueMessageType: z.string().min(1),
+        mappings: KafkaMappingsSchema,
       })
       .partial()
       .strict(),
@@ -432,6 +480,16 @@ export const PulseTuningSchema = z
       .strict(),
     retention: z
       .object({ logDays: int(1), dlqDays: int(1, 14), accessLogsDays: int(1), kafkaFailuresDays: int(1) })
+      .partial()
+      .strict(),
+    s3: z
+      .object({
+        routes: S3RoutesSchema,
+        lifecycle: z
+          .object({ archiveExpireDays: int(1), rejectsExpireDays: int(1), noncurrentExpireDays: int(1) })
+          .partial()
+          .strict(),
+      })
       .partial()
       .strict(),
     alarms: z
@@ -502,12 +560,17 @@ export interface PulseDeployment {
       'batchSize' | 'maxBatchingWindowSeconds' | 'maximumRetryAttempts' | 'valueFormat'
     >
   > &
-    Pick<NonNullable<PulseTuningProps['kafkaConsumer']>, 'valueSchema' | 'valueMessageType'>;
+    Pick<NonNullable<PulseTuningProps['kafkaConsumer']>, 'valueSchema' | 'valueMessageType' | 'mappings'>;
   readonly sweep: Required<NonNullable<PulseTuningProps['sweep']>>;
   readonly receipts: Required<NonNullable<PulseTuningProps['receipts']>>;
   readonly retention: Required<NonNullable<PulseTuningProps['retention']>>;
   readonly alarms: Required<Omit<NonNullable<PulseTuningProps['alarms']>, 'maxMessageAgeSeconds'>> & {
     readonly maxMessageAgeSeconds: { readonly fileEvents: number; readonly signals: number };
+  };
+  /** The routes (checked: shared/routes.ts `checkRoutes`) and the bucket's lifecycle days. */
+  readonly s3: {
+    readonly routes: readonly S3Route[];
+    readonly lifecycle: Required<NonNullable<S3Props['lifecycle']>>;
   };
 }
 
@@ -619,6 +682,7 @@ export function resolveDeployment(tuning: PulseTuningProps, stage?: string): Pul
       ...p.alarms,
       maxMessageAgeSeconds: { ...m.maxMessageAgeSeconds, ...p.alarms?.maxMessageAgeSeconds },
     },
+    s3: resolveS3(p.s3),
   };
   const problems = [...relationProblems(d), ...dbTablesProblems(p.dbPoller ?? {}, d)];
   if (problems.length > 0) throw new PulsePropsError(`PulseIngest props: ${problems.join('; ')}`);
@@ -706,6 +770,26 @@ function dbTablesProblems(p: NonNullable<PulseTuningProps['dbPoller']>, d: Pulse
  */
 export const MAX_DB_TABLES_BYTES = 3 * 1024;
 
+/** The routes, checked as the s3-trigger checks them at cold start, and the lifecycle days. */
+function resolveS3(s3: S3Props | undefined): PulseDeployment['s3'] {
+  let routes: S3Route[];
+  try {
+    routes = checkRoutes(s3?.routes ?? DEFAULT_ROUTES);
+  } catch (err) {
+    if (err instanceof RoutesError) throw new PulsePropsError(`PulseIngest props: ${err.message}`);
+    throw err;
+  }
+  return {
+    routes,
+    lifecycle: {
+      archiveExpireDays: settings.routes.archiveExpireDays,
+      rejectsExpireDays: settings.routes.rejectsExpireDays,
+      noncurrentExpireDays: settings.routes.noncurrentExpireDays,
+      ...s3?.lifecycle,
+    },
+  };
+}
+
 function pickQueue(
   defaults: Required<ConsumedQueueProps>,
   given: ConsumedQueueProps | undefined,
@@ -769,10 +853,12 @@ function relationProblems(d: PulseDeployment): string[] {
   }
   // Lambda allows 4 KB of environment variables per function, names and values together; the schema
   // travels in one (KAFKA_VALUE_SCHEMA) beside the queue URL, the bucket and the others (under 1 KB).
-  const schemaBytes = Buffer.byteLength(k.valueSchema ?? '', 'utf8');
+  const schemaBytes =
+    Buffer.byteLength(k.valueSchema ?? '', 'utf8') +
+    (k.mappings ? Buffer.byteLength(JSON.stringify(k.mappings), 'utf8') : 0);
   if (schemaBytes > MAX_VALUE_SCHEMA_BYTES) {
     out.push(
-      `kafkaConsumer.valueSchema is ${schemaBytes} bytes: at most ${MAX_VALUE_SCHEMA_BYTES} fit the kafka-consumer's environment (Lambda allows 4 KB in all)`,
+      `kafkaConsumer.valueSchema${k.mappings ? ' and mappings are' : ' is'} ${schemaBytes} bytes: at most ${MAX_VALUE_SCHEMA_BYTES} fit the kafka-consumer's environment (Lambda allows 4 KB in all)`,
     );
   }
   return out;

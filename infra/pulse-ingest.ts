@@ -23,10 +23,17 @@ import { type IQueue, Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { NagSuppressions } from 'cdk-nag';
 import { Construct, type IConstruct } from 'constructs';
 import { ENV, OUTPUTS } from '#shared/contract.ts';
+import { routesEnv } from '#shared/routes.ts';
 import { pendingScoresExpirationDays, settings, visibilityTimeoutFor } from '#shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
 import { SECURE_BUCKET, SECURE_TABLE } from './constructs/secure-defaults.ts';
-import { type ExistingBucketSource, ExistingBuckets } from './existing-buckets.ts';
+import {
+  checkSources,
+  type ExistingBucketSource,
+  ExistingBuckets,
+  sourceBucketName,
+  sourcePrefixes,
+} from './existing-buckets.ts';
 import { registryValueFormatProblems } from './kafka-schema-registry.ts';
 import { LedgerSweep } from './ledger-sweep.ts';
 import { Monitoring } from './monitoring.ts';
@@ -41,6 +48,7 @@ import {
   type PulseTuningProps,
   resolveDeployment,
 } from './props.ts';
+import { ingestPrefixes, routesAfterSuccess, routesWithExistingBuckets } from './routes.ts';
 
 /**
  * The props of {@link PulseIngest}: its sources, where alarms go, its stage, and every tuning value of
@@ -132,6 +140,12 @@ export class PulseIngest extends Construct {
       throw new PulsePropsError(`PulseIngest props: ${registryProblems.join('; ')}`);
     this.deployment = d;
     const fn = d.functions;
+    // The s3-trigger's routes: the props' own, and the prefixes of the user's buckets (infra/routes.ts).
+    if (existingBuckets) checkSources(existingBuckets);
+    const routes = routesWithExistingBuckets(
+      d.s3.routes,
+      (existingBuckets ?? []).map((b) => ({ name: sourceBucketName(b.bucket), prefixes: sourcePrefixes(b) })),
+    );
     const stack = Stack.of(this);
     claimName(this, d.name);
 
@@ -171,6 +185,7 @@ export class PulseIngest extends Construct {
         ? { serverAccessLogsBucket: this.accessLogs, serverAccessLogsPrefix: 'ingest/' }
         : {}),
     });
+    this.addRouteLifecycleRules();
 
     const fileEvents = this.consumedQueue('FileEvents', {
       consumerTimeoutSeconds: fn.s3Trigger.timeoutSeconds,
@@ -192,13 +207,11 @@ export class PulseIngest extends Construct {
     // Every object under the prefix, whatever its name: S3's suffix filters are case-sensitive, so filtering
     // on `.csv` would never tell s3-trigger of a `REPORT.CSV` (which it reads) nor of a `data.tsv` (which it
     // records as SKIPPED, with the reason): such files would sit in the bucket unseen.
-    this.bucket.addEventNotification(
-      EventType.OBJECT_CREATED,
-      new AccountBoundQueueDestination(this.fileEvents),
-      {
-        prefix: settings.bucket.incomingPrefix,
-      },
-    );
+    // One notification per route prefix (ingestPrefixes: none inside another, which S3 would refuse).
+    const destination = new AccountBoundQueueDestination(this.fileEvents);
+    for (const prefix of ingestPrefixes(d)) {
+      this.bucket.addEventNotification(EventType.OBJECT_CREATED, destination, { prefix });
+    }
 
     this.ledger = new Table(this, 'Ledger', {
       ...SECURE_TABLE,
@@ -306,9 +319,11 @@ export class PulseIngest extends Construct {
         [ENV.fanOutPartBytes]: String(d.fanOut.partBytes),
         [ENV.stagingMinBytes]: String(d.staging.minBytes),
         [ENV.stagingObjectBytes]: String(d.staging.objectBytes),
+        [ENV.s3Routes]: routesEnv(routes),
       },
     });
     this.grantReadIncoming(this.s3Trigger);
+    this.grantAfterSuccess(this.s3Trigger);
     this.grantQuarantine(this.s3Trigger);
     this.grantRejectsCleanup(this.s3Trigger);
     this.grantStaging(this.s3Trigger);
@@ -481,11 +496,12 @@ export class PulseIngest extends Construct {
    * reader before it says an object is missing.
    */
   grantReadIncoming(fn: PulseFunction): void {
+    const prefixes = ingestPrefixes(this.deployment);
     fn.addToRolePolicy(
       new PolicyStatement({
         // HeadObject is authorised by s3:GetObject (s3:GetObjectVersion with a version id).
         actions: ['s3:GetObject', 's3:GetObjectVersion'],
-        resources: [this.bucket.arnForObjects(`${settings.bucket.incomingPrefix}*`)],
+        resources: prefixes.map((p) => this.bucket.arnForObjects(`${p}*`)),
       }),
     );
     // S3 answers 404 for a missing object only to a caller that may list the bucket, 403 AccessDenied to any
@@ -496,14 +512,90 @@ export class PulseIngest extends Construct {
       new PolicyStatement({
         actions: ['s3:ListBucket'],
         resources: [this.bucket.bucketArn],
-        conditions: { StringLikeIfExists: { 's3:prefix': [`${settings.bucket.incomingPrefix}*`] } },
+        conditions: { StringLikeIfExists: { 's3:prefix': prefixes.map((p) => `${p}*`) } },
       }),
     );
-    this.suppressObjectPrefix(
-      fn,
-      settings.bucket.incomingPrefix,
-      'The s3-trigger reads whichever object a notification names; the wildcard is the object key under incoming/ of this one bucket.',
+    for (const p of prefixes) {
+      this.suppressObjectPrefix(
+        fn,
+        p,
+        `The s3-trigger reads whichever object a notification names; the wildcard is the object key under ${p} of this one bucket.`,
+      );
+    }
+  }
+
+  /**
+   * What each route's after-success policy does, on its own prefix only (functions/s3-trigger/after-success.ts):
+   * `tag` reads and writes the version's tags; `delete` deletes the version; an archive copies the version
+   * (read: granted above; written: s3:PutObject under the archive prefix, whose copy a redelivery checks with
+   * HeadObject) and deletes it. A version id makes each of these its `…Version…` action.
+   */
+  grantAfterSuccess(fn: PulseFunction): void {
+    const objects = (prefixes: readonly string[]) => prefixes.map((p) => this.bucket.arnForObjects(`${p}*`));
+    const grant = (actions: string[], prefixes: string[], why: string) => {
+      if (prefixes.length === 0) return;
+      fn.addToRolePolicy(new PolicyStatement({ actions, resources: objects(prefixes) }));
+      for (const p of prefixes) this.suppressObjectPrefix(fn, p, why);
+    };
+    const prefixesOf = (policy: 'tag' | 'delete' | 'archive') => [
+      ...new Set(routesAfterSuccess(this.deployment, policy).map((r) => r.prefix)),
+    ];
+    const archives = [
+      ...new Set(
+        routesAfterSuccess(this.deployment, 'archive').map((r) =>
+          typeof r.afterSuccess === 'object' ? r.afterSuccess.archivePrefix : '',
+        ),
+      ),
+    ];
+    grant(
+      [
+        's3:GetObjectTagging',
+        's3:GetObjectVersionTagging',
+        's3:PutObjectTagging',
+        's3:PutObjectVersionTagging',
+      ],
+      prefixesOf('tag'),
+      'After success the s3-trigger tags the object version it ingested, whichever key under this route prefix.',
     );
+    grant(
+      ['s3:DeleteObject', 's3:DeleteObjectVersion'],
+      [...new Set([...prefixesOf('delete'), ...prefixesOf('archive')])],
+      'After success the s3-trigger deletes (or moves to its archive) the object version it ingested, whichever key under this route prefix.',
+    );
+    grant(
+      ['s3:PutObject', 's3:GetObject'],
+      archives,
+      'The archive copy of an ingested object keeps its key under the archive prefix.',
+    );
+  }
+
+  /**
+   * Lifecycle rules for what the routes leave in the bucket: archived objects and the quarantine expire, and
+   * so do noncurrent versions under each route prefix (an object deleted or overwritten).
+   */
+  private addRouteLifecycleRules(): void {
+    const { routes, lifecycle } = this.deployment.s3;
+    this.bucket.addLifecycleRule({
+      id: 'rejects-expire',
+      prefix: settings.bucket.rejectsPrefix,
+      expiration: Duration.days(lifecycle.rejectsExpireDays),
+    });
+    for (const prefix of ingestPrefixes(this.deployment)) {
+      this.bucket.addLifecycleRule({
+        prefix,
+        noncurrentVersionExpiration: Duration.days(lifecycle.noncurrentExpireDays),
+      });
+    }
+    const archives = new Set(
+      routes.flatMap((r) => (typeof r.afterSuccess === 'object' ? [r.afterSuccess.archivePrefix] : [])),
+    );
+    for (const prefix of archives) {
+      this.bucket.addLifecycleRule({
+        prefix,
+        expiration: Duration.days(lifecycle.archiveExpireDays),
+        noncurrentVersionExpiration: Duration.days(lifecycle.noncurrentExpireDays),
+      });
+    }
   }
 
   /** Writes under the rejects prefix only (multipart uploads included), and `QUARANTINE_BUCKET`. */

@@ -26,6 +26,7 @@ const PULSE_PROP_KEYS = {
   retention: true,
   alarms: true,
   existingBuckets: true,
+  s3: true,
 } as const satisfies Record<keyof PulseIngestProps, true>;
 
 /** The stack name of a stage: `PulseIngest`, or `PulseIngest-<stage>`. */

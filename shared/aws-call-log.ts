@@ -44,6 +44,8 @@ const NAMING_FIELDS = [
   'Key',
   'Prefix',
   'VersionId',
+  // CopyObject's source (`bucket/key?versionId=…`): it is read with s3:GetObject(Version).
+  'CopySource',
   'QueueUrl',
   'TableName',
   'IndexName',

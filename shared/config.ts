@@ -2,7 +2,9 @@ import { availableParallelism } from 'node:os';
 import * as z from 'zod';
 import { ENV, PLATFORM_ENV } from './contract.ts';
 import { ConfigError } from './errors.ts';
+import { type FieldMapping, FieldMappingSchema } from './field-mapping.ts';
 import { type SchemaRegistryEnv, SchemaRegistryEnvSchema } from './kafka-registry.ts';
+import { checkRoutes, DEFAULT_ROUTES, type ResolvedRoute, resolveRoutes } from './routes.ts';
 import { settings } from './settings.ts';
 import { checkSqlFilter } from './sql-filter.ts';
 
@@ -122,6 +124,8 @@ export interface S3TriggerConfig extends ClientConfig {
   };
   /** CSV parsed on a thread of its own: see settings.functions.s3Trigger.parseThread. */
   readonly parseThread: ParseThreadPolicy;
+  /** What is ingested and how (`S3_ROUTES`, shared/routes.ts); the default route when unset. */
+  readonly routes: readonly ResolvedRoute[];
 }
 
 /** The environment variables the s3-trigger reads (with their defaults from settings). */
@@ -144,6 +148,7 @@ const S3_TRIGGER_ENV = {
   [ENV.fanOutPartBytes]: positiveInt(ENV.fanOutPartBytes, settings.fanOut.partBytes),
   [ENV.stagingMinBytes]: positiveInt(ENV.stagingMinBytes, settings.staging.minBytes),
   [ENV.stagingObjectBytes]: positiveInt(ENV.stagingObjectBytes, settings.staging.objectBytes),
+  [ENV.s3Routes]: z.string().optional(),
 };
 
 /** Reads the s3-trigger's configuration. Throws ConfigError when a variable is missing. */
@@ -177,7 +182,24 @@ export function loadS3TriggerConfig(env: Env = process.env): S3TriggerConfig {
       minBytes: settings.functions.s3Trigger.parseThreadMinBytes,
       cpus: cpusOf(env),
     },
+    routes: routesOf(c.S3_ROUTES),
   };
+}
+
+/** `S3_ROUTES`: JSON routes checked as the stack checks them (shared/routes.ts); the default route when unset. */
+function routesOf(value: string | undefined): ResolvedRoute[] {
+  if (value === undefined || value.trim() === '') return resolveRoutes(DEFAULT_ROUTES);
+  let json: unknown;
+  try {
+    json = JSON.parse(value);
+  } catch (err) {
+    throw new ConfigError(`${ENV.s3Routes} must be JSON: ${(err as Error).message}`);
+  }
+  try {
+    return resolveRoutes(checkRoutes(json, ENV.s3Routes));
+  } catch (err) {
+    throw new ConfigError((err as Error).message, { cause: err });
+  }
 }
 
 export interface SweepConfig extends ClientConfig {
@@ -641,7 +663,15 @@ export interface KafkaConsumerConfig extends ClientConfig {
   readonly maxMessageBytes: number;
   /** The schema registry the event source mapping validates records through, when there is one. */
   readonly schemaRegistry?: SchemaRegistryEnv;
+  /** Per topic, the field mapping of its values (`KAFKA_MAPPINGS`). @default none */
+  readonly mappings?: Readonly<Record<string, FieldMapping>>;
 }
+
+/** Per Kafka topic, the field mapping of its values (`PulseIngest`'s `kafkaConsumer.mappings`). */
+export const KafkaMappingsSchema = z.record(
+  z.string().regex(/^[a-zA-Z0-9._-]{1,249}$/, 'a Kafka topic name'),
+  FieldMappingSchema,
+);
 
 /** The environment variables the kafka-consumer reads (with their defaults from settings). */
 const KAFKA_CONSUMER_ENV = {
@@ -669,6 +699,23 @@ const KAFKA_CONSUMER_ENV = {
         return z.NEVER;
       }
     }),
+  [ENV.kafkaMappings]: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === '') return undefined;
+      try {
+        const parsed = KafkaMappingsSchema.safeParse(JSON.parse(v));
+        if (parsed.success) return parsed.data;
+      } catch {
+        // Reported below.
+      }
+      ctx.addIssue({
+        code: 'custom',
+        message: 'KAFKA_MAPPINGS must be JSON: { "<topic>": { "name": "<field>", … } }',
+      });
+      return z.NEVER;
+    }),
 };
 
 /** Reads the kafka-consumer's configuration. Throws ConfigError when a variable is missing or wrong. */
@@ -685,6 +732,7 @@ export function loadKafkaConsumerConfig(env: Env = process.env): KafkaConsumerCo
     signalsQueueUrl: c.SIGNALS_QUEUE_URL,
     quarantineBucket: c.QUARANTINE_BUCKET,
     valueFormat: c.KAFKA_VALUE_FORMAT,
+    ...(c.KAFKA_MAPPINGS ? { mappings: c.KAFKA_MAPPINGS } : {}),
     ...(c.KAFKA_VALUE_SCHEMA ? { valueSchema: c.KAFKA_VALUE_SCHEMA } : {}),
     ...(c.KAFKA_VALUE_FORMAT === 'protobuf' && c.KAFKA_VALUE_MESSAGE_TYPE
       ? { valueMessageType: c.KAFKA_VALUE_MESSAGE_TYPE }

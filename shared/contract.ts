@@ -74,6 +74,10 @@ export const ENV = {
   receiptsSettleSeconds: 'RECEIPTS_SETTLE_SECONDS',
   receiptsMaxFilesPerRun: 'RECEIPTS_MAX_FILES_PER_RUN',
 
+  // s3-trigger: its routes (prefixes, include/exclude, mapping, CSV delimiter, after success), as JSON
+  // (shared/routes.ts); unset: the default route.
+  s3Routes: 'S3_ROUTES',
+
   // The producers.
   maxMessageBytes: 'SIGNALS_MAX_MESSAGE_BYTES',
 
@@ -111,6 +115,8 @@ export const ENV = {
 
   // kafka-consumer behind a schema registry (shared/kafka-registry.ts): JSON of kind, record format, validated parts.
   kafkaSchemaRegistry: 'KAFKA_SCHEMA_REGISTRY',
+  /** Per topic, which value field is each signal field (JSON: `{ "<topic>": { "name": "metric", … } }`). */
+  kafkaMappings: 'KAFKA_MAPPINGS',
 } as const;
 
 /**

@@ -131,10 +131,24 @@ export interface LedgerItem extends FileStats {
   readonly retries?: RetryRecord[];
   /** What the ledger's counters hold for this file (shared/ledger-counters.ts): `status|records|rejected|bytesRead`. */
   readonly counted?: string;
+  /** What the s3-trigger did with the object once it SUCCEEDED (its route's `afterSuccess`), or its error. */
+  readonly afterSuccess?: AfterSuccessRecord;
   readonly createdAt: string;
   readonly updatedAt: string;
   readonly startedAt?: string;
   readonly finishedAt?: string;
+}
+
+/**
+ * What was done with an object version after it succeeded (its route's `afterSuccess`): tagged, archived to
+ * `target` (its key there) or deleted, at `at`; or the `error` that stopped it (the item stays SUCCESS; a
+ * redelivery of the event tries again).
+ */
+export interface AfterSuccessRecord {
+  readonly action: 'tag' | 'archive' | 'delete';
+  readonly at: string;
+  readonly target?: string;
+  readonly error?: string;
 }
 
 /**

@@ -2,6 +2,7 @@ import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { type DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { LeaseLostError } from './errors.ts';
 import {
+  type AfterSuccessRecord,
   type Checkpoint,
   type ClaimMeta,
   type ClaimResult,
@@ -26,6 +27,7 @@ import { endPart, finishSplit, type LedgerStore, markSplit, partItems, planParts
 
 // The items, keys and update expressions are ledger-items.ts's; re-exported for the ledger's users.
 export {
+  type AfterSuccessRecord,
   type Checkpoint,
   type ClaimMeta,
   type ClaimResult,
@@ -512,6 +514,27 @@ export class Ledger {
           UpdateExpression: 'ADD duplicates :one SET lastDuplicateAt = :iso',
           ExpressionAttributeNames: { '#status': 'status' },
           ExpressionAttributeValues: { ':success': 'SUCCESS', ':one': 1, ':iso': iso },
+        }),
+      );
+    } catch (err) {
+      if (!(err instanceof ConditionalCheckFailedException)) throw err;
+    }
+  }
+
+  /**
+   * Records on a SUCCESS item what was done with its object after success (or the error); nothing when the
+   * item is no longer SUCCESS. A later record replaces an earlier one (a retried error).
+   */
+  async recordAfterSuccess(file: FileRef, record: AfterSuccessRecord): Promise<void> {
+    try {
+      await this.#doc.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: ledgerKey(file),
+          ConditionExpression: '#status = :success',
+          UpdateExpression: 'SET afterSuccess = :record',
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: { ':success': 'SUCCESS', ':record': record },
         }),
       );
     } catch (err) {

@@ -67,6 +67,30 @@ export const settings = {
     canaryNoncurrentDays: 1,
   },
 
+  /**
+   * The S3 routes (`shared/routes.ts`, `PulseIngest`'s `s3.routes`): which keys are ingested, with which
+   * field mapping and CSV delimiter, and what is done with a file once it succeeded.
+   */
+  routes: {
+    /** Without `s3.routes`: one route, the incoming prefix, as the stack read before routes existed. */
+    defaultPrefix: 'incoming/',
+    /** The CSV delimiters a route may name (`csv.delimiter`); a comma when none. */
+    csvDelimiters: [',', ';', '\t', '|'],
+    /** Objects archived after success under the ingest bucket expire after this many days. */
+    archiveExpireDays: 365,
+    /** Rejects objects (the quarantine under `rejects/`) expire after this many days. */
+    rejectsExpireDays: 90,
+    /** Noncurrent versions of ingested objects (a delete or an overwrite) expire after this many days. */
+    noncurrentExpireDays: 30,
+    /** The tag set on an object after success with `afterSuccess: 'tag'`. */
+    tagKey: 'pulse-ingested',
+    /**
+     * Bytes of the `S3_ROUTES` variable: Lambda allows 4 KB of environment per function (names and
+     * values), and the s3-trigger's other variables take under 1 KB.
+     */
+    maxEnvBytes: 2.5 * 1024,
+  },
+
   /** S3 ObjectCreated notifications, consumed by s3-trigger. */
   fileEvents: {
     /**

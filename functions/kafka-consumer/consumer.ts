@@ -3,12 +3,19 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { METRIC } from '#shared/contract.ts';
 import { describeError, isTransient } from '#shared/errors.ts';
+import {
+  type FieldMapping,
+  MappingConflict,
+  mapRecord,
+  type PreparedMapping,
+  prepareMapping,
+} from '#shared/field-mapping.ts';
 import type { SchemaRegistryEnv } from '#shared/kafka-registry.ts';
 import { type Logger, type Metrics, MetricUnit } from '#shared/observability.ts';
 import { rejectsKey } from '#shared/quarantine.ts';
 import { type SenderOptions, SignalSender } from '#shared/sender.ts';
 import { RejectsBatch, SignalSink } from '#shared/sink.ts';
-import { clip, decodeValue, type ValueFormat } from './decode.ts';
+import { clip, type DecodeResult, decodeValue, type ValueFormat } from './decode.ts';
 import { recordAttributes, withRecordAttributes } from './record-attributes.ts';
 import { unvalidatedReason } from './registry.ts';
 
@@ -19,6 +26,8 @@ export interface KafkaConsumeConfig {
   readonly maxMessageBytes: number;
   /** The schema registry the event source mapping validates values through, when there is one. */
   readonly schemaRegistry?: SchemaRegistryEnv;
+  /** Per topic, the field mapping of its values (`KAFKA_MAPPINGS`). @default none */
+  readonly mappings?: Readonly<{ [topic: string]: FieldMapping }>;
 }
 
 /** What consuming needs from the outside world; the handler builds it once per cold start. */
@@ -110,7 +119,8 @@ async function consumePartition(records: Record[], deps: KafkaConsumeDeps): Prom
       rejectsKey('kafka', `${topic}/${partition}/${range}`),
     );
     const sink = new SignalSink(sender, rejects, 0);
-    for (const record of records) await consumeRecord(sink, record, config);
+    const mapping = prepareMapping(config.mappings?.[topic]);
+    for (const record of records) await consumeRecord(sink, record, config, mapping);
     let key: string | undefined;
     try {
       key = await sink.close();
@@ -153,6 +163,7 @@ async function consumeRecord(
   sink: SignalSink,
   record: Record,
   config: Pick<KafkaConsumeConfig, 'valueFormat' | 'schemaRegistry'>,
+  mapping: PreparedMapping | undefined,
 ): Promise<void> {
   const { valueFormat } = config;
   const ref = kafkaRef(record.topic, record.partition, record.offset);
@@ -161,7 +172,7 @@ async function consumeRecord(
     await sink.reject({ ref, reason: unvalidated, raw: clip(record.originalValue ?? '') });
     return;
   }
-  const decoded = decodeValue(record, valueFormat);
+  const decoded = mapDecoded(decodeValue(record, valueFormat), mapping);
   if (!decoded.ok) {
     await sink.reject({
       ref,
@@ -188,6 +199,17 @@ async function consumeRecord(
       ...(valueFormat !== 'json' ? { record: decoded.value } : {}),
     }),
   );
+}
+
+/** The topic's field mapping applied to a decoded value (an object; anything else is left to the schema). */
+function mapDecoded(decoded: DecodeResult, mapping: PreparedMapping | undefined): DecodeResult {
+  if (!decoded.ok || !mapping) return decoded;
+  const v = decoded.value;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return decoded;
+  const mapped = mapRecord(v as { [k: string]: unknown }, mapping);
+  return mapped instanceof MappingConflict
+    ? { ok: false, reason: mapped.error, raw: decoded.raw }
+    : { ...decoded, value: mapped };
 }
 
 /**

@@ -57,6 +57,7 @@ export async function planParts(
   opts: FanOutOptions,
   onBytes: (n: number) => void,
   onChunk: () => Promise<void> = async () => {},
+  delimiter = ',',
 ): Promise<PartPlan> {
   const each = partSize(size, opts);
   if (format.format === 'parquet') {
@@ -91,6 +92,7 @@ export async function planParts(
   }
   const plan = await planSplit(format.format, paced(), targets, {
     maxRecordBytes: settings.limits.maxRecordBytes,
+    delimiter,
   });
   if (!plan.ok) {
     return {

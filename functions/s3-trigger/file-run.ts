@@ -8,6 +8,7 @@ import {
   MalformedFileError,
   type NoProgressError,
 } from '#shared/errors.ts';
+import { expectedColumns, MappingConflict, mapRecord } from '#shared/field-mapping.ts';
 import {
   type ClaimMeta,
   type CompletedStats,
@@ -19,13 +20,17 @@ import {
 } from '#shared/ledger.ts';
 import { MetricUnit } from '#shared/observability.ts';
 import { deleteStaleSegments, QuarantineWriter, rejectsKey, segmentKey } from '#shared/quarantine.ts';
+import { DEFAULT_RESOLVED_ROUTES, type ResolvedRoute } from '#shared/routes.ts';
 import { SignalSender } from '#shared/sender.ts';
 import { settings } from '#shared/settings.ts';
+import { REQUIRED_FIELDS } from '#shared/signal.ts';
 import { SignalSink } from '#shared/sink.ts';
+import { runAfterSuccess } from './after-success.ts';
 import type { FileTask } from './events.ts';
 import { splittable } from './fan-out.ts';
 import { emitFileMetrics, type IngestDeps, type IngestOutcome } from './ingest-types.ts';
 import { noProgressError, RunPace } from './pace.ts';
+import { clipRaw } from './parsers/bytes.ts';
 import type { DetectedFormat } from './parsers/index.ts';
 import type { ParsedRecord } from './parsers/types.ts';
 import { HandOverNow } from './progress.ts';
@@ -51,6 +56,8 @@ export class FileRun {
   bytesRead: number;
   /** Staged so far (to be deleted if the file ends before it is read). */
   stagedSoFar: Staging | undefined;
+  /** The route that took the file: its field mapping, CSV delimiter and after-success policy. */
+  readonly route: ResolvedRoute;
   readonly #task: FileTask;
   readonly #file: ObjectVersion;
   readonly #format: DetectedFormat;
@@ -72,7 +79,9 @@ export class FileRun {
     meta: ClaimMeta,
     claim: Claimed,
     deps: IngestDeps,
+    route: ResolvedRoute = DEFAULT_RESOLVED_ROUTES[0] as ResolvedRoute,
   ) {
+    this.route = route;
     this.#task = task;
     this.#file = file;
     this.#format = format;
@@ -168,6 +177,8 @@ export class FileRun {
       ...(until ? { until } : {}),
       onSkip: this.#onSkip,
       parseThread: this.#deps.csvOnThread?.(size) === true,
+      delimiter: this.route.delimiter,
+      expectColumns: expectedColumns(REQUIRED_FIELDS, this.route.mapping),
     };
   }
 
@@ -206,6 +217,7 @@ export class FileRun {
         this.#meta,
         undefined,
         this.#deps,
+        this.route,
         () => this.#stopIfOutOfTime(),
       );
       if (split) return { outcome: split };
@@ -226,7 +238,19 @@ export class FileRun {
 
   /** One record: sent, or quarantined with its row and reason. A promise only when it must be awaited. */
   record(rec: ParsedRecord): Promise<void> | undefined {
-    if (rec.error === undefined) return this.sink.addAt(rec.data, `#${rec.row}`, rec.row);
+    if (rec.error === undefined) {
+      const data = mapRecord(rec.data, this.route.prepared);
+      if (data instanceof MappingConflict) {
+        const ref = `${this.#base}#${rec.row}`;
+        return this.sink.reject({
+          ref,
+          reason: data.error,
+          row: rec.row,
+          raw: clipRaw(JSON.stringify(rec.data)),
+        });
+      }
+      return this.sink.addAt(data, `#${rec.row}`, rec.row);
+    }
     return this.sink.reject({
       ref: `${this.#base}#${rec.row}`,
       reason: rec.error,
@@ -297,6 +321,7 @@ export class FileRun {
     const eventTime = part === undefined ? (this.#claim.eventTime ?? this.#task.eventTime) : undefined;
     emitFileMetrics(metrics, done, eventTime, this.#now());
     if (part === undefined) metrics.addMetric(METRIC.filesSucceeded, MetricUnit.Count, 1);
+    if (part === undefined) await runAfterSuccess(this.#file, this.#size, this.route, this.#deps);
     const { stats } = this.sink.sender;
     logger.info(part !== undefined ? 'Part ingested' : 'File ingested', {
       ...done,
@@ -432,7 +457,7 @@ export class FileRun {
   async #partEnded(): Promise<{ part?: number; file?: SplitOutcome['status'] }> {
     const part = this.part;
     if (part === undefined) return {};
-    const fileEnded = await finishSplitFile(this.#file, this.#deps);
+    const fileEnded = await finishSplitFile(this.#file, this.#deps, this.route);
     return { part, ...(fileEnded ? { file: fileEnded.status } : {}) };
   }
 

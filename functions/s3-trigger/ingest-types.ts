@@ -34,6 +34,8 @@ export type IngestConfig = Pick<
 > & {
   /** Splitting large files into parts (only with `announceParts`). Without it, files are read whole. */
   readonly fanOut?: FanOutOptions;
+  /** Which keys are ingested and how (shared/routes.ts). @default the default route (`incoming/`) */
+  readonly routes?: S3TriggerConfig['routes'];
   /**
    * Staging large gzip files (only with `announceParts`): inflated once into staged objects, then read as
    * an uncompressed file. Without it, a gzip file is read from its start by every attempt.

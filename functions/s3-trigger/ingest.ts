@@ -2,7 +2,9 @@ import { METRIC } from '#shared/contract.ts';
 import { FileBusyError, isObjectGone } from '#shared/errors.ts';
 import type { ClaimMeta, ClaimResult } from '#shared/ledger.ts';
 import { MetricUnit } from '#shared/observability.ts';
+import { DEFAULT_RESOLVED_ROUTES, noRouteReason, type ResolvedRoute, routeFor } from '#shared/routes.ts';
 import { settings } from '#shared/settings.ts';
+import { afterSuccessDue, runAfterSuccess } from './after-success.ts';
 import type { FileTask } from './events.ts';
 import { splittable } from './fan-out.ts';
 import { FileRun } from './file-run.ts';
@@ -34,6 +36,15 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
     ...(task.part !== undefined ? { part: task.part } : {}),
   });
   try {
+    const routes = deps.config.routes ?? DEFAULT_RESOLVED_ROUTES;
+    const route = routeFor(routes, task.bucket, task.key);
+    if (!route) {
+      // As for a type it does not read: the object is recorded, with why, never left unseen.
+      await ledger.skip(file, noRouteReason(routes, task.bucket, task.key), undefined, meta);
+      metrics.addMetric(METRIC.filesSkipped, MetricUnit.Count, 1);
+      logger.warn('Skipped a file no route takes');
+      return { status: 'SKIPPED', reason: 'no route' };
+    }
     const format = detectFormat(task.key);
     if (!format) {
       await ledger.skip(
@@ -48,19 +59,19 @@ export async function ingestFile(task: FileTask, deps: IngestDeps): Promise<Inge
     }
     const subject = task.part !== undefined ? { ...file, part: task.part } : file;
     const claim = await ledger.claim(subject, deps.owner, meta);
-    if (!claim.claimed) return await notClaimed(task, file, claim, deps);
+    if (!claim.claimed) return await notClaimed(task, file, claim, deps, route);
     metrics.addMetric(METRIC.filesClaimed, MetricUnit.Count, 1);
     if (task.part === undefined && !claim.checkpoint && deps.announceParts && size !== undefined) {
       const fanOut = deps.config.fanOut;
       if (claim.parts !== undefined || (fanOut && splittable(format, size, fanOut))) {
-        const split = await splitFile(task, file, format, size, meta, claim.parts, deps);
+        const split = await splitFile(task, file, format, size, meta, claim.parts, deps, route);
         if (split) return split;
       }
     }
     if (task.part !== undefined && !claim.range) {
       throw new Error(`part ${task.part} of s3://${file.bucket}/${file.key}@${file.etag} has no range`);
     }
-    return await runFile(new FileRun(task, file, format, size, meta, claim, deps));
+    return await runFile(new FileRun(task, file, format, size, meta, claim, deps, route));
   } finally {
     logger.removeKeys(['objectKey', 'etag', 'part']);
   }
@@ -123,6 +134,7 @@ async function notClaimed(
   file: ObjectVersion,
   claim: Extract<ClaimResult, { claimed: false }>,
   deps: IngestDeps,
+  route: ResolvedRoute,
 ): Promise<IngestOutcome> {
   const { logger, metrics, ledger } = deps;
   if (claim.reason === 'in-progress') {
@@ -135,11 +147,15 @@ async function notClaimed(
   if (task.part !== undefined) {
     // The part ended before (this is a redelivery): if the invocation that ended it died before it could
     // end the file, this does.
-    await finishSplitFile(file, deps);
+    await finishSplitFile(file, deps, route);
     logger.info('Part not claimed', { reason: claim.reason, status: claim.item?.status });
     return { status: 'SKIPPED', reason: claim.reason };
   }
-  if (claim.reason === 'duplicate') await ledger.recordDuplicate(file);
+  if (claim.reason === 'duplicate') {
+    await ledger.recordDuplicate(file);
+    // The invocation that ended the file may have died before its after-success step, or it failed: again.
+    if (afterSuccessDue(route, claim.item)) await runAfterSuccess(file, task.size, route, deps);
+  }
   if (claim.reason === 'exhausted') metrics.addMetric(METRIC.filesFailed, MetricUnit.Count, 1);
   metrics.addMetric(METRIC.filesSkipped, MetricUnit.Count, 1);
   logger.info('File not claimed', { reason: claim.reason, status: claim.item?.status });

@@ -88,6 +88,10 @@ export interface ReadSpan {
   readonly onSkip?: (skipped: number) => Promise<void>;
   /** CSV: parsed on a thread of its own (the handler decides: `parseThreadDecider`). @default false */
   readonly parseThread?: boolean;
+  /** CSV: the field delimiter (the route's `csv.delimiter`). @default ',' */
+  readonly delimiter?: string;
+  /** CSV: the columns a header must name one of (the route's mapping). @default REQUIRED_FIELDS */
+  readonly expectColumns?: readonly string[];
 }
 
 /**
@@ -109,7 +113,8 @@ export async function openRecords(
     maxRecordBytes: settings.limits.maxRecordBytes,
     positions: true,
     parseThread: format.format === 'csv' && span.parseThread === true,
-    expectColumns: REQUIRED_FIELDS,
+    expectColumns: span.expectColumns ?? REQUIRED_FIELDS,
+    delimiter: span.delimiter ?? ',',
   };
   const fromRowGroup = {
     ...(resume?.kind === 'rowGroup' ? { fromRowGroup: resume.position } : {}),
@@ -126,7 +131,7 @@ export async function openRecords(
   }
   if (resume?.kind === 'byte' && (format.format === 'csv' || format.format === 'ndjson')) {
     return {
-      batches: fromOffset(s3, file, format.format, size, onBytes, resume, endByte, opts.parseThread),
+      batches: fromOffset(s3, file, format.format, size, onBytes, resume, endByte, opts),
       kind: 'byte',
       leftOut: stagedLeftOut,
     };
@@ -203,9 +208,16 @@ async function* fromOffset(
   onBytes: (n: number) => void,
   resume: ResumePoint,
   end: number | undefined,
-  parseThread: boolean,
+  csv: {
+    readonly parseThread: boolean;
+    readonly delimiter: string;
+    readonly expectColumns: readonly string[];
+  },
 ): AsyncGenerator<readonly ParsedRecord[]> {
-  const prefix = format === 'csv' ? await readCsvHeader(s3, file, size, onBytes) : Buffer.from('\n', 'utf8');
+  const prefix =
+    format === 'csv'
+      ? await readCsvHeader(s3, file, size, onBytes, csv.delimiter)
+      : Buffer.from('\n', 'utf8');
   // NDJSON numbers physical lines: the newline added is one line.
   const rowShift = format === 'csv' ? resume.row : resume.row - 1;
   const byteShift = resume.position - prefix.length;
@@ -221,8 +233,9 @@ async function* fromOffset(
     for await (const batch of parseTextBatches(format, bytes(), {
       maxRecordBytes: settings.limits.maxRecordBytes,
       positions: true,
-      parseThread,
-      expectColumns: REQUIRED_FIELDS,
+      parseThread: csv.parseThread,
+      expectColumns: csv.expectColumns,
+      delimiter: csv.delimiter,
     })) {
       yield batch.map((rec) => ({
         ...rec,
@@ -255,13 +268,14 @@ async function readCsvHeader(
   file: ObjectVersion,
   size: number | undefined,
   onBytes: (n: number) => void,
+  delimiter: string,
 ): Promise<Buffer> {
   const max = settings.limits.maxRecordBytes;
   for (let window = HEADER_WINDOW_BYTES; ; window *= 4) {
     const want = size !== undefined ? Math.min(window, size) : window;
     const head = await readObjectRange(s3, file, 0, want, onBytes);
     const atEnd = head.length < want || (size !== undefined && want >= size);
-    const length = csvHeaderLength(head, atEnd, max);
+    const length = csvHeaderLength(head, atEnd, max, delimiter);
     if (length !== undefined) return head.subarray(0, length);
     if (window > 4 * max) {
       // csv-parse fails a record past maxRecordBytes first; this only guards the loop.

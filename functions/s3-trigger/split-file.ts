@@ -2,7 +2,9 @@ import { METRIC } from '#shared/contract.ts';
 import { describeError } from '#shared/errors.ts';
 import type { ClaimMeta, SplitOutcome, Staging } from '#shared/ledger.ts';
 import { MetricUnit } from '#shared/observability.ts';
+import { DEFAULT_RESOLVED_ROUTES, type ResolvedRoute } from '#shared/routes.ts';
 import { settings } from '#shared/settings.ts';
+import { runAfterSuccess } from './after-success.ts';
 import type { FileTask } from './events.ts';
 import { type FanOutOptions, planParts } from './fan-out.ts';
 import type { IngestDeps, IngestOutcome } from './ingest-types.ts';
@@ -29,6 +31,7 @@ export async function splitFile(
   meta: ClaimMeta,
   plannedParts: number | undefined,
   deps: IngestDeps,
+  route: ResolvedRoute = DEFAULT_RESOLVED_ROUTES[0] as ResolvedRoute,
   deadline: () => void = () => {},
 ): Promise<IngestOutcome | undefined> {
   const { ledger, logger, metrics } = deps;
@@ -54,6 +57,7 @@ export async function splitFile(
         lastBeat = now();
         await ledger.heartbeat(file, deps.owner, { records: 0, rejected: 0, bytesRead });
       },
+      route.delimiter,
     );
     if (!plan.split) {
       logger.info('Not split; the file is read whole', { reason: plan.reason, size });
@@ -70,7 +74,7 @@ export async function splitFile(
   metrics.addMetric(METRIC.filesSplit, MetricUnit.Count, 1);
   metrics.addMetric(METRIC.partsAnnounced, MetricUnit.Count, parts);
   // Parts can all have ended before the file was marked SPLIT; then no part could end the file.
-  await finishSplitFile(file, deps);
+  await finishSplitFile(file, deps, route);
   return { status: 'SPLIT', parts };
 }
 
@@ -78,6 +82,7 @@ export async function splitFile(
 export async function finishSplitFile(
   file: ObjectVersion,
   deps: IngestDeps,
+  route?: ResolvedRoute,
 ): Promise<SplitOutcome | undefined> {
   const done = await deps.ledger.finishSplit(file, settings.ledger.firstErrorsKept);
   if (!done) return undefined;
@@ -99,6 +104,7 @@ export async function finishSplitFile(
     partsFailed: done.partsFailed,
   });
   if (done.staging) await removeStaged(file.bucket, done.staging, deps);
+  if (done.status === 'SUCCESS' && route) await runAfterSuccess(file, undefined, route, deps);
   return done;
 }
 

@@ -50,6 +50,8 @@ export interface SplitOptions {
    * the plan fail, as the parser may fail on it (`settings.limits.maxRecordBytes` for a part's parser).
    */
   readonly maxRecordBytes: number;
+  /** CSV: the field delimiter, one byte (`,` `;` tab `|`), as the parts' parser is given it. @default ',' */
+  readonly delimiter?: string;
 }
 
 /** Why a scan stopped, and where. */
@@ -79,7 +81,6 @@ export interface BoundaryScanner {
 const LF = 0x0a;
 const CR = 0x0d;
 const QUOTE = 0x22;
-const COMMA = 0x2c;
 const BOM = [0xef, 0xbb, 0xbf] as const;
 
 function isBom(b: Buffer): boolean {
@@ -111,6 +112,8 @@ const CLOSED_CR = 3;
 export class CsvBoundaryScanner implements BoundaryScanner {
   readonly #onBoundary: OnBoundary;
   readonly #max: number;
+  /** The field delimiter's byte. */
+  readonly #delimiter: number;
   readonly #utf8 = new Utf8StreamValidator();
   #threshold: number;
   #failure: ScanFailure | undefined;
@@ -140,6 +143,9 @@ export class CsvBoundaryScanner implements BoundaryScanner {
     const max = opts.maxRecordBytes;
     // csv-parse reads a max_record_size of 0 as no limit.
     this.#max = max > 0 ? max : Number.POSITIVE_INFINITY;
+    const delimiter = Buffer.from(opts.delimiter ?? ',', 'utf8');
+    if (delimiter.length !== 1) throw new RangeError('CsvBoundaryScanner: the delimiter must be one byte');
+    this.#delimiter = delimiter[0] as number;
   }
 
   get failure(): ScanFailure | undefined {
@@ -251,6 +257,7 @@ export class CsvBoundaryScanner implements BoundaryScanner {
       this.#head.push(Buffer.from(buf.subarray(0, this.#max - base)));
     let pos = base === 0 ? this.#dataStart : 0;
     let state = this.#state;
+    const delimiter = this.#delimiter;
 
     if (state === QUOTE_AT_END) {
       if (buf[0] === QUOTE) {
@@ -259,7 +266,7 @@ export class CsvBoundaryScanner implements BoundaryScanner {
       } else {
         // The quote that ended the previous chunk closes its field: what follows must end the field.
         const c = buf[0];
-        if (c === COMMA) {
+        if (c === delimiter) {
           state = FIELD;
           pos = 1;
         } else if (c === LF) {
@@ -314,7 +321,7 @@ export class CsvBoundaryScanner implements BoundaryScanner {
         }
         // A closing quote: the field ends. When the next one starts with a quote, it is opened right away,
         // which spares searching for it (where every field is quoted, that is every other quote).
-        if (c === COMMA) {
+        if (c === delimiter) {
           pos = q + 2;
         } else if (c === LF) {
           pos = q + 2;
@@ -349,7 +356,7 @@ export class CsvBoundaryScanner implements BoundaryScanner {
       if (nextQuote < nextLf) {
         // A quote opens a quoted field only where a field starts; elsewhere it is text (relax_quotes).
         const prev = nextQuote > 0 ? buf[nextQuote - 1] : this.#prevByte;
-        if (prev === COMMA || prev === LF || base + nextQuote === this.#dataStart) state = QUOTED;
+        if (prev === delimiter || prev === LF || base + nextQuote === this.#dataStart) state = QUOTED;
         pos = nextQuote + 1;
         continue;
       }
@@ -515,21 +522,22 @@ async function scan(
     scanner.end();
     return { ok: true, points: [], rows: scanner.rows, bytes: scanner.bytes };
   }
-  const scanner = new CsvBoundaryScanner(onBoundary, firstThreshold, { maxRecordBytes: max });
+  const delimiter = opts.delimiter ?? ',';
+  const scanner = new CsvBoundaryScanner(onBoundary, firstThreshold, { maxRecordBytes: max, delimiter });
   let headerChecked = false;
   for await (const chunk of source) {
     scanner.push(asBuffer(chunk));
     if (scanner.failure !== undefined) return { ok: false, ...scanner.failure };
     if (!headerChecked && scanner.header !== undefined) {
       headerChecked = true;
-      const bad = await checkCsvHeader(scanner.header, max);
+      const bad = await checkCsvHeader(scanner.header, max, delimiter);
       if (bad !== undefined) return { ok: false, ...bad };
     }
   }
   scanner.end();
   if (scanner.failure !== undefined) return { ok: false, ...scanner.failure };
   if (!headerChecked && scanner.header !== undefined) {
-    const bad = await checkCsvHeader(scanner.header, max);
+    const bad = await checkCsvHeader(scanner.header, max, delimiter);
     if (bad !== undefined) return { ok: false, ...bad };
   }
   return { ok: true, points: [], rows: scanner.rows, bytes: scanner.bytes };
@@ -539,16 +547,20 @@ async function scan(
  * Reads the header with the parser itself: it rejects empty and duplicate column names, and must find the
  * header's end where the scanner did (parts re-read it with csvHeaderLength).
  */
-async function checkCsvHeader(header: Buffer, max: number): Promise<ScanFailure | undefined> {
+async function checkCsvHeader(
+  header: Buffer,
+  max: number,
+  delimiter: string,
+): Promise<ScanFailure | undefined> {
   try {
-    const length = csvHeaderLength(header, true, max);
+    const length = csvHeaderLength(header, true, max, delimiter);
     if (length !== header.length) {
       return {
         reason: `csv-parse ends the header at byte ${length}, the scanner at ${header.length}`,
         offset: 0,
       };
     }
-    for await (const _ of parseCsv(once(header), { maxRecordBytes: max })) {
+    for await (const _ of parseCsv(once(header), { maxRecordBytes: max, delimiter })) {
       return { reason: 'csv-parse reads a data record inside the header', offset: 0 };
     }
   } catch (err) {

@@ -14,6 +14,8 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { describeError, isTransient, MalformedFileError } from '#shared/errors.ts';
+import { expectedColumns, MappingConflict, mapRecord } from '#shared/field-mapping.ts';
+import { DEFAULT_RESOLVED_ROUTES, noRouteReason, type ResolvedRoute, routeFor } from '#shared/routes.ts';
 import { settings } from '#shared/settings.ts';
 import { expandSignals, normaliseEntry, REQUIRED_FIELDS, type Signal } from '#shared/signal.ts';
 import { csvFieldBatches } from '../../functions/s3-trigger/parsers/csv-fields.ts';
@@ -43,6 +45,12 @@ export interface CheckOptions {
   readonly signals?: number;
   /** Rejects listed at most (the first ones); all are counted. @default 20 */
   readonly rejects?: number;
+  /**
+   * The deployment's routes (`--config`, or one route of `--mapping`): the file is read as the route that
+   * takes its key reads it (field mapping, CSV delimiter); a key no route takes would be SKIPPED.
+   * @default the default route
+   */
+  readonly routes?: readonly ResolvedRoute[];
 }
 
 const DEFAULTS = { maxRejects: 0, signals: 5, rejects: 20 } as const;
@@ -119,6 +127,13 @@ export async function checkFile(path: string, options: CheckOptions = {}): Promi
   const key = opts.key ?? `${settings.bucket.incomingPrefix}${basename(path)}`;
   const format = detectFormat(key);
   const base = { file: path, key, bytes: size, maxRejects: opts.maxRejects };
+  const routes = opts.routes ?? DEFAULT_RESOLVED_ROUTES;
+  const route = routeFor(routes, CHECK_BUCKET, key);
+  if (!route) {
+    const message = `${noRouteReason(routes, CHECK_BUCKET, key)}; it would be SKIPPED`;
+    const none = { records: 0, signals: 0, rejected: 0, firstRejects: [], firstSignals: [] };
+    return { ...base, ...none, failure: { type: 'NoRoute', message }, verdict: 'unsupported' };
+  }
   if (!format) {
     return {
       ...base,
@@ -153,7 +168,7 @@ export async function checkFile(path: string, options: CheckOptions = {}): Promi
   let opened: LocalRecords | undefined;
   try {
     // Inside: a compressed Parquet file is inflated as it is opened, and may fail there.
-    opened = await openLocalRecords(path, size, format);
+    opened = await openLocalRecords(path, size, format, { route });
     for await (const batch of opened.batches) {
       for (const rec of batch) {
         records++;
@@ -163,7 +178,12 @@ export async function checkFile(path: string, options: CheckOptions = {}): Promi
           reject({ row: rec.row, ...byte, reason: rec.error });
           continue;
         }
-        const result = normaliseEntry(rec.data, `#${rec.row}`, origin, key);
+        const data = mapRecord(rec.data, route.prepared);
+        if (data instanceof MappingConflict) {
+          reject({ row: rec.row, ...byte, reason: data.error });
+          continue;
+        }
+        const result = normaliseEntry(data, `#${rec.row}`, origin, key);
         if (sample.length < MAPPING_SAMPLE) sample.push({ data: rec.data, ok: result.ok });
         if (!result.ok) {
           reject({ row: rec.row, ...byte, reason: result.reason });
@@ -186,7 +206,7 @@ export async function checkFile(path: string, options: CheckOptions = {}): Promi
   }
   const headerFailed = failure?.type === 'MalformedFileError' && records === 0 && format.format === 'csv';
   const mapping = headerFailed
-    ? await headerlessMapping(path, size, format)
+    ? await headerlessMapping(path, size, format, route)
     : suggestMapping(sample, format.format === 'csv' ? await csvColumns(path, size, format) : undefined);
   const verdict: CheckVerdict = failure ? 'failed' : rejected > opts.maxRejects ? 'rejects' : 'ok';
   return {
@@ -225,11 +245,12 @@ async function headerlessMapping(
   path: string,
   size: number,
   format: DetectedFormat,
+  route: ResolvedRoute,
 ): Promise<ColumnMapping | undefined> {
   const sample: MappingSample[] = [];
   let opened: LocalRecords | undefined;
   try {
-    opened = await openLocalRecords(path, size, format, { expectColumns: false });
+    opened = await openLocalRecords(path, size, format, { expectColumns: false, route });
     for await (const batch of opened.batches) {
       for (const rec of batch) {
         if (rec.data !== undefined) sample.push({ data: rec.data, ok: false });
@@ -286,13 +307,16 @@ export async function openLocalRecords(
   path: string,
   size: number,
   format: DetectedFormat,
-  how: { expectColumns?: false } = {},
+  how: { expectColumns?: false; route?: ResolvedRoute } = {},
 ): Promise<LocalRecords> {
   const opts = {
     maxRecordBytes: settings.limits.maxRecordBytes,
     positions: true,
     parseThread: false,
-    ...(how.expectColumns === false ? {} : { expectColumns: REQUIRED_FIELDS }),
+    delimiter: how.route?.delimiter ?? ',',
+    ...(how.expectColumns === false
+      ? {}
+      : { expectColumns: expectedColumns(REQUIRED_FIELDS, how.route?.mapping) }),
   };
   const leftOut: string[] = [];
   if (format.format === 'parquet' && !format.compression) {

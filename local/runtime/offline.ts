@@ -18,6 +18,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
 import { settings } from '#shared/settings.ts';
 import { resolveDeployment } from '../../infra/props.ts';
+import { ingestPrefixes } from '../../infra/routes.ts';
 import { ensureKafkaInstalled, isKafkaReady, startKafka } from '../emulators/kafka.ts';
 import { ensureMotoInstalled, isMotoReady, startMoto } from '../emulators/moto.ts';
 import { ensurePostgresInstalled, isPostgresReady, startPostgres } from '../emulators/postgres.ts';
@@ -89,6 +90,8 @@ export async function localUp(options: UpOptions): Promise<LocalState> {
   const save = (change: (s: LocalState) => void) => updateState(home, prefix, change);
   // The db-poller's props are checked before anything starts, as the construct checks them.
   if (options.dbPoller) resolveDeployment({ dbPoller: options.dbPoller });
+  // So are the routes (PulsePropsError naming the route otherwise).
+  if (options.s3) resolveDeployment({ s3: options.s3 });
   save((s) => {
     s.options = {
       ...(options.leaseSeconds ? { leaseSeconds: options.leaseSeconds } : {}),
@@ -96,6 +99,7 @@ export async function localUp(options: UpOptions): Promise<LocalState> {
       ...(options.pollSeconds ? { pollSeconds: options.pollSeconds } : {}),
       ...(options.sweepSeconds ? { sweepSeconds: options.sweepSeconds } : {}),
       ...(options.dbPoller ? { dbPoller: options.dbPoller } : {}),
+      ...(options.s3 ? { s3: options.s3 } : {}),
       ...(options.kafkaConsumerGroupId ? { kafkaConsumerGroupId: options.kafkaConsumerGroupId } : {}),
       ...(options.kafkaTopics?.length ? { kafkaTopics: options.kafkaTopics } : {}),
       ...(options.kafkaStartingTimestampMs !== undefined
@@ -205,11 +209,10 @@ async function createLocalResources(
   const clients = makeClients(endpoint);
   try {
     const visibility = options.visibilitySeconds;
-    const created = await createResources(
-      clients,
-      names,
-      visibility ? { visibilityTimeoutSeconds: { fileEvents: visibility, signals: visibility } } : {},
-    );
+    const created = await createResources(clients, names, {
+      ...(visibility ? { visibilityTimeoutSeconds: { fileEvents: visibility, signals: visibility } } : {}),
+      ingestPrefixes: ingestPrefixes(resolveDeployment(options.s3 ? { s3: options.s3 } : {})),
+    });
     const dbUrl = await ensureDatabase(postgresUrl);
     const dbSecretArn = await ensureDbSecret(endpoint, `${prefix}/db`, dbUrl);
     for (const topic of options.kafkaTopics ?? [settings.kafka.topic]) await ensureTopic(brokers, topic);

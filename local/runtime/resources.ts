@@ -70,6 +70,8 @@ export interface CreateResourcesOptions {
    * @default settings.fileEvents.maxReceiveCount / settings.signals.maxReceiveCount
    */
   readonly maxReceiveCount?: Partial<Record<ConsumedQueue, number>>;
+  /** The prefixes the bucket notifies under (`ingestPrefixes` of the routes). @default the default route's */
+  readonly ingestPrefixes?: readonly string[];
 }
 
 export interface LocalResources {
@@ -131,12 +133,12 @@ export function dlqAttributes(): Partial<Record<QueueAttributeName, string>> {
 
 /**
  * The bucket's notification configuration, as the stack declares it: ObjectCreated of every object under
- * each ingest prefix (`settings.bucket.incomingPrefix` today; s3-trigger reads the types it knows, in any
- * letter case, and records the others as SKIPPED), one configuration per prefix (shared/ingest-filters.ts).
+ * each route prefix (`ingestPrefixes` in infra/routes.ts; s3-trigger reads the keys a route takes and
+ * records the others as SKIPPED), one configuration per prefix (shared/ingest-filters.ts).
  */
 export function bucketNotificationConfiguration(
   fileEventsQueueArn: string,
-  prefixes: readonly string[] = [settings.bucket.incomingPrefix],
+  prefixes: readonly string[] = [settings.routes.defaultPrefix],
 ): NotificationConfiguration {
   return {
     QueueConfigurations: prefixes.map((prefix, i) => ({
@@ -268,7 +270,11 @@ export async function createResources(
     ensureQueue(clients, names.signalsQueue, queueAttributes('signals', signalsDlq.arn, options)),
   ]);
   await Promise.all([
-    ensureBucket(clients, names.bucket, bucketNotificationConfiguration(fileEvents.arn)),
+    ensureBucket(
+      clients,
+      names.bucket,
+      bucketNotificationConfiguration(fileEvents.arn, options.ingestPrefixes),
+    ),
     ensureBucket(clients, names.kafkaFailuresBucket, kafkaFailuresNotificationConfiguration()).then(() =>
       ensureNoticeRule(clients, names, kafkaFailures.arn),
     ),

@@ -10,6 +10,7 @@ import type { Context } from 'aws-lambda';
 import { Kafka, logLevel } from 'kafkajs';
 import { ENV, PLATFORM_ENV } from '#shared/contract.ts';
 import type { SchemaRegistryEnv } from '#shared/kafka-registry.ts';
+import { routesEnv } from '#shared/routes.ts';
 import { kafkaMappingGroupId, settings, visibilityTimeoutFor } from '#shared/settings.ts';
 import { dbPollerEnvironment } from '../../infra/db-poller-env.ts';
 import { type PulseDeployment, resolveDeployment } from '../../infra/props.ts';
@@ -74,6 +75,8 @@ export function runtimeEnv(state: LocalState): Record<string, string> {
     [ENV.watermarkTable]: r.ledgerTable,
     [ENV.dbSecretArn]: r.dbSecretArn,
     [ENV.dbSsl]: 'false',
+    // The routes, checked and set as the stack sets them (`pulse local up --config`).
+    [ENV.s3Routes]: routesEnv(resolveDeployment({ s3: state.options?.s3 ?? {} }).s3.routes),
     // The db-poller's props, resolved and checked as the stack resolves them (PulsePropsError otherwise).
     ...dbPollerEnvironment(localDbPoller(state)),
     ...(lease

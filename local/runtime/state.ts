@@ -68,6 +68,12 @@ export interface RuntimeOptions {
    */
   readonly dbPoller?: PulseTuningProps['dbPoller'];
   /**
+   * The S3 props, as `PulseIngest` takes them (`s3.routes`: prefixes, mapping, CSV delimiter, after success),
+   * from `pulse local up --config FILE`: the bucket notifies under the routes' prefixes and the s3-trigger
+   * gets them in S3_ROUTES, as the stack sets them. @default the default route
+   */
+  readonly s3?: PulseTuningProps['s3'];
+  /**
    * The Kafka consumer group of the emulated event source (the stack's `kafka.consumerGroupId`). The
    * broker keeps its committed offsets, so a runtime started again with the same group resumes there.
    * @default `<prefix>-kafka-consumer`, one group per offline run, as Lambda's per-mapping UUID

@@ -18,6 +18,7 @@ export function fakeLedger(claim: Awaited<ReturnType<Ledger['claim']>> = { claim
     fail: vi.fn().mockResolvedValue(undefined),
     skip: vi.fn().mockResolvedValue(true),
     recordDuplicate: vi.fn().mockResolvedValue(undefined),
+    recordAfterSuccess: vi.fn().mockResolvedValue(undefined),
     planParts: vi.fn().mockResolvedValue(undefined),
     markSplit: vi.fn().mockResolvedValue(undefined),
     finishSplit: vi.fn().mockResolvedValue(undefined),

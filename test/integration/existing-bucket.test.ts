@@ -10,7 +10,9 @@ import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand } 
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { notificationFilter } from '#shared/ingest-filters.ts';
 import { ledgerKey } from '#shared/ledger-items.ts';
+import { DEFAULT_ROUTES } from '#shared/routes.ts';
 import { parseFileEvents } from '../../functions/s3-trigger/events.ts';
+import { routesWithExistingBuckets } from '../../infra/routes.ts';
 import { connectExistingBucket } from '../../local/runtime/existing-buckets.ts';
 import { csvFile, setUpPipeline, waitFor } from './pipeline.ts';
 
@@ -45,7 +47,11 @@ describe('an existing bucket through EventBridge and SNS (moto)', () => {
   let otherQueueUrl: string;
 
   beforeAll(async () => {
-    p = await setUpPipeline(endpoint, prefix);
+    // The routes the stack gives the s3-trigger for this bucket's prefixes (infra/routes.ts).
+    const routes = routesWithExistingBuckets(DEFAULT_ROUTES, [
+      { name: userBucket, prefixes: ['eb/', 'sns/', 'both/', 'sqs/'] },
+    ]);
+    p = await setUpPipeline(endpoint, prefix, { routes });
     const { s3, sqs } = p.clients;
     // The user's bucket, versioned, with a notification of its own to a queue of theirs.
     await s3.send(new CreateBucketCommand({ Bucket: userBucket }));

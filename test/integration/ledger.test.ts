@@ -70,6 +70,8 @@ const OTHER_METHODS = [
   'planParts',
   'finishSplit',
   'recordDuplicate',
+  // Notes on a SUCCESS item what was done with its object after success: the attempt has ended already.
+  'recordAfterSuccess',
   'discover',
   'get',
   'parts',

@@ -8,6 +8,7 @@ import { GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/clien
 import { GetCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import type { LedgerItem } from '#shared/ledger.ts';
+import { routesEnv, type S3Route } from '#shared/routes.ts';
 import { settings } from '#shared/settings.ts';
 import { seriesKey } from '../../functions/scorer/keys.ts';
 import { decodeRecords, type ScoreRecord } from '../../functions/scorer/score-store.ts';
@@ -30,6 +31,8 @@ export interface PipelineOptions {
   readonly s3TriggerTimeoutSeconds?: number;
   /** s3-trigger invocations at once (the parts of a split file run side by side). @default 1 */
   readonly s3TriggerConcurrency?: number;
+  /** The s3-trigger's routes (S3_ROUTES), as the stack would set them. @default the default route */
+  readonly routes?: readonly S3Route[];
 }
 
 /** Environment the handlers read at import time (see shared/config.ts). */
@@ -57,6 +60,7 @@ export function handlerEnv(
     LEDGER_HEARTBEAT_SECONDS: String(opts.heartbeatSeconds ?? 1),
     POWERTOOLS_METRICS_DISABLED: 'true',
     POWERTOOLS_LOG_LEVEL: process.env.PULSE_TEST_LOG_LEVEL ?? 'ERROR',
+    ...(opts.routes ? { S3_ROUTES: routesEnv(opts.routes) } : {}),
   };
 }
 

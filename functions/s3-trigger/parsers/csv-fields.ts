@@ -40,10 +40,10 @@ export const CSV_OPTIONS: Options = {
   record_delimiter: ['\r\n', '\n'],
 };
 
-function openCore(maxRecordBytes: number): CsvCore {
+function openCore(maxRecordBytes: number, delimiter = ','): CsvCore {
   // csv-parse counts the field being read in bytes and the finished fields of the record in characters,
   // so the limit is exact for ASCII and looser (up to 3×) for text made mostly of multi-byte characters.
-  const parser = new Parser({ ...CSV_OPTIONS, max_record_size: maxRecordBytes });
+  const parser = new Parser({ ...CSV_OPTIONS, delimiter, max_record_size: maxRecordBytes });
   const core = (parser as unknown as { api?: CsvCore }).api;
   if (typeof core?.parse !== 'function') {
     throw new Error('csv-parse no longer exposes Parser#api; parsers/csv.ts needs updating');
@@ -58,9 +58,10 @@ function openCore(maxRecordBytes: number): CsvCore {
  */
 export async function* csvFieldBatches(
   source: AsyncIterable<Buffer>,
-  opts: Pick<ParserOptions, 'maxRecordBytes' | 'expectColumns'>,
+  opts: Pick<ParserOptions, 'maxRecordBytes' | 'expectColumns' | 'delimiter'>,
 ): AsyncGenerator<CsvFieldBatch> {
-  const core = openCore(opts.maxRecordBytes);
+  const delimiter = opts.delimiter ?? ',';
+  const core = openCore(opts.maxRecordBytes, delimiter);
   const utf8 = new Utf8StreamValidator();
   let header: CsvHeader | undefined;
   let row = 0;
@@ -73,7 +74,7 @@ export async function* csvFieldBatches(
   const recordStartLine = () => lastRecordEndLine + 1 + (core.info.empty_lines - emptyLinesAtLastRecord);
   const push = (fields: string[]) => {
     if (header === undefined) {
-      header = readHeader(fields, recordStartLine(), opts.expectColumns);
+      header = readHeader(fields, recordStartLine(), opts.expectColumns, delimiter);
     } else {
       row++;
       records.push(fields);
@@ -83,8 +84,8 @@ export async function* csvFieldBatches(
     emptyLinesAtLastRecord = core.info.empty_lines;
   };
   const close = () => {};
-  const fail = (err: Error): MalformedFileError =>
-    toMalformed(err, header === undefined ? undefined : row + 1, recordStartLine(), opts.maxRecordBytes);
+  const at = () => ({ row: header === undefined ? undefined : row + 1, line: recordStartLine() });
+  const fail = (err: Error): MalformedFileError => toMalformed(err, at(), opts.maxRecordBytes, delimiter);
   const take = (): CsvFieldBatch => {
     const out = { header: header as CsvHeader, records, ends };
     records = [];
@@ -139,8 +140,13 @@ export async function* csvFieldBatches(
  * follows it (`atEnd` false): read more. A CSV file resumed from a checkpoint re-reads its header this way.
  * Throws {@link MalformedFileError} when the file cannot be parsed that far.
  */
-export function csvHeaderLength(prefix: Buffer, atEnd: boolean, maxRecordBytes: number): number | undefined {
-  const core = openCore(maxRecordBytes);
+export function csvHeaderLength(
+  prefix: Buffer,
+  atEnd: boolean,
+  maxRecordBytes: number,
+  delimiter = ',',
+): number | undefined {
+  const core = openCore(maxRecordBytes, delimiter);
   let end: number | undefined;
   const err = core.parse(
     prefix,
@@ -151,7 +157,7 @@ export function csvHeaderLength(prefix: Buffer, atEnd: boolean, maxRecordBytes: 
     () => {},
   );
   if (end !== undefined) return end;
-  if (err) throw toMalformed(err, undefined, 1, maxRecordBytes);
+  if (err) throw toMalformed(err, { row: undefined, line: 1 }, maxRecordBytes, delimiter);
   if (atEnd) throw new MalformedFileError('CSV has no header record');
   return undefined;
 }
@@ -162,9 +168,9 @@ function invalidUtf8(byteOffset: number, byte: number | undefined): MalformedFil
 
 function toMalformed(
   err: Error,
-  row: number | undefined,
-  startLine: number,
+  { row, line: startLine }: { readonly row: number | undefined; readonly line: number },
   maxRecordBytes: number,
+  delimiter = ',',
 ): MalformedFileError {
   if (err instanceof MalformedFileError) return err;
   const code = (err as Partial<CsvError>).code;
@@ -183,14 +189,14 @@ function toMalformed(
       );
     case 'CSV_MAX_RECORD_SIZE':
       return new MalformedFileError(
-        `CSV record is longer than ${maxRecordBytes} bytes (an unbalanced quote, or a delimiter other than a comma?)`,
+        `CSV record is longer than ${maxRecordBytes} bytes (an unbalanced quote, or a delimiter other than ${delimiterName(delimiter, 1)}?)`,
         { ...here, line: startLine },
         opts,
       );
     case 'CSV_INVALID_CLOSING_QUOTE':
     case 'CSV_NON_TRIMABLE_CHAR_AFTER_CLOSING_QUOTE':
       return new MalformedFileError(
-        'CSV closing quote is followed by a character other than a comma or a line end',
+        `CSV closing quote is followed by a character other than ${delimiterName(delimiter, 1)} or a line end`,
         here,
         opts,
       );
@@ -224,14 +230,27 @@ export function csvHeader(names: readonly string[]): CsvHeader {
   return { names, unsafe: names.includes('__proto__') };
 }
 
-/** Separators other files use, named for the error a header split by one of them gets. */
-const OTHER_SEPARATORS: readonly (readonly [string, string])[] = [
-  [';', 'semicolons'],
-  ['\t', 'tabs'],
-  ['|', 'vertical bars'],
+/** The separators a file may use, each named (as one, and as many) for the errors. */
+const SEPARATORS: readonly (readonly [string, string, string])[] = [
+  [',', 'a comma', 'commas'],
+  [';', 'a semicolon', 'semicolons'],
+  ['\t', 'a tab', 'tabs'],
+  ['|', 'a vertical bar', 'vertical bars'],
 ];
 
-function readHeader(fields: string[], line: number, expectColumns?: readonly string[]): CsvHeader {
+/** `a semicolon` (one) or `semicolons` (many) for a delimiter. */
+function delimiterName(delimiter: string, count: 1 | 2): string {
+  const known = SEPARATORS.find(([sep]) => sep === delimiter);
+  if (!known) return JSON.stringify(delimiter);
+  return count === 1 ? known[1] : known[2];
+}
+
+function readHeader(
+  fields: string[],
+  line: number,
+  expectColumns: readonly string[] | undefined,
+  delimiter: string,
+): CsvHeader {
   const crAt = fields.findIndex((f) => f.includes('\r'));
   if (crAt !== -1) {
     // csv-parse ends records at LF or CRLF only: a file whose lines end in a lone CR is one long record,
@@ -254,11 +273,12 @@ function readHeader(fields: string[], line: number, expectColumns?: readonly str
     );
   }
   const only = fields.length === 1 ? (fields[0] as string) : undefined;
-  const other = only !== undefined ? OTHER_SEPARATORS.find(([sep]) => only.includes(sep)) : undefined;
+  const other =
+    only !== undefined ? SEPARATORS.find(([sep]) => sep !== delimiter && only.includes(sep)) : undefined;
   if (only !== undefined && other !== undefined) {
     // Every row of such a file would be one field, and rejected: the file fails once, saying why.
     throw new MalformedFileError(
-      `CSV header is a single column, "${clipRaw(only, 100)}": fields must be separated by commas, and it has ${other[1]}`,
+      `CSV header is a single column, "${clipRaw(only, 100)}": fields must be separated by ${delimiterName(delimiter, 2)}, and it has ${other[2]}`,
       { line },
     );
   }

@@ -46,7 +46,7 @@ export function parseThreadDecider(policy: ParseThreadPolicy): (size: number | u
 /** {@link csvFieldBatches}, parsed on the thread. */
 export async function* csvFieldBatchesInThread(
   source: AsyncIterable<Buffer>,
-  opts: Pick<ParserOptions, 'maxRecordBytes' | 'expectColumns'>,
+  opts: Pick<ParserOptions, 'maxRecordBytes' | 'expectColumns' | 'delimiter'>,
 ): AsyncGenerator<CsvFieldBatch> {
   if (!broken) current ??= new ParseThread();
   const thread = current;
@@ -57,6 +57,7 @@ export async function* csvFieldBatchesInThread(
   const session = thread.open({
     maxRecordBytes: opts.maxRecordBytes,
     ...(opts.expectColumns ? { expectColumns: [...opts.expectColumns] } : {}),
+    ...(opts.delimiter !== undefined ? { delimiter: opts.delimiter } : {}),
   });
   const input = source[Symbol.asyncIterator]();
   let ended = false;
@@ -95,7 +96,7 @@ export async function* csvFieldBatchesInThread(
 }
 
 /** The options of one file's parse, as sent to the thread. */
-type ThreadParseOptions = Pick<ParserOptions, 'maxRecordBytes' | 'expectColumns'>;
+type ThreadParseOptions = Pick<ParserOptions, 'maxRecordBytes' | 'expectColumns' | 'delimiter'>;
 
 /** A batch's fields, as sent between the threads. */
 interface WireBatch {

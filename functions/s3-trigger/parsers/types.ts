@@ -56,6 +56,8 @@ export interface ParserOptions {
    * (that row would otherwise be read as the header, and be neither sent nor rejected). @default no check
    */
   readonly expectColumns?: readonly string[];
+  /** CSV: the field delimiter (a route's `csv.delimiter`: `,` `;` tab `|`). @default ',' */
+  readonly delimiter?: string;
   /** Parquet: start at this 0-based row group (a checkpoint), skipping the ones before it. @default 0 */
   readonly fromRowGroup?: number;
   /** Parquet: stop before this 0-based row group (one part of a split file). @default every row group */

@@ -111,6 +111,28 @@ function partitionValue(op: string, item: ItemRef, keyAttribute: string | undefi
   return placeholder ? item.attributes[placeholder] : undefined;
 }
 
+/**
+ * CopyObject writes its destination (s3:PutObject) and reads its source, `bucket/key?versionId=…` URL-encoded:
+ * s3:GetObjectVersion with a version id, else s3:GetObject (CopyObject API reference, "Permissions").
+ */
+function copyAuthorizations(
+  r: RecordedCall['request'],
+  auth: (action: string, resource: string) => Authorization,
+): Authorization[] {
+  const source = String(r.CopySource ?? '');
+  const [path = '', query = ''] = source.split('?');
+  const decoded = decodeURIComponent(path.replace(/^\//, ''));
+  const slash = decoded.indexOf('/');
+  const versioned = new URLSearchParams(query).has('versionId');
+  return [
+    auth('s3:PutObject', s3Object(r.Bucket ?? '', r.Key ?? '')),
+    auth(
+      versioned ? 's3:GetObjectVersion' : 's3:GetObject',
+      s3Object(decoded.slice(0, slash), decoded.slice(slash + 1)),
+    ),
+  ];
+}
+
 export interface CallContext {
   /** The partition key attribute of an emulated table, from the template's key schema. */
   partitionKeyOf(table: string): string | undefined;
@@ -143,8 +165,12 @@ export function authorizationsOf(record: RecordedCall, ctx: CallContext): Author
     if (r.Key === undefined) {
       return [auth(action, s3Bucket(bucket), r.Prefix !== undefined ? { 's3:prefix': r.Prefix } : {})];
     }
+    if (op === 'CopyObject') return copyAuthorizations(r, auth);
     const versioned =
-      r.VersionId !== undefined && ['s3:GetObject', 's3:DeleteObject'].includes(action) ? 'Version' : '';
+      r.VersionId !== undefined &&
+      ['s3:GetObject', 's3:DeleteObject', 's3:GetObjectTagging', 's3:PutObjectTagging'].includes(action)
+        ? 'Version'
+        : '';
     const own = auth(`${action}${versioned}`, s3Object(bucket, r.Key));
     const notFound = / 404$/.test(record.outcome) && action === 's3:GetObject';
     if (!notFound) return [own];

@@ -15,6 +15,7 @@ import type { PulseStack } from '../../../infra/pulse-stack.ts';
 import { LOCAL_ACCOUNT_ID } from '../../../local/event-sources/lambda-context.ts';
 import { LOCAL_REGION } from '../../../local/runtime/clients.ts';
 import { type ResourceNames, resourceNames } from '../../../local/runtime/names.ts';
+import { ROUTES_CONFIG } from '../routes-config.ts';
 import { buildStack, DB_AND_MSK_CONTEXT } from '../stacks.ts';
 
 export const ACCOUNT = LOCAL_ACCOUNT_ID;
@@ -22,7 +23,8 @@ export const REGION = LOCAL_REGION;
 
 /**
  * The template the calls are held to: the stack with a database (the poller live, its secret granted)
- * and a Kafka cluster, as the offline run emulates it.
+ * and a Kafka cluster, as the offline run emulates it, and the routes of the routes end-to-end test (the
+ * default route first, so every other run's calls are held to the default grants).
  */
 export const PARITY_CONTEXT = {
   ...DB_AND_MSK_CONTEXT,
@@ -33,6 +35,7 @@ export const PARITY_CONTEXT = {
       notifications: 'eventbridge',
     },
   ]),
+  pulse: JSON.stringify(ROUTES_CONFIG),
 };
 
 /**

@@ -62,7 +62,31 @@ describe('config', () => {
         minBytes: settings.functions.s3Trigger.parseThreadMinBytes,
         cpus: availableParallelism(),
       },
+      routes: [expect.objectContaining({ prefix: 'incoming/', delimiter: ',', afterSuccess: 'keep' })],
     });
+  });
+
+  it('reads the routes from S3_ROUTES once, and refuses routes the stack would refuse, naming the variable', () => {
+    // Prepare
+    const base = { SIGNALS_QUEUE_URL: 'https://q', LEDGER_TABLE: 't', QUARANTINE_BUCKET: 'b' };
+    const routes = [
+      { prefix: 'incoming/' },
+      { prefix: 'eu/', mapping: { name: 'metric' }, csv: { delimiter: ';' }, afterSuccess: 'delete' },
+    ];
+    // Act
+    const c = loadS3TriggerConfig({ ...base, S3_ROUTES: JSON.stringify(routes) });
+    // Assess
+    expect(c.routes.map((r) => [r.prefix, r.delimiter, r.afterSuccess])).toEqual([
+      ['incoming/', ',', 'keep'],
+      ['eu/', ';', 'delete'],
+    ]);
+    expect(() => loadS3TriggerConfig({ ...base, S3_ROUTES: '[{' })).toThrow(/S3_ROUTES must be JSON/);
+    expect(() =>
+      loadS3TriggerConfig({
+        ...base,
+        S3_ROUTES: JSON.stringify([{ prefix: 'incoming/', csv: { delimiter: ':' } }]),
+      }),
+    ).toThrow(/S3_ROUTES\.0\.csv\.delimiter: csv.delimiter must be one of/);
   });
 
   it('reads the staging threshold and staged object size, and refuses a size that is not a positive whole number', () => {
