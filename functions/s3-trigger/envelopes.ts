@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { InvalidMessageError } from '#shared/errors.ts';
+import type { FileTask } from './events.ts';
 
 /**
  * The two other shapes an object creation reaches the file-events queue in, besides S3's own notification:
@@ -17,16 +18,11 @@ import { InvalidMessageError } from '#shared/errors.ts';
  * and every dedupe key are one and the same (events.test.ts holds the shapes to it).
  */
 
-/** What {@link parseFileEvents} reads an S3 object creation from, whichever shape carried it. */
-export interface CreatedObject {
-  readonly bucket: string;
-  /** Decoded: the object's key as S3 stores it. */
-  readonly key: string;
-  readonly etag?: string;
-  readonly versionId?: string;
-  readonly size?: number;
-  readonly eventTime?: string;
-}
+/**
+ * What {@link parseFileEvents} reads an S3 object creation from, whichever shape carried it: a file task
+ * (the key decoded, as S3 stores it) that is never a part.
+ */
+export type CreatedObject = Omit<FileTask, 'part'>;
 
 const EventBridgeS3Schema = z.object({
   source: z.literal('aws.s3'),
