@@ -53,23 +53,25 @@ export async function evaluateCalls(
   records: readonly RecordedCall[],
   template: ParityTemplate,
 ): Promise<ParityResult> {
-  // The database secret of each deployment, from the calls that read it.
-  const secrets = new Map<string, string>();
+  // The database secrets of each deployment, from the calls that read them: an offline deployment run twice
+  // (two `pulse local up` of one name, each on a fresh emulator) has one secret ARN per run.
+  const secrets = new Map<string, Set<string>>();
   for (const r of records) {
     const arn = r.service === 'SecretsManager' ? r.request.SecretId : undefined;
     const prefix = arn ? DB_SECRET.prefixOf(arn) : undefined;
     if (!arn || !prefix) continue;
-    if (secrets.has(prefix) && secrets.get(prefix) !== arn) {
-      throw new Error(`two database secrets for the deployment ${prefix}: ${secrets.get(prefix)} and ${arn}`);
-    }
-    secrets.set(prefix, arn);
+    secrets.set(prefix, (secrets.get(prefix) ?? new Set()).add(arn));
   }
+  // A deployment with its secret token resolved to the ARN a call names (a secret's own calls), else to any
+  // of the deployment's (the other calls do not depend on it).
   const deployments = new Map<string, Deployment>();
-  const deploymentOf = (prefix: string) => {
-    let d = deployments.get(prefix);
+  const deploymentOf = (prefix: string, resource: string) => {
+    const secret = DB_SECRET.prefixOf(resource) === prefix ? resource : [...(secrets.get(prefix) ?? [])][0];
+    const key = `${prefix}\n${secret ?? ''}`;
+    let d = deployments.get(key);
     if (!d) {
-      d = deployment(template, prefix, secrets.get(prefix));
-      deployments.set(prefix, d);
+      d = deployment(template, prefix, secret);
+      deployments.set(key, d);
     }
     return d;
   };
@@ -152,7 +154,7 @@ export async function evaluateCalls(
       );
       continue;
     }
-    const d = deploymentOf(target.prefix);
+    const d = deploymentOf(target.prefix, a.resource);
     const identity: PolicyDocument = {
       Version: '2012-10-17',
       Statement: resolveTokens(template.statementsOf(role), d),

@@ -6,8 +6,10 @@ import { sdkStreamMixin } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Ledger } from '#shared/ledger.ts';
+import { DEFAULT_ROUTES, resolveRoutes } from '#shared/routes.ts';
 import { settings } from '#shared/settings.ts';
 import { type IngestDeps, ingestFile } from '../../../functions/s3-trigger/ingest.ts';
+import { routesWithExistingBuckets } from '../../../infra/routes.ts';
 import { INGEST_DEFAULTS } from '../../helpers/ingest.ts';
 import { fakeLedger } from '../../helpers/ledger.ts';
 import { quietObservability } from '../../helpers/observability.ts';
@@ -79,6 +81,10 @@ describe('staging a file from an existing bucket', () => {
         ...INGEST_DEFAULTS,
         quarantineBucket: OWN,
         staging: { minBytes: 100, objectBytes: 2000, bucket: OWN },
+        // The routes the stack gives a bucket of the user's (infra/routes.ts): its prefix read as the default.
+        routes: resolveRoutes(
+          routesWithExistingBuckets(DEFAULT_ROUTES, [{ name: SOURCE, prefixes: ['in/'] }]),
+        ),
       },
       owner: 'w1',
       announceParts: async () => {},
