@@ -1,11 +1,11 @@
 import type { S3Route } from '#shared/routes.ts';
 import {
-  checkSources,
   existingBucketsOf,
   sourceBucketName,
   sourcePrefixes,
-} from '../../infra/existing-buckets.ts';
-import { resolveDeployment } from '../../infra/props.ts';
+  sourceProblems,
+} from '../../infra/existing-bucket-sources.ts';
+import { PulsePropsError, resolveDeployment } from '../../infra/props.ts';
 import { routesWithExistingBuckets } from '../../infra/routes.ts';
 import type { LocalExistingBucket } from './existing-buckets.ts';
 import type { RuntimeOptions } from './state.ts';
@@ -34,7 +34,8 @@ export function keysNotAppliedOffline(config: Record<string, unknown>): string[]
 export function localExistingBuckets(value: unknown): LocalExistingBucket[] | undefined {
   const sources = existingBucketsOf(value);
   if (!sources || sources.length === 0) return undefined;
-  checkSources(sources);
+  const problems = sourceProblems(sources);
+  if (problems.length > 0) throw new PulsePropsError(`PulseIngest props: ${problems.join('; ')}`);
   return sources.map((s, i) => {
     const notifications = s.notifications ?? 's3-sqs';
     if (typeof notifications !== 'string')
