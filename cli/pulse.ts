@@ -35,11 +35,7 @@ import { localTarget, stackTarget, type Target } from '../local/commands/target.
 import { printable, printableJson, printableRow } from '../local/commands/terminal.ts';
 import { REPO_ROOT } from '../local/emulators/supervisor.ts';
 import { localDown, localUp, type Progress, type UpOptions } from '../local/runtime/offline.ts';
-import {
-  keysNotAppliedOffline,
-  localExistingBuckets,
-  OFFLINE_CONFIG_KEYS,
-} from '../local/runtime/offline-config.ts';
+import { localExistingBuckets, notAppliedWarning } from '../local/runtime/offline-config.ts';
 import { runRuntimeProcess, runtimeEnv } from '../local/runtime/runtime.ts';
 import { DEFAULT_HOME, readState } from '../local/runtime/state.ts';
 
@@ -122,11 +118,8 @@ function offlineProps(
 ): Pick<UpOptions, 's3' | 'dbPoller' | 'kafkaConsumer' | 'existingBuckets'> {
   const { existingBuckets: fromConfig, ...pulse } = config ?? {};
   const tuning = config ? resolveTuning(pulse) : {};
-  const notApplied = keysNotAppliedOffline(pulse);
-  if (notApplied.length > 0)
-    console.warn(
-      `warning: --config: not applied offline (checked only): ${notApplied.join(', ')}; applied: ${OFFLINE_CONFIG_KEYS.join(', ')}`,
-    );
+  const warning = config ? notAppliedWarning(pulse) : undefined;
+  if (warning) console.warn(warning);
   const merged = { ...tuning.dbPoller, ...dbPoller };
   let buckets: UpOptions['existingBuckets'];
   try {

@@ -25,6 +25,13 @@ export function keysNotAppliedOffline(config: Record<string, unknown>): string[]
     .sort();
 }
 
+/** The warning `local up --config` prints for the keys it does not apply; undefined when it applies them all. */
+export function notAppliedWarning(config: Record<string, unknown>): string | undefined {
+  const notApplied = keysNotAppliedOffline(config);
+  if (notApplied.length === 0) return undefined;
+  return `warning: --config: not applied offline (checked only): ${notApplied.join(', ')}; applied: ${OFFLINE_CONFIG_KEYS.join(', ')}`;
+}
+
 /**
  * `existingBuckets` as the offline run takes it: the `-c existingBuckets` JSON (an array, or its text),
  * checked as the construct checks it, each bucket by name (an ARN's name), its prefixes defaulted. SNS-wrapped

@@ -3,6 +3,7 @@ import { ENV } from '#shared/contract.ts';
 import {
   keysNotAppliedOffline,
   localExistingBuckets,
+  notAppliedWarning,
   OFFLINE_CONFIG_KEYS,
 } from '../../local/runtime/offline-config.ts';
 import { runtimeEnv } from '../../local/runtime/runtime.ts';
@@ -89,6 +90,10 @@ describe('the offline run takes the configuration the stack takes', () => {
     const notApplied = keysNotAppliedOffline({ s3: {}, scoring: {}, alarms: {}, kafkaConsumer: {} });
     // Assess
     expect(notApplied).toEqual(['alarms', 'scoring']);
+    expect(notAppliedWarning({ s3: {}, scoring: {}, alarms: {} })).toBe(
+      'warning: --config: not applied offline (checked only): alarms, scoring; applied: s3, dbPoller, kafkaConsumer, existingBuckets',
+    );
+    expect(notAppliedWarning({ s3: {}, dbPoller: {} })).toBeUndefined();
     expect(OFFLINE_CONFIG_KEYS).toContain('existingBuckets');
     expect(() =>
       localExistingBuckets([
