@@ -35,6 +35,7 @@ import { localTarget, stackTarget, type Target } from '../local/commands/target.
 import { printable, printableJson, printableRow } from '../local/commands/terminal.ts';
 import { REPO_ROOT } from '../local/emulators/supervisor.ts';
 import { localDown, localUp, type Progress, type UpOptions } from '../local/runtime/offline.ts';
+import { localExistingBuckets, notAppliedWarning } from '../local/runtime/offline-config.ts';
 import { runRuntimeProcess, runtimeEnv } from '../local/runtime/runtime.ts';
 import { DEFAULT_HOME, readState } from '../local/runtime/state.ts';
 
@@ -105,18 +106,32 @@ const jsonObject = (name: string) => (raw: string) => {
 };
 
 /**
- * What `local up` applies of `--config` (the `-c pulse` object, checked whole as the stack checks it): the
- * routes, and the db-poller's props with `--db-poller` over them.
+ * What `local up` applies of `--config` (the `-c pulse` object, checked whole as the stack checks it, and
+ * `existingBuckets`, the `-c existingBuckets` array): the routes, the db-poller's props with `--db-poller`
+ * over them, the kafka-consumer's props and the existing buckets (`--existing-buckets` over the file's). The
+ * keys it does not apply are named in a warning (local/runtime/offline-config.ts).
  */
 function offlineProps(
   config: Record<string, unknown> | undefined,
   dbPoller: Record<string, unknown> | undefined,
-): Pick<UpOptions, 's3' | 'dbPoller'> {
-  const tuning = config ? resolveTuning(config) : {};
+  existingBuckets?: unknown,
+): Pick<UpOptions, 's3' | 'dbPoller' | 'kafkaConsumer' | 'existingBuckets'> {
+  const { existingBuckets: fromConfig, ...pulse } = config ?? {};
+  const tuning = config ? resolveTuning(pulse) : {};
+  const warning = config ? notAppliedWarning(pulse) : undefined;
+  if (warning) console.warn(warning);
   const merged = { ...tuning.dbPoller, ...dbPoller };
+  let buckets: UpOptions['existingBuckets'];
+  try {
+    buckets = localExistingBuckets(existingBuckets ?? fromConfig);
+  } catch (err) {
+    throw new InvalidArgumentError(`existingBuckets: ${(err as Error).message}`);
+  }
   return {
     ...(tuning.s3 ? { s3: tuning.s3 } : {}),
     ...(Object.keys(merged).length > 0 ? { dbPoller: merged } : {}),
+    ...(tuning.kafkaConsumer ? { kafkaConsumer: tuning.kafkaConsumer } : {}),
+    ...(buckets ? { existingBuckets: buckets } : {}),
   };
 }
 
@@ -136,7 +151,11 @@ function checkRoutesOf(o: {
 }): ResolvedRoute[] | undefined {
   if (o.config && (o.mapping || o.delimiter))
     throw new InvalidArgumentError('--config gives the routes: leave out --mapping and --delimiter');
-  if (o.config) return resolveRoutes(resolveDeployment(resolveTuning(o.config)).s3.routes);
+  if (o.config) {
+    // The same file as `local up --config`: its existingBuckets are the stack's context, not -c pulse.
+    const { existingBuckets: _, ...pulse } = o.config;
+    return resolveRoutes(resolveDeployment(resolveTuning(pulse)).s3.routes);
+  }
   if (!o.mapping && !o.delimiter) return undefined;
   const delimiter = o.delimiter === '\\t' ? '\t' : o.delimiter;
   // One route taking every key, checked as a route of the deployment is.
@@ -188,8 +207,12 @@ local
   )
   .option(
     '--config <file>',
-    "the deployment's props as JSON, the object -c pulse takes (checked as the stack checks them); its s3 (routes, mapping, CSV delimiter, after success) and dbPoller are applied offline",
+    "the deployment's props as JSON, the object -c pulse takes (checked as the stack checks them), and existingBuckets (the -c existingBuckets array); its s3 (routes, mapping, CSV delimiter, after success), dbPoller, kafkaConsumer (value format, per-topic mappings) and existingBuckets are applied offline, other keys are named in a warning",
     (path: string) => jsonObject('--config')(readFileSync(path, 'utf8')),
+  )
+  .option(
+    '--existing-buckets <json>',
+    'buckets created outside the pipeline (in moto), as the -c existingBuckets context takes them (e.g. \'[{"bucket":"my-data","prefixes":["in/"],"notifications":"s3-sqs"}]\'): each is connected to the file-events queue and its prefixes get routes of their own, as the stack does',
   )
   .option(
     '--kafka-group <id>',
@@ -224,6 +247,7 @@ local
       sweepSeconds?: number;
       dbPoller?: Record<string, unknown>;
       config?: Record<string, unknown>;
+      existingBuckets?: string;
       kafkaGroup?: string;
       kafkaTopic?: string;
       kafkaStartingTimestamp?: number;
@@ -256,7 +280,7 @@ local
         ...(o.visibilitySeconds ? { visibilitySeconds: o.visibilitySeconds } : {}),
         ...(o.pollSeconds ? { pollSeconds: o.pollSeconds } : {}),
         ...(o.sweepSeconds ? { sweepSeconds: o.sweepSeconds } : {}),
-        ...offlineProps(o.config, o.dbPoller),
+        ...offlineProps(o.config, o.dbPoller, o.existingBuckets),
         ...(o.kafkaGroup ? { kafkaConsumerGroupId: o.kafkaGroup } : {}),
         ...(o.kafkaRegistry ? { kafkaSchemaRegistry: true } : {}),
         ...(o.kafkaStartingTimestamp !== undefined

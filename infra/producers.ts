@@ -24,6 +24,7 @@ import { ENV, PLATFORM_ENV } from '#shared/contract.ts';
 import { kafkaMappingGroupId, kafkaRetryPolicy, settings } from '#shared/settings.ts';
 import { PulseFunction } from './constructs/pulse-function.ts';
 import { dbPollerEnvironment } from './db-poller-env.ts';
+import { kafkaConsumerEnvironment } from './kafka-consumer-env.ts';
 import { KafkaFailures, S3WriteOnlyKafkaDestination } from './kafka-failures.ts';
 import { schemaRegistryEnv } from './kafka-schema-registry.ts';
 import { schemaRegistryOf, suppressGlueSchemaVersions } from './kafka-schema-registry-source.ts';
@@ -180,16 +181,9 @@ export class Producers extends Construct {
       logRetentionDays: d.retention.logDays,
       description: 'MSK / self-managed Kafka → decode, validate, pack → signals queue',
       environment: {
-        [ENV.kafkaValueFormat]: d.kafkaConsumer.valueFormat,
-        ...(d.kafkaConsumer.valueSchema ? { [ENV.kafkaValueSchema]: d.kafkaConsumer.valueSchema } : {}),
-        ...(d.kafkaConsumer.valueMessageType
-          ? { [ENV.kafkaValueMessageType]: d.kafkaConsumer.valueMessageType }
-          : {}),
+        ...kafkaConsumerEnvironment(d.kafkaConsumer),
         ...(props.kafka?.schemaRegistry
           ? { [ENV.kafkaSchemaRegistry]: JSON.stringify(schemaRegistryEnv(props.kafka.schemaRegistry)) }
-          : {}),
-        ...(d.kafkaConsumer.mappings
-          ? { [ENV.kafkaMappings]: JSON.stringify(d.kafkaConsumer.mappings) }
           : {}),
       },
     });

@@ -2,7 +2,10 @@
 # cfn-lint (pinned) over the synthesized CloudFormation templates.
 #
 #   bash scripts/cfn-lint.sh install   # install cfn-lint==CFN_LINT_VERSION into .venv (idempotent; creates .venv if missing)
-#   bash scripts/cfn-lint.sh run       # lint cdk.out/*.template.json (run `npm run synth` first); fails on an error or a warning
+#   bash scripts/cfn-lint.sh shapes    # synthesize every shape of the stack into cdk.out-shapes/<shape>/ (tools/synth-shapes.ts)
+#   bash scripts/cfn-lint.sh run       # lint cdk.out/*.template.json and cdk.out-shapes/*/*.template.json
+#                                      # (run `npm run synth` and `shapes` first); fails on an error or a warning
+#   npm run lint:cfn                   # install, shapes, run (what .ci/run does, after `npm run synth`)
 #
 # Configuration (rules ignored, each with its reason) is in .cfnlintrc at the repository root.
 # Environment: PYTHON (interpreter that creates .venv when it does not exist, default python3).
@@ -20,7 +23,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 installed_version() {
@@ -60,11 +63,21 @@ cmd_run() {
   shopt -s nullglob
   local templates=("$ROOT"/cdk.out/*.template.json)
   [ ${#templates[@]} -gt 0 ] || die "no cdk.out/*.template.json. Run: npm run synth"
+  # Every shape the construct is linted in (issue 22): default, existing buckets (SQS, EventBridge, SNS),
+  # two prefixes with different mappings, database and Kafka sources, two stages in one app.
+  local shapes=("$ROOT"/cdk.out-shapes/*/*.template.json)
+  [ ${#shapes[@]} -gt 0 ] || die "no cdk.out-shapes/*/*.template.json. Run: bash scripts/cfn-lint.sh shapes"
+  templates+=("${shapes[@]}")
   cd "$ROOT"
-  say "cfn-lint $have over ${templates[*]#"$ROOT/"}"
+  say "cfn-lint $have over ${#templates[@]} templates: ${templates[*]#"$ROOT/"}"
   # Exit code is non-zero on an error or a warning (informational findings are printed only).
   "$CFN_LINT_BIN" --non-zero-exit-code warning -- "${templates[@]#"$ROOT/"}"
   say "no errors, no warnings"
+}
+
+cmd_shapes() {
+  cd "$ROOT"
+  npx tsx tools/synth-shapes.ts "$@" || die "synthesizing the shapes failed (tools/synth-shapes.ts)"
 }
 
 main() {
@@ -72,6 +85,7 @@ main() {
   [ $# -gt 0 ] && shift
   case "$cmd" in
     install) cmd_install "$@" ;;
+    shapes) cmd_shapes "$@" ;;
     run) cmd_run "$@" ;;
     -h | --help | help) usage ;;
     *)

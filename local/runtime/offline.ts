@@ -32,7 +32,9 @@ import {
   supervise,
 } from '../emulators/supervisor.ts';
 import { destroyClients, LOCAL_CREDENTIALS, LOCAL_REGION, makeClients } from './clients.ts';
+import { connectExistingBucket } from './existing-buckets.ts';
 import { resourceNames } from './names.ts';
+import { existingBucketRuleName, localRoutes } from './offline-config.ts';
 import { createResources } from './resources.ts';
 import { type LocalState, type RuntimeOptions, readState, updateState } from './state.ts';
 
@@ -92,6 +94,11 @@ export async function localUp(options: UpOptions): Promise<LocalState> {
   if (options.dbPoller) resolveDeployment({ dbPoller: options.dbPoller });
   // So are the routes (PulsePropsError naming the route otherwise).
   if (options.s3) resolveDeployment({ s3: options.s3 });
+  // And the existing buckets' routes, with the props' own, as the construct checks them.
+  if (options.existingBuckets) localRoutes(options);
+  if (options.kafkaConsumer) resolveDeployment({ kafkaConsumer: options.kafkaConsumer });
+  // A runtime already running with other options is started again: its environment is read once.
+  const optionsBefore = JSON.stringify(readState(home)?.options ?? {});
   save((s) => {
     s.options = {
       ...(options.leaseSeconds ? { leaseSeconds: options.leaseSeconds } : {}),
@@ -106,9 +113,12 @@ export async function localUp(options: UpOptions): Promise<LocalState> {
         ? { kafkaStartingTimestampMs: options.kafkaStartingTimestampMs }
         : {}),
       ...(options.kafkaSchemaRegistry ? { kafkaSchemaRegistry: true } : {}),
+      ...(options.kafkaConsumer ? { kafkaConsumer: options.kafkaConsumer } : {}),
+      ...(options.existingBuckets?.length ? { existingBuckets: options.existingBuckets } : {}),
     };
   });
   const prev = readState(home);
+  const optionsChanged = JSON.stringify(prev?.options ?? {}) !== optionsBefore;
   const port = async (name: keyof typeof PREFERRED_PORTS, last: number | undefined) =>
     options.anyPort ? undefined : await firstFree([last, PREFERRED_PORTS[name]]);
 
@@ -192,6 +202,8 @@ export async function localUp(options: UpOptions): Promise<LocalState> {
   progress.done();
 
   if (options.runtime === false) return state;
+  if (optionsChanged && (await stopProcess(state.runtime)))
+    progress.detail('the runtime ran with other options: started again with these');
   progress.step('starting the runtime (event sources, schedule, Kafka consumer, dashboard)');
   const runtimeState = await startRuntimeProcess(home, prefix, await port('dashboard', undefined));
   progress.done(runtimeState.runtime?.dashboard ? `dashboard ${runtimeState.runtime.dashboard}` : undefined);
@@ -213,6 +225,7 @@ async function createLocalResources(
       ...(visibility ? { visibilityTimeoutSeconds: { fileEvents: visibility, signals: visibility } } : {}),
       ingestPrefixes: ingestPrefixes(resolveDeployment(options.s3 ? { s3: options.s3 } : {})),
     });
+    await connectExistingBuckets(clients, prefix, created.queues.fileEvents.arn, options);
     const dbUrl = await ensureDatabase(postgresUrl);
     const dbSecretArn = await ensureDbSecret(endpoint, `${prefix}/db`, dbUrl);
     for (const topic of options.kafkaTopics ?? [settings.kafka.topic]) await ensureTopic(brokers, topic);
@@ -231,6 +244,28 @@ async function createLocalResources(
     };
   } finally {
     destroyClients(clients);
+  }
+}
+
+/**
+ * Connects each of `existingBuckets` (created outside the pipeline, in moto) to the file-events queue as the
+ * stack connects it (local/runtime/existing-buckets.ts); a bucket that is not there is an error naming it.
+ */
+async function connectExistingBuckets(
+  clients: ReturnType<typeof makeClients>,
+  prefix: string,
+  fileEventsQueueArn: string,
+  options: UpOptions,
+): Promise<void> {
+  for (const [i, source] of (options.existingBuckets ?? []).entries()) {
+    try {
+      await connectExistingBucket(clients, source, fileEventsQueueArn, existingBucketRuleName(prefix, i));
+    } catch (err) {
+      throw new LocalRunError(
+        `existingBuckets: could not connect bucket ${source.bucket} (${source.notifications}): ${(err as Error).message}. Create it first (it is the user's, not the pipeline's)`,
+        { cause: err },
+      );
+    }
   }
 }
 

@@ -13,6 +13,7 @@ import type { SchemaRegistryEnv } from '#shared/kafka-registry.ts';
 import { routesEnv } from '#shared/routes.ts';
 import { kafkaMappingGroupId, settings, visibilityTimeoutFor } from '#shared/settings.ts';
 import { dbPollerEnvironment } from '../../infra/db-poller-env.ts';
+import { kafkaConsumerEnvironment } from '../../infra/kafka-consumer-env.ts';
 import { type PulseDeployment, resolveDeployment } from '../../infra/props.ts';
 import { StatusCollector } from '../commands/status.ts';
 import { localTarget } from '../commands/target.ts';
@@ -25,6 +26,7 @@ import { lambdaContext } from '../event-sources/lambda-context.ts';
 import { type SqsHandler, startSqsEventSource } from '../event-sources/sqs.ts';
 import { destroyClients, LOCAL_CREDENTIALS, LOCAL_REGION, makeClients } from './clients.ts';
 import { resourceNames } from './names.ts';
+import { localRoutes } from './offline-config.ts';
 import { type LocalState, readState, updateState } from './state.ts';
 
 /**
@@ -76,7 +78,8 @@ export function runtimeEnv(state: LocalState): Record<string, string> {
     [ENV.dbSecretArn]: r.dbSecretArn,
     [ENV.dbSsl]: 'false',
     // The routes, checked and set as the stack sets them (`pulse local up --config`).
-    [ENV.s3Routes]: routesEnv(resolveDeployment({ s3: state.options?.s3 ?? {} }).s3.routes),
+    // With a route of its own for each prefix of an existing bucket, as the stack gives them.
+    [ENV.s3Routes]: routesEnv(localRoutes(state.options)),
     // The db-poller's props, resolved and checked as the stack resolves them (PulsePropsError otherwise).
     ...dbPollerEnvironment(localDbPoller(state)),
     ...(lease
@@ -101,6 +104,10 @@ export function runtimeEnv(state: LocalState): Record<string, string> {
     [PLATFORM_ENV.powertoolsMetricsNamespace]: settings.metricsNamespace,
     // The functions' EMF metric lines go to the runtime's log, as they go to CloudWatch Logs on AWS.
     [PLATFORM_ENV.powertoolsLogLevel]: 'WARN',
+    // The kafka-consumer's value settings and per-topic mappings, as the stack sets them.
+    ...kafkaConsumerEnvironment(
+      resolveDeployment({ kafkaConsumer: state.options?.kafkaConsumer ?? {} }).kafkaConsumer,
+    ),
     ...(state.options?.kafkaSchemaRegistry
       ? { [ENV.kafkaSchemaRegistry]: JSON.stringify(LOCAL_SCHEMA_REGISTRY) }
       : {}),

@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { join } from 'node:path';
 import type { PulseTuningProps } from '../../infra/props.ts';
 import { type ProcessRecord, REPO_ROOT } from '../emulators/supervisor.ts';
+import type { LocalExistingBucket } from './existing-buckets.ts';
 import type { QueueRef } from './resources.ts';
 
 export const DEFAULT_HOME = join(REPO_ROOT, '.pulse', 'local');
@@ -94,6 +95,18 @@ export interface RuntimeOptions {
    * Registry stand-in is started, and the emulated mappings validate each record through it. @default none
    */
   readonly kafkaSchemaRegistry?: boolean;
+  /**
+   * The kafka-consumer's props, as `PulseIngest` takes them (`kafkaConsumer`: value format, schema, per-topic
+   * `mappings`), from `pulse local up --config FILE`: set on the function as the stack sets them
+   * (infra/kafka-consumer-env.ts). @default settings.kafkaConsumer
+   */
+  readonly kafkaConsumer?: PulseTuningProps['kafkaConsumer'];
+  /**
+   * Buckets created outside the pipeline (`existingBuckets`, from `pulse local up --config FILE` or
+   * `--existing-buckets`): each is connected to the file-events queue as the stack connects it, and its
+   * prefixes get routes of their own in S3_ROUTES (local/runtime/offline-config.ts). @default none
+   */
+  readonly existingBuckets?: readonly LocalExistingBucket[];
 }
 
 export function statePath(home: string): string {
