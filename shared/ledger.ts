@@ -22,6 +22,7 @@ import {
   STATS_SET,
   type Staging,
   statsValues,
+  usageAdd,
 } from './ledger-items.ts';
 import { endPart, finishSplit, type LedgerStore, markSplit, partItems, planParts } from './ledger-split.ts';
 
@@ -331,14 +332,16 @@ export class Ledger {
    */
   async handOver(file: FileRef, owner: string, progressed = true): Promise<void> {
     const now = this.#now();
+    const usage = usageAdd(this.#opts.usage?.());
     await this.#ownedUpdate(
       file,
       owner,
       'SET leaseExpiresAt = :expired, updatedAt = :iso, handOvers = if_not_exists(handOvers, :zero) + :one, ' +
         (progressed
           ? 'attempts = attempts - :one'
-          : 'stalledHandOvers = if_not_exists(stalledHandOvers, :zero) + :one'),
-      { ':expired': now - 1, ':iso': new Date(now).toISOString(), ':one': 1, ':zero': 0 },
+          : 'stalledHandOvers = if_not_exists(stalledHandOvers, :zero) + :one') +
+        usage.add,
+      { ':expired': now - 1, ':iso': new Date(now).toISOString(), ':one': 1, ':zero': 0, ...usage.values },
     );
   }
 
@@ -396,6 +399,7 @@ export class Ledger {
   ): Promise<number | undefined> {
     const iso = new Date(this.#now()).toISOString();
     const stats: CompletedStats = { ...failure, rejectsKey: undefined, rejectsKeys: undefined };
+    const usage = usageAdd(this.#opts.usage?.());
     try {
       await this.#doc.send(
         new UpdateCommand({
@@ -404,7 +408,8 @@ export class Ledger {
           ConditionExpression: '#status = :processing AND leaseOwner = :owner AND attempts < :max',
           UpdateExpression:
             `SET #status = :failed, retryable = :true, errorType = :type, errorMessage = :msg, ${completedSet(stats)}` +
-            ' REMOVE leaseOwner, leaseExpiresAt',
+            ' REMOVE leaseOwner, leaseExpiresAt' +
+            usage.add,
           ExpressionAttributeNames: { '#status': 'status' },
           ExpressionAttributeValues: {
             ':processing': 'PROCESSING',
@@ -416,6 +421,7 @@ export class Ledger {
             ':msg': failure.errorMessage,
             ':iso': iso,
             ...completedValues(stats),
+            ...usage.values,
           },
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
@@ -448,11 +454,12 @@ export class Ledger {
   ): Promise<void> {
     const iso = new Date(this.#now()).toISOString();
     const final = status === 'SUCCESS' ? ':success' : ':failed';
+    const usage = usageAdd(this.#opts.usage?.());
     await this.#ownedUpdate(
       file,
       owner,
-      `SET #status = ${final}, ${extraSet}${completedSet(result)} REMOVE leaseOwner, leaseExpiresAt, checkpoint`,
-      { [final]: status, ':iso': iso, ...extraValues, ...completedValues(result) },
+      `SET #status = ${final}, ${extraSet}${completedSet(result)} REMOVE leaseOwner, leaseExpiresAt, checkpoint${usage.add}`,
+      { [final]: status, ':iso': iso, ...extraValues, ...completedValues(result), ...usage.values },
       { failed: status === 'FAILED' },
     );
     await this.#settled(file);
