@@ -23,7 +23,9 @@ export function s3Cost(counts: LedgerCounts): SourceCost[] {
   return [{ source: 's3', basis: MEASURED_BASIS, ...costMeter(toUsageUnits(counts.usage), counts.records) }];
 }
 
-const usd = (v: number) => `$${v.toFixed(v >= 1 ? 2 : 4)}`;
+/** Dollars: cents above $1, four decimals above a tenth of a cent, else two significant digits. */
+export const usd = (v: number) =>
+  `$${v >= 1 ? v.toFixed(2) : v >= 0.001 || v === 0 ? v.toFixed(4) : v.toPrecision(2)}`;
 const num = (v: number) => (Number.isInteger(v) ? String(v) : v.toFixed(3));
 
 function unitsText(u: UsageUnits): string {
