@@ -596,7 +596,7 @@ Exit codes: 0 every version verified balances; 2 one does not (its missing rows 
 program
   .command('status')
   .description('the ledger and the counts (scored, rejected, DLQ)')
-  .option('--json', 'print JSON (files, scored, rejected, dlq, endpoints, …)')
+  .option('--json', 'print JSON (files, scored, rejected, dlq, cost, endpoints, …)')
   .action(async (o: { json?: boolean }) => {
     await withTarget(async (target) => {
       const status = await new StatusCollector(target).collect();

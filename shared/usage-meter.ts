@@ -12,9 +12,9 @@ import { sqsBilledRequests, type UsageUnits } from './cost-meter.ts';
  * - S3: PUT, COPY, POST, LIST and the multipart calls in the dear class, GET and HEAD in the cheap one,
  *   DELETE free.
  * - DynamoDB: `ReturnConsumedCapacity: TOTAL` is set on each call (free) and the capacity DynamoDB reports
- *   is what is counted, read or write by the operation; a call that reports none (an error, such as a
- *   failed condition) is counted by its items: 1 unit an item, 2 in a transaction (a lower bound: AWS bills
- *   per started KB written, 4 KB read).
+ *   is what is counted, read or write by the operation, never less than the least such a call is billed
+ *   (1 a written item, 2 in a transaction; a call that reports none, such as a failed condition, counts
+ *   that: a lower bound, as AWS bills per started KB written, 4 KB read).
  * - Lambda: GB-s of the wall time the invocation spent on the file (Lambda bills 1 ms steps × memory), and
  *   one request per file and invocation.
  *
@@ -185,15 +185,22 @@ function reportedCapacity(out: unknown): number | undefined {
   return list.reduce((n, c) => n + Number(c.CapacityUnits ?? 0), 0);
 }
 
-/** DynamoDB units of a call: as reported, else counted by its items. */
+/**
+ * The least a call can be billed: a write 1 unit an item (2 in a transaction), a read 1 an item when
+ * strongly consistent (2 in a transaction), else half. DynamoDB never reports less; moto does (0.5 for any
+ * UpdateItem or GetItem), and the offline run must not be kinder than AWS.
+ */
+function leastUnits(op: string, input: Input): number {
+  const { items, transaction } = itemCount(input);
+  if (transaction) return items * 2;
+  if (!DDB_READS.has(op) || input.ConsistentRead === true) return items;
+  return items / 2;
+}
+
+/** DynamoDB units of a call: as reported, at least {@link leastUnits} (also what a call reporting none counts). */
 export function ddbUnits(op: string, input: Input, out: unknown): Partial<StoredUsage> {
-  const read = DDB_READS.has(op);
-  let units = reportedCapacity(out);
-  if (units === undefined) {
-    const { items, transaction } = itemCount(input);
-    units = items * (transaction ? 2 : 1);
-  }
-  return read ? { ddbRru: units } : { ddbWru: units };
+  const units = Math.max(reportedCapacity(out) ?? 0, leastUnits(op, input));
+  return DDB_READS.has(op) ? { ddbRru: units } : { ddbWru: units };
 }
 
 /** What an SDK client offers for this: its middleware stack (a document client shares its client's). */

@@ -139,6 +139,27 @@ describe('counting the billed units of a file’s calls', () => {
     expect(input).not.toHaveProperty('ReturnConsumedCapacity');
   });
 
+  it('never counts less than DynamoDB bills a call, whatever the emulator reports (moto says 0.5 for an UpdateItem)', async () => {
+    // Prepare
+    const { clients } = answeredClients(() => ({ ConsumedCapacity: { TableName: 't', CapacityUnits: 0.5 } }));
+    const meter = new UsageMeter(1024, () => 0);
+    const input = { TableName: 't', Key: { pk: 'a', sk: 'b' } };
+    // Act
+    await meteringWith(meter, async () => {
+      await clients.doc.send(
+        new UpdateCommand({
+          ...input,
+          UpdateExpression: 'SET x = :x',
+          ExpressionAttributeValues: { ':x': 1 },
+        }),
+      );
+      await clients.doc.send(new GetCommand({ ...input, ConsistentRead: true }));
+      await clients.doc.send(new GetCommand(input));
+    });
+    // Assess
+    expect(meter.take()).toEqual(usage({ ddbWru: 1, ddbRru: 1.5, lambdaRequests: 1 }));
+  });
+
   it('counts nothing outside a file’s work', async () => {
     // Prepare
     const { clients, sent } = answeredClients(() => ({}));
