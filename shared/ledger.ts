@@ -265,7 +265,7 @@ export class Ledger {
 
   /** PROCESSING → SPLIT once every part is announced: the lease ends, the parts carry the file. Owner only. */
   async markSplit(file: FileRef, owner: string): Promise<void> {
-    await markSplit(this.#store, file, owner);
+    await markSplit(this.#store, file, owner, this.#opts.usage?.());
     await this.#settled(file);
   }
 

@@ -1,6 +1,6 @@
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand } from '@aws-sdk/client-sqs';
-import { GetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { BuildHandlerOptions, BuildMiddleware } from '@smithy/types';
 import { mockClient } from 'aws-sdk-client-mock';
 import { describe, expect, it } from 'vitest';
@@ -230,6 +230,62 @@ describe('the units on the file’s item', () => {
       ':u_s3put': 1,
     });
     expect(succeed?.ExpressionAttributeValues).not.toHaveProperty(':u_lreq');
+  });
+
+  it('adds a split file’s planning units when it is marked SPLIT, and its parts’ units when it ends', async () => {
+    // Prepare
+    const clients: AwsClients = mockableClients();
+    const doc = mockClient(clients.doc);
+    const file = { bucket: 'b', key: 'big.csv', etag: 'e' };
+    const pk = 's3://b/big.csv';
+    doc.on(UpdateCommand).resolves({});
+    doc.on(GetCommand).resolves({
+      Item: { pk, sk: 'e', status: 'SPLIT', parts: 2, partsDone: 2, startedAt: '2024-06-01T00:00:00.000Z' },
+    });
+    const part = (n: number, u: Record<string, number>) => ({
+      pk,
+      sk: `e#part-00000${n}`,
+      part: n,
+      status: 'SUCCESS',
+      records: 10,
+      rejected: 0,
+      bytesRead: 100,
+      ...u,
+    });
+    doc.on(QueryCommand).resolves({
+      Items: [
+        part(0, { u_sqs: 3, u_wru: 4, u_mbms: 1000, u_lreq: 1, u_s3get: 2 }),
+        part(1, { u_sqs: 2, u_wru: 5, u_mbms: 500, u_lreq: 1, u_s3get: 1, u_s3put: 1 }),
+      ],
+    });
+    const meter = new UsageMeter(1000, () => 0);
+    const ledger = new Ledger(clients.doc, 'ledger', {
+      leaseSeconds: 60,
+      maxAttempts: 3,
+      usage: () => currentMeter()?.take(),
+    });
+    // Act
+    await meteringWith(meter, async () => {
+      meter.add({ s3Gets: 1, sqsRequests: 1 });
+      await ledger.markSplit(file, 'owner');
+    });
+    const outcome = await ledger.finishSplit(file, 5);
+    // Assess
+    const [marked, ended] = doc.commandCalls(UpdateCommand).map((c) => c.args[0].input);
+    expect(outcome?.status).toBe('SUCCESS');
+    expect(marked?.UpdateExpression).toContain(' ADD u_sqs :u_sqs, u_lreq :u_lreq, u_s3get :u_s3get');
+    expect(marked?.ExpressionAttributeValues).toMatchObject({ ':u_sqs': 1, ':u_s3get': 1, ':u_lreq': 1 });
+    expect(ended?.UpdateExpression).toMatch(
+      / ADD u_sqs :u_sqs, u_wru :u_wru, u_mbms :u_mbms, u_lreq :u_lreq, u_s3put :u_s3put, u_s3get :u_s3get$/,
+    );
+    expect(ended?.ExpressionAttributeValues).toMatchObject({
+      ':u_sqs': 5,
+      ':u_wru': 9,
+      ':u_mbms': 1500,
+      ':u_lreq': 2,
+      ':u_s3put': 1,
+      ':u_s3get': 3,
+    });
   });
 
   it('writes no ADD when the ledger has no meter (the other producers, the CLI)', async () => {
