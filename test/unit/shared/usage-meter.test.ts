@@ -5,6 +5,7 @@ import type { BuildHandlerOptions, BuildMiddleware } from '@smithy/types';
 import { mockClient } from 'aws-sdk-client-mock';
 import { describe, expect, it } from 'vitest';
 import type { AwsClients } from '#shared/clients.ts';
+import { meteredMemoryMb } from '#shared/config.ts';
 import { Ledger } from '#shared/ledger.ts';
 import { countDelta, encodeSnapshot } from '#shared/ledger-counters.ts';
 import {
@@ -339,5 +340,16 @@ describe('the units in the counters', () => {
     // Assess
     expect(encodeSnapshot(after)).toBe('SUCCESS|10|1|100|3|2|0|100000|1|0|0');
     expect(delta).toEqual({ u_sqs: 1, u_wru: 2, u_mbms: 60_000 });
+  });
+});
+
+describe('the memory the meter bills Lambda time at', () => {
+  it('is what Lambda gives the function, or off Lambda the memory the stack deploys it with', () => {
+    // Act
+    const onLambda = meteredMemoryMb(3538, { AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '1769' });
+    const offline = meteredMemoryMb(3538, {});
+    // Assess
+    expect(onLambda).toBe(1769);
+    expect(offline).toBe(3538);
   });
 });
