@@ -25,6 +25,7 @@ import {
   usageAdd,
 } from './ledger-items.ts';
 import { endPart, finishSplit, type LedgerStore, markSplit, partItems, planParts } from './ledger-split.ts';
+import { addUsage, type StoredUsage } from './usage-meter.ts';
 
 // The items, keys and update expressions are ledger-items.ts's; re-exported for the ledger's users.
 export {
@@ -364,8 +365,10 @@ export class Ledger {
     failure: CompletedStats & { errorType: string; errorMessage: string; retryable: boolean },
   ): Promise<'retryable' | 'final'> {
     let final = failure;
+    // The cost meter's units: taken once, so that a retryable write refused (no attempt left) hands them on.
+    const usage = this.#opts.usage?.();
     if (failure.retryable) {
-      const attempts = await this.#failRetryable(file, owner, failure);
+      const attempts = await this.#failRetryable(file, owner, failure, usage);
       if (attempts === undefined) {
         await this.#settled(file);
         return 'retryable';
@@ -383,6 +386,7 @@ export class Ledger {
       final,
       'retryable = :retryable, errorType = :type, errorMessage = :msg, ',
       { ':retryable': false, ':type': final.errorType, ':msg': final.errorMessage },
+      usage,
     );
     return 'final';
   }
@@ -396,10 +400,11 @@ export class Ledger {
     file: FileRef,
     owner: string,
     failure: CompletedStats & { errorType: string; errorMessage: string },
+    taken: StoredUsage | undefined,
   ): Promise<number | undefined> {
     const iso = new Date(this.#now()).toISOString();
     const stats: CompletedStats = { ...failure, rejectsKey: undefined, rejectsKeys: undefined };
-    const usage = usageAdd(this.#opts.usage?.());
+    const usage = usageAdd(taken);
     try {
       await this.#doc.send(
         new UpdateCommand({
@@ -451,10 +456,11 @@ export class Ledger {
     result: CompletedStats,
     extraSet = '',
     extraValues: Record<string, unknown> = {},
+    taken?: StoredUsage,
   ): Promise<void> {
     const iso = new Date(this.#now()).toISOString();
     const final = status === 'SUCCESS' ? ':success' : ':failed';
-    const usage = usageAdd(this.#opts.usage?.());
+    const usage = usageAdd(addUsage(taken, this.#opts.usage?.()));
     await this.#ownedUpdate(
       file,
       owner,

@@ -51,6 +51,12 @@ export function toUsageUnits(u: StoredUsage): UsageUnits {
   };
 }
 
+/** The sum of two takes (either may be absent). */
+export function addUsage(a: StoredUsage | undefined, b: StoredUsage | undefined): StoredUsage | undefined {
+  if (!a || !b) return a ?? b;
+  return Object.fromEntries(USAGE_KEYS.map((k) => [k, a[k] + b[k]])) as StoredUsage;
+}
+
 /** The stored units of an item (absent attributes are 0). */
 export function usageOf(item: Record<string, unknown> | undefined): StoredUsage {
   return Object.fromEntries(USAGE_KEYS.map((k) => [k, Number(item?.[USAGE_ATTRS[k]] ?? 0)])) as StoredUsage;

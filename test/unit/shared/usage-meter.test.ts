@@ -1,3 +1,4 @@
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import { GetCommand, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
@@ -287,6 +288,44 @@ describe('the units on the file’s item', () => {
       ':u_s3put': 1,
       ':u_s3get': 3,
     });
+  });
+
+  it('hands the units of a retryable failure refused for want of attempts on to the write that ends the file', async () => {
+    // Prepare
+    const clients: AwsClients = mockableClients();
+    const doc = mockClient(clients.doc);
+    const refused = new ConditionalCheckFailedException({
+      message: 'The conditional request failed',
+      $metadata: {},
+      Item: { status: { S: 'PROCESSING' }, leaseOwner: { S: 'owner' }, attempts: { N: '3' } },
+    });
+    doc.on(UpdateCommand).rejectsOnce(refused).resolves({});
+    const meter = new UsageMeter(1000, () => 0);
+    const ledger = new Ledger(clients.doc, 'ledger', {
+      leaseSeconds: 60,
+      maxAttempts: 3,
+      usage: () => currentMeter()?.take(),
+    });
+    const failure = {
+      records: 1,
+      rejected: 0,
+      bytesRead: 1,
+      durationMs: 1,
+      firstErrors: [],
+      errorType: 'TransientError',
+      errorMessage: 'throttled',
+      retryable: true,
+    };
+    // Act
+    const ended = await meteringWith(meter, async () => {
+      meter.add({ sqsRequests: 7 });
+      return ledger.fail({ bucket: 'b', key: 'k.csv', etag: 'e' }, 'owner', failure);
+    });
+    // Assess
+    const [first, second] = doc.commandCalls(UpdateCommand).map((c) => c.args[0].input);
+    expect(ended).toBe('final');
+    expect(first?.ExpressionAttributeValues).toMatchObject({ ':u_sqs': 7 });
+    expect(second?.ExpressionAttributeValues).toMatchObject({ ':u_sqs': 7, ':u_lreq': 1 });
   });
 
   it('writes no ADD when the ledger has no meter (the other producers, the CLI)', async () => {
