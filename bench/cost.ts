@@ -313,5 +313,14 @@ ${row('**total**', `**${usd(packed.usd.total)}**`, `**${usd(perRow.usd.total)}**
   three requests per transaction, not per signal.
 - Packing removes almost all per-record SQS and Lambda request cost; what is left scales with the
   payload bytes.
+
+## The live meter (\`pulse status\`)
+
+This table is an estimate for the whole pipeline, from the benchmark's counts. \`pulse status\` prices, with
+the same price table (\`shared/prices.ts\`), what the pipeline measured as it ran: the s3-trigger's SQS
+sends, S3 requests, DynamoDB units and Lambda GB-s per file, kept on each file's ledger item and summed by
+the ledger's counters (\`docs/counters.md\`, "The cost meter"). It covers the s3-trigger only so far (the
+scorer, most of this table, and the other producers are not metered yet); offline, its Lambda line is the
+machine's wall time with the emulators' latency in it.
 `;
 }

@@ -31,6 +31,7 @@ import {
 } from '../local/commands/operations.ts';
 import { lookupSignal, seriesAnomalies } from '../local/commands/scores.ts';
 import { type PulseStatus, StatusCollector } from '../local/commands/status.ts';
+import { costLines } from '../local/commands/status-cost.ts';
 import { localTarget, stackTarget, type Target } from '../local/commands/target.ts';
 import { printable, printableJson, printableRow } from '../local/commands/terminal.ts';
 import { REPO_ROOT } from '../local/emulators/supervisor.ts';
@@ -619,7 +620,7 @@ Exit codes: 0 every version verified balances; 2 one does not (its missing rows 
 program
   .command('status')
   .description('the ledger and the counts (scored, rejected, DLQ)')
-  .option('--json', 'print JSON (files, scored, rejected, dlq, endpoints, …)')
+  .option('--json', 'print JSON (files, scored, rejected, dlq, cost, endpoints, …)')
   .action(async (o: { json?: boolean }) => {
     await withTarget(async (target) => {
       const status = await new StatusCollector(target).collect();
@@ -1120,6 +1121,7 @@ function printStatus(s: PulseStatus): void {
   console.log(
     `kafka    ${s.kafkaFailures.awaitingReplay} failed batch(es) await replay${s.kafkaFailures.awaitingReplay > 0 ? '  (see: pulse kafka replay --dry-run)' : ''}, ${s.kafkaFailures.replayed} replayed`,
   );
+  for (const line of costLines(s.cost)) console.log(line);
   if (s.endpoints.dashboard) console.log(`dashboard ${s.endpoints.dashboard}`);
   if (s.files.length > 0) {
     console.table(

@@ -753,3 +753,11 @@ export const CONFIG_ENV = {
   'db-poller': DB_POLLER_ENV,
   'kafka-consumer': KAFKA_CONSUMER_ENV,
 } as const satisfies Record<string, z.ZodRawShape>;
+
+/**
+ * The memory the cost meter bills a function's time at (shared/usage-meter.ts): what Lambda gives it, or off
+ * Lambda (the offline runtime) the memory the stack deploys it with.
+ */
+export function meteredMemoryMb(deployedMb: number, env: Env = process.env): number {
+  return lambdaMemoryMb(env) ?? deployedMb;
+}

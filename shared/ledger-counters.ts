@@ -3,6 +3,7 @@ import { batchGetAll } from './dynamo-batch.ts';
 import { type FileRef, type FileStatus, type LedgerItem, ledgerKey } from './ledger-items.ts';
 import type { Logger } from './observability.ts';
 import { settings } from './settings.ts';
+import { type StoredUsage, USAGE_ATTRS, USAGE_KEYS } from './usage-meter.ts';
 
 /**
  * The ledger's running counts (docs/counters.md): how many file versions are in each status, and the sums of
@@ -39,6 +40,8 @@ export interface LedgerCounts {
   readonly records: number;
   readonly rejected: number;
   readonly bytesRead: number;
+  /** The billed units the files carried when each last changed status (the cost meter). */
+  readonly usage: StoredUsage;
 }
 
 export interface CountersOptions {
@@ -48,37 +51,37 @@ export interface CountersOptions {
   readonly tries: number;
 }
 
-interface Snapshot {
-  readonly status: FileStatus;
-  readonly records: number;
-  readonly rejected: number;
-  readonly bytesRead: number;
-}
+/** The billed units (shared/usage-meter.ts) an item carries, by attribute: summed like its records. */
+const USAGE_SUMS = USAGE_KEYS.map((k) => USAGE_ATTRS[k]);
+const SUMS = ['records', 'rejected', 'bytesRead', ...USAGE_SUMS] as const;
+type Sum = (typeof SUMS)[number];
 
-const SUMS = ['records', 'rejected', 'bytesRead'] as const;
+type Snapshot = { readonly status: FileStatus } & Readonly<Record<Sum, number>>;
 
 function snapshotOf(item: LedgerItem): Snapshot {
-  return {
-    status: item.status,
-    records: Number(item.records ?? 0),
-    rejected: Number(item.rejected ?? 0),
-    bytesRead: Number(item.bytesRead ?? 0),
-  };
+  const sums = Object.fromEntries(
+    SUMS.map((sum) => [sum, Number((item as unknown as Record<string, unknown>)[sum] ?? 0)]),
+  ) as Record<Sum, number>;
+  return { status: item.status, ...sums };
 }
 
-/** `counted` as stored: one string, so that the condition compares it whole. */
+/**
+ * `counted` as stored: one string, so that the condition compares it whole. The units follow the first
+ * sums only when the item has some, so that a snapshot written before the cost meter reads the same.
+ */
 export function encodeSnapshot(s: Snapshot): string {
-  return `${s.status}|${s.records}|${s.rejected}|${s.bytesRead}`;
+  const base = `${s.status}|${s.records}|${s.rejected}|${s.bytesRead}`;
+  return USAGE_SUMS.some((sum) => s[sum] !== 0)
+    ? `${base}|${USAGE_SUMS.map((sum) => s[sum]).join('|')}`
+    : base;
 }
 
 function decodeSnapshot(counted: unknown): Snapshot | undefined {
   if (typeof counted !== 'string') return undefined;
-  const [status, records, rejected, bytesRead] = counted.split('|');
+  const [status, ...sums] = counted.split('|');
   return {
     status: status as FileStatus,
-    records: Number(records),
-    rejected: Number(rejected),
-    bytesRead: Number(bytesRead),
+    ...(Object.fromEntries(SUMS.map((sum, i) => [sum, Number(sums[i] ?? 0)])) as Record<Sum, number>),
   };
 }
 
@@ -137,6 +140,8 @@ export async function settleCounts(
   return false;
 }
 
+const itemSum = (item: LedgerItem, sum: Sum): unknown => (item as unknown as Record<string, unknown>)[sum];
+
 function settleItems(
   table: string,
   file: FileRef,
@@ -163,7 +168,7 @@ function settleItems(
           item.counted === undefined ? 'attribute_not_exists(counted)' : 'counted = :was',
           '#status = :status',
           ...SUMS.map((sum) =>
-            item[sum] === undefined ? `attribute_not_exists(${sum})` : `${sum} = :${sum}`,
+            itemSum(item, sum) === undefined ? `attribute_not_exists(${sum})` : `${sum} = :${sum}`,
           ),
         ].join(' AND '),
         UpdateExpression: 'SET counted = :counted',
@@ -173,7 +178,7 @@ function settleItems(
           ':counted': encodeSnapshot(now),
           ':status': now.status,
           ...Object.fromEntries(
-            SUMS.filter((sum) => item[sum] !== undefined).map((sum) => [`:${sum}`, now[sum]]),
+            SUMS.filter((sum) => itemSum(item, sum) !== undefined).map((sum) => [`:${sum}`, now[sum]]),
           ),
         },
       },
@@ -197,7 +202,7 @@ export async function readLedgerCounts(
   shards: number,
 ): Promise<LedgerCounts> {
   const files = Object.fromEntries(FILE_STATUSES.map((s) => [s, 0])) as Record<FileStatus, number>;
-  const sums = { records: 0, rejected: 0, bytesRead: 0 };
+  const sums = Object.fromEntries(SUMS.map((sum) => [sum, 0])) as Record<Sum, number>;
   await batchGetAll(
     doc,
     table,
@@ -208,7 +213,8 @@ export async function readLedgerCounts(
     },
     { consistent: true },
   );
-  return { files, ...sums };
+  const usage = Object.fromEntries(USAGE_KEYS.map((k) => [k, sums[USAGE_ATTRS[k]]])) as StoredUsage;
+  return { files, records: sums.records, rejected: sums.rejected, bytesRead: sums.bytesRead, usage };
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { ErrorLocation } from './errors.ts';
+import { type StoredUsage, USAGE_ATTRS, USAGE_KEYS } from './usage-meter.ts';
 
 /**
  * The ledger's items, keys and the update expressions they share: what `ledger.ts` (one object version's
@@ -217,6 +218,11 @@ export interface LedgerOptions {
    * transition: the item's next transition settles it.
    */
   readonly settle?: (file: FileRef, item?: LedgerItem) => Promise<unknown>;
+  /**
+   * The cost meter (shared/usage-meter.ts): the billed units spent on the file since the last call, added
+   * to its item (and so, through the settle, to the counters) with its hand-over and final writes.
+   */
+  readonly usage?: () => StoredUsage | undefined;
 }
 
 export interface ClaimMeta {
@@ -326,6 +332,16 @@ export function statsValues(s: FileStats): Record<string, number> {
 }
 
 /** The error of an item that ran out of attempts: its last error, and how many attempts it had. */
+/** The ADD clause (leading space) and values that add `usage` to an item; nothing when there is none. */
+export function usageAdd(usage: StoredUsage | undefined): { add: string; values: Record<string, number> } {
+  const used = usage ? USAGE_KEYS.filter((k) => usage[k] !== 0) : [];
+  if (!usage || used.length === 0) return { add: '', values: {} };
+  return {
+    add: ` ADD ${used.map((k) => `${USAGE_ATTRS[k]} :${USAGE_ATTRS[k]}`).join(', ')}`,
+    values: Object.fromEntries(used.map((k) => [`:${USAGE_ATTRS[k]}`, usage[k]])),
+  };
+}
+
 export function exhaustedMessage(lastError: string, attempts: number): string {
   return `${lastError} (still failing after ${attempts} attempts: no attempt is left)`;
 }

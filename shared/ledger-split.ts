@@ -16,9 +16,11 @@ import {
   type PartRange,
   type SplitOutcome,
   type Staging,
+  usageAdd,
   wholeFile,
 } from './ledger-items.ts';
 import { type RetryPolicy, retrying } from './retry.ts';
+import { emptyUsage, type StoredUsage, USAGE_KEYS, usageOf } from './usage-meter.ts';
 
 /**
  * The ledger's split-file half: a large file's plan (one DISCOVERED item per part, then the count on the
@@ -83,13 +85,30 @@ export async function planParts(
 }
 
 /** PROCESSING → SPLIT once every part is announced: the lease ends, the parts carry the file. Owner only. */
-export async function markSplit(store: LedgerStore, file: FileRef, owner: string): Promise<void> {
+export async function markSplit(
+  store: LedgerStore,
+  file: FileRef,
+  owner: string,
+  usage?: StoredUsage,
+): Promise<void> {
+  // The planning invocation's units (the cost meter), added with the write.
+  const used = usageAdd(usage);
   await store.ownedUpdate(
     file,
     owner,
-    'SET #status = :split, updatedAt = :iso REMOVE leaseOwner, leaseExpiresAt, checkpoint',
-    { ':split': 'SPLIT', ':iso': new Date(store.now()).toISOString() },
+    `SET #status = :split, updatedAt = :iso REMOVE leaseOwner, leaseExpiresAt, checkpoint${used.add}`,
+    { ':split': 'SPLIT', ':iso': new Date(store.now()).toISOString(), ...used.values },
   );
+}
+
+/** The units (the cost meter) the parts carry, summed: added to their file as it ends. */
+function partsUsage(parts: readonly LedgerItem[]): StoredUsage {
+  const sum = emptyUsage();
+  for (const p of parts) {
+    const u = usageOf(p as unknown as Record<string, unknown>);
+    for (const k of USAGE_KEYS) sum[k] += u[k];
+  }
+  return sum;
 }
 
 /** The part items of a split file, in part order. */
@@ -137,6 +156,8 @@ export async function finishSplit(
   };
   const status = failed.length > 0 ? 'FAILED' : 'SUCCESS';
   const firstFailure = failed[0];
+  // The parts' units go to their file (parts are not counted: the file is), with the write that ends it.
+  const used = usageAdd(partsUsage(parts));
   const iso = new Date(now).toISOString();
   try {
     await store.doc.send(
@@ -146,7 +167,8 @@ export async function finishSplit(
         ConditionExpression: '#status = :split AND partsDone = :parts',
         UpdateExpression:
           `SET #status = :status, ${completedSet(stats)}` +
-          (firstFailure ? ', retryable = :false, errorType = :type, errorMessage = :msg' : ''),
+          (firstFailure ? ', retryable = :false, errorType = :type, errorMessage = :msg' : '') +
+          used.add,
         ExpressionAttributeNames: { '#status': 'status' },
         ExpressionAttributeValues: {
           ':split': 'SPLIT',
@@ -154,6 +176,7 @@ export async function finishSplit(
           ':status': status,
           ':iso': iso,
           ...completedValues(stats),
+          ...used.values,
           ...(firstFailure
             ? {
                 ':false': false,

@@ -22,8 +22,10 @@ import {
   STATS_SET,
   type Staging,
   statsValues,
+  usageAdd,
 } from './ledger-items.ts';
 import { endPart, finishSplit, type LedgerStore, markSplit, partItems, planParts } from './ledger-split.ts';
+import { addUsage, type StoredUsage } from './usage-meter.ts';
 
 // The items, keys and update expressions are ledger-items.ts's; re-exported for the ledger's users.
 export {
@@ -264,7 +266,7 @@ export class Ledger {
 
   /** PROCESSING → SPLIT once every part is announced: the lease ends, the parts carry the file. Owner only. */
   async markSplit(file: FileRef, owner: string): Promise<void> {
-    await markSplit(this.#store, file, owner);
+    await markSplit(this.#store, file, owner, this.#opts.usage?.());
     await this.#settled(file);
   }
 
@@ -331,14 +333,16 @@ export class Ledger {
    */
   async handOver(file: FileRef, owner: string, progressed = true): Promise<void> {
     const now = this.#now();
+    const usage = usageAdd(this.#opts.usage?.());
     await this.#ownedUpdate(
       file,
       owner,
       'SET leaseExpiresAt = :expired, updatedAt = :iso, handOvers = if_not_exists(handOvers, :zero) + :one, ' +
         (progressed
           ? 'attempts = attempts - :one'
-          : 'stalledHandOvers = if_not_exists(stalledHandOvers, :zero) + :one'),
-      { ':expired': now - 1, ':iso': new Date(now).toISOString(), ':one': 1, ':zero': 0 },
+          : 'stalledHandOvers = if_not_exists(stalledHandOvers, :zero) + :one') +
+        usage.add,
+      { ':expired': now - 1, ':iso': new Date(now).toISOString(), ':one': 1, ':zero': 0, ...usage.values },
     );
   }
 
@@ -361,8 +365,10 @@ export class Ledger {
     failure: CompletedStats & { errorType: string; errorMessage: string; retryable: boolean },
   ): Promise<'retryable' | 'final'> {
     let final = failure;
+    // The cost meter's units: taken once, so that a retryable write refused (no attempt left) hands them on.
+    const usage = this.#opts.usage?.();
     if (failure.retryable) {
-      const attempts = await this.#failRetryable(file, owner, failure);
+      const attempts = await this.#failRetryable(file, owner, failure, usage);
       if (attempts === undefined) {
         await this.#settled(file);
         return 'retryable';
@@ -380,6 +386,7 @@ export class Ledger {
       final,
       'retryable = :retryable, errorType = :type, errorMessage = :msg, ',
       { ':retryable': false, ':type': final.errorType, ':msg': final.errorMessage },
+      usage,
     );
     return 'final';
   }
@@ -393,9 +400,11 @@ export class Ledger {
     file: FileRef,
     owner: string,
     failure: CompletedStats & { errorType: string; errorMessage: string },
+    taken: StoredUsage | undefined,
   ): Promise<number | undefined> {
     const iso = new Date(this.#now()).toISOString();
     const stats: CompletedStats = { ...failure, rejectsKey: undefined, rejectsKeys: undefined };
+    const usage = usageAdd(taken);
     try {
       await this.#doc.send(
         new UpdateCommand({
@@ -404,7 +413,8 @@ export class Ledger {
           ConditionExpression: '#status = :processing AND leaseOwner = :owner AND attempts < :max',
           UpdateExpression:
             `SET #status = :failed, retryable = :true, errorType = :type, errorMessage = :msg, ${completedSet(stats)}` +
-            ' REMOVE leaseOwner, leaseExpiresAt',
+            ' REMOVE leaseOwner, leaseExpiresAt' +
+            usage.add,
           ExpressionAttributeNames: { '#status': 'status' },
           ExpressionAttributeValues: {
             ':processing': 'PROCESSING',
@@ -416,6 +426,7 @@ export class Ledger {
             ':msg': failure.errorMessage,
             ':iso': iso,
             ...completedValues(stats),
+            ...usage.values,
           },
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
@@ -445,14 +456,16 @@ export class Ledger {
     result: CompletedStats,
     extraSet = '',
     extraValues: Record<string, unknown> = {},
+    taken?: StoredUsage,
   ): Promise<void> {
     const iso = new Date(this.#now()).toISOString();
     const final = status === 'SUCCESS' ? ':success' : ':failed';
+    const usage = usageAdd(addUsage(taken, this.#opts.usage?.()));
     await this.#ownedUpdate(
       file,
       owner,
-      `SET #status = ${final}, ${extraSet}${completedSet(result)} REMOVE leaseOwner, leaseExpiresAt, checkpoint`,
-      { [final]: status, ':iso': iso, ...extraValues, ...completedValues(result) },
+      `SET #status = ${final}, ${extraSet}${completedSet(result)} REMOVE leaseOwner, leaseExpiresAt, checkpoint${usage.add}`,
+      { [final]: status, ':iso': iso, ...extraValues, ...completedValues(result), ...usage.values },
       { failed: status === 'FAILED' },
     );
     await this.#settled(file);

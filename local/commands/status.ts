@@ -12,6 +12,7 @@ import { FILE_STATUSES, type LedgerCounts, readLedgerCounts } from '#shared/ledg
 import { settings } from '#shared/settings.ts';
 import { listKafkaFailures } from './kafka-replay.ts';
 import { type Anomaly, recentAnomalies, scoreTotals } from './scores.ts';
+import { type SourceCost, s3Cost } from './status-cost.ts';
 import type { Endpoints, QueueName, Target } from './target.ts';
 
 export interface FileRow {
@@ -74,6 +75,11 @@ export interface PulseStatus {
   readonly ledger: Readonly<Record<FileStatus, number>>;
   readonly endpoints: Endpoints;
   readonly at: string;
+  /**
+   * The live cost meter per source, where the pipeline measures it (status-cost.ts): billed units and
+   * dollars per million records, from the ledger's counters. Only `s3` is metered so far.
+   */
+  readonly cost: readonly SourceCost[];
 }
 
 const QUEUES: readonly QueueName[] = [
@@ -130,6 +136,7 @@ export class StatusCollector {
       ledger: counts.files,
       endpoints: this.#target.endpoints,
       at: new Date().toISOString(),
+      cost: s3Cost(counts),
     };
   }
 

@@ -43,6 +43,7 @@ export function pulseStatusFactory(overrides: PulseStatusOverrides = {}): PulseS
     kafkaFailures: { awaitingReplay: 0, replayed: 0 },
     queues: all,
     ledger,
+    cost: [],
     endpoints: {
       s3: 'http://127.0.0.1:5000',
       sqs: 'http://127.0.0.1:5000',
