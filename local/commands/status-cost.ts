@@ -23,9 +23,12 @@ export function s3Cost(counts: LedgerCounts): SourceCost[] {
   return [{ source: 's3', basis: MEASURED_BASIS, ...costMeter(toUsageUnits(counts.usage), counts.records) }];
 }
 
-/** Dollars: cents above $1, four decimals above a tenth of a cent, else two significant digits. */
+/**
+ * Dollars: cents above $1, four decimals above a tenth of a cent, else two significant digits, never in
+ * exponent notation (`toPrecision` writes 2e-7 as "2.0e-7").
+ */
 export const usd = (v: number) =>
-  `$${v >= 1 ? v.toFixed(2) : v >= 0.001 || v === 0 ? v.toFixed(4) : v.toPrecision(2)}`;
+  `$${v >= 1 ? v.toFixed(2) : v >= 0.001 || v <= 0 ? v.toFixed(4) : v.toFixed(Math.min(20, 1 - Math.floor(Math.log10(v))))}`;
 const num = (v: number) => (Number.isInteger(v) ? String(v) : v.toFixed(3));
 
 function unitsText(u: UsageUnits): string {

@@ -99,11 +99,11 @@ describe('the live cost meter in pulse status', () => {
     expect(costLines(status.cost)).toEqual([]);
   });
 
-  it('prints small dollars with two significant digits rather than as zero', () => {
+  it('prints small dollars with two significant digits rather than as zero, never in exponent notation', () => {
     // Act
-    const printed = [usd(0.0000294), usd(0.0015), usd(3.9312)];
+    const printed = [usd(0.0000294), usd(0.00098), usd(0.0000002), usd(0.0015), usd(3.9312)];
     // Assess
-    expect(printed).toEqual(['$0.000029', '$0.0015', '$3.93']);
+    expect(printed).toEqual(['$0.000029', '$0.00098', '$0.00000020', '$0.0015', '$3.93']);
   });
 
   it('prints the dollars per million records, labelled as measured, and the units', () => {
