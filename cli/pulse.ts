@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { FileStatus } from '#shared/ledger.ts';
+import { FILE_STATUSES } from '#shared/ledger-counters.ts';
 import { checkRoutes, type ResolvedRoute, resolveRoutes, type S3Route } from '#shared/routes.ts';
 import { settings } from '#shared/settings.ts';
 import { ORIGIN_KINDS, type OriginKind } from '#shared/signal.ts';
@@ -39,15 +40,6 @@ import { localDown, localUp, type Progress, type UpOptions } from '../local/runt
 import { localExistingBuckets, notAppliedWarning } from '../local/runtime/offline-config.ts';
 import { runRuntimeProcess, runtimeEnv } from '../local/runtime/runtime.ts';
 import { DEFAULT_HOME, readState } from '../local/runtime/state.ts';
-
-const FILE_STATUSES: readonly FileStatus[] = [
-  'DISCOVERED',
-  'PROCESSING',
-  'SPLIT',
-  'SUCCESS',
-  'FAILED',
-  'SKIPPED',
-];
 
 interface GlobalOptions {
   readonly home: string;
